@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "secret.h"
+
+/* Read a whole regular file of at most max bytes (-E2BIG beyond), NUL-terminated. */
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size);
+
+/* Read a file holding a secret straight into locked memory: no symlink is followed, it must
+ * be a regular file that neither group nor others may read (-EPERM otherwise), and at most
+ * max bytes long. */
+int read_secret_file(const char *path, size_t max, Secret **ret);
+
+/* Replace path atomically: a temporary file in the same directory, created with mode,
+ * written in full, fsync()ed, renamed over path, then the directory fsync()ed. On failure
+ * the old file is untouched and no temporary is left behind. */
+int write_file_atomic(const char *path, const void *p, size_t n, mode_t mode);

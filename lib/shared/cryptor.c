@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "cryptor.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "random-util.h"
+
+#define CRYPTOR_CRYPT_SIZE (1 + CRYPTOR_NONCE_SIZE)
+#define VARINT_MAX_SIZE 10 /* Go's binary.MaxVarintLen64 */
+
+/* The cryptor never changes after cryptor_new() and every call makes its own cipher
+ * context, so one Cryptor may be used from several threads at once. */
+struct Cryptor {
+        Secret *key;
+        const EVP_CIPHER *cipher; /* OpenSSL's static object, nothing to free */
+};
+
+DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(EVP_CIPHER_CTX *, EVP_CIPHER_CTX_free, NULL);
+
+/* The one place OpenSSL errors become errnos: the queue is logged at debug (it never holds
+ * key or data bytes) and cleared. */
+static int openssl_error(int r, const char *what) {
+        unsigned long e;
+
+        while ((e = ERR_get_error()) != 0) {
+                char buf[256];
+
+                ERR_error_string_n(e, buf, sizeof(buf));
+                log_debug("cryptor: %s: %s", what, buf);
+        }
+        return r;
+}
+
+int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
+        _cleanup_(cryptor_freep) Cryptor *c = NULL;
+        const EVP_CIPHER *cipher;
+
+        assert_return(master_key || size == 0, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        switch (size) {
+        case 16:
+                cipher = EVP_aes_128_gcm();
+                break;
+        case 24:
+                cipher = EVP_aes_192_gcm();
+                break;
+        case 32:
+                cipher = EVP_aes_256_gcm();
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (!cipher)
+                return -EOPNOTSUPP;
+
+        c = calloc(1, sizeof(Cryptor));
+        if (!c)
+                return -ENOMEM;
+        c->key = secret_new_copy(master_key, size);
+        if (!c->key)
+                return -ENOMEM;
+        c->cipher = cipher;
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+Cryptor *cryptor_free(Cryptor *c) {
+        if (!c)
+                return NULL;
+        secret_free(c->key);
+        free(c);
+        return NULL;
+}
+
+/* Go's binary.PutUvarint into a zeroed 10-byte field. */
+static void put_uvarint(uint8_t out[static VARINT_MAX_SIZE], uint64_t x) {
+        size_t i = 0;
+
+        while (x >= 0x80) {
+                out[i++] = (uint8_t) x | 0x80;
+                x >>= 7;
+        }
+        out[i] = (uint8_t) x;
+}
+
+int cryptor_associated_data(const char *key_id, uint64_t version_id, int64_t ts, Buf *ret) {
+        _cleanup_buf_ Buf b = BUF_INIT;
+        uint8_t field[2 * VARINT_MAX_SIZE] = {};
+        uint64_t zz;
+        int r;
+
+        assert_return(key_id, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        /* Go's binary.PutVarint: zig-zag, so small negative numbers stay short. */
+        zz = (uint64_t) ts << 1;
+        if (ts < 0)
+                zz = ~zz;
+
+        put_uvarint(field, version_id);
+        put_uvarint(field + VARINT_MAX_SIZE, zz);
+
+        r = buf_put(&b, field, sizeof(field));
+        if (r < 0)
+                return r;
+        r = buf_puts(&b, key_id);
+        if (r < 0)
+                return r;
+
+        *ret = b;
+        b = BUF_INIT;
+        return 0;
+}
+
+static int check_sizes(size_t data_size, const Buf *ad) {
+        /* OpenSSL counts in int; the tag must fit too. */
+        if (data_size > INT_MAX - CRYPTOR_TAG_SIZE || ad->len > INT_MAX)
+                return -E2BIG;
+        return 0;
+}
+
+/* AES-GCM as Go's cipher.NewGCM does it: 12-byte nonce, 16-byte tag after the ciphertext. */
+static int seal_into(
+        const Cryptor *c,
+        const char *key_id,
+        const KeyVersion *v,
+        uint8_t **ret_sealed,
+        size_t *ret_sealed_size,
+        uint8_t **ret_crypt) {
+
+        _cleanup_(EVP_CIPHER_CTX_freep) EVP_CIPHER_CTX *ctx = NULL;
+        _cleanup_free_ uint8_t *sealed = NULL, *crypt = NULL;
+        _cleanup_buf_ Buf ad = BUF_INIT;
+        size_t n;
+        int outl, r;
+
+        assert(c);
+        assert(v);
+
+        if (!key_id || !v->data)
+                return -EINVAL;
+        n = v->data->size;
+
+        r = cryptor_associated_data(key_id, v->id, v->ts, &ad);
+        if (r < 0)
+                return r;
+        r = check_sizes(n, &ad);
+        if (r < 0)
+                return r;
+
+        crypt = malloc(CRYPTOR_CRYPT_SIZE);
+        sealed = malloc(n + CRYPTOR_TAG_SIZE);
+        if (!crypt || !sealed)
+                return -ENOMEM;
+
+        crypt[0] = CRYPTOR_VERSION_AES_GCM;
+        r = random_bytes(crypt + 1, CRYPTOR_NONCE_SIZE);
+        if (r < 0)
+                return r;
+
+        ERR_clear_error();
+
+        ctx = EVP_CIPHER_CTX_new();
+        if (!ctx)
+                return openssl_error(-ENOMEM, "EVP_CIPHER_CTX_new");
+        /* 12 bytes is GCM's default IV length, so no EVP_CTRL_GCM_SET_IVLEN is needed. */
+        if (EVP_EncryptInit_ex(ctx, c->cipher, NULL, c->key->data, crypt + 1) != 1)
+                return openssl_error(-EIO, "EVP_EncryptInit_ex");
+        if (ad.len > 0 && EVP_EncryptUpdate(ctx, NULL, &outl, (const uint8_t *) ad.data, (int) ad.len) != 1)
+                return openssl_error(-EIO, "EVP_EncryptUpdate(AD)");
+        if (n > 0) {
+                if (EVP_EncryptUpdate(ctx, sealed, &outl, v->data->data, (int) n) != 1)
+                        return openssl_error(-EIO, "EVP_EncryptUpdate");
+                if ((size_t) outl != n)
+                        return openssl_error(-EIO, "EVP_EncryptUpdate(length)");
+        }
+        if (EVP_EncryptFinal_ex(ctx, sealed + n, &outl) != 1 || outl != 0)
+                return openssl_error(-EIO, "EVP_EncryptFinal_ex");
+        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CRYPTOR_TAG_SIZE, sealed + n) != 1)
+                return openssl_error(-EIO, "EVP_CTRL_GCM_GET_TAG");
+
+        *ret_sealed = TAKE_PTR(sealed);
+        *ret_sealed_size = n + CRYPTOR_TAG_SIZE;
+        *ret_crypt = TAKE_PTR(crypt);
+        return 0;
+}
+
+/* The plaintext is decrypted straight into locked memory; on failure that memory is wiped. */
+static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, Secret **ret) {
+        _cleanup_(EVP_CIPHER_CTX_freep) EVP_CIPHER_CTX *ctx = NULL;
+        _cleanup_(secret_freep) Secret *s = NULL;
+        _cleanup_buf_ Buf ad = BUF_INIT;
+        uint8_t tag[CRYPTOR_TAG_SIZE];
+        size_t n;
+        int outl, r;
+
+        assert(c);
+        assert(v);
+        assert(ret);
+
+        if (!key_id)
+                return -EINVAL;
+
+        /* Knox checks the version byte before anything else. */
+        if (!v->crypt || v->crypt_size < 1)
+                return -EINVAL;
+        if (v->crypt[0] != CRYPTOR_VERSION_AES_GCM)
+                return -EPROTONOSUPPORT;
+        if (v->crypt_size != CRYPTOR_CRYPT_SIZE)
+                return -EINVAL;
+        if (!v->sealed || v->sealed_size < CRYPTOR_TAG_SIZE)
+                return -EINVAL;
+        n = v->sealed_size - CRYPTOR_TAG_SIZE;
+
+        r = cryptor_associated_data(key_id, v->id, v->ts, &ad);
+        if (r < 0)
+                return r;
+        r = check_sizes(n, &ad);
+        if (r < 0)
+                return r;
+
+        s = secret_new(n);
+        if (!s)
+                return -ENOMEM;
+
+        /* OpenSSL wants a writable tag buffer; the tag is not secret. */
+        memcpy(tag, v->sealed + n, CRYPTOR_TAG_SIZE);
+
+        ERR_clear_error();
+
+        ctx = EVP_CIPHER_CTX_new();
+        if (!ctx)
+                return openssl_error(-ENOMEM, "EVP_CIPHER_CTX_new");
+        if (EVP_DecryptInit_ex(ctx, c->cipher, NULL, c->key->data, v->crypt + 1) != 1)
+                return openssl_error(-EIO, "EVP_DecryptInit_ex");
+        if (ad.len > 0 && EVP_DecryptUpdate(ctx, NULL, &outl, (const uint8_t *) ad.data, (int) ad.len) != 1)
+                return openssl_error(-EIO, "EVP_DecryptUpdate(AD)");
+        if (n > 0) {
+                if (EVP_DecryptUpdate(ctx, s->data, &outl, v->sealed, (int) n) != 1)
+                        return openssl_error(-EIO, "EVP_DecryptUpdate");
+                if ((size_t) outl != n)
+                        return openssl_error(-EIO, "EVP_DecryptUpdate(length)");
+        }
+        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPTOR_TAG_SIZE, tag) != 1)
+                return openssl_error(-EIO, "EVP_CTRL_GCM_SET_TAG");
+        /* A tag mismatch leaves nothing on OpenSSL's error queue; either way it is -EBADMSG. */
+        if (EVP_DecryptFinal_ex(ctx, s->data + n, &outl) != 1)
+                return openssl_error(-EBADMSG, "EVP_DecryptFinal_ex");
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int cryptor_seal_version(const Cryptor *c, const char *key_id, KeyVersion *v) {
+        uint8_t *sealed, *crypt;
+        size_t sealed_size;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(v, -EINVAL);
+
+        r = seal_into(c, key_id, v, &sealed, &sealed_size, &crypt);
+        if (r < 0)
+                return r;
+
+        erase_and_free(v->sealed, v->sealed_size);
+        erase_and_free(v->crypt, v->crypt_size);
+        v->sealed = sealed;
+        v->sealed_size = sealed_size;
+        v->crypt = crypt;
+        v->crypt_size = CRYPTOR_CRYPT_SIZE;
+        return 0;
+}
+
+int cryptor_open_version(const Cryptor *c, const char *key_id, KeyVersion *v) {
+        Secret *s;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(v, -EINVAL);
+
+        r = open_into(c, key_id, v, &s);
+        if (r < 0)
+                return r;
+
+        secret_free(v->data);
+        v->data = s;
+        return 0;
+}
+
+typedef struct Sealed {
+        uint8_t *sealed;
+        size_t sealed_size;
+        uint8_t *crypt;
+} Sealed;
+
+static Sealed *sealed_array_free(Sealed *a, size_t n) {
+        if (!a)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                free(a[i].sealed);
+                free(a[i].crypt);
+        }
+        free(a);
+        return NULL;
+}
+
+/* Both work on all versions or none: results are collected first and only applied once
+ * every version succeeded, so a failure leaves k as it was. */
+int cryptor_seal_key(const Cryptor *c, Key *k) {
+        Sealed *a;
+        int r = 0;
+
+        assert_return(c, -EINVAL);
+        assert_return(k, -EINVAL);
+
+        if (k->n_versions == 0)
+                return 0;
+
+        a = calloc(k->n_versions, sizeof(Sealed));
+        if (!a)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < k->n_versions; i++) {
+                const KeyVersion *v = k->versions + i;
+
+                if (v->sealed)
+                        continue; /* stored ciphertexts are kept as they are */
+                if (!v->data) {
+                        r = -EINVAL; /* neither data nor a sealed form: nothing to store */
+                        goto finish;
+                }
+                r = seal_into(c, k->id, v, &a[i].sealed, &a[i].sealed_size, &a[i].crypt);
+                if (r < 0)
+                        goto finish;
+        }
+
+        for (size_t i = 0; i < k->n_versions; i++) {
+                KeyVersion *v = k->versions + i;
+
+                if (!a[i].sealed)
+                        continue;
+                v->sealed = TAKE_PTR(a[i].sealed);
+                v->sealed_size = a[i].sealed_size;
+                v->crypt = TAKE_PTR(a[i].crypt);
+                v->crypt_size = CRYPTOR_CRYPT_SIZE;
+        }
+
+finish:
+        sealed_array_free(a, k->n_versions);
+        return r;
+}
+
+int cryptor_open_key(const Cryptor *c, Key *k) {
+        Secret **a;
+        int r = 0;
+
+        assert_return(c, -EINVAL);
+        assert_return(k, -EINVAL);
+
+        if (k->n_versions == 0)
+                return 0;
+
+        a = calloc(k->n_versions, sizeof(Secret *));
+        if (!a)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < k->n_versions; i++) {
+                r = open_into(c, k->id, k->versions + i, a + i);
+                if (r < 0)
+                        goto finish;
+        }
+
+        for (size_t i = 0; i < k->n_versions; i++) {
+                secret_free(k->versions[i].data);
+                k->versions[i].data = TAKE_PTR(a[i]);
+        }
+
+finish:
+        for (size_t i = 0; i < k->n_versions; i++)
+                secret_free(a[i]);
+        free(a);
+        return r;
+}

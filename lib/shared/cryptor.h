@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* AES-GCM per key version with Knox's associated data (knox-api.md §7.2). The stored
+ * form is Knox's: sealed = ciphertext ‖ 16-byte tag, crypt = version byte ‖ 12-byte nonce. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "key.h"
+#include "secret.h"
+
+#define CRYPTOR_VERSION_AES_GCM 0 /* Knox's own: the master key encrypts versions directly */
+#define CRYPTOR_NONCE_SIZE 12
+#define CRYPTOR_TAG_SIZE 16
+#define CRYPTOR_AD_FIXED_SIZE 20
+#define MASTER_KEY_SIZE 32 /* what keywardd init makes: AES-256 */
+
+typedef struct Cryptor Cryptor;
+
+/* A cryptor over a raw master key of 16, 24 or 32 bytes (AES-128/192/256, as Knox allows);
+ * the key is copied into locked memory. -EINVAL for another size. A Cryptor never changes
+ * after this, so several threads may use one at once. */
+int cryptor_new(const void *master_key, size_t size, Cryptor **ret);
+Cryptor *cryptor_free(Cryptor *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Cryptor *, cryptor_free);
+
+/* Knox's associated data: LEB128(version id) padded to 10 bytes, zig-zag varint(ts) padded
+ * to 10 bytes, then the key id. *ret is overwritten (pass an empty Buf) and the caller
+ * buf_done()s it. */
+int cryptor_associated_data(const char *key_id, uint64_t version_id, int64_t ts, Buf *ret);
+
+/* Seal v->data into v->sealed and v->crypt with a fresh random nonce (replacing any old
+ * sealed form). v->data stays. */
+int cryptor_seal_version(const Cryptor *c, const char *key_id, KeyVersion *v);
+
+/* Open v->sealed into v->data, a new Secret (the old one is freed on success only; on
+ * failure v is untouched). -EBADMSG when the tag does not verify (tampered data, another key
+ * id, version id, timestamp or master key), -EPROTONOSUPPORT for an unknown cryptor version
+ * byte, -EINVAL for malformed metadata. */
+int cryptor_open_version(const Cryptor *c, const char *key_id, KeyVersion *v);
+
+/* Every version of k: seal those that have data but no sealed form (a version with neither
+ * is -EINVAL) / open them all. All or nothing: on failure k is untouched. */
+int cryptor_seal_key(const Cryptor *c, Key *k);
+int cryptor_open_key(const Cryptor *c, Key *k);

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* JSON helpers on json-c: Go-compatible output, bounded parsing, exact integers. */
+
+#include <json-c/json.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "macro.h"
+
+#define JSON_DEPTH_MAX 16
+
+DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(json_object *, json_object_put, NULL);
+
+/* A JSON string exactly as Go's encoding/json writes it: "\"", "\\", \n \r \t, other
+ * controls as \u00XX, '<' '>' '&' as \u003c \u003e \u0026, U+2028/U+2029 escaped, and
+ * each byte of invalid UTF-8 as \ufffd. */
+int json_append_string(Buf *b, const char *s, size_t n);
+int json_append_cstring(Buf *b, const char *s);
+int json_append_int64(Buf *b, int64_t v);
+int json_append_uint64(Buf *b, uint64_t v);
+
+/* Parse exactly one JSON value from s (trailing white space allowed, anything else is an
+ * error), nesting at most JSON_DEPTH_MAX deep. The tokener's scratch buffer is wiped, so
+ * parsing a secret leaves no copy but the returned tree (wipe it with json_wipe()).
+ * -EBADMSG with a message on malformed input. */
+int json_parse(const char *s, size_t n, json_object **ret, const char **reterr_message);
+
+/* Overwrite every string in the tree with zeros (before json_object_put on secrets). */
+void json_wipe(json_object *o);
+
+/* Field lookup as Go's decoder does it: an exact match first, else case-insensitive. */
+json_object *json_get_field(json_object *o, const char *name);
+
+/* Integers, exactly: -EBADMSG unless o is a JSON integer in range. */
+int json_get_int64(json_object *o, int64_t *ret);
+int json_get_uint64(json_object *o, uint64_t *ret);
+/* A JSON string; -EBADMSG otherwise. The pointer lives as long as o. */
+int json_get_string(json_object *o, const char **ret, size_t *ret_len);

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <systemd/sd-journal.h>
+
+#include "parse.h"
+
+/* The one piece of global state in lib/: set once at start-up by main(). */
+static int log_max_level = LOG_INFO;
+static LogTarget log_target = LOG_TARGET_STDERR;
+static const char *log_ident;
+
+/* Whether our stderr is the stream systemd connected to the journal for us. */
+static bool stderr_is_journal(void) {
+        const char *e;
+        unsigned long long dev, ino;
+        struct stat st;
+
+        e = secure_getenv("JOURNAL_STREAM");
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+                return false;
+        if (fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+}
+
+void log_setup(const char *ident, LogTarget target) {
+        log_ident = ident;
+        if (target == LOG_TARGET_AUTO)
+                target = stderr_is_journal() ? LOG_TARGET_JOURNAL : LOG_TARGET_STDERR;
+        log_target = target;
+}
+
+void log_set_max_level(int level) {
+        log_max_level = level;
+}
+
+int log_get_max_level(void) {
+        return log_max_level;
+}
+
+int log_level_from_string(const char *s) {
+        static const char *const names[] = {
+                [LOG_EMERG] = "emerg",
+                [LOG_ALERT] = "alert",
+                [LOG_CRIT] = "crit",
+                [LOG_ERR] = "err",
+                [LOG_WARNING] = "warning",
+                [LOG_NOTICE] = "notice",
+                [LOG_INFO] = "info",
+                [LOG_DEBUG] = "debug",
+        };
+
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (strcasecmp(s, names[i]) == 0)
+                        return (int) i;
+        if (strcasecmp(s, "error") == 0)
+                return LOG_ERR;
+        return -EINVAL;
+}
+
+static void log_write(
+        int level,
+        int error,
+        const char *file,
+        int line,
+        const char *func,
+        const char *message_id,
+        const char *msg) {
+
+        if (log_target == LOG_TARGET_JOURNAL) {
+                /* sd_journal_send() stops at the first NULL, so the optional field goes last. */
+                if (message_id)
+                        (void) sd_journal_send(
+                                "MESSAGE=%s",
+                                msg,
+                                "PRIORITY=%i",
+                                level,
+                                "SYSLOG_IDENTIFIER=%s",
+                                strna(log_ident),
+                                "MESSAGE_ID=%s",
+                                message_id,
+                                NULL);
+                else
+                        (void) sd_journal_send(
+                                "MESSAGE=%s",
+                                msg,
+                                "PRIORITY=%i",
+                                level,
+                                "SYSLOG_IDENTIFIER=%s",
+                                strna(log_ident),
+                                "CODE_FILE=%s",
+                                strempty(file),
+                                "CODE_LINE=%i",
+                                line,
+                                "CODE_FUNC=%s",
+                                strempty(func),
+                                error != 0 ? "ERRNO=%i" : NULL,
+                                error,
+                                NULL);
+                return;
+        }
+
+        if (log_ident)
+                (void) fprintf(stderr, "%s: %s\n", log_ident, msg);
+        else
+                (void) fprintf(stderr, "%s\n", msg);
+}
+
+_printf_(4, 0) static void log_format(char *buf, size_t size, int error, const char *fmt, va_list ap) {
+        int saved = errno;
+
+        /* %m prints the error we were given, not whatever errno happens to be. */
+        errno = error;
+        (void) vsnprintf(buf, size, fmt, ap);
+        errno = saved;
+}
+
+int log_internal(int level, int error, const char *file, int line, const char *func, const char *fmt, ...) {
+        char msg[2048];
+        va_list ap;
+
+        error = abs(error);
+        if (level > log_max_level)
+                return -error;
+
+        va_start(ap, fmt);
+        log_format(msg, sizeof(msg), error, fmt, ap);
+        va_end(ap);
+
+        log_write(level, error, file, line, func, NULL, msg);
+        return -error;
+}
+
+int log_security(int level, const char *message_id, const char *fmt, ...) {
+        char msg[2048];
+        va_list ap;
+
+        if (level > log_max_level)
+                return 0;
+
+        va_start(ap, fmt);
+        log_format(msg, sizeof(msg), 0, fmt, ap);
+        va_end(ap);
+
+        log_write(level, 0, NULL, 0, NULL, message_id, msg);
+        return 0;
+}

@@ -1,0 +1,561 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#undef NDEBUG
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cryptor.h"
+#include "hexdecoct.h"
+#include "key.h"
+#include "secret.h"
+
+/* Decode a hex literal of the test vectors into a malloc()ed buffer. */
+static uint8_t *unhex(const char *s, size_t *ret_size) {
+        size_t n = strlen(s);
+        uint8_t *p;
+
+        assert_int_equal(n % 2, 0);
+        p = malloc(n / 2 + 1);
+        assert_non_null(p);
+        for (size_t i = 0; i < n / 2; i++) {
+                unsigned hi, lo;
+                char c;
+
+                c = s[2 * i];
+                hi = c >= 'a' ? (unsigned) (c - 'a' + 10) : (unsigned) (c - '0');
+                c = s[2 * i + 1];
+                lo = c >= 'a' ? (unsigned) (c - 'a' + 10) : (unsigned) (c - '0');
+                p[i] = (uint8_t) (hi << 4 | lo);
+        }
+        *ret_size = n / 2;
+        return p;
+}
+
+static void assert_ad(const char *key_id, uint64_t version_id, int64_t ts, const char *expected_hex) {
+        _cleanup_buf_ Buf b = BUF_INIT;
+        _cleanup_free_ char *hex = NULL;
+
+        assert_int_equal(cryptor_associated_data(key_id, version_id, ts, &b), 0);
+        assert_int_equal(b.len, CRYPTOR_AD_FIXED_SIZE + strlen(key_id));
+        hex = malloc(2 * b.len + 1);
+        assert_non_null(hex);
+        hexencode(b.data, b.len, hex);
+        assert_string_equal(hex, expected_hex);
+}
+
+static void test_associated_data(_unused_ void **state) {
+        /* knox-api.md §7.2; the others from an independent Python port of Knox's generateAD. */
+        assert_ad("test:key", 1, 10, "0100000000000000000014000000000000000000746573743a6b6579");
+        assert_ad("a", 0, 0, "000000000000000000000000000000000000000061");
+        assert_ad("k", INT64_MAX, -1, "ffffffffffffffff7f00010000000000000000006b");
+        assert_ad(
+                "x:y", 300, INT64_C(1700000000123456789), "ac020000000000000000aab4aed8c7bfce972f00783a79");
+        assert_ad("z", 12345, INT64_C(-1700000000123456789), "b9600000000000000000a9b4aed8c7bfce972f007a");
+        assert_ad("m", UINT64_MAX, INT64_MIN, "ffffffffffffffffff01ffffffffffffffffff016d");
+}
+
+static const uint8_t key32[32] = {
+        0x60, 0x3d, 0xeb, 0x10, 0x15, 0xca, 0x71, 0xbe, 0x2b, 0x73, 0xae, 0xf0, 0x85, 0x7d, 0x77, 0x81,
+        0x1f, 0x35, 0x2c, 0x07, 0x3b, 0x61, 0x08, 0xd7, 0x2d, 0x98, 0x10, 0xa3, 0x09, 0x14, 0xdf, 0xf4,
+};
+
+static void version_set_data(KeyVersion *v, const void *p, size_t n) {
+        secret_free(v->data);
+        v->data = secret_new_copy(p, n);
+        assert_non_null(v->data);
+}
+
+static void version_drop_data(KeyVersion *v) {
+        v->data = secret_free(v->data);
+}
+
+static void round_trip(size_t key_size, size_t n) {
+        _cleanup_(cryptor_freep) Cryptor *c = NULL;
+        _cleanup_free_ uint8_t *plain = NULL;
+        KeyVersion v = {.id = 42, .ts = INT64_C(1500000000000000000)};
+
+        assert_int_equal(cryptor_new(key32, key_size, &c), 0);
+
+        plain = malloc(n + 1);
+        assert_non_null(plain);
+        for (size_t i = 0; i < n; i++)
+                plain[i] = (uint8_t) (i * 7 + 3);
+        version_set_data(&v, plain, n);
+
+        assert_int_equal(cryptor_seal_version(c, "rt:key", &v), 0);
+        assert_non_null(v.sealed);
+        assert_int_equal(v.sealed_size, n + CRYPTOR_TAG_SIZE);
+        assert_non_null(v.crypt);
+        assert_int_equal(v.crypt_size, 1 + CRYPTOR_NONCE_SIZE);
+        assert_int_equal(v.crypt[0], CRYPTOR_VERSION_AES_GCM);
+        /* The data stays, and the ciphertext is not the plaintext. */
+        assert_non_null(v.data);
+        if (n >= 16)
+                assert_memory_not_equal(v.sealed, plain, 16);
+
+        version_drop_data(&v);
+        assert_int_equal(cryptor_open_version(c, "rt:key", &v), 0);
+        assert_non_null(v.data);
+        assert_int_equal(v.data->size, n);
+        if (n > 0)
+                assert_memory_equal(v.data->data, plain, n);
+        assert_int_equal(v.data->data[n], 0); /* a Secret is NUL-terminated */
+
+        key_version_done(&v);
+}
+
+static void test_round_trip(_unused_ void **state) {
+        static const size_t key_sizes[] = {16, 24, 32};
+        static const size_t sizes[] = {0, 1, 15, 16, 17, 4096, 1024 * 1024 + 3};
+
+        FOREACH_ARRAY(k, key_sizes, ELEMENTSOF(key_sizes))
+                FOREACH_ARRAY(n, sizes, ELEMENTSOF(sizes))
+                        round_trip(*k, *n);
+}
+
+/* The plaintext, key and IV of the GCM spec's test cases 4, 10 and 16 (McGrew & Viega; NIST's
+ * GCM validation vectors). GCM's ciphertext does not depend on the associated data, so with
+ * Knox's AD for ("test:key", 1, 10) the ciphertext is the spec's own; the tags were computed
+ * independently with Python's cryptography (AESGCM.encrypt, the same output layout as Go's
+ * gcm.Seal). */
+#define GCM_PLAIN                                                                                        \
+        "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b5" \
+        "25b16aedf5aa0de657ba637b39"
+#define GCM_IV "cafebabefacedbaddecaf888"
+
+static const struct {
+        const char *key;
+        const char *ciphertext; /* the spec's C */
+        const char *knox_tag;   /* the tag under Knox's AD */
+} kat[] = {
+        {"feffe9928665731c6d6a8f9467308308",
+         "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa05"
+         "1ba30b396a0aac973d58e091",
+         "359c06b89f805a39e7d1008462b947a1"},
+        {"feffe9928665731c6d6a8f9467308308feffe9928665731c",
+         "3980ca0b3c00e841eb06fac4872a2757859e1ceaa6efd984628593b40ca1e19c7d773d00c144c525ac619d18c84a3f47"
+         "18e2448b2fe324d9ccda2710",
+         "a8819f4b404e6b70868b7b8666c54fe5"},
+        {"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+         "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838"
+         "c5f61e6393ba7a0abcc9f662",
+         "78ecb821ce3422fdbd9d2605e5bc1ba5"},
+};
+
+/* v gets crypt = 0 ‖ iv and sealed = ciphertext ‖ tag. */
+static void version_set_stored(KeyVersion *v, const char *iv_hex, const char *ct_hex, const char *tag_hex) {
+        _cleanup_free_ uint8_t *iv = NULL, *ct = NULL, *tag = NULL;
+        size_t n_iv, n_ct, n_tag;
+
+        iv = unhex(iv_hex, &n_iv);
+        ct = unhex(ct_hex, &n_ct);
+        tag = unhex(tag_hex, &n_tag);
+        assert_int_equal(n_iv, CRYPTOR_NONCE_SIZE);
+        assert_int_equal(n_tag, CRYPTOR_TAG_SIZE);
+
+        free(v->crypt);
+        v->crypt = malloc(1 + n_iv);
+        assert_non_null(v->crypt);
+        v->crypt[0] = CRYPTOR_VERSION_AES_GCM;
+        memcpy(v->crypt + 1, iv, n_iv);
+        v->crypt_size = 1 + n_iv;
+
+        free(v->sealed);
+        v->sealed = malloc(n_ct + n_tag);
+        assert_non_null(v->sealed);
+        memcpy(v->sealed, ct, n_ct);
+        memcpy(v->sealed + n_ct, tag, n_tag);
+        v->sealed_size = n_ct + n_tag;
+}
+
+static void test_known_answer(_unused_ void **state) {
+        _cleanup_free_ uint8_t *plain = NULL;
+        size_t n_plain;
+
+        plain = unhex(GCM_PLAIN, &n_plain);
+
+        FOREACH_ARRAY(t, kat, ELEMENTSOF(kat)) {
+                _cleanup_(cryptor_freep) Cryptor *c = NULL;
+                _cleanup_free_ uint8_t *key = NULL;
+                KeyVersion v = {.id = 1, .ts = 10};
+                size_t n_key;
+
+                key = unhex(t->key, &n_key);
+                assert_int_equal(cryptor_new(key, n_key, &c), 0);
+
+                version_set_stored(&v, GCM_IV, t->ciphertext, t->knox_tag);
+                assert_int_equal(cryptor_open_version(c, "test:key", &v), 0);
+                assert_non_null(v.data);
+                assert_int_equal(v.data->size, n_plain);
+                assert_memory_equal(v.data->data, plain, n_plain);
+
+                /* The same ciphertext with the spec's own tag (over its AD, not Knox's) fails. */
+                version_drop_data(&v);
+                version_set_stored(
+                        &v,
+                        GCM_IV,
+                        t->ciphertext,
+                        n_key == 16         ? "5bc94fbc3221a5db94fae95ae7121a47" :
+                                n_key == 24 ? "2519498e80f1478f37ba55bd6d27618c" :
+                                              "76fc6ece0f4e1768cddf8853bb2d551b");
+                assert_int_equal(cryptor_open_version(c, "test:key", &v), -EBADMSG);
+                assert_null(v.data);
+
+                key_version_done(&v);
+        }
+}
+
+static void test_known_answer_dev_key(_unused_ void **state) {
+        /* knox's dev_server master key; computed with Python's cryptography as above. */
+        _cleanup_(cryptor_freep) Cryptor *c = NULL;
+        KeyVersion v = {.id = 1234, .ts = INT64_C(1500000000000000000)};
+
+        assert_int_equal(cryptor_new("testtesttesttest", 16, &c), 0);
+        version_set_stored(
+                &v, "000102030405060708090a0b", "4f018ebce22827c0d632", "22fc3fd468b6fec31c97c3bedd02b42c");
+        assert_int_equal(cryptor_open_version(c, "dev_key", &v), 0);
+        assert_int_equal(v.data->size, 10);
+        assert_memory_equal(v.data->data, "hello knox", 10);
+        key_version_done(&v);
+}
+
+/* A sealed version of "secret data" under key32, key id "tamper:key". */
+static void sealed_version(const Cryptor *c, KeyVersion *v) {
+        *v = (KeyVersion){.id = 7, .ts = INT64_C(1600000000000000000)};
+        version_set_data(v, "secret data", 11);
+        assert_int_equal(cryptor_seal_version(c, "tamper:key", v), 0);
+        version_drop_data(v);
+}
+
+static void test_tamper(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *c = NULL, *other = NULL, *other_size = NULL;
+        uint8_t other_key[32];
+        KeyVersion v;
+
+        assert_int_equal(cryptor_new(key32, 32, &c), 0);
+        memcpy(other_key, key32, sizeof(other_key));
+        other_key[31] ^= 1;
+        assert_int_equal(cryptor_new(other_key, 32, &other), 0);
+        assert_int_equal(cryptor_new(key32, 24, &other_size), 0);
+
+        /* Untouched, it opens. */
+        sealed_version(c, &v);
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), 0);
+        assert_memory_equal(v.data->data, "secret data", 11);
+        key_version_done(&v);
+
+        /* Each bit of the ciphertext and of the tag counts. */
+        sealed_version(c, &v);
+        for (size_t i = 0; i < v.sealed_size * 8; i++) {
+                v.sealed[i / 8] ^= (uint8_t) (1u << (i % 8));
+                assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EBADMSG);
+                assert_null(v.data);
+                v.sealed[i / 8] ^= (uint8_t) (1u << (i % 8));
+        }
+        /* So does the nonce. */
+        v.crypt[5] ^= 0x80;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EBADMSG);
+        v.crypt[5] ^= 0x80;
+
+        /* The associated data binds key id, version id and creation time. */
+        assert_int_equal(cryptor_open_version(c, "tamper:kex", &v), -EBADMSG);
+        assert_int_equal(cryptor_open_version(c, "tamper:key:", &v), -EBADMSG);
+        assert_int_equal(cryptor_open_version(c, "", &v), -EBADMSG);
+        v.id = 8;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EBADMSG);
+        v.id = 7;
+        v.ts++;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EBADMSG);
+        v.ts--;
+
+        /* Another master key, or the same bytes as AES-192. */
+        assert_int_equal(cryptor_open_version(other, "tamper:key", &v), -EBADMSG);
+        assert_int_equal(cryptor_open_version(other_size, "tamper:key", &v), -EBADMSG);
+        assert_null(v.data);
+
+        /* Everything restored: it opens again. */
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), 0);
+        assert_memory_equal(v.data->data, "secret data", 11);
+        key_version_done(&v);
+}
+
+static void test_malformed(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *c = NULL;
+        KeyVersion v;
+        uint8_t *crypt;
+        size_t sealed_size;
+
+        assert_int_equal(cryptor_new(key32, 32, &c), 0);
+        sealed_version(c, &v);
+
+        /* An unknown cryptor version byte, with or without a nonce after it. */
+        for (unsigned b = 1; b < 256; b++) {
+                v.crypt[0] = (uint8_t) b;
+                assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EPROTONOSUPPORT);
+        }
+        v.crypt_size = 1;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EPROTONOSUPPORT);
+        v.crypt[0] = CRYPTOR_VERSION_AES_GCM;
+
+        /* Metadata sizes: no version byte, short and long nonces. */
+        v.crypt_size = 0;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
+        v.crypt_size = 1;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
+        v.crypt_size = CRYPTOR_NONCE_SIZE;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
+        crypt = realloc(v.crypt, 2 + CRYPTOR_NONCE_SIZE);
+        assert_non_null(crypt);
+        v.crypt = crypt;
+        v.crypt[1 + CRYPTOR_NONCE_SIZE] = 0;
+        v.crypt_size = 2 + CRYPTOR_NONCE_SIZE;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
+        v.crypt_size = 1 + CRYPTOR_NONCE_SIZE;
+
+        /* Sealed data shorter than a tag. */
+        sealed_size = v.sealed_size;
+        v.sealed_size = CRYPTOR_TAG_SIZE - 1;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
+        v.sealed_size = 0;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
+        /* Exactly a tag: well-formed but not what was sealed. */
+        v.sealed_size = CRYPTOR_TAG_SIZE;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EBADMSG);
+        v.sealed_size = sealed_size;
+        assert_null(v.data);
+
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), 0);
+        key_version_done(&v);
+
+        /* Nothing to open or seal. */
+        v = (KeyVersion){.id = 1};
+        assert_int_equal(cryptor_open_version(c, "k", &v), -EINVAL);
+        assert_int_equal(cryptor_seal_version(c, "k", &v), -EINVAL);
+        assert_null(v.sealed);
+        assert_null(v.crypt);
+        assert_int_equal(cryptor_seal_version(c, NULL, &v), -EINVAL);
+}
+
+static void test_fresh_nonce(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *c = NULL;
+        _cleanup_free_ uint8_t *sealed1 = NULL, *crypt1 = NULL;
+        KeyVersion v = {.id = 3, .ts = 5};
+
+        assert_int_equal(cryptor_new(key32, 32, &c), 0);
+        version_set_data(&v, "same plaintext", 14);
+
+        assert_int_equal(cryptor_seal_version(c, "n", &v), 0);
+        sealed1 = TAKE_PTR(v.sealed);
+        crypt1 = TAKE_PTR(v.crypt);
+
+        /* Sealing again replaces the sealed form and uses another nonce. */
+        assert_int_equal(cryptor_seal_version(c, "n", &v), 0);
+        assert_int_equal(v.sealed_size, 14 + CRYPTOR_TAG_SIZE);
+        assert_memory_not_equal(v.crypt + 1, crypt1 + 1, CRYPTOR_NONCE_SIZE);
+        assert_memory_not_equal(v.sealed, sealed1, v.sealed_size);
+
+        assert_int_equal(cryptor_seal_version(c, "n", &v), 0); /* frees the previous one */
+        version_drop_data(&v);
+        assert_int_equal(cryptor_open_version(c, "n", &v), 0);
+        assert_memory_equal(v.data->data, "same plaintext", 14);
+        key_version_done(&v);
+}
+
+static void test_new(_unused_ void **state) {
+        static const size_t bad[] = {0, 1, 8, 15, 17, 20, 23, 25, 31, 33, 48, 64};
+        uint8_t buf[64] = {};
+
+        FOREACH_ARRAY(n, bad, ELEMENTSOF(bad)) {
+                Cryptor *c = NULL;
+
+                assert_int_equal(cryptor_new(buf, *n, &c), -EINVAL);
+                assert_null(c);
+        }
+        for (size_t n = 16; n <= 32; n += 8) {
+                Cryptor *c = NULL;
+
+                assert_int_equal(cryptor_new(buf, n, &c), 0);
+                assert_non_null(c);
+                c = cryptor_free(c);
+                assert_null(c);
+        }
+        assert_null(cryptor_free(NULL));
+}
+
+static Key *make_key(const char *id, size_t n) {
+        _cleanup_(key_freep) Key *k = NULL;
+
+        k = key_new();
+        assert_non_null(k);
+        k->id = strdup(id);
+        assert_non_null(k->id);
+
+        for (size_t i = 0; i < n; i++) {
+                KeyVersion v = {
+                        .id = 100 + i,
+                        .status = i == 0 ? VERSION_STATUS_PRIMARY : VERSION_STATUS_ACTIVE,
+                        .ts = INT64_C(1600000000000000000) + (int64_t) i,
+                };
+                char data[32];
+                int l;
+
+                l = snprintf(data, sizeof(data), "version %zu data", i);
+                version_set_data(&v, data, (size_t) l);
+                assert_int_equal(key_append_version(k, &v), 0);
+        }
+        return TAKE_PTR(k);
+}
+
+static void assert_key_data(const Key *k) {
+        for (size_t i = 0; i < k->n_versions; i++) {
+                char data[32];
+                int l;
+
+                l = snprintf(data, sizeof(data), "version %zu data", i);
+                assert_non_null(k->versions[i].data);
+                assert_int_equal(k->versions[i].data->size, (size_t) l);
+                assert_memory_equal(k->versions[i].data->data, data, (size_t) l);
+        }
+}
+
+static void test_key(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *c = NULL;
+        _cleanup_(key_freep) Key *k = NULL, *empty = NULL;
+        _cleanup_free_ uint8_t *crypt0 = NULL;
+
+        assert_int_equal(cryptor_new(key32, 32, &c), 0);
+        k = make_key("multi:key", 3);
+
+        assert_int_equal(cryptor_seal_key(c, k), 0);
+        for (size_t i = 0; i < k->n_versions; i++) {
+                assert_non_null(k->versions[i].sealed);
+                assert_int_equal(k->versions[i].crypt_size, 1 + CRYPTOR_NONCE_SIZE);
+                version_drop_data(k->versions + i);
+        }
+        assert_int_equal(cryptor_open_key(c, k), 0);
+        assert_key_data(k);
+
+        /* Versions sealed already keep their ciphertext; only the new one is sealed. */
+        crypt0 = malloc(k->versions[0].crypt_size);
+        assert_non_null(crypt0);
+        memcpy(crypt0, k->versions[0].crypt, k->versions[0].crypt_size);
+        {
+                KeyVersion v = {.id = 999, .status = VERSION_STATUS_ACTIVE, .ts = 1};
+
+                version_set_data(&v, "version 3 data", 14);
+                assert_int_equal(key_append_version(k, &v), 0);
+        }
+        assert_null(k->versions[3].sealed);
+        assert_int_equal(cryptor_seal_key(c, k), 0);
+        assert_non_null(k->versions[3].sealed);
+        assert_memory_equal(k->versions[0].crypt, crypt0, k->versions[0].crypt_size);
+
+        /* Each version is bound to its own id: swapping two ciphertexts fails, and a failure
+         * leaves every version as it was. */
+        for (size_t i = 0; i < k->n_versions; i++)
+                version_drop_data(k->versions + i);
+        {
+                KeyVersion t = k->versions[1];
+
+                k->versions[1].sealed = k->versions[2].sealed;
+                k->versions[1].sealed_size = k->versions[2].sealed_size;
+                k->versions[1].crypt = k->versions[2].crypt;
+                k->versions[2].sealed = t.sealed;
+                k->versions[2].sealed_size = t.sealed_size;
+                k->versions[2].crypt = t.crypt;
+
+                assert_int_equal(cryptor_open_key(c, k), -EBADMSG);
+                for (size_t i = 0; i < k->n_versions; i++)
+                        assert_null(k->versions[i].data);
+
+                k->versions[2].sealed = k->versions[1].sealed;
+                k->versions[2].sealed_size = k->versions[1].sealed_size;
+                k->versions[2].crypt = k->versions[1].crypt;
+                k->versions[1].sealed = t.sealed;
+                k->versions[1].sealed_size = t.sealed_size;
+                k->versions[1].crypt = t.crypt;
+        }
+        assert_int_equal(cryptor_open_key(c, k), 0);
+        {
+                /* version 3's data was set above with the same pattern. */
+                assert_key_data(k);
+        }
+
+        /* A version with neither data nor a sealed form cannot be stored. */
+        key_version_done(k->versions + 3);
+        k->versions[3].id = 999;
+        assert_int_equal(cryptor_seal_key(c, k), -EINVAL);
+        assert_int_equal(cryptor_open_key(c, k), -EINVAL);
+
+        /* No versions: nothing to do. */
+        empty = make_key("empty", 0);
+        assert_int_equal(cryptor_seal_key(c, empty), 0);
+        assert_int_equal(cryptor_open_key(c, empty), 0);
+}
+
+/* One Cryptor, several threads sealing and opening at once. */
+static void *thread_round_trips(void *p) {
+        const Cryptor *c = p;
+        uintptr_t failures = 0;
+
+        for (unsigned i = 0; i < 200; i++) {
+                KeyVersion v = {.id = i, .ts = (int64_t) i};
+                uint8_t data[64];
+
+                memset(data, (int) i, sizeof(data));
+                v.data = secret_new_copy(data, sizeof(data));
+                if (!v.data || cryptor_seal_version(c, "threads", &v) < 0)
+                        failures++;
+                v.data = secret_free(v.data);
+                if (cryptor_open_version(c, "threads", &v) < 0 || v.data->size != sizeof(data) ||
+                    memcmp(v.data->data, data, sizeof(data)) != 0)
+                        failures++;
+                key_version_done(&v);
+        }
+        return (void *) failures;
+}
+
+static void test_threads(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *c = NULL;
+        uintptr_t failures = 0;
+        pthread_t t[4];
+
+        assert_int_equal(cryptor_new(key32, 32, &c), 0);
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                assert_int_equal(pthread_create(t + i, NULL, thread_round_trips, c), 0);
+        /* Join every thread before asserting: a failed assertion must not leave one running. */
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                void *f = NULL;
+
+                if (pthread_join(t[i], &f) != 0)
+                        f = (void *) UINTPTR_MAX;
+                failures += (uintptr_t) f;
+        }
+        assert_int_equal(failures, 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_associated_data),
+                cmocka_unit_test(test_round_trip),
+                cmocka_unit_test(test_known_answer),
+                cmocka_unit_test(test_known_answer_dev_key),
+                cmocka_unit_test(test_tamper),
+                cmocka_unit_test(test_malformed),
+                cmocka_unit_test(test_fresh_nonce),
+                cmocka_unit_test(test_new),
+                cmocka_unit_test(test_key),
+                cmocka_unit_test(test_threads),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,712 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#undef NDEBUG
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server-audit.h"
+#include "fileio.h"
+#include "hexdecoct.h"
+#include "json-util.h"
+
+/* A record every test starts from: an authenticated GET of a key over TLS 1.3. */
+static AuditRecord base_record(void) {
+        return (AuditRecord){
+                .ts_ns = INT64_C(1795462171123456789),
+                .code = 0,
+                .status_code = 200,
+                .msg = "",
+                .user_agent = "Knox_Client/",
+                .method = "GET",
+                .path = "/v0/keys/k1/",
+                .route = "getkey",
+                .key_id = "k1",
+                .remote_addr = "127.0.0.1:4242",
+                .tls_server = "knox",
+                .tls_cipher = 4865,
+                .tls_version = 772,
+        };
+}
+
+static Audit *open_stderr(void) {
+        Audit *a = NULL;
+
+        assert_int_equal(audit_open("-", "keywardd", "1.0", "h1", &a), 0);
+        assert_non_null(a);
+        return a;
+}
+
+static char *format_line(const Audit *a, const AuditRecord *r) {
+        _cleanup_buf_ Buf b = BUF_INIT;
+        char *s;
+
+        assert_int_equal(audit_format(a, r, &b), 0);
+        s = buf_steal(&b, NULL);
+        assert_non_null(s);
+        assert_null(strchr(s, '\n'));
+        return s;
+}
+
+/* "0" in the pattern stands for a digit. */
+static bool matches_timestamp(const char *s) {
+        static const char pattern[] = "0000-00-00T00:00:00.000000000Z";
+
+        for (size_t i = 0; i < sizeof(pattern) - 1; i++) {
+                if (pattern[i] == '0' ? !isdigit((unsigned char) s[i]) : s[i] != pattern[i])
+                        return false;
+        }
+        return true;
+}
+
+/* Check the random id and the shape of the timestamp; return what follows the timestamp. */
+static const char *skip_envelope_head(const char *line, char ret_ts[static 31]) {
+        static const char head[] = "{\"id\":\"";
+        static const char mid[] = "\",\"@timestamp\":\"";
+        const char *p = line;
+
+        assert_memory_equal(p, head, sizeof(head) - 1);
+        p += sizeof(head) - 1;
+        for (size_t i = 0; i < 20; i++)
+                assert_true(isalnum((unsigned char) p[i]) && (unsigned char) p[i] < 0x80);
+        p += 20;
+        assert_memory_equal(p, mid, sizeof(mid) - 1);
+        p += sizeof(mid) - 1;
+        assert_true(matches_timestamp(p));
+        memcpy(ret_ts, p, 30);
+        ret_ts[30] = '\0';
+        p += 30;
+        assert_int_equal(*p, '"');
+        return p + 1;
+}
+
+static json_object *parse_line(const char *line) {
+        json_object *o = NULL;
+        const char *err = NULL;
+
+        assert_int_equal(json_parse(line, strlen(line), &o, &err), 0);
+        return o;
+}
+
+static const char *get_str(json_object *o, const char *path0, const char *path1) {
+        json_object *v = json_object_object_get(o, path0);
+
+        if (path1)
+                v = json_object_object_get(v, path1);
+        assert_non_null(v);
+        return json_object_get_string(v);
+}
+
+static void test_exact_line(void **state) {
+        _cleanup_(audit_freep) Audit *a = open_stderr();
+        _cleanup_form_ Form q = FORM_NULL;
+        Principals ps = {};
+        AuditRecord r = base_record();
+        _cleanup_free_ char *line = NULL;
+        char ts[31];
+
+        assert_int_equal(form_parse("status=\"Primary\"", 16, &q), 0);
+        assert_int_equal(principals_add(&ps, PRINCIPAL_KIND_USER, "alice", NULL, "user"), 0);
+        r.raw_query = "status=\"Primary\"";
+        r.query = &q;
+        r.principals = &ps;
+
+        line = format_line(a, &r);
+        assert_string_equal(
+                skip_envelope_head(line, ts),
+                ",\"service\":\"keywardd\",\"host\":\"h1\",\"version\":\"1.0\","
+                "\"payload\":{\"type\":\"access\",\"code\":0,\"status_code\":200,"
+                "\"request\":{\"method\":\"GET\",\"path\":\"/v0/keys/k1/\","
+                "\"parameters\":{\"keyID\":\"k1\",\"status\":\"\\\"Primary\\\"\"},"
+                "\"parsed_query_string\":null,\"principal\":\"alice\",\"fallback_principals\":[\"alice\"],"
+                "\"auth_type\":\"user\",\"request_uri\":\"\",\"remote_addr\":\"127.0.0.1:4242\","
+                "\"tls_server\":\"knox\",\"tls_cipher\":4865,\"tls_version\":772,\"tls_resumed\":false,"
+                "\"tls_session_id\":null},\"msg\":\"\",\"userAgent\":\"Knox_Client/\"},"
+                "\"payload_encoding\":\"JSON\"}");
+        assert_string_equal(ts, "2026-11-23T19:29:31.123456789Z");
+        principals_done(&ps);
+}
+
+static void test_error_line_unauthenticated(void **state) {
+        _cleanup_(audit_freep) Audit *a = NULL;
+        AuditRecord r = base_record();
+        _cleanup_free_ char *line = NULL;
+        char ts[31];
+
+        /* No service, version or host: omitted, as Go's omitempty does. */
+        assert_int_equal(audit_open("-", NULL, "", NULL, &a), 0);
+        r.route = "deletekey";
+        r.method = "DELETE";
+        r.code = 5;
+        r.status_code = 401;
+        r.msg = "No matching authentication providers found";
+        r.user_agent = NULL;
+        r.tls_server = NULL;
+        r.tls_cipher = 49199;
+        r.tls_version = 771;
+        r.tls_resumed = true;
+        r.tls_unique = (const uint8_t *) "\x01\x02\x03\xfe\xff";
+        r.tls_unique_size = 5;
+
+        line = format_line(a, &r);
+        assert_string_equal(
+                skip_envelope_head(line, ts),
+                ",\"payload\":{\"type\":\"access\",\"code\":5,\"status_code\":401,"
+                "\"request\":{\"method\":\"DELETE\",\"path\":\"/v0/keys/k1/\","
+                "\"parameters\":{\"keyID\":\"k1\"},\"parsed_query_string\":null,"
+                "\"principal\":\"\",\"fallback_principals\":null,\"auth_type\":\"\",\"request_uri\":\"\","
+                "\"remote_addr\":\"127.0.0.1:4242\",\"tls_server\":\"\",\"tls_cipher\":49199,"
+                "\"tls_version\":771,\"tls_resumed\":true,\"tls_session_id\":\"AQID/v8=\"},"
+                "\"msg\":\"No matching authentication providers found\",\"userAgent\":\"unknown\"},"
+                "\"payload_encoding\":\"JSON\"}");
+}
+
+static void test_timestamps(void **state) {
+        static const struct {
+                int64_t ns;
+                const char *s;
+        } v[] = {
+                {-1, "1969-12-31T23:59:59.999999999Z"},
+                {1, "1970-01-01T00:00:00.000000001Z"},
+                {INT64_C(1709164800000000001), "2024-02-29T00:00:00.000000001Z"},
+                {INT64_C(951782400000000000), "2000-02-29T00:00:00.000000000Z"},
+                {INT64_C(1735689599999999999), "2024-12-31T23:59:59.999999999Z"},
+                {INT64_MAX, "2262-04-11T23:47:16.854775807Z"},
+                {INT64_MIN, "1677-09-21T00:12:43.145224192Z"},
+        };
+        _cleanup_(audit_freep) Audit *a = open_stderr();
+
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+                AuditRecord r = base_record();
+                _cleanup_free_ char *line = NULL;
+                char ts[31];
+
+                r.ts_ns = v[i].ns;
+                line = format_line(a, &r);
+                (void) skip_envelope_head(line, ts);
+                assert_string_equal(ts, v[i].s);
+        }
+}
+
+static void test_now_and_ids(void **state) {
+        _cleanup_(audit_freep) Audit *a = open_stderr();
+        AuditRecord r = base_record();
+        _cleanup_free_ char *l1 = NULL, *l2 = NULL;
+        char ts1[31], ts2[31], today[32];
+        struct tm tm;
+        time_t t;
+
+        r.ts_ns = 0; /* the time of formatting */
+        t = time(NULL);
+        assert_non_null(gmtime_r(&t, &tm));
+        assert_int_not_equal(strftime(today, sizeof(today), "%Y-%m-%dT%H", &tm), 0);
+        l1 = format_line(a, &r);
+        l2 = format_line(a, &r);
+        (void) skip_envelope_head(l1, ts1);
+        (void) skip_envelope_head(l2, ts2);
+        /* Same hour (a test running across the full hour could flake, so allow the next one). */
+        if (strncmp(ts1, today, strlen(today)) != 0) {
+                t += 3600;
+                assert_non_null(gmtime_r(&t, &tm));
+                assert_int_not_equal(strftime(today, sizeof(today), "%Y-%m-%dT%H", &tm), 0);
+                assert_memory_equal(ts1, today, strlen(today));
+        }
+        assert_true(strcmp(ts1, ts2) <= 0);
+        /* Fresh ids per line. */
+        assert_memory_not_equal(l1 + 7, l2 + 7, 20);
+}
+
+/* "parameters":...,"parsed_query_string":... of a record. */
+static void check_params(const Audit *a, const AuditRecord *r, const char *params, const char *parsed) {
+        _cleanup_free_ char *line = format_line(a, r), *want = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+
+        assert_true(
+                asprintf(
+                        &want,
+                        ",\"parameters\":%s,\"parsed_query_string\":%s,\"principal\":",
+                        params,
+                        parsed) > 0);
+        if (!strstr(line, want))
+                fail_msg("want %s in %s", want, line);
+        o = parse_line(line);
+}
+
+static void test_route_parameters(void **state) {
+        _cleanup_(audit_freep) Audit *a = open_stderr();
+        _cleanup_form_ Form post = FORM_NULL, acc = FORM_NULL, ver = FORM_NULL, st = FORM_NULL,
+                            q = FORM_NULL, rep = FORM_NULL, empty = FORM_NULL, login = FORM_NULL;
+        static const char post_s[] = "id=k1&data=aGVsbG8%3D&acl=%5B%5D&id=k2&extra=x";
+        static const char acc_s[] = "acl=%5B%7B%22type%22%3A%22User%22%7D%5D&access=%7B%7D";
+        static const char ver_s[] = "data=aGVsbG8%3D";
+        static const char st_s[] = "status=%22Active%22";
+        static const char q_s[] = "status=\"Inactive\"&status=\"Active\"";
+        static const char rep_s[] = "b=h2&a=h1&a=h3&c%3Cd=%0A";
+        static const char login_s[] = "user=alice&password=hunter2";
+        AuditRecord r;
+
+        assert_int_equal(form_parse(post_s, strlen(post_s), &post), 0);
+        assert_int_equal(form_parse(acc_s, strlen(acc_s), &acc), 0);
+        assert_int_equal(form_parse(ver_s, strlen(ver_s), &ver), 0);
+        assert_int_equal(form_parse(st_s, strlen(st_s), &st), 0);
+        assert_int_equal(form_parse(q_s, strlen(q_s), &q), 0);
+        assert_int_equal(form_parse(rep_s, strlen(rep_s), &rep), 0);
+        assert_int_equal(form_parse("", 0, &empty), 0);
+        assert_int_equal(form_parse(login_s, strlen(login_s), &login), 0);
+
+        /* getkeys: the raw query, and the decoded map, sorted, the last value winning. */
+        r = base_record();
+        r.route = "getkeys";
+        r.key_id = NULL;
+        r.raw_query = rep_s;
+        r.query = &rep;
+        check_params(
+                a,
+                &r,
+                "{\"queryString\":\"b=h2\\u0026a=h1\\u0026a=h3\\u0026c%3Cd=%0A\"}",
+                "{\"a\":\"h3\",\"b\":\"h2\",\"c\\u003cd\":\"\\n\"}");
+        r.query = NULL; /* parsed from raw_query instead */
+        check_params(
+                a,
+                &r,
+                "{\"queryString\":\"b=h2\\u0026a=h1\\u0026a=h3\\u0026c%3Cd=%0A\"}",
+                "{\"a\":\"h3\",\"b\":\"h2\",\"c\\u003cd\":\"\\n\"}");
+        r.raw_query = NULL;
+        check_params(a, &r, "{\"queryString\":\"\"}", "{}");
+        r.raw_query = "";
+        r.query = &empty;
+        check_params(a, &r, "{\"queryString\":\"\"}", "{}");
+
+        /* postkeys: present fields only, first value, data scrubbed; Go's sorted map order. */
+        r = base_record();
+        r.route = "postkeys";
+        r.method = "POST";
+        r.key_id = NULL;
+        r.form = &post;
+        check_params(a, &r, "{\"acl\":\"[]\",\"data\":\"\\u003cDATA\\u003e\",\"id\":\"k1\"}", "null");
+        r.form = &ver;
+        check_params(a, &r, "{\"data\":\"\\u003cDATA\\u003e\"}", "null");
+        r.form = &empty;
+        check_params(a, &r, "{}", "null");
+        r.form = NULL;
+        check_params(a, &r, "{}", "null");
+
+        /* getkey: keyID, and status (first value) only when the query has it. */
+        r = base_record();
+        check_params(a, &r, "{\"keyID\":\"k1\"}", "null");
+        r.raw_query = q_s;
+        r.query = &q;
+        check_params(a, &r, "{\"keyID\":\"k1\",\"status\":\"\\\"Inactive\\\"\"}", "null");
+        r.form = &post; /* a body on a GET is not a parameter */
+        check_params(a, &r, "{\"keyID\":\"k1\",\"status\":\"\\\"Inactive\\\"\"}", "null");
+
+        r = base_record();
+        r.route = "deletekey";
+        r.form = &post;
+        check_params(a, &r, "{\"keyID\":\"k1\"}", "null");
+        r.route = "getaccess";
+        check_params(a, &r, "{\"keyID\":\"k1\"}", "null");
+
+        r = base_record();
+        r.route = "putaccess";
+        r.form = &acc;
+        check_params(
+                a,
+                &r,
+                "{\"access\":\"{}\",\"acl\":\"[{\\\"type\\\":\\\"User\\\"}]\",\"keyID\":\"k1\"}",
+                "null");
+        r.form = &ver; /* data is no parameter of this route: not logged at all */
+        check_params(a, &r, "{\"keyID\":\"k1\"}", "null");
+
+        r = base_record();
+        r.route = "postversion";
+        r.form = &ver;
+        check_params(a, &r, "{\"data\":\"\\u003cDATA\\u003e\",\"keyID\":\"k1\"}", "null");
+        r.form = &empty;
+        check_params(a, &r, "{\"keyID\":\"k1\"}", "null");
+
+        r = base_record();
+        r.route = "putversion";
+        r.version_id = "12345";
+        r.form = &st;
+        check_params(
+                a, &r, "{\"keyID\":\"k1\",\"status\":\"\\\"Active\\\"\",\"versionID\":\"12345\"}", "null");
+        r.form = NULL;
+        check_params(a, &r, "{\"keyID\":\"k1\",\"versionID\":\"12345\"}", "null");
+
+        /* The 404 handler has no parameters at all; our own routes an empty map. */
+        r = base_record();
+        r.route = "404";
+        r.key_id = NULL;
+        r.raw_query = rep_s;
+        r.query = &rep;
+        check_params(a, &r, "null", "null");
+        r.route = NULL;
+        r.form = &login;
+        check_params(a, &r, "{}", "null");
+        r.route = "whoami";
+        check_params(a, &r, "{}", "null");
+        r.route = "deletetoken";
+        check_params(a, &r, "{}", "null");
+        r.route = "healthz";
+        check_params(a, &r, "{}", "null");
+}
+
+static void assert_absent(const char *line, const char *needle) {
+        if (strstr(line, needle))
+                fail_msg("'%s' found in audit line %s", needle, line);
+}
+
+/* The middle of the base64 of s at each of the three alignments: whatever precedes the
+ * secret in an encoded buffer, one of these appears if the secret does. */
+static void base64_variants(const char *s, char ret[3][128]) {
+        for (size_t shift = 0; shift < 3; shift++) {
+                _cleanup_buf_ Buf in = BUF_INIT, out = BUF_INIT;
+
+                assert_int_equal(buf_put(&in, "xx", shift), 0);
+                assert_int_equal(buf_puts(&in, s), 0);
+                assert_int_equal(base64_append(&out, in.data, in.len), 0);
+                assert_true(out.len > 16 && out.len - 8 < 128);
+                memcpy(ret[shift], out.data + 4, out.len - 8);
+                ret[shift][out.len - 8] = '\0';
+        }
+}
+
+static void test_no_secret(void **state) {
+        static const char secret[] = "TOPSECRET+s3cr3t/VALUE=1";
+        static const char login_secret[] = "hunter2-password";
+        static const char *routes[] = {
+                "postkeys",
+                "postversion",
+                "putversion",
+                "putaccess",
+                "getkey",
+                "deletekey",
+                "404",
+                "whoami",
+                "deletetoken",
+                NULL};
+        _cleanup_(audit_freep) Audit *a = open_stderr();
+        _cleanup_buf_ Buf b64 = BUF_INIT, b64url = BUF_INIT, urlraw = BUF_INIT, body = BUF_INIT;
+        _cleanup_buf_ Buf login_body = BUF_INIT;
+        char variants[3][128], login_variants[3][128];
+
+        assert_int_equal(base64_append(&b64, secret, strlen(secret)), 0);
+        assert_int_equal(url_escape_append(&b64url, b64.data, b64.len), 0);
+        assert_int_equal(url_escape_append(&urlraw, secret, strlen(secret)), 0);
+        base64_variants(secret, variants);
+        base64_variants(login_secret, login_variants);
+        /* Two data fields (Knox reads the first), and the secret in a field of another name
+         * that no route reads. */
+        assert_true(
+                buf_printf(&body, "id=k1&data=%s&data=%s&dat=%s", b64url.data, urlraw.data, b64url.data) >=
+                0);
+        assert_true(buf_printf(&login_body, "user=alice&password=%s", login_secret) >= 0);
+
+        for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+                _cleanup_form_ Form f = FORM_NULL, lf = FORM_NULL;
+                AuditRecord r = base_record();
+                _cleanup_free_ char *line = NULL, *line2 = NULL;
+                _cleanup_(json_object_putp) json_object *o = NULL;
+                json_object *params;
+
+                assert_int_equal(form_parse(body.data, body.len, &f), 0);
+                assert_int_equal(form_parse(login_body.data, login_body.len, &lf), 0);
+                r.route = routes[i];
+                r.method = "POST";
+                r.form = &f;
+                r.version_id = "1";
+                line = format_line(a, &r);
+                o = parse_line(line);
+
+                assert_absent(line, secret);
+                assert_absent(line, b64.data);
+                assert_absent(line, b64url.data);
+                assert_absent(line, urlraw.data);
+                assert_absent(line, "s3cr3t");
+                for (size_t k = 0; k < 3; k++)
+                        assert_absent(line, variants[k]);
+
+                /* The decoded value of "data" is the literal "<DATA>". */
+                params = json_object_object_get(
+                        json_object_object_get(json_object_object_get(o, "payload"), "request"),
+                        "parameters");
+                if (routes[i] && (streq(routes[i], "postkeys") || streq(routes[i], "postversion")))
+                        assert_string_equal(get_str(params, "data", NULL), "<DATA>");
+                else
+                        assert_null(json_object_object_get(params, "data"));
+
+                /* A password login's form (our extension, route-less here) leaves nothing. */
+                r.form = &lf;
+                line2 = format_line(a, &r);
+                assert_absent(line2, login_secret);
+                assert_absent(line2, "password");
+                for (size_t k = 0; k < 3; k++)
+                        assert_absent(line2, login_variants[k]);
+        }
+}
+
+static void test_escaping(void **state) {
+        static const char ua[] = "evil\"agent\n{\"x\":1}\r\t\\\x01 \xff <script>";
+        _cleanup_(audit_freep) Audit *a = open_stderr();
+        AuditRecord r = base_record();
+        _cleanup_free_ char *line = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+
+        r.user_agent = ua;
+        r.msg = "line1\nline2\u2028";
+        r.path = "/v0/keys/a\nb/";
+        r.key_id = "a\nb";
+        r.remote_addr = "[::1]:1\n";
+        line = format_line(a, &r);
+        assert_null(strchr(line, '\r'));
+        assert_non_null(strstr(
+                line,
+                "\"userAgent\":\"evil\\\"agent\\n{\\\"x\\\":1}\\r\\t\\\\\\u0001 \\ufffd \\u003cscript\\u003e\""));
+        assert_non_null(strstr(line, "\"msg\":\"line1\\nline2\\u2028\""));
+
+        o = parse_line(line);
+        assert_string_equal(
+                get_str(o, "payload", "userAgent"),
+                "evil\"agent\n{\"x\":1}\r\t\\\x01 \xef\xbf\xbd <script>");
+        assert_string_equal(get_str(o, "payload", "msg"), "line1\nline2\u2028");
+        assert_string_equal(get_str(o, "payload_encoding", NULL), "JSON");
+}
+
+static void test_principals(void **state) {
+        _cleanup_(audit_freep) Audit *a = open_stderr();
+        Principals ps = {}, none = {};
+        AuditRecord r = base_record();
+        _cleanup_free_ char *line = NULL, *line2 = NULL;
+
+        assert_int_equal(principals_add(&ps, PRINCIPAL_KIND_MACHINE, "host1.example.com", NULL, "mtls"), 0);
+        assert_int_equal(
+                principals_add(
+                        &ps, PRINCIPAL_KIND_SERVICE, "spiffe://example.com/svc", NULL, "spiffe-fallback"),
+                0);
+        r.principals = &ps;
+        line = format_line(a, &r);
+        assert_non_null(
+                strstr(line,
+                       ",\"principal\":\"host1.example.com\","
+                       "\"fallback_principals\":[\"host1.example.com\",\"spiffe://example.com/svc\"],"
+                       "\"auth_type\":\"mux[mtls=\\u003emachine,spiffe-fallback=\\u003eservice]\","));
+
+        r.principals = &none;
+        line2 = format_line(a, &r);
+        assert_non_null(
+                strstr(line2, ",\"principal\":\"\",\"fallback_principals\":null,\"auth_type\":\"\","));
+        principals_done(&ps);
+}
+
+static void test_open_errors(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *link = NULL, *target = NULL, *missing = NULL;
+        Audit *a = (Audit *) 0x1;
+
+        assert_int_equal(audit_open("", "s", "v", "h", &a), -EINVAL);
+        assert_int_equal(audit_open(NULL, "s", "v", "h", &a), -EINVAL);
+        assert_ptr_equal(a, (Audit *) 0x1);
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&missing, "%s/no/such/file", dir) > 0);
+        assert_int_equal(audit_open(missing, "s", "v", "h", &a), -ENOENT);
+        assert_ptr_equal(a, (Audit *) 0x1);
+
+        /* O_NOFOLLOW: a symlink planted in place of the log is refused. */
+        assert_true(asprintf(&target, "%s/target", dir) > 0);
+        assert_true(asprintf(&link, "%s/link", dir) > 0);
+        assert_int_equal(symlink(target, link), 0);
+        assert_int_equal(audit_open(link, "s", "v", "h", &a), -ELOOP);
+        assert_int_equal(access(target, F_OK), -1);
+
+        assert_int_equal(unlink(link), 0);
+        assert_int_equal(rmdir(dir), 0);
+
+        /* stderr and the journal have nothing to reopen; without journald, "journal" is
+         * refused rather than losing every line. */
+        if (access("/run/systemd/journal/socket", F_OK) == 0) {
+                assert_int_equal(audit_open("journal", "s", "v", "h", &a), 0);
+                assert_int_equal(audit_reopen(a), 0);
+                a = audit_free(a);
+                assert_null(a);
+        } else {
+                assert_int_equal(audit_open("journal", "s", "v", "h", &a), -ENOENT);
+                assert_ptr_equal(a, (Audit *) 0x1);
+        }
+        assert_int_equal(audit_open("-", "s", "v", "h", &a), 0);
+        assert_int_equal(audit_reopen(a), 0);
+        a = audit_free(a);
+        assert_null(audit_free(NULL));
+}
+
+static size_t check_lines(const char *path, size_t want) {
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0, n = 0;
+        const char *p;
+
+        assert_int_equal(read_full_file(path, 64 * 1024 * 1024, &data, &size), 0);
+        assert_true(size == 0 || data[size - 1] == '\n');
+        for (p = data; p < data + size;) {
+                const char *nl = memchr(p, '\n', (size_t) (data + size - p));
+                json_object *o = NULL;
+                const char *err = NULL;
+
+                assert_non_null(nl);
+                if (json_parse(p, (size_t) (nl - p), &o, &err) != 0)
+                        fail_msg("line %zu of %s does not parse: %s", n + 1, path, err);
+                assert_string_equal(get_str(o, "payload", "type"), "access");
+                json_object_put(o);
+                n++;
+                p = nl + 1;
+        }
+        assert_int_equal(n, want);
+        return n;
+}
+
+static void test_file_target(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL, *rotated = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        AuditRecord r = base_record();
+        struct stat st;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_true(asprintf(&rotated, "%s/audit.log.1", dir) > 0);
+
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(audit_write(a, &r), 0);
+        assert_int_equal(audit_write(a, &r), 0);
+        check_lines(path, 2);
+        a = audit_free(a);
+
+        /* Reopening an existing file appends. */
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        assert_int_equal(audit_write(a, &r), 0);
+        check_lines(path, 3);
+
+        /* logrotate moves the file; after the reopen, lines go to a new file. */
+        assert_int_equal(rename(path, rotated), 0);
+        assert_int_equal(audit_write(a, &r), 0);
+        check_lines(rotated, 4);
+        assert_int_equal(audit_reopen(a), 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(audit_write(a, &r), 0);
+        assert_int_equal(audit_write(a, &r), 0);
+        check_lines(path, 2);
+        check_lines(rotated, 4);
+
+        /* A failed reopen keeps the old file. */
+        assert_int_equal(unlink(rotated), 0);
+        assert_int_equal(rename(path, rotated), 0);
+        assert_int_equal(symlink("/nonexistent", path), 0);
+        assert_int_equal(audit_reopen(a), -ELOOP);
+        assert_int_equal(audit_write(a, &r), 0);
+        check_lines(rotated, 3);
+
+        a = audit_free(a);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(unlink(rotated), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+#define N_THREADS 4
+#define N_LINES 500
+
+static atomic_int writers_done;
+
+typedef struct Writer {
+        Audit *audit;
+        int index;
+        int failures;
+} Writer;
+
+static void *writer_thread(void *userdata) {
+        Writer *w = userdata;
+        char ua[64];
+        /* Long lines (several KiB), so that torn writes would show. */
+        char big[4096];
+
+        memset(big, 'a' + w->index, sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        for (int i = 0; i < N_LINES; i++) {
+                AuditRecord r = base_record();
+
+                (void) snprintf(ua, sizeof(ua), "writer-%d-line-%d\n", w->index, i);
+                r.user_agent = ua;
+                r.msg = big;
+                if (audit_write(w->audit, &r) < 0)
+                        w->failures++;
+        }
+        atomic_fetch_add(&writers_done, 1);
+        return NULL;
+}
+
+static void test_concurrent_writes(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        pthread_t threads[N_THREADS];
+        Writer w[N_THREADS];
+        unsigned n_reopens = 0;
+
+        atomic_store(&writers_done, 0);
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+
+        for (int i = 0; i < N_THREADS; i++) {
+                w[i] = (Writer){.audit = a, .index = i};
+                assert_int_equal(pthread_create(&threads[i], NULL, writer_thread, &w[i]), 0);
+        }
+        /* Reopen (the same path) as fast as possible while the writers run: no line may be
+         * lost, torn or written to a closed fd. */
+        while (atomic_load(&writers_done) < N_THREADS) {
+                assert_int_equal(audit_reopen(a), 0);
+                n_reopens++;
+        }
+        for (int i = 0; i < N_THREADS; i++) {
+                assert_int_equal(pthread_join(threads[i], NULL), 0);
+                assert_int_equal(w[i].failures, 0);
+        }
+        assert_true(n_reopens > 0);
+
+        check_lines(path, N_THREADS * N_LINES);
+        a = audit_free(a);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_exact_line),
+                cmocka_unit_test(test_error_line_unauthenticated),
+                cmocka_unit_test(test_timestamps),
+                cmocka_unit_test(test_now_and_ids),
+                cmocka_unit_test(test_route_parameters),
+                cmocka_unit_test(test_no_secret),
+                cmocka_unit_test(test_escaping),
+                cmocka_unit_test(test_principals),
+                cmocka_unit_test(test_open_errors),
+                cmocka_unit_test(test_file_target),
+                cmocka_unit_test(test_concurrent_writes),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
