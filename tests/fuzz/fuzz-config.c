@@ -3,7 +3,7 @@
 #include <string.h>
 
 /* By path: automake's -I$(top_builddir) comes first and holds autoconf's config.h. */
-#include "../../lib/shared/config.h"
+#include "config.h"
 #include "fuzz.h"
 #include "strv.h"
 

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 /* By path: automake's -I$(top_builddir) comes first and holds autoconf's config.h. */
-#include "../../lib/shared/config.h"
+#include "config.h"
 #include "parse.h"
 #include "strv.h"
 

@@ -363,6 +363,22 @@ static void test_fresh_nonce(_unused_ void **state) {
         assert_memory_not_equal(v.crypt + 1, crypt1 + 1, CRYPTOR_NONCE_SIZE);
         assert_memory_not_equal(v.sealed, sealed1, v.sealed_size);
 
+        /* Every byte of the nonce is random: over 32 seals each position takes more than one
+         * value (a fixed byte would repeat with certainty, a random one with p = 2^-248). */
+        {
+                uint8_t first[CRYPTOR_NONCE_SIZE];
+                bool varies[CRYPTOR_NONCE_SIZE] = {};
+
+                memcpy(first, v.crypt + 1, CRYPTOR_NONCE_SIZE);
+                for (unsigned i = 0; i < 32; i++) {
+                        assert_int_equal(cryptor_seal_version(c, "n", &v), 0);
+                        for (size_t j = 0; j < CRYPTOR_NONCE_SIZE; j++)
+                                varies[j] = varies[j] || v.crypt[1 + j] != first[j];
+                }
+                for (size_t j = 0; j < CRYPTOR_NONCE_SIZE; j++)
+                        assert_true(varies[j]);
+        }
+
         assert_int_equal(cryptor_seal_version(c, "n", &v), 0); /* frees the previous one */
         version_drop_data(&v);
         assert_int_equal(cryptor_open_version(c, "n", &v), 0);

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "master-key.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fileio.h"
+#include "log.h"
+#include "random-util.h"
+
+#define MASTER_KEY_FILE_MAX 4096
+
+/* A credential name as systemd allows it: no '/', not "." or "..", not empty. */
+static bool credential_name_valid(const char *name) {
+        return !isempty(name) && !strchr(name, '/') && !streq(name, ".") && !streq(name, "..") &&
+                strlen(name) < 256;
+}
+
+static int master_key_path(const char *spec, char **ret) {
+        const char *name, *dir;
+
+        if (strncmp(spec, "pkcs11:", 7) == 0)
+                return log_error_errno(
+                        EOPNOTSUPP, "PKCS#11 master keys are not supported by this build of keywardd yet.");
+
+        if (strncmp(spec, "credential:", 11) != 0) {
+                *ret = strdup(spec);
+                return *ret ? 0 : -ENOMEM;
+        }
+
+        name = spec + 11;
+        if (!credential_name_valid(name))
+                return log_error_errno(EINVAL, "Invalid credential name '%s'.", name);
+        dir = secure_getenv("CREDENTIALS_DIRECTORY");
+        if (isempty(dir))
+                return log_error_errno(
+                        ENXIO,
+                        "Master key '%s' names a credential, but $CREDENTIALS_DIRECTORY is not set.",
+                        spec);
+        if (asprintf(ret, "%s/%s", dir, name) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int master_key_load(const char *spec, Cryptor **ret) {
+        _cleanup_(secret_freep) Secret *key = NULL;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = master_key_path(spec, &path);
+        if (r < 0)
+                return r;
+
+        r = read_secret_file(path, MASTER_KEY_FILE_MAX, &key);
+        if (r == -EPERM)
+                return log_error_errno(
+                        r,
+                        "Master key '%s' is readable by group or others; refusing it (chmod 0600).",
+                        path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the master key '%s': %m", path);
+
+        r = cryptor_new(key->data, key->size, ret);
+        if (r == -EINVAL)
+                return log_error_errno(
+                        r,
+                        "Master key '%s' is %zu bytes; it must be 16, 24 or 32 raw bytes.",
+                        path,
+                        key->size);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the cryptor: %m");
+        return 0;
+}
+
+int master_key_init(const char *spec) {
+        _cleanup_(secret_freep) Secret *key = NULL;
+        _cleanup_(cryptor_freep) Cryptor *c = NULL;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = master_key_path(spec, &path);
+        if (r < 0)
+                return r;
+        if (access(path, F_OK) == 0 || strncmp(spec, "credential:", 11) == 0) {
+                r = master_key_load(spec, &c);
+                return r < 0 ? r : 1;
+        }
+        if (errno != ENOENT)
+                return log_error_errno(errno, "Cannot access '%s': %m", path);
+
+        key = secret_new(MASTER_KEY_SIZE);
+        if (!key)
+                return log_oom();
+        r = random_bytes(key->data, key->size);
+        if (r < 0)
+                return log_error_errno(r, "Failed to get random bytes: %m");
+        r = write_file_atomic(path, key->data, key->size, 0600);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write the master key '%s': %m", path);
+        log_info("Created master key '%s'.", path);
+        return 0;
+}

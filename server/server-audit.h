@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The audit log: one JSON line per request in Knox's access-log shape (knox-api.md §6), to a
+ * file, stderr or the journal. Never a byte of key data: `data` is logged as "<DATA>". */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "acl.h"
+#include "form.h"
+#include "buf.h"
+#include "macro.h"
+
+/* MESSAGE_ID= of audit lines sent to the journal (journalctl MESSAGE_ID=...). */
+#define AUDIT_MESSAGE_ID "d21b9a5ad5dda2a2f6962da3fe394945"
+#define AUDIT_SYSLOG_IDENTIFIER "keywardd-audit"
+
+typedef struct Audit Audit;
+
+typedef struct AuditRecord {
+        int64_t ts_ns;          /* Unix ns for @timestamp; 0: the time of formatting */
+        int code;               /* Knox sub-code, 0 on success */
+        int status_code;        /* HTTP status */
+        const char *msg;        /* error message, "" or NULL on success */
+        const char *user_agent; /* NULL: "unknown" */
+        const char *method;
+        const char *path;
+        const char *route;  /* Knox route id ("getkeys", ..., "404"), NULL for routes outside Knox's API */
+        const char *key_id; /* path parameters, NULL when the route has none */
+        const char *version_id;
+        const char *raw_query;        /* NULL when the target had no '?' */
+        const Form *query;            /* parsed raw query, may be NULL */
+        const Form *form;             /* parsed body form, may be NULL */
+        const Principals *principals; /* NULL or empty when not authenticated */
+        const char *remote_addr;      /* "ip:port" */
+        const char *tls_server;       /* SNI, may be NULL */
+        int tls_cipher;               /* IANA suite id, e.g. 4865 */
+        int tls_version;              /* 771 TLS 1.2, 772 TLS 1.3 */
+        bool tls_resumed;
+        const uint8_t *tls_unique; /* TLS 1.2 tls-unique bytes, NULL on TLS 1.3 */
+        size_t tls_unique_size;
+} AuditRecord;
+
+/* target: a file path (opened O_APPEND|O_CLOEXEC|O_NOFOLLOW, created 0600), "-" for stderr,
+ * or "journal" (-ENOENT when journald's socket is absent, since sd_journal_send() would drop
+ * every line silently). service, version and hostname go into every line's envelope
+ * (each left out when NULL or empty, as upstream's omitempty does). */
+int audit_open(
+        const char *target, const char *service, const char *version, const char *hostname, Audit **ret);
+Audit *audit_free(Audit *a);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Audit *, audit_free);
+
+/* Reopen the file (after logrotate moved it; SIGHUP). A no-op for stderr and the journal. */
+int audit_reopen(Audit *a);
+
+/* Format one record and write it as one line with a single write() (safe from several
+ * threads: O_APPEND keeps lines whole). */
+int audit_write(Audit *a, const AuditRecord *r);
+
+/* The line itself, without the trailing newline, appended to out (for tests and for the
+ * journal's MESSAGE=). The "id" is 20 fresh random alphanumerics for every line. */
+int audit_format(const Audit *a, const AuditRecord *r, Buf *out);

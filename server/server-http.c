@@ -1,0 +1,1051 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The HTTPS front: one event loop per worker thread, each with its own evhttp on its own
+ * SO_REUSEPORT listening sockets and its own store connection. A connection is
+ * authenticated once (its certificate verified on first use and kept on the SSL object);
+ * each request is parsed, authenticated, handed to server-api.c, answered and audited. */
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "fileio.h"
+#include "hexdecoct.h"
+#include "log.h"
+#include "parse.h"
+#include "peer-cert.h"
+#include "server-api.h"
+#include "server-audit.h"
+#include "server-auth.h"
+#include "server-metrics.h"
+#include "server-request.h"
+#include "server-tls.h"
+#include "server.h"
+#include "strv.h"
+
+#define WATCH_POLL_USEC (1 * USEC_PER_SEC)
+
+typedef struct Watch Watch;
+
+struct Worker {
+        Server *server;
+        size_t index;
+        pthread_t thread;
+        struct event_base *base;
+        struct evhttp *http;
+        struct evhttp_bound_socket *bound[16];
+        size_t n_bound;
+        Store *store;
+        Api api;
+        int notify_fd; /* eventfd: another worker wrote a key */
+        struct event *notify_event;
+        struct event *poll_event;
+        uint64_t change_counter;
+        Watch *watches; /* doubly linked */
+        unsigned n_connections;
+        bool listening;
+};
+
+/* A held GET /v0/keys/?id=hash... with Prefer: wait=N. */
+struct Watch {
+        Worker *worker;
+        struct evhttp_request *req;
+        Form query;
+        struct event *timeout;
+        int64_t started_ns;
+        char *remote_addr;
+        Principals principals;
+        Watch *prev, *next;
+};
+
+/* Per connection, kept on its SSL object. */
+typedef struct Conn {
+        Worker *worker;
+        PeerCert *peer; /* computed on the first request */
+        bool peer_done;
+        bool nodelay;
+} Conn;
+
+static int conn_ex_index = -1;
+
+int64_t now_ns(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec * (int64_t) NSEC_PER_SEC + ts.tv_nsec;
+}
+
+static uint64_t now_usec_monotonic(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+static void worker_listen(Worker *w, bool on);
+
+static void conn_free_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+        Conn *c = ptr;
+
+        if (!c)
+                return;
+        metrics_connections_add(c->worker->server->metrics, c->worker->index, -1);
+        if (c->worker->n_connections-- >=
+            c->worker->server->config->max_connections / c->worker->server->n_workers)
+                worker_listen(c->worker, true);
+        peer_cert_free(c->peer);
+        free(c);
+}
+
+/* evhttp asks for a bufferevent for each accepted connection. */
+static struct bufferevent *make_bufferevent(struct event_base *base, void *userdata) {
+        Worker *w = userdata;
+        SSL_CTX *ctx = atomic_load(&w->server->ssl_ctx);
+        struct bufferevent *bev;
+        Conn *c;
+        SSL *ssl;
+
+        ssl = SSL_new(ctx);
+        if (!ssl)
+                return NULL;
+        c = calloc(1, sizeof(Conn));
+        if (!c || SSL_set_ex_data(ssl, conn_ex_index, c) != 1) {
+                free(c);
+                SSL_free(ssl);
+                return NULL;
+        }
+        c->worker = w;
+        metrics_connections_add(w->server->metrics, w->index, +1);
+        if (++w->n_connections >= w->server->config->max_connections / w->server->n_workers)
+                worker_listen(w, false);
+
+        bev = bufferevent_openssl_socket_new(
+                base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+        if (!bev)
+                return NULL; /* the SSL was freed with it, and so was c */
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        return bev;
+}
+
+static void worker_listen(Worker *w, bool on) {
+        if (w->listening == on)
+                return;
+        for (size_t i = 0; i < w->n_bound; i++) {
+                struct evconnlistener *l = evhttp_bound_socket_get_listener(w->bound[i]);
+
+                if (on)
+                        (void) evconnlistener_enable(l);
+                else
+                        (void) evconnlistener_disable(l);
+        }
+        if (!on)
+                log_warning(
+                        "Worker %zu reached its connection limit; not accepting until one closes.",
+                        w->index);
+        w->listening = on;
+}
+
+static Conn *request_conn(struct evhttp_request *req, SSL **ret_ssl) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+        struct bufferevent *bev;
+        SSL *ssl;
+
+        if (!evcon)
+                return NULL;
+        bev = evhttp_connection_get_bufferevent(evcon);
+        ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+        if (!ssl)
+                return NULL;
+        if (ret_ssl)
+                *ret_ssl = ssl;
+        return SSL_get_ex_data(ssl, conn_ex_index);
+}
+
+static void conn_prepare(Conn *c, struct evhttp_request *req, SSL *ssl) {
+        if (!c->nodelay) {
+                struct bufferevent *bev =
+                        evhttp_connection_get_bufferevent(evhttp_request_get_connection(req));
+                int fd = bufferevent_getfd(bev), one = 1;
+
+                if (fd >= 0)
+                        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                c->nodelay = true;
+        }
+        if (!c->peer_done) {
+                /* Verified once per connection, not on every request. */
+                (void) peer_cert_from_ssl(ssl, c->worker->server->client_roots, &c->peer);
+                c->peer_done = true;
+        }
+}
+
+/* ---- responses -------------------------------------------------------------------- */
+
+static void wipe_and_free_cb(const void *data, size_t len, void *extra) {
+        erase_and_free((void *) data, len);
+}
+
+static void send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body) {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        struct evbuffer *out = evbuffer_new();
+        size_t len;
+        char *data;
+
+        evhttp_add_header(h, "Content-Type", content_type);
+        evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+
+        data = buf_steal(body, &len);
+        if (!out || !data) {
+                erase_and_free(data, len);
+                if (out)
+                        evbuffer_free(out);
+                evhttp_send_error(req, 500, NULL);
+                return;
+        }
+        /* The body may hold key data: hand it over without a copy and wipe it when sent. */
+        if (evbuffer_add_reference(out, data, len, wipe_and_free_cb, NULL) < 0) {
+                erase_and_free(data, len);
+                evbuffer_free(out);
+                evhttp_send_error(req, 500, NULL);
+                return;
+        }
+        evhttp_send_reply(req, status, NULL, out);
+        evbuffer_free(out);
+}
+
+/* Everything known about one request, for the reply, the audit line and the metrics. */
+typedef struct Exchange {
+        Worker *worker;
+        struct evhttp_request *req;
+        SSL *ssl;
+        Conn *conn;
+        uint64_t started_usec;
+        int64_t now_ns;
+        const char *method;
+        char *path;
+        const char *raw_query;
+        Form query;
+        Form form;
+        bool form_ok;
+        ApiMatch match;
+        Principals principals;
+        uint8_t token_hash[TOKEN_HASH_SIZE];
+        bool has_token;
+        char remote_addr[INET6_ADDRSTRLEN + 8];
+} Exchange;
+
+static void exchange_done(Exchange *x) {
+        free(x->path);
+        form_done(&x->query);
+        form_done(&x->form);
+        api_match_done(&x->match);
+        principals_done(&x->principals);
+        explicit_bzero(x->token_hash, sizeof(x->token_hash));
+}
+
+static const char *method_name(enum evhttp_cmd_type t) {
+        switch (t) {
+        case EVHTTP_REQ_GET:
+                return "GET";
+        case EVHTTP_REQ_POST:
+                return "POST";
+        case EVHTTP_REQ_PUT:
+                return "PUT";
+        case EVHTTP_REQ_DELETE:
+                return "DELETE";
+        case EVHTTP_REQ_HEAD:
+                return "HEAD";
+        case EVHTTP_REQ_OPTIONS:
+                return "OPTIONS";
+        case EVHTTP_REQ_PATCH:
+                return "PATCH";
+        case EVHTTP_REQ_TRACE:
+                return "TRACE";
+        case EVHTTP_REQ_CONNECT:
+                return "CONNECT";
+        }
+        return "UNKNOWN";
+}
+
+static void exchange_audit(Exchange *x, const ApiResult *res, const char *route) {
+        Server *s = x->worker->server;
+        const char *sni = NULL;
+        uint8_t unique[64];
+        size_t unique_size = 0;
+        const SSL_CIPHER *cipher = NULL;
+        AuditRecord rec;
+
+        if (x->ssl) {
+                sni = SSL_get_servername(x->ssl, TLSEXT_NAMETYPE_host_name);
+                cipher = SSL_get_current_cipher(x->ssl);
+                if (SSL_version(x->ssl) < TLS1_3_VERSION)
+                        unique_size = SSL_get_finished(x->ssl, unique, sizeof(unique));
+        }
+        rec = (AuditRecord){
+                .ts_ns = x->now_ns,
+                .code = res->code,
+                .status_code = res->http_status,
+                .msg = strempty(res->message),
+                .user_agent = evhttp_find_header(evhttp_request_get_input_headers(x->req), "User-Agent"),
+                .method = x->method,
+                .path = x->path,
+                .route = route,
+                .key_id = x->match.key_id,
+                .version_id = x->match.version_id,
+                .raw_query = x->raw_query,
+                .query = &x->query,
+                .form = x->form_ok ? &x->form : NULL,
+                .principals = &x->principals,
+                .remote_addr = x->remote_addr,
+                .tls_server = sni,
+                .tls_cipher = cipher ? (int) (SSL_CIPHER_get_id(cipher) & 0xffff) : 0,
+                .tls_version = x->ssl ? SSL_version(x->ssl) : 0,
+                .tls_resumed = x->ssl && SSL_session_reused(x->ssl),
+                .tls_unique = unique_size > 0 ? unique : NULL,
+                .tls_unique_size = unique_size,
+        };
+        (void) audit_write(s->audit, &rec);
+        metrics_request(
+                s->metrics,
+                x->worker->index,
+                route ?: "unmatched",
+                res->http_status,
+                res->code,
+                now_usec_monotonic() - x->started_usec);
+}
+
+/* Reply with the envelope of res, and write the audit line. */
+static void exchange_reply(Exchange *x, ApiResult *res, const char *route) {
+        _cleanup_buf_ Buf body = BUF_INIT_SECURE;
+
+        if (api_result_body(res, x->worker->server->hostname, now_ns(), &body) < 0) {
+                evhttp_send_error(x->req, 500, NULL);
+                return;
+        }
+        send_body(x->req, res->http_status, "application/json", &body);
+        exchange_audit(x, res, route);
+}
+
+static void reply_error(Exchange *x, KnoxCode code, int http_status, const char *route, const char *fmt, ...)
+        _printf_(5, 6);
+static void
+reply_error(Exchange *x, KnoxCode code, int http_status, const char *route, const char *fmt, ...) {
+        ApiResult res = API_RESULT_INIT;
+        va_list ap;
+
+        res.code = code;
+        res.http_status = http_status;
+        va_start(ap, fmt);
+        if (vasprintf(&res.message, fmt, ap) < 0)
+                res.message = NULL;
+        va_end(ap);
+        exchange_reply(x, &res, route);
+        api_result_done(&res);
+}
+
+/* ---- watches ---------------------------------------------------------------------- */
+
+static void watch_free(Watch *wa) {
+        Worker *w = wa->worker;
+
+        if (wa->prev)
+                wa->prev->next = wa->next;
+        else
+                w->watches = wa->next;
+        if (wa->next)
+                wa->next->prev = wa->prev;
+        metrics_watchers_add(w->server->metrics, w->index, -1);
+        if (wa->timeout)
+                event_free(wa->timeout);
+        form_done(&wa->query);
+        principals_done(&wa->principals);
+        free(wa->remote_addr);
+        free(wa);
+}
+
+/* Answer a watch with the current list of changed keys; force answers even when empty. */
+static bool watch_check(Watch *wa, bool force) {
+        ApiMatch m = {.route = API_ROUTE_GETKEYS};
+        ApiResult res = API_RESULT_INIT;
+        Exchange x = {
+                .worker = wa->worker,
+                .req = wa->req,
+                .method = "GET",
+                .started_usec = now_usec_monotonic(),
+                .now_ns = now_ns(),
+        };
+        ApiRequest ar = {
+                .match = &m,
+                .raw_query = "",
+                .query = &wa->query,
+                .principals = &wa->principals,
+                .now_ns = x.now_ns,
+        };
+        struct evhttp_connection *evcon;
+        int r;
+
+        r = api_handle(&wa->worker->api, &ar, &res);
+        if (r < 0)
+                (void) api_result_error(&res, KNOX_INTERNAL_SERVER_ERROR, "Out of memory");
+        else if (res.wait && !force) {
+                api_result_done(&res);
+                return false;
+        }
+
+        x.path = strdup("/v0/keys/");
+        x.raw_query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(wa->req));
+        x.query = wa->query;
+        x.principals = wa->principals;
+        snprintf(x.remote_addr, sizeof(x.remote_addr), "%s", strempty(wa->remote_addr));
+        x.conn = request_conn(wa->req, &x.ssl);
+        evcon = evhttp_request_get_connection(wa->req);
+        if (evcon)
+                evhttp_connection_set_closecb(evcon, NULL, NULL);
+
+        exchange_reply(&x, &res, "getkeys");
+        api_result_done(&res);
+        free(x.path);
+        /* query and principals belong to the watch */
+        watch_free(wa);
+        return true;
+}
+
+static void watch_timeout_cb(evutil_socket_t fd, short what, void *userdata) {
+        (void) watch_check(userdata, true);
+}
+
+static void watch_closed_cb(struct evhttp_connection *evcon, void *userdata) {
+        Watch *wa = userdata;
+
+        /* The client went away while we held its request; libevent frees the request. */
+        log_debug("Watcher %s went away.", strna(wa->remote_addr));
+        watch_free(wa);
+}
+
+static void worker_check_watches(Worker *w) {
+        Watch *next;
+
+        for (Watch *wa = w->watches; wa; wa = next) {
+                next = wa->next;
+                (void) watch_check(wa, false);
+        }
+}
+
+static void worker_stop(Worker *w);
+
+static void notify_cb(evutil_socket_t fd, short what, void *userdata) {
+        Worker *w = userdata;
+        uint64_t v;
+
+        /* Draining the eventfd is all that matters; a short read cannot happen. */
+        if (read(w->notify_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                log_debug_errno(errno, "Failed to read the notification eventfd: %m");
+        if (atomic_load(&w->server->stopping))
+                worker_stop(w);
+        else
+                worker_check_watches(w);
+}
+
+/* Writes by another keywardd on the same database do not reach our eventfds; poll the
+ * store's change counter while anyone is watching. */
+static void poll_cb(evutil_socket_t fd, short what, void *userdata) {
+        Worker *w = userdata;
+        uint64_t c;
+
+        if (!w->watches)
+                return;
+        if (store_change_counter(w->store, &c) < 0 || c == w->change_counter)
+                return;
+        w->change_counter = c;
+        worker_check_watches(w);
+}
+
+void server_notify_change(Server *s) {
+        const uint64_t one = 1;
+
+        for (size_t i = 0; i < s->n_workers; i++)
+                if (write(s->workers[i]->notify_fd, &one, sizeof(one)) < 0)
+                        log_debug_errno(errno, "Failed to wake worker %zu: %m", i);
+}
+
+static int watch_start(Exchange *x, unsigned wait_sec) {
+        Worker *w = x->worker;
+        struct timeval tv = {.tv_sec = wait_sec};
+        Watch *wa;
+
+        wa = calloc(1, sizeof(Watch));
+        if (!wa)
+                return -ENOMEM;
+        wa->worker = w;
+        wa->req = x->req;
+        wa->started_ns = x->now_ns;
+        wa->query = x->query;
+        x->query = FORM_NULL;
+        wa->principals = x->principals;
+        x->principals = (Principals){};
+        wa->remote_addr = strdup(x->remote_addr);
+        wa->timeout = evtimer_new(w->base, watch_timeout_cb, wa);
+        if (!wa->remote_addr || !wa->timeout || evtimer_add(wa->timeout, &tv) < 0) {
+                x->query = wa->query;
+                x->principals = wa->principals;
+                if (wa->timeout)
+                        event_free(wa->timeout);
+                free(wa->remote_addr);
+                free(wa);
+                return -ENOMEM;
+        }
+        wa->next = w->watches;
+        if (w->watches)
+                w->watches->prev = wa;
+        w->watches = wa;
+        metrics_watchers_add(w->server->metrics, w->index, +1);
+        evhttp_connection_set_closecb(evhttp_request_get_connection(x->req), watch_closed_cb, wa);
+        return 0;
+}
+
+/* ---- requests --------------------------------------------------------------------- */
+
+/* Parse the body as Go's ParseForm would for POST and PUT, then wipe libevent's copy. */
+static int read_form(Exchange *x) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(x->req);
+        size_t len = evbuffer_get_length(in);
+        unsigned char *p;
+        int r = 0;
+
+        if (len == 0 ||
+            !http_content_type_is_form(
+                    evhttp_find_header(evhttp_request_get_input_headers(x->req), "Content-Type")))
+                return 0;
+        p = evbuffer_pullup(in, -1);
+        if (!p)
+                return -ENOMEM;
+        r = form_parse((const char *) p, len, &x->form);
+        explicit_bzero(p, len);
+        evbuffer_drain(in, len);
+        return r;
+}
+
+static void handle_healthz(Exchange *x) {
+        _cleanup_buf_ Buf body = BUF_INIT;
+        ApiResult res = API_RESULT_INIT;
+        uint64_t c;
+
+        if (store_change_counter(x->worker->store, &c) < 0) {
+                res.http_status = 503;
+                (void) buf_puts(&body, "store unavailable\n");
+        } else {
+                res.http_status = 200;
+                (void) buf_puts(&body, "ok\n");
+        }
+        send_body(x->req, res.http_status, "text/plain; charset=utf-8", &body);
+        exchange_audit(x, &res, "healthz");
+}
+
+static void handle_metrics(Exchange *x) {
+        _cleanup_buf_ Buf body = BUF_INIT;
+        ApiResult res = API_RESULT_INIT;
+
+        res.http_status = metrics_render(x->worker->server->metrics, &body) < 0 ? 500 : 200;
+        send_body(x->req, res.http_status, "text/plain; version=0.0.4; charset=utf-8", &body);
+        exchange_audit(x, &res, "metrics");
+}
+
+static void request_cb(struct evhttp_request *req, void *userdata) {
+        _cleanup_(exchange_done) Exchange x = {
+                .worker = userdata,
+                .req = req,
+                .started_usec = now_usec_monotonic(),
+                .now_ns = now_ns(),
+        };
+        Server *s = x.worker->server;
+        _cleanup_free_ char *auth_msg = NULL;
+        ApiResult res = API_RESULT_INIT;
+        const char *target;
+        struct evkeyvalq *in;
+        char *peer_addr = NULL;
+        uint16_t peer_port = 0;
+        int r;
+
+        x.method = method_name(evhttp_request_get_command(req));
+        x.conn = request_conn(req, &x.ssl);
+        evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer_addr, &peer_port);
+        snprintf(x.remote_addr, sizeof(x.remote_addr), "%s:%u", strna(peer_addr), peer_port);
+        if (x.conn)
+                conn_prepare(x.conn, req, x.ssl);
+
+        target = evhttp_request_get_uri(req);
+        r = http_target_split(target, &x.path, &x.raw_query);
+        if (r == -ENOMEM) {
+                reply_error(&x, KNOX_INTERNAL_SERVER_ERROR, 500, NULL, "Out of memory");
+                return;
+        }
+        if (r < 0) {
+                x.path = strdup(target);
+                reply_error(&x, KNOX_BAD_REQUEST_DATA, 400, NULL, "invalid request target");
+                return;
+        }
+        if (x.raw_query && form_parse(x.raw_query, strlen(x.raw_query), &x.query) == -E2BIG) {
+                reply_error(&x, KNOX_BAD_REQUEST_DATA, 400, NULL, "too many query parameters");
+                return;
+        }
+
+        if (streq(x.path, "/healthz"))
+                return handle_healthz(&x);
+        if (streq(x.path, "/metrics"))
+                return handle_metrics(&x);
+
+        r = api_match(x.method, x.path, &x.match);
+        if (r < 0) {
+                reply_error(&x, KNOX_INTERNAL_SERVER_ERROR, 500, NULL, "Out of memory");
+                return;
+        }
+        if (x.match.method_not_allowed) {
+                reply_error(&x, KNOX_NOT_FOUND, 405, NULL, "Method not allowed");
+                return;
+        }
+
+        /* Go's ParseForm fails as a whole when the body or the query has a bad pair. */
+        r = read_form(&x);
+        if (r == -ENOMEM) {
+                reply_error(&x, KNOX_INTERNAL_SERVER_ERROR, 500, NULL, "Out of memory");
+                return;
+        }
+        x.form_ok = r >= 0;
+        if (x.raw_query) {
+                Form tmp = FORM_NULL;
+
+                x.form_ok = x.form_ok && form_parse(x.raw_query, strlen(x.raw_query), &tmp) == 0;
+                form_done(&tmp);
+        }
+
+        in = evhttp_request_get_input_headers(req);
+        r = auth_request(
+                &(AuthRequest){
+                        .authorization = evhttp_find_header(in, "Authorization"),
+                        .peer = x.conn ? x.conn->peer : NULL,
+                        .store = x.worker->store,
+                        .now_ns = x.now_ns,
+                },
+                &x.principals,
+                x.token_hash,
+                &x.has_token,
+                &auth_msg);
+        if (r == -EACCES) {
+                metrics_auth_failure(s->metrics, x.worker->index);
+                reply_error(
+                        &x,
+                        KNOX_UNAUTHENTICATED,
+                        401,
+                        api_route_to_string(x.match.route),
+                        "%s",
+                        strempty(auth_msg));
+                return;
+        }
+        if (r < 0) {
+                metrics_store_error(s->metrics, x.worker->index);
+                reply_error(
+                        &x,
+                        KNOX_INTERNAL_SERVER_ERROR,
+                        500,
+                        api_route_to_string(x.match.route),
+                        "Authentication failed: %s",
+                        strerror(-r));
+                return;
+        }
+
+        r = api_handle(
+                &x.worker->api,
+                &(ApiRequest){
+                        .match = &x.match,
+                        .raw_query = x.raw_query,
+                        .query = &x.query,
+                        .form = x.form_ok ? &x.form : NULL,
+                        .principals = &x.principals,
+                        .token_hash = x.has_token ? x.token_hash : NULL,
+                        .now_ns = x.now_ns,
+                },
+                &res);
+        if (r < 0)
+                (void) api_result_error(&res, KNOX_INTERNAL_SERVER_ERROR, "%s", strerror(-r));
+        if (res.code == KNOX_INTERNAL_SERVER_ERROR)
+                metrics_store_error(s->metrics, x.worker->index);
+
+        if (res.changed)
+                server_notify_change(s);
+
+        if (res.wait) {
+                unsigned wait = http_prefer_wait(evhttp_find_header(in, "Prefer"), s->config->max_watch_sec);
+
+                if (wait > 0 && watch_start(&x, wait) >= 0) {
+                        api_result_done(&res);
+                        return;
+                }
+        }
+
+        exchange_reply(&x, &res, api_route_to_string(x.match.route));
+        api_result_done(&res);
+}
+
+/* ---- workers and listening sockets -------------------------------------------------- */
+
+static int parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        _cleanup_free_ char *host = NULL;
+        const char *colon;
+        unsigned port;
+
+        colon = strrchr(s, ':');
+        if (!colon)
+                return -EINVAL;
+        if (safe_atou(colon + 1, &port) < 0 || port > 65535)
+                return -EINVAL;
+        if (s[0] == '[' && colon > s && colon[-1] == ']')
+                host = strndup(s + 1, (size_t) (colon - s - 2));
+        else
+                host = strndup(s, (size_t) (colon - s));
+        if (!host)
+                return -ENOMEM;
+
+        memset(ret, 0, sizeof(*ret));
+        if (isempty(host) || streq(host, "*")) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *) ret;
+                a->sin6_family = AF_INET6;
+                a->sin6_port = htons((uint16_t) port);
+                a->sin6_addr = in6addr_any;
+                *ret_len = sizeof(*a);
+        } else if (strchr(host, ':')) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *) ret;
+                a->sin6_family = AF_INET6;
+                a->sin6_port = htons((uint16_t) port);
+                if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+                        return -EINVAL;
+                *ret_len = sizeof(*a);
+        } else {
+                struct sockaddr_in *a = (struct sockaddr_in *) ret;
+                a->sin_family = AF_INET;
+                a->sin_port = htons((uint16_t) port);
+                if (inet_pton(AF_INET, streq(host, "localhost") ? "127.0.0.1" : host, &a->sin_addr) != 1)
+                        return -EINVAL;
+                *ret_len = sizeof(*a);
+        }
+        return 0;
+}
+
+/* A listening socket with SO_REUSEPORT, so that every worker can have its own on the same
+ * address and the kernel spreads connections among them. */
+static int open_listen_socket(const struct sockaddr_storage *sa, socklen_t len) {
+        _cleanup_close_ int fd = -EBADF;
+        int one = 1;
+
+        fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+                return -errno;
+        if (bind(fd, (const struct sockaddr *) sa, len) < 0)
+                return -errno;
+        if (listen(fd, 1024) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+static Worker *worker_free(Worker *w) {
+        if (!w)
+                return NULL;
+        while (w->watches)
+                watch_free(w->watches);
+        if (w->http)
+                evhttp_free(w->http);
+        if (w->notify_event)
+                event_free(w->notify_event);
+        if (w->poll_event)
+                event_free(w->poll_event);
+        if (w->base)
+                event_base_free(w->base);
+        safe_close(w->notify_fd);
+        store_free(w->store);
+        free(w);
+        return NULL;
+}
+
+static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Worker **ret) {
+        const ServerConfig *c = s->config;
+        struct timeval poll_tv = {.tv_sec = WATCH_POLL_USEC / USEC_PER_SEC};
+        struct timeval idle = {
+                .tv_sec = (time_t) (c->idle_timeout_usec / USEC_PER_SEC),
+                .tv_usec = (suseconds_t) (c->idle_timeout_usec % USEC_PER_SEC),
+        };
+        Worker *w;
+        int r;
+
+        w = calloc(1, sizeof(Worker));
+        if (!w)
+                return -ENOMEM;
+        w->server = s;
+        w->index = index;
+        w->notify_fd = -EBADF;
+        w->listening = true;
+
+        r = store_open(c->db, &w->store);
+        if (r < 0) {
+                worker_free(w);
+                return log_error_errno(r, "Failed to open the store '%s': %m", c->db);
+        }
+        (void) store_change_counter(w->store, &w->change_counter);
+        w->api = (Api){
+                .store = w->store,
+                .cryptor = s->cryptor,
+                .default_acl = &s->default_acl,
+                .hostname = s->hostname,
+        };
+
+        w->base = event_base_new();
+        w->http = w->base ? evhttp_new(w->base) : NULL;
+        w->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (!w->http || w->notify_fd < 0) {
+                worker_free(w);
+                return -ENOMEM;
+        }
+        w->notify_event = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, notify_cb, w);
+        w->poll_event = event_new(w->base, -1, EV_PERSIST, poll_cb, w);
+        if (!w->notify_event || !w->poll_event || event_add(w->notify_event, NULL) < 0 ||
+            event_add(w->poll_event, &poll_tv) < 0) {
+                worker_free(w);
+                return -ENOMEM;
+        }
+
+        evhttp_set_bevcb(w->http, make_bufferevent, w);
+        evhttp_set_gencb(w->http, request_cb, w);
+        evhttp_set_max_body_size(w->http, (ev_ssize_t) c->max_body_size);
+        evhttp_set_max_headers_size(w->http, (ev_ssize_t) c->max_header_size);
+        evhttp_set_timeout_tv(w->http, &idle);
+        evhttp_set_allowed_methods(
+                w->http,
+                EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+
+        for (size_t i = 0; i < n_fds; i++) {
+                w->bound[i] = evhttp_accept_socket_with_handle(w->http, fds[i]);
+                if (!w->bound[i]) {
+                        safe_close(fds[i]);
+                        worker_free(w);
+                        return -EIO;
+                }
+                w->n_bound++;
+        }
+
+        *ret = w;
+        return 0;
+}
+
+static void *worker_main(void *userdata) {
+        Worker *w = userdata;
+        sigset_t all;
+
+        /* Signals belong to the main thread. */
+        sigfillset(&all);
+        (void) pthread_sigmask(SIG_BLOCK, &all, NULL);
+        (void) event_base_dispatch(w->base);
+        return NULL;
+}
+
+static void worker_stop(Worker *w) {
+        struct timeval grace = {.tv_sec = 0, .tv_usec = 200 * 1000};
+
+        /* Stop accepting, answer held watches with what is there, give replies in flight a
+         * moment to be written, then leave the loop. */
+        for (size_t i = 0; i < w->n_bound; i++)
+                (void) evconnlistener_disable(evhttp_bound_socket_get_listener(w->bound[i]));
+        while (w->watches)
+                (void) watch_check(w->watches, true);
+        (void) event_base_loopexit(w->base, &grace);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *userdata) {
+        Server *s = userdata;
+
+        if (sig == SIGHUP) {
+                SSL_CTX *ctx, *old;
+                int r;
+
+                log_info("Reloading: reopening the audit log and the TLS certificates.");
+                r = audit_reopen(s->audit);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to reopen the audit log, ignoring: %m");
+                r = tls_server_ctx_new(s->config->tls_cert, s->config->tls_key, &ctx);
+                if (r < 0)
+                        log_warning_errno(
+                                r, "Failed to reload the TLS certificate, keeping the old one: %m");
+                else {
+                        old = atomic_exchange(&s->ssl_ctx, ctx);
+                        /* Live connections hold their own references. After many reloads the
+                         * oldest retired context has long been out of anyone's hands. */
+                        if (s->n_retired_ctx == ELEMENTSOF(s->retired_ctx)) {
+                                SSL_CTX_free(s->retired_ctx[0]);
+                                memmove(s->retired_ctx,
+                                        s->retired_ctx + 1,
+                                        sizeof(s->retired_ctx) - sizeof(SSL_CTX *));
+                                s->n_retired_ctx--;
+                        }
+                        s->retired_ctx[s->n_retired_ctx++] = old;
+                }
+                return;
+        }
+
+        log_info("Received SIG%s, finishing requests in flight.", sig == SIGTERM ? "TERM" : "INT");
+        atomic_store(&s->stopping, true);
+        (void) sd_notify(0, "STOPPING=1");
+        /* Each worker sees the flag when its eventfd wakes it: event bases are never touched
+         * from another thread. */
+        server_notify_change(s);
+}
+
+static int write_ready_file(Server *s) {
+        _cleanup_buf_ Buf b = BUF_INIT;
+
+        for (size_t i = 0; i < s->n_listen_fds; i++) {
+                struct sockaddr_storage sa;
+                socklen_t len = sizeof(sa);
+                char host[INET6_ADDRSTRLEN];
+                uint16_t port;
+
+                if (getsockname(s->listen_fds[i], (struct sockaddr *) &sa, &len) < 0)
+                        return -errno;
+                if (sa.ss_family == AF_INET6) {
+                        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *) &sa;
+                        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+                        port = ntohs(a->sin6_port);
+                        (void) buf_printf(&b, "[%s]:%u\n", host, port);
+                } else {
+                        const struct sockaddr_in *a = (const struct sockaddr_in *) &sa;
+                        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+                        port = ntohs(a->sin_port);
+                        (void) buf_printf(&b, "%s:%u\n", host, port);
+                }
+        }
+        if (b.error < 0)
+                return b.error;
+        return write_file_atomic(s->config->ready_file, b.data, b.len, 0644);
+}
+
+int server_run(Server *s) {
+        const ServerConfig *c = s->config;
+        struct event_base *main_base = NULL;
+        struct event *sig[3] = {};
+        size_t n_addrs = 0;
+        int r = 0;
+
+        if (conn_ex_index < 0) {
+                conn_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_free_ex);
+                if (conn_ex_index < 0)
+                        return -ENOMEM;
+        }
+
+        /* The first worker's sockets fix the port (":0" picks one); the others bind to it. */
+        n_addrs = strv_length(c->listen);
+        if (n_addrs == 0 || n_addrs > ELEMENTSOF(s->listen_fds))
+                return log_error_errno(
+                        EINVAL, "Give between 1 and %zu --listen addresses.", ELEMENTSOF(s->listen_fds));
+
+        s->workers = calloc(c->workers, sizeof(Worker *));
+        if (!s->workers)
+                return log_oom();
+
+        for (size_t wi = 0; wi < c->workers; wi++) {
+                int fds[16];
+
+                for (size_t i = 0; i < n_addrs; i++) {
+                        struct sockaddr_storage sa;
+                        socklen_t len;
+
+                        if (wi == 0) {
+                                r = parse_listen(c->listen[i], &sa, &len);
+                                if (r < 0) {
+                                        log_error_errno(r, "Invalid listen address '%s'.", c->listen[i]);
+                                        goto finish;
+                                }
+                        } else {
+                                len = sizeof(sa);
+                                if (getsockname(s->listen_fds[i], (struct sockaddr *) &sa, &len) < 0) {
+                                        r = log_error_errno(errno, "getsockname() failed: %m");
+                                        goto finish;
+                                }
+                        }
+                        fds[i] = open_listen_socket(&sa, len);
+                        if (fds[i] < 0) {
+                                r = log_error_errno(fds[i], "Failed to listen on '%s': %m", c->listen[i]);
+                                goto finish;
+                        }
+                        if (wi == 0)
+                                s->listen_fds[s->n_listen_fds++] = fds[i];
+                }
+                r = worker_new(s, wi, fds, n_addrs, &s->workers[wi]);
+                if (r < 0)
+                        goto finish;
+                s->n_workers++;
+        }
+
+        main_base = event_base_new();
+        if (!main_base) {
+                r = log_oom();
+                goto finish;
+        }
+        sig[0] = evsignal_new(main_base, SIGTERM, signal_cb, s);
+        sig[1] = evsignal_new(main_base, SIGINT, signal_cb, s);
+        sig[2] = evsignal_new(main_base, SIGHUP, signal_cb, s);
+        for (size_t i = 0; i < ELEMENTSOF(sig); i++)
+                if (!sig[i] || evsignal_add(sig[i], NULL) < 0) {
+                        r = log_oom();
+                        goto finish;
+                }
+
+        for (size_t i = 0; i < s->n_workers; i++)
+                if (pthread_create(&s->workers[i]->thread, NULL, worker_main, s->workers[i]) != 0) {
+                        r = log_error_errno(EAGAIN, "Failed to start worker threads.");
+                        goto finish;
+                }
+
+        if (c->ready_file) {
+                r = write_ready_file(s);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to write '%s', ignoring: %m", c->ready_file);
+        }
+        log_info("keywardd ready: %zu worker(s) on %zu address(es).", s->n_workers, n_addrs);
+        (void) sd_notify(0, "READY=1\nSTATUS=Serving");
+
+        while (!atomic_load(&s->stopping))
+                (void) event_base_loop(main_base, EVLOOP_ONCE);
+
+        for (size_t i = 0; i < s->n_workers; i++)
+                (void) pthread_join(s->workers[i]->thread, NULL);
+        r = 0;
+
+finish:
+        for (size_t i = 0; i < ELEMENTSOF(sig); i++)
+                if (sig[i])
+                        event_free(sig[i]);
+        if (main_base)
+                event_base_free(main_base);
+        for (size_t i = 0; i < s->n_workers; i++)
+                s->workers[i] = worker_free(s->workers[i]);
+        free(s->workers);
+        s->workers = NULL;
+        s->n_workers = 0;
+        return r;
+}

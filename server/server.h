@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* keywardd's shared state: settings, the TLS context, the trust store for client
+ * certificates, the cryptor and the workers, each with its own event loop. */
+
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "acl.h"
+#include "cryptor.h"
+#include "macro.h"
+
+typedef struct ServerConfig {
+        char **listen; /* ADDR:PORT, several allowed */
+        char *tls_cert;
+        char *tls_key;
+        char *client_ca;
+        char *db;
+        char *master_key;
+        char *audit_log;    /* PATH, "-" for stderr, "journal" */
+        char **default_acl; /* TYPE:ID:ACCESS */
+        char *pam_service;
+        char *hostname;
+        char *log_level;
+        unsigned workers;
+        unsigned max_connections;
+        size_t max_body_size;
+        size_t max_header_size;
+        uint64_t idle_timeout_usec;
+        unsigned max_watch_sec;
+        char *ready_file; /* tests: written with "ADDR:PORT\n" lines once listening */
+} ServerConfig;
+
+void server_config_done(ServerConfig *c);
+
+typedef struct Worker Worker;
+typedef struct Audit Audit;
+typedef struct Metrics Metrics;
+
+typedef struct Server {
+        const ServerConfig *config;
+        char *hostname;
+        Cryptor *cryptor;
+        Acl default_acl;
+        _Atomic(SSL_CTX *) ssl_ctx; /* swapped on SIGHUP; workers take a reference per connection */
+        SSL_CTX *retired_ctx[8];    /* replaced contexts, freed only at exit: a worker may be
+                                     * between loading the pointer and SSL_new() */
+        size_t n_retired_ctx;
+        X509_STORE *client_roots;
+        Audit *audit;
+        Metrics *metrics;
+        Worker **workers;
+        size_t n_workers;
+        int listen_fds[16];
+        size_t n_listen_fds;
+        atomic_bool stopping;
+} Server;
+
+/* Parse "TYPE:ID:ACCESS" (e.g. "UserGroup:security-team:Admin") into an entry. */
+int default_acl_entry_parse(const char *s, Access *ret);
+
+/* Serve until SIGTERM/SIGINT. */
+int server_run(Server *s);
+
+/* Tell every worker that a key changed, so held watches look again. */
+void server_notify_change(Server *s);
+
+int64_t now_ns(void);

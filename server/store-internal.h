@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What a storage backend implements. store.c owns everything that is the same for every
+ * backend (argument checks, the JSON forms of ACLs, versions and token groups, the clock
+ * and the optimistic version arithmetic); a backend only moves rows. Adding one (e.g.
+ * PostgreSQL) means a new store-<name>.c with a StoreVTable and one line in store_open(). */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/* The longest key id the schema holds (Knox's VARCHAR(512)). */
+#define STORE_ID_MAX 512
+
+/* One row of the secrets table. As input the strings are borrowed; as output the
+ * backend allocates them and the caller frees them with store_record_done(). */
+typedef struct StoreRecord {
+        char *acl;       /* the ACL as JSON (acl_json_append) */
+        char *hash;      /* the stored version hash */
+        char *versions;  /* the sealed versions as JSON (knox_sealed_versions_json_append) */
+        int64_t version; /* last_updated, ns */
+} StoreRecord;
+
+void store_record_done(StoreRecord *r);
+
+/* One row of the tokens table, with the same ownership rules as StoreRecord. */
+typedef struct StoreTokenRecord {
+        char *user;
+        char *groups; /* JSON array of strings */
+        int64_t created;
+        int64_t expires;
+        bool revoked;
+} StoreTokenRecord;
+
+void store_token_record_done(StoreTokenRecord *t);
+
+/* Every function returns the errors store.h documents. All except free and init return
+ * -ENOMEDIUM on an uninitialised (or not yet migrated) database and -EPROTONOSUPPORT on
+ * one from a newer keyward. Each write is one durable transaction. */
+typedef struct StoreVTable {
+        const char *name;
+        void (*free)(Store *s);
+        int (*init)(Store *s);
+        int (*get)(Store *s, const char *id, StoreRecord *ret);
+        /* rec->version is the new row's last_updated. */
+        int (*add)(Store *s, const char *id, const StoreRecord *rec);
+        /* Replace the row if its last_updated is still expected_version; rec->version is the
+         * new last_updated (> expected_version). -ESTALE or -ENOKEY otherwise. */
+        int (*update)(Store *s, const char *id, const StoreRecord *rec, int64_t expected_version);
+        int (*remove)(Store *s, const char *id);
+        int (*list)(Store *s, StoreListFunc f, void *userdata);
+        int (*change_counter)(Store *s, uint64_t *ret);
+        int (*token_add)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], const StoreTokenRecord *t);
+        int (*token_get)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], StoreTokenRecord *ret);
+        int (*token_revoke)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE]);
+        int (*token_expire)(Store *s, int64_t now_ns);
+} StoreVTable;
+
+/* Each backend's object starts with this. */
+struct Store {
+        const StoreVTable *vtable;
+};
+
+/* The SQLite backend (store-sqlite.c). path is a file name, created 0600 if absent. */
+int store_sqlite_open(const char *path, Store **ret);
+
+/* The schema version this build writes, and the SQLite handle of a SQLite store (NULL for
+ * any other backend). For tests. */
+#define STORE_SQLITE_SCHEMA_VERSION 2
+struct sqlite3;
+struct sqlite3 *store_sqlite_handle(Store *s);

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The request line and headers keywardd reads itself: the request target (path and query),
+ * the route match, Prefer: wait and Content-Type. The input is split at newlines: target,
+ * method, Prefer, Content-Type. */
+#include <string.h>
+
+#include "form.h"
+#include "fuzz.h"
+#include "server-api.h"
+#include "server-request.h"
+
+static const char *next_line(char **p) {
+        char *s = *p, *nl;
+
+        if (!s)
+                return NULL;
+        nl = strchr(s, '\n');
+        if (nl) {
+                *nl = '\0';
+                *p = nl + 1;
+        } else
+                *p = NULL;
+        return s;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        _cleanup_free_ char *copy = NULL, *path = NULL;
+        _cleanup_form_ Form q = FORM_NULL;
+        const char *target, *method, *prefer, *ct, *query;
+        ApiMatch m = {};
+        char *p;
+
+        if (size > FUZZ_INPUT_MAX)
+                return 0;
+        copy = strndup((const char *) data, size);
+        if (!copy)
+                return 0;
+        p = copy;
+        target = next_line(&p);
+        method = next_line(&p) ?: "GET";
+        prefer = next_line(&p);
+        ct = next_line(&p);
+
+        (void) http_prefer_wait(prefer, 300);
+        if (http_prefer_wait(prefer, 300) > 300)
+                __builtin_trap();
+        (void) http_content_type_is_form(ct);
+
+        if (http_target_split(target, &path, &query) < 0)
+                return 0;
+        if (query && strlen(query) > strlen(target))
+                __builtin_trap();
+        if (query)
+                (void) form_parse(query, strlen(query), &q);
+        if (api_match(method, path, &m) == 0) {
+                if (m.route < 0 || m.route >= _API_ROUTE_MAX)
+                        __builtin_trap();
+                /* Path parameters never hold a slash. */
+                if ((m.key_id && strchr(m.key_id, '/')) || (m.version_id && strchr(m.version_id, '/')))
+                        __builtin_trap();
+                api_match_done(&m);
+        }
+        return 0;
+}

@@ -1,0 +1,262 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Shared by the integration tests: TAP output, a scratch directory, a test PKI made at test
+# time, and a real keywardd on 127.0.0.1 with a random port.
+#
+# Binaries come from $KEYWARD_TOP_BUILDDIR (make check sets it) and may be overridden with
+# KEYWARDD=... and friends.
+
+set -u
+
+: "${KEYWARD_TOP_BUILDDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${KEYWARD_TOP_SRCDIR:=$KEYWARD_TOP_BUILDDIR}"
+: "${KEYWARDD:=$KEYWARD_TOP_BUILDDIR/keywardd}"
+: "${TEST_PKI:=$KEYWARD_TOP_BUILDDIR/tests/integration/test-pki}"
+
+tap_n=0
+tap_failed=0
+
+# With TODO set (e.g. `TODO="bug: ..." expect ...`), a result is a TAP TODO: an assertion
+# known to fail because of a reported bug. Once the bug is fixed it shows up as XPASS, which
+# fails the test: drop the TODO then.
+ok() {
+        tap_n=$((tap_n + 1))
+        echo "ok $tap_n - $*${TODO:+ # TODO $TODO}"
+}
+
+not_ok() {
+        tap_n=$((tap_n + 1))
+        [ -n "${TODO:-}" ] || tap_failed=$((tap_failed + 1))
+        echo "not ok $tap_n - $*${TODO:+ # TODO $TODO}"
+}
+
+# check DESCRIPTION COMMAND...: one TAP line from a command's status.
+check() {
+        local what=$1
+        shift
+        if "$@"; then ok "$what"; else not_ok "$what"; fi
+}
+
+diag() {
+        echo "# $*"
+}
+
+# is DESCRIPTION GOT WANT: one TAP line from a comparison of strings.
+is() {
+        if [ "$2" = "$3" ]; then
+                ok "$1"
+        else
+                not_ok "$1"
+                diag "got:  $2"
+                diag "want: $3"
+        fi
+}
+
+# like DESCRIPTION GOT REGEX: the string matches an extended regular expression.
+like() {
+        if printf '%s' "$2" | grep -Eq -- "$3"; then
+                ok "$1"
+        else
+                not_ok "$1"
+                diag "got:  $2"
+                diag "want: /$3/"
+        fi
+}
+
+# todo REASON DESCRIPTION COMMAND...: check as a TAP TODO.
+todo() {
+        local TODO=$1
+        shift
+        check "$@"
+}
+
+# tcheck DESCRIPTION COMMAND...: like check, printing the command's output as diagnostics
+# when it fails.
+tcheck() {
+        local what=$1 out
+        shift
+        if out=$("$@" 2>&1); then
+                ok "$what"
+        else
+                not_ok "$what"
+                [ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/# /'
+        fi
+        return 0
+}
+
+skip_all() {
+        echo "1..0 # SKIP $*"
+        exit 77
+}
+
+bail() {
+        echo "Bail out! $*"
+        exit 99
+}
+
+done_testing() {
+        echo "1..$tap_n"
+        [ "$tap_failed" -eq 0 ]
+}
+
+for tool in curl openssl python3 timeout; do
+        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
+done
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/keyward-test.XXXXXX")
+KWD_PID=
+BG_PIDS=()
+cleanup() {
+        local p
+        [ -n "$KWD_PID" ] && kill -9 "$KWD_PID" 2>/dev/null
+        for p in "${BG_PIDS[@]}"; do
+                kill -9 "$p" 2>/dev/null
+        done
+        wait 2>/dev/null
+        [ -n "${KEEP_TEST_DIR:-}" ] && { echo "# kept $T"; return; }
+        rm -rf "$T"
+}
+trap cleanup EXIT
+
+# make_pki: certificates and keys under $T/pki (see tests/integration/test-pki.c).
+make_pki() {
+        "$TEST_PKI" "$T/pki" >/dev/null || bail "cannot make the test PKI"
+}
+
+# kwd_init: a fresh store and master key.
+kwd_init() {
+        "$KEYWARDD" init --db "$T/keyward.db" --master-key "$T/master.key" 2>"$T/init.log" ||
+                { cat "$T/init.log" >&2; bail "keywardd init failed"; }
+}
+
+# kwd_start [FLAGS...]: start keywardd in the background and wait until it serves.
+kwd_start() {
+        rm -f "$T/ready"
+        "$KEYWARDD" serve --listen 127.0.0.1:0 \
+                --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
+                --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key" \
+                --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
+                --hostname testhost "$@" 2>>"$T/keywardd.log" &
+        KWD_PID=$!
+        for _ in $(seq 100); do
+                [ -s "$T/ready" ] && break
+                kill -0 "$KWD_PID" 2>/dev/null || { cat "$T/keywardd.log" >&2; bail "keywardd exited"; }
+                sleep 0.05
+        done
+        [ -s "$T/ready" ] || bail "keywardd did not become ready"
+        KWD_ADDR=$(head -n1 "$T/ready")
+        KWD_URL="https://$KWD_ADDR"
+}
+
+kwd_stop() {
+        [ -n "$KWD_PID" ] || return 0
+        kill -TERM "$KWD_PID" 2>/dev/null
+        wait "$KWD_PID" 2>/dev/null
+        KWD_PID=
+}
+
+kwd_kill9() {
+        [ -n "$KWD_PID" ] || return 0
+        kill -9 "$KWD_PID" 2>/dev/null
+        wait "$KWD_PID" 2>/dev/null
+        KWD_PID=
+}
+
+# kwd_token USER [--group G]...: mint a user token.
+kwd_token() {
+        local user=$1
+        shift
+        "$KEYWARDD" token --db "$T/keyward.db" --master-key "$T/master.key" --user "$user" "$@" 2>>"$T/token.log"
+}
+
+# req CERT AUTH METHOD PATH [curl args...]: one request; prints "<http status> <body>".
+# CERT is a name under $T/pki (machine, service, ...) or "none". The raw body stays in
+# $REQ_BODY ($T/body unless set; set it to a file of its own in concurrent subshells).
+req() {
+        local cert=$1 auth=$2 method=$3 path=$4
+        local out=${REQ_BODY:-$T/body}
+        shift 4
+        rm -f "$out"
+        local args=(-sS --max-time 10 --cacert "$T/pki/ca.pem" -X "$method" -o "$out" -w '%{http_code}')
+        [ "$cert" != none ] && args+=(--cert "$T/pki/$cert.pem" --key "$T/pki/$cert.key")
+        [ -n "$auth" ] && args+=(-H "Authorization: $auth")
+        local code
+        code=$(curl "${args[@]}" "$@" "$KWD_URL$path") || code=000
+        printf '%s %s' "$code" "$(cat "$out" 2>/dev/null)"
+}
+
+# expect DESCRIPTION RESPONSE HTTP_STATUS KNOX_CODE [MESSAGE]: RESPONSE is what req printed;
+# its HTTP status, the envelope's status ("ok" for code 0, else "error") and code, and, when
+# given, the exact message must match.
+expect() {
+        local what=$1 resp=$2 http=$3 code=$4 msg
+        local got
+        if [ $# -ge 5 ]; then msg=$5; else msg=$'\x01'; fi
+        got=$(python3 -c '
+import json, sys
+resp, http, code, msg = sys.argv[1:5]
+status, _, body = resp.partition(" ")
+errs = []
+if status != http:
+        errs.append("HTTP status %s, want %s" % (status, http))
+try:
+        j = json.loads(body)
+except ValueError:
+        errs.append("not JSON: %r" % body[:300])
+        j = None
+if isinstance(j, dict):
+        want_status = "ok" if code == "0" else "error"
+        if j.get("status") != want_status:
+                errs.append("status %r, want %r" % (j.get("status"), want_status))
+        if j.get("code") != int(code):
+                errs.append("code %r, want %s" % (j.get("code"), code))
+        if msg != "\x01" and j.get("message") != msg:
+                errs.append("message %r, want %r" % (j.get("message"), msg))
+elif j is not None:
+        errs.append("not an object: %r" % body[:300])
+if errs:
+        print("; ".join(errs))
+        print("response: %s" % resp[:500])
+' "$resp" "$http" "$code" "$msg" 2>&1)
+        if [ -z "$got" ]; then
+                ok "$what"
+        else
+                not_ok "$what"
+                printf '%s\n' "$got" | sed 's/^/# /'
+        fi
+}
+
+# jget JSON EXPR: evaluate a Python expression over the parsed JSON `j` (integers stay exact);
+# strings print bare, anything else as JSON. Prints nothing and fails on a parse error.
+jget() {
+        python3 -c '
+import json, sys
+try:
+        j = json.loads(sys.argv[1])
+        v = eval(sys.argv[2])
+except Exception as e:
+        sys.exit(1)
+print(v if isinstance(v, str) else json.dumps(v))
+' "$1" "$2"
+}
+
+# body RESPONSE: the body part of what req printed.
+body() {
+        printf '%s' "${1#* }"
+}
+
+# kwd_wait_exit PID SECONDS: wait for a process of ours to exit; returns its exit status, or
+# 124 if it is still running after SECONDS (it is then left running).
+kwd_wait_exit() {
+        local pid=$1 i
+        for i in $(seq $(($2 * 20))); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.05
+        done
+        kill -0 "$pid" 2>/dev/null && return 124
+        wait "$pid"
+}
+
+# jfield JSON FIELD: a top-level field of a response (numbers and strings, as printed).
+jfield() {
+        python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print(json.dumps(v) if not isinstance(v,str) else v)' "$1" "$2"
+}

@@ -1,0 +1,400 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Every Knox v0 route of a real keywardd, driven with curl as a user (token) and as a machine
+# and a service (client certificates): each success and each error code of knox-api.md §2,
+# with the exact messages §3 gives, the envelope byte for byte, exact 64-bit ids, the raw
+# quoted status filter, headers and keep-alive.
+
+. "$(dirname "$0")/lib.sh"
+
+make_pki
+kwd_init
+kwd_start
+
+ALICE=$(kwd_token alice --group admins) || bail "cannot mint a token"
+BOB=$(kwd_token bob --group devs) || bail "cannot mint a token"
+MACHINE=0thost1.example.com
+SERVICE=0sanything
+
+# as_alice METHOD PATH [curl args...], and friends.
+as_alice() { req none "0u$ALICE" "$@"; }
+as_bob() { req none "0u$BOB" "$@"; }
+as_machine() { req machine "$MACHINE" "$@"; }
+as_service() { req service "$SERVICE" "$@"; }
+
+b64() { printf '%s' "$1" | base64 -w0; }
+
+# The raw body of the last request (req leaves it in $T/body): one JSON object in Knox's field
+# order, then a newline.
+envelope_shape() {
+        python3 - "$T/body" "$1" <<'EOF'
+import re, sys
+raw = open(sys.argv[1], "rb").read().decode()
+kind = sys.argv[2]
+if kind == "ok":
+        pat = r'\{"status":"ok","code":0,"host":"testhost","ts":[1-9][0-9]{18},"message":"","data":.*\}\n'
+else:
+        pat = r'\{"status":"error","code":[1-9][0-9]*,"host":"testhost","ts":[1-9][0-9]{18},"message":"[^"]+","data":null\}\n'
+if not re.fullmatch(pat, raw, re.S):
+        sys.exit("bad envelope: %r" % raw)
+if raw.count("\n") != 1:
+        sys.exit("more than one line: %r" % raw)
+EOF
+}
+
+# ---- create (POST /v0/keys/) ----------------------------------------------------------
+
+r=$(as_alice POST /v0/keys/ -d id=k1 --data-urlencode "data=$(b64 first-secret)" --data-urlencode 'acl=[]')
+expect "create k1 as a user" "$r" 200 0 ""
+tcheck "create: the envelope's exact shape and trailing newline" envelope_shape ok
+V1=$(jget "$(body "$r")" 'j["data"]')
+like "create: data is a version id (a JSON integer)" "$V1" '^[1-9][0-9]*$'
+
+r=$(as_alice POST /v0/keys/ --data-urlencode "data=$(b64 x)")
+expect "create without id: 400/9" "$r" 400 9
+tcheck "error envelope: exact shape and trailing newline" envelope_shape error
+r=$(as_alice POST /v0/keys/ -d id=k2)
+expect "create without data: 400/10" "$r" 400 10
+r=$(as_alice POST /v0/keys/ -d id=k2 -d data=)
+expect "create with empty data: 400/10" "$r" 400 10
+r=$(as_alice POST /v0/keys/ -d id=k2 --data-urlencode 'data=not*base64!')
+expect "create with bad base64: 400/11" "$r" 400 11
+r=$(as_alice POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 x)" --data-urlencode 'acl=[{"type":')
+expect "create with bad acl JSON: 400/11" "$r" 400 11
+r=$(as_alice POST /v0/keys/ --data-urlencode 'id=bad-id!' --data-urlencode "data=$(b64 x)")
+expect "create with a bad key id: 400/12" "$r" 400 12 "KeyID includes unsupported characters bad-id!"
+r=$(as_alice POST /v0/keys/ -d id= --data-urlencode "data=$(b64 x)")
+expect "create with an empty key id: 400/12" "$r" 400 12
+r=$(as_alice POST /v0/keys/ -d id=k1 --data-urlencode "data=$(b64 x)")
+expect "create an existing key: 400/2" "$r" 400 2 "Key k1 already exists"
+r=$(as_machine POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 x)")
+expect "create as a machine: 403/6" "$r" 403 6 "Must be a user to create keys, principal is host1.example.com"
+r=$(as_service POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 x)")
+expect "create as a service: 403/6" "$r" 403 6 "Must be a user to create keys, principal is spiffe://example.com/svc"
+r=$(as_alice POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 x)" \
+        --data-urlencode 'acl=[{"type":"User","id":"bob","access":"None"}]')
+like "create with a None ACL entry is refused (code 1 or 11)" "$r" '^(400|500) .*"code":(1|11),'
+
+# The ACL of a new key: the request's entries, then the creator as Admin.
+r=$(as_alice POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 second)" \
+        --data-urlencode 'acl=[{"type":"User","id":"alice","access":"Read"},{"type":"Machine","id":"host9","access":"Read"}]')
+expect "create k2 with an ACL" "$r" 200 0 ""
+r=$(as_alice GET /v0/keys/k2/access/)
+is "create: the request ACL merged with the creator as Admin" \
+        "$(jget "$(body "$r")" '[(a["type"], a["id"], a["access"]) for a in j["data"]]')" \
+        '[["User", "alice", "Admin"], ["Machine", "host9", "Read"]]'
+
+# ---- get key (GET /v0/keys/{id}/) -----------------------------------------------------
+
+r=$(as_alice GET /v0/keys/k1/)
+expect "get k1" "$r" 200 0 ""
+tcheck "get: the envelope's exact shape" envelope_shape ok
+like 'get: "acl":[] in the key' "$(body "$r")" '"data":\{"id":"k1","acl":\[\],"versions":\['
+is "get: the data reads back" "$(jget "$(body "$r")" 'j["data"]["versions"][0]["data"]')" "$(b64 first-secret)"
+is "get: the version id is exactly the one create returned" \
+        "$(jget "$(body "$r")" 'j["data"]["versions"][0]["id"]')" "$V1"
+like "get: the version id appears as the same integer in the raw JSON" "$(body "$r")" "\"id\":$V1,"
+r=$(as_alice GET /v0/keys/nokey/)
+expect "get an unknown key: 404/4" "$r" 404 4 "No such key nokey"
+r=$(as_bob GET /v0/keys/k1/)
+expect "get without Read: 403/6" "$r" 403 6 "Principal bob not authorized to read k1"
+r=$(as_machine GET /v0/keys/k1/)
+expect "get as a machine not in the ACL: 403/6" "$r" 403 6 "Principal host1.example.com not authorized to read k1"
+
+# ---- versions: add (POST /v0/keys/{id}/versions/) -------------------------------------
+
+r=$(as_alice POST /v0/keys/k1/versions/ --data-urlencode "data=$(b64 second-secret)")
+expect "add a version" "$r" 200 0 ""
+V2=$(jget "$(body "$r")" 'j["data"]')
+r=$(as_alice POST /v0/keys/k1/versions/ --data-urlencode "data=$(b64 third-secret)")
+expect "add another version" "$r" 200 0 ""
+V3=$(jget "$(body "$r")" 'j["data"]')
+like "add version: data is a version id" "$V2 $V3" '^[1-9][0-9]* [1-9][0-9]*$'
+r=$(as_alice POST /v0/keys/k1/versions/)
+expect "add version without data: 400/11" "$r" 400 11
+r=$(as_alice POST /v0/keys/k1/versions/ -d data=)
+expect "add version with empty data: 400/11" "$r" 400 11
+r=$(as_alice POST /v0/keys/k1/versions/ --data-urlencode 'data=@@@@')
+expect "add version with bad base64: 400/11" "$r" 400 11
+r=$(as_alice POST /v0/keys/nokey/versions/ --data-urlencode "data=$(b64 x)")
+expect "add version to an unknown key: 404/4" "$r" 404 4
+r=$(as_bob POST /v0/keys/k1/versions/ --data-urlencode "data=$(b64 x)")
+expect "add version without Write: 403/6" "$r" 403 6 "Principal bob not authorized to write k1"
+
+# ---- versions: status (PUT /v0/keys/{id}/versions/{v}/) -------------------------------
+
+putv() { as_alice PUT "/v0/keys/k1/versions/$1/" --data-urlencode "status=\"$2\""; }
+statuses() {
+        jget "$(body "$(as_alice GET '/v0/keys/k1/?status="Inactive"' -g --path-as-is)")" \
+                '" ".join("%d=%s" % (v["id"], v["status"]) for v in j["data"]["versions"])'
+}
+is "three versions: Primary, Active, Active" "$(statuses)" "$V1=Primary $V2=Active $V3=Active"
+
+r=$(putv "$V2" Primary)
+expect "promote an Active version to Primary" "$r" 200 0 ""
+is "promote: the old Primary became Active" "$(statuses)" "$V1=Active $V2=Primary $V3=Active"
+r=$(putv "$V3" Inactive)
+expect "deactivate an Active version" "$r" 200 0 ""
+is "deactivate: it is Inactive" "$(statuses)" "$V1=Active $V2=Primary $V3=Inactive"
+r=$(putv "$V3" Active)
+expect "reactivate an Inactive version" "$r" 200 0 ""
+r=$(putv "$V3" Inactive)
+expect "deactivate it again" "$r" 200 0 ""
+is "statuses now: Active, Primary, Inactive" "$(statuses)" "$V1=Active $V2=Primary $V3=Inactive"
+
+r=$(putv "$V2" Inactive)
+expect "Primary to Inactive: 400/11" "$r" 400 11 "Version must be Active to demote to Inactive"
+r=$(putv "$V3" Inactive)
+expect "Inactive to Inactive: 400/11" "$r" 400 11 "Version must be Active to demote to Inactive"
+r=$(putv "$V2" Active)
+expect "Primary to Active: 400/11" "$r" 400 11 "Primary Key can not be demoted. Specify Active key to promote."
+r=$(putv "$V1" Active)
+expect "Active to Active: 400/11" "$r" 400 11 "Primary Key can not be demoted. Specify Active key to promote."
+r=$(putv "$V3" Primary)
+expect "Inactive to Primary: 400/11" "$r" 400 11 "Version must be Active to promote to Primary"
+r=$(putv "$V2" Primary)
+expect "Primary to Primary: 400/11" "$r" 400 11 "Version must be Active to promote to Primary"
+is "failed transitions changed nothing" "$(statuses)" "$V1=Active $V2=Primary $V3=Inactive"
+r=$(putv 12345 Primary)
+expect "unknown version id: 404/3" "$r" 404 3 "Key version not found"
+r=$(putv abc Primary)
+expect "bad version id: 400/11" "$r" 400 11 'strconv.ParseUint: parsing "abc": invalid syntax'
+r=$(putv 99999999999999999999 Primary)
+expect "version id out of range: 400/11" "$r" 400 11 'strconv.ParseUint: parsing "99999999999999999999": value out of range'
+r=$(as_alice PUT "/v0/keys/k1/versions/$V1/")
+expect "status missing: 400/11" "$r" 400 11 "Missing parameter 'status'"
+r=$(as_alice PUT "/v0/keys/k1/versions/$V1/" -d status=Primary)
+expect "status without quotes: 400/11" "$r" 400 11
+r=$(putv "$V1" Bogus)
+expect "unknown status: 400/11" "$r" 400 11 "json: Invalid VersionStatus to convert"
+r=$(as_alice PUT "/v0/keys/nokey/versions/$V1/" --data-urlencode 'status="Primary"')
+expect "status of an unknown key: 404/4" "$r" 404 4
+r=$(as_bob PUT "/v0/keys/k1/versions/$V1/" --data-urlencode 'status="Primary"')
+expect "status without Write: 403/6" "$r" 403 6 "Principal bob not authorized to write k1"
+
+# ---- get key: the status filter, with raw quotes in the request target ----------------
+
+verbose_target() {
+        curl -sS -v -g --path-as-is --max-time 10 -o /dev/null --cacert "$T/pki/ca.pem" \
+                -H "Authorization: 0u$ALICE" "$KWD_URL$1" 2>&1 | sed -n 's/^> \(GET .*\) HTTP\/1.1\r*$/\1/p'
+}
+is 'curl sends the raw double quotes' "$(verbose_target '/v0/keys/k1/?status="Inactive"')" \
+        'GET /v0/keys/k1/?status="Inactive"'
+
+filtered() {
+        jget "$(body "$(as_alice GET "/v0/keys/k1/$1" -g --path-as-is)")" \
+                '" ".join("%d=%s" % (v["id"], v["status"]) for v in j["data"]["versions"])'
+}
+is 'status="Primary": the primary only' "$(filtered '?status="Primary"')" "$V2=Primary"
+is 'status="Active": primary and active' "$(filtered '?status="Active"')" "$V1=Active $V2=Primary"
+is 'status="Inactive": every version' "$(filtered '?status="Inactive"')" "$V1=Active $V2=Primary $V3=Inactive"
+is 'no status: primary and active' "$(filtered '')" "$V1=Active $V2=Primary"
+is 'status %22Primary%22 (escaped quotes) works too' "$(filtered '?status=%22Primary%22')" "$V2=Primary"
+r=$(as_alice GET '/v0/keys/k1/?status=Inactive' -g --path-as-is)
+expect "status=Inactive without quotes: 400/11" "$r" 400 11
+r=$(as_alice GET '/v0/keys/k1/?status="Deleted"' -g --path-as-is)
+expect 'status="Deleted": 400/11' "$r" 400 11 "json: Invalid VersionStatus to convert"
+
+# The hash is the stored one (of every version, knox-api.md §4.4), whatever the filter.
+hashes() {
+        local s
+        for s in '?status="Primary"' '' '?status="Inactive"'; do
+                jget "$(body "$(as_alice GET "/v0/keys/k1/$s" -g --path-as-is)")" 'j["data"]["hash"]'
+        done | sort -u
+}
+H1=$(hashes)
+expected_hash=$(python3 - "$V1" "$V2" "$V3" <<'EOF'
+import hashlib, struct, sys
+v1, v2, v3 = map(int, sys.argv[1:])
+# Primary v2, then the Active v1, then the Inactive v3 as 8 zero bytes.
+print(hashlib.sha256(struct.pack("<Q", v2) + struct.pack("<Q", v1) + bytes(8)).hexdigest())
+EOF
+)
+is "the hash is Knox's version hash of the whole list, for every filter" "$H1" "$expected_hash"
+
+# ---- exact 64-bit integers ------------------------------------------------------------
+
+for i in 1 2 3 4 5 6 7 8; do
+        r=$(as_alice POST /v0/keys/ -d "id=many$i" --data-urlencode "data=$(b64 "v$i")")
+        printf '%s\n' "$(jget "$(body "$r")" 'j["data"]')"
+done >"$T/ids"
+r=$(as_alice GET /v0/keys/k1/)
+tcheck "ids are exact 63-bit integers, some above 2^53, ts in nanoseconds now" python3 - "$T/ids" "$(body "$r")" <<'EOF'
+import json, sys, time
+ids = [int(x) for x in open(sys.argv[1]).read().split()]
+assert len(ids) == 8, ids
+assert all(0 < i < 2**63 for i in ids), ids
+assert any(i > 2**53 for i in ids), "no id above 2^53: %r" % ids
+j = json.loads(sys.argv[2])
+assert isinstance(j["ts"], int) and abs(j["ts"] - time.time_ns()) < 120 * 10**9, j["ts"]
+for v in j["data"]["versions"]:
+        assert isinstance(v["id"], int) and isinstance(v["ts"], int)
+        assert abs(v["ts"] - time.time_ns()) < 120 * 10**9, v
+# A double would have rounded these; the raw text must hold the very digits.
+raw = sys.argv[2]
+for v in j["data"]["versions"]:
+        assert ('"id":%d,' % v["id"]) in raw
+EOF
+
+# ---- delete (DELETE /v0/keys/{id}/) ---------------------------------------------------
+
+r=$(as_bob DELETE /v0/keys/many1/)
+expect "delete without Admin: 403/6" "$r" 403 6 "Principal bob not authorized to delete many1"
+r=$(as_alice DELETE /v0/keys/many1/)
+expect "delete" "$r" 200 0 ""
+is "delete: data is null" "$(jget "$(body "$r")" 'j["data"]')" "null"
+r=$(as_alice GET /v0/keys/many1/)
+expect "a deleted key is gone: 404/4" "$r" 404 4
+r=$(as_alice DELETE /v0/keys/many1/)
+expect "delete an unknown key: 404/4" "$r" 404 4
+
+# ---- access: GET and PUT /v0/keys/{id}/access/ ----------------------------------------
+
+acl_of() {
+        jget "$(body "$(as_alice GET "/v0/keys/$1/access/")")" \
+                '" ".join("%s:%s:%s" % (a["type"], a["id"], a["access"]) for a in j["data"])'
+}
+r=$(as_bob GET /v0/keys/k1/access/)
+expect "get access needs no ACL entry (bob)" "$r" 200 0 ""
+is "get access: the stored ACL" "$(jget "$(body "$r")" 'j["data"]')" \
+        '[{"type": "User", "id": "alice", "access": "Admin"}]'
+r=$(as_machine GET /v0/keys/k1/access/)
+expect "get access as a machine" "$r" 200 0 ""
+r=$(as_alice GET /v0/keys/nokey/access/)
+expect "get access of an unknown key: 404/4" "$r" 404 4
+
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"User","id":"bob","access":"Read"}')
+expect "put access (one entry as JSON)" "$r" 200 0 ""
+is "put access: data is null" "$(jget "$(body "$r")" 'j["data"]')" "null"
+r=$(as_bob GET /v0/keys/k1/)
+expect "bob can read k1 now" "$r" 200 0 ""
+
+acc=$(printf '%s' '{"type":"Machine","id":"host1.example.com","access":"Read"}' | base64 -w0 | tr '+/' '-_' | tr -d '=')
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode "access=$acc")
+expect "put access (URL-safe base64 without padding)" "$r" 200 0 ""
+r=$(as_machine GET /v0/keys/k1/)
+expect "the machine can read k1 now" "$r" 200 0 ""
+
+r=$(as_alice PUT /v0/keys/k1/access/ \
+        --data-urlencode 'acl=[{"type":"UserGroup","id":"devs","access":"Write"},{"type":"Service","id":"spiffe://example.com/svc","access":"Read"},{"type":"User","id":"bob","access":"Admin"}]')
+expect "put access (acl array)" "$r" 200 0 ""
+is "ACL after the merges (replaced in place, appended)" "$(acl_of k1)" \
+        "User:alice:Admin User:bob:Admin Machine:host1.example.com:Read UserGroup:devs:Write Service:spiffe://example.com/svc:Read"
+r=$(as_service GET /v0/keys/k1/)
+expect "the service can read k1 now" "$r" 200 0 ""
+
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"User","id":"bob","access":"None"}')
+expect "put access None removes an entry" "$r" 200 0 ""
+is "ACL without bob" "$(acl_of k1)" \
+        "User:alice:Admin Machine:host1.example.com:Read UserGroup:devs:Write Service:spiffe://example.com/svc:Read"
+r=$(as_bob POST /v0/keys/k1/versions/ --data-urlencode "data=$(b64 by-group)")
+expect "bob writes through his group devs" "$r" 200 0 ""
+r=$(as_bob GET /v0/keys/k1/)
+expect "Write covers Read: bob reads through devs" "$r" 200 0 ""
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"UserGroup","id":"devs","access":"None"}')
+expect "remove the group" "$r" 200 0 ""
+r=$(as_bob GET /v0/keys/k1/)
+expect "bob cannot read k1 any more: 403/6" "$r" 403 6
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"User","id":"nobody","access":"None"}')
+expect "None for an absent entry is ignored" "$r" 200 0 ""
+
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"Service","id":"not-a-spiffe-id","access":"Read"}')
+expect "put access with a bad service id: 400/13" "$r" 400 13 \
+        "Service prefix is invalid URL, must conform to 'spiffe://<domain>/<path>/' format."
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"User","id":"","access":"Read"}')
+expect "put access with an empty user id: 400/13" "$r" 400 13 \
+        "Principals of type user, user group, machine, or machine prefix may not be empty."
+r=$(as_alice PUT /v0/keys/k1/access/)
+expect "put access without parameters: 400/11" "$r" 400 11 "Missing acl and access parameters"
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'acl=[{"type":"User"')
+expect "put access with bad acl JSON: 400/11" "$r" 400 11
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access=!!not json or base64!!')
+expect "put access with bad access: 400/11" "$r" 400 11
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"User","id":"x","access":"Everything"}')
+expect "put access with an unknown access type: 400/11" "$r" 400 11
+r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"Martian","id":"x","access":"Read"}')
+like "put access with an unknown principal type is refused" "$r" '^4[0-9][0-9] .*"status":"error"'
+r=$(as_alice GET /v0/keys/k1/access/)
+expect "get access still answers an envelope after that" "$r" 200 0 ""
+r=$(as_bob PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"User","id":"bob","access":"Admin"}')
+expect "put access without Admin: 403/6" "$r" 403 6 "Principal bob not authorized to update access for k1"
+r=$(as_alice PUT /v0/keys/nokey/access/ --data-urlencode 'access={"type":"User","id":"bob","access":"Read"}')
+expect "put access to an unknown key: 404/4" "$r" 404 4
+
+# ---- list (GET /v0/keys/) --------------------------------------------------------------
+
+list() {
+        jget "$(body "$(as_alice GET "/v0/keys/$1" -g --path-as-is)")" '" ".join(sorted(j["data"]))'
+}
+ALL="k1 k2 many2 many3 many4 many5 many6 many7 many8"
+r=$(as_machine GET /v0/keys/)
+expect "list as a machine" "$r" 200 0 ""
+is "list: every key id" "$(jget "$(body "$r")" '" ".join(sorted(j["data"]))')" "$ALL"
+is "list with an empty query (GET /v0/keys/?)" "$(list '?')" "$ALL"
+K1=$(jget "$(body "$(as_alice GET /v0/keys/k1/)")" 'j["data"]["hash"]')
+K2=$(jget "$(body "$(as_alice GET /v0/keys/k2/)")" 'j["data"]["hash"]')
+is "list with current hashes: nothing changed" "$(list "?k1=$K1&k2=$K2")" ""
+is "list with one stale hash" "$(list "?k1=$K1&k2=0000")" "k2"
+is "list with NONE and empty values" "$(list "?k1=NONE&k2=")" "k1 k2"
+is "list: unknown ids are left out" "$(list "?nokey=NONE&k1=NONE")" "k1"
+is "list: the last value of a repeated id wins" "$(list "?k1=NONE&k1=$K1")" ""
+r=$(as_alice GET "/v0/keys/?nokey=NONE")
+expect "list of unknown ids only" "$r" 200 0 ""
+is "list of unknown ids only: data is []" "$(jget "$(body "$r")" 'j["data"]')" "[]"
+r=$(as_alice PUT /v0/keys/k2/access/ --data-urlencode 'access={"type":"User","id":"bob","access":"Read"}')
+is "list: an ACL change does not change the hash" "$(list "?k2=$K2")" ""
+
+# ---- routes, methods, slashes ---------------------------------------------------------
+
+r=$(as_alice GET /v0/nothing/)
+expect "unknown route after authentication: 404/8" "$r" 404 8
+r=$(req none "" GET /v0/nothing/)
+expect "unknown route without authentication: 401/5" "$r" 401 5 "No matching authentication providers found"
+r=$(as_alice GET /v0/keys/k1)
+expect "no trailing slash: 404/8 (no redirect)" "$r" 404 8
+r=$(as_alice GET /v0/keys)
+expect "/v0/keys without slash: 404/8" "$r" 404 8
+r=$(as_alice GET /v0/keys/k1/access)
+expect "/v0/keys/k1/access without slash: 404/8" "$r" 404 8
+r=$(as_alice GET /v0/keys/k1/bogus/)
+expect "unknown sub-route: 404/8" "$r" 404 8
+r=$(as_alice PATCH /v0/keys/)
+like "PATCH /v0/keys/: 405 with an envelope" "$r" '^405 \{"status":"error","code":[0-9]+,"host":"testhost",'
+r=$(as_alice DELETE /v0/keys/)
+like "DELETE /v0/keys/: 405 with an envelope" "$r" '^405 \{"status":"error",'
+r=$(as_alice POST /v0/keys/k1/)
+like "POST /v0/keys/k1/: 405 with an envelope" "$r" '^405 \{"status":"error",'
+r=$(req none "" PUT /v0/keys/k1/versions/)
+like "PUT /v0/keys/k1/versions/: 405 with an envelope" "$r" '^405 \{"status":"error",'
+
+r=$(as_alice GET /v0/auth/whoami/)
+expect "whoami" "$r" 200 0 ""
+is "whoami: alice with her group" "$(jget "$(body "$r")" '[j["data"]["principal"], j["data"]["type"], j["data"]["principals"][0]["groups"]]')" \
+        '["alice", "user", ["admins"]]'
+
+# ---- headers and keep-alive -----------------------------------------------------------
+
+headers() {
+        curl -sS --max-time 10 --cacert "$T/pki/ca.pem" -H "Authorization: 0u$ALICE" -D - -o /dev/null "$@" | tr -d '\r'
+}
+h=$(headers "$KWD_URL/v0/keys/k1/")
+like "Content-Type: application/json on success" "$h" '^Content-Type: application/json$'
+like "X-Content-Type-Options: nosniff on success" "$h" '^X-Content-Type-Options: nosniff$'
+like "HTTP/1.1 200" "$h" '^HTTP/1.1 200 '
+h=$(headers "$KWD_URL/v0/keys/nokey/")
+like "Content-Type: application/json on error" "$h" '^Content-Type: application/json$'
+like "X-Content-Type-Options: nosniff on error" "$h" '^X-Content-Type-Options: nosniff$'
+
+n=$(curl -sS --max-time 20 --cacert "$T/pki/ca.pem" -H "Authorization: 0u$ALICE" \
+        -w '%{num_connects} %{http_code}\n' -o /dev/null -o /dev/null -o /dev/null -o /dev/null \
+        "$KWD_URL/v0/keys/" "$KWD_URL/v0/keys/k1/" "$KWD_URL/v0/keys/nokey/" "$KWD_URL/v0/keys/k2/access/")
+is "keep-alive: four requests over one connection" "$(printf '%s' "$n" | tr '\n' ' ')" "1 200 0 200 0 404 0 200"
+n=$(curl -sS --max-time 20 --cacert "$T/pki/ca.pem" -H "Authorization: 0u$ALICE" \
+        -w '%{num_connects} %{http_code}\n' -o /dev/null -o /dev/null -X POST --data-urlencode "data=$(b64 ka)" \
+        "$KWD_URL/v0/keys/k1/versions/" "$KWD_URL/v0/keys/k1/versions/")
+is "keep-alive: two POSTs with bodies over one connection" "$(printf '%s' "$n" | tr '\n' ' ')" "1 200 0 200"
+
+kill -0 "$KWD_PID" 2>/dev/null
+check "keywardd is still running" [ $? -eq 0 ]
+
+done_testing
