@@ -770,6 +770,9 @@ static Worker *worker_free(Worker *w) {
                 return NULL;
         while (w->watches)
                 watch_free(w->watches);
+        /* evhttp_free() frees the listeners before the connections, whose release would
+         * otherwise try to re-enable them. */
+        w->n_bound = 0;
         if (w->http)
                 evhttp_free(w->http);
         if (w->notify_event)

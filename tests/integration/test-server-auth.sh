@@ -125,7 +125,6 @@ r=$(req foreign "0u$ALICE" GET /v0/auth/whoami/)
 expect "user token with an untrusted cert: works" "$r" 200 0 ""
 
 # Tokens minted while keywardd serves (as an operator would).
-BUG_LOCKS="bug: with --workers >1, writes by another process (keywardd token) are not seen; see test-server-durability"
 SHORT=$(kwd_token carol --ttl 1s)
 r=$(req none "0u$SHORT" GET /v0/auth/whoami/)
 expect "short-lived token: works at first" "$r" 200 0 ""
