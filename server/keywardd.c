@@ -24,6 +24,7 @@
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define DEFAULT_MAX_HEADER (16 * 1024)
 #define DEFAULT_IDLE_TIMEOUT (60 * USEC_PER_SEC)
+#define DEFAULT_REQUEST_TIMEOUT (30 * USEC_PER_SEC)
 #define DEFAULT_MAX_CONNECTIONS 4096
 #define WATCH_MAX_SEC 300
 
@@ -48,6 +49,7 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("max-body-size",   config_parse_size,     max_body_size,     "SIZE", "largest request body (default: 1M)"),
         SERVER_ITEM("max-header-size", config_parse_size,     max_header_size,   "SIZE", "largest request header block (default: 16K)"),
         SERVER_ITEM("idle-timeout",    config_parse_sec,      idle_timeout_usec, "TIME", "close connections idle or stalled this long (default: 60s)"),
+        SERVER_ITEM("request-timeout", config_parse_sec,      request_timeout_usec, "TIME", "longest a client may take to send one request, idle time aside (default: 30s)"),
         SERVER_ITEM("max-watch",       config_parse_unsigned, max_watch_sec,     "SECONDS", "longest Prefer: wait a watch may hold (default and maximum: 300)"),
         SERVER_ITEM("ready-file",      config_parse_string,   ready_file,        "FILE", "write the bound addresses here once serving (for tests)"),
 };
@@ -220,6 +222,7 @@ static int verb_serve(int argc, char **argv) {
                 .max_body_size = DEFAULT_MAX_BODY,
                 .max_header_size = DEFAULT_MAX_HEADER,
                 .idle_timeout_usec = DEFAULT_IDLE_TIMEOUT,
+                .request_timeout_usec = DEFAULT_REQUEST_TIMEOUT,
                 .max_watch_sec = WATCH_MAX_SEC,
         };
         Server s = {.config = &c};

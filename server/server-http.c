@@ -77,7 +77,9 @@ struct Watch {
 /* Per connection, kept on its SSL object. */
 typedef struct Conn {
         Worker *worker;
-        PeerCert *peer; /* computed on the first request */
+        struct bufferevent *bev;
+        struct event *deadline; /* bounds the time to receive a whole request */
+        PeerCert *peer;         /* computed on the first request */
         bool peer_done;
         bool nodelay;
 } Conn;
@@ -109,8 +111,33 @@ static void conn_free_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
         if (c->worker->n_connections-- >=
             c->worker->server->config->max_connections / c->worker->server->n_workers)
                 worker_listen(c->worker, true);
+        if (c->deadline)
+                event_free(c->deadline);
         peer_cert_free(c->peer);
         free(c);
+}
+
+/* libevent's timeouts restart with every byte read, so a client dripping a request a byte at
+ * a time would hold its connection forever. Each connection gets a deadline for receiving a
+ * whole request (idle time before it included); past it the socket is shut down and evhttp
+ * frees the connection. It is stopped while a request is handled or a watch is held. */
+static void conn_deadline_cb(evutil_socket_t fd, short what, void *userdata) {
+        Conn *c = userdata;
+        int sock = bufferevent_getfd(c->bev);
+
+        log_debug("Connection %d took too long to send a request; closing it.", sock);
+        if (sock >= 0)
+                (void) shutdown(sock, SHUT_RDWR);
+}
+
+static void conn_arm_deadline(Conn *c) {
+        const ServerConfig *cfg = c->worker->server->config;
+        uint64_t usec = cfg->idle_timeout_usec + cfg->request_timeout_usec;
+        struct timeval tv = {
+                .tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC)};
+
+        if (c->deadline)
+                (void) evtimer_add(c->deadline, &tv);
 }
 
 /* evhttp asks for a bufferevent for each accepted connection. */
@@ -140,6 +167,9 @@ static struct bufferevent *make_bufferevent(struct event_base *base, void *userd
         if (!bev)
                 return NULL; /* the SSL was freed with it, and so was c */
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        c->bev = bev;
+        c->deadline = evtimer_new(base, conn_deadline_cb, c);
+        conn_arm_deadline(c);
         return bev;
 }
 
@@ -178,6 +208,9 @@ static Conn *request_conn(struct evhttp_request *req, SSL **ret_ssl) {
 }
 
 static void conn_prepare(Conn *c, struct evhttp_request *req, SSL *ssl) {
+        /* The request is in: no deadline while it is handled or held as a watch. */
+        if (c->deadline)
+                (void) evtimer_del(c->deadline);
         if (!c->nodelay) {
                 struct bufferevent *bev =
                         evhttp_connection_get_bufferevent(evhttp_request_get_connection(req));
@@ -203,6 +236,7 @@ static void wipe_and_free_cb(const void *data, size_t len, void *extra) {
 static void send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body) {
         struct evkeyvalq *h = evhttp_request_get_output_headers(req);
         struct evbuffer *out = evbuffer_new();
+        Conn *conn;
         size_t len;
         char *data;
 
@@ -224,8 +258,12 @@ static void send_body(struct evhttp_request *req, int status, const char *conten
                 evhttp_send_error(req, 500, NULL);
                 return;
         }
+        conn = request_conn(req, NULL);
         evhttp_send_reply(req, status, NULL, out);
         evbuffer_free(out);
+        /* The next request on this connection must arrive within its deadline. */
+        if (conn)
+                conn_arm_deadline(conn);
 }
 
 /* Everything known about one request, for the reply, the audit line and the metrics. */

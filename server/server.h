@@ -31,6 +31,7 @@ typedef struct ServerConfig {
         size_t max_body_size;
         size_t max_header_size;
         uint64_t idle_timeout_usec;
+        uint64_t request_timeout_usec;
         unsigned max_watch_sec;
         char *ready_file; /* tests: written with "ADDR:PORT\n" lines once listening */
 } ServerConfig;

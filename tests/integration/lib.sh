@@ -5,6 +5,9 @@
 # Binaries come from $KEYWARD_TOP_BUILDDIR (make check sets it) and may be overridden with
 # KEYWARDD=... and friends.
 
+# The tests are bash scripts; make check may run them with another sh.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+
 set -u
 
 : "${KEYWARD_TOP_BUILDDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -107,11 +110,12 @@ KWD_PID=
 BG_PIDS=()
 cleanup() {
         local p
-        [ -n "$KWD_PID" ] && kill -9 "$KWD_PID" 2>/dev/null
-        for p in "${BG_PIDS[@]}"; do
-                kill -9 "$p" 2>/dev/null
-        done
-        wait 2>/dev/null
+        {
+                [ -n "$KWD_PID" ] && kill -9 "$KWD_PID" && wait "$KWD_PID"
+                for p in "${BG_PIDS[@]}"; do
+                        kill -9 "$p" && wait "$p"
+                done
+        } 2>/dev/null
         [ -n "${KEEP_TEST_DIR:-}" ] && { echo "# kept $T"; return; }
         rm -rf "$T"
 }
@@ -156,8 +160,10 @@ kwd_stop() {
 
 kwd_kill9() {
         [ -n "$KWD_PID" ] || return 0
-        kill -9 "$KWD_PID" 2>/dev/null
-        wait "$KWD_PID" 2>/dev/null
+        {
+                kill -9 "$KWD_PID"
+                wait "$KWD_PID"
+        } 2>/dev/null
         KWD_PID=
 }
 

@@ -9,10 +9,11 @@
 
 make_pki
 kwd_init
-kwd_start
+kwd_start --default-acl UserGroup:security-team:Admin
 
 ALICE=$(kwd_token alice --group admins) || bail "cannot mint a token"
 BOB=$(kwd_token bob --group devs) || bail "cannot mint a token"
+SECTEAM=$(kwd_token sam --group security-team) || bail "cannot mint a token"
 MACHINE=0thost1.example.com
 SERVICE=0sanything
 
@@ -75,14 +76,33 @@ r=$(as_alice POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 x)" \
         --data-urlencode 'acl=[{"type":"User","id":"bob","access":"None"}]')
 like "create with a None ACL entry is refused (code 1 or 11)" "$r" '^(400|500) .*"code":(1|11),'
 
-# The ACL of a new key: the request's entries, then the creator as Admin.
+# The ACL of a new key (knox-api.md §4.6): the request's entries, the creator merged in as
+# Admin, then the server's defaults (--default-acl).
 r=$(as_alice POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 second)" \
         --data-urlencode 'acl=[{"type":"User","id":"alice","access":"Read"},{"type":"Machine","id":"host9","access":"Read"}]')
 expect "create k2 with an ACL" "$r" 200 0 ""
 r=$(as_alice GET /v0/keys/k2/access/)
-is "create: the request ACL merged with the creator as Admin" \
+is "create: the request ACL, the creator as Admin in place, the default entry" \
         "$(jget "$(body "$r")" '[(a["type"], a["id"], a["access"]) for a in j["data"]]')" \
-        '[["User", "alice", "Admin"], ["Machine", "host9", "Read"]]'
+        '[["User", "alice", "Admin"], ["Machine", "host9", "Read"], ["UserGroup", "security-team", "Admin"]]'
+r=$(req none "0u$SECTEAM" GET /v0/keys/k2/)
+expect "the default ACL entry grants the security team" "$r" 200 0 ""
+r=$(as_alice POST /v0/keys/ -d id=k3 --data-urlencode "data=$(b64 x)" --data-urlencode 'acl=null')
+expect "create with acl=null" "$r" 200 0 ""
+r=$(as_alice POST /v0/keys/ -d id=k4 --data-urlencode "data=$(b64 x)" -H 'Content-Type: text/plain')
+expect "create with a body that is not a form: 400/9 (Go reads no form)" "$r" 400 9
+r=$(as_alice POST /v0/keys/ -d id=k4 --data-urlencode "data=$(b64 x)" \
+        -H 'Content-Type: application/x-www-form-urlencoded; charset=utf-8')
+expect "create with a form Content-Type that has parameters" "$r" 200 0 ""
+r=$(as_alice POST "/v0/keys/?id=k5&data=$(b64 x)")
+expect "create with id and data in the query only: 400/9 (Knox reads the body)" "$r" 400 9
+r=$(as_alice DELETE /v0/keys/k4/)
+expect "delete k4" "$r" 200 0 ""
+r=$(as_alice POST /v0/keys/ -d id=k4 --data-urlencode "data=$(b64 again)")
+expect "create k4 again after its deletion" "$r" 200 0 ""
+r=$(as_alice GET /v0/keys/k4/)
+is "the new k4 has one version, the new data" "$(jget "$(body "$r")" '[len(j["data"]["versions"]), j["data"]["versions"][0]["data"]]')" \
+        "[1, \"$(b64 again)\"]"
 
 # ---- get key (GET /v0/keys/{id}/) -----------------------------------------------------
 
@@ -94,6 +114,8 @@ is "get: the data reads back" "$(jget "$(body "$r")" 'j["data"]["versions"][0]["
 is "get: the version id is exactly the one create returned" \
         "$(jget "$(body "$r")" 'j["data"]["versions"][0]["id"]')" "$V1"
 like "get: the version id appears as the same integer in the raw JSON" "$(body "$r")" "\"id\":$V1,"
+r=$(as_alice GET /v0/keys/k%31/ --path-as-is)
+is "get: the path is matched percent-decoded (k%31 is k1)" "$(jget "$(body "$r")" 'j["data"]["id"]')" k1
 r=$(as_alice GET /v0/keys/nokey/)
 expect "get an unknown key: 404/4" "$r" 404 4 "No such key nokey"
 r=$(as_bob GET /v0/keys/k1/)
@@ -257,7 +279,7 @@ acl_of() {
 r=$(as_bob GET /v0/keys/k1/access/)
 expect "get access needs no ACL entry (bob)" "$r" 200 0 ""
 is "get access: the stored ACL" "$(jget "$(body "$r")" 'j["data"]')" \
-        '[{"type": "User", "id": "alice", "access": "Admin"}]'
+        '[{"type": "User", "id": "alice", "access": "Admin"}, {"type": "UserGroup", "id": "security-team", "access": "Admin"}]'
 r=$(as_machine GET /v0/keys/k1/access/)
 expect "get access as a machine" "$r" 200 0 ""
 r=$(as_alice GET /v0/keys/nokey/access/)
@@ -279,14 +301,14 @@ r=$(as_alice PUT /v0/keys/k1/access/ \
         --data-urlencode 'acl=[{"type":"UserGroup","id":"devs","access":"Write"},{"type":"Service","id":"spiffe://example.com/svc","access":"Read"},{"type":"User","id":"bob","access":"Admin"}]')
 expect "put access (acl array)" "$r" 200 0 ""
 is "ACL after the merges (replaced in place, appended)" "$(acl_of k1)" \
-        "User:alice:Admin User:bob:Admin Machine:host1.example.com:Read UserGroup:devs:Write Service:spiffe://example.com/svc:Read"
+        "User:alice:Admin UserGroup:security-team:Admin User:bob:Admin Machine:host1.example.com:Read UserGroup:devs:Write Service:spiffe://example.com/svc:Read"
 r=$(as_service GET /v0/keys/k1/)
 expect "the service can read k1 now" "$r" 200 0 ""
 
 r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"User","id":"bob","access":"None"}')
 expect "put access None removes an entry" "$r" 200 0 ""
 is "ACL without bob" "$(acl_of k1)" \
-        "User:alice:Admin Machine:host1.example.com:Read UserGroup:devs:Write Service:spiffe://example.com/svc:Read"
+        "User:alice:Admin UserGroup:security-team:Admin Machine:host1.example.com:Read UserGroup:devs:Write Service:spiffe://example.com/svc:Read"
 r=$(as_bob POST /v0/keys/k1/versions/ --data-urlencode "data=$(b64 by-group)")
 expect "bob writes through his group devs" "$r" 200 0 ""
 r=$(as_bob GET /v0/keys/k1/)
@@ -326,7 +348,7 @@ expect "put access to an unknown key: 404/4" "$r" 404 4
 list() {
         jget "$(body "$(as_alice GET "/v0/keys/$1" -g --path-as-is)")" '" ".join(sorted(j["data"]))'
 }
-ALL="k1 k2 many2 many3 many4 many5 many6 many7 many8"
+ALL="k1 k2 k3 k4 many2 many3 many4 many5 many6 many7 many8"
 r=$(as_machine GET /v0/keys/)
 expect "list as a machine" "$r" 200 0 ""
 is "list: every key id" "$(jget "$(body "$r")" '" ".join(sorted(j["data"]))')" "$ALL"

@@ -60,6 +60,14 @@ r=$(req foreign 0thost1.example.com GET /v0/auth/whoami/)
 expect "cert from an untrusted CA: 401/5" "$r" 401 5
 like "untrusted CA: unknown authority" "$(jget "$(body "$r")" 'j["message"]')" \
         "^auth: failed to verify client's certificate: x509: certificate signed by unknown authority"
+r=$(req nochain 0thost1.example.com GET /v0/auth/whoami/)
+expect "cert sent without its intermediate: 401/5" "$r" 401 5
+like "without the intermediate: unknown authority" "$(jget "$(body "$r")" 'j["message"]')" \
+        "^auth: failed to verify client's certificate: x509: certificate signed by unknown authority"
+r=$(req impostor 0thost1.example.com GET /v0/auth/whoami/)
+expect "cert from a CA with the root's name but another key: 401/5" "$r" 401 5
+like "impostor CA: unknown authority" "$(jget "$(body "$r")" 'j["message"]')" \
+        "^auth: failed to verify client's certificate: x509: certificate signed by unknown authority"
 r=$(req serveronly 0thost1.example.com GET /v0/auth/whoami/)
 expect "serverAuth-only cert: 401/5" "$r" 401 5 \
         "auth: failed to verify client's certificate: x509: certificate specifies an incompatible key usage"
@@ -145,6 +153,30 @@ r=$(req none "0u$ALICE" GET /v0/auth/whoami/)
 expect "other tokens still work" "$r" 200 0 ""
 r=$(req machine 0thost1.example.com DELETE /v0/auth/token/)
 like "DELETE /v0/auth/token/ as a machine is refused" "$r" '^4[0-9][0-9] .*"status":"error"'
+
+# ---- prefix entries grant by plain string prefix (knox-api.md §4.7) ---------------------
+
+r=$(req none "0u$ALICE" POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 s3cret2)" \
+        --data-urlencode 'acl=[{"type":"MachinePrefix","id":"host1.","access":"Read"},{"type":"ServicePrefix","id":"spiffe://example.com/","access":"Read"}]')
+expect "create a key with MachinePrefix and ServicePrefix entries" "$r" 200 0 ""
+r=$(req machine 0thost1.example.com GET /v0/keys/k2/)
+expect "MachinePrefix host1. grants host1.example.com" "$r" 200 0 ""
+r=$(req wildcard 0thost2.example.com GET /v0/keys/k2/)
+expect "MachinePrefix host1. does not grant host2.example.com" "$r" 403 6
+r=$(req service 0sx GET /v0/keys/k2/)
+expect "ServicePrefix spiffe://example.com/ grants spiffe://example.com/svc" "$r" 200 0 ""
+
+# ---- TLS -------------------------------------------------------------------------------
+
+r=$(req machine 0thost1.example.com GET /v0/auth/whoami/ --tls-max 1.2)
+expect "TLS 1.2 with a client certificate" "$r" 200 0 ""
+r=$(req machine 0thost1.example.com GET /v0/auth/whoami/ --tlsv1.3)
+expect "TLS 1.3 with a client certificate" "$r" 200 0 ""
+out=$(timeout 10 openssl s_client -connect "$KWD_ADDR" -tls1_1 -cipher 'DEFAULT@SECLEVEL=0' </dev/null 2>&1)
+check "TLS 1.1 is refused" bash -c '! grep -q "^ *Protocol *: TLSv1.1" <<<"$1" || grep -qi "alert protocol version" <<<"$1"' _ "$out"
+v=$(curl -sS --max-time 10 --http2 --cacert "$T/pki/ca.pem" -H "Authorization: 0u$ALICE" -o /dev/null \
+        -w '%{http_version}' "$KWD_URL/v0/keys/")
+is "ALPN: a client offering h2 gets HTTP/1.1" "$v" 1.1
 
 # ---- no provider matches ----------------------------------------------------------------
 

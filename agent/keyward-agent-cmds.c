@@ -1,0 +1,757 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The commands that talk to keyward-agent over D-Bus (org.keyward.Agent1 on the system bus,
+ * or on $DBUS_SYSTEM_BUS_ADDRESS): register, unregister, status, sync, and the user token
+ * the agent holds for this user. */
+#include "keyward.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-bus.h>
+#include <time.h>
+
+#include "buf.h"
+#include "fileio.h"
+#include "json-util.h"
+#include "log.h"
+#include "parse.h"
+#include "strv.h"
+
+#define AGENT_SERVICE "org.keyward.Agent1"
+#define AGENT_PATH "/org/keyward/Agent1"
+#define AGENT_INTERFACE "org.keyward.Agent1"
+#define AGENT_ERROR_PREFIX "org.keyward.Agent1.Error."
+
+#define TOKEN_TIMEOUT_USEC (2 * USEC_PER_SEC)
+#define REGISTER_FILE_MAX (1024 * 1024)
+
+static int bus_open(sd_bus **ret, bool interactive) {
+        sd_bus *bus = NULL;
+        int r;
+
+        /* sd_bus_open_system() honours $DBUS_SYSTEM_BUS_ADDRESS. */
+        r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return r;
+        (void) sd_bus_set_allow_interactive_authorization(bus, interactive);
+        *ret = bus;
+        return 0;
+}
+
+static bool agent_absent(const sd_bus_error *e) {
+        return sd_bus_error_has_names(
+                e,
+                SD_BUS_ERROR_SERVICE_UNKNOWN,
+                SD_BUS_ERROR_NAME_HAS_NO_OWNER,
+                SD_BUS_ERROR_UNKNOWN_OBJECT,
+                SD_BUS_ERROR_UNKNOWN_INTERFACE,
+                SD_BUS_ERROR_UNKNOWN_METHOD);
+}
+
+/* "<what>: <why>" for a failed bus call, and EXIT_FAIL. */
+static int fail_bus(const char *what, int r, const sd_bus_error *e) {
+        if (agent_absent(e))
+                return fail("%s: keyward-agent is not running (%s)", what, e->message ?: e->name);
+        if (e && e->name && strneq(e->name, AGENT_ERROR_PREFIX, STRLEN(AGENT_ERROR_PREFIX)))
+                return fail(
+                        "%s: %s (%s)",
+                        what,
+                        e->message ?: e->name + STRLEN(AGENT_ERROR_PREFIX),
+                        e->name + STRLEN(AGENT_ERROR_PREFIX));
+        if (e && e->message)
+                return fail("%s: %s", what, e->message);
+        return fail("%s: %s", what, strerror(-r));
+}
+
+static int fail_bus_open(int r) {
+        return fail("Cannot connect to the system bus, so not to keyward-agent: %s", strerror(-r));
+}
+
+int agent_get_user_token(char **ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *token = NULL;
+        char *t;
+        int r;
+
+        /* Best effort: without an agent, or with no token there, we go on without one. */
+        r = bus_open(&bus, false);
+        if (r < 0)
+                return log_debug_errno(r, "No system bus, so no token from the agent: %m"), 0;
+        r = sd_bus_message_new_method_call(
+                bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetUserToken");
+        if (r < 0)
+                return 0;
+        r = sd_bus_call(bus, m, TOKEN_TIMEOUT_USEC, &error, &reply);
+        if (r < 0) {
+                log_debug("No user token from the agent: %s", error.message ?: strerror(-r));
+                return 0;
+        }
+        (void) sd_bus_message_sensitive(reply);
+        r = sd_bus_message_read(reply, "s", &token);
+        if (r < 0 || isempty(token))
+                return 0;
+        t = strdup(token);
+        if (!t)
+                return -ENOMEM;
+        *ret = t;
+        return 1;
+}
+
+/* ---- register / unregister ------------------------------------------------------------- */
+
+static int append_strv_option(sd_bus_message *m, const char *name, char **l) {
+        int r;
+
+        r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", name);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "as");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, l);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
+typedef struct RegisterOptions {
+        char **readers;
+        char **units;
+        const char *credential;
+        const char *on_change;
+} RegisterOptions;
+
+static int call_register(sd_bus *bus, const char *id, const RegisterOptions *o, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Register");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", id);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && o->readers)
+                r = append_strv_option(m, "readers", o->readers);
+        if (r >= 0 && o->units)
+                r = append_strv_option(m, "units", o->units);
+        if (r >= 0 && o->credential)
+                r = sd_bus_message_append(m, "{sv}", "credential", "s", o->credential);
+        if (r >= 0 && o->on_change)
+                r = sd_bus_message_append(m, "{sv}", "on_change", "s", o->on_change);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return r;
+        return sd_bus_call(bus, m, 0, error, NULL);
+}
+
+static int call_unregister(sd_bus *bus, const char *id, sd_bus_error *error) {
+        return sd_bus_call_method(
+                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Unregister", error, NULL, "s", id);
+}
+
+/* ListKeys() → a(sst): the registered keys the caller may read, with the hash and primary
+ * version id of the cached copy ("" and 0 while nothing is cached). */
+typedef struct AgentKey {
+        char *id;
+        char *hash;
+        uint64_t number;
+} AgentKey;
+
+static void agent_keys_free(AgentKey *keys, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(keys[i].id);
+                free(keys[i].hash);
+        }
+        free(keys);
+}
+
+static int call_list_keys(sd_bus *bus, AgentKey **ret, size_t *ret_n, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        AgentKey *keys = NULL;
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_call_method(
+                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "ListKeys", error, &reply, NULL);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(sst)");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *id, *hash;
+                uint64_t t;
+                AgentKey *k;
+
+                r = sd_bus_message_read(reply, "(sst)", &id, &hash, &t);
+                if (r < 0)
+                        goto fail;
+                if (r == 0)
+                        break;
+                k = reallocarray(keys, n + 1, sizeof(AgentKey));
+                if (!k) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                keys = k;
+                keys[n] = (AgentKey){.id = strdup(id), .hash = strdup(hash), .number = t};
+                n++;
+                if (!keys[n - 1].id || !keys[n - 1].hash) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        *ret = keys;
+        *ret_n = n;
+        return 0;
+fail:
+        agent_keys_free(keys, n);
+        return r;
+}
+
+/* GetKeyVersions(s id) → (a(tays) versions, s hash), as a Knox key (ts unknown: 0). */
+static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(key_freep) Key *k = NULL;
+        const char *hash;
+        int r;
+
+        r = sd_bus_call_method(
+                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetKeyVersions", error, &reply, "s", id);
+        if (r < 0)
+                return r;
+        (void) sd_bus_message_sensitive(reply);
+
+        k = key_new();
+        if (!k)
+                return -ENOMEM;
+        k->id = strdup(id);
+        if (!k->id)
+                return -ENOMEM;
+
+        r = sd_bus_message_enter_container(reply, 'a', "(tays)");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const void *data;
+                const char *status;
+                size_t size;
+                uint64_t vid;
+                KeyVersion *v;
+
+                r = sd_bus_message_enter_container(reply, 'r', "tays");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read(reply, "t", &vid);
+                if (r >= 0)
+                        r = sd_bus_message_read_array(reply, 'y', &data, &size);
+                if (r >= 0)
+                        r = sd_bus_message_read(reply, "s", &status);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+
+                v = reallocarray(k->versions, k->n_versions + 1, sizeof(KeyVersion));
+                if (!v)
+                        return -ENOMEM;
+                k->versions = v;
+                v = &k->versions[k->n_versions];
+                *v = (KeyVersion){.id = vid, .status = version_status_from_string(status)};
+                if (v->status < 0)
+                        v->status = VERSION_STATUS_ACTIVE;
+                v->data = secret_new_copy(data, size);
+                k->n_versions++;
+                if (!v->data)
+                        return -ENOMEM;
+        }
+        r = sd_bus_message_exit_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "s", &hash);
+        if (r < 0)
+                return r;
+        (void) snprintf(k->hash, sizeof(k->hash), "%s", hash);
+
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+static int read_ids_file(const char *path, char ***ids) {
+        _cleanup_free_ char *text = NULL;
+        static const char ws[] = " \t\r\n";
+        int r;
+
+        r = read_full_file(path, REGISTER_FILE_MAX, &text, NULL);
+        if (r < 0)
+                return r;
+        for (const char *p = text + strspn(text, ws); *p; p += strspn(p, ws)) {
+                size_t n = strcspn(p, ws);
+                _cleanup_free_ char *id = strndup(p, n);
+
+                if (!id)
+                        return -ENOMEM;
+                if (!strv_contains(*ids, id)) {
+                        r = strv_push(ids, id);
+                        if (r < 0)
+                                return r;
+                        id = NULL;
+                }
+                p += n;
+        }
+        return 0;
+}
+
+/* "[a b c]", as Go prints a []string. */
+static char *ids_list(char **ids) {
+        _cleanup_buf_ Buf b = BUF_INIT;
+
+        (void) buf_putc(&b, '[');
+        STRV_FOREACH(id, ids)
+                (void) buf_printf(&b, "%s%s", id == ids ? "" : " ", *id);
+        (void) buf_putc(&b, ']');
+        return buf_steal(&b, NULL);
+}
+
+static int register_get(sd_bus *bus, const char *id, uint64_t timeout_usec, const char *timeout) {
+        _cleanup_(sd_bus_error_free) sd_bus_error last = SD_BUS_ERROR_NULL;
+        struct timespec start, now;
+        int r;
+
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        for (;;) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                _cleanup_(key_freep) Key *k = NULL;
+                uint64_t elapsed;
+
+                r = call_get_key_versions(bus, id, &k, &error);
+                if (r >= 0) {
+                        _cleanup_buf_ Buf b = BUF_INIT_SECURE;
+
+                        r = knox_key_json_append(&b, k, VERSION_STATUS_INACTIVE, false);
+                        if (r < 0)
+                                return fail("Failed to format the key: %s", strerror(-r));
+                        r = write_stdout(b.data, b.len);
+                        if (r < 0)
+                                return fail("Failed to write the key: %s", strerror(-r));
+                        return EXIT_OK;
+                }
+                if (agent_absent(&error) ||
+                    sd_bus_error_has_name(&error, AGENT_ERROR_PREFIX "AccessDenied") ||
+                    sd_bus_error_has_name(&error, SD_BUS_ERROR_ACCESS_DENIED))
+                        return fail_bus("Error getting key from agent", r, &error);
+
+                sd_bus_error_free(&last);
+                (void) sd_bus_error_copy(&last, &error);
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                elapsed = (uint64_t) (now.tv_sec - start.tv_sec) * USEC_PER_SEC +
+                        (uint64_t) ((now.tv_nsec - start.tv_nsec) / 1000);
+                if (elapsed >= timeout_usec)
+                        return fail(
+                                "Error getting key from agent (hit timeout after %s); check keyward-agent's log "
+                                "for details (most recent error: %s)",
+                                timeout,
+                                last.message ?: strerror(-r));
+                (void) usleep(50 * 1000);
+        }
+}
+
+int verb_register(int argc, char **argv) {
+        enum {
+                ARG_READER = _ARG_COMMON_MAX,
+                ARG_UNIT,
+                ARG_CREDENTIAL,
+                ARG_ON_CHANGE,
+        };
+        static const struct option options[] = {
+                {"reader", required_argument, NULL, ARG_READER},
+                {"unit", required_argument, NULL, ARG_UNIT},
+                {"credential", required_argument, NULL, ARG_CREDENTIAL},
+                {"on-change", required_argument, NULL, ARG_ON_CHANGE},
+                COMMON_OPTIONS,
+        };
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_strv_free_ char **ids = NULL, **readers = NULL, **units = NULL;
+        _cleanup_free_ char *list = NULL;
+        RegisterOptions o = {};
+        const char *file = NULL, *timeout = "5s";
+        bool replace = false, get = false;
+        uint64_t timeout_usec;
+        int opt, r;
+
+        while ((opt = getopt_long_only(argc, argv, ":rk:f:gt:", options, NULL)) >= 0)
+                switch (opt) {
+                case 'r':
+                        replace = true;
+                        break;
+                case 'k':
+                        if (!strv_contains(ids, optarg) && strv_extend(&ids, optarg) < 0)
+                                return fail("Out of memory.");
+                        break;
+                case 'f':
+                        file = optarg;
+                        break;
+                case 'g':
+                        get = true;
+                        break;
+                case 't':
+                        timeout = optarg;
+                        break;
+                case ARG_READER:
+                        if (!(strneq(optarg, "user:", 5) && optarg[5]) &&
+                            !(strneq(optarg, "group:", 6) && optarg[6]))
+                                return usage_error(
+                                        "Invalid --reader '%s': use user:NAME or group:NAME.", optarg);
+                        if (strv_extend(&readers, optarg) < 0)
+                                return fail("Out of memory.");
+                        break;
+                case ARG_UNIT:
+                        if (isempty(optarg))
+                                return usage_error("Invalid --unit ''.");
+                        if (strv_extend(&units, optarg) < 0)
+                                return fail("Out of memory.");
+                        break;
+                case ARG_CREDENTIAL:
+                        o.credential = optarg;
+                        break;
+                case ARG_ON_CHANGE:
+                        if (!streq(optarg, "none") && !streq(optarg, "restart") &&
+                            !streq(optarg, "reload-or-restart"))
+                                return usage_error(
+                                        "Invalid --on-change '%s': use none, restart or reload-or-restart.",
+                                        optarg);
+                        o.on_change = optarg;
+                        break;
+                        COMMON_DEFAULT(opt, argv, "register");
+                }
+        for (int i = optind; i < argc; i++)
+                if (!strv_contains(ids, argv[i]) && strv_extend(&ids, argv[i]) < 0)
+                        return fail("Out of memory.");
+        if (parse_sec(timeout, &timeout_usec) < 0)
+                return usage_error("Invalid value for timeout flag: '%s'", timeout);
+        if (file) {
+                r = read_ids_file(file, &ids);
+                if (r < 0)
+                        return fail("There was an error reading input key file %s: %s", file, strerror(-r));
+        }
+        if (!replace && strv_length(ids) == 0)
+                return usage_error(
+                        "You must include a key or key file to register. see 'keyward help register'");
+        if (get && strv_length(ids) != 1)
+                return usage_error("-g takes exactly one key identifier. See 'keyward help register'");
+        o.readers = readers;
+        o.units = units;
+
+        r = bus_open(&bus, true);
+        if (r < 0)
+                return fail_bus_open(r);
+
+        if (replace) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                AgentKey *keys = NULL;
+                size_t n = 0;
+
+                r = call_list_keys(bus, &keys, &n, &error);
+                if (r < 0)
+                        return fail_bus("There was an error listing the registered keys", r, &error);
+                for (size_t i = 0; i < n; i++) {
+                        if (strv_contains(ids, keys[i].id))
+                                continue;
+                        r = call_unregister(bus, keys[i].id, &error);
+                        if (r < 0) {
+                                r = fail_bus("Failed to unregister all keys", r, &error);
+                                agent_keys_free(keys, n);
+                                return r;
+                        }
+                }
+                agent_keys_free(keys, n);
+                if (strv_length(ids) == 0) {
+                        note("Successfully unregistered all keys.");
+                        return EXIT_OK;
+                }
+        }
+
+        list = ids_list(ids);
+        if (!list)
+                return fail("Out of memory.");
+        STRV_FOREACH(id, ids) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+                r = call_register(bus, *id, &o, &error);
+                if (r < 0) {
+                        _cleanup_free_ char *what = NULL;
+
+                        if (asprintf(&what, "There was an error registering keys %s", list) < 0)
+                                return fail("Out of memory.");
+                        return fail_bus(what, r, &error);
+                }
+        }
+
+        if (get)
+                return register_get(bus, ids[0], timeout_usec, timeout);
+        note("Successfully registered keys %s. The agent keeps them up to date; see 'keyward status'.",
+             list);
+        return EXIT_OK;
+}
+
+int verb_unregister(int argc, char **argv) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        PARSE_PLAIN(argc, argv, "unregister");
+        if (argc - optind != 1)
+                return usage_error("You must include a key ID to deregister. See 'keyward help unregister'");
+
+        r = bus_open(&bus, true);
+        if (r < 0)
+                return fail_bus_open(r);
+        r = call_unregister(bus, argv[optind], &error);
+        if (r < 0)
+                return fail_bus("Error removing the key", r, &error);
+        printf("Unregistered key successfully\n");
+        return EXIT_OK;
+}
+
+int verb_sync(int argc, char **argv) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        PARSE_PLAIN(argc, argv, "sync");
+        if (optind < argc)
+                return usage_error("sync takes no arguments. See 'keyward help sync'");
+
+        r = bus_open(&bus, true);
+        if (r < 0)
+                return fail_bus_open(r);
+        r = sd_bus_call_method(bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Sync", &error, NULL, NULL);
+        if (r < 0)
+                return fail_bus("Error syncing", r, &error);
+        printf("Synced successfully\n");
+        return EXIT_OK;
+}
+
+/* ---- status ------------------------------------------------------------------------------- */
+
+/* One property value (the variant's content) as text and as JSON. */
+static int property_format(sd_bus_message *m, const char *name, Buf *text, Buf *json) {
+        const char *contents;
+        char type;
+        int r;
+
+        r = sd_bus_message_peek_type(m, &type, &contents);
+        if (r <= 0)
+                return r < 0 ? r : -EBADMSG;
+
+        switch (type) {
+        case SD_BUS_TYPE_STRING:
+        case SD_BUS_TYPE_OBJECT_PATH:
+        case SD_BUS_TYPE_SIGNATURE: {
+                const char *s;
+
+                r = sd_bus_message_read_basic(m, type, &s);
+                if (r < 0)
+                        return r;
+                (void) buf_puts(text, s);
+                (void) json_append_cstring(json, s);
+                break;
+        }
+        case SD_BUS_TYPE_BOOLEAN: {
+                int b;
+
+                r = sd_bus_message_read_basic(m, type, &b);
+                if (r < 0)
+                        return r;
+                (void) buf_puts(text, b ? "yes" : "no");
+                (void) buf_puts(json, b ? "true" : "false");
+                break;
+        }
+        case SD_BUS_TYPE_BYTE:
+        case SD_BUS_TYPE_UINT16:
+        case SD_BUS_TYPE_UINT32:
+        case SD_BUS_TYPE_UINT64: {
+                union {
+                        uint8_t y;
+                        uint16_t q;
+                        uint32_t u;
+                        uint64_t t;
+                } v = {};
+                uint64_t u;
+
+                r = sd_bus_message_read_basic(m, type, &v);
+                if (r < 0)
+                        return r;
+                u = type == SD_BUS_TYPE_BYTE       ? v.y :
+                        type == SD_BUS_TYPE_UINT16 ? v.q :
+                        type == SD_BUS_TYPE_UINT32 ? v.u :
+                                                     v.t;
+                (void) buf_printf(json, "%" PRIu64, u);
+                if (streq(name, "LastSync") && type == SD_BUS_TYPE_UINT64) {
+                        /* Microseconds since the epoch, as systemd's timestamps. */
+                        time_t t = (time_t) (u / USEC_PER_SEC);
+                        struct tm tm;
+                        char s[64];
+
+                        if (u == 0)
+                                (void) buf_puts(text, "never");
+                        else if (
+                                localtime_r(&t, &tm) &&
+                                strftime(s, sizeof(s), "%Y-%m-%d %H:%M:%S %Z", &tm) > 0)
+                                (void) buf_puts(text, s);
+                        else
+                                (void) buf_printf(text, "%" PRIu64, u);
+                } else
+                        (void) buf_printf(text, "%" PRIu64, u);
+                break;
+        }
+        case SD_BUS_TYPE_INT16:
+        case SD_BUS_TYPE_INT32:
+        case SD_BUS_TYPE_INT64: {
+                union {
+                        int16_t n;
+                        int32_t i;
+                        int64_t x;
+                } v = {};
+                int64_t i;
+
+                r = sd_bus_message_read_basic(m, type, &v);
+                if (r < 0)
+                        return r;
+                i = type == SD_BUS_TYPE_INT16 ? v.n : type == SD_BUS_TYPE_INT32 ? v.i : v.x;
+                (void) buf_printf(text, "%" PRIi64, i);
+                (void) buf_printf(json, "%" PRIi64, i);
+                break;
+        }
+        case SD_BUS_TYPE_DOUBLE: {
+                double d;
+
+                r = sd_bus_message_read_basic(m, type, &d);
+                if (r < 0)
+                        return r;
+                (void) buf_printf(text, "%g", d);
+                (void) buf_printf(json, "%.17g", d);
+                break;
+        }
+        case SD_BUS_TYPE_ARRAY:
+                if (streq(contents, "s")) {
+                        _cleanup_strv_free_ char **l = NULL;
+
+                        r = sd_bus_message_read_strv(m, &l);
+                        if (r < 0)
+                                return r;
+                        (void) buf_putc(json, '[');
+                        STRV_FOREACH(s, l) {
+                                (void) buf_printf(text, "%s%s", s == l ? "" : " ", *s);
+                                if (s != l)
+                                        (void) buf_putc(json, ',');
+                                (void) json_append_cstring(json, *s);
+                        }
+                        (void) buf_putc(json, ']');
+                        break;
+                }
+                _fallthrough_;
+        default:
+                r = sd_bus_message_skip(m, NULL);
+                if (r < 0)
+                        return r;
+                (void) buf_puts(text, "(not shown)");
+                (void) buf_puts(json, "null");
+        }
+        return text->error < 0 ? text->error : json->error;
+}
+
+int verb_status(int argc, char **argv) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_buf_ Buf text = BUF_INIT, json = BUF_INIT;
+        AgentKey *keys = NULL;
+        size_t n = 0;
+        bool first = true;
+        int r;
+
+        PARSE_PLAIN(argc, argv, "status");
+        if (optind < argc)
+                return usage_error("status takes no arguments. See 'keyward help status'");
+
+        r = bus_open(&bus, false);
+        if (r < 0)
+                return fail_bus_open(r);
+        r = sd_bus_call_method(
+                bus,
+                AGENT_SERVICE,
+                AGENT_PATH,
+                "org.freedesktop.DBus.Properties",
+                "GetAll",
+                &error,
+                &reply,
+                "s",
+                AGENT_INTERFACE);
+        if (r < 0)
+                return fail_bus("Error getting the agent's status", r, &error);
+
+        (void) buf_putc(&json, '{');
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0) {
+                const char *name;
+
+                r = sd_bus_message_enter_container(reply, 'e', "sv");
+                if (r <= 0)
+                        break;
+                r = sd_bus_message_read(reply, "s", &name);
+                if (r >= 0)
+                        r = sd_bus_message_enter_container(reply, 'v', NULL);
+                if (r < 0)
+                        break;
+                (void) buf_printf(&text, "%s: ", name);
+                if (!first)
+                        (void) buf_putc(&json, ',');
+                first = false;
+                (void) json_append_cstring(&json, name);
+                (void) buf_putc(&json, ':');
+                r = property_format(reply, name, &text, &json);
+                (void) buf_putc(&text, '\n');
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        if (r < 0)
+                return fail("Error reading the agent's status: %s", strerror(-r));
+
+        r = call_list_keys(bus, &keys, &n, &error);
+        if (r < 0)
+                return fail_bus("Error listing the agent's keys", r, &error);
+        (void) buf_printf(&json, "%s\"Keys\":[", first ? "" : ",");
+        (void) buf_puts(&text, n > 0 ? "Keys:\n" : "Keys: none\n");
+        for (size_t i = 0; i < n; i++) {
+                if (isempty(keys[i].hash))
+                        (void) buf_printf(&text, "    %s (not cached yet)\n", keys[i].id);
+                else
+                        (void) buf_printf(
+                                &text,
+                                "    %s primary %" PRIu64 " hash %s\n",
+                                keys[i].id,
+                                keys[i].number,
+                                keys[i].hash);
+                (void) buf_puts(&json, i > 0 ? ",{\"id\":" : "{\"id\":");
+                (void) json_append_cstring(&json, keys[i].id);
+                (void) buf_puts(&json, ",\"hash\":");
+                (void) json_append_cstring(&json, keys[i].hash);
+                (void) buf_printf(&json, ",\"primary\":%" PRIu64 "}", keys[i].number);
+        }
+        agent_keys_free(keys, n);
+        (void) buf_puts(&json, "]}\n");
+        if (text.error < 0 || json.error < 0)
+                return fail("Out of memory.");
+
+        fputs(arg_json ? json.data : text.data, stdout);
+        return EXIT_OK;
+}

@@ -1,0 +1,914 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "knox-client.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "acl-json.h"
+#include "buf.h"
+#include "hexdecoct.h"
+#include "json-util.h"
+#include "log.h"
+#include "strv.h"
+
+#define KNOX_CLIENT_CONNECT_TIMEOUT_USEC (5 * UINT64_C(1000000))
+#define KNOX_CLIENT_TIMEOUT_USEC (30 * UINT64_C(1000000))
+#define KNOX_CLIENT_RESPONSE_MAX (64 * 1024 * 1024)
+#define KNOX_CLIENT_ERRORS_MAX 1024
+
+struct KnoxClient {
+        CURL *curl;
+        char **servers; /* base URLs, no trailing slash */
+        size_t n_servers;
+        size_t current; /* the one that answered last */
+        char *authorization;
+        char *user_agent;
+        uint64_t timeout_usec;
+        Buf response; /* secure: may hold key data */
+        char errbuf[CURL_ERROR_SIZE];
+};
+
+typedef enum Method {
+        METHOD_GET,
+        METHOD_POST,
+        METHOD_PUT,
+        METHOD_DELETE,
+} Method;
+
+/* The one place a CURLcode becomes an errno (STYLE.md §3). */
+static int curl_to_errno(CURLcode code) {
+        switch (code) {
+        case CURLE_OK:
+                return 0;
+        case CURLE_OUT_OF_MEMORY:
+                return -ENOMEM;
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+                return -EHOSTUNREACH;
+        case CURLE_COULDNT_CONNECT:
+                return -ECONNREFUSED;
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_PEER_FAILED_VERIFICATION:
+                return -EKEYREJECTED;
+        case CURLE_SSL_CONNECT_ERROR:
+                return -ECONNABORTED;
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_ENGINE_NOTFOUND:
+        case CURLE_SSL_ENGINE_SETFAILED:
+        case CURLE_URL_MALFORMAT:
+        case CURLE_BAD_FUNCTION_ARGUMENT:
+                return -EINVAL;
+        case CURLE_UNSUPPORTED_PROTOCOL:
+                return -EPROTONOSUPPORT;
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+                return -ECONNRESET;
+        case CURLE_WRITE_ERROR:
+                return -E2BIG; /* our write callback refused: the answer was too long */
+        default:
+                return -EIO;
+        }
+}
+
+/* Whether a failed transfer never got as far as sending the request, so that another
+ * server may be tried even for a request that is not idempotent. */
+static bool curl_failed_before_request(CURLcode code, CURL *curl) {
+        curl_off_t pretransfer = 0;
+
+        switch (code) {
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_UNSUPPORTED_PROTOCOL:
+        case CURLE_URL_MALFORMAT:
+                return true;
+        case CURLE_OPERATION_TIMEDOUT:
+                return curl_easy_getinfo(curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) == CURLE_OK &&
+                        pretransfer == 0;
+        default:
+                return false;
+        }
+}
+
+void knox_error_done(KnoxError *e) {
+        if (!e)
+                return;
+        free(e->message);
+        *e = (KnoxError){};
+}
+
+static int error_set(KnoxError *err, int r, const char *fmt, ...) _printf_(3, 4);
+static int error_set(KnoxError *err, int r, const char *fmt, ...) {
+        va_list ap;
+        char *m = NULL;
+
+        va_start(ap, fmt);
+        if (vasprintf(&m, fmt, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        free(err->message);
+        err->message = m ?: strdup("Out of memory");
+        return r;
+}
+
+static size_t write_cb(char *p, size_t size, size_t nmemb, void *userdata) {
+        Buf *b = userdata;
+        size_t n;
+
+        if (!MUL_SAFE(&n, size, nmemb))
+                return 0;
+        if (buf_put(b, p, n) < 0)
+                return 0; /* curl stops with CURLE_WRITE_ERROR */
+        return n;
+}
+
+static void slist_free_erase(struct curl_slist *l) {
+        for (struct curl_slist *i = l; i; i = i->next)
+                if (i->data)
+                        explicit_bzero(i->data, strlen(i->data));
+        curl_slist_free_all(l);
+}
+
+static int server_normalize(const char *s, char **ret) {
+        size_t n = strlen(s);
+        char *u;
+
+        while (n > 0 && s[n - 1] == '/')
+                n--;
+        if (n == 0)
+                return -EINVAL;
+        if (strstr(s, "://"))
+                u = strndup(s, n);
+        else if (asprintf(&u, "https://%.*s", (int) n, s) < 0)
+                u = NULL;
+        if (!u)
+                return -ENOMEM;
+        *ret = u;
+        return 0;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result;
+
+static void curl_init_once(void) {
+        curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int knox_client_new(const KnoxClientConfig *config, KnoxClient **ret) {
+        _cleanup_(knox_client_freep) KnoxClient *c = NULL;
+        uint64_t connect_timeout;
+        long ms;
+        int r;
+
+        assert_return(config, -EINVAL);
+        assert_return(config->servers && config->servers[0], -EINVAL);
+        assert_return(!config->cert_file == !config->key_file, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->response = BUF_INIT_SECURE;
+        c->response.max = KNOX_CLIENT_RESPONSE_MAX;
+
+        STRV_FOREACH(s, config->servers) {
+                char *u;
+
+                r = server_normalize(*s, &u);
+                if (r < 0)
+                        return r;
+                r = strv_push(&c->servers, u);
+                if (r < 0) {
+                        free(u);
+                        return r;
+                }
+        }
+        c->n_servers = strv_length(c->servers);
+
+        if (config->authorization) {
+                c->authorization = strdup(config->authorization);
+                if (!c->authorization)
+                        return -ENOMEM;
+        }
+        if (config->user_agent)
+                c->user_agent = strdup(config->user_agent);
+        else if (asprintf(&c->user_agent, "keyward/%s", PACKAGE_VERSION) < 0)
+                c->user_agent = NULL;
+        if (!c->user_agent)
+                return -ENOMEM;
+
+        c->timeout_usec = config->timeout_usec ?: KNOX_CLIENT_TIMEOUT_USEC;
+        connect_timeout = config->connect_timeout_usec ?: KNOX_CLIENT_CONNECT_TIMEOUT_USEC;
+
+        /* libcurl's global set-up is thread-safe only from 7.84: do it once, and never undo
+         * it (the process may have clients in several threads). */
+        (void) pthread_once(&curl_once, curl_init_once);
+        if (curl_init_result != CURLE_OK)
+                return -EIO;
+        c->curl = curl_easy_init();
+        if (!c->curl)
+                return -ENOMEM;
+
+        ms = (long) MIN(connect_timeout / 1000, (uint64_t) LONG_MAX);
+        if (curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1) != CURLE_OK ||
+#if LIBCURL_VERSION_NUM >= 0x075500
+            curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK ||
+#else
+            curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS, (long) CURLPROTO_HTTPS) != CURLE_OK ||
+#endif
+            curl_easy_setopt(c->curl, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_PATH_AS_IS, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, MAX(ms, 1L)) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_USERAGENT, c->user_agent) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &c->response) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK)
+                return -EIO;
+        if (config->ca_file && curl_easy_setopt(c->curl, CURLOPT_CAINFO, config->ca_file) != CURLE_OK)
+                return -EIO;
+        if (config->cert_file &&
+            (curl_easy_setopt(c->curl, CURLOPT_SSLCERT, config->cert_file) != CURLE_OK ||
+             curl_easy_setopt(c->curl, CURLOPT_SSLKEY, config->key_file) != CURLE_OK))
+                return -EIO;
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+KnoxClient *knox_client_free(KnoxClient *c) {
+        if (!c)
+                return NULL;
+        if (c->curl)
+                curl_easy_cleanup(c->curl);
+        strv_free(c->servers);
+        erase_and_free_string(c->authorization);
+        free(c->user_agent);
+        buf_done(&c->response);
+        free(c);
+        return NULL;
+}
+
+int knox_client_set_authorization(KnoxClient *c, const char *authorization) {
+        char *a = NULL;
+
+        assert_return(c, -EINVAL);
+
+        if (authorization) {
+                a = strdup(authorization);
+                if (!a)
+                        return -ENOMEM;
+        }
+        erase_and_free_string(c->authorization);
+        c->authorization = a;
+        return 0;
+}
+
+const char *knox_client_current_server(const KnoxClient *c) {
+        return c ? c->servers[c->current] : NULL;
+}
+
+/* A path segment: Knox's key ids ([A-Za-z0-9_:]) go in as they are; anything else is
+ * percent-encoded, so that no id can change the path or start a query. */
+static int path_segment_append(Buf *b, const char *s) {
+        for (const char *p = s; *p; p++) {
+                uint8_t ch = (uint8_t) *p;
+
+                if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                    strchr("_:-.~", ch))
+                        (void) buf_putc(b, (char) ch);
+                else
+                        (void) buf_printf(b, "%%%02X", ch);
+        }
+        return b->error;
+}
+
+static int key_path(Buf *b, const char *id, const char *suffix) {
+        (void) buf_puts(b, "/v0/keys/");
+        (void) path_segment_append(b, id);
+        (void) buf_putc(b, '/');
+        if (suffix)
+                (void) buf_puts(b, suffix);
+        return b->error;
+}
+
+/* One form field "name=<escaped value>", with '&' before it unless it is the first. */
+static int form_append(Buf *body, const char *name, const char *value, size_t len) {
+        if (body->len > 0)
+                (void) buf_putc(body, '&');
+        (void) buf_puts(body, name);
+        (void) buf_putc(body, '=');
+        (void) url_escape_append(body, value, len);
+        return body->error;
+}
+
+/* The data field: standard base64 with padding, then form-escaped; both copies are secure
+ * buffers, wiped when done. */
+static int form_append_data(Buf *body, const Secret *data) {
+        _cleanup_buf_ Buf b64 = BUF_INIT_SECURE;
+        int r;
+
+        r = base64_append(&b64, data->data, data->size);
+        if (r < 0)
+                return r;
+        if (b64.error < 0)
+                return b64.error;
+        return form_append(body, "data", strempty(b64.data), b64.len);
+}
+
+static int build_headers(KnoxClient *c, bool form, unsigned wait_sec, struct curl_slist **ret) {
+        struct curl_slist *l = NULL, *n;
+        char prefer[32];
+
+        /* curl adds "Expect: 100-continue" to large bodies; Knox's client never sends it. */
+        n = curl_slist_append(l, "Expect:");
+        if (!n)
+                goto oom;
+        l = n;
+        if (form) {
+                n = curl_slist_append(l, "Content-Type: application/x-www-form-urlencoded");
+                if (!n)
+                        goto oom;
+                l = n;
+        }
+        if (wait_sec > 0) {
+                (void) snprintf(prefer, sizeof(prefer), "Prefer: wait=%u", wait_sec);
+                n = curl_slist_append(l, prefer);
+                if (!n)
+                        goto oom;
+                l = n;
+        }
+        if (c->authorization) {
+                _cleanup_erase_free_ char *h = NULL;
+
+                if (asprintf(&h, "Authorization: %s", c->authorization) < 0) {
+                        h = NULL;
+                        goto oom;
+                }
+                n = curl_slist_append(l, h);
+                if (!n)
+                        goto oom;
+                l = n;
+        }
+        *ret = l;
+        return 0;
+oom:
+        slist_free_erase(l);
+        return -ENOMEM;
+}
+
+static int setup_method(CURL *curl, Method method, const Buf *body) {
+        static const char *const names[] = {
+                [METHOD_GET] = NULL,
+                [METHOD_POST] = NULL,
+                [METHOD_PUT] = "PUT",
+                [METHOD_DELETE] = "DELETE",
+        };
+
+        if (method == METHOD_POST || method == METHOD_PUT) {
+                if (curl_easy_setopt(curl, CURLOPT_POSTFIELDS, strempty(body ? body->data : NULL)) !=
+                            CURLE_OK ||
+                    curl_easy_setopt(
+                            curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) (body ? body->len : 0)) !=
+                            CURLE_OK)
+                        return -EIO;
+        } else if (curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L) != CURLE_OK)
+                return -EIO;
+        if (curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, names[method]) != CURLE_OK)
+                return -EIO;
+        return 0;
+}
+
+/* Send one request, to each server in turn until one answers, and decode the envelope.
+ * Returns 1 with *ret filled for an ok envelope, 0 for an error envelope (err filled), or
+ * a negative errno (err->message filled). */
+static int client_request(
+        KnoxClient *c,
+        Method method,
+        const char *path,
+        const Buf *body,
+        unsigned wait_sec,
+        KnoxResponse *ret,
+        KnoxError *err) {
+
+        static const char *const method_names[] = {"GET", "POST", "PUT", "DELETE"};
+        _cleanup_buf_ Buf failures = BUF_INIT;
+        struct curl_slist *headers = NULL;
+        KnoxResponse resp = {};
+        const char *parse_error = NULL;
+        bool idempotent = method != METHOD_POST;
+        uint64_t timeout_ms;
+        size_t idx = c->current;
+        long http_status = 0;
+        int r;
+
+        knox_error_done(err);
+        failures.max = KNOX_CLIENT_ERRORS_MAX;
+
+        r = build_headers(c, body != NULL, wait_sec, &headers);
+        if (r < 0)
+                return error_set(err, r, "Out of memory");
+        timeout_ms = c->timeout_usec / 1000 + (uint64_t) wait_sec * 1000;
+        r = setup_method(c->curl, method, body);
+        if (r >= 0 &&
+            (curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
+             curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long) MIN(timeout_ms, (uint64_t) LONG_MAX)) !=
+                     CURLE_OK))
+                r = -EIO;
+        if (r < 0) {
+                slist_free_erase(headers);
+                return error_set(err, r, "Failed to set up the request");
+        }
+
+        r = -EHOSTUNREACH;
+        for (size_t i = 0; i < c->n_servers; i++) {
+                _cleanup_free_ char *url = NULL;
+                CURLcode code;
+
+                idx = (c->current + i) % c->n_servers;
+                if (asprintf(&url, "%s%s", c->servers[idx], path) < 0) {
+                        url = NULL;
+                        r = -ENOMEM;
+                        break;
+                }
+                buf_done(&c->response);
+                c->errbuf[0] = '\0';
+                if (curl_easy_setopt(c->curl, CURLOPT_URL, url) != CURLE_OK) {
+                        r = -EIO;
+                        break;
+                }
+
+                log_debug("%s %s%s", method_names[method], c->servers[idx], path);
+                code = curl_easy_perform(c->curl);
+                if (code == CURLE_OK) {
+                        r = 0;
+                        break;
+                }
+
+                r = curl_to_errno(code);
+                if (r == -E2BIG && c->response.error == -ENOMEM)
+                        r = -ENOMEM;
+                if (r == -ENOMEM || r == -E2BIG)
+                        break;
+                (void) buf_printf(
+                        &failures,
+                        "%s%s: %s",
+                        failures.len > 0 ? "; " : "",
+                        c->servers[idx],
+                        c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
+                log_debug(
+                        "%s%s failed: %s",
+                        c->servers[idx],
+                        path,
+                        c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
+                if (!idempotent && !curl_failed_before_request(code, c->curl))
+                        break; /* the server may have acted on it: do not send it twice */
+                r = -EHOSTUNREACH;
+        }
+
+        /* Nothing of the request may stay behind: the headers hold the token, the body the
+         * key data (the caller wipes its body). */
+        (void) curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+        (void) curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, NULL);
+        slist_free_erase(headers);
+
+        if (r == -ENOMEM)
+                return error_set(err, r, "Out of memory");
+        if (r == -E2BIG)
+                return error_set(err, r, "The answer of %s is too long", c->servers[idx]);
+        if (r < 0) {
+                if (r == -EHOSTUNREACH)
+                        return error_set(err, r, "Cannot reach any server: %s", strempty(failures.data));
+                return error_set(err, r, "Request failed: %s", strempty(failures.data));
+        }
+
+        c->current = idx;
+        (void) curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &http_status);
+        err->http_status = (int) http_status;
+
+        r = knox_response_parse(strempty(c->response.data), c->response.len, &resp, &parse_error);
+        buf_done(&c->response);
+        if (r == -ENOMEM)
+                return error_set(err, r, "Out of memory");
+        if (r < 0)
+                return error_set(
+                        err,
+                        -EBADMSG,
+                        "Invalid answer from %s (HTTP status %ld): %s",
+                        c->servers[idx],
+                        http_status,
+                        strna(parse_error));
+
+        if (!resp.ok) {
+                err->code = resp.code == KNOX_OK ? KNOX_INTERNAL_SERVER_ERROR : resp.code;
+                err->message = TAKE_PTR(resp.message);
+                knox_response_done(&resp);
+                return 0;
+        }
+        err->code = KNOX_OK;
+        *ret = resp;
+        return 1;
+}
+
+/* Data that must be an exact unsigned integer (a version id). */
+static int data_get_uint64(const KnoxResponse *resp, uint64_t *ret, KnoxError *err) {
+        if (json_get_uint64(resp->data, ret) < 0)
+                return error_set(err, -EBADMSG, "Invalid answer: data is not a version id");
+        return 0;
+}
+
+/* Data that must be an array of strings; null is an empty list, as Go decodes it. */
+static int data_get_strv(const KnoxResponse *resp, char ***ret, KnoxError *err) {
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n;
+
+        if (!resp->data) {
+                l = calloc(1, sizeof(char *));
+                if (!l)
+                        return error_set(err, -ENOMEM, "Out of memory");
+                *ret = TAKE_PTR(l);
+                return 0;
+        }
+        if (!json_object_is_type(resp->data, json_type_array))
+                return error_set(err, -EBADMSG, "Invalid answer: data is not a list of key ids");
+        n = json_object_array_length(resp->data);
+        l = calloc(n + 1, sizeof(char *));
+        if (!l)
+                return error_set(err, -ENOMEM, "Out of memory");
+        for (size_t i = 0; i < n; i++) {
+                const char *s;
+                size_t len;
+
+                if (json_get_string(json_object_array_get_idx(resp->data, i), &s, &len) < 0 ||
+                    strlen(s) != len)
+                        return error_set(err, -EBADMSG, "Invalid answer: data is not a list of key ids");
+                l[i] = strdup(s);
+                if (!l[i])
+                        return error_set(err, -ENOMEM, "Out of memory");
+        }
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+/* A call whose answer carries nothing. */
+static int request_simple(KnoxClient *c, Method method, const char *path, const Buf *body, KnoxError *err) {
+        KnoxResponse resp = {};
+        int r;
+
+        r = client_request(c, method, path, body, 0, &resp, err);
+        if (r > 0)
+                knox_response_done(&resp);
+        return r < 0 ? r : 0;
+}
+
+static int path_oom(KnoxError *err) {
+        knox_error_done(err);
+        return error_set(err, -ENOMEM, "Out of memory");
+}
+
+int knox_client_get_key(KnoxClient *c, const char *id, VersionStatus max_status, Key **ret, KnoxError *err) {
+        _cleanup_buf_ Buf path = BUF_INIT;
+        KnoxResponse resp = {};
+        const char *msg = NULL;
+        Key *k = NULL;
+        int r;
+
+        assert_return(c && id && ret && err, -EINVAL);
+        assert_return(max_status >= 0 && max_status < _VERSION_STATUS_MAX, -EINVAL);
+
+        (void) key_path(&path, id, NULL);
+        /* The raw quotes are what Knox's client sends and its server wants (knox-api.md §0.2). */
+        if (max_status != VERSION_STATUS_ACTIVE)
+                (void) buf_printf(&path, "?status=\"%s\"", version_status_to_string(max_status));
+        if (path.error < 0)
+                return path_oom(err);
+
+        r = client_request(c, METHOD_GET, path.data, NULL, 0, &resp, err);
+        if (r <= 0)
+                return r;
+        r = knox_key_from_json(resp.data, &k, &msg);
+        knox_response_done(&resp);
+        if (r == -ENOMEM)
+                return error_set(err, r, "Out of memory");
+        if (r < 0)
+                return error_set(err, r, "invalid key content for the remote key: %s", strna(msg));
+        *ret = k;
+        return 0;
+}
+
+int knox_client_list_keys(KnoxClient *c, char ***ret_ids, KnoxError *err) {
+        KnoxResponse resp = {};
+        char **l = NULL;
+        int r;
+
+        assert_return(c && ret_ids && err, -EINVAL);
+
+        r = client_request(c, METHOD_GET, "/v0/keys/?", NULL, 0, &resp, err);
+        if (r <= 0)
+                return r;
+        r = data_get_strv(&resp, &l, err);
+        knox_response_done(&resp);
+        if (r < 0)
+                return r;
+        *ret_ids = l;
+        return 0;
+}
+
+typedef struct IdHash {
+        const char *id;
+        const char *hash;
+        size_t order;
+} IdHash;
+
+static int id_hash_compare(const void *a, const void *b) {
+        const IdHash *x = a, *y = b;
+        int d = strcmp(x->id, y->id);
+
+        if (d != 0)
+                return d;
+        return x->order < y->order ? -1 : x->order > y->order;
+}
+
+int knox_client_changed_keys(
+        KnoxClient *c,
+        char *const *ids,
+        char *const *hashes,
+        size_t n,
+        unsigned wait_sec,
+        char ***ret_ids,
+        KnoxError *err) {
+
+        _cleanup_buf_ Buf path = BUF_INIT;
+        _cleanup_free_ IdHash *items = NULL;
+        KnoxResponse resp = {};
+        char **l = NULL;
+        bool first = true;
+        int r;
+
+        assert_return(c && (ids || n == 0) && ret_ids && err, -EINVAL);
+
+        /* As Go's url.Values.Encode(): sorted by key, the last value of a repeated key wins. */
+        if (n > 0) {
+                items = calloc(n, sizeof(IdHash));
+                if (!items)
+                        return path_oom(err);
+        }
+        for (size_t i = 0; i < n; i++) {
+                assert_return(ids[i], -EINVAL);
+                items[i] = (IdHash){.id = ids[i], .hash = hashes ? strempty(hashes[i]) : "", .order = i};
+        }
+        if (n > 1)
+                qsort(items, n, sizeof(IdHash), id_hash_compare);
+
+        (void) buf_puts(&path, "/v0/keys/?");
+        for (size_t i = 0; i < n; i++) {
+                if (i + 1 < n && streq(items[i].id, items[i + 1].id))
+                        continue;
+                if (!first)
+                        (void) buf_putc(&path, '&');
+                first = false;
+                (void) url_escape_append(&path, items[i].id, strlen(items[i].id));
+                (void) buf_putc(&path, '=');
+                (void) url_escape_append(&path, items[i].hash, strlen(items[i].hash));
+        }
+        if (path.error < 0)
+                return path_oom(err);
+
+        r = client_request(c, METHOD_GET, path.data, NULL, wait_sec, &resp, err);
+        if (r <= 0)
+                return r;
+        r = data_get_strv(&resp, &l, err);
+        knox_response_done(&resp);
+        if (r < 0)
+                return r;
+        *ret_ids = l;
+        return 0;
+}
+
+int knox_client_create_key(
+        KnoxClient *c,
+        const char *id,
+        const Secret *data,
+        const Acl *acl,
+        uint64_t *ret_version,
+        KnoxError *err) {
+
+        _cleanup_buf_ Buf body = BUF_INIT_SECURE, acl_json = BUF_INIT;
+        KnoxResponse resp = {};
+        uint64_t v;
+        int r;
+
+        assert_return(c && id && data && ret_version && err, -EINVAL);
+
+        if (acl)
+                (void) acl_json_append(&acl_json, acl);
+        else
+                (void) buf_puts(&acl_json, "[]");
+        /* Go's url.Values.Encode() sorts the fields: acl, data, id. */
+        (void) form_append(&body, "acl", strempty(acl_json.data), acl_json.len);
+        (void) form_append_data(&body, data);
+        (void) form_append(&body, "id", id, strlen(id));
+        if (acl_json.error < 0 || body.error < 0)
+                return path_oom(err);
+
+        r = client_request(c, METHOD_POST, "/v0/keys/", &body, 0, &resp, err);
+        if (r <= 0)
+                return r;
+        r = data_get_uint64(&resp, &v, err);
+        knox_response_done(&resp);
+        if (r < 0)
+                return r;
+        *ret_version = v;
+        return 0;
+}
+
+int knox_client_delete_key(KnoxClient *c, const char *id, KnoxError *err) {
+        _cleanup_buf_ Buf path = BUF_INIT;
+
+        assert_return(c && id && err, -EINVAL);
+
+        if (key_path(&path, id, NULL) < 0)
+                return path_oom(err);
+        return request_simple(c, METHOD_DELETE, path.data, NULL, err);
+}
+
+int knox_client_get_acl(KnoxClient *c, const char *id, Acl *ret, KnoxError *err) {
+        _cleanup_buf_ Buf path = BUF_INIT;
+        KnoxResponse resp = {};
+        const char *msg = NULL;
+        Acl acl = {};
+        int r;
+
+        assert_return(c && id && ret && err, -EINVAL);
+
+        if (key_path(&path, id, "access/") < 0)
+                return path_oom(err);
+        r = client_request(c, METHOD_GET, path.data, NULL, 0, &resp, err);
+        if (r <= 0)
+                return r;
+        r = acl_from_json(resp.data, &acl, &msg);
+        knox_response_done(&resp);
+        if (r == -ENOMEM)
+                return error_set(err, r, "Out of memory");
+        if (r < 0)
+                return error_set(err, -EBADMSG, "Invalid ACL in the answer: %s", strna(msg));
+        *ret = acl;
+        return 0;
+}
+
+int knox_client_put_access(KnoxClient *c, const char *id, const Acl *changes, KnoxError *err) {
+        _cleanup_buf_ Buf path = BUF_INIT, body = BUF_INIT, acl_json = BUF_INIT;
+
+        assert_return(c && id && changes && err, -EINVAL);
+
+        (void) acl_json_append(&acl_json, changes);
+        (void) form_append(&body, "acl", strempty(acl_json.data), acl_json.len);
+        if (key_path(&path, id, "access/") < 0 || acl_json.error < 0 || body.error < 0)
+                return path_oom(err);
+        return request_simple(c, METHOD_PUT, path.data, &body, err);
+}
+
+int knox_client_add_version(
+        KnoxClient *c, const char *id, const Secret *data, uint64_t *ret_version, KnoxError *err) {
+
+        _cleanup_buf_ Buf path = BUF_INIT, body = BUF_INIT_SECURE;
+        KnoxResponse resp = {};
+        uint64_t v;
+        int r;
+
+        assert_return(c && id && data && ret_version && err, -EINVAL);
+
+        (void) form_append_data(&body, data);
+        if (key_path(&path, id, "versions/") < 0 || body.error < 0)
+                return path_oom(err);
+
+        r = client_request(c, METHOD_POST, path.data, &body, 0, &resp, err);
+        if (r <= 0)
+                return r;
+        r = data_get_uint64(&resp, &v, err);
+        knox_response_done(&resp);
+        if (r < 0)
+                return r;
+        *ret_version = v;
+        return 0;
+}
+
+int knox_client_set_version_status(
+        KnoxClient *c, const char *id, uint64_t version, VersionStatus status, KnoxError *err) {
+
+        _cleanup_buf_ Buf path = BUF_INIT, body = BUF_INIT;
+        char quoted[32];
+
+        assert_return(c && id && err, -EINVAL);
+        assert_return(status >= 0 && status < _VERSION_STATUS_MAX, -EINVAL);
+
+        /* The status travels JSON-quoted: status=%22Primary%22. */
+        (void) snprintf(quoted, sizeof(quoted), "\"%s\"", version_status_to_string(status));
+        (void) form_append(&body, "status", quoted, strlen(quoted));
+        (void) key_path(&path, id, "versions/");
+        (void) buf_printf(&path, "%" PRIu64 "/", version);
+        if (path.error < 0 || body.error < 0)
+                return path_oom(err);
+        return request_simple(c, METHOD_PUT, path.data, &body, err);
+}
+
+int knox_client_whoami(KnoxClient *c, char **ret_json, KnoxError *err) {
+        KnoxResponse resp = {};
+        char *s;
+        int r;
+
+        assert_return(c && ret_json && err, -EINVAL);
+
+        r = client_request(c, METHOD_GET, "/v0/auth/whoami/", NULL, 0, &resp, err);
+        if (r <= 0)
+                return r;
+        if (!json_object_is_type(resp.data, json_type_object)) {
+                knox_response_done(&resp);
+                return error_set(err, -EBADMSG, "Invalid answer: data is not an object");
+        }
+        s = strdup(json_object_to_json_string_ext(
+                resp.data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        knox_response_done(&resp);
+        if (!s)
+                return error_set(err, -ENOMEM, "Out of memory");
+        *ret_json = s;
+        return 0;
+}
+
+int knox_client_revoke_token(KnoxClient *c, KnoxError *err) {
+        assert_return(c && err, -EINVAL);
+
+        return request_simple(c, METHOD_DELETE, "/v0/auth/token/", NULL, err);
+}
+
+int knox_client_login(
+        KnoxClient *c,
+        const char *user,
+        const Secret *password,
+        Secret **ret_token,
+        char **ret_json,
+        KnoxError *err) {
+
+        _cleanup_buf_ Buf body = BUF_INIT_SECURE;
+        _cleanup_(secret_freep) Secret *token = NULL;
+        _cleanup_erase_free_ char *json = NULL;
+        _cleanup_erase_free_ char *saved = NULL;
+        KnoxResponse resp = {};
+        const char *s;
+        size_t len;
+        int r;
+
+        assert_return(c && user && password && ret_token && err, -EINVAL);
+
+        (void) form_append(&body, "password", (const char *) password->data, password->size);
+        (void) form_append(&body, "user", user, strlen(user));
+        if (body.error < 0)
+                return path_oom(err);
+
+        /* A login presents no token: it is how one gets one. */
+        saved = TAKE_PTR(c->authorization);
+        r = client_request(c, METHOD_POST, "/v0/auth/login/", &body, 0, &resp, err);
+        c->authorization = TAKE_PTR(saved);
+        if (r <= 0)
+                return r;
+
+        if (json_get_string(json_get_field(resp.data, "token"), &s, &len) < 0 || len == 0) {
+                knox_response_done(&resp);
+                return error_set(err, -EBADMSG, "Invalid answer: no token");
+        }
+        token = secret_new_copy(s, len);
+        if (ret_json) {
+                const char *j = json_object_to_json_string_ext(
+                        resp.data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+                json = strdup(j);
+                /* json-c keeps the printed text in the object: wipe it with the tree. */
+                explicit_bzero((char *) j, strlen(j));
+        }
+        knox_response_done(&resp);
+        if (!token || (ret_json && !json))
+                return error_set(err, -ENOMEM, "Out of memory");
+
+        *ret_token = TAKE_PTR(token);
+        if (ret_json)
+                *ret_json = TAKE_PTR(json);
+        return 0;
+}

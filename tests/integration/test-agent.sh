@@ -1,0 +1,353 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# keyward-agent against a real keywardd and a private dbus-daemon (the agent takes
+# DBUS_SYSTEM_BUS_ADDRESS): the D-Bus contract (live introspection against
+# dbus/org.keyward.Agent1.xml), register and cache (file modes), GetKey, rotation announced
+# by KeyChanged, keys the server does not have or will not give, last-known-good with the
+# server stopped and across an agent restart, a corrupted cache file (never served, logged,
+# fetched again), readers by uid (as root), sd_notify, SIGHUP and SIGTERM.
+
+. "$(dirname "$0")/lib.sh"
+
+: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
+XML=$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.xml
+BUS_POLICY=$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.conf
+
+for tool in dbus-daemon dbus-monitor busctl; do
+        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
+done
+[ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
+busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
+
+DEST=org.keyward.Agent1
+OBJ=/org/keyward/Agent1
+IFACE=org.keyward.Agent1
+
+# The bus socket lives where any uid can reach it (the setpriv tests), the rest in $T.
+BUSDIR=$(mktemp -d "${TMPDIR:-/tmp}/keyward-bus.XXXXXX")
+chmod 0755 "$BUSDIR"
+AGENT_PID=
+BUS_PID=
+NOTIFY_PID=
+agent_cleanup() {
+        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
+        [ -n "$BUS_PID" ] && kill "$BUS_PID" 2>/dev/null
+        [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
+        rm -rf "$BUSDIR"
+        cleanup
+}
+trap agent_cleanup EXIT
+
+make_pki
+kwd_init
+kwd_start
+ALICE=$(kwd_token alice) || bail "cannot mint a token"
+HOST=host1.example.com # the machine certificate's DNS name
+
+as_alice() { req none "0u$ALICE" "$@"; }
+b64() { printf '%s' "$1" | base64 -w0; }
+create_key() { # ID DATA ACL
+        as_alice POST /v0/keys/ -d "id=$1" --data-urlencode "data=$(b64 "$2")" --data-urlencode "acl=$3" >/dev/null
+}
+GRANT='[{"type":"Machine","id":"'$HOST'","access":"Read"}]'
+
+create_key k1 first-secret "$GRANT"
+create_key k_denied not-for-this-host '[]'
+
+# ---- a private bus ------------------------------------------------------------------------
+cat >"$T/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$BUSDIR/bus</listen>
+  <auth>EXTERNAL</auth>
+  <include>$BUS_POLICY</include>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+EOF
+dbus-daemon --config-file="$T/bus.conf" --nofork --print-address=3 3>"$T/bus.address" 2>"$T/bus.log" &
+BUS_PID=$!
+for _ in $(seq 100); do [ -s "$T/bus.address" ] && break; sleep 0.05; done
+[ -s "$T/bus.address" ] || { cat "$T/bus.log" >&2; bail "dbus-daemon did not start"; }
+export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$BUSDIR/bus"
+
+bus() { timeout 10 busctl --system --timeout=8 "$@"; }
+call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
+jcall() { bus --json=short call "$DEST" "$OBJ" "$IFACE" "$@"; }
+prop() { bus get-property "$DEST" "$OBJ" "$IFACE" "$1"; }
+
+# getkey ID: "<data as text> <version>" from GetKey, or the error message.
+getkey() {
+        local out
+        out=$(jcall GetKey s "$1" 2>&1) || { printf 'ERROR %s' "$out"; return 1; }
+        python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(bytes(j["data"][0]).decode(), j["data"][1])' "$out"
+}
+
+# wait_for SECONDS COMMAND...: until the command succeeds.
+wait_for() {
+        local n=$(($1 * 10))
+        shift
+        for _ in $(seq "$n"); do
+                "$@" >/dev/null 2>&1 && return 0
+                sleep 0.1
+        done
+        return 1
+}
+
+# ---- sd_notify: a datagram socket that records what the agent says ------------------------
+python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+        while True:
+                f.write(s.recv(4096).decode() + "\n")
+                f.flush()
+EOF
+NOTIFY_PID=$!
+wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
+
+STATE=$T/state
+agent_start() {
+        NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" \
+                --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem" --hostname "$HOST" \
+                --state-dir "$STATE" --runtime-dir "$T/run" --retry-max 2s --watch-wait 30s \
+                --log-level debug "$@" 2>>"$T/agent.log" &
+        AGENT_PID=$!
+}
+agent_ready() { grep -q '^READY=1' "$T/notify.log"; }
+agent_stop() {
+        kill -TERM "$AGENT_PID" 2>/dev/null
+        kwd_wait_exit "$AGENT_PID" 10
+        local rc=$?
+        AGENT_PID=
+        return $rc
+}
+
+: >"$T/notify.log"
+agent_start
+check "the agent says READY=1" wait_for 10 agent_ready
+check "the agent owns $DEST" wait_for 5 bus status "$DEST"
+check "STATUS= is sent" grep -q '^STATUS=' "$T/notify.log"
+
+# ---- the contract: live introspection against the XML ---------------------------------------
+compare_introspection() {
+        local live
+        live=$(bus --json=short call "$DEST" "$OBJ" org.freedesktop.DBus.Introspectable Introspect) || return 1
+        python3 - "$XML" "$live" <<'EOF'
+import json, sys
+import xml.etree.ElementTree as ET
+
+def iface(root):
+        for i in root.iter("interface"):
+                if i.get("name") == "org.keyward.Agent1":
+                        return i
+        sys.exit("no org.keyward.Agent1 interface")
+
+def describe(i):
+        out = set()
+        for m in i.findall("method"):
+                ins = "".join(a.get("type") for a in m.findall("arg") if a.get("direction", "in") == "in")
+                outs = "".join(a.get("type") for a in m.findall("arg") if a.get("direction") == "out")
+                names = ",".join(a.get("name") or "" for a in m.findall("arg"))
+                out.add(("method", m.get("name"), ins, outs, names))
+        for s in i.findall("signal"):
+                out.add(("signal", s.get("name"), "".join(a.get("type") for a in s.findall("arg")),
+                         ",".join(a.get("name") or "" for a in s.findall("arg"))))
+        for p in i.findall("property"):
+                out.add(("property", p.get("name"), p.get("type"), p.get("access")))
+        return out
+
+want = describe(iface(ET.parse(sys.argv[1]).getroot()))
+xml = json.loads(sys.argv[2])["data"][0]
+got = describe(iface(ET.fromstring(xml.split("\n", 2)[2] if xml.startswith("<!DOCTYPE") else xml)))
+if want != got:
+        for x in sorted(want - got):
+                print("only in the XML file:", x)
+        for x in sorted(got - want):
+                print("only in the live agent:", x)
+        sys.exit(1)
+EOF
+}
+tcheck "live introspection matches dbus/org.keyward.Agent1.xml" compare_introspection
+
+like "Version property" "$(prop Version)" '^s "[0-9]+\.[0-9]+'
+is "Servers property" "$(prop Servers)" "as 1 \"$KWD_URL\""
+is "KeyCount is 0" "$(prop KeyCount)" "u 0"
+
+# ---- register and cache ----------------------------------------------------------------------
+out=$(call GetKey s k1 2>&1)
+like "GetKey of an unregistered key: NotRegistered" "$out" "not registered"
+check "Register k1" call Register 'sa{sv}' k1 0
+check "k1 is fetched and served" wait_for 5 getkey k1
+V1=$(jget "$(body "$(as_alice GET /v0/keys/k1/)")" 'j["data"]["versions"][0]["id"]')
+is "GetKey returns the primary data and version id" "$(getkey k1)" "first-secret $V1"
+is "KeyCount is 1" "$(prop KeyCount)" "u 1"
+is "state directory is 0700" "$(stat -c %a "$STATE")" 700
+is "cache directory is 0700" "$(stat -c %a "$STATE/cache")" 700
+is "cache file is 0600" "$(stat -c %a "$STATE/cache/k1")" 600
+is "registry file is 0600" "$(stat -c %a "$STATE/registrations.json")" 600
+check "the cache file has a checksum header" grep -q '^keyward-cache-v1 sha256=[0-9a-f]\{64\}$' "$STATE/cache/k1"
+check "the delivery is logged with uid, pid and version" \
+        grep -q "Delivered key 'k1' version $V1 to uid $(id -u) pid [0-9]* unit .* (GetKey)" "$T/agent.log"
+check "no secret in the agent's log" bash -c "! grep -q -e first-secret -e '$(b64 first-secret)' '$T/agent.log'"
+HASH1=$(jget "$(body "$(as_alice GET /v0/keys/k1/)")" 'j["data"]["hash"]')
+is "ListKeys: id, hash, primary version" "$(call ListKeys)" "a(sst) 1 \"k1\" \"$HASH1\" $V1"
+out=$(jcall GetKeyVersions s k1)
+is "GetKeyVersions" "$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print([(v[0], bytes(v[1]).decode(), v[2]) for v in j["data"][0]], j["data"][1])' "$out")" \
+        "[($V1, 'first-secret', 'Primary')] $HASH1"
+out=$(call Register 'sa{sv}' k1 1 bogus s x 2>&1)
+like "Register with an unknown option: InvalidArgs" "$out" "Unknown option 'bogus'"
+out=$(call Register 'sa{sv}' 'bad/id' 0 2>&1)
+like "Register with an invalid id: InvalidArgs" "$out" "Invalid key id"
+out=$(call Register 'sa{sv}' k1 1 readers as 1 user:no-such-user-kw 2>&1)
+like "Register with an unknown reader: InvalidArgs" "$out" "Unknown reader 'user:no-such-user-kw'"
+
+# ---- rotation: KeyChanged and the new primary ------------------------------------------------
+timeout 20 dbus-monitor --system "type='signal',interface='$IFACE',member='KeyChanged'" >"$T/monitor.log" 2>&1 &
+MON_PID=$!
+BG_PIDS+=("$MON_PID")
+sleep 0.5
+V2=$(jget "$(body "$(as_alice POST /v0/keys/k1/versions/ --data-urlencode "data=$(b64 second-secret)")")" 'j["data"]')
+start=$(date +%s%N)
+as_alice PUT "/v0/keys/k1/versions/$V2/" --data-urlencode 'status="Primary"' >/dev/null
+HASH2=$(jget "$(body "$(as_alice GET /v0/keys/k1/)")" 'j["data"]["hash"]')
+check "KeyChanged(k1, new hash) is emitted" wait_for 5 grep -q "string \"$HASH2\"" "$T/monitor.log"
+elapsed=$((($(date +%s%N) - start) / 1000000))
+diag "promote to KeyChanged: ${elapsed} ms"
+check "KeyChanged within 3 seconds of the promotion" test "$elapsed" -lt 3000
+is "GetKey returns the new primary" "$(getkey k1)" "second-secret $V2"
+kill "$MON_PID" 2>/dev/null
+
+# ---- keys the server does not have, or will not give ------------------------------------------
+check "Register k_denied" call Register 'sa{sv}' k_denied 0
+check "Register k_later (not on the server)" call Register 'sa{sv}' k_later 0
+check "k_later: NoSuchKey" wait_for 5 bash -c "busctl --system call $DEST $OBJ $IFACE GetKey s k_later 2>&1 | grep -q 'does not exist on the server'"
+out=$(call GetKey s k_denied 2>&1)
+like "k_denied: Unavailable, the server refuses this machine" "$out" "does not let this machine read key 'k_denied'"
+create_key k_later later-secret "$GRANT"
+check "k_later is cached once it exists on the server" wait_for 5 getkey k_later
+is "k_later's data" "$(getkey k_later | cut -d' ' -f1)" "later-secret"
+is "KeyCount is 3" "$(prop KeyCount)" "u 3"
+
+# ---- Sync and the other methods ---------------------------------------------------------------
+check "Sync succeeds with the server up" call Sync
+is "Connected is true" "$(prop Connected)" "b true"
+like "LastSync is set" "$(prop LastSync)" '^t [1-9][0-9]{15}$'
+out=$(call GetUserToken 2>&1)
+like "GetUserToken without a login: Unavailable" "$out" "No user token is held"
+
+# ---- last-known-good: server stopped ---------------------------------------------------------
+KWD_ADDR_SAVED=$KWD_ADDR
+kwd_stop
+check "Connected turns false with the server gone" wait_for 5 bash -c "[ \"\$(busctl --system get-property $DEST $OBJ $IFACE Connected)\" = 'b false' ]"
+is "server stopped: GetKey still serves k1" "$(getkey k1)" "second-secret $V2"
+out=$(call Sync 2>&1)
+like "Sync with no server: Unavailable" "$out" "No keyward server could be reached"
+
+# ---- agent restart with the server down -------------------------------------------------------
+check "SIGTERM: the agent exits 0" agent_stop
+: >"$T/notify.log"
+agent_start
+check "restarted agent is READY with no server" wait_for 10 agent_ready
+is "restarted with no server: GetKey serves the cache at once" "$(getkey k1)" "second-secret $V2"
+is "restarted with no server: k_later too" "$(getkey k_later | cut -d' ' -f1)" "later-secret"
+
+# ---- a corrupted cache file: not served, logged, refetched ------------------------------------
+python3 - "$STATE/cache/k1" <<'EOF'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+i = b.index(b'"data":"') + 8
+b[i] = ord("A") if b[i] != ord("A") else ord("B")
+open(p, "wb").write(bytes(b))
+EOF
+out=$(call GetKey s k1 2>&1)
+like "corrupt cache file: not served" "$out" "damaged"
+check "corrupt cache file: logged" grep -q "Cache file of key 'k1' is corrupt" "$T/agent.log"
+check "corrupt cache file: removed" test ! -e "$STATE/cache/k1"
+
+# The server comes back on the same address; the agent fetches k1 again.
+kwd_restart_at() {
+        rm -f "$T/ready"
+        "$KEYWARDD" serve --listen "$1" \
+                --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
+                --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key" \
+                --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
+                --hostname testhost 2>>"$T/keywardd.log" &
+        KWD_PID=$!
+        wait_for 10 test -s "$T/ready" || bail "keywardd did not come back on $1"
+}
+kwd_restart_at "$KWD_ADDR_SAVED"
+check "server back: k1 is fetched again" wait_for 10 getkey k1
+is "server back: the refetched k1 is right" "$(getkey k1)" "second-secret $V2"
+
+# A file changed behind the agent's back with a valid checksum is caught too: the agent
+# remembers what it wrote.
+python3 - "$STATE/cache/k_later" <<'EOF'
+import hashlib, json, sys
+p = sys.argv[1]
+head, body = open(p, "rb").read().split(b"\n", 1)
+j = json.loads(body)
+j["versions"][0]["data"] = "cGxhbnRlZA=="  # "planted"
+body = json.dumps(j, separators=(",", ":")).encode()
+open(p, "wb").write(b"keyward-cache-v1 sha256=" + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+EOF
+out=$(call GetKey s k_later 2>&1)
+like "a replaced file with a valid checksum is not served" "$out" "damaged"
+check "and it is fetched again" wait_for 10 getkey k_later
+is "k_later refetched" "$(getkey k_later | cut -d' ' -f1)" "later-secret"
+
+# ---- readers by uid ---------------------------------------------------------------------------
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1 && id daemon >/dev/null 2>&1; then
+        as_uid() { local u=$1 g=$2; shift 2; timeout 10 setpriv --reuid="$u" --regid="$g" --clear-groups busctl --system --timeout=8 call "$DEST" "$OBJ" "$IFACE" "$@"; }
+        out=$(as_uid nobody "$(id -g nobody)" GetKey s k1 2>&1)
+        like "uid nobody without a grant: AccessDenied" "$out" "may not read key 'k1'"
+        check "the refusal is logged" grep -q "Refused GetKey of key 'k1' to uid $(id -u nobody)" "$T/agent.log"
+        out=$(as_uid nobody "$(id -g nobody)" Register 'sa{sv}' k1 0 2>&1)
+        like "uid nobody may not Register (no polkit on this bus)" "$out" "Only root may do this here"
+        check "grant user:nobody" call Register 'sa{sv}' k1 1 readers as 1 user:nobody
+        out=$(as_uid nobody "$(id -g nobody)" GetKey s k1 2>&1)
+        like "uid nobody with the grant: GetKey works" "$out" "^ayt 13 115 101 99"
+        out=$(as_uid daemon "$(id -g daemon)" GetKey s k1 2>&1)
+        like "another uid (daemon) still gets AccessDenied" "$out" "may not read key 'k1'"
+        is "ListKeys as nobody shows only the granted key" "$(as_uid nobody "$(id -g nobody)" ListKeys 2>&1 | cut -d' ' -f1-3)" 'a(sst) 1 "k1"'
+        grp=$(id -gn daemon)
+        check "grant group:$grp" call Register 'sa{sv}' k_later 1 readers as 1 "group:$grp"
+        out=$(as_uid daemon "$(id -g daemon)" GetKey s k_later 2>&1)
+        like "a member of a reader group may read" "$out" "^ayt 12 "
+        out=$(as_uid nobody "$(id -g nobody)" GetKey s k_later 2>&1)
+        like "a non-member may not" "$out" "may not read key 'k_later'"
+        check "readers are kept in the registry" grep -q '"user:nobody"' "$STATE/registrations.json"
+else
+        for t in "AccessDenied without a grant" "refusal logged" "Register needs polkit" "grant user" \
+                "grant works" "other uid denied" "ListKeys filtered" "grant group" "group member" "non-member" \
+                "registry keeps readers"; do
+                ok "$t # SKIP needs root, setpriv and the users nobody and daemon"
+        done
+fi
+
+# ---- SIGHUP, Unregister, SIGTERM ---------------------------------------------------------------
+: >"$T/notify.log"
+kill -HUP "$AGENT_PID"
+check "SIGHUP: RELOADING=1 then READY=1" wait_for 5 bash -c "grep -q RELOADING=1 '$T/notify.log' && grep -q READY=1 '$T/notify.log'"
+check "SIGHUP: still serving" wait_for 2 getkey k1
+timeout 10 dbus-monitor --system "type='signal',interface='$IFACE',member='KeyChanged'" >"$T/monitor2.log" 2>&1 &
+BG_PIDS+=("$!")
+sleep 0.5
+check "Unregister k_later" call Unregister s k_later
+check "its cache file is gone" test ! -e "$STATE/cache/k_later"
+check "KeyChanged(k_later, \"\") is emitted" wait_for 5 grep -q 'string "k_later"' "$T/monitor2.log"
+out=$(call Unregister s k_later 2>&1)
+like "Unregister again: NotRegistered" "$out" "not registered"
+check "k_later is gone from the registry" bash -c "! grep -q k_later '$STATE/registrations.json'"
+check "SIGTERM: the agent exits 0" agent_stop
+check "a clean exit releases the bus name" wait_for 5 bash -c "! busctl --system status $DEST"
+
+done_testing
