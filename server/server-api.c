@@ -8,6 +8,7 @@
 #include "acl-json.h"
 #include "hexdecoct.h"
 #include "json-util.h"
+#include "key-cache.h"
 #include "log.h"
 #include "parse.h"
 
@@ -206,6 +207,49 @@ static int load_key(const Api *api, const ApiRequest *req, ApiResult *res, Key *
         return 0;
 }
 
+/* A key for a route that only reads it: from the worker's cache when it holds the record of
+ * the current generation, else from the store (and then cached). */
+typedef struct ReadKey {
+        Key *key;
+        bool cached; /* borrowed from the cache: close it, never free it */
+} ReadKey;
+
+static void read_key_done(ReadKey *rk) {
+        if (!rk->key)
+                return;
+        if (rk->cached)
+                key_cache_close(rk->key); /* no plaintext stays behind in the cache */
+        else
+                key_free(rk->key);
+        *rk = (ReadKey){};
+}
+
+static int load_key_read(const Api *api, const ApiRequest *req, ApiResult *res, ReadKey *ret) {
+        uint64_t generation = 0;
+        int64_t version;
+        Key *k;
+        int r;
+
+        if (api->cache) {
+                /* Read the generation before the store: a write that lands in between moves it
+                 * on, so what is read here can never be cached as current. */
+                generation = atomic_load(api->generation);
+                k = key_cache_get(api->cache, req->match->key_id, generation, NULL);
+                if (k) {
+                        *ret = (ReadKey){.key = k, .cached = true};
+                        return 0;
+                }
+        }
+
+        r = load_key(api, req, res, &k, &version);
+        if (r < 0 || !k)
+                return r;
+        if (api->cache)
+                key_cache_put(api->cache, k, version, generation);
+        *ret = (ReadKey){.key = k, .cached = api->cache != NULL};
+        return 0;
+}
+
 static int store_error(ApiResult *res, const char *what, const char *key_id, int r) {
         if (r == -ESTALE)
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "DB version does not match");
@@ -244,37 +288,105 @@ static int decode_data(const FormField *f, ApiResult *res, KnoxCode bad_code, Se
 /* ---- GET /v0/keys/ ---------------------------------------------------------------- */
 
 struct list_ctx {
-        const Form *want; /* NULL: every key */
         Buf *out;
         bool first;
 };
 
-static int list_one(const char *id, const char *hash, void *userdata) {
-        struct list_ctx *c = userdata;
-
-        if (c->want) {
-                const FormField *f = form_get_last(c->want, id);
-
-                /* Only keys asked about whose hash differs from what the caller has. */
-                if (!f || strlen(f->value) != f->value_len || streq(f->value, hash))
-                        return 0;
-        }
+static int list_append(struct list_ctx *c, const char *id) {
         if (!c->first)
                 (void) buf_putc(c->out, ',');
         c->first = false;
         return json_append_cstring(c->out, id);
 }
 
+static int list_one(const char *id, const char *hash, void *userdata) {
+        return list_append(userdata, id);
+}
+
+/* By key, equal keys in input order. */
+static int field_ptr_cmp(const void *x, const void *y) {
+        const FormField *a = *(const FormField *const *) x, *b = *(const FormField *const *) y;
+        int c;
+
+        c = strcmp(a->key, b->key);
+        if (c != 0)
+                return c;
+        return a < b ? -1 : a > b;
+}
+
+/* For each field of a changed-keys query: the field whose value counts for its key (the last
+ * one with that key: Knox reads the last value) if it is the key's first field, else NULL.
+ * So each key is looked at once, in the order of first appearance. A key holding a NUL
+ * names no stored key (Go compares the whole key); its fields are left out. */
+static int query_pick(const Form *q, const FormField ***ret) {
+        _cleanup_free_ const FormField **sorted = NULL, **pick = NULL;
+        size_t n = 0;
+
+        sorted = calloc(q->n, sizeof(sorted[0]));
+        pick = calloc(q->n, sizeof(pick[0]));
+        if (!sorted || !pick)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < q->n; i++)
+                if (strlen(q->fields[i].key) == q->fields[i].key_len)
+                        sorted[n++] = &q->fields[i];
+        qsort(sorted, n, sizeof(sorted[0]), field_ptr_cmp);
+
+        for (size_t i = 0, j; i < n; i = j) {
+                for (j = i + 1; j < n && streq(sorted[j]->key, sorted[i]->key); j++)
+                        ;
+                pick[sorted[i] - q->fields] = sorted[j - 1];
+        }
+
+        *ret = TAKE_PTR(pick);
+        return 0;
+}
+
+/* The keys asked about that exist and whose stored hash differs from the value given. One
+ * indexed lookup per key, not a walk over the whole store. */
+static int list_changed(Store *store, const Form *q, struct list_ctx *c) {
+        _cleanup_free_ const FormField **pick = NULL;
+        int r;
+
+        r = query_pick(q, &pick);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < q->n; i++) {
+                const FormField *v = pick[i];
+                char hash[KEY_HASH_HEX_SIZE];
+
+                if (!v)
+                        continue;
+                r = store_get_hash(store, q->fields[i].key, hash);
+                if (r == -ENOKEY)
+                        continue;
+                /* A broken stored hash differs from any value; the key's GET reports it. */
+                if (r < 0 && r != -EBADMSG)
+                        return r;
+                if (r == 0 && v->value_len == strlen(hash) && memcmp(v->value, hash, v->value_len) == 0)
+                        continue;
+
+                r = list_append(c, q->fields[i].key);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int handle_getkeys(const Api *api, const ApiRequest *req, ApiResult *res) {
+        const Form *want = req->query && req->query->n > 0 ? req->query : NULL;
         struct list_ctx c = {
-                .want = req->query && req->query->n > 0 ? req->query : NULL,
                 .out = &res->data,
                 .first = true,
         };
         int r;
 
         (void) buf_putc(&res->data, '[');
-        r = store_list(api->store, list_one, &c);
+        if (want)
+                r = list_changed(api->store, want, &c);
+        else
+                r = store_list(api->store, list_one, &c);
         if (r == -ENOMEM || res->data.error == -ENOMEM)
                 return -ENOMEM;
         if (r < 0) {
@@ -285,7 +397,7 @@ static int handle_getkeys(const Api *api, const ApiRequest *req, ApiResult *res)
         (void) buf_putc(&res->data, ']');
 
         /* A watch that found nothing new waits for a change (DESIGN.md, Watch). */
-        res->wait = c.want && c.first;
+        res->wait = want && c.first;
         return result_ok(res);
 }
 
@@ -411,20 +523,21 @@ static int parse_status_param(const char *s, VersionStatus *ret, const char **re
 }
 
 static int handle_getkey(const Api *api, const ApiRequest *req, ApiResult *res) {
-        _cleanup_(key_freep) Key *k = NULL;
+        _cleanup_(read_key_done) ReadKey rk = {};
         VersionStatus max = VERSION_STATUS_ACTIVE;
         const FormField *status;
         const char *msg;
-        int64_t version;
+        Key *k;
         int r;
 
         status = req->query ? form_get(req->query, "status") : NULL;
         if (status && parse_status_param(status->value, &max, &msg) < 0)
                 return api_result_error(res, KNOX_BAD_REQUEST_DATA, "%s", msg);
 
-        r = load_key(api, req, res, &k, &version);
-        if (r < 0 || !k)
+        r = load_key_read(api, req, res, &rk);
+        if (r < 0 || !rk.key)
                 return r;
+        k = rk.key;
 
         /* Knox decrypts before it authorizes; only the versions to be returned are opened. */
         for (size_t i = 0; i < k->n_versions; i++) {
@@ -485,16 +598,15 @@ static int handle_deletekey(const Api *api, const ApiRequest *req, ApiResult *re
 /* ---- GET and PUT /v0/keys/{id}/access/ -------------------------------------------- */
 
 static int handle_getaccess(const Api *api, const ApiRequest *req, ApiResult *res) {
-        _cleanup_(key_freep) Key *k = NULL;
-        int64_t version;
+        _cleanup_(read_key_done) ReadKey rk = {};
         int r;
 
-        r = load_key(api, req, res, &k, &version);
-        if (r < 0 || !k)
+        r = load_key_read(api, req, res, &rk);
+        if (r < 0 || !rk.key)
                 return r;
 
         /* No authorization, on purpose: anyone may see whom to ask for access. */
-        r = acl_json_append(&res->data, &k->acl);
+        r = acl_json_append(&res->data, &rk.key->acl);
         if (r < 0)
                 return r;
         return result_ok(res);
@@ -772,6 +884,7 @@ int api_handle(const Api *api, const ApiRequest *req, ApiResult *res) {
         };
         /* clang-format on */
         ApiRoute route = req->match->route;
+        int r;
 
         assert_return(req->principals && req->principals->n > 0, -EINVAL);
 
@@ -779,7 +892,11 @@ int api_handle(const Api *api, const ApiRequest *req, ApiResult *res) {
                 return api_result_error(res, KNOX_NOT_FOUND, "Method not allowed");
         if (route < 0 || route >= _API_ROUTE_MAX || !handlers[route])
                 return api_result_error(res, KNOX_NOT_FOUND, "%s", "");
-        return handlers[route](api, req, res);
+        r = handlers[route](api, req, res);
+        /* Any write invalidates every worker's cached records. */
+        if (res->changed && api->generation)
+                atomic_fetch_add(api->generation, 1);
+        return r;
 }
 
 int api_result_body(const ApiResult *res, const char *hostname, int64_t now_ns, Buf *body) {

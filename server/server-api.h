@@ -5,6 +5,7 @@
  * request comes in already authenticated, with its path, query and form decoded; the
  * result is a Knox code, a message and the JSON of the data. */
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -12,6 +13,7 @@
 #include "buf.h"
 #include "cryptor.h"
 #include "form.h"
+#include "key-cache.h"
 #include "knox-json.h"
 #include "store.h"
 
@@ -37,8 +39,10 @@ const char *api_route_to_string(ApiRoute r) _const_;
 typedef struct Api {
         Store *store;
         const Cryptor *cryptor;
-        const Acl *default_acl; /* merged into every new key's ACL */
-        const char *hostname;   /* for the envelope */
+        const Acl *default_acl;       /* merged into every new key's ACL */
+        const char *hostname;         /* for the envelope */
+        KeyCache *cache;              /* the worker's cache of records for reads; NULL: none */
+        _Atomic uint64_t *generation; /* moves on with every write (see key-cache.h) */
 } Api;
 
 typedef struct ApiMatch {

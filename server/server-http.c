@@ -52,6 +52,7 @@ struct Worker {
         struct evhttp_bound_socket *bound[16];
         size_t n_bound;
         Store *store;
+        KeyCache *cache;
         Api api;
         int notify_fd; /* eventfd: another worker wrote a key */
         struct event *notify_event;
@@ -499,23 +500,23 @@ static void notify_cb(evutil_socket_t fd, short what, void *userdata) {
                 worker_check_watches(w);
 }
 
-/* Writes by another keywardd on the same database do not reach our eventfds; poll the
- * store's change counter while anyone is watching. */
+/* Writes by another process on the same database reach neither our eventfds nor our key
+ * caches: poll the store's change counter once a second. */
 static void poll_cb(evutil_socket_t fd, short what, void *userdata) {
         Worker *w = userdata;
         uint64_t c;
 
-        if (!w->watches)
-                return;
         if (store_change_counter(w->store, &c) < 0 || c == w->change_counter)
                 return;
         w->change_counter = c;
+        atomic_fetch_add(&w->server->generation, 1);
         worker_check_watches(w);
 }
 
 void server_notify_change(Server *s) {
         const uint64_t one = 1;
 
+        atomic_fetch_add(&s->generation, 1);
         for (size_t i = 0; i < s->n_workers; i++)
                 if (write(s->workers[i]->notify_fd, &one, sizeof(one)) < 0)
                         log_debug_errno(errno, "Failed to wake worker %zu: %m", i);
@@ -820,6 +821,7 @@ static Worker *worker_free(Worker *w) {
         if (w->base)
                 event_base_free(w->base);
         safe_close(w->notify_fd);
+        key_cache_free(w->cache);
         store_free(w->store);
         free(w);
         return NULL;
@@ -849,11 +851,18 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
                 return log_error_errno(r, "Failed to open the store '%s': %m", c->db);
         }
         (void) store_change_counter(w->store, &w->change_counter);
+        w->cache = key_cache_new();
+        if (!w->cache) {
+                worker_free(w);
+                return log_oom();
+        }
         w->api = (Api){
                 .store = w->store,
                 .cryptor = s->cryptor,
                 .default_acl = &s->default_acl,
                 .hostname = s->hostname,
+                .cache = w->cache,
+                .generation = &s->generation,
         };
 
         w->base = event_base_new();

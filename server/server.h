@@ -59,6 +59,7 @@ typedef struct Server {
         int listen_fds[16];
         size_t n_listen_fds;
         atomic_bool stopping;
+        _Atomic uint64_t generation; /* moves on with every write: the workers' key caches */
 } Server;
 
 /* Parse "TYPE:ID:ACCESS" (e.g. "UserGroup:security-team:Admin") into an entry. */

@@ -44,6 +44,8 @@ typedef struct StoreVTable {
         void (*free)(Store *s);
         int (*init)(Store *s);
         int (*get)(Store *s, const char *id, StoreRecord *ret);
+        /* The stored version hash alone; -EBADMSG if it is no C string that fits in ret. */
+        int (*get_hash)(Store *s, const char *id, char ret[KEY_HASH_HEX_SIZE]);
         /* rec->version is the new row's last_updated. */
         int (*add)(Store *s, const char *id, const StoreRecord *rec);
         /* Replace the row if its last_updated is still expected_version; rec->version is the

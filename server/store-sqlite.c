@@ -67,6 +67,7 @@ typedef enum Stmt {
         STMT_ROLLBACK,
         STMT_USER_VERSION,
         STMT_GET,
+        STMT_GET_HASH,
         STMT_EXISTS,
         STMT_ADD,
         STMT_UPDATE,
@@ -89,6 +90,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_ROLLBACK]     = "ROLLBACK",
         [STMT_USER_VERSION] = "PRAGMA user_version",
         [STMT_GET]          = "SELECT acl, version_hash, versions, last_updated FROM secrets WHERE id = ?1",
+        [STMT_GET_HASH]     = "SELECT version_hash FROM secrets WHERE id = ?1",
         [STMT_EXISTS]       = "SELECT 1 FROM secrets WHERE id = ?1",
         [STMT_ADD]          = "INSERT INTO secrets (id, acl, version_hash, versions, last_updated, seq) "
                               "VALUES (?1, ?2, ?3, ?4, ?5, (SELECT IFNULL(MAX(seq), 0) + 1 FROM secrets))",
@@ -447,6 +449,39 @@ static int sqlite_get(Store *base, const char *id, StoreRecord *ret) {
         return 0;
 }
 
+static int sqlite_get_hash(Store *base, const char *id, char ret[KEY_HASH_HEX_SIZE]) {
+        SqliteStore *s = sqlite_store(base);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        const unsigned char *hash;
+        int rc, r, n;
+
+        r = ensure_ready(s);
+        if (r < 0)
+                return r;
+        r = stmt_get(s, STMT_GET_HASH, &st);
+        if (r < 0)
+                return r;
+        rc = bind_text(st, 1, id);
+        if (rc != SQLITE_OK)
+                return sqlite_fail(s, rc, "binding");
+
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return -ENOKEY;
+        if (rc != SQLITE_ROW)
+                return sqlite_fail(s, rc, "reading a key's hash");
+
+        hash = sqlite3_column_text(st, 0);
+        if (!hash)
+                return -ENOMEM; /* the column is NOT NULL */
+        n = sqlite3_column_bytes(st, 0);
+        if (n < 0 || (size_t) n >= KEY_HASH_HEX_SIZE || strlen((const char *) hash) != (size_t) n)
+                return log_debug_errno(EBADMSG, "SQLite: stored hash of key '%s' is not a hash.", id);
+
+        memcpy(ret, hash, (size_t) n + 1);
+        return 0;
+}
+
 static int add_in_tx(SqliteStore *s, const char *id, const StoreRecord *rec) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int rc, r;
@@ -780,6 +815,7 @@ static const StoreVTable sqlite_vtable = {
         .free           = sqlite_free,
         .init           = sqlite_init,
         .get            = sqlite_get,
+        .get_hash       = sqlite_get_hash,
         .add            = sqlite_add,
         .update         = sqlite_update,
         .remove         = sqlite_remove,

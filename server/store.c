@@ -155,6 +155,18 @@ int store_get(Store *s, const char *id, Key **ret_key, int64_t *ret_version) {
         return 0;
 }
 
+int store_get_hash(Store *s, const char *id, char ret_hash[KEY_HASH_HEX_SIZE]) {
+        assert_return(s, -EINVAL);
+        assert_return(id, -EINVAL);
+        assert_return(ret_hash, -EINVAL);
+
+        /* No stored record has such an id; do not ask the database. */
+        if (!id_is_ok(id))
+                return -ENOKEY;
+
+        return s->vtable->get_hash(s, id, ret_hash);
+}
+
 int store_add(Store *s, const Key *k) {
         _cleanup_buf_ Buf acl = BUF_INIT, versions = BUF_INIT;
         StoreRecord rec;

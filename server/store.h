@@ -29,6 +29,9 @@ int store_init(Store *s);
  * update moves forward (optimistic concurrency). In store_get() ret_key and ret_version may
  * each be NULL; -ENOKEY if absent, -EBADMSG if the stored record does not decode. */
 int store_get(Store *s, const char *id, Key **ret_key, int64_t *ret_version);
+/* Only the stored hash of one key, without reading the rest: what a changed-keys query needs.
+ * -ENOKEY if absent, -EBADMSG if the stored hash does not fit (too long, or holds a NUL). */
+int store_get_hash(Store *s, const char *id, char ret_hash[KEY_HASH_HEX_SIZE]);
 int store_add(Store *s, const Key *k); /* -EEXIST; -E2BIG for an id over 512 bytes */
 int store_update(Store *s, const Key *k, int64_t expected_version); /* -ESTALE on conflict, -ENOKEY */
 int store_remove(Store *s, const char *id);                         /* -ENOKEY */

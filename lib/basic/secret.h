@@ -7,15 +7,19 @@
 
 #include "macro.h"
 
-/* Secret bytes live only in a Secret: page-aligned anonymous memory that is locked
- * (never swapped), excluded from core dumps, wiped on fork in the child and wiped
- * again before it is unmapped. The bytes are always followed by a NUL, so a secret
- * holding text can be used as a C string. */
+/* Secret bytes live only in a Secret: in memory that is locked (never swapped), excluded
+ * from core dumps and wiped in a forked child, and wiped again when freed. Small secrets come
+ * from a pool of such pages (a mapping and four system calls per secret would dominate a
+ * server's request path); large ones get a mapping of their own. The bytes are always
+ * followed by a NUL, so a secret holding text can be used as a C string. */
 typedef struct Secret {
         uint8_t *data;
         size_t size;
-        size_t mapped; /* private: length of the mapping, header included */
+        size_t mapped;       /* private: the slot or mapping size, header included */
+        unsigned pool_class; /* private: the pool's size class, or SECRET_POOL_NONE */
 } Secret;
+
+#define SECRET_POOL_NONE UINT32_MAX
 
 /* Zero-filled secret of the given size; NULL on OOM (or if the mapping fails). */
 Secret *secret_new(size_t size);

@@ -37,10 +37,18 @@ static void test_secret_new(void **state) {
                 assert_int_equal(s->size, sizes[i]);
                 assert_true(all_zero(s->data, sizes[i]));
                 assert_int_equal(s->data[sizes[i]], '\0');
-                /* The mapping is whole pages. */
-                assert_int_equal((uintptr_t) s % (uintptr_t) ps, 0);
-                assert_true(s->mapped >= sizes[i] + 1);
-                assert_int_equal(s->mapped % (size_t) ps, 0);
+                assert_true(s->mapped >= sizes[i] + sizeof(Secret) + 1);
+                if (s->pool_class == SECRET_POOL_NONE) {
+                        /* A secret of its own: the mapping is whole pages. */
+                        assert_true(sizes[i] + sizeof(Secret) + 1 > 4096);
+                        assert_int_equal((uintptr_t) s % (uintptr_t) ps, 0);
+                        assert_int_equal(s->mapped % (size_t) ps, 0);
+                } else {
+                        /* A pool slot: a power of two, aligned to its size. */
+                        assert_true(sizes[i] + sizeof(Secret) + 1 <= 4096);
+                        assert_int_equal(s->mapped & (s->mapped - 1), 0);
+                        assert_int_equal((uintptr_t) s % s->mapped, 0);
+                }
 
                 /* All of it is writable. */
                 memset(s->data, 0xa5, sizes[i]);
@@ -282,6 +290,42 @@ static void test_mapping_flags(void **state) {
         }
 }
 
+static void test_pool_reuse(void **state) {
+        Secret *a, *b;
+        uint8_t *where;
+
+        (void) state;
+        /* A freed slot is wiped and handed out again, zeroed. */
+        a = secret_new_copy("first secret value", 18);
+        assert_non_null(a);
+        assert_int_not_equal(a->pool_class, SECRET_POOL_NONE);
+        where = a->data;
+        a = secret_free(a);
+        assert_true(all_zero(where, 18));
+        b = secret_new(18);
+        assert_non_null(b);
+        assert_ptr_equal(b->data, where);
+        assert_true(all_zero(b->data, 19));
+        b = secret_free(b);
+
+        /* Many at once come from distinct slots. */
+        {
+                Secret *many[2000];
+
+                for (size_t i = 0; i < ELEMENTSOF(many); i++) {
+                        many[i] = secret_new(100);
+                        assert_non_null(many[i]);
+                        memset(many[i]->data, (int) (i & 0xff) | 1, 100);
+                }
+                for (size_t i = 0; i < ELEMENTSOF(many); i++) {
+                        assert_int_equal(many[i]->data[99], (uint8_t) ((i & 0xff) | 1));
+                        assert_int_equal(many[i]->data[100], 0);
+                }
+                for (size_t i = 0; i < ELEMENTSOF(many); i++)
+                        many[i] = secret_free(many[i]);
+        }
+}
+
 static void test_wipe_on_fork(void **state) {
         _cleanup_(secret_freep) Secret *s = NULL;
         int status;
@@ -294,9 +338,9 @@ static void test_wipe_on_fork(void **state) {
         pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-                /* The child sees the whole mapping, header included, as zeros. */
+                /* The child sees the whole slot, header included, as zeros. */
                 const Secret *c = s;
-                _exit(all_zero((const void *) c, 4096) ? 0 : 1);
+                _exit(all_zero((const void *) c, sizeof(Secret) + 12) ? 0 : 1);
         }
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFEXITED(status));
@@ -345,6 +389,7 @@ int main(void) {
                 cmocka_unit_test(test_erase_and_free),
                 cmocka_unit_test(test_cleanup_erase),
                 cmocka_unit_test(test_mapping_flags),
+                cmocka_unit_test(test_pool_reuse),
                 cmocka_unit_test(test_wipe_on_fork),
                 cmocka_unit_test(test_harden_process),
         };

@@ -9,11 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "acl-json.h"
 #include "json-util.h"
+#include "key-cache.h"
 #include "knox-json.h"
 #include "server-api.h"
+#include "store-internal.h"
 #include "strv.h"
 #include "tests.h"
 
@@ -604,6 +607,83 @@ static void test_list_and_watch(void **state) {
         (void) err;
 }
 
+/* One GET /v0/keys/?query by a machine: the listed ids as JSON, and whether a watch would wait. */
+static void check_changed(Fixture *f, const char *query, const char *want, bool wait) {
+        ApiResult res;
+
+        call(f, "GET", "/v0/keys/", query, NULL, &f->machine, &res);
+        expect(&res, KNOX_OK, 200, "");
+        assert_string_equal(res.data.data, want);
+        assert_int_equal(res.wait, wait);
+        api_result_done(&res);
+}
+
+static void test_changed_keys(void **state) {
+        Fixture *f = *state;
+        _cleanup_(key_freep) Key *one = NULL, *two = NULL;
+        _cleanup_free_ char *big = NULL;
+        char query[512];
+        size_t n = 0;
+
+        create(f, "one", "YQ%3D%3D");
+        create(f, "two", "Yg%3D%3D");
+        assert_int_equal(store_get(f->store, "one", &one, NULL), 0);
+        assert_int_equal(store_get(f->store, "two", &two, NULL), 0);
+
+        /* A key named again and again is listed once, at its first place in the query
+         * (Knox lists in DB order; clients do not depend on the order). */
+        check_changed(f, "two=NONE&one=&two=x&one=NONE&two=&three=", "[\"two\",\"one\"]", false);
+        check_changed(f, "two=&one=", "[\"two\",\"one\"]", false);
+        check_changed(f, "three=&three=NONE&one=", "[\"one\"]", false);
+
+        /* Only its last value counts, whichever way it goes. */
+        snprintf(
+                query,
+                sizeof(query),
+                "one=%s&two=%s&one=NONE&two=x&two=%s",
+                one->hash,
+                two->hash,
+                two->hash);
+        check_changed(f, query, "[\"one\"]", false);
+        snprintf(query, sizeof(query), "two=NONE&one=%s&two=%s&one=%s", one->hash, two->hash, one->hash);
+        check_changed(f, query, "[]", true);
+
+        /* The value must be the whole hash; a key with a NUL in it names no key. */
+        snprintf(query, sizeof(query), "one=%.63s&two=%s0", one->hash, two->hash);
+        check_changed(f, query, "[\"one\",\"two\"]", false);
+        snprintf(query, sizeof(query), "one=%s%%00&two=%s", one->hash, two->hash);
+        check_changed(f, query, "[\"one\"]", false);
+        check_changed(f, "one%00=NONE&two%00x=", "[]", true);
+        check_changed(f, "one%00=NONE&one=", "[\"one\"]", false);
+
+        /* As many fields as a query may hold: "one" 1023 times, then once with its hash. */
+        big = malloc(FORM_FIELDS_MAX * 8 + KEY_HASH_HEX_SIZE);
+        assert_non_null(big);
+        for (size_t i = 0; i + 1 < FORM_FIELDS_MAX; i++)
+                n += (size_t) snprintf(big + n, 16, i % 2 ? "one=x&" : "one=&");
+        snprintf(big + n, 5 + KEY_HASH_HEX_SIZE, "one=%s", one->hash);
+        check_changed(f, big, "[]", true);
+        /* ... and 1024 distinct ids, two of them stored. */
+        n = 0;
+        for (size_t i = 0; i + 2 < FORM_FIELDS_MAX; i++)
+                n += (size_t) snprintf(big + n, 16, "k%zu=&", i);
+        snprintf(big + n, 16, "two=&one=");
+        check_changed(f, big, "[\"two\",\"one\"]", false);
+
+        /* A stored hash that is not one differs from every value: the key is listed, and its
+         * GET tells what is wrong. */
+        assert_int_equal(
+                sqlite3_exec(
+                        store_sqlite_handle(f->store),
+                        "UPDATE secrets SET version_hash = hex(randomblob(40)) WHERE id = 'two'",
+                        NULL,
+                        NULL,
+                        NULL),
+                SQLITE_OK);
+        snprintf(query, sizeof(query), "one=%s&two=%s", one->hash, two->hash);
+        check_changed(f, query, "[\"two\"]", false);
+}
+
 static void test_not_found_and_method(void **state) {
         Fixture *f = *state;
         ApiResult res;
@@ -639,6 +719,75 @@ static void test_whoami_and_body(void **state) {
         api_result_done(&res);
 }
 
+static void test_cache(void **state) {
+        Fixture *f = *state;
+        _cleanup_(key_cache_freep) KeyCache *cache = key_cache_new();
+        _Atomic uint64_t generation = 1;
+        _cleanup_(key_freep) Key *direct = NULL;
+        int64_t version;
+        ApiResult res;
+
+        assert_non_null(cache);
+        f->api.cache = cache;
+        f->api.generation = &generation;
+
+        create(f, "c", "YQ%3D%3D");
+        assert_true(generation > 1); /* the create moved it on */
+
+        call(f, "GET", "/v0/keys/c/access/", NULL, NULL, &f->bob, &res);
+        expect(&res, KNOX_OK, 200, "");
+        api_result_done(&res);
+        call(f, "GET", "/v0/keys/c/", NULL, NULL, &f->alice, &res);
+        expect(&res, KNOX_OK, 200, "");
+        api_result_done(&res);
+
+        /* The cache holds no plaintext between requests. */
+        {
+                Key *k = key_cache_get(cache, "c", generation, NULL);
+
+                assert_non_null(k);
+                for (size_t i = 0; i < k->n_versions; i++)
+                        assert_null(k->versions[i].data);
+        }
+
+        /* A write that bypasses the API (another process) is not seen until the generation
+         * moves, which is what the server's poll of the change counter does. */
+        assert_int_equal(store_get(f->store, "c", &direct, &version), 0);
+        acl_done(&direct->acl);
+        assert_int_equal(store_update(f->store, direct, version), 0);
+        call(f, "GET", "/v0/keys/c/", NULL, NULL, &f->alice, &res);
+        expect(&res, KNOX_OK, 200, ""); /* still the cached record */
+        api_result_done(&res);
+        generation++;
+        call(f, "GET", "/v0/keys/c/", NULL, NULL, &f->alice, &res);
+        expect(&res, KNOX_UNAUTHORIZED, 403, "Principal alice not authorized to read c");
+        api_result_done(&res);
+
+        /* A write through the API is seen at once by the next read. */
+        call(f, "DELETE", "/v0/keys/c/", NULL, NULL, &f->alice, &res);
+        expect(&res, KNOX_UNAUTHORIZED, 403, NULL);
+        api_result_done(&res);
+        create(f, "d", "YQ%3D%3D");
+        call(f, "GET", "/v0/keys/d/", NULL, NULL, &f->bob, &res);
+        expect(&res, KNOX_UNAUTHORIZED, 403, NULL);
+        api_result_done(&res);
+        call(f,
+             "PUT",
+             "/v0/keys/d/access/",
+             NULL,
+             "acl=%5B%7B%22type%22%3A%22User%22%2C%22id%22%3A%22bob%22%2C%22access%22%3A%22Read%22%7D%5D",
+             &f->alice,
+             &res);
+        expect(&res, KNOX_OK, 200, "");
+        api_result_done(&res);
+        call(f, "GET", "/v0/keys/d/", NULL, NULL, &f->bob, &res);
+        expect(&res, KNOX_OK, 200, "");
+        api_result_done(&res);
+
+        f->api.cache = NULL;
+        f->api.generation = NULL;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_match),
@@ -648,8 +797,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_access_and_delete, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_list_and_watch, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_changed_keys, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_not_found_and_method, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_whoami_and_body, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -314,6 +314,7 @@ static void test_init(void **state) {
 
         /* Nothing works before init, and nothing is written. */
         assert_int_equal(store_get(s, "k", NULL, NULL), -ENOMEDIUM);
+        assert_int_equal(store_get_hash(s, "k", (char[KEY_HASH_HEX_SIZE]){}), -ENOMEDIUM);
         assert_int_equal(store_add(s, k), -ENOMEDIUM);
         assert_int_equal(store_update(s, k, 1), -ENOMEDIUM);
         assert_int_equal(store_remove(s, "k"), -ENOMEDIUM);
@@ -459,6 +460,60 @@ static void test_list_order(void **state) {
         listing_done(&l);
         /* ... and leaves the store usable. */
         assert_list(s, (const char *const[]){"c", "a", "d", NULL});
+
+        store_free(s);
+        test_dir_remove(&t);
+}
+
+static void test_get_hash(void **state) {
+        _cleanup_(key_freep) Key *k = NULL, *evil = make_key("x'); DROP TABLE secrets; --", 1, 4);
+        _cleanup_free_ char *too_long = NULL;
+        char hash[KEY_HASH_HEX_SIZE], untouched[KEY_HASH_HEX_SIZE];
+        TestDir t;
+        Store *s;
+        int64_t v;
+
+        test_dir_make(&t);
+        s = open_init(t.db);
+        add_new(s, "a", 1, 1);
+        add_new(s, "b", 3, 2);
+        assert_int_equal(store_add(s, evil), 0);
+
+        /* The stored hash, and the one store_get() reads. */
+        assert_int_equal(store_get(s, "b", &k, &v), 0);
+        assert_int_equal(store_get_hash(s, "b", hash), 0);
+        assert_int_equal(strlen(hash), KEY_HASH_HEX_SIZE - 1);
+        assert_string_equal(hash, k->hash);
+        assert_int_equal(store_get_hash(s, evil->id, hash), 0);
+        assert_string_equal(hash, evil->hash);
+        assert_int_equal(store_get_hash(s, "a", hash), 0);
+        assert_string_not_equal(hash, k->hash);
+
+        /* An update moves it. */
+        k->versions[1].status = VERSION_STATUS_INACTIVE;
+        assert_int_equal(key_update_hash(k), 0);
+        assert_int_equal(store_update(s, k, v), 0);
+        assert_int_equal(store_get_hash(s, "b", hash), 0);
+        assert_string_equal(hash, k->hash);
+
+        /* Absent keys, and ids no record can have, leave the output alone. */
+        memset(untouched, 'x', sizeof(untouched));
+        memcpy(hash, untouched, sizeof(hash));
+        assert_int_equal(store_get_hash(s, "c", hash), -ENOKEY);
+        assert_int_equal(store_get_hash(s, "", hash), -ENOKEY);
+        assert_int_equal(store_get_hash(s, "B", hash), -ENOKEY);
+        too_long = malloc(STORE_ID_MAX + 2);
+        assert_non_null(too_long);
+        memset(too_long, 'a', STORE_ID_MAX + 1);
+        too_long[STORE_ID_MAX + 1] = 0;
+        assert_int_equal(store_get_hash(s, too_long, hash), -ENOKEY);
+        assert_int_equal(store_remove(s, "b"), 0);
+        assert_int_equal(store_get_hash(s, "b", hash), -ENOKEY);
+        assert_memory_equal(hash, untouched, sizeof(hash));
+
+        assert_int_equal(store_get_hash(NULL, "a", hash), -EINVAL);
+        assert_int_equal(store_get_hash(s, NULL, hash), -EINVAL);
+        assert_int_equal(store_get_hash(s, "a", NULL), -EINVAL);
 
         store_free(s);
         test_dir_remove(&t);
@@ -992,6 +1047,7 @@ static void test_future_version(void **state) {
         s = open_store(t.db);
         assert_int_equal(store_get(s, "k", NULL, NULL), -EPROTONOSUPPORT);
         assert_int_equal(store_change_counter(s, &c), -EPROTONOSUPPORT);
+        assert_int_equal(store_get_hash(s, "k", (char[KEY_HASH_HEX_SIZE]){}), -EPROTONOSUPPORT);
         assert_int_equal(store_init(s), -EPROTONOSUPPORT);
         assert_int_equal(raw_int(s, "PRAGMA user_version"), 3);
         assert_int_equal(raw_int(s, "SELECT count(*) FROM secrets"), 1);
@@ -1003,6 +1059,7 @@ static void test_future_version(void **state) {
 static void test_bad_records(void **state) {
         uint8_t hash[TOKEN_HASH_SIZE] = {9};
         TokenInfo ti = {.user = (char *) "eve", .expires = 1}, got = {};
+        char h[KEY_HASH_HEX_SIZE];
         Listing l = {};
         Key *k = NULL;
         TestDir t;
@@ -1028,6 +1085,12 @@ static void test_bad_records(void **state) {
         assert_int_equal(store_get(s, "versions", &k, NULL), -EBADMSG);
         assert_int_equal(store_get(s, "hash", &k, NULL), -EBADMSG);
         assert_null(k);
+        memset(h, 'x', sizeof(h));
+        assert_int_equal(store_get_hash(s, "hash", h), -EBADMSG);
+        assert_memory_equal(h, (char[KEY_HASH_HEX_SIZE]){[0 ... KEY_HASH_HEX_SIZE - 1] = 'x'}, sizeof(h));
+        raw_exec(s, "UPDATE secrets SET version_hash = 'ab' || char(0) || 'cd' WHERE id = 'versions'");
+        assert_int_equal(store_get_hash(s, "versions", h), -EBADMSG);
+        assert_int_equal(store_get_hash(s, "fine", h), 0);
         assert_int_equal(store_get(s, "fine", &k, NULL), 0);
         k = key_free(k);
         assert_int_equal(store_token_get(s, hash, &got), -EBADMSG);
@@ -1057,6 +1120,7 @@ int main(void) {
                 cmocka_unit_test(test_init),
                 cmocka_unit_test(test_add_get),
                 cmocka_unit_test(test_list_order),
+                cmocka_unit_test(test_get_hash),
                 cmocka_unit_test(test_update),
                 cmocka_unit_test(test_two_connections),
                 cmocka_unit_test(test_threads_race),

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* A worker's cache of stored key records (sealed: no plaintext is ever kept), so that a GET
+ * need not read and parse the record again. It is direct-mapped and bounded, and any write
+ * anywhere invalidates all of it: every entry remembers the generation it was read in, and
+ * the server's generation moves on with every write (and when the store's change counter
+ * shows a write by another process). Used by one thread. */
+
+#include <stdint.h>
+
+#include "key.h"
+
+#define KEY_CACHE_SLOTS 4096
+
+typedef struct KeyCache KeyCache;
+
+KeyCache *key_cache_new(void);
+KeyCache *key_cache_free(KeyCache *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(KeyCache *, key_cache_free);
+
+/* The cached record of id read in this generation, or NULL. The key stays owned by the
+ * cache; the caller may open its versions but must close them (key_cache_close) before
+ * returning to the event loop. */
+Key *key_cache_get(KeyCache *c, const char *id, uint64_t generation, int64_t *ret_version);
+
+/* Take ownership of a record read in this generation. */
+void key_cache_put(KeyCache *c, Key *k, int64_t version, uint64_t generation);
+
+/* Wipe and free the plaintext of every version of a cached key. */
+void key_cache_close(Key *k);
