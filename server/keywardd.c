@@ -22,7 +22,7 @@
 #include "strv.h"
 
 #define DEFAULT_MAX_BODY (1024 * 1024)
-#define DEFAULT_MAX_HEADER (16 * 1024)
+#define DEFAULT_MAX_HEADER (256 * 1024)
 #define DEFAULT_IDLE_TIMEOUT (60 * USEC_PER_SEC)
 #define DEFAULT_REQUEST_TIMEOUT (30 * USEC_PER_SEC)
 #define DEFAULT_MAX_CONNECTIONS 4096
@@ -47,7 +47,7 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("workers",         config_parse_unsigned, workers,           "N", "worker threads, each with its own event loop (default: CPUs)"),
         SERVER_ITEM("max-connections", config_parse_unsigned, max_connections,   "N", "open connections at most (default: 4096)"),
         SERVER_ITEM("max-body-size",   config_parse_size,     max_body_size,     "SIZE", "largest request body (default: 1M)"),
-        SERVER_ITEM("max-header-size", config_parse_size,     max_header_size,   "SIZE", "largest request header block (default: 16K)"),
+        SERVER_ITEM("max-header-size", config_parse_size,     max_header_size,   "SIZE", "largest request header block (default: 256K; a watch lists its keys in the request line)"),
         SERVER_ITEM("idle-timeout",    config_parse_sec,      idle_timeout_usec, "TIME", "close connections idle or stalled this long (default: 60s)"),
         SERVER_ITEM("request-timeout", config_parse_sec,      request_timeout_usec, "TIME", "longest a client may take to send one request, idle time aside (default: 30s)"),
         SERVER_ITEM("max-watch",       config_parse_unsigned, max_watch_sec,     "SECONDS", "longest Prefer: wait a watch may hold (default and maximum: 300)"),

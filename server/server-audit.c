@@ -3,11 +3,13 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
 #include <time.h>
@@ -26,18 +28,42 @@ typedef enum AuditTarget {
         _AUDIT_TARGET_INVALID = -EINVAL,
 } AuditTarget;
 
+/* One thread's lines for one Audit. Only that thread touches it (audit_free() aside, when
+ * no thread writes any more); a new thread may take over the buffer of an exited one that
+ * had the same pthread_t, lines and all. */
+typedef struct AuditBuffer AuditBuffer;
+struct AuditBuffer {
+        AuditBuffer *next;
+        pthread_t thread;
+        Buf lines; /* whole lines only, each ending in '\n' */
+};
+
 struct Audit {
         AuditTarget target;
         char *path;
         char *service;
         char *version;
         char *host;
+        uint64_t serial; /* unique per Audit ever opened: thread caches never match a reused address */
         /* Writers of lines hold it shared, audit_reopen() exclusive: no line ever goes to a
          * closed (or reused) fd, and concurrent lines do not wait for each other. */
         pthread_rwlock_t lock;
         int fd;
-        atomic_bool failing; /* a write failed and was logged; log again only after a success */
+        bool regular;                 /* fd is a regular file: one write() of any size stays whole */
+        atomic_bool failing;          /* a write failed and was logged; log again only after a success */
+        pthread_mutex_t buffers_lock; /* the list, not the buffers' contents */
+        AuditBuffer *buffers;
 };
+
+/* A buffer keeps up to this much memory between flushes; more (after huge lines) is freed. */
+#define AUDIT_BUFFER_KEEP (4 * AUDIT_BUFFER_SIZE)
+
+static atomic_uint_least64_t audit_serial_last;
+
+/* The calling thread's buffer of the Audit it used last, valid while that Audit's serial is
+ * thread_serial (an Audit frees its buffers only in audit_free()). */
+static _Thread_local uint64_t thread_serial;
+static _Thread_local AuditBuffer *thread_buffer;
 
 #define AUDIT_ID_LEN 20
 #define AUDIT_JOURNAL_SOCKET "/run/systemd/journal/socket"
@@ -383,13 +409,20 @@ int audit_format(const Audit *a, const AuditRecord *r, Buf *out) {
         return out->error;
 }
 
-static int open_target(const char *path, int *ret) {
+static bool fd_is_regular(int fd) {
+        struct stat st;
+
+        return fstat(fd, &st) >= 0 && S_ISREG(st.st_mode);
+}
+
+static int open_target(const char *path, int *ret, bool *ret_regular) {
         int fd;
 
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
         if (fd < 0)
                 return negative_errno();
         *ret = fd;
+        *ret_regular = fd_is_regular(fd);
         return 0;
 }
 
@@ -418,9 +451,16 @@ int audit_open(
         if (!a)
                 return -ENOMEM;
         a->fd = -EBADF;
+        a->serial = atomic_fetch_add(&audit_serial_last, 1) + 1;
+        r = pthread_mutex_init(&a->buffers_lock, NULL);
+        if (r != 0) {
+                free(TAKE_PTR(a));
+                return -r;
+        }
 
         /* Prefer the writer, so that a reopen is not starved by a steady stream of lines. */
         if (pthread_rwlockattr_init(&attr) != 0) {
+                (void) pthread_mutex_destroy(&a->buffers_lock);
                 free(TAKE_PTR(a));
                 return -ENOMEM;
         }
@@ -428,6 +468,7 @@ int audit_open(
         r = pthread_rwlock_init(&a->lock, &attr);
         (void) pthread_rwlockattr_destroy(&attr);
         if (r != 0) {
+                (void) pthread_mutex_destroy(&a->buffers_lock);
                 free(TAKE_PTR(a));
                 return -r;
         }
@@ -435,6 +476,7 @@ int audit_open(
         if (streq(target, "-")) {
                 a->target = AUDIT_TARGET_STDERR;
                 a->fd = STDERR_FILENO;
+                a->regular = fd_is_regular(a->fd);
         } else if (streq(target, "journal")) {
                 /* sd_journal_send() drops messages silently when journald is not there; an
                  * audit log must not, so refuse to start instead. */
@@ -446,7 +488,7 @@ int audit_open(
                 a->path = strdup(target);
                 if (!a->path)
                         return -ENOMEM;
-                r = open_target(a->path, &a->fd);
+                r = open_target(a->path, &a->fd, &a->regular);
                 if (r < 0)
                         return r;
         }
@@ -456,42 +498,6 @@ int audit_open(
                 return -ENOMEM;
 
         *ret = TAKE_PTR(a);
-        return 0;
-}
-
-Audit *audit_free(Audit *a) {
-        if (!a)
-                return NULL;
-        if (a->target == AUDIT_TARGET_FILE)
-                (void) safe_close(a->fd);
-        (void) pthread_rwlock_destroy(&a->lock);
-        free(a->path);
-        free(a->service);
-        free(a->version);
-        free(a->host);
-        free(a);
-        return NULL;
-}
-
-int audit_reopen(Audit *a) {
-        int fd, old, r;
-
-        assert_return(a, -EINVAL);
-
-        if (a->target != AUDIT_TARGET_FILE)
-                return 0;
-
-        /* Open first: on failure the old file keeps getting the lines. */
-        r = open_target(a->path, &fd);
-        if (r < 0)
-                return r;
-
-        (void) pthread_rwlock_wrlock(&a->lock);
-        old = a->fd;
-        a->fd = fd;
-        (void) pthread_rwlock_unlock(&a->lock);
-
-        (void) safe_close(old);
         return 0;
 }
 
@@ -513,6 +519,182 @@ static int write_all(int fd, const char *p, size_t n) {
         return 0;
 }
 
+/* Whole lines in p[0..n) to fd. A regular file takes them all in one write(): O_APPEND
+ * keeps each write whole against the other threads'. A pipe or socket keeps only writes of
+ * up to PIPE_BUF whole, so there they go as many whole lines as fit in PIPE_BUF per write
+ * (a longer line alone, as it always did). */
+static int write_lines(int fd, bool regular, const char *p, size_t n) {
+        if (regular)
+                return write_all(fd, p, n);
+
+        while (n > 0) {
+                size_t k = 0;
+                int r;
+
+                while (k < n) {
+                        const char *nl = memchr(p + k, '\n', n - k);
+                        size_t end = nl ? (size_t) (nl - p) + 1 : n;
+
+                        if (k > 0 && end > PIPE_BUF)
+                                break;
+                        k = end;
+                }
+                r = write_all(fd, p, k);
+                if (r < 0)
+                        return r;
+                p += k;
+                n -= k;
+        }
+        return 0;
+}
+
+/* Log the first failure of a run only, so that a full disk does not flood the log. */
+static int note_result(Audit *a, int r) {
+        if (r < 0) {
+                if (!atomic_exchange_explicit(&a->failing, true, memory_order_relaxed))
+                        log_warning_errno(r, "Failed to write an audit line, ignoring: %m");
+                return r;
+        }
+        if (atomic_load_explicit(&a->failing, memory_order_relaxed))
+                atomic_store_explicit(&a->failing, false, memory_order_relaxed);
+        return 0;
+}
+
+/* Empty the buffer for its next lines. Its memory stays for reuse, unless it grew large or
+ * an append failed (a failed Buf takes no more appends until buf_done()). */
+static void buffer_clear(AuditBuffer *b) {
+        if (b->lines.error < 0 || b->lines.cap > AUDIT_BUFFER_KEEP)
+                buf_done(&b->lines);
+        else
+                buf_truncate(&b->lines, 0);
+}
+
+/* Write out b's whole lines (and drop them, written or not). 0 when there were none. */
+static int buffer_write(Audit *a, AuditBuffer *b) {
+        int r;
+
+        if (b->lines.len == 0) {
+                buffer_clear(b);
+                return 0;
+        }
+
+        (void) pthread_rwlock_rdlock(&a->lock);
+        r = write_lines(a->fd, a->regular, b->lines.data, b->lines.len);
+        (void) pthread_rwlock_unlock(&a->lock);
+
+        buffer_clear(b);
+        return r;
+}
+
+/* The calling thread's buffer for a, made on first use. NULL on ENOMEM. */
+static AuditBuffer *buffer_get(Audit *a) {
+        pthread_t self = pthread_self();
+        AuditBuffer *b;
+
+        if (thread_serial == a->serial)
+                return thread_buffer;
+
+        (void) pthread_mutex_lock(&a->buffers_lock);
+        for (b = a->buffers; b; b = b->next)
+                if (pthread_equal(b->thread, self))
+                        break;
+        if (!b) {
+                b = calloc(1, sizeof(AuditBuffer));
+                if (b) {
+                        b->thread = self;
+                        b->next = a->buffers;
+                        a->buffers = b;
+                }
+        }
+        (void) pthread_mutex_unlock(&a->buffers_lock);
+
+        if (b) {
+                thread_serial = a->serial;
+                thread_buffer = b;
+        }
+        return b;
+}
+
+Audit *audit_free(Audit *a) {
+        AuditBuffer *b;
+        int r = 0;
+
+        if (!a)
+                return NULL;
+
+        /* Nobody writes any more: every thread's lines go out, also those of exited threads. */
+        while ((b = a->buffers)) {
+                int k;
+
+                a->buffers = b->next;
+                k = buffer_write(a, b);
+                if (k < 0 && r == 0)
+                        r = k;
+                buf_done(&b->lines);
+                free(b);
+        }
+        (void) note_result(a, r);
+        if (thread_serial == a->serial) {
+                thread_serial = 0;
+                thread_buffer = NULL;
+        }
+
+        if (a->target == AUDIT_TARGET_FILE)
+                (void) safe_close(a->fd);
+        (void) pthread_rwlock_destroy(&a->lock);
+        (void) pthread_mutex_destroy(&a->buffers_lock);
+        free(a->path);
+        free(a->service);
+        free(a->version);
+        free(a->host);
+        free(a);
+        return NULL;
+}
+
+int audit_flush(Audit *a) {
+        AuditBuffer *b;
+
+        assert_return(a, -EINVAL);
+
+        if (a->target == AUDIT_TARGET_JOURNAL)
+                return 0;
+
+        /* A thread that never wrote gets an empty buffer, so that its next call is as quick. */
+        b = buffer_get(a);
+        if (!b)
+                return 0; /* nothing was buffered: audit_write() wrote directly */
+        if (b->lines.len == 0)
+                return 0;
+        return note_result(a, buffer_write(a, b));
+}
+
+int audit_reopen(Audit *a) {
+        bool regular;
+        int fd, old, r;
+
+        assert_return(a, -EINVAL);
+
+        /* This thread's lines predate the reopen: they still go to the old file. */
+        (void) audit_flush(a);
+
+        if (a->target != AUDIT_TARGET_FILE)
+                return 0;
+
+        /* Open first: on failure the old file keeps getting the lines. */
+        r = open_target(a->path, &fd, &regular);
+        if (r < 0)
+                return r;
+
+        (void) pthread_rwlock_wrlock(&a->lock);
+        old = a->fd;
+        a->fd = fd;
+        a->regular = regular;
+        (void) pthread_rwlock_unlock(&a->lock);
+
+        (void) safe_close(old);
+        return 0;
+}
+
 static int journal_send(const char *message, size_t len) {
         static const char id[] = "MESSAGE_ID=" AUDIT_MESSAGE_ID;
         static const char ident[] = "SYSLOG_IDENTIFIER=" AUDIT_SYSLOG_IDENTIFIER;
@@ -527,36 +709,59 @@ static int journal_send(const char *message, size_t len) {
         return sd_journal_sendv(iov, (int) ELEMENTSOF(iov));
 }
 
-int audit_write(Audit *a, const AuditRecord *rec) {
+/* Without a buffer (out of memory): the line alone, right away. */
+static int write_unbuffered(Audit *a, const AuditRecord *rec) {
         _cleanup_buf_ Buf b = BUF_INIT;
+        int r;
+
+        r = audit_format(a, rec, &b);
+        if (r >= 0)
+                r = buf_putc(&b, '\n');
+        if (r < 0)
+                return r;
+
+        (void) pthread_rwlock_rdlock(&a->lock);
+        r = write_lines(a->fd, a->regular, b.data, b.len);
+        (void) pthread_rwlock_unlock(&a->lock);
+        return r;
+}
+
+int audit_write(Audit *a, const AuditRecord *rec) {
+        AuditBuffer *b;
+        size_t start;
         int r;
 
         assert_return(a, -EINVAL);
         assert_return(rec, -EINVAL);
 
         if (a->target == AUDIT_TARGET_JOURNAL) {
-                (void) buf_puts(&b, "MESSAGE=");
-                r = audit_format(a, rec, &b);
+                _cleanup_buf_ Buf m = BUF_INIT;
+
+                (void) buf_puts(&m, "MESSAGE=");
+                r = audit_format(a, rec, &m);
                 if (r >= 0)
-                        r = journal_send(b.data, b.len);
-        } else {
-                r = audit_format(a, rec, &b);
-                if (r >= 0)
-                        r = buf_putc(&b, '\n');
-                if (r >= 0) {
-                        /* One write() of the whole line: O_APPEND keeps concurrent lines whole. */
-                        (void) pthread_rwlock_rdlock(&a->lock);
-                        r = write_all(a->fd, b.data, b.len);
-                        (void) pthread_rwlock_unlock(&a->lock);
-                }
+                        r = journal_send(m.data, m.len);
+                return note_result(a, r);
         }
 
+        b = buffer_get(a);
+        if (!b)
+                return note_result(a, write_unbuffered(a, rec));
+
+        start = b->lines.len;
+        r = audit_format(a, rec, &b->lines);
+        if (r >= 0)
+                r = buf_putc(&b->lines, '\n');
         if (r < 0) {
-                if (!atomic_exchange_explicit(&a->failing, true, memory_order_relaxed))
-                        log_warning_errno(r, "Failed to write an audit line, ignoring: %m");
-                return r;
+                /* Drop the partial line. The lines before it are whole: out with them now,
+                 * since the failed Buf must be started afresh. */
+                buf_truncate(&b->lines, start);
+                if (b->lines.error < 0)
+                        (void) buffer_write(a, b);
+                return note_result(a, r);
         }
-        if (atomic_load_explicit(&a->failing, memory_order_relaxed))
-                atomic_store_explicit(&a->failing, false, memory_order_relaxed);
-        return 0;
+
+        if (b->lines.len < AUDIT_BUFFER_SIZE)
+                return 0;
+        return note_result(a, buffer_write(a, b));
 }

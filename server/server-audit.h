@@ -2,7 +2,13 @@
 #pragma once
 
 /* The audit log: one JSON line per request in Knox's access-log shape (knox-api.md §6), to a
- * file, stderr or the journal. Never a byte of key data: `data` is logged as "<DATA>". */
+ * file, stderr or the journal. Never a byte of key data: `data` is logged as "<DATA>".
+ *
+ * Lines for a file or stderr are batched per thread: audit_write() appends to the calling
+ * thread's buffer for that Audit, and the buffer goes out with one write() of whole lines
+ * when it passes AUDIT_BUFFER_SIZE, at audit_flush(), audit_reopen() (the caller's buffer
+ * only) and audit_free() (every thread's). A thread that writes lines calls audit_flush()
+ * regularly (keywardd's workers: once per event-loop pass) and before it stops writing. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,6 +22,9 @@
 /* MESSAGE_ID= of audit lines sent to the journal (journalctl MESSAGE_ID=...). */
 #define AUDIT_MESSAGE_ID "d21b9a5ad5dda2a2f6962da3fe394945"
 #define AUDIT_SYSLOG_IDENTIFIER "keywardd-audit"
+
+/* A thread's buffered lines are written out once they reach this many bytes. */
+#define AUDIT_BUFFER_SIZE (32 * 1024)
 
 typedef struct Audit Audit;
 
@@ -49,15 +58,30 @@ typedef struct AuditRecord {
  * (each left out when NULL or empty, as upstream's omitempty does). */
 int audit_open(
         const char *target, const char *service, const char *version, const char *hostname, Audit **ret);
+/* Writes out every thread's buffered lines, then frees: no other thread may use a any more
+ * (threads that have exited may have left lines; they are not lost). */
 Audit *audit_free(Audit *a);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Audit *, audit_free);
 
-/* Reopen the file (after logrotate moved it; SIGHUP). A no-op for stderr and the journal. */
+/* Reopen the file (after logrotate moved it; SIGHUP). The calling thread's buffered lines
+ * are written to the old file first; those other threads hold go to the new file at their
+ * next flush. Safe while other threads write and flush. Only that flush for stderr and the
+ * journal. */
 int audit_reopen(Audit *a);
 
-/* Format one record and write it as one line with a single write() (safe from several
- * threads: O_APPEND keeps lines whole). */
+/* Format one record and append it as one line to the calling thread's buffer; when that
+ * passes AUDIT_BUFFER_SIZE, write it out (see audit_flush()). Safe from several threads.
+ * The journal gets each line at once, as its own entry. A negative errno when the line could
+ * not be formatted (it is dropped) or a write failed (as for audit_flush()); either is
+ * logged once until a line goes out again. */
 int audit_write(Audit *a, const AuditRecord *r);
+
+/* Write out the calling thread's buffered lines for a, if any: one write() of whole lines
+ * (a regular file, where O_APPEND keeps concurrent writes whole), or several, each of whole
+ * lines and at most PIPE_BUF bytes (a pipe, socket or terminal, where only such writes are
+ * atomic; a longer line goes alone). 0 also when there was nothing to write, and always for
+ * the journal. A failed write drops the buffered lines and returns the negative errno. */
+int audit_flush(Audit *a);
 
 /* The line itself, without the trailing newline, appended to out (for tests and for the
  * journal's MESSAGE=). The "id" is 20 fresh random alphanumerics for every line. */

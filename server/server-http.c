@@ -57,6 +57,7 @@ struct Worker {
         int notify_fd; /* eventfd: another worker wrote a key */
         struct event *notify_event;
         struct event *poll_event;
+        struct event *flush_event; /* writes this worker's audit lines at the end of a loop pass */
         uint64_t change_counter;
         Watch *watches; /* doubly linked */
         unsigned n_connections;
@@ -359,6 +360,8 @@ static void exchange_audit(Exchange *x, const ApiResult *res, const char *route)
                 .tls_unique_size = unique_size,
         };
         (void) audit_write(s->audit, &rec);
+        /* Batched: the lines of one loop pass go out together, once its callbacks are done. */
+        event_active(x->worker->flush_event, EV_TIMEOUT, 0);
         metrics_request(
                 s->metrics,
                 x->worker->index,
@@ -804,6 +807,12 @@ static int open_listen_socket(const struct sockaddr_storage *sa, socklen_t len) 
         return TAKE_FD(fd);
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *userdata) {
+        Worker *w = userdata;
+
+        (void) audit_flush(w->server->audit);
+}
+
 static Worker *worker_free(Worker *w) {
         if (!w)
                 return NULL;
@@ -818,6 +827,8 @@ static Worker *worker_free(Worker *w) {
                 event_free(w->notify_event);
         if (w->poll_event)
                 event_free(w->poll_event);
+        if (w->flush_event)
+                event_free(w->flush_event);
         if (w->base)
                 event_base_free(w->base);
         safe_close(w->notify_fd);
@@ -874,7 +885,8 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
         }
         w->notify_event = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, notify_cb, w);
         w->poll_event = event_new(w->base, -1, EV_PERSIST, poll_cb, w);
-        if (!w->notify_event || !w->poll_event || event_add(w->notify_event, NULL) < 0 ||
+        w->flush_event = event_new(w->base, -1, 0, flush_cb, w);
+        if (!w->notify_event || !w->poll_event || !w->flush_event || event_add(w->notify_event, NULL) < 0 ||
             event_add(w->poll_event, &poll_tv) < 0) {
                 worker_free(w);
                 return -ENOMEM;
@@ -912,6 +924,8 @@ static void *worker_main(void *userdata) {
         sigfillset(&all);
         (void) pthread_sigmask(SIG_BLOCK, &all, NULL);
         (void) event_base_dispatch(w->base);
+        /* The audit buffer is per thread: what this one holds goes out before it ends. */
+        (void) audit_flush(w->server->audit);
         return NULL;
 }
 

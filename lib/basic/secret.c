@@ -185,7 +185,8 @@ int secret_harden_process(bool mlock_all) {
                 return -errno;
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
                 return -errno;
-        if (mlock_all && mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+        /* MCL_ONFAULT: lock pages as they are touched, not every page of every library at once. */
+        if (mlock_all && mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
                 return -errno;
         return 0;
 }

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,14 +16,65 @@
 #define CRYPTOR_CRYPT_SIZE (1 + CRYPTOR_NONCE_SIZE)
 #define VARINT_MAX_SIZE 10 /* Go's binary.MaxVarintLen64 */
 
-/* The cryptor never changes after cryptor_new() and every call makes its own cipher
+/* The cryptor never changes after cryptor_new() and every call uses its own thread's cipher
  * context, so one Cryptor may be used from several threads at once. */
 struct Cryptor {
         Secret *key;
-        const EVP_CIPHER *cipher; /* OpenSSL's static object, nothing to free */
+        /* Fetched once here: OpenSSL 3 would otherwise look the cipher up in its provider
+         * store on every init. Reference-counted and read-only, so threads share it. */
+        EVP_CIPHER *cipher;
 };
 
-DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(EVP_CIPHER_CTX *, EVP_CIPHER_CTX_free, NULL);
+/* One cipher context per thread, reused by every seal and open of that thread (with any
+ * Cryptor): reset after each use, which also wipes the expanded key it held. The key's
+ * destructor frees it when the thread exits. */
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ctx_key;
+static bool ctx_key_ok;
+static _Thread_local EVP_CIPHER_CTX *thread_ctx;
+
+static void ctx_destroy(void *p) {
+        EVP_CIPHER_CTX_free(p);
+}
+
+static void ctx_key_init(void) {
+        ctx_key_ok = pthread_key_create(&ctx_key, ctx_destroy) == 0;
+}
+
+typedef struct CtxRef {
+        EVP_CIPHER_CTX *ctx;
+        bool owned; /* no thread slot could be set up: a context for this call only */
+} CtxRef;
+
+static int ctx_acquire(CtxRef *ret) {
+        EVP_CIPHER_CTX *ctx;
+
+        if (thread_ctx) {
+                *ret = (CtxRef){.ctx = thread_ctx};
+                return 0;
+        }
+
+        ctx = EVP_CIPHER_CTX_new();
+        if (!ctx)
+                return -ENOMEM;
+        (void) pthread_once(&ctx_once, ctx_key_init);
+        if (ctx_key_ok && pthread_setspecific(ctx_key, ctx) == 0) {
+                thread_ctx = ctx;
+                *ret = (CtxRef){.ctx = ctx};
+        } else
+                *ret = (CtxRef){.ctx = ctx, .owned = true};
+        return 0;
+}
+
+static void ctx_release(CtxRef *ref) {
+        if (!ref->ctx)
+                return;
+        if (ref->owned)
+                EVP_CIPHER_CTX_free(ref->ctx);
+        else
+                (void) EVP_CIPHER_CTX_reset(ref->ctx);
+        ref->ctx = NULL;
+}
 
 /* The one place OpenSSL errors become errnos: the queue is logged at debug (it never holds
  * key or data bytes) and cleared. */
@@ -40,26 +92,24 @@ static int openssl_error(int r, const char *what) {
 
 int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
         _cleanup_(cryptor_freep) Cryptor *c = NULL;
-        const EVP_CIPHER *cipher;
+        const char *name;
 
         assert_return(master_key || size == 0, -EINVAL);
         assert_return(ret, -EINVAL);
 
         switch (size) {
         case 16:
-                cipher = EVP_aes_128_gcm();
+                name = "AES-128-GCM";
                 break;
         case 24:
-                cipher = EVP_aes_192_gcm();
+                name = "AES-192-GCM";
                 break;
         case 32:
-                cipher = EVP_aes_256_gcm();
+                name = "AES-256-GCM";
                 break;
         default:
                 return -EINVAL;
         }
-        if (!cipher)
-                return -EOPNOTSUPP;
 
         c = calloc(1, sizeof(Cryptor));
         if (!c)
@@ -67,7 +117,10 @@ int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
         c->key = secret_new_copy(master_key, size);
         if (!c->key)
                 return -ENOMEM;
-        c->cipher = cipher;
+        ERR_clear_error();
+        c->cipher = EVP_CIPHER_fetch(NULL, name, NULL);
+        if (!c->cipher)
+                return openssl_error(-EOPNOTSUPP, "EVP_CIPHER_fetch");
 
         *ret = TAKE_PTR(c);
         return 0;
@@ -77,6 +130,7 @@ Cryptor *cryptor_free(Cryptor *c) {
         if (!c)
                 return NULL;
         secret_free(c->key);
+        EVP_CIPHER_free(c->cipher);
         free(c);
         return NULL;
 }
@@ -137,7 +191,8 @@ static int seal_into(
         size_t *ret_sealed_size,
         uint8_t **ret_crypt) {
 
-        _cleanup_(EVP_CIPHER_CTX_freep) EVP_CIPHER_CTX *ctx = NULL;
+        _cleanup_(ctx_release) CtxRef ref = {};
+        EVP_CIPHER_CTX *ctx;
         _cleanup_free_ uint8_t *sealed = NULL, *crypt = NULL;
         _cleanup_buf_ Buf ad = BUF_INIT;
         size_t n;
@@ -169,9 +224,9 @@ static int seal_into(
 
         ERR_clear_error();
 
-        ctx = EVP_CIPHER_CTX_new();
-        if (!ctx)
+        if (ctx_acquire(&ref) < 0)
                 return openssl_error(-ENOMEM, "EVP_CIPHER_CTX_new");
+        ctx = ref.ctx;
         /* 12 bytes is GCM's default IV length, so no EVP_CTRL_GCM_SET_IVLEN is needed. */
         if (EVP_EncryptInit_ex(ctx, c->cipher, NULL, c->key->data, crypt + 1) != 1)
                 return openssl_error(-EIO, "EVP_EncryptInit_ex");
@@ -196,7 +251,8 @@ static int seal_into(
 
 /* The plaintext is decrypted straight into locked memory; on failure that memory is wiped. */
 static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, Secret **ret) {
-        _cleanup_(EVP_CIPHER_CTX_freep) EVP_CIPHER_CTX *ctx = NULL;
+        _cleanup_(ctx_release) CtxRef ref = {};
+        EVP_CIPHER_CTX *ctx;
         _cleanup_(secret_freep) Secret *s = NULL;
         _cleanup_buf_ Buf ad = BUF_INIT;
         uint8_t tag[CRYPTOR_TAG_SIZE];
@@ -237,9 +293,9 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
 
         ERR_clear_error();
 
-        ctx = EVP_CIPHER_CTX_new();
-        if (!ctx)
+        if (ctx_acquire(&ref) < 0)
                 return openssl_error(-ENOMEM, "EVP_CIPHER_CTX_new");
+        ctx = ref.ctx;
         if (EVP_DecryptInit_ex(ctx, c->cipher, NULL, c->key->data, v->crypt + 1) != 1)
                 return openssl_error(-EIO, "EVP_DecryptInit_ex");
         if (ad.len > 0 && EVP_DecryptUpdate(ctx, NULL, &outl, (const uint8_t *) ad.data, (int) ad.len) != 1)

@@ -17,6 +17,7 @@ set -u
 
 tap_n=0
 tap_failed=0
+TODO=
 
 # With TODO set (e.g. `TODO="bug: ..." expect ...`), a result is a TAP TODO: an assertion
 # known to fail because of a reported bug. Once the bug is fixed it shows up as XPASS, which

@@ -254,8 +254,9 @@ like "Sync with no server: Unavailable" "$out" "No keyward server could be reach
 # ---- agent restart with the server down -------------------------------------------------------
 check "SIGTERM: the agent exits 0" agent_stop
 : >"$T/notify.log"
-agent_start
+WATCHDOG_USEC=400000 agent_start
 check "restarted agent is READY with no server" wait_for 10 agent_ready
+check "WATCHDOG=1 is sent when WATCHDOG_USEC is set" wait_for 5 grep -q '^WATCHDOG=1' "$T/notify.log"
 is "restarted with no server: GetKey serves the cache at once" "$(getkey k1)" "second-secret $V2"
 is "restarted with no server: k_later too" "$(getkey k_later | cut -d' ' -f1)" "later-secret"
 
@@ -349,5 +350,16 @@ like "Unregister again: NotRegistered" "$out" "not registered"
 check "k_later is gone from the registry" bash -c "! grep -q k_later '$STATE/registrations.json'"
 check "SIGTERM: the agent exits 0" agent_stop
 check "a clean exit releases the bus name" wait_for 5 bash -c "! busctl --system status $DEST"
+
+# ---- the bus goes away: the agent exits with an error (systemd restarts it) --------------------
+agent_start
+check "agent up again" wait_for 10 bash -c "busctl --system status $DEST"
+kill "$BUS_PID"
+wait "$BUS_PID" 2>/dev/null
+BUS_PID=
+kwd_wait_exit "$AGENT_PID" 10
+is "losing the bus: the agent exits 1" "$?" 1
+AGENT_PID=
+check "losing the bus is logged" grep -q "Lost the connection to the bus" "$T/agent.log"
 
 done_testing

@@ -133,10 +133,10 @@ r=$(req foreign "0u$ALICE" GET /v0/auth/whoami/)
 expect "user token with an untrusted cert: works" "$r" 200 0 ""
 
 # Tokens minted while keywardd serves (as an operator would).
-SHORT=$(kwd_token carol --ttl 1s)
+SHORT=$(kwd_token carol --ttl 2s)
 r=$(req none "0u$SHORT" GET /v0/auth/whoami/)
 expect "short-lived token: works at first" "$r" 200 0 ""
-sleep 2
+sleep 3
 r=$(req none "0u$SHORT" GET /v0/auth/whoami/)
 expect "short-lived token: 401/5 once expired" "$r" 401 5
 like "short-lived token: the expiry message" "$(jget "$(body "$r")" 'j["message"]')" "expired"

@@ -63,6 +63,17 @@ r=$(as_alice PUT /v0/keys/k1/access/ --data-urlencode 'access={"type":"User","id
 N_REQ=$((N_REQ + 1))
 r=$(as_alice GET "/v0/keys/?k1=NONE&nokey=x")
 N_REQ=$((N_REQ + 1))
+# For the TLS and principal fields of the audit log: SNI, TLS 1.2, and a mux principal.
+r=$(curl -sS --max-time 10 --cacert "$T/pki/ca.pem" -H "Authorization: 0u$ALICE" \
+        --resolve "localhost:${KWD_ADDR##*:}:127.0.0.1" "https://localhost:${KWD_ADDR##*:}/v0/auth/whoami/")
+N_REQ=$((N_REQ + 1))
+expect "a request with SNI localhost" "200 $r" 200 0 ""
+r=$(as_alice GET /v0/auth/whoami/ --tls-max 1.2)
+N_REQ=$((N_REQ + 1))
+expect "a request over TLS 1.2" "$r" 200 0 ""
+r=$(req both 0thost2.example.com GET /v0/auth/whoami/)
+N_REQ=$((N_REQ + 1))
+expect "a request as machine and service at once" "$r" 200 0 ""
 
 curl -sS --max-time 10 --cacert "$T/pki/ca.pem" "$KWD_URL/metrics" >"$T/metrics"
 N_REQ=$((N_REQ + 1))
@@ -129,6 +140,20 @@ assert len(fails) == 2 and all(f["status_code"] == 401 and f["request"]["princip
 lists = [l["payload"] for l in lines if l["payload"]["request"]["path"] == "/v0/keys/"
          and l["payload"]["request"]["method"] == "GET"]
 assert lists[0]["request"]["parsed_query_string"] == {"k1": "NONE", "nokey": "x"}, lists
+EOF
+tcheck "audit: SNI, TLS 1.2 session id and the mux principal" python3 - "$T/audit.log" <<'EOF'
+import base64, json, sys
+lines = [json.loads(l)["payload"] for l in open(sys.argv[1])]
+who = [l["request"] for l in lines if l["request"]["path"] == "/v0/auth/whoami/"]
+assert len(who) == 3, who
+sni, tls12, mux = who
+assert sni and sni["tls_server"] == "localhost", sni
+assert sni["tls_version"] == 772 and sni["tls_session_id"] is None and sni["tls_cipher"] > 0, sni
+assert tls12 and tls12["tls_version"] == 771 and tls12["tls_server"] == "", tls12
+assert len(base64.b64decode(tls12["tls_session_id"])) == 12, tls12
+assert mux and mux["principal"] == "host2.example.com", mux
+assert mux["fallback_principals"] == ["host2.example.com", "spiffe://example.com/svc2"], mux
+assert mux["auth_type"].startswith("mux[") and "mtls=>machine" in mux["auth_type"], mux
 EOF
 like 'audit: "<DATA>" as Go escapes it' "$(grep -c 'u003cDATA\\u003e' "$T/audit.log")" '^[1-9]'
 

@@ -559,6 +559,60 @@ static void test_threads(_unused_ void **state) {
         assert_int_equal(failures, 0);
 }
 
+/* Each thread reuses one cipher context for every Cryptor: alternating AES-256 and AES-128
+ * (and failures in between) must neither mix keys nor leave state behind. */
+typedef struct Pair {
+        const Cryptor *a, *b;
+} Pair;
+
+static void *thread_alternate(void *p) {
+        const Pair *pair = p;
+        uintptr_t failures = 0;
+
+        for (unsigned i = 0; i < 100; i++) {
+                const Cryptor *c = i % 2 ? pair->a : pair->b, *other = i % 2 ? pair->b : pair->a;
+                KeyVersion v = {.id = i, .ts = (int64_t) i};
+                uint8_t data[40];
+
+                memset(data, (int) i, sizeof(data));
+                v.data = secret_new_copy(data, sizeof(data));
+                if (!v.data || cryptor_seal_version(c, "alternate", &v) < 0)
+                        failures++;
+                v.data = secret_free(v.data);
+                if (cryptor_open_version(other, "alternate", &v) != -EBADMSG || v.data)
+                        failures++;
+                if (cryptor_open_version(c, "alternate", &v) < 0 || v.data->size != sizeof(data) ||
+                    memcmp(v.data->data, data, sizeof(data)) != 0)
+                        failures++;
+                key_version_done(&v);
+        }
+        return (void *) failures;
+}
+
+static void test_threads_two_cryptors(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *a = NULL, *b = NULL;
+        uintptr_t failures = 0;
+        pthread_t t[4];
+        Pair pair;
+
+        assert_int_equal(cryptor_new(key32, 32, &a), 0);
+        assert_int_equal(cryptor_new(key32, 16, &b), 0);
+        pair = (Pair){.a = a, .b = b};
+        /* The main thread too, so that its context is used before and after the others. */
+        assert_null(thread_alternate(&pair));
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                assert_int_equal(pthread_create(t + i, NULL, thread_alternate, &pair), 0);
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                void *f = NULL;
+
+                if (pthread_join(t[i], &f) != 0)
+                        f = (void *) UINTPTR_MAX;
+                failures += (uintptr_t) f;
+        }
+        assert_int_equal(failures, 0);
+        assert_null(thread_alternate(&pair));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_associated_data),
@@ -571,6 +625,7 @@ int main(void) {
                 cmocka_unit_test(test_new),
                 cmocka_unit_test(test_key),
                 cmocka_unit_test(test_threads),
+                cmocka_unit_test(test_threads_two_cryptors),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,7 +12,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -572,7 +574,8 @@ static size_t check_lines(const char *path, size_t want) {
                 n++;
                 p = nl + 1;
         }
-        assert_int_equal(n, want);
+        if (want != SIZE_MAX) /* SIZE_MAX: just count them */
+                assert_int_equal(n, want);
         return n;
 }
 
@@ -590,27 +593,40 @@ static void test_file_target(void **state) {
         assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
         assert_int_equal(stat(path, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(audit_flush(a), 0); /* nothing buffered yet */
         assert_int_equal(audit_write(a, &r), 0);
+        assert_int_equal(audit_write(a, &r), 0);
+        check_lines(path, 0); /* buffered until the flush */
+        assert_int_equal(audit_flush(a), 0);
+        check_lines(path, 2);
+        assert_int_equal(audit_flush(a), 0);
+        check_lines(path, 2);
+        /* audit_free() writes out what is still buffered. */
         assert_int_equal(audit_write(a, &r), 0);
         check_lines(path, 2);
         a = audit_free(a);
+        check_lines(path, 3);
 
         /* Reopening an existing file appends. */
         assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
         assert_int_equal(audit_write(a, &r), 0);
-        check_lines(path, 3);
+        assert_int_equal(audit_flush(a), 0);
+        check_lines(path, 4);
 
-        /* logrotate moves the file; after the reopen, lines go to a new file. */
+        /* logrotate moves the file; after the reopen, lines go to a new file. A line
+         * buffered before the reopen still goes to the old one. */
         assert_int_equal(rename(path, rotated), 0);
         assert_int_equal(audit_write(a, &r), 0);
         check_lines(rotated, 4);
         assert_int_equal(audit_reopen(a), 0);
+        check_lines(rotated, 5);
         assert_int_equal(stat(path, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0600);
         assert_int_equal(audit_write(a, &r), 0);
         assert_int_equal(audit_write(a, &r), 0);
+        assert_int_equal(audit_flush(a), 0);
         check_lines(path, 2);
-        check_lines(rotated, 4);
+        check_lines(rotated, 5);
 
         /* A failed reopen keeps the old file. */
         assert_int_equal(unlink(rotated), 0);
@@ -618,6 +634,7 @@ static void test_file_target(void **state) {
         assert_int_equal(symlink("/nonexistent", path), 0);
         assert_int_equal(audit_reopen(a), -ELOOP);
         assert_int_equal(audit_write(a, &r), 0);
+        assert_int_equal(audit_flush(a), 0);
         check_lines(rotated, 3);
 
         a = audit_free(a);
@@ -635,6 +652,7 @@ typedef struct Writer {
         Audit *audit;
         int index;
         int failures;
+        bool no_flush; /* leave the lines for audit_free() */
 } Writer;
 
 static void *writer_thread(void *userdata) {
@@ -653,7 +671,14 @@ static void *writer_thread(void *userdata) {
                 r.msg = big;
                 if (audit_write(w->audit, &r) < 0)
                         w->failures++;
+                /* Half the threads flush every few lines too, as an event loop pass would;
+                 * the others only when their buffer is full. */
+                if (w->index % 2 == 1 && i % 3 == 0 && !w->no_flush && audit_flush(w->audit) < 0)
+                        w->failures++;
         }
+        /* What a thread buffered goes out before it leaves. */
+        if (!w->no_flush && audit_flush(w->audit) < 0)
+                w->failures++;
         atomic_fetch_add(&writers_done, 1);
         return NULL;
 }
@@ -688,10 +713,264 @@ static void test_concurrent_writes(void **state) {
         }
         assert_true(n_reopens > 0);
 
+        /* Every thread flushed before it ended: all lines are there before audit_free(). */
         check_lines(path, N_THREADS * N_LINES);
+        a = audit_free(a);
+        check_lines(path, N_THREADS * N_LINES);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+/* Threads that end without flushing leave their lines to audit_free(), which writes them. */
+static void test_exited_threads(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL;
+        Audit *a = NULL;
+        pthread_t threads[N_THREADS];
+        Writer w[N_THREADS];
+        struct stat st;
+
+        atomic_store(&writers_done, 0);
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+
+        for (int i = 0; i < N_THREADS; i++) {
+                w[i] = (Writer){.audit = a, .index = i, .no_flush = true};
+                assert_int_equal(pthread_create(&threads[i], NULL, writer_thread, &w[i]), 0);
+        }
+        for (int i = 0; i < N_THREADS; i++) {
+                assert_int_equal(pthread_join(threads[i], NULL), 0);
+                assert_int_equal(w[i].failures, 0);
+        }
+        /* Full buffers went out on their own (whole lines only); the rest is still held. */
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_size > 0);
+        assert_true(check_lines(path, SIZE_MAX) < N_THREADS * N_LINES);
+
+        a = audit_free(a);
+        check_lines(path, N_THREADS * N_LINES);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+/* Write syscalls of the calling thread so far, or -1 when the kernel does not count them. */
+static long long thread_syscw(void) {
+        _cleanup_free_ char *data = NULL;
+        const char *p;
+
+        if (read_full_file("/proc/thread-self/io", 4096, &data, NULL) < 0)
+                return -1;
+        p = strstr(data, "syscw: ");
+        if (!p)
+                return -1;
+        return (long long) strtoull(p + 7, NULL, 10);
+}
+
+static off_t file_size(const char *path) {
+        struct stat st;
+
+        assert_int_equal(stat(path, &st), 0);
+        return st.st_size;
+}
+
+/* Lines are held until a flush, which writes them all with a single write(); a buffer
+ * passing AUDIT_BUFFER_SIZE goes out by itself, whole lines only. */
+static void test_batching(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        AuditRecord r = base_record();
+        size_t line_len, total = 0;
+        long long before, after;
+        unsigned n;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        {
+                _cleanup_free_ char *line = format_line(a, &r);
+
+                line_len = strlen(line) + 1; /* the same for every line: fixed time, id length */
+        }
+
+        for (n = 0; n < 10; n++) {
+                assert_int_equal(audit_write(a, &r), 0);
+                assert_int_equal(file_size(path), 0);
+        }
+        before = thread_syscw();
+        assert_int_equal(audit_flush(a), 0);
+        after = thread_syscw();
+        if (before >= 0)
+                assert_int_equal(after - before, 1);
+        assert_int_equal(file_size(path), 10 * line_len);
+        check_lines(path, 10);
+        /* Nothing left: a second flush writes nothing. */
+        before = thread_syscw();
+        assert_int_equal(audit_flush(a), 0);
+        after = thread_syscw();
+        if (before >= 0)
+                assert_int_equal(after - before, 0);
+
+        /* Without flushes, the file grows in one step, once the buffer passes the limit, by
+         * every line buffered so far. */
+        total = 10 * line_len;
+        for (n = 1;; n++) {
+                off_t size;
+
+                assert_int_equal(audit_write(a, &r), 0);
+                size = file_size(path);
+                if (n * line_len < AUDIT_BUFFER_SIZE)
+                        assert_int_equal(size, total);
+                else {
+                        assert_int_equal(size, total + n * line_len);
+                        break;
+                }
+        }
+        check_lines(path, 10 + n);
+        assert_int_equal(audit_flush(a), 0);
+        check_lines(path, 10 + n);
+
         a = audit_free(a);
         assert_int_equal(unlink(path), 0);
         assert_int_equal(rmdir(dir), 0);
+}
+
+/* One thread with two Audits (and a new one where an old one was freed): each line goes to
+ * its own Audit's file. */
+static void test_two_audits(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *p1 = NULL, *p2 = NULL, *p3 = NULL;
+        Audit *a1 = NULL, *a2 = NULL, *a3 = NULL;
+        AuditRecord r = base_record();
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&p1, "%s/a1.log", dir) > 0);
+        assert_true(asprintf(&p2, "%s/a2.log", dir) > 0);
+        assert_true(asprintf(&p3, "%s/a3.log", dir) > 0);
+        assert_int_equal(audit_open(p1, "keywardd", "1.0", "h1", &a1), 0);
+        assert_int_equal(audit_open(p2, "keywardd", "1.0", "h1", &a2), 0);
+
+        for (int i = 0; i < 5; i++) {
+                assert_int_equal(audit_write(a1, &r), 0);
+                assert_int_equal(audit_write(a2, &r), 0);
+                assert_int_equal(audit_write(a2, &r), 0);
+        }
+        assert_int_equal(audit_flush(a2), 0);
+        check_lines(p1, 0);
+        check_lines(p2, 10);
+        assert_int_equal(audit_flush(a1), 0);
+        check_lines(p1, 5);
+
+        /* a2 freed with a line held; a3 may well get its address. */
+        assert_int_equal(audit_write(a2, &r), 0);
+        a2 = audit_free(a2);
+        check_lines(p2, 11);
+        assert_int_equal(audit_open(p3, "keywardd", "1.0", "h1", &a3), 0);
+        assert_int_equal(audit_write(a3, &r), 0);
+        assert_int_equal(audit_flush(a3), 0);
+        check_lines(p3, 1);
+        check_lines(p2, 11);
+
+        a1 = audit_free(a1);
+        a3 = audit_free(a3);
+        check_lines(p1, 5);
+        assert_int_equal(unlink(p1), 0);
+        assert_int_equal(unlink(p2), 0);
+        assert_int_equal(unlink(p3), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+/* stderr that is a socket or pipe: each write() holds whole lines and at most PIPE_BUF bytes
+ * (what such files keep whole), except a longer line, which goes alone. SOCK_SEQPACKET
+ * returns one write() per recv(). */
+static void test_stderr_socket(void **state) {
+        _cleanup_(audit_freep) Audit *a = NULL;
+        AuditRecord r = base_record();
+        char big[PIPE_BUF + 100];
+        _cleanup_free_ char *msg = NULL;
+        int sv[2], saved, k;
+        size_t n_lines = 0, n_writes = 0, n_multi = 0;
+
+        memset(big, 'x', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        msg = malloc(2 * PIPE_BUF);
+        assert_non_null(msg);
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        saved = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+        assert_true(saved >= 0);
+        assert_int_equal(dup2(sv[0], STDERR_FILENO), STDERR_FILENO);
+
+        k = audit_open("-", "keywardd", "1.0", "h1", &a);
+        if (k == 0) {
+                for (int i = 0; i < 12; i++) {
+                        r.msg = i == 5 ? big : "";
+                        if (audit_write(a, &r) < 0)
+                                k = -EIO;
+                }
+                if (audit_flush(a) < 0)
+                        k = -EIO;
+        }
+        /* stderr back before any assertion can print. */
+        assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+        assert_int_equal(close(saved), 0);
+        assert_int_equal(k, 0);
+        assert_int_equal(close(sv[0]), 0);
+
+        for (;;) {
+                ssize_t len = recv(sv[1], msg, 2 * PIPE_BUF, MSG_DONTWAIT);
+                size_t lines = 0;
+
+                if (len == 0) /* every writing end is closed: all read */
+                        break;
+                assert_true(len > 0);
+                n_writes++;
+                assert_int_equal(msg[len - 1], '\n');
+                for (const char *p = msg; p < msg + len;) {
+                        const char *nl = memchr(p, '\n', (size_t) (msg + len - p));
+                        _cleanup_(json_object_putp) json_object *o = NULL;
+                        const char *err = NULL;
+
+                        assert_int_equal(json_parse(p, (size_t) (nl - p), &o, &err), 0);
+                        lines++;
+                        p = nl + 1;
+                }
+                assert_true((size_t) len <= PIPE_BUF || lines == 1);
+                n_lines += lines;
+                if (lines > 1)
+                        n_multi++;
+        }
+        assert_int_equal(close(sv[1]), 0);
+        assert_int_equal(n_lines, 12);
+        /* Batched, but not into one write: the long line went alone. */
+        assert_true(n_multi > 0);
+        assert_true(n_writes > 2 && n_writes < 12);
+}
+
+/* A failing write is reported by the flush, and the lines are dropped, not kept forever. */
+static void test_write_error(void **state) {
+        _cleanup_(audit_freep) Audit *a = NULL;
+        AuditRecord r = base_record();
+
+        if (access("/dev/full", W_OK) < 0)
+                skip();
+        assert_int_equal(audit_open("/dev/full", "keywardd", "1.0", "h1", &a), 0);
+        assert_int_equal(audit_write(a, &r), 0);
+        assert_int_equal(audit_flush(a), -ENOSPC);
+        assert_int_equal(audit_flush(a), 0);
+        /* A full buffer fails in audit_write() itself. */
+        r.msg = "";
+        for (int i = 0;; i++) {
+                int k = audit_write(a, &r);
+
+                assert_true(i < AUDIT_BUFFER_SIZE);
+                if (k < 0) {
+                        assert_int_equal(k, -ENOSPC);
+                        break;
+                }
+        }
+        assert_int_equal(audit_flush(a), 0);
 }
 
 int main(void) {
@@ -707,6 +986,11 @@ int main(void) {
                 cmocka_unit_test(test_open_errors),
                 cmocka_unit_test(test_file_target),
                 cmocka_unit_test(test_concurrent_writes),
+                cmocka_unit_test(test_exited_threads),
+                cmocka_unit_test(test_batching),
+                cmocka_unit_test(test_two_audits),
+                cmocka_unit_test(test_stderr_socket),
+                cmocka_unit_test(test_write_error),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,1214 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "agent-bus.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <string.h>
+#include <systemd/sd-login.h>
+
+#include "agent-sync.h"
+#include "log.h"
+#include "strv.h"
+
+/* Security events in the journal (MESSAGE_ID=). */
+#define MESSAGE_ID_DELIVERY "5b8e2f0c41d34a7a9f6c3e1d2b7a8c90"
+#define MESSAGE_ID_REFUSED "c3d9a1e7f25b4e08b6a4d2c1e9f07b35"
+#define MESSAGE_ID_CORRUPT "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81"
+
+/* Callers by unique bus name. A unique name is never reused on a bus, and the bus took its
+ * credentials when the connection was made, so they can be kept: this saves a round trip
+ * to the bus (GetConnectionCredentials) on every call. */
+#define CALLER_CACHE_SIZE 128
+
+typedef struct Caller {
+        char *sender;
+        uid_t uid;
+        pid_t pid;
+        char *unit;
+        gid_t *groups;
+        size_t n_groups;
+        bool groups_known;
+} Caller;
+
+/* Keys served lately, parsed, by the checksum of the file they came from: a key read often
+ * is not read and parsed again each time. Main thread only. The table's checksum decides
+ * whether an entry is still current, so a new version is never missed. */
+#define HOT_KEYS 64
+
+typedef struct HotKey {
+        char *id;
+        uint8_t sha256[CACHE_SHA256_SIZE];
+        struct stat st; /* of the file it was read from: a changed file is read again */
+        Key *key;
+        uint64_t used;
+} HotKey;
+
+typedef struct PendingSync {
+        sd_bus_message *request;
+        uint64_t target;
+} PendingSync;
+
+typedef int (*AuthorizedHandler)(sd_bus_message *m, Agent *a, sd_bus_error *error);
+
+typedef struct PolkitQuery PolkitQuery;
+struct PolkitQuery {
+        Agent *agent;
+        sd_bus_message *request;
+        sd_bus_slot *slot;
+        AuthorizedHandler handler;
+        PolkitQuery *next, *prev;
+};
+
+struct AgentBus {
+        sd_bus *bus;
+        sd_bus_slot *object_slot;
+        Caller callers[CALLER_CACHE_SIZE];
+        size_t next_caller;
+        PendingSync *syncs;
+        size_t n_syncs;
+        PolkitQuery *queries;
+        bool connected;
+        uint64_t last_sync_usec;
+        HotKey hot[HOT_KEYS];
+        uint64_t tick;
+        int cache_fd;
+};
+
+static void hot_key_done(HotKey *h) {
+        free(h->id);
+        key_free(h->key);
+        *h = (HotKey){};
+}
+
+static HotKey *hot_find(AgentBus *b, const char *id) {
+        for (size_t i = 0; i < HOT_KEYS; i++)
+                if (b->hot[i].id && streq(b->hot[i].id, id))
+                        return &b->hot[i];
+        return NULL;
+}
+
+static void hot_drop(AgentBus *b, const char *id) {
+        HotKey *h = hot_find(b, id);
+
+        if (h)
+                hot_key_done(h);
+}
+
+/* Remember key (a copy of the file with checksum sha256). Best effort. */
+static void hot_put(AgentBus *b, const char *id, const uint8_t *sha256, const struct stat *st, Key *key) {
+        HotKey *h = hot_find(b, id);
+
+        if (!h) {
+                h = &b->hot[0];
+                for (size_t i = 1; i < HOT_KEYS && h->id; i++)
+                        if (!b->hot[i].id || b->hot[i].used < h->used)
+                                h = &b->hot[i];
+        }
+        hot_key_done(h);
+        h->id = strdup(id);
+        if (!h->id) {
+                key_free(key);
+                return;
+        }
+        memcpy(h->sha256, sha256, CACHE_SHA256_SIZE);
+        h->st = *st;
+        h->key = key;
+        h->used = ++b->tick;
+}
+
+static void caller_done(Caller *c) {
+        free(c->sender);
+        free(c->unit);
+        free(c->groups);
+        *c = (Caller){};
+}
+
+static int caller_groups(Caller *c) {
+        _cleanup_free_ char *buf = NULL;
+        struct passwd pw, *res = NULL;
+        gid_t *groups = NULL;
+        int n = 64, r;
+
+        if (c->groups_known)
+                return 0;
+        for (size_t size = 4096;; size *= 2) {
+                free(buf);
+                buf = malloc(size);
+                if (!buf)
+                        return -ENOMEM;
+                r = getpwuid_r(c->uid, &pw, buf, size, &res);
+                if (r != ERANGE || size >= 1024 * 1024)
+                        break;
+        }
+        if (r != 0 || !res) {
+                /* No user entry: no groups either; the uid alone decides. */
+                c->groups_known = true;
+                return 0;
+        }
+        for (;;) {
+                int m = n;
+
+                free(groups);
+                groups = calloc((size_t) n, sizeof(gid_t));
+                if (!groups)
+                        return -ENOMEM;
+                if (getgrouplist(res->pw_name, res->pw_gid, groups, &m) >= 0) {
+                        n = m;
+                        break;
+                }
+                if (m <= n || m > 65536) {
+                        /* Fall back to the primary group alone. */
+                        groups[0] = res->pw_gid;
+                        n = 1;
+                        break;
+                }
+                n = m;
+        }
+        c->groups = groups;
+        c->n_groups = (size_t) n;
+        c->groups_known = true;
+        return 0;
+}
+
+/* Who sent m: the EUID the bus vouches for (never augmented from /proc), and the pid and
+ * unit for the log. */
+static int get_caller(Agent *a, sd_bus_message *m, Caller **ret, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        AgentBus *b = a->bus;
+        const char *sender;
+        Caller *c;
+        uid_t uid;
+        pid_t pid = 0;
+        int r;
+
+        sender = sd_bus_message_get_sender(m);
+        if (!sender)
+                return sd_bus_error_set(error, AGENT_ERROR_ACCESS_DENIED, "The caller has no bus name.");
+        for (size_t i = 0; i < CALLER_CACHE_SIZE; i++)
+                if (b->callers[i].sender && streq(b->callers[i].sender, sender)) {
+                        *ret = &b->callers[i];
+                        return 0;
+                }
+
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot identify the caller: %m");
+        if (sd_bus_creds_get_augmented_mask(creds) & SD_BUS_CREDS_EUID)
+                return sd_bus_error_set(
+                        error, AGENT_ERROR_ACCESS_DENIED, "The bus did not vouch for the caller's uid.");
+        r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return sd_bus_error_set(
+                        error, AGENT_ERROR_ACCESS_DENIED, "The bus did not vouch for the caller's uid.");
+        (void) sd_bus_creds_get_pid(creds, &pid);
+
+        c = &b->callers[b->next_caller];
+        b->next_caller = (b->next_caller + 1) % CALLER_CACHE_SIZE;
+        caller_done(c);
+        c->sender = strdup(sender);
+        if (!c->sender)
+                return -ENOMEM;
+        c->uid = uid;
+        c->pid = pid;
+        if (pid > 0 && sd_pid_get_unit(pid, &c->unit) < 0)
+                c->unit = NULL;
+        *ret = c;
+        return 0;
+}
+
+static int refuse(Agent *a, const Caller *c, const char *what, const char *id, sd_bus_error *error) {
+        log_security(
+                LOG_NOTICE,
+                MESSAGE_ID_REFUSED,
+                "Refused %s of key '%s' to uid %u pid %u unit %s: not a reader.",
+                what,
+                id,
+                (unsigned) c->uid,
+                (unsigned) c->pid,
+                strna(c->unit));
+        return sd_bus_error_setf(
+                error,
+                AGENT_ERROR_ACCESS_DENIED,
+                "uid %u may not read key '%s' on this host.",
+                (unsigned) c->uid,
+                id);
+}
+
+static void log_delivery(const Caller *c, const char *method, const char *id, uint64_t version) {
+        log_security(
+                LOG_INFO,
+                MESSAGE_ID_DELIVERY,
+                "Delivered key '%s' version %" PRIu64 " to uid %u pid %u unit %s (%s).",
+                id,
+                version,
+                (unsigned) c->uid,
+                (unsigned) c->pid,
+                strna(c->unit),
+                method);
+}
+
+static int unavailable_error(const AgentKey *k, bool connected, sd_bus_error *error) {
+        const char *id = k->reg.id;
+
+        switch (k->state) {
+        case KEY_STATE_MISSING:
+                return sd_bus_error_setf(
+                        error, AGENT_ERROR_NO_SUCH_KEY, "Key '%s' does not exist on the server.", id);
+        case KEY_STATE_DENIED:
+                return sd_bus_error_setf(
+                        error,
+                        AGENT_ERROR_UNAVAILABLE,
+                        "The server does not let this machine read key '%s' (%s), and no copy is cached.",
+                        id,
+                        strna(k->error));
+        case KEY_STATE_FAILED:
+                return sd_bus_error_setf(
+                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' is not cached: %s", id, strna(k->error));
+        case KEY_STATE_NEW:
+        case KEY_STATE_OK:
+        case _KEY_STATE_MAX:
+        case _KEY_STATE_INVALID:
+                break;
+        }
+        return sd_bus_error_setf(
+                error,
+                AGENT_ERROR_UNAVAILABLE,
+                "Key '%s' is not cached yet%s",
+                id,
+                connected ? "." : ": no keyward server answers.");
+}
+
+/* The file was not what the agent wrote: never serve it, fetch the key again. */
+static void cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int r, const char *reason) {
+        AgentKey *k;
+        bool removed = false;
+
+        pthread_mutex_lock(&a->commit_lock);
+        pthread_mutex_lock(&a->lock);
+        k = agent_find_key(a, id);
+        if (k && k->cache.valid && memcmp(k->cache.sha256, expected, CACHE_SHA256_SIZE) == 0) {
+                k->cache.valid = false;
+                k->need_fetch = true;
+                k->retry_usec = 0;
+                a->gen++;
+                pthread_cond_broadcast(&a->cond);
+                removed = true;
+        }
+        pthread_mutex_unlock(&a->lock);
+        if (removed) {
+                log_security(
+                        LOG_ERR,
+                        MESSAGE_ID_CORRUPT,
+                        "Cache file of key '%s' is corrupt (%s); it is not served and will be fetched again.",
+                        id,
+                        reason ?: strerror(-r));
+                if (r != -ENOENT)
+                        (void) cache_remove(a->cache_dir, id);
+        }
+        pthread_mutex_unlock(&a->commit_lock);
+}
+
+/* Authorize c for key id and read it from the cache, checked. The key returned belongs to
+ * the hot cache and lives until the next call. */
+static int
+load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret, sd_bus_error *error) {
+        AgentBus *b = a->bus;
+        int r;
+
+        if (!agent_uid_is_privileged(c->uid)) {
+                r = caller_groups(c);
+                if (r < 0)
+                        return r;
+        }
+
+        for (unsigned attempt = 0;; attempt++) {
+                _cleanup_(key_freep) Key *key = NULL;
+                const char *reason = NULL;
+                uint8_t expected[CACHE_SHA256_SIZE], writing[CACHE_SHA256_SIZE];
+                bool is_writing;
+                CacheInfo got = {};
+                struct stat st;
+                AgentKey *k;
+                HotKey *h;
+
+                pthread_mutex_lock(&a->lock);
+                k = agent_find_key(a, id);
+                if (!k) {
+                        pthread_mutex_unlock(&a->lock);
+                        return sd_bus_error_setf(
+                                error,
+                                AGENT_ERROR_NOT_REGISTERED,
+                                "Key '%s' is not registered on this host.",
+                                id);
+                }
+                if (!agent_key_may_read(k, c->uid, c->groups, c->n_groups)) {
+                        pthread_mutex_unlock(&a->lock);
+                        return refuse(a, c, what, id, error);
+                }
+                if (!k->cache.valid) {
+                        r = unavailable_error(k, a->connected, error);
+                        pthread_mutex_unlock(&a->lock);
+                        hot_drop(b, id);
+                        return r;
+                }
+                memcpy(expected, k->cache.sha256, sizeof(expected));
+                is_writing = k->writing;
+                memcpy(writing, k->writing_sha256, sizeof(writing));
+                pthread_mutex_unlock(&a->lock);
+
+                /* Served lately, and the file is untouched since (any write changes its ctime). */
+                h = hot_find(b, id);
+                if (h && memcmp(h->sha256, expected, sizeof(expected)) == 0 && b->cache_fd >= 0 &&
+                    fstatat(b->cache_fd, id, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
+                    cache_same_file(&st, &h->st)) {
+                        h->used = ++b->tick;
+                        *ret = h->key;
+                        return 0;
+                }
+
+                r = cache_read_stat(a->cache_dir, id, &key, &got, &st, &reason);
+                if (r == -ENOMEM)
+                        return r;
+                if (r >= 0 &&
+                    (memcmp(got.sha256, expected, sizeof(expected)) == 0 ||
+                     (is_writing && memcmp(got.sha256, writing, sizeof(writing)) == 0))) {
+                        hot_put(b, id, got.sha256, &st, TAKE_PTR(key));
+                        h = hot_find(b, id);
+                        if (!h)
+                                return -ENOMEM;
+                        *ret = h->key;
+                        return 0;
+                }
+
+                /* A sync thread may have replaced the file between our look and the read. */
+                pthread_mutex_lock(&a->lock);
+                k = agent_find_key(a, id);
+                bool moved = k && (k->writing || memcmp(k->cache.sha256, expected, sizeof(expected)) != 0);
+                pthread_mutex_unlock(&a->lock);
+                if (moved && attempt < 3)
+                        continue;
+
+                if (r >= 0)
+                        reason = "it differs from what the agent wrote";
+                hot_drop(b, id);
+                cache_corrupt(a, id, expected, r, reason);
+                return sd_bus_error_setf(
+                        error,
+                        AGENT_ERROR_UNAVAILABLE,
+                        "The cached copy of key '%s' is damaged; it is being fetched again.",
+                        id);
+        }
+}
+
+static int new_sensitive_reply(sd_bus_message *m, sd_bus_message **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_sensitive(reply);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(reply);
+        return 0;
+}
+
+static int method_get_key(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Agent *a = userdata;
+        const KeyVersion *p;
+        const Key *key;
+        const char *id;
+        Caller *c;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &id);
+        if (r < 0)
+                return r;
+        r = get_caller(a, m, &c, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        r = load_key(a, c, "GetKey", id, &key, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        p = key_primary_version(key);
+        if (!p || !p->data)
+                return sd_bus_error_setf(
+                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' has no primary version.", id);
+
+        r = new_sensitive_reply(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_array(reply, 'y', p->data->data, p->data->size);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "t", p->id);
+        if (r < 0)
+                return r;
+        r = sd_bus_send(NULL, reply, NULL);
+        if (r < 0)
+                return r;
+        log_delivery(c, "GetKey", id, p->id);
+        return 1;
+}
+
+static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Agent *a = userdata;
+        const KeyVersion *p;
+        const Key *key;
+        const char *id;
+        Caller *c;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &id);
+        if (r < 0)
+                return r;
+        r = get_caller(a, m, &c, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        r = load_key(a, c, "GetKeyVersions", id, &key, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+
+        r = new_sensitive_reply(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(tays)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < key->n_versions; i++) {
+                const KeyVersion *v = &key->versions[i];
+
+                r = sd_bus_message_open_container(reply, 'r', "tays");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "t", v->id);
+                if (r >= 0)
+                        r = sd_bus_message_append_array(
+                                reply, 'y', v->data ? v->data->data : NULL, v->data ? v->data->size : 0);
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "s", version_status_to_string(v->status));
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "s", key->hash);
+        if (r < 0)
+                return r;
+        r = sd_bus_send(NULL, reply, NULL);
+        if (r < 0)
+                return r;
+        p = key_primary_version(key);
+        log_delivery(c, "GetKeyVersions", id, p ? p->id : 0);
+        return 1;
+}
+
+static int method_list_keys(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Agent *a = userdata;
+        Caller *c;
+        int r;
+
+        r = get_caller(a, m, &c, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        if (!agent_uid_is_privileged(c->uid)) {
+                r = caller_groups(c);
+                if (r < 0)
+                        return r;
+        }
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sst)");
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&a->lock);
+        for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
+                const AgentKey *k = a->keys[i];
+
+                /* Only the keys this caller may read. */
+                if (!agent_key_may_read(k, c->uid, c->groups, c->n_groups))
+                        continue;
+                r = sd_bus_message_append(
+                        reply,
+                        "(sst)",
+                        k->reg.id,
+                        k->cache.valid ? k->cache.hash : "",
+                        k->cache.valid ? k->cache.primary : UINT64_C(0));
+        }
+        pthread_mutex_unlock(&a->lock);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* ---- polkit --------------------------------------------------------------------------- */
+
+static PolkitQuery *polkit_query_free(AgentBus *b, PolkitQuery *q) {
+        if (!q)
+                return NULL;
+        if (q->prev)
+                q->prev->next = q->next;
+        else if (b->queries == q)
+                b->queries = q->next;
+        if (q->next)
+                q->next->prev = q->prev;
+        sd_bus_slot_unref(q->slot);
+        sd_bus_message_unref(q->request);
+        free(q);
+        return NULL;
+}
+
+/* Answer request from what handler did: it replied itself, or left an error. */
+static void finish(sd_bus_message *request, int r, sd_bus_error *error) {
+        if (sd_bus_error_is_set(error))
+                (void) sd_bus_reply_method_error(request, error);
+        else if (r < 0)
+                (void) sd_bus_reply_method_errno(request, r, NULL);
+}
+
+static int polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        PolkitQuery *q = userdata;
+        Agent *a = q->agent;
+        int authorized = 0, challenge = 0, r;
+
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+                log_notice(
+                        "polkit cannot be asked (%s), so only root may manage the agent.",
+                        e && e->name ? e->name : "error");
+                (void) sd_bus_reply_method_errorf(
+                        q->request,
+                        AGENT_ERROR_ACCESS_DENIED,
+                        "Only root may do this here: polkit is not available.");
+                goto done;
+        }
+        r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "bb", &authorized, &challenge);
+        if (r < 0) {
+                (void) sd_bus_reply_method_errorf(
+                        q->request, AGENT_ERROR_ACCESS_DENIED, "polkit gave an answer that cannot be read.");
+                goto done;
+        }
+        if (!authorized) {
+                if (challenge)
+                        (void) sd_bus_reply_method_errorf(
+                                q->request,
+                                SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
+                                "Authentication is required to manage keyward-agent.");
+                else
+                        (void) sd_bus_reply_method_errorf(
+                                q->request,
+                                AGENT_ERROR_ACCESS_DENIED,
+                                "Not authorized to manage keyward-agent.");
+                goto done;
+        }
+        r = q->handler(q->request, a, &error);
+        finish(q->request, r, &error);
+done:
+        polkit_query_free(a->bus, q);
+        return 0;
+}
+
+/* Run handler for m: at once for root (as systemd's services do), otherwise when polkit
+ * says the caller may use org.keyward.agent.manage. No polkit on the bus: denied. */
+static int authorize_manage(Agent *a, sd_bus_message *m, AuthorizedHandler handler, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        AgentBus *b = a->bus;
+        PolkitQuery *q;
+        Caller *c;
+        int r;
+
+        r = get_caller(a, m, &c, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        if (agent_uid_is_privileged(c->uid))
+                return handler(m, a, error);
+
+        r = sd_bus_message_new_method_call(
+                b->bus,
+                &call,
+                "org.freedesktop.PolicyKit1",
+                "/org/freedesktop/PolicyKit1/Authority",
+                "org.freedesktop.PolicyKit1.Authority",
+                "CheckAuthorization");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(
+                call,
+                "(sa{sv})sa{ss}us",
+                "system-bus-name",
+                1,
+                "name",
+                "s",
+                sd_bus_message_get_sender(m),
+                AGENT_POLKIT_ACTION,
+                0,
+                (uint32_t) (sd_bus_message_get_allow_interactive_authorization(m) > 0 ? 1 : 0),
+                "");
+        if (r < 0)
+                return r;
+
+        q = calloc(1, sizeof(PolkitQuery));
+        if (!q)
+                return -ENOMEM;
+        q->agent = a;
+        q->request = sd_bus_message_ref(m);
+        q->handler = handler;
+        q->next = b->queries;
+        if (b->queries)
+                b->queries->prev = q;
+        b->queries = q;
+        /* Interactive authentication may take a while. */
+        r = sd_bus_call_async(b->bus, &q->slot, call, polkit_reply, q, 120 * USEC_PER_SEC);
+        if (r < 0) {
+                polkit_query_free(b, q);
+                return r;
+        }
+        return 1;
+}
+
+/* ---- Register, Unregister, Sync ------------------------------------------------------- */
+
+static int read_option_strv(sd_bus_message *m, const char *name, char ***ret, sd_bus_error *error) {
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'v', "as");
+        if (r < 0)
+                return sd_bus_error_setf(
+                        error,
+                        SD_BUS_ERROR_INVALID_ARGS,
+                        "Option '%s' must be an array of strings (as).",
+                        name);
+        strv_free(*ret);
+        *ret = NULL;
+        r = sd_bus_message_read_strv(m, ret);
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static int read_option_string(sd_bus_message *m, const char *name, char **ret, sd_bus_error *error) {
+        const char *s;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'v', "s");
+        if (r < 0)
+                return sd_bus_error_setf(
+                        error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' must be a string (s).", name);
+        r = sd_bus_message_read(m, "s", &s);
+        if (r < 0)
+                return r;
+        free(*ret);
+        *ret = strdup(s);
+        if (!*ret)
+                return -ENOMEM;
+        return sd_bus_message_exit_container(m);
+}
+
+static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        _cleanup_(registration_donep) Registration reg = {}, merged = {};
+        _cleanup_(agent_key_freep) AgentKey *fresh = NULL;
+        _cleanup_free_ char *on_change = NULL;
+        const char *id, *msg = NULL, *unknown = NULL;
+        AgentKey *k;
+        Caller *c;
+        int r;
+
+        r = get_caller(a, m, &c, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        r = sd_bus_message_rewind(m, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(m, "s", &id);
+        if (r < 0)
+                return r;
+        reg.id = strdup(id);
+        if (!reg.id)
+                return -ENOMEM;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *name;
+
+                r = sd_bus_message_enter_container(m, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read(m, "s", &name);
+                if (r < 0)
+                        return r;
+                if (streq(name, "readers"))
+                        r = read_option_strv(m, name, &reg.readers, error);
+                else if (streq(name, "units"))
+                        r = read_option_strv(m, name, &reg.units, error);
+                else if (streq(name, "credential"))
+                        r = read_option_string(m, name, &reg.credential, error);
+                else if (streq(name, "on_change"))
+                        r = read_option_string(m, name, &on_change, error);
+                else
+                        return sd_bus_error_setf(
+                                error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%s'.", name);
+                if (r < 0 || sd_bus_error_is_set(error))
+                        return r;
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+
+        reg.on_change = on_change ? on_change_from_string(on_change) : ON_CHANGE_NONE;
+        if (registration_validate(&reg, &msg) < 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, msg);
+
+        k = agent_find_key(a, id);
+        if (k) {
+                _cleanup_(agent_key_freep) AgentKey *tmp = NULL;
+
+                r = registration_copy(&k->reg, &merged);
+                if (r < 0)
+                        return r;
+                r = registration_merge(&merged, &reg, !!on_change);
+                if (r == -E2BIG)
+                        return sd_bus_error_set(
+                                error, SD_BUS_ERROR_INVALID_ARGS, "Too many readers or units.");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return sd_bus_reply_method_return(m, NULL);
+
+                tmp = agent_key_new(&merged);
+                if (!tmp)
+                        return -ENOMEM;
+                r = agent_key_resolve_readers(tmp, &unknown);
+                if (r == -ESRCH)
+                        return sd_bus_error_setf(
+                                error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", unknown);
+                if (r < 0)
+                        return r;
+                r = agent_save_registry(a, &tmp->reg, NULL, NULL);
+                if (r < 0)
+                        return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
+
+                pthread_mutex_lock(&a->lock);
+                registration_done(&k->reg);
+                k->reg = tmp->reg;
+                tmp->reg = (Registration){};
+                free(k->reader_uids);
+                free(k->reader_gids);
+                k->reader_uids = TAKE_PTR(tmp->reader_uids);
+                k->n_reader_uids = tmp->n_reader_uids;
+                k->reader_gids = TAKE_PTR(tmp->reader_gids);
+                k->n_reader_gids = tmp->n_reader_gids;
+                pthread_mutex_unlock(&a->lock);
+                log_info("Key '%s': registration updated by uid %u.", id, (unsigned) c->uid);
+                return sd_bus_reply_method_return(m, NULL);
+        }
+
+        if (a->n_keys >= REGISTRY_KEYS_MAX)
+                return sd_bus_error_setf(
+                        error, SD_BUS_ERROR_LIMITS_EXCEEDED, "Too many keys are registered.");
+        fresh = agent_key_new(&reg);
+        if (!fresh)
+                return -ENOMEM;
+        r = agent_key_resolve_readers(fresh, &unknown);
+        if (r == -ESRCH)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", unknown);
+        if (r < 0)
+                return r;
+        r = agent_save_registry(a, NULL, &fresh->reg, NULL);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
+
+        fresh->need_fetch = true;
+        pthread_mutex_lock(&a->lock);
+        r = agent_insert_key(a, fresh);
+        if (r >= 0)
+                pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+        if (r < 0)
+                return r;
+        TAKE_PTR(fresh);
+        log_info("Key '%s' registered by uid %u.", id, (unsigned) c->uid);
+        agent_bus_properties_changed(a, "KeyCount");
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+static int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        _cleanup_(agent_key_freep) AgentKey *k = NULL;
+        const char *id;
+        Caller *c;
+        int r;
+
+        r = get_caller(a, m, &c, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        r = sd_bus_message_rewind(m, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(m, "s", &id);
+        if (r < 0)
+                return r;
+        if (!agent_find_key(a, id))
+                return sd_bus_error_setf(
+                        error, AGENT_ERROR_NOT_REGISTERED, "Key '%s' is not registered on this host.", id);
+
+        r = agent_save_registry(a, NULL, NULL, id);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
+
+        pthread_mutex_lock(&a->commit_lock);
+        pthread_mutex_lock(&a->lock);
+        k = agent_detach_key(a, id);
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+        r = cache_remove(a->cache_dir, id);
+        pthread_mutex_unlock(&a->commit_lock);
+        if (r < 0)
+                log_warning_errno(r, "Failed to remove the cache file of key '%s', ignoring: %m", id);
+
+        log_info("Key '%s' unregistered by uid %u.", id, (unsigned) c->uid);
+        agent_bus_key_changed(a, id, "", false);
+        agent_bus_properties_changed(a, "KeyCount");
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+static int do_sync(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        AgentBus *b = a->bus;
+        PendingSync *n;
+        uint64_t target;
+
+        n = reallocarray(b->syncs, b->n_syncs + 1, sizeof(PendingSync));
+        if (!n)
+                return -ENOMEM;
+        b->syncs = n;
+
+        pthread_mutex_lock(&a->lock);
+        target = ++a->sync_requested;
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+
+        b->syncs[b->n_syncs++] = (PendingSync){sd_bus_message_ref(m), target};
+        return 1; /* answered by agent_bus_sync_finished() */
+}
+
+static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return authorize_manage(userdata, m, do_register, error);
+}
+
+static int method_unregister(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return authorize_manage(userdata, m, do_unregister, error);
+}
+
+static int method_sync(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return authorize_manage(userdata, m, do_sync, error);
+}
+
+static int method_get_user_token(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Agent *a = userdata;
+        Caller *c;
+        int r;
+
+        r = get_caller(a, m, &c, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        /* Tokens come from PAM logins (pam_keyward), which hand them to the agent; none is
+         * held until then. */
+        return sd_bus_error_setf(
+                error,
+                AGENT_ERROR_UNAVAILABLE,
+                "No user token is held for uid %u: log in through pam_keyward, or use KEYWARD_TOKEN.",
+                (unsigned) c->uid);
+}
+
+/* ---- properties ----------------------------------------------------------------------- */
+
+static int property_servers(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+
+        return sd_bus_message_append_strv(reply, a->config.servers);
+}
+
+static int property_connected(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+
+        return sd_bus_message_append(reply, "b", a->bus->connected);
+}
+
+static int property_last_sync(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+
+        uint64_t t;
+
+        pthread_mutex_lock(&a->lock);
+        t = a->last_sync_usec;
+        pthread_mutex_unlock(&a->lock);
+        return sd_bus_message_append(reply, "t", t);
+}
+
+static int property_key_count(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+
+        return sd_bus_message_append(reply, "u", (uint32_t) a->n_keys);
+}
+
+static int property_version(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
+}
+
+/* clang-format off */
+static const sd_bus_vtable agent_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Servers", "as", property_servers, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Connected", "b", property_connected, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LastSync", "t", property_last_sync, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("KeyCount", "u", property_key_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Version", "s", property_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("GetKey",
+                SD_BUS_ARGS("s", id), SD_BUS_RESULT("ay", data, "t", version),
+                method_get_key, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("GetKeyVersions",
+                SD_BUS_ARGS("s", id), SD_BUS_RESULT("a(tays)", versions, "s", hash),
+                method_get_key_versions, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("ListKeys",
+                SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sst)", keys),
+                method_list_keys, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Register",
+                SD_BUS_ARGS("s", id, "a{sv}", options), SD_BUS_NO_RESULT,
+                method_register, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Unregister",
+                SD_BUS_ARGS("s", id), SD_BUS_NO_RESULT,
+                method_unregister, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Sync",
+                SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+                method_sync, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetUserToken",
+                SD_BUS_NO_ARGS, SD_BUS_RESULT("s", token),
+                method_get_user_token, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_SIGNAL_WITH_ARGS("KeyChanged", SD_BUS_ARGS("s", id, "s", hash), 0),
+        SD_BUS_VTABLE_END,
+};
+/* clang-format on */
+
+/* ---- from the main loop --------------------------------------------------------------- */
+
+static int on_unit_job(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        char *unit = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        if (e)
+                log_warning("Could not restart unit '%s' after a key rotation: %s", unit, strna(e->message));
+        else
+                log_info("Unit '%s' restarted after a key rotation.", unit);
+        free(unit);
+        return 0;
+}
+
+void agent_bus_key_changed(Agent *a, const char *id, const char *hash, bool rotated) {
+        AgentBus *b = a->bus;
+        AgentKey *k;
+        int r;
+
+        if (!b)
+                return;
+        hot_drop(b, id);
+        r = sd_bus_emit_signal(b->bus, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "KeyChanged", "ss", id, hash);
+        if (r < 0)
+                log_warning_errno(r, "Failed to emit KeyChanged for '%s', ignoring: %m", id);
+
+        k = rotated ? agent_find_key(a, id) : NULL;
+        if (!k || k->reg.on_change == ON_CHANGE_NONE)
+                return;
+        STRV_FOREACH(u, k->reg.units) {
+                char *unit = strdup(*u);
+
+                if (!unit) {
+                        log_oom();
+                        return;
+                }
+                r = sd_bus_call_method_async(
+                        b->bus,
+                        NULL,
+                        "org.freedesktop.systemd1",
+                        "/org/freedesktop/systemd1",
+                        "org.freedesktop.systemd1.Manager",
+                        k->reg.on_change == ON_CHANGE_RESTART ? "RestartUnit" : "ReloadOrRestartUnit",
+                        on_unit_job,
+                        unit,
+                        "ss",
+                        *u,
+                        "replace");
+                if (r < 0) {
+                        log_warning_errno(r, "Could not restart unit '%s': %m", *u);
+                        free(unit);
+                }
+        }
+}
+
+void agent_bus_status_changed(Agent *a, bool connected, uint64_t last_sync_usec) {
+        AgentBus *b = a->bus;
+        const char *props[3] = {};
+        size_t n = 0;
+
+        if (!b)
+                return;
+        if (b->connected != connected)
+                props[n++] = "Connected";
+        if (b->last_sync_usec != last_sync_usec)
+                props[n++] = "LastSync";
+        b->connected = connected;
+        b->last_sync_usec = last_sync_usec;
+        if (n > 0)
+                (void) sd_bus_emit_properties_changed_strv(
+                        b->bus, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, (char **) props);
+}
+
+void agent_bus_properties_changed(Agent *a, const char *property) {
+        if (a->bus)
+                (void) sd_bus_emit_properties_changed(
+                        a->bus->bus, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, property, NULL);
+}
+
+void agent_bus_sync_finished(Agent *a, uint64_t done, int error) {
+        AgentBus *b = a->bus;
+        size_t kept = 0;
+
+        if (!b)
+                return;
+        for (size_t i = 0; i < b->n_syncs; i++) {
+                PendingSync *p = &b->syncs[i];
+
+                if (p->target > done) {
+                        b->syncs[kept++] = *p;
+                        continue;
+                }
+                if (error < 0)
+                        (void) sd_bus_reply_method_errorf(
+                                p->request,
+                                AGENT_ERROR_UNAVAILABLE,
+                                "No keyward server could be reached: %s",
+                                strerror(-error));
+                else
+                        (void) sd_bus_reply_method_return(p->request, NULL);
+                sd_bus_message_unref(p->request);
+        }
+        b->n_syncs = kept;
+}
+
+int agent_bus_open(Agent *a) {
+        AgentBus *b;
+        int r;
+
+        assert_return(a && !a->bus, -EINVAL);
+
+        b = calloc(1, sizeof(AgentBus));
+        if (!b)
+                return -ENOMEM;
+        a->bus = b;
+        b->cache_fd = open(a->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (b->cache_fd < 0)
+                return log_error_errno(errno, "Failed to open '%s': %m", a->cache_dir);
+
+        /* The system bus, or the one DBUS_SYSTEM_BUS_ADDRESS names. */
+        r = sd_bus_open_system(&b->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the system bus: %m");
+        r = sd_bus_add_object_vtable(
+                b->bus, &b->object_slot, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, agent_vtable, a);
+        if (r < 0)
+                return log_error_errno(r, "Failed to publish %s: %m", AGENT_BUS_PATH);
+        /* Without its bus the agent is of no use: exit, and let systemd start it again. */
+        r = sd_bus_set_exit_on_disconnect(b->bus, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the bus connection: %m");
+        r = sd_bus_attach_event(b->bus, a->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
+        r = sd_bus_request_name(b->bus, AGENT_BUS_NAME, 0);
+        if (r < 0)
+                return log_error_errno(r, "Failed to take the bus name %s: %m", AGENT_BUS_NAME);
+        return 0;
+}
+
+void agent_bus_close(Agent *a) {
+        AgentBus *b = a ? a->bus : NULL;
+
+        if (!b)
+                return;
+        while (b->queries)
+                polkit_query_free(b, b->queries);
+        for (size_t i = 0; i < b->n_syncs; i++) {
+                (void) sd_bus_reply_method_errorf(
+                        b->syncs[i].request, AGENT_ERROR_UNAVAILABLE, "keyward-agent is shutting down.");
+                sd_bus_message_unref(b->syncs[i].request);
+        }
+        free(b->syncs);
+        for (size_t i = 0; i < CALLER_CACHE_SIZE; i++)
+                caller_done(&b->callers[i]);
+        for (size_t i = 0; i < HOT_KEYS; i++)
+                hot_key_done(&b->hot[i]);
+        safe_close(b->cache_fd);
+        sd_bus_slot_unref(b->object_slot);
+        if (b->bus) {
+                (void) sd_bus_release_name(b->bus, AGENT_BUS_NAME);
+                sd_bus_flush_close_unref(b->bus);
+        }
+        free(b);
+        a->bus = NULL;
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The D-Bus service: org.keyward.Agent1 at /org/keyward/Agent1 on the system bus (or the bus
+ * DBUS_SYSTEM_BUS_ADDRESS names), exactly as dbus/org.keyward.Agent1.xml describes it. */
+
+#include "agent.h"
+
+#define AGENT_BUS_NAME "org.keyward.Agent1"
+#define AGENT_BUS_PATH "/org/keyward/Agent1"
+#define AGENT_BUS_INTERFACE "org.keyward.Agent1"
+#define AGENT_POLKIT_ACTION "org.keyward.agent.manage"
+
+#define AGENT_ERROR_NO_SUCH_KEY "org.keyward.Agent1.Error.NoSuchKey"
+#define AGENT_ERROR_NOT_REGISTERED "org.keyward.Agent1.Error.NotRegistered"
+#define AGENT_ERROR_ACCESS_DENIED "org.keyward.Agent1.Error.AccessDenied"
+#define AGENT_ERROR_UNAVAILABLE "org.keyward.Agent1.Error.Unavailable"
+
+/* Connect, publish the object and take the name (the cache must be loaded by then). */
+int agent_bus_open(Agent *a);
+void agent_bus_close(Agent *a);
+
+/* Main thread, after the sync threads reported. */
+void agent_bus_key_changed(Agent *a, const char *id, const char *hash, bool rotated);
+/* Announce the sync status (Connected, LastSync) when it changed. */
+void agent_bus_status_changed(Agent *a, bool connected, uint64_t last_sync_usec);
+/* Servers or KeyCount changed. */
+void agent_bus_properties_changed(Agent *a, const char *property);
+/* Answer the Sync() calls that a finished full comparison covers. */
+void agent_bus_sync_finished(Agent *a, uint64_t done, int error);

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The agent's private key cache: a directory (0700) with one file (0600) per registered key,
+ * named by the key id. A file is a header line and the key as Knox's GET returned it:
+ *
+ *   keyward-cache-v1 sha256=<64 hex digits of the SHA-256 of the JSON below>\n
+ *   {"id":"...","acl":[],"versions":[...],"hash":"..."}
+ *
+ * Files are replaced atomically (temporary file, fsync, rename, fsync of the directory). A
+ * file whose JSON does not match its checksum, that does not parse, or that names another
+ * key is corrupt: it is never served. The checksum of every file the agent wrote or loaded
+ * is also kept in memory, so a file changed behind the agent's back is caught as well. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "key.h"
+#include "macro.h"
+#include "secret.h"
+
+#define CACHE_FILE_MAX (8u * 1024 * 1024)
+#define CACHE_SHA256_SIZE 32
+
+typedef struct CacheInfo {
+        bool valid;                        /* a verified file is there */
+        char hash[KEY_HASH_HEX_SIZE];      /* the key's Knox version hash */
+        uint64_t primary;                  /* the primary version id */
+        uint8_t sha256[CACHE_SHA256_SIZE]; /* of the file's JSON */
+} CacheInfo;
+
+/* Create dir if needed, mode 0700; a looser mode is tightened (and logged). -ENOTDIR, or
+ * -EPERM when it belongs to another user. */
+int cache_dir_setup(const char *dir);
+
+/* The file content for k, in a Secret, and its checksum. */
+int cache_encode(const Key *k, Secret **ret, CacheInfo *ret_info);
+/* Check and parse file content. -EBADMSG (with a static reason) when it is corrupt. id may
+ * be NULL to accept any key; ret_key may be NULL to check only. */
+int cache_decode(
+        const uint8_t *p,
+        size_t n,
+        const char *id,
+        Key **ret_key,
+        CacheInfo *ret_info,
+        const char **reterr_reason);
+
+/* Write k as dir/<k->id>; or content that cache_encode() made for key id. */
+int cache_write(const char *dir, const Key *k, CacheInfo *ret_info);
+int cache_write_content(const char *dir, const char *id, const Secret *content);
+/* Read and check dir/<id>: -ENOENT when missing, -EBADMSG when corrupt (reason set), -EPERM
+ * when it is not a regular file or is readable by group or others (not trusted: it may have
+ * been exposed or planted). */
+int cache_read(
+        const char *dir, const char *id, Key **ret_key, CacheInfo *ret_info, const char **reterr_reason);
+/* The same, also returning the fstat() of the file read (may be NULL). */
+int cache_read_stat(
+        const char *dir,
+        const char *id,
+        Key **ret_key,
+        CacheInfo *ret_info,
+        struct stat *ret_stat,
+        const char **reterr_reason);
+/* Whether two stat results are of the same unchanged file (inode, size, times). */
+bool cache_same_file(const struct stat *a, const struct stat *b) _pure_;
+/* Remove dir/<id>; 0 also when it was not there. */
+int cache_remove(const char *dir, const char *id);
+
+/* Remove what does not belong in dir: leftover temporary files, and files of keys for which
+ * keep(id, userdata) is false. Returns the number of files removed. */
+int cache_prune(const char *dir, bool (*keep)(const char *id, void *userdata), void *userdata);

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* keyward-agent's settings: flags, or section [agent] of the file given with --config
+ * (DESIGN.md, command-line contract). */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "macro.h"
+#include "parse.h"
+
+#define AGENT_DEFAULT_STATE_DIR "/var/lib/keyward"
+#define AGENT_DEFAULT_RUNTIME_DIR "/run/keyward"
+#define AGENT_DEFAULT_FULL_SYNC_USEC (5 * 60 * USEC_PER_SEC)
+#define AGENT_DEFAULT_WATCH_WAIT_USEC (60 * USEC_PER_SEC)
+#define AGENT_WATCH_WAIT_MAX_USEC (300 * USEC_PER_SEC) /* the server's cap */
+#define AGENT_DEFAULT_RETRY_MAX_USEC (60 * USEC_PER_SEC)
+#define AGENT_RETRY_MIN_USEC (500 * USEC_PER_MSEC)
+#define AGENT_DEFAULT_REQUEST_MAX (15u * 1024) /* keywardd's default --max-header-size is 16K */
+
+typedef struct AgentConfig {
+        char **servers; /* base URLs, tried in order */
+        char *cert;
+        char *key;
+        char *server_ca;
+        char *hostname; /* the machine identity: "0t<hostname>"; default: the system's */
+        char *state_dir;
+        char *runtime_dir;
+        char *log_level;
+        uint64_t full_sync_usec;
+        uint64_t watch_wait_usec;
+        uint64_t retry_max_usec;
+        uint64_t connect_timeout_usec; /* 0: the client's default */
+        uint64_t request_timeout_usec;
+        size_t request_max; /* longest query string of one request listing keys */
+        bool mlock;
+} AgentConfig;
+
+void agent_config_done(AgentConfig *c);
+
+/* Parse argv (and any --config file) into c, fill in defaults and check the result: 0, 1 for
+ * --help (printed), or a negative errno with the reason logged. c is only written on 0. */
+int agent_config_parse(int argc, char **argv, AgentConfig *c);

@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "agent.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+
+#include "log.h"
+#include "parse.h"
+#include "random-util.h"
+#include "strv.h"
+
+/* clang-format off */
+static const char *const key_state_table[_KEY_STATE_MAX] = {
+        [KEY_STATE_NEW]     = "new",
+        [KEY_STATE_OK]      = "ok",
+        [KEY_STATE_MISSING] = "missing",
+        [KEY_STATE_DENIED]  = "denied",
+        [KEY_STATE_FAILED]  = "failed",
+};
+/* clang-format on */
+
+const char *key_state_to_string(KeyState s) {
+        if (s < 0 || s >= _KEY_STATE_MAX)
+                return NULL;
+        return key_state_table[s];
+}
+
+AgentKey *agent_key_new(Registration *reg) {
+        AgentKey *k;
+
+        k = calloc(1, sizeof(AgentKey));
+        if (!k)
+                return NULL;
+        k->reg = *reg;
+        *reg = (Registration){};
+        k->state = KEY_STATE_NEW;
+        return k;
+}
+
+AgentKey *agent_key_free(AgentKey *k) {
+        if (!k)
+                return NULL;
+        registration_done(&k->reg);
+        free(k->reader_uids);
+        free(k->reader_gids);
+        free(k->error);
+        free(k);
+        return NULL;
+}
+
+static int cmp_id_key(const void *id, const void *p) {
+        return strcmp(id, (*(AgentKey *const *) p)->reg.id);
+}
+
+static size_t lower_bound(Agent *a, const char *id) {
+        size_t lo = 0, hi = a->n_keys;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(a->keys[mid]->reg.id, id) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+AgentKey *agent_find_key(Agent *a, const char *id) {
+        AgentKey **p;
+
+        if (!id || a->n_keys == 0)
+                return NULL;
+        p = bsearch(id, a->keys, a->n_keys, sizeof(AgentKey *), cmp_id_key);
+        return p ? *p : NULL;
+}
+
+int agent_insert_key(Agent *a, AgentKey *k) {
+        AgentKey **n;
+        size_t i;
+
+        i = lower_bound(a, k->reg.id);
+        if (i < a->n_keys && streq(a->keys[i]->reg.id, k->reg.id))
+                return -EEXIST;
+        n = reallocarray(a->keys, a->n_keys + 1, sizeof(AgentKey *));
+        if (!n)
+                return -ENOMEM;
+        a->keys = n;
+        memmove(a->keys + i + 1, a->keys + i, (a->n_keys - i) * sizeof(AgentKey *));
+        a->keys[i] = k;
+        a->n_keys++;
+        a->gen++;
+        return 0;
+}
+
+AgentKey *agent_detach_key(Agent *a, const char *id) {
+        AgentKey *k;
+        size_t i;
+
+        i = lower_bound(a, id);
+        if (i >= a->n_keys || !streq(a->keys[i]->reg.id, id))
+                return NULL;
+        k = a->keys[i];
+        memmove(a->keys + i, a->keys + i + 1, (a->n_keys - i - 1) * sizeof(AgentKey *));
+        a->n_keys--;
+        a->gen++;
+        return k;
+}
+
+static int lookup_user(const char *name, uid_t *ret) {
+        _cleanup_free_ char *buf = NULL;
+        struct passwd pw, *res = NULL;
+        size_t size = 4096;
+        uint64_t u;
+
+        for (;;) {
+                int r;
+
+                free(buf);
+                buf = malloc(size);
+                if (!buf)
+                        return -ENOMEM;
+                r = getpwnam_r(name, &pw, buf, size, &res);
+                if (r == ERANGE && size < 1024 * 1024) {
+                        size *= 2;
+                        continue;
+                }
+                if (r == 0 && res) {
+                        *ret = res->pw_uid;
+                        return 0;
+                }
+                break;
+        }
+        /* A numeric id that NSS does not know is still an id. */
+        if (safe_atou64(name, &u) >= 0 && u < UINT32_MAX) {
+                *ret = (uid_t) u;
+                return 0;
+        }
+        return -ESRCH;
+}
+
+static int lookup_group(const char *name, gid_t *ret) {
+        _cleanup_free_ char *buf = NULL;
+        struct group gr, *res = NULL;
+        size_t size = 4096;
+        uint64_t u;
+
+        for (;;) {
+                int r;
+
+                free(buf);
+                buf = malloc(size);
+                if (!buf)
+                        return -ENOMEM;
+                r = getgrnam_r(name, &gr, buf, size, &res);
+                if (r == ERANGE && size < 1024 * 1024) {
+                        size *= 2;
+                        continue;
+                }
+                if (r == 0 && res) {
+                        *ret = res->gr_gid;
+                        return 0;
+                }
+                break;
+        }
+        if (safe_atou64(name, &u) >= 0 && u < UINT32_MAX) {
+                *ret = (gid_t) u;
+                return 0;
+        }
+        return -ESRCH;
+}
+
+int agent_key_resolve_readers(AgentKey *k, const char **reterr_unknown) {
+        _cleanup_free_ uid_t *uids = NULL;
+        _cleanup_free_ gid_t *gids = NULL;
+        size_t n = strv_length(k->reg.readers), nu = 0, ng = 0;
+        const char *unknown = NULL;
+
+        if (n > 0) {
+                uids = calloc(n, sizeof(uid_t));
+                gids = calloc(n, sizeof(gid_t));
+                if (!uids || !gids)
+                        return -ENOMEM;
+        }
+        STRV_FOREACH(s, k->reg.readers) {
+                int r;
+
+                if (strneq(*s, "user:", 5)) {
+                        r = lookup_user(*s + 5, &uids[nu]);
+                        if (r >= 0)
+                                nu++;
+                } else {
+                        r = lookup_group(*s + 6, &gids[ng]);
+                        if (r >= 0)
+                                ng++;
+                }
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0 && !unknown)
+                        unknown = *s;
+        }
+        if (unknown && reterr_unknown) {
+                *reterr_unknown = unknown;
+                return -ESRCH;
+        }
+        if (unknown)
+                log_warning("Key '%s': reader '%s' does not resolve, ignoring it.", k->reg.id, unknown);
+
+        free(k->reader_uids);
+        free(k->reader_gids);
+        k->reader_uids = TAKE_PTR(uids);
+        k->n_reader_uids = nu;
+        k->reader_gids = TAKE_PTR(gids);
+        k->n_reader_gids = ng;
+        return 0;
+}
+
+bool agent_uid_is_privileged(uid_t uid) {
+        /* The agent's own uid can read its state directory anyway: it is root in production,
+         * the user running the tests otherwise. */
+        return uid == 0 || uid == geteuid();
+}
+
+bool agent_key_may_read(const AgentKey *k, uid_t uid, const gid_t *groups, size_t n_groups) {
+        if (agent_uid_is_privileged(uid))
+                return true;
+        for (size_t i = 0; i < k->n_reader_uids; i++)
+                if (k->reader_uids[i] == uid)
+                        return true;
+        for (size_t i = 0; i < k->n_reader_gids; i++)
+                for (size_t j = 0; j < n_groups; j++)
+                        if (k->reader_gids[i] == groups[j])
+                                return true;
+        return false;
+}
+
+int agent_save_registry(
+        Agent *a, const Registration *replace, const Registration *extra, const char *skip_id) {
+        _cleanup_free_ const Registration **regs = NULL;
+        size_t n = 0;
+        bool extra_done = !extra;
+
+        regs = calloc(a->n_keys + 1, sizeof(Registration *));
+        if (!regs)
+                return -ENOMEM;
+        for (size_t i = 0; i < a->n_keys; i++) {
+                const Registration *r = &a->keys[i]->reg;
+
+                if (skip_id && streq(r->id, skip_id))
+                        continue;
+                if (!extra_done && strcmp(extra->id, r->id) < 0) {
+                        regs[n++] = extra;
+                        extra_done = true;
+                }
+                regs[n++] = replace && streq(replace->id, r->id) ? replace : r;
+        }
+        if (!extra_done)
+                regs[n++] = extra;
+        return registry_save(a->registry_path, regs, n);
+}
+
+int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated) {
+        KeyChange *n;
+        char *copy;
+
+        copy = strdup(id);
+        if (!copy)
+                return -ENOMEM;
+        n = reallocarray(a->changes, a->n_changes + 1, sizeof(KeyChange));
+        if (!n) {
+                free(copy);
+                return -ENOMEM;
+        }
+        a->changes = n;
+        n[a->n_changes] = (KeyChange){.id = copy, .rotated = rotated};
+        (void) snprintf(n[a->n_changes].hash, sizeof(n[a->n_changes].hash), "%s", strempty(hash));
+        a->n_changes++;
+        return 0;
+}
+
+void agent_wake(Agent *a) {
+        uint64_t one = 1;
+
+        if (a->wake_fd >= 0 && write(a->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                log_debug_errno(errno, "Failed to wake the main loop: %m");
+}
+
+uint64_t now_usec(clockid_t clock) {
+        struct timespec ts;
+
+        if (clock_gettime(clock, &ts) < 0)
+                return 0;
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+uint64_t backoff_usec(unsigned n, uint64_t max_usec) {
+        uint64_t d = USEC_PER_SEC;
+        uint32_t rnd = 0;
+
+        for (unsigned i = 1; i < n && d < max_usec; i++)
+                d *= 2;
+        d = MIN(d, max_usec);
+        (void) random_bytes(&rnd, sizeof(rnd));
+        return d / 2 + (uint64_t) ((double) (d / 2) * rnd / UINT32_MAX);
+}

@@ -1,0 +1,850 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "agent-sync.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "knox-client.h"
+#include "log.h"
+#include "strv.h"
+
+#define DELTA_POLL_USEC (250 * USEC_PER_MSEC)
+#define OVERFLOW_POLL_USEC (1 * USEC_PER_SEC)
+#define SYNC_THREAD_STACK (512 * 1024)
+
+struct AgentSync {
+        pthread_t watcher, worker;
+        bool watcher_started, worker_started;
+        pthread_mutex_t done_lock;
+        pthread_cond_t done_cond;
+        unsigned running;
+};
+
+/* A list of ids and their cached hashes, copied out of the table. */
+typedef struct Snapshot {
+        char **ids;
+        char **hashes;
+        size_t n;
+        size_t size; /* of the query string these make */
+} Snapshot;
+
+/* The length "id=hash&" takes in a query string (ids are [A-Za-z0-9_:], ':' is escaped). */
+static size_t entry_size(const char *id, const char *hash) {
+        size_t n = strlen(id) + strlen(hash) + 2;
+
+        for (const char *p = id; *p; p++)
+                if (*p == ':')
+                        n += 2;
+        return n;
+}
+
+static void snapshot_done(Snapshot *s) {
+        s->ids = strv_free(s->ids);
+        s->hashes = strv_free(s->hashes);
+        s->n = 0;
+        s->size = 0;
+}
+
+static int snapshot_add(Snapshot *s, const char *id, const char *hash) {
+        int r;
+
+        r = strv_extend(&s->ids, id);
+        if (r < 0)
+                return r;
+        r = strv_extend(&s->hashes, hash);
+        if (r < 0) {
+                /* keep the arrays parallel */
+                free(s->ids[s->n]);
+                s->ids[s->n] = NULL;
+                return r;
+        }
+        s->n++;
+        s->size += entry_size(id, hash);
+        return 0;
+}
+
+/* Whether id can join s without passing max. */
+static bool snapshot_fits(const Snapshot *s, const char *id, const char *hash, size_t max) {
+        return s->n == 0 || s->size + entry_size(id, hash) <= max;
+}
+
+static void lock(Agent *a) {
+        pthread_mutex_lock(&a->lock);
+}
+
+static void unlock(Agent *a) {
+        pthread_mutex_unlock(&a->lock);
+}
+
+/* Wait on a.cond (held) until deadline (CLOCK_MONOTONIC usec, UINT64_MAX: no deadline). */
+static void wait_until(Agent *a, uint64_t deadline) {
+        struct timespec ts;
+
+        if (a->stop)
+                return;
+        if (deadline == UINT64_MAX) {
+                pthread_cond_wait(&a->cond, &a->lock);
+                return;
+        }
+        ts.tv_sec = (time_t) (deadline / USEC_PER_SEC);
+        ts.tv_nsec = (long) (deadline % USEC_PER_SEC * NSEC_PER_USEC);
+        (void) pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+}
+
+/* Sleep (a.lock held) until deadline unless stopped; other wake-ups are ignored. */
+static void sleep_until(Agent *a, uint64_t deadline) {
+        while (!a->stop && now_usec(CLOCK_MONOTONIC) < deadline)
+                wait_until(a, deadline);
+}
+
+static bool in_backoff(const AgentKey *k, uint64_t now) {
+        return k->retry_usec > now;
+}
+
+/* A key the watch can follow: one with a cached hash, or one the server does not have yet
+ * (asked with an empty hash: the server names it once it exists), unless it is backing off
+ * after a failed fetch (the server would name it at once, again and again). */
+static bool watchable(const AgentKey *k, uint64_t now) {
+        return (k->cache.valid || k->state == KEY_STATE_MISSING) && !in_backoff(k, now);
+}
+
+static void set_connected(Agent *a, bool connected, KnoxClient *c, const char *why) {
+        if (connected) {
+                a->last_sync_usec = now_usec(CLOCK_REALTIME);
+                /* LastSync is announced at most once a second. */
+                if (a->last_sync_usec >= a->last_sync_posted_usec + USEC_PER_SEC) {
+                        a->last_sync_posted_usec = a->last_sync_usec;
+                        a->status_dirty = true;
+                }
+        }
+        if (c && !streq(strempty(a->current_server), strempty(knox_client_current_server(c)))) {
+                char *s = strdup(strempty(knox_client_current_server(c)));
+                if (s) {
+                        free(a->current_server);
+                        a->current_server = s;
+                        a->status_dirty = true;
+                }
+        }
+        if (a->connected != connected) {
+                a->connected = connected;
+                a->status_dirty = true;
+                if (connected)
+                        log_info("Connected to %s.", strna(a->current_server));
+                else
+                        log_warning("No keyward server answers (%s); serving the cache.", strna(why));
+        }
+        if (a->status_dirty) {
+                a->last_sync_posted_usec = a->last_sync_usec;
+                agent_wake(a);
+        }
+}
+
+/* Build the thread's client when there is none or the config changed (a.lock held). */
+static int ensure_client(Agent *a, KnoxClient **c, uint64_t *client_gen) {
+        _cleanup_free_ char *auth = NULL;
+        KnoxClient *n = NULL;
+        int r;
+
+        if (*c && *client_gen == a->config_gen)
+                return 0;
+        if (asprintf(&auth, "0t%s", a->config.hostname) < 0) {
+                auth = NULL;
+                return -ENOMEM;
+        }
+        KnoxClientConfig cc = {
+                .servers = a->config.servers,
+                .ca_file = a->config.server_ca,
+                .cert_file = a->config.cert,
+                .key_file = a->config.key,
+                .authorization = auth,
+                .connect_timeout_usec = a->config.connect_timeout_usec,
+                .timeout_usec = a->config.request_timeout_usec,
+                .user_agent = "keyward-agent/" PACKAGE_VERSION,
+        };
+        r = knox_client_new(&cc, &n);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the keyward client: %m");
+        knox_client_free(*c);
+        *c = n;
+        *client_gen = a->config_gen;
+        return 0;
+}
+
+static void key_ok(Agent *a, AgentKey *k) {
+        if (k->state != KEY_STATE_OK && k->state != KEY_STATE_NEW)
+                log_info("Key '%s' is available again.", k->reg.id);
+        if (k->state != KEY_STATE_OK || k->retry_usec > 0) {
+                a->gen++;
+                pthread_cond_broadcast(&a->cond);
+        }
+        k->state = KEY_STATE_OK;
+        k->failures = 0;
+        k->retry_usec = 0;
+        free(k->error);
+        k->error = NULL;
+}
+
+static void key_failed(Agent *a, AgentKey *k, KeyState state, const char *why) {
+        bool again = k->state == state && streq(strempty(k->error), strempty(why));
+
+        if (!again) {
+                if (state == KEY_STATE_MISSING)
+                        log_warning(
+                                "Key '%s' does not exist on the server%s",
+                                k->reg.id,
+                                k->cache.valid ? "; serving the cached copy." : ".");
+                else if (state == KEY_STATE_DENIED)
+                        log_warning(
+                                "The server does not let this machine read key '%s' (%s)%s",
+                                k->reg.id,
+                                strna(why),
+                                k->cache.valid ? "; serving the cached copy." : ".");
+                else
+                        log_warning(
+                                "Cannot fetch key '%s': %s%s",
+                                k->reg.id,
+                                strna(why),
+                                k->cache.valid ? "; serving the cached copy." : "");
+        }
+        if (!again) {
+                free(k->error);
+                k->error = why ? strdup(why) : NULL;
+        }
+        /* A key the server does not have is watched with an empty hash, and the server names
+         * it once it exists: no timer needed, unless the server named it and the fetch still
+         * found nothing (then the watch would spin). */
+        if (state == KEY_STATE_MISSING && k->state != KEY_STATE_MISSING) {
+                k->failures = 0;
+                k->retry_usec = 0;
+        } else {
+                k->failures++;
+                k->retry_usec =
+                        now_usec(CLOCK_MONOTONIC) + backoff_usec(k->failures, a->config.retry_max_usec);
+        }
+        k->state = state;
+        a->gen++;
+        pthread_cond_broadcast(&a->cond);
+}
+
+/* Store a fetched key: returns 0 when stored (or when a newer fetch already was), negative
+ * on a write failure. Called without a.lock. */
+static int commit(Agent *a, const Key *key, uint64_t seq) {
+        _cleanup_(secret_freep) Secret *content = NULL;
+        const KeyVersion *primary;
+        AgentKey *k;
+        CacheInfo info;
+        bool changed, rotated;
+        int r;
+
+        r = cache_encode(key, &content, &info);
+        if (r < 0)
+                return r;
+
+        pthread_mutex_lock(&a->commit_lock);
+        lock(a);
+        k = agent_find_key(a, key->id);
+        if (!k || k->committed_seq > seq) {
+                /* Unregistered meanwhile, or a fetch that started later was stored first. */
+                unlock(a);
+                pthread_mutex_unlock(&a->commit_lock);
+                return 0;
+        }
+        if (k->cache.valid && memcmp(k->cache.sha256, info.sha256, sizeof(info.sha256)) == 0) {
+                k->committed_seq = seq;
+                key_ok(a, k);
+                unlock(a);
+                pthread_mutex_unlock(&a->commit_lock);
+                return 0;
+        }
+        k->writing = true;
+        memcpy(k->writing_sha256, info.sha256, sizeof(info.sha256));
+        unlock(a);
+
+        r = cache_write_content(a->cache_dir, key->id, content);
+
+        lock(a);
+        /* Still there: removals take commit_lock. */
+        k = agent_find_key(a, key->id);
+        if (!k) {
+                unlock(a);
+                (void) cache_remove(a->cache_dir, key->id);
+                pthread_mutex_unlock(&a->commit_lock);
+                return 0;
+        }
+        k->writing = false;
+        if (r < 0) {
+                unlock(a);
+                pthread_mutex_unlock(&a->commit_lock);
+                return r;
+        }
+        changed = !k->cache.valid || !streq(k->cache.hash, info.hash);
+        rotated = k->cache.valid && changed;
+        k->cache = info;
+        k->committed_seq = seq;
+        key_ok(a, k);
+        a->gen++;
+        pthread_cond_broadcast(&a->cond);
+        primary = key_primary_version(key);
+        if (changed) {
+                log_info(
+                        "Key '%s': cached primary version %" PRIu64 " (hash %.12s).",
+                        key->id,
+                        primary ? primary->id : 0,
+                        info.hash);
+                if (agent_post_change(a, key->id, info.hash, rotated) < 0)
+                        log_oom();
+        }
+        unlock(a);
+        pthread_mutex_unlock(&a->commit_lock);
+        if (changed)
+                agent_wake(a);
+        return 0;
+}
+
+static bool transport_error(int r) {
+        return r < 0 && r != -ENOMEM && r != -EBADMSG && r != -E2BIG;
+}
+
+/* Fetch one key and store it (a.lock held on entry and exit). Returns a negative errno when
+ * the server could not be reached, so that the caller stops for now; 0 otherwise (the
+ * key's state says how it went). */
+static int fetch_one(Agent *a, KnoxClient *c, const char *id_arg) {
+        _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+        _cleanup_(key_freep) Key *key = NULL;
+        _cleanup_free_ char *id = NULL;
+        const char *why = NULL;
+        KeyState state = KEY_STATE_FAILED;
+        AgentKey *k;
+        uint64_t seq;
+        int r;
+
+        k = agent_find_key(a, id_arg);
+        if (!k)
+                return 0;
+        id = strdup(id_arg); /* id_arg may go with the table entry while unlocked */
+        if (!id)
+                return -ENOMEM;
+        seq = ++a->fetch_seq;
+        unlock(a);
+
+        r = knox_client_get_key(c, id, VERSION_STATUS_ACTIVE, &key, &err);
+        if (transport_error(r)) {
+                /* No server answered: nothing is wrong with the key. The caller backs off
+                 * and fetches it again later. */
+                lock(a);
+                k = agent_find_key(a, id);
+                if (k)
+                        k->need_fetch = true;
+                set_connected(a, false, c, err.message ?: strerror(-r));
+                return r;
+        }
+        if (r >= 0 && err.code == KNOX_OK) {
+                if (!streq(key->id, id) || !key_primary_version(key)) {
+                        why = "the server answered with another key or one without a primary version";
+                        r = -EBADMSG;
+                } else {
+                        r = commit(a, key, seq);
+                        if (r < 0) {
+                                log_error_errno(r, "Failed to write the cache file of key '%s': %m", id);
+                                why = "the cache file could not be written";
+                        }
+                }
+        } else if (r >= 0) {
+                why = err.message;
+                state = err.code == KNOX_KEY_IDENTIFIER_DOES_NOT_EXIST ? KEY_STATE_MISSING :
+                        err.code == KNOX_UNAUTHENTICATED || err.code == KNOX_UNAUTHORIZED ?
+                                                                         KEY_STATE_DENIED :
+                                                                         KEY_STATE_FAILED;
+                r = -EPROTO;
+        } else
+                why = err.message;
+
+        /* A server answered, whatever it said. */
+        lock(a);
+        set_connected(a, true, c, NULL);
+        if (r >= 0)
+                return 0;
+        k = agent_find_key(a, id);
+        if (k && k->committed_seq <= seq)
+                key_failed(a, k, state, why ?: strerror(-r));
+        return 0;
+}
+
+/* Fetch each of ids; when no server answers, stop, and leave the rest to the worker. */
+static int fetch_list(Agent *a, KnoxClient *c, char *const *ids) {
+        STRV_FOREACH(id, ids) {
+                int r;
+
+                if (a->stop)
+                        return -ECANCELED;
+                r = fetch_one(a, c, *id);
+                if (r < 0) {
+                        for (char *const *rest = id + 1; *rest; rest++) {
+                                AgentKey *k = agent_find_key(a, *rest);
+                                if (k)
+                                        k->need_fetch = true;
+                        }
+                        pthread_cond_broadcast(&a->cond);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Ask which of s changed (a.lock held, dropped during the request). */
+static int changed_keys(Agent *a, KnoxClient *c, const Snapshot *s, unsigned wait_sec, char ***ret) {
+        _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+        char **changed = NULL;
+        int r;
+
+        unlock(a);
+        r = knox_client_changed_keys(c, s->ids, s->hashes, s->n, wait_sec, &changed, &err);
+        lock(a);
+        if (r >= 0 && err.code != KNOX_OK) {
+                log_warning("The server refuses to list keys: %s", strna(err.message));
+                set_connected(a, false, c, err.message);
+                return -EPROTO;
+        }
+        if (r < 0) {
+                set_connected(a, false, c, err.message ?: strerror(-r));
+                return r;
+        }
+        set_connected(a, true, c, NULL);
+        *ret = changed;
+        return 0;
+}
+
+/* The same over any number of keys, in as many requests as the size limit needs (no wait:
+ * only the watcher waits). */
+static int changed_keys_chunked(Agent *a, KnoxClient *c, const Snapshot *all, char ***ret) {
+        _cleanup_strv_free_ char **result = NULL;
+        size_t i = 0;
+        int r;
+
+        while (i < all->n) {
+                _cleanup_strv_free_ char **changed = NULL;
+                Snapshot chunk = {.ids = all->ids + i, .hashes = all->hashes + i};
+                size_t max = a->config.request_max;
+
+                while (i + chunk.n < all->n &&
+                       snapshot_fits(&chunk, all->ids[i + chunk.n], all->hashes[i + chunk.n], max)) {
+                        chunk.size += entry_size(all->ids[i + chunk.n], all->hashes[i + chunk.n]);
+                        chunk.n++;
+                }
+                r = changed_keys(a, c, &chunk, 0, &changed);
+                if (r < 0)
+                        return r;
+                STRV_FOREACH(id, changed) {
+                        r = strv_extend(&result, *id);
+                        if (r < 0)
+                                return r;
+                }
+                i += chunk.n;
+        }
+        *ret = TAKE_PTR(result);
+        return 0;
+}
+
+/* ---- the watcher ---------------------------------------------------------------------- */
+
+static void *watcher_main(void *userdata) {
+        Agent *a = userdata;
+        _cleanup_(knox_client_freep) KnoxClient *c = NULL;
+        uint64_t client_gen = 0;
+        unsigned failures = 0;
+
+        lock(a);
+        while (!a->stop) {
+                _cleanup_(snapshot_done) Snapshot s = {};
+                _cleanup_strv_free_ char **changed = NULL;
+                uint64_t now = now_usec(CLOCK_MONOTONIC), gen;
+                unsigned wait_sec;
+                int r;
+
+                if (ensure_client(a, &c, &client_gen) < 0) {
+                        sleep_until(a, now + backoff_usec(++failures, a->config.retry_max_usec));
+                        continue;
+                }
+
+                /* As many keys as one request may name; the worker polls the rest. */
+                r = 0;
+                for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
+                        AgentKey *k = a->keys[i];
+                        const char *hash = k->cache.valid ? k->cache.hash : "";
+
+                        k->watched = false;
+                        k->overflow = false;
+                        if (!watchable(k, now))
+                                continue;
+                        if (!snapshot_fits(&s, k->reg.id, hash, a->config.request_max)) {
+                                k->overflow = true;
+                                continue;
+                        }
+                        k->watched = true;
+                        r = snapshot_add(&s, k->reg.id, hash);
+                }
+                if (r < 0) {
+                        log_oom();
+                        sleep_until(a, now + USEC_PER_SEC);
+                        continue;
+                }
+                if (s.n == 0) {
+                        /* Nothing to watch: wait for the table to change. */
+                        gen = a->gen;
+                        while (!a->stop && a->gen == gen && a->config_gen == client_gen)
+                                wait_until(a, UINT64_MAX);
+                        continue;
+                }
+
+                wait_sec = (unsigned) (a->config.watch_wait_usec / USEC_PER_SEC);
+                r = changed_keys(a, c, &s, wait_sec, &changed);
+                if (r < 0) {
+                        if (r == -ENOMEM)
+                                log_oom();
+                        sleep_until(
+                                a,
+                                now_usec(CLOCK_MONOTONIC) +
+                                        backoff_usec(++failures, a->config.retry_max_usec));
+                        continue;
+                }
+                failures = 0;
+                if (strv_length(changed) > 0)
+                        log_debug("Watch: %zu key(s) changed.", strv_length(changed));
+                r = fetch_list(a, c, changed);
+                if (r < 0 && r != -ECANCELED)
+                        sleep_until(
+                                a,
+                                now_usec(CLOCK_MONOTONIC) +
+                                        backoff_usec(++failures, a->config.retry_max_usec));
+        }
+        unlock(a);
+        return NULL;
+}
+
+/* ---- the worker ----------------------------------------------------------------------- */
+
+/* Re-read every cache file and compare it with what was written (a.lock held). */
+static void verify_cache(Agent *a) {
+        _cleanup_strv_free_ char **ids = NULL;
+
+        for (size_t i = 0; i < a->n_keys; i++)
+                if (a->keys[i]->cache.valid && strv_extend(&ids, a->keys[i]->reg.id) < 0) {
+                        log_oom();
+                        return;
+                }
+
+        STRV_FOREACH(id, ids) {
+                const char *reason = NULL;
+                CacheInfo info = {};
+                AgentKey *k;
+                int r;
+
+                if (a->stop)
+                        return;
+                unlock(a);
+                pthread_mutex_lock(&a->commit_lock);
+                r = cache_read(a->cache_dir, *id, NULL, &info, &reason);
+                lock(a);
+                k = agent_find_key(a, *id);
+                if (k && k->cache.valid &&
+                    (r < 0 || memcmp(info.sha256, k->cache.sha256, sizeof(info.sha256)) != 0)) {
+                        if (r >= 0)
+                                reason = "it differs from what the agent wrote";
+                        log_security(
+                                LOG_ERR,
+                                "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81",
+                                "Cache file of key '%s' is corrupt (%s); it is not served and will be fetched again.",
+                                *id,
+                                reason ?: strerror(-r));
+                        k->cache.valid = false;
+                        k->need_fetch = true;
+                        k->retry_usec = 0;
+                        a->gen++;
+                        if (r != -ENOENT)
+                                (void) cache_remove(a->cache_dir, *id);
+                }
+                pthread_mutex_unlock(&a->commit_lock);
+        }
+}
+
+/* List all keys (except those backing off, unless forced) against their cached hashes and
+ * fetch what changed. a.lock held. */
+static int full_sync(Agent *a, KnoxClient *c, bool forced) {
+        _cleanup_(snapshot_done) Snapshot s = {};
+        _cleanup_strv_free_ char **changed = NULL;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        int r = 0;
+
+        for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
+                AgentKey *k = a->keys[i];
+
+                if (forced || !in_backoff(k, now))
+                        r = snapshot_add(&s, k->reg.id, k->cache.valid ? k->cache.hash : "");
+        }
+        if (r < 0)
+                return log_oom();
+
+        if (s.n > 0) {
+                r = changed_keys_chunked(a, c, &s, &changed);
+                if (r < 0)
+                        return r;
+                r = fetch_list(a, c, changed);
+                if (r < 0)
+                        return r;
+        }
+        verify_cache(a);
+        return 0;
+}
+
+static void *worker_main(void *userdata) {
+        Agent *a = userdata;
+        _cleanup_(knox_client_freep) KnoxClient *c = NULL;
+        uint64_t client_gen = 0, next_full = 0, next_delta = 0, fetch_pause = 0, sync_started;
+        unsigned failures = 0, full_failures = 0, delta_failures = 0, fetch_failures = 0;
+
+        lock(a);
+        sync_started = a->sync_requested;
+        while (!a->stop) {
+                _cleanup_strv_free_ char **due = NULL, **changed = NULL;
+                _cleanup_(snapshot_done) Snapshot delta = {};
+                uint64_t now = now_usec(CLOCK_MONOTONIC), deadline;
+                int r = 0;
+
+                if (ensure_client(a, &c, &client_gen) < 0) {
+                        sleep_until(a, now + backoff_usec(++failures, a->config.retry_max_usec));
+                        continue;
+                }
+                failures = 0;
+
+                /* Sync(): everything now, back-off or not. */
+                if (a->sync_requested != sync_started) {
+                        uint64_t target = a->sync_requested;
+
+                        sync_started = target;
+                        fetch_pause = 0;
+                        for (size_t i = 0; i < a->n_keys; i++)
+                                if (a->keys[i]->retry_usec > 0)
+                                        a->keys[i]->retry_usec = now;
+                        r = full_sync(a, c, true);
+                        if (r >= 0) {
+                                for (size_t i = 0; i < a->n_keys && r >= 0; i++)
+                                        if (a->keys[i]->need_fetch || a->keys[i]->state != KEY_STATE_OK) {
+                                                a->keys[i]->need_fetch = false;
+                                                r = strv_extend(&due, a->keys[i]->reg.id);
+                                        }
+                                if (r >= 0)
+                                        r = fetch_list(a, c, due);
+                        }
+                        a->sync_done = target;
+                        a->sync_error = r < 0 ? r : 0;
+                        a->status_dirty = true;
+                        agent_wake(a);
+                        next_full = now + a->config.full_sync_usec;
+                        continue;
+                }
+
+                /* Keys that need a fetch, or whose back-off is over; none while no server
+                 * answered lately. */
+                for (size_t i = 0; i < a->n_keys && r >= 0 && now >= fetch_pause; i++) {
+                        AgentKey *k = a->keys[i];
+
+                        if (k->need_fetch || (k->retry_usec > 0 && k->retry_usec <= now)) {
+                                k->need_fetch = false;
+                                if (k->retry_usec > 0) /* until the fetch says otherwise */
+                                        k->retry_usec = now +
+                                                backoff_usec(k->failures + 1, a->config.retry_max_usec);
+                                r = strv_extend(&due, k->reg.id);
+                        }
+                }
+                if (r < 0) {
+                        log_oom();
+                        sleep_until(a, now + USEC_PER_SEC);
+                        continue;
+                }
+                if (due) {
+                        r = fetch_list(a, c, due);
+                        if (r < 0 && r != -ECANCELED)
+                                fetch_pause = now + backoff_usec(++fetch_failures, a->config.retry_max_usec);
+                        else
+                                fetch_failures = 0;
+                        continue;
+                }
+
+                if (now >= next_full) {
+                        r = full_sync(a, c, false);
+                        if (r < 0 && r != -ECANCELED) {
+                                full_failures++;
+                                next_full = now + backoff_usec(full_failures, a->config.retry_max_usec);
+                        } else {
+                                full_failures = 0;
+                                next_full = now + a->config.full_sync_usec;
+                        }
+                        continue;
+                }
+
+                /* Keys the watch in flight does not cover: polled every 250 ms while some are
+                 * new (the watcher's next request takes them), every second when all are
+                 * beyond what one request may name. */
+                bool fresh = false;
+                for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
+                        AgentKey *k = a->keys[i];
+
+                        if (!k->watched && watchable(k, now)) {
+                                r = snapshot_add(&delta, k->reg.id, k->cache.valid ? k->cache.hash : "");
+                                fresh = fresh || !k->overflow;
+                        }
+                }
+                if (r < 0) {
+                        log_oom();
+                        sleep_until(a, now + USEC_PER_SEC);
+                        continue;
+                }
+                if (delta.n > 0 && now >= next_delta) {
+                        r = changed_keys_chunked(a, c, &delta, &changed);
+                        if (r < 0) {
+                                delta_failures++;
+                                next_delta = now + backoff_usec(delta_failures, a->config.retry_max_usec);
+                                continue;
+                        }
+                        delta_failures = 0;
+                        next_delta = now + (fresh ? DELTA_POLL_USEC : OVERFLOW_POLL_USEC);
+                        (void) fetch_list(a, c, changed);
+                        continue;
+                }
+
+                deadline = next_full;
+                if (delta.n > 0)
+                        deadline = MIN(deadline, next_delta);
+                for (size_t i = 0; i < a->n_keys; i++) {
+                        if (a->keys[i]->retry_usec > now)
+                                deadline = MIN(deadline, MAX(a->keys[i]->retry_usec, fetch_pause));
+                        if (a->keys[i]->need_fetch)
+                                deadline = MIN(deadline, fetch_pause);
+                }
+                wait_until(a, deadline);
+        }
+        unlock(a);
+        return NULL;
+}
+
+/* ---- start and stop ------------------------------------------------------------------- */
+
+typedef struct ThreadStart {
+        AgentSync *s;
+        Agent *a;
+        void *(*fn)(void *);
+} ThreadStart;
+
+static void *thread_trampoline(void *userdata) {
+        ThreadStart t = *(ThreadStart *) userdata;
+
+        free(userdata);
+        (void) t.fn(t.a);
+        pthread_mutex_lock(&t.s->done_lock);
+        t.s->running--;
+        pthread_cond_broadcast(&t.s->done_cond);
+        pthread_mutex_unlock(&t.s->done_lock);
+        return NULL;
+}
+
+static int start_thread(AgentSync *s, Agent *a, pthread_t *ret, void *(*fn)(void *), const char *name) {
+        pthread_attr_t attr;
+        ThreadStart *t;
+        int r;
+
+        t = malloc(sizeof(ThreadStart));
+        if (!t)
+                return -ENOMEM;
+        *t = (ThreadStart){s, a, fn};
+
+        pthread_attr_init(&attr);
+        /* mlockall() locks every stack page: keep stacks small (curl and OpenSSL need far less). */
+        (void) pthread_attr_setstacksize(&attr, SYNC_THREAD_STACK);
+        pthread_mutex_lock(&s->done_lock);
+        s->running++;
+        pthread_mutex_unlock(&s->done_lock);
+        r = -pthread_create(ret, &attr, thread_trampoline, t);
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                pthread_mutex_lock(&s->done_lock);
+                s->running--;
+                pthread_mutex_unlock(&s->done_lock);
+                free(t);
+                return log_error_errno(r, "Failed to start the %s thread: %m", name);
+        }
+        (void) pthread_setname_np(*ret, name);
+        return 0;
+}
+
+int agent_sync_start(Agent *a) {
+        AgentSync *s;
+        pthread_condattr_t ca;
+        int r;
+
+        assert_return(a && !a->sync, -EINVAL);
+
+        s = calloc(1, sizeof(AgentSync));
+        if (!s)
+                return -ENOMEM;
+        pthread_mutex_init(&s->done_lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->done_cond, &ca);
+        pthread_condattr_destroy(&ca);
+        a->sync = s;
+
+        r = start_thread(s, a, &s->worker, worker_main, "kw-sync");
+        if (r < 0)
+                return r;
+        s->worker_started = true;
+        r = start_thread(s, a, &s->watcher, watcher_main, "kw-watch");
+        if (r < 0)
+                return r;
+        s->watcher_started = true;
+        return 0;
+}
+
+void agent_sync_kick(Agent *a) {
+        lock(a);
+        a->gen++;
+        pthread_cond_broadcast(&a->cond);
+        unlock(a);
+}
+
+int agent_sync_stop(Agent *a, uint64_t timeout_usec) {
+        AgentSync *s = a ? a->sync : NULL;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
+        struct timespec ts = {
+                .tv_sec = (time_t) (deadline / USEC_PER_SEC),
+                .tv_nsec = (long) (deadline % USEC_PER_SEC * NSEC_PER_USEC),
+        };
+        bool all;
+
+        if (!s)
+                return 0;
+        lock(a);
+        a->stop = true;
+        pthread_cond_broadcast(&a->cond);
+        unlock(a);
+
+        pthread_mutex_lock(&s->done_lock);
+        while (s->running > 0)
+                if (pthread_cond_timedwait(&s->done_cond, &s->done_lock, &ts) == ETIMEDOUT)
+                        break;
+        all = s->running == 0;
+        pthread_mutex_unlock(&s->done_lock);
+        if (!all)
+                return -ETIMEDOUT;
+
+        if (s->worker_started)
+                pthread_join(s->worker, NULL);
+        if (s->watcher_started)
+                pthread_join(s->watcher, NULL);
+        pthread_cond_destroy(&s->done_cond);
+        pthread_mutex_destroy(&s->done_lock);
+        free(s);
+        a->sync = NULL;
+        return 0;
+}

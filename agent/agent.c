@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* keyward-agent: keeps the keys registered on this host in a private cache, in step with
+ * keywardd, and serves them over D-Bus. */
+
+#include "agent.h"
+
+#include <curl/curl.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include "agent-bus.h"
+#include "agent-sync.h"
+#include "log.h"
+#include "secret.h"
+#include "strv.h"
+
+/* How long SIGTERM waits for a sync thread inside a request. */
+#define STOP_TIMEOUT_USEC (2 * USEC_PER_SEC)
+
+static void apply_log_level(const AgentConfig *c) {
+        int l = c->log_level ? log_level_from_string(c->log_level) : LOG_INFO;
+
+        if (l >= 0)
+                log_set_max_level(l);
+}
+
+static Agent *agent_free(Agent *a) {
+        if (!a)
+                return NULL;
+        agent_bus_close(a);
+        sd_event_source_unref(a->wake_source);
+        sd_event_unref(a->event);
+        safe_close(a->wake_fd);
+        for (size_t i = 0; i < a->n_keys; i++)
+                agent_key_free(a->keys[i]);
+        free(a->keys);
+        for (size_t i = 0; i < a->n_changes; i++)
+                free(a->changes[i].id);
+        free(a->changes);
+        free(a->current_server);
+        free(a->cache_dir);
+        free(a->registry_path);
+        agent_config_done(&a->config);
+        pthread_cond_destroy(&a->cond);
+        pthread_mutex_destroy(&a->lock);
+        pthread_mutex_destroy(&a->commit_lock);
+        free(a);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(Agent *, agent_free);
+
+static int agent_new(AgentConfig *config, int argc, char **argv, Agent **ret) {
+        _cleanup_(agent_freep) Agent *a = NULL;
+        pthread_condattr_t ca;
+
+        a = calloc(1, sizeof(Agent));
+        if (!a)
+                return -ENOMEM;
+        a->wake_fd = -EBADF;
+        pthread_mutex_init(&a->lock, NULL);
+        pthread_mutex_init(&a->commit_lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&a->cond, &ca);
+        pthread_condattr_destroy(&ca);
+
+        a->config = *config;
+        *config = (AgentConfig){};
+        a->argc = argc;
+        a->argv = argv;
+        if (asprintf(&a->cache_dir, "%s/cache", a->config.state_dir) < 0 ||
+            asprintf(&a->registry_path, "%s/registrations.json", a->config.state_dir) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+static bool keep_cached(const char *id, void *userdata) {
+        return agent_find_key(userdata, id) != NULL;
+}
+
+/* Registrations, then every cache file checked, before the bus name is taken. */
+static int load_state(Agent *a) {
+        Registration *regs = NULL;
+        size_t n = 0, cached = 0;
+        int r;
+
+        /* The state directory is private like the cache (0700, ours). */
+        r = cache_dir_setup(a->config.state_dir);
+        if (r < 0)
+                return r;
+        r = cache_dir_setup(a->cache_dir);
+        if (r < 0)
+                return r;
+
+        r = registry_load(a->registry_path, &regs, &n);
+        if (r == -ENOENT)
+                n = 0;
+        else if (r < 0)
+                return r;
+
+        a->keys = calloc(n ? n : 1, sizeof(AgentKey *));
+        if (!a->keys) {
+                for (size_t i = 0; i < n; i++)
+                        registration_done(&regs[i]);
+                free(regs);
+                return log_oom();
+        }
+        /* registry_load() sorted them. */
+        for (size_t i = 0; i < n; i++) {
+                AgentKey *k = agent_key_new(&regs[i]);
+
+                if (!k) {
+                        for (size_t j = i; j < n; j++)
+                                registration_done(&regs[j]);
+                        free(regs);
+                        return log_oom();
+                }
+                a->keys[a->n_keys++] = k;
+        }
+        free(regs);
+
+        for (size_t i = 0; i < a->n_keys; i++) {
+                AgentKey *k = a->keys[i];
+                const char *reason = NULL;
+
+                r = agent_key_resolve_readers(k, NULL);
+                if (r < 0)
+                        return log_oom();
+
+                r = cache_read(a->cache_dir, k->reg.id, NULL, &k->cache, &reason);
+                if (r >= 0) {
+                        k->state = KEY_STATE_OK;
+                        cached++;
+                        continue;
+                }
+                if (r == -ENOMEM)
+                        return log_oom();
+                k->cache = (CacheInfo){};
+                k->need_fetch = true;
+                if (r == -ENOENT)
+                        continue;
+                log_security(
+                        LOG_ERR,
+                        "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81",
+                        "Cache file of key '%s' is corrupt (%s); it is not served and will be fetched again.",
+                        k->reg.id,
+                        reason ?: strerror(-r));
+                (void) cache_remove(a->cache_dir, k->reg.id);
+        }
+
+        r = cache_prune(a->cache_dir, keep_cached, a);
+        if (r > 0)
+                log_info("Removed %d stale file(s) from the cache.", r);
+
+        log_info("%zu key(s) registered, %zu served from the cache.", a->n_keys, cached);
+        return 0;
+}
+
+static void notify_status(Agent *a, bool connected) {
+        size_t cached = 0;
+
+        for (size_t i = 0; i < a->n_keys; i++)
+                if (a->keys[i]->cache.valid)
+                        cached++;
+        (void) sd_notifyf(
+                false,
+                "STATUS=%zu key(s) registered, %zu cached; %s",
+                a->n_keys,
+                cached,
+                connected ? "in step with the server" : "no server reachable yet, serving the cache");
+}
+
+/* The sync threads reported something. */
+static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Agent *a = userdata;
+        KeyChange *changes;
+        size_t n_changes;
+        uint64_t v, last_sync, sync_done;
+        bool connected;
+        int sync_error;
+
+        if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                log_debug_errno(errno, "Failed to read the eventfd: %m");
+
+        pthread_mutex_lock(&a->lock);
+        changes = a->changes;
+        n_changes = a->n_changes;
+        a->changes = NULL;
+        a->n_changes = 0;
+        connected = a->connected;
+        last_sync = a->last_sync_usec;
+        sync_done = a->sync_done;
+        sync_error = a->sync_error;
+        a->status_dirty = false;
+        pthread_mutex_unlock(&a->lock);
+
+        for (size_t i = 0; i < n_changes; i++) {
+                agent_bus_key_changed(a, changes[i].id, changes[i].hash, changes[i].rotated);
+                free(changes[i].id);
+        }
+        free(changes);
+        agent_bus_status_changed(a, connected, last_sync);
+        agent_bus_sync_finished(a, sync_done, sync_error);
+        notify_status(a, connected);
+        return 0;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        _cleanup_(agent_config_done) AgentConfig c = {};
+        Agent *a = userdata;
+        bool servers_changed;
+        int r;
+
+        (void) sd_notify(false, "RELOADING=1");
+        log_info("Reloading the configuration.");
+        r = agent_config_parse(a->argc, a->argv, &c);
+        if (r != 0) {
+                log_error("The new configuration is unusable; keeping the old one.");
+                (void) sd_notify(false, "READY=1");
+                return 0;
+        }
+        if (!streq(c.state_dir, a->config.state_dir))
+                log_warning("--state-dir cannot change without a restart, ignoring.");
+        free(c.state_dir);
+        c.state_dir = TAKE_PTR(a->config.state_dir);
+
+        servers_changed = strv_length(c.servers) != strv_length(a->config.servers);
+        for (size_t i = 0; !servers_changed && c.servers[i]; i++)
+                servers_changed = !streq(c.servers[i], a->config.servers[i]);
+
+        pthread_mutex_lock(&a->lock);
+        agent_config_done(&a->config);
+        a->config = c;
+        c = (AgentConfig){};
+        a->config_gen++;
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+        apply_log_level(&a->config);
+
+        /* NSS may know other users and groups now. */
+        for (size_t i = 0; i < a->n_keys; i++) {
+                AgentKey tmp = {.reg = a->keys[i]->reg};
+
+                if (agent_key_resolve_readers(&tmp, NULL) < 0)
+                        continue;
+                pthread_mutex_lock(&a->lock);
+                free(a->keys[i]->reader_uids);
+                free(a->keys[i]->reader_gids);
+                a->keys[i]->reader_uids = tmp.reader_uids;
+                a->keys[i]->n_reader_uids = tmp.n_reader_uids;
+                a->keys[i]->reader_gids = tmp.reader_gids;
+                a->keys[i]->n_reader_gids = tmp.n_reader_gids;
+                pthread_mutex_unlock(&a->lock);
+        }
+        if (servers_changed)
+                agent_bus_properties_changed(a, "Servers");
+        (void) sd_notify(false, "READY=1");
+        return 0;
+}
+
+static int run(int argc, char **argv) {
+        _cleanup_(agent_config_done) AgentConfig config = {};
+        _cleanup_(agent_freep) Agent *a = NULL;
+        sigset_t mask;
+        int r;
+
+        log_setup("keyward-agent", LOG_TARGET_AUTO);
+        r = agent_config_parse(argc, argv, &config);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+        apply_log_level(&config);
+        umask(0077);
+
+        r = secret_harden_process(false);
+        if (r < 0)
+                return log_error_errno(r, "Failed to harden the process: %m");
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                return log_error_errno(EIO, "Failed to initialize libcurl.");
+
+        r = agent_new(&config, argc, argv, &a);
+        if (r < 0)
+                return log_oom();
+        r = load_state(a);
+        if (r < 0)
+                return r;
+        /* Loading left freed heap behind; give it back before memory is locked. */
+        (void) malloc_trim(0);
+        if (a->config.mlock) {
+                /* Every page the agent touches stays in RAM (libcurl, OpenSSL and json-c keep
+                 * copies of key material we cannot wipe). MCL_ONFAULT locks pages as they are
+                 * used instead of pulling in every mapped page of every library. */
+                if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
+                        log_warning_errno(errno, "Failed to lock memory (mlockall), continuing: %m");
+        }
+
+        /* Signals go to the event loop; the sync threads inherit the mask. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+
+        r = sd_event_default(&a->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the event loop: %m");
+        r = sd_event_add_signal(a->event, NULL, SIGTERM, NULL, NULL);
+        if (r >= 0)
+                r = sd_event_add_signal(a->event, NULL, SIGINT, NULL, NULL);
+        if (r >= 0)
+                r = sd_event_add_signal(a->event, NULL, SIGHUP, on_sighup, a);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch signals: %m");
+        a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (a->wake_fd < 0)
+                return log_error_errno(errno, "Failed to create an eventfd: %m");
+        r = sd_event_add_io(a->event, &a->wake_source, a->wake_fd, EPOLLIN, on_wake, a);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the eventfd: %m");
+        r = sd_event_set_watchdog(a->event, true);
+        if (r < 0)
+                log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
+
+        r = agent_bus_open(a);
+        if (r < 0)
+                return r;
+        r = agent_sync_start(a);
+        if (r < 0)
+                return r;
+
+        (void) sd_notify(false, "READY=1");
+        notify_status(a, false);
+        log_info("keyward-agent %s serving %s on the bus.", PACKAGE_VERSION, AGENT_BUS_NAME);
+
+        r = sd_event_loop(a->event);
+        if (r < 0)
+                log_error_errno(r, "Event loop failed: %m");
+        else if (r > 0) /* sd-bus ends the loop with a positive code when the bus goes away */
+                r = log_error_errno(ECONNRESET, "Lost the connection to the bus.");
+
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping.");
+        log_info("Stopping.");
+        agent_bus_close(a);
+        if (agent_sync_stop(a, STOP_TIMEOUT_USEC) < 0) {
+                /* A watch request holds a thread inside libcurl. Everything on disk is
+                 * complete (files are replaced atomically), so leave without waiting for it
+                 * rather than tearing down what that thread still uses. */
+                log_info("A request to the server is still in flight; exiting without waiting for it.");
+                _exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
+        }
+        curl_global_cleanup();
+        return r < 0 ? r : 0;
+}
+
+int main(int argc, char **argv) {
+        int r = run(argc, argv);
+
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

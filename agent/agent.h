@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* keyward-agent's shared state. Three threads use it: the main thread runs the sd-event loop
+ * and the D-Bus service and is the only one that adds or removes keys; two sync threads
+ * (agent-sync.c) talk to keywardd and update the cache. Agent.lock guards the key table and
+ * everything the sync threads touch; the main thread may read what only it writes (the
+ * table's shape, registrations, the config) without it. Sync threads report to the main
+ * thread through Agent.changes and an eventfd. */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "agent-cache.h"
+#include "agent-config.h"
+#include "agent-registry.h"
+
+typedef enum KeyState {
+        KEY_STATE_NEW,     /* not fetched since it was registered (or since the agent started) */
+        KEY_STATE_OK,      /* the last fetch succeeded, or a valid cache file was loaded */
+        KEY_STATE_MISSING, /* the server has no such key */
+        KEY_STATE_DENIED,  /* the server does not let this machine read it */
+        KEY_STATE_FAILED,  /* no answer, a bad answer, or the cache could not be written */
+        _KEY_STATE_MAX,
+        _KEY_STATE_INVALID = -EINVAL,
+} KeyState;
+
+const char *key_state_to_string(KeyState s) _const_;
+
+typedef struct AgentKey {
+        Registration reg;   /* reg.id names the key */
+        uid_t *reader_uids; /* readers resolved through NSS */
+        size_t n_reader_uids;
+        gid_t *reader_gids;
+        size_t n_reader_gids;
+
+        CacheInfo cache; /* the verified file on disk, if any */
+        bool writing;    /* a sync thread is replacing the file with writing_sha256 */
+        uint8_t writing_sha256[CACHE_SHA256_SIZE];
+
+        KeyState state;
+        bool need_fetch;     /* fetch as soon as possible */
+        bool watched;        /* part of the watch request in flight */
+        bool overflow;       /* left out of it: the request was full */
+        unsigned failures;   /* fetches failed in a row */
+        uint64_t retry_usec; /* CLOCK_MONOTONIC: no fetch before; 0 when not backing off */
+        uint64_t committed_seq;
+        char *error; /* why the last fetch failed */
+} AgentKey;
+
+/* A new cached version of a key (hash empty: no longer registered), for the main thread. */
+typedef struct KeyChange {
+        char *id;
+        char hash[KEY_HASH_HEX_SIZE];
+        bool rotated; /* a previous version was cached: units with on_change act */
+} KeyChange;
+
+typedef struct AgentSync AgentSync;
+typedef struct AgentBus AgentBus;
+
+typedef struct Agent {
+        AgentConfig config;
+        int argc;
+        char **argv; /* kept for SIGHUP */
+        char *cache_dir;
+        char *registry_path;
+
+        sd_event *event;
+        sd_event_source *wake_source;
+        int wake_fd; /* eventfd: sync threads poke the main loop */
+        AgentBus *bus;
+        AgentSync *sync;
+
+        pthread_mutex_t lock; /* guards what follows */
+        pthread_cond_t cond;  /* CLOCK_MONOTONIC; broadcast on any change sync threads wait for */
+        AgentKey **keys;      /* sorted by id */
+        size_t n_keys;
+        uint64_t gen;        /* bumped whenever the set of keys or their states change */
+        uint64_t config_gen; /* bumped when the config changed (SIGHUP) */
+        uint64_t fetch_seq;
+        bool stop;
+        uint64_t sync_requested; /* Sync() calls: the worker runs a full comparison */
+        uint64_t sync_done;
+        int sync_error; /* of the last one: 0 or a negative errno */
+        bool connected;
+        uint64_t last_sync_usec; /* CLOCK_REALTIME of the last successful exchange */
+        uint64_t last_sync_posted_usec;
+        char *current_server;
+        KeyChange *changes;
+        size_t n_changes;
+        bool status_dirty;
+
+        pthread_mutex_t commit_lock; /* serializes writes and removals of cache files */
+} Agent;
+
+/* ---- agent-keys.c: the key table. Lookups need a.lock or the main thread. ---- */
+
+AgentKey *agent_key_new(Registration *reg); /* takes the contents of *reg */
+AgentKey *agent_key_free(AgentKey *k);
+DEFINE_TRIVIAL_CLEANUP_FUNC(AgentKey *, agent_key_free);
+
+AgentKey *agent_find_key(Agent *a, const char *id);
+/* Main thread, with a.lock held: k must not be in the table yet. */
+int agent_insert_key(Agent *a, AgentKey *k);
+/* Main thread, with a.lock held: detach and return the key, or NULL. */
+AgentKey *agent_detach_key(Agent *a, const char *id);
+
+/* Resolve k->reg.readers through NSS into uids and gids. Names that do not resolve are left
+ * out; with reterr_unknown set, the first one is returned there and -ESRCH. Main thread,
+ * without the lock (NSS may block); the result is installed under the lock. */
+int agent_key_resolve_readers(AgentKey *k, const char **reterr_unknown);
+/* root, or the uid the agent runs as: may do anything. */
+bool agent_uid_is_privileged(uid_t uid);
+/* Whether a caller may read k: a privileged uid, a reader uid, or a member of a reader group. */
+bool agent_key_may_read(const AgentKey *k, uid_t uid, const gid_t *groups, size_t n_groups);
+
+/* Write the registry file from the table, with replace (may be NULL) standing in for the
+ * entry of the same id, and extra (may be NULL) added. Main thread. */
+int agent_save_registry(
+        Agent *a, const Registration *replace, const Registration *extra, const char *skip_id);
+
+/* Sync threads, with a.lock held: queue a change for the main thread. */
+int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated);
+/* Wake the main loop (any thread). */
+void agent_wake(Agent *a);
+
+/* CLOCK_MONOTONIC and CLOCK_REALTIME in microseconds. */
+uint64_t now_usec(clockid_t clock);
+/* A back-off delay for the n-th failure in a row (n >= 1): doubling from 1s up to max,
+ * with "equal jitter" (between half and all of it). */
+uint64_t backoff_usec(unsigned n, uint64_t max_usec);

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The agent's registry file parser, and the checks that Register's D-Bus arguments go
+ * through (ids, readers, units, credential names, on_change). */
+#undef NDEBUG
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent-registry.h"
+#include "fuzz.h"
+#include "log.h"
+
+static void check_names(const char *text, size_t size) {
+        char *copy = strndup(text, size);
+
+        if (!copy)
+                return;
+        for (char *p = copy, *e; p; p = e) {
+                e = strchr(p, '\n');
+                if (e)
+                        *e++ = '\0';
+                (void) registry_id_is_valid(p);
+                (void) registry_reader_is_valid(p);
+                (void) registry_unit_is_valid(p);
+                (void) registry_credential_is_valid(p);
+                (void) on_change_from_string(p);
+        }
+        free(copy);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        Registration *regs = NULL, *again = NULL;
+        const Registration **ptrs = NULL;
+        size_t n = 0, m = 0, out_size = 0;
+        char *out = NULL;
+
+        if (size > FUZZ_INPUT_MAX)
+                return 0;
+        log_set_max_level(LOG_CRIT);
+
+        check_names((const char *) data, size);
+        if (registry_parse((const char *) data, size, &regs, &n) < 0)
+                return 0;
+
+        /* What was read is valid, and reads back the same after a write. */
+        ptrs = calloc(n + 1, sizeof(Registration *));
+        assert(ptrs);
+        for (size_t i = 0; i < n; i++) {
+                assert(registration_validate(&regs[i], NULL) == 0);
+                ptrs[i] = &regs[i];
+        }
+        assert(registry_format(ptrs, n, &out, &out_size) == 0);
+        assert(registry_parse(out, out_size, &again, &m) == 0);
+        assert(m == n);
+        for (size_t i = 0; i < n; i++) {
+                assert(strcmp(again[i].id, regs[i].id) == 0);
+                assert(again[i].on_change == regs[i].on_change);
+        }
+
+        for (size_t i = 0; i < n; i++)
+                registration_done(&regs[i]);
+        for (size_t i = 0; i < m; i++)
+                registration_done(&again[i]);
+        free(regs);
+        free(again);
+        free(ptrs);
+        free(out);
+        return 0;
+}

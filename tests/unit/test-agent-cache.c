@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#undef NDEBUG
+#include "agent-cache.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+
+typedef struct Fixture {
+        char dir[64];
+        char cache[80];
+} Fixture;
+
+static int rm_rf(const char *path) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+
+        if (!d)
+                return unlink(path);
+        while ((de = readdir(d))) {
+                char p[PATH_MAX];
+
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                (void) snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
+                (void) rm_rf(p);
+        }
+        closedir(d);
+        return rmdir(path);
+}
+
+static int setup(void **state) {
+        Fixture *f = calloc(1, sizeof(Fixture));
+
+        if (!f)
+                return -1;
+        (void) snprintf(f->dir, sizeof(f->dir), "/tmp/test-agent-cache.XXXXXX");
+        if (!mkdtemp(f->dir)) {
+                free(f);
+                return -1;
+        }
+        (void) snprintf(f->cache, sizeof(f->cache), "%s/cache", f->dir);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+
+        (void) rm_rf(f->dir);
+        free(f);
+        return 0;
+}
+
+static void add_version(Key *k, uint64_t id, VersionStatus status, const char *data) {
+        KeyVersion v = {.id = id, .status = status, .ts = 1800000000123456789};
+
+        v.data = secret_new_copy(data, strlen(data));
+        assert_non_null(v.data);
+        assert_int_equal(key_append_version(k, &v), 0);
+}
+
+/* A key as a machine gets it: the primary and an active version (ids past 2^53). */
+static Key *make_key(const char *id) {
+        Key *k = key_new();
+
+        assert_non_null(k);
+        k->id = strdup(id);
+        assert_non_null(k->id);
+        add_version(k, UINT64_C(9007199254740993), VERSION_STATUS_ACTIVE, "old secret");
+        add_version(k, UINT64_C(9223372036854775807), VERSION_STATUS_PRIMARY, "new secret");
+        return k;
+}
+
+static void test_encode_decode(void **state) {
+        _cleanup_(key_freep) Key *k = make_key("db:password"), *back = NULL;
+        _cleanup_(secret_freep) Secret *s = NULL;
+        CacheInfo info = {}, info2 = {};
+        const char *reason = NULL;
+
+        assert_int_equal(cache_encode(k, &s, &info), 0);
+        assert_true(info.valid);
+        assert_string_equal(info.hash, k->hash);
+        assert_true(info.primary == UINT64_C(9223372036854775807));
+        assert_memory_equal(s->data, "keyward-cache-v1 sha256=", 24);
+        assert_non_null(memchr(s->data, '\n', s->size));
+
+        assert_int_equal(cache_decode(s->data, s->size, "db:password", &back, &info2, &reason), 0);
+        assert_memory_equal(&info, &info2, sizeof(info));
+        assert_string_equal(back->id, "db:password");
+        assert_string_equal(back->hash, k->hash);
+        assert_int_equal(back->n_versions, 2);
+        assert_true(back->versions[0].id == UINT64_C(9007199254740993));
+        assert_int_equal(back->versions[0].status, VERSION_STATUS_ACTIVE);
+        assert_int_equal(back->versions[0].data->size, 10);
+        assert_memory_equal(back->versions[0].data->data, "old secret", 10);
+        assert_memory_equal(key_primary_version(back)->data->data, "new secret", 10);
+
+        /* Checking only, and for any id. */
+        assert_int_equal(cache_decode(s->data, s->size, NULL, NULL, NULL, NULL), 0);
+}
+
+static void test_decode_corrupt(void **state) {
+        _cleanup_(key_freep) Key *k = make_key("k1");
+        _cleanup_(secret_freep) Secret *s = NULL;
+        const char *reason = NULL;
+        uint8_t *copy;
+        uint8_t *p;
+
+        assert_int_equal(cache_encode(k, &s, NULL), 0);
+        copy = malloc(s->size);
+        assert_non_null(copy);
+
+        /* One flipped byte of the JSON. */
+        memcpy(copy, s->data, s->size);
+        p = (uint8_t *) strstr((char *) copy, "\"data\":\"") + 8;
+        *p ^= 1;
+        assert_int_equal(cache_decode(copy, s->size, "k1", NULL, NULL, &reason), -EBADMSG);
+        assert_string_equal(reason, "content does not match its checksum");
+
+        /* One flipped digit of the checksum. */
+        memcpy(copy, s->data, s->size);
+        copy[30] = copy[30] == '0' ? '1' : '0';
+        assert_int_equal(cache_decode(copy, s->size, "k1", NULL, NULL, &reason), -EBADMSG);
+        assert_string_equal(reason, "content does not match its checksum");
+
+        /* Upper-case hex is not what we write. */
+        memcpy(copy, s->data, s->size);
+        copy[24] = 'G';
+        assert_int_equal(cache_decode(copy, s->size, "k1", NULL, NULL, &reason), -EBADMSG);
+        assert_string_equal(reason, "malformed checksum");
+
+        /* Truncated. */
+        assert_int_equal(cache_decode(s->data, s->size - 1, "k1", NULL, NULL, &reason), -EBADMSG);
+        assert_string_equal(reason, "content does not match its checksum");
+        assert_int_equal(cache_decode(s->data, 20, "k1", NULL, NULL, &reason), -EBADMSG);
+        assert_string_equal(reason, "no cache header");
+        assert_int_equal(cache_decode(s->data, 0, "k1", NULL, NULL, &reason), -EBADMSG);
+
+        /* A valid file of another key. */
+        assert_int_equal(cache_decode(s->data, s->size, "k2", NULL, NULL, &reason), -EBADMSG);
+        assert_string_equal(reason, "holds another key");
+
+        /* No header at all: Knox's own cache format. */
+        memcpy(copy, s->data, s->size);
+        assert_int_equal(cache_decode(copy + 89, s->size - 89, "k1", NULL, NULL, &reason), -EBADMSG);
+        assert_string_equal(reason, "no cache header");
+        free(copy);
+}
+
+static void test_decode_bad_json(void **state) {
+        static const char empty_hash[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        char buf[256];
+        const char *reason = NULL;
+        int n;
+
+        /* A valid checksum over JSON that is no key (sha256 of the empty string here). */
+        n = snprintf(buf, sizeof(buf), "keyward-cache-v1 sha256=%s\n", empty_hash);
+        assert_int_equal(cache_decode((uint8_t *) buf, (size_t) n, "k1", NULL, NULL, &reason), -EBADMSG);
+        assert_string_equal(reason, "not a Knox key");
+}
+
+static void test_encode_needs_primary(void **state) {
+        _cleanup_(key_freep) Key *k = key_new();
+        _cleanup_(secret_freep) Secret *s = NULL;
+
+        k->id = strdup("k");
+        add_version(k, 1, VERSION_STATUS_ACTIVE, "x");
+        assert_int_equal(cache_encode(k, &s, NULL), -EINVAL);
+        assert_null(s);
+}
+
+static void test_dir_setup(void **state) {
+        Fixture *f = *state;
+        char file[128];
+        struct stat st;
+
+        assert_int_equal(cache_dir_setup(f->cache), 0);
+        assert_int_equal(stat(f->cache, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+
+        /* A looser mode is tightened. */
+        assert_int_equal(chmod(f->cache, 0755), 0);
+        assert_int_equal(cache_dir_setup(f->cache), 0);
+        assert_int_equal(stat(f->cache, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+
+        (void) snprintf(file, sizeof(file), "%s/file", f->dir);
+        assert_int_equal(write_file_atomic(file, "x", 1, 0600), 0);
+        assert_int_equal(cache_dir_setup(file), -ENOTDIR);
+}
+
+static void test_write_read(void **state) {
+        Fixture *f = *state;
+        _cleanup_(key_freep) Key *k = make_key("svc:token"), *back = NULL;
+        CacheInfo info = {}, got = {};
+        const char *reason = NULL;
+        char path[128], link[128];
+        struct stat st;
+
+        assert_int_equal(cache_dir_setup(f->cache), 0);
+        assert_int_equal(cache_read(f->cache, "svc:token", NULL, &got, &reason), -ENOENT);
+
+        assert_int_equal(cache_write(f->cache, k, &info), 0);
+        (void) snprintf(path, sizeof(path), "%s/svc:token", f->cache);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+
+        assert_int_equal(cache_read(f->cache, "svc:token", &back, &got, &reason), 0);
+        assert_memory_equal(&info, &got, sizeof(info));
+        assert_memory_equal(key_primary_version(back)->data->data, "new secret", 10);
+
+        /* Readable by others: not trusted. */
+        assert_int_equal(chmod(path, 0644), 0);
+        assert_int_equal(cache_read(f->cache, "svc:token", NULL, &got, &reason), -EPERM);
+        assert_string_equal(reason, "accessible to group or others");
+        assert_int_equal(chmod(path, 0600), 0);
+
+        /* A symbolic link is never followed. */
+        (void) snprintf(link, sizeof(link), "%s/other", f->cache);
+        assert_int_equal(symlink(path, link), 0);
+        assert_int_equal(cache_read(f->cache, "other", NULL, &got, &reason), -EPERM);
+        assert_string_equal(reason, "a symbolic link");
+
+        /* Ids that are no file names are refused. */
+        assert_int_equal(cache_read(f->cache, "../x", NULL, &got, &reason), -EINVAL);
+        assert_int_equal(cache_remove(f->cache, "a/b"), -EINVAL);
+
+        assert_int_equal(cache_remove(f->cache, "svc:token"), 0);
+        assert_int_equal(cache_remove(f->cache, "svc:token"), 0);
+        assert_int_equal(cache_read(f->cache, "svc:token", NULL, &got, &reason), -ENOENT);
+}
+
+static bool keep_k1(const char *id, void *userdata) {
+        (*(int *) userdata)++;
+        return streq(id, "k1");
+}
+
+static void test_prune(void **state) {
+        Fixture *f = *state;
+        _cleanup_(key_freep) Key *k1 = make_key("k1"), *k2 = make_key("k2");
+        char path[128];
+        int calls = 0;
+
+        assert_int_equal(cache_dir_setup(f->cache), 0);
+        assert_int_equal(cache_write(f->cache, k1, NULL), 0);
+        assert_int_equal(cache_write(f->cache, k2, NULL), 0);
+        /* A temporary left by a crash mid-write. */
+        (void) snprintf(path, sizeof(path), "%s/.#k1.0123456789abcdef", f->cache);
+        assert_int_equal(write_file_atomic(path, "partial", 7, 0600), 0);
+
+        assert_int_equal(cache_prune(f->cache, keep_k1, &calls), 2);
+        assert_int_equal(calls, 2);
+        assert_int_equal(cache_read(f->cache, "k1", NULL, NULL, NULL), 0);
+        assert_int_equal(cache_read(f->cache, "k2", NULL, NULL, NULL), -ENOENT);
+        assert_int_equal(access(path, F_OK), -1);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_encode_decode),
+                cmocka_unit_test(test_decode_corrupt),
+                cmocka_unit_test(test_decode_bad_json),
+                cmocka_unit_test(test_encode_needs_primary),
+                cmocka_unit_test_setup_teardown(test_dir_setup, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_write_read, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

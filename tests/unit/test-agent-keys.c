@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#undef NDEBUG
+#include "agent.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "strv.h"
+
+static AgentKey *new_key(const char *id, const char *reader) {
+        Registration reg = {};
+        AgentKey *k;
+
+        reg.id = strdup(id);
+        assert_non_null(reg.id);
+        if (reader)
+                assert_int_equal(strv_extend(&reg.readers, reader), 0);
+        k = agent_key_new(&reg);
+        assert_non_null(k);
+        assert_null(reg.id); /* moved */
+        return k;
+}
+
+static void test_table(void **state) {
+        Agent a = {};
+        static const char *const ids[] = {"m", "c", "x", "a", "k"};
+        AgentKey *k;
+
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+                assert_int_equal(agent_insert_key(&a, new_key(ids[i], NULL)), 0);
+        assert_int_equal(a.n_keys, 5);
+        assert_int_equal(a.gen, 5);
+        /* Sorted, so that bsearch finds them. */
+        assert_string_equal(a.keys[0]->reg.id, "a");
+        assert_string_equal(a.keys[4]->reg.id, "x");
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+                assert_string_equal(agent_find_key(&a, ids[i])->reg.id, ids[i]);
+        assert_null(agent_find_key(&a, "b"));
+        assert_null(agent_find_key(&a, NULL));
+
+        k = new_key("k", NULL);
+        assert_int_equal(agent_insert_key(&a, k), -EEXIST);
+        agent_key_free(k);
+
+        k = agent_detach_key(&a, "k");
+        assert_non_null(k);
+        assert_string_equal(k->reg.id, "k");
+        agent_key_free(k);
+        assert_null(agent_detach_key(&a, "k"));
+        assert_int_equal(a.n_keys, 4);
+        assert_null(agent_find_key(&a, "k"));
+        assert_non_null(agent_find_key(&a, "m"));
+
+        for (size_t i = 0; i < a.n_keys; i++)
+                agent_key_free(a.keys[i]);
+        free(a.keys);
+}
+
+static void test_readers(void **state) {
+        _cleanup_(agent_key_freep) AgentKey *k = new_key("k", "user:root");
+        _cleanup_(agent_key_freep) AgentKey *g = new_key("g", "group:root");
+        _cleanup_(agent_key_freep) AgentKey *n = new_key("n", "user:4242");
+        _cleanup_(agent_key_freep) AgentKey *u = new_key("u", "user:no-such-user-kw");
+        const char *unknown = NULL;
+        gid_t groups[] = {100, 0};
+
+        assert_int_equal(agent_key_resolve_readers(k, &unknown), 0);
+        assert_int_equal(k->n_reader_uids, 1);
+        assert_int_equal(k->reader_uids[0], 0);
+        assert_int_equal(agent_key_resolve_readers(g, &unknown), 0);
+        assert_int_equal(g->n_reader_gids, 1);
+        assert_int_equal(g->reader_gids[0], 0);
+        /* A number NSS does not know is taken as the id. */
+        assert_int_equal(agent_key_resolve_readers(n, &unknown), 0);
+        assert_int_equal(n->reader_uids[0], 4242);
+
+        assert_int_equal(agent_key_resolve_readers(u, &unknown), -ESRCH);
+        assert_string_equal(unknown, "user:no-such-user-kw");
+        /* Without reterr_unknown, unknown names are left out. */
+        assert_int_equal(agent_key_resolve_readers(u, NULL), 0);
+        assert_int_equal(u->n_reader_uids, 0);
+
+        /* root (and the agent's own uid) always; a reader uid; a member of a reader group;
+         * nobody else. */
+        if (geteuid() == 4243 || geteuid() == 54321)
+                skip();
+        assert_true(agent_key_may_read(u, 0, NULL, 0));
+        assert_true(agent_key_may_read(u, geteuid(), NULL, 0));
+        assert_true(agent_uid_is_privileged(geteuid()));
+        assert_false(agent_uid_is_privileged(54321));
+        assert_true(agent_key_may_read(n, 4242, NULL, 0));
+        assert_false(agent_key_may_read(n, 4243, NULL, 0));
+        assert_false(agent_key_may_read(u, 4242, NULL, 0));
+        assert_true(agent_key_may_read(g, 54321, groups, 2));
+        assert_false(agent_key_may_read(g, 54321, groups, 1));
+        assert_false(agent_key_may_read(n, 54321, groups, 2));
+}
+
+static void test_backoff(void **state) {
+        uint64_t max = 60 * USEC_PER_SEC;
+
+        for (int i = 0; i < 100; i++) {
+                uint64_t d1 = backoff_usec(1, max), d3 = backoff_usec(3, max), d20 = backoff_usec(20, max);
+
+                assert_true(d1 >= USEC_PER_SEC / 2 && d1 <= USEC_PER_SEC);
+                assert_true(d3 >= 2 * USEC_PER_SEC && d3 <= 4 * USEC_PER_SEC);
+                assert_true(d20 >= max / 2 && d20 <= max);
+        }
+        /* A cap below one second still holds. */
+        assert_true(backoff_usec(1, 500 * USEC_PER_MSEC) <= 500 * USEC_PER_MSEC);
+        /* A huge cap does not overflow. */
+        assert_true(backoff_usec(200, UINT64_C(1) << 62) >= UINT64_C(1) << 61);
+}
+
+static void test_changes(void **state) {
+        Agent a = {.wake_fd = -EBADF};
+
+        assert_int_equal(agent_post_change(&a, "k1", "abc", false), 0);
+        assert_int_equal(agent_post_change(&a, "k2", "", true), 0);
+        assert_int_equal(a.n_changes, 2);
+        assert_string_equal(a.changes[0].id, "k1");
+        assert_string_equal(a.changes[0].hash, "abc");
+        assert_false(a.changes[0].rotated);
+        assert_string_equal(a.changes[1].hash, "");
+        assert_true(a.changes[1].rotated);
+        agent_wake(&a); /* no eventfd: nothing happens */
+        for (size_t i = 0; i < a.n_changes; i++)
+                free(a.changes[i].id);
+        free(a.changes);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_table),
+                cmocka_unit_test(test_readers),
+                cmocka_unit_test(test_backoff),
+                cmocka_unit_test(test_changes),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
