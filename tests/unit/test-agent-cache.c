@@ -119,24 +119,24 @@ static void test_decode_corrupt(void **state) {
         uint8_t *p;
 
         assert_int_equal(cache_encode(k, &s, NULL), 0);
-        copy = malloc(s->size);
+        copy = malloc(s->size + 1); /* and the NUL: strstr() below */
         assert_non_null(copy);
 
         /* One flipped byte of the JSON. */
-        memcpy(copy, s->data, s->size);
+        memcpy(copy, s->data, s->size + 1);
         p = (uint8_t *) strstr((char *) copy, "\"data\":\"") + 8;
         *p ^= 1;
         assert_int_equal(cache_decode(copy, s->size, "k1", NULL, NULL, &reason), -EBADMSG);
         assert_string_equal(reason, "content does not match its checksum");
 
         /* One flipped digit of the checksum. */
-        memcpy(copy, s->data, s->size);
+        memcpy(copy, s->data, s->size + 1);
         copy[30] = copy[30] == '0' ? '1' : '0';
         assert_int_equal(cache_decode(copy, s->size, "k1", NULL, NULL, &reason), -EBADMSG);
         assert_string_equal(reason, "content does not match its checksum");
 
         /* Upper-case hex is not what we write. */
-        memcpy(copy, s->data, s->size);
+        memcpy(copy, s->data, s->size + 1);
         copy[24] = 'G';
         assert_int_equal(cache_decode(copy, s->size, "k1", NULL, NULL, &reason), -EBADMSG);
         assert_string_equal(reason, "malformed checksum");
@@ -153,7 +153,7 @@ static void test_decode_corrupt(void **state) {
         assert_string_equal(reason, "holds another key");
 
         /* No header at all: Knox's own cache format. */
-        memcpy(copy, s->data, s->size);
+        memcpy(copy, s->data, s->size + 1);
         assert_int_equal(cache_decode(copy + 89, s->size - 89, "k1", NULL, NULL, &reason), -EBADMSG);
         assert_string_equal(reason, "no cache header");
         free(copy);
