@@ -100,12 +100,24 @@ int json_append_cstring(Buf *b, const char *s) {
         return json_append_string(b, strempty(s), strlen(strempty(s)));
 }
 
-int json_append_int64(Buf *b, int64_t v) {
-        return buf_printf(b, "%" PRIi64, v);
+/* Integers are on every response's hot path (ids, timestamps): no printf machinery. */
+int json_append_uint64(Buf *b, uint64_t v) {
+        char tmp[20];
+        size_t n = 0;
+
+        do {
+                tmp[sizeof(tmp) - ++n] = (char) ('0' + v % 10);
+                v /= 10;
+        } while (v > 0);
+        return buf_put(b, tmp + sizeof(tmp) - n, n);
 }
 
-int json_append_uint64(Buf *b, uint64_t v) {
-        return buf_printf(b, "%" PRIu64, v);
+int json_append_int64(Buf *b, int64_t v) {
+        if (v >= 0)
+                return json_append_uint64(b, (uint64_t) v);
+        (void) buf_putc(b, '-');
+        /* -(v + 1) + 1 avoids overflowing on INT64_MIN. */
+        return json_append_uint64(b, (uint64_t) -(v + 1) + 1);
 }
 
 static void tokener_wipe_and_free(struct json_tokener *tok) {
