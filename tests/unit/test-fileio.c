@@ -15,28 +15,11 @@
 #include <sys/stat.h>
 
 #include "strv.h"
+#include "tests.h"
 
 typedef struct Fixture {
         char dir[64];
 } Fixture;
-
-static int rm_rf(const char *path) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-
-        if (!d)
-                return unlink(path);
-        while ((de = readdir(d))) {
-                char p[PATH_MAX];
-
-                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-                        continue;
-                (void) snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
-                (void) rm_rf(p);
-        }
-        closedir(d);
-        return rmdir(path);
-}
 
 static int setup(void **state) {
         Fixture *f = calloc(1, sizeof(Fixture));
@@ -55,7 +38,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
         Fixture *f = *state;
 
-        (void) rm_rf(f->dir);
+        (void) tests_rm_rf(f->dir);
         free(f);
         return 0;
 }
