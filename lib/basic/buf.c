@@ -25,7 +25,9 @@ int buf_reserve(Buf *b, size_t extra) {
         if (need <= b->cap)
                 return 0;
 
-        cap = MAX(need, MAX(b->cap * 2, (size_t) 64));
+        /* Start at 1 KiB: responses and audit lines are a few hundred bytes, and every growth of
+         * a secure buffer is an allocation, a copy and a wipe. */
+        cap = MAX(need, MAX(b->cap * 2, (size_t) 1024));
         if (b->max > 0 && b->max < SIZE_MAX)
                 cap = MIN(cap, b->max + 1);
 
