@@ -117,7 +117,7 @@ int json_append_int64(Buf *b, int64_t v) {
                 return json_append_uint64(b, (uint64_t) v);
         (void) buf_putc(b, '-');
         /* -(v + 1) + 1 avoids overflowing on INT64_MIN. */
-        return json_append_uint64(b, (uint64_t) -(v + 1) + 1);
+        return json_append_uint64(b, (uint64_t) - (v + 1) + 1);
 }
 
 static void tokener_wipe_and_free(struct json_tokener *tok) {
