@@ -11,7 +11,7 @@
 #include "strv.h"
 
 #define DELTA_POLL_USEC (250 * USEC_PER_MSEC)
-#define OVERFLOW_POLL_USEC (1 * USEC_PER_SEC)
+#define OVERFLOW_POLL_USEC (250 * USEC_PER_MSEC)
 #define SYNC_THREAD_STACK (512 * 1024)
 
 struct AgentSync {
