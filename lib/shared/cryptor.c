@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,15 +24,22 @@ struct Cryptor {
         /* Fetched once here: OpenSSL 3 would otherwise look the cipher up in its provider
          * store on every init. Reference-counted and read-only, so threads share it. */
         EVP_CIPHER *cipher;
+        uint64_t serial; /* names this cryptor's key in the thread contexts; never reused */
 };
 
-/* One cipher context per thread, reused by every seal and open of that thread (with any
- * Cryptor): reset after each use, which also wipes the expanded key it held. The key's
- * destructor frees it when the thread exits. */
+static atomic_uint_fast64_t cryptor_serial;
+
+/* One cipher context per thread, reused by every seal and open of that thread. It keeps the
+ * expanded key of the cryptor it last served (thread_ctx_serial), so that the next call
+ * with that cryptor only sets a new nonce: expanding an AES key costs as much as sealing a
+ * short secret. The context is reset (and the expanded key wiped) after a failure, when a
+ * call comes for another cryptor, when its cryptor is freed on this thread, and by the
+ * key's destructor when the thread exits. */
 static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
 static pthread_key_t ctx_key;
 static bool ctx_key_ok;
 static _Thread_local EVP_CIPHER_CTX *thread_ctx;
+static _Thread_local uint64_t thread_ctx_serial;
 
 static void ctx_destroy(void *p) {
         EVP_CIPHER_CTX_free(p);
@@ -44,13 +52,15 @@ static void ctx_key_init(void) {
 typedef struct CtxRef {
         EVP_CIPHER_CTX *ctx;
         bool owned; /* no thread slot could be set up: a context for this call only */
+        bool keyed; /* the context already holds this cryptor's expanded key */
+        bool ok;    /* the call succeeded: the thread's context may keep the key */
 } CtxRef;
 
-static int ctx_acquire(CtxRef *ret) {
+static int ctx_acquire(const Cryptor *c, CtxRef *ret) {
         EVP_CIPHER_CTX *ctx;
 
         if (thread_ctx) {
-                *ret = (CtxRef){.ctx = thread_ctx};
+                *ret = (CtxRef){.ctx = thread_ctx, .keyed = thread_ctx_serial == c->serial};
                 return 0;
         }
 
@@ -60,9 +70,23 @@ static int ctx_acquire(CtxRef *ret) {
         (void) pthread_once(&ctx_once, ctx_key_init);
         if (ctx_key_ok && pthread_setspecific(ctx_key, ctx) == 0) {
                 thread_ctx = ctx;
+                thread_ctx_serial = 0;
                 *ret = (CtxRef){.ctx = ctx};
         } else
                 *ret = (CtxRef){.ctx = ctx, .owned = true};
+        return 0;
+}
+
+/* The init of a seal or an open: the whole key schedule the first time, the nonce alone
+ * while the thread's context still holds this cryptor's key. */
+static int ctx_init(const Cryptor *c, CtxRef *ref, int enc, const uint8_t *nonce) {
+        if (ref->keyed)
+                return EVP_CipherInit_ex(ref->ctx, NULL, NULL, NULL, nonce, enc) == 1 ? 0 : -EIO;
+        /* 12 bytes is GCM's default IV length, so no EVP_CTRL_GCM_SET_IVLEN is needed. */
+        if (EVP_CipherInit_ex(ref->ctx, c->cipher, NULL, c->key->data, nonce, enc) != 1)
+                return -EIO;
+        if (!ref->owned)
+                thread_ctx_serial = c->serial;
         return 0;
 }
 
@@ -71,8 +95,10 @@ static void ctx_release(CtxRef *ref) {
                 return;
         if (ref->owned)
                 EVP_CIPHER_CTX_free(ref->ctx);
-        else
+        else if (!ref->ok) {
                 (void) EVP_CIPHER_CTX_reset(ref->ctx);
+                thread_ctx_serial = 0;
+        }
         ref->ctx = NULL;
 }
 
@@ -121,6 +147,7 @@ int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
         c->cipher = EVP_CIPHER_fetch(NULL, name, NULL);
         if (!c->cipher)
                 return openssl_error(-EOPNOTSUPP, "EVP_CIPHER_fetch");
+        c->serial = atomic_fetch_add_explicit(&cryptor_serial, 1, memory_order_relaxed) + 1;
 
         *ret = TAKE_PTR(c);
         return 0;
@@ -129,6 +156,10 @@ int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
 Cryptor *cryptor_free(Cryptor *c) {
         if (!c)
                 return NULL;
+        if (thread_ctx && thread_ctx_serial == c->serial) {
+                (void) EVP_CIPHER_CTX_reset(thread_ctx);
+                thread_ctx_serial = 0;
+        }
         secret_free(c->key);
         EVP_CIPHER_free(c->cipher);
         free(c);
@@ -146,23 +177,29 @@ static void put_uvarint(uint8_t out[static VARINT_MAX_SIZE], uint64_t x) {
         out[i] = (uint8_t) x;
 }
 
+/* The fixed part of Knox's associated data: the version id and the creation time as Go's
+ * binary.PutUvarint and PutVarint (zig-zag) write them, each in a zeroed 10-byte field. The
+ * key id follows it. */
+static void ad_fixed(uint64_t version_id, int64_t ts, uint8_t ret[static CRYPTOR_AD_FIXED_SIZE]) {
+        uint64_t zz;
+
+        zz = (uint64_t) ts << 1;
+        if (ts < 0)
+                zz = ~zz;
+        memset(ret, 0, CRYPTOR_AD_FIXED_SIZE);
+        put_uvarint(ret, version_id);
+        put_uvarint(ret + VARINT_MAX_SIZE, zz);
+}
+
 int cryptor_associated_data(const char *key_id, uint64_t version_id, int64_t ts, Buf *ret) {
         _cleanup_buf_ Buf b = BUF_INIT;
-        uint8_t field[2 * VARINT_MAX_SIZE] = {};
-        uint64_t zz;
+        uint8_t field[CRYPTOR_AD_FIXED_SIZE];
         int r;
 
         assert_return(key_id, -EINVAL);
         assert_return(ret, -EINVAL);
 
-        /* Go's binary.PutVarint: zig-zag, so small negative numbers stay short. */
-        zz = (uint64_t) ts << 1;
-        if (ts < 0)
-                zz = ~zz;
-
-        put_uvarint(field, version_id);
-        put_uvarint(field + VARINT_MAX_SIZE, zz);
-
+        ad_fixed(version_id, ts, field);
         r = buf_put(&b, field, sizeof(field));
         if (r < 0)
                 return r;
@@ -175,9 +212,24 @@ int cryptor_associated_data(const char *key_id, uint64_t version_id, int64_t ts,
         return 0;
 }
 
-static int check_sizes(size_t data_size, const Buf *ad) {
+/* The associated data goes to GCM in two parts, the fixed one and the key id, with no copy
+ * of them put together. */
+static int ad_update(EVP_CIPHER_CTX *ctx, const char *key_id, size_t key_id_len, const KeyVersion *v) {
+        uint8_t field[CRYPTOR_AD_FIXED_SIZE];
+        int outl;
+
+        ad_fixed(v->id, v->ts, field);
+        if (EVP_CipherUpdate(ctx, NULL, &outl, field, (int) sizeof(field)) != 1)
+                return -EIO;
+        if (key_id_len > 0 &&
+            EVP_CipherUpdate(ctx, NULL, &outl, (const uint8_t *) key_id, (int) key_id_len) != 1)
+                return -EIO;
+        return 0;
+}
+
+static int check_sizes(size_t data_size, size_t key_id_len) {
         /* OpenSSL counts in int; the tag must fit too. */
-        if (data_size > INT_MAX - CRYPTOR_TAG_SIZE || ad->len > INT_MAX)
+        if (data_size > INT_MAX - CRYPTOR_TAG_SIZE || key_id_len > INT_MAX)
                 return -E2BIG;
         return 0;
 }
@@ -194,8 +246,7 @@ static int seal_into(
         _cleanup_(ctx_release) CtxRef ref = {};
         EVP_CIPHER_CTX *ctx;
         _cleanup_free_ uint8_t *sealed = NULL, *crypt = NULL;
-        _cleanup_buf_ Buf ad = BUF_INIT;
-        size_t n;
+        size_t n, key_id_len;
         int outl, r;
 
         assert(c);
@@ -204,11 +255,8 @@ static int seal_into(
         if (!key_id || !v->data)
                 return -EINVAL;
         n = v->data->size;
-
-        r = cryptor_associated_data(key_id, v->id, v->ts, &ad);
-        if (r < 0)
-                return r;
-        r = check_sizes(n, &ad);
+        key_id_len = strlen(key_id);
+        r = check_sizes(n, key_id_len);
         if (r < 0)
                 return r;
 
@@ -224,13 +272,12 @@ static int seal_into(
 
         ERR_clear_error();
 
-        if (ctx_acquire(&ref) < 0)
+        if (ctx_acquire(c, &ref) < 0)
                 return openssl_error(-ENOMEM, "EVP_CIPHER_CTX_new");
         ctx = ref.ctx;
-        /* 12 bytes is GCM's default IV length, so no EVP_CTRL_GCM_SET_IVLEN is needed. */
-        if (EVP_EncryptInit_ex(ctx, c->cipher, NULL, c->key->data, crypt + 1) != 1)
+        if (ctx_init(c, &ref, 1, crypt + 1) < 0)
                 return openssl_error(-EIO, "EVP_EncryptInit_ex");
-        if (ad.len > 0 && EVP_EncryptUpdate(ctx, NULL, &outl, (const uint8_t *) ad.data, (int) ad.len) != 1)
+        if (ad_update(ctx, key_id, key_id_len, v) < 0)
                 return openssl_error(-EIO, "EVP_EncryptUpdate(AD)");
         if (n > 0) {
                 if (EVP_EncryptUpdate(ctx, sealed, &outl, v->data->data, (int) n) != 1)
@@ -242,6 +289,7 @@ static int seal_into(
                 return openssl_error(-EIO, "EVP_EncryptFinal_ex");
         if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CRYPTOR_TAG_SIZE, sealed + n) != 1)
                 return openssl_error(-EIO, "EVP_CTRL_GCM_GET_TAG");
+        ref.ok = true;
 
         *ret_sealed = TAKE_PTR(sealed);
         *ret_sealed_size = n + CRYPTOR_TAG_SIZE;
@@ -254,9 +302,8 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
         _cleanup_(ctx_release) CtxRef ref = {};
         EVP_CIPHER_CTX *ctx;
         _cleanup_(secret_freep) Secret *s = NULL;
-        _cleanup_buf_ Buf ad = BUF_INIT;
         uint8_t tag[CRYPTOR_TAG_SIZE];
-        size_t n;
+        size_t n, key_id_len;
         int outl, r;
 
         assert(c);
@@ -276,11 +323,8 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
         if (!v->sealed || v->sealed_size < CRYPTOR_TAG_SIZE)
                 return -EINVAL;
         n = v->sealed_size - CRYPTOR_TAG_SIZE;
-
-        r = cryptor_associated_data(key_id, v->id, v->ts, &ad);
-        if (r < 0)
-                return r;
-        r = check_sizes(n, &ad);
+        key_id_len = strlen(key_id);
+        r = check_sizes(n, key_id_len);
         if (r < 0)
                 return r;
 
@@ -293,12 +337,12 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
 
         ERR_clear_error();
 
-        if (ctx_acquire(&ref) < 0)
+        if (ctx_acquire(c, &ref) < 0)
                 return openssl_error(-ENOMEM, "EVP_CIPHER_CTX_new");
         ctx = ref.ctx;
-        if (EVP_DecryptInit_ex(ctx, c->cipher, NULL, c->key->data, v->crypt + 1) != 1)
+        if (ctx_init(c, &ref, 0, v->crypt + 1) < 0)
                 return openssl_error(-EIO, "EVP_DecryptInit_ex");
-        if (ad.len > 0 && EVP_DecryptUpdate(ctx, NULL, &outl, (const uint8_t *) ad.data, (int) ad.len) != 1)
+        if (ad_update(ctx, key_id, key_id_len, v) < 0)
                 return openssl_error(-EIO, "EVP_DecryptUpdate(AD)");
         if (n > 0) {
                 if (EVP_DecryptUpdate(ctx, s->data, &outl, v->sealed, (int) n) != 1)
@@ -311,6 +355,7 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
         /* A tag mismatch leaves nothing on OpenSSL's error queue; either way it is -EBADMSG. */
         if (EVP_DecryptFinal_ex(ctx, s->data + n, &outl) != 1)
                 return openssl_error(-EBADMSG, "EVP_DecryptFinal_ex");
+        ref.ok = true;
 
         *ret = TAKE_PTR(s);
         return 0;

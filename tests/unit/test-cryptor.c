@@ -288,6 +288,48 @@ static void test_tamper(_unused_ void **state) {
         key_version_done(&v);
 }
 
+/* A thread's context keeps the expanded key of the cryptor it last served: repeated calls
+ * with that cryptor must still open the known answer, and a new cryptor (even one at the
+ * freed one's address) must never inherit the old key. */
+static void test_context_reuse(_unused_ void **state) {
+        _cleanup_free_ uint8_t *plain = NULL, *key = NULL;
+        uint8_t other_key[32];
+        size_t n_plain, n_key;
+        Cryptor *c = NULL;
+        KeyVersion v = {.id = 1, .ts = 10}, w;
+
+        plain = unhex(GCM_PLAIN, &n_plain);
+        key = unhex(kat[ELEMENTSOF(kat) - 1].key, &n_key);
+        assert_int_equal(cryptor_new(key, n_key, &c), 0);
+        version_set_stored(
+                &v, GCM_IV, kat[ELEMENTSOF(kat) - 1].ciphertext, kat[ELEMENTSOF(kat) - 1].knox_tag);
+        for (unsigned i = 0; i < 3; i++) {
+                /* open, seal, a failed open and open again, all on the kept key */
+                assert_int_equal(cryptor_open_version(c, "test:key", &v), 0);
+                assert_memory_equal(v.data->data, plain, n_plain);
+                version_drop_data(&v);
+                sealed_version(c, &w);
+                w.id++;
+                assert_int_equal(cryptor_open_version(c, "tamper:key", &w), -EBADMSG);
+                w.id--;
+                assert_int_equal(cryptor_open_version(c, "tamper:key", &w), 0);
+                assert_memory_equal(w.data->data, "secret data", 11);
+                key_version_done(&w);
+        }
+        c = cryptor_free(c);
+
+        memcpy(other_key, key, sizeof(other_key));
+        other_key[0] ^= 1;
+        assert_int_equal(cryptor_new(other_key, sizeof(other_key), &c), 0);
+        assert_int_equal(cryptor_open_version(c, "test:key", &v), -EBADMSG);
+        assert_null(v.data);
+        sealed_version(c, &w);
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &w), 0);
+        key_version_done(&w);
+        c = cryptor_free(c);
+        key_version_done(&v);
+}
+
 static void test_malformed(_unused_ void **state) {
         _cleanup_(cryptor_freep) Cryptor *c = NULL;
         KeyVersion v;
@@ -619,6 +661,7 @@ int main(void) {
                 cmocka_unit_test(test_round_trip),
                 cmocka_unit_test(test_known_answer),
                 cmocka_unit_test(test_known_answer_dev_key),
+                cmocka_unit_test(test_context_reuse),
                 cmocka_unit_test(test_tamper),
                 cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_fresh_nonce),
