@@ -50,7 +50,7 @@ int buf_reserve(Buf *b, size_t extra) {
         return 0;
 }
 
-int buf_put(Buf *b, const void *p, size_t n) {
+int buf_put_slow(Buf *b, const void *p, size_t n) {
         int r;
 
         r = buf_reserve(b, n);
@@ -61,14 +61,6 @@ int buf_put(Buf *b, const void *p, size_t n) {
         b->len += n;
         b->data[b->len] = '\0';
         return 0;
-}
-
-int buf_puts(Buf *b, const char *s) {
-        return buf_put(b, s, strlen(s));
-}
-
-int buf_putc(Buf *b, char c) {
-        return buf_put(b, &c, 1);
 }
 
 int buf_printf(Buf *b, const char *fmt, ...) {

@@ -368,7 +368,6 @@ void principal_done(Principal *p) {
                 return;
         free(p->id);
         strv_free(p->groups);
-        free(p->provider);
         *p = (Principal){};
 }
 
@@ -383,7 +382,7 @@ void principals_done(Principals *ps) {
 
 int principals_add(
         Principals *ps, PrincipalKind kind, const char *id, char *const *groups, const char *provider) {
-        _cleanup_(principal_done) Principal p = {.kind = kind};
+        _cleanup_(principal_done) Principal p = {.kind = kind, .provider = provider};
         int r;
 
         assert_return(ps, -EINVAL);
@@ -398,16 +397,14 @@ int principals_add(
                 if (r < 0)
                         return r;
         }
-        if (provider) {
-                p.provider = strdup(provider);
-                if (!p.provider)
-                        return -ENOMEM;
-        }
 
-        Principal *items = reallocarray(ps->items, ps->n + 1, sizeof(Principal));
-        if (!items)
-                return -ENOMEM;
-        ps->items = items;
+        /* Room for two from the start: "0t" requests get a machine and often a service. */
+        if (ps->n == 0 || (ps->n >= 2 && (ps->n & (ps->n - 1)) == 0)) {
+                Principal *items = reallocarray(ps->items, MAX(ps->n * 2, (size_t) 2), sizeof(Principal));
+                if (!items)
+                        return -ENOMEM;
+                ps->items = items;
+        }
         ps->items[ps->n++] = p;
         p = (Principal){};
         return 0;

@@ -42,9 +42,9 @@ const char *principal_kind_to_string(PrincipalKind k) _const_;
 /* One authenticated identity of a request. */
 typedef struct Principal {
         PrincipalKind kind;
-        char *id;       /* user name, hostname as sent, or SPIFFE ID */
-        char **groups;  /* users only: NULL-terminated, may be NULL */
-        char *provider; /* name of the auth provider that produced it ("mtls", ...) */
+        char *id;             /* user name, hostname as sent, or SPIFFE ID */
+        char **groups;        /* users only: NULL-terminated, may be NULL */
+        const char *provider; /* the auth provider that produced it ("mtls", ...): a literal */
 } Principal;
 
 /* All principals of a request; the first is the default principal (§5.5). */
@@ -55,7 +55,7 @@ typedef struct Principals {
 
 void principal_done(Principal *p);
 void principals_done(Principals *ps);
-/* Append a principal; the strings are copied. */
+/* Append a principal; id and groups are copied, provider is a literal and is not. */
 int principals_add(
         Principals *ps, PrincipalKind kind, const char *id, char *const *groups, const char *provider);
 const Principal *principals_default(const Principals *ps);

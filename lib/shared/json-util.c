@@ -51,6 +51,12 @@ int json_append_string(Buf *b, const char *s, size_t n) {
                 uint32_t c;
                 size_t l;
 
+                /* Plain ASCII, the bulk of it, without decoding. */
+                if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"' && p[i] != '\\' && p[i] != '<' &&
+                    p[i] != '>' && p[i] != '&') {
+                        i++;
+                        continue;
+                }
                 l = utf8_sequence(p + i, n - i, &c);
                 if (l == 1 && c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&') {
                         i++;
