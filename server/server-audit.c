@@ -134,13 +134,22 @@ static void civil_from_days(int64_t z, int64_t *ret_y, unsigned *ret_m, unsigned
         *ret_d = doy - (153 * mp + 2) / 5 + 1;
 }
 
+/* v as exactly width decimal digits at p (the leading ones zeros); v < 10^width. */
+static void put_digits(char *p, uint64_t v, unsigned width) {
+        while (width > 0) {
+                p[--width] = (char) ('0' + v % 10);
+                v /= 10;
+        }
+}
+
 /* RFC 3339 in UTC with all nine digits of nanoseconds: "2026-11-23T19:29:31.123456789Z".
- * (Go's RFC3339Nano drops trailing zeros; a fixed width sorts as text and parses the same.) */
+ * (Go's RFC3339Nano drops trailing zeros; a fixed width sorts as text and parses the same.)
+ * Nanoseconds in an int64_t span the years 1677 to 2262: four digits always do. */
 static void timestamp_append(Buf *b, int64_t ns) {
         int64_t secs, days, y;
         unsigned mo, d, sod;
         long nsec;
-        char s[64];
+        char s[sizeof("YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ") - 1];
 
         secs = ns / 1000000000;
         nsec = (long) (ns % 1000000000);
@@ -154,18 +163,21 @@ static void timestamp_append(Buf *b, int64_t ns) {
         sod = (unsigned) (secs - days * 86400);
         civil_from_days(days, &y, &mo, &d);
 
-        (void) snprintf(
-                s,
-                sizeof(s),
-                "%04" PRIi64 "-%02u-%02uT%02u:%02u:%02u.%09ldZ",
-                y,
-                mo,
-                d,
-                sod / 3600,
-                sod / 60 % 60,
-                sod % 60,
-                nsec);
-        (void) buf_puts(b, s);
+        put_digits(s, (uint64_t) y, 4);
+        s[4] = '-';
+        put_digits(s + 5, mo, 2);
+        s[7] = '-';
+        put_digits(s + 8, d, 2);
+        s[10] = 'T';
+        put_digits(s + 11, sod / 3600, 2);
+        s[13] = ':';
+        put_digits(s + 14, sod / 60 % 60, 2);
+        s[16] = ':';
+        put_digits(s + 17, sod % 60, 2);
+        s[19] = '.';
+        put_digits(s + 20, (uint64_t) nsec, 9);
+        s[29] = 'Z';
+        (void) buf_put(b, s, sizeof(s));
 }
 
 static int64_t now_ns(void) {
@@ -325,6 +337,8 @@ static int principals_append(Buf *b, const AuditRecord *r) {
                 (void) buf_puts(b, "null");
 
         (void) buf_puts(b, ",\"auth_type\":");
+        if (ps && ps->n == 1) /* the common case, a kind name: no scratch buffer */
+                return json_append_cstring(b, principal_kind_to_string(def->kind));
         if (def) {
                 k = principals_type_append(ps, &type);
                 if (k < 0)

@@ -58,6 +58,8 @@ static int set_message(char **reterr, const char *fmt, ...) {
         va_list ap;
         char *m;
 
+        if (!reterr)
+                return 0; /* nobody will read it */
         va_start(ap, fmt);
         if (vasprintf(&m, fmt, ap) < 0)
                 m = NULL;
@@ -155,8 +157,9 @@ int auth_request(
                 case 't':
                         matched = true;
                         r = auth_mtls(req, payload, &ps, &msg);
+                        /* Once mtls has a principal, why the fallback fails matters to no one. */
                         if (r >= 0)
-                                r = auth_spiffe(req, "spiffe-fallback", &ps, &msg);
+                                r = auth_spiffe(req, "spiffe-fallback", &ps, ps.n > 0 ? NULL : &msg);
                         break;
                 case 'u':
                         matched = true;

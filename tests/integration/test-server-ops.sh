@@ -342,6 +342,10 @@ start_config
 r=$(as_alice GET /v0/keys/k1/)
 expect "serve --config FILE alone works" "$r" 200 0 ""
 is "the file's hostname is used" "$(jget "$(body "$r")" 'j["host"]')" confighost
+for _ in $(seq 100); do # audit lines go out within a millisecond or so
+        [ -s "$T/audit-config.log" ] && break
+        sleep 0.05
+done
 check "the file's audit log is used" [ -s "$T/audit-config.log" ]
 kwd_stop
 start_config --hostname flaghost
