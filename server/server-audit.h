@@ -8,7 +8,7 @@
  * thread's buffer for that Audit, and the buffer goes out with one write() of whole lines
  * when it passes AUDIT_BUFFER_SIZE, at audit_flush(), audit_reopen() (the caller's buffer
  * only) and audit_free() (every thread's). A thread that writes lines calls audit_flush()
- * regularly (keywardd's workers: once per event-loop pass) and before it stops writing. */
+ * regularly (keywardd's workers: at most a millisecond after a line) and before it stops writing. */
 
 #include <stdbool.h>
 #include <stddef.h>
