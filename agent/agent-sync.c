@@ -22,13 +22,26 @@ struct AgentSync {
         unsigned running;
 };
 
-/* A list of ids and their cached hashes, copied out of the table. */
+/* A list of ids and their cached hashes, copied out of the table. The strings go into
+ * blocks that never move, the pointers into arrays that double: a snapshot of ten thousand
+ * keys is a handful of allocations, not twenty thousand small ones left to interleave with
+ * the table's long-lived entries in the (locked, so never trimmed mid-heap) heap. */
+typedef struct SnapshotBlock {
+        struct SnapshotBlock *next;
+        size_t used, size;
+        char data[];
+} SnapshotBlock;
+
 typedef struct Snapshot {
         char **ids;
         char **hashes;
-        size_t n;
+        size_t n, n_alloc;
         size_t size; /* of the query string these make */
+        SnapshotBlock *blocks;
 } Snapshot;
+
+#define SNAPSHOT_BLOCK_MIN (4 * 1024)
+#define SNAPSHOT_BLOCK_MAX (256 * 1024)
 
 /* The length "id=hash&" takes in a query string (ids are [A-Za-z0-9_:], ':' is escaped). */
 static size_t entry_size(const char *id, const char *hash) {
@@ -41,25 +54,59 @@ static size_t entry_size(const char *id, const char *hash) {
 }
 
 static void snapshot_done(Snapshot *s) {
-        s->ids = strv_free(s->ids);
-        s->hashes = strv_free(s->hashes);
-        s->n = 0;
-        s->size = 0;
+        while (s->blocks) {
+                SnapshotBlock *b = s->blocks;
+
+                s->blocks = b->next;
+                free(b);
+        }
+        free(s->ids);
+        free(s->hashes);
+        *s = (Snapshot){};
+}
+
+static char *snapshot_copy(Snapshot *s, const char *str) {
+        size_t n = strlen(str) + 1;
+        SnapshotBlock *b = s->blocks;
+        char *p;
+
+        if (!b || b->size - b->used < n) {
+                size_t size = MAX(n, b ? MIN(b->size * 2, (size_t) SNAPSHOT_BLOCK_MAX) : SNAPSHOT_BLOCK_MIN);
+
+                b = malloc(offsetof(SnapshotBlock, data) + size);
+                if (!b)
+                        return NULL;
+                *b = (SnapshotBlock){.next = s->blocks, .size = size};
+                s->blocks = b;
+        }
+        p = memcpy(b->data + b->used, str, n);
+        b->used += n;
+        return p;
 }
 
 static int snapshot_add(Snapshot *s, const char *id, const char *hash) {
-        int r;
+        char *i, *h;
 
-        r = strv_extend(&s->ids, id);
-        if (r < 0)
-                return r;
-        r = strv_extend(&s->hashes, hash);
-        if (r < 0) {
-                /* keep the arrays parallel */
-                free(s->ids[s->n]);
-                s->ids[s->n] = NULL;
-                return r;
+        if (s->n == s->n_alloc) {
+                size_t m = MAX(s->n_alloc * 2, (size_t) 64);
+                char **ids, **hashes;
+
+                ids = reallocarray(s->ids, m, sizeof(char *));
+                if (!ids)
+                        return -ENOMEM;
+                s->ids = ids;
+                hashes = reallocarray(s->hashes, m, sizeof(char *));
+                if (!hashes)
+                        return -ENOMEM;
+                s->hashes = hashes;
+                s->n_alloc = m;
         }
+        i = snapshot_copy(s, id);
+        h = i ? snapshot_copy(s, hash) : NULL;
+        if (!h)
+                return -ENOMEM;
+        s->ids[s->n] = i;
+        s->hashes[s->n] = h;
         s->n++;
         s->size += entry_size(id, hash);
         return 0;
@@ -416,35 +463,51 @@ static int changed_keys(Agent *a, KnoxClient *c, const Snapshot *s, unsigned wai
         return 0;
 }
 
-/* The same over any number of keys, in as many requests as the size limit needs (no wait:
- * only the watcher waits). */
-static int changed_keys_chunked(Agent *a, KnoxClient *c, const Snapshot *all, char ***ret) {
-        _cleanup_strv_free_ char **result = NULL;
-        size_t i = 0;
-        int r;
+/* Which keys a poll asks about. */
+typedef bool (*KeyFilter)(const AgentKey *k, uint64_t now, bool forced);
 
-        while (i < all->n) {
+/* Ask about every key filter() picks, without waiting (only the watcher waits), in requests
+ * of at most request_max each, and fetch what changed after each. One request's list is
+ * built at a time, from where the last one ended in the table's id order, so that memory
+ * stays that of one request however many keys there are. a.lock held (dropped during the
+ * requests). A fetch that fails leaves its keys marked and ends the poll with its error. */
+static int poll_changed(Agent *a, KnoxClient *c, KeyFilter filter, bool forced) {
+        _cleanup_free_ char *cursor = NULL; /* the last id asked about */
+
+        for (;;) {
+                _cleanup_(snapshot_done) Snapshot s = {};
                 _cleanup_strv_free_ char **changed = NULL;
-                Snapshot chunk = {.ids = all->ids + i, .hashes = all->hashes + i};
-                size_t max = a->config.request_max;
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                int r = 0;
 
-                while (i + chunk.n < all->n &&
-                       snapshot_fits(&chunk, all->ids[i + chunk.n], all->hashes[i + chunk.n], max)) {
-                        chunk.size += entry_size(all->ids[i + chunk.n], all->hashes[i + chunk.n]);
-                        chunk.n++;
+                if (a->stop)
+                        return -ECANCELED;
+                for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
+                        AgentKey *k = a->keys[i];
+                        const char *hash = k->cache.valid ? k->cache.hash : "";
+
+                        if ((cursor && strcmp(k->reg.id, cursor) <= 0) || !filter(k, now, forced))
+                                continue;
+                        if (!snapshot_fits(&s, k->reg.id, hash, a->config.request_max))
+                                break; /* the next request goes on from here */
+                        r = snapshot_add(&s, k->reg.id, hash);
                 }
-                r = changed_keys(a, c, &chunk, 0, &changed);
+                if (r < 0)
+                        return log_oom();
+                if (s.n == 0)
+                        return 0;
+                free(cursor);
+                cursor = strdup(s.ids[s.n - 1]);
+                if (!cursor)
+                        return log_oom();
+
+                r = changed_keys(a, c, &s, 0, &changed);
                 if (r < 0)
                         return r;
-                STRV_FOREACH(id, changed) {
-                        r = strv_extend(&result, *id);
-                        if (r < 0)
-                                return r;
-                }
-                i += chunk.n;
+                r = fetch_list(a, c, changed);
+                if (r < 0)
+                        return r;
         }
-        *ret = TAKE_PTR(result);
-        return 0;
 }
 
 /* ---- the watcher ---------------------------------------------------------------------- */
@@ -571,31 +634,23 @@ static void verify_cache(Agent *a) {
 
 /* List all keys (except those backing off, unless forced) against their cached hashes and
  * fetch what changed. a.lock held. */
+static bool full_sync_wants(const AgentKey *k, uint64_t now, bool forced) {
+        return forced || !in_backoff(k, now);
+}
+
 static int full_sync(Agent *a, KnoxClient *c, bool forced) {
-        _cleanup_(snapshot_done) Snapshot s = {};
-        _cleanup_strv_free_ char **changed = NULL;
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
-        int r = 0;
+        int r;
 
-        for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
-                AgentKey *k = a->keys[i];
-
-                if (forced || !in_backoff(k, now))
-                        r = snapshot_add(&s, k->reg.id, k->cache.valid ? k->cache.hash : "");
-        }
+        r = poll_changed(a, c, full_sync_wants, forced);
         if (r < 0)
-                return log_oom();
-
-        if (s.n > 0) {
-                r = changed_keys_chunked(a, c, &s, &changed);
-                if (r < 0)
-                        return r;
-                r = fetch_list(a, c, changed);
-                if (r < 0)
-                        return r;
-        }
+                return r;
         verify_cache(a);
         return 0;
+}
+
+/* Keys the watch in flight does not cover. */
+static bool unwatched(const AgentKey *k, uint64_t now, bool forced) {
+        return !k->watched && watchable(k, now);
 }
 
 static void *worker_main(void *userdata) {
@@ -607,8 +662,7 @@ static void *worker_main(void *userdata) {
         lock(a);
         sync_started = a->sync_requested;
         while (!a->stop) {
-                _cleanup_strv_free_ char **due = NULL, **changed = NULL;
-                _cleanup_(snapshot_done) Snapshot delta = {};
+                _cleanup_strv_free_ char **due = NULL;
                 uint64_t now = now_usec(CLOCK_MONOTONIC), deadline;
                 int r = 0;
 
@@ -688,34 +742,29 @@ static void *worker_main(void *userdata) {
                  * new (the watcher's next request takes them), every second when all are
                  * beyond what one request may name. */
                 bool fresh = false;
-                for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
+                size_t n_delta = 0;
+                for (size_t i = 0; i < a->n_keys; i++) {
                         AgentKey *k = a->keys[i];
 
                         if (!k->watched && watchable(k, now)) {
-                                r = snapshot_add(&delta, k->reg.id, k->cache.valid ? k->cache.hash : "");
+                                n_delta++;
                                 fresh = fresh || !k->overflow;
                         }
                 }
-                if (r < 0) {
-                        log_oom();
-                        sleep_until(a, now + USEC_PER_SEC);
-                        continue;
-                }
-                if (delta.n > 0 && now >= next_delta) {
-                        r = changed_keys_chunked(a, c, &delta, &changed);
-                        if (r < 0) {
+                if (n_delta > 0 && now >= next_delta) {
+                        r = poll_changed(a, c, unwatched, false);
+                        if (r < 0 && r != -ECANCELED) {
                                 delta_failures++;
                                 next_delta = now + backoff_usec(delta_failures, a->config.retry_max_usec);
                                 continue;
                         }
                         delta_failures = 0;
                         next_delta = now + (fresh ? DELTA_POLL_USEC : OVERFLOW_POLL_USEC);
-                        (void) fetch_list(a, c, changed);
                         continue;
                 }
 
                 deadline = next_full;
-                if (delta.n > 0)
+                if (n_delta > 0)
                         deadline = MIN(deadline, next_delta);
                 for (size_t i = 0; i < a->n_keys; i++) {
                         if (a->keys[i]->retry_usec > now)

@@ -265,6 +265,17 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* Locked memory is never given back from the middle of the heap (madvise(MADV_DONTNEED)
+ * refuses locked pages), so the agent keeps its heap from fragmenting: one arena for all
+ * threads instead of one each, and the long lists of a watch or a full comparison in their
+ * own mappings, returned whole when freed, instead of holes the size of the last one (glibc
+ * otherwise raises its mmap threshold to the largest block freed). */
+static void tune_malloc(void) {
+        (void) mallopt(M_ARENA_MAX, 1);
+        (void) mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+        (void) mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+}
+
 static int run(int argc, char **argv) {
         _cleanup_(agent_config_done) AgentConfig config = {};
         _cleanup_(agent_freep) Agent *a = NULL;
@@ -281,6 +292,7 @@ static int run(int argc, char **argv) {
         r = secret_harden_process(false);
         if (r < 0)
                 return log_error_errno(r, "Failed to harden the process: %m");
+        tune_malloc();
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return log_error_errno(EIO, "Failed to initialize libcurl.");
 

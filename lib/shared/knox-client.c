@@ -29,9 +29,15 @@ struct KnoxClient {
         char *authorization;
         char *user_agent;
         uint64_t timeout_usec;
+        long connect_ms;
+        char *ca_file, *cert_file, *key_file;
         Buf response; /* secure: may hold key data */
         char errbuf[CURL_ERROR_SIZE];
 };
+
+/* A path longer than this (a watch or a comparison naming many keys) leaves libcurl holding
+ * several copies of it after the request; the handle is reset to let them go. */
+#define LONG_PATH (16 * 1024)
 
 typedef enum Method {
         METHOD_GET,
@@ -168,10 +174,40 @@ static void curl_init_once(void) {
         curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* Every option of the handle: at creation, and again after curl_easy_reset(). */
+static int handle_setup(KnoxClient *c) {
+        if (curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1) != CURLE_OK ||
+#if LIBCURL_VERSION_NUM >= 0x075500
+            curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK ||
+#else
+            curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS, (long) CURLPROTO_HTTPS) != CURLE_OK ||
+#endif
+            curl_easy_setopt(c->curl, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_PATH_AS_IS, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, MAX(c->connect_ms, 1L)) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_USERAGENT, c->user_agent) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &c->response) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK)
+                return -EIO;
+        if (c->ca_file && curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file) != CURLE_OK)
+                return -EIO;
+        if (c->cert_file &&
+            (curl_easy_setopt(c->curl, CURLOPT_SSLCERT, c->cert_file) != CURLE_OK ||
+             curl_easy_setopt(c->curl, CURLOPT_SSLKEY, c->key_file) != CURLE_OK))
+                return -EIO;
+        return 0;
+}
+
 int knox_client_new(const KnoxClientConfig *config, KnoxClient **ret) {
         _cleanup_(knox_client_freep) KnoxClient *c = NULL;
         uint64_t connect_timeout;
-        long ms;
         int r;
 
         assert_return(config, -EINVAL);
@@ -222,34 +258,14 @@ int knox_client_new(const KnoxClientConfig *config, KnoxClient **ret) {
         c->curl = curl_easy_init();
         if (!c->curl)
                 return -ENOMEM;
-
-        ms = (long) MIN(connect_timeout / 1000, (uint64_t) LONG_MAX);
-        if (curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1) != CURLE_OK ||
-#if LIBCURL_VERSION_NUM >= 0x075500
-            curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK ||
-#else
-            curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS, (long) CURLPROTO_HTTPS) != CURLE_OK ||
-#endif
-            curl_easy_setopt(c->curl, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_PATH_AS_IS, 1L) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, MAX(ms, 1L)) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_USERAGENT, c->user_agent) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &c->response) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK)
-                return -EIO;
-        if (config->ca_file && curl_easy_setopt(c->curl, CURLOPT_CAINFO, config->ca_file) != CURLE_OK)
-                return -EIO;
-        if (config->cert_file &&
-            (curl_easy_setopt(c->curl, CURLOPT_SSLCERT, config->cert_file) != CURLE_OK ||
-             curl_easy_setopt(c->curl, CURLOPT_SSLKEY, config->key_file) != CURLE_OK))
-                return -EIO;
+        c->connect_ms = (long) MIN(connect_timeout / 1000, (uint64_t) LONG_MAX);
+        if ((config->ca_file && !(c->ca_file = strdup(config->ca_file))) ||
+            (config->cert_file && !(c->cert_file = strdup(config->cert_file))) ||
+            (config->key_file && !(c->key_file = strdup(config->key_file))))
+                return -ENOMEM;
+        r = handle_setup(c);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(c);
         return 0;
@@ -263,6 +279,9 @@ KnoxClient *knox_client_free(KnoxClient *c) {
         strv_free(c->servers);
         erase_and_free_string(c->authorization);
         free(c->user_agent);
+        free(c->ca_file);
+        free(c->cert_file);
+        free(c->key_file);
         buf_done(&c->response);
         free(c);
         return NULL;
@@ -490,6 +509,12 @@ static int client_request(
         (void) curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
         (void) curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, NULL);
         slist_free_erase(headers);
+        if (strlen(path) > LONG_PATH) {
+                /* The connection and the TLS session stay; the copies of path go. */
+                curl_easy_reset(c->curl);
+                if (handle_setup(c) < 0 && r >= 0)
+                        r = -EIO;
+        }
 
         if (r == -ENOMEM)
                 return error_set(err, r, "Out of memory");

@@ -118,7 +118,7 @@ agent_start() {
         NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" \
                 --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem" --hostname "$HOST" \
                 --state-dir "$STATE" --runtime-dir "$T/run" --retry-max 2s --watch-wait 30s \
-                --log-level debug "$@" 2>>"$T/agent.log" &
+                --max-request-size 1K --log-level debug "$@" 2>>"$T/agent.log" &
         AGENT_PID=$!
 }
 agent_ready() { grep -q '^READY=1' "$T/notify.log"; }
@@ -242,6 +242,36 @@ is "Connected is true" "$(prop Connected)" "b true"
 like "LastSync is set" "$(prop LastSync)" '^t [1-9][0-9]{15}$'
 out=$(call GetUserToken 2>&1)
 like "GetUserToken without a login: Unavailable" "$out" "No user token is held"
+
+# ---- more keys than one request may name (--max-request-size 1K) ------------------------------
+# About 12 of these fit in the watch; the others are polled in further requests, each going
+# on in id order from where the last one ended.
+MANY=$(seq -f 'many:key:%02g' 1 30)
+for id in $MANY; do
+        create_key "$id" "data-$id" "$GRANT"
+        call Register 'sa{sv}' "$id" 0 >/dev/null || not_ok "Register $id"
+done
+check "30 more keys registered" test "$(prop KeyCount)" = "u 33"
+many_cached() { [ "$(call ListKeys | grep -o '"many:key:[0-9]*" "[0-9a-f]\{64\}"' | wc -l)" = 30 ]; }
+check "all of them cached" wait_for 20 many_cached
+check "no request names more than 1K of keys" \
+        bash -c "! grep -q 'GET .*/v0/keys/?.\{1100,\}' '$T/agent.log'"
+rotate() { # ID DATA: a new primary version; prints its id
+        local v
+        v=$(jget "$(body "$(as_alice POST "/v0/keys/$1/versions/" --data-urlencode "data=$(b64 "$2")")")" 'j["data"]')
+        as_alice PUT "/v0/keys/$1/versions/$v/" --data-urlencode 'status="Primary"' >/dev/null
+        echo "$v"
+}
+serves() { [ "$(getkey "$1")" = "$2" ]; } # ID "DATA VERSION"
+for id in many:key:30 many:key:17; do
+        v=$(rotate "$id" "rotated-$id")
+        check "$id, beyond the watch, follows a rotation" wait_for 10 serves "$id" "rotated-$id $v"
+done
+check "Sync over all the requests it takes" call Sync
+for id in $MANY; do
+        call Unregister s "$id" >/dev/null || not_ok "Unregister $id"
+done
+is "KeyCount is 3 again" "$(prop KeyCount)" "u 3"
 
 # ---- last-known-good: server stopped ---------------------------------------------------------
 KWD_ADDR_SAVED=$KWD_ADDR
