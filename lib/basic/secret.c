@@ -34,12 +34,16 @@ static void *secure_map(size_t size) {
         return p;
 }
 
-/* The pool: slots of 64 bytes to 4 KiB, header included, carved from 256 KiB chunks of
- * secure memory and kept on a free list per size when freed. Chunks are never unmapped, so
- * the pool is as large as the most secrets ever held at once. */
+/* The pool: slots of 64 bytes to 4 KiB, header included, carved from chunks of secure
+ * memory and kept on a free list per size when freed. Chunks are locked, so resident, as
+ * soon as they are mapped: each size's first is 16 KiB and the next ones double up to
+ * 256 KiB, so that a process holding a few secrets (the agent, the command line) pays
+ * little and a busy server maps rarely. Chunks are never unmapped, so the pool is as large
+ * as the most secrets ever held at once. */
 #define POOL_CLASSES 7 /* 64, 128, ..., 4096 */
 #define POOL_SLOT_MIN 64
-#define POOL_CHUNK_SIZE (256 * 1024)
+#define POOL_CHUNK_MIN (16 * 1024)
+#define POOL_CHUNK_MAX (256 * 1024)
 
 typedef struct PoolSlot {
         struct PoolSlot *next;
@@ -50,6 +54,7 @@ static struct {
         PoolSlot *free[POOL_CLASSES];
         uint8_t *chunk[POOL_CLASSES]; /* where the next fresh slot of each class is carved */
         size_t chunk_left[POOL_CLASSES];
+        size_t chunk_next[POOL_CLASSES]; /* the size of the class's next chunk; 0: the first */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static unsigned pool_class_of(size_t total) {
@@ -74,8 +79,12 @@ static void *pool_get(unsigned c) {
                 p = s;
         } else {
                 if (pool.chunk_left[c] < slot) {
-                        pool.chunk[c] = secure_map(POOL_CHUNK_SIZE);
-                        pool.chunk_left[c] = pool.chunk[c] ? POOL_CHUNK_SIZE : 0;
+                        size_t size = pool.chunk_next[c] ?: POOL_CHUNK_MIN;
+
+                        pool.chunk[c] = secure_map(size);
+                        pool.chunk_left[c] = pool.chunk[c] ? size : 0;
+                        if (pool.chunk[c])
+                                pool.chunk_next[c] = MIN(size * 2, (size_t) POOL_CHUNK_MAX);
                 }
                 if (pool.chunk[c] && pool.chunk_left[c] >= slot) {
                         p = pool.chunk[c];

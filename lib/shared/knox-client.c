@@ -475,6 +475,9 @@ static int client_request(
                         r = -EIO;
                         break;
                 }
+                /* libcurl has its copy: a watch's long one need not wait here */
+                free(url);
+                url = NULL;
 
                 log_debug("%s %s%s", method_names[method], c->servers[idx], path);
                 code = curl_easy_perform(c->curl);
