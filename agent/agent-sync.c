@@ -11,7 +11,7 @@
 #include "strv.h"
 
 #define DELTA_POLL_USEC (250 * USEC_PER_MSEC)
-#define OVERFLOW_POLL_USEC (250 * USEC_PER_MSEC)
+#define OVERFLOW_POLL_USEC (1 * USEC_PER_SEC)
 #define SYNC_THREAD_STACK (512 * 1024)
 
 struct AgentSync {
@@ -209,6 +209,7 @@ static int ensure_client(Agent *a, KnoxClient **c, uint64_t *client_gen) {
                 .connect_timeout_usec = a->config.connect_timeout_usec,
                 .timeout_usec = a->config.request_timeout_usec,
                 .user_agent = "keyward-agent/" PACKAGE_VERSION,
+                .cancel = &a->cancel,
         };
         r = knox_client_new(&cc, &n);
         if (r < 0)
@@ -875,6 +876,7 @@ int agent_sync_stop(Agent *a, uint64_t timeout_usec) {
                 return 0;
         lock(a);
         a->stop = true;
+        atomic_store(&a->cancel, true); /* a held watch, too, ends within a second */
         pthread_cond_broadcast(&a->cond);
         unlock(a);
 

@@ -361,10 +361,10 @@ static int run(int argc, char **argv) {
         log_info("Stopping.");
         agent_bus_close(a);
         if (agent_sync_stop(a, STOP_TIMEOUT_USEC) < 0) {
-                /* A watch request holds a thread inside libcurl. Everything on disk is
-                 * complete (files are replaced atomically), so leave without waiting for it
-                 * rather than tearing down what that thread still uses. */
-                log_info("A request to the server is still in flight; exiting without waiting for it.");
+                /* Requests in flight are cancelled within a second, so this is a thread
+                 * stuck elsewhere (a slow disk, NSS). Everything on disk is complete (files
+                 * are replaced atomically): leave without tearing down what it still uses. */
+                log_warning("A sync thread did not stop in time; exiting without waiting for it.");
                 _exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
         }
         curl_global_cleanup();

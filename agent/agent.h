@@ -9,6 +9,7 @@
  * thread through Agent.changes and an eventfd. */
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -95,6 +96,7 @@ typedef struct Agent {
         bool status_dirty;
 
         pthread_mutex_t commit_lock; /* serializes writes and removals of cache files */
+        atomic_bool cancel;          /* stopping: requests in flight end (KnoxClientConfig) */
 } Agent;
 
 /* ---- agent-keys.c: the key table. Lookups need a.lock or the main thread. ---- */

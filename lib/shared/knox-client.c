@@ -31,6 +31,7 @@ struct KnoxClient {
         uint64_t timeout_usec;
         long connect_ms;
         char *ca_file, *cert_file, *key_file;
+        const atomic_bool *cancel;
         Buf response; /* secure: may hold key data */
         char errbuf[CURL_ERROR_SIZE];
 };
@@ -60,6 +61,8 @@ static int curl_to_errno(CURLcode code) {
                 return -ECONNREFUSED;
         case CURLE_OPERATION_TIMEDOUT:
                 return -ETIMEDOUT;
+        case CURLE_ABORTED_BY_CALLBACK:
+                return -ECANCELED;
         case CURLE_PEER_FAILED_VERIFICATION:
                 return -EKEYREJECTED;
         case CURLE_SSL_CONNECT_ERROR:
@@ -174,6 +177,14 @@ static void curl_init_once(void) {
         curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* libcurl calls it at least once a second during a transfer, a held watch included. */
+static int
+xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+        const KnoxClient *c = userdata;
+
+        return atomic_load(c->cancel) ? 1 : 0;
+}
+
 /* Every option of the handle: at creation, and again after curl_easy_reset(). */
 static int handle_setup(KnoxClient *c) {
         if (curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
@@ -197,6 +208,11 @@ static int handle_setup(KnoxClient *c) {
             curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK)
                 return -EIO;
         if (c->ca_file && curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file) != CURLE_OK)
+                return -EIO;
+        if (c->cancel &&
+            (curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, xferinfo_cb) != CURLE_OK ||
+             curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c) != CURLE_OK ||
+             curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L) != CURLE_OK))
                 return -EIO;
         if (c->cert_file &&
             (curl_easy_setopt(c->curl, CURLOPT_SSLCERT, c->cert_file) != CURLE_OK ||
@@ -259,6 +275,7 @@ int knox_client_new(const KnoxClientConfig *config, KnoxClient **ret) {
         if (!c->curl)
                 return -ENOMEM;
         c->connect_ms = (long) MIN(connect_timeout / 1000, (uint64_t) LONG_MAX);
+        c->cancel = config->cancel;
         if ((config->ca_file && !(c->ca_file = strdup(config->ca_file))) ||
             (config->cert_file && !(c->cert_file = strdup(config->cert_file))) ||
             (config->key_file && !(c->key_file = strdup(config->key_file))))
@@ -489,7 +506,7 @@ static int client_request(
                 r = curl_to_errno(code);
                 if (r == -E2BIG && c->response.error == -ENOMEM)
                         r = -ENOMEM;
-                if (r == -ENOMEM || r == -E2BIG)
+                if (r == -ENOMEM || r == -E2BIG || r == -ECANCELED)
                         break;
                 (void) buf_printf(
                         &failures,
@@ -523,6 +540,8 @@ static int client_request(
                 return error_set(err, r, "Out of memory");
         if (r == -E2BIG)
                 return error_set(err, r, "The answer of %s is too long", c->servers[idx]);
+        if (r == -ECANCELED)
+                return error_set(err, r, "The request was cancelled");
         if (r < 0) {
                 if (r == -EHOSTUNREACH)
                         return error_set(err, r, "Cannot reach any server: %s", strempty(failures.data));

@@ -6,6 +6,7 @@
  * is not thread-safe (use one per thread). With several server URLs a request that fails
  * to connect moves on to the next one; the one that answered is tried first next time. */
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,6 +27,9 @@ typedef struct KnoxClientConfig {
         uint64_t connect_timeout_usec; /* 0: 5 s */
         uint64_t timeout_usec;         /* whole request, 0: 30 s (a watch adds its wait) */
         const char *user_agent;        /* NULL: "keyward/<version>" */
+        /* May be NULL. Once it reads true (from any thread), a request in flight, a held
+         * watch included, ends within about a second with -ECANCELED. */
+        const atomic_bool *cancel;
 } KnoxClientConfig;
 
 int knox_client_new(const KnoxClientConfig *config, KnoxClient **ret);

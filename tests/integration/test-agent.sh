@@ -378,7 +378,12 @@ check "KeyChanged(k_later, \"\") is emitted" wait_for 5 grep -q 'string "k_later
 out=$(call Unregister s k_later 2>&1)
 like "Unregister again: NotRegistered" "$out" "not registered"
 check "k_later is gone from the registry" bash -c "! grep -q k_later '$STATE/registrations.json'"
+start=$(date +%s%N)
 check "SIGTERM: the agent exits 0" agent_stop
+elapsed=$((($(date +%s%N) - start) / 1000000))
+diag "SIGTERM to exit, with a watch held: ${elapsed} ms"
+check "SIGTERM ends the held watch: out within 2 s" test "$elapsed" -lt 2000
+check "SIGTERM: every thread stopped (no forced exit)" bash -c "! grep -q 'did not stop in time' '$T/agent.log'"
 check "a clean exit releases the bus name" wait_for 5 bash -c "! busctl --system status $DEST"
 
 # ---- the bus goes away: the agent exits with an error (systemd restarts it) --------------------

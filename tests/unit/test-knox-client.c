@@ -264,6 +264,9 @@ typedef enum Who {
         WHO_MACHINE,
 } Who;
 
+/* Set for the clients client_for() makes while a test needs them cancellable. */
+static const atomic_bool *client_cancel;
+
 static KnoxClient *client_for(Who who, char *const *servers, const char *ca_name) {
         _cleanup_free_ char *ca = path_in_dir(ca_name ?: "ca.pem"), *cert = path_in_dir("machine.pem"),
                             *key = path_in_dir("machine.key"), *auth = NULL;
@@ -272,6 +275,7 @@ static KnoxClient *client_for(Who who, char *const *servers, const char *ca_name
                 .servers = servers ?: default_servers,
                 .ca_file = ca,
                 .timeout_usec = 10 * 1000000,
+                .cancel = client_cancel,
         };
         KnoxClient *c = NULL;
 
@@ -652,6 +656,48 @@ static void test_watch_wakes(void **state) {
         assert_true(now_usec() - t0 < 10 * 1000000);
 }
 
+static void *cancel_later(void *arg) {
+        usleep(300 * 1000);
+        atomic_store((atomic_bool *) arg, true);
+        return NULL;
+}
+
+/* A held watch ends soon after the cancel flag is set, from another thread, as the agent's
+ * SIGTERM does it; the next request after the flag is cleared works. */
+static void test_watch_cancel(void **state) {
+        static atomic_bool cancel;
+        _cleanup_(knox_client_freep) KnoxClient *c = NULL;
+        _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+        _cleanup_strv_free_ char **changed = NULL;
+        _cleanup_(key_freep) Key *k = NULL;
+        char *ids[] = {(char *) "kc:cancelled"};
+        char *hashes[1];
+        pthread_t t;
+        uint64_t t0;
+
+        atomic_store(&cancel, false);
+        client_cancel = &cancel;
+        c = client_for(WHO_CAROL, NULL, NULL);
+        client_cancel = NULL;
+        create(c, "kc:cancelled", "data");
+        assert_int_equal(knox_client_get_key(c, "kc:cancelled", VERSION_STATUS_ACTIVE, &k, &err), 0);
+        hashes[0] = k->hash;
+
+        assert_int_equal(pthread_create(&t, NULL, cancel_later, &cancel), 0);
+        t0 = now_usec();
+        assert_int_equal(knox_client_changed_keys(c, ids, hashes, 1, 20, &changed, &err), -ECANCELED);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_true(now_usec() - t0 < 5 * 1000000); /* not the 20 s wait */
+        assert_null(changed);
+        assert_non_null(err.message);
+
+        atomic_store(&cancel, false);
+        knox_error_done(&err);
+        assert_int_equal(knox_client_changed_keys(c, ids, hashes, 1, 0, &changed, &err), 0);
+        assert_int_equal(err.code, KNOX_OK);
+        assert_int_equal(strv_length(changed), 0);
+}
+
 static void test_failover(void **state) {
         char *servers[] = {closed_url, server_url, NULL};
         _cleanup_(knox_client_freep) KnoxClient *c = client_for(WHO_ALICE, servers, NULL);
@@ -798,6 +844,7 @@ int main(void) {
                 cmocka_unit_test(test_access_and_machine),
                 cmocka_unit_test(test_list_and_changed),
                 cmocka_unit_test(test_watch_wakes),
+                cmocka_unit_test(test_watch_cancel),
                 cmocka_unit_test(test_failover),
                 cmocka_unit_test(test_unreachable),
                 cmocka_unit_test(test_wrong_ca),
