@@ -174,7 +174,11 @@ static int verb_token(int argc, char **argv) {
         r = master_key_load(a.master_key, &cryptor);
         if (r < 0)
                 goto finish;
-        r = store_open(a.db, &store);
+        r = store_open_existing(a.db, &store);
+        if (r == -ENOMEDIUM) {
+                log_error_errno(r, "The store '%s' is not initialised; run 'keywardd init' first.", a.db);
+                goto finish;
+        }
         if (r < 0) {
                 log_error_errno(r, "Failed to open the store '%s': %m", a.db);
                 goto finish;
@@ -292,7 +296,7 @@ static int verb_serve(int argc, char **argv) {
                 _cleanup_(store_freep) Store *probe = NULL;
                 uint64_t counter;
 
-                r = store_open(c.db, &probe);
+                r = store_open_existing(c.db, &probe);
                 if (r >= 0)
                         r = store_change_counter(probe, &counter);
                 if (r == -ENOMEDIUM) {

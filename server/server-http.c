@@ -869,7 +869,7 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
         w->notify_fd = -EBADF;
         w->listening = true;
 
-        r = store_open(c->db, &w->store);
+        r = store_open_existing(c->db, &w->store);
         if (r < 0) {
                 worker_free(w);
                 return log_error_errno(r, "Failed to open the store '%s': %m", c->db);

@@ -66,7 +66,7 @@ struct Store {
 };
 
 /* The SQLite backend (store-sqlite.c). path is a file name, created 0600 if absent. */
-int store_sqlite_open(const char *path, Store **ret);
+int store_sqlite_open(const char *path, bool create, Store **ret);
 
 /* The schema version this build writes, and the SQLite handle of a SQLite store (NULL for
  * any other backend). For tests. */

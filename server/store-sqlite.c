@@ -828,7 +828,7 @@ static const StoreVTable sqlite_vtable = {
 };
 /* clang-format on */
 
-int store_sqlite_open(const char *path, Store **ret) {
+int store_sqlite_open(const char *path, bool create, Store **ret) {
         _cleanup_(sqlite_freep) SqliteStore *s = NULL;
         int rc;
 
@@ -866,8 +866,11 @@ int store_sqlite_open(const char *path, Store **ret) {
                  * would silently unlock the other connections of this process (the other
                  * workers), and another process could then checkpoint and delete the WAL
                  * under them. */
-                fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
-                if (fd < 0 && errno != EEXIST)
+                if (create)
+                        fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+                else if (access(s->path, F_OK) < 0)
+                        return errno == ENOENT ? -ENOMEDIUM : -errno; /* no store: not initialised */
+                if (fd < 0 && create && errno != EEXIST)
                         return log_debug_errno(errno, "Failed to create '%s': %m", s->path);
                 if (fd < 0) {
                         struct stat st;
@@ -880,7 +883,10 @@ int store_sqlite_open(const char *path, Store **ret) {
         }
 
         rc = sqlite3_open_v2(
-                s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+                s->path,
+                &s->db,
+                SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX,
+                NULL);
         if (rc != SQLITE_OK) {
                 if (!s->db)
                         return -ENOMEM;

@@ -41,7 +41,7 @@ static bool startswith(const char *s, const char *prefix) {
         return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-int store_open(const char *url, Store **ret) {
+static int open_url(const char *url, bool create, Store **ret) {
         assert_return(url, -EINVAL);
         assert_return(ret, -EINVAL);
 
@@ -51,7 +51,15 @@ int store_open(const char *url, Store **ret) {
         if (startswith(url, "postgresql://") || startswith(url, "postgres://"))
                 return -EPROTONOSUPPORT;
 
-        return store_sqlite_open(url, ret);
+        return store_sqlite_open(url, create, ret);
+}
+
+int store_open(const char *url, Store **ret) {
+        return open_url(url, true, ret);
+}
+
+int store_open_existing(const char *url, Store **ret) {
+        return open_url(url, false, ret);
 }
 
 Store *store_free(Store *s) {

@@ -14,8 +14,11 @@
 
 typedef struct Store Store;
 
-/* "path/to/file.db" (SQLite) or "postgresql://..." (PostgreSQL). */
+/* "path/to/file.db" (SQLite) or "postgresql://..." (PostgreSQL). store_open() creates an
+ * SQLite file that is not there (for `keywardd init`); store_open_existing() does not, and
+ * fails with -ENOMEDIUM, as for a file without the schema. */
 int store_open(const char *url, Store **ret);
+int store_open_existing(const char *url, Store **ret);
 Store *store_free(Store *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Store *, store_free);
 

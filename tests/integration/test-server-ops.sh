@@ -289,6 +289,12 @@ timeout 10 "$KEYWARDD" serve --listen 127.0.0.1:0 --tls-cert "$T/pki/server.pem"
 rc=$?
 check "serve refuses an uninitialised database (exit $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
 like "with a clear message" "$(cat "$T/empty.log")" "not initiali[sz]ed.*keywardd init"
+check "and leaves no file behind" test ! -e "$T/empty.db"
+timeout 10 "$KEYWARDD" token --db "$T/empty.db" --master-key "$T/master.key" --user x >/dev/null 2>"$T/empty-token.log"
+rc=$?
+check "token refuses an uninitialised database (exit $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
+like "with the same message" "$(cat "$T/empty-token.log")" "not initiali[sz]ed.*keywardd init"
+check "and leaves no file either" test ! -e "$T/empty.db"
 
 # ---- usage errors exit 2 ---------------------------------------------------------------
 
