@@ -268,6 +268,20 @@ static void test_open_errors(void **state) {
         assert_int_equal(store_open(t.dir, &s), -EISDIR);
         assert_ptr_equal(s, (Store *) 0x1);
 
+        /* Only store_open() creates: store_open_existing() calls a missing file uninitialised. */
+        free(missing);
+        assert_true(asprintf(&missing, "%s/not-yet.db", t.dir) > 0);
+        assert_int_equal(store_open_existing(missing, &s), -ENOMEDIUM);
+        assert_int_equal(access(missing, F_OK), -1);
+        assert_ptr_equal(s, (Store *) 0x1);
+        assert_int_equal(store_open(missing, &s), 0);
+        assert_int_equal(access(missing, F_OK), 0);
+        s = store_free(s);
+        assert_int_equal(store_open_existing(missing, &s), 0);
+        s = store_free(s);
+        assert_int_equal(unlink(missing), 0);
+        s = (Store *) 0x1;
+
         /* A file that is not a database is refused, and left alone. */
         assert_true(asprintf(&garbage, "%s/garbage", t.dir) > 0);
         fd = open(garbage, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
