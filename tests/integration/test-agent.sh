@@ -136,6 +136,12 @@ check "the agent says READY=1" wait_for 10 agent_ready
 check "the agent owns $DEST" wait_for 5 bus status "$DEST"
 check "STATUS= is sent" grep -q '^STATUS=' "$T/notify.log"
 
+# GnuTLS, loaded through libcurl's dependencies and unused, must not initialise itself.
+if command -v nm >/dev/null; then
+        check "the agent exports GnuTLS's skip-initialisation hook" \
+                bash -c "nm -D '$KEYWARD_AGENT' | grep -q ' T _gnutls_global_init_skip$'"
+fi
+
 # ---- the contract: live introspection against the XML ---------------------------------------
 compare_introspection() {
         local live
