@@ -31,7 +31,7 @@ static const ConfigItem agent_items[] = {
         ITEM("retry-max",          config_parse_sec,    retry_max_usec,       "TIME", "longest back-off between failed attempts (default: 60s)"),
         ITEM("connect-timeout",    config_parse_sec,    connect_timeout_usec, "TIME", "TCP and TLS connection timeout (default: 5s)"),
         ITEM("request-timeout",    config_parse_sec,    request_timeout_usec, "TIME", "timeout of one request, not counting a watch's wait (default: 30s)"),
-        ITEM("max-request-size",   config_parse_size,   request_max,          "SIZE", "longest key list in one request (default: 192K; keep below the server's header limit)"),
+        ITEM("max-request-size",   config_parse_size,   request_max,          "SIZE", "longest key list in one request (default: 128K; keep below the server's header limit)"),
         ITEM("mlock",              config_parse_bool,   mlock,                NULL,   "lock all memory (mlockall), default yes"),
 };
 /* clang-format on */

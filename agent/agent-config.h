@@ -17,7 +17,7 @@
 #define AGENT_WATCH_WAIT_MAX_USEC (300 * USEC_PER_SEC) /* the server's cap */
 #define AGENT_DEFAULT_RETRY_MAX_USEC (60 * USEC_PER_SEC)
 #define AGENT_RETRY_MIN_USEC (500 * USEC_PER_MSEC)
-#define AGENT_DEFAULT_REQUEST_MAX (192u * 1024) /* below keywardd's default --max-header-size, 256K */
+#define AGENT_DEFAULT_REQUEST_MAX (128u * 1024) /* below keywardd's default --max-header-size, 256K */
 
 typedef struct AgentConfig {
         char **servers; /* base URLs, tried in order */
