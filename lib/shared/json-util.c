@@ -239,6 +239,168 @@ static int json_check_tokens(const char *s, size_t n, const char **reterr_messag
         return 0;
 }
 
+typedef struct KeySpan {
+        size_t offset, len;
+        bool decoded; /* in KeyText.decoded, not in the text */
+} KeySpan;
+
+typedef struct KeyText {
+        const char *text;
+        const Buf *decoded;
+} KeyText;
+
+static const char *key_span_data(const KeyText *t, const KeySpan *k) {
+        return (k->decoded ? t->decoded->data : t->text) + k->offset;
+}
+
+static int key_span_compare(const void *a, const void *b, void *userdata) {
+        const KeySpan *x = a, *y = b;
+
+        if (x->len != y->len)
+                return x->len < y->len ? -1 : 1;
+        return memcmp(key_span_data(userdata, x), key_span_data(userdata, y), x->len);
+}
+
+static int hex_digit(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+/* A key written with escapes, as json-c will store it, appended to out: 1, or 0 when the
+ * escapes are not JSON (json-c refuses the text), or -EBADMSG for an escaped NUL (json-c cuts
+ * the key there) or surrogate (no use for one in a key: refused rather than second-guessing
+ * how json-c pairs them). */
+static int key_decode(const char *p, size_t n, Buf *out) {
+        for (size_t i = 0; i < n; i++) {
+                static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+                const char *e;
+                unsigned cp = 0;
+
+                if (p[i] != '\\') {
+                        (void) buf_putc(out, p[i]);
+                        continue;
+                }
+                if (++i >= n)
+                        return 0;
+                if (p[i] != 'u') {
+                        e = strchr(from, p[i]);
+                        if (!e || !*e)
+                                return 0;
+                        (void) buf_putc(out, to[e - from]);
+                        continue;
+                }
+                if (n - i < 5)
+                        return 0;
+                for (size_t k = 1; k <= 4; k++) {
+                        int d = hex_digit(p[i + k]);
+
+                        if (d < 0)
+                                return 0;
+                        cp = cp << 4 | (unsigned) d;
+                }
+                i += 4;
+                if (cp == 0 || (cp >= 0xd800 && cp <= 0xdfff))
+                        return -EBADMSG;
+                if (cp < 0x80)
+                        (void) buf_putc(out, (char) cp);
+                else if (cp < 0x800) {
+                        (void) buf_putc(out, (char) (0xc0 | cp >> 6));
+                        (void) buf_putc(out, (char) (0x80 | (cp & 0x3f)));
+                } else {
+                        (void) buf_putc(out, (char) (0xe0 | cp >> 12));
+                        (void) buf_putc(out, (char) (0x80 | (cp >> 6 & 0x3f)));
+                        (void) buf_putc(out, (char) (0x80 | (cp & 0x3f)));
+                }
+        }
+        return out->error < 0 ? out->error : 1;
+}
+
+/* json-c keeps the last of two members with the same key and frees the first value as it
+ * goes, unwiped: a repeated "data" would leave key bytes behind in freed memory before any
+ * check after parsing could see it. So before json-c reads the text, refuse an object that
+ * repeats a key (as json-c would store the keys: escapes decoded). Text that is not JSON is
+ * left for json-c to refuse. */
+static int json_check_keys(const char *s, size_t n, const char **reterr_message) {
+        _cleanup_free_ KeySpan *spans = NULL;
+        _cleanup_buf_ Buf decoded = BUF_INIT;
+        KeyText t = {.text = s, .decoded = &decoded};
+        size_t n_spans = 0, n_alloc = 0, depth = 0;
+        size_t frame_start[JSON_DEPTH_MAX + 1]; /* per open container: its first key's index */
+        bool frame_object[JSON_DEPTH_MAX + 1];
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+
+                if (c == '"') {
+                        size_t start = ++i, k;
+                        bool escaped = false;
+                        KeySpan span;
+
+                        for (; i < n && s[i] != '"'; i++)
+                                if (s[i] == '\\') {
+                                        escaped = true;
+                                        i++;
+                                }
+                        if (i >= n)
+                                return 0;
+                        for (k = i + 1; k < n && is_json_space(s[k]); k++)
+                                ;
+                        if (k >= n || s[k] != ':' || depth == 0 || !frame_object[depth - 1])
+                                continue; /* a value, not a key */
+                        span = (KeySpan){.offset = start, .len = i - start};
+                        if (escaped) {
+                                span = (KeySpan){.offset = decoded.len, .decoded = true};
+                                r = key_decode(s + start, i - start, &decoded);
+                                if (r == -EBADMSG)
+                                        *reterr_message = "an object key holds an escaped NUL or surrogate";
+                                if (r <= 0)
+                                        return r;
+                                span.len = decoded.len - span.offset;
+                        }
+                        if (n_spans == n_alloc) {
+                                size_t m = MAX(n_alloc * 2, (size_t) 16);
+                                KeySpan *p = reallocarray(spans, m, sizeof(KeySpan));
+
+                                if (!p)
+                                        return -ENOMEM;
+                                spans = p;
+                                n_alloc = m;
+                        }
+                        spans[n_spans++] = span;
+                } else if (c == '{' || c == '[') {
+                        if (depth > JSON_DEPTH_MAX)
+                                return 0; /* json-c refuses it */
+                        frame_start[depth] = n_spans;
+                        frame_object[depth] = c == '{';
+                        depth++;
+                } else if (c == '}' || c == ']') {
+                        size_t first, count;
+
+                        if (depth == 0)
+                                return 0;
+                        depth--;
+                        first = frame_start[depth];
+                        count = n_spans - first;
+                        if (frame_object[depth] && count > 1) {
+                                qsort_r(spans + first, count, sizeof(KeySpan), key_span_compare, &t);
+                                for (size_t k = first + 1; k < n_spans; k++)
+                                        if (key_span_compare(spans + k - 1, spans + k, &t) == 0) {
+                                                *reterr_message = "an object repeats a key";
+                                                return -EBADMSG;
+                                        }
+                        }
+                        n_spans = first;
+                }
+        }
+        return 0;
+}
+
 int json_parse(const char *s, size_t n, json_object **ret, const char **reterr_message) {
         struct json_tokener *tok;
         json_object *o;
@@ -249,6 +411,10 @@ int json_parse(const char *s, size_t n, json_object **ret, const char **reterr_m
                 *reterr_message = "JSON text too large";
                 return -E2BIG;
         }
+
+        r = json_check_keys(s, n, reterr_message);
+        if (r < 0)
+                return r;
 
         tok = json_tokener_new_ex(JSON_DEPTH_MAX);
         if (!tok)

@@ -317,6 +317,49 @@ static char *nested(const char *open, const char *inner, const char *close, unsi
         return buf_steal(&b, NULL);
 }
 
+/* A repeated key would make json-c free the first value unwiped: refused before parsing.
+ * The same key in different objects, or in the objects of an array, is fine. */
+static void test_parse_repeated_keys(void **state) {
+        static const char *const good[] = {
+                "{\"a\":1,\"b\":2}",
+                "{\"a\":{\"a\":1},\"b\":{\"a\":2}}",
+                "[{\"data\":\"x\"},{\"data\":\"y\"}]",
+                "{\"versions\":[{\"id\":1,\"data\":\"QQ==\"},{\"id\":2,\"data\":\"Qg==\"}],\"id\":\"k\"}",
+                "{\"a\":\"\\\":\",\"b\":\"a\"}", /* a value that looks like a key */
+                "[\"a\",\"a\"]",
+                "{\"c\\u003cd\":1,\"c<e\":2}", /* as Go escapes a map key */
+                "{\"ab\":1,\"a\":1,\"b\":1}",
+        };
+        static const char *const bad[] = {
+                "{\"a\":1,\"a\":2}",
+                "{\"data\":\"c2VjcmV0\",\"id\":1,\"data\":\"b3RoZXI=\"}",
+                "{\"x\":{\"b\":1,\"c\":2,\"b\":3}}",
+                "[1,{\"a\":1,\"a\":1}]",
+                "{ \"a\" : 1 , \"a\" : 2 }",
+                "{\"d\\u0061ta\":\"x\",\"data\":\"y\"}", /* the same key, escaped */
+                "{\"a\\/b\":1,\"a/b\":2}",
+                "{\"\\u00e9\":1,\"\xc3\xa9\":2}", /* U+00E9 escaped and as UTF-8 */
+                "{\"a\\u0000b\":1}",              /* json-c would cut the key */
+                "{\"\\ud83d\\ude00\":1}",         /* surrogates in a key */
+        };
+
+        FOREACH_ARRAY(t, good, ELEMENTSOF(good)) {
+                json_object *o = NULL;
+                const char *msg = NULL;
+
+                assert_int_equal(json_parse(*t, strlen(*t), &o, &msg), 0);
+                json_object_put(o);
+        }
+        FOREACH_ARRAY(t, bad, ELEMENTSOF(bad)) {
+                json_object *o = NULL;
+                const char *msg = NULL;
+
+                assert_int_equal(json_parse(*t, strlen(*t), &o, &msg), -EBADMSG);
+                assert_non_null(msg);
+                assert_null(o);
+        }
+}
+
 static void test_parse_depth(void **state) {
         json_object *o = NULL;
         const char *m;
@@ -574,6 +617,7 @@ int main(void) {
                 cmocka_unit_test(test_append_roundtrip),
                 cmocka_unit_test(test_parse_valid),
                 cmocka_unit_test(test_parse_invalid),
+                cmocka_unit_test(test_parse_repeated_keys),
                 cmocka_unit_test(test_parse_depth),
                 cmocka_unit_test(test_integers),
                 cmocka_unit_test(test_get_field),
