@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <time.h>
 
@@ -28,10 +29,82 @@ const char *key_state_to_string(KeyState s) {
         return key_state_table[s];
 }
 
+/* Keys live as long as their registration; the allocations of syncing around them come and
+ * go. Carved from blocks of their own, keys leave no holes between those in the heap, whose
+ * pages, locked, are never returned from the middle. Blocks are kept for reuse (a freed
+ * key's slot goes on a free list), never unmapped. */
+#define KEY_BLOCK_SIZE (64 * 1024)
+
+typedef union KeySlot {
+        AgentKey key;
+        union KeySlot *next;
+} KeySlot;
+
+#ifdef __SANITIZE_ADDRESS__
+/* Under AddressSanitizer keys are plain heap objects, so that a use after free is caught. */
+static AgentKey *slot_get(void) {
+        return calloc(1, sizeof(KeySlot));
+}
+
+static void slot_put(AgentKey *k) {
+        free(k);
+}
+#else
+static struct {
+        pthread_mutex_t lock;
+        KeySlot *free;
+        uint8_t *next; /* where the current block's next fresh slot is */
+        size_t left;
+} slots = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static AgentKey *slot_get(void) {
+        KeySlot *s = NULL;
+
+        pthread_mutex_lock(&slots.lock);
+        if (slots.free) {
+                s = slots.free;
+                slots.free = s->next;
+        } else {
+                if (slots.left < sizeof(KeySlot)) {
+                        void *b =
+                                mmap(NULL,
+                                     KEY_BLOCK_SIZE,
+                                     PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS,
+                                     -1,
+                                     0);
+
+                        if (b != MAP_FAILED) {
+                                slots.next = b;
+                                slots.left = KEY_BLOCK_SIZE;
+                        }
+                }
+                if (slots.left >= sizeof(KeySlot)) {
+                        s = (KeySlot *) slots.next;
+                        slots.next += sizeof(KeySlot);
+                        slots.left -= sizeof(KeySlot);
+                }
+        }
+        pthread_mutex_unlock(&slots.lock);
+        if (s)
+                memset(s, 0, sizeof(*s));
+        return s ? &s->key : NULL;
+}
+
+static void slot_put(AgentKey *k) {
+        KeySlot *s = (KeySlot *) k;
+
+        pthread_mutex_lock(&slots.lock);
+        s->next = slots.free;
+        slots.free = s;
+        pthread_mutex_unlock(&slots.lock);
+}
+#endif
+
 AgentKey *agent_key_new(Registration *reg) {
         AgentKey *k;
 
-        k = calloc(1, sizeof(AgentKey));
+        k = slot_get();
         if (!k)
                 return NULL;
         k->reg = *reg;
@@ -47,7 +120,7 @@ AgentKey *agent_key_free(AgentKey *k) {
         free(k->reader_uids);
         free(k->reader_gids);
         free(k->error);
-        free(k);
+        slot_put(k);
         return NULL;
 }
 

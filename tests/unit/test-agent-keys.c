@@ -27,6 +27,38 @@ static AgentKey *new_key(const char *id, const char *reader) {
         return k;
 }
 
+/* Keys come from blocks of their own: a freed key's slot is reused, zeroed, and many keys
+ * (more than one block holds) are all distinct and usable. */
+static void test_slots(void **state) {
+        AgentKey *keys[1000], *k, *again;
+        char id[16];
+
+        k = new_key("slot", NULL);
+        k->failures = 7;
+        k->state = KEY_STATE_FAILED;
+        agent_key_free(k);
+        again = new_key("slot2", NULL);
+#ifndef __SANITIZE_ADDRESS__ /* there, keys are heap objects, and freed ones quarantined */
+        assert_ptr_equal(again, k);
+#endif
+        assert_int_equal(again->failures, 0);
+        assert_int_equal(again->state, KEY_STATE_NEW);
+        assert_null(again->error);
+        agent_key_free(again);
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                snprintf(id, sizeof(id), "k%zu", i);
+                keys[i] = new_key(id, NULL);
+                keys[i]->committed_seq = i;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                snprintf(id, sizeof(id), "k%zu", i);
+                assert_string_equal(keys[i]->reg.id, id);
+                assert_int_equal(keys[i]->committed_seq, i);
+                agent_key_free(keys[i]);
+        }
+}
+
 static void test_table(void **state) {
         Agent a = {};
         static const char *const ids[] = {"m", "c", "x", "a", "k"};
@@ -137,6 +169,7 @@ static void test_changes(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_slots),
                 cmocka_unit_test(test_table),
                 cmocka_unit_test(test_readers),
                 cmocka_unit_test(test_backoff),
