@@ -17,7 +17,7 @@ void hexencode(const void *p, size_t n, char *ret) {
         ret[2 * n] = '\0';
 }
 
-static int unhexchar(char c) {
+int unhexchar(char c) {
         if (c >= '0' && c <= '9')
                 return c - '0';
         if (c >= 'a' && c <= 'f')

@@ -6,6 +6,9 @@
 
 #include "buf.h"
 
+/* The value of one hex digit (either case), or -EINVAL. */
+int unhexchar(char c);
+
 /* Lowercase hex of n bytes into ret (2n+1 bytes, NUL-terminated). */
 void hexencode(const void *p, size_t n, char *ret);
 

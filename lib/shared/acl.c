@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hexdecoct.h"
 #include "strv.h"
 
 /* Knox's messages, byte for byte (knox-api.md §4.5). */
@@ -64,16 +65,6 @@ static bool is_digit(unsigned char c) {
         return c >= '0' && c <= '9';
 }
 
-static int hex_value(unsigned char c) {
-        if (is_digit(c))
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Whether Go wants a byte escaped inside a host: anything but letters, digits, the
  * sub-delimiters, ':' '[' ']' '<' '>' '"' and the unreserved marks. */
 static bool host_byte_needs_escape(unsigned char c) {
@@ -91,8 +82,8 @@ static bool url_unescape_ok(const char *s, size_t n, UrlPart part) {
 
                         if (n - i < 3)
                                 return false;
-                        hi = hex_value((unsigned char) s[i + 1]);
-                        lo = hex_value((unsigned char) s[i + 2]);
+                        hi = unhexchar(s[i + 1]);
+                        lo = unhexchar(s[i + 2]);
                         if (hi < 0 || lo < 0)
                                 return false;
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hexdecoct.h"
 #include "parse.h"
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is not one.
@@ -261,16 +262,6 @@ static int key_span_compare(const void *a, const void *b, void *userdata) {
         return memcmp(key_span_data(userdata, x), key_span_data(userdata, y), x->len);
 }
 
-static int hex_digit(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* A key written with escapes, as json-c will store it, appended to out: 1, or 0 when the
  * escapes are not JSON (json-c refuses the text), or -EBADMSG for an escaped NUL (json-c cuts
  * the key there) or surrogate (no use for one in a key: refused rather than second-guessing
@@ -297,7 +288,7 @@ static int key_decode(const char *p, size_t n, Buf *out) {
                 if (n - i < 5)
                         return 0;
                 for (size_t k = 1; k <= 4; k++) {
-                        int d = hex_digit(p[i + k]);
+                        int d = unhexchar(p[i + k]);
 
                         if (d < 0)
                                 return 0;
