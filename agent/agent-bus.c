@@ -534,6 +534,7 @@ static int method_list_keys(sd_bus_message *m, void *userdata, sd_bus_error *err
         pthread_mutex_lock(&a->lock);
         for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
                 const AgentKey *k = a->keys[i];
+                char hash[KEY_HASH_HEX_SIZE];
 
                 /* Only the keys this caller may read. */
                 if (!agent_key_may_read(k, c->uid, c->groups, c->n_groups))
@@ -542,7 +543,7 @@ static int method_list_keys(sd_bus_message *m, void *userdata, sd_bus_error *err
                         reply,
                         "(sst)",
                         k->reg.id,
-                        k->cache.valid ? k->cache.hash : "",
+                        cache_info_hash(&k->cache, hash),
                         k->cache.valid ? k->cache.primary : UINT64_C(0));
         }
         pthread_mutex_unlock(&a->lock);

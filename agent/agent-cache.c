@@ -62,12 +62,27 @@ int cache_dir_setup(const char *dir) {
         return 0;
 }
 
-static void info_from_key(const Key *k, CacheInfo *info) {
+const char *cache_info_hash(const CacheInfo *info, char buf[static KEY_HASH_HEX_SIZE]) {
+        if (!info->valid)
+                return "";
+        hexencode(info->hash, sizeof(info->hash), buf);
+        return buf;
+}
+
+/* k->hash is 64 lowercase hex digits: knox_key_from_json() refuses anything else. */
+static int info_from_key(const Key *k, CacheInfo *info) {
         const KeyVersion *p = key_primary_version(k);
 
+        for (size_t i = 0; i < sizeof(info->hash); i++) {
+                int hi = unhexchar(k->hash[2 * i]), lo = hi < 0 ? -1 : unhexchar(k->hash[2 * i + 1]);
+
+                if (lo < 0)
+                        return -EBADMSG;
+                info->hash[i] = (uint8_t) (hi << 4 | lo);
+        }
         info->valid = true;
-        memcpy(info->hash, k->hash, sizeof(info->hash));
         info->primary = p ? p->id : 0;
+        return 0;
 }
 
 int cache_encode(const Key *k, Secret **ret, CacheInfo *ret_info) {
@@ -103,7 +118,9 @@ int cache_encode(const Key *k, Secret **ret, CacheInfo *ret_info) {
         s->data[CACHE_HEADER_SIZE - 1] = '\n';
         memcpy(s->data + CACHE_HEADER_SIZE, body.data, body.len);
 
-        info_from_key(k, &info);
+        r = info_from_key(k, &info);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(s);
         if (ret_info)
                 *ret_info = info;
@@ -167,7 +184,8 @@ int cache_decode(
         if (key_versions_validate(k->versions, k->n_versions, &msg) < 0)
                 return corrupt(reterr_reason, "invalid version list");
 
-        info_from_key(k, &info);
+        if (info_from_key(k, &info) < 0)
+                return corrupt(reterr_reason, "invalid version hash");
         memcpy(info.sha256, got, sizeof(got));
         if (ret_key)
                 *ret_key = TAKE_PTR(k);

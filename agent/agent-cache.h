@@ -22,13 +22,17 @@
 
 #define CACHE_FILE_MAX (8u * 1024 * 1024)
 #define CACHE_SHA256_SIZE 32
+#define CACHE_HASH_SIZE 32 /* (KEY_HASH_HEX_SIZE - 1) / 2 */
 
 typedef struct CacheInfo {
-        bool valid;                        /* a verified file is there */
-        char hash[KEY_HASH_HEX_SIZE];      /* the key's Knox version hash */
         uint64_t primary;                  /* the primary version id */
         uint8_t sha256[CACHE_SHA256_SIZE]; /* of the file's JSON */
+        uint8_t hash[CACHE_HASH_SIZE];     /* the key's Knox version hash, as bytes */
+        bool valid;                        /* a verified file is there */
 } CacheInfo;
+
+/* The version hash as Knox writes it (64 lowercase hex digits), or "" without a valid file. */
+const char *cache_info_hash(const CacheInfo *info, char buf[static KEY_HASH_HEX_SIZE]);
 
 /* Create dir if needed, mode 0700; a looser mode is tightened (and logged). -ENOTDIR, or
  * -EPERM when it belongs to another user. */

@@ -327,7 +327,7 @@ static int commit(Agent *a, const Key *key, uint64_t seq) {
                 pthread_mutex_unlock(&a->commit_lock);
                 return r;
         }
-        changed = !k->cache.valid || !streq(k->cache.hash, info.hash);
+        changed = !k->cache.valid || memcmp(k->cache.hash, info.hash, sizeof(info.hash)) != 0;
         rotated = k->cache.valid && changed;
         k->cache = info;
         k->committed_seq = seq;
@@ -340,8 +340,8 @@ static int commit(Agent *a, const Key *key, uint64_t seq) {
                         "Key '%s': cached primary version %" PRIu64 " (hash %.12s).",
                         key->id,
                         primary ? primary->id : 0,
-                        info.hash);
-                if (agent_post_change(a, key->id, info.hash, rotated) < 0)
+                        key->hash);
+                if (agent_post_change(a, key->id, key->hash, rotated) < 0)
                         log_oom();
         }
         unlock(a);
@@ -485,7 +485,8 @@ static int poll_changed(Agent *a, KnoxClient *c, KeyFilter filter, bool forced) 
                         return -ECANCELED;
                 for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
                         AgentKey *k = a->keys[i];
-                        const char *hash = k->cache.valid ? k->cache.hash : "";
+                        char buf[KEY_HASH_HEX_SIZE];
+                        const char *hash = cache_info_hash(&k->cache, buf);
 
                         if ((cursor && strcmp(k->reg.id, cursor) <= 0) || !filter(k, now, forced))
                                 continue;
@@ -536,7 +537,8 @@ static void *watcher_main(void *userdata) {
                 r = 0;
                 for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
                         AgentKey *k = a->keys[i];
-                        const char *hash = k->cache.valid ? k->cache.hash : "";
+                        char buf[KEY_HASH_HEX_SIZE];
+                        const char *hash = cache_info_hash(&k->cache, buf);
 
                         k->watched = false;
                         k->overflow = false;

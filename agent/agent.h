@@ -32,25 +32,27 @@ typedef enum KeyState {
 
 const char *key_state_to_string(KeyState s) _const_;
 
+/* One per registered key, ten thousand of them on a busy host: kept small (the members are
+ * ordered so that no padding is needed). */
 typedef struct AgentKey {
         Registration reg;   /* reg.id names the key */
         uid_t *reader_uids; /* readers resolved through NSS */
-        size_t n_reader_uids;
         gid_t *reader_gids;
-        size_t n_reader_gids;
+        uint32_t n_reader_uids;
+        uint32_t n_reader_gids;
 
-        CacheInfo cache; /* the verified file on disk, if any */
-        bool writing;    /* a sync thread is replacing the file with writing_sha256 */
-        uint8_t writing_sha256[CACHE_SHA256_SIZE];
-
-        KeyState state;
-        bool need_fetch;     /* fetch as soon as possible */
-        bool watched;        /* part of the watch request in flight */
-        bool overflow;       /* left out of it: the request was full */
-        unsigned failures;   /* fetches failed in a row */
+        CacheInfo cache;                           /* the verified file on disk, if any */
+        uint8_t writing_sha256[CACHE_SHA256_SIZE]; /* what a sync thread is replacing it with */
         uint64_t retry_usec; /* CLOCK_MONOTONIC: no fetch before; 0 when not backing off */
         uint64_t committed_seq;
         char *error; /* why the last fetch failed */
+
+        KeyState state;
+        unsigned failures; /* fetches failed in a row */
+        bool writing;      /* writing_sha256 is being written */
+        bool need_fetch;   /* fetch as soon as possible */
+        bool watched;      /* part of the watch request in flight */
+        bool overflow;     /* left out of it: the request was full */
 } AgentKey;
 
 /* A new cached version of a key (hash empty: no longer registered), for the main thread. */

@@ -74,7 +74,14 @@ static void test_encode_decode(void **state) {
 
         assert_int_equal(cache_encode(k, &s, &info), 0);
         assert_true(info.valid);
-        assert_string_equal(info.hash, k->hash);
+        {
+                char hex[KEY_HASH_HEX_SIZE];
+
+                assert_string_equal(cache_info_hash(&info, hex), k->hash);
+                info.valid = false;
+                assert_string_equal(cache_info_hash(&info, hex), "");
+                info.valid = true;
+        }
         assert_true(info.primary == UINT64_C(9223372036854775807));
         assert_memory_equal(s->data, "keyward-cache-v1 sha256=", 24);
         assert_non_null(memchr(s->data, '\n', s->size));
