@@ -36,8 +36,10 @@ struct KnoxClient {
         char errbuf[CURL_ERROR_SIZE];
 };
 
-/* A path longer than this (a watch or a comparison naming many keys) leaves libcurl holding
- * several copies of it after the request; the handle is reset to let them go. */
+/* A path longer than this (a watch or a comparison naming many keys) goes as the request
+ * target (CURLOPT_REQUEST_TARGET) of a URL without one: libcurl keeps one copy of it then,
+ * where a URL's query is copied into half a dozen buffers that last the whole request (a
+ * held watch) and the next one. */
 #define LONG_PATH (16 * 1024)
 
 typedef enum Method {
@@ -451,7 +453,7 @@ static int client_request(
         struct curl_slist *headers = NULL;
         KnoxResponse resp = {};
         const char *parse_error = NULL;
-        bool idempotent = method != METHOD_POST;
+        bool idempotent = method != METHOD_POST, long_path;
         uint64_t timeout_ms;
         size_t idx = c->current;
         long http_status = 0;
@@ -475,13 +477,19 @@ static int client_request(
                 return error_set(err, r, "Failed to set up the request");
         }
 
+        long_path = strlen(path) > LONG_PATH;
+        if (long_path && curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, path) != CURLE_OK) {
+                slist_free_erase(headers);
+                return error_set(err, -EIO, "Failed to set up the request");
+        }
+
         r = -EHOSTUNREACH;
         for (size_t i = 0; i < c->n_servers; i++) {
                 _cleanup_free_ char *url = NULL;
                 CURLcode code;
 
                 idx = (c->current + i) % c->n_servers;
-                if (asprintf(&url, "%s%s", c->servers[idx], path) < 0) {
+                if (asprintf(&url, "%s%s", c->servers[idx], long_path ? "/" : path) < 0) {
                         url = NULL;
                         r = -ENOMEM;
                         break;
@@ -492,9 +500,6 @@ static int client_request(
                         r = -EIO;
                         break;
                 }
-                /* libcurl has its copy: a watch's long one need not wait here */
-                free(url);
-                url = NULL;
 
                 log_debug("%s %s%s", method_names[method], c->servers[idx], path);
                 code = curl_easy_perform(c->curl);
@@ -529,12 +534,8 @@ static int client_request(
         (void) curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
         (void) curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, NULL);
         slist_free_erase(headers);
-        if (strlen(path) > LONG_PATH) {
-                /* The connection and the TLS session stay; the copies of path go. */
-                curl_easy_reset(c->curl);
-                if (handle_setup(c) < 0 && r >= 0)
-                        r = -EIO;
-        }
+        if (long_path)
+                (void) curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, NULL);
 
         if (r == -ENOMEM)
                 return error_set(err, r, "Out of memory");

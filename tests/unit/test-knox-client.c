@@ -604,6 +604,34 @@ static void test_list_and_changed(void **state) {
                 assert_int_equal(strv_length(changed), 1);
         }
         {
+                /* A list longer than 16K goes as the request target of a short URL
+                 * (CURLOPT_REQUEST_TARGET): the same answer, and the next request is
+                 * normal again. */
+                _cleanup_strv_free_ char **changed = NULL, **again = NULL, **ids = NULL, **hashes = NULL;
+                size_t n = 400;
+
+                for (size_t i = 0; i < n; i++) {
+                        char id[64];
+
+                        (void) snprintf(id, sizeof(id), "kc:not-there-%03zu", i);
+                        assert_int_equal(strv_extend(&ids, id), 0);
+                        assert_int_equal(strv_extend(&hashes, hash), 0);
+                }
+                free(ids[n / 2]);
+                ids[n / 2] = strdup("kc:list_b"); /* stale: "changed" */
+                free(ids[n - 1]);
+                ids[n - 1] = strdup("kc:list_a"); /* current: not */
+                assert_non_null(ids[n / 2]);
+                assert_non_null(ids[n - 1]);
+                assert_int_equal(knox_client_changed_keys(c, ids, hashes, n, 0, &changed, &err), 0);
+                assert_int_equal(err.code, KNOX_OK);
+                assert_int_equal(strv_length(changed), 1);
+                assert_string_equal(changed[0], "kc:list_b");
+                assert_int_equal(knox_client_changed_keys(c, ids + n - 1, hashes, 1, 0, &again, &err), 0);
+                assert_int_equal(err.code, KNOX_OK);
+                assert_int_equal(strv_length(again), 0);
+        }
+        {
                 /* Nothing changes: a watch waits its time, then answers an empty list. */
                 _cleanup_strv_free_ char **changed = NULL;
                 char *ids[] = {(char *) "kc:list_a"};
