@@ -354,8 +354,8 @@ load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret,
                         return r;
                 }
                 memcpy(expected, k->cache.sha256, sizeof(expected));
-                is_writing = k->writing;
-                memcpy(writing, k->writing_sha256, sizeof(writing));
+                is_writing = a->writing == k;
+                memcpy(writing, a->writing_sha256, sizeof(writing));
                 pthread_mutex_unlock(&a->lock);
 
                 /* Served lately, and the file is untouched since (any write changes its ctime). */
@@ -385,7 +385,8 @@ load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret,
                 /* A sync thread may have replaced the file between our look and the read. */
                 pthread_mutex_lock(&a->lock);
                 k = agent_find_key(a, id);
-                bool moved = k && (k->writing || memcmp(k->cache.sha256, expected, sizeof(expected)) != 0);
+                bool moved =
+                        k && (a->writing == k || memcmp(k->cache.sha256, expected, sizeof(expected)) != 0);
                 pthread_mutex_unlock(&a->lock);
                 if (moved && attempt < 3)
                         continue;

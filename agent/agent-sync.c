@@ -306,13 +306,14 @@ static int commit(Agent *a, const Key *key, uint64_t seq) {
                 pthread_mutex_unlock(&a->commit_lock);
                 return 0;
         }
-        k->writing = true;
-        memcpy(k->writing_sha256, info.sha256, sizeof(info.sha256));
+        a->writing = k;
+        memcpy(a->writing_sha256, info.sha256, sizeof(info.sha256));
         unlock(a);
 
         r = cache_write_content(a->cache_dir, key->id, content);
 
         lock(a);
+        a->writing = NULL;
         /* Still there: removals take commit_lock. */
         k = agent_find_key(a, key->id);
         if (!k) {
@@ -321,7 +322,6 @@ static int commit(Agent *a, const Key *key, uint64_t seq) {
                 pthread_mutex_unlock(&a->commit_lock);
                 return 0;
         }
-        k->writing = false;
         if (r < 0) {
                 unlock(a);
                 pthread_mutex_unlock(&a->commit_lock);

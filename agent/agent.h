@@ -41,15 +41,13 @@ typedef struct AgentKey {
         uint32_t n_reader_uids;
         uint32_t n_reader_gids;
 
-        CacheInfo cache;                           /* the verified file on disk, if any */
-        uint8_t writing_sha256[CACHE_SHA256_SIZE]; /* what a sync thread is replacing it with */
+        CacheInfo cache;     /* the verified file on disk, if any */
         uint64_t retry_usec; /* CLOCK_MONOTONIC: no fetch before; 0 when not backing off */
         uint64_t committed_seq;
         char *error; /* why the last fetch failed */
 
         KeyState state;
         unsigned failures; /* fetches failed in a row */
-        bool writing;      /* writing_sha256 is being written */
         bool need_fetch;   /* fetch as soon as possible */
         bool watched;      /* part of the watch request in flight */
         bool overflow;     /* left out of it: the request was full */
@@ -98,7 +96,11 @@ typedef struct Agent {
         bool status_dirty;
 
         pthread_mutex_t commit_lock; /* serializes writes and removals of cache files */
-        atomic_bool cancel;          /* stopping: requests in flight end (KnoxClientConfig) */
+        /* The one key whose file a sync thread is replacing (commit_lock allows no second),
+         * and the checksum of what it writes; under lock. */
+        const AgentKey *writing;
+        uint8_t writing_sha256[CACHE_SHA256_SIZE];
+        atomic_bool cancel; /* stopping: requests in flight end (KnoxClientConfig) */
 } Agent;
 
 /* ---- agent-keys.c: the key table. Lookups need a.lock or the main thread. ---- */

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -187,7 +188,20 @@ xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ult
         return atomic_load(c->cancel) ? 1 : 0;
 }
 
-/* Every option of the handle: at creation, and again after curl_easy_reset(). */
+/* A held watch leaves its connection idle for a minute at a time: OpenSSL may free the
+ * connection's read and write buffers (about 34 KB) while nothing is pending. */
+static CURLcode ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userdata) {
+        SSL_CTX_set_mode((SSL_CTX *) ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+        return CURLE_OK;
+}
+
+static bool curl_uses_openssl(void) {
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+        return v && v->ssl_version && strncmp(v->ssl_version, "OpenSSL/", 8) == 0;
+}
+
+/* Every option of the handle. */
 static int handle_setup(KnoxClient *c) {
         if (curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
             curl_easy_setopt(c->curl, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1) != CURLE_OK ||
@@ -209,6 +223,9 @@ static int handle_setup(KnoxClient *c) {
             curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &c->response) != CURLE_OK ||
             curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK)
                 return -EIO;
+        /* With an SSL_CTX only when libcurl's TLS back end is OpenSSL. */
+        if (curl_uses_openssl())
+                (void) curl_easy_setopt(c->curl, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
         if (c->ca_file && curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file) != CURLE_OK)
                 return -EIO;
         if (c->cancel &&
