@@ -37,10 +37,10 @@ struct KnoxClient {
         char errbuf[CURL_ERROR_SIZE];
 };
 
-/* A path longer than this (a watch or a comparison naming many keys) goes as the request
- * target (CURLOPT_REQUEST_TARGET) of a URL without one: libcurl keeps one copy of it then,
- * where a URL's query is copied into half a dozen buffers that last the whole request (a
- * held watch) and the next one. */
+/* A key list longer than this (a watch or a comparison naming many keys) goes as the
+ * request target (CURLOPT_REQUEST_TARGET) of a URL without one: libcurl keeps one copy of it
+ * then, where a URL's query is copied into half a dozen buffers that last the whole request
+ * (a held watch) and the next one. */
 #define LONG_PATH (16 * 1024)
 
 typedef enum Method {
@@ -453,7 +453,8 @@ static int setup_method(CURL *curl, Method method, const Buf *body) {
         return 0;
 }
 
-/* Send one request, to each server in turn until one answers, and decode the envelope.
+/* Send one request, to each server in turn until one answers, and decode the envelope. With
+ * path NULL, the caller has set CURLOPT_REQUEST_TARGET (a long key list, see LONG_PATH).
  * Returns 1 with *ret filled for an ok envelope, 0 for an error envelope (err filled), or
  * a negative errno (err->message filled). */
 static int client_request(
@@ -470,7 +471,7 @@ static int client_request(
         struct curl_slist *headers = NULL;
         KnoxResponse resp = {};
         const char *parse_error = NULL;
-        bool idempotent = method != METHOD_POST, long_path;
+        bool idempotent = method != METHOD_POST, target_set = !path;
         uint64_t timeout_ms;
         size_t idx = c->current;
         long http_status = 0;
@@ -494,19 +495,13 @@ static int client_request(
                 return error_set(err, r, "Failed to set up the request");
         }
 
-        long_path = strlen(path) > LONG_PATH;
-        if (long_path && curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, path) != CURLE_OK) {
-                slist_free_erase(headers);
-                return error_set(err, -EIO, "Failed to set up the request");
-        }
-
         r = -EHOSTUNREACH;
         for (size_t i = 0; i < c->n_servers; i++) {
                 _cleanup_free_ char *url = NULL;
                 CURLcode code;
 
                 idx = (c->current + i) % c->n_servers;
-                if (asprintf(&url, "%s%s", c->servers[idx], long_path ? "/" : path) < 0) {
+                if (asprintf(&url, "%s%s", c->servers[idx], target_set ? "/" : path) < 0) {
                         url = NULL;
                         r = -ENOMEM;
                         break;
@@ -518,7 +513,11 @@ static int client_request(
                         break;
                 }
 
-                log_debug("%s %s%s", method_names[method], c->servers[idx], path);
+                log_debug(
+                        "%s %s%s",
+                        method_names[method],
+                        c->servers[idx],
+                        path ?: "/v0/keys/?(a long key list)");
                 code = curl_easy_perform(c->curl);
                 if (code == CURLE_OK) {
                         r = 0;
@@ -539,7 +538,7 @@ static int client_request(
                 log_debug(
                         "%s%s failed: %s",
                         c->servers[idx],
-                        path,
+                        path ?: "/v0/keys/?(a long key list)",
                         c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
                 if (!idempotent && !curl_failed_before_request(code, c->curl))
                         break; /* the server may have acted on it: do not send it twice */
@@ -551,7 +550,7 @@ static int client_request(
         (void) curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
         (void) curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, NULL);
         slist_free_erase(headers);
-        if (long_path)
+        if (target_set)
                 (void) curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, NULL);
 
         if (r == -ENOMEM)
@@ -758,7 +757,14 @@ int knox_client_changed_keys(
         if (path.error < 0)
                 return path_oom(err);
 
-        r = client_request(c, METHOD_GET, path.data, NULL, wait_sec, &resp, err);
+        if (path.len > LONG_PATH) {
+                /* libcurl keeps its own copy: ours need not last the whole wait of a watch */
+                if (curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, path.data) != CURLE_OK)
+                        return error_set(err, -EIO, "Failed to set up the request");
+                buf_done(&path);
+                r = client_request(c, METHOD_GET, NULL, NULL, wait_sec, &resp, err);
+        } else
+                r = client_request(c, METHOD_GET, path.data, NULL, wait_sec, &resp, err);
         if (r <= 0)
                 return r;
         r = data_get_strv(&resp, &l, err);
