@@ -267,7 +267,8 @@ static void key_failed(Agent *a, AgentKey *k, KeyState state, const char *why) {
                 k->failures = 0;
                 k->retry_usec = 0;
         } else {
-                k->failures++;
+                if (k->failures < UINT16_MAX)
+                        k->failures++;
                 k->retry_usec =
                         now_usec(CLOCK_MONOTONIC) + backoff_usec(k->failures, a->config.retry_max_usec);
         }

@@ -46,8 +46,8 @@ typedef struct AgentKey {
         uint64_t committed_seq;
         char *error; /* why the last fetch failed */
 
-        KeyState state;
-        unsigned failures; /* fetches failed in a row */
+        int8_t state;      /* a KeyState, in a byte */
+        uint16_t failures; /* fetches failed in a row (stops counting at UINT16_MAX) */
         bool need_fetch;   /* fetch as soon as possible */
         bool watched;      /* part of the watch request in flight */
         bool overflow;     /* left out of it: the request was full */
