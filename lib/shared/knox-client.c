@@ -30,8 +30,6 @@ struct KnoxClient {
         char *authorization;
         char *user_agent;
         uint64_t timeout_usec;
-        long connect_ms;
-        char *ca_file, *cert_file, *key_file;
         const atomic_bool *cancel;
         Buf response; /* secure: may hold key data */
         char errbuf[CURL_ERROR_SIZE];
@@ -201,8 +199,8 @@ static bool curl_uses_openssl(void) {
         return v && v->ssl_version && strncmp(v->ssl_version, "OpenSSL/", 8) == 0;
 }
 
-/* Every option of the handle. */
-static int handle_setup(KnoxClient *c) {
+/* Every option of the handle that does not change from one request to the next. */
+static int handle_setup(KnoxClient *c, const KnoxClientConfig *config, long connect_ms) {
         if (curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
             curl_easy_setopt(c->curl, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1) != CURLE_OK ||
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -217,7 +215,7 @@ static int handle_setup(KnoxClient *c) {
             curl_easy_setopt(c->curl, CURLOPT_PATH_AS_IS, 1L) != CURLE_OK ||
             curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
             curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK ||
-            curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, MAX(c->connect_ms, 1L)) != CURLE_OK ||
+            curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, MAX(connect_ms, 1L)) != CURLE_OK ||
             curl_easy_setopt(c->curl, CURLOPT_USERAGENT, c->user_agent) != CURLE_OK ||
             curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
             curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &c->response) != CURLE_OK ||
@@ -226,16 +224,16 @@ static int handle_setup(KnoxClient *c) {
         /* With an SSL_CTX only when libcurl's TLS back end is OpenSSL. */
         if (curl_uses_openssl())
                 (void) curl_easy_setopt(c->curl, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-        if (c->ca_file && curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file) != CURLE_OK)
+        if (config->ca_file && curl_easy_setopt(c->curl, CURLOPT_CAINFO, config->ca_file) != CURLE_OK)
                 return -EIO;
         if (c->cancel &&
             (curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, xferinfo_cb) != CURLE_OK ||
              curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c) != CURLE_OK ||
              curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L) != CURLE_OK))
                 return -EIO;
-        if (c->cert_file &&
-            (curl_easy_setopt(c->curl, CURLOPT_SSLCERT, c->cert_file) != CURLE_OK ||
-             curl_easy_setopt(c->curl, CURLOPT_SSLKEY, c->key_file) != CURLE_OK))
+        if (config->cert_file &&
+            (curl_easy_setopt(c->curl, CURLOPT_SSLCERT, config->cert_file) != CURLE_OK ||
+             curl_easy_setopt(c->curl, CURLOPT_SSLKEY, config->key_file) != CURLE_OK))
                 return -EIO;
         return 0;
 }
@@ -293,13 +291,8 @@ int knox_client_new(const KnoxClientConfig *config, KnoxClient **ret) {
         c->curl = curl_easy_init();
         if (!c->curl)
                 return -ENOMEM;
-        c->connect_ms = (long) MIN(connect_timeout / 1000, (uint64_t) LONG_MAX);
         c->cancel = config->cancel;
-        if ((config->ca_file && !(c->ca_file = strdup(config->ca_file))) ||
-            (config->cert_file && !(c->cert_file = strdup(config->cert_file))) ||
-            (config->key_file && !(c->key_file = strdup(config->key_file))))
-                return -ENOMEM;
-        r = handle_setup(c);
+        r = handle_setup(c, config, (long) MIN(connect_timeout / 1000, (uint64_t) LONG_MAX));
         if (r < 0)
                 return r;
 
@@ -315,9 +308,6 @@ KnoxClient *knox_client_free(KnoxClient *c) {
         strv_free(c->servers);
         erase_and_free_string(c->authorization);
         free(c->user_agent);
-        free(c->ca_file);
-        free(c->cert_file);
-        free(c->key_file);
         buf_done(&c->response);
         free(c);
         return NULL;
