@@ -57,6 +57,12 @@ static struct {
         size_t left;
 } slots = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+static void *block_map(void) {
+        void *b = mmap(NULL, KEY_BLOCK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+        return b == MAP_FAILED ? NULL : b;
+}
+
 static AgentKey *slot_get(void) {
         KeySlot *s = NULL;
 
@@ -66,15 +72,9 @@ static AgentKey *slot_get(void) {
                 slots.free = s->next;
         } else {
                 if (slots.left < sizeof(KeySlot)) {
-                        void *b =
-                                mmap(NULL,
-                                     KEY_BLOCK_SIZE,
-                                     PROT_READ | PROT_WRITE,
-                                     MAP_PRIVATE | MAP_ANONYMOUS,
-                                     -1,
-                                     0);
+                        void *b = block_map();
 
-                        if (b != MAP_FAILED) {
+                        if (b) {
                                 slots.next = b;
                                 slots.left = KEY_BLOCK_SIZE;
                         }
