@@ -487,10 +487,11 @@ static int poll_changed(Agent *a, KnoxClient *c, KeyFilter filter, bool forced) 
                 for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
                         AgentKey *k = a->keys[i];
                         char buf[KEY_HASH_HEX_SIZE];
-                        const char *hash = cache_info_hash(&k->cache, buf);
+                        const char *hash;
 
                         if ((cursor && strcmp(k->reg.id, cursor) <= 0) || !filter(k, now, forced))
                                 continue;
+                        hash = cache_info_hash(&k->cache, buf);
                         if (!snapshot_fits(&s, k->reg.id, hash, a->config.request_max))
                                 break; /* the next request goes on from here */
                         r = snapshot_add(&s, k->reg.id, hash);
