@@ -268,19 +268,11 @@ int cache_read_stat(
         s = secret_new((size_t) st.st_size + 1);
         if (!s)
                 return -ENOMEM;
-        for (;;) {
-                ssize_t l = read(fd, s->data + n, s->size - n);
-                if (l < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (l == 0)
-                        break;
-                n += (size_t) l;
-                if (n == s->size)
-                        return corrupt(reterr_reason, "changed while read");
-        }
+        r = read_fd_all(fd, s->data, (size_t) st.st_size, &n);
+        if (r == -E2BIG)
+                return corrupt(reterr_reason, "changed while read");
+        if (r < 0)
+                return r;
         r = cache_decode(s->data, n, id, ret_key, ret_info, reterr_reason);
         if (r >= 0 && ret_stat)
                 *ret_stat = st;

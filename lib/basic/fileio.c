@@ -25,7 +25,7 @@ static int open_regular(const char *path, int *ret_fd, struct stat *ret_st) {
         return 0;
 }
 
-static int read_all(int fd, uint8_t *p, size_t max, size_t *ret_size) {
+int read_fd_all(int fd, uint8_t *p, size_t max, size_t *ret_size) {
         size_t n = 0;
 
         /* Read one byte past max so that a file that grew is caught. */
@@ -63,7 +63,7 @@ int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size) {
         p = malloc(max + 2);
         if (!p)
                 return -ENOMEM;
-        r = read_all(fd, (uint8_t *) p, max, &n);
+        r = read_fd_all(fd, (uint8_t *) p, max, &n);
         if (r < 0)
                 return r;
         p[n] = '\0';
@@ -92,7 +92,7 @@ int read_secret_file(const char *path, size_t max, Secret **ret) {
         buf = secret_new(max + 1);
         if (!buf)
                 return -ENOMEM;
-        r = read_all(fd, buf->data, max, &n);
+        r = read_fd_all(fd, buf->data, max, &n);
         if (r < 0)
                 return r;
 

@@ -6,6 +6,10 @@
 
 #include "secret.h"
 
+/* Read fd to its end into p, which has room for max + 1 bytes: -E2BIG when there are more
+ * than max (one byte past max is read, so that a file that grew is caught). */
+int read_fd_all(int fd, uint8_t *p, size_t max, size_t *ret_size);
+
 /* Read a whole regular file of at most max bytes (-E2BIG beyond), NUL-terminated. */
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size);
 
