@@ -540,8 +540,6 @@ static int client_request(
         (void) curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
         (void) curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, NULL);
         slist_free_erase(headers);
-        if (target_set)
-                (void) curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, NULL);
 
         if (r == -ENOMEM)
                 return error_set(err, r, "Out of memory");
@@ -753,6 +751,8 @@ int knox_client_changed_keys(
                         return error_set(err, -EIO, "Failed to set up the request");
                 buf_done(&path);
                 r = client_request(c, METHOD_GET, NULL, NULL, wait_sec, &resp, err);
+                /* Whatever happened, the next request has a target of its own. */
+                (void) curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, NULL);
         } else
                 r = client_request(c, METHOD_GET, path.data, NULL, wait_sec, &resp, err);
         if (r <= 0)
