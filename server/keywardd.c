@@ -27,6 +27,7 @@
 #define DEFAULT_REQUEST_TIMEOUT (30 * USEC_PER_SEC)
 #define DEFAULT_MAX_CONNECTIONS 4096
 #define WATCH_MAX_SEC 300
+#define DEFAULT_LOGIN_TTL (8 * 3600 * USEC_PER_SEC)
 
 #define SERVER_ITEM(name, parser, field, metavar, help) \
         { "server", name, parser, offsetof(ServerConfig, field), help, metavar }
@@ -42,6 +43,7 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("audit-log",       config_parse_string,   audit_log,         "PATH|-|journal", "where audit lines go (default: -)"),
         SERVER_ITEM("default-acl",     config_parse_strv,     default_acl,       "TYPE:ID:ACCESS", "ACL entry added to every new key (repeatable)"),
         SERVER_ITEM("pam-service",     config_parse_string,   pam_service,       "NAME", "PAM service for password logins (default: keyward)"),
+        SERVER_ITEM("login-ttl",       config_parse_sec,      login_ttl_usec,    "TIME", "lifetime of the tokens password logins get (default: 8h)"),
         SERVER_ITEM("hostname",        config_parse_string,   hostname,          "NAME", "host name reported in responses (default: the system's)"),
         SERVER_ITEM("log-level",       config_parse_string,   log_level,         "LEVEL", "debug, info, notice, warning, err"),
         SERVER_ITEM("workers",         config_parse_unsigned, workers,           "N", "worker threads, each with its own event loop (default: CPUs)"),
@@ -228,6 +230,7 @@ static int verb_serve(int argc, char **argv) {
                 .idle_timeout_usec = DEFAULT_IDLE_TIMEOUT,
                 .request_timeout_usec = DEFAULT_REQUEST_TIMEOUT,
                 .max_watch_sec = WATCH_MAX_SEC,
+                .login_ttl_usec = DEFAULT_LOGIN_TTL,
         };
         Server s = {.config = &c};
         char host[256];
@@ -253,6 +256,8 @@ static int verb_serve(int argc, char **argv) {
         if (c.max_connections < c.workers)
                 c.max_connections = c.workers;
         c.max_watch_sec = MIN(c.max_watch_sec, (unsigned) WATCH_MAX_SEC);
+        if (c.login_ttl_usec < USEC_PER_SEC)
+                return log_error_errno(EINVAL, "--login-ttl must be at least a second.");
 
         r = secret_harden_process(false);
         if (r < 0)

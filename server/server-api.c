@@ -24,6 +24,7 @@ static const char *const route_names[_API_ROUTE_MAX] = {
         [API_ROUTE_PUTVERSION]  = "putversion",
         [API_ROUTE_WHOAMI]      = "whoami",
         [API_ROUTE_DELETETOKEN] = "deletetoken",
+        [API_ROUTE_LOGIN]       = "login",
         [API_ROUTE_NOT_FOUND]   = "404",
 };
 /* clang-format on */
@@ -98,6 +99,9 @@ int api_match(const char *method, const char *path, ApiMatch *ret) {
                 } else if (n == 3 && seg_is(seg[2], len[2], "token")) {
                         m.route = API_ROUTE_DELETETOKEN;
                         m.method_not_allowed = !streq(method, "DELETE");
+                } else if (n == 3 && seg_is(seg[2], len[2], "login")) {
+                        m.route = API_ROUTE_LOGIN;
+                        m.method_not_allowed = !streq(method, "POST");
                 }
                 *ret = m;
                 return 0;

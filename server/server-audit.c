@@ -253,7 +253,9 @@ static void parameters_append(Buf *b, const AuditRecord *r) {
         } else if (streq(route, "postversion")) {
                 param_data(b, &first, r->form);
                 param_cstring(b, &first, "keyID", r->key_id);
-        } else if (streq(route, "putversion")) {
+        } else if (streq(route, "login"))
+                param_field(b, &first, "user", r->form); /* never the password */
+        else if (streq(route, "putversion")) {
                 param_cstring(b, &first, "keyID", r->key_id);
                 param_field(b, &first, "status", r->form);
                 param_cstring(b, &first, "versionID", r->version_id);

@@ -27,12 +27,14 @@
 
 #include "fileio.h"
 #include "hexdecoct.h"
+#include "json-util.h"
 #include "log.h"
 #include "parse.h"
 #include "peer-cert.h"
 #include "server-api.h"
 #include "server-audit.h"
 #include "server-auth.h"
+#include "server-login.h"
 #include "server-metrics.h"
 #include "server-request.h"
 #include "server-tls.h"
@@ -42,8 +44,12 @@
 #define WATCH_POLL_USEC (1 * USEC_PER_SEC)
 #define AUDIT_FLUSH_USEC 1000
 #define PEER_ADDR_MAX (INET6_ADDRSTRLEN + 8)
+#define LOGIN_FAIL_DELAY_USEC (1 * USEC_PER_SEC)
+#define LOGIN_USER_MAX 256
+#define LOGIN_PASSWORD_MAX 4096
 
 typedef struct Watch Watch;
+typedef struct PendingLogin PendingLogin;
 
 struct Worker {
         Server *server;
@@ -61,7 +67,10 @@ struct Worker {
         struct event *poll_event;
         struct event *flush_event; /* writes this worker's audit lines, AUDIT_FLUSH_USEC late */
         uint64_t change_counter;
-        Watch *watches; /* doubly linked */
+        Watch *watches;       /* doubly linked */
+        PendingLogin *logins; /* doubly linked: with a login thread, or waiting to answer */
+        pthread_mutex_t inbox_lock;
+        LoginJob *inbox; /* logins the threads gave back; notify_fd tells */
         unsigned n_connections;
         bool listening;
 };
@@ -503,6 +512,7 @@ static void worker_check_watches(Worker *w) {
 }
 
 static void worker_stop(Worker *w);
+static void worker_drain_logins(Worker *w);
 
 static void notify_cb(evutil_socket_t fd, short what, void *userdata) {
         Worker *w = userdata;
@@ -511,6 +521,7 @@ static void notify_cb(evutil_socket_t fd, short what, void *userdata) {
         /* Draining the eventfd is all that matters; a short read cannot happen. */
         if (read(w->notify_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 log_debug_errno(errno, "Failed to read the notification eventfd: %m");
+        worker_drain_logins(w);
         if (atomic_load(&w->server->stopping))
                 worker_stop(w);
         else
@@ -572,6 +583,303 @@ static int watch_start(Exchange *x, unsigned wait_sec) {
         metrics_watchers_add(w->server->metrics, w->index, +1);
         evhttp_connection_set_closecb(evhttp_request_get_connection(x->req), watch_closed_cb, wa);
         return 0;
+}
+
+/* ---- password logins ---------------------------------------------------------------- */
+
+/* A POST /v0/auth/login/ while a login thread checks it, and then, for a failure, while its
+ * answer waits out LOGIN_FAIL_DELAY_USEC. */
+struct PendingLogin {
+        Worker *worker;
+        Exchange x;       /* moved out of request_cb; x.req is NULL once the client left */
+        bool with_thread; /* the job is out: the login threads will give it back */
+        ApiResult res;    /* a failure's answer, while it waits */
+        struct event *delay;
+        PendingLogin *prev, *next;
+};
+
+static void login_closed_cb(struct evhttp_connection *evcon, void *userdata);
+
+static void pending_login_free(PendingLogin *p) {
+        Worker *w = p->worker;
+
+        if (p->prev)
+                p->prev->next = p->next;
+        else
+                w->logins = p->next;
+        if (p->next)
+                p->next->prev = p->prev;
+        if (p->delay)
+                event_free(p->delay);
+        api_result_done(&p->res);
+        exchange_done(&p->x);
+        free(p);
+}
+
+/* Answer, unless the client left; the pending login stays until its job is back. */
+static void pending_login_reply(PendingLogin *p, ApiResult *res) {
+        struct evhttp_request *req = p->x.req;
+
+        if (!req)
+                return;
+        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+        /* The connection, and its TLS state, are as the request left them. */
+        p->x.conn = request_conn(req, &p->x.ssl);
+        exchange_reply(&p->x, res, "login");
+        p->x.req = NULL;
+        p->x.ssl = NULL;
+        p->x.conn = NULL;
+}
+
+static void login_closed_cb(struct evhttp_connection *evcon, void *userdata) {
+        PendingLogin *p = userdata;
+
+        /* libevent frees the request; the job, if out, still comes back to us. */
+        log_debug("Login from %s: the client went away.", p->x.remote_addr);
+        p->x.req = NULL;
+        if (!p->with_thread)
+                pending_login_free(p);
+}
+
+static void login_delay_cb(evutil_socket_t fd, short what, void *userdata) {
+        PendingLogin *p = userdata;
+
+        pending_login_reply(p, &p->res);
+        pending_login_free(p);
+}
+
+/* Called on a login thread: hand the job to its worker and wake it. */
+static void login_job_done(LoginJob *j) {
+        PendingLogin *p = j->userdata;
+        Worker *w = p->worker;
+        const uint64_t one = 1;
+
+        pthread_mutex_lock(&w->inbox_lock);
+        j->next = w->inbox;
+        w->inbox = j;
+        pthread_mutex_unlock(&w->inbox_lock);
+        if (write(w->notify_fd, &one, sizeof(one)) < 0)
+                log_debug_errno(errno, "Failed to wake worker %zu: %m", w->index);
+}
+
+/* A token for the user PAM let in, as the answer's data. */
+static int login_mint(PendingLogin *p, const LoginJob *j, ApiResult *res) {
+        Worker *w = p->worker;
+        _cleanup_(secret_freep) Secret *token = NULL;
+        uint8_t hash[TOKEN_HASH_SIZE];
+        int64_t now = now_ns();
+        int64_t expires = now + (int64_t) (w->server->config->login_ttl_usec * NSEC_PER_USEC);
+        Buf *b = &res->data;
+        int r;
+
+        r = user_token_new(&token, hash);
+        if (r >= 0)
+                r = store_token_add(
+                        w->store,
+                        hash,
+                        &(TokenInfo){
+                                .user = j->canonical_user,
+                                .groups = j->groups,
+                                .created = now,
+                                .expires = expires,
+                        });
+        explicit_bzero(hash, sizeof(hash));
+        if (r < 0) {
+                log_error_errno(r, "Failed to store a token for '%s': %m", j->canonical_user);
+                metrics_store_error(w->server->metrics, w->index);
+                return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to make a token");
+        }
+
+        (void) buf_puts(b, "{\"token\":");
+        (void) json_append_string(b, (const char *) token->data, token->size);
+        (void) buf_puts(b, ",\"user\":");
+        (void) json_append_cstring(b, j->canonical_user);
+        (void) buf_puts(b, ",\"groups\":[");
+        STRV_FOREACH(g, j->groups) {
+                if (g != j->groups)
+                        (void) buf_putc(b, ',');
+                (void) json_append_cstring(b, *g);
+        }
+        (void) buf_printf(b, "],\"expires\":%" PRId64 "}", expires / (int64_t) NSEC_PER_SEC);
+        if (b->error < 0)
+                return b->error;
+        res->code = KNOX_OK;
+        res->http_status = 200;
+        return 0;
+}
+
+static void login_finish(LoginJob *j) {
+        _cleanup_(login_job_freep) LoginJob *job = j;
+        PendingLogin *p = j->userdata;
+        ApiResult res = API_RESULT_INIT;
+        bool late = false;
+        int r = 0;
+
+        p->with_thread = false;
+        if (!p->x.req) {
+                pending_login_free(p);
+                return;
+        }
+
+        switch (j->result) {
+        case 0:
+                r = login_mint(p, j, &res);
+                if (r >= 0 && res.code == KNOX_OK)
+                        log_info("User '%s' logged in from %s.", j->canonical_user, j->source);
+                break;
+        case -EACCES:
+        case -EKEYEXPIRED:
+        case -EUSERS:
+                /* The same answer for an unknown user and a wrong password. */
+                log_notice("Login as '%s' from %s refused: %s.", j->user, j->source, strna(j->reason));
+                r = api_result_error(
+                        &res,
+                        KNOX_UNAUTHENTICATED,
+                        "%s",
+                        j->result == -EUSERS              ? "Too many failed logins, try again later" :
+                                j->result == -EKEYEXPIRED ? "Password expired, change it first" :
+                                                            "Invalid user name or password");
+                late = true;
+                break;
+        default:
+                log_warning("Login as '%s' from %s failed: %s.", j->user, j->source, strna(j->reason));
+                r = api_result_error(&res, KNOX_INTERNAL_SERVER_ERROR, "Password check unavailable");
+        }
+        if (r < 0)
+                (void) api_result_error(&res, KNOX_INTERNAL_SERVER_ERROR, "%s", strerror(-r));
+
+        /* Failures are answered a second late, without holding a thread: guessing is slow. */
+        if (late && !atomic_load(&p->worker->server->stopping)) {
+                struct timeval tv = {.tv_sec = LOGIN_FAIL_DELAY_USEC / USEC_PER_SEC};
+
+                p->res = res;
+                p->delay = evtimer_new(p->worker->base, login_delay_cb, p);
+                if (p->delay && evtimer_add(p->delay, &tv) >= 0)
+                        return;
+                res = p->res;
+                p->res = API_RESULT_INIT;
+        }
+        pending_login_reply(p, &res);
+        api_result_done(&res);
+        pending_login_free(p);
+}
+
+/* Take the jobs the login threads gave back. */
+static void worker_drain_logins(Worker *w) {
+        LoginJob *j, *next;
+
+        pthread_mutex_lock(&w->inbox_lock);
+        j = w->inbox;
+        w->inbox = NULL;
+        pthread_mutex_unlock(&w->inbox_lock);
+        for (; j; j = next) {
+                next = j->next;
+                login_finish(j);
+        }
+}
+
+/* The client's address without its port, for PAM_RHOST and the throttle. */
+static char *remote_host(const char *addr) {
+        const char *colon = strrchr(addr, ':');
+
+        return strndup(addr, colon ? (size_t) (colon - addr) : strlen(addr));
+}
+
+static const FormField *login_field(const Form *f, const char *name, size_t max) {
+        const FormField *field = form_get(f, name);
+
+        if (!field || field->value_len == 0 || field->value_len > max ||
+            memchr(field->value, '\0', field->value_len))
+                return NULL;
+        return field;
+}
+
+/* POST /v0/auth/login/: no authentication, the form's user and password go to PAM. */
+static void login_start(Exchange *x) {
+        Worker *w = x->worker;
+        _cleanup_(login_job_freep) LoginJob *j = NULL;
+        const FormField *user, *password;
+        PendingLogin *p;
+        int r;
+
+        if (!x->form_ok) {
+                reply_error(x, KNOX_BAD_REQUEST_DATA, 400, "login", "Invalid form");
+                return;
+        }
+        user = login_field(&x->form, "user", LOGIN_USER_MAX);
+        password = login_field(&x->form, "password", LOGIN_PASSWORD_MAX);
+        if (!user || !password) {
+                reply_error(x, KNOX_BAD_REQUEST_DATA, 400, "login", "Missing or invalid user or password");
+                return;
+        }
+
+        j = calloc(1, sizeof(LoginJob));
+        p = calloc(1, sizeof(PendingLogin));
+        if (!j || !p) {
+                free(p);
+                reply_error(x, KNOX_INTERNAL_SERVER_ERROR, 500, "login", "Out of memory");
+                return;
+        }
+        j->user = strndup(user->value, user->value_len);
+        j->password = secret_new_copy(password->value, password->value_len);
+        j->source = remote_host(x->remote_addr);
+        /* The form keeps the user for the audit line; the password lives on in the job only. */
+        explicit_bzero((char *) password->value, password->value_len);
+        if (!j->user || !j->password || !j->source) {
+                free(p);
+                reply_error(x, KNOX_INTERNAL_SERVER_ERROR, 500, "login", "Out of memory");
+                return;
+        }
+        j->done = login_job_done;
+        j->userdata = p;
+
+        p->worker = w;
+        p->res = API_RESULT_INIT;
+        p->x = *x;
+        *x = (Exchange){.worker = w};
+        p->with_thread = true;
+        r = login_submit(w->server->login, j);
+        if (r < 0) {
+                p->with_thread = false;
+                *x = p->x;
+                free(p);
+                log_warning(
+                        "Refusing a login from %s: %d logins are waiting already.",
+                        j->source,
+                        LOGIN_QUEUE_MAX);
+                reply_error(
+                        x,
+                        KNOX_INTERNAL_SERVER_ERROR,
+                        503,
+                        "login",
+                        "Too many logins in progress, try again later");
+                return;
+        }
+        TAKE_PTR(j);
+        p->next = w->logins;
+        if (w->logins)
+                w->logins->prev = p;
+        w->logins = p;
+        evhttp_connection_set_closecb(evhttp_request_get_connection(p->x.req), login_closed_cb, p);
+}
+
+/* At shutdown: answer the logins still out, and those waiting to give their failure. */
+static void worker_stop_logins(Worker *w) {
+        PendingLogin *next;
+
+        for (PendingLogin *p = w->logins; p; p = next) {
+                next = p->next;
+                if (p->delay) {
+                        pending_login_reply(p, &p->res);
+                        pending_login_free(p);
+                } else if (p->x.req) {
+                        ApiResult res = API_RESULT_INIT;
+
+                        (void) api_result_error(&res, KNOX_INTERNAL_SERVER_ERROR, "Server is stopping");
+                        pending_login_reply(p, &res);
+                        api_result_done(&res);
+                }
+        }
 }
 
 /* ---- requests --------------------------------------------------------------------- */
@@ -687,6 +995,8 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                 x.form_ok = x.form_ok && form_parse(x.raw_query, strlen(x.raw_query), &tmp) == 0;
                 form_done(&tmp);
         }
+        if (x.match.route == API_ROUTE_LOGIN)
+                return login_start(&x);
 
         in = evhttp_request_get_input_headers(req);
         r = auth_request(
@@ -831,6 +1141,11 @@ static Worker *worker_free(Worker *w) {
                 return NULL;
         while (w->watches)
                 watch_free(w->watches);
+        /* The login threads are gone: every job is back in the inbox. */
+        worker_drain_logins(w);
+        while (w->logins)
+                pending_login_free(w->logins);
+        pthread_mutex_destroy(&w->inbox_lock);
         /* evhttp_free() frees the listeners before the connections, whose release would
          * otherwise try to re-enable them. */
         w->n_bound = 0;
@@ -868,6 +1183,7 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
         w->index = index;
         w->notify_fd = -EBADF;
         w->listening = true;
+        (void) pthread_mutex_init(&w->inbox_lock, NULL);
 
         r = store_open_existing(c->db, &w->store);
         if (r < 0) {
@@ -951,6 +1267,7 @@ static void worker_stop(Worker *w) {
                 (void) evconnlistener_disable(evhttp_bound_socket_get_listener(w->bound[i]));
         while (w->watches)
                 (void) watch_check(w->watches, true);
+        worker_stop_logins(w);
         (void) event_base_loopexit(w->base, &grace);
 }
 
@@ -1043,6 +1360,12 @@ int server_run(Server *s) {
         s->workers = calloc(c->workers, sizeof(Worker *));
         if (!s->workers)
                 return log_oom();
+        r = login_new(c->pam_service ?: "keyward", &s->login);
+        if (r < 0) {
+                free(s->workers);
+                s->workers = NULL;
+                return log_error_errno(r, "Failed to start the login threads: %m");
+        }
 
         for (size_t wi = 0; wi < c->workers; wi++) {
                 int fds[16];
@@ -1119,6 +1442,8 @@ finish:
                         event_free(sig[i]);
         if (main_base)
                 event_base_free(main_base);
+        /* Before the workers: a login thread may still be handing a job to one. */
+        s->login = login_free(s->login);
         for (size_t i = 0; i < s->n_workers; i++)
                 s->workers[i] = worker_free(s->workers[i]);
         free(s->workers);

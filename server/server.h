@@ -24,6 +24,7 @@ typedef struct ServerConfig {
         char *audit_log;    /* PATH, "-" for stderr, "journal" */
         char **default_acl; /* TYPE:ID:ACCESS */
         char *pam_service;
+        uint64_t login_ttl_usec; /* lifetime of the tokens password logins get */
         char *hostname;
         char *log_level;
         unsigned workers;
@@ -41,6 +42,7 @@ void server_config_done(ServerConfig *c);
 typedef struct Worker Worker;
 typedef struct Audit Audit;
 typedef struct Metrics Metrics;
+typedef struct Login Login;
 
 typedef struct Server {
         const ServerConfig *config;
@@ -54,6 +56,7 @@ typedef struct Server {
         X509_STORE *client_roots;
         Audit *audit;
         Metrics *metrics;
+        Login *login;
         Worker **workers;
         size_t n_workers;
         int listen_fds[16];

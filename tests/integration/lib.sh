@@ -133,10 +133,35 @@ kwd_init() {
                 { cat "$T/init.log" >&2; bail "keywardd init failed"; }
 }
 
+# pam_setup: a PAM service "keyward" in $T/pam.d, backed by pam_wrapper's pam_matrix with the
+# passwords in $T/passdb ("user:password:service" lines), and users and groups from
+# nss_wrapper ($T/passwd, $T/group). keywardd started after this runs under both; the rest of
+# the test does not. Skips the whole test when pam_wrapper or nss_wrapper is missing.
+KWD_ENV=()
+pam_setup() {
+        local modules lib nss
+        modules=$(pkg-config --variable=modules pam_wrapper 2>/dev/null)
+        lib=$(pkg-config --libs pam_wrapper 2>/dev/null)
+        lib=${lib%% *}
+        nss=$(dirname "${lib:-/nonexistent}")/libnss_wrapper.so
+        [ -f "$modules/pam_matrix.so" ] && [ -f "$lib" ] && [ -f "$nss" ] ||
+                skip_all "pam_wrapper and nss_wrapper are needed (apt-get install libpam-wrapper libnss-wrapper)"
+        mkdir -p "$T/pam.d"
+        printf 'auth required %s/pam_matrix.so passdb=%s\naccount required %s/pam_matrix.so passdb=%s\n' \
+                "$modules" "$T/passdb" "$modules" "$T/passdb" >"$T/pam.d/keyward"
+        touch "$T/passdb" "$T/passwd" "$T/group"
+        # An ASan build must let the wrappers come first, and they must not use RTLD_DEEPBIND
+        # (pam_wrapper 1.1.4 reads the uid_wrapper spelling of that switch).
+        KWD_ENV=(LD_PRELOAD="$lib $nss" PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$T/pam.d"
+                NSS_WRAPPER_PASSWD="$T/passwd" NSS_WRAPPER_GROUP="$T/group"
+                UID_WRAPPER_DISABLE_DEEPBIND=1 NSS_WRAPPER_DISABLE_DEEPBIND=1
+                ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0")
+}
+
 # kwd_start [FLAGS...]: start keywardd in the background and wait until it serves.
 kwd_start() {
         rm -f "$T/ready"
-        "$KEYWARDD" serve --listen 127.0.0.1:0 \
+        env "${KWD_ENV[@]}" "$KEYWARDD" serve --listen 127.0.0.1:0 \
                 --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
                 --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key" \
                 --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \

@@ -13,6 +13,10 @@
 
 make_pki
 kwd_init
+pam_setup
+printf 'dora:explorer:keyward\n' >"$T/passdb"
+printf 'dora:x:5004:5004:Dora:/home/dora:/bin/sh\n' >"$T/passwd"
+printf 'dora:x:5004:\neng:x:6002:dora\n' >"$T/group"
 kwd_start
 
 ALICE=$(kwd_token alice --group eng) || bail "cannot mint a token"
@@ -324,20 +328,36 @@ like "the revoked token: the server says so" "$ERR" "revoked"
 KEYWARD_TOKEN='' kw logout
 check_rc "logout without a token: exit 1" 1
 
-# The server has no password logins yet (POST /v0/auth/login/ is planned): an error, cleanly.
-input $'no-such-password\n'
-KEYWARD_TOKEN='' kw login no-such-user-cli
-check_rc "login that the server refuses: exit 1" 1
-like "login refused: an error line" "$ERR" "${LOGLINE}Fail to authenticate: "
+# Password logins: the server asks PAM (pam_wrapper's pam_matrix here).
+input $'explorer\n'
+KEYWARD_TOKEN='' kw login dora
+check_rc "login: exit 0" 0
+like "login: the token on stdout" "$OUT" '^kwt_[A-Za-z0-9_-]{43}$'
+DORA=$OUT
+KEYWARD_TOKEN=$DORA kw whoami
+is "the login's token works: whoami" "$OUT" $'principal: dora\ntype: user\ngroups: dora eng'
+input $'explorer\n'
+KEYWARD_TOKEN='' kw login --json dora
+check_rc "login --json: exit 0" 0
+is "login --json: the whole answer" "$(jget "$OUT" '[j["user"], j["groups"], j["token"][:4], type(j["expires"]).__name__]')" \
+        '["dora", ["dora", "eng"], "kwt_", "int"]'
+input $'wrong\n'
+KEYWARD_TOKEN='' kw login dora
+check_rc "login with a wrong password: exit 1" 1
+like "login refused: the server's reason" "$ERR" "${LOGLINE}Fail to authenticate: Invalid user name or password"
 is "login refused: no token on stdout" "$OUT" ""
+input $'explorer\n'
+KEYWARD_TOKEN='' kw --server "127.0.0.1:$CLOSED" login dora
+check_rc "login with no server reachable: exit 1" 1
+like "login with no server: says so" "$ERR" "Cannot reach any server"
 kw login a b
 check_rc "login with two arguments: exit 2" 2
 
 # No secret in the audit log, whatever the commands did.
-if grep -q -e hunter2 -e aHVudGVyMg -e "$ALICE" "$T/audit.log"; then
-        not_ok "no key data or token in the audit log"
+if grep -q -e hunter2 -e aHVudGVyMg -e "$ALICE" -e explorer -e "$DORA" "$T/audit.log"; then
+        not_ok "no key data, password or token in the audit log"
 else
-        ok "no key data or token in the audit log"
+        ok "no key data, password or token in the audit log"
 fi
 
 # ---- the agent's commands ------------------------------------------------------------------------

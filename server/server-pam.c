@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "server-pam.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <security/pam_appl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "strv.h"
+
+#define NSS_BUFFER_MAX (1024 * 1024)
+#define GROUPS_MAX 65536
+
+typedef struct Conversation {
+        const char *user;
+        const Secret *password;
+} Conversation;
+
+/* Every hidden prompt gets the password and every echoed one the user name; messages are
+ * for a person at a terminal, and there is none. PAM frees the answers; modules wipe the
+ * password they were given. */
+static int conversation(int n, const struct pam_message **msg, struct pam_response **ret, void *userdata) {
+        const Conversation *c = userdata;
+        struct pam_response *resp;
+
+        if (n <= 0 || n > PAM_MAX_NUM_MSG)
+                return PAM_CONV_ERR;
+        resp = calloc((size_t) n, sizeof(struct pam_response));
+        if (!resp)
+                return PAM_BUF_ERR;
+        for (int i = 0; i < n; i++) {
+                const char *answer = NULL;
+
+                if (msg[i]->msg_style == PAM_PROMPT_ECHO_OFF)
+                        answer = (const char *) c->password->data;
+                else if (msg[i]->msg_style == PAM_PROMPT_ECHO_ON)
+                        answer = c->user;
+                if (!answer)
+                        continue;
+                resp[i].resp = strdup(answer);
+                if (!resp[i].resp) {
+                        for (int j = 0; j < i; j++)
+                                if (resp[j].resp)
+                                        resp[j].resp = erase_and_free_string(resp[j].resp);
+                        free(resp);
+                        return PAM_BUF_ERR;
+                }
+        }
+        *ret = resp;
+        return PAM_SUCCESS;
+}
+
+/* Failures are answered late by the caller, without holding a thread: no module sleeps. */
+static void no_delay(int status, unsigned usec, void *userdata) {
+}
+
+static int pam_error(int status, const char **ret_reason) {
+        switch (status) {
+        case PAM_AUTH_ERR:
+        case PAM_USER_UNKNOWN:
+        case PAM_PERM_DENIED:
+        case PAM_ACCT_EXPIRED:
+        case PAM_MAXTRIES:
+        case PAM_CRED_INSUFFICIENT:
+                *ret_reason = pam_strerror(NULL, status);
+                return -EACCES;
+        case PAM_NEW_AUTHTOK_REQD:
+        case PAM_AUTHTOK_EXPIRED:
+                *ret_reason = "password expired";
+                return -EKEYEXPIRED;
+        default:
+                *ret_reason = pam_strerror(NULL, status);
+                return -EHOSTDOWN;
+        }
+}
+
+int pam_check_password(
+        const char *service,
+        const char *user,
+        const Secret *password,
+        const char *rhost,
+        char **ret_user,
+        const char **ret_reason) {
+
+        Conversation c = {.user = user, .password = password};
+        struct pam_conv conv = {.conv = conversation, .appdata_ptr = &c};
+        const void *item = NULL;
+        pam_handle_t *h = NULL;
+        char *name;
+        int status, r;
+
+        assert_return(service && user && password && ret_user && ret_reason, -EINVAL);
+
+        status = pam_start(service, user, &conv, &h);
+        if (status != PAM_SUCCESS) {
+                *ret_reason = "pam_start() failed";
+                return -EHOSTDOWN;
+        }
+        (void) pam_set_item(h, PAM_FAIL_DELAY, (const void *) no_delay);
+        if (rhost)
+                (void) pam_set_item(h, PAM_RHOST, rhost);
+        (void) pam_set_item(h, PAM_RUSER, user);
+
+        status = pam_authenticate(h, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+        if (status == PAM_SUCCESS)
+                status = pam_acct_mgmt(h, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+        if (status != PAM_SUCCESS) {
+                r = pam_error(status, ret_reason);
+                (void) pam_end(h, status | PAM_DATA_SILENT);
+                return r;
+        }
+
+        if (pam_get_item(h, PAM_USER, &item) != PAM_SUCCESS || !item)
+                item = user;
+        name = strdup(item);
+        (void) pam_end(h, PAM_SUCCESS);
+        if (!name)
+                return -ENOMEM;
+        *ret_user = name;
+        return 0;
+}
+
+static int strcmp_ptr(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int user_groups(const char *user, char ***ret) {
+        _cleanup_strv_free_ char **names = NULL;
+        _cleanup_free_ gid_t *gids = NULL;
+        _cleanup_free_ char *buf = NULL;
+        struct passwd pw, *pwp = NULL;
+        size_t size = 4096;
+        int n = 64, r;
+
+        assert_return(user && ret, -EINVAL);
+
+        /* The passwd entry gives the primary group. */
+        for (;;) {
+                buf = malloc(size);
+                if (!buf)
+                        return -ENOMEM;
+                r = getpwnam_r(user, &pw, buf, size, &pwp);
+                if (r != ERANGE || size >= NSS_BUFFER_MAX)
+                        break;
+                free(buf);
+                size *= 2;
+        }
+        if (r != 0 && r != ENOENT && r != ESRCH)
+                return -r;
+        if (!pwp) {
+                names = calloc(1, sizeof(char *));
+                if (!names)
+                        return -ENOMEM;
+                *ret = TAKE_PTR(names);
+                return 0;
+        }
+
+        for (;;) {
+                int want = n;
+
+                gids = malloc(sizeof(gid_t) * (size_t) n);
+                if (!gids)
+                        return -ENOMEM;
+                if (getgrouplist(user, pw.pw_gid, gids, &want) >= 0) {
+                        n = want;
+                        break;
+                }
+                free(gids);
+                gids = NULL;
+                if (want <= n)
+                        want = n * 2;
+                if (want > GROUPS_MAX)
+                        return -E2BIG;
+                n = want;
+        }
+
+        names = calloc(1, sizeof(char *));
+        if (!names)
+                return -ENOMEM;
+        for (int i = 0; i < n; i++) {
+                struct group gr, *grp = NULL;
+
+                for (;;) {
+                        r = getgrgid_r(gids[i], &gr, buf, size, &grp);
+                        if (r != ERANGE || size >= NSS_BUFFER_MAX)
+                                break;
+                        free(buf);
+                        size *= 2;
+                        buf = malloc(size);
+                        if (!buf)
+                                return -ENOMEM;
+                }
+                /* A gid without a name has nothing an ACL could name. */
+                if (!grp)
+                        continue;
+                r = strv_extend(&names, grp->gr_name);
+                if (r < 0)
+                        return r;
+        }
+
+        qsort(names, strv_length(names), sizeof(char *), strcmp_ptr);
+        for (size_t i = 1, len = strv_length(names); i < len;)
+                if (streq(names[i], names[i - 1])) {
+                        free(names[i]);
+                        memmove(names + i, names + i + 1, (len - i) * sizeof(char *));
+                        len--;
+                } else
+                        i++;
+        *ret = TAKE_PTR(names);
+        return 0;
+}

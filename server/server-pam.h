@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Password checks through PAM and group lookups through NSS, for POST /v0/auth/login/.
+ * Both block (a PAM stack may ask a directory server), so they run on the login threads,
+ * never on a worker's event loop. */
+
+#include "secret.h"
+
+/* Authenticate user with password under the PAM service, then check the account. rhost is
+ * the client's address (PAM_RHOST). On success *ret_user is the name PAM settled on, which a
+ * module may have canonicalised. Returns -EACCES when the password or the account is
+ * refused, -EKEYEXPIRED when the password must be changed first, and -EHOSTDOWN when PAM
+ * could not decide (an unreachable directory, a broken stack): the caller may try again. The
+ * message for the log goes to *ret_reason in every case but success. */
+int pam_check_password(
+        const char *service,
+        const char *user,
+        const Secret *password,
+        const char *rhost,
+        char **ret_user,
+        const char **ret_reason);
+
+/* The names of the groups NSS gives user (getgrouplist(), the primary group included),
+ * sorted, without duplicates. A user NSS does not know has no groups. */
+int user_groups(const char *user, char ***ret);

@@ -1,0 +1,125 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Password logins (POST /v0/auth/login/) against a real keywardd whose PAM stack is
+# pam_wrapper's pam_matrix and whose users and groups come from nss_wrapper: tokens with the
+# NSS groups, the same refusal for every wrong guess, the throttle, and no password anywhere.
+
+. "$(dirname "$0")/lib.sh"
+
+make_pki
+kwd_init
+pam_setup
+cat >"$T/passdb" <<'PASSDB'
+alice:wonderland:keyward
+bob:builder:other
+dave:dungeons:keyward
+erin:p&ss=w%C3%B6rd +x:keyward
+PASSDB
+# pam_matrix compares bytes: erin's password is the text above, percent signs and all.
+cat >"$T/passwd" <<'PASSWD'
+alice:x:5001:5001:Alice:/home/alice:/bin/sh
+dave:x:5003:5003:Dave:/home/dave:/bin/sh
+PASSWD
+cat >"$T/group" <<'GROUP'
+alice:x:5001:
+dave:x:5003:
+ops:x:6001:alice,dave
+admins:x:6000:alice
+GROUP
+kwd_start --login-ttl 1h
+
+login() {
+        req none "" POST /v0/auth/login/ --data-urlencode "user=$1" --data-urlencode "password=$2"
+}
+
+r=$(login alice wonderland)
+expect "login with the right password: 200/0" "$r" 200 0 ""
+TOKEN=$(jget "$(body "$r")" 'j["data"]["token"]')
+like "the token is keywardd's kind" "$TOKEN" '^kwt_[A-Za-z0-9_-]{43}$'
+is "the user" "$(jget "$(body "$r")" 'j["data"]["user"]')" "alice"
+is "the groups come from NSS, sorted, the primary group included" \
+        "$(jget "$(body "$r")" 'j["data"]["groups"]')" '["admins", "alice", "ops"]'
+is "expires: an hour from now (--login-ttl 1h)" \
+        "$(jget "$(body "$r")" 'abs(j["data"]["expires"] - int(__import__("time").time()) - 3600) < 60')" "true"
+
+r=$(req none "0u$TOKEN" GET /v0/auth/whoami/)
+expect "the token authenticates" "$r" 200 0 ""
+is "whoami: alice with her groups" "$(jget "$(body "$r")" '[j["data"]["principal"], j["data"]["principals"][0]["groups"]]')" \
+        '["alice", ["admins", "alice", "ops"]]'
+
+ADMIN=$(kwd_token root-admin) || bail "cannot mint a token"
+r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=ops_key --data-urlencode "data=$(printf 'opsdata' | base64 -w0)" \
+        --data-urlencode 'acl=[{"type":"UserGroup","id":"ops","access":"Read"}]')
+expect "a key readable by the group ops" "$r" 200 0 ""
+r=$(req none "0u$TOKEN" GET /v0/keys/ops_key/)
+expect "alice reads it through the NSS group in her token" "$r" 200 0 ""
+
+r=$(login erin 'p&ss=w%C3%B6rd +x')
+expect "a password with &, =, % and a space arrives intact" "$r" 200 0 ""
+is "a user NSS does not know: no groups" "$(jget "$(body "$r")" 'j["data"]["groups"]')" "[]"
+
+# ---- refusals: one answer for every wrong guess ---------------------------------------------
+
+r=$(login alice wrong)
+expect "wrong password: 401/5" "$r" 401 5 "Invalid user name or password"
+r=$(login mallory anything)
+expect "unknown user: the same answer" "$r" 401 5 "Invalid user name or password"
+r=$(login bob builder)
+expect "account refused by PAM's account step: the same answer" "$r" 401 5 "Invalid user name or password"
+
+r=$(req none "" POST /v0/auth/login/ -d user=alice)
+expect "no password: 400/11" "$r" 400 11 "Missing or invalid user or password"
+r=$(req none "" POST /v0/auth/login/ -d user= -d password=x)
+expect "empty user: 400/11" "$r" 400 11 "Missing or invalid user or password"
+r=$(req none "" POST /v0/auth/login/ -d user=alice -d 'password=wonder%00land')
+expect "a NUL in the password: 400/11" "$r" 400 11 "Missing or invalid user or password"
+r=$(req none "" POST /v0/auth/login/ -d user=alice --data-urlencode "password=$(head -c 5000 /dev/zero | tr '\0' x)")
+expect "a password over 4096 bytes: 400/11" "$r" 400 11 "Missing or invalid user or password"
+r=$(req none "" GET /v0/auth/login/)
+expect "GET: 405/8" "$r" 405 8 "Method not allowed"
+
+# ---- the throttle ---------------------------------------------------------------------------
+
+pids=()
+for i in 1 2 3 4 5; do
+        REQ_BODY=$T/body.$i login dave "guess$i" >"$T/guess.$i" &
+        pids+=($!)
+done
+wait "${pids[@]}"
+n=0
+for i in 1 2 3 4 5; do
+        grep -q '"code":5' "$T/guess.$i" && n=$((n + 1))
+done
+is "five wrong guesses for dave: five refusals" "$n" 5
+r=$(login dave dungeons)
+expect "then even the right password is refused" "$r" 401 5 "Too many failed logins, try again later"
+like "the throttle is logged" "$(cat "$T/keywardd.log")" "Login as 'dave' from 127.0.0.1 refused: too many failed logins"
+r=$(login alice wonderland)
+expect "another user from the same address still logs in" "$r" 200 0 ""
+
+# ---- revocation, audit, logs ----------------------------------------------------------------
+
+r=$(req none "0u$TOKEN" DELETE /v0/auth/token/)
+expect "the login token can be revoked" "$r" 200 0 ""
+r=$(req none "0u$TOKEN" GET /v0/auth/whoami/)
+expect "and no longer authenticates" "$r" 401 5
+
+kwd_stop
+like "a login's audit line names the user" "$(grep '"path":"/v0/auth/login/"' "$T/audit.log" | head -n1)" \
+        '"parameters":\{"user":"alice"\}'
+is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 17
+if grep -q -e wonderland -e dungeons -e 'guess[0-9]' -e "$TOKEN" "$T/audit.log" "$T/keywardd.log"; then
+        not_ok "no password or token in the audit log or the server's log"
+else
+        ok "no password or token in the audit log or the server's log"
+fi
+
+# A PAM service with no stack at all (pam_wrapper has no "other" either): PAM cannot decide,
+# which is the server's failure, not the user's.
+kwd_start --pam-service keyward-missing
+r=$(login alice wonderland)
+expect "a PAM service without a stack: 500/1" "$r" 500 1 "Password check unavailable"
+like "the log says PAM failed" "$(cat "$T/keywardd.log")" "Login as 'alice' from 127.0.0.1 failed: "
+kwd_stop
+
+done_testing
