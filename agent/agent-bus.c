@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent-bus.h"
 
+#include "agent-pam.h"
+
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 #include <systemd/sd-login.h>
 
+#include "agent-pam.h"
 #include "agent-sync.h"
 #include "log.h"
 #include "strv.h"
@@ -928,6 +931,8 @@ static int method_sync(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 }
 
 static int method_get_user_token(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(secret_freep) Secret *token = NULL;
+        _cleanup_free_ char *session = NULL, *user = NULL;
         Agent *a = userdata;
         Caller *c;
         int r;
@@ -935,13 +940,26 @@ static int method_get_user_token(sd_bus_message *m, void *userdata, sd_bus_error
         r = get_caller(a, m, &c, error);
         if (r < 0 || sd_bus_error_is_set(error))
                 return r;
-        /* Tokens come from PAM logins (pam_keyward), which hand them to the agent; none is
-         * held until then. */
-        return sd_bus_error_setf(
-                error,
-                AGENT_ERROR_UNAVAILABLE,
-                "No user token is held for uid %u: log in through pam_keyward, or use KEYWARD_TOKEN.",
-                (unsigned) c->uid);
+        /* Tokens come from PAM logins (pam_keyward): the caller's own, of its logind session
+         * when it has one and a token is bound to it. */
+        if (c->pid <= 0 || sd_pid_get_session(c->pid, &session) < 0)
+                session = NULL;
+        r = agent_user_token(a, c->uid, session, &token, &user);
+        if (r == -ENOKEY)
+                return sd_bus_error_setf(
+                        error,
+                        AGENT_ERROR_UNAVAILABLE,
+                        "No user token is held for uid %u: log in through pam_keyward, or use KEYWARD_TOKEN.",
+                        (unsigned) c->uid);
+        if (r < 0)
+                return r;
+        log_info(
+                "User token of '%s' handed to uid %u (pid %d, unit %s).",
+                user,
+                (unsigned) c->uid,
+                (int) c->pid,
+                strna(c->unit));
+        return sd_bus_reply_method_return(m, "s", (const char *) token->data);
 }
 
 /* ---- properties ----------------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "agent-bus.h"
+#include "agent-pam.h"
 #include "agent-sync.h"
 #include "log.h"
 #include "secret.h"
@@ -34,6 +35,7 @@ static Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
         agent_bus_close(a);
+        agent_pam_close(a);
         sd_event_source_unref(a->wake_source);
         sd_event_unref(a->event);
         safe_close(a->wake_fd);
@@ -340,6 +342,9 @@ static int run(int argc, char **argv) {
         if (r < 0)
                 log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
 
+        r = agent_pam_open(a);
+        if (r < 0)
+                return r;
         r = agent_bus_open(a);
         if (r < 0)
                 return r;
@@ -367,6 +372,7 @@ static int run(int argc, char **argv) {
                 log_warning("A sync thread did not stop in time; exiting without waiting for it.");
                 _exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
         }
+        agent_pam_close(a);
         curl_global_cleanup();
         return r < 0 ? r : 0;
 }

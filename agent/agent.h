@@ -62,6 +62,7 @@ typedef struct KeyChange {
 
 typedef struct AgentSync AgentSync;
 typedef struct AgentBus AgentBus;
+typedef struct AgentPam AgentPam;
 
 typedef struct Agent {
         AgentConfig config;
@@ -74,6 +75,7 @@ typedef struct Agent {
         sd_event_source *wake_source;
         int wake_fd; /* eventfd: sync threads poke the main loop */
         AgentBus *bus;
+        AgentPam *pam; /* the PAM socket and the user tokens */
         AgentSync *sync;
 
         pthread_mutex_t lock; /* guards what follows */

@@ -113,10 +113,12 @@ cleanup() {
         local p
         {
                 [ -n "$KWD_PID" ] && kill -9 "$KWD_PID" && wait "$KWD_PID"
+                [ -n "${BUS_PID:-}" ] && kill "$BUS_PID" && wait "$BUS_PID"
                 for p in "${BG_PIDS[@]}"; do
                         kill -9 "$p" && wait "$p"
                 done
         } 2>/dev/null
+        [ -n "${BUSDIR:-}" ] && rm -rf "$BUSDIR"
         [ -n "${KEEP_TEST_DIR:-}" ] && { echo "# kept $T"; return; }
         rm -rf "$T"
 }
@@ -156,6 +158,41 @@ pam_setup() {
                 NSS_WRAPPER_PASSWD="$T/passwd" NSS_WRAPPER_GROUP="$T/group"
                 UID_WRAPPER_DISABLE_DEEPBIND=1 NSS_WRAPPER_DISABLE_DEEPBIND=1
                 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0")
+}
+
+# bus_start: a private system bus with keyward's bus policy, for DBUS_SYSTEM_BUS_ADDRESS. Its
+# socket lives where any uid can reach it (tests that switch uid), the rest in $T. Skips the
+# test without dbus-daemon and busctl.
+BUS_PID=
+BUSDIR=
+bus_start() {
+        local tool
+        for tool in dbus-daemon busctl; do
+                command -v "$tool" >/dev/null || skip_all "$tool is not installed"
+        done
+        BUSDIR=$(mktemp -d "${TMPDIR:-/tmp}/keyward-bus.XXXXXX")
+        chmod 0755 "$BUSDIR"
+        cat >"$T/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$BUSDIR/bus</listen>
+  <auth>EXTERNAL</auth>
+  <include>$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.conf</include>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+EOF
+        dbus-daemon --config-file="$T/bus.conf" --nofork --print-address=3 3>"$T/bus.address" 2>"$T/bus.log" &
+        BUS_PID=$!
+        for _ in $(seq 100); do [ -s "$T/bus.address" ] && break; sleep 0.05; done
+        [ -s "$T/bus.address" ] || { cat "$T/bus.log" >&2; bail "dbus-daemon did not start"; }
+        export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$BUSDIR/bus"
 }
 
 # kwd_start [FLAGS...]: start keywardd in the background and wait until it serves.

@@ -11,7 +11,6 @@
 
 : "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 XML=$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.xml
-BUS_POLICY=$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.conf
 
 for tool in dbus-daemon dbus-monitor busctl; do
         command -v "$tool" >/dev/null || skip_all "$tool is not installed"
@@ -23,17 +22,11 @@ DEST=org.keyward.Agent1
 OBJ=/org/keyward/Agent1
 IFACE=org.keyward.Agent1
 
-# The bus socket lives where any uid can reach it (the setpriv tests), the rest in $T.
-BUSDIR=$(mktemp -d "${TMPDIR:-/tmp}/keyward-bus.XXXXXX")
-chmod 0755 "$BUSDIR"
 AGENT_PID=
-BUS_PID=
 NOTIFY_PID=
 agent_cleanup() {
         [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
-        [ -n "$BUS_PID" ] && kill "$BUS_PID" 2>/dev/null
         [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
-        rm -rf "$BUSDIR"
         cleanup
 }
 trap agent_cleanup EXIT
@@ -55,27 +48,7 @@ create_key k1 first-secret "$GRANT"
 create_key k_denied not-for-this-host '[]'
 
 # ---- a private bus ------------------------------------------------------------------------
-cat >"$T/bus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$BUSDIR/bus</listen>
-  <auth>EXTERNAL</auth>
-  <include>$BUS_POLICY</include>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow eavesdrop="true"/>
-  </policy>
-</busconfig>
-EOF
-dbus-daemon --config-file="$T/bus.conf" --nofork --print-address=3 3>"$T/bus.address" 2>"$T/bus.log" &
-BUS_PID=$!
-for _ in $(seq 100); do [ -s "$T/bus.address" ] && break; sleep 0.05; done
-[ -s "$T/bus.address" ] || { cat "$T/bus.log" >&2; bail "dbus-daemon did not start"; }
-export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$BUSDIR/bus"
+bus_start
 
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
 call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }

@@ -1,0 +1,618 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "agent-pam.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "hexdecoct.h"
+#include "json-util.h"
+#include "knox-client.h"
+#include "log.h"
+#include "pam-wire.h"
+#include "random-util.h"
+#include "strv.h"
+
+#define PAM_SOCKET_NAME "pam.sock"
+#define PAM_BIND_WITHIN_USEC (5 * 60 * USEC_PER_SEC) /* from auth to session start */
+#define PAM_SWEEP_USEC (60 * USEC_PER_SEC)
+#define PAM_THREADS_MAX 16
+#define PAM_STOP_WAIT_SEC 5
+
+typedef struct UserToken UserToken;
+struct UserToken {
+        char handle[PAM_WIRE_HANDLE_SIZE];
+        bool bound;
+        uid_t uid;
+        char *session; /* the logind session, "" when there is none */
+        char *user;
+        Secret *token;
+        uint64_t expires_usec; /* CLOCK_REALTIME */
+        uint64_t bind_by_usec; /* CLOCK_MONOTONIC: an unbound token goes then */
+        uint64_t seq;          /* larger is newer */
+        UserToken *next;
+};
+
+struct AgentPam {
+        Agent *agent;
+        int fd;
+        char *path;
+        sd_event_source *listen_source;
+        sd_event_source *sweep_source;
+
+        pthread_mutex_t lock; /* guards what follows; the threads add tokens */
+        pthread_cond_t idle;
+        unsigned n_threads;
+        UserToken *tokens;
+        uint64_t seq;
+};
+
+/* A LOGIN, or the revocation of a released token, on a thread of its own. */
+typedef struct PamJob {
+        AgentPam *pam;
+        int fd; /* the connection to answer; -EBADF for a revocation */
+        char *user;
+        Secret *password;
+        Secret *token; /* to revoke */
+        KnoxClientConfig cc;
+        char **servers;
+        char *ca, *cert, *key;
+} PamJob;
+
+static UserToken *user_token_free(UserToken *t) {
+        if (!t)
+                return NULL;
+        free(t->session);
+        free(t->user);
+        secret_free(t->token);
+        free(t);
+        return NULL;
+}
+
+static PamJob *pam_job_free(PamJob *j) {
+        if (!j)
+                return NULL;
+        safe_close(j->fd);
+        free(j->user);
+        secret_free(j->password);
+        secret_free(j->token);
+        strv_free(j->servers);
+        free(j->ca);
+        free(j->cert);
+        free(j->key);
+        free(j);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(PamJob *, pam_job_free);
+
+/* With pam->lock held: drop expired tokens and those never bound in time. */
+static void sweep_locked(AgentPam *pam) {
+        uint64_t now = now_usec(CLOCK_REALTIME), mono = now_usec(CLOCK_MONOTONIC);
+
+        for (UserToken **p = &pam->tokens; *p;) {
+                UserToken *t = *p;
+
+                if (now >= t->expires_usec || (!t->bound && mono >= t->bind_by_usec)) {
+                        log_info(
+                                "User token of '%s' %s; dropped.",
+                                t->user,
+                                t->bound ? "expired" : "was never bound to a session");
+                        *p = t->next;
+                        user_token_free(t);
+                } else
+                        p = &t->next;
+        }
+}
+
+static int reply(int fd, const char *const fields[], size_t n) {
+        char buf[PAM_WIRE_MAX];
+        int len;
+
+        len = pam_wire_join(buf, sizeof(buf), fields, n);
+        if (len < 0)
+                return len;
+        if (send(fd, buf, (size_t) len, MSG_NOSIGNAL) < 0)
+                return -errno;
+        return 0;
+}
+
+#define REPLY(fd, ...) \
+        reply(fd, (const char *const[]){__VA_ARGS__}, ELEMENTSOF(((const char *const[]){__VA_ARGS__})))
+
+/* ---- the threads ---------------------------------------------------------------------- */
+
+static int job_client(PamJob *j, const char *authorization, KnoxClient **ret) {
+        j->cc.authorization = authorization;
+        return knox_client_new(&j->cc, ret);
+}
+
+static void job_login(PamJob *j) {
+        AgentPam *pam = j->pam;
+        _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+        _cleanup_(knox_client_freep) KnoxClient *c = NULL;
+        _cleanup_(secret_freep) Secret *token = NULL;
+        _cleanup_erase_free_ char *json = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        UserToken *t = NULL;
+        const char *user = NULL;
+        int64_t expires = 0;
+        uint8_t raw[16];
+        size_t len;
+        int r;
+
+        r = job_client(j, NULL, &c);
+        if (r >= 0)
+                r = knox_client_login(c, j->user, j->password, &token, &json, &err);
+        j->password = secret_free(j->password);
+        if (r < 0 || err.code != KNOX_OK) {
+                bool denied = r >= 0 && err.code != KNOX_INTERNAL_SERVER_ERROR;
+                const char *msg = strempty(err.message);
+
+                log_info(
+                        "PAM login of '%s': %s: %s",
+                        j->user,
+                        denied ? "refused" : "failed",
+                        msg[0] ? msg : strerror(-r));
+                (void) REPLY(
+                        j->fd,
+                        denied ? "DENIED" : "UNAVAILABLE",
+                        msg[0] ? msg : "No keyward server reachable");
+                return;
+        }
+
+        if (json_parse(json, strlen(json), &o, NULL) >= 0) {
+                (void) json_get_string(json_get_field(o, "user"), &user, &len);
+                (void) json_get_int64(json_get_field(o, "expires"), &expires);
+        }
+        t = calloc(1, sizeof(UserToken));
+        if (!t || random_bytes(raw, sizeof(raw)) < 0 || !(t->user = strdup(user ?: j->user)) ||
+            !(t->session = strdup(""))) {
+                user_token_free(t);
+                (void) REPLY(j->fd, "UNAVAILABLE", "Out of memory");
+                return;
+        }
+        hexencode(raw, sizeof(raw), t->handle);
+        t->token = TAKE_PTR(token);
+        /* A token the server gives no expiry lives as long as its session. */
+        t->expires_usec = expires > 0 ? (uint64_t) expires * USEC_PER_SEC : UINT64_MAX;
+        t->bind_by_usec = now_usec(CLOCK_MONOTONIC) + PAM_BIND_WITHIN_USEC;
+
+        pthread_mutex_lock(&pam->lock);
+        t->seq = ++pam->seq;
+        t->next = pam->tokens;
+        pam->tokens = t;
+        pthread_mutex_unlock(&pam->lock);
+
+        log_info("PAM login of '%s': got a user token, waiting for the session.", t->user);
+        (void) REPLY(j->fd, "OK", t->handle, t->user);
+}
+
+static void job_revoke(PamJob *j) {
+        _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+        _cleanup_(knox_client_freep) KnoxClient *c = NULL;
+        _cleanup_erase_free_ char *auth = NULL;
+        int r;
+
+        if (asprintf(&auth, "0u%s", (const char *) j->token->data) < 0) {
+                auth = NULL;
+                return;
+        }
+        r = job_client(j, auth, &c);
+        if (r >= 0)
+                r = knox_client_revoke_token(c, &err);
+        if (r < 0 || (err.code != KNOX_OK && err.code != KNOX_UNAUTHENTICATED))
+                log_warning(
+                        "Could not revoke a released user token (it expires on its own): %s",
+                        r < 0 ? strerror(-r) : strempty(err.message));
+}
+
+static void *job_main(void *userdata) {
+        _cleanup_(pam_job_freep) PamJob *j = userdata;
+        AgentPam *pam = j->pam;
+
+        if (j->token)
+                job_revoke(j);
+        else
+                job_login(j);
+
+        pam_job_free(TAKE_PTR(j));
+        pthread_mutex_lock(&pam->lock);
+        pam->n_threads--;
+        pthread_cond_broadcast(&pam->idle);
+        pthread_mutex_unlock(&pam->lock);
+        return NULL;
+}
+
+/* Hand a job to a new thread (it owns the job from then on). */
+static int job_start(AgentPam *pam, PamJob *j) {
+        Agent *a = pam->agent;
+        pthread_attr_t attr;
+        pthread_t t;
+        int r;
+
+        pthread_mutex_lock(&a->lock);
+        r = strv_copy(a->config.servers, &j->servers);
+        if (r >= 0 &&
+            ((a->config.server_ca && !(j->ca = strdup(a->config.server_ca))) ||
+             (a->config.cert && !(j->cert = strdup(a->config.cert))) ||
+             (a->config.key && !(j->key = strdup(a->config.key)))))
+                r = -ENOMEM;
+        j->cc = (KnoxClientConfig){
+                .connect_timeout_usec = a->config.connect_timeout_usec,
+                .timeout_usec = a->config.request_timeout_usec,
+        };
+        pthread_mutex_unlock(&a->lock);
+        if (r < 0)
+                return r;
+        j->cc.servers = j->servers;
+        j->cc.ca_file = j->ca;
+        j->cc.cert_file = j->cert;
+        j->cc.key_file = j->key;
+        j->cc.user_agent = "keyward-agent/" PACKAGE_VERSION;
+        j->cc.cancel = &a->cancel;
+        j->pam = pam;
+
+        pthread_mutex_lock(&pam->lock);
+        if (pam->n_threads >= PAM_THREADS_MAX) {
+                pthread_mutex_unlock(&pam->lock);
+                return -EBUSY;
+        }
+        pam->n_threads++;
+        pthread_mutex_unlock(&pam->lock);
+
+        (void) pthread_attr_init(&attr);
+        (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = -pthread_create(&t, &attr, job_main, j);
+        (void) pthread_attr_destroy(&attr);
+        if (r < 0) {
+                pthread_mutex_lock(&pam->lock);
+                pam->n_threads--;
+                pthread_mutex_unlock(&pam->lock);
+        }
+        return r;
+}
+
+/* ---- requests, on the main loop -------------------------------------------------------- */
+
+static int parse_uid(const char *s, uid_t *ret) {
+        unsigned u;
+        int r;
+
+        r = safe_atou(s, &u);
+        if (r < 0)
+                return r;
+        if (u == (unsigned) (uid_t) -1)
+                return -ERANGE;
+        *ret = (uid_t) u;
+        return 0;
+}
+
+static void handle_login(AgentPam *pam, int fd, const char *const *f, size_t n) {
+        _cleanup_(pam_job_freep) PamJob *j = NULL;
+        int r;
+
+        if (n != 4 || !f[1][0] || !f[2][0]) {
+                (void) REPLY(fd, "UNAVAILABLE", "Malformed request");
+                return;
+        }
+        j = calloc(1, sizeof(PamJob));
+        if (!j) {
+                (void) REPLY(fd, "UNAVAILABLE", "Out of memory");
+                return;
+        }
+        j->fd = -EBADF;
+        j->user = strdup(f[1]);
+        j->password = secret_new_copy(f[2], strlen(f[2]));
+        if (!j->user || !j->password) {
+                (void) REPLY(fd, "UNAVAILABLE", "Out of memory");
+                return;
+        }
+        j->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (j->fd < 0) {
+                (void) REPLY(fd, "UNAVAILABLE", "Out of file descriptors");
+                return;
+        }
+        r = job_start(pam, j);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot start a PAM login for '%s': %m", f[1]);
+                (void) REPLY(
+                        fd,
+                        "UNAVAILABLE",
+                        r == -EBUSY ? "Too many logins in progress" : "Cannot start the login");
+                return;
+        }
+        TAKE_PTR(j);
+}
+
+static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
+        UserToken *found = NULL;
+        uid_t uid;
+        int r;
+
+        if (n != 4 || parse_uid(f[2], &uid) < 0 || strlen(f[1]) != PAM_WIRE_HANDLE_SIZE - 1) {
+                (void) REPLY(fd, "ERROR", "Malformed request");
+                return;
+        }
+        pthread_mutex_lock(&pam->lock);
+        sweep_locked(pam);
+        for (UserToken *t = pam->tokens; t; t = t->next)
+                if (!t->bound && streq(t->handle, f[1]))
+                        found = t;
+        r = -ENOKEY;
+        if (found) {
+                char *s = strdup(f[3]);
+
+                r = -ENOMEM;
+                if (s) {
+                        free(found->session);
+                        found->session = s;
+                        found->uid = uid;
+                        found->bound = true;
+                        found->seq = ++pam->seq;
+                        r = 0;
+                        log_info(
+                                "User token of '%s' bound to uid %u, session '%s'.",
+                                found->user,
+                                (unsigned) uid,
+                                s);
+                }
+        }
+        pthread_mutex_unlock(&pam->lock);
+        if (r == -ENOKEY)
+                (void) REPLY(fd, "ERROR", "No login waits under this handle");
+        else if (r < 0)
+                (void) REPLY(fd, "ERROR", "Out of memory");
+        else
+                (void) REPLY(fd, "OK");
+}
+
+static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n) {
+        UserToken *released = NULL;
+        uid_t uid;
+
+        if (n != 3 || parse_uid(f[1], &uid) < 0) {
+                (void) REPLY(fd, "ERROR", "Malformed request");
+                return;
+        }
+        pthread_mutex_lock(&pam->lock);
+        for (UserToken **p = &pam->tokens; *p;) {
+                UserToken *t = *p;
+
+                if (t->bound && t->uid == uid && streq(t->session, f[2])) {
+                        *p = t->next;
+                        t->next = released;
+                        released = t;
+                } else
+                        p = &t->next;
+        }
+        pthread_mutex_unlock(&pam->lock);
+
+        while (released) {
+                UserToken *t = released;
+                PamJob *j;
+
+                released = t->next;
+                log_info(
+                        "User token of '%s' released with session '%s' of uid %u.",
+                        t->user,
+                        t->session,
+                        (unsigned) uid);
+                /* Revoked on the server too; it would expire on its own if that fails. */
+                j = calloc(1, sizeof(PamJob));
+                if (j) {
+                        j->fd = -EBADF;
+                        j->token = TAKE_PTR(t->token);
+                        if (job_start(pam, j) < 0)
+                                pam_job_free(j);
+                }
+                user_token_free(t);
+        }
+        (void) REPLY(fd, "OK");
+}
+
+static int on_request(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        AgentPam *pam = userdata;
+        const char *f[PAM_WIRE_FIELDS_MAX];
+        char buf[PAM_WIRE_MAX];
+        ssize_t len;
+        int n;
+
+        len = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+        if (len < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        n = len > 0 && (size_t) len <= sizeof(buf) ? pam_wire_split(buf, (size_t) len, f, ELEMENTSOF(f)) :
+                                                     -EBADMSG;
+        if (n <= 0)
+                (void) REPLY(fd, "ERROR", "Malformed request");
+        else if (streq(f[0], "LOGIN"))
+                handle_login(pam, fd, f, (size_t) n);
+        else if (streq(f[0], "BIND"))
+                handle_bind(pam, fd, f, (size_t) n);
+        else if (streq(f[0], "RELEASE"))
+                handle_release(pam, fd, f, (size_t) n);
+        else
+                (void) REPLY(fd, "ERROR", "Unknown request");
+        explicit_bzero(buf, sizeof(buf));
+        /* One request per connection: a login thread answers on a copy of the socket. */
+        sd_event_source_disable_unref(s);
+        return 0;
+}
+
+static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        AgentPam *pam = userdata;
+        _cleanup_close_ int c = -EBADF;
+        struct ucred cred = {};
+        socklen_t len = sizeof(cred);
+        sd_event_source *source;
+        int r;
+
+        c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c < 0)
+                return 0;
+        if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || !agent_uid_is_privileged(cred.uid)) {
+                log_warning(
+                        "Refused a PAM socket connection from uid %u (pid %d).",
+                        (unsigned) cred.uid,
+                        (int) cred.pid);
+                return 0;
+        }
+        r = sd_event_add_io(pam->agent->event, &source, c, EPOLLIN, on_request, pam);
+        if (r < 0)
+                return 0;
+        (void) sd_event_source_set_io_fd_own(source, true);
+        (void) sd_event_source_set_floating(source, true);
+        sd_event_source_unref(source);
+        TAKE_FD(c);
+        return 0;
+}
+
+static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
+        AgentPam *pam = userdata;
+
+        pthread_mutex_lock(&pam->lock);
+        sweep_locked(pam);
+        pthread_mutex_unlock(&pam->lock);
+        (void) sd_event_source_set_time_relative(s, PAM_SWEEP_USEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
+        return 0;
+}
+
+/* ---- setup ---------------------------------------------------------------------------- */
+
+int agent_pam_open(Agent *a) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        AgentPam *pam;
+        int r;
+
+        pam = calloc(1, sizeof(AgentPam));
+        if (!pam)
+                return log_oom();
+        pam->agent = a;
+        pam->fd = -EBADF;
+        (void) pthread_mutex_init(&pam->lock, NULL);
+        (void) pthread_cond_init(&pam->idle, NULL);
+        a->pam = pam;
+
+        if (asprintf(&pam->path, "%s/%s", a->config.runtime_dir, PAM_SOCKET_NAME) < 0) {
+                pam->path = NULL;
+                return log_oom();
+        }
+        if (strlen(pam->path) >= sizeof(sa.sun_path))
+                return log_error_errno(ENAMETOOLONG, "The PAM socket path '%s' is too long.", pam->path);
+        strncpy(sa.sun_path, pam->path, sizeof(sa.sun_path) - 1);
+
+        if (mkdir(a->config.runtime_dir, 0755) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Failed to create '%s': %m", a->config.runtime_dir);
+        pam->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (pam->fd < 0)
+                return log_error_errno(errno, "Failed to create the PAM socket: %m");
+        (void) unlink(pam->path);
+        if (bind(pam->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return log_error_errno(errno, "Failed to bind '%s': %m", pam->path);
+        /* Root only: whoever may talk here may log people in and bind their tokens. */
+        if (chmod(pam->path, 0600) < 0 || listen(pam->fd, 64) < 0)
+                return log_error_errno(errno, "Failed to set up '%s': %m", pam->path);
+
+        r = sd_event_add_io(a->event, &pam->listen_source, pam->fd, EPOLLIN, on_connection, pam);
+        if (r >= 0)
+                r = sd_event_add_time_relative(
+                        a->event,
+                        &pam->sweep_source,
+                        CLOCK_MONOTONIC,
+                        PAM_SWEEP_USEC,
+                        USEC_PER_SEC,
+                        on_sweep,
+                        pam);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the PAM socket: %m");
+        log_debug("Listening for PAM logins on '%s'.", pam->path);
+        return 0;
+}
+
+void agent_pam_close(Agent *a) {
+        AgentPam *pam = a->pam;
+        struct timespec until;
+
+        if (!pam)
+                return;
+        pam->listen_source = sd_event_source_disable_unref(pam->listen_source);
+        pam->sweep_source = sd_event_source_disable_unref(pam->sweep_source);
+        if (pam->fd >= 0) {
+                (void) unlink(pam->path);
+                pam->fd = safe_close(pam->fd);
+        }
+
+        /* Logins in flight end within a second of a.cancel; leave without them (and without
+         * freeing what they use) if one is stuck elsewhere. */
+        atomic_store(&a->cancel, true);
+        (void) clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += PAM_STOP_WAIT_SEC;
+        pthread_mutex_lock(&pam->lock);
+        while (pam->n_threads > 0)
+                if (pthread_cond_timedwait(&pam->idle, &pam->lock, &until) == ETIMEDOUT)
+                        break;
+        if (pam->n_threads > 0) {
+                pthread_mutex_unlock(&pam->lock);
+                log_warning("A PAM login did not stop in time; leaving it.");
+                a->pam = NULL;
+                return;
+        }
+        while (pam->tokens) {
+                UserToken *t = pam->tokens;
+
+                pam->tokens = t->next;
+                user_token_free(t);
+        }
+        pthread_mutex_unlock(&pam->lock);
+        pthread_cond_destroy(&pam->idle);
+        pthread_mutex_destroy(&pam->lock);
+        free(pam->path);
+        free(pam);
+        a->pam = NULL;
+}
+
+int agent_user_token(Agent *a, uid_t uid, const char *session, Secret **ret_token, char **ret_user) {
+        AgentPam *pam = a->pam;
+        UserToken *best = NULL;
+        Secret *token;
+        char *user;
+
+        if (!pam)
+                return -ENOKEY;
+        pthread_mutex_lock(&pam->lock);
+        sweep_locked(pam);
+        for (UserToken *t = pam->tokens; t; t = t->next) {
+                if (!t->bound || t->uid != uid)
+                        continue;
+                if (session && streq(t->session, session)) {
+                        best = t;
+                        break;
+                }
+                if (!best || t->seq > best->seq)
+                        best = t;
+        }
+        if (!best) {
+                pthread_mutex_unlock(&pam->lock);
+                return -ENOKEY;
+        }
+        token = secret_new_copy(best->token->data, best->token->size);
+        user = strdup(best->user);
+        pthread_mutex_unlock(&pam->lock);
+        if (!token || !user) {
+                secret_free(token);
+                free(user);
+                return -ENOMEM;
+        }
+        *ret_token = token;
+        *ret_user = user;
+        return 0;
+}

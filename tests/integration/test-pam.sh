@@ -1,0 +1,144 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# pam_keyward end to end: a login through a real PAM stack (pam_wrapper) running the module,
+# keyward-agent on a private bus asking a real keywardd (whose own PAM stack is pam_matrix),
+# the token bound to the session and handed out by GetUserToken, the keyward CLI using it with
+# no token in its environment, and the token released and revoked when the session closes.
+
+. "$(dirname "$0")/lib.sh"
+
+: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
+: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
+PAM_SESSION=$KEYWARD_TOP_BUILDDIR/tests/integration/pam-session
+MODULE=$KEYWARD_TOP_BUILDDIR/.libs/pam_keyward.so
+for f in "$KEYWARD" "$KEYWARD_AGENT" "$PAM_SESSION" "$MODULE"; do
+        [ -e "$f" ] || skip_all "$f is not built"
+done
+
+DEST=org.keyward.Agent1
+OBJ=/org/keyward/Agent1
+IFACE=org.keyward.Agent1
+ME=$(id -un)
+MY_UID=$(id -u)
+
+make_pki
+kwd_init
+pam_setup
+# The server knows dora; on this host dora is whoever runs the test, so that the token
+# bound to her uid is the test's to ask for.
+printf 'dora:explorer:keyward\n' >"$T/passdb"
+printf 'dora:x:%s:%s:Dora:/tmp:/bin/sh\n' "$MY_UID" "$(id -g)" >"$T/passwd"
+printf 'eng:x:6002:dora\n' >"$T/group"
+kwd_start
+ADMIN=$(kwd_token admin) || bail "cannot mint a token"
+r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=eng_key --data-urlencode "data=$(printf 'engdata' | base64 -w0)" \
+        --data-urlencode 'acl=[{"type":"UserGroup","id":"eng","access":"Read"}]')
+expect "a key readable by the group eng" "$r" 200 0 ""
+
+bus_start
+AGENT_PID=
+agent_cleanup() {
+        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
+        cleanup
+}
+trap agent_cleanup EXIT
+agent_start() {
+        "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
+                --server-ca "$T/pki/ca.pem" --hostname host1.example.com --state-dir "$T/state" \
+                --runtime-dir "$T/run" --log-level debug 2>>"$T/agent.log" &
+        AGENT_PID=$!
+}
+wait_for() {
+        local n=$(($1 * 10))
+        shift
+        for _ in $(seq "$n"); do
+                "$@" >/dev/null 2>&1 && return 0
+                sleep 0.1
+        done
+        return 1
+}
+bus() { timeout 10 busctl --system --timeout=8 "$@"; }
+token_from_agent() { bus call "$DEST" "$OBJ" "$IFACE" GetUserToken; }
+
+agent_start
+check "the agent is on the bus" wait_for 10 bus status "$DEST"
+check "the agent made its PAM socket" test -S "$T/run/pam.sock"
+is "pam.sock is 0600" "$(stat -c %a "$T/run/pam.sock")" 600
+
+# The host's PAM stack: the module for auth and session, under pam_wrapper.
+mkdir -p "$T/host-pam.d"
+cat >"$T/host-pam.d/login-test" <<PAMEOF
+auth     required $MODULE socket=$T/run/pam.sock timeout=20
+account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/host-passdb
+session  required $MODULE socket=$T/run/pam.sock
+PAMEOF
+printf 'dora:unused:login-test\n' >"$T/host-passdb"
+host_login() { # login-test as dora, stdin and stdout as given
+        env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" login-test dora 2>>"$T/host-pam.log"
+}
+
+out=$(token_from_agent 2>&1)
+like "before any login: GetUserToken is Unavailable" "$out" "No user token is held for uid $MY_UID"
+
+# A wrong password: refused, and no token.
+out=$(printf 'wrong\n' | host_login)
+like "a wrong password: PAM_AUTH_ERR" "$out" "^auth: Authentication failure"
+check "still no token" bash -c "! busctl --system call $DEST $OBJ $IFACE GetUserToken"
+
+# The right one: a session that holds a token, for as long as it is open.
+mkfifo "$T/ctl"
+host_login <"$T/ctl" >"$T/session.out" &
+SESSION_PID=$!
+BG_PIDS+=("$SESSION_PID")
+exec 7>"$T/ctl"
+printf 'explorer\n' >&7
+check "login: the session opens" wait_for 20 grep -q '^session: Success' "$T/session.out"
+like "login: auth succeeded" "$(cat "$T/session.out")" "auth: Success"
+like "the handle does not reach the session's environment" "$(cat "$T/session.out")" "env: clean"
+
+out=$(bus --json=short call "$DEST" "$OBJ" "$IFACE" GetUserToken)
+TOKEN=$(jget "$out" 'j["data"][0]')
+like "GetUserToken: the session's token" "$TOKEN" '^kwt_[A-Za-z0-9_-]{43}$'
+check "the agent logs the delivery" grep -q "User token of 'dora' handed to uid $MY_UID" "$T/agent.log"
+
+# The CLI finds the token through the agent: nothing in its environment.
+out=$(env -u KEYWARD_TOKEN -u KNOX_USER_AUTH KEYWARD_SERVER="$KWD_URL" KEYWARD_SERVER_CA="$T/pki/ca.pem" \
+        "$KEYWARD" whoami 2>&1)
+is "keyward whoami with the agent's token" "$out" $'principal: dora\ntype: user\ngroups: eng'
+out=$(env -u KEYWARD_TOKEN -u KNOX_USER_AUTH KEYWARD_SERVER="$KWD_URL" KEYWARD_SERVER_CA="$T/pki/ca.pem" \
+        "$KEYWARD" get eng_key 2>&1)
+is "keyward get through the group in the agent's token" "$out" "engdata"
+
+# The session ends: the token is released and revoked.
+printf 'close\n' >&7
+exec 7>&-
+check "the session closes" wait_for 10 grep -q '^close: Success' "$T/session.out"
+out=$(token_from_agent 2>&1)
+like "after logout: GetUserToken is Unavailable again" "$out" "No user token is held"
+check "the released token is revoked on the server" wait_for 10 bash -c \
+        "curl -s --cacert '$T/pki/ca.pem' -H 'Authorization: 0u$TOKEN' '$KWD_URL/v0/auth/whoami/' | grep -q revoked"
+
+# No password in any log; the token only where it was handed out.
+if grep -q explorer "$T/agent.log" "$T/keywardd.log" "$T/audit.log" ||
+        grep -q "$TOKEN" "$T/agent.log" "$T/keywardd.log" "$T/audit.log"; then
+        not_ok "no password or token in the agent's, the server's or the audit log"
+else
+        ok "no password or token in the agent's, the server's or the audit log"
+fi
+
+# The agent away: PAM_AUTHINFO_UNAVAIL, so that a stack can fall through to other modules.
+kill -TERM "$AGENT_PID"
+kwd_wait_exit "$AGENT_PID" 10
+AGENT_PID=
+check "a stopped agent removes its PAM socket" test ! -e "$T/run/pam.sock"
+out=$(printf 'explorer\n' | host_login)
+like "no agent: PAM_AUTHINFO_UNAVAIL" "$out" "^auth: Authentication service cannot retrieve authentication info"
+
+# The agent up, the server away: the same.
+agent_start
+check "the agent is back" wait_for 10 test -S "$T/run/pam.sock"
+kwd_stop
+out=$(printf 'explorer\n' | host_login)
+like "no server: PAM_AUTHINFO_UNAVAIL" "$out" "^auth: Authentication service cannot retrieve authentication info"
+
+done_testing
