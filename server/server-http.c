@@ -45,6 +45,8 @@
 #define AUDIT_FLUSH_USEC 1000
 #define PEER_ADDR_MAX (INET6_ADDRSTRLEN + 8)
 #define LOGIN_FAIL_DELAY_USEC (1 * USEC_PER_SEC)
+#define TOKEN_SWEEP_USEC (3600 * USEC_PER_SEC)
+#define TOKEN_KEEP_EXPIRED_NSEC (INT64_C(24) * 3600 * 1000000000) /* they still say "expired" */
 #define LOGIN_USER_MAX 256
 #define LOGIN_PASSWORD_MAX 4096
 
@@ -67,8 +69,9 @@ struct Worker {
         struct event *poll_event;
         struct event *flush_event; /* writes this worker's audit lines, AUDIT_FLUSH_USEC late */
         uint64_t change_counter;
-        Watch *watches;       /* doubly linked */
-        PendingLogin *logins; /* doubly linked: with a login thread, or waiting to answer */
+        uint64_t token_sweep_usec; /* worker 0: when expired tokens were last dropped */
+        Watch *watches;            /* doubly linked */
+        PendingLogin *logins;      /* doubly linked: with a login thread, or waiting to answer */
         pthread_mutex_t inbox_lock;
         LoginJob *inbox; /* logins the threads gave back; notify_fd tells */
         unsigned n_connections;
@@ -533,6 +536,17 @@ static void notify_cb(evutil_socket_t fd, short what, void *userdata) {
 static void poll_cb(evutil_socket_t fd, short what, void *userdata) {
         Worker *w = userdata;
         uint64_t c;
+
+        /* Every login adds a token: the first worker drops those long expired, hourly. */
+        if (w->index == 0 && now_usec_monotonic() - w->token_sweep_usec >= TOKEN_SWEEP_USEC) {
+                int r = store_token_expire(w->store, now_ns() - TOKEN_KEEP_EXPIRED_NSEC);
+
+                w->token_sweep_usec = now_usec_monotonic();
+                if (r > 0)
+                        log_info("Dropped %d expired user token(s).", r);
+                else if (r < 0)
+                        log_warning_errno(r, "Failed to drop expired user tokens: %m");
+        }
 
         if (store_change_counter(w->store, &c) < 0 || c == w->change_counter)
                 return;
