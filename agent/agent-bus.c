@@ -18,7 +18,6 @@
 /* Security events in the journal (MESSAGE_ID=). */
 #define MESSAGE_ID_DELIVERY "5b8e2f0c41d34a7a9f6c3e1d2b7a8c90"
 #define MESSAGE_ID_REFUSED "c3d9a1e7f25b4e08b6a4d2c1e9f07b35"
-#define MESSAGE_ID_CORRUPT "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81"
 
 /* Callers by unique bus name. A unique name is never reused on a bus, and the bus took its
  * credentials when the connection was made, so they can be kept: this saves a round trip
@@ -283,36 +282,6 @@ static int unavailable_error(const AgentKey *k, bool connected, sd_bus_error *er
                 connected ? "." : ": no keyward server answers.");
 }
 
-/* The file was not what the agent wrote: never serve it, fetch the key again. */
-static void cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int r, const char *reason) {
-        AgentKey *k;
-        bool removed = false;
-
-        pthread_mutex_lock(&a->commit_lock);
-        pthread_mutex_lock(&a->lock);
-        k = agent_find_key(a, id);
-        if (k && k->cache.valid && memcmp(k->cache.sha256, expected, CACHE_SHA256_SIZE) == 0) {
-                k->cache.valid = false;
-                k->need_fetch = true;
-                k->retry_usec = 0;
-                a->gen++;
-                pthread_cond_broadcast(&a->cond);
-                removed = true;
-        }
-        pthread_mutex_unlock(&a->lock);
-        if (removed) {
-                log_security(
-                        LOG_ERR,
-                        MESSAGE_ID_CORRUPT,
-                        "Cache file of key '%s' is corrupt (%s); it is not served and will be fetched again.",
-                        id,
-                        reason ?: strerror(-r));
-                if (r != -ENOENT)
-                        (void) cache_remove(a->cache_dir, id);
-        }
-        pthread_mutex_unlock(&a->commit_lock);
-}
-
 /* Authorize c for key id and read it from the cache, checked. The key returned belongs to
  * the hot cache and lives until the next call. */
 static int
@@ -397,7 +366,7 @@ load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret,
                 if (r >= 0)
                         reason = "it differs from what the agent wrote";
                 hot_drop(b, id);
-                cache_corrupt(a, id, expected, r, reason);
+                agent_cache_corrupt(a, id, expected, r, reason);
                 return sd_bus_error_setf(
                         error,
                         AGENT_ERROR_UNAVAILABLE,

@@ -378,3 +378,32 @@ uint64_t backoff_usec(unsigned n, uint64_t max_usec) {
         (void) random_bytes(&rnd, sizeof(rnd));
         return d / 2 + (uint64_t) ((double) (d / 2) * rnd / UINT32_MAX);
 }
+
+void agent_cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int r, const char *reason) {
+        AgentKey *k;
+        bool removed = false;
+
+        pthread_mutex_lock(&a->commit_lock);
+        pthread_mutex_lock(&a->lock);
+        k = agent_find_key(a, id);
+        if (k && k->cache.valid && memcmp(k->cache.sha256, expected, CACHE_SHA256_SIZE) == 0) {
+                k->cache.valid = false;
+                k->need_fetch = true;
+                k->retry_usec = 0;
+                a->gen++;
+                pthread_cond_broadcast(&a->cond);
+                removed = true;
+        }
+        pthread_mutex_unlock(&a->lock);
+        if (removed) {
+                log_security(
+                        LOG_ERR,
+                        "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81",
+                        "Cache file of key '%s' is corrupt (%s); it is not served and will be fetched again.",
+                        id,
+                        reason ?: strerror(-r));
+                if (r != -ENOENT)
+                        (void) cache_remove(a->cache_dir, id);
+        }
+        pthread_mutex_unlock(&a->commit_lock);
+}

@@ -15,6 +15,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "agent-bus.h"
+#include "agent-credential.h"
 #include "agent-pam.h"
 #include "agent-sync.h"
 #include "log.h"
@@ -36,6 +37,7 @@ static Agent *agent_free(Agent *a) {
                 return NULL;
         agent_bus_close(a);
         agent_pam_close(a);
+        agent_credential_close(a);
         sd_event_source_unref(a->wake_source);
         sd_event_unref(a->event);
         safe_close(a->wake_fd);
@@ -345,6 +347,9 @@ static int run(int argc, char **argv) {
         r = agent_pam_open(a);
         if (r < 0)
                 return r;
+        r = agent_credential_open(a);
+        if (r < 0)
+                return r;
         r = agent_bus_open(a);
         if (r < 0)
                 return r;
@@ -373,6 +378,7 @@ static int run(int argc, char **argv) {
                 _exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
         }
         agent_pam_close(a);
+        agent_credential_close(a);
         curl_global_cleanup();
         return r < 0 ? r : 0;
 }

@@ -76,6 +76,8 @@ typedef struct Agent {
         int wake_fd; /* eventfd: sync threads poke the main loop */
         AgentBus *bus;
         AgentPam *pam; /* the PAM socket and the user tokens */
+        sd_event_source *credential_source;
+        char *credential_path; /* the credential socket, when the agent made it */
         AgentSync *sync;
 
         pthread_mutex_t lock; /* guards what follows */
@@ -130,6 +132,10 @@ bool agent_key_may_read(const AgentKey *k, uid_t uid, const gid_t *groups, size_
  * entry of the same id, and extra (may be NULL) added. Main thread. */
 int agent_save_registry(
         Agent *a, const Registration *replace, const Registration *extra, const char *skip_id);
+
+/* The cache file of key id was not what the agent wrote (its checksum was expected): stop
+ * serving it, remove it and fetch the key again, and log the event. Main thread. */
+void agent_cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int r, const char *reason);
 
 /* Sync threads, with a.lock held: queue a change for the main thread. */
 int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated);

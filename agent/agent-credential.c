@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "agent-credential.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "buf.h"
+#include "credential-peer.h"
+#include "knox-json.h"
+#include "log.h"
+#include "strv.h"
+
+#define CREDENTIAL_SOCKET_NAME "credential.sock"
+#define CREDENTIAL_SEND_TIMEOUT_SEC 10
+#define MESSAGE_ID_CREDENTIAL "8d2f6b1a09c44e7d95e3a7c0b4d1f268"
+
+static void refuse(const char *unit, const char *name, const char *why) {
+        log_security(
+                LOG_WARNING,
+                MESSAGE_ID_CREDENTIAL,
+                "Refused credential '%s' to unit %s: %s.",
+                strna(name),
+                strna(unit),
+                why);
+}
+
+/* The key registered for unit under credential name, or NULL. With a.lock held. */
+static AgentKey *find_for_unit(Agent *a, const char *unit, const char *name) {
+        for (size_t i = 0; i < a->n_keys; i++) {
+                AgentKey *k = a->keys[i];
+
+                if (!strv_contains(k->reg.units, unit))
+                        continue;
+                if (streq(k->reg.credential ?: k->reg.id, name))
+                        return k;
+        }
+        return NULL;
+}
+
+/* Read key id from the cache, as the agent last wrote it. */
+static int read_checked(Agent *a, const char *id, Key **ret, const char **ret_why) {
+        for (unsigned attempt = 0; attempt < 3; attempt++) {
+                _cleanup_(key_freep) Key *key = NULL;
+                uint8_t expected[CACHE_SHA256_SIZE], writing[CACHE_SHA256_SIZE];
+                const char *reason = NULL;
+                bool is_writing, moved;
+                CacheInfo got = {};
+                AgentKey *k;
+                int r;
+
+                pthread_mutex_lock(&a->lock);
+                k = agent_find_key(a, id);
+                if (!k || !k->cache.valid) {
+                        pthread_mutex_unlock(&a->lock);
+                        *ret_why = "the key is not cached yet";
+                        return -ENOENT;
+                }
+                memcpy(expected, k->cache.sha256, sizeof(expected));
+                is_writing = a->writing == k;
+                memcpy(writing, a->writing_sha256, sizeof(writing));
+                pthread_mutex_unlock(&a->lock);
+
+                r = cache_read(a->cache_dir, id, &key, &got, &reason);
+                if (r == -ENOMEM)
+                        return r;
+                if (r >= 0 &&
+                    (memcmp(got.sha256, expected, sizeof(expected)) == 0 ||
+                     (is_writing && memcmp(got.sha256, writing, sizeof(writing)) == 0))) {
+                        *ret = TAKE_PTR(key);
+                        return 0;
+                }
+
+                /* A sync thread may have replaced the file between our look and the read. */
+                pthread_mutex_lock(&a->lock);
+                k = agent_find_key(a, id);
+                moved = k && (a->writing == k || memcmp(k->cache.sha256, expected, sizeof(expected)) != 0);
+                pthread_mutex_unlock(&a->lock);
+                if (moved)
+                        continue;
+                agent_cache_corrupt(
+                        a, id, expected, r, r >= 0 ? "it differs from what the agent wrote" : reason);
+                *ret_why = "the cached copy is damaged; it is being fetched again";
+                return -EBADMSG;
+        }
+        *ret_why = "the key keeps changing";
+        return -EAGAIN;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+        while (n > 0) {
+                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                p = (const uint8_t *) p + k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+static void serve(Agent *a, int fd) {
+        _cleanup_free_ char *buf = NULL;
+        _cleanup_(key_freep) Key *key = NULL;
+        _cleanup_buf_ Buf json = BUF_INIT_SECURE;
+        _cleanup_free_ char *id = NULL;
+        struct sockaddr_un sa = {};
+        socklen_t salen = sizeof(sa);
+        struct ucred cred = {};
+        socklen_t len = sizeof(cred);
+        const char *unit = NULL, *name = NULL, *why = NULL, *key_name;
+        const KeyVersion *p = NULL;
+        struct timeval tv = {.tv_sec = CREDENTIAL_SEND_TIMEOUT_SEC};
+        size_t name_len;
+        bool as_json;
+        AgentKey *k;
+        int r;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || !agent_uid_is_privileged(cred.uid)) {
+                log_warning(
+                        "Refused a credential socket connection from uid %u (pid %d): only the service manager may ask.",
+                        (unsigned) cred.uid,
+                        (int) cred.pid);
+                return;
+        }
+        if (getpeername(fd, (struct sockaddr *) &sa, &salen) < 0 ||
+            salen <= offsetof(struct sockaddr_un, sun_path) + 1 || sa.sun_path[0] != '\0' ||
+            credential_peer_parse(
+                    sa.sun_path + 1,
+                    salen - offsetof(struct sockaddr_un, sun_path) - 1,
+                    &buf,
+                    &unit,
+                    &name) < 0) {
+                refuse(NULL,
+                       NULL,
+                       "the peer is not systemd asking for a unit's credential (no /unit/ address)");
+                return;
+        }
+
+        name_len = strlen(name);
+        as_json = name_len > 5 && streq(name + name_len - 5, ".json");
+        key_name = name;
+        if (as_json) {
+                buf[name - buf + name_len - 5] = '\0'; /* look the key up without the suffix */
+        }
+
+        pthread_mutex_lock(&a->lock);
+        k = find_for_unit(a, unit, key_name);
+        if (k)
+                id = strdup(k->reg.id);
+        pthread_mutex_unlock(&a->lock);
+        if (as_json)
+                buf[name - buf + name_len - 5] = '.';
+        if (!k) {
+                refuse(unit, name, "no key is registered for this unit under this name");
+                return;
+        }
+        if (!id) {
+                refuse(unit, name, "out of memory");
+                return;
+        }
+
+        r = read_checked(a, id, &key, &why);
+        if (r < 0) {
+                refuse(unit, name, why ?: strerror(-r));
+                return;
+        }
+        if (as_json) {
+                r = knox_key_json_append(&json, key, VERSION_STATUS_INACTIVE, false);
+                if (r >= 0)
+                        r = buf_putc(&json, '\n');
+        } else {
+                p = key_primary_version(key);
+                r = p && p->data ? 0 : -ENODATA;
+        }
+        if (r < 0) {
+                refuse(unit, name, r == -ENODATA ? "the key has no primary version" : strerror(-r));
+                return;
+        }
+
+        (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        r = as_json ? write_all(fd, json.data, json.len) : write_all(fd, p->data->data, p->data->size);
+        if (r < 0) {
+                refuse(unit, name, "writing it failed");
+                return;
+        }
+        log_security(
+                LOG_INFO,
+                MESSAGE_ID_CREDENTIAL,
+                "Delivered key '%s' version %" PRIu64 " to unit %s as credential '%s'.",
+                id,
+                key_primary_version(key) ? key_primary_version(key)->id : 0,
+                unit,
+                name);
+}
+
+static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Agent *a = userdata;
+        _cleanup_close_ int c = -EBADF;
+
+        /* Blocking: systemd reads the credential at once, and a send timeout bounds it. */
+        c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0)
+                return 0;
+        serve(a, c);
+        (void) shutdown(c, SHUT_RDWR);
+        return 0;
+}
+
+int agent_credential_open(Agent *a) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int n, r;
+
+        if (asprintf(&path, "%s/%s", a->config.runtime_dir, CREDENTIAL_SOCKET_NAME) < 0) {
+                path = NULL;
+                return log_oom();
+        }
+
+        /* Socket-activated: systemd made the socket, with the permissions of its unit. */
+        n = sd_listen_fds(true);
+        for (int i = 0; i < MAX(n, 0); i++)
+                if (sd_is_socket_unix(SD_LISTEN_FDS_START + i, SOCK_STREAM, 1, path, 0) > 0) {
+                        fd = SD_LISTEN_FDS_START + i;
+                        log_debug("Serving credentials on '%s' (from systemd).", path);
+                        break;
+                }
+
+        if (fd < 0) {
+                if (strlen(path) >= sizeof(sa.sun_path))
+                        return log_error_errno(ENAMETOOLONG, "The socket path '%s' is too long.", path);
+                memcpy(sa.sun_path, path, strlen(path) + 1);
+                if (mkdir(a->config.runtime_dir, 0755) < 0 && errno != EEXIST)
+                        return log_error_errno(errno, "Failed to create '%s': %m", a->config.runtime_dir);
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (fd < 0)
+                        return log_error_errno(errno, "Failed to create the credential socket: %m");
+                (void) unlink(path);
+                if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                        return log_error_errno(errno, "Failed to bind '%s': %m", path);
+                if (chmod(path, 0600) < 0 || listen(fd, 64) < 0)
+                        return log_error_errno(errno, "Failed to set up '%s': %m", path);
+                a->credential_path = TAKE_PTR(path);
+                log_debug("Serving credentials on '%s'.", a->credential_path);
+        }
+
+        r = sd_event_add_io(a->event, &a->credential_source, fd, EPOLLIN, on_connection, a);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the credential socket: %m");
+        (void) sd_event_source_set_io_fd_own(a->credential_source, true);
+        TAKE_FD(fd);
+        return 0;
+}
+
+void agent_credential_close(Agent *a) {
+        a->credential_source = sd_event_source_disable_unref(a->credential_source);
+        /* A socket of our own goes with us; systemd's stays for the next start. */
+        if (a->credential_path) {
+                (void) unlink(a->credential_path);
+                free(a->credential_path);
+                a->credential_path = NULL;
+        }
+}
