@@ -329,7 +329,9 @@ static int commit(Agent *a, const Key *key, uint64_t seq) {
                 return r;
         }
         changed = !k->cache.valid || memcmp(k->cache.hash, info.hash, sizeof(info.hash)) != 0;
-        rotated = k->cache.valid && changed;
+        /* A rotation is a new primary: an added or retired version alone changes the hash
+         * but not what units read. */
+        rotated = k->cache.valid && changed && k->cache.primary != info.primary;
         k->cache = info;
         k->committed_seq = seq;
         key_ok(a, k);

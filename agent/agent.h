@@ -57,7 +57,7 @@ typedef struct AgentKey {
 typedef struct KeyChange {
         char *id;
         char hash[KEY_HASH_HEX_SIZE];
-        bool rotated; /* a previous version was cached: units with on_change act */
+        bool rotated; /* the cached primary version changed: units with on_change act */
 } KeyChange;
 
 typedef struct AgentSync AgentSync;

@@ -4,8 +4,9 @@
 # with a throwaway root starts keyward-agent.service as shipped (only the binary's directory
 # differs), on the container's own system bus with the shipped bus policy, configured from
 # /etc/keyward/agent.conf. A unit registers a key over D-Bus; another declares LoadCredential=
-# against keyward-agent.socket and gets the key. systemd-analyze security rates both daemons'
-# units. Needs root and systemd-nspawn.
+# against keyward-agent.socket and gets the key; a unit registered with on_change=restart is
+# restarted by the agent, through systemd's D-Bus API, when its key rotates on the server.
+# systemd-analyze security rates both daemons' units. Needs root and systemd-nspawn.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -23,6 +24,9 @@ ADMIN=$(kwd_token admin) || bail "cannot mint a token"
 r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=db_password --data-urlencode "data=$(printf 'hunter2' | base64 -w0)" \
         --data-urlencode 'acl=[{"type":"Machine","id":"host1.example.com","access":"Read"}]')
 expect "a key for the machine" "$r" 200 0 ""
+r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=app_token --data-urlencode "data=$(printf 'first' | base64 -w0)" \
+        --data-urlencode 'acl=[{"type":"Machine","id":"host1.example.com","access":"Read"}]')
+expect "a key that will rotate" "$r" 200 0 ""
 
 # What the container sees under /srv/kwtest (not /tmp: the agent's unit has PrivateTmp=).
 S=$T/srv
@@ -54,13 +58,24 @@ After=keyward-agent.service
 [Service]
 Type=oneshot
 ExecStart=$BUSCALL Register sa{sv} db_password 2 units as 1 demo.service credential s db
-ExecStart=/bin/sh -c 'for i in \$(seq 100); do $BUSCALL GetKey s db_password >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1'
+ExecStart=$BUSCALL Register sa{sv} app_token 3 units as 1 counter.service credential s token on_change s restart
+ExecStart=/bin/sh -c 'for i in \$(seq 100); do $BUSCALL GetKey s db_password >/dev/null 2>&1 && $BUSCALL GetKey s app_token >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1'
+UNIT
+cat >"$T/units/counter.service" <<UNIT
+[Unit]
+Description=keyward test: a unit restarted when its key rotates
+After=kw-register.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+LoadCredential=token:/run/keyward/credential.sock
+ExecStart=/bin/sh -c 'cat "\$CREDENTIALS_DIRECTORY/token" >>/srv/kwtest/out/starts; echo >>/srv/kwtest/out/starts'
 UNIT
 cat >"$T/units/demo.service" <<UNIT
 [Unit]
 Description=keyward test: a unit with a credential from the agent
-Wants=kw-register.service
-After=kw-register.service keyward-agent.socket
+Wants=kw-register.service counter.service
+After=kw-register.service counter.service keyward-agent.socket
 SuccessAction=exit-force
 FailureAction=exit-force
 [Service]
@@ -69,6 +84,7 @@ LoadCredential=db:/run/keyward/credential.sock
 ExecStart=/bin/sh -c 'cat "\$CREDENTIALS_DIRECTORY/db" >/srv/kwtest/out/db'
 ExecStart=/bin/sh -c 'systemctl show -p ActiveState --value keyward-agent.service >/srv/kwtest/out/agent-state'
 ExecStart=/bin/sh -c 'systemd-analyze security --no-pager keyward-agent.service >/srv/kwtest/out/agent-security 2>&1; systemd-analyze security --no-pager keywardd.service >/srv/kwtest/out/keywardd-security 2>&1; true'
+ExecStart=/bin/sh -c 'touch /srv/kwtest/out/ready; for i in \$(seq 300); do [ \$(wc -l </srv/kwtest/out/starts) -ge 2 ] && exit 0; sleep 0.1; done; true'
 ExecStart=/bin/sh -c 'journalctl --no-pager -u keyward-agent.service >/srv/kwtest/out/agent.log 2>&1; true'
 UNIT
 
@@ -78,12 +94,28 @@ timeout 180 systemd-nspawn --directory=/ --volatile=yes --boot --register=no --k
         --bind="$S:/srv/kwtest" --bind-ro="$T/units:/etc/systemd/system" \
         --bind-ro="$S/agent.conf:/etc/keyward/agent.conf" \
         --bind-ro="$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.conf:/etc/dbus-1/system.d/org.keyward.Agent1.conf" \
-        -- --unit=demo.service systemd.firstboot=off </dev/null >"$T/nspawn.log" 2>&1
+        -- --unit=demo.service systemd.firstboot=off </dev/null >"$T/nspawn.log" 2>&1 &
+NSPAWN_PID=$!
+# Once demo.service is waiting, rotate app_token on the server: the agent in the container
+# restarts counter.service, which reads the new primary.
+for _ in $(seq 600); do
+        [ -e "$S/out/ready" ] && break
+        kill -0 "$NSPAWN_PID" 2>/dev/null || break
+        sleep 0.1
+done
+r=$(req none "0u$ADMIN" POST /v0/keys/app_token/versions/ --data-urlencode "data=$(printf 'second' | base64 -w0)")
+expect "add a version to app_token" "$r" 200 0 ""
+r=$(req none "0u$ADMIN" PUT "/v0/keys/app_token/versions/$(jget "$(body "$r")" 'j["data"]')/" \
+        --data-urlencode 'status="Primary"')
+expect "promote it" "$r" 200 0 ""
+wait "$NSPAWN_PID"
 rc=$?
 is "the container ran demo.service to success" "$rc" 0 || tail -n 40 "$T/nspawn.log" | sed 's/^/# /'
 is "keyward-agent.service, as shipped, ran" "$(cat "$S/out/agent-state" 2>/dev/null)" "active"
 is "demo.service got the key through LoadCredential= and the socket unit" "$(cat "$S/out/db" 2>/dev/null)" "hunter2"
 check "the agent logged the delivery to demo.service" grep -q "Delivered key 'db_password' version [0-9]* to unit demo.service as credential 'db'" "$S/out/agent.log"
+is "on_change=restart: the unit ran again with the rotated key" "$(cat "$S/out/starts" 2>/dev/null)" $'first\nsecond'
+check "the restart is logged" grep -q "Unit 'counter.service' restarted after a key rotation" "$S/out/agent.log"
 check "its memory is locked (CapabilityBoundingSet= keeps CAP_IPC_LOCK)" bash -c "grep -q 'Serving credentials' '$S/out/agent.log' && ! grep -q 'Failed to lock memory' '$S/out/agent.log'"
 
 # systemd-analyze security: 0 is locked down, 10 is wide open; "OK" is below 4.
