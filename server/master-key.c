@@ -8,6 +8,7 @@
 
 #include "fileio.h"
 #include "log.h"
+#include "master-key-pkcs11.h"
 #include "random-util.h"
 
 #define MASTER_KEY_FILE_MAX 4096
@@ -20,10 +21,6 @@ static bool credential_name_valid(const char *name) {
 
 static int master_key_path(const char *spec, char **ret) {
         const char *name, *dir;
-
-        if (strncmp(spec, "pkcs11:", 7) == 0)
-                return log_error_errno(
-                        EOPNOTSUPP, "PKCS#11 master keys are not supported by this build of keywardd yet.");
 
         if (strncmp(spec, "credential:", 11) != 0) {
                 *ret = strdup(spec);
@@ -44,10 +41,22 @@ static int master_key_path(const char *spec, char **ret) {
         return 0;
 }
 
+static bool is_pkcs11(const char *spec) {
+        return strncmp(spec, "pkcs11:", 7) == 0;
+}
+
 int master_key_load(const char *spec, Cryptor **ret) {
         _cleanup_(secret_freep) Secret *key = NULL;
         _cleanup_free_ char *path = NULL;
         int r;
+
+        if (is_pkcs11(spec)) {
+                r = pkcs11_data_key_load(spec, false, &key, NULL);
+                if (r < 0)
+                        return r;
+                r = cryptor_new(key->data, key->size, ret);
+                return r < 0 ? log_error_errno(r, "Failed to set up the cryptor: %m") : 0;
+        }
 
         r = master_key_path(spec, &path);
         if (r < 0)
@@ -78,7 +87,13 @@ int master_key_init(const char *spec) {
         _cleanup_(secret_freep) Secret *key = NULL;
         _cleanup_(cryptor_freep) Cryptor *c = NULL;
         _cleanup_free_ char *path = NULL;
+        bool created = false;
         int r;
+
+        if (is_pkcs11(spec)) {
+                r = pkcs11_data_key_load(spec, true, &key, &created);
+                return r < 0 ? r : created ? 0 : 1;
+        }
 
         r = master_key_path(spec, &path);
         if (r < 0)

@@ -11,6 +11,7 @@
 int master_key_load(const char *spec, Cryptor **ret);
 
 /* For `keywardd init`: make a 32-byte random key file (0600, written atomically) when the
- * file is absent; 0 when it was made, 1 when one was there already. Other kinds of spec are
- * provisioned outside keywardd (systemd-creds, the token's own tools): 1 if they load. */
+ * file is absent, or on a PKCS#11 token the AES key and the data key it seals
+ * (master-key-pkcs11.h); 0 when something was made, 1 when it was all there already. A
+ * credential is provisioned outside keywardd (systemd-creds): 1 if it loads. */
 int master_key_init(const char *spec);

@@ -129,9 +129,9 @@ make_pki() {
         "$TEST_PKI" "$T/pki" >/dev/null || bail "cannot make the test PKI"
 }
 
-# kwd_init: a fresh store and master key.
+# kwd_init: a fresh store and master key ($KWD_MASTER_KEY when set: any --master-key spec).
 kwd_init() {
-        "$KEYWARDD" init --db "$T/keyward.db" --master-key "$T/master.key" 2>"$T/init.log" ||
+        "$KEYWARDD" init --db "$T/keyward.db" --master-key "${KWD_MASTER_KEY:-$T/master.key}" 2>"$T/init.log" ||
                 { cat "$T/init.log" >&2; bail "keywardd init failed"; }
 }
 
@@ -200,7 +200,7 @@ kwd_start() {
         rm -f "$T/ready"
         env "${KWD_ENV[@]}" "$KEYWARDD" serve --listen 127.0.0.1:0 \
                 --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
-                --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key" \
+                --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "${KWD_MASTER_KEY:-$T/master.key}" \
                 --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
                 --hostname testhost "$@" 2>>"$T/keywardd.log" &
         KWD_PID=$!
@@ -234,7 +234,7 @@ kwd_kill9() {
 kwd_token() {
         local user=$1
         shift
-        "$KEYWARDD" token --db "$T/keyward.db" --master-key "$T/master.key" --user "$user" "$@" 2>>"$T/token.log"
+        "$KEYWARDD" token --db "$T/keyward.db" --master-key "${KWD_MASTER_KEY:-$T/master.key}" --user "$user" "$@" 2>>"$T/token.log"
 }
 
 # req CERT AUTH METHOD PATH [curl args...]: one request; prints "<http status> <body>".
