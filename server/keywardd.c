@@ -134,6 +134,8 @@ static int apply_log_level(const char *level) {
 static int verb_init(int argc, char **argv) {
         _cleanup_(server_config_done) ServerConfig c = {};
         _cleanup_(store_freep) Store *store = NULL;
+        _cleanup_free_ char *shown_buf = NULL;
+        const char *shown;
         int r;
 
         r = config_parse_argv(argc, argv, server_items, ELEMENTSOF(server_items), &c, NULL);
@@ -141,17 +143,18 @@ static int verb_init(int argc, char **argv) {
                 return r > 0 ? 0 : r;
         if ((r = require(c.db, "db")) < 0 || (r = require(c.master_key, "master-key")) < 0)
                 return r;
+        shown = store_url_display(c.db, &shown_buf);
 
         r = master_key_init(c.master_key);
         if (r < 0)
                 return r;
         r = store_open(c.db, &store);
         if (r < 0)
-                return log_error_errno(r, "Failed to open the store '%s': %m", c.db);
+                return log_error_errno(r, "Failed to open the store '%s': %m", shown);
         r = store_init(store);
         if (r < 0)
-                return log_error_errno(r, "Failed to create the schema in '%s': %m", c.db);
-        log_info("Store '%s' is ready.", c.db);
+                return log_error_errno(r, "Failed to create the schema in '%s': %m", shown);
+        log_info("Store '%s' is ready.", shown);
         return 0;
 }
 
@@ -159,6 +162,7 @@ static int verb_token(int argc, char **argv) {
         _cleanup_(secret_freep) Secret *token = NULL;
         _cleanup_(store_freep) Store *store = NULL;
         _cleanup_(cryptor_freep) Cryptor *cryptor = NULL;
+        _cleanup_free_ char *shown_buf = NULL;
         TokenArgs a = {.ttl_usec = 3600 * USEC_PER_SEC};
         uint8_t hash[TOKEN_HASH_SIZE];
         TokenInfo t;
@@ -178,11 +182,14 @@ static int verb_token(int argc, char **argv) {
                 goto finish;
         r = store_open_existing(a.db, &store);
         if (r == -ENOMEDIUM) {
-                log_error_errno(r, "The store '%s' is not initialised; run 'keywardd init' first.", a.db);
+                log_error_errno(
+                        r,
+                        "The store '%s' is not initialised; run 'keywardd init' first.",
+                        store_url_display(a.db, &shown_buf));
                 goto finish;
         }
         if (r < 0) {
-                log_error_errno(r, "Failed to open the store '%s': %m", a.db);
+                log_error_errno(r, "Failed to open the store '%s': %m", store_url_display(a.db, &shown_buf));
                 goto finish;
         }
 
@@ -201,7 +208,10 @@ static int verb_token(int argc, char **argv) {
         r = store_token_add(store, hash, &t);
         explicit_bzero(hash, sizeof(hash));
         if (r == -ENOMEDIUM) {
-                log_error_errno(r, "The store '%s' is not initialised; run 'keywardd init' first.", a.db);
+                log_error_errno(
+                        r,
+                        "The store '%s' is not initialised; run 'keywardd init' first.",
+                        store_url_display(a.db, &shown_buf));
                 goto finish;
         }
         if (r < 0) {
@@ -299,6 +309,7 @@ static int verb_serve(int argc, char **argv) {
         {
                 /* Fail early and clearly on a missing or old schema. */
                 _cleanup_(store_freep) Store *probe = NULL;
+                _cleanup_free_ char *shown_buf = NULL;
                 uint64_t counter;
 
                 r = store_open_existing(c.db, &probe);
@@ -306,11 +317,14 @@ static int verb_serve(int argc, char **argv) {
                         r = store_change_counter(probe, &counter);
                 if (r == -ENOMEDIUM) {
                         log_error_errno(
-                                r, "The store '%s' is not initialised; run 'keywardd init' first.", c.db);
+                                r,
+                                "The store '%s' is not initialised; run 'keywardd init' first.",
+                                store_url_display(c.db, &shown_buf));
                         goto finish;
                 }
                 if (r < 0) {
-                        log_error_errno(r, "Failed to open the store '%s': %m", c.db);
+                        log_error_errno(
+                                r, "Failed to open the store '%s': %m", store_url_display(c.db, &shown_buf));
                         goto finish;
                 }
         }

@@ -1201,8 +1201,11 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
 
         r = store_open_existing(c->db, &w->store);
         if (r < 0) {
+                _cleanup_free_ char *shown = NULL;
+
                 worker_free(w);
-                return log_error_errno(r, "Failed to open the store '%s': %m", c->db);
+                return log_error_errno(
+                        r, "Failed to open the store '%s': %m", store_url_display(c->db, &shown));
         }
         (void) store_change_counter(w->store, &w->change_counter);
         w->cache = key_cache_new();

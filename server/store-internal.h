@@ -68,6 +68,10 @@ struct Store {
 /* The SQLite backend (store-sqlite.c). path is a file name, created 0600 if absent. */
 int store_sqlite_open(const char *path, bool create, Store **ret);
 
+/* The PostgreSQL backend (store-postgres.c). url is a libpq connection URI; without create
+ * the schema must be there (-ENOMEDIUM otherwise). */
+int store_postgres_open(const char *url, bool create, Store **ret);
+
 /* The schema version this build writes, and the SQLite handle of a SQLite store (NULL for
  * any other backend). For tests. */
 #define STORE_SQLITE_SCHEMA_VERSION 2

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "store.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -47,11 +48,29 @@ static int open_url(const char *url, bool create, Store **ret) {
 
         if (isempty(url))
                 return -EINVAL;
-        /* libpq's two URI schemes. PostgreSQL is not implemented yet. */
+        /* libpq's two URI schemes. */
         if (startswith(url, "postgresql://") || startswith(url, "postgres://"))
-                return -EPROTONOSUPPORT;
+                return store_postgres_open(url, create, ret);
 
         return store_sqlite_open(url, create, ret);
+}
+
+const char *store_url_display(const char *url, char **buf) {
+        const char *rest, *at, *colon;
+
+        *buf = NULL;
+        if (!url || !(startswith(url, "postgresql://") || startswith(url, "postgres://")))
+                return url;
+        rest = strstr(url, "://") + 3;
+        at = strchr(rest, '@');
+        colon = at ? memchr(rest, ':', (size_t) (at - rest)) : NULL;
+        if (!colon)
+                return url;
+        if (asprintf(buf, "%.*s:***%s", (int) (colon - url), url, at) < 0) {
+                *buf = NULL;
+                return "(a PostgreSQL URL)";
+        }
+        return *buf;
 }
 
 int store_open(const char *url, Store **ret) {

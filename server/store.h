@@ -18,6 +18,9 @@ typedef struct Store Store;
  * SQLite file that is not there (for `keywardd init`); store_open_existing() does not, and
  * fails with -ENOMEDIUM, as for a file without the schema. */
 int store_open(const char *url, Store **ret);
+/* url for messages: a PostgreSQL URL's password shows as "***". Returns url itself, or a copy
+ * in *buf for the caller to free. */
+const char *store_url_display(const char *url, char **buf);
 int store_open_existing(const char *url, Store **ret);
 Store *store_free(Store *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Store *, store_free);

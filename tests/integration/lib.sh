@@ -114,6 +114,7 @@ cleanup() {
         {
                 [ -n "$KWD_PID" ] && kill -9 "$KWD_PID" && wait "$KWD_PID"
                 [ -n "${BUS_PID:-}" ] && kill "$BUS_PID" && wait "$BUS_PID"
+                [ -n "${PG_DIR:-}" ] && pg_ctl -m immediate stop
                 for p in "${BG_PIDS[@]}"; do
                         kill -9 "$p" && wait "$p"
                 done
@@ -131,7 +132,7 @@ make_pki() {
 
 # kwd_init: a fresh store and master key ($KWD_MASTER_KEY when set: any --master-key spec).
 kwd_init() {
-        "$KEYWARDD" init --db "$T/keyward.db" --master-key "${KWD_MASTER_KEY:-$T/master.key}" 2>"$T/init.log" ||
+        "$KEYWARDD" init --db "${KWD_DB:-$T/keyward.db}" --master-key "${KWD_MASTER_KEY:-$T/master.key}" 2>"$T/init.log" ||
                 { cat "$T/init.log" >&2; bail "keywardd init failed"; }
 }
 
@@ -195,12 +196,47 @@ EOF
         export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$BUSDIR/bus"
 }
 
+# pg_start: a PostgreSQL server of the test's own on 127.0.0.1 with a database "keyward"
+# (run as the postgres user when the test runs as root: PostgreSQL refuses root); sets
+# PG_URL. Skips the test without PostgreSQL's server binaries.
+PG_DIR=
+PG_BIN=
+PG_RUN=()
+pg_start() {
+        local port
+        PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+        [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || skip_all "PostgreSQL is not installed (apt-get install postgresql)"
+        PG_DIR=$T/pg
+        mkdir -p "$PG_DIR"
+        if [ "$(id -u)" -eq 0 ]; then
+                id postgres >/dev/null 2>&1 || skip_all "no postgres user to run PostgreSQL as"
+                chmod 0755 "$T"
+                chown postgres: "$PG_DIR"
+                PG_RUN=(setpriv --reuid=postgres --regid=postgres --init-groups)
+        fi
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        (cd / && "${PG_RUN[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U keyward -A trust -E UTF8 --no-sync) \
+                >"$T/pg-init.log" 2>&1 || { cat "$T/pg-init.log" >&2; bail "initdb failed"; }
+        PG_OPTS="-h 127.0.0.1 -p $port -k $PG_DIR"
+        pg_ctl start || { cat "$PG_DIR/log" >&2; bail "PostgreSQL did not start"; }
+        "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U keyward keyward || bail "createdb failed"
+        PG_PORT=$port
+        PG_URL="postgresql://keyward@127.0.0.1:$port/keyward"
+}
+# pg_ctl ARGS...: the test's server (start gets its address again).
+pg_ctl() {
+        local opts=()
+        [ "$1" = start ] && opts=(-o "$PG_OPTS")
+        (cd / && "${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 60 "${opts[@]}" "$@") \
+                >/dev/null 2>&1
+}
+
 # kwd_start [FLAGS...]: start keywardd in the background and wait until it serves.
 kwd_start() {
         rm -f "$T/ready"
         env "${KWD_ENV[@]}" "$KEYWARDD" serve --listen 127.0.0.1:0 \
                 --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
-                --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "${KWD_MASTER_KEY:-$T/master.key}" \
+                --client-ca "$T/pki/ca.pem" --db "${KWD_DB:-$T/keyward.db}" --master-key "${KWD_MASTER_KEY:-$T/master.key}" \
                 --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
                 --hostname testhost "$@" 2>>"$T/keywardd.log" &
         KWD_PID=$!
@@ -234,7 +270,7 @@ kwd_kill9() {
 kwd_token() {
         local user=$1
         shift
-        "$KEYWARDD" token --db "$T/keyward.db" --master-key "${KWD_MASTER_KEY:-$T/master.key}" --user "$user" "$@" 2>>"$T/token.log"
+        "$KEYWARDD" token --db "${KWD_DB:-$T/keyward.db}" --master-key "${KWD_MASTER_KEY:-$T/master.key}" --user "$user" "$@" 2>>"$T/token.log"
 }
 
 # req CERT AUTH METHOD PATH [curl args...]: one request; prints "<http status> <body>".
