@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,8 @@ struct UserToken {
         bool bound;
         uid_t uid;
         char *session; /* the logind session, "" when there is none */
-        char *user;
+        char *login;   /* the name the person logged in with: a BIND must be for that user */
+        char *user;    /* the name keywardd gave the token */
         Secret *token;
         uint64_t expires_usec; /* CLOCK_REALTIME */
         uint64_t bind_by_usec; /* CLOCK_MONOTONIC: an unbound token goes then */
@@ -72,6 +74,7 @@ static UserToken *user_token_free(UserToken *t) {
         if (!t)
                 return NULL;
         free(t->session);
+        free(t->login);
         free(t->user);
         secret_free(t->token);
         free(t);
@@ -175,7 +178,7 @@ static void job_login(PamJob *j) {
         }
         t = calloc(1, sizeof(UserToken));
         if (!t || random_bytes(raw, sizeof(raw)) < 0 || !(t->user = strdup(user ?: j->user)) ||
-            !(t->session = strdup(""))) {
+            !(t->login = strdup(j->user)) || !(t->session = strdup(""))) {
                 user_token_free(t);
                 (void) REPLY(j->fd, "UNAVAILABLE", "Out of memory");
                 return;
@@ -333,7 +336,23 @@ static void handle_login(AgentPam *pam, int fd, const char *const *f, size_t n) 
         TAKE_PTR(j);
 }
 
+/* The passwd name of uid. */
+static int uid_name(uid_t uid, char **ret) {
+        struct passwd pw, *p = NULL;
+        char buf[4096];
+        int r;
+
+        r = getpwuid_r(uid, &pw, buf, sizeof(buf), &p);
+        if (r != 0)
+                return -r;
+        if (!p)
+                return -ESRCH;
+        *ret = strdup(p->pw_name);
+        return *ret ? 0 : -ENOMEM;
+}
+
 static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
+        _cleanup_free_ char *name = NULL;
         UserToken *found = NULL;
         uid_t uid;
         int r;
@@ -342,13 +361,26 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                 (void) REPLY(fd, "ERROR", "Malformed request");
                 return;
         }
+        r = uid_name(uid, &name);
+        if (r < 0) {
+                (void) REPLY(fd, "ERROR", "The session's uid has no user name");
+                return;
+        }
         pthread_mutex_lock(&pam->lock);
         sweep_locked(pam);
         for (UserToken *t = pam->tokens; t; t = t->next)
                 if (!t->bound && streq(t->handle, f[1]))
                         found = t;
         r = -ENOKEY;
-        if (found) {
+        if (found && !streq(found->login, name)) {
+                /* e.g. sudo: alice authenticated, the session is root's. */
+                log_warning(
+                        "Refused to bind the user token of '%s' to uid %u (%s): not the user who logged in.",
+                        found->login,
+                        (unsigned) uid,
+                        name);
+                r = -EPERM;
+        } else if (found) {
                 char *s = strdup(f[3]);
 
                 r = -ENOMEM;
@@ -367,7 +399,9 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                 }
         }
         pthread_mutex_unlock(&pam->lock);
-        if (r == -ENOKEY)
+        if (r == -EPERM)
+                (void) REPLY(fd, "ERROR", "The session is not the user who logged in");
+        else if (r == -ENOKEY)
                 (void) REPLY(fd, "ERROR", "No login waits under this handle");
         else if (r < 0)
                 (void) REPLY(fd, "ERROR", "Out of memory");
@@ -376,46 +410,44 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
 }
 
 static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n) {
-        UserToken *released = NULL;
-        uid_t uid;
+        UserToken *t = NULL;
+        PamJob *j;
 
-        if (n != 3 || parse_uid(f[1], &uid) < 0) {
+        if (n != 2 || strlen(f[1]) != PAM_WIRE_HANDLE_SIZE - 1) {
                 (void) REPLY(fd, "ERROR", "Malformed request");
                 return;
         }
         pthread_mutex_lock(&pam->lock);
-        for (UserToken **p = &pam->tokens; *p;) {
-                UserToken *t = *p;
-
-                if (t->bound && t->uid == uid && streq(t->session, f[2])) {
+        for (UserToken **p = &pam->tokens; *p; p = &(*p)->next)
+                if ((*p)->bound && streq((*p)->handle, f[1])) {
+                        t = *p;
                         *p = t->next;
-                        t->next = released;
-                        released = t;
-                } else
-                        p = &t->next;
-        }
-        pthread_mutex_unlock(&pam->lock);
-
-        while (released) {
-                UserToken *t = released;
-                PamJob *j;
-
-                released = t->next;
-                log_info(
-                        "User token of '%s' released with session '%s' of uid %u.",
-                        t->user,
-                        t->session,
-                        (unsigned) uid);
-                /* Revoked on the server too; it would expire on its own if that fails. */
-                j = calloc(1, sizeof(PamJob));
-                if (j) {
-                        j->fd = -EBADF;
-                        j->token = TAKE_PTR(t->token);
-                        if (job_start(pam, j) < 0)
-                                pam_job_free(j);
+                        break;
                 }
-                user_token_free(t);
+        pthread_mutex_unlock(&pam->lock);
+        if (!t) {
+                (void) REPLY(fd, "ERROR", "No token is bound under this handle");
+                return;
         }
+
+        log_info(
+                "User token of '%s' released with session '%s' of uid %u.",
+                t->user,
+                t->session,
+                (unsigned) t->uid);
+        /* Revoked on the server too; it expires on its own if that fails. */
+        j = calloc(1, sizeof(PamJob));
+        if (j) {
+                j->fd = -EBADF;
+                j->token = TAKE_PTR(t->token);
+                if (job_start(pam, j) < 0) {
+                        log_warning(
+                                "Could not start the revocation of the released token of '%s'; it expires on its own.",
+                                t->user);
+                        pam_job_free(j);
+                }
+        }
+        user_token_free(t);
         (void) REPLY(fd, "OK");
 }
 
@@ -538,12 +570,12 @@ int agent_pam_open(Agent *a) {
         return 0;
 }
 
-void agent_pam_close(Agent *a) {
+bool agent_pam_close(Agent *a) {
         AgentPam *pam = a->pam;
         struct timespec until;
 
         if (!pam)
-                return;
+                return true;
         pam->listen_source = sd_event_source_disable_unref(pam->listen_source);
         pam->sweep_source = sd_event_source_disable_unref(pam->sweep_source);
         if (pam->fd >= 0) {
@@ -562,9 +594,8 @@ void agent_pam_close(Agent *a) {
                         break;
         if (pam->n_threads > 0) {
                 pthread_mutex_unlock(&pam->lock);
-                log_warning("A PAM login did not stop in time; leaving it.");
-                a->pam = NULL;
-                return;
+                log_warning("A PAM login did not stop in time.");
+                return false;
         }
         while (pam->tokens) {
                 UserToken *t = pam->tokens;
@@ -578,6 +609,7 @@ void agent_pam_close(Agent *a) {
         free(pam->path);
         free(pam);
         a->pam = NULL;
+        return true;
 }
 
 int agent_user_token(Agent *a, uid_t uid, const char *session, Secret **ret_token, char **ret_user) {

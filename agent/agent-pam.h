@@ -7,6 +7,7 @@
  * end (the agent then revokes it). Tokens live in memory only, in Secrets, until their
  * expiry, their session's end or the agent's. Wire format: lib/basic/pam-wire.h. */
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "secret.h"
@@ -15,8 +16,10 @@ typedef struct Agent Agent;
 typedef struct AgentPam AgentPam;
 
 int agent_pam_open(Agent *a);
-/* Close the socket and wait (a.cancel set: within about a second) for logins in flight. */
-void agent_pam_close(Agent *a);
+/* Close the socket and wait (a.cancel set: within about a second) for logins in flight.
+ * Returns false when one is stuck past that: it still uses the agent, which must then not be
+ * torn down. */
+bool agent_pam_close(Agent *a);
 
 /* The token held for uid: the one bound to session when there is one, else the newest of
  * the uid's. -ENOKEY when there is none. Main thread. */

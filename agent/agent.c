@@ -36,7 +36,7 @@ static Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
         agent_bus_close(a);
-        agent_pam_close(a);
+        (void) agent_pam_close(a);
         agent_credential_close(a);
         sd_event_source_unref(a->wake_source);
         sd_event_unref(a->event);
@@ -377,7 +377,11 @@ static int run(int argc, char **argv) {
                 log_warning("A sync thread did not stop in time; exiting without waiting for it.");
                 _exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
         }
-        agent_pam_close(a);
+        if (!agent_pam_close(a)) {
+                /* As for the sync threads: nothing on disk is half-written; just leave. */
+                log_warning("Exiting without waiting for it.");
+                _exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
+        }
         agent_credential_close(a);
         curl_global_cleanup();
         return r < 0 ? r : 0;

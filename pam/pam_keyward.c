@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
@@ -33,6 +34,7 @@
 #define DEFAULT_SOCKET "/run/keyward/pam.sock"
 #define DEFAULT_TIMEOUT_SEC 15
 #define HANDLE_DATA "pam_keyward_handle"
+#define BOUND_DATA "pam_keyward_bound" /* the handle the session bound, for its close */
 #define HANDLE_ENV "KEYWARD_LOGIN"
 
 typedef struct Options {
@@ -98,6 +100,14 @@ static int ask_agent(
         if (fd < 0) {
                 r = -errno;
                 goto finish_nofd;
+        }
+        /* An agent alive but stuck must not hold a login: connect() to a full backlog and
+         * send() honour the send timeout. */
+        {
+                struct timeval tv = {.tv_sec = o->timeout_ms / 1000};
+
+                (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+                (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         }
         if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ||
             send(fd, buf, (size_t) len, MSG_NOSIGNAL) != len) {
@@ -232,6 +242,10 @@ _public_ PAM_EXTERN int pam_sm_open_session(pam_handle_t *h, int flags, int argc
 
         r = ask_agent(&o, (const char *const[]){"BIND", copy, uid, session}, 4, answer, f);
         if (r >= 1 && streq(f[0], "OK")) {
+                char *bound = strdup(copy);
+
+                if (!bound || pam_set_data(h, BOUND_DATA, bound, free_handle) != PAM_SUCCESS)
+                        free(bound);
                 if (o.debug)
                         pam_syslog(
                                 h, LOG_DEBUG, "keyward token bound to uid %s, session '%s'", uid, session);
@@ -249,18 +263,25 @@ _public_ PAM_EXTERN int pam_sm_open_session(pam_handle_t *h, int flags, int argc
 }
 
 _public_ PAM_EXTERN int pam_sm_close_session(pam_handle_t *h, int flags, int argc, const char **argv) {
-        const char *session, *f[PAM_WIRE_FIELDS_MAX];
-        char answer[PAM_WIRE_MAX], uid[16];
+        const char *handle = NULL, *f[PAM_WIRE_FIELDS_MAX];
+        char answer[PAM_WIRE_MAX];
         Options o;
         int r;
 
         parse_options(h, argc, argv, &o);
-        if (session_of(h, uid, &session) != PAM_SUCCESS)
-                return PAM_SESSION_ERR;
-        r = ask_agent(&o, (const char *const[]){"RELEASE", uid, session}, 3, answer, f);
+        /* Only the token this session bound: a cron job's session closing must not end
+         * anyone's login. */
+        if (pam_get_data(h, BOUND_DATA, (const void **) &handle) != PAM_SUCCESS || !handle)
+                return PAM_IGNORE;
+        r = ask_agent(&o, (const char *const[]){"RELEASE", handle}, 2, answer, f);
         if (r >= 1 && streq(f[0], "OK"))
                 return PAM_SUCCESS;
         pam_syslog(
-                h, LOG_WARNING, "cannot release the keyward token: %s", r < 0 ? strerror(-r) : "bad answer");
+                h,
+                LOG_WARNING,
+                "cannot release the keyward token: %s",
+                r < 0          ? strerror(-r) :
+                        r >= 2 ? f[1] :
+                                 "bad answer");
         return PAM_IGNORE;
 }

@@ -266,8 +266,8 @@ static int verb_serve(int argc, char **argv) {
         if (c.max_connections < c.workers)
                 c.max_connections = c.workers;
         c.max_watch_sec = MIN(c.max_watch_sec, (unsigned) WATCH_MAX_SEC);
-        if (c.login_ttl_usec < USEC_PER_SEC)
-                return log_error_errno(EINVAL, "--login-ttl must be at least a second.");
+        if (c.login_ttl_usec < USEC_PER_SEC || c.login_ttl_usec > 366 * 24 * 3600 * USEC_PER_SEC)
+                return log_error_errno(EINVAL, "--login-ttl must be between a second and a year.");
 
         r = secret_harden_process(false);
         if (r < 0)

@@ -20,6 +20,7 @@ typedef struct ThrottleSlot {
         char *key;
         uint64_t window_start_usec;
         unsigned failures;
+        unsigned pending; /* attempts with PAM now */
 } ThrottleSlot;
 
 /* A small table searched end to end: it is consulted once per login, next to a PAM
@@ -68,7 +69,7 @@ LoginThrottle *login_throttle_free(LoginThrottle *t) {
 }
 
 static bool slot_live(const ThrottleSlot *s, uint64_t now_usec) {
-        return s->key && now_usec - s->window_start_usec < LOGIN_WINDOW_USEC;
+        return s->key && (s->pending > 0 || now_usec - s->window_start_usec < LOGIN_WINDOW_USEC);
 }
 
 static ThrottleSlot *throttle_find(LoginThrottle *t, const char *key) {
@@ -78,43 +79,71 @@ static ThrottleSlot *throttle_find(LoginThrottle *t, const char *key) {
         return NULL;
 }
 
-bool login_throttle_blocked(LoginThrottle *t, const char *key, unsigned limit, uint64_t now_usec) {
-        ThrottleSlot *s = throttle_find(t, key);
-
-        return s && slot_live(s, now_usec) && s->failures >= limit;
-}
-
-void login_throttle_failed(LoginThrottle *t, const char *key, uint64_t now_usec) {
+/* The key's slot, with its window restarted when it lapsed; NULL when the table is full of
+ * attempts in flight, or out of memory. */
+static ThrottleSlot *throttle_get(LoginThrottle *t, const char *key, uint64_t now_usec) {
         ThrottleSlot *s = throttle_find(t, key), *oldest = NULL;
 
-        if (!s) {
-                /* A free or lapsed slot, else the one whose window started first. */
-                for (size_t i = 0; i < THROTTLE_SLOTS && !s; i++)
-                        if (!slot_live(&t->slots[i], now_usec))
-                                s = &t->slots[i];
-                        else if (!oldest || t->slots[i].window_start_usec < oldest->window_start_usec)
-                                oldest = &t->slots[i];
-                s = s ?: oldest;
-                free(s->key);
-                *s = (ThrottleSlot){.key = strdup(key)};
-                if (!s->key)
-                        return; /* out of memory: this failure goes uncounted */
-                s->window_start_usec = now_usec;
-        } else if (!slot_live(s, now_usec)) {
+        if (s) {
+                if (now_usec - s->window_start_usec >= LOGIN_WINDOW_USEC) {
+                        s->window_start_usec = now_usec;
+                        s->failures = 0;
+                }
+                return s;
+        }
+        /* A free or lapsed slot, else the one whose window started first. */
+        for (size_t i = 0; i < THROTTLE_SLOTS && !s; i++)
+                if (!slot_live(&t->slots[i], now_usec))
+                        s = &t->slots[i];
+                else if (
+                        t->slots[i].pending == 0 &&
+                        (!oldest || t->slots[i].window_start_usec < oldest->window_start_usec))
+                        oldest = &t->slots[i];
+        s = s ?: oldest;
+        if (!s)
+                return NULL;
+        free(s->key);
+        *s = (ThrottleSlot){.key = strdup(key), .window_start_usec = now_usec};
+        return s->key ? s : NULL;
+}
+
+unsigned login_throttle_count(LoginThrottle *t, const char *key, uint64_t now_usec) {
+        ThrottleSlot *s = throttle_find(t, key);
+
+        if (!s)
+                return 0;
+        return s->pending + (now_usec - s->window_start_usec < LOGIN_WINDOW_USEC ? s->failures : 0);
+}
+
+bool login_throttle_begin(LoginThrottle *t, const char *key, unsigned limit, uint64_t now_usec) {
+        ThrottleSlot *s;
+
+        if (login_throttle_count(t, key, now_usec) >= limit)
+                return false;
+        s = throttle_get(t, key, now_usec);
+        if (!s)
+                return false; /* nowhere to count it: refuse rather than go uncounted */
+        s->pending++;
+        return true;
+}
+
+void login_throttle_end(LoginThrottle *t, const char *key, LoginOutcome outcome, uint64_t now_usec) {
+        ThrottleSlot *s = throttle_find(t, key);
+
+        if (!s)
+                return;
+        if (s->pending > 0)
+                s->pending--;
+        if (outcome == LOGIN_OUTCOME_SUCCESS)
+                s->failures = 0;
+        if (outcome != LOGIN_OUTCOME_FAILURE)
+                return;
+        if (now_usec - s->window_start_usec >= LOGIN_WINDOW_USEC) {
                 s->window_start_usec = now_usec;
                 s->failures = 0;
         }
         if (s->failures < UINT32_MAX)
                 s->failures++;
-}
-
-void login_throttle_clear(LoginThrottle *t, const char *key) {
-        ThrottleSlot *s = throttle_find(t, key);
-
-        if (s) {
-                free(s->key);
-                *s = (ThrottleSlot){};
-        }
 }
 
 static uint64_t now_usec_monotonic(void) {
@@ -136,6 +165,7 @@ static char *throttle_key(const char *kind, const char *s) {
 static void login_run(Login *l, LoginJob *j) {
         _cleanup_free_ char *user_key = throttle_key("user", j->user);
         _cleanup_free_ char *source_key = throttle_key("addr", j->source);
+        LoginOutcome outcome;
         int r;
 
         r = pam_check_password(l->service, j->user, j->password, j->source, &j->canonical_user, &j->reason);
@@ -150,15 +180,18 @@ static void login_run(Login *l, LoginJob *j) {
         }
         j->result = r;
 
+        /* A success clears the user's failures; the address keeps its count. Only a refused
+         * password is a failure: an unreachable directory is nobody's guess. */
+        outcome = r >= 0 ? LOGIN_OUTCOME_SUCCESS : r == -EACCES ? LOGIN_OUTCOME_FAILURE : LOGIN_OUTCOME_NONE;
         pthread_mutex_lock(&l->lock);
-        if (r >= 0 && user_key)
-                login_throttle_clear(l->throttle, user_key);
-        else if (r == -EACCES) {
-                if (user_key)
-                        login_throttle_failed(l->throttle, user_key, now_usec_monotonic());
-                if (source_key)
-                        login_throttle_failed(l->throttle, source_key, now_usec_monotonic());
-        }
+        if (user_key)
+                login_throttle_end(l->throttle, user_key, outcome, now_usec_monotonic());
+        if (source_key)
+                login_throttle_end(
+                        l->throttle,
+                        source_key,
+                        outcome == LOGIN_OUTCOME_SUCCESS ? LOGIN_OUTCOME_NONE : outcome,
+                        now_usec_monotonic());
         pthread_mutex_unlock(&l->lock);
 }
 
@@ -260,13 +293,16 @@ int login_submit(Login *l, LoginJob *j) {
                 return -ENOMEM;
 
         pthread_mutex_lock(&l->lock);
-        blocked = login_throttle_blocked(l->throttle, user_key, LOGIN_FAILURES_PER_USER, now) ||
-                login_throttle_blocked(l->throttle, source_key, LOGIN_FAILURES_PER_SOURCE, now);
+        if (l->queued >= LOGIN_QUEUE_MAX || l->stopping) {
+                pthread_mutex_unlock(&l->lock);
+                return -EBUSY;
+        }
+        blocked = !login_throttle_begin(l->throttle, user_key, LOGIN_FAILURES_PER_USER, now);
+        if (!blocked && !login_throttle_begin(l->throttle, source_key, LOGIN_FAILURES_PER_SOURCE, now)) {
+                login_throttle_end(l->throttle, user_key, LOGIN_OUTCOME_NONE, now);
+                blocked = true;
+        }
         if (!blocked) {
-                if (l->queued >= LOGIN_QUEUE_MAX || l->stopping) {
-                        pthread_mutex_unlock(&l->lock);
-                        return -EBUSY;
-                }
                 j->next = NULL;
                 if (l->tail)
                         l->tail->next = j;

@@ -6,9 +6,10 @@
  * login thread checks the password and the groups and gives the job back through its done
  * callback, which must only hand it on (to the worker's inbox) and return.
  *
- * Failed logins are counted per user and per client address. Past the limit, logins are
- * refused at once, without asking PAM, until the window has passed; a success clears the
- * user's count. */
+ * Failed logins are counted per user and per client address, and so are the attempts still
+ * with PAM, so that a burst of parallel guesses gets no further than a row of them. Past
+ * the limit, logins are refused at once, without asking PAM, until the window has passed; a
+ * success clears the user's count. */
 
 #include <stdint.h>
 
@@ -53,10 +54,19 @@ Login *login_free(Login *l);
  * the caller's. */
 int login_submit(Login *l, LoginJob *j);
 
-/* The throttle on its own, for tests: has key (a user or an address) failed too often? */
+/* The throttle on its own, for tests. A key is a user or an address. begin() takes an attempt
+ * in (false: the key is at its limit, counting attempts in flight) and end() gives its
+ * outcome. The table is bounded; when it is full the entry with the oldest window and no
+ * attempt in flight goes. */
 typedef struct LoginThrottle LoginThrottle;
 LoginThrottle *login_throttle_new(void);
 LoginThrottle *login_throttle_free(LoginThrottle *t);
-bool login_throttle_blocked(LoginThrottle *t, const char *key, unsigned limit, uint64_t now_usec);
-void login_throttle_failed(LoginThrottle *t, const char *key, uint64_t now_usec);
-void login_throttle_clear(LoginThrottle *t, const char *key);
+typedef enum LoginOutcome {
+        LOGIN_OUTCOME_NONE,    /* no verdict (PAM could not decide, or never asked) */
+        LOGIN_OUTCOME_SUCCESS, /* clears the failures */
+        LOGIN_OUTCOME_FAILURE, /* counts one */
+} LoginOutcome;
+bool login_throttle_begin(LoginThrottle *t, const char *key, unsigned limit, uint64_t now_usec);
+void login_throttle_end(LoginThrottle *t, const char *key, LoginOutcome outcome, uint64_t now_usec);
+/* Failures in the window plus attempts in flight. */
+unsigned login_throttle_count(LoginThrottle *t, const char *key, uint64_t now_usec);

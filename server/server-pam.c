@@ -103,7 +103,6 @@ int pam_check_password(
         (void) pam_set_item(h, PAM_FAIL_DELAY, (const void *) no_delay);
         if (rhost)
                 (void) pam_set_item(h, PAM_RHOST, rhost);
-        (void) pam_set_item(h, PAM_RUSER, user);
 
         status = pam_authenticate(h, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
         if (status == PAM_SUCCESS)

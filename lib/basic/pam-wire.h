@@ -7,11 +7,11 @@
  *
  *   LOGIN user password rhost   -> OK handle user | DENIED message | UNAVAILABLE message
  *   BIND handle uid session     -> OK | ERROR message
- *   RELEASE uid session         -> OK
+ *   RELEASE handle              -> OK | ERROR message
  *
  * LOGIN asks keywardd (POST /v0/auth/login/) and keeps the token under a random handle; BIND
- * gives it to a uid and a logind session (empty when there is none); RELEASE drops the
- * session's tokens. */
+ * gives it to a uid, which must be the user who logged in, and a logind session (empty when
+ * there is none); RELEASE drops the token bound under that handle and revokes it. */
 
 #include <stddef.h>
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* A login as a program would run it, for tests: pam-session SERVICE USER authenticates USER
- * with the password read from stdin's first line, opens a session, reports each step on
- * stdout, then closes the session when stdin gives another line (or ends). Run it under
- * pam_wrapper to pick the stack. */
+/* A login as a program would run it, for tests: pam-session SERVICE USER [AS] authenticates
+ * USER with the password read from stdin's first line, opens a session (for AS when given,
+ * as sudo does: it authenticates the caller and opens the target's session), reports each
+ * step on stdout, then closes the session when stdin gives another line (or ends). Run it
+ * under pam_wrapper to pick the stack. */
 
 #include <security/pam_appl.h>
 #include <stdio.h>
@@ -29,8 +30,8 @@ int main(int argc, char **argv) {
         char line[64];
         int r;
 
-        if (argc != 3) {
-                fprintf(stderr, "usage: %s SERVICE USER < password\n", argv[0]);
+        if (argc != 3 && argc != 4) {
+                fprintf(stderr, "usage: %s SERVICE USER [AS] < password\n", argv[0]);
                 return 2;
         }
         setvbuf(stdout, NULL, _IOLBF, 0);
@@ -45,6 +46,8 @@ int main(int argc, char **argv) {
         }
         r = pam_authenticate(h, 0);
         printf("auth: %s\n", pam_strerror(h, r));
+        if (r == PAM_SUCCESS && argc == 4)
+                r = pam_set_item(h, PAM_USER, argv[3]);
         if (r == PAM_SUCCESS) {
                 r = pam_open_session(h, 0);
                 printf("session: %s\n", pam_strerror(h, r));

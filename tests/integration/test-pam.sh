@@ -27,7 +27,8 @@ pam_setup
 # The server knows dora; on this host dora is whoever runs the test, so that the token
 # bound to her uid is the test's to ask for.
 printf 'dora:explorer:keyward\n' >"$T/passdb"
-printf 'dora:x:%s:%s:Dora:/tmp:/bin/sh\n' "$MY_UID" "$(id -g)" >"$T/passwd"
+printf 'dora:x:%s:%s:Dora:/tmp:/bin/sh\nboss:x:%s:%s:Boss:/tmp:/bin/sh\n' \
+        "$MY_UID" "$(id -g)" "$((MY_UID + 4242))" "$(id -g)" >"$T/passwd"
 printf 'eng:x:6002:dora\n' >"$T/group"
 kwd_start
 ADMIN=$(kwd_token admin) || bail "cannot mint a token"
@@ -42,8 +43,11 @@ agent_cleanup() {
         cleanup
 }
 trap agent_cleanup EXIT
+# The agent sees the same users (it checks that a session's uid is the user who logged in).
 agent_start() {
-        "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
+        env LD_PRELOAD="${KWD_ENV[0]#LD_PRELOAD=}" NSS_WRAPPER_PASSWD="$T/passwd" NSS_WRAPPER_GROUP="$T/group" \
+                NSS_WRAPPER_DISABLE_DEEPBIND=1 UID_WRAPPER_DISABLE_DEEPBIND=1 \
+                ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
                 --server-ca "$T/pki/ca.pem" --hostname host1.example.com --state-dir "$T/state" \
                 --runtime-dir "$T/run" --log-level debug 2>>"$T/agent.log" &
         AGENT_PID=$!
@@ -73,8 +77,8 @@ account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so pas
 session  required $MODULE socket=$T/run/pam.sock
 PAMEOF
 printf 'dora:unused:login-test\n' >"$T/host-passdb"
-host_login() { # login-test as dora, stdin and stdout as given
-        env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" login-test dora 2>>"$T/host-pam.log"
+host_login() { # [AS]: login-test as dora (the session AS's), stdin and stdout as given
+        env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" login-test dora "$@" 2>>"$T/host-pam.log"
 }
 
 out=$(token_from_agent 2>&1)
@@ -84,6 +88,13 @@ like "before any login: GetUserToken is Unavailable" "$out" "No user token is he
 out=$(printf 'wrong\n' | host_login)
 like "a wrong password: PAM_AUTH_ERR" "$out" "^auth: Authentication failure"
 check "still no token" bash -c "! busctl --system call $DEST $OBJ $IFACE GetUserToken"
+
+# sudo's way: dora authenticates, the session is boss's. The token is not boss's to hold.
+out=$(printf 'explorer\nclose\n' | host_login boss)
+like "dora authenticates for boss's session" "$out" "auth: Success"
+check "the agent refuses to bind dora's token to boss's uid" \
+        grep -q "Refused to bind the user token of 'dora' to uid $((MY_UID + 4242)) (boss)" "$T/agent.log"
+check "and no token is held" bash -c "! busctl --system call $DEST $OBJ $IFACE GetUserToken"
 
 # The right one: a session that holds a token, for as long as it is open.
 mkfifo "$T/ctl"
