@@ -195,8 +195,32 @@ static void job_login(PamJob *j) {
         pam->tokens = t;
         pthread_mutex_unlock(&pam->lock);
 
-        log_info("PAM login of '%s': got a user token, waiting for the session.", t->user);
-        (void) REPLY(j->fd, "OK", t->handle, t->user);
+        log_info("PAM login of '%s': got a user token, waiting for the session.", j->user);
+        if (REPLY(j->fd, "OK", t->handle, t->user) >= 0)
+                return;
+
+        /* pam_keyward gave up waiting: nobody can bind this token. Take it back (unless a
+         * session got it meanwhile, which it cannot have without the handle) and revoke it. */
+        pthread_mutex_lock(&pam->lock);
+        for (UserToken **p = &pam->tokens; *p; p = &(*p)->next)
+                if (*p == t && !t->bound) {
+                        *p = t->next;
+                        token = TAKE_PTR(t->token);
+                        user_token_free(t);
+                        break;
+                }
+        pthread_mutex_unlock(&pam->lock);
+        if (token) {
+                _cleanup_erase_free_ char *auth = NULL;
+
+                log_info(
+                        "PAM login of '%s': the module left before the answer; revoking the token.",
+                        j->user);
+                if (asprintf(&auth, "0u%s", (const char *) token->data) < 0)
+                        auth = NULL;
+                else if (knox_client_set_authorization(c, auth) >= 0)
+                        (void) knox_client_revoke_token(c, &err);
+        }
 }
 
 static void job_revoke(PamJob *j) {
