@@ -64,6 +64,7 @@ typedef struct PamJob {
         int fd; /* the connection to answer; -EBADF for a revocation */
         char *user;
         Secret *password;
+        char *rhost;   /* where the person logs in from, "" for a local login */
         Secret *token; /* to revoke */
         KnoxClientConfig cc;
         char **servers;
@@ -86,6 +87,7 @@ static PamJob *pam_job_free(PamJob *j) {
                 return NULL;
         safe_close(j->fd);
         free(j->user);
+        free(j->rhost);
         secret_free(j->password);
         secret_free(j->token);
         strv_free(j->servers);
@@ -154,7 +156,7 @@ static void job_login(PamJob *j) {
 
         r = job_client(j, NULL, &c);
         if (r >= 0)
-                r = knox_client_login(c, j->user, j->password, &token, &json, &err);
+                r = knox_client_login(c, j->user, j->password, strempty(j->rhost), &token, &json, &err);
         j->password = secret_free(j->password);
         if (r < 0 || err.code != KNOX_OK) {
                 bool denied = r >= 0 && err.code != KNOX_INTERNAL_SERVER_ERROR;
@@ -339,7 +341,8 @@ static void handle_login(AgentPam *pam, int fd, const char *const *f, size_t n) 
         j->fd = -EBADF;
         j->user = strdup(f[1]);
         j->password = secret_new_copy(f[2], strlen(f[2]));
-        if (!j->user || !j->password) {
+        j->rhost = strdup(f[3]);
+        if (!j->user || !j->password || !j->rhost) {
                 (void) REPLY(fd, "UNAVAILABLE", "Out of memory");
                 return;
         }

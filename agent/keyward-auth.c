@@ -172,7 +172,7 @@ int verb_login(int argc, char **argv) {
         if (r < 0)
                 return fail("Problem getting password: %s", strerror(-r));
 
-        r = knox_client_login(c, user, password, &token, arg_json ? &json : NULL, &err);
+        r = knox_client_login(c, user, password, NULL, &token, arg_json ? &json : NULL, &err);
         if (r < 0 || err.code != KNOX_OK)
                 return fail_call("Fail to authenticate", r, &err);
 

@@ -49,6 +49,7 @@
 #define TOKEN_KEEP_EXPIRED_NSEC (INT64_C(24) * 3600 * 1000000000) /* they still say "expired" */
 #define LOGIN_USER_MAX 256
 #define LOGIN_PASSWORD_MAX 4096
+#define LOGIN_RHOST_MAX 253
 
 typedef struct Watch Watch;
 typedef struct PendingLogin PendingLogin;
@@ -808,6 +809,47 @@ static const FormField *login_field(const Form *f, const char *name, size_t max)
         return field;
 }
 
+/* An address or a host name, as PAM_RHOST holds them; empty for a local login. */
+static bool rhost_valid(const char *s, size_t n) {
+        if (n > LOGIN_RHOST_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+                      (s[i] >= '0' && s[i] <= '9') || strchr(".:-_[]%", s[i])) ||
+                    s[i] == '\0')
+                        return false;
+        return true;
+}
+
+/* Who a login is from. A machine's agent, proving itself with its certificate, passes on
+ * the address the person logged in to it from (form field rhost, empty for a local login):
+ * the login is then counted as "<machine>/<rhost>", so that one host's users do not share
+ * one throttle, and PAM sees that address. Anyone else is their own address. */
+static int login_source(const Exchange *x, char **ret_source, char **ret_rhost) {
+        const FormField *f = form_get(&x->form, "rhost");
+        const PeerCert *peer = x->conn ? x->conn->peer : NULL;
+        char *const *names = peer && peer_cert_verified(peer) ? peer_cert_dns_names(peer) : NULL;
+
+        if (f && names && names[0] && rhost_valid(f->value, f->value_len)) {
+                if (asprintf(ret_source, "%s/%.*s", names[0], (int) f->value_len, f->value) < 0)
+                        return -ENOMEM;
+                *ret_rhost = f->value_len > 0 ? strndup(f->value, f->value_len) : NULL;
+                if (f->value_len > 0 && !*ret_rhost) {
+                        free(*ret_source);
+                        return -ENOMEM;
+                }
+                return 0;
+        }
+        *ret_source = remote_host(x->remote_addr);
+        *ret_rhost = *ret_source ? strdup(*ret_source) : NULL;
+        if (!*ret_source || !*ret_rhost) {
+                free(*ret_source);
+                free(*ret_rhost);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 /* POST /v0/auth/login/: no authentication, the form's user and password go to PAM. */
 static void login_start(Exchange *x) {
         Worker *w = x->worker;
@@ -836,10 +878,10 @@ static void login_start(Exchange *x) {
         }
         j->user = strndup(user->value, user->value_len);
         j->password = secret_new_copy(password->value, password->value_len);
-        j->source = remote_host(x->remote_addr);
+        r = login_source(x, &j->source, &j->rhost);
         /* The form keeps the user for the audit line; the password lives on in the job only. */
         explicit_bzero((char *) password->value, password->value_len);
-        if (!j->user || !j->password || !j->source) {
+        if (!j->user || !j->password || r < 0) {
                 free(p);
                 reply_error(x, KNOX_INTERNAL_SERVER_ERROR, 500, "login", "Out of memory");
                 return;

@@ -47,6 +47,7 @@ LoginJob *login_job_free(LoginJob *j) {
         free(j->user);
         secret_free(j->password);
         free(j->source);
+        free(j->rhost);
         free(j->canonical_user);
         strv_free(j->groups);
         free(j);
@@ -168,7 +169,7 @@ static void login_run(Login *l, LoginJob *j) {
         LoginOutcome outcome;
         int r;
 
-        r = pam_check_password(l->service, j->user, j->password, j->source, &j->canonical_user, &j->reason);
+        r = pam_check_password(l->service, j->user, j->password, j->rhost, &j->canonical_user, &j->reason);
         j->password = secret_free(j->password);
         if (r >= 0) {
                 r = user_groups(j->canonical_user, &j->groups);

@@ -29,7 +29,10 @@ struct LoginJob {
         /* the question */
         char *user;
         Secret *password; /* freed as soon as PAM has seen it */
-        char *source;     /* the client's address, without its port */
+        char *source;     /* who is counted for the throttle and named in the logs: the
+                           * client's address, or "machine/rhost" for a login a machine's
+                           * agent passes on */
+        char *rhost;      /* PAM_RHOST: the address the person comes from; NULL: unknown */
         /* the answer: 0, -EACCES (refused), -EKEYEXPIRED (password expired), -EUSERS (too many
          * failures), -EHOSTDOWN (PAM could not decide), -ECANCELED (the server is stopping) */
         int result;

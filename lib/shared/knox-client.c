@@ -925,6 +925,7 @@ int knox_client_login(
         KnoxClient *c,
         const char *user,
         const Secret *password,
+        const char *rhost,
         Secret **ret_token,
         char **ret_json,
         KnoxError *err) {
@@ -941,6 +942,8 @@ int knox_client_login(
         assert_return(c && user && password && ret_token && err, -EINVAL);
 
         (void) form_append(&body, "password", (const char *) password->data, password->size);
+        if (rhost)
+                (void) form_append(&body, "rhost", rhost, strlen(rhost));
         (void) form_append(&body, "user", user, strlen(user));
         if (body.error < 0)
                 return path_oom(err);

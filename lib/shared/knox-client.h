@@ -104,13 +104,16 @@ int knox_client_set_version_status(
 /* keyward's extensions. whoami returns the data object's JSON text. */
 int knox_client_whoami(KnoxClient *c, char **ret_json, KnoxError *err);
 int knox_client_revoke_token(KnoxClient *c, KnoxError *err);
-/* POST /v0/auth/login/ with user and password, sent without an Authorization header. The
+/* POST /v0/auth/login/ with user and password, sent without an Authorization header. rhost
+ * (may be NULL) is, for an agent logging a person in, the address they came from (""
+ * for a local login); keywardd heeds it only from a verified machine certificate. The
  * token comes back in a Secret; ret_json (may be NULL) gets the whole data object, which
  * holds the token too (the caller wipes it: erase_and_free_string()). */
 int knox_client_login(
         KnoxClient *c,
         const char *user,
         const Secret *password,
+        const char *rhost,
         Secret **ret_token,
         char **ret_json,
         KnoxError *err);

@@ -44,6 +44,9 @@ int main(int argc, char **argv) {
                 printf("start: %s\n", pam_strerror(h, r));
                 return 1;
         }
+        /* Where the person comes from, as sshd sets it. */
+        if (secure_getenv("PAM_SESSION_RHOST"))
+                (void) pam_set_item(h, PAM_RHOST, secure_getenv("PAM_SESSION_RHOST"));
         r = pam_authenticate(h, 0);
         printf("auth: %s\n", pam_strerror(h, r));
         if (r == PAM_SUCCESS && argc == 4)

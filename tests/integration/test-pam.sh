@@ -84,9 +84,12 @@ host_login() { # [AS]: login-test as dora (the session AS's), stdin and stdout a
 out=$(token_from_agent 2>&1)
 like "before any login: GetUserToken is Unavailable" "$out" "No user token is held for uid $MY_UID"
 
-# A wrong password: refused, and no token.
-out=$(printf 'wrong\n' | host_login)
+# A wrong password: refused, and no token. The agent passes on where the person came from,
+# and keywardd, trusting the machine's certificate, counts the failure for that address.
+out=$(printf 'wrong\n' | PAM_SESSION_RHOST=192.0.2.7 host_login)
 like "a wrong password: PAM_AUTH_ERR" "$out" "^auth: Authentication failure"
+check "keywardd counts it for the machine and the address the person came from" \
+        grep -q "Login as 'dora' from host1.example.com/192.0.2.7 refused" "$T/keywardd.log"
 check "still no token" bash -c "! busctl --system call $DEST $OBJ $IFACE GetUserToken"
 
 # sudo's way: dora authenticates, the session is boss's. The token is not boss's to hold.

@@ -62,6 +62,10 @@ is "a user NSS does not know: no groups" "$(jget "$(body "$r")" 'j["data"]["grou
 
 r=$(login alice wrong)
 expect "wrong password: 401/5" "$r" 401 5 "Invalid user name or password"
+r=$(req none "" POST /v0/auth/login/ -d user=mallory -d password=x -d rhost=10.9.9.9)
+expect "unknown user: the same answer" "$r" 401 5 "Invalid user name or password"
+check "an rhost from a client without a machine certificate is ignored" \
+        grep -q "Login as 'mallory' from 127.0.0.1 refused" "$T/keywardd.log"
 r=$(login mallory anything)
 expect "unknown user: the same answer" "$r" 401 5 "Invalid user name or password"
 r=$(login bob builder)
@@ -106,7 +110,7 @@ expect "and no longer authenticates" "$r" 401 5
 kwd_stop
 like "a login's audit line names the user" "$(grep '"path":"/v0/auth/login/"' "$T/audit.log" | head -n1)" \
         '"parameters":\{"user":"alice"\}'
-is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 20
+is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 21
 if grep -q -e wonderland -e dungeons -e 'guess[0-9]' -e "$TOKEN" "$T/audit.log" "$T/keywardd.log"; then
         not_ok "no password or token in the audit log or the server's log"
 else

@@ -819,7 +819,7 @@ static void test_login(void **state) {
         Secret *token = NULL;
 
         /* No such user: an error envelope, whatever the server's login support. */
-        assert_int_equal(knox_client_login(c, "no-such-user-kc", pw, &token, NULL, &err), 0);
+        assert_int_equal(knox_client_login(c, "no-such-user-kc", pw, NULL, &token, NULL, &err), 0);
         assert_int_not_equal(err.code, KNOX_OK);
         assert_non_null(err.message);
         assert_null(token);
