@@ -94,21 +94,77 @@ static int read_checked(Agent *a, const char *id, Key **ret, const char **ret_wh
         return -EAGAIN;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+/* A credential on its way out: systemd reads it at once, but the main loop never waits for
+ * a slow reader, and gives up after CREDENTIAL_SEND_TIMEOUT_SEC. */
+typedef struct CredentialReply {
+        int fd;
+        Secret *data;
+        size_t sent;
+        char *what; /* the delivery, for the log */
+        sd_event_source *io;
+        sd_event_source *timer;
+} CredentialReply;
 
-                if (k < 0 && errno == EINTR)
+static void reply_free(CredentialReply *rep) {
+        sd_event_source_disable_unref(rep->io);
+        sd_event_source_disable_unref(rep->timer);
+        safe_close(rep->fd);
+        secret_free(rep->data);
+        free(rep->what);
+        free(rep);
+}
+
+/* Send what the socket takes: 1 when all is out, 0 to wait for room, or a negative errno. */
+static int reply_send(CredentialReply *rep) {
+        while (rep->sent < rep->data->size) {
+                ssize_t n =
+                        send(rep->fd,
+                             rep->data->data + rep->sent,
+                             rep->data->size - rep->sent,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                if (n < 0 && errno == EINTR)
                         continue;
-                if (k < 0)
+                if (n < 0 && errno == EAGAIN)
+                        return 0;
+                if (n < 0)
                         return -errno;
-                p = (const uint8_t *) p + k;
-                n -= (size_t) k;
+                rep->sent += (size_t) n;
         }
+        return 1;
+}
+
+static void reply_finish(CredentialReply *rep, int r) {
+        if (r > 0) {
+                (void) shutdown(rep->fd, SHUT_RDWR);
+                log_security(LOG_INFO, MESSAGE_ID_CREDENTIAL, "Delivered %s.", rep->what);
+        } else
+                log_security(
+                        LOG_WARNING,
+                        MESSAGE_ID_CREDENTIAL,
+                        "Could not deliver %s: %s.",
+                        rep->what,
+                        r == -ETIME ? "the reader took too long" : strerror(-r));
+        reply_free(rep);
+}
+
+static int on_reply_writable(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        CredentialReply *rep = userdata;
+        int r = reply_send(rep);
+
+        if (r != 0)
+                reply_finish(rep, r);
         return 0;
 }
 
-static void serve(Agent *a, int fd) {
+static int on_reply_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        reply_finish(userdata, -ETIME);
+        return 0;
+}
+
+/* Check the peer and find what it may have: 0 with the bytes to send and the delivery's
+ * description for the log, or a negative errno after logging the refusal. */
+static int serve(Agent *a, int fd, Secret **ret_data, char **ret_what) {
         _cleanup_free_ char *buf = NULL;
         _cleanup_(key_freep) Key *key = NULL;
         _cleanup_buf_ Buf json = BUF_INIT_SECURE;
@@ -119,9 +175,10 @@ static void serve(Agent *a, int fd) {
         socklen_t len = sizeof(cred);
         const char *unit = NULL, *name = NULL, *why = NULL, *key_name;
         const KeyVersion *p = NULL;
-        struct timeval tv = {.tv_sec = CREDENTIAL_SEND_TIMEOUT_SEC};
         size_t name_len;
         bool as_json;
+        Secret *data;
+        char *what;
         AgentKey *k;
         int r;
 
@@ -130,7 +187,7 @@ static void serve(Agent *a, int fd) {
                         "Refused a credential socket connection from uid %u (pid %d): only the service manager may ask.",
                         (unsigned) cred.uid,
                         (int) cred.pid);
-                return;
+                return -EPERM;
         }
         if (getpeername(fd, (struct sockaddr *) &sa, &salen) < 0 ||
             salen <= offsetof(struct sockaddr_un, sun_path) + 1 || sa.sun_path[0] != '\0' ||
@@ -143,7 +200,7 @@ static void serve(Agent *a, int fd) {
                 refuse(NULL,
                        NULL,
                        "the peer is not systemd asking for a unit's credential (no /unit/ address)");
-                return;
+                return -EPERM;
         }
 
         name_len = strlen(name);
@@ -162,17 +219,17 @@ static void serve(Agent *a, int fd) {
                 buf[name - buf + name_len - 5] = '.';
         if (!k) {
                 refuse(unit, name, "no key is registered for this unit under this name");
-                return;
+                return -ENOKEY;
         }
         if (!id) {
                 refuse(unit, name, "out of memory");
-                return;
+                return -ENOMEM;
         }
 
         r = read_checked(a, id, &key, &why);
         if (r < 0) {
                 refuse(unit, name, why ?: strerror(-r));
-                return;
+                return r;
         }
         if (as_json) {
                 r = knox_key_json_append(&json, key, VERSION_STATUS_INACTIVE, false);
@@ -184,35 +241,58 @@ static void serve(Agent *a, int fd) {
         }
         if (r < 0) {
                 refuse(unit, name, r == -ENODATA ? "the key has no primary version" : strerror(-r));
-                return;
+                return r;
         }
 
-        (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        r = as_json ? write_all(fd, json.data, json.len) : write_all(fd, p->data->data, p->data->size);
-        if (r < 0) {
-                refuse(unit, name, "writing it failed");
-                return;
+        data = as_json ? secret_new_copy(json.data, json.len) :
+                         secret_new_copy(p->data->data, p->data->size);
+        if (!data ||
+            asprintf(
+                    &what,
+                    "key '%s' version %" PRIu64 " to unit %s as credential '%s'",
+                    id,
+                    key_primary_version(key) ? key_primary_version(key)->id : 0,
+                    unit,
+                    name) < 0) {
+                secret_free(data);
+                refuse(unit, name, "out of memory");
+                return -ENOMEM;
         }
-        log_security(
-                LOG_INFO,
-                MESSAGE_ID_CREDENTIAL,
-                "Delivered key '%s' version %" PRIu64 " to unit %s as credential '%s'.",
-                id,
-                key_primary_version(key) ? key_primary_version(key)->id : 0,
-                unit,
-                name);
+        *ret_data = data;
+        *ret_what = what;
+        return 0;
 }
 
 static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Agent *a = userdata;
-        _cleanup_close_ int c = -EBADF;
+        CredentialReply *rep;
+        int r;
 
-        /* Blocking: systemd reads the credential at once, and a send timeout bounds it. */
-        c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-        if (c < 0)
+        rep = calloc(1, sizeof(CredentialReply));
+        if (!rep)
                 return 0;
-        serve(a, c);
-        (void) shutdown(c, SHUT_RDWR);
+        rep->fd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (rep->fd < 0 || serve(a, rep->fd, &rep->data, &rep->what) < 0) {
+                reply_free(rep);
+                return 0;
+        }
+        r = reply_send(rep);
+        if (r != 0) {
+                reply_finish(rep, r);
+                return 0;
+        }
+        r = sd_event_add_io(a->event, &rep->io, rep->fd, EPOLLOUT, on_reply_writable, rep);
+        if (r >= 0)
+                r = sd_event_add_time_relative(
+                        a->event,
+                        &rep->timer,
+                        CLOCK_MONOTONIC,
+                        CREDENTIAL_SEND_TIMEOUT_SEC * USEC_PER_SEC,
+                        0,
+                        on_reply_timeout,
+                        rep);
+        if (r < 0)
+                reply_finish(rep, r);
         return 0;
 }
 

@@ -93,6 +93,35 @@ is "an address that is not systemd's gets nothing" "$(ask not-systemd)" ""
 check "that is logged too" grep -q "the peer is not systemd asking" "$T/agent.log"
 is "an empty unit gets nothing" "$(ask 5/unit//db)" ""
 
+# A reader that does not read: the agent goes on serving meanwhile, and the reader gets the
+# whole credential once it reads.
+head -c 600000 /dev/urandom | base64 -w0 >"$T/big"
+r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=big_key --data-urlencode "data@$T/big" --data-urlencode "acl=$GRANT")
+expect "create a key of 800 KB" "$r" 200 0 ""
+check "Register it for slow.service" call Register 'sa{sv}' big_key 1 units as 1 slow.service
+check "it is cached" wait_for 10 test -s "$T/state/cache/big_key"
+python3 - "$T/run/credential.sock" "$T/big.got" <<'PYEOF2' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.bind("\0" + "77/unit/slow.service/big_key")
+s.connect(sys.argv[1])
+time.sleep(3)
+data = b""
+while True:
+        chunk = s.recv(65536)
+        if not chunk:
+                break
+        data += chunk
+open(sys.argv[2], "wb").write(data)
+PYEOF2
+SLOW_PID=$!
+sleep 0.5
+check "while it does not read, the agent still answers on the bus" \
+        bash -c "timeout 2 busctl --system --timeout=2 call $DEST $OBJ $IFACE GetKey s db_password >/dev/null"
+wait "$SLOW_PID"
+check "the slow reader got the whole key" cmp -s "$T/big.got" <(base64 -d "$T/big")
+
 # Rotation: a new primary is what the next start gets.
 r=$(req none "0u$ADMIN" POST /v0/keys/db_password/versions/ --data-urlencode "data=$(printf 'rotated' | base64 -w0)")
 expect "add a version to db_password" "$r" 200 0 ""
