@@ -96,16 +96,25 @@ static int read_checked(Agent *a, const char *id, Key **ret, const char **ret_wh
 
 /* A credential on its way out: systemd reads it at once, but the main loop never waits for
  * a slow reader, and gives up after CREDENTIAL_SEND_TIMEOUT_SEC. */
-typedef struct CredentialReply {
+typedef struct CredentialReply CredentialReply;
+struct CredentialReply {
+        Agent *agent;
+        CredentialReply *prev, *next;
         int fd;
         Secret *data;
         size_t sent;
         char *what; /* the delivery, for the log */
         sd_event_source *io;
         sd_event_source *timer;
-} CredentialReply;
+};
 
 static void reply_free(CredentialReply *rep) {
+        if (rep->prev)
+                rep->prev->next = rep->next;
+        else if (rep->agent && rep->agent->credential_replies == rep)
+                rep->agent->credential_replies = rep->next;
+        if (rep->next)
+                rep->next->prev = rep->prev;
         sd_event_source_disable_unref(rep->io);
         sd_event_source_disable_unref(rep->timer);
         safe_close(rep->fd);
@@ -281,6 +290,11 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
                 reply_finish(rep, r);
                 return 0;
         }
+        rep->agent = a;
+        rep->next = a->credential_replies;
+        if (rep->next)
+                rep->next->prev = rep;
+        a->credential_replies = rep;
         r = sd_event_add_io(a->event, &rep->io, rep->fd, EPOLLOUT, on_reply_writable, rep);
         if (r >= 0)
                 r = sd_event_add_time_relative(
@@ -344,6 +358,8 @@ int agent_credential_open(Agent *a) {
 
 void agent_credential_close(Agent *a) {
         a->credential_source = sd_event_source_disable_unref(a->credential_source);
+        while (a->credential_replies)
+                reply_finish(a->credential_replies, -ECANCELED);
         /* A socket of our own goes with us; systemd's stays for the next start. */
         if (a->credential_path) {
                 (void) unlink(a->credential_path);

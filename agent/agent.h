@@ -77,7 +77,8 @@ typedef struct Agent {
         AgentBus *bus;
         AgentPam *pam; /* the PAM socket and the user tokens */
         sd_event_source *credential_source;
-        char *credential_path; /* the credential socket, when the agent made it */
+        char *credential_path;                      /* the credential socket, when the agent made it */
+        struct CredentialReply *credential_replies; /* being written, doubly linked */
         AgentSync *sync;
 
         pthread_mutex_t lock; /* guards what follows */
