@@ -147,6 +147,8 @@ static void job_login(PamJob *j) {
         _cleanup_(secret_freep) Secret *token = NULL;
         _cleanup_erase_free_ char *json = NULL;
         _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_free_ char *token_user = NULL;
+        char handle[PAM_WIRE_HANDLE_SIZE];
         UserToken *t = NULL;
         const char *user = NULL;
         int64_t expires = 0;
@@ -191,6 +193,14 @@ static void job_login(PamJob *j) {
         t->expires_usec = expires > 0 ? (uint64_t) expires * USEC_PER_SEC : UINT64_MAX;
         t->bind_by_usec = now_usec(CLOCK_MONOTONIC) + PAM_BIND_WITHIN_USEC;
 
+        /* Once in the list the token is the main thread's too: answer from copies. */
+        memcpy(handle, t->handle, sizeof(handle));
+        token_user = strdup(t->user);
+        if (!token_user) {
+                user_token_free(t);
+                (void) REPLY(j->fd, "UNAVAILABLE", "Out of memory");
+                return;
+        }
         pthread_mutex_lock(&pam->lock);
         t->seq = ++pam->seq;
         t->next = pam->tokens;
@@ -198,7 +208,7 @@ static void job_login(PamJob *j) {
         pthread_mutex_unlock(&pam->lock);
 
         log_info("PAM login of '%s': got a user token, waiting for the session.", j->user);
-        if (REPLY(j->fd, "OK", t->handle, t->user) >= 0)
+        if (REPLY(j->fd, "OK", handle, token_user) >= 0)
                 return;
 
         /* pam_keyward gave up waiting: nobody can bind this token. Take it back (unless a
