@@ -146,6 +146,11 @@ finish_nofd:
         return r;
 }
 
+/* Why a request to the agent did not get its OK, for the log. */
+static const char *failure(int r, const char *const *f) {
+        return r < 0 ? strerror(-r) : r >= 2 ? f[1] : "bad answer";
+}
+
 static void free_handle(pam_handle_t *h, void *data, int status) {
         free(data);
 }
@@ -189,12 +194,7 @@ _public_ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *h, int flags, int argc
                 pam_syslog(h, LOG_NOTICE, "keyward refused user %s: %s", user, f[1]);
                 status = PAM_AUTH_ERR;
         } else {
-                pam_syslog(
-                        h,
-                        LOG_ERR,
-                        "keyward could not check user %s: %s",
-                        user,
-                        r >= 2 ? f[1] : "bad answer");
+                pam_syslog(h, LOG_ERR, "keyward could not check user %s: %s", user, failure(r, f));
                 status = PAM_AUTHINFO_UNAVAIL;
         }
         explicit_bzero(answer, sizeof(answer));
@@ -252,13 +252,7 @@ _public_ PAM_EXTERN int pam_sm_open_session(pam_handle_t *h, int flags, int argc
                 return PAM_SUCCESS;
         }
         /* A session without a token is still a session: the user can log in with keyward. */
-        pam_syslog(
-                h,
-                LOG_WARNING,
-                "cannot bind the keyward token: %s",
-                r < 0          ? strerror(-r) :
-                        r >= 2 ? f[1] :
-                                 "bad answer");
+        pam_syslog(h, LOG_WARNING, "cannot bind the keyward token: %s", failure(r, f));
         return PAM_IGNORE;
 }
 
@@ -276,12 +270,6 @@ _public_ PAM_EXTERN int pam_sm_close_session(pam_handle_t *h, int flags, int arg
         r = ask_agent(&o, (const char *const[]){"RELEASE", handle}, 2, answer, f);
         if (r >= 1 && streq(f[0], "OK"))
                 return PAM_SUCCESS;
-        pam_syslog(
-                h,
-                LOG_WARNING,
-                "cannot release the keyward token: %s",
-                r < 0          ? strerror(-r) :
-                        r >= 2 ? f[1] :
-                                 "bad answer");
+        pam_syslog(h, LOG_WARNING, "cannot release the keyward token: %s", failure(r, f));
         return PAM_IGNORE;
 }

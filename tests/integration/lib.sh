@@ -136,6 +136,17 @@ kwd_init() {
                 { cat "$T/init.log" >&2; bail "keywardd init failed"; }
 }
 
+# wait_for SECONDS COMMAND...: until the command (a program or a function) succeeds.
+wait_for() {
+        local n=$(($1 * 10))
+        shift
+        for _ in $(seq "$n"); do
+                "$@" >/dev/null 2>&1 && return 0
+                sleep 0.1
+        done
+        return 1
+}
+
 # pam_setup: a PAM service "keyward" in $T/pam.d, backed by pam_wrapper's pam_matrix with the
 # passwords in $T/passdb ("user:password:service" lines), and users and groups from
 # nss_wrapper ($T/passwd, $T/group). keywardd started after this runs under both; the rest of

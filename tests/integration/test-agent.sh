@@ -62,16 +62,6 @@ getkey() {
         python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(bytes(j["data"][0]).decode(), j["data"][1])' "$out"
 }
 
-# wait_for SECONDS COMMAND...: until the command succeeds.
-wait_for() {
-        local n=$(($1 * 10))
-        shift
-        for _ in $(seq "$n"); do
-                "$@" >/dev/null 2>&1 && return 0
-                sleep 0.1
-        done
-        return 1
-}
 
 # ---- sd_notify: a datagram socket that records what the agent says ------------------------
 python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &

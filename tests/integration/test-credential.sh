@@ -40,15 +40,6 @@ trap agent_cleanup EXIT
 AGENT_PID=$!
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
 call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
-wait_for() {
-        local n=$(($1 * 10))
-        shift
-        for _ in $(seq "$n"); do
-                "$@" >/dev/null 2>&1 && return 0
-                sleep 0.1
-        done
-        return 1
-}
 check "the agent is on the bus" wait_for 10 bus status "$DEST"
 check "the credential socket exists" test -S "$T/run/credential.sock"
 is "credential.sock is 0600" "$(stat -c %a "$T/run/credential.sock")" 600
@@ -128,14 +119,8 @@ expect "add a version to db_password" "$r" 200 0 ""
 V=$(jget "$(body "$r")" 'j["data"]')
 r=$(req none "0u$ADMIN" PUT "/v0/keys/db_password/versions/$V/" --data-urlencode 'status="Primary"')
 expect "promote it" "$r" 200 0 ""
-check "the next start gets the new primary" wait_for 10 bash -c "[ \"\$(python3 - '$T/run/credential.sock' <<'PYEOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind('\0' + 'abc/unit/demo.service/db')
-s.connect(sys.argv[1])
-print(s.recv(4096).decode())
-PYEOF
-)\" = rotated ]"
+asks_for() { [ "$(ask "$1")" = "$2" ]; } # ADDRESS EXPECTED
+check "the next start gets the new primary" wait_for 10 asks_for abc/unit/demo.service/db rotated
 
 # ---- a real systemd: LoadCredential= against the agent ----------------------------------------
 # The host's own tree booted as a container with a throwaway root (--volatile=yes), sharing

@@ -52,15 +52,6 @@ agent_start() {
                 --runtime-dir "$T/run" --log-level debug 2>>"$T/agent.log" &
         AGENT_PID=$!
 }
-wait_for() {
-        local n=$(($1 * 10))
-        shift
-        for _ in $(seq "$n"); do
-                "$@" >/dev/null 2>&1 && return 0
-                sleep 0.1
-        done
-        return 1
-}
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
 token_from_agent() { bus call "$DEST" "$OBJ" "$IFACE" GetUserToken; }
 
