@@ -946,6 +946,20 @@ static int property_servers(
         return sd_bus_message_append_strv(reply, a->config.servers);
 }
 
+/* The CA bundle the agent checks servers with, for the CLI; "" for the system's. */
+static int property_server_ca(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+
+        return sd_bus_message_append(reply, "s", strempty(a->config.server_ca));
+}
+
 static int property_connected(
         sd_bus *bus,
         const char *path,
@@ -1009,6 +1023,7 @@ static const sd_bus_vtable agent_vtable[] = {
         SD_BUS_PROPERTY("LastSync", "t", property_last_sync, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("KeyCount", "u", property_key_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Version", "s", property_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ServerCA", "s", property_server_ca, 0, 0),
         SD_BUS_METHOD_WITH_ARGS("GetKey",
                 SD_BUS_ARGS("s", id), SD_BUS_RESULT("ay", data, "t", version),
                 method_get_key, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),

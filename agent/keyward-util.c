@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "keyward-config.h"
 #include "log.h"
 #include "strv.h"
 
@@ -66,26 +67,6 @@ void note(const char *fmt, ...) {
         va_end(ap);
 }
 
-/* "a,b c" and repeated flags: every URL, in order. */
-static int servers_add(const char *list) {
-        static const char sep[] = ", \t\n";
-        int r;
-
-        for (const char *p = list + strspn(list, sep); *p; p += strspn(p, sep)) {
-                size_t n = strcspn(p, sep);
-                _cleanup_free_ char *s = strndup(p, n);
-
-                if (!s)
-                        return -ENOMEM;
-                r = strv_push(&arg_servers, s);
-                if (r < 0)
-                        return r;
-                s = NULL;
-                p += n;
-        }
-        return 0;
-}
-
 static int set_string(char **p, const char *v) {
         char *s = strdup(v);
 
@@ -101,7 +82,13 @@ int common_option(int c, char **argv, const char *verb) {
 
         switch (c) {
         case ARG_SERVER:
-                r = servers_add(optarg);
+                /* "a,b c" and repeated flags: every URL, in order. */
+                r = keyward_servers_append(&arg_servers, optarg);
+                if (r == -EINVAL || r == -E2BIG) {
+                        (void) usage_error(
+                                "invalid value \"%s\" for flag --server: not a list of server URLs", optarg);
+                        goto usage;
+                }
                 break;
         case ARG_SERVER_CA:
                 r = set_string(&arg_server_ca, optarg);
@@ -191,7 +178,8 @@ static int user_token(char **ret) {
 
 int client_get(KnoxClient **ret) {
         _cleanup_erase_free_ char *token = NULL, *auth = NULL;
-        const char *ca, *env;
+        _cleanup_strv_free_ char **servers = NULL;
+        _cleanup_free_ char *ca = NULL;
         char host[256];
         KnoxClientConfig config = {};
         int r;
@@ -201,22 +189,11 @@ int client_get(KnoxClient **ret) {
                 return 0;
         }
 
-        if (!arg_servers) {
-                env = secure_getenv("KEYWARD_SERVER");
-                if (!isempty(env) && servers_add(env) < 0)
-                        return fail("Out of memory.");
-        }
-        if (strv_length(arg_servers) == 0)
-                return usage_error("No server given: use --server URL or set KEYWARD_SERVER.");
         if (!arg_cert != !arg_key)
                 return usage_error("--cert and --key go together.");
-
-        ca = arg_server_ca;
-        if (!ca) {
-                env = secure_getenv("KEYWARD_SERVER_CA");
-                if (!isempty(env))
-                        ca = env;
-        }
+        r = client_server_settings(&servers, &ca);
+        if (r != 0)
+                return r;
 
         r = user_token(&token);
         if (r < 0)
@@ -240,7 +217,7 @@ int client_get(KnoxClient **ret) {
                 return fail("Out of memory.");
 
         config = (KnoxClientConfig){
-                .servers = arg_servers,
+                .servers = servers,
                 .ca_file = ca,
                 .cert_file = arg_cert,
                 .key_file = arg_key,

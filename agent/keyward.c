@@ -207,6 +207,8 @@ static const char global_help[] =
         "    --token TOKEN       user token (prefer KEYWARD_TOKEN: argv is visible to all)\n"
         "    --json              JSON output for reading commands\n"
         "\n"
+        "The servers and their CA come from the flags, else KEYWARD_SERVER and KEYWARD_SERVER_CA,\n"
+        "else /etc/keyward/keyward.conf (KEYWARD_CONFIG names another file), else keyward-agent.\n"
         "The user token comes from --token, KEYWARD_TOKEN, KNOX_USER_AUTH, or keyward-agent.\n";
 
 static const Verb *verb_find(const char *name) {

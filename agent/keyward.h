@@ -95,6 +95,11 @@ void note(const char *fmt, ...) _printf_(1, 2);
  * KNOX_USER_AUTH or the agent; else machine auth "0t<hostname>" when a certificate is
  * given; else none). Returns 0, or an exit status after printing why. */
 int client_get(KnoxClient **ret);
+/* The servers and the CA bundle (NULL: the system's), each from the first source that has
+ * it: the flags, KEYWARD_SERVER and KEYWARD_SERVER_CA, keyward.conf (KEYWARD_CONFIG names
+ * another file than /etc/keyward/keyward.conf), keyward-agent. Returns 0, or an exit status
+ * after printing why (no server anywhere is a usage error). */
+int client_server_settings(char ***ret_servers, char **ret_ca);
 /* Whether the client got a user token (for hints on 401). */
 bool client_has_user_token(void);
 void client_release(void);

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* By path: automake's -I$(top_builddir) comes first and holds autoconf's config.h. */
 #include "config.h"
 #include "fuzz.h"
+#include "keyward-config.h"
 #include "strv.h"
 
 typedef struct Settings {
@@ -40,7 +42,7 @@ static void settings_done(Settings *s) {
 }
 
 /* Input starting with "--" is a command line, one argument per line; anything else is an INI
- * file. */
+ * file, read with the table above and as keyward.conf (its own parsers: server lists, paths). */
 static void fuzz_argv(const char *text, size_t size, Settings *s) {
         _cleanup_free_ char *copy = NULL;
         _cleanup_free_ char **args = NULL;
@@ -69,8 +71,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size >= 2 && memcmp(data, "--", 2) == 0)
                 fuzz_argv((const char *) data, size, &s);
-        else
+        else {
+                KeywardConfig k = {};
+
                 (void) config_load_string((const char *) data, size, "fuzz", items, ELEMENTSOF(items), &s);
+                (void) keyward_config_load_string((const char *) data, size, "fuzz", &k);
+                /* Whatever was accepted holds what keyward hands to libcurl. */
+                STRV_FOREACH(u, k.servers)
+                        assert(!isempty(*u) && strlen(*u) <= KEYWARD_SERVER_URL_MAX &&
+                               !strpbrk(*u, ", \t\n\r"));
+                assert(strv_length(k.servers) <= KEYWARD_SERVERS_MAX);
+                assert(!k.server_ca || k.server_ca[0] == '/');
+                keyward_config_done(&k);
+        }
 
         settings_done(&s);
         return 0;

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Which servers the keyward CLI talks to, and the CA it checks them with. Each of the two is
+ * taken from the first source that has it: the flags (--server, --server-ca), the environment
+ * (KEYWARD_SERVER, KEYWARD_SERVER_CA), keyward.conf, and last keyward-agent (its Servers and
+ * ServerCA properties), so that a fresh login shell finds the server with nothing set. */
+#include "keyward.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-bus.h>
+#include <unistd.h>
+
+#include "keyward-config.h"
+#include "log.h"
+#include "parse.h"
+#include "strv.h"
+
+#define AGENT_SERVICE "org.keyward.Agent1"
+#define AGENT_PATH "/org/keyward/Agent1"
+#define AGENT_INTERFACE "org.keyward.Agent1"
+#define AGENT_PROPERTY_TIMEOUT_USEC (2 * USEC_PER_SEC)
+
+typedef struct Settings {
+        char **servers;
+        const char *servers_from;
+        char *ca;
+        const char *ca_from;
+} Settings;
+
+static void settings_done(Settings *s) {
+        s->servers = strv_free(s->servers);
+        free(s->ca);
+        s->ca = NULL;
+}
+
+static bool settings_complete(const Settings *s) {
+        return s->servers && s->ca;
+}
+
+/* What keyward-agent knows, for what is still missing. Best effort: no bus, no agent or an
+ * old agent without ServerCA leaves the setting missing. */
+static void settings_from_agent(Settings *s) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        /* sd_bus_open_system() honours $DBUS_SYSTEM_BUS_ADDRESS. */
+        r = sd_bus_open_system(&bus);
+        if (r < 0) {
+                log_debug_errno(r, "No system bus, so no server settings from the agent: %m");
+                return;
+        }
+        (void) sd_bus_set_method_call_timeout(bus, AGENT_PROPERTY_TIMEOUT_USEC);
+
+        if (!s->servers) {
+                _cleanup_strv_free_ char **l = NULL, **checked = NULL;
+
+                r = sd_bus_get_property_strv(
+                        bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Servers", &error, &l);
+                if (r < 0) {
+                        log_debug("No servers from the agent: %s", error.message ?: strerror(-r));
+                        return; /* nor a CA: the agent is not there */
+                }
+                STRV_FOREACH(u, l) {
+                        r = keyward_servers_append(&checked, *u);
+                        if (r < 0) {
+                                note("Ignoring keyward-agent's server list: '%s' is not a server URL.", *u);
+                                checked = strv_free(checked);
+                                break;
+                        }
+                }
+                if (strv_length(checked) > 0) {
+                        s->servers = TAKE_PTR(checked);
+                        s->servers_from = "keyward-agent";
+                }
+        }
+
+        if (!s->ca) {
+                _cleanup_free_ char *ca = NULL;
+
+                sd_bus_error_free(&error);
+                r = sd_bus_get_property_string(
+                        bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "ServerCA", &error, &ca);
+                if (r < 0)
+                        log_debug("No server CA from the agent: %s", error.message ?: strerror(-r));
+                else if (isempty(ca))
+                        log_debug("The agent uses the system's CA certificates.");
+                else if (ca[0] != '/')
+                        note("Ignoring keyward-agent's server CA '%s': not an absolute path.", ca);
+                else {
+                        s->ca = TAKE_PTR(ca);
+                        s->ca_from = "keyward-agent";
+                }
+        }
+}
+
+/* Fills in what keyward.conf has. 0, or an exit status after printing why. */
+static int settings_from_config(Settings *s) {
+        _cleanup_(keyward_config_done) KeywardConfig c = {};
+        const char *path;
+        int r;
+
+        path = secure_getenv(KEYWARD_CONFIG_ENV);
+        if (isempty(path))
+                path = KEYWARD_CONFIG_PATH;
+
+        r = keyward_config_load_file(path, &c);
+        if (r == -ENOENT) {
+                log_debug("No config file '%s'.", path);
+                return 0;
+        }
+        if (r == -ENOMEM)
+                return fail("Out of memory.");
+        if (r < 0) /* config.c said where and what */
+                return fail(
+                        "Cannot use the config file '%s': fix it, or name another with %s.",
+                        path,
+                        KEYWARD_CONFIG_ENV);
+
+        if (!s->servers && c.servers) {
+                s->servers = TAKE_PTR(c.servers);
+                s->servers_from = path;
+        }
+        if (!s->ca && c.server_ca) {
+                s->ca = TAKE_PTR(c.server_ca);
+                s->ca_from = path;
+        }
+        return 0;
+}
+
+int client_server_settings(char ***ret_servers, char **ret_ca) {
+        _cleanup_(settings_done) Settings s = {};
+        const char *env;
+        int r;
+
+        if (arg_servers) {
+                r = strv_copy(arg_servers, &s.servers);
+                if (r < 0)
+                        return fail("Out of memory.");
+                s.servers_from = "--server";
+        } else {
+                env = secure_getenv("KEYWARD_SERVER");
+                if (!isempty(env)) {
+                        r = keyward_servers_append(&s.servers, env);
+                        if (r == -ENOMEM)
+                                return fail("Out of memory.");
+                        if (r < 0)
+                                return usage_error(
+                                        "Invalid KEYWARD_SERVER: a list of server URLs, at most %d.",
+                                        KEYWARD_SERVERS_MAX);
+                        s.servers_from = "KEYWARD_SERVER";
+                }
+        }
+        if (strv_length(s.servers) == 0)
+                s.servers = strv_free(s.servers);
+
+        if (arg_server_ca) {
+                s.ca = strdup(arg_server_ca);
+                s.ca_from = "--server-ca";
+        } else {
+                env = secure_getenv("KEYWARD_SERVER_CA");
+                if (!isempty(env)) {
+                        s.ca = strdup(env);
+                        s.ca_from = "KEYWARD_SERVER_CA";
+                }
+        }
+        if (s.ca_from && !s.ca)
+                return fail("Out of memory.");
+
+        if (!settings_complete(&s)) {
+                r = settings_from_config(&s);
+                if (r != 0)
+                        return r;
+        }
+        if (!settings_complete(&s))
+                settings_from_agent(&s);
+
+        if (!s.servers)
+                return usage_error(
+                        "No server given: use --server URL or set KEYWARD_SERVER, or name one in %s "
+                        "(server=), or run keyward-agent.",
+                        KEYWARD_CONFIG_PATH);
+        log_debug("Servers from %s, CA %s from %s.", s.servers_from, strna(s.ca), strna(s.ca_from));
+
+        /* Say which file and where it came from, rather than TLS's "error setting certificate". */
+        if (s.ca && access(s.ca, R_OK) < 0)
+                return fail("Cannot read the server CA '%s' (from %s): %m", s.ca, s.ca_from);
+
+        *ret_servers = TAKE_PTR(s.servers);
+        *ret_ca = TAKE_PTR(s.ca);
+        return 0;
+}
