@@ -113,6 +113,12 @@ is "keyward whoami with the agent's token" "$out" $'principal: dora\ntype: user\
 out=$(env -u KEYWARD_TOKEN -u KNOX_USER_AUTH KEYWARD_SERVER="$KWD_URL" KEYWARD_SERVER_CA="$T/pki/ca.pem" \
         "$KEYWARD" get eng_key 2>&1)
 is "keyward get through the group in the agent's token" "$out" "engdata"
+# A fresh login shell has nothing of keyward's in its environment: the servers, their CA and
+# the token all come from the agent (keyward.conf too when the host has one: not here).
+no_conf=()
+[ -e /etc/keyward/keyward.conf ] && no_conf=(KEYWARD_CONFIG="$T/absent.conf")
+out=$(env -i PATH="$PATH" DBUS_SYSTEM_BUS_ADDRESS="$DBUS_SYSTEM_BUS_ADDRESS" "${no_conf[@]}" "$KEYWARD" whoami 2>&1)
+is "keyward whoami with nothing set: servers, CA and token from the agent" "$out" $'principal: dora\ntype: user\ngroups: eng'
 
 # The session ends: the token is released and revoked.
 printf 'close\n' >&7
