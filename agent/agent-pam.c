@@ -28,6 +28,11 @@
 #define PAM_SWEEP_USEC (60 * USEC_PER_SEC)
 #define PAM_THREADS_MAX 16
 #define PAM_STOP_WAIT_SEC 5
+/* pam_keyward sends its request as soon as it is connected: a connection that has sent
+ * nothing for this long is closed, and of those waiting to send no more than PAM_PENDING_MAX
+ * are kept (a new one pushes out the oldest), so idle connections cannot eat the agent's fds. */
+#define PAM_REQUEST_WITHIN_USEC (10 * USEC_PER_SEC)
+#define PAM_PENDING_MAX 32
 
 typedef struct UserToken UserToken;
 struct UserToken {
@@ -44,12 +49,24 @@ struct UserToken {
         UserToken *next;
 };
 
+/* A connection that has not sent its request yet. */
+typedef struct PamConn PamConn;
+struct PamConn {
+        AgentPam *pam;
+        sd_event_source *io;    /* owns the fd */
+        sd_event_source *timer; /* the deadline for the request */
+        PamConn *prev, *next;   /* oldest first */
+};
+
 struct AgentPam {
         Agent *agent;
         int fd;
         char *path;
         sd_event_source *listen_source;
         sd_event_source *sweep_source;
+        PamConn *pending, *pending_tail;
+        unsigned n_pending;
+        LogRateLimit idle_log;
 
         pthread_mutex_t lock; /* guards what follows; the threads add tokens */
         pthread_cond_t idle;
@@ -109,7 +126,7 @@ static void sweep_locked(AgentPam *pam) {
                 if (now >= t->expires_usec || (!t->bound && mono >= t->bind_by_usec)) {
                         log_info(
                                 "User token of '%s' %s; dropped.",
-                                t->user,
+                                LOG_NAME(t->user),
                                 t->bound ? "expired" : "was never bound to a session");
                         *p = t->next;
                         user_token_free(t);
@@ -166,7 +183,7 @@ static void job_login(PamJob *j) {
 
                 log_info(
                         "PAM login of '%s': %s: %s",
-                        j->user,
+                        LOG_NAME(j->user),
                         denied ? "refused" : "failed",
                         msg[0] ? msg : strerror(-r));
                 (void) REPLY(
@@ -207,7 +224,7 @@ static void job_login(PamJob *j) {
         pam->tokens = t;
         pthread_mutex_unlock(&pam->lock);
 
-        log_info("PAM login of '%s': got a user token, waiting for the session.", j->user);
+        log_info("PAM login of '%s': got a user token, waiting for the session.", LOG_NAME(j->user));
         if (REPLY(j->fd, "OK", handle, token_user) >= 0)
                 return;
 
@@ -227,7 +244,7 @@ static void job_login(PamJob *j) {
 
                 log_info(
                         "PAM login of '%s': the module left before the answer; revoking the token.",
-                        j->user);
+                        LOG_NAME(j->user));
                 if (asprintf(&auth, "0u%s", (const char *) token->data) < 0)
                         auth = NULL;
                 else if (knox_client_set_authorization(c, auth) >= 0)
@@ -363,7 +380,7 @@ static void handle_login(AgentPam *pam, int fd, const char *const *f, size_t n) 
         }
         r = job_start(pam, j);
         if (r < 0) {
-                log_warning_errno(r, "Cannot start a PAM login for '%s': %m", f[1]);
+                log_warning_errno(r, "Cannot start a PAM login for '%s': %m", LOG_NAME(f[1]));
                 (void) REPLY(
                         fd,
                         "UNAVAILABLE",
@@ -413,9 +430,9 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                 /* e.g. sudo: alice authenticated, the session is root's. */
                 log_warning(
                         "Refused to bind the user token of '%s' to uid %u (%s): not the user who logged in.",
-                        found->login,
+                        LOG_NAME(found->login),
                         (unsigned) uid,
-                        name);
+                        LOG_NAME(name));
                 r = -EPERM;
         } else if (found) {
                 char *s = strdup(f[3]);
@@ -430,9 +447,9 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                         r = 0;
                         log_info(
                                 "User token of '%s' bound to uid %u, session '%s'.",
-                                found->user,
+                                LOG_NAME(found->user),
                                 (unsigned) uid,
-                                s);
+                                LOG_NAME(s));
                 }
         }
         pthread_mutex_unlock(&pam->lock);
@@ -469,8 +486,8 @@ static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n
 
         log_info(
                 "User token of '%s' released with session '%s' of uid %u.",
-                t->user,
-                t->session,
+                LOG_NAME(t->user),
+                LOG_NAME(t->session),
                 (unsigned) t->uid);
         /* Revoked on the server too; it expires on its own if that fails. */
         j = calloc(1, sizeof(PamJob));
@@ -480,7 +497,7 @@ static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n
                 if (job_start(pam, j) < 0) {
                         log_warning(
                                 "Could not start the revocation of the released token of '%s'; it expires on its own.",
-                                t->user);
+                                LOG_NAME(t->user));
                         pam_job_free(j);
                 }
         }
@@ -488,8 +505,38 @@ static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n
         (void) REPLY(fd, "OK");
 }
 
+static PamConn *pam_conn_free(PamConn *c) {
+        AgentPam *pam;
+
+        if (!c)
+                return NULL;
+        pam = c->pam;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                pam->pending = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else
+                pam->pending_tail = c->prev;
+        pam->n_pending--;
+        sd_event_source_disable_unref(c->io); /* closes the connection */
+        sd_event_source_disable_unref(c->timer);
+        free(c);
+        return NULL;
+}
+
+static void pam_conn_drop_idle(PamConn *c, const char *why) {
+        AgentPam *pam = c->pam;
+
+        if (log_ratelimit_below(&pam->idle_log, now_usec(CLOCK_MONOTONIC)))
+                log_notice("Closed a PAM socket connection that sent no request: %s.", why);
+        pam_conn_free(c);
+}
+
 static int on_request(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        AgentPam *pam = userdata;
+        PamConn *c = userdata;
+        AgentPam *pam = c->pam;
         const char *f[PAM_WIRE_FIELDS_MAX];
         char buf[PAM_WIRE_MAX];
         ssize_t len;
@@ -512,35 +559,66 @@ static int on_request(sd_event_source *s, int fd, uint32_t revents, void *userda
                 (void) REPLY(fd, "ERROR", "Unknown request");
         explicit_bzero(buf, sizeof(buf));
         /* One request per connection: a login thread answers on a copy of the socket. */
-        sd_event_source_disable_unref(s);
+        pam_conn_free(c);
+        return 0;
+}
+
+static int on_request_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        pam_conn_drop_idle(userdata, "too slow");
         return 0;
 }
 
 static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         AgentPam *pam = userdata;
-        _cleanup_close_ int c = -EBADF;
+        _cleanup_close_ int fd_conn = -EBADF;
         struct ucred cred = {};
         socklen_t len = sizeof(cred);
-        sd_event_source *source;
+        PamConn *c;
         int r;
 
-        c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (c < 0)
+        fd_conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd_conn < 0)
                 return 0;
-        if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || !agent_uid_is_privileged(cred.uid)) {
+        if (getsockopt(fd_conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+            !agent_uid_is_privileged(cred.uid)) {
                 log_warning(
                         "Refused a PAM socket connection from uid %u (pid %d).",
                         (unsigned) cred.uid,
                         (int) cred.pid);
                 return 0;
         }
-        r = sd_event_add_io(pam->agent->event, &source, c, EPOLLIN, on_request, pam);
-        if (r < 0)
+        if (pam->n_pending >= PAM_PENDING_MAX)
+                pam_conn_drop_idle(pam->pending, "too many connections wait to send");
+
+        c = calloc(1, sizeof(PamConn));
+        if (!c)
                 return 0;
-        (void) sd_event_source_set_io_fd_own(source, true);
-        (void) sd_event_source_set_floating(source, true);
-        sd_event_source_unref(source);
-        TAKE_FD(c);
+        c->pam = pam;
+        c->prev = pam->pending_tail;
+        if (c->prev)
+                c->prev->next = c;
+        else
+                pam->pending = c;
+        pam->pending_tail = c;
+        pam->n_pending++;
+
+        r = sd_event_add_io(pam->agent->event, &c->io, fd_conn, EPOLLIN, on_request, c);
+        if (r < 0) {
+                pam_conn_free(c);
+                return 0;
+        }
+        (void) sd_event_source_set_io_fd_own(c->io, true);
+        TAKE_FD(fd_conn);
+        r = sd_event_add_time_relative(
+                pam->agent->event,
+                &c->timer,
+                CLOCK_MONOTONIC,
+                PAM_REQUEST_WITHIN_USEC,
+                USEC_PER_SEC / 10,
+                on_request_timeout,
+                c);
+        if (r < 0)
+                pam_conn_free(c);
         return 0;
 }
 
@@ -569,6 +647,7 @@ int agent_pam_open(Agent *a) {
         pam->fd = -EBADF;
         (void) pthread_mutex_init(&pam->lock, NULL);
         (void) pthread_cond_init(&pam->idle, NULL);
+        pam->idle_log = LOG_RATELIMIT_INIT(60 * USEC_PER_SEC, 5);
         a->pam = pam;
 
         if (asprintf(&pam->path, "%s/%s", a->config.runtime_dir, PAM_SOCKET_NAME) < 0) {
@@ -615,6 +694,8 @@ bool agent_pam_close(Agent *a) {
                 return true;
         pam->listen_source = sd_event_source_disable_unref(pam->listen_source);
         pam->sweep_source = sd_event_source_disable_unref(pam->sweep_source);
+        while (pam->pending)
+                pam_conn_free(pam->pending);
         if (pam->fd >= 0) {
                 (void) unlink(pam->path);
                 pam->fd = safe_close(pam->fd);

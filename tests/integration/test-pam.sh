@@ -83,6 +83,14 @@ check "keywardd counts it for the machine and the address the person came from" 
         grep -q "Login as 'dora' from host1.example.com/192.0.2.7 refused" "$T/keywardd.log"
 check "still no token" bash -c "! busctl --system call $DEST $OBJ $IFACE GetUserToken"
 
+# A user name with a newline (typed at a login prompt) stays on one line of the agent's log.
+out=$(printf 'wrong\n' | env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" login-test \
+        $'mallory\nkeyward-agent: User token of \'dora\' bound to uid 0' 2>>"$T/host-pam.log")
+like "a user name with a newline: refused" "$out" "^auth: Authentication failure"
+check "the agent logs it escaped, on one line" \
+        grep -qF "PAM login of 'mallory\\x0akeyward-agent: User token of \\x27dora\\x27 bound to uid 0': refused" "$T/agent.log"
+check "and no forged line" bash -c "! grep -q '^keyward-agent: User token of .dora. bound to uid 0' '$T/agent.log'"
+
 # sudo's way: dora authenticates, the session is boss's. The token is not boss's to hold.
 out=$(printf 'explorer\nclose\n' | host_login boss)
 like "dora authenticates for boss's session" "$out" "auth: Success"
@@ -130,6 +138,34 @@ if grep -q explorer "$T/agent.log" "$T/keywardd.log" "$T/audit.log" ||
 else
         ok "no password or token in the agent's, the server's or the audit log"
 fi
+
+# Connections to pam.sock that never send: the agent keeps only a few of them, each for a
+# limited time, and logins go on meanwhile.
+agent_fds() { find "/proc/$AGENT_PID/fd" -mindepth 1 -maxdepth 1 | wc -l; }
+BASE_FDS=$(agent_fds)
+python3 - "$T/run/pam.sock" "$T/idle.ready" <<'PYEOF' &
+import socket, sys, time
+held = []
+for _ in range(200):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(sys.argv[1])
+        held.append(s)
+open(sys.argv[2], "w").close()
+time.sleep(600)
+PYEOF
+IDLE_PID=$!
+BG_PIDS+=("$IDLE_PID")
+check "200 connections that send nothing are made" wait_for 30 test -e "$T/idle.ready"
+# The agent answers in the order it accepts: once this login is answered, all 200 are in.
+out=$(printf 'wrong\n' | host_login)
+like "a login while 200 idle connections are open is answered" "$out" "^auth: Authentication failure"
+fds=$(agent_fds)
+diag "agent fds: $BASE_FDS before, $fds with 200 idle connections open"
+check "the agent holds at most 32 of them (and a few fds of its own)" test "$fds" -le $((BASE_FDS + 32 + 8))
+check "the idle connections are closed after their deadline" wait_for 60 \
+        bash -c "[ \$(find /proc/$AGENT_PID/fd -mindepth 1 -maxdepth 1 | wc -l) -le $((BASE_FDS + 8)) ]"
+check "closing them is logged" grep -q "Closed a PAM socket connection that sent no request" "$T/agent.log"
+kill "$IDLE_PID" 2>/dev/null
 
 # The agent away: PAM_AUTHINFO_UNAVAIL, so that a stack can fall through to other modules.
 kill -TERM "$AGENT_PID"
