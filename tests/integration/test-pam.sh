@@ -167,6 +167,61 @@ check "the idle connections are closed after their deadline" wait_for 60 \
 check "closing them is logged" grep -q "Closed a PAM socket connection that sent no request" "$T/agent.log"
 kill "$IDLE_PID" 2>/dev/null
 
+# A session without a keyward login (root su, a service, an outage) leaves no noise: libpam
+# logs an error for removing an environment name that is not there. pam_wrapper writes what
+# libpam and the modules send to syslog on stderr.
+cat >"$T/host-pam.d/nokw-test" <<PAMEOF
+auth     required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/nokw-passdb
+account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/nokw-passdb
+session  optional $MODULE socket=$T/run/pam.sock
+session  required pam_permit.so
+PAMEOF
+printf 'dora:plain:nokw-test\n' >"$T/nokw-passdb"
+out=$(printf 'plain\nclose\n' | env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" nokw-test dora 2>"$T/nokw.log")
+like "a session without a keyward login opens" "$out" "session: Success"
+check "libpam's own syslog messages are captured (control)" grep -q "SYSLOG(" "$T/nokw.log"
+check "no 'pam_putenv: delete non-existent entry' for it" bash -c "! grep -q 'delete non-existent entry' '$T/nokw.log'"
+
+# No loop through keywardd's own PAM stack: pam-auth-update puts pam_keyward in common-auth,
+# and keywardd's stack may include common-auth. Inside keywardd the module steps aside, found
+# by its executable (here under another service name than the default) ...
+logins() { grep -c "PAM login of 'dora'" "$T/agent.log"; }
+printf 'dora:explorer:keyward-loop\n' >"$T/passdb-loop"
+cat >"$T/pam.d/keyward-loop" <<PAMEOF
+auth     sufficient $MODULE socket=$T/run/pam.sock timeout=5
+auth     required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/passdb-loop
+account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/passdb-loop
+PAMEOF
+kill -TERM "$AGENT_PID"
+kwd_wait_exit "$AGENT_PID" 10
+kwd_stop
+kwd_start --pam-service keyward-loop
+rm -f "$T/run/pam.sock"
+agent_start
+check "keywardd and the agent restarted" wait_for 10 test -S "$T/run/pam.sock"
+before=$(logins)
+out=$(printf 'explorer\nclose\n' | host_login)
+like "keywardd's stack holds pam_keyward: the login still succeeds" "$out" "session: Success"
+is "and the agent was asked once, not again from inside keywardd" "$(logins)" "$((before + 1))"
+# The PAM service keywardd ships (/etc/pam.d/keyward) is pam_unix alone: no common-auth.
+SHIPPED=$KEYWARD_TOP_SRCDIR/packaging/pam.d/keyward
+check "the shipped keyward PAM service includes no other stack" \
+        bash -c "! grep -Eiq '^[[:space:]]*[^#[:space:]].*(@include|include|substack|common-)' '$SHIPPED'"
+is "and has pam_unix for auth and account, nothing else" \
+        "$(grep -Ev '^[[:space:]]*(#|$)' "$SHIPPED" | awk '{ print $1, $2, $3 }' | tr '\n' ';')" \
+        "auth required pam_unix.so;account required pam_unix.so;"
+# ... and by the service name keywardd uses by default, in any process.
+cat >"$T/host-pam.d/keyward" <<PAMEOF
+auth     sufficient $MODULE socket=$T/run/pam.sock
+auth     required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/keyward-passdb
+account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/keyward-passdb
+PAMEOF
+printf 'dora:matrix:keyward\n' >"$T/keyward-passdb"
+before=$(logins)
+out=$(printf 'matrix\n' | env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" keyward dora 2>>"$T/host-pam.log")
+like "the PAM service 'keyward': the rest of the stack decides" "$out" "auth: Success"
+is "and pam_keyward did not ask the agent" "$(logins)" "$before"
+
 # The agent away: PAM_AUTHINFO_UNAVAIL, so that a stack can fall through to other modules.
 kill -TERM "$AGENT_PID"
 kwd_wait_exit "$AGENT_PID" 10
