@@ -24,10 +24,12 @@
 #include "strv.h"
 
 #define PAM_SOCKET_NAME "pam.sock"
-#define PAM_BIND_WITHIN_USEC (5 * 60 * USEC_PER_SEC) /* from auth to session start */
 #define PAM_SWEEP_USEC (60 * USEC_PER_SEC)
 #define PAM_THREADS_MAX 16
 #define PAM_STOP_WAIT_SEC 5
+/* At stop every token still held is revoked on the server, for at most this long in all, so
+ * that a server away cannot hold up the stop. */
+#define PAM_STOP_REVOKE_USEC (5 * USEC_PER_SEC)
 /* pam_keyward sends its request as soon as it is connected: a connection that has sent
  * nothing for this long is closed, and of those waiting to send no more than PAM_PENDING_MAX
  * are kept (a new one pushes out the oldest), so idle connections cannot eat the agent's fds. */
@@ -72,6 +74,7 @@ struct AgentPam {
         pthread_cond_t idle;
         unsigned n_threads;
         UserToken *tokens;
+        UserToken *unrevoked; /* let go of, but a revocation was cut short by the stop */
         uint64_t seq;
 };
 
@@ -81,8 +84,9 @@ typedef struct PamJob {
         int fd; /* the connection to answer; -EBADF for a revocation */
         char *user;
         Secret *password;
-        char *rhost;   /* where the person logs in from, "" for a local login */
-        Secret *token; /* to revoke */
+        char *rhost;       /* where the person logs in from, "" for a local login */
+        UserToken *revoke; /* tokens to revoke, a list */
+        uint64_t bind_usec;
         KnoxClientConfig cc;
         char **servers;
         char *ca, *cert, *key;
@@ -99,6 +103,15 @@ static UserToken *user_token_free(UserToken *t) {
         return NULL;
 }
 
+static void user_token_list_free(UserToken *list) {
+        while (list) {
+                UserToken *t = list;
+
+                list = t->next;
+                user_token_free(t);
+        }
+}
+
 static PamJob *pam_job_free(PamJob *j) {
         if (!j)
                 return NULL;
@@ -106,7 +119,7 @@ static PamJob *pam_job_free(PamJob *j) {
         free(j->user);
         free(j->rhost);
         secret_free(j->password);
-        secret_free(j->token);
+        user_token_list_free(j->revoke);
         strv_free(j->servers);
         free(j->ca);
         free(j->cert);
@@ -116,8 +129,10 @@ static PamJob *pam_job_free(PamJob *j) {
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(PamJob *, pam_job_free);
 
-/* With pam->lock held: drop expired tokens and those never bound in time. */
-static void sweep_locked(AgentPam *pam) {
+/* With pam->lock held: drop expired tokens and those never bound in time. The latter are
+ * still valid on the server: they go to *revoke (a list) for the caller to revoke once the
+ * lock is released. */
+static void sweep_locked(AgentPam *pam, UserToken **revoke) {
         uint64_t now = now_usec(CLOCK_REALTIME), mono = now_usec(CLOCK_MONOTONIC);
 
         for (UserToken **p = &pam->tokens; *p;) {
@@ -127,12 +142,60 @@ static void sweep_locked(AgentPam *pam) {
                         log_info(
                                 "User token of '%s' %s; dropped.",
                                 LOG_NAME(t->user),
-                                t->bound ? "expired" : "was never bound to a session");
+                                now >= t->expires_usec ? "expired" :
+                                                         "was never bound to a session, revoking it");
                         *p = t->next;
-                        user_token_free(t);
+                        if (now < t->expires_usec) {
+                                t->next = *revoke;
+                                *revoke = t;
+                        } else
+                                user_token_free(t);
                 } else
                         p = &t->next;
         }
+}
+
+static int job_start(AgentPam *pam, PamJob *j);
+
+/* Revoke the tokens of list on a thread (which owns them from then on). */
+static void revoke_later(AgentPam *pam, UserToken *list) {
+        PamJob *j;
+        unsigned n = 0;
+
+        if (!list)
+                return;
+        j = calloc(1, sizeof(PamJob));
+        if (j) {
+                j->fd = -EBADF;
+                j->revoke = list;
+                if (job_start(pam, j) >= 0)
+                        return;
+                j->revoke = NULL;
+                pam_job_free(j);
+        }
+        for (UserToken *t = list; t; t = t->next)
+                n++;
+        log_warning("Could not start the revocation of %u user token(s); they expire on their own.", n);
+        user_token_list_free(list);
+}
+
+/* Revoke token on the server through c (whose authorization it changes). 0 when it is
+ * revoked or was dead already. */
+static int revoke_one(KnoxClient *c, const Secret *token, KnoxError *err) {
+        _cleanup_erase_free_ char *auth = NULL;
+        int r;
+
+        if (asprintf(&auth, "0u%s", (const char *) token->data) < 0) {
+                auth = NULL;
+                return -ENOMEM;
+        }
+        r = knox_client_set_authorization(c, auth);
+        if (r < 0)
+                return r;
+        r = knox_client_revoke_token(c, err);
+        if (r < 0)
+                return r;
+        return err->code == KNOX_OK || err->code == KNOX_UNAUTHENTICATED ? 0 : -EIO;
 }
 
 static int reply(int fd, const char *const fields[], size_t n) {
@@ -208,7 +271,7 @@ static void job_login(PamJob *j) {
         t->token = TAKE_PTR(token);
         /* A token the server gives no expiry lives as long as its session. */
         t->expires_usec = expires > 0 ? (uint64_t) expires * USEC_PER_SEC : UINT64_MAX;
-        t->bind_by_usec = now_usec(CLOCK_MONOTONIC) + PAM_BIND_WITHIN_USEC;
+        t->bind_by_usec = now_usec(CLOCK_MONOTONIC) + j->bind_usec;
 
         /* Once in the list the token is the main thread's too: answer from copies. */
         memcpy(handle, t->handle, sizeof(handle));
@@ -240,42 +303,58 @@ static void job_login(PamJob *j) {
                 }
         pthread_mutex_unlock(&pam->lock);
         if (token) {
-                _cleanup_erase_free_ char *auth = NULL;
-
                 log_info(
                         "PAM login of '%s': the module left before the answer; revoking the token.",
                         LOG_NAME(j->user));
-                if (asprintf(&auth, "0u%s", (const char *) token->data) < 0)
-                        auth = NULL;
-                else if (knox_client_set_authorization(c, auth) >= 0)
-                        (void) knox_client_revoke_token(c, &err);
+                if (revoke_one(c, token, &err) < 0)
+                        log_warning(
+                                "Could not revoke the token of '%s' (it expires on its own): %s",
+                                LOG_NAME(j->user),
+                                strempty(err.message));
         }
 }
 
 static void job_revoke(PamJob *j) {
-        _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
         _cleanup_(knox_client_freep) KnoxClient *c = NULL;
-        _cleanup_erase_free_ char *auth = NULL;
-        int r;
+        AgentPam *pam = j->pam;
+        unsigned failed = 0;
+        int r, last = 0;
 
-        if (asprintf(&auth, "0u%s", (const char *) j->token->data) < 0) {
-                auth = NULL;
-                return;
+        r = job_client(j, NULL, &c);
+        while (j->revoke) {
+                _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+                UserToken *t = j->revoke;
+
+                j->revoke = t->next;
+                t->next = NULL;
+                last = r < 0 ? r : revoke_one(c, t->token, &err);
+                if (last >= 0) {
+                        user_token_free(t);
+                        continue;
+                }
+                if (atomic_load(&pam->agent->cancel)) {
+                        /* The agent is stopping: its last pass revokes it. */
+                        pthread_mutex_lock(&pam->lock);
+                        t->next = pam->unrevoked;
+                        pam->unrevoked = t;
+                        pthread_mutex_unlock(&pam->lock);
+                        continue;
+                }
+                failed++;
+                user_token_free(t);
         }
-        r = job_client(j, auth, &c);
-        if (r >= 0)
-                r = knox_client_revoke_token(c, &err);
-        if (r < 0 || (err.code != KNOX_OK && err.code != KNOX_UNAUTHENTICATED))
+        if (failed > 0)
                 log_warning(
-                        "Could not revoke a released user token (it expires on its own): %s",
-                        r < 0 ? strerror(-r) : strempty(err.message));
+                        "Could not revoke %u user token(s) let go of (they expire on their own): %s",
+                        failed,
+                        strerror(-last));
 }
 
 static void *job_main(void *userdata) {
         _cleanup_(pam_job_freep) PamJob *j = userdata;
         AgentPam *pam = j->pam;
 
-        if (j->token)
+        if (j->revoke)
                 job_revoke(j);
         else
                 job_login(j);
@@ -306,6 +385,7 @@ static int job_start(AgentPam *pam, PamJob *j) {
                 .connect_timeout_usec = a->config.connect_timeout_usec,
                 .timeout_usec = a->config.request_timeout_usec,
         };
+        j->bind_usec = a->config.pam_bind_usec ?: AGENT_DEFAULT_PAM_BIND_USEC;
         pthread_mutex_unlock(&a->lock);
         if (r < 0)
                 return r;
@@ -407,7 +487,7 @@ static int uid_name(uid_t uid, char **ret) {
 
 static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
         _cleanup_free_ char *name = NULL;
-        UserToken *found = NULL;
+        UserToken *found = NULL, **prev = NULL, *revoke = NULL;
         uid_t uid;
         int r;
 
@@ -421,18 +501,24 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                 return;
         }
         pthread_mutex_lock(&pam->lock);
-        sweep_locked(pam);
-        for (UserToken *t = pam->tokens; t; t = t->next)
-                if (!t->bound && streq(t->handle, f[1]))
-                        found = t;
+        sweep_locked(pam, &revoke);
+        for (UserToken **p = &pam->tokens; *p && !found; p = &(*p)->next)
+                if (!(*p)->bound && streq((*p)->handle, f[1])) {
+                        found = *p;
+                        prev = p;
+                }
         r = -ENOKEY;
         if (found && !streq(found->login, name)) {
-                /* e.g. sudo: alice authenticated, the session is root's. */
+                /* e.g. sudo: alice authenticated, the session is root's. No one else can
+                 * bind this token: let go of it, and revoke it. */
                 log_warning(
-                        "Refused to bind the user token of '%s' to uid %u (%s): not the user who logged in.",
+                        "Refused to bind the user token of '%s' to uid %u (%s): not the user who logged in; revoking it.",
                         LOG_NAME(found->login),
                         (unsigned) uid,
                         LOG_NAME(name));
+                *prev = found->next;
+                found->next = revoke;
+                revoke = found;
                 r = -EPERM;
         } else if (found) {
                 char *s = strdup(f[3]);
@@ -453,6 +539,7 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                 }
         }
         pthread_mutex_unlock(&pam->lock);
+        revoke_later(pam, revoke);
         if (r == -EPERM)
                 (void) REPLY(fd, "ERROR", "The session is not the user who logged in");
         else if (r == -ENOKEY)
@@ -465,7 +552,6 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
 
 static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n) {
         UserToken *t = NULL;
-        PamJob *j;
 
         if (n != 2 || strlen(f[1]) != PAM_WIRE_HANDLE_SIZE - 1) {
                 (void) REPLY(fd, "ERROR", "Malformed request");
@@ -490,18 +576,8 @@ static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n
                 LOG_NAME(t->session),
                 (unsigned) t->uid);
         /* Revoked on the server too; it expires on its own if that fails. */
-        j = calloc(1, sizeof(PamJob));
-        if (j) {
-                j->fd = -EBADF;
-                j->token = TAKE_PTR(t->token);
-                if (job_start(pam, j) < 0) {
-                        log_warning(
-                                "Could not start the revocation of the released token of '%s'; it expires on its own.",
-                                LOG_NAME(t->user));
-                        pam_job_free(j);
-                }
-        }
-        user_token_free(t);
+        t->next = NULL;
+        revoke_later(pam, t);
         (void) REPLY(fd, "OK");
 }
 
@@ -622,13 +698,20 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         return 0;
 }
 
+/* Often enough that a token not bound in time is revoked soon after. */
+static uint64_t sweep_interval(const Agent *a) {
+        return MIN((uint64_t) PAM_SWEEP_USEC, a->config.pam_bind_usec ?: AGENT_DEFAULT_PAM_BIND_USEC);
+}
+
 static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
         AgentPam *pam = userdata;
+        UserToken *revoke = NULL;
 
         pthread_mutex_lock(&pam->lock);
-        sweep_locked(pam);
+        sweep_locked(pam, &revoke);
         pthread_mutex_unlock(&pam->lock);
-        (void) sd_event_source_set_time_relative(s, PAM_SWEEP_USEC);
+        revoke_later(pam, revoke);
+        (void) sd_event_source_set_time_relative(s, sweep_interval(pam->agent));
         (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
 }
@@ -676,7 +759,7 @@ int agent_pam_open(Agent *a) {
                         a->event,
                         &pam->sweep_source,
                         CLOCK_MONOTONIC,
-                        PAM_SWEEP_USEC,
+                        sweep_interval(a),
                         USEC_PER_SEC,
                         on_sweep,
                         pam);
@@ -686,8 +769,57 @@ int agent_pam_open(Agent *a) {
         return 0;
 }
 
+/* Revoke the tokens of list (and free them) within PAM_STOP_REVOKE_USEC, each server given
+ * its share of what is left: a server away cannot make the stop wait longer. */
+static void revoke_at_stop(Agent *a, UserToken *list) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + PAM_STOP_REVOKE_USEC;
+        size_t n_servers = MAX(strv_length(a->config.servers), (size_t) 1);
+        unsigned done = 0, left = 0;
+        int last = 0;
+
+        for (UserToken *t = list; t; t = t->next) {
+                _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+                _cleanup_(knox_client_freep) KnoxClient *c = NULL;
+                uint64_t now = now_usec(CLOCK_MONOTONIC), share;
+                KnoxClientConfig cc;
+
+                if (now + USEC_PER_SEC / 10 >= deadline) {
+                        left++;
+                        continue;
+                }
+                share = (deadline - now) / n_servers;
+                cc = (KnoxClientConfig){
+                        .servers = a->config.servers,
+                        .ca_file = a->config.server_ca,
+                        .cert_file = a->config.cert,
+                        .key_file = a->config.key,
+                        .connect_timeout_usec = MIN(a->config.connect_timeout_usec ?: share, share),
+                        .timeout_usec = share,
+                        .user_agent = "keyward-agent/" PACKAGE_VERSION,
+                        /* not a->cancel: it is set, and these must still go out */
+                };
+                last = knox_client_new(&cc, &c);
+                if (last >= 0)
+                        last = revoke_one(c, t->token, &err);
+                if (last >= 0)
+                        done++;
+                else
+                        left++;
+        }
+        user_token_list_free(list);
+        if (done > 0)
+                log_info("Revoked %u user token(s) held for sessions.", done);
+        if (left > 0)
+                log_warning(
+                        "Could not revoke %u user token(s) before stopping (they expire on their own)%s%s",
+                        left,
+                        last < 0 ? ": " : ".",
+                        last < 0 ? strerror(-last) : "");
+}
+
 bool agent_pam_close(Agent *a) {
         AgentPam *pam = a->pam;
+        UserToken *list;
         struct timespec until;
 
         if (!pam)
@@ -715,13 +847,17 @@ bool agent_pam_close(Agent *a) {
                 log_warning("A PAM login did not stop in time.");
                 return false;
         }
-        while (pam->tokens) {
-                UserToken *t = pam->tokens;
-
-                pam->tokens = t->next;
-                user_token_free(t);
-        }
+        /* Every token still held goes: revoke it on the server too, or it would stay valid
+         * there until it expires. */
+        list = pam->tokens;
+        pam->tokens = NULL;
+        for (UserToken **p = &list;; p = &(*p)->next)
+                if (!*p) {
+                        *p = TAKE_PTR(pam->unrevoked);
+                        break;
+                }
         pthread_mutex_unlock(&pam->lock);
+        revoke_at_stop(a, list);
         pthread_cond_destroy(&pam->idle);
         pthread_mutex_destroy(&pam->lock);
         free(pam->path);
@@ -732,14 +868,14 @@ bool agent_pam_close(Agent *a) {
 
 int agent_user_token(Agent *a, uid_t uid, const char *session, Secret **ret_token, char **ret_user) {
         AgentPam *pam = a->pam;
-        UserToken *best = NULL;
+        UserToken *best = NULL, *revoke = NULL;
         Secret *token;
         char *user;
 
         if (!pam)
                 return -ENOKEY;
         pthread_mutex_lock(&pam->lock);
-        sweep_locked(pam);
+        sweep_locked(pam, &revoke);
         for (UserToken *t = pam->tokens; t; t = t->next) {
                 if (!t->bound || t->uid != uid)
                         continue;
@@ -752,11 +888,13 @@ int agent_user_token(Agent *a, uid_t uid, const char *session, Secret **ret_toke
         }
         if (!best) {
                 pthread_mutex_unlock(&pam->lock);
+                revoke_later(pam, revoke);
                 return -ENOKEY;
         }
         token = secret_new_copy(best->token->data, best->token->size);
         user = strdup(best->user);
         pthread_mutex_unlock(&pam->lock);
+        revoke_later(pam, revoke);
         if (!token || !user) {
                 secret_free(token);
                 free(user);

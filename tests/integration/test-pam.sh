@@ -49,7 +49,7 @@ agent_start() {
                 NSS_WRAPPER_DISABLE_DEEPBIND=1 UID_WRAPPER_DISABLE_DEEPBIND=1 \
                 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
                 --server-ca "$T/pki/ca.pem" --hostname host1.example.com --state-dir "$T/state" \
-                --runtime-dir "$T/run" --log-level debug 2>>"$T/agent.log" &
+                --runtime-dir "$T/run" --log-level debug "$@" 2>>"$T/agent.log" &
         AGENT_PID=$!
 }
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
@@ -221,6 +221,70 @@ before=$(logins)
 out=$(printf 'matrix\n' | env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" keyward dora 2>>"$T/host-pam.log")
 like "the PAM service 'keyward': the rest of the stack decides" "$out" "auth: Success"
 is "and pam_keyward did not ask the agent" "$(logins)" "$before"
+
+# Every token the agent lets go of is revoked on the server, counted in keywardd's store.
+# sudo with pam-auth-update's profile runs pam_keyward's auth but not its session (that part
+# is interactive-only): no session ever binds the token.
+live_tokens() {
+        python3 -c 'import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+print(db.execute("SELECT count(*) FROM tokens WHERE \"user\" = ? AND revoked = 0 AND expires > ?",
+                 ("dora", time.time_ns())).fetchone()[0])' "$T/keyward.db"
+}
+no_live_tokens() { [ "$(live_tokens)" = 0 ]; }
+cat >"$T/host-pam.d/sudo-test" <<PAMEOF
+auth     required $MODULE socket=$T/run/pam.sock
+account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/sudo-passdb
+session  required pam_permit.so
+PAMEOF
+printf 'dora:unused:sudo-test\n' >"$T/sudo-passdb"
+sudo_login() {
+        printf 'explorer\nclose\n' | env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" sudo-test dora 2>>"$T/host-pam.log"
+}
+is "no live token of dora's before" "$(live_tokens)" 0
+# A token no session binds within --pam-bind-timeout is revoked.
+kill -TERM "$AGENT_PID"
+kwd_wait_exit "$AGENT_PID" 10
+rm -f "$T/run/pam.sock"
+agent_start --pam-bind-timeout 2s
+check "the agent is back, with a bind timeout of 2s" wait_for 10 test -S "$T/run/pam.sock"
+like "a sudo-style login" "$(sudo_login)" "close: Success"
+is "its token is live on the server" "$(live_tokens)" 1
+check "no session binds it: it is revoked" wait_for 30 no_live_tokens
+check "and that is logged" grep -q "User token of 'dora' was never bound to a session, revoking it" "$T/agent.log"
+# The agent stops: every token it holds, bound or not, is revoked.
+like "another sudo-style login" "$(sudo_login)" "close: Success"
+like "and another" "$(sudo_login)" "close: Success"
+mkfifo "$T/ctl2"
+host_login <"$T/ctl2" >"$T/session2.out" &
+BG_PIDS+=("$!")
+exec 8>"$T/ctl2"
+printf 'explorer\n' >&8
+check "and a session that holds its token" wait_for 20 grep -q '^session: Success' "$T/session2.out"
+is "three live tokens" "$(live_tokens)" 3
+kill -TERM "$AGENT_PID"
+kwd_wait_exit "$AGENT_PID" 15
+is "the agent stops" "$?" 0
+AGENT_PID=
+is "after the agent stopped: no live token" "$(live_tokens)" 0
+check "the revocations are logged" grep -q "Revoked 3 user token(s) held for sessions" "$T/agent.log"
+printf 'close\n' >&8
+exec 8>&-
+# The server not answering at stop: the agent stops all the same, in bounded time.
+rm -f "$T/run/pam.sock"
+agent_start
+check "the agent is back" wait_for 10 test -S "$T/run/pam.sock"
+like "a sudo-style login" "$(sudo_login)" "close: Success"
+kill -STOP "$KWD_PID"
+kill -TERM "$AGENT_PID"
+kwd_wait_exit "$AGENT_PID" 30
+is "with keywardd stopped (SIGSTOP), the agent still stops" "$?" 0
+AGENT_PID=
+kill -CONT "$KWD_PID"
+check "and says the token is left to expire" grep -q "Could not revoke 1 user token(s) before stopping" "$T/agent.log"
+rm -f "$T/run/pam.sock"
+agent_start
+check "the agent is back" wait_for 10 test -S "$T/run/pam.sock"
 
 # The agent away: PAM_AUTHINFO_UNAVAIL, so that a stack can fall through to other modules.
 kill -TERM "$AGENT_PID"
