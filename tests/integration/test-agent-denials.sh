@@ -87,6 +87,20 @@ check "the refusal is logged on one line, the newline escaped" \
         grep -qF "Refused GetKey of key 'evil\\x0akeyward-agent: Delivered key \\x27k1\\x27 to uid 0' to uid 65534" "$T/agent.log"
 check "no forged line" bash -c "! grep -q '^keyward-agent: Delivered key .k1. to uid 0' '$T/agent.log'"
 
+# A credential name from the socket's peer address, refused: escaped as well.
+check "the agent serves credentials" test -S "$T/run/credential.sock"
+python3 - "$T/run/credential.sock" <<'PYEOF'
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind("\0" + os.urandom(8).hex() + "/unit/evil.service/cred\nkeyward-agent: Delivered key 'k1'")
+s.connect(sys.argv[1])
+s.settimeout(10)
+s.recv(4096)
+PYEOF
+check "a refused credential name is logged on one line, escaped" \
+        grep -qF "Refused credential 'cred\x0akeyward-agent: Delivered key \x27k1\x27' to unit evil.service" "$T/agent.log"
+check "no forged line" bash -c "! grep -q '^keyward-agent: Delivered key .k1.\$' '$T/agent.log'"
+
 # ---- refusals are logged at a bounded rate -------------------------------------------------------
 for i in $(seq 100); do
         call nobody GetKey "k_flood_$i" >/dev/null
