@@ -72,10 +72,12 @@ static void parse_options(pam_handle_t *h, int argc, const char **argv, Options 
         }
 }
 
-/* Whether we are running for keywardd's own password check. Two tests, either enough: the
- * PAM service is keywardd's default one, or this process is keywardd (its executable's name:
- * this catches a renamed --pam-service, and no argument or environment of the caller can fake
- * it). The name is asked of the kernel (/proc/self/exe), not taken from argv[0]. */
+/* Whether we are running for keywardd's own password check. Either test is enough: the PAM
+ * service is keywardd's default one, or this process is keywardd, which catches a renamed
+ * --pam-service. The executable's name comes from the kernel (/proc/self/exe); argv[0] is
+ * asked too, for keywardd run under a tool such as valgrind. A program that merely calls
+ * itself keywardd gains nothing: PAM_IGNORE never lets anyone in, the rest of the stack
+ * decides. */
 static bool inside_keywardd(pam_handle_t *h) {
         const char *service = NULL, *base;
         char exe[4096];
@@ -86,13 +88,14 @@ static bool inside_keywardd(pam_handle_t *h) {
                 return true;
         n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
         if (n <= 0)
-                return false;
+                return streq(program_invocation_short_name, KEYWARDD_EXE);
         exe[n] = '\0';
         /* An executable replaced by an upgrade while it runs. */
         if ((size_t) n > strlen(" (deleted)") && streq(exe + n - strlen(" (deleted)"), " (deleted)"))
                 exe[n - strlen(" (deleted)")] = '\0';
         base = strrchr(exe, '/');
-        return streq(base ? base + 1 : exe, KEYWARDD_EXE);
+        return streq(base ? base + 1 : exe, KEYWARDD_EXE) ||
+                streq(program_invocation_short_name, KEYWARDD_EXE);
 }
 
 static int64_t now_ms(void) {
