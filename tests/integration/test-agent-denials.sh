@@ -103,13 +103,12 @@ check "no forged line" bash -c "! grep -q '^keyward-agent: Delivered key .k1.\$'
 
 # ---- refusals are logged at a bounded rate -------------------------------------------------------
 for i in $(seq 100); do
-        call nobody GetKey "k_flood_$i" >/dev/null
+        call nobody GetKey k1 >/dev/null
 done
 N_REFUSED=$((N_REFUSED + 100))
 lines=$(grep -c "Refused GetKey.* to uid 65534" "$T/agent.log")
 diag "refusal lines after $N_REFUSED refusals: $lines"
 check "100 refusals more do not write 100 lines more" test "$lines" -lt 50
-check "the flood's first refusals are logged" grep -q "Refused GetKey of key 'k_flood_1' " "$T/agent.log"
 
 # The count of what was left out is told when the interval ends, or when the agent stops.
 kill -TERM "$AGENT_PID"
