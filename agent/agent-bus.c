@@ -984,7 +984,7 @@ static int method_get_user_token(sd_bus_message *m, void *userdata, sd_bus_error
                 LOG_NAME(user),
                 (unsigned) c->uid,
                 (int) c->pid,
-                strna(c->unit));
+                LOG_NAME(c->unit));
         return sd_bus_reply_method_return(m, "s", (const char *) token->data);
 }
 
