@@ -19,6 +19,11 @@
 #define MESSAGE_ID_DELIVERY "5b8e2f0c41d34a7a9f6c3e1d2b7a8c90"
 #define MESSAGE_ID_REFUSED "c3d9a1e7f25b4e08b6a4d2c1e9f07b35"
 
+/* Refusals are logged on behalf of callers, who can make as many as they like: the first
+ * few in each interval, then one line that counts the rest. */
+#define REFUSAL_LOG_INTERVAL_USEC (60 * USEC_PER_SEC)
+#define REFUSAL_LOG_BURST 10
+
 /* Callers by unique bus name. A unique name is never reused on a bus, and the bus took its
  * credentials when the connection was made, so they can be kept: this saves a round trip
  * to the bus (GetConnectionCredentials) on every call. */
@@ -76,6 +81,8 @@ struct AgentBus {
         HotKey hot[HOT_KEYS];
         uint64_t tick;
         int cache_fd;
+        LogRateLimit refusals;
+        sd_event_source *refusal_timer; /* tells the suppressed count when the interval ends */
 };
 
 static void hot_key_done(HotKey *h) {
@@ -220,16 +227,62 @@ static int get_caller(Agent *a, sd_bus_message *m, Caller **ret, sd_bus_error *e
         return 0;
 }
 
-static int refuse(Agent *a, const Caller *c, const char *what, const char *id, sd_bus_error *error) {
+/* Say how many refusals went unlogged, if any. */
+static void refusals_flush(AgentBus *b) {
+        unsigned n = log_ratelimit_take(&b->refusals);
+
+        if (n > 0)
+                log_security(
+                        LOG_NOTICE,
+                        MESSAGE_ID_REFUSED,
+                        "Refused calls to read keys: %u more suppressed.",
+                        n);
+}
+
+static int on_refusal_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        refusals_flush(userdata);
+        return 0;
+}
+
+static void log_refusal(Agent *a, const Caller *c, const char *what, const char *id) {
+        AgentBus *b = a->bus;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+        if (!log_ratelimit_below(&b->refusals, now)) {
+                /* The count is told once this interval is over. */
+                uint64_t until = b->refusals.begin_usec + b->refusals.interval_usec;
+
+                if (!b->refusal_timer)
+                        (void) sd_event_add_time(
+                                a->event,
+                                &b->refusal_timer,
+                                CLOCK_MONOTONIC,
+                                until,
+                                USEC_PER_SEC,
+                                on_refusal_timer,
+                                b);
+                else {
+                        (void) sd_event_source_set_time(b->refusal_timer, until);
+                        (void) sd_event_source_set_enabled(b->refusal_timer, SD_EVENT_ONESHOT);
+                }
+                return;
+        }
+        refusals_flush(b);
         log_security(
                 LOG_NOTICE,
                 MESSAGE_ID_REFUSED,
                 "Refused %s of key '%s' to uid %u pid %u unit %s: not a reader.",
                 what,
-                id,
+                LOG_NAME(id),
                 (unsigned) c->uid,
                 (unsigned) c->pid,
-                strna(c->unit));
+                LOG_NAME(c->unit));
+}
+
+/* The one answer to a caller that is neither root nor a reader, whether or not the key is
+ * registered: which keys this host holds is not theirs to learn. */
+static int refuse(Agent *a, const Caller *c, const char *what, const char *id, sd_bus_error *error) {
+        log_refusal(a, c, what, id);
         return sd_bus_error_setf(
                 error,
                 AGENT_ERROR_ACCESS_DENIED,
@@ -243,11 +296,11 @@ static void log_delivery(const Caller *c, const char *method, const char *id, ui
                 LOG_INFO,
                 MESSAGE_ID_DELIVERY,
                 "Delivered key '%s' version %" PRIu64 " to uid %u pid %u unit %s (%s).",
-                id,
+                LOG_NAME(id),
                 version,
                 (unsigned) c->uid,
                 (unsigned) c->pid,
-                strna(c->unit),
+                LOG_NAME(c->unit),
                 method);
 }
 
@@ -307,6 +360,10 @@ load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret,
 
                 pthread_mutex_lock(&a->lock);
                 k = agent_find_key(a, id);
+                if (!k && !agent_uid_is_privileged(c->uid)) {
+                        pthread_mutex_unlock(&a->lock);
+                        return refuse(a, c, what, id, error);
+                }
                 if (!k) {
                         pthread_mutex_unlock(&a->lock);
                         return sd_bus_error_setf(
@@ -924,10 +981,10 @@ static int method_get_user_token(sd_bus_message *m, void *userdata, sd_bus_error
                 return r;
         log_info(
                 "User token of '%s' handed to uid %u (pid %d, unit %s).",
-                user,
+                LOG_NAME(user),
                 (unsigned) c->uid,
                 (int) c->pid,
-                strna(c->unit));
+                LOG_NAME(c->unit));
         return sd_bus_reply_method_return(m, "s", (const char *) token->data);
 }
 
@@ -1164,6 +1221,7 @@ int agent_bus_open(Agent *a) {
         b = calloc(1, sizeof(AgentBus));
         if (!b)
                 return -ENOMEM;
+        b->refusals = LOG_RATELIMIT_INIT(REFUSAL_LOG_INTERVAL_USEC, REFUSAL_LOG_BURST);
         a->bus = b;
         b->cache_fd = open(a->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (b->cache_fd < 0)
@@ -1207,6 +1265,8 @@ void agent_bus_close(Agent *a) {
                 caller_done(&b->callers[i]);
         for (size_t i = 0; i < HOT_KEYS; i++)
                 hot_key_done(&b->hot[i]);
+        refusals_flush(b);
+        sd_event_source_disable_unref(b->refusal_timer);
         safe_close(b->cache_fd);
         sd_bus_slot_unref(b->object_slot);
         if (b->bus) {

@@ -33,6 +33,7 @@ static const ConfigItem agent_items[] = {
         ITEM("request-timeout",    config_parse_sec,    request_timeout_usec, "TIME", "timeout of one request, not counting a watch's wait (default: 30s)"),
         ITEM("max-request-size",   config_parse_size,   request_max,          "SIZE", "longest key list in one request (default: 128K; keep below the server's header limit)"),
         ITEM("mlock",              config_parse_bool,   mlock,                NULL,   "lock all memory (mlockall), default yes"),
+        ITEM("pam-bind-timeout",   config_parse_sec,    pam_bind_usec,        "TIME", "revoke a PAM login's token no session bound this long (default: 5m)"),
 };
 /* clang-format on */
 
@@ -68,6 +69,7 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
                 .retry_max_usec = AGENT_DEFAULT_RETRY_MAX_USEC,
                 .request_max = AGENT_DEFAULT_REQUEST_MAX,
                 .mlock = true,
+                .pam_bind_usec = AGENT_DEFAULT_PAM_BIND_USEC,
         };
         int r;
 
@@ -118,6 +120,8 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
                 return log_error_errno(EINVAL, "--max-request-size must be at least 1K.");
         if (c.retry_max_usec < AGENT_RETRY_MIN_USEC)
                 return log_error_errno(EINVAL, "--retry-max must be at least 500ms.");
+        if (c.pam_bind_usec < USEC_PER_SEC || c.pam_bind_usec > AGENT_DEFAULT_PAM_BIND_USEC)
+                return log_error_errno(EINVAL, "--pam-bind-timeout must be between 1s and 5m.");
 
         *ret = c;
         c = (AgentConfig){};

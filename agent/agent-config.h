@@ -16,6 +16,7 @@
 #define AGENT_DEFAULT_WATCH_WAIT_USEC (60 * USEC_PER_SEC)
 #define AGENT_WATCH_WAIT_MAX_USEC (300 * USEC_PER_SEC) /* the server's cap */
 #define AGENT_DEFAULT_RETRY_MAX_USEC (60 * USEC_PER_SEC)
+#define AGENT_DEFAULT_PAM_BIND_USEC (5 * 60 * USEC_PER_SEC)
 #define AGENT_RETRY_MIN_USEC (500 * USEC_PER_MSEC)
 #define AGENT_DEFAULT_REQUEST_MAX (128u * 1024) /* below keywardd's default --max-header-size, 256K */
 
@@ -34,6 +35,8 @@ typedef struct AgentConfig {
         uint64_t connect_timeout_usec; /* 0: the client's default */
         uint64_t request_timeout_usec;
         size_t request_max; /* longest query string of one request listing keys */
+        /* A PAM login's token that no session bound for this long is revoked. */
+        uint64_t pam_bind_usec;
         bool mlock;
 } AgentConfig;
 

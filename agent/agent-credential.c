@@ -27,8 +27,8 @@ static void refuse(const char *unit, const char *name, const char *why) {
                 LOG_WARNING,
                 MESSAGE_ID_CREDENTIAL,
                 "Refused credential '%s' to unit %s: %s.",
-                strna(name),
-                strna(unit),
+                LOG_NAME(name),
+                LOG_NAME(unit),
                 why);
 }
 
@@ -259,10 +259,10 @@ static int serve(Agent *a, int fd, Secret **ret_data, char **ret_what) {
             asprintf(
                     &what,
                     "key '%s' version %" PRIu64 " to unit %s as credential '%s'",
-                    id,
+                    LOG_NAME(id),
                     key_primary_version(key) ? key_primary_version(key)->id : 0,
-                    unit,
-                    name) < 0) {
+                    LOG_NAME(unit),
+                    LOG_NAME(name)) < 0) {
                 secret_free(data);
                 refuse(unit, name, "out of memory");
                 return -ENOMEM;

@@ -24,10 +24,17 @@
 #include "strv.h"
 
 #define PAM_SOCKET_NAME "pam.sock"
-#define PAM_BIND_WITHIN_USEC (5 * 60 * USEC_PER_SEC) /* from auth to session start */
 #define PAM_SWEEP_USEC (60 * USEC_PER_SEC)
 #define PAM_THREADS_MAX 16
 #define PAM_STOP_WAIT_SEC 5
+/* At stop every token still held is revoked on the server, for at most this long in all, so
+ * that a server away cannot hold up the stop. */
+#define PAM_STOP_REVOKE_USEC (5 * USEC_PER_SEC)
+/* pam_keyward sends its request as soon as it is connected: a connection that has sent
+ * nothing for this long is closed, and of those waiting to send no more than PAM_PENDING_MAX
+ * are kept (a new one pushes out the oldest), so idle connections cannot eat the agent's fds. */
+#define PAM_REQUEST_WITHIN_USEC (10 * USEC_PER_SEC)
+#define PAM_PENDING_MAX 32
 
 typedef struct UserToken UserToken;
 struct UserToken {
@@ -44,17 +51,30 @@ struct UserToken {
         UserToken *next;
 };
 
+/* A connection that has not sent its request yet. */
+typedef struct PamConn PamConn;
+struct PamConn {
+        AgentPam *pam;
+        sd_event_source *io;    /* owns the fd */
+        sd_event_source *timer; /* the deadline for the request */
+        PamConn *prev, *next;   /* oldest first */
+};
+
 struct AgentPam {
         Agent *agent;
         int fd;
         char *path;
         sd_event_source *listen_source;
         sd_event_source *sweep_source;
+        PamConn *pending, *pending_tail;
+        unsigned n_pending;
+        LogRateLimit idle_log;
 
         pthread_mutex_t lock; /* guards what follows; the threads add tokens */
         pthread_cond_t idle;
         unsigned n_threads;
         UserToken *tokens;
+        UserToken *unrevoked; /* let go of, but a revocation was cut short by the stop */
         uint64_t seq;
 };
 
@@ -64,8 +84,9 @@ typedef struct PamJob {
         int fd; /* the connection to answer; -EBADF for a revocation */
         char *user;
         Secret *password;
-        char *rhost;   /* where the person logs in from, "" for a local login */
-        Secret *token; /* to revoke */
+        char *rhost;       /* where the person logs in from, "" for a local login */
+        UserToken *revoke; /* tokens to revoke, a list */
+        uint64_t bind_usec;
         KnoxClientConfig cc;
         char **servers;
         char *ca, *cert, *key;
@@ -82,6 +103,15 @@ static UserToken *user_token_free(UserToken *t) {
         return NULL;
 }
 
+static void user_token_list_free(UserToken *list) {
+        while (list) {
+                UserToken *t = list;
+
+                list = t->next;
+                user_token_free(t);
+        }
+}
+
 static PamJob *pam_job_free(PamJob *j) {
         if (!j)
                 return NULL;
@@ -89,7 +119,7 @@ static PamJob *pam_job_free(PamJob *j) {
         free(j->user);
         free(j->rhost);
         secret_free(j->password);
-        secret_free(j->token);
+        user_token_list_free(j->revoke);
         strv_free(j->servers);
         free(j->ca);
         free(j->cert);
@@ -99,8 +129,10 @@ static PamJob *pam_job_free(PamJob *j) {
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(PamJob *, pam_job_free);
 
-/* With pam->lock held: drop expired tokens and those never bound in time. */
-static void sweep_locked(AgentPam *pam) {
+/* With pam->lock held: drop expired tokens and those never bound in time. The latter are
+ * still valid on the server: they go to *revoke (a list) for the caller to revoke once the
+ * lock is released. */
+static void sweep_locked(AgentPam *pam, UserToken **revoke) {
         uint64_t now = now_usec(CLOCK_REALTIME), mono = now_usec(CLOCK_MONOTONIC);
 
         for (UserToken **p = &pam->tokens; *p;) {
@@ -109,13 +141,61 @@ static void sweep_locked(AgentPam *pam) {
                 if (now >= t->expires_usec || (!t->bound && mono >= t->bind_by_usec)) {
                         log_info(
                                 "User token of '%s' %s; dropped.",
-                                t->user,
-                                t->bound ? "expired" : "was never bound to a session");
+                                LOG_NAME(t->user),
+                                now >= t->expires_usec ? "expired" :
+                                                         "was never bound to a session, revoking it");
                         *p = t->next;
-                        user_token_free(t);
+                        if (now < t->expires_usec) {
+                                t->next = *revoke;
+                                *revoke = t;
+                        } else
+                                user_token_free(t);
                 } else
                         p = &t->next;
         }
+}
+
+static int job_start(AgentPam *pam, PamJob *j);
+
+/* Revoke the tokens of list on a thread (which owns them from then on). */
+static void revoke_later(AgentPam *pam, UserToken *list) {
+        PamJob *j;
+        unsigned n = 0;
+
+        if (!list)
+                return;
+        j = calloc(1, sizeof(PamJob));
+        if (j) {
+                j->fd = -EBADF;
+                j->revoke = list;
+                if (job_start(pam, j) >= 0)
+                        return;
+                j->revoke = NULL;
+                pam_job_free(j);
+        }
+        for (UserToken *t = list; t; t = t->next)
+                n++;
+        log_warning("Could not start the revocation of %u user token(s); they expire on their own.", n);
+        user_token_list_free(list);
+}
+
+/* Revoke token on the server through c (whose authorization it changes). 0 when it is
+ * revoked or was dead already. */
+static int revoke_one(KnoxClient *c, const Secret *token, KnoxError *err) {
+        _cleanup_erase_free_ char *auth = NULL;
+        int r;
+
+        if (asprintf(&auth, "0u%s", (const char *) token->data) < 0) {
+                auth = NULL;
+                return -ENOMEM;
+        }
+        r = knox_client_set_authorization(c, auth);
+        if (r < 0)
+                return r;
+        r = knox_client_revoke_token(c, err);
+        if (r < 0)
+                return r;
+        return err->code == KNOX_OK || err->code == KNOX_UNAUTHENTICATED ? 0 : -EIO;
 }
 
 static int reply(int fd, const char *const fields[], size_t n) {
@@ -166,7 +246,7 @@ static void job_login(PamJob *j) {
 
                 log_info(
                         "PAM login of '%s': %s: %s",
-                        j->user,
+                        LOG_NAME(j->user),
                         denied ? "refused" : "failed",
                         msg[0] ? msg : strerror(-r));
                 (void) REPLY(
@@ -191,7 +271,7 @@ static void job_login(PamJob *j) {
         t->token = TAKE_PTR(token);
         /* A token the server gives no expiry lives as long as its session. */
         t->expires_usec = expires > 0 ? (uint64_t) expires * USEC_PER_SEC : UINT64_MAX;
-        t->bind_by_usec = now_usec(CLOCK_MONOTONIC) + PAM_BIND_WITHIN_USEC;
+        t->bind_by_usec = now_usec(CLOCK_MONOTONIC) + j->bind_usec;
 
         /* Once in the list the token is the main thread's too: answer from copies. */
         memcpy(handle, t->handle, sizeof(handle));
@@ -207,7 +287,7 @@ static void job_login(PamJob *j) {
         pam->tokens = t;
         pthread_mutex_unlock(&pam->lock);
 
-        log_info("PAM login of '%s': got a user token, waiting for the session.", j->user);
+        log_info("PAM login of '%s': got a user token, waiting for the session.", LOG_NAME(j->user));
         if (REPLY(j->fd, "OK", handle, token_user) >= 0)
                 return;
 
@@ -223,42 +303,58 @@ static void job_login(PamJob *j) {
                 }
         pthread_mutex_unlock(&pam->lock);
         if (token) {
-                _cleanup_erase_free_ char *auth = NULL;
-
                 log_info(
                         "PAM login of '%s': the module left before the answer; revoking the token.",
-                        j->user);
-                if (asprintf(&auth, "0u%s", (const char *) token->data) < 0)
-                        auth = NULL;
-                else if (knox_client_set_authorization(c, auth) >= 0)
-                        (void) knox_client_revoke_token(c, &err);
+                        LOG_NAME(j->user));
+                if (revoke_one(c, token, &err) < 0)
+                        log_warning(
+                                "Could not revoke the token of '%s' (it expires on its own): %s",
+                                LOG_NAME(j->user),
+                                strempty(err.message));
         }
 }
 
 static void job_revoke(PamJob *j) {
-        _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
         _cleanup_(knox_client_freep) KnoxClient *c = NULL;
-        _cleanup_erase_free_ char *auth = NULL;
-        int r;
+        AgentPam *pam = j->pam;
+        unsigned failed = 0;
+        int r, last = 0;
 
-        if (asprintf(&auth, "0u%s", (const char *) j->token->data) < 0) {
-                auth = NULL;
-                return;
+        r = job_client(j, NULL, &c);
+        while (j->revoke) {
+                _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+                UserToken *t = j->revoke;
+
+                j->revoke = t->next;
+                t->next = NULL;
+                last = r < 0 ? r : revoke_one(c, t->token, &err);
+                if (last >= 0) {
+                        user_token_free(t);
+                        continue;
+                }
+                if (atomic_load(&pam->agent->cancel)) {
+                        /* The agent is stopping: its last pass revokes it. */
+                        pthread_mutex_lock(&pam->lock);
+                        t->next = pam->unrevoked;
+                        pam->unrevoked = t;
+                        pthread_mutex_unlock(&pam->lock);
+                        continue;
+                }
+                failed++;
+                user_token_free(t);
         }
-        r = job_client(j, auth, &c);
-        if (r >= 0)
-                r = knox_client_revoke_token(c, &err);
-        if (r < 0 || (err.code != KNOX_OK && err.code != KNOX_UNAUTHENTICATED))
+        if (failed > 0)
                 log_warning(
-                        "Could not revoke a released user token (it expires on its own): %s",
-                        r < 0 ? strerror(-r) : strempty(err.message));
+                        "Could not revoke %u user token(s) let go of (they expire on their own): %s",
+                        failed,
+                        strerror(-last));
 }
 
 static void *job_main(void *userdata) {
         _cleanup_(pam_job_freep) PamJob *j = userdata;
         AgentPam *pam = j->pam;
 
-        if (j->token)
+        if (j->revoke)
                 job_revoke(j);
         else
                 job_login(j);
@@ -289,6 +385,7 @@ static int job_start(AgentPam *pam, PamJob *j) {
                 .connect_timeout_usec = a->config.connect_timeout_usec,
                 .timeout_usec = a->config.request_timeout_usec,
         };
+        j->bind_usec = a->config.pam_bind_usec ?: AGENT_DEFAULT_PAM_BIND_USEC;
         pthread_mutex_unlock(&a->lock);
         if (r < 0)
                 return r;
@@ -363,7 +460,7 @@ static void handle_login(AgentPam *pam, int fd, const char *const *f, size_t n) 
         }
         r = job_start(pam, j);
         if (r < 0) {
-                log_warning_errno(r, "Cannot start a PAM login for '%s': %m", f[1]);
+                log_warning_errno(r, "Cannot start a PAM login for '%s': %m", LOG_NAME(f[1]));
                 (void) REPLY(
                         fd,
                         "UNAVAILABLE",
@@ -390,7 +487,7 @@ static int uid_name(uid_t uid, char **ret) {
 
 static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
         _cleanup_free_ char *name = NULL;
-        UserToken *found = NULL;
+        UserToken *found = NULL, **prev = NULL, *revoke = NULL;
         uid_t uid;
         int r;
 
@@ -404,18 +501,24 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                 return;
         }
         pthread_mutex_lock(&pam->lock);
-        sweep_locked(pam);
-        for (UserToken *t = pam->tokens; t; t = t->next)
-                if (!t->bound && streq(t->handle, f[1]))
-                        found = t;
+        sweep_locked(pam, &revoke);
+        for (UserToken **p = &pam->tokens; *p && !found; p = &(*p)->next)
+                if (!(*p)->bound && streq((*p)->handle, f[1])) {
+                        found = *p;
+                        prev = p;
+                }
         r = -ENOKEY;
         if (found && !streq(found->login, name)) {
-                /* e.g. sudo: alice authenticated, the session is root's. */
+                /* e.g. sudo: alice authenticated, the session is root's. No one else can
+                 * bind this token: let go of it, and revoke it. */
                 log_warning(
-                        "Refused to bind the user token of '%s' to uid %u (%s): not the user who logged in.",
-                        found->login,
+                        "Refused to bind the user token of '%s' to uid %u (%s): not the user who logged in; revoking it.",
+                        LOG_NAME(found->login),
                         (unsigned) uid,
-                        name);
+                        LOG_NAME(name));
+                *prev = found->next;
+                found->next = revoke;
+                revoke = found;
                 r = -EPERM;
         } else if (found) {
                 char *s = strdup(f[3]);
@@ -430,12 +533,13 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                         r = 0;
                         log_info(
                                 "User token of '%s' bound to uid %u, session '%s'.",
-                                found->user,
+                                LOG_NAME(found->user),
                                 (unsigned) uid,
-                                s);
+                                LOG_NAME(s));
                 }
         }
         pthread_mutex_unlock(&pam->lock);
+        revoke_later(pam, revoke);
         if (r == -EPERM)
                 (void) REPLY(fd, "ERROR", "The session is not the user who logged in");
         else if (r == -ENOKEY)
@@ -448,7 +552,6 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
 
 static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n) {
         UserToken *t = NULL;
-        PamJob *j;
 
         if (n != 2 || strlen(f[1]) != PAM_WIRE_HANDLE_SIZE - 1) {
                 (void) REPLY(fd, "ERROR", "Malformed request");
@@ -469,27 +572,47 @@ static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n
 
         log_info(
                 "User token of '%s' released with session '%s' of uid %u.",
-                t->user,
-                t->session,
+                LOG_NAME(t->user),
+                LOG_NAME(t->session),
                 (unsigned) t->uid);
         /* Revoked on the server too; it expires on its own if that fails. */
-        j = calloc(1, sizeof(PamJob));
-        if (j) {
-                j->fd = -EBADF;
-                j->token = TAKE_PTR(t->token);
-                if (job_start(pam, j) < 0) {
-                        log_warning(
-                                "Could not start the revocation of the released token of '%s'; it expires on its own.",
-                                t->user);
-                        pam_job_free(j);
-                }
-        }
-        user_token_free(t);
+        t->next = NULL;
+        revoke_later(pam, t);
         (void) REPLY(fd, "OK");
 }
 
+static PamConn *pam_conn_free(PamConn *c) {
+        AgentPam *pam;
+
+        if (!c)
+                return NULL;
+        pam = c->pam;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                pam->pending = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else
+                pam->pending_tail = c->prev;
+        pam->n_pending--;
+        sd_event_source_disable_unref(c->io); /* closes the connection */
+        sd_event_source_disable_unref(c->timer);
+        free(c);
+        return NULL;
+}
+
+static void pam_conn_drop_idle(PamConn *c, const char *why) {
+        AgentPam *pam = c->pam;
+
+        if (log_ratelimit_below(&pam->idle_log, now_usec(CLOCK_MONOTONIC)))
+                log_notice("Closed a PAM socket connection that sent no request: %s.", why);
+        pam_conn_free(c);
+}
+
 static int on_request(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        AgentPam *pam = userdata;
+        PamConn *c = userdata;
+        AgentPam *pam = c->pam;
         const char *f[PAM_WIRE_FIELDS_MAX];
         char buf[PAM_WIRE_MAX];
         ssize_t len;
@@ -512,45 +635,83 @@ static int on_request(sd_event_source *s, int fd, uint32_t revents, void *userda
                 (void) REPLY(fd, "ERROR", "Unknown request");
         explicit_bzero(buf, sizeof(buf));
         /* One request per connection: a login thread answers on a copy of the socket. */
-        sd_event_source_disable_unref(s);
+        pam_conn_free(c);
+        return 0;
+}
+
+static int on_request_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        pam_conn_drop_idle(userdata, "too slow");
         return 0;
 }
 
 static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         AgentPam *pam = userdata;
-        _cleanup_close_ int c = -EBADF;
+        _cleanup_close_ int fd_conn = -EBADF;
         struct ucred cred = {};
         socklen_t len = sizeof(cred);
-        sd_event_source *source;
+        PamConn *c;
         int r;
 
-        c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (c < 0)
+        fd_conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd_conn < 0)
                 return 0;
-        if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || !agent_uid_is_privileged(cred.uid)) {
+        if (getsockopt(fd_conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+            !agent_uid_is_privileged(cred.uid)) {
                 log_warning(
                         "Refused a PAM socket connection from uid %u (pid %d).",
                         (unsigned) cred.uid,
                         (int) cred.pid);
                 return 0;
         }
-        r = sd_event_add_io(pam->agent->event, &source, c, EPOLLIN, on_request, pam);
-        if (r < 0)
+        if (pam->n_pending >= PAM_PENDING_MAX)
+                pam_conn_drop_idle(pam->pending, "too many connections wait to send");
+
+        c = calloc(1, sizeof(PamConn));
+        if (!c)
                 return 0;
-        (void) sd_event_source_set_io_fd_own(source, true);
-        (void) sd_event_source_set_floating(source, true);
-        sd_event_source_unref(source);
-        TAKE_FD(c);
+        c->pam = pam;
+        c->prev = pam->pending_tail;
+        if (c->prev)
+                c->prev->next = c;
+        else
+                pam->pending = c;
+        pam->pending_tail = c;
+        pam->n_pending++;
+
+        r = sd_event_add_io(pam->agent->event, &c->io, fd_conn, EPOLLIN, on_request, c);
+        if (r < 0) {
+                pam_conn_free(c);
+                return 0;
+        }
+        (void) sd_event_source_set_io_fd_own(c->io, true);
+        TAKE_FD(fd_conn);
+        r = sd_event_add_time_relative(
+                pam->agent->event,
+                &c->timer,
+                CLOCK_MONOTONIC,
+                PAM_REQUEST_WITHIN_USEC,
+                USEC_PER_SEC / 10,
+                on_request_timeout,
+                c);
+        if (r < 0)
+                pam_conn_free(c);
         return 0;
+}
+
+/* Often enough that a token not bound in time is revoked soon after. */
+static uint64_t sweep_interval(const Agent *a) {
+        return MIN((uint64_t) PAM_SWEEP_USEC, a->config.pam_bind_usec ?: AGENT_DEFAULT_PAM_BIND_USEC);
 }
 
 static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
         AgentPam *pam = userdata;
+        UserToken *revoke = NULL;
 
         pthread_mutex_lock(&pam->lock);
-        sweep_locked(pam);
+        sweep_locked(pam, &revoke);
         pthread_mutex_unlock(&pam->lock);
-        (void) sd_event_source_set_time_relative(s, PAM_SWEEP_USEC);
+        revoke_later(pam, revoke);
+        (void) sd_event_source_set_time_relative(s, sweep_interval(pam->agent));
         (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
 }
@@ -569,6 +730,7 @@ int agent_pam_open(Agent *a) {
         pam->fd = -EBADF;
         (void) pthread_mutex_init(&pam->lock, NULL);
         (void) pthread_cond_init(&pam->idle, NULL);
+        pam->idle_log = LOG_RATELIMIT_INIT(60 * USEC_PER_SEC, 5);
         a->pam = pam;
 
         if (asprintf(&pam->path, "%s/%s", a->config.runtime_dir, PAM_SOCKET_NAME) < 0) {
@@ -597,7 +759,7 @@ int agent_pam_open(Agent *a) {
                         a->event,
                         &pam->sweep_source,
                         CLOCK_MONOTONIC,
-                        PAM_SWEEP_USEC,
+                        sweep_interval(a),
                         USEC_PER_SEC,
                         on_sweep,
                         pam);
@@ -607,14 +769,65 @@ int agent_pam_open(Agent *a) {
         return 0;
 }
 
+/* Revoke the tokens of list (and free them) within PAM_STOP_REVOKE_USEC, each server given
+ * its share of what is left: a server away cannot make the stop wait longer. */
+static void revoke_at_stop(Agent *a, UserToken *list) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + PAM_STOP_REVOKE_USEC;
+        size_t n_servers = MAX(strv_length(a->config.servers), (size_t) 1);
+        unsigned done = 0, left = 0;
+        int last = 0;
+
+        for (UserToken *t = list; t; t = t->next) {
+                _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+                _cleanup_(knox_client_freep) KnoxClient *c = NULL;
+                uint64_t now = now_usec(CLOCK_MONOTONIC), share;
+                KnoxClientConfig cc;
+
+                if (now + USEC_PER_SEC / 10 >= deadline) {
+                        left++;
+                        continue;
+                }
+                share = (deadline - now) / n_servers;
+                cc = (KnoxClientConfig){
+                        .servers = a->config.servers,
+                        .ca_file = a->config.server_ca,
+                        .cert_file = a->config.cert,
+                        .key_file = a->config.key,
+                        .connect_timeout_usec = MIN(a->config.connect_timeout_usec ?: share, share),
+                        .timeout_usec = share,
+                        .user_agent = "keyward-agent/" PACKAGE_VERSION,
+                        /* not a->cancel: it is set, and these must still go out */
+                };
+                last = knox_client_new(&cc, &c);
+                if (last >= 0)
+                        last = revoke_one(c, t->token, &err);
+                if (last >= 0)
+                        done++;
+                else
+                        left++;
+        }
+        user_token_list_free(list);
+        if (done > 0)
+                log_info("Revoked %u user token(s) held for sessions.", done);
+        if (left > 0)
+                log_warning(
+                        "Could not revoke %u user token(s) before stopping (they expire on their own)%s%s",
+                        left,
+                        last < 0 ? ": " : ".",
+                        last < 0 ? strerror(-last) : "");
+}
+
 bool agent_pam_close(Agent *a) {
         AgentPam *pam = a->pam;
+        UserToken *list;
         struct timespec until;
 
         if (!pam)
                 return true;
         pam->listen_source = sd_event_source_disable_unref(pam->listen_source);
         pam->sweep_source = sd_event_source_disable_unref(pam->sweep_source);
+        while (pam->pending)
+                pam_conn_free(pam->pending);
         if (pam->fd >= 0) {
                 (void) unlink(pam->path);
                 pam->fd = safe_close(pam->fd);
@@ -634,13 +847,17 @@ bool agent_pam_close(Agent *a) {
                 log_warning("A PAM login did not stop in time.");
                 return false;
         }
-        while (pam->tokens) {
-                UserToken *t = pam->tokens;
-
-                pam->tokens = t->next;
-                user_token_free(t);
-        }
+        /* Every token still held goes: revoke it on the server too, or it would stay valid
+         * there until it expires. */
+        list = pam->tokens;
+        pam->tokens = NULL;
+        for (UserToken **p = &list;; p = &(*p)->next)
+                if (!*p) {
+                        *p = TAKE_PTR(pam->unrevoked);
+                        break;
+                }
         pthread_mutex_unlock(&pam->lock);
+        revoke_at_stop(a, list);
         pthread_cond_destroy(&pam->idle);
         pthread_mutex_destroy(&pam->lock);
         free(pam->path);
@@ -651,14 +868,14 @@ bool agent_pam_close(Agent *a) {
 
 int agent_user_token(Agent *a, uid_t uid, const char *session, Secret **ret_token, char **ret_user) {
         AgentPam *pam = a->pam;
-        UserToken *best = NULL;
+        UserToken *best = NULL, *revoke = NULL;
         Secret *token;
         char *user;
 
         if (!pam)
                 return -ENOKEY;
         pthread_mutex_lock(&pam->lock);
-        sweep_locked(pam);
+        sweep_locked(pam, &revoke);
         for (UserToken *t = pam->tokens; t; t = t->next) {
                 if (!t->bound || t->uid != uid)
                         continue;
@@ -671,11 +888,13 @@ int agent_user_token(Agent *a, uid_t uid, const char *session, Secret **ret_toke
         }
         if (!best) {
                 pthread_mutex_unlock(&pam->lock);
+                revoke_later(pam, revoke);
                 return -ENOKEY;
         }
         token = secret_new_copy(best->token->data, best->token->size);
         user = strdup(best->user);
         pthread_mutex_unlock(&pam->lock);
+        revoke_later(pam, revoke);
         if (!token || !user) {
                 secret_free(token);
                 free(user);

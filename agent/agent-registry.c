@@ -358,7 +358,7 @@ static int reglist_add(RegList *l, json_object *o, size_t index) {
                 log_warning(
                         "Registry entry %zu ('%s') is invalid (%s), ignoring.",
                         index,
-                        strna(reg.id),
+                        LOG_NAME(reg.id),
                         r < 0 ? "malformed" : msg);
                 registration_done(&reg);
                 return 0;

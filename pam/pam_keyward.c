@@ -11,6 +11,10 @@
  * sshd authenticates in a forked child: the login's handle reaches the session through the
  * PAM environment (KEYWARD_LOGIN), which sshd carries back, and is removed from it there.
  * Options: socket=PATH (default /run/keyward/pam.sock), timeout=SECONDS (default 15), debug.
+ *
+ * Inside keywardd the module does nothing (PAM_IGNORE): keywardd checks passwords through PAM,
+ * and if its stack included this module (pam-auth-update puts it in common-auth) a login would
+ * ask the agent, which asks keywardd, which asks the module again, until everything times out.
  * The module is a thin client: no threads, no signal handlers, only libc and libpam. */
 
 #include <errno.h>
@@ -36,6 +40,8 @@
 #define HANDLE_DATA "pam_keyward_handle"
 #define BOUND_DATA "pam_keyward_bound" /* the handle the session bound, for its close */
 #define HANDLE_ENV "KEYWARD_LOGIN"
+#define KEYWARDD_PAM_SERVICE "keyward" /* keywardd's --pam-service default */
+#define KEYWARDD_EXE "keywardd"
 
 typedef struct Options {
         const char *socket;
@@ -64,6 +70,32 @@ static void parse_options(pam_handle_t *h, int argc, const char **argv, Options 
                 else if (!streq(argv[i], "try_first_pass") && !streq(argv[i], "use_first_pass"))
                         pam_syslog(h, LOG_WARNING, "ignoring unknown option %s", argv[i]);
         }
+}
+
+/* Whether we are running for keywardd's own password check. Either test is enough: the PAM
+ * service is keywardd's default one, or this process is keywardd, which catches a renamed
+ * --pam-service. The executable's name comes from the kernel (/proc/self/exe); argv[0] is
+ * asked too, for keywardd run under a tool such as valgrind. A program that merely calls
+ * itself keywardd gains nothing: PAM_IGNORE never lets anyone in, the rest of the stack
+ * decides. */
+static bool inside_keywardd(pam_handle_t *h) {
+        const char *service = NULL, *base;
+        char exe[4096];
+        ssize_t n;
+
+        if (pam_get_item(h, PAM_SERVICE, (const void **) &service) == PAM_SUCCESS && service &&
+            streq(service, KEYWARDD_PAM_SERVICE))
+                return true;
+        n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (n <= 0)
+                return streq(program_invocation_short_name, KEYWARDD_EXE);
+        exe[n] = '\0';
+        /* An executable replaced by an upgrade while it runs. */
+        if ((size_t) n > strlen(" (deleted)") && streq(exe + n - strlen(" (deleted)"), " (deleted)"))
+                exe[n - strlen(" (deleted)")] = '\0';
+        base = strrchr(exe, '/');
+        return streq(base ? base + 1 : exe, KEYWARDD_EXE) ||
+                streq(program_invocation_short_name, KEYWARDD_EXE);
 }
 
 static int64_t now_ms(void) {
@@ -163,6 +195,11 @@ _public_ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *h, int flags, int argc
         int r, status;
 
         parse_options(h, argc, argv, &o);
+        if (inside_keywardd(h)) {
+                if (o.debug)
+                        pam_syslog(h, LOG_DEBUG, "inside keywardd: ignored");
+                return PAM_IGNORE;
+        }
         if (pam_get_user(h, &user, NULL) != PAM_SUCCESS || !user || !user[0])
                 return PAM_USER_UNKNOWN;
         /* pam_get_authtok() honours try_first_pass and use_first_pass itself. */
@@ -229,12 +266,17 @@ _public_ PAM_EXTERN int pam_sm_open_session(pam_handle_t *h, int flags, int argc
         int r;
 
         parse_options(h, argc, argv, &o);
+        if (inside_keywardd(h))
+                return PAM_IGNORE;
         if (pam_get_data(h, HANDLE_DATA, (const void **) &handle) != PAM_SUCCESS || !handle)
                 handle = pam_getenv(h, HANDLE_ENV);
         if (handle && strlen(handle) == PAM_WIRE_HANDLE_SIZE - 1)
                 memcpy(copy, handle, PAM_WIRE_HANDLE_SIZE);
-        /* The session's environment must not carry it. */
-        (void) pam_putenv(h, HANDLE_ENV);
+        /* The session's environment must not carry it. Only remove what is there: libpam
+         * logs an error for removing a name it does not have (every session without a
+         * keyward login: root su, outages, services). */
+        if (pam_getenv(h, HANDLE_ENV))
+                (void) pam_putenv(h, HANDLE_ENV);
         if (!copy[0])
                 return PAM_IGNORE; /* logged in some other way: no token to bind */
         if (session_of(h, uid, &session) != PAM_SUCCESS)

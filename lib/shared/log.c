@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "log.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,4 +154,62 @@ int log_security(int level, const char *message_id, const char *fmt, ...) {
 
         log_write(level, 0, NULL, 0, NULL, message_id, msg);
         return 0;
+}
+
+static bool name_char_is_plain(unsigned char c) {
+        return c >= 0x20 && c < 0x7f && c != '\\' && c != '\'' && c != '"';
+}
+
+const char *log_name_escape(const char *s, char buf[static LOG_NAME_SIZE]) {
+        static const char hex[] = "0123456789abcdef";
+        size_t o = 0, need = 0, room = LOG_NAME_SIZE - 1;
+
+        if (!s)
+                return "n/a";
+        for (const unsigned char *p = (const unsigned char *) s; *p && need <= room; p++)
+                need += name_char_is_plain(*p) ? 1 : 4;
+        if (need > room)
+                room -= 3; /* for "..." */
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                bool plain = name_char_is_plain(*p);
+
+                if (o + (plain ? 1 : 4) > room)
+                        break;
+                if (plain)
+                        buf[o++] = (char) *p;
+                else {
+                        buf[o++] = '\\';
+                        buf[o++] = 'x';
+                        buf[o++] = hex[*p >> 4];
+                        buf[o++] = hex[*p & 15];
+                }
+        }
+        if (need > LOG_NAME_SIZE - 1) {
+                memcpy(buf + o, "...", 3);
+                o += 3;
+        }
+        buf[o] = '\0';
+        return buf;
+}
+
+bool log_ratelimit_below(LogRateLimit *rl, uint64_t now_usec) {
+        if (rl->begin_usec == 0 || now_usec < rl->begin_usec ||
+            now_usec - rl->begin_usec >= rl->interval_usec) {
+                rl->begin_usec = now_usec ?: 1;
+                rl->n = 0;
+        }
+        if (rl->n < rl->burst) {
+                rl->n++;
+                return true;
+        }
+        if (rl->suppressed < UINT_MAX)
+                rl->suppressed++;
+        return false;
+}
+
+unsigned log_ratelimit_take(LogRateLimit *rl) {
+        unsigned n = rl->suppressed;
+
+        rl->suppressed = 0;
+        return n;
 }

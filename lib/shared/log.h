@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <syslog.h>
 
 #include "macro.h"
@@ -55,3 +56,30 @@ int log_security(int level, const char *message_id, const char *fmt, ...) _print
 
 /* For allocation failures: logs and returns -ENOMEM. */
 #define log_oom() log_error_errno(ENOMEM, "Out of memory.")
+
+/* Names that come from outside (key ids, credential, unit and user names) as one safe piece
+ * of a log line: control characters, quotes, backslashes and bytes outside printable ASCII
+ * become \xNN, and a name too long for buf ends in "...". NULL is "n/a". Every place that
+ * logs such a name goes through here, so that none can split a line or forge one. */
+#define LOG_NAME_SIZE 256
+const char *log_name_escape(const char *s, char buf[static LOG_NAME_SIZE]);
+/* For an argument of a log call: the buffer lives until the end of the enclosing block. */
+#define LOG_NAME(s) log_name_escape((s), (char[LOG_NAME_SIZE]){})
+
+/* A limit on messages logged on behalf of peers: the first burst in each interval are
+ * logged, the rest only counted, and the count is told once ("N more suppressed") by
+ * whoever calls log_ratelimit_take(). No clock of its own: callers pass CLOCK_MONOTONIC. */
+typedef struct LogRateLimit {
+        uint64_t interval_usec;
+        unsigned burst;
+        uint64_t begin_usec; /* of the current interval */
+        unsigned n;          /* logged in it */
+        unsigned suppressed; /* not logged, and not yet told */
+} LogRateLimit;
+
+#define LOG_RATELIMIT_INIT(interval, b) ((LogRateLimit){.interval_usec = (interval), .burst = (b)})
+
+/* Whether a message may be logged at now_usec; false counts it as suppressed. */
+bool log_ratelimit_below(LogRateLimit *rl, uint64_t now_usec);
+/* How many were suppressed since the last call (0 if none), and forget them. */
+unsigned log_ratelimit_take(LogRateLimit *rl);

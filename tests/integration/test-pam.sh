@@ -49,7 +49,7 @@ agent_start() {
                 NSS_WRAPPER_DISABLE_DEEPBIND=1 UID_WRAPPER_DISABLE_DEEPBIND=1 \
                 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
                 --server-ca "$T/pki/ca.pem" --hostname host1.example.com --state-dir "$T/state" \
-                --runtime-dir "$T/run" --log-level debug 2>>"$T/agent.log" &
+                --runtime-dir "$T/run" --log-level debug "$@" 2>>"$T/agent.log" &
         AGENT_PID=$!
 }
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
@@ -82,6 +82,14 @@ like "a wrong password: PAM_AUTH_ERR" "$out" "^auth: Authentication failure"
 check "keywardd counts it for the machine and the address the person came from" \
         grep -q "Login as 'dora' from host1.example.com/192.0.2.7 refused" "$T/keywardd.log"
 check "still no token" bash -c "! busctl --system call $DEST $OBJ $IFACE GetUserToken"
+
+# A user name with a newline (typed at a login prompt) stays on one line of the agent's log.
+out=$(printf 'wrong\n' | env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" login-test \
+        $'mallory\nkeyward-agent: User token of \'dora\' bound to uid 0' 2>>"$T/host-pam.log")
+like "a user name with a newline: refused" "$out" "^auth: Authentication failure"
+check "the agent logs it escaped, on one line" \
+        grep -qF "PAM login of 'mallory\\x0akeyward-agent: User token of \\x27dora\\x27 bound to uid 0': refused" "$T/agent.log"
+check "and no forged line" bash -c "! grep -q '^keyward-agent: User token of .dora. bound to uid 0' '$T/agent.log'"
 
 # sudo's way: dora authenticates, the session is boss's. The token is not boss's to hold.
 out=$(printf 'explorer\nclose\n' | host_login boss)
@@ -136,6 +144,153 @@ if grep -q explorer "$T/agent.log" "$T/keywardd.log" "$T/audit.log" ||
 else
         ok "no password or token in the agent's, the server's or the audit log"
 fi
+
+# Connections to pam.sock that never send: the agent keeps only a few of them, each for a
+# limited time, and logins go on meanwhile.
+agent_fds() { find "/proc/$AGENT_PID/fd" -mindepth 1 -maxdepth 1 | wc -l; }
+BASE_FDS=$(agent_fds)
+python3 - "$T/run/pam.sock" "$T/idle.ready" <<'PYEOF' &
+import socket, sys, time
+held = []
+for _ in range(200):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(sys.argv[1])
+        held.append(s)
+open(sys.argv[2], "w").close()
+time.sleep(600)
+PYEOF
+IDLE_PID=$!
+BG_PIDS+=("$IDLE_PID")
+check "200 connections that send nothing are made" wait_for 30 test -e "$T/idle.ready"
+# The agent answers in the order it accepts: once this login is answered, all 200 are in.
+out=$(printf 'wrong\n' | host_login)
+like "a login while 200 idle connections are open is answered" "$out" "^auth: Authentication failure"
+fds=$(agent_fds)
+diag "agent fds: $BASE_FDS before, $fds with 200 idle connections open"
+check "the agent holds at most 32 of them (and a few fds of its own)" test "$fds" -le $((BASE_FDS + 32 + 8))
+check "the idle connections are closed after their deadline" wait_for 60 \
+        bash -c "[ \$(find /proc/$AGENT_PID/fd -mindepth 1 -maxdepth 1 | wc -l) -le $((BASE_FDS + 8)) ]"
+check "closing them is logged" grep -q "Closed a PAM socket connection that sent no request" "$T/agent.log"
+kill "$IDLE_PID" 2>/dev/null
+
+# A session without a keyward login (root su, a service, an outage) leaves no noise: libpam
+# logs an error for removing an environment name that is not there. pam_wrapper writes what
+# libpam and the modules send to syslog on stderr.
+cat >"$T/host-pam.d/nokw-test" <<PAMEOF
+auth     required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/nokw-passdb
+account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/nokw-passdb
+session  optional $MODULE socket=$T/run/pam.sock
+session  required pam_permit.so
+PAMEOF
+printf 'dora:plain:nokw-test\n' >"$T/nokw-passdb"
+out=$(printf 'plain\nclose\n' | env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" nokw-test dora 2>"$T/nokw.log")
+like "a session without a keyward login opens" "$out" "session: Success"
+check "libpam's own syslog messages are captured (control)" grep -q "SYSLOG(" "$T/nokw.log"
+check "no 'pam_putenv: delete non-existent entry' for it" bash -c "! grep -q 'delete non-existent entry' '$T/nokw.log'"
+
+# No loop through keywardd's own PAM stack: pam-auth-update puts pam_keyward in common-auth,
+# and keywardd's stack may include common-auth. Inside keywardd the module steps aside, found
+# by its executable (here under another service name than the default) ...
+logins() { grep -c "PAM login of 'dora'" "$T/agent.log"; }
+printf 'dora:explorer:keyward-loop\n' >"$T/passdb-loop"
+cat >"$T/pam.d/keyward-loop" <<PAMEOF
+auth     sufficient $MODULE socket=$T/run/pam.sock timeout=5
+auth     required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/passdb-loop
+account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/passdb-loop
+PAMEOF
+kill -TERM "$AGENT_PID"
+kwd_wait_exit "$AGENT_PID" 10
+kwd_stop
+kwd_start --pam-service keyward-loop
+rm -f "$T/run/pam.sock"
+agent_start
+check "keywardd and the agent restarted" wait_for 10 test -S "$T/run/pam.sock"
+before=$(logins)
+out=$(printf 'explorer\nclose\n' | host_login)
+like "keywardd's stack holds pam_keyward: the login still succeeds" "$out" "session: Success"
+is "and the agent was asked once, not again from inside keywardd" "$(logins)" "$((before + 1))"
+# The PAM service keywardd ships (/etc/pam.d/keyward) is pam_unix alone: no common-auth.
+SHIPPED=$KEYWARD_TOP_SRCDIR/packaging/pam.d/keyward
+check "the shipped keyward PAM service includes no other stack" \
+        bash -c "! grep -Eiq '^[[:space:]]*[^#[:space:]].*(@include|include|substack|common-)' '$SHIPPED'"
+is "and has pam_unix for auth and account, nothing else" \
+        "$(grep -Ev '^[[:space:]]*(#|$)' "$SHIPPED" | awk '{ print $1, $2, $3 }' | tr '\n' ';')" \
+        "auth required pam_unix.so;account required pam_unix.so;"
+# ... and by the service name keywardd uses by default, in any process.
+cat >"$T/host-pam.d/keyward" <<PAMEOF
+auth     sufficient $MODULE socket=$T/run/pam.sock
+auth     required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/keyward-passdb
+account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/keyward-passdb
+PAMEOF
+printf 'dora:matrix:keyward\n' >"$T/keyward-passdb"
+before=$(logins)
+out=$(printf 'matrix\n' | env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" keyward dora 2>>"$T/host-pam.log")
+like "the PAM service 'keyward': the rest of the stack decides" "$out" "auth: Success"
+is "and pam_keyward did not ask the agent" "$(logins)" "$before"
+
+# Every token the agent lets go of is revoked on the server, counted in keywardd's store.
+# sudo with pam-auth-update's profile runs pam_keyward's auth but not its session (that part
+# is interactive-only): no session ever binds the token.
+live_tokens() {
+        python3 -c 'import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+print(db.execute("SELECT count(*) FROM tokens WHERE \"user\" = ? AND revoked = 0 AND expires > ?",
+                 ("dora", time.time_ns())).fetchone()[0])' "$T/keyward.db"
+}
+no_live_tokens() { [ "$(live_tokens)" = 0 ]; }
+cat >"$T/host-pam.d/sudo-test" <<PAMEOF
+auth     required $MODULE socket=$T/run/pam.sock
+account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/sudo-passdb
+session  required pam_permit.so
+PAMEOF
+printf 'dora:unused:sudo-test\n' >"$T/sudo-passdb"
+sudo_login() {
+        printf 'explorer\nclose\n' | env "${KWD_ENV[@]}" PAM_WRAPPER_SERVICE_DIR="$T/host-pam.d" "$PAM_SESSION" sudo-test dora 2>>"$T/host-pam.log"
+}
+is "no live token of dora's before" "$(live_tokens)" 0
+# A token no session binds within --pam-bind-timeout is revoked.
+kill -TERM "$AGENT_PID"
+kwd_wait_exit "$AGENT_PID" 10
+rm -f "$T/run/pam.sock"
+agent_start --pam-bind-timeout 2s
+check "the agent is back, with a bind timeout of 2s" wait_for 10 test -S "$T/run/pam.sock"
+like "a sudo-style login" "$(sudo_login)" "close: Success"
+is "its token is live on the server" "$(live_tokens)" 1
+check "no session binds it: it is revoked" wait_for 30 no_live_tokens
+check "and that is logged" grep -q "User token of 'dora' was never bound to a session, revoking it" "$T/agent.log"
+# The agent stops: every token it holds, bound or not, is revoked.
+like "another sudo-style login" "$(sudo_login)" "close: Success"
+like "and another" "$(sudo_login)" "close: Success"
+mkfifo "$T/ctl2"
+host_login <"$T/ctl2" >"$T/session2.out" &
+BG_PIDS+=("$!")
+exec 8>"$T/ctl2"
+printf 'explorer\n' >&8
+check "and a session that holds its token" wait_for 20 grep -q '^session: Success' "$T/session2.out"
+is "three live tokens" "$(live_tokens)" 3
+kill -TERM "$AGENT_PID"
+kwd_wait_exit "$AGENT_PID" 15
+is "the agent stops" "$?" 0
+AGENT_PID=
+is "after the agent stopped: no live token" "$(live_tokens)" 0
+check "the revocations are logged" grep -q "Revoked 3 user token(s) held for sessions" "$T/agent.log"
+printf 'close\n' >&8
+exec 8>&-
+# The server not answering at stop: the agent stops all the same, in bounded time.
+rm -f "$T/run/pam.sock"
+agent_start
+check "the agent is back" wait_for 10 test -S "$T/run/pam.sock"
+like "a sudo-style login" "$(sudo_login)" "close: Success"
+kill -STOP "$KWD_PID"
+kill -TERM "$AGENT_PID"
+kwd_wait_exit "$AGENT_PID" 30
+is "with keywardd stopped (SIGSTOP), the agent still stops" "$?" 0
+AGENT_PID=
+kill -CONT "$KWD_PID"
+check "and says the token is left to expire" grep -q "Could not revoke 1 user token(s) before stopping" "$T/agent.log"
+rm -f "$T/run/pam.sock"
+agent_start
+check "the agent is back" wait_for 10 test -S "$T/run/pam.sock"
 
 # The agent away: PAM_AUTHINFO_UNAVAIL, so that a stack can fall through to other modules.
 kill -TERM "$AGENT_PID"

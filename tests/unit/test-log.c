@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #undef NDEBUG
 #include "log.h"
+#include "parse.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -261,6 +262,74 @@ static void test_target_auto(void **state) {
         capture_stop(c);
 }
 
+static void test_name_escape(void **state) {
+        char buf[LOG_NAME_SIZE], *out;
+        char long_name[1000];
+        const char *e;
+
+        (void) state;
+        assert_string_equal(log_name_escape("k1_prod:db", buf), "k1_prod:db");
+        assert_string_equal(log_name_escape(NULL, buf), "n/a");
+        assert_string_equal(log_name_escape("", buf), "");
+        /* A newline, a carriage return, an escape sequence, quotes, a backslash and UTF-8. */
+        assert_string_equal(
+                log_name_escape("a\nb\r\033[0m'\"\\\xc3\xa9", buf),
+                "a\\x0ab\\x0d\\x1b[0m\\x27\\x22\\x5c\\xc3\\xa9");
+
+        /* Too long: cut, marked, and never in the middle of an escape. */
+        memset(long_name, 'a', sizeof(long_name) - 1);
+        long_name[sizeof(long_name) - 1] = '\0';
+        e = log_name_escape(long_name, buf);
+        assert_int_equal(strlen(e), LOG_NAME_SIZE - 1);
+        assert_string_equal(e + LOG_NAME_SIZE - 4, "...");
+        memset(long_name, '\n', sizeof(long_name) - 1);
+        e = log_name_escape(long_name, buf);
+        assert_true(strlen(e) < LOG_NAME_SIZE);
+        assert_null(strchr(e, '\n'));
+        assert_string_equal(e + strlen(e) - 7, "\\x0a...");
+        /* Exactly as long as fits: not cut. */
+        memset(long_name, 'b', LOG_NAME_SIZE - 1);
+        long_name[LOG_NAME_SIZE - 1] = '\0';
+        assert_string_equal(log_name_escape(long_name, buf), long_name);
+
+        /* In a log call: one line, whatever the name holds. */
+        capture_start(&capture);
+        log_info("Refused key '%s'.", LOG_NAME("x\nFAKE: forged line"));
+        out = capture_take(&capture);
+        assert_string_equal(out, "Refused key 'x\\x0aFAKE: forged line'.\n");
+        free(out);
+        capture_stop(&capture);
+}
+
+static void test_ratelimit(void **state) {
+        LogRateLimit rl = LOG_RATELIMIT_INIT(10 * USEC_PER_SEC, 3);
+        uint64_t t = 5 * USEC_PER_SEC;
+        unsigned logged = 0;
+
+        (void) state;
+        assert_int_equal(log_ratelimit_take(&rl), 0);
+        /* 100 in one interval: the first 3 logged, 97 counted. */
+        for (unsigned i = 0; i < 100; i++)
+                logged += log_ratelimit_below(&rl, t + i);
+        assert_int_equal(logged, 3);
+        assert_int_equal(log_ratelimit_take(&rl), 97);
+        assert_int_equal(log_ratelimit_take(&rl), 0);
+
+        /* The next interval starts afresh. */
+        assert_false(log_ratelimit_below(&rl, t + 10 * USEC_PER_SEC - 1));
+        assert_true(log_ratelimit_below(&rl, t + 10 * USEC_PER_SEC));
+        assert_true(log_ratelimit_below(&rl, t + 10 * USEC_PER_SEC));
+        assert_true(log_ratelimit_below(&rl, t + 11 * USEC_PER_SEC));
+        assert_false(log_ratelimit_below(&rl, t + 12 * USEC_PER_SEC));
+        assert_int_equal(log_ratelimit_take(&rl), 2);
+
+        /* A clock at 0 is a time like any other. */
+        rl = LOG_RATELIMIT_INIT(10 * USEC_PER_SEC, 1);
+        assert_true(log_ratelimit_below(&rl, 0));
+        assert_false(log_ratelimit_below(&rl, 1));
+        assert_int_equal(log_ratelimit_take(&rl), 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_level_from_string, setup, teardown),
@@ -271,6 +340,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_ident, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_long_message, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_target_auto, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_name_escape, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ratelimit, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
