@@ -170,17 +170,25 @@ static CredentialCopy *copy_find(Agent *a, const char *id, const uint8_t *sha256
         return found;
 }
 
-/* Keep at most CREDENTIAL_COPIES_MAX copies that no reply is writing. */
+/* Drop the copies of keys that are no longer registered or cached as they were (replies
+ * writing one keep it until they end), and keep at most CREDENTIAL_COPIES_MAX copies that no
+ * reply is writing. Main thread. */
 static void copy_trim(Agent *a) {
         size_t idle = 0;
 
+        pthread_mutex_lock(&a->lock);
         for (CredentialCopy **pp = &a->credential_copies; *pp;) {
-                if ((*pp)->n_ref == 1 && ++idle > CREDENTIAL_COPIES_MAX) {
+                AgentKey *k = agent_find_key(a, (*pp)->id);
+
+                if (!k || !k->cache.valid ||
+                    memcmp(k->cache.sha256, (*pp)->sha256, CACHE_SHA256_SIZE) != 0 ||
+                    ((*pp)->n_ref == 1 && ++idle > CREDENTIAL_COPIES_MAX)) {
                         copy_unlist(pp);
                         continue;
                 }
                 pp = &(*pp)->next;
         }
+        pthread_mutex_unlock(&a->lock);
 }
 
 /* The copy of key id that a credential (as_json: the version set) is written from, with a
@@ -288,6 +296,7 @@ static int verify_peer_unit(int fd, pid_t pid, const char *unit, char *why, size
                 snprintf(why, why_size, "the peer (pid %d) went away while it was checked", (int) pid);
                 return -EPERM;
         }
+        log_debug("The credential peer, pid %d, belongs to unit %s.", (int) pid, peer_unit);
         return 0;
 }
 
@@ -576,6 +585,10 @@ int agent_credential_open(Agent *a) {
         (void) sd_event_source_set_io_fd_own(a->credential_source, true);
         TAKE_FD(fd);
         return 0;
+}
+
+void agent_credential_trim(Agent *a) {
+        copy_trim(a);
 }
 
 void agent_credential_close(Agent *a) {

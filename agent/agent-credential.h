@@ -15,4 +15,6 @@
 typedef struct Agent Agent;
 
 int agent_credential_open(Agent *a);
+/* Forget the copies of credentials whose key changed or went away. Main thread. */
+void agent_credential_trim(Agent *a);
 void agent_credential_close(Agent *a);
