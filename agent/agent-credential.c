@@ -27,7 +27,9 @@
 #define CREDENTIAL_REPLIES_MAX 16
 /* Copies of credentials kept for the next start, beyond those being written. */
 #define CREDENTIAL_COPIES_MAX 8
-#ifndef SO_PEERPIDFD
+/* Linux 6.5; glibc 2.36's headers lack it. The generic value, which alpha, parisc and sparc
+ * do not share: there the check goes without it. */
+#if !defined(SO_PEERPIDFD) && !defined(__alpha__) && !defined(__hppa__) && !defined(__sparc__)
 #        define SO_PEERPIDFD 77
 #endif
 #define MESSAGE_ID_CREDENTIAL "8d2f6b1a09c44e7d95e3a7c0b4d1f268"
@@ -272,7 +274,6 @@ static int copy_get(Agent *a, const char *id, bool as_json, CredentialCopy **ret
 static int verify_peer_unit(int fd, pid_t pid, const char *unit, char *why, size_t why_size) {
         _cleanup_free_ char *peer_unit = NULL;
         _cleanup_close_ int pidfd = -EBADF;
-        socklen_t len = sizeof(pidfd);
         int r;
 
         if (pid <= 0) {
@@ -280,8 +281,18 @@ static int verify_peer_unit(int fd, pid_t pid, const char *unit, char *why, size
                         why, why_size, "the peer is a process the agent cannot see (another PID namespace)");
                 return -EPERM;
         }
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
-                pidfd = -EBADF; /* an older kernel: the pid alone */
+#ifdef SO_PEERPIDFD
+        socklen_t len = sizeof(pidfd);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
+                pidfd = -EBADF;
+                if (errno == ESRCH) {
+                        snprintf(why, why_size, "the peer (pid %d) is gone", (int) pid);
+                        return -EPERM;
+                }
+                /* An older kernel: the pid alone. */
+        }
+#endif
 
         r = sd_pid_get_unit(pid, &peer_unit);
         if (r < 0) {

@@ -96,6 +96,7 @@ NSPAWN_TESTS=("the container ran the driver to success"
         "a root process in a scope of another name gets nothing"
         "a root process outside every unit gets nothing"
         "a process of a Delegate=yes unit, in a cgroup it named demo.service, gets nothing"
+        "a root process of the host, outside the container's PID namespace, gets nothing"
         "each forgery is logged with the unit the peer really belongs to"
         "after the forgers, demo.service still gets its key"
         "after a rotation, demo.service's next start gets the new primary"
@@ -291,6 +292,9 @@ for k in db_password tls_key big_key; do until_ok 30 \$CALL GetKey s \$k || exit
 \$ASK 1/unit/demo.service/db \$SOCK \$O/forge-driver
 systemd-run --quiet --scope --unit=fake-demo.scope python3 $T/ask.py 2/unit/demo.service/db \$SOCK \$O/forge-scope
 python3 $T/cgexec.py top forger \$O/forge-root.cgroup python3 $T/ask.py 3/unit/demo.service/db \$SOCK \$O/forge-root
+# The host's turn: a process of another PID namespace, which the agent cannot place.
+touch \$O/host-turn
+until_ok 60 test -e \$O/host-done
 systemctl start delegate.service
 # The real units.
 systemctl set-environment DEMO_RUN=1
@@ -328,8 +332,16 @@ DRIVER
         timeout 300 systemd-nspawn --directory=/ --volatile=yes --boot --register=no --keep-unit \
                 --quiet --capability=CAP_IPC_LOCK --bind="$T" --bind-ro="$T/units:/etc/systemd/system" \
                 --bind-ro="$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.conf:/etc/dbus-1/system.d/org.keyward.Agent1.conf" \
-                -- --unit=driver.service systemd.firstboot=off </dev/null >"$T/nspawn.log" 2>&1
+                -- --unit=driver.service systemd.firstboot=off </dev/null >"$T/nspawn.log" 2>&1 &
+        NSPAWN_PID=$!
+        BG_PIDS+=("$NSPAWN_PID")
+        host_turn() { [ -e "$O/host-turn" ] || ! kill -0 "$NSPAWN_PID"; }
+        wait_for 120 host_turn
+        [ -e "$O/host-turn" ] && timeout 20 python3 "$T/ask.py" 5/unit/demo.service/db "$NS_RUN/credential.sock" "$O/forge-host"
+        touch "$O/host-done"
+        wait "$NSPAWN_PID"
         rc=$?
+        BG_PIDS=()
         NL=$T/agent-ns.log
         is "${NSPAWN_TESTS[0]}" "$rc" 0 || { tail -n 30 "$T/nspawn.log"; tail -n 30 "$O/driver.log"; } 2>/dev/null | sed 's/^/# /'
         is "${NSPAWN_TESTS[1]}" "$(cat "$O/db.1" 2>/dev/null)" "hunter2"
@@ -347,28 +359,31 @@ DRIVER
         is "${NSPAWN_TESTS[8]}" "$(wc -c <"$O/forge-scope" 2>/dev/null)" 0
         is "${NSPAWN_TESTS[9]}" "$(wc -c <"$O/forge-root" 2>/dev/null)" 0
         is "${NSPAWN_TESTS[10]}" "$(wc -c <"$O/forge-delegate" 2>/dev/null)" 0
+        is "${NSPAWN_TESTS[11]}" "$(wc -c <"$O/forge-host" 2>/dev/null)" 0
         n=0
-        for why in "belongs to unit driver.service" "belongs to unit fake-demo.scope" "belongs to no unit" "belongs to unit delegate.service"; do
-                grep -Eq "Refused credential 'db' to unit demo.service: the peer \(pid [0-9]+\) $why" "$NL" && n=$((n + 1))
+        for why in "\(pid [0-9]+\) belongs to unit driver.service" "\(pid [0-9]+\) belongs to unit fake-demo.scope" \
+                "\(pid [0-9]+\) belongs to no unit" "\(pid [0-9]+\) belongs to unit delegate.service" \
+                "is a process the agent cannot see"; do
+                grep -Eq "Refused credential 'db' to unit demo.service: the peer $why" "$NL" && n=$((n + 1))
         done
-        is "${NSPAWN_TESTS[11]}" "$n" 4 || diag "the forgers' cgroups: $(cat "$O/forge-delegate.cgroup" "$O/forge-root.cgroup" 2>/dev/null | tr '\n' ' ')"
-        is "${NSPAWN_TESTS[12]}" "$(cat "$O/db.1" 2>/dev/null)" "hunter2"
-        is "${NSPAWN_TESTS[13]}" "$(cat "$O/db.2" 2>/dev/null)" "rotated"
-        check "${NSPAWN_TESTS[14]}" test -e "$O/at-cap"
-        check "${NSPAWN_TESTS[15]}" test -e "$O/getkey-answered"
+        is "${NSPAWN_TESTS[12]}" "$n" 5 || diag "the forgers' cgroups: $(cat "$O/forge-delegate.cgroup" "$O/forge-root.cgroup" 2>/dev/null | tr '\n' ' ')"
+        is "${NSPAWN_TESTS[13]}" "$(cat "$O/db.1" 2>/dev/null)" "hunter2"
+        is "${NSPAWN_TESTS[14]}" "$(cat "$O/db.2" 2>/dev/null)" "rotated"
+        check "${NSPAWN_TESTS[15]}" test -e "$O/at-cap"
+        check "${NSPAWN_TESTS[16]}" test -e "$O/getkey-answered"
         before=$(cat "$O/rss-before" 2>/dev/null)
         during=$(sort -n "$O/rss-during" 2>/dev/null | tail -n1)
         diag "the agent's VmRSS: ${before:-?} kB before the slow readers, ${during:-?} kB with them; bound: +$BOUND_KB kB"
-        check "${NSPAWN_TESTS[16]}" test -n "$before" -a -n "$during" -a "$((${during:-0} - ${before:-0}))" -le "$BOUND_KB"
-        is "${NSPAWN_TESTS[17]}" "$(grep -c "Could not deliver key 'big_key' version [0-9]* to unit slow.service as credential 'big_key': the reader took too long" "$NL")" "$CAP"
+        check "${NSPAWN_TESTS[17]}" test -n "$before" -a -n "$during" -a "$((${during:-0} - ${before:-0}))" -le "$BOUND_KB"
+        is "${NSPAWN_TESTS[18]}" "$(grep -c "Could not deliver key 'big_key' version [0-9]* to unit slow.service as credential 'big_key': the reader took too long" "$NL")" "$CAP"
         first_cut=$(grep -n "to unit slow.service as credential 'big_key': the reader took too long" "$NL" | head -n1 | cut -d: -f1)
         first_queued=$(grep -n "Delivered key 'big_key' version [0-9]* to unit queued.service" "$NL" | head -n1 | cut -d: -f1)
-        check "${NSPAWN_TESTS[18]}" test -n "$first_cut" -a -n "$first_queued" -a "${first_queued:-0}" -gt "${first_cut:-0}"
-        is "${NSPAWN_TESTS[19]}" "$(sort -u "$O/read-result" 2>/dev/null | tr '\n' ' ')" "$(base64 -d "$T/big" | wc -c) "
+        check "${NSPAWN_TESTS[19]}" test -n "$first_cut" -a -n "$first_queued" -a "${first_queued:-0}" -gt "${first_cut:-0}"
+        is "${NSPAWN_TESTS[20]}" "$(sort -u "$O/read-result" 2>/dev/null | tr '\n' ' ')" "$(base64 -d "$T/big" | wc -c) "
         if grep -q -e hunter2 -e rotated -f <(head -c 64 "$T/big"; echo) "$NL"; then
-                not_ok "${NSPAWN_TESTS[20]}"
+                not_ok "${NSPAWN_TESTS[21]}"
         else
-                ok "${NSPAWN_TESTS[20]}"
+                ok "${NSPAWN_TESTS[21]}"
         fi
 else
         for t in "${NSPAWN_TESTS[@]}"; do
