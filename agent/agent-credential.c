@@ -5,10 +5,13 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-login.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -20,6 +23,15 @@
 
 #define CREDENTIAL_SOCKET_NAME "credential.sock"
 #define CREDENTIAL_SEND_TIMEOUT_SEC 10
+/* Replies being written at once; further connections wait in the socket's backlog. */
+#define CREDENTIAL_REPLIES_MAX 16
+/* Copies of credentials kept for the next start, beyond those being written. */
+#define CREDENTIAL_COPIES_MAX 8
+/* Linux 6.5; glibc 2.36's headers lack it. The generic value, which alpha, parisc and sparc
+ * do not share: there the check goes without it. */
+#if !defined(SO_PEERPIDFD) && !defined(__alpha__) && !defined(__hppa__) && !defined(__sparc__)
+#        define SO_PEERPIDFD 77
+#endif
 #define MESSAGE_ID_CREDENTIAL "8d2f6b1a09c44e7d95e3a7c0b4d1f268"
 
 static void refuse(const char *unit, const char *name, const char *why) {
@@ -45,8 +57,13 @@ static AgentKey *find_for_unit(Agent *a, const char *unit, const char *name) {
         return NULL;
 }
 
-/* Read key id from the cache, as the agent last wrote it. */
-static int read_checked(Agent *a, const char *id, Key **ret, const char **ret_why) {
+/* Read key id from the cache, as the agent last wrote it, with the checksum of what was read. */
+static int read_checked(
+        Agent *a,
+        const char *id,
+        Key **ret,
+        uint8_t ret_sha256[static CACHE_SHA256_SIZE],
+        const char **ret_why) {
         for (unsigned attempt = 0; attempt < 3; attempt++) {
                 _cleanup_(key_freep) Key *key = NULL;
                 uint8_t expected[CACHE_SHA256_SIZE], writing[CACHE_SHA256_SIZE];
@@ -74,6 +91,7 @@ static int read_checked(Agent *a, const char *id, Key **ret, const char **ret_wh
                 if (r >= 0 &&
                     (memcmp(got.sha256, expected, sizeof(expected)) == 0 ||
                      (is_writing && memcmp(got.sha256, writing, sizeof(writing)) == 0))) {
+                        memcpy(ret_sha256, got.sha256, CACHE_SHA256_SIZE);
                         *ret = TAKE_PTR(key);
                         return 0;
                 }
@@ -94,6 +112,205 @@ static int read_checked(Agent *a, const char *id, Key **ret, const char **ret_wh
         return -EAGAIN;
 }
 
+/* What one version of a key (the cache file with this checksum) gives as a credential, read
+ * and checked once, then shared by every reply that writes it and kept for the next start:
+ * a burst of units asking for the same key costs one copy, not one per connection. The list
+ * holds a reference, each reply another. */
+typedef struct CredentialCopy CredentialCopy;
+struct CredentialCopy {
+        CredentialCopy *next; /* in Agent.credential_copies, most recently used first */
+        unsigned n_ref;
+        char *id;
+        uint8_t sha256[CACHE_SHA256_SIZE];
+        uint64_t version; /* the primary version's id, for the log */
+        Secret *primary;  /* the primary version's data, once asked for */
+        Secret *json;     /* the versions as Knox's JSON, once asked for */
+};
+
+static CredentialCopy *copy_unref(CredentialCopy *c) {
+        if (!c || --c->n_ref > 0)
+                return NULL;
+        secret_free(c->primary);
+        secret_free(c->json);
+        free(c->id);
+        free(c);
+        return NULL;
+}
+
+/* Drop the list's reference to the copy that *pp points to. */
+static void copy_unlist(CredentialCopy **pp) {
+        CredentialCopy *c = *pp;
+
+        *pp = c->next;
+        c->next = NULL;
+        copy_unref(c);
+}
+
+/* The listed copy of key id at checksum sha256, moved to the front, or NULL. Copies of the
+ * key's other versions are dropped: they are no longer what the key is. */
+static CredentialCopy *copy_find(Agent *a, const char *id, const uint8_t *sha256) {
+        CredentialCopy *found = NULL;
+
+        for (CredentialCopy **pp = &a->credential_copies; *pp;) {
+                CredentialCopy *c = *pp;
+
+                if (!streq(c->id, id)) {
+                        pp = &c->next;
+                        continue;
+                }
+                if (found || memcmp(c->sha256, sha256, CACHE_SHA256_SIZE) != 0) {
+                        copy_unlist(pp);
+                        continue;
+                }
+                *pp = c->next;
+                found = c;
+        }
+        if (found) {
+                found->next = a->credential_copies;
+                a->credential_copies = found;
+        }
+        return found;
+}
+
+/* Drop the copies of keys that are no longer registered or cached as they were (replies
+ * writing one keep it until they end), and keep at most CREDENTIAL_COPIES_MAX copies that no
+ * reply is writing. Main thread. */
+static void copy_trim(Agent *a) {
+        size_t idle = 0;
+
+        pthread_mutex_lock(&a->lock);
+        for (CredentialCopy **pp = &a->credential_copies; *pp;) {
+                AgentKey *k = agent_find_key(a, (*pp)->id);
+
+                if (!k || !k->cache.valid ||
+                    memcmp(k->cache.sha256, (*pp)->sha256, CACHE_SHA256_SIZE) != 0 ||
+                    ((*pp)->n_ref == 1 && ++idle > CREDENTIAL_COPIES_MAX)) {
+                        copy_unlist(pp);
+                        continue;
+                }
+                pp = &(*pp)->next;
+        }
+        pthread_mutex_unlock(&a->lock);
+}
+
+/* The copy of key id that a credential (as_json: the version set) is written from, with a
+ * reference for the caller: from memory when the agent's record of the cache file is still
+ * what the copy was read from, else read from the cache and checked. */
+static int copy_get(Agent *a, const char *id, bool as_json, CredentialCopy **ret, const char **ret_why) {
+        _cleanup_(key_freep) Key *key = NULL;
+        _cleanup_buf_ Buf json = BUF_INIT_SECURE;
+        uint8_t expected[CACHE_SHA256_SIZE], sha256[CACHE_SHA256_SIZE];
+        const KeyVersion *p;
+        CredentialCopy *c;
+        bool cached;
+        AgentKey *k;
+        int r;
+
+        pthread_mutex_lock(&a->lock);
+        k = agent_find_key(a, id);
+        cached = k && k->cache.valid;
+        if (cached)
+                memcpy(expected, k->cache.sha256, sizeof(expected));
+        pthread_mutex_unlock(&a->lock);
+        if (!cached) {
+                *ret_why = "the key is not cached yet";
+                return -ENOENT;
+        }
+
+        c = copy_find(a, id, expected);
+        if (!c || !(as_json ? c->json : c->primary)) {
+                r = read_checked(a, id, &key, sha256, ret_why);
+                if (r < 0)
+                        return r;
+                c = copy_find(a, id, sha256);
+                if (!c) {
+                        c = calloc(1, sizeof(CredentialCopy));
+                        if (!c)
+                                return -ENOMEM;
+                        c->id = strdup(id);
+                        if (!c->id) {
+                                free(c);
+                                return -ENOMEM;
+                        }
+                        c->n_ref = 1;
+                        memcpy(c->sha256, sha256, sizeof(sha256));
+                        c->next = a->credential_copies;
+                        a->credential_copies = c;
+                }
+                p = key_primary_version(key);
+                c->version = p ? p->id : 0;
+                if (as_json && !c->json) {
+                        r = knox_key_json_append(&json, key, VERSION_STATUS_INACTIVE, false);
+                        if (r >= 0)
+                                r = buf_putc(&json, '\n');
+                        if (r < 0)
+                                return r;
+                        c->json = secret_new_copy(json.data, json.len);
+                        if (!c->json)
+                                return -ENOMEM;
+                } else if (!as_json && !c->primary) {
+                        if (!p || !p->data) {
+                                *ret_why = "the key has no primary version";
+                                return -ENODATA;
+                        }
+                        c->primary = secret_new_copy(p->data->data, p->data->size);
+                        if (!c->primary)
+                                return -ENOMEM;
+                }
+        }
+        c->n_ref++;
+        copy_trim(a);
+        *ret = c;
+        return 0;
+}
+
+/* Whether the peer is a process of unit, as sd_pid_get_unit() finds it from the pid that
+ * SO_PEERCRED gave: the address is the peer's word, its cgroup is not. A cgroup path prefix
+ * would not do (a unit with Delegate=yes may name its own cgroups after other units). Where
+ * the kernel gives a pidfd of the peer (SO_PEERPIDFD, Linux 6.5), it shows the process still
+ * alive after the look, so that its pid was not reused meanwhile. systemd connects from the
+ * unit's own process, forked for it, before it runs the unit's command. 0, or -EPERM with the
+ * reason in why. */
+static int verify_peer_unit(int fd, pid_t pid, const char *unit, char *why, size_t why_size) {
+        _cleanup_free_ char *peer_unit = NULL;
+        _cleanup_close_ int pidfd = -EBADF;
+        int r;
+
+        if (pid <= 0) {
+                snprintf(
+                        why, why_size, "the peer is a process the agent cannot see (another PID namespace)");
+                return -EPERM;
+        }
+#ifdef SO_PEERPIDFD
+        socklen_t len = sizeof(pidfd);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
+                pidfd = -EBADF;
+                if (errno == ESRCH) {
+                        snprintf(why, why_size, "the peer (pid %d) is gone", (int) pid);
+                        return -EPERM;
+                }
+                /* An older kernel: the pid alone. */
+        }
+#endif
+
+        r = sd_pid_get_unit(pid, &peer_unit);
+        if (r < 0) {
+                snprintf(why, why_size, "the peer (pid %d) belongs to no unit", (int) pid);
+                return -EPERM;
+        }
+        if (!streq(peer_unit, unit)) {
+                snprintf(why, why_size, "the peer (pid %d) belongs to unit %s", (int) pid, peer_unit);
+                return -EPERM;
+        }
+        if (pidfd >= 0 && pidfd_send_signal(pidfd, 0, NULL, 0) < 0) {
+                snprintf(why, why_size, "the peer (pid %d) went away while it was checked", (int) pid);
+                return -EPERM;
+        }
+        log_debug("The credential peer, pid %d, belongs to unit %s.", (int) pid, peer_unit);
+        return 0;
+}
+
 /* A credential on its way out: systemd reads it at once, but the main loop never waits for
  * a slow reader, and gives up after CREDENTIAL_SEND_TIMEOUT_SEC. */
 typedef struct CredentialReply CredentialReply;
@@ -101,26 +318,56 @@ struct CredentialReply {
         Agent *agent;
         CredentialReply *prev, *next;
         int fd;
-        Secret *data;
+        CredentialCopy *copy;
+        const Secret *data; /* in copy */
         size_t sent;
         char *what; /* the delivery, for the log */
         sd_event_source *io;
         sd_event_source *timer;
 };
 
+/* At most CREDENTIAL_REPLIES_MAX replies are written at once: at the cap the agent stops
+ * accepting, and connections wait in the socket's backlog until a reply ends. */
+static void accept_more(Agent *a) {
+        size_t n = 0;
+        int enabled = SD_EVENT_OFF, want;
+
+        if (!a->credential_source)
+                return;
+        for (CredentialReply *rep = a->credential_replies; rep; rep = rep->next)
+                n++;
+        want = n < CREDENTIAL_REPLIES_MAX ? SD_EVENT_ON : SD_EVENT_OFF;
+        (void) sd_event_source_get_enabled(a->credential_source, &enabled);
+        if (enabled == want)
+                return;
+        if (want == SD_EVENT_OFF)
+                log_debug(
+                        "%u credential replies are being written: new connections wait.",
+                        (unsigned) CREDENTIAL_REPLIES_MAX);
+        else
+                log_debug("Accepting credential connections again.");
+        (void) sd_event_source_set_enabled(a->credential_source, want);
+}
+
 static void reply_free(CredentialReply *rep) {
+        Agent *a = rep->agent;
+
         if (rep->prev)
                 rep->prev->next = rep->next;
-        else if (rep->agent && rep->agent->credential_replies == rep)
-                rep->agent->credential_replies = rep->next;
+        else if (a && a->credential_replies == rep)
+                a->credential_replies = rep->next;
         if (rep->next)
                 rep->next->prev = rep->prev;
         sd_event_source_disable_unref(rep->io);
         sd_event_source_disable_unref(rep->timer);
         safe_close(rep->fd);
-        secret_free(rep->data);
+        copy_unref(rep->copy);
         free(rep->what);
         free(rep);
+        if (a) {
+                copy_trim(a);
+                accept_more(a);
+        }
 }
 
 /* Send what the socket takes: 1 when all is out, 0 to wait for room, or a negative errno. */
@@ -171,22 +418,21 @@ static int on_reply_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/* Check the peer and find what it may have: 0 with the bytes to send and the delivery's
- * description for the log, or a negative errno after logging the refusal. */
-static int serve(Agent *a, int fd, Secret **ret_data, char **ret_what) {
+/* Check the peer and find what it may have: 0 with a reference to the copy to send, the
+ * bytes in it, and the delivery's description for the log, or a negative errno after logging
+ * the refusal. */
+static int serve(Agent *a, int fd, CredentialCopy **ret_copy, const Secret **ret_data, char **ret_what) {
         _cleanup_free_ char *buf = NULL;
-        _cleanup_(key_freep) Key *key = NULL;
-        _cleanup_buf_ Buf json = BUF_INIT_SECURE;
         _cleanup_free_ char *id = NULL;
         struct sockaddr_un sa = {};
         socklen_t salen = sizeof(sa);
         struct ucred cred = {};
         socklen_t len = sizeof(cred);
         const char *unit = NULL, *name = NULL, *why = NULL, *key_name;
-        const KeyVersion *p = NULL;
+        char peer_why[384];
+        CredentialCopy *c = NULL;
         size_t name_len;
         bool as_json;
-        Secret *data;
         char *what;
         AgentKey *k;
         int r;
@@ -210,6 +456,11 @@ static int serve(Agent *a, int fd, Secret **ret_data, char **ret_what) {
                        NULL,
                        "the peer is not systemd asking for a unit's credential (no /unit/ address)");
                 return -EPERM;
+        }
+        r = verify_peer_unit(fd, cred.pid, unit, peer_why, sizeof(peer_why));
+        if (r < 0) {
+                refuse(unit, name, peer_why);
+                return r;
         }
 
         name_len = strlen(name);
@@ -235,39 +486,25 @@ static int serve(Agent *a, int fd, Secret **ret_data, char **ret_what) {
                 return -ENOMEM;
         }
 
-        r = read_checked(a, id, &key, &why);
+        r = copy_get(a, id, as_json, &c, &why);
         if (r < 0) {
                 refuse(unit, name, why ?: strerror(-r));
                 return r;
         }
-        if (as_json) {
-                r = knox_key_json_append(&json, key, VERSION_STATUS_INACTIVE, false);
-                if (r >= 0)
-                        r = buf_putc(&json, '\n');
-        } else {
-                p = key_primary_version(key);
-                r = p && p->data ? 0 : -ENODATA;
-        }
-        if (r < 0) {
-                refuse(unit, name, r == -ENODATA ? "the key has no primary version" : strerror(-r));
-                return r;
-        }
-
-        data = as_json ? secret_new_copy(json.data, json.len) :
-                         secret_new_copy(p->data->data, p->data->size);
-        if (!data ||
-            asprintf(
+        if (asprintf(
                     &what,
                     "key '%s' version %" PRIu64 " to unit %s as credential '%s'",
                     LOG_NAME(id),
-                    key_primary_version(key) ? key_primary_version(key)->id : 0,
+                    c->version,
                     LOG_NAME(unit),
                     LOG_NAME(name)) < 0) {
-                secret_free(data);
+                copy_unref(c);
+                copy_trim(a);
                 refuse(unit, name, "out of memory");
                 return -ENOMEM;
         }
-        *ret_data = data;
+        *ret_copy = c;
+        *ret_data = as_json ? c->json : c->primary;
         *ret_what = what;
         return 0;
 }
@@ -281,12 +518,14 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         if (!rep)
                 return 0;
         rep->fd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (rep->fd < 0 || serve(a, rep->fd, &rep->data, &rep->what) < 0) {
+        if (rep->fd < 0 || serve(a, rep->fd, &rep->copy, &rep->data, &rep->what) < 0) {
                 reply_free(rep);
+                copy_trim(a);
                 return 0;
         }
         r = reply_send(rep);
         if (r != 0) {
+                rep->agent = a;
                 reply_finish(rep, r);
                 return 0;
         }
@@ -305,8 +544,11 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
                         0,
                         on_reply_timeout,
                         rep);
-        if (r < 0)
+        if (r < 0) {
                 reply_finish(rep, r);
+                return 0;
+        }
+        accept_more(a);
         return 0;
 }
 
@@ -356,10 +598,16 @@ int agent_credential_open(Agent *a) {
         return 0;
 }
 
+void agent_credential_trim(Agent *a) {
+        copy_trim(a);
+}
+
 void agent_credential_close(Agent *a) {
         a->credential_source = sd_event_source_disable_unref(a->credential_source);
         while (a->credential_replies)
                 reply_finish(a->credential_replies, -ECANCELED);
+        while (a->credential_copies)
+                copy_unlist(&a->credential_copies);
         /* A socket of our own goes with us; systemd's stays for the next start. */
         if (a->credential_path) {
                 (void) unlink(a->credential_path);

@@ -3,14 +3,18 @@
 
 /* The credential socket, <runtime-dir>/credential.sock (0600), for systemd's LoadCredential=.
  * systemd connects from an abstract address "\0<random>/unit/<unit>/<credential>"; the agent
- * checks that the peer is root, finds the key registered for that unit under that credential
- * name (Register's "credential" option, else the key's id), writes its primary version (or,
- * for a name ending in ".json", the key's versions in Knox's JSON) and closes. A refusal is
+ * checks that the peer is root and that its process belongs to that unit (sd_pid_get_unit()),
+ * finds the key registered for that unit under that credential name (Register's "credential"
+ * option, else the key's id), writes its primary version (or, for a name ending in ".json",
+ * the key's versions in Knox's JSON) and closes. A refusal is
  * logged with the unit and the reason and closes without a byte: the socket has no way to say
  * no, so systemd starts the unit with an empty credential. The socket comes from systemd
- * (keyward-agent.socket) when the agent is socket-activated. */
+ * (keyward-agent.socket) when the agent is socket-activated. At most 16 replies are
+ * written at once, each within 10 seconds; further connections wait in the backlog. */
 
 typedef struct Agent Agent;
 
 int agent_credential_open(Agent *a);
+/* Forget the copies of credentials whose key changed or went away. Main thread. */
+void agent_credential_trim(Agent *a);
 void agent_credential_close(Agent *a);

@@ -210,6 +210,8 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 free(changes[i].id);
         }
         free(changes);
+        if (n_changes > 0)
+                agent_credential_trim(a);
         agent_bus_status_changed(a, connected, last_sync);
         agent_bus_sync_finished(a, sync_done, sync_error);
         notify_status(a, connected);

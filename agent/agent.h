@@ -79,6 +79,7 @@ typedef struct Agent {
         sd_event_source *credential_source;
         char *credential_path;                      /* the credential socket, when the agent made it */
         struct CredentialReply *credential_replies; /* being written, doubly linked */
+        struct CredentialCopy *credential_copies;   /* what they write, shared (agent-credential.c) */
         AgentSync *sync;
 
         pthread_mutex_t lock; /* guards what follows */

@@ -1,10 +1,12 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # The agent's credential socket for LoadCredential=: a peer that connects the way systemd
-# does (bound to "\0<random>/unit/<unit>/<name>") gets the key registered for that unit
-# under that name, as data or as JSON; every other asks is refused and logged. Then, as root,
-# a real systemd booted in systemd-nspawn starts units that declare LoadCredential= against
-# the agent.
+# does (bound to "\0<random>/unit/<unit>/<name>") from a process of that unit gets the key
+# registered for that unit under that name, as data or as JSON; every other ask is refused
+# and logged, whatever address the asker bound. Without root, only refusals can be shown (the
+# test is no unit's process). As root, a real systemd booted in systemd-nspawn runs the agent
+# and units that declare LoadCredential= against it, forgers of several kinds, a rotation,
+# and slow readers up to and beyond the agent's cap on replies in flight.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -18,7 +20,7 @@ HOST=host1.example.com
 
 make_pki
 kwd_init
-kwd_start
+kwd_start --max-body-size 8M # for the big key below
 ADMIN=$(kwd_token admin) || bail "cannot mint a token"
 GRANT='[{"type":"Machine","id":"'$HOST'","access":"Read"}]'
 for k in db_password:hunter2 tls_key:tls-secret other:not-yours; do
@@ -68,107 +70,332 @@ sys.stdout.write(data.decode("utf-8", "replace"))
 PYEOF
 }
 
-is "demo.service's credential 'db': db_password's primary version" "$(ask 1a2b3c4d5e6f7081/unit/demo.service/db)" "hunter2"
-is "web.service's credential 'tls_key': the key of that id" "$(ask 99/unit/web.service/tls_key)" "tls-secret"
-is "else.service's 'db' is its own key" "$(ask 42/unit/else.service/db)" "not-yours"
-out=$(ask 7/unit/demo.service/db.json)
-is "'db.json': the version set as Knox's JSON" "$(jget "$out" '[j["id"], len(j["versions"]), j["versions"][0]["status"], j["acl"]]')" \
-        '["db_password", 1, "Primary", []]'
-check "the delivery is logged with the unit" grep -q "Delivered key 'db_password' version [0-9]* to unit demo.service as credential 'db'" "$T/agent.log"
-
-is "a unit the key is not registered for gets nothing" "$(ask 5/unit/web.service/db)" ""
-check "that refusal is logged with the unit and the reason" \
-        grep -q "Refused credential 'db' to unit web.service: no key is registered for this unit under this name" "$T/agent.log"
-is "an unknown credential name gets nothing" "$(ask 5/unit/demo.service/nope)" ""
+# The test itself runs in no unit, or in one of its own (a session scope, a CI service): it
+# is root, or the agent's own user, and may bind any address, yet it is not demo.service.
+is "a root process outside demo.service that claims it in its address gets nothing" \
+        "$(ask 1a2b3c4d5e6f7081/unit/demo.service/db)" ""
+check "that forgery is logged with the unit and the peer" \
+        grep -Eq "Refused credential 'db' to unit demo.service: the peer \(pid [0-9]+\) belongs to (no unit|unit [^ ]+)" "$T/agent.log"
+is "a forger gets no .json credential either" "$(ask 7/unit/demo.service/db.json)" ""
 is "an address that is not systemd's gets nothing" "$(ask not-systemd)" ""
 check "that is logged too" grep -q "the peer is not systemd asking" "$T/agent.log"
 is "an empty unit gets nothing" "$(ask 5/unit//db)" ""
 
-# A reader that does not read: the agent goes on serving meanwhile, and the reader gets the
-# whole credential once it reads.
-head -c 600000 /dev/urandom | base64 -w0 >"$T/big"
-r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=big_key --data-urlencode "data@$T/big" --data-urlencode "acl=$GRANT")
-expect "create a key of 800 KB" "$r" 200 0 ""
-check "Register it for slow.service" call Register 'sa{sv}' big_key 1 units as 1 slow.service
-check "it is cached" wait_for 10 test -s "$T/state/cache/big_key"
-python3 - "$T/run/credential.sock" "$T/big.got" <<'PYEOF2' &
-import socket, sys, time
+# ---- a real systemd: LoadCredential= against the agent ----------------------------------------
+# The host's own tree booted as a container with a throwaway root (--volatile=yes), sharing
+# the network namespace, with $T bound in. A second agent runs inside, as a unit with its
+# socket unit, so that it sees the container's units as sd_pid_get_unit() finds them (from
+# outside, a container's cgroups are no unit of this host's). driver.service runs
+# $T/driver.sh there and leaves its findings in $T/out; the checks below read them.
+NSPAWN_TESTS=("the container ran the driver to success"
+        "demo.service got db_password's primary version through LoadCredential="
+        "demo.service got the .json credential"
+        "the delivery is logged with the unit"
+        "systemd asks from the unit's own process, not from PID 1"
+        "a unit the key is not registered for gets an empty credential"
+        "that refusal is logged with the unit and the reason"
+        "a root process of another unit (driver.service) that claims demo.service gets nothing"
+        "a root process in a scope of another name gets nothing"
+        "a root process outside every unit gets nothing"
+        "a process of a Delegate=yes unit, in a cgroup it named demo.service, gets nothing"
+        "a root process of the host, outside the container's PID namespace, gets nothing"
+        "each forgery is logged with the unit the peer really belongs to"
+        "after the forgers, demo.service still gets its key"
+        "after a rotation, demo.service's next start gets the new primary"
+        "at the cap of slow readers the agent stops accepting"
+        "with the cap of slow readers connected and more waiting, GetKey answers on the bus"
+        "the agent's memory stays bounded meanwhile (VmRSS)"
+        "the slow readers are cut off at the write deadline"
+        "the waiting readers were accepted only once slots were free (queued, not refused)"
+        "every waiting reader got the whole key"
+        "no key data in the container agent's log")
+if [ "$(id -u)" -eq 0 ] && command -v systemd-nspawn >/dev/null && [ -x /lib/systemd/systemd ]; then
+        NS_RUN=$T/nsrun
+        O=$T/out
+        # The container sees /usr of this tree and $T, not the build directory.
+        mkdir -p "$T/units" "$O" "$NS_RUN" "$T/bin"
+        cp "$KEYWARD_AGENT" "$T/bin/keyward-agent"
+        chmod 0755 "$T" "$T/units" "$O" "$NS_RUN" "$T/bin"
+        head -c 1500000 /dev/urandom | base64 -w0 >"$T/big"
+        r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=big_key --data-urlencode "data@$T/big" --data-urlencode "acl=$GRANT")
+        expect "create a key of 1.5 MB" "$r" 200 0 ""
+        CAP=16     # CREDENTIAL_REPLIES_MAX in agent/agent-credential.c
+        WAITING=48 # readers beyond the cap
+        # What the bug held: one copy of the key per connection, so the cap of slow readers
+        # alone held CAP copies. The bound allows two more copies, 64 KiB per reply and 4 MiB
+        # of slack: under half of that.
+        KEY_KB=$(($(base64 -d "$T/big" | wc -c) / 1024))
+        BOUND_KB=$((4096 + CAP * 64 + 2 * KEY_KB))
+
+        # ask.py ADDRESS OUT: connect as systemd does and save what the agent wrote.
+        cat >"$T/ask.py" <<'PYEOF'
+import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-s.bind("\0" + "77/unit/slow.service/big_key")
-s.connect(sys.argv[1])
-time.sleep(3)
+s.bind("\0" + sys.argv[1])
+s.connect(sys.argv[2])
 data = b""
 while True:
         chunk = s.recv(65536)
         if not chunk:
                 break
         data += chunk
-open(sys.argv[2], "wb").write(data)
-PYEOF2
-SLOW_PID=$!
-sleep 0.5
-check "while it does not read, the agent still answers on the bus" \
-        bash -c "timeout 2 busctl --system --timeout=2 call $DEST $OBJ $IFACE GetKey s db_password >/dev/null"
-wait "$SLOW_PID"
-check "the slow reader got the whole key" cmp -s "$T/big.got" <(base64 -d "$T/big")
+open(sys.argv[3], "wb").write(data)
+PYEOF
+        # stall.py N SOCKET READY: N connections of this unit that never read.
+        cat >"$T/stall.py" <<'PYEOF'
+import socket, sys, time
+n, path, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+socks = []
+for i in range(n):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.bind("\0stall%d/unit/slow.service/big_key" % i)
+        s.connect(path)
+        socks.append(s)
+open(ready, "w").write("%d\n" % n)
+time.sleep(600)
+PYEOF
+        # read.py N SOCKET READY RESULT UNIT: N connections of UNIT that read everything;
+        # RESULT gets the size each one received.
+        cat >"$T/read.py" <<'PYEOF'
+import selectors, socket, sys
+n, path, ready, result, unit = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+sel = selectors.DefaultSelector()
+got = {}
+for i in range(n):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind("\0wait%d/unit/%s/big_key" % (i, unit))
+        s.connect(path)
+        got[i] = 0
+        sel.register(s, selectors.EVENT_READ, i)
+open(ready, "w").write("%d\n" % n)
+left = n
+while left:
+        for key, _ in sel.select():
+                chunk = key.fileobj.recv(1 << 20)
+                if chunk:
+                        got[key.data] += len(chunk)
+                else:
+                        sel.unregister(key.fileobj)
+                        key.fileobj.close()
+                        left -= 1
+open(result, "w").write("".join("%d\n" % got[i] for i in range(n)))
+PYEOF
+        # cgexec.py own|top NAME OUT COMMAND...: move into a cgroup NAME below this process's own
+        # cgroup (own: what a Delegate=yes unit may do) or at the top of the tree (top: in no
+        # unit), in every hierarchy systemd tracks units by; note where it landed in OUT and
+        # run COMMAND there.
+        cat >"$T/cgexec.py" <<'PYEOF'
+import os, sys
+where, name, out, cmd = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+mounts = {}
+for l in open("/proc/self/mountinfo"):
+        pre, _, post = l.partition(" - ")
+        fstype, _, opts = post.split()[:3]
+        if fstype == "cgroup2":
+                mounts.setdefault("", pre.split()[4])
+        elif fstype == "cgroup" and "name=systemd" in opts.split(","):
+                mounts["name=systemd"] = pre.split()[4]
+moved = 0
+for l in open("/proc/self/cgroup"):
+        _, ctl, path = l.rstrip("\n").split(":", 2)
+        if ctl not in mounts:
+                continue
+        d = mounts[ctl] + (path.rstrip("/") if where == "own" else "") + "/" + name
+        try:
+                os.makedirs(d, exist_ok=True)
+                open(d + "/cgroup.procs", "w").write("%d\n" % os.getpid())
+                moved += 1
+        except OSError as e:
+                sys.stderr.write("%s: %s\n" % (d, e))
+open(out, "w").write(open("/proc/self/cgroup").read())
+if not moved:
+        sys.exit(1)
+os.execvp(cmd[0], cmd)
+PYEOF
 
-# Rotation: a new primary is what the next start gets.
-r=$(req none "0u$ADMIN" POST /v0/keys/db_password/versions/ --data-urlencode "data=$(printf 'rotated' | base64 -w0)")
-expect "add a version to db_password" "$r" 200 0 ""
-V=$(jget "$(body "$r")" 'j["data"]')
-r=$(req none "0u$ADMIN" PUT "/v0/keys/db_password/versions/$V/" --data-urlencode 'status="Primary"')
-expect "promote it" "$r" 200 0 ""
-asks_for() { [ "$(ask "$1")" = "$2" ]; } # ADDRESS EXPECTED
-check "the next start gets the new primary" wait_for 10 asks_for abc/unit/demo.service/db rotated
-
-# ---- a real systemd: LoadCredential= against the agent ----------------------------------------
-# The host's own tree booted as a container with a throwaway root (--volatile=yes), sharing
-# the network namespace, with $T bound in: PID 1 connects to the agent's socket itself.
-NSPAWN_TESTS=("systemd runs a unit with the registered credential" "the unit got the key's primary version"
-        "the unit got the .json credential" "a unit the key is not registered for gets an empty credential"
-        "systemd's attempt for the other unit is refused and logged")
-if [ "$(id -u)" -eq 0 ] && command -v systemd-nspawn >/dev/null && [ -x /lib/systemd/systemd ]; then
-        mkdir -p "$T/units" "$T/out"
-        chmod 0755 "$T" "$T/units" "$T/out"
+        cat >"$T/units/kwagent.socket" <<UNIT
+[Unit]
+Description=keyward test: the agent's credential socket
+[Socket]
+ListenStream=$NS_RUN/credential.sock
+SocketMode=0600
+UNIT
+        cat >"$T/units/kwagent.service" <<UNIT
+[Unit]
+Description=keyward test: the agent, in the container
+Requires=dbus.socket kwagent.socket
+After=dbus.socket kwagent.socket
+[Service]
+Type=notify
+BusName=org.keyward.Agent1
+ExecStart=$T/bin/keyward-agent --server $KWD_URL --cert $T/pki/machine.pem --key $T/pki/machine.key --server-ca $T/pki/ca.pem --hostname $HOST --state-dir $T/nsstate --runtime-dir $NS_RUN --log-level debug
+StandardError=append:$T/agent-ns.log
+UNIT
         cat >"$T/units/demo.service" <<UNIT
 [Unit]
 Description=keyward test: a unit with credentials from the agent
-Wants=web.service
-After=web.service
-SuccessAction=exit-force
-FailureAction=exit-force
 [Service]
 Type=oneshot
-LoadCredential=db:$T/run/credential.sock
-LoadCredential=db.json:$T/run/credential.sock
-ExecStart=/bin/sh -c 'cat "\$CREDENTIALS_DIRECTORY/db" >$T/out/db; cat "\$CREDENTIALS_DIRECTORY/db.json" >$T/out/db.json'
+LoadCredential=db:$NS_RUN/credential.sock
+LoadCredential=db.json:$NS_RUN/credential.sock
+ExecStart=/bin/sh -c 'cat "\$CREDENTIALS_DIRECTORY/db" >$O/db.\$DEMO_RUN; cat "\$CREDENTIALS_DIRECTORY/db.json" >$O/db.json.\$DEMO_RUN'
 UNIT
         cat >"$T/units/web.service" <<UNIT
 [Unit]
 Description=keyward test: a unit asking for a credential it is not registered for
 [Service]
 Type=oneshot
-LoadCredential=db:$T/run/credential.sock
-ExecStart=/bin/sh -c 'stat -c "%%s bytes" "\$CREDENTIALS_DIRECTORY/db" >$T/out/web'
+LoadCredential=db:$NS_RUN/credential.sock
+ExecStart=/bin/sh -c 'stat -c "%%s bytes" "\$CREDENTIALS_DIRECTORY/db" >$O/web'
 UNIT
-        timeout 120 systemd-nspawn --directory=/ --volatile=yes --boot --register=no --keep-unit \
-                --quiet --bind="$T" --bind-ro="$T/units:/etc/systemd/system" \
-                -- --unit=demo.service systemd.firstboot=off </dev/null \
-                >"$T/nspawn.log" 2>&1
+        cat >"$T/units/delegate.service" <<UNIT
+[Unit]
+Description=keyward test: a unit with cgroups of its own, one named like demo.service
+[Service]
+Type=oneshot
+Delegate=yes
+ExecStart=python3 $T/cgexec.py own demo.service $O/forge-delegate.cgroup python3 $T/ask.py 4/unit/demo.service/db $NS_RUN/credential.sock $O/forge-delegate
+UNIT
+        cat >"$T/units/driver.service" <<UNIT
+[Unit]
+Description=keyward test: drives the test inside the container
+SuccessAction=exit-force
+FailureAction=exit-force
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $T/driver.sh
+StandardOutput=append:$O/driver.log
+StandardError=append:$O/driver.log
+UNIT
+        cat >"$T/driver.sh" <<DRIVER
+set -u
+O=$O
+SOCK=$NS_RUN/credential.sock
+ASK="python3 $T/ask.py"
+CALL="busctl call $DEST $OBJ $IFACE"
+# until SECONDS COMMAND...: wait for a command to succeed.
+until_ok() {
+        local n=\$((\$1 * 10))
+        shift
+        for _ in \$(seq "\$n"); do "\$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+        return 1
+}
+rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/\$(systemctl show -p MainPID --value kwagent.service)/status; }
+req() { curl -sS --max-time 10 --cacert $T/pki/ca.pem -H "Authorization: 0u$ADMIN" "\$@"; }
+
+systemctl start kwagent.service || exit 1
+\$CALL Register 'sa{sv}' db_password 2 units as 1 demo.service credential s db || exit 1
+\$CALL Register 'sa{sv}' tls_key 1 units as 2 demo.service web.service || exit 1
+\$CALL Register 'sa{sv}' big_key 1 units as 2 slow.service queued.service || exit 1
+for k in db_password tls_key big_key; do until_ok 30 \$CALL GetKey s \$k || exit 1; done
+
+# Forgers first: root processes that are not demo.service.
+\$ASK 1/unit/demo.service/db \$SOCK \$O/forge-driver
+systemd-run --quiet --scope --unit=fake-demo.scope python3 $T/ask.py 2/unit/demo.service/db \$SOCK \$O/forge-scope
+python3 $T/cgexec.py top forger \$O/forge-root.cgroup python3 $T/ask.py 3/unit/demo.service/db \$SOCK \$O/forge-root
+# The host's turn: a process of another PID namespace, which the agent cannot place.
+touch \$O/host-turn
+until_ok 60 test -e \$O/host-done
+systemctl start delegate.service
+# The real units.
+systemctl set-environment DEMO_RUN=1
+systemctl start demo.service web.service
+
+# A rotation: the next start gets the new primary, not a copy kept from before.
+v=\$(req -X POST $KWD_URL/v0/keys/db_password/versions/ --data-urlencode "data=\$(printf rotated | base64 -w0)" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["data"])')
+req -X PUT $KWD_URL/v0/keys/db_password/versions/\$v/ --data-urlencode 'status="Primary"' >/dev/null
+rotated() { \$CALL GetKey s db_password | grep -q '^ay 7 114 111 116 97 116 101 100 '; } # "rotated"
+until_ok 30 rotated
+systemctl set-environment DEMO_RUN=2
+systemctl start demo.service
+
+# Slow readers: the cap of them in slow.service, then more in queued.service. One reader
+# first, so that the copy the agent keeps is in VmRSS before; VmRSS is sampled from when all
+# are connected until the agent says it is at the cap, and once more after GetKey.
+systemd-run --quiet --wait --unit=slow.service python3 $T/read.py 1 \$SOCK \$O/warm-ready \$O/warm-result slow.service
+rss_kb >\$O/rss-before
+systemd-run --quiet --unit=slow.service python3 $T/stall.py $CAP \$SOCK \$O/stall-ready
+until_ok 60 test -s \$O/stall-ready
+systemd-run --quiet --unit=queued.service python3 $T/read.py $WAITING \$SOCK \$O/read-ready \$O/read-result queued.service
+until_ok 60 test -s \$O/read-ready
+at_cap() {
+        rss_kb >>\$O/rss-during
+        grep -q "$CAP credential replies are being written: new connections wait" $T/agent-ns.log
+}
+until_ok 60 at_cap && touch \$O/at-cap
+timeout 10 \$CALL GetKey s db_password >/dev/null && touch \$O/getkey-answered
+rss_kb >>\$O/rss-during
+until_ok 120 test -s \$O/read-result
+systemctl stop slow.service
+exit 0
+DRIVER
+        timeout 300 systemd-nspawn --directory=/ --volatile=yes --boot --register=no --keep-unit \
+                --quiet --capability=CAP_IPC_LOCK --bind="$T" --bind-ro="$T/units:/etc/systemd/system" \
+                --bind-ro="$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.conf:/etc/dbus-1/system.d/org.keyward.Agent1.conf" \
+                -- --unit=driver.service systemd.firstboot=off </dev/null >"$T/nspawn.log" 2>&1 &
+        NSPAWN_PID=$!
+        BG_PIDS+=("$NSPAWN_PID")
+        host_turn() { [ -e "$O/host-turn" ] || ! kill -0 "$NSPAWN_PID"; }
+        wait_for 120 host_turn
+        [ -e "$O/host-turn" ] && timeout 20 python3 "$T/ask.py" 5/unit/demo.service/db "$NS_RUN/credential.sock" "$O/forge-host"
+        touch "$O/host-done"
+        wait "$NSPAWN_PID"
         rc=$?
-        is "${NSPAWN_TESTS[0]}" "$rc" 0 || tail -n 30 "$T/nspawn.log" | sed 's/^/# /'
-        is "${NSPAWN_TESTS[1]}" "$(cat "$T/out/db" 2>/dev/null)" "rotated"
-        is "${NSPAWN_TESTS[2]}" "$(jget "$(cat "$T/out/db.json" 2>/dev/null)" 'j["id"]')" "db_password"
-        is "${NSPAWN_TESTS[3]}" "$(cat "$T/out/web" 2>/dev/null)" "0 bytes"
-        check "${NSPAWN_TESTS[4]}" grep -q "Refused credential 'db' to unit web.service" "$T/agent.log"
+        BG_PIDS=()
+        NL=$T/agent-ns.log
+        is "${NSPAWN_TESTS[0]}" "$rc" 0 || { tail -n 30 "$T/nspawn.log"; tail -n 30 "$O/driver.log"; } 2>/dev/null | sed 's/^/# /'
+        is "${NSPAWN_TESTS[1]}" "$(cat "$O/db.1" 2>/dev/null)" "hunter2"
+        is "${NSPAWN_TESTS[2]}" "$(jget "$(cat "$O/db.json.1" 2>/dev/null)" '[j["id"], j["versions"][0]["status"]]')" '["db_password", "Primary"]'
+        check "${NSPAWN_TESTS[3]}" grep -q "Delivered key 'db_password' version [0-9]* to unit demo.service as credential 'db'" "$NL"
+        pids=$(sed -n 's/.*The credential peer, pid \([0-9]*\), belongs to unit demo.service\./\1/p' "$NL" | sort -u | tr '\n' ' ')
+        diag "demo.service's credential peers: pids ${pids:-none}"
+        case " $pids" in
+        " " | *" 1 "*) not_ok "${NSPAWN_TESTS[4]}" ;;
+        *) ok "${NSPAWN_TESTS[4]}" ;;
+        esac
+        is "${NSPAWN_TESTS[5]}" "$(cat "$O/web" 2>/dev/null)" "0 bytes"
+        check "${NSPAWN_TESTS[6]}" grep -q "Refused credential 'db' to unit web.service: no key is registered for this unit under this name" "$NL"
+        is "${NSPAWN_TESTS[7]}" "$(wc -c <"$O/forge-driver" 2>/dev/null)" 0
+        is "${NSPAWN_TESTS[8]}" "$(wc -c <"$O/forge-scope" 2>/dev/null)" 0
+        is "${NSPAWN_TESTS[9]}" "$(wc -c <"$O/forge-root" 2>/dev/null)" 0
+        is "${NSPAWN_TESTS[10]}" "$(wc -c <"$O/forge-delegate" 2>/dev/null)" 0
+        is "${NSPAWN_TESTS[11]}" "$(wc -c <"$O/forge-host" 2>/dev/null)" 0
+        n=0
+        for why in "\(pid [0-9]+\) belongs to unit driver.service" "\(pid [0-9]+\) belongs to unit fake-demo.scope" \
+                "\(pid [0-9]+\) belongs to no unit" "\(pid [0-9]+\) belongs to unit delegate.service" \
+                "is a process the agent cannot see"; do
+                grep -Eq "Refused credential 'db' to unit demo.service: the peer $why" "$NL" && n=$((n + 1))
+        done
+        is "${NSPAWN_TESTS[12]}" "$n" 5 || diag "the forgers' cgroups: $(cat "$O/forge-delegate.cgroup" "$O/forge-root.cgroup" 2>/dev/null | tr '\n' ' ')"
+        last_forged=$(grep -n "Refused credential 'db' to unit demo.service: the peer" "$NL" | tail -n1 | cut -d: -f1)
+        first_real=$(grep -n "Delivered key 'db_password' version [0-9]* to unit demo.service as credential 'db'" "$NL" | head -n1 | cut -d: -f1)
+        check "${NSPAWN_TESTS[13]}" test -n "$last_forged" -a -n "$first_real" -a "${first_real:-0}" -gt "${last_forged:-0}"
+        is "${NSPAWN_TESTS[14]}" "$(cat "$O/db.2" 2>/dev/null)" "rotated"
+        check "${NSPAWN_TESTS[15]}" test -e "$O/at-cap"
+        check "${NSPAWN_TESTS[16]}" test -e "$O/getkey-answered"
+        before=$(cat "$O/rss-before" 2>/dev/null)
+        during=$(sort -n "$O/rss-during" 2>/dev/null | tail -n1)
+        diag "the agent's VmRSS: ${before:-?} kB before the slow readers, ${during:-?} kB with them; bound: +$BOUND_KB kB"
+        check "${NSPAWN_TESTS[17]}" test -n "$before" -a -n "$during" -a "$((${during:-0} - ${before:-0}))" -le "$BOUND_KB"
+        is "${NSPAWN_TESTS[18]}" "$(grep -c "Could not deliver key 'big_key' version [0-9]* to unit slow.service as credential 'big_key': the reader took too long" "$NL")" "$CAP"
+        first_cut=$(grep -n "to unit slow.service as credential 'big_key': the reader took too long" "$NL" | head -n1 | cut -d: -f1)
+        first_queued=$(grep -n "Delivered key 'big_key' version [0-9]* to unit queued.service" "$NL" | head -n1 | cut -d: -f1)
+        check "${NSPAWN_TESTS[19]}" test -n "$first_cut" -a -n "$first_queued" -a "${first_queued:-0}" -gt "${first_cut:-0}"
+        is "${NSPAWN_TESTS[20]}" "$(sort -u "$O/read-result" 2>/dev/null | tr '\n' ' ')" "$(base64 -d "$T/big" | wc -c) "
+        if grep -q -e hunter2 -e rotated -f <(head -c 64 "$T/big"; echo) "$NL"; then
+                not_ok "${NSPAWN_TESTS[21]}"
+        else
+                ok "${NSPAWN_TESTS[21]}"
+        fi
 else
         for t in "${NSPAWN_TESTS[@]}"; do
                 ok "$t # SKIP needs root and systemd-nspawn"
         done
 fi
 
-if grep -q -e hunter2 -e tls-secret -e rotated "$T/agent.log"; then
+if grep -q -e hunter2 -e tls-secret -e not-yours "$T/agent.log"; then
         not_ok "no key data in the agent's log"
 else
         ok "no key data in the agent's log"
