@@ -148,6 +148,18 @@ misconfigured "an expired certificate" "HTTP status 401" "" \
         --cert "$T/pki/expired.pem" --key "$T/pki/expired.key"
 check "an expired certificate: a warning at start names it" grep -q "$T/pki/expired.pem' has expired" "$T/agent$N.log"
 
+# With a key registered both sync threads ask (the watch and the fetch): still one line, and
+# the server's refusal of the machine is not mistaken for an answer (no "Connected" between).
+agent_start --cert "$T/pki/expired.pem" --key "$T/pki/expired.key"
+check "an expired certificate, a key registered: Register" bus call "$DEST" "$OBJ" "$IFACE" Register 'sa{sv}' k1 0
+check "an expired certificate, a key registered: retried at least 6 times" wait_for 30 retries_at_least 6
+is "an expired certificate, a key registered: logged once across $(logged 'Still cannot sync') retries" \
+        "$(logged 'Cannot sync with the keyward servers')" 1
+is "an expired certificate, a key registered: never said connected" "$(logged 'Connected to')" 0
+is "an expired certificate, a key registered: no warning about the key itself" "$(logged "key 'k1'")" 0
+like "an expired certificate, a key registered: Status= says why" "$(last_status)" "serving the cache: HTTP status 401"
+agent_stop
+
 # The same agent, rightly configured: it reaches a server at start, with no key registered.
 agent_start
 check "a good configuration: connected with no key registered" \
