@@ -287,7 +287,11 @@ static void set_connected(Agent *a, bool connected, KnoxClient *c, const char *w
 
 /* A request failed (a.lock held): no server answered, or one refused this machine. */
 static void server_failed(Agent *a, KnoxClient *c, int r, const KnoxError *err) {
-        _cleanup_free_ char *why = failure_reason(r, err);
+        _cleanup_free_ char *why = NULL;
+
+        if (r == -ECANCELED || a->stop)
+                return; /* stopping: no failure */
+        why = failure_reason(r, err);
 
         set_connected(a, false, c, why ?: "out of memory");
 }
@@ -388,8 +392,8 @@ static void disk_failed(Agent *a, AgentKey *k, int r) {
         uint64_t primary = k->cache.primary;
 
         if (k->disk_error != r) {
-                errno = -r;
-                log_warning(
+                log_warning_errno(
+                        r,
                         "Cannot write the cache file of key '%s': %m; serving version %" PRIu64
                         " from memory until it can be written.",
                         k->reg.id,

@@ -131,9 +131,16 @@ diag "$n retries in about ${elapsed}s"
 # agent would retry thousands of times.
 check "the retries back off (at most 2 a second, plus the Sync)" test "$n" -le $((elapsed * 2 + 2))
 is "the failure is logged once" "$(grep -c "Cannot write the cache file of key 'k1'" "$T/agent.log")" 1
+check "the failure is logged with its reason" \
+        grep -q "Cannot write the cache file of key 'k1': No space left on device; serving version" "$T/agent.log"
 lines=$(grep -vc -e 'Still cannot write' -e '^keyward-agent: GET ' -e 'Delivered key' "$T/agent.log")
 diag "agent log: $(wc -l <"$T/agent.log") lines, $lines of them other than debug retries and deliveries"
 check "the agent's log stays short (under 60 lines besides those)" test "$lines" -lt 60
+# Whatever the wording: the lines about k1 since the disk filled, debug retries aside.
+k1_lines=$(sed -n '/^keyward-agent: Delivered key .k1. version '"$V1"'/,$p' "$T/agent.log" |
+        grep "'k1'" | grep -vc -e 'Still cannot write' -e 'Delivered key')
+diag "lines about k1 since the disk filled: $k1_lines"
+check "at most 3 lines about k1 since the disk filled (new primary, the failure, a fetch)" test "$k1_lines" -le 3
 check "no secret in the agent's log" bash -c "! grep -q -e second-secret -e '$(b64 second-secret)' '$T/agent.log'"
 
 # ---- room again ---------------------------------------------------------------------------
@@ -156,5 +163,7 @@ NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki
 AGENT_PID=$!
 check "the agent restarts with the server down" wait_for 10 bus status "$DEST"
 is "GetKey k1 after a restart, from the file" "$(getkey k1)" "second-secret $V2"
+
+check "no failure logged when the agent stops" bash -c "! grep -q 'Cannot sync with the keyward servers' '$T/agent.log'"
 
 done_testing
