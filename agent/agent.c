@@ -287,6 +287,9 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         a->config = c;
         c = (AgentConfig){};
         a->config_gen++;
+        /* New settings: their first failure is news even if it reads like the last. */
+        free(a->last_error_logged);
+        a->last_error_logged = NULL;
         pthread_cond_broadcast(&a->cond);
         pthread_mutex_unlock(&a->lock);
         apply_log_level(&a->config);
