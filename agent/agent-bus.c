@@ -387,6 +387,19 @@ load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret,
                 memcpy(writing, a->writing_sha256, sizeof(writing));
                 pthread_mutex_unlock(&a->lock);
 
+                /* Its file could not be written: what the server sent is in memory. */
+                r = agent_key_read_held(a, id, expected, &key);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        hot_put(b, id, expected, &(struct stat){}, TAKE_PTR(key));
+                        h = hot_find(b, id);
+                        if (!h)
+                                return -ENOMEM;
+                        *ret = h->key;
+                        return 0;
+                }
+
                 /* Served lately, and the file is untouched since (any write changes its ctime). */
                 h = hot_find(b, id);
                 if (h && memcmp(h->sha256, expected, sizeof(expected)) == 0 && b->cache_fd >= 0 &&
@@ -1072,6 +1085,69 @@ static int property_version(
         return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
 }
 
+static int property_last_error(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+        _cleanup_free_ char *e = NULL;
+
+        pthread_mutex_lock(&a->lock);
+        e = strdup(strempty(a->last_error));
+        pthread_mutex_unlock(&a->lock);
+        if (!e)
+                return -ENOMEM;
+        return sd_bus_message_append(reply, "s", e);
+}
+
+static int method_list_key_states(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Agent *a = userdata;
+        Caller *c;
+        int r;
+
+        r = get_caller(a, m, &c, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        if (!agent_uid_is_privileged(c->uid)) {
+                r = caller_groups(c);
+                if (r < 0)
+                        return r;
+        }
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(ssss)");
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&a->lock);
+        for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
+                const AgentKey *k = a->keys[i];
+
+                if (!agent_key_may_read(k, c->uid, c->groups, c->n_groups))
+                        continue;
+                r = sd_bus_message_append(
+                        reply,
+                        "(ssss)",
+                        k->reg.id,
+                        strna(key_state_to_string(k->state)),
+                        strempty(k->error),
+                        k->held ? strerror(k->disk_error < 0 ? -k->disk_error : EIO) : "");
+        }
+        pthread_mutex_unlock(&a->lock);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 /* clang-format off */
 static const sd_bus_vtable agent_vtable[] = {
         SD_BUS_VTABLE_START(0),
@@ -1081,6 +1157,7 @@ static const sd_bus_vtable agent_vtable[] = {
         SD_BUS_PROPERTY("KeyCount", "u", property_key_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Version", "s", property_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ServerCA", "s", property_server_ca, 0, 0),
+        SD_BUS_PROPERTY("LastError", "s", property_last_error, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("GetKey",
                 SD_BUS_ARGS("s", id), SD_BUS_RESULT("ay", data, "t", version),
                 method_get_key, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
@@ -1090,6 +1167,9 @@ static const sd_bus_vtable agent_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("ListKeys",
                 SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sst)", keys),
                 method_list_keys, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListKeyStates",
+                SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssss)", keys),
+                method_list_key_states, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Register",
                 SD_BUS_ARGS("s", id, "a{sv}", options), SD_BUS_NO_RESULT,
                 method_register, SD_BUS_VTABLE_UNPRIVILEGED),

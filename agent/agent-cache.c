@@ -102,7 +102,7 @@ int cache_encode(const Key *k, Secret **ret, CacheInfo *ret_info) {
                 return r;
         if (body.error < 0)
                 return body.error;
-        if (body.len > CACHE_FILE_MAX - CACHE_HEADER_SIZE)
+        if (body.len > CACHE_MEMORY_MAX - CACHE_HEADER_SIZE)
                 return -E2BIG;
 
         r = sha256(body.data, body.len, info.sha256);
@@ -203,6 +203,8 @@ int cache_write_content(const char *dir, const char *id, const Secret *content) 
         r = path_of(dir, id, &path);
         if (r < 0)
                 return r;
+        if (content->size > CACHE_FILE_MAX)
+                return -EFBIG;
         return write_file_atomic(path, content->data, content->size, 0600);
 }
 

@@ -20,7 +20,12 @@
 #include "macro.h"
 #include "secret.h"
 
+/* The largest cache file. keywardd limits each version (its --max-body-size, 1 MiB by
+ * default), not how many versions a key has, so a key may outgrow this: the agent then
+ * serves it from memory, up to CACHE_MEMORY_MAX (the largest answer its client accepts),
+ * and reports that its file could not be written (-EFBIG). */
 #define CACHE_FILE_MAX (8u * 1024 * 1024)
+#define CACHE_MEMORY_MAX (64u * 1024 * 1024)
 #define CACHE_SHA256_SIZE 32
 #define CACHE_HASH_SIZE 32 /* (KEY_HASH_HEX_SIZE - 1) / 2 */
 
@@ -38,7 +43,7 @@ const char *cache_info_hash(const CacheInfo *info, char buf[static KEY_HASH_HEX_
  * -EPERM when it belongs to another user. */
 int cache_dir_setup(const char *dir);
 
-/* The file content for k, in a Secret, and its checksum. */
+/* The file content for k, in a Secret, and its checksum; -E2BIG over CACHE_MEMORY_MAX. */
 int cache_encode(const Key *k, Secret **ret, CacheInfo *ret_info);
 /* Check and parse file content. -EBADMSG (with a static reason) when it is corrupt. id may
  * be NULL to accept any key; ret_key may be NULL to check only. */
@@ -50,7 +55,8 @@ int cache_decode(
         CacheInfo *ret_info,
         const char **reterr_reason);
 
-/* Write k as dir/<k->id>; or content that cache_encode() made for key id. */
+/* Write k as dir/<k->id>; or content that cache_encode() made for key id. -EFBIG when the
+ * content is over CACHE_FILE_MAX (nothing is written). */
 int cache_write(const char *dir, const Key *k, CacheInfo *ret_info);
 int cache_write_content(const char *dir, const char *id, const Secret *content);
 /* Read and check dir/<id>: -ENOENT when missing, -EBADMSG when corrupt (reason set), -EPERM

@@ -85,6 +85,15 @@ static int read_checked(
                 memcpy(writing, a->writing_sha256, sizeof(writing));
                 pthread_mutex_unlock(&a->lock);
 
+                /* Its file could not be written: what the server sent is in memory. */
+                r = agent_key_read_held(a, id, expected, &key);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        *ret = TAKE_PTR(key);
+                        return 0;
+                }
+
                 r = cache_read(a->cache_dir, id, &key, &got, &reason);
                 if (r == -ENOMEM)
                         return r;

@@ -120,6 +120,7 @@ AgentKey *agent_key_free(AgentKey *k) {
         free(k->reader_uids);
         free(k->reader_gids);
         free(k->error);
+        secret_free(k->held);
         slot_put(k);
         return NULL;
 }
@@ -386,7 +387,8 @@ void agent_cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int 
         pthread_mutex_lock(&a->commit_lock);
         pthread_mutex_lock(&a->lock);
         k = agent_find_key(a, id);
-        if (k && k->cache.valid && memcmp(k->cache.sha256, expected, CACHE_SHA256_SIZE) == 0) {
+        /* A key served from memory has a stale file, or none, by design. */
+        if (k && k->cache.valid && !k->held && memcmp(k->cache.sha256, expected, CACHE_SHA256_SIZE) == 0) {
                 k->cache.valid = false;
                 k->need_fetch = true;
                 k->retry_usec = 0;
@@ -406,4 +408,29 @@ void agent_cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int 
                         (void) cache_remove(a->cache_dir, id);
         }
         pthread_mutex_unlock(&a->commit_lock);
+}
+
+int agent_key_read_held(Agent *a, const char *id, const uint8_t *expected, Key **ret) {
+        _cleanup_(secret_freep) Secret *copy = NULL;
+        const char *reason = NULL;
+        AgentKey *k;
+        int r;
+
+        pthread_mutex_lock(&a->lock);
+        k = agent_find_key(a, id);
+        if (!k || !k->held || !k->cache.valid || memcmp(k->cache.sha256, expected, CACHE_SHA256_SIZE) != 0) {
+                pthread_mutex_unlock(&a->lock);
+                return 0;
+        }
+        copy = secret_new_copy(k->held->data, k->held->size);
+        pthread_mutex_unlock(&a->lock);
+        if (!copy)
+                return -ENOMEM;
+
+        /* The agent encoded it itself: a failure here is a bug, not a corrupt file. */
+        r = cache_decode(copy->data, copy->size, id, ret, NULL, &reason);
+        if (r < 0)
+                return log_error_errno(
+                        r, "Cannot decode the copy of key '%s' held in memory: %s", id, strna(reason));
+        return 1;
 }

@@ -157,6 +157,70 @@ static bool watchable(const AgentKey *k, uint64_t now) {
         return (k->cache.valid || k->state == KEY_STATE_MISSING) && !in_backoff(k, now);
 }
 
+/* The same failure is logged again after this long (or once another was logged). */
+#define FAILURE_RELOG_USEC (60 * 60 * USEC_PER_SEC)
+
+/* What kind of failure a transport errno from the client is. */
+static const char *cause_to_string(int cause) {
+        switch (cause) {
+        case -EHOSTUNREACH:
+                return "name not resolved";
+        case -ECONNREFUSED:
+                return "connection refused";
+        case -ETIMEDOUT:
+                return "timed out";
+        case -EKEYREJECTED:
+                return "TLS verification failed";
+        case -ECONNABORTED:
+                return "TLS handshake failed";
+        case -EINVAL:
+                return "TLS setup failed (certificate, key or CA file)";
+        case -ECONNRESET:
+                return "connection lost";
+        case -EPROTONOSUPPORT:
+                return "unsupported URL scheme";
+        default:
+                return "request failed";
+        }
+}
+
+/* Why a request to the servers failed, as one line: the kind, then the details. */
+static char *failure_reason(int r, const KnoxError *err) {
+        char *s = NULL;
+        int k;
+
+        if (r >= 0 && err->code != KNOX_OK)
+                k = asprintf(
+                        &s,
+                        "HTTP status %d, Knox code %d: %s",
+                        err->http_status,
+                        (int) err->code,
+                        strna(err->message));
+        else if (err->cause != 0)
+                k = asprintf(&s, "%s: %s", cause_to_string(err->cause), strna(err->message));
+        else
+                k = asprintf(&s, "%s", err->message ?: strerror(-r));
+        return k < 0 ? NULL : s;
+}
+
+/* A failure with its digits blotted out, so that "after 5001 ms" and "after 5002 ms" are
+ * the same failure. */
+static char *failure_key(const char *why) {
+        char *k = strdup(why), *o = k;
+
+        if (!k)
+                return NULL;
+        for (const char *p = why; *p; p++) {
+                if (*p >= '0' && *p <= '9') {
+                        if (o == k || o[-1] != '#')
+                                *o++ = '#';
+                } else
+                        *o++ = *p;
+        }
+        *o = '\0';
+        return k;
+}
+
 static void set_connected(Agent *a, bool connected, KnoxClient *c, const char *why) {
         if (connected) {
                 a->last_sync_usec = now_usec(CLOCK_REALTIME);
@@ -174,18 +238,62 @@ static void set_connected(Agent *a, bool connected, KnoxClient *c, const char *w
                         a->status_dirty = true;
                 }
         }
+        if (connected && a->last_error) {
+                free(a->last_error);
+                a->last_error = NULL;
+                a->status_dirty = true;
+        }
+        if (!connected) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                _cleanup_free_ char *key = failure_key(strna(why));
+                bool news = a->connected || !key || !a->last_error_logged ||
+                        !streq(key, a->last_error_logged) ||
+                        now >= a->last_error_logged_usec + FAILURE_RELOG_USEC;
+
+                /* Each kind of failure is logged once (a server down for a day is a line an
+                 * hour, not one a retry), and again when it changes. */
+                if (news) {
+                        log_warning(
+                                "Cannot sync with the keyward servers: %s; serving the cache.", strna(why));
+                        free(a->last_error_logged);
+                        a->last_error_logged = TAKE_PTR(key);
+                        a->last_error_logged_usec = now;
+                } else
+                        log_debug("Still cannot sync with the keyward servers: %s", strna(why));
+                if (!streq(strempty(a->last_error), strna(why))) {
+                        char *e = strdup(strna(why));
+                        if (e) {
+                                free(a->last_error);
+                                a->last_error = e;
+                                a->status_dirty = true;
+                        }
+                }
+        }
         if (a->connected != connected) {
                 a->connected = connected;
                 a->status_dirty = true;
-                if (connected)
+                if (connected) {
                         log_info("Connected to %s.", strna(a->current_server));
-                else
-                        log_warning("No keyward server answers (%s); serving the cache.", strna(why));
+                        /* The next outage is news, whatever it is. */
+                        free(a->last_error_logged);
+                        a->last_error_logged = NULL;
+                }
         }
         if (a->status_dirty) {
                 a->last_sync_posted_usec = a->last_sync_usec;
                 agent_wake(a);
         }
+}
+
+/* A request failed (a.lock held): no server answered, or one refused this machine. */
+static void server_failed(Agent *a, KnoxClient *c, int r, const KnoxError *err) {
+        _cleanup_free_ char *why = NULL;
+
+        if (r == -ECANCELED || a->stop)
+                return; /* stopping: no failure */
+        why = failure_reason(r, err);
+
+        set_connected(a, false, c, why ?: "out of memory");
 }
 
 /* Build the thread's client when there is none or the config changed (a.lock held). */
@@ -277,8 +385,48 @@ static void key_failed(Agent *a, AgentKey *k, KeyState state, const char *why) {
         pthread_cond_broadcast(&a->cond);
 }
 
-/* Store a fetched key: returns 0 when stored (or when a newer fetch already was), negative
- * on a write failure. Called without a.lock. */
+/* The cache file of k could not be written (a.lock held): k->held is served meanwhile. A
+ * failure is logged when it is new for the key; the write is tried again with back-off,
+ * except for a key too big for a file, whose size a retry does not change. */
+static void disk_failed(Agent *a, AgentKey *k, int r) {
+        uint64_t primary = k->cache.primary;
+
+        if (k->disk_error != r) {
+                log_warning_errno(
+                        r,
+                        "Cannot write the cache file of key '%s': %m; serving version %" PRIu64
+                        " from memory until it can be written.",
+                        k->reg.id,
+                        primary);
+        } else
+                log_debug_errno(r, "Still cannot write the cache file of key '%s': %m", k->reg.id);
+        if (k->disk_error != r)
+                a->status_dirty = true;
+        k->disk_error = r;
+        if (k->disk_failures < UINT16_MAX)
+                k->disk_failures++;
+        k->disk_retry_usec = r == -EFBIG ?
+                UINT64_MAX :
+                now_usec(CLOCK_MONOTONIC) + backoff_usec(k->disk_failures, a->config.retry_max_usec);
+        a->gen++;
+        pthread_cond_broadcast(&a->cond);
+}
+
+/* The cache file of k now holds what k->cache says (a.lock held). */
+static void disk_ok(Agent *a, AgentKey *k) {
+        if (k->disk_error != 0) {
+                log_info("Key '%s': the cache file is written again.", k->reg.id);
+                a->status_dirty = true;
+        }
+        k->held = secret_free(k->held);
+        k->disk_error = 0;
+        k->disk_failures = 0;
+        k->disk_retry_usec = 0;
+}
+
+/* Store a fetched key: returns 0 when stored (on disk, or in memory when the disk refuses),
+ * or when a newer fetch already was; negative when it cannot even be encoded. Called
+ * without a.lock. */
 static int commit(Agent *a, const Key *key, uint64_t seq) {
         _cleanup_(secret_freep) Secret *content = NULL;
         const KeyVersion *primary;
@@ -301,6 +449,7 @@ static int commit(Agent *a, const Key *key, uint64_t seq) {
                 return 0;
         }
         if (k->cache.valid && memcmp(k->cache.sha256, info.sha256, sizeof(info.sha256)) == 0) {
+                /* Nothing new (a copy held in memory is written by its own timer). */
                 k->committed_seq = seq;
                 key_ok(a, k);
                 unlock(a);
@@ -323,35 +472,83 @@ static int commit(Agent *a, const Key *key, uint64_t seq) {
                 pthread_mutex_unlock(&a->commit_lock);
                 return 0;
         }
-        if (r < 0) {
-                unlock(a);
-                pthread_mutex_unlock(&a->commit_lock);
-                return r;
-        }
         changed = !k->cache.valid || memcmp(k->cache.hash, info.hash, sizeof(info.hash)) != 0;
         /* A rotation is a new primary: an added or retired version alone changes the hash
          * but not what units read. */
         rotated = k->cache.valid && changed && k->cache.primary != info.primary;
         k->cache = info;
         k->committed_seq = seq;
+        if (r < 0) {
+                /* What the server says is current is served from memory, never the old
+                 * file: readers find k->held through agent_key_read_held(). */
+                secret_free(k->held);
+                k->held = TAKE_PTR(content);
+                disk_failed(a, k, r);
+        } else
+                disk_ok(a, k);
         key_ok(a, k);
         a->gen++;
         pthread_cond_broadcast(&a->cond);
         primary = key_primary_version(key);
         if (changed) {
                 log_info(
-                        "Key '%s': cached primary version %" PRIu64 " (hash %.12s).",
+                        "Key '%s': %s primary version %" PRIu64 " (hash %.12s).",
                         key->id,
+                        r < 0 ? "serving from memory" : "cached",
                         primary ? primary->id : 0,
                         key->hash);
                 if (agent_post_change(a, key->id, key->hash, rotated) < 0)
                         log_oom();
         }
+        if (a->status_dirty)
+                changed = true;
         unlock(a);
         pthread_mutex_unlock(&a->commit_lock);
         if (changed)
                 agent_wake(a);
         return 0;
+}
+
+/* Write the copies held in memory whose retry is due (a.lock held, dropped meanwhile). */
+static void retry_disk_writes(Agent *a, uint64_t now) {
+        _cleanup_strv_free_ char **ids = NULL;
+
+        for (size_t i = 0; i < a->n_keys; i++)
+                if (a->keys[i]->held && a->keys[i]->disk_retry_usec <= now &&
+                    strv_extend(&ids, a->keys[i]->reg.id) < 0) {
+                        log_oom();
+                        return;
+                }
+
+        STRV_FOREACH(id, ids) {
+                AgentKey *k;
+                int r;
+
+                if (a->stop)
+                        return;
+                unlock(a);
+                pthread_mutex_lock(&a->commit_lock);
+                lock(a);
+                /* Under commit_lock neither the key nor its held copy can go away. */
+                k = agent_find_key(a, *id);
+                if (!k || !k->held) {
+                        pthread_mutex_unlock(&a->commit_lock);
+                        continue;
+                }
+                a->writing = k;
+                memcpy(a->writing_sha256, k->cache.sha256, sizeof(a->writing_sha256));
+                unlock(a);
+                r = cache_write_content(a->cache_dir, *id, k->held);
+                lock(a);
+                a->writing = NULL;
+                if (r < 0)
+                        disk_failed(a, k, r);
+                else
+                        disk_ok(a, k);
+                pthread_mutex_unlock(&a->commit_lock);
+                if (a->status_dirty)
+                        agent_wake(a);
+        }
 }
 
 static bool transport_error(int r) {
@@ -388,7 +585,7 @@ static int fetch_one(Agent *a, KnoxClient *c, const char *id_arg) {
                 k = agent_find_key(a, id);
                 if (k)
                         k->need_fetch = true;
-                set_connected(a, false, c, err.message ?: strerror(-r));
+                server_failed(a, c, r, &err);
                 return r;
         }
         if (r >= 0 && err.code == KNOX_OK) {
@@ -397,10 +594,10 @@ static int fetch_one(Agent *a, KnoxClient *c, const char *id_arg) {
                         r = -EBADMSG;
                 } else {
                         r = commit(a, key, seq);
-                        if (r < 0) {
-                                log_error_errno(r, "Failed to write the cache file of key '%s': %m", id);
-                                why = "the cache file could not be written";
-                        }
+                        if (r == -E2BIG)
+                                why = "the key is larger than the agent can hold";
+                        else if (r < 0)
+                                why = "the key could not be stored";
                 }
         } else if (r >= 0) {
                 why = err.message;
@@ -411,6 +608,17 @@ static int fetch_one(Agent *a, KnoxClient *c, const char *id_arg) {
                 r = -EPROTO;
         } else
                 why = err.message;
+
+        if (r == -EPROTO && err.code == KNOX_UNAUTHENTICATED) {
+                /* The server refuses this machine itself (an expired or unknown certificate):
+                 * nothing is wrong with the key, and no key will come. */
+                lock(a);
+                k = agent_find_key(a, id);
+                if (k)
+                        k->need_fetch = true;
+                server_failed(a, c, 0, &err);
+                return -EACCES;
+        }
 
         /* A server answered, whatever it said. */
         lock(a);
@@ -454,12 +662,11 @@ static int changed_keys(Agent *a, KnoxClient *c, const Snapshot *s, unsigned wai
         r = knox_client_changed_keys(c, s->ids, s->hashes, s->n, wait_sec, &changed, &err);
         lock(a);
         if (r >= 0 && err.code != KNOX_OK) {
-                log_warning("The server refuses to list keys: %s", strna(err.message));
-                set_connected(a, false, c, err.message);
+                server_failed(a, c, r, &err);
                 return -EPROTO;
         }
         if (r < 0) {
-                set_connected(a, false, c, err.message ?: strerror(-r));
+                server_failed(a, c, r, &err);
                 return r;
         }
         set_connected(a, true, c, NULL);
@@ -518,10 +725,30 @@ static int poll_changed(Agent *a, KnoxClient *c, KeyFilter filter, bool forced) 
 
 /* ---- the watcher ---------------------------------------------------------------------- */
 
+/* Ask a server who this machine is (a.lock held, dropped during the request). */
+static int probe(Agent *a, KnoxClient *c) {
+        _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+        _cleanup_free_ char *json = NULL;
+        int r;
+
+        unlock(a);
+        r = knox_client_whoami(c, &json, &err);
+        lock(a);
+        if (r == -ECANCELED)
+                return r;
+        if (r < 0 || err.code != KNOX_OK) {
+                server_failed(a, c, r, &err);
+                return r < 0 ? r : -EPROTO;
+        }
+        log_debug("The server knows this machine as %s", json);
+        set_connected(a, true, c, NULL);
+        return 0;
+}
+
 static void *watcher_main(void *userdata) {
         Agent *a = userdata;
         _cleanup_(knox_client_freep) KnoxClient *c = NULL;
-        uint64_t client_gen = 0;
+        uint64_t client_gen = 0, probed_gen = UINT64_MAX;
         unsigned failures = 0;
 
         lock(a);
@@ -561,7 +788,24 @@ static void *watcher_main(void *userdata) {
                         continue;
                 }
                 if (s.n == 0) {
-                        /* Nothing to watch: wait for the table to change. */
+                        /* Nothing to watch. Still, a server is asked once who this machine
+                         * is, so that a wrong URL, CA or certificate shows at start and not
+                         * with the first registration. */
+                        if (probed_gen != client_gen) {
+                                r = probe(a, c);
+                                if (r == -ECANCELED)
+                                        continue;
+                                if (r < 0) {
+                                        sleep_until(
+                                                a,
+                                                now_usec(CLOCK_MONOTONIC) +
+                                                        backoff_usec(++failures, a->config.retry_max_usec));
+                                        continue;
+                                }
+                                failures = 0;
+                                probed_gen = client_gen;
+                        }
+                        /* Then wait for the table to change. */
                         gen = a->gen;
                         while (!a->stop && a->gen == gen && a->config_gen == client_gen)
                                 wait_until(a, UINT64_MAX);
@@ -600,7 +844,8 @@ static void verify_cache(Agent *a) {
         _cleanup_strv_free_ char **ids = NULL;
 
         for (size_t i = 0; i < a->n_keys; i++)
-                if (a->keys[i]->cache.valid && strv_extend(&ids, a->keys[i]->reg.id) < 0) {
+                if (a->keys[i]->cache.valid && !a->keys[i]->held &&
+                    strv_extend(&ids, a->keys[i]->reg.id) < 0) {
                         log_oom();
                         return;
                 }
@@ -618,7 +863,7 @@ static void verify_cache(Agent *a) {
                 r = cache_read(a->cache_dir, *id, NULL, &info, &reason);
                 lock(a);
                 k = agent_find_key(a, *id);
-                if (k && k->cache.valid &&
+                if (k && k->cache.valid && !k->held &&
                     (r < 0 || memcmp(info.sha256, k->cache.sha256, sizeof(info.sha256)) != 0)) {
                         if (r >= 0)
                                 reason = "it differs from what the agent wrote";
@@ -685,9 +930,13 @@ static void *worker_main(void *userdata) {
 
                         sync_started = target;
                         fetch_pause = 0;
-                        for (size_t i = 0; i < a->n_keys; i++)
+                        for (size_t i = 0; i < a->n_keys; i++) {
                                 if (a->keys[i]->retry_usec > 0)
                                         a->keys[i]->retry_usec = now;
+                                if (a->keys[i]->held && a->keys[i]->disk_retry_usec != UINT64_MAX)
+                                        a->keys[i]->disk_retry_usec = now;
+                        }
+                        retry_disk_writes(a, now);
                         r = full_sync(a, c, true);
                         if (r >= 0) {
                                 for (size_t i = 0; i < a->n_keys && r >= 0; i++)
@@ -705,6 +954,9 @@ static void *worker_main(void *userdata) {
                         next_full = now + a->config.full_sync_usec;
                         continue;
                 }
+
+                /* Copies held in memory whose next try to reach the disk is due. */
+                retry_disk_writes(a, now);
 
                 /* Keys that need a fetch, or whose back-off is over; none while no server
                  * answered lately. */
@@ -778,6 +1030,8 @@ static void *worker_main(void *userdata) {
                                 deadline = MIN(deadline, MAX(a->keys[i]->retry_usec, fetch_pause));
                         if (a->keys[i]->need_fetch)
                                 deadline = MIN(deadline, fetch_pause);
+                        if (a->keys[i]->held)
+                                deadline = MIN(deadline, a->keys[i]->disk_retry_usec);
                 }
                 wait_until(a, deadline);
         }

@@ -15,6 +15,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "agent-bus.h"
+#include "agent-check.h"
 #include "agent-credential.h"
 #include "agent-pam.h"
 #include "agent-sync.h"
@@ -48,6 +49,9 @@ static Agent *agent_free(Agent *a) {
                 free(a->changes[i].id);
         free(a->changes);
         free(a->current_server);
+        free(a->last_error);
+        free(a->last_error_logged);
+        free(a->last_error_posted);
         free(a->cache_dir);
         free(a->registry_path);
         agent_config_done(&a->config);
@@ -167,18 +171,55 @@ static int load_state(Agent *a) {
         return 0;
 }
 
-static void notify_status(Agent *a, bool connected) {
-        size_t cached = 0;
+/* Status= for systemctl status: the counts, whether a server answers (or why not), and the
+ * keys whose cache file could not be written. Main thread. */
+static void notify_status(Agent *a) {
+        _cleanup_free_ char *error = NULL, *held_id = NULL;
+        size_t cached = 0, held = 0, n_keys;
+        int held_error = 0;
+        bool connected;
 
-        for (size_t i = 0; i < a->n_keys; i++)
-                if (a->keys[i]->cache.valid)
+        pthread_mutex_lock(&a->lock);
+        n_keys = a->n_keys;
+        connected = a->connected;
+        for (size_t i = 0; i < a->n_keys; i++) {
+                const AgentKey *k = a->keys[i];
+
+                if (k->cache.valid)
                         cached++;
+                if (k->held && held++ == 0) {
+                        held_id = strdup(k->reg.id);
+                        held_error = k->disk_error;
+                }
+        }
+        if (a->last_error)
+                error = strdup(a->last_error);
+        pthread_mutex_unlock(&a->lock);
+
+        /* LastError is announced when it changes. */
+        if (!streq(strempty(error), strempty(a->last_error_posted))) {
+                free(a->last_error_posted);
+                a->last_error_posted = error ? strdup(error) : NULL;
+                agent_bus_properties_changed(a, "LastError");
+        }
+
         (void) sd_notifyf(
                 false,
-                "STATUS=%zu key(s) registered, %zu cached; %s",
-                a->n_keys,
+                "STATUS=%zu key(s) registered, %zu cached; %s%s%s%s%s%s%s%s",
+                n_keys,
                 cached,
-                connected ? "in step with the server" : "no server reachable yet, serving the cache");
+                connected     ? "in step with the server" :
+                        error ? "no server usable, serving the cache: " :
+                                "no server reachable yet, serving the cache",
+                connected ? "" : strempty(error),
+                held > 0 ? "; cache file not written for '" : "",
+                held > 0 ? strna(held_id) : "",
+                held > 0 ? "' (" : "",
+                held > 0 ? strerror(held_error < 0 ? -held_error : EIO) : "",
+                held > 1         ? ") and others" :
+                        held > 0 ? ")" :
+                                   "",
+                held > 0 ? ", served from memory" : "");
 }
 
 /* The sync threads reported something. */
@@ -214,7 +255,7 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 agent_credential_trim(a);
         agent_bus_status_changed(a, connected, last_sync);
         agent_bus_sync_finished(a, sync_done, sync_error);
-        notify_status(a, connected);
+        notify_status(a);
         return 0;
 }
 
@@ -227,6 +268,8 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         (void) sd_notify(false, "RELOADING=1");
         log_info("Reloading the configuration.");
         r = agent_config_parse(a->argc, a->argv, &c);
+        if (r == 0)
+                r = agent_check_config(&c);
         if (r != 0) {
                 log_error("The new configuration is unusable; keeping the old one.");
                 (void) sd_notify(false, "READY=1");
@@ -246,6 +289,9 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         a->config = c;
         c = (AgentConfig){};
         a->config_gen++;
+        /* New settings: their first failure is news even if it reads like the last. */
+        free(a->last_error_logged);
+        a->last_error_logged = NULL;
         pthread_cond_broadcast(&a->cond);
         pthread_mutex_unlock(&a->lock);
         apply_log_level(&a->config);
@@ -293,6 +339,10 @@ static int run(int argc, char **argv) {
         if (r != 0)
                 return r > 0 ? 0 : r;
         apply_log_level(&config);
+        /* A setting that cannot work fails the start, naming the file or URL. */
+        r = agent_check_config(&config);
+        if (r < 0)
+                return r;
         umask(0077);
 
         r = secret_harden_process(false);
@@ -360,7 +410,7 @@ static int run(int argc, char **argv) {
                 return r;
 
         (void) sd_notify(false, "READY=1");
-        notify_status(a, false);
+        notify_status(a);
         log_info("keyward-agent %s serving %s on the bus.", PACKAGE_VERSION, AGENT_BUS_NAME);
 
         r = sd_event_loop(a->event);

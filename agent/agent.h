@@ -45,6 +45,13 @@ typedef struct AgentKey {
         uint64_t retry_usec; /* CLOCK_MONOTONIC: no fetch before; 0 when not backing off */
         uint64_t committed_seq;
         char *error; /* why the last fetch failed */
+        /* What the server sent last, encoded for the cache, while its file could not be
+         * written (a full disk, or over CACHE_FILE_MAX): served from here, and written when
+         * the disk allows. cache describes it then, not the (older, or absent) file. */
+        Secret *held;
+        uint64_t disk_retry_usec; /* CLOCK_MONOTONIC: next try to write held; UINT64_MAX: never */
+        int disk_error;           /* the last write's negative errno, or 0 */
+        uint16_t disk_failures;   /* writes failed in a row */
 
         int8_t state;      /* a KeyState, in a byte */
         uint16_t failures; /* fetches failed in a row (stops counting at UINT16_MAX) */
@@ -97,6 +104,10 @@ typedef struct Agent {
         uint64_t last_sync_usec; /* CLOCK_REALTIME of the last successful exchange */
         uint64_t last_sync_posted_usec;
         char *current_server;
+        char *last_error; /* why the last exchange with the servers failed; NULL after a success */
+        uint64_t last_error_logged_usec; /* CLOCK_MONOTONIC */
+        char *last_error_logged;         /* the failure last logged at warning level */
+        char *last_error_posted;         /* main thread: LastError as last announced */
         KeyChange *changes;
         size_t n_changes;
         bool status_dirty;
@@ -138,6 +149,11 @@ int agent_save_registry(
 /* The cache file of key id was not what the agent wrote (its checksum was expected): stop
  * serving it, remove it and fetch the key again, and log the event. Main thread. */
 void agent_cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int r, const char *reason);
+
+/* A reader (D-Bus, credentials) that found k->cache.valid with checksum expected: when the
+ * key is served from memory (its file could not be written), its parsed copy in *ret and 1;
+ * 0 when the file is to be read. Takes a.lock. */
+int agent_key_read_held(Agent *a, const char *id, const uint8_t *expected, Key **ret);
 
 /* Sync threads, with a.lock held: queue a change for the main thread. */
 int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated);

@@ -667,13 +667,68 @@ static int property_format(sd_bus_message *m, const char *name, Buf *text, Buf *
         return text->error < 0 ? text->error : json->error;
 }
 
+/* ListKeyStates() → a(ssss): (id, state, error, cache_error) of each key. The strings
+ * belong to *ret_reply. An agent without the method gives none, and 0. */
+typedef struct KeyStateRow {
+        const char *id, *state, *error, *cache_error;
+} KeyStateRow;
+
+static int call_list_key_states(sd_bus *bus, sd_bus_message **ret_reply, KeyStateRow **ret, size_t *ret_n) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ KeyStateRow *rows = NULL;
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_call_method(
+                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "ListKeyStates", &error, &reply, NULL);
+        if (r < 0 && sd_bus_error_has_name(&error, SD_BUS_ERROR_UNKNOWN_METHOD)) {
+                *ret_reply = NULL;
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(ssss)");
+        if (r < 0)
+                return r;
+        for (;;) {
+                KeyStateRow row, *m;
+
+                r = sd_bus_message_read(reply, "(ssss)", &row.id, &row.state, &row.error, &row.cache_error);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                m = reallocarray(rows, n + 1, sizeof(KeyStateRow));
+                if (!m)
+                        return -ENOMEM;
+                rows = m;
+                rows[n++] = row;
+        }
+        *ret_reply = TAKE_PTR(reply);
+        *ret = TAKE_PTR(rows);
+        *ret_n = n;
+        return 0;
+}
+
+static const KeyStateRow *key_state_find(const KeyStateRow *rows, size_t n, const char *id) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(rows[i].id, id))
+                        return &rows[i];
+        return NULL;
+}
+
 int verb_status(int argc, char **argv) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_buf_ Buf text = BUF_INIT, json = BUF_INIT;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *states_reply = NULL;
+        _cleanup_free_ KeyStateRow *states = NULL;
         AgentKey *keys = NULL;
-        size_t n = 0;
+        size_t n = 0, n_states = 0;
         bool first = true;
         int r;
 
@@ -729,23 +784,46 @@ int verb_status(int argc, char **argv) {
         r = call_list_keys(bus, &keys, &n, &error);
         if (r < 0)
                 return fail_bus("Error listing the agent's keys", r, &error);
+        r = call_list_key_states(bus, &states_reply, &states, &n_states);
+        if (r < 0) {
+                agent_keys_free(keys, n);
+                return fail("Error reading the state of the agent's keys: %s", strerror(-r));
+        }
         (void) buf_printf(&json, "%s\"Keys\":[", first ? "" : ",");
         (void) buf_puts(&text, n > 0 ? "Keys:\n" : "Keys: none\n");
         for (size_t i = 0; i < n; i++) {
+                const KeyStateRow *st = key_state_find(states, n_states, keys[i].id);
+
                 if (isempty(keys[i].hash))
-                        (void) buf_printf(&text, "    %s (not cached yet)\n", keys[i].id);
+                        (void) buf_printf(&text, "    %s (not cached yet)", keys[i].id);
                 else
                         (void) buf_printf(
                                 &text,
-                                "    %s primary %" PRIu64 " hash %s\n",
+                                "    %s primary %" PRIu64 " hash %s",
                                 keys[i].id,
                                 keys[i].number,
                                 keys[i].hash);
+                if (st && !streq(st->state, "ok") && !streq(st->state, "new"))
+                        (void) buf_printf(
+                                &text, ", %s: %s", st->state, isempty(st->error) ? "?" : st->error);
+                if (st && !isempty(st->cache_error))
+                        (void) buf_printf(
+                                &text, ", cache file not written: %s (served from memory)", st->cache_error);
+                (void) buf_putc(&text, '\n');
                 (void) buf_puts(&json, i > 0 ? ",{\"id\":" : "{\"id\":");
                 (void) json_append_cstring(&json, keys[i].id);
                 (void) buf_puts(&json, ",\"hash\":");
                 (void) json_append_cstring(&json, keys[i].hash);
-                (void) buf_printf(&json, ",\"primary\":%" PRIu64 "}", keys[i].number);
+                (void) buf_printf(&json, ",\"primary\":%" PRIu64, keys[i].number);
+                if (st) {
+                        (void) buf_puts(&json, ",\"state\":");
+                        (void) json_append_cstring(&json, st->state);
+                        (void) buf_puts(&json, ",\"error\":");
+                        (void) json_append_cstring(&json, st->error);
+                        (void) buf_puts(&json, ",\"cacheError\":");
+                        (void) json_append_cstring(&json, st->cache_error);
+                }
+                (void) buf_putc(&json, '}');
         }
         agent_keys_free(keys, n);
         (void) buf_puts(&json, "]}\n");

@@ -465,7 +465,7 @@ static int client_request(
         uint64_t timeout_ms;
         size_t idx = c->current;
         long http_status = 0;
-        int r;
+        int r, cause = 0;
 
         knox_error_done(err);
         failures.max = KNOX_CLIENT_ERRORS_MAX;
@@ -515,6 +515,7 @@ static int client_request(
                 }
 
                 r = curl_to_errno(code);
+                cause = r;
                 if (r == -E2BIG && c->response.error == -ENOMEM)
                         r = -ENOMEM;
                 if (r == -ENOMEM || r == -E2BIG || r == -ECANCELED)
@@ -548,6 +549,7 @@ static int client_request(
         if (r == -ECANCELED)
                 return error_set(err, r, "The request was cancelled");
         if (r < 0) {
+                err->cause = cause;
                 if (r == -EHOSTUNREACH)
                         return error_set(err, r, "Cannot reach any server: %s", strempty(failures.data));
                 return error_set(err, r, "Request failed: %s", strempty(failures.data));

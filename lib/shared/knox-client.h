@@ -56,6 +56,11 @@ typedef struct KnoxError {
         KnoxCode code;
         int http_status;
         char *message;
+        /* When no server could be reached: why the last one tried could not, as an errno
+         * (-EHOSTUNREACH name not resolved, -ECONNREFUSED, -ETIMEDOUT, -EKEYREJECTED the
+         * server's certificate did not verify, -ECONNABORTED the TLS handshake failed,
+         * -EINVAL a local certificate, key or CA file unusable, -ECONNRESET...); 0 otherwise. */
+        int cause;
 } KnoxError;
 #define KNOX_ERROR_NULL ((KnoxError){})
 void knox_error_done(KnoxError *e);

@@ -5,7 +5,8 @@
 # dbus/org.keyward.Agent1.xml), register and cache (file modes), GetKey, rotation announced
 # by KeyChanged, keys the server does not have or will not give, last-known-good with the
 # server stopped and across an agent restart, a corrupted cache file (never served, logged,
-# fetched again), readers by uid (as root), sd_notify, SIGHUP and SIGTERM.
+# fetched again), a key too big for a cache file (served from memory, reported), readers by
+# uid (as root), sd_notify, SIGHUP and SIGTERM.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -287,6 +288,29 @@ kwd_restart_at() {
 kwd_restart_at "$KWD_ADDR_SAVED"
 check "server back: k1 is fetched again" wait_for 10 getkey k1
 is "server back: the refetched k1 is right" "$(getkey k1)" "second-secret $V2"
+
+# ---- a key larger than a cache file may be (8 MiB): served from memory, and said so ------------
+# keywardd limits each version (1 MiB bodies by default), not the key: ten versions of 690 KiB
+# (920 KiB of base64 that needs no URL escaping) make a key of about 9 MiB.
+python3 -c 'import sys; sys.stdout.write("QUFB" * (230 * 1024))' >"$T/big.b64"
+as_alice POST /v0/keys/ -d "id=k_big" --data-urlencode "data@$T/big.b64" --data-urlencode "acl=$GRANT" >/dev/null
+for i in $(seq 9); do
+        as_alice POST /v0/keys/k_big/versions/ --data-urlencode "data@$T/big.b64" >/dev/null
+done
+# (The answers are read from files: they are too long for an argument.)
+as_alice GET /v0/keys/k_big/ >/dev/null
+VBIG=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print([v["id"] for v in j["data"]["versions"] if v["status"] == "Primary"][0])' "$T/body")
+check "Register k_big" call Register 'sa{sv}' k_big 0
+check "k_big is served though it is too big for a cache file" wait_for 20 bash -c \
+        "busctl --system --json=short call $DEST $OBJ $IFACE GetKey s k_big 2>/dev/null | grep -q ',$VBIG\]'"
+jcall GetKeyVersions s k_big >"$T/big.out"
+is "GetKeyVersions k_big: all ten versions, from memory" \
+        "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["data"][0]))' "$T/big.out")" 10
+check "k_big has no cache file" test ! -e "$STATE/cache/k_big"
+like "ListKeyStates: k_big's file is too large" "$(call ListKeyStates)" '"k_big" "ok" "" "File too large"'
+is "the failure is logged once" "$(grep -c "Cannot write the cache file of key 'k_big': File too large" "$T/agent.log")" 1
+is "and not retried (its size would not change)" "$(grep -c "Still cannot write the cache file of key 'k_big'" "$T/agent.log")" 0
+check "Unregister k_big" call Unregister s k_big
 
 # A file changed behind the agent's back with a valid checksum is caught too: the agent
 # remembers what it wrote.

@@ -171,6 +171,39 @@ static void test_encode_needs_primary(void **state) {
         assert_null(s);
 }
 
+/* A key bigger than a cache file may be (keywardd caps versions, not keys) is still encoded,
+ * for the agent to serve from memory, but never written: -EFBIG, and no file. */
+static void test_oversized(void **state) {
+        Fixture *f = *state;
+        _cleanup_(key_freep) Key *k = key_new();
+        _cleanup_(secret_freep) Secret *s = NULL;
+        _cleanup_free_ char *big = NULL;
+        _cleanup_(key_freep) Key *back = NULL;
+        CacheInfo info = {}, got = {};
+        const char *reason = NULL;
+        size_t n = CACHE_FILE_MAX / 2 + 1024;
+
+        k->id = strdup("big");
+        assert_non_null(k->id);
+        big = malloc(n + 1);
+        assert_non_null(big);
+        memset(big, 'x', n);
+        big[n] = '\0';
+        add_version(k, 1, VERSION_STATUS_ACTIVE, big); /* base64 makes each 4/3 as long */
+        add_version(k, 2, VERSION_STATUS_PRIMARY, big);
+
+        assert_int_equal(cache_encode(k, &s, &info), 0);
+        assert_true(s->size > CACHE_FILE_MAX);
+        assert_int_equal(cache_decode(s->data, s->size, "big", &back, &got, &reason), 0);
+        assert_memory_equal(&info, &got, sizeof(info));
+        assert_int_equal(key_primary_version(back)->id, 2);
+
+        assert_int_equal(cache_dir_setup(f->cache), 0);
+        assert_int_equal(cache_write_content(f->cache, "big", s), -EFBIG);
+        assert_int_equal(cache_write(f->cache, k, NULL), -EFBIG);
+        assert_int_equal(cache_read(f->cache, "big", NULL, &got, &reason), -ENOENT);
+}
+
 static void test_dir_setup(void **state) {
         Fixture *f = *state;
         char file[128];
@@ -263,6 +296,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_corrupt),
                 cmocka_unit_test(test_decode_bad_json),
                 cmocka_unit_test(test_encode_needs_primary),
+                cmocka_unit_test_setup_teardown(test_oversized, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dir_setup, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_write_read, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_prune, setup, teardown),

@@ -763,6 +763,7 @@ static void test_unreachable(void **state) {
         assert_non_null(err.message);
         assert_non_null(strstr(err.message, "Cannot reach any server"));
         assert_non_null(strstr(err.message, closed_url));
+        assert_int_equal(err.cause, -ECONNREFUSED);
         assert_int_equal(knox_client_create_key(c, "kc:x", data, NULL, &v, &err), -EHOSTUNREACH);
         assert_int_equal(knox_client_list_keys(c, &ids, &err), -EHOSTUNREACH);
         assert_null(ids);
@@ -776,6 +777,7 @@ static void test_wrong_ca(void **state) {
         /* A server whose certificate does not verify is no server. */
         assert_int_equal(knox_client_list_keys(c, &ids, &err), -EHOSTUNREACH);
         assert_non_null(err.message);
+        assert_int_equal(err.cause, -EKEYREJECTED);
         assert_null(ids);
 }
 

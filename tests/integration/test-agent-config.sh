@@ -1,0 +1,172 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# keyward-agent misconfigured (issue 15, defect 9). Settings that cannot work stop the start
+# with a non-zero exit naming the file or URL: a --server-ca, --cert or --key that does not
+# read or parse, a key that is not the certificate's, a URL that is not https. Settings that
+# only a server can judge (a CA that does not match, a wrong port, a host typo, an expired
+# certificate) leave the agent running with no key registered: it still asks a server at
+# start, logs the failure once with its reason however often it retries, and shows the
+# reason in Status= (sd_notify), in the LastError property and in `keyward status`.
+
+. "$(dirname "$0")/lib.sh"
+
+: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
+: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
+
+for tool in dbus-daemon busctl; do
+        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
+done
+[ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
+[ -x "$KEYWARD" ] || skip_all "keyward is not built"
+
+DEST=org.keyward.Agent1
+OBJ=/org/keyward/Agent1
+IFACE=org.keyward.Agent1
+
+AGENT_PID=
+NOTIFY_PID=
+agent_cleanup() {
+        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
+        [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
+        cleanup
+}
+trap agent_cleanup EXIT
+
+make_pki
+kwd_init
+kwd_start
+bus_start
+HOST=host1.example.com
+
+bus() { timeout 10 busctl --system --timeout=8 "$@"; }
+prop() { bus get-property "$DEST" "$OBJ" "$IFACE" "$1"; }
+
+python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+        while True:
+                f.write(s.recv(4096).decode() + "\n")
+                f.flush()
+EOF
+NOTIFY_PID=$!
+wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
+
+# agent_args ARGS...: the agent's flags in ARGS; a file flag given replaces the default
+# (the last one counts), a --server given replaces the test server (--server repeats).
+N=0
+agent_args() {
+        N=$((N + 1))
+        ARGS=(--cert "$T/pki/machine.pem" --key "$T/pki/machine.key"
+                --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$T/state$N"
+                --runtime-dir "$T/run$N" --retry-max 1s --log-level debug)
+        case " $* " in
+        *" --server "*) ;;
+        *) ARGS+=(--server "$KWD_URL") ;;
+        esac
+        ARGS+=("$@")
+}
+
+# refused WHAT NEEDLE ARGS...: the agent must not start: it exits non-zero at once, and its
+# error names NEEDLE.
+refused() {
+        local what=$1 needle=$2 rc out
+        shift 2
+        agent_args "$@"
+        out=$(timeout 20 "$KEYWARD_AGENT" "${ARGS[@]}" 2>&1 </dev/null)
+        rc=$?
+        if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]; then ok "$what: the agent refuses to start"; else
+                not_ok "$what: the agent refuses to start (exit $rc)"
+        fi
+        like "$what: the error names '$needle'" "$out" "$(printf '%s' "$needle" | sed 's/[].[*^$()+?{}|\\]/\\&/g')"
+}
+
+printf 'not a certificate\n' >"$T/garbage.pem"
+
+refused "a missing --server-ca" "$T/pki/nosuch-ca.pem" --server-ca "$T/pki/nosuch-ca.pem"
+refused "a --server-ca that is no PEM" "$T/garbage.pem" --server-ca "$T/garbage.pem"
+refused "a missing --key" "$T/pki/nosuch.key" --key "$T/pki/nosuch.key"
+refused "a missing --cert" "$T/pki/nosuch.pem" --cert "$T/pki/nosuch.pem"
+refused "a --cert that is no PEM" "$T/garbage.pem" --cert "$T/garbage.pem"
+refused "a --key that is no key" "$T/garbage.pem" --key "$T/garbage.pem"
+refused "a key that is not the certificate's" "$T/pki/service.key" --key "$T/pki/service.key"
+refused "an htps:// URL" "htps://$KWD_ADDR" --server "htps://$KWD_ADDR"
+refused "an http:// URL" "http://$KWD_ADDR" --server "http://$KWD_ADDR"
+refused "a second URL that is not https" "ftp://$KWD_ADDR" --server "$KWD_URL" --server "ftp://$KWD_ADDR"
+
+# ---- settings only a server can judge ------------------------------------------------------
+
+agent_start() {
+        agent_args "$@"
+        : >"$T/agent$N.log"
+        : >"$T/notify.log"
+        NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" "${ARGS[@]}" 2>>"$T/agent$N.log" &
+        AGENT_PID=$!
+        wait_for 10 grep -q '^READY=1' "$T/notify.log" || bail "the agent did not start: $(cat "$T/agent$N.log")"
+        wait_for 5 bus status "$DEST" || bail "the agent did not take its bus name"
+}
+agent_stop() {
+        kill -TERM "$AGENT_PID" 2>/dev/null
+        kwd_wait_exit "$AGENT_PID" 10
+        AGENT_PID=
+}
+logged() { grep -c -- "$1" "$T/agent$N.log"; }
+retries_at_least() { [ "$(logged 'Still cannot sync with the keyward servers')" -ge "$1" ]; }
+last_status() { grep '^STATUS=' "$T/notify.log" | tail -n1; }
+
+# misconfigured WHAT KIND REASON ARGS...: the agent runs with no key registered; it asks a
+# server, fails, and retries; the failure is logged once (with KIND and REASON) whatever the
+# number of retries, and shows in Status=, LastError and keyward status (text and --json).
+misconfigured() {
+        local what=$1 kind=$2 reason=$3 st
+        shift 3
+        agent_start "$@"
+        check "$what: logged at once, with no key registered" \
+                wait_for 20 grep -q "Cannot sync with the keyward servers: $kind" "$T/agent$N.log"
+        check "$what: retried at least 3 times" wait_for 30 retries_at_least 3
+        is "$what: logged once across $(logged 'Still cannot sync') retries" \
+                "$(logged 'Cannot sync with the keyward servers')" 1
+        like "$what: the log says why" "$(grep 'Cannot sync with the keyward servers' "$T/agent$N.log")" "$reason"
+        like "$what: Status= says why" "$(last_status)" "no server usable, serving the cache: $kind.*$reason"
+        like "$what: LastError says why" "$(prop LastError)" "^s \"$kind.*$reason"
+        st=$("$KEYWARD" status 2>&1)
+        like "$what: keyward status says why" "$st" "LastError: $kind.*$reason"
+        like "$what: keyward status says not connected" "$st" "Connected: no"
+        st=$("$KEYWARD" status --json 2>&1)
+        like "$what: keyward status --json says why" "$(jget "$st" 'j["LastError"]')" "^$kind.*$reason"
+        agent_stop
+}
+
+misconfigured "a CA that does not match" "TLS verification failed" "certificate" \
+        --server-ca "$T/pki/foreign.pem"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+misconfigured "a wrong port" "connection refused" "127.0.0.1.*$PORT" --server "https://127.0.0.1:$PORT"
+misconfigured "a host typo" "name not resolved" "no-such-host.invalid" \
+        --server "https://no-such-host.invalid:${KWD_ADDR##*:}"
+misconfigured "an expired certificate" "HTTP status 401" "" \
+        --cert "$T/pki/expired.pem" --key "$T/pki/expired.key"
+check "an expired certificate: a warning at start names it" grep -q "$T/pki/expired.pem' has expired" "$T/agent$N.log"
+
+# With a key registered both sync threads ask (the watch and the fetch): still one line, and
+# the server's refusal of the machine is not mistaken for an answer (no "Connected" between).
+agent_start --cert "$T/pki/expired.pem" --key "$T/pki/expired.key"
+check "an expired certificate, a key registered: Register" bus call "$DEST" "$OBJ" "$IFACE" Register 'sa{sv}' k1 0
+check "an expired certificate, a key registered: retried at least 6 times" wait_for 30 retries_at_least 6
+is "an expired certificate, a key registered: logged once across $(logged 'Still cannot sync') retries" \
+        "$(logged 'Cannot sync with the keyward servers')" 1
+is "an expired certificate, a key registered: never said connected" "$(logged 'Connected to')" 0
+is "an expired certificate, a key registered: no warning about the key itself" "$(logged "key 'k1'")" 0
+like "an expired certificate, a key registered: Status= says why" "$(last_status)" "serving the cache: HTTP status 401"
+agent_stop
+
+# The same agent, rightly configured: it reaches a server at start, with no key registered.
+agent_start
+check "a good configuration: connected with no key registered" \
+        wait_for 20 bash -c "[ \"\$(busctl --system get-property $DEST $OBJ $IFACE Connected)\" = 'b true' ]"
+is "a good configuration: LastError is empty" "$(prop LastError)" 's ""'
+like "a good configuration: Status= says in step" "$(last_status)" "in step with the server"
+is "a good configuration: nothing logged as a failure" "$(logged 'Cannot sync with the keyward servers')" 0
+agent_stop
+
+done_testing
