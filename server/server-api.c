@@ -198,8 +198,9 @@ static int load_key(const Api *api, const ApiRequest *req, ApiResult *res, Key *
         int r;
 
         /* No stored key has a longer id; the store need not be asked. */
-        r = strlen(req->match->key_id) > STORE_ID_MAX ? -ENOKEY :
-                                                         store_get(api->store, req->match->key_id, ret, ret_version);
+        r = strlen(req->match->key_id) > STORE_ID_MAX ?
+                -ENOKEY :
+                store_get(api->store, req->match->key_id, ret, ret_version);
         if (r == -ENOKEY) {
                 *ret = NULL;
                 return api_result_error(
