@@ -7,9 +7,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
+#include <errno.h>
+#include <limits.h>
+#include <security/pam_appl.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "parse.h"
 #include "server-login.h"
+#include "server-pam.h"
 
 #define S USEC_PER_SEC
 
@@ -80,11 +86,80 @@ static void test_bounded(void **state) {
         login_throttle_free(t);
 }
 
+/* Only wrong credentials are the user's failure; whatever keeps PAM from deciding is the
+ * server's ("Password check unavailable"), and is not counted against anyone. */
+static void test_pam_status(void **state) {
+        static const struct {
+                int status;
+                int auth, account;
+        } table[] = {
+                /* clang-format off */
+                { PAM_SUCCESS,            0,            0            },
+                { PAM_AUTH_ERR,           -EACCES,      -EACCES      },
+                { PAM_USER_UNKNOWN,       -EACCES,      -EACCES      },
+                { PAM_MAXTRIES,           -EACCES,      -EACCES      },
+                { PAM_PERM_DENIED,        -EHOSTDOWN,   -EACCES      },
+                { PAM_ACCT_EXPIRED,       -EHOSTDOWN,   -EACCES      },
+                { PAM_NEW_AUTHTOK_REQD,   -EKEYEXPIRED, -EKEYEXPIRED },
+                { PAM_AUTHTOK_EXPIRED,    -EKEYEXPIRED, -EKEYEXPIRED },
+                { PAM_AUTHINFO_UNAVAIL,   -EHOSTDOWN,   -EHOSTDOWN   },
+                { PAM_SYSTEM_ERR,         -EHOSTDOWN,   -EHOSTDOWN   },
+                { PAM_ABORT,              -EHOSTDOWN,   -EHOSTDOWN   },
+                { PAM_CRED_INSUFFICIENT,  -EHOSTDOWN,   -EHOSTDOWN   },
+                { PAM_BUF_ERR,            -EHOSTDOWN,   -EHOSTDOWN   },
+                { PAM_CONV_ERR,           -EHOSTDOWN,   -EHOSTDOWN   },
+                { PAM_SERVICE_ERR,        -EHOSTDOWN,   -EHOSTDOWN   },
+                { PAM_MODULE_UNKNOWN,     -EHOSTDOWN,   -EHOSTDOWN   },
+                { PAM_IGNORE,             -EHOSTDOWN,   -EHOSTDOWN   },
+                /* clang-format on */
+        };
+
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                const char *reason = NULL;
+
+                print_message("PAM status %d\n", table[i].status);
+                assert_int_equal(pam_status_to_errno(table[i].status, false, &reason), table[i].auth);
+                assert_non_null(reason);
+                assert_int_equal(pam_status_to_errno(table[i].status, true, &reason), table[i].account);
+        }
+}
+
+/* A service without a file must not fall back to "other" (which on Debian refuses every
+ * password as wrong). pam_wrapper's directory stands for /etc/pam.d, as it does for libpam. */
+static void test_pam_service_configured(void **state) {
+        char dir[] = "/tmp/test-server-login.XXXXXX", path[PATH_MAX];
+        FILE *f;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/keyward", dir);
+        f = fopen(path, "we");
+        assert_non_null(f);
+        fclose(f);
+        assert_int_equal(setenv("PAM_WRAPPER", "1", 1), 0);
+        assert_int_equal(setenv("PAM_WRAPPER_SERVICE_DIR", dir, 1), 0);
+
+        assert_true(pam_service_configured("keyward"));
+        assert_true(pam_service_configured("KeyWard")); /* libpam lowercases the name */
+        assert_false(pam_service_configured("keyward-missing"));
+        assert_false(pam_service_configured("other"));
+        assert_false(pam_service_configured(""));
+        assert_false(pam_service_configured("../keyward"));
+        assert_false(pam_service_configured(".keyward"));
+
+        assert_int_equal(unlink(path), 0);
+        assert_false(pam_service_configured("keyward"));
+        assert_int_equal(rmdir(dir), 0);
+        unsetenv("PAM_WRAPPER");
+        unsetenv("PAM_WRAPPER_SERVICE_DIR");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_limit_and_window),
                 cmocka_unit_test(test_in_flight),
                 cmocka_unit_test(test_bounded),
+                cmocka_unit_test(test_pam_status),
+                cmocka_unit_test(test_pam_service_configured),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
