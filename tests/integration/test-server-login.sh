@@ -28,8 +28,11 @@ admins:x:6000:alice
 GROUP
 kwd_start --login-ttl 1h
 
+# login USER PASSWORD [curl args...]
 login() {
-        req none "" POST /v0/auth/login/ --data-urlencode "user=$1" --data-urlencode "password=$2"
+        local user=$1 password=$2
+        shift 2
+        req none "" POST /v0/auth/login/ --data-urlencode "user=$user" --data-urlencode "password=$password" "$@"
 }
 
 # kw_login USER PASSWORD: `keyward login USER` with the password on stdin; stderr in $ERR,
@@ -114,10 +117,32 @@ is "eight parallel wrong guesses for dave: five reach PAM" \
         "$(grep -l 'Invalid user name or password' "$T"/guess.? | wc -l)" 5
 is "and three are refused by the throttle" "$(grep -l 'Too many failed logins' "$T"/guess.? | wc -l)" 3
 r=$(login dave dungeons)
-expect "then even the right password is refused" "$r" 401 5 "Too many failed logins, try again later"
+expect "then even the right password is refused from that address" "$r" 401 5 "Too many failed logins, try again later"
 like "the throttle is logged" "$(cat "$T/keywardd.log")" "Login as 'dave' from 127.0.0.1 refused: too many failed logins"
 r=$(login alice wonderland)
 expect "another user from the same address still logs in" "$r" 200 0 ""
+
+# Whoever failed dave's password cannot lock dave out: from an address without failures the
+# right password gets in, slowed down, not refused.
+r=$(login dave dungeons --interface 127.0.0.2)
+expect "dave from a clean address (127.0.0.2): logged in" "$r" 200 0 ""
+like "and the login was slowed down, which the log says" "$(cat "$T/keywardd.log")" \
+        "Login as 'dave' from 127.0.0.2 slowed down by 1 s: too many failed logins for 'dave'"
+r=$(login dave dungeons)
+expect "the success cleared dave's count, but not 127.0.0.1's lock on dave" "$r" 401 5 \
+        "Too many failed logins, try again later"
+
+# The same for logins a machine's agent passes on: the address the person came from counts.
+for i in 1 2 3 4 5; do
+        r=$(req machine "" POST /v0/auth/login/ -d user=dave -d "password=relayed$i" -d rhost=10.7.7.7)
+        expect "relayed wrong guess $i for dave from 10.7.7.7" "$r" 401 5 "Invalid user name or password"
+done
+r=$(req machine "" POST /v0/auth/login/ -d user=dave -d password=dungeons -d rhost=10.7.7.7)
+expect "relayed from 10.7.7.7: dave is locked out there" "$r" 401 5 "Too many failed logins, try again later"
+r=$(req machine "" POST /v0/auth/login/ -d user=dave -d password=dungeons -d rhost=10.8.8.8)
+expect "relayed from 10.8.8.8: dave logs in" "$r" 200 0 ""
+like "slowed down, as host1.example.com/10.8.8.8" "$(cat "$T/keywardd.log")" \
+        "Login as 'dave' from host1.example.com/10.8.8.8 slowed down by 1 s"
 
 # ---- revocation, audit, logs ----------------------------------------------------------------
 
@@ -129,7 +154,7 @@ expect "and no longer authenticates" "$r" 401 5
 kwd_stop
 like "a login's audit line names the user" "$(grep '"path":"/v0/auth/login/"' "$T/audit.log" | head -n1)" \
         '"parameters":\{"user":"alice"\}'
-is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 22
+is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 31
 if grep -q -e wonderland -e dungeons -e 'guess[0-9]' -e "$TOKEN" "$T/audit.log" "$T/keywardd.log"; then
         not_ok "no password or token in the audit log or the server's log"
 else

@@ -66,24 +66,48 @@ static void test_in_flight(void **state) {
         login_throttle_free(t);
 }
 
-/* Made-up names cannot grow the table without bound; the oldest entry goes first, never one
- * with an attempt in flight. */
+/* Made-up names cannot grow the table without bound, and cannot push out an entry with more
+ * failures than theirs: a (user, source) at its limit stays locked however many addresses an
+ * attacker cycles through. Never an entry with an attempt in flight either. */
 static void test_bounded(void **state) {
         LoginThrottle *t = login_throttle_new();
         char key[64];
 
         assert_non_null(t);
+        for (unsigned i = 0; i < 5; i++)
+                failed_attempt(t, "pair:8:10.0.0.1:dave", 5, 1000 * S);
         for (unsigned i = 0; i < 3; i++)
                 failed_attempt(t, "addr:10.0.0.1", 20, 1000 * S);
+        assert_true(login_throttle_begin(t, "user:quiet", 5, 1000 * S));
+        login_throttle_end(t, "user:quiet", LOGIN_OUTCOME_NONE, 1000 * S);
         assert_true(login_throttle_begin(t, "user:busy", 5, 1000 * S));
         for (unsigned i = 0; i < 5000; i++) {
-                snprintf(key, sizeof(key), "user:made-up-%u", i);
-                failed_attempt(t, key, 5, 1000 * S + 1 + i);
+                snprintf(key, sizeof(key), "addr:10.1.%u.%u", i / 256, i % 256);
+                failed_attempt(t, key, 20, 1000 * S + 1 + i);
         }
-        assert_int_equal(login_throttle_count(t, "addr:10.0.0.1", 1000 * S + 6000), 0);
-        assert_int_equal(login_throttle_count(t, "user:made-up-4999", 1000 * S + 6000), 1);
+        assert_int_equal(login_throttle_count(t, "pair:8:10.0.0.1:dave", 1000 * S + 6000), 5);
+        assert_false(login_throttle_begin(t, "pair:8:10.0.0.1:dave", 5, 1000 * S + 6000));
+        assert_int_equal(login_throttle_count(t, "addr:10.0.0.1", 1000 * S + 6000), 3);
         assert_int_equal(login_throttle_count(t, "user:busy", 1000 * S + 6000), 1);
+        /* The entry with no failures went first, then the oldest of those with one. */
+        assert_int_equal(login_throttle_count(t, "user:quiet", 1000 * S + 6000), 0);
+        assert_int_equal(login_throttle_count(t, "addr:10.1.0.0", 1000 * S + 6000), 0);
+        assert_int_equal(login_throttle_count(t, "addr:10.1.19.135", 1000 * S + 6000), 1);
+        /* Once its window has passed, a locked entry is free again like any other. */
+        assert_true(login_throttle_begin(t, "pair:8:10.0.0.1:dave", 5, 1000 * S + LOGIN_WINDOW_USEC));
         login_throttle_free(t);
+}
+
+/* The user's own count slows logins down, doubling, up to a bound; it never locks. */
+static void test_user_delay(void **state) {
+        assert_int_equal(login_user_delay_usec(0), 0);
+        assert_int_equal(login_user_delay_usec(LOGIN_USER_SLOW_AFTER - 1), 0);
+        assert_int_equal(login_user_delay_usec(LOGIN_USER_SLOW_AFTER), 1 * S);
+        assert_int_equal(login_user_delay_usec(LOGIN_USER_SLOW_AFTER + 1), 2 * S);
+        assert_int_equal(login_user_delay_usec(LOGIN_USER_SLOW_AFTER + 2), 4 * S);
+        assert_int_equal(login_user_delay_usec(LOGIN_USER_SLOW_AFTER + 3), LOGIN_USER_DELAY_MAX_USEC);
+        assert_int_equal(login_user_delay_usec(LOGIN_USER_SLOW_AFTER + 40), LOGIN_USER_DELAY_MAX_USEC);
+        assert_int_equal(login_user_delay_usec(UINT32_MAX), LOGIN_USER_DELAY_MAX_USEC);
 }
 
 /* Only wrong credentials are the user's failure; whatever keeps PAM from deciding is the
@@ -158,6 +182,7 @@ int main(void) {
                 cmocka_unit_test(test_limit_and_window),
                 cmocka_unit_test(test_in_flight),
                 cmocka_unit_test(test_bounded),
+                cmocka_unit_test(test_user_delay),
                 cmocka_unit_test(test_pam_status),
                 cmocka_unit_test(test_pam_service_configured),
         };
