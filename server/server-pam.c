@@ -120,6 +120,30 @@ bool pam_service_configured(const char *service) {
         return false;
 }
 
+bool pam_password_unreadable(const char *user) {
+        _cleanup_free_ char *buf = NULL;
+        struct passwd pw, *pwp = NULL;
+        size_t size = 4096;
+        int r;
+
+        if (geteuid() == 0)
+                return false;
+        for (;;) {
+                buf = malloc(size);
+                if (!buf)
+                        return false;
+                r = getpwnam_r(user, &pw, buf, size, &pwp);
+                if (r != ERANGE || size >= NSS_BUFFER_MAX)
+                        break;
+                free(buf);
+                buf = NULL;
+                size *= 2;
+        }
+        if (r != 0 || !pwp || !streq(strempty(pw.pw_passwd), "x"))
+                return false;
+        return faccessat(AT_FDCWD, "/etc/shadow", R_OK, AT_EACCESS) < 0;
+}
+
 int pam_check_password(
         const char *service,
         const char *user,
@@ -152,6 +176,10 @@ int pam_check_password(
 
         status = pam_authenticate(h, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
         r = pam_status_to_errno(status, false, ret_reason);
+        if (r == -EACCES && pam_password_unreadable(user)) {
+                *ret_reason = "the password is in /etc/shadow, which keywardd cannot read";
+                r = -EHOSTDOWN;
+        }
         if (r >= 0) {
                 status = pam_acct_mgmt(h, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
                 r = pam_status_to_errno(status, true, ret_reason);

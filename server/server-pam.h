@@ -36,6 +36,12 @@ int pam_status_to_errno(int status, bool account_step, const char **ret_reason);
  * "other"). true when libpam reads /etc/pam.conf, which is not looked into. */
 bool pam_service_configured(const char *service);
 
+/* Whether a refusal for user may only mean the password could not be read: keywardd runs
+ * without root, the user's passwd entry says the password is in the shadow file ("x") and
+ * /etc/shadow is not readable. pam_unix then asks unix_chkpwd, which checks only its caller's
+ * own password and answers PAM_AUTH_ERR for anyone else, right password or wrong. */
+bool pam_password_unreadable(const char *user);
+
 /* The names of the groups NSS gives user (getgrouplist(), the primary group included),
  * sorted, without duplicates. A user NSS does not know has no groups. */
 int user_groups(const char *user, char ***ret);

@@ -8,7 +8,10 @@
 #include <string.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
+#include <sys/wait.h>
 #include <security/pam_appl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -177,6 +180,38 @@ static void test_pam_service_configured(void **state) {
         unsetenv("PAM_WRAPPER_SERVICE_DIR");
 }
 
+/* pam_unix without root cannot read anyone's shadow entry: its refusal then says nothing
+ * about the password. Checked in a child that drops root for nobody, with the real passwd
+ * entry of root (whose password is in /etc/shadow on any Debian). */
+static void test_pam_password_unreadable(void **state) {
+        struct passwd *nobody = getpwnam("nobody"), *root = getpwuid(0);
+        int status;
+        pid_t pid;
+
+        if (geteuid() != 0 || !nobody || !root || !streq(root->pw_passwd, "x") ||
+            access("/etc/shadow", F_OK) < 0)
+                skip();
+        assert_false(pam_password_unreadable("root")); /* as root: readable */
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 ||
+                    setresgid(nobody->pw_gid, nobody->pw_gid, nobody->pw_gid) < 0 ||
+                    setresuid(nobody->pw_uid, nobody->pw_uid, nobody->pw_uid) < 0)
+                        _exit(2);
+                if (!pam_password_unreadable("root"))
+                        _exit(3);
+                /* No passwd entry, or one without "x": nothing to say. */
+                if (pam_password_unreadable("no-such-user-keyward-test"))
+                        _exit(4);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_limit_and_window),
@@ -185,6 +220,7 @@ int main(void) {
                 cmocka_unit_test(test_user_delay),
                 cmocka_unit_test(test_pam_status),
                 cmocka_unit_test(test_pam_service_configured),
+                cmocka_unit_test(test_pam_password_unreadable),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
