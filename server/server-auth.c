@@ -195,7 +195,11 @@ int auth_request(
         if (ps.n == 0) {
                 if (!matched) {
                         free(msg);
-                        msg = strdup("No matching authentication providers found");
+                        /* Knox's text, then what was wrong with the header. */
+                        msg = strdup(
+                                !h ? "No matching authentication providers found: no Authorization header" :
+                                     "No matching authentication providers found: Authorization is not "
+                                     "0u<token>, 0t<host name> or 0s<anything>");
                         if (!msg)
                                 return -ENOMEM;
                 }

@@ -371,7 +371,8 @@ is "list: an ACL change does not change the hash" "$(list "?k2=$K2")" ""
 r=$(as_alice GET /v0/nothing/)
 expect "unknown route after authentication: 404/8" "$r" 404 8
 r=$(req none "" GET /v0/nothing/)
-expect "unknown route without authentication: 401/5" "$r" 401 5 "No matching authentication providers found"
+expect "unknown route without authentication: 401/5" "$r" 401 5 \
+        "No matching authentication providers found: no Authorization header"
 r=$(as_alice GET /v0/keys/k1)
 expect "no trailing slash: 404/8 (no redirect)" "$r" 404 8
 r=$(as_alice GET /v0/keys)

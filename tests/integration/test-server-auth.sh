@@ -193,7 +193,8 @@ is "ALPN: a client offering h2 gets HTTP/1.1" "$v" 1.1
 
 # ---- no provider matches ----------------------------------------------------------------
 
-NOMATCH="No matching authentication providers found"
+# Knox's text, then what is wrong with the header.
+NOMATCH="No matching authentication providers found: Authorization is not 0u<token>, 0t<host name> or 0s<anything>"
 r=$(req service 0s GET /v0/keys/)
 expect "'0s' alone: 401/5" "$r" 401 5 "$NOMATCH"
 r=$(req machine 0t GET /v0/keys/)
@@ -201,7 +202,8 @@ expect "'0t' alone: 401/5" "$r" 401 5 "$NOMATCH"
 r=$(req none 0 GET /v0/keys/)
 expect "'0': 401/5" "$r" 401 5 "$NOMATCH"
 r=$(req machine "" GET /v0/keys/)
-expect "no Authorization header: 401/5" "$r" 401 5 "$NOMATCH"
+expect "no Authorization header: 401/5 saying so" "$r" 401 5 \
+        "No matching authentication providers found: no Authorization header"
 r=$(req none "1u$ALICE" GET /v0/keys/)
 expect "version 1: 401/5" "$r" 401 5 "$NOMATCH"
 r=$(req none "0x$ALICE" GET /v0/keys/)
