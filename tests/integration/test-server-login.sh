@@ -144,6 +144,20 @@ expect "relayed from 10.8.8.8: dave logs in" "$r" 200 0 ""
 like "slowed down, as host1.example.com/10.8.8.8" "$(cat "$T/keywardd.log")" \
         "Login as 'dave' from host1.example.com/10.8.8.8 slowed down by 1 s"
 
+# A source that failed 20 times is refused for everyone, whoever the users were.
+pids=()
+for i in $(seq 20); do
+        REQ_BODY=$T/body.s$i login "nobody$i" guess --interface 127.0.0.3 >"$T/spray.$i" &
+        pids+=($!)
+done
+wait "${pids[@]}"
+is "twenty wrong guesses from 127.0.0.3, one per user: all reach PAM" \
+        "$(grep -l 'Invalid user name or password' "$T"/spray.* | wc -l)" 20
+r=$(login alice wonderland --interface 127.0.0.3)
+expect "then alice's right password from 127.0.0.3 is refused" "$r" 401 5 "Too many failed logins, try again later"
+r=$(login alice wonderland --interface 127.0.0.4)
+expect "and from 127.0.0.4 she logs in" "$r" 200 0 ""
+
 # ---- revocation, audit, logs ----------------------------------------------------------------
 
 r=$(req none "0u$TOKEN" DELETE /v0/auth/token/)
@@ -154,7 +168,7 @@ expect "and no longer authenticates" "$r" 401 5
 kwd_stop
 like "a login's audit line names the user" "$(grep '"path":"/v0/auth/login/"' "$T/audit.log" | head -n1)" \
         '"parameters":\{"user":"alice"\}'
-is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 31
+is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 53
 if grep -q -e wonderland -e dungeons -e 'guess[0-9]' -e "$TOKEN" "$T/audit.log" "$T/keywardd.log"; then
         not_ok "no password or token in the audit log or the server's log"
 else
