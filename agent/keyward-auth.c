@@ -173,6 +173,9 @@ int verb_login(int argc, char **argv) {
                 return fail("Problem getting password: %s", strerror(-r));
 
         r = knox_client_login(c, user, password, NULL, &token, arg_json ? &json : NULL, &err);
+        /* A refused login is not for want of a token: no hint to go and get one. */
+        if (r >= 0 && err.code == KNOX_UNAUTHENTICATED && !isempty(err.message))
+                return fail("Fail to authenticate: %s", err.message);
         if (r < 0 || err.code != KNOX_OK)
                 return fail_call("Fail to authenticate", r, &err);
 

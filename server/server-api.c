@@ -11,6 +11,7 @@
 #include "key-cache.h"
 #include "log.h"
 #include "parse.h"
+#include "store-internal.h"
 
 /* clang-format off */
 static const char *const route_names[_API_ROUTE_MAX] = {
@@ -196,7 +197,10 @@ static const FormField *post_param(const ApiRequest *req, const char *name) {
 static int load_key(const Api *api, const ApiRequest *req, ApiResult *res, Key **ret, int64_t *ret_version) {
         int r;
 
-        r = store_get(api->store, req->match->key_id, ret, ret_version);
+        /* No stored key has a longer id; the store need not be asked. */
+        r = strlen(req->match->key_id) > STORE_ID_MAX ?
+                -ENOKEY :
+                store_get(api->store, req->match->key_id, ret, ret_version);
         if (r == -ENOKEY) {
                 *ret = NULL;
                 return api_result_error(
@@ -205,8 +209,7 @@ static int load_key(const Api *api, const ApiRequest *req, ApiResult *res, Key *
         if (r < 0) {
                 *ret = NULL;
                 log_error_errno(r, "Failed to read key '%s': %m", req->match->key_id);
-                return api_result_error(
-                        res, KNOX_INTERNAL_SERVER_ERROR, "Failed to read key: %s", strerror(-r));
+                return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to read key");
         }
         return 0;
 }
@@ -254,13 +257,15 @@ static int load_key_read(const Api *api, const ApiRequest *req, ApiResult *res, 
         return 0;
 }
 
+/* A store failure as Knox reports it. The errno's text is for the log only: it would tell a
+ * client nothing it can act on ("Argument list too long"). */
 static int store_error(ApiResult *res, const char *what, const char *key_id, int r) {
         if (r == -ESTALE)
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "DB version does not match");
         if (r == -ENOKEY)
                 return api_result_error(res, KNOX_KEY_IDENTIFIER_DOES_NOT_EXIST, "No such key %s", key_id);
         log_error_errno(r, "Failed to %s key '%s': %m", what, key_id);
-        return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to %s key: %s", what, strerror(-r));
+        return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to %s key", what);
 }
 
 static bool authorized(const ApiRequest *req, const Key *k, AccessType need) {
@@ -395,8 +400,7 @@ static int handle_getkeys(const Api *api, const ApiRequest *req, ApiResult *res)
                 return -ENOMEM;
         if (r < 0) {
                 log_error_errno(r, "Failed to list keys: %m");
-                return api_result_error(
-                        res, KNOX_INTERNAL_SERVER_ERROR, "Failed to list keys: %s", strerror(-r));
+                return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to list keys");
         }
         (void) buf_putc(&res->data, ']');
 
@@ -453,6 +457,12 @@ static int handle_postkeys(const Api *api, const ApiRequest *req, ApiResult *res
                 return api_result_error(
                         res, KNOX_BAD_KEY_FORMAT, "KeyID includes unsupported characters %s", k->id);
         }
+        /* Knox's schema (VARCHAR(512)) fails such an id with a 500; it is the caller's error. */
+        if (id->value_len > STORE_ID_MAX) {
+                key_version_done(&v);
+                return api_result_error(
+                        res, KNOX_BAD_KEY_FORMAT, "KeyID is longer than %d bytes", STORE_ID_MAX);
+        }
 
         /* Deviation from Knox, which accepts anything here and fails later with a 500: the
          * entries of a new key are held to the same rules as PUT access (knox-api.md §12). */
@@ -508,16 +518,20 @@ static int handle_postkeys(const Api *api, const ApiRequest *req, ApiResult *res
 /* Go's VersionStatus.UnmarshalJSON on a raw parameter. */
 static int parse_status_param(const char *s, VersionStatus *ret, const char **reterr) {
         size_t n = strlen(s);
-        VersionStatus st;
-        char *name;
+        VersionStatus st = _VERSION_STATUS_INVALID;
+        char name[sizeof("Inactive")];
 
         if (n < 2 || s[0] != '"' || s[n - 1] != '"') {
                 *reterr = n == 0 ? "unexpected end of JSON input" :
                                    "invalid character looking for beginning of value";
                 return -EINVAL;
         }
-        name = strndupa(s + 1, n - 2);
-        st = version_status_from_string(name);
+        /* The name on the stack only when it can be one: the value is the client's. */
+        if (n - 2 < sizeof(name)) {
+                memcpy(name, s + 1, n - 2);
+                name[n - 2] = '\0';
+                st = version_status_from_string(name);
+        }
         if (st < 0) {
                 *reterr = "json: Invalid VersionStatus to convert";
                 return -EINVAL;
@@ -900,6 +914,12 @@ int api_handle(const Api *api, const ApiRequest *req, ApiResult *res) {
         /* Any write invalidates every worker's cached records. */
         if (res->changed && api->generation)
                 atomic_fetch_add(api->generation, 1);
+        /* A failure no handler turned into a Knox error is ours, and its errno text is for
+         * the log, not for the client. */
+        if (r < 0 && r != -ENOMEM) {
+                log_error_errno(r, "Failed to handle %s: %m", api_route_to_string(route));
+                return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Internal server error");
+        }
         return r;
 }
 

@@ -71,22 +71,34 @@ static int set_message(char **reterr, const char *fmt, ...) {
         return 0;
 }
 
+/* Why a certificate cannot authenticate anyone, or NULL when it verified. Knox says "No peer
+ * certs configured" for a request without one, which reads like a server fault. */
+static const char *cert_problem(const PeerCert *peer) {
+        const char *err = peer ? peer_cert_error(peer) : PEER_CERT_ERROR_NO_CERT;
+
+        if (err && streq(err, PEER_CERT_ERROR_NO_CERT))
+                return "auth: no client certificate was presented (0t and 0s need one)";
+        return err;
+}
+
 /* mtls: the payload is a hostname the certificate must hold. */
 static int auth_mtls(const AuthRequest *req, const char *payload, Principals *ps, char **reterr) {
         _cleanup_free_ char *mismatch = NULL;
         const char *err;
         int r;
 
-        if (!req->peer)
-                return set_message(reterr, "auth: No peer certs configured");
-        err = peer_cert_error(req->peer);
+        err = cert_problem(req->peer);
         if (err)
                 return set_message(reterr, "%s", err);
         r = peer_cert_match_host(req->peer, payload, &mismatch);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return set_message(reterr, "%s", strna(mismatch));
+                return set_message(
+                        reterr,
+                        "auth: '%.253s' is not a name of the client certificate (%s)",
+                        payload,
+                        strna(mismatch));
         r = principals_add(ps, PRINCIPAL_KIND_MACHINE, payload, NULL, "mtls");
         return r < 0 ? r : 1;
 }
@@ -96,9 +108,7 @@ static int auth_spiffe(const AuthRequest *req, const char *provider, Principals 
         const char *id = NULL, *err = NULL;
         int r;
 
-        if (!req->peer)
-                return set_message(reterr, "auth: No peer certs configured");
-        err = peer_cert_error(req->peer);
+        err = cert_problem(req->peer);
         if (err)
                 return set_message(reterr, "%s", err);
         r = peer_cert_spiffe_id(req->peer, &id, &err);
@@ -157,9 +167,11 @@ int auth_request(
                 case 't':
                         matched = true;
                         r = auth_mtls(req, payload, &ps, &msg);
-                        /* Once mtls has a principal, why the fallback fails matters to no one. */
+                        /* The fallback may add a service, but why it fails matters to no one:
+                         * a 0t caller wants to hear why the host name did not do (Knox
+                         * reports the fallback's "no spiffe identity" instead). */
                         if (r >= 0)
-                                r = auth_spiffe(req, "spiffe-fallback", &ps, ps.n > 0 ? NULL : &msg);
+                                r = auth_spiffe(req, "spiffe-fallback", &ps, NULL);
                         break;
                 case 'u':
                         matched = true;
@@ -183,7 +195,11 @@ int auth_request(
         if (ps.n == 0) {
                 if (!matched) {
                         free(msg);
-                        msg = strdup("No matching authentication providers found");
+                        /* Knox's text, then what was wrong with the header. */
+                        msg = strdup(
+                                !h ? "No matching authentication providers found: no Authorization header" :
+                                     "No matching authentication providers found: Authorization is not "
+                                     "0u<token>, 0t<host name> or 0s<anything>");
                         if (!msg)
                                 return -ENOMEM;
                 }

@@ -2,6 +2,8 @@
 #include "server-login.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,9 +34,10 @@ struct LoginThrottle {
 struct Login {
         char *service;
         pthread_mutex_t lock;
-        pthread_cond_t wake;
+        pthread_cond_t wake; /* on CLOCK_MONOTONIC: threads wait for a slowed-down job too */
         LoginJob *head, *tail;
-        size_t queued;
+        size_t queued;  /* jobs to run now */
+        size_t delayed; /* jobs slowed down, waiting for their time */
         bool stopping;
         LoginThrottle *throttle; /* under lock */
         pthread_t threads[LOGIN_THREADS];
@@ -92,20 +95,45 @@ static ThrottleSlot *throttle_get(LoginThrottle *t, const char *key, uint64_t no
                 }
                 return s;
         }
-        /* A free or lapsed slot, else the one whose window started first. */
-        for (size_t i = 0; i < THROTTLE_SLOTS && !s; i++)
-                if (!slot_live(&t->slots[i], now_usec))
+        /* A free or lapsed slot; else, of those with nothing in flight, the one with the fewest
+         * failures, the oldest window among equals. So new keys, however many, push out only
+         * entries with no more failures than they will have themselves: to free an entry with
+         * n failures, a whole table of entries with n or more failures must be made first. */
+        for (size_t i = 0; i < THROTTLE_SLOTS && !s; i++) {
+                const ThrottleSlot *c = &t->slots[i];
+
+                if (!slot_live(c, now_usec))
                         s = &t->slots[i];
                 else if (
-                        t->slots[i].pending == 0 &&
-                        (!oldest || t->slots[i].window_start_usec < oldest->window_start_usec))
+                        c->pending == 0 &&
+                        (!oldest || c->failures < oldest->failures ||
+                         (c->failures == oldest->failures &&
+                          c->window_start_usec < oldest->window_start_usec)))
                         oldest = &t->slots[i];
+        }
         s = s ?: oldest;
         if (!s)
                 return NULL;
         free(s->key);
         *s = (ThrottleSlot){.key = strdup(key), .window_start_usec = now_usec};
         return s->key ? s : NULL;
+}
+
+unsigned login_throttle_failures(LoginThrottle *t, const char *key, uint64_t now_usec) {
+        ThrottleSlot *s = throttle_find(t, key);
+
+        return s && now_usec - s->window_start_usec < LOGIN_WINDOW_USEC ? s->failures : 0;
+}
+
+uint64_t login_user_delay_usec(unsigned failures) {
+        unsigned over;
+
+        if (failures < LOGIN_USER_SLOW_AFTER)
+                return 0;
+        over = failures - LOGIN_USER_SLOW_AFTER;
+        if (over >= 16)
+                return LOGIN_USER_DELAY_MAX_USEC;
+        return MIN(USEC_PER_SEC << over, LOGIN_USER_DELAY_MAX_USEC);
 }
 
 unsigned login_throttle_count(LoginThrottle *t, const char *key, uint64_t now_usec) {
@@ -154,11 +182,21 @@ static uint64_t now_usec_monotonic(void) {
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
 }
 
-/* "user:NAME" and "addr:ADDRESS", so that a user name cannot stand for an address. */
+/* "user:NAME", "addr:ADDRESS" and "pair:LENGTH:ADDRESS:NAME", so that no key can stand for
+ * another kind's. */
 static char *throttle_key(const char *kind, const char *s) {
         char *k = NULL;
 
         return asprintf(&k, "%s:%s", kind, strempty(s)) < 0 ? NULL : k;
+}
+
+static char *throttle_pair_key(const char *user, const char *source) {
+        char *k = NULL;
+
+        return asprintf(&k, "pair:%zu:%s:%s", strlen(strempty(source)), strempty(source), strempty(user)) <
+                        0 ?
+                NULL :
+                k;
 }
 
 /* ---- the threads ------------------------------------------------------------------ */
@@ -166,6 +204,7 @@ static char *throttle_key(const char *kind, const char *s) {
 static void login_run(Login *l, LoginJob *j) {
         _cleanup_free_ char *user_key = throttle_key("user", j->user);
         _cleanup_free_ char *source_key = throttle_key("addr", j->source);
+        _cleanup_free_ char *pair_key = throttle_pair_key(j->user, j->source);
         LoginOutcome outcome;
         int r;
 
@@ -181,12 +220,15 @@ static void login_run(Login *l, LoginJob *j) {
         }
         j->result = r;
 
-        /* A success clears the user's failures; the address keeps its count. Only a refused
-         * password is a failure: an unreachable directory is nobody's guess. */
+        /* A success clears the user's failures, from everywhere and from this source; the
+         * source keeps its count. Only a refused password is a failure: an unreachable
+         * directory is nobody's guess. */
         outcome = r >= 0 ? LOGIN_OUTCOME_SUCCESS : r == -EACCES ? LOGIN_OUTCOME_FAILURE : LOGIN_OUTCOME_NONE;
         pthread_mutex_lock(&l->lock);
         if (user_key)
                 login_throttle_end(l->throttle, user_key, outcome, now_usec_monotonic());
+        if (pair_key)
+                login_throttle_end(l->throttle, pair_key, outcome, now_usec_monotonic());
         if (source_key)
                 login_throttle_end(
                         l->throttle,
@@ -194,6 +236,39 @@ static void login_run(Login *l, LoginJob *j) {
                         outcome == LOGIN_OUTCOME_SUCCESS ? LOGIN_OUTCOME_NONE : outcome,
                         now_usec_monotonic());
         pthread_mutex_unlock(&l->lock);
+}
+
+/* Under the lock: take the queued job whose time has come, first come first served; NULL,
+ * with *ret_wait_usec the time the next one is due (0: none is queued), when there is none. */
+static LoginJob *take_due(Login *l, uint64_t now_usec, uint64_t *ret_wait_usec) {
+        LoginJob *prev = NULL, *due_prev = NULL, *due = NULL;
+        uint64_t next = 0;
+
+        for (LoginJob *j = l->head; j; prev = j, j = j->next) {
+                if (j->not_before_usec <= now_usec) {
+                        due = j;
+                        due_prev = prev;
+                        break;
+                }
+                if (next == 0 || j->not_before_usec < next)
+                        next = j->not_before_usec;
+        }
+        if (!due) {
+                *ret_wait_usec = next;
+                return NULL;
+        }
+        if (due_prev)
+                due_prev->next = due->next;
+        else
+                l->head = due->next;
+        if (l->tail == due)
+                l->tail = due_prev;
+        if (due->delayed)
+                l->delayed--;
+        else
+                l->queued--;
+        due->next = NULL;
+        return due;
 }
 
 static void *login_main(void *userdata) {
@@ -205,18 +280,23 @@ static void *login_main(void *userdata) {
 
         pthread_mutex_lock(&l->lock);
         for (;;) {
-                LoginJob *j;
+                uint64_t next = 0;
+                LoginJob *j = NULL;
 
-                while (!l->head && !l->stopping)
-                        pthread_cond_wait(&l->wake, &l->lock);
+                while (!l->stopping && !(j = take_due(l, now_usec_monotonic(), &next))) {
+                        if (next == 0)
+                                pthread_cond_wait(&l->wake, &l->lock);
+                        else {
+                                struct timespec ts = {
+                                        .tv_sec = (time_t) (next / USEC_PER_SEC),
+                                        .tv_nsec = (long) (next % USEC_PER_SEC * NSEC_PER_USEC),
+                                };
+
+                                (void) pthread_cond_timedwait(&l->wake, &l->lock, &ts);
+                        }
+                }
                 if (l->stopping)
                         break;
-                j = l->head;
-                l->head = j->next;
-                if (!l->head)
-                        l->tail = NULL;
-                l->queued--;
-                j->next = NULL;
                 pthread_mutex_unlock(&l->lock);
 
                 login_run(l, j);
@@ -243,7 +323,14 @@ int login_new(const char *pam_service, Login **ret) {
                 return -ENOMEM;
         }
         (void) pthread_mutex_init(&l->lock, NULL);
-        (void) pthread_cond_init(&l->wake, NULL);
+        {
+                pthread_condattr_t a;
+
+                (void) pthread_condattr_init(&a);
+                (void) pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+                (void) pthread_cond_init(&l->wake, &a);
+                (void) pthread_condattr_destroy(&a);
+        }
         for (size_t i = 0; i < LOGIN_THREADS; i++) {
                 if (pthread_create(&l->threads[i], NULL, login_main, l) != 0) {
                         login_free(l);
@@ -286,35 +373,58 @@ Login *login_free(Login *l) {
 int login_submit(Login *l, LoginJob *j) {
         _cleanup_free_ char *user_key = throttle_key("user", j->user);
         _cleanup_free_ char *source_key = throttle_key("addr", j->source);
-        uint64_t now = now_usec_monotonic();
+        _cleanup_free_ char *pair_key = throttle_pair_key(j->user, j->source);
+        uint64_t now = now_usec_monotonic(), delay;
         bool blocked;
 
         assert_return(l && j && j->user && j->password && j->done, -EINVAL);
-        if (!user_key || !source_key)
+        if (!user_key || !source_key || !pair_key)
                 return -ENOMEM;
 
         pthread_mutex_lock(&l->lock);
-        if (l->queued >= LOGIN_QUEUE_MAX || l->stopping) {
+        /* The user's failures from everywhere only slow the user's logins down: anyone may
+         * fail them, and a lock would keep the user out from every address. */
+        delay = login_user_delay_usec(login_throttle_failures(l->throttle, user_key, now));
+        if ((delay == 0 ? l->queued >= LOGIN_QUEUE_MAX : l->delayed >= LOGIN_DELAYED_MAX) || l->stopping) {
                 pthread_mutex_unlock(&l->lock);
                 return -EBUSY;
         }
-        blocked = !login_throttle_begin(l->throttle, user_key, LOGIN_FAILURES_PER_USER, now);
+        /* Locks: the user from this source, and this source for everyone. */
+        blocked = !login_throttle_begin(l->throttle, pair_key, LOGIN_FAILURES_PER_PAIR, now);
         if (!blocked && !login_throttle_begin(l->throttle, source_key, LOGIN_FAILURES_PER_SOURCE, now)) {
-                login_throttle_end(l->throttle, user_key, LOGIN_OUTCOME_NONE, now);
+                login_throttle_end(l->throttle, pair_key, LOGIN_OUTCOME_NONE, now);
+                blocked = true;
+        }
+        if (!blocked && !login_throttle_begin(l->throttle, user_key, UINT_MAX, now)) {
+                login_throttle_end(l->throttle, pair_key, LOGIN_OUTCOME_NONE, now);
+                login_throttle_end(l->throttle, source_key, LOGIN_OUTCOME_NONE, now);
                 blocked = true;
         }
         if (!blocked) {
                 j->next = NULL;
+                j->not_before_usec = now + delay;
+                j->delayed = delay > 0;
                 if (l->tail)
                         l->tail->next = j;
                 else
                         l->head = j;
                 l->tail = j;
-                l->queued++;
+                if (j->delayed)
+                        l->delayed++;
+                else
+                        l->queued++;
                 pthread_cond_signal(&l->wake);
         }
         pthread_mutex_unlock(&l->lock);
 
+        if (delay > 0 && !blocked)
+                log_notice(
+                        "Login as '%s' from %s slowed down by %" PRIu64
+                        " s: too many failed logins for '%s'.",
+                        j->user,
+                        j->source,
+                        delay / USEC_PER_SEC,
+                        j->user);
         if (blocked) {
                 j->password = secret_free(j->password);
                 j->result = -EUSERS;

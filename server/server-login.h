@@ -6,11 +6,15 @@
  * login thread checks the password and the groups and gives the job back through its done
  * callback, which must only hand it on (to the worker's inbox) and return.
  *
- * Failed logins are counted per user and per client address, and so are the attempts still
- * with PAM, so that a burst of parallel guesses gets no further than a row of them. Past
- * the limit, logins are refused at once, without asking PAM, until the window has passed; a
- * success clears the user's count. */
+ * Failed logins are counted per (user, source), per source and per user, and so are the
+ * attempts still with PAM, so that a burst of parallel guesses gets no further than a row of
+ * them. Past the limit for a (user, source) or for a source, logins from there are refused at
+ * once, without asking PAM, until the window has passed. The user's count alone never locks
+ * anyone out (anyone can fail it): past LOGIN_USER_SLOW_AFTER failures the user's logins
+ * wait, 1 s, 2 s, 4 s, ... up to LOGIN_USER_DELAY_MAX_USEC, before PAM is asked, on no
+ * thread. A success clears the user's counts; the source keeps its own. */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "macro.h"
@@ -18,8 +22,14 @@
 
 #define LOGIN_THREADS 4
 #define LOGIN_QUEUE_MAX 64
-#define LOGIN_FAILURES_PER_USER 5
+/* Slowed-down logins waiting for their time. Each job in flight holds three throttle entries,
+ * so queued, running and waiting jobs together, (64 + 4 + 256) * 3, can never fill the 1024
+ * entries of the table with entries no one may push out. */
+#define LOGIN_DELAYED_MAX 256
+#define LOGIN_FAILURES_PER_PAIR 5
 #define LOGIN_FAILURES_PER_SOURCE 20
+#define LOGIN_USER_SLOW_AFTER 5
+#define LOGIN_USER_DELAY_MAX_USEC (8 * USEC_PER_SEC)
 #define LOGIN_WINDOW_USEC (5 * 60 * USEC_PER_SEC)
 
 typedef struct Login Login;
@@ -43,6 +53,8 @@ struct LoginJob {
         void (*done)(LoginJob *j);
         void *userdata;
         LoginJob *next;
+        uint64_t not_before_usec; /* CLOCK_MONOTONIC: when a slowed-down login may go to PAM */
+        bool delayed;
 };
 
 LoginJob *login_job_free(LoginJob *j);
@@ -57,10 +69,12 @@ Login *login_free(Login *l);
  * the caller's. */
 int login_submit(Login *l, LoginJob *j);
 
-/* The throttle on its own, for tests. A key is a user or an address. begin() takes an attempt
- * in (false: the key is at its limit, counting attempts in flight) and end() gives its
- * outcome. The table is bounded; when it is full the entry with the oldest window and no
- * attempt in flight goes. */
+/* The throttle on its own, for tests. A key is a user, a source or a pair of them. begin()
+ * takes an attempt in (false: the key is at its limit, counting attempts in flight) and end()
+ * gives its outcome. The table is bounded (1024 entries); when it is full, of the entries
+ * with no attempt in flight the one with the fewest failures goes, the oldest among equals:
+ * to push out an entry with n failures, an attacker must first fill the table with entries of
+ * n failures or more, 1024 * n failed logins within the window. */
 typedef struct LoginThrottle LoginThrottle;
 LoginThrottle *login_throttle_new(void);
 LoginThrottle *login_throttle_free(LoginThrottle *t);
@@ -73,3 +87,7 @@ bool login_throttle_begin(LoginThrottle *t, const char *key, unsigned limit, uin
 void login_throttle_end(LoginThrottle *t, const char *key, LoginOutcome outcome, uint64_t now_usec);
 /* Failures in the window plus attempts in flight. */
 unsigned login_throttle_count(LoginThrottle *t, const char *key, uint64_t now_usec);
+/* Failures in the window only. */
+unsigned login_throttle_failures(LoginThrottle *t, const char *key, uint64_t now_usec);
+/* How long a login waits when its user has this many failures in the window. */
+uint64_t login_user_delay_usec(unsigned failures);

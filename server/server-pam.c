@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "server-pam.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <security/pam_appl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -58,24 +62,86 @@ static int conversation(int n, const struct pam_message **msg, struct pam_respon
 static void no_delay(int status, unsigned usec, void *userdata) {
 }
 
-static int pam_error(int status, const char **ret_reason) {
+int pam_status_to_errno(int status, bool account_step, const char **ret_reason) {
+        *ret_reason = pam_strerror(NULL, status);
         switch (status) {
+        case PAM_SUCCESS:
+                return 0;
+        /* Wrong credentials, or an account PAM refuses: the user's failure. */
         case PAM_AUTH_ERR:
         case PAM_USER_UNKNOWN:
+        case PAM_MAXTRIES:
+                return -EACCES;
         case PAM_PERM_DENIED:
         case PAM_ACCT_EXPIRED:
-        case PAM_MAXTRIES:
-        case PAM_CRED_INSUFFICIENT:
-                *ret_reason = pam_strerror(NULL, status);
-                return -EACCES;
+                /* In the auth step, PERM_DENIED is also what libpam answers for a stack with no
+                 * auth module at all: the server's failure. */
+                return account_step ? -EACCES : -EHOSTDOWN;
         case PAM_NEW_AUTHTOK_REQD:
         case PAM_AUTHTOK_EXPIRED:
                 *ret_reason = "password expired";
                 return -EKEYEXPIRED;
+        /* Everything else (PAM_AUTHINFO_UNAVAIL, PAM_SYSTEM_ERR, PAM_ABORT,
+         * PAM_CRED_INSUFFICIENT: the module could not read what it checks against, a broken
+         * stack, ...) means PAM could not decide: the server's failure, not a wrong guess. */
         default:
-                *ret_reason = pam_strerror(NULL, status);
                 return -EHOSTDOWN;
         }
+}
+
+/* Linux-PAM falls back to the service "other" when a service has no file of its own, and
+ * Debian's "other" asks pam_unix: without this check a missing file turns every login into a
+ * wrong password. libpam lowercases the name and reads /etc/pam.d/ (or, with a vendor
+ * directory, /usr/lib/pam.d/); pam_wrapper points it at $PAM_WRAPPER_SERVICE_DIR instead.
+ * Without /etc/pam.d/ libpam reads /etc/pam.conf, which is not looked into here. */
+bool pam_service_configured(const char *service) {
+        const char *dirs[2] = {"/etc/pam.d", "/usr/lib/pam.d"}, *wrapped;
+        char name[256], path[PATH_MAX];
+        size_t n = strlen(service);
+
+        if (n == 0 || n >= sizeof(name) || strchr(service, '/') || service[0] == '.')
+                return false;
+        for (size_t i = 0; i <= n; i++)
+                name[i] = (char) tolower((unsigned char) service[i]);
+
+        wrapped = secure_getenv("PAM_WRAPPER");
+        if (wrapped && streq(wrapped, "1") && secure_getenv("PAM_WRAPPER_SERVICE_DIR")) {
+                dirs[0] = secure_getenv("PAM_WRAPPER_SERVICE_DIR");
+                dirs[1] = NULL;
+        } else if (access(dirs[0], F_OK) < 0)
+                return true;
+
+        for (size_t i = 0; i < ELEMENTSOF(dirs) && dirs[i]; i++) {
+                int k = snprintf(path, sizeof(path), "%s/%s", dirs[i], name);
+
+                if (k > 0 && (size_t) k < sizeof(path) && access(path, F_OK) >= 0)
+                        return true;
+        }
+        return false;
+}
+
+bool pam_password_unreadable(const char *user) {
+        _cleanup_free_ char *buf = NULL;
+        struct passwd pw, *pwp = NULL;
+        size_t size = 4096;
+        int r;
+
+        if (geteuid() == 0)
+                return false;
+        for (;;) {
+                buf = malloc(size);
+                if (!buf)
+                        return false;
+                r = getpwnam_r(user, &pw, buf, size, &pwp);
+                if (r != ERANGE || size >= NSS_BUFFER_MAX)
+                        break;
+                free(buf);
+                buf = NULL;
+                size *= 2;
+        }
+        if (r != 0 || !pwp || !streq(strempty(pw.pw_passwd), "x"))
+                return false;
+        return faccessat(AT_FDCWD, "/etc/shadow", R_OK, AT_EACCESS) < 0;
 }
 
 int pam_check_password(
@@ -95,6 +161,10 @@ int pam_check_password(
 
         assert_return(service && user && password && ret_user && ret_reason, -EINVAL);
 
+        if (!pam_service_configured(service)) {
+                *ret_reason = "the PAM service has no configuration file";
+                return -EHOSTDOWN;
+        }
         status = pam_start(service, user, &conv, &h);
         if (status != PAM_SUCCESS) {
                 *ret_reason = "pam_start() failed";
@@ -105,10 +175,16 @@ int pam_check_password(
                 (void) pam_set_item(h, PAM_RHOST, rhost);
 
         status = pam_authenticate(h, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
-        if (status == PAM_SUCCESS)
+        r = pam_status_to_errno(status, false, ret_reason);
+        if (r == -EACCES && pam_password_unreadable(user)) {
+                *ret_reason = "the password is in /etc/shadow, which keywardd cannot read";
+                r = -EHOSTDOWN;
+        }
+        if (r >= 0) {
                 status = pam_acct_mgmt(h, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
-        if (status != PAM_SUCCESS) {
-                r = pam_error(status, ret_reason);
+                r = pam_status_to_errno(status, true, ret_reason);
+        }
+        if (r < 0) {
                 (void) pam_end(h, status | PAM_DATA_SILENT);
                 return r;
         }

@@ -371,7 +371,8 @@ is "list: an ACL change does not change the hash" "$(list "?k2=$K2")" ""
 r=$(as_alice GET /v0/nothing/)
 expect "unknown route after authentication: 404/8" "$r" 404 8
 r=$(req none "" GET /v0/nothing/)
-expect "unknown route without authentication: 401/5" "$r" 401 5 "No matching authentication providers found"
+expect "unknown route without authentication: 401/5" "$r" 401 5 \
+        "No matching authentication providers found: no Authorization header"
 r=$(as_alice GET /v0/keys/k1)
 expect "no trailing slash: 404/8 (no redirect)" "$r" 404 8
 r=$(as_alice GET /v0/keys)
@@ -415,6 +416,130 @@ n=$(curl -sS --max-time 20 --cacert "$T/pki/ca.pem" -H "Authorization: 0u$ALICE"
         -w '%{num_connects} %{http_code}\n' -o /dev/null -o /dev/null -X POST --data-urlencode "data=$(b64 ka)" \
         "$KWD_URL/v0/keys/k1/versions/" "$KWD_URL/v0/keys/k1/versions/")
 is "keep-alive: two POSTs with bodies over one connection" "$(printf '%s' "$n" | tr '\n' ' ')" "1 200 0 200"
+
+# ---- bad input is the caller's error, never the server's ------------------------------
+
+# no5xx DESCRIPTION RESPONSE: an answer below 500 in a Knox envelope whose code is not 1
+# (InternalServerError): oversized or malformed input is a 4xx with Knox's code.
+no5xx() {
+        local what=$1 resp=$2
+        python3 - "$resp" <<'EOF' && ok "$what" || not_ok "$what"
+import json, sys
+code, _, body = sys.argv[1].partition(" ")
+if not code.isdigit() or not 200 <= int(code) < 500:
+        sys.exit("HTTP %s: %.300s" % (code, body))
+try:
+        j = json.loads(body)
+except ValueError:
+        sys.exit("HTTP %s, not JSON: %.300s" % (code, body))
+if j["status"] not in ("ok", "error") or j["code"] == 1:
+        sys.exit("envelope %.300s" % body)
+if j["status"] == "error" and not j["message"]:
+        sys.exit("an error without a message")
+EOF
+}
+rep() { head -c "$2" /dev/zero | tr '\0' "$1"; }
+
+r=$(as_alice POST /v0/keys/ -d id=sw --data-urlencode "data=$(b64 sweep)")
+expect "sweep: a key to poke at" "$r" 200 0 ""
+SWV=$(jget "$(body "$r")" 'j["data"]')
+ID512=$(rep a 512)
+ID513=$(rep b 513)
+ID5K=$(rep c 5000)
+
+r=$(as_alice POST /v0/keys/ -d "id=$ID5K" --data-urlencode "data=$(b64 x)")
+expect "create with a 5000-byte id: 400/12 saying the id is too long" "$r" 400 12 \
+        "KeyID is longer than 512 bytes"
+r=$(as_alice POST /v0/keys/ -d "id=$ID513" --data-urlencode "data=$(b64 x)")
+expect "create with a 513-byte id: 400/12" "$r" 400 12 "KeyID is longer than 512 bytes"
+r=$(as_alice POST /v0/keys/ -d "id=$ID512" --data-urlencode "data=$(b64 x)")
+expect "create with a 512-byte id: created" "$r" 200 0 ""
+r=$(as_alice GET "/v0/keys/$ID512/")
+expect "and the 512-byte id reads back" "$r" 200 0 ""
+
+# Every key route with an oversized or odd id in the path.
+for id in "$ID5K" "$ID513" "%C3%A9" "%FF%FE" "a%20b" "%01" "a.b" "-" "$(rep '%7F' 40)"; do
+        tag=${id:0:12}
+        no5xx "GET key, id '$tag'" "$(as_alice GET "/v0/keys/$id/")"
+        no5xx "DELETE key, id '$tag'" "$(as_alice DELETE "/v0/keys/$id/")"
+        no5xx "GET access, id '$tag'" "$(as_alice GET "/v0/keys/$id/access/")"
+        no5xx "PUT access, id '$tag'" "$(as_alice PUT "/v0/keys/$id/access/" \
+                --data-urlencode 'acl=[{"type":"User","id":"bob","access":"Read"}]')"
+        no5xx "POST version, id '$tag'" "$(as_alice POST "/v0/keys/$id/versions/" --data-urlencode "data=$(b64 v)")"
+        no5xx "PUT version, id '$tag'" "$(as_alice PUT "/v0/keys/$id/versions/1/" --data-urlencode 'status="Active"')"
+        no5xx "create, id '$tag'" "$(as_alice POST /v0/keys/ --data-urlencode "id=$id" --data-urlencode "data=$(b64 x)")"
+done
+for id in "" "a%00b" "%00" "$(rep '%FF' 600)" "a/b" "$(rep '%0A' 10)"; do
+        no5xx "create, id field '${id:0:12}'" "$(as_alice POST /v0/keys/ -d "id=$id" --data-urlencode "data=$(b64 x)")"
+done
+
+# Version ids.
+for v in "$(rep 9 5000)" 18446744073709551616 18446744073709551615 -1 abc 0x10 "%20" "1%00" "$(rep 1 20)" 0; do
+        no5xx "PUT version '${v:0:12}'" "$(as_alice PUT "/v0/keys/sw/versions/$v/" --data-urlencode 'status="Active"')"
+done
+r=$(as_alice PUT "/v0/keys/sw/versions/$(rep 9 5000)/" --data-urlencode 'status="Active"')
+expect "a 5000-digit version id: 400/11" "$r" 400 11
+
+# Status values, in the body and in the query.
+for st in "$(rep x 5000)" "\"$(rep x 5000)\"" '"' '""' '"Primary' 'Primary"' '"primary"' '"Inactive"x' "$(rep '"' 3000)" '%ZZ'; do
+        no5xx "PUT version status '${st:0:12}'" "$(as_alice PUT "/v0/keys/sw/versions/$SWV/" -d "status=$st")"
+        no5xx "GET key ?status='${st:0:12}'" "$(as_alice GET "/v0/keys/sw/?status=$st")"
+done
+r=$(as_alice PUT "/v0/keys/sw/versions/$SWV/" --data-urlencode "status=\"$(rep x 100000)\"")
+expect "a 100000-byte quoted status: 400/11" "$r" 400 11 "json: Invalid VersionStatus to convert"
+r=$(as_alice GET "/v0/keys/sw/?status=\"$(rep x 100000)\"")
+expect "a 100000-byte quoted status filter: 400/11" "$r" 400 11 "json: Invalid VersionStatus to convert"
+
+# ACL bodies, on create and on PUT access.
+DEEP=$(rep '[' 5000)
+MANY=$(python3 -c 'import json; print(json.dumps([{"type":"User","id":"u%d" % i,"access":"Read"} for i in range(8000)]))')
+for acl in "$DEEP" "$MANY" '[{"type":"User","id":"'"$ID5K"'","access":"Read"}]' 'not json' '{}' '[1]' 'null' '[null]' \
+        '[{"type":"Nope","id":"x","access":"Read"}]' '[{"type":"User","id":"x","access":"Root"}]' \
+        '[{"type":"User","id":"x","access":"None"}]' \
+        '[{"type":"User","id":"x","access":"Read"},{"type":"User","id":"x","access":"Write"}]' \
+        '[{"type":"User","id":"","access":"Read"}]' '[{"type":"Service","id":"http://x","access":"Read"}]' \
+        '[{"type":"User","id":"a\u0000b","access":"Read"}]' '[{"type":1,"id":2,"access":3}]' '[{}]' \
+        "[$(rep '{"type":"User","id":"x","access":"Read"},' 3000){}]" "\"$(rep x 5000)\""; do
+        tag=${acl:0:16}
+        printf '%s' "$acl" >"$T/value" # from a file: some are longer than one argument may be
+        no5xx "create with acl '$tag'" "$(as_alice POST /v0/keys/ -d id=swacl --data-urlencode "data=$(b64 x)" \
+                --data-urlencode "acl@$T/value")"
+        as_alice DELETE /v0/keys/swacl/ >/dev/null
+        no5xx "PUT acl '$tag'" "$(as_alice PUT /v0/keys/sw/access/ --data-urlencode "acl@$T/value")"
+        no5xx "PUT access '$tag'" "$(as_alice PUT /v0/keys/sw/access/ --data-urlencode "access@$T/value")"
+done
+for access in "$(printf '%s' '{"type":"User","id":"bob","access":"Read"' | base64 -w0 | tr '+/' '-_' | tr -d =)" \
+        '!!!!' "$(rep A 5001)" "$(printf '\xff\xfe' | base64 -w0)"; do
+        no5xx "PUT access (base64) '${access:0:12}'" "$(as_alice PUT /v0/keys/sw/access/ --data-urlencode "access=$access")"
+done
+
+# Form fields.
+for data in '%ZZ' '!!!!' "$(rep A 5001)" '====' 'QQ' "$(rep '%00' 100)" "$(head -c 600000 /dev/zero | base64 -w0)"; do
+        printf '%s' "$data" >"$T/value"
+        no5xx "create with data '${data:0:12}'" "$(as_alice POST /v0/keys/ -d id=swdata -d "data@$T/value")"
+        as_alice DELETE /v0/keys/swdata/ >/dev/null
+        no5xx "add version with data '${data:0:12}'" "$(as_alice POST /v0/keys/sw/versions/ -d "data@$T/value")"
+done
+for body in 'id' '=' '&&&' '%' 'id=%' 'a=%G0' "$(rep '&' 5000)" "$(rep 'x=1&' 20000)" "id=a;data=b"; do
+        no5xx "create with body '${body:0:12}'" "$(as_alice POST /v0/keys/ --data-binary "$body")"
+        no5xx "PUT access with body '${body:0:12}'" "$(as_alice PUT /v0/keys/sw/access/ --data-binary "$body")"
+        no5xx "PUT version with body '${body:0:12}'" "$(as_alice PUT "/v0/keys/sw/versions/$SWV/" --data-binary "$body")"
+done
+no5xx "create with a JSON Content-Type" "$(as_alice POST /v0/keys/ -H 'Content-Type: application/json' \
+        --data-binary '{"id":"j","data":"eA=="}')"
+
+# Query strings.
+for q in "$ID5K=x" "$(rep '&' 5000)" "$(rep 'a=1&' 20000)" "%ZZ" "=x" "a=%" "$(rep '%FF' 1000)=1" "a%00b=1" \
+        "sw=$(rep f 64)" "sw=$(rep f 5000)" "sw"; do
+        no5xx "list ?'${q:0:12}'" "$(as_alice GET "/v0/keys/?$q")"
+        no5xx "whoami ?'${q:0:12}'" "$(as_alice GET "/v0/auth/whoami/?$q")"
+done
+
+# Logins whose fields are refused before PAM is asked.
+for body in "user=$ID5K&password=x" "user=a&password=$(rep x 5000)" "user=%00&password=x" 'user=a' '%ZZ' \
+        "$(rep 'x=1&' 20000)"; do
+        no5xx "login with '${body:0:12}'" "$(req none "" POST /v0/auth/login/ --data-binary "$body")"
+done
 
 kill -0 "$KWD_PID" 2>/dev/null
 check "keywardd is still running" [ $? -eq 0 ]

@@ -39,12 +39,27 @@ is "the principal keeps the case as sent" "$(jget "$(body "$r")" 'j["data"]["pri
 r=$(req machine 0tHOST1.example.com GET /v0/keys/k1/)
 expect "but the ACL match is exact: 403/6" "$r" 403 6 "Principal HOST1.example.com not authorized to read k1"
 
+# A host the certificate does not name: the answer says so (Knox reports its SPIFFE
+# fallback's "no spiffe identity in certificate", which sends people looking in vain).
+NOTNAME="is not a name of the client certificate"
 r=$(req machine 0thost9.example.com GET /v0/auth/whoami/)
-expect "wrong host: 401/5 (the SPIFFE fallback's error, as Knox)" "$r" 401 5 "auth: no spiffe identity in certificate"
+expect "wrong host: 401/5 saying the name is not in the certificate" "$r" 401 5 \
+        "auth: 'host9.example.com' $NOTNAME (x509: certificate is valid for host1.example.com, not host9.example.com)"
 r=$(req machine 0thost1.example.com.evil GET /v0/auth/whoami/)
-expect "host with a suffix: 401/5" "$r" 401 5
+expect "host with a suffix: 401/5 saying the name is not in the certificate" "$r" 401 5 \
+        "auth: 'host1.example.com.evil' $NOTNAME (x509: certificate is valid for host1.example.com, not host1.example.com.evil)"
+r=$(req machine 0t10.0.0.1 GET /v0/auth/whoami/)
+expect "an IP the certificate does not hold: 401/5 saying so" "$r" 401 5 \
+        "auth: '10.0.0.1' $NOTNAME (x509: cannot validate certificate for 10.0.0.1 because it doesn't contain any IP SANs)"
+r=$(req cnonly 0thost1.example.com GET /v0/auth/whoami/)
+expect "CN-only cert: 401/5 saying the CN does not count" "$r" 401 5 \
+        "auth: 'host1.example.com' $NOTNAME (x509: certificate relies on legacy Common Name field, use SANs instead)"
 r=$(req none 0thost1.example.com GET /v0/auth/whoami/)
-expect "no client certificate: 401/5" "$r" 401 5 "auth: No peer certs configured"
+expect "no client certificate: 401/5 saying none was presented" "$r" 401 5 \
+        "auth: no client certificate was presented (0t and 0s need one)"
+r=$(req none 0sx GET /v0/auth/whoami/)
+expect "0s without a client certificate: 401/5 saying none was presented" "$r" 401 5 \
+        "auth: no client certificate was presented (0t and 0s need one)"
 r=$(req none 0thost1.example.com GET /v0/nothing/)
 expect "no client certificate, unknown route: still 401/5 first" "$r" 401 5
 
@@ -73,8 +88,6 @@ expect "serverAuth-only cert: 401/5" "$r" 401 5 \
         "auth: failed to verify client's certificate: x509: certificate specifies an incompatible key usage"
 r=$(req noeku 0thost1.example.com GET /v0/auth/whoami/)
 expect "cert without EKU: authenticated" "$r" 200 0 ""
-r=$(req cnonly 0thost1.example.com GET /v0/auth/whoami/)
-expect "CN-only cert: 401/5 (the CN is ignored)" "$r" 401 5
 
 r=$(req wildcard 0tfoo.example.com GET /v0/auth/whoami/)
 expect "wildcard cert: one label matches" "$r" 200 0 ""
@@ -180,7 +193,8 @@ is "ALPN: a client offering h2 gets HTTP/1.1" "$v" 1.1
 
 # ---- no provider matches ----------------------------------------------------------------
 
-NOMATCH="No matching authentication providers found"
+# Knox's text, then what is wrong with the header.
+NOMATCH="No matching authentication providers found: Authorization is not 0u<token>, 0t<host name> or 0s<anything>"
 r=$(req service 0s GET /v0/keys/)
 expect "'0s' alone: 401/5" "$r" 401 5 "$NOMATCH"
 r=$(req machine 0t GET /v0/keys/)
@@ -188,7 +202,8 @@ expect "'0t' alone: 401/5" "$r" 401 5 "$NOMATCH"
 r=$(req none 0 GET /v0/keys/)
 expect "'0': 401/5" "$r" 401 5 "$NOMATCH"
 r=$(req machine "" GET /v0/keys/)
-expect "no Authorization header: 401/5" "$r" 401 5 "$NOMATCH"
+expect "no Authorization header: 401/5 saying so" "$r" 401 5 \
+        "No matching authentication providers found: no Authorization header"
 r=$(req none "1u$ALICE" GET /v0/keys/)
 expect "version 1: 401/5" "$r" 401 5 "$NOMATCH"
 r=$(req none "0x$ALICE" GET /v0/keys/)

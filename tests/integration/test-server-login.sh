@@ -28,8 +28,22 @@ admins:x:6000:alice
 GROUP
 kwd_start --login-ttl 1h
 
+# login USER PASSWORD [curl args...]
 login() {
-        req none "" POST /v0/auth/login/ --data-urlencode "user=$1" --data-urlencode "password=$2"
+        local user=$1 password=$2
+        shift 2
+        req none "" POST /v0/auth/login/ --data-urlencode "user=$user" --data-urlencode "password=$password" "$@"
+}
+
+# kw_login USER PASSWORD: `keyward login USER` with the password on stdin; stderr in $ERR,
+# the exit status in $rc. No agent, no token of the caller's.
+: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
+kw_login() {
+        printf '%s\n' "$2" | env -u KEYWARD_TOKEN -u KNOX_USER_AUTH DBUS_SYSTEM_BUS_ADDRESS="unix:path=$T/no-bus" \
+                KEYWARD_SERVER="$KWD_URL" KEYWARD_SERVER_CA="$T/pki/ca.pem" \
+                timeout 30 "$KEYWARD" login "$1" >"$T/kw.out" 2>"$T/kw.err"
+        rc=$?
+        ERR=$(cat "$T/kw.err")
 }
 
 r=$(login alice wonderland)
@@ -62,6 +76,14 @@ is "a user NSS does not know: no groups" "$(jget "$(body "$r")" 'j["data"]["grou
 
 r=$(login alice wrong)
 expect "wrong password: 401/5" "$r" 401 5 "Invalid user name or password"
+kw_login alice wrong
+is "keyward login with a wrong password: exit 1" "$rc" 1
+like "keyward login: the server's refusal" "$ERR" "Fail to authenticate: Invalid user name or password\$"
+if grep -q "no user token" "$T/kw.err"; then
+        not_ok "keyward login: no hint to get a token, which is what login is for"
+else
+        ok "keyward login: no hint to get a token, which is what login is for"
+fi
 r=$(req none "" POST /v0/auth/login/ -d user=mallory -d password=x -d rhost=10.9.9.9)
 expect "unknown user: the same answer" "$r" 401 5 "Invalid user name or password"
 check "an rhost from a client without a machine certificate is ignored" \
@@ -95,10 +117,46 @@ is "eight parallel wrong guesses for dave: five reach PAM" \
         "$(grep -l 'Invalid user name or password' "$T"/guess.? | wc -l)" 5
 is "and three are refused by the throttle" "$(grep -l 'Too many failed logins' "$T"/guess.? | wc -l)" 3
 r=$(login dave dungeons)
-expect "then even the right password is refused" "$r" 401 5 "Too many failed logins, try again later"
+expect "then even the right password is refused from that address" "$r" 401 5 "Too many failed logins, try again later"
 like "the throttle is logged" "$(cat "$T/keywardd.log")" "Login as 'dave' from 127.0.0.1 refused: too many failed logins"
 r=$(login alice wonderland)
 expect "another user from the same address still logs in" "$r" 200 0 ""
+
+# Whoever failed dave's password cannot lock dave out: from an address without failures the
+# right password gets in, slowed down, not refused.
+r=$(login dave dungeons --interface 127.0.0.2)
+expect "dave from a clean address (127.0.0.2): logged in" "$r" 200 0 ""
+like "and the login was slowed down, which the log says" "$(cat "$T/keywardd.log")" \
+        "Login as 'dave' from 127.0.0.2 slowed down by 1 s: too many failed logins for 'dave'"
+r=$(login dave dungeons)
+expect "the success cleared dave's count, but not 127.0.0.1's lock on dave" "$r" 401 5 \
+        "Too many failed logins, try again later"
+
+# The same for logins a machine's agent passes on: the address the person came from counts.
+for i in 1 2 3 4 5; do
+        r=$(req machine "" POST /v0/auth/login/ -d user=dave -d "password=relayed$i" -d rhost=10.7.7.7)
+        expect "relayed wrong guess $i for dave from 10.7.7.7" "$r" 401 5 "Invalid user name or password"
+done
+r=$(req machine "" POST /v0/auth/login/ -d user=dave -d password=dungeons -d rhost=10.7.7.7)
+expect "relayed from 10.7.7.7: dave is locked out there" "$r" 401 5 "Too many failed logins, try again later"
+r=$(req machine "" POST /v0/auth/login/ -d user=dave -d password=dungeons -d rhost=10.8.8.8)
+expect "relayed from 10.8.8.8: dave logs in" "$r" 200 0 ""
+like "slowed down, as host1.example.com/10.8.8.8" "$(cat "$T/keywardd.log")" \
+        "Login as 'dave' from host1.example.com/10.8.8.8 slowed down by 1 s"
+
+# A source that failed 20 times is refused for everyone, whoever the users were.
+pids=()
+for i in $(seq 20); do
+        REQ_BODY=$T/body.s$i login "nobody$i" guess --interface 127.0.0.3 >"$T/spray.$i" &
+        pids+=($!)
+done
+wait "${pids[@]}"
+is "twenty wrong guesses from 127.0.0.3, one per user: all reach PAM" \
+        "$(grep -l 'Invalid user name or password' "$T"/spray.* | wc -l)" 20
+r=$(login alice wonderland --interface 127.0.0.3)
+expect "then alice's right password from 127.0.0.3 is refused" "$r" 401 5 "Too many failed logins, try again later"
+r=$(login alice wonderland --interface 127.0.0.4)
+expect "and from 127.0.0.4 she logs in" "$r" 200 0 ""
 
 # ---- revocation, audit, logs ----------------------------------------------------------------
 
@@ -110,7 +168,7 @@ expect "and no longer authenticates" "$r" 401 5
 kwd_stop
 like "a login's audit line names the user" "$(grep '"path":"/v0/auth/login/"' "$T/audit.log" | head -n1)" \
         '"parameters":\{"user":"alice"\}'
-is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 21
+is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 53
 if grep -q -e wonderland -e dungeons -e 'guess[0-9]' -e "$TOKEN" "$T/audit.log" "$T/keywardd.log"; then
         not_ok "no password or token in the audit log or the server's log"
 else
@@ -123,6 +181,33 @@ kwd_start --pam-service keyward-missing
 r=$(login alice wonderland)
 expect "a PAM service without a stack: 500/1" "$r" 500 1 "Password check unavailable"
 like "the log says PAM failed" "$(cat "$T/keywardd.log")" "Login as 'alice' from 127.0.0.1 failed: "
+kwd_stop
+
+# The same with a stack "other" that refuses everyone, as a distribution's does: libpam
+# falls back to it for a service without a file, and a wrong password must not be what the
+# person hears.
+printf 'auth required pam_deny.so\naccount required pam_deny.so\n' >"$T/pam.d/other"
+: >"$T/keywardd.log"
+kwd_start --pam-service keyward-missing
+r=$(login alice wonderland)
+expect "no file for the service, an 'other' that refuses: 500/1" "$r" 500 1 "Password check unavailable"
+like "the log says the service has no file" "$(cat "$T/keywardd.log")" \
+        "Login as 'alice' from 127.0.0.1 failed: the PAM service has no configuration file"
+kw_login alice wonderland
+is "keyward login: exit 1" "$rc" 1
+like "keyward login: says the check is unavailable" "$ERR" "Fail to authenticate: Password check unavailable\$"
+kwd_stop
+
+# pam_matrix without its password file, as pam_unix that cannot read the shadow file:
+# PAM_AUTHINFO_UNAVAIL, not a wrong password, and nothing counted against the user.
+printf 'auth required %s/pam_matrix.so passdb=%s\naccount required %s/pam_matrix.so passdb=%s\n' \
+        "$(pkg-config --variable=modules pam_wrapper)" "$T/no-passdb" \
+        "$(pkg-config --variable=modules pam_wrapper)" "$T/no-passdb" >"$T/pam.d/keyward-noshadow"
+kwd_start --pam-service keyward-noshadow
+for i in 1 2 3 4 5 6; do
+        r=$(login dave dungeons)
+        expect "password database unreadable, attempt $i: 500/1" "$r" 500 1 "Password check unavailable"
+done
 kwd_stop
 
 done_testing
