@@ -77,6 +77,7 @@ struct Worker {
         LoginJob *inbox; /* logins the threads gave back; notify_fd tells */
         unsigned n_connections;
         bool listening;
+        bool stopping; /* answering what is in flight: no new watches or logins, every reply closes */
 };
 
 /* A held GET /v0/keys/?id=hash... with Prefer: wait=N. */
@@ -269,6 +270,11 @@ static void send_body(struct evhttp_request *req, int status, const char *conten
 
         evhttp_add_header(h, "Content-Type", content_type);
         evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+        conn = request_conn(req, NULL);
+        /* A stopping worker closes each connection after its reply, so that no client sends
+         * another request into a loop about to end. */
+        if (conn && conn->worker->stopping)
+                evhttp_add_header(h, "Connection", "close");
 
         data = buf_steal(body, &len);
         if (!out || !data) {
@@ -285,7 +291,6 @@ static void send_body(struct evhttp_request *req, int status, const char *conten
                 evhttp_send_error(req, 500, NULL);
                 return;
         }
-        conn = request_conn(req, NULL);
         evhttp_send_reply(req, status, NULL, out);
         evbuffer_free(out);
         /* The next request on this connection must arrive within its deadline. */
@@ -447,6 +452,14 @@ static void watch_free(Watch *wa) {
         free(wa);
 }
 
+/* The client's connection no longer calls back into the watch. */
+static void watch_forget_connection(Watch *wa) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(wa->req);
+
+        if (evcon)
+                evhttp_connection_set_closecb(evcon, NULL, NULL);
+}
+
 /* Answer a watch with the current list of changed keys; force answers even when empty. */
 static bool watch_check(Watch *wa, bool force) {
         ApiMatch m = {.route = API_ROUTE_GETKEYS};
@@ -465,7 +478,6 @@ static bool watch_check(Watch *wa, bool force) {
                 .principals = &wa->principals,
                 .now_ns = x.now_ns,
         };
-        struct evhttp_connection *evcon;
         int r;
 
         r = api_handle(&wa->worker->api, &ar, &res);
@@ -482,9 +494,7 @@ static bool watch_check(Watch *wa, bool force) {
         x.principals = wa->principals;
         snprintf(x.remote_addr, sizeof(x.remote_addr), "%s", strempty(wa->remote_addr));
         x.conn = request_conn(wa->req, &x.ssl);
-        evcon = evhttp_request_get_connection(wa->req);
-        if (evcon)
-                evhttp_connection_set_closecb(evcon, NULL, NULL);
+        watch_forget_connection(wa);
 
         exchange_reply(&x, &res, "getkeys");
         api_result_done(&res);
@@ -615,6 +625,14 @@ struct PendingLogin {
 
 static void login_closed_cb(struct evhttp_connection *evcon, void *userdata);
 
+/* The client's connection, if it is still there, no longer calls back into the login. */
+static void pending_login_forget_connection(PendingLogin *p) {
+        struct evhttp_connection *evcon = p->x.req ? evhttp_request_get_connection(p->x.req) : NULL;
+
+        if (evcon)
+                evhttp_connection_set_closecb(evcon, NULL, NULL);
+}
+
 static void pending_login_free(PendingLogin *p) {
         Worker *w = p->worker;
 
@@ -637,7 +655,7 @@ static void pending_login_reply(PendingLogin *p, ApiResult *res) {
 
         if (!req)
                 return;
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+        pending_login_forget_connection(p);
         /* The connection, and its TLS state, are as the request left them. */
         p->x.conn = request_conn(req, &p->x.ssl);
         exchange_reply(&p->x, res, "login");
@@ -1051,8 +1069,13 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                 x.form_ok = x.form_ok && form_parse(x.raw_query, strlen(x.raw_query), &tmp) == 0;
                 form_done(&tmp);
         }
-        if (x.match.route == API_ROUTE_LOGIN)
+        if (x.match.route == API_ROUTE_LOGIN) {
+                if (x.worker->stopping) {
+                        reply_error(&x, KNOX_INTERNAL_SERVER_ERROR, 503, "login", "Server is stopping");
+                        return;
+                }
                 return login_start(&x);
+        }
 
         in = evhttp_request_get_input_headers(req);
         r = auth_request(
@@ -1109,7 +1132,8 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
         if (res.changed)
                 server_notify_change(s);
 
-        if (res.wait) {
+        /* A stopping worker answers a watch at once: nothing may be held past its loop. */
+        if (res.wait && !x.worker->stopping) {
                 unsigned wait = http_prefer_wait(evhttp_find_header(in, "Prefer"), s->config->max_watch_sec);
 
                 if (wait > 0 && watch_start(&x, wait) >= 0) {
@@ -1195,12 +1219,18 @@ static void flush_cb(evutil_socket_t fd, short what, void *userdata) {
 static Worker *worker_free(Worker *w) {
         if (!w)
                 return NULL;
-        while (w->watches)
+        /* Requests still held belong to connections that evhttp_free() closes below: their
+         * close callbacks must not find the watch or login freed here. */
+        while (w->watches) {
+                watch_forget_connection(w->watches);
                 watch_free(w->watches);
+        }
         /* The login threads are gone: every job is back in the inbox. */
         worker_drain_logins(w);
-        while (w->logins)
+        while (w->logins) {
+                pending_login_forget_connection(w->logins);
                 pending_login_free(w->logins);
+        }
         pthread_mutex_destroy(&w->inbox_lock);
         /* evhttp_free() frees the listeners before the connections, whose release would
          * otherwise try to re-enable them. */
@@ -1322,6 +1352,9 @@ static void worker_stop(Worker *w) {
 
         /* Stop accepting, answer held watches with what is there, give replies in flight a
          * moment to be written, then leave the loop. */
+        if (w->stopping)
+                return;
+        w->stopping = true;
         for (size_t i = 0; i < w->n_bound; i++)
                 (void) evconnlistener_disable(evhttp_bound_socket_get_listener(w->bound[i]));
         while (w->watches)
