@@ -34,6 +34,7 @@
 #include "server-api.h"
 #include "server-audit.h"
 #include "server-auth.h"
+#include "server-conn-limit.h"
 #include "server-login.h"
 #include "server-metrics.h"
 #include "server-request.h"
@@ -53,6 +54,7 @@
 
 typedef struct Watch Watch;
 typedef struct PendingLogin PendingLogin;
+typedef struct Conn Conn;
 
 struct Worker {
         Server *server;
@@ -76,6 +78,9 @@ struct Worker {
         pthread_mutex_t inbox_lock;
         LoginJob *inbox; /* logins the threads gave back; notify_fd tells */
         unsigned n_connections;
+        Conn *unresolved;            /* accepted, their address not yet counted (doubly linked) */
+        struct event *resolve_event; /* counts them, once evhttp has given them their sockets */
+        uint64_t limit_logged_usec;  /* when a refusal by address was last logged */
         bool listening;
         bool stopping; /* answering what is in flight: no new watches or logins, every reply closes */
 };
@@ -93,7 +98,7 @@ struct Watch {
 };
 
 /* Per connection, kept on its SSL object. */
-typedef struct Conn {
+struct Conn {
         Worker *worker;
         struct bufferevent *bev;
         struct event *deadline;          /* bounds the time to receive a whole request */
@@ -101,7 +106,10 @@ typedef struct Conn {
         char remote_addr[PEER_ADDR_MAX]; /* likewise, "address:port" */
         bool peer_done;
         bool nodelay;
-} Conn;
+        ConnKey limit_key; /* what the per-address limit counted for it */
+        bool unresolved;
+        Conn *unresolved_prev, *unresolved_next;
+};
 
 static int conn_ex_index = -1;
 
@@ -121,11 +129,76 @@ static uint64_t now_usec_monotonic(void) {
 
 static void worker_listen(Worker *w, bool on);
 
+static void conn_unresolved_remove(Conn *c) {
+        if (!c->unresolved)
+                return;
+        if (c->unresolved_prev)
+                c->unresolved_prev->unresolved_next = c->unresolved_next;
+        else
+                c->worker->unresolved = c->unresolved_next;
+        if (c->unresolved_next)
+                c->unresolved_next->unresolved_prev = c->unresolved_prev;
+        c->unresolved = false;
+        c->unresolved_prev = c->unresolved_next = NULL;
+}
+
+/* evhttp makes a connection's bufferevent before it gives it its socket, and tells us neither
+ * the socket nor the address: new connections are counted per address on the next pass of
+ * the loop. One over its address's limit is shut down at once, before its TLS handshake;
+ * evhttp then frees it as it would any connection the client closed. */
+static void resolve_cb(evutil_socket_t fd_unused, short what, void *userdata) {
+        Worker *w = userdata;
+        Conn *c;
+
+        while ((c = w->unresolved)) {
+                struct sockaddr_storage sa;
+                socklen_t len = sizeof(sa);
+                int fd = bufferevent_getfd(c->bev), r;
+
+                conn_unresolved_remove(c);
+                if (fd < 0 || getpeername(fd, (struct sockaddr *) &sa, &len) < 0)
+                        continue;
+                r = conn_limit_acquire(w->server->conn_limit, (struct sockaddr *) &sa, len, &c->limit_key);
+                if (r > 0)
+                        continue;
+                if (r == 0) {
+                        uint64_t now = now_usec_monotonic();
+
+                        /* Logged at most once a second per worker: the peer sets the pace. */
+                        if (now - w->limit_logged_usec >= USEC_PER_SEC) {
+                                char host[INET6_ADDRSTRLEN] = "?";
+
+                                if (sa.ss_family == AF_INET6)
+                                        (void) inet_ntop(
+                                                AF_INET6,
+                                                &((struct sockaddr_in6 *) &sa)->sin6_addr,
+                                                host,
+                                                sizeof(host));
+                                else if (sa.ss_family == AF_INET)
+                                        (void) inet_ntop(
+                                                AF_INET,
+                                                &((struct sockaddr_in *) &sa)->sin_addr,
+                                                host,
+                                                sizeof(host));
+                                log_warning(
+                                        "Refusing a connection from %s: it has %u open already (--max-connections-per-address).",
+                                        host,
+                                        w->server->config->max_connections_per_address);
+                                w->limit_logged_usec = now;
+                        }
+                } else
+                        log_debug_errno(r, "Failed to count a connection, closing it: %m");
+                (void) shutdown(fd, SHUT_RDWR);
+        }
+}
+
 static void conn_free_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
         Conn *c = ptr;
 
         if (!c)
                 return;
+        conn_unresolved_remove(c);
+        conn_limit_release(c->worker->server->conn_limit, &c->limit_key);
         metrics_connections_add(c->worker->server->metrics, c->worker->index, -1);
         if (c->worker->n_connections-- >=
             c->worker->server->config->max_connections / c->worker->server->n_workers)
@@ -177,6 +250,7 @@ static struct bufferevent *make_bufferevent(struct event_base *base, void *userd
                 return NULL;
         }
         c->worker = w;
+        c->limit_key.family = AF_UNSPEC;
         metrics_connections_add(w->server->metrics, w->index, +1);
         if (++w->n_connections >= w->server->config->max_connections / w->server->n_workers)
                 worker_listen(w, false);
@@ -189,6 +263,12 @@ static struct bufferevent *make_bufferevent(struct event_base *base, void *userd
         c->bev = bev;
         c->deadline = evtimer_new(base, conn_deadline_cb, c);
         conn_arm_deadline(c);
+        c->unresolved = true;
+        c->unresolved_next = w->unresolved;
+        if (w->unresolved)
+                w->unresolved->unresolved_prev = c;
+        w->unresolved = c;
+        event_active(w->resolve_event, EV_TIMEOUT, 1);
         return bev;
 }
 
@@ -1243,6 +1323,8 @@ static Worker *worker_free(Worker *w) {
                 event_free(w->poll_event);
         if (w->flush_event)
                 event_free(w->flush_event);
+        if (w->resolve_event)
+                event_free(w->resolve_event);
         if (w->base)
                 event_base_free(w->base);
         safe_close(w->notify_fd);
@@ -1304,8 +1386,9 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
         w->notify_event = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, notify_cb, w);
         w->poll_event = event_new(w->base, -1, EV_PERSIST, poll_cb, w);
         w->flush_event = evtimer_new(w->base, flush_cb, w);
-        if (!w->notify_event || !w->poll_event || !w->flush_event || event_add(w->notify_event, NULL) < 0 ||
-            event_add(w->poll_event, &poll_tv) < 0) {
+        w->resolve_event = event_new(w->base, -1, 0, resolve_cb, w);
+        if (!w->notify_event || !w->poll_event || !w->flush_event || !w->resolve_event ||
+            event_add(w->notify_event, NULL) < 0 || event_add(w->poll_event, &poll_tv) < 0) {
                 worker_free(w);
                 return -ENOMEM;
         }
@@ -1452,8 +1535,15 @@ int server_run(Server *s) {
         s->workers = calloc(c->workers, sizeof(Worker *));
         if (!s->workers)
                 return log_oom();
+        r = conn_limit_new(c->max_connections_per_address, c->connection_limit_exempt, &s->conn_limit);
+        if (r < 0) {
+                free(s->workers);
+                s->workers = NULL;
+                return log_error_errno(r, "Failed to set up the per-address connection limit: %m");
+        }
         r = login_new(c->pam_service ?: "keyward", &s->login);
         if (r < 0) {
+                s->conn_limit = conn_limit_free(s->conn_limit);
                 free(s->workers);
                 s->workers = NULL;
                 return log_error_errno(r, "Failed to start the login threads: %m");
@@ -1541,5 +1631,7 @@ finish:
         free(s->workers);
         s->workers = NULL;
         s->n_workers = 0;
+        /* After the workers: their connections gave back what they counted. */
+        s->conn_limit = conn_limit_free(s->conn_limit);
         return r;
 }

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The request line and headers keywardd reads itself: the request target (path and query),
- * the route match, Prefer: wait and Content-Type. The input is split at newlines: target,
- * method, Prefer, Content-Type. */
+ * the route match, Prefer: wait and Content-Type, and the --connection-limit-exempt address
+ * the config gives. The input is split at newlines: target, method, Prefer, Content-Type,
+ * exempt address. */
 #include <string.h>
 
 #include "form.h"
+#include "server-conn-limit.h"
 #include "fuzz.h"
 #include "server-api.h"
 #include "server-request.h"
@@ -26,7 +28,8 @@ static const char *next_line(char **p) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_free_ char *copy = NULL, *path = NULL;
         _cleanup_form_ Form q = FORM_NULL;
-        const char *target, *method, *prefer, *ct, *query;
+        const char *target, *method, *prefer, *ct, *exempt, *query;
+        AddressPrefix prefix;
         ApiMatch m = {};
         char *p;
 
@@ -40,6 +43,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         method = next_line(&p) ?: "GET";
         prefer = next_line(&p);
         ct = next_line(&p);
+        exempt = next_line(&p);
+
+        if (address_prefix_parse(exempt, &prefix) == 0 &&
+            ((prefix.family != AF_INET && prefix.family != AF_INET6) ||
+             prefix.prefixlen > (prefix.family == AF_INET ? 32u : 128u)))
+                __builtin_trap();
 
         (void) http_prefer_wait(prefer, 300);
         if (http_prefer_wait(prefer, 300) > 300)

@@ -3,7 +3,8 @@
 # Limits of a real keywardd against hostile or broken clients: oversized bodies, headers and
 # request lines, malformed forms and request targets, a slowloris client and a silent TCP
 # client (cut off after --idle-timeout while others are served), and --max-connections
-# (extra clients wait, and are served once others close). Every wait here is bounded.
+# (extra clients wait, and are served once others close), and --max-connections-per-address
+# (one address cannot take every slot; --connection-limit-exempt). Every wait here is bounded.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -217,4 +218,88 @@ for i in $(seq 10); do alive && ok_count=$((ok_count + 1)); done
 is "ten more requests, one after another, are all served" "$ok_count" 10
 
 kwd_stop
+
+# ---- --max-connections-per-address ---------------------------------------------------
+
+# conns.py ADDR CA SOURCE COUNT: COUNT connections from SOURCE, one after another, each
+# asked for /healthz and then held open; prints how many were served and how many refused,
+# then runs the commands on stdin: SOURCE2 (is a new connection from it served?), wait SOURCE2
+# (the same, retried for up to 10 s) and close (the held connections).
+cat >"$T/conns.py" <<'PYEOF'
+import socket, ssl, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+source, count = sys.argv[3], int(sys.argv[4])
+
+def served(src):
+        try:
+                s = socket.create_connection((host, int(port)), timeout=10, source_address=(src, 0))
+                s = ctx.wrap_socket(s, server_hostname="localhost")
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
+                        return s
+        except (OSError, ssl.SSLError):
+                pass
+        return None
+
+held, refused = [], 0
+for _ in range(count):
+        s = served(source)
+        if s:
+                held.append(s)
+        else:
+                refused += 1
+print("served %d refused %d" % (len(held), refused), flush=True)
+for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "close":
+                for s in held:
+                        s.close()
+                held = []
+                print("closed", flush=True)
+        elif cmd[0] == "wait":
+                # The server sees the closes a moment later: try for up to 10 s.
+                s = None
+                for _ in range(50):
+                        s = served(cmd[1])
+                        if s:
+                                break
+                        time.sleep(0.2)
+                print("%s %s" % (cmd[1], "served" if s else "refused"), flush=True)
+                if s:
+                        held.append(s)
+        else:
+                s = served(cmd[0])
+                print("%s %s" % (cmd[0], "served" if s else "refused"), flush=True)
+                if s:
+                        held.append(s)
+PYEOF
+
+# One worker with six connection slots: the first address may hold five of them, so the
+# sixth is there for everybody else.
+kwd_start --max-connections 6 --max-connections-per-address 5 --workers 1 --idle-timeout 30s
+out=$(printf '127.0.0.2\nclose\nwait 127.0.0.1\n' | timeout 60 python3 "$T/conns.py" "$KWD_ADDR" "$T/pki/ca.pem" 127.0.0.1 12)
+diag "$(printf '%s' "$out" | tr '\n' ';')"
+is "one address gets --max-connections-per-address (5) connections; the other 7 are refused" \
+        "$(sed -n 1p <<<"$out")" "served 5 refused 7"
+is "a second address is served while the first is at its limit" "$(sed -n 2p <<<"$out")" "127.0.0.2 served"
+is "once its connections close, the first address is served again" "$(sed -n 4p <<<"$out")" "127.0.0.1 served"
+check "the refusals are logged" grep -q 'Refusing a connection from 127.0.0.1: it has 5 open already' "$T/keywardd.log"
+check "the server answers after that" alive
+kwd_stop
+
+# A trusted load balancer's address is not held to the limit.
+kwd_start --max-connections-per-address 2 --connection-limit-exempt 127.0.0.0/30 --workers 1 --idle-timeout 30s
+out=$(printf '127.0.0.5\n127.0.0.5\n127.0.0.5\n' | timeout 60 python3 "$T/conns.py" "$KWD_ADDR" "$T/pki/ca.pem" 127.0.0.1 6)
+diag "$(printf '%s' "$out" | tr '\n' ';')"
+is "an address in --connection-limit-exempt is not limited" "$(sed -n 1p <<<"$out")" "served 6 refused 0"
+is "an address outside it still is" "$(sed -n 2,4p <<<"$out" | tr '\n' ' ')" "127.0.0.5 served 127.0.0.5 served 127.0.0.5 refused "
+kwd_stop
+
+"$KEYWARDD" serve --listen 127.0.0.1:0 --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
+        --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key" \
+        --connection-limit-exempt 10.0.0.1/8 2>"$T/bad-exempt.log"
+is "a network with bits set past its prefix is refused at start (exit 2)" "$?" 2
+check "with a message that names it" grep -q "Invalid --connection-limit-exempt '10.0.0.1/8'" "$T/bad-exempt.log"
+
 done_testing
