@@ -107,6 +107,9 @@ struct Conn {
         bool peer_done;
         bool nodelay;
         ConnKey limit_key; /* what the per-address limit counted for it */
+        HttpScan scan;     /* the framing of its requests, checked as the bytes arrive */
+        unsigned n_requests;
+        bool closing; /* an answer said "Connection: close": nothing more is served */
         bool unresolved;
         Conn *unresolved_prev, *unresolved_next;
 };
@@ -232,10 +235,43 @@ static void conn_arm_deadline(Conn *c) {
                 (void) evtimer_add(c->deadline, &tv);
 }
 
+/* Every byte the connection receives passes the framing check before evhttp parses it
+ * (evbuffer callbacks run as the data is added; evhttp reads it afterwards). */
+static void conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *userdata) {
+        Conn *c = userdata;
+        struct evbuffer_ptr pos;
+        size_t left = info->n_added;
+
+        if (left == 0 || c->scan.error != HTTP_SCAN_OK)
+                return;
+        if (evbuffer_ptr_set(buf, &pos, evbuffer_get_length(buf) - left, EVBUFFER_PTR_SET) < 0)
+                return;
+        while (left > 0 && c->scan.error == HTTP_SCAN_OK) {
+                struct evbuffer_iovec v[8];
+                int n = evbuffer_peek(buf, (ev_ssize_t) left, &pos, v, ELEMENTSOF(v));
+
+                if (n <= 0)
+                        break;
+                for (int i = 0; i < MIN(n, (int) ELEMENTSOF(v)) && left > 0; i++) {
+                        size_t k = MIN(v[i].iov_len, left);
+
+                        (void) http_scan_feed(&c->scan, v[i].iov_base, k);
+                        left -= k;
+                        if (evbuffer_ptr_set(buf, &pos, k, EVBUFFER_PTR_ADD) < 0)
+                                left = 0;
+                }
+        }
+        /* evhttp answers a CONNECT whose target it cannot parse itself, and keeps its
+         * connection open after that answer: give it a second, then cut it. */
+        if (c->scan.error == HTTP_SCAN_CONNECT && c->deadline)
+                (void) evtimer_add(c->deadline, &(struct timeval){.tv_sec = 1});
+}
+
 /* evhttp asks for a bufferevent for each accepted connection. */
 static struct bufferevent *make_bufferevent(struct event_base *base, void *userdata) {
         Worker *w = userdata;
         SSL_CTX *ctx = atomic_load(&w->server->ssl_ctx);
+        struct evbuffer_cb_entry *cb;
         struct bufferevent *bev;
         Conn *c;
         SSL *ssl;
@@ -261,6 +297,12 @@ static struct bufferevent *make_bufferevent(struct event_base *base, void *userd
                 return NULL; /* the SSL was freed with it, and so was c */
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
         c->bev = bev;
+        c->scan = (HttpScan) HTTP_SCAN_INIT;
+        /* Input callbacks of a bufferevent run as the data is added, never deferred. */
+        cb = evbuffer_add_cb(bufferevent_get_input(bev), conn_input_cb, c);
+        if (!cb)
+                /* Unchecked requests are never served: request_cb() refuses them. */
+                c->closing = true;
         c->deadline = evtimer_new(base, conn_deadline_cb, c);
         conn_arm_deadline(c);
         c->unresolved = true;
@@ -341,7 +383,21 @@ static void wipe_and_free_cb(const void *data, size_t len, void *extra) {
         erase_and_free((void *) data, len);
 }
 
-static void send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body) {
+/* The reply is written: stop reading, drop what was read ahead, and let evhttp see the end. */
+static void close_after_reply_cb(struct evhttp_request *req, void *userdata) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+        struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+        int fd = bev ? bufferevent_getfd(bev) : -EBADF;
+
+        if (!bev)
+                return;
+        (void) evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        if (fd >= 0)
+                (void) shutdown(fd, SHUT_RDWR);
+}
+
+static void
+send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body, bool close) {
         struct evkeyvalq *h = evhttp_request_get_output_headers(req);
         struct evbuffer *out = evbuffer_new();
         Conn *conn;
@@ -351,10 +407,18 @@ static void send_body(struct evhttp_request *req, int status, const char *conten
         evhttp_add_header(h, "Content-Type", content_type);
         evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
         conn = request_conn(req, NULL);
-        /* A stopping worker closes each connection after its reply, so that no client sends
-         * another request into a loop about to end. */
-        if (conn && conn->worker->stopping)
+        /* After an error about the request itself (its framing, target, method) nothing more
+         * is read from the connection: a proxy in front may have framed the request otherwise,
+         * and what follows may be the rest of it. A stopping worker closes each connection
+         * after its reply, so that no client sends another request into a loop about to end. */
+        if (close || !conn || conn->worker->stopping) {
                 evhttp_add_header(h, "Connection", "close");
+                if (conn)
+                        conn->closing = true;
+                /* evhttp keeps a CONNECT's connection open whatever the headers say. */
+                if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT)
+                        evhttp_request_set_on_complete_cb(req, close_after_reply_cb, NULL);
+        }
 
         data = buf_steal(body, &len);
         if (!out || !data) {
@@ -396,6 +460,7 @@ typedef struct Exchange {
         Principals principals;
         uint8_t token_hash[TOKEN_HASH_SIZE];
         bool has_token;
+        bool close; /* an error answer closes the connection: the request never reached the API */
         char remote_addr[PEER_ADDR_MAX];
 } Exchange;
 
@@ -491,7 +556,7 @@ static void exchange_reply(Exchange *x, ApiResult *res, const char *route) {
                 evhttp_send_error(x->req, 500, NULL);
                 return;
         }
-        send_body(x->req, res->http_status, "application/json", &body);
+        send_body(x->req, res->http_status, "application/json", &body, x->close && res->http_status >= 400);
         exchange_audit(x, res, route);
 }
 
@@ -1070,7 +1135,7 @@ static void handle_healthz(Exchange *x) {
                 res.http_status = 200;
                 (void) buf_puts(&body, "ok\n");
         }
-        send_body(x->req, res.http_status, "text/plain; charset=utf-8", &body);
+        send_body(x->req, res.http_status, "text/plain; charset=utf-8", &body, false);
         exchange_audit(x, &res, "healthz");
 }
 
@@ -1079,7 +1144,7 @@ static void handle_metrics(Exchange *x) {
         ApiResult res = API_RESULT_INIT;
 
         res.http_status = metrics_render(x->worker->server->metrics, &body) < 0 ? 500 : 200;
-        send_body(x->req, res.http_status, "text/plain; version=0.0.4; charset=utf-8", &body);
+        send_body(x->req, res.http_status, "text/plain; version=0.0.4; charset=utf-8", &body, false);
         exchange_audit(x, &res, "metrics");
 }
 
@@ -1089,23 +1154,46 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                 .req = req,
                 .started_usec = now_usec_monotonic(),
                 .now_ns = now_ns(),
+                .close = true,
         };
         Server *s = x.worker->server;
         _cleanup_free_ char *auth_msg = NULL;
         ApiResult res = API_RESULT_INIT;
+        HttpScanError scan_error;
         const char *target;
         struct evkeyvalq *in;
         int r;
 
         x.method = method_name(evhttp_request_get_command(req));
         x.conn = request_conn(req, &x.ssl);
-        if (x.conn) {
-                conn_prepare(x.conn, req, x.ssl);
-                memcpy(x.remote_addr, x.conn->remote_addr, sizeof(x.remote_addr));
-        } else
-                peer_address(req, x.remote_addr);
-
         target = evhttp_request_get_uri(req);
+        if (!x.conn) {
+                /* Not one of ours: evhttp falls back to a plain socket when making the TLS
+                 * connection failed. Nothing is served without TLS. */
+                peer_address(req, x.remote_addr);
+                x.path = strdup(strempty(target));
+                reply_error(&x, KNOX_INTERNAL_SERVER_ERROR, 500, NULL, "Connection setup failed");
+                return;
+        }
+        conn_prepare(x.conn, req, x.ssl);
+        memcpy(x.remote_addr, x.conn->remote_addr, sizeof(x.remote_addr));
+        scan_error = http_scan_error_of(&x.conn->scan, x.conn->n_requests++);
+        if (scan_error != HTTP_SCAN_OK || x.conn->closing) {
+                x.path = strdup(strempty(target));
+                if (scan_error == HTTP_SCAN_CONNECT)
+                        reply_error(&x, KNOX_NOT_FOUND, 405, NULL, "Method not allowed");
+                else
+                        reply_error(
+                                &x,
+                                KNOX_BAD_REQUEST_DATA,
+                                http_scan_error_status(scan_error),
+                                NULL,
+                                "Invalid request: %s",
+                                scan_error != HTTP_SCAN_OK ? http_scan_error_to_string(scan_error) :
+                                                             "the connection is closing");
+                return;
+        }
+
         r = http_target_split(target, &x.path, &x.raw_query);
         if (r == -ENOMEM) {
                 reply_error(&x, KNOX_INTERNAL_SERVER_ERROR, 500, NULL, "Out of memory");
@@ -1143,6 +1231,9 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                 return;
         }
         x.form_ok = r >= 0;
+        /* Well framed, with a target and a method some route has: from here on the answers are
+         * the API's, and keep the connection. */
+        x.close = false;
         if (x.raw_query) {
                 Form tmp = FORM_NULL;
 
@@ -1401,7 +1492,9 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
         evhttp_set_allowed_methods(
                 w->http,
                 EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
+        /* CONNECT and TRACE come to request_cb() too, to be refused with the envelope and
+         * their connections closed (evhttp's own 501 left a CONNECT's open). */
 
         for (size_t i = 0; i < n_fds; i++) {
                 w->bound[i] = evhttp_accept_socket_with_handle(w->http, fds[i]);

@@ -2,7 +2,8 @@
 /* The request line and headers keywardd reads itself: the request target (path and query),
  * the route match, Prefer: wait and Content-Type, and the --connection-limit-exempt address
  * the config gives. The input is split at newlines: target, method, Prefer, Content-Type,
- * exempt address. */
+ * exempt address. The whole input is also a connection's raw bytes for the framing check,
+ * which must come to the same verdict whether the bytes arrive at once or one by one. */
 #include <string.h>
 
 #include "form.h"
@@ -35,6 +36,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size > FUZZ_INPUT_MAX)
                 return 0;
+
+        {
+                HttpScan whole = HTTP_SCAN_INIT, bytes = HTTP_SCAN_INIT;
+                HttpScanError e;
+
+                e = http_scan_feed(&whole, data, size);
+                for (size_t i = 0; i < size; i++)
+                        (void) http_scan_feed(&bytes, data + i, 1);
+                if (e != whole.error || whole.error != bytes.error || whole.heads != bytes.heads ||
+                    whole.error_head != bytes.error_head || !http_scan_error_to_string(e))
+                        __builtin_trap();
+                if (e != HTTP_SCAN_OK &&
+                    (http_scan_error_of(&whole, whole.error_head) != e ||
+                     (whole.error_head > 0 && http_scan_error_of(&whole, 0) != HTTP_SCAN_OK)))
+                        __builtin_trap();
+        }
         copy = strndup((const char *) data, size);
         if (!copy)
                 return 0;
