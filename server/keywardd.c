@@ -15,6 +15,7 @@
 #include "secret.h"
 #include "server-audit.h"
 #include "server-auth.h"
+#include "server-conn-limit.h"
 #include "server-metrics.h"
 #include "server-tls.h"
 #include "server.h"
@@ -26,6 +27,7 @@
 #define DEFAULT_IDLE_TIMEOUT (60 * USEC_PER_SEC)
 #define DEFAULT_REQUEST_TIMEOUT (30 * USEC_PER_SEC)
 #define DEFAULT_MAX_CONNECTIONS 4096
+#define DEFAULT_MAX_CONNECTIONS_PER_ADDRESS 256
 #define WATCH_MAX_SEC 300
 #define DEFAULT_LOGIN_TTL (8 * 3600 * USEC_PER_SEC)
 
@@ -48,6 +50,8 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("log-level",       config_parse_string,   log_level,         "LEVEL", "debug, info, notice, warning, err"),
         SERVER_ITEM("workers",         config_parse_unsigned, workers,           "N", "worker threads, each with its own event loop (default: CPUs)"),
         SERVER_ITEM("max-connections", config_parse_unsigned, max_connections,   "N", "open connections at most (default: 4096)"),
+        SERVER_ITEM("max-connections-per-address", config_parse_unsigned, max_connections_per_address, "N", "open connections from one client address at most (default: 256; 0: no limit)"),
+        SERVER_ITEM("connection-limit-exempt", config_parse_strv, connection_limit_exempt, "ADDR[/PREFIX]", "address or network not held to --max-connections-per-address, e.g. a trusted load balancer (repeatable)"),
         SERVER_ITEM("max-body-size",   config_parse_size,     max_body_size,     "SIZE", "largest request body (default: 1M)"),
         SERVER_ITEM("max-header-size", config_parse_size,     max_header_size,   "SIZE", "largest request header block (default: 256K; a watch lists its keys in the request line)"),
         SERVER_ITEM("idle-timeout",    config_parse_sec,      idle_timeout_usec, "TIME", "close connections idle or stalled this long (default: 60s)"),
@@ -84,6 +88,7 @@ void server_config_done(ServerConfig *c) {
         free(c->master_key);
         free(c->audit_log);
         strv_free(c->default_acl);
+        strv_free(c->connection_limit_exempt);
         free(c->pam_service);
         free(c->hostname);
         free(c->log_level);
@@ -235,6 +240,7 @@ static int verb_serve(int argc, char **argv) {
         _cleanup_(server_config_done) ServerConfig c = {
                 .workers = 0,
                 .max_connections = DEFAULT_MAX_CONNECTIONS,
+                .max_connections_per_address = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
                 .max_body_size = DEFAULT_MAX_BODY,
                 .max_header_size = DEFAULT_MAX_HEADER,
                 .idle_timeout_usec = DEFAULT_IDLE_TIMEOUT,
@@ -266,6 +272,18 @@ static int verb_serve(int argc, char **argv) {
         if (c.max_connections < c.workers)
                 c.max_connections = c.workers;
         c.max_watch_sec = MIN(c.max_watch_sec, (unsigned) WATCH_MAX_SEC);
+        STRV_FOREACH(e, c.connection_limit_exempt) {
+                AddressPrefix p;
+
+                r = address_prefix_parse(*e, &p);
+                if (r == -ENOMEM)
+                        return log_oom();
+                if (r < 0)
+                        return log_error_errno(
+                                EINVAL,
+                                "Invalid --connection-limit-exempt '%s': expected an address or ADDRESS/PREFIX, e.g. 10.0.0.0/8.",
+                                *e);
+        }
         if (c.login_ttl_usec < USEC_PER_SEC || c.login_ttl_usec > 366 * 24 * 3600 * USEC_PER_SEC)
                 return log_error_errno(EINVAL, "--login-ttl must be between a second and a year.");
 

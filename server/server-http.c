@@ -34,6 +34,7 @@
 #include "server-api.h"
 #include "server-audit.h"
 #include "server-auth.h"
+#include "server-conn-limit.h"
 #include "server-login.h"
 #include "server-metrics.h"
 #include "server-request.h"
@@ -53,6 +54,7 @@
 
 typedef struct Watch Watch;
 typedef struct PendingLogin PendingLogin;
+typedef struct Conn Conn;
 
 struct Worker {
         Server *server;
@@ -76,7 +78,11 @@ struct Worker {
         pthread_mutex_t inbox_lock;
         LoginJob *inbox; /* logins the threads gave back; notify_fd tells */
         unsigned n_connections;
+        Conn *unresolved;            /* accepted, their address not yet counted (doubly linked) */
+        struct event *resolve_event; /* counts them, once evhttp has given them their sockets */
+        uint64_t limit_logged_usec;  /* when a refusal by address was last logged */
         bool listening;
+        bool stopping; /* answering what is in flight: no new watches or logins, every reply closes */
 };
 
 /* A held GET /v0/keys/?id=hash... with Prefer: wait=N. */
@@ -92,7 +98,7 @@ struct Watch {
 };
 
 /* Per connection, kept on its SSL object. */
-typedef struct Conn {
+struct Conn {
         Worker *worker;
         struct bufferevent *bev;
         struct event *deadline;          /* bounds the time to receive a whole request */
@@ -100,7 +106,13 @@ typedef struct Conn {
         char remote_addr[PEER_ADDR_MAX]; /* likewise, "address:port" */
         bool peer_done;
         bool nodelay;
-} Conn;
+        ConnKey limit_key; /* what the per-address limit counted for it */
+        HttpScan scan;     /* the framing of its requests, checked as the bytes arrive */
+        unsigned n_requests;
+        bool closing; /* an answer said "Connection: close": nothing more is served */
+        bool unresolved;
+        Conn *unresolved_prev, *unresolved_next;
+};
 
 static int conn_ex_index = -1;
 
@@ -120,11 +132,76 @@ static uint64_t now_usec_monotonic(void) {
 
 static void worker_listen(Worker *w, bool on);
 
+static void conn_unresolved_remove(Conn *c) {
+        if (!c->unresolved)
+                return;
+        if (c->unresolved_prev)
+                c->unresolved_prev->unresolved_next = c->unresolved_next;
+        else
+                c->worker->unresolved = c->unresolved_next;
+        if (c->unresolved_next)
+                c->unresolved_next->unresolved_prev = c->unresolved_prev;
+        c->unresolved = false;
+        c->unresolved_prev = c->unresolved_next = NULL;
+}
+
+/* evhttp makes a connection's bufferevent before it gives it its socket, and tells us neither
+ * the socket nor the address: new connections are counted per address on the next pass of
+ * the loop. One over its address's limit is shut down at once, before its TLS handshake;
+ * evhttp then frees it as it would any connection the client closed. */
+static void resolve_cb(evutil_socket_t fd_unused, short what, void *userdata) {
+        Worker *w = userdata;
+        Conn *c;
+
+        while ((c = w->unresolved)) {
+                struct sockaddr_storage sa;
+                socklen_t len = sizeof(sa);
+                int fd = bufferevent_getfd(c->bev), r;
+
+                conn_unresolved_remove(c);
+                if (fd < 0 || getpeername(fd, (struct sockaddr *) &sa, &len) < 0)
+                        continue;
+                r = conn_limit_acquire(w->server->conn_limit, (struct sockaddr *) &sa, len, &c->limit_key);
+                if (r > 0)
+                        continue;
+                if (r == 0) {
+                        uint64_t now = now_usec_monotonic();
+
+                        /* Logged at most once a second per worker: the peer sets the pace. */
+                        if (now - w->limit_logged_usec >= USEC_PER_SEC) {
+                                char host[INET6_ADDRSTRLEN] = "?";
+
+                                if (sa.ss_family == AF_INET6)
+                                        (void) inet_ntop(
+                                                AF_INET6,
+                                                &((struct sockaddr_in6 *) &sa)->sin6_addr,
+                                                host,
+                                                sizeof(host));
+                                else if (sa.ss_family == AF_INET)
+                                        (void) inet_ntop(
+                                                AF_INET,
+                                                &((struct sockaddr_in *) &sa)->sin_addr,
+                                                host,
+                                                sizeof(host));
+                                log_warning(
+                                        "Refusing a connection from %s: it has %u open already (--max-connections-per-address).",
+                                        host,
+                                        w->server->config->max_connections_per_address);
+                                w->limit_logged_usec = now;
+                        }
+                } else
+                        log_debug_errno(r, "Failed to count a connection, closing it: %m");
+                (void) shutdown(fd, SHUT_RDWR);
+        }
+}
+
 static void conn_free_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
         Conn *c = ptr;
 
         if (!c)
                 return;
+        conn_unresolved_remove(c);
+        conn_limit_release(c->worker->server->conn_limit, &c->limit_key);
         metrics_connections_add(c->worker->server->metrics, c->worker->index, -1);
         if (c->worker->n_connections-- >=
             c->worker->server->config->max_connections / c->worker->server->n_workers)
@@ -158,10 +235,43 @@ static void conn_arm_deadline(Conn *c) {
                 (void) evtimer_add(c->deadline, &tv);
 }
 
+/* Every byte the connection receives passes the framing check before evhttp parses it
+ * (evbuffer callbacks run as the data is added; evhttp reads it afterwards). */
+static void conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *userdata) {
+        Conn *c = userdata;
+        struct evbuffer_ptr pos;
+        size_t left = info->n_added;
+
+        if (left == 0 || c->scan.error != HTTP_SCAN_OK)
+                return;
+        if (evbuffer_ptr_set(buf, &pos, evbuffer_get_length(buf) - left, EVBUFFER_PTR_SET) < 0)
+                return;
+        while (left > 0 && c->scan.error == HTTP_SCAN_OK) {
+                struct evbuffer_iovec v[8];
+                int n = evbuffer_peek(buf, (ev_ssize_t) left, &pos, v, ELEMENTSOF(v));
+
+                if (n <= 0)
+                        break;
+                for (int i = 0; i < MIN(n, (int) ELEMENTSOF(v)) && left > 0; i++) {
+                        size_t k = MIN(v[i].iov_len, left);
+
+                        (void) http_scan_feed(&c->scan, v[i].iov_base, k);
+                        left -= k;
+                        if (evbuffer_ptr_set(buf, &pos, k, EVBUFFER_PTR_ADD) < 0)
+                                left = 0;
+                }
+        }
+        /* evhttp answers a CONNECT whose target it cannot parse itself, and keeps its
+         * connection open after that answer: give it a second, then cut it. */
+        if (c->scan.error == HTTP_SCAN_CONNECT && c->deadline)
+                (void) evtimer_add(c->deadline, &(struct timeval){.tv_sec = 1});
+}
+
 /* evhttp asks for a bufferevent for each accepted connection. */
 static struct bufferevent *make_bufferevent(struct event_base *base, void *userdata) {
         Worker *w = userdata;
         SSL_CTX *ctx = atomic_load(&w->server->ssl_ctx);
+        struct evbuffer_cb_entry *cb;
         struct bufferevent *bev;
         Conn *c;
         SSL *ssl;
@@ -176,6 +286,7 @@ static struct bufferevent *make_bufferevent(struct event_base *base, void *userd
                 return NULL;
         }
         c->worker = w;
+        c->limit_key.family = AF_UNSPEC;
         metrics_connections_add(w->server->metrics, w->index, +1);
         if (++w->n_connections >= w->server->config->max_connections / w->server->n_workers)
                 worker_listen(w, false);
@@ -186,8 +297,20 @@ static struct bufferevent *make_bufferevent(struct event_base *base, void *userd
                 return NULL; /* the SSL was freed with it, and so was c */
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
         c->bev = bev;
+        c->scan = (HttpScan) HTTP_SCAN_INIT;
+        /* Input callbacks of a bufferevent run as the data is added, never deferred. */
+        cb = evbuffer_add_cb(bufferevent_get_input(bev), conn_input_cb, c);
+        if (!cb)
+                /* Unchecked requests are never served: request_cb() refuses them. */
+                c->closing = true;
         c->deadline = evtimer_new(base, conn_deadline_cb, c);
         conn_arm_deadline(c);
+        c->unresolved = true;
+        c->unresolved_next = w->unresolved;
+        if (w->unresolved)
+                w->unresolved->unresolved_prev = c;
+        w->unresolved = c;
+        event_active(w->resolve_event, EV_TIMEOUT, 1);
         return bev;
 }
 
@@ -260,7 +383,21 @@ static void wipe_and_free_cb(const void *data, size_t len, void *extra) {
         erase_and_free((void *) data, len);
 }
 
-static void send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body) {
+/* The reply is written: stop reading, drop what was read ahead, and let evhttp see the end. */
+static void close_after_reply_cb(struct evhttp_request *req, void *userdata) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+        struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+        int fd = bev ? bufferevent_getfd(bev) : -EBADF;
+
+        if (!bev)
+                return;
+        (void) evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        if (fd >= 0)
+                (void) shutdown(fd, SHUT_RDWR);
+}
+
+static void
+send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body, bool close) {
         struct evkeyvalq *h = evhttp_request_get_output_headers(req);
         struct evbuffer *out = evbuffer_new();
         Conn *conn;
@@ -269,6 +406,19 @@ static void send_body(struct evhttp_request *req, int status, const char *conten
 
         evhttp_add_header(h, "Content-Type", content_type);
         evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+        conn = request_conn(req, NULL);
+        /* After an error about the request itself (its framing, target, method) nothing more
+         * is read from the connection: a proxy in front may have framed the request otherwise,
+         * and what follows may be the rest of it. A stopping worker closes each connection
+         * after its reply, so that no client sends another request into a loop about to end. */
+        if (close || !conn || conn->worker->stopping) {
+                evhttp_add_header(h, "Connection", "close");
+                if (conn)
+                        conn->closing = true;
+                /* evhttp keeps a CONNECT's connection open whatever the headers say. */
+                if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT)
+                        evhttp_request_set_on_complete_cb(req, close_after_reply_cb, NULL);
+        }
 
         data = buf_steal(body, &len);
         if (!out || !data) {
@@ -285,7 +435,6 @@ static void send_body(struct evhttp_request *req, int status, const char *conten
                 evhttp_send_error(req, 500, NULL);
                 return;
         }
-        conn = request_conn(req, NULL);
         evhttp_send_reply(req, status, NULL, out);
         evbuffer_free(out);
         /* The next request on this connection must arrive within its deadline. */
@@ -311,6 +460,7 @@ typedef struct Exchange {
         Principals principals;
         uint8_t token_hash[TOKEN_HASH_SIZE];
         bool has_token;
+        bool close; /* an error answer closes the connection: the request never reached the API */
         char remote_addr[PEER_ADDR_MAX];
 } Exchange;
 
@@ -406,7 +556,7 @@ static void exchange_reply(Exchange *x, ApiResult *res, const char *route) {
                 evhttp_send_error(x->req, 500, NULL);
                 return;
         }
-        send_body(x->req, res->http_status, "application/json", &body);
+        send_body(x->req, res->http_status, "application/json", &body, x->close && res->http_status >= 400);
         exchange_audit(x, res, route);
 }
 
@@ -447,6 +597,14 @@ static void watch_free(Watch *wa) {
         free(wa);
 }
 
+/* The client's connection no longer calls back into the watch. */
+static void watch_forget_connection(Watch *wa) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(wa->req);
+
+        if (evcon)
+                evhttp_connection_set_closecb(evcon, NULL, NULL);
+}
+
 /* Answer a watch with the current list of changed keys; force answers even when empty. */
 static bool watch_check(Watch *wa, bool force) {
         ApiMatch m = {.route = API_ROUTE_GETKEYS};
@@ -465,7 +623,6 @@ static bool watch_check(Watch *wa, bool force) {
                 .principals = &wa->principals,
                 .now_ns = x.now_ns,
         };
-        struct evhttp_connection *evcon;
         int r;
 
         r = api_handle(&wa->worker->api, &ar, &res);
@@ -482,9 +639,7 @@ static bool watch_check(Watch *wa, bool force) {
         x.principals = wa->principals;
         snprintf(x.remote_addr, sizeof(x.remote_addr), "%s", strempty(wa->remote_addr));
         x.conn = request_conn(wa->req, &x.ssl);
-        evcon = evhttp_request_get_connection(wa->req);
-        if (evcon)
-                evhttp_connection_set_closecb(evcon, NULL, NULL);
+        watch_forget_connection(wa);
 
         exchange_reply(&x, &res, "getkeys");
         api_result_done(&res);
@@ -615,6 +770,14 @@ struct PendingLogin {
 
 static void login_closed_cb(struct evhttp_connection *evcon, void *userdata);
 
+/* The client's connection, if it is still there, no longer calls back into the login. */
+static void pending_login_forget_connection(PendingLogin *p) {
+        struct evhttp_connection *evcon = p->x.req ? evhttp_request_get_connection(p->x.req) : NULL;
+
+        if (evcon)
+                evhttp_connection_set_closecb(evcon, NULL, NULL);
+}
+
 static void pending_login_free(PendingLogin *p) {
         Worker *w = p->worker;
 
@@ -637,7 +800,7 @@ static void pending_login_reply(PendingLogin *p, ApiResult *res) {
 
         if (!req)
                 return;
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+        pending_login_forget_connection(p);
         /* The connection, and its TLS state, are as the request left them. */
         p->x.conn = request_conn(req, &p->x.ssl);
         exchange_reply(&p->x, res, "login");
@@ -972,7 +1135,7 @@ static void handle_healthz(Exchange *x) {
                 res.http_status = 200;
                 (void) buf_puts(&body, "ok\n");
         }
-        send_body(x->req, res.http_status, "text/plain; charset=utf-8", &body);
+        send_body(x->req, res.http_status, "text/plain; charset=utf-8", &body, false);
         exchange_audit(x, &res, "healthz");
 }
 
@@ -981,7 +1144,7 @@ static void handle_metrics(Exchange *x) {
         ApiResult res = API_RESULT_INIT;
 
         res.http_status = metrics_render(x->worker->server->metrics, &body) < 0 ? 500 : 200;
-        send_body(x->req, res.http_status, "text/plain; version=0.0.4; charset=utf-8", &body);
+        send_body(x->req, res.http_status, "text/plain; version=0.0.4; charset=utf-8", &body, false);
         exchange_audit(x, &res, "metrics");
 }
 
@@ -991,23 +1154,46 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                 .req = req,
                 .started_usec = now_usec_monotonic(),
                 .now_ns = now_ns(),
+                .close = true,
         };
         Server *s = x.worker->server;
         _cleanup_free_ char *auth_msg = NULL;
         ApiResult res = API_RESULT_INIT;
+        HttpScanError scan_error;
         const char *target;
         struct evkeyvalq *in;
         int r;
 
         x.method = method_name(evhttp_request_get_command(req));
         x.conn = request_conn(req, &x.ssl);
-        if (x.conn) {
-                conn_prepare(x.conn, req, x.ssl);
-                memcpy(x.remote_addr, x.conn->remote_addr, sizeof(x.remote_addr));
-        } else
-                peer_address(req, x.remote_addr);
-
         target = evhttp_request_get_uri(req);
+        if (!x.conn) {
+                /* Not one of ours: evhttp falls back to a plain socket when making the TLS
+                 * connection failed. Nothing is served without TLS. */
+                peer_address(req, x.remote_addr);
+                x.path = strdup(strempty(target));
+                reply_error(&x, KNOX_INTERNAL_SERVER_ERROR, 500, NULL, "Connection setup failed");
+                return;
+        }
+        conn_prepare(x.conn, req, x.ssl);
+        memcpy(x.remote_addr, x.conn->remote_addr, sizeof(x.remote_addr));
+        scan_error = http_scan_error_of(&x.conn->scan, x.conn->n_requests++);
+        if (scan_error != HTTP_SCAN_OK || x.conn->closing) {
+                x.path = strdup(strempty(target));
+                if (scan_error == HTTP_SCAN_CONNECT)
+                        reply_error(&x, KNOX_NOT_FOUND, 405, NULL, "Method not allowed");
+                else
+                        reply_error(
+                                &x,
+                                KNOX_BAD_REQUEST_DATA,
+                                http_scan_error_status(scan_error),
+                                NULL,
+                                "Invalid request: %s",
+                                scan_error != HTTP_SCAN_OK ? http_scan_error_to_string(scan_error) :
+                                                             "the connection is closing");
+                return;
+        }
+
         r = http_target_split(target, &x.path, &x.raw_query);
         if (r == -ENOMEM) {
                 reply_error(&x, KNOX_INTERNAL_SERVER_ERROR, 500, NULL, "Out of memory");
@@ -1045,14 +1231,22 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                 return;
         }
         x.form_ok = r >= 0;
+        /* Well framed, with a target and a method some route has: from here on the answers are
+         * the API's, and keep the connection. */
+        x.close = false;
         if (x.raw_query) {
                 Form tmp = FORM_NULL;
 
                 x.form_ok = x.form_ok && form_parse(x.raw_query, strlen(x.raw_query), &tmp) == 0;
                 form_done(&tmp);
         }
-        if (x.match.route == API_ROUTE_LOGIN)
+        if (x.match.route == API_ROUTE_LOGIN) {
+                if (x.worker->stopping) {
+                        reply_error(&x, KNOX_INTERNAL_SERVER_ERROR, 503, "login", "Server is stopping");
+                        return;
+                }
                 return login_start(&x);
+        }
 
         in = evhttp_request_get_input_headers(req);
         r = auth_request(
@@ -1109,7 +1303,8 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
         if (res.changed)
                 server_notify_change(s);
 
-        if (res.wait) {
+        /* A stopping worker answers a watch at once: nothing may be held past its loop. */
+        if (res.wait && !x.worker->stopping) {
                 unsigned wait = http_prefer_wait(evhttp_find_header(in, "Prefer"), s->config->max_watch_sec);
 
                 if (wait > 0 && watch_start(&x, wait) >= 0) {
@@ -1195,12 +1390,18 @@ static void flush_cb(evutil_socket_t fd, short what, void *userdata) {
 static Worker *worker_free(Worker *w) {
         if (!w)
                 return NULL;
-        while (w->watches)
+        /* Requests still held belong to connections that evhttp_free() closes below: their
+         * close callbacks must not find the watch or login freed here. */
+        while (w->watches) {
+                watch_forget_connection(w->watches);
                 watch_free(w->watches);
+        }
         /* The login threads are gone: every job is back in the inbox. */
         worker_drain_logins(w);
-        while (w->logins)
+        while (w->logins) {
+                pending_login_forget_connection(w->logins);
                 pending_login_free(w->logins);
+        }
         pthread_mutex_destroy(&w->inbox_lock);
         /* evhttp_free() frees the listeners before the connections, whose release would
          * otherwise try to re-enable them. */
@@ -1213,6 +1414,8 @@ static Worker *worker_free(Worker *w) {
                 event_free(w->poll_event);
         if (w->flush_event)
                 event_free(w->flush_event);
+        if (w->resolve_event)
+                event_free(w->resolve_event);
         if (w->base)
                 event_base_free(w->base);
         safe_close(w->notify_fd);
@@ -1274,8 +1477,9 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
         w->notify_event = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, notify_cb, w);
         w->poll_event = event_new(w->base, -1, EV_PERSIST, poll_cb, w);
         w->flush_event = evtimer_new(w->base, flush_cb, w);
-        if (!w->notify_event || !w->poll_event || !w->flush_event || event_add(w->notify_event, NULL) < 0 ||
-            event_add(w->poll_event, &poll_tv) < 0) {
+        w->resolve_event = event_new(w->base, -1, 0, resolve_cb, w);
+        if (!w->notify_event || !w->poll_event || !w->flush_event || !w->resolve_event ||
+            event_add(w->notify_event, NULL) < 0 || event_add(w->poll_event, &poll_tv) < 0) {
                 worker_free(w);
                 return -ENOMEM;
         }
@@ -1288,7 +1492,9 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
         evhttp_set_allowed_methods(
                 w->http,
                 EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
+        /* CONNECT and TRACE come to request_cb() too, to be refused with the envelope and
+         * their connections closed (evhttp's own 501 left a CONNECT's open). */
 
         for (size_t i = 0; i < n_fds; i++) {
                 w->bound[i] = evhttp_accept_socket_with_handle(w->http, fds[i]);
@@ -1322,6 +1528,9 @@ static void worker_stop(Worker *w) {
 
         /* Stop accepting, answer held watches with what is there, give replies in flight a
          * moment to be written, then leave the loop. */
+        if (w->stopping)
+                return;
+        w->stopping = true;
         for (size_t i = 0; i < w->n_bound; i++)
                 (void) evconnlistener_disable(evhttp_bound_socket_get_listener(w->bound[i]));
         while (w->watches)
@@ -1419,8 +1628,15 @@ int server_run(Server *s) {
         s->workers = calloc(c->workers, sizeof(Worker *));
         if (!s->workers)
                 return log_oom();
+        r = conn_limit_new(c->max_connections_per_address, c->connection_limit_exempt, &s->conn_limit);
+        if (r < 0) {
+                free(s->workers);
+                s->workers = NULL;
+                return log_error_errno(r, "Failed to set up the per-address connection limit: %m");
+        }
         r = login_new(c->pam_service ?: "keyward", &s->login);
         if (r < 0) {
+                s->conn_limit = conn_limit_free(s->conn_limit);
                 free(s->workers);
                 s->workers = NULL;
                 return log_error_errno(r, "Failed to start the login threads: %m");
@@ -1508,5 +1724,7 @@ finish:
         free(s->workers);
         s->workers = NULL;
         s->n_workers = 0;
+        /* After the workers: their connections gave back what they counted. */
+        s->conn_limit = conn_limit_free(s->conn_limit);
         return r;
 }

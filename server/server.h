@@ -29,6 +29,8 @@ typedef struct ServerConfig {
         char *log_level;
         unsigned workers;
         unsigned max_connections;
+        unsigned max_connections_per_address; /* 0: no limit */
+        char **connection_limit_exempt;       /* ADDR[/PREFIX]: trusted load balancers */
         size_t max_body_size;
         size_t max_header_size;
         uint64_t idle_timeout_usec;
@@ -43,6 +45,7 @@ typedef struct Worker Worker;
 typedef struct Audit Audit;
 typedef struct Metrics Metrics;
 typedef struct Login Login;
+typedef struct ConnLimit ConnLimit;
 
 typedef struct Server {
         const ServerConfig *config;
@@ -57,6 +60,7 @@ typedef struct Server {
         Audit *audit;
         Metrics *metrics;
         Login *login;
+        ConnLimit *conn_limit; /* open connections per client address */
         Worker **workers;
         size_t n_workers;
         int listen_fds[16];

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The request line and headers keywardd reads itself: the request target (path and query),
- * the route match, Prefer: wait and Content-Type. The input is split at newlines: target,
- * method, Prefer, Content-Type. */
+ * the route match, Prefer: wait and Content-Type, and the --connection-limit-exempt address
+ * the config gives. The input is split at newlines: target, method, Prefer, Content-Type,
+ * exempt address. The whole input is also a connection's raw bytes for the framing check,
+ * which must come to the same verdict whether the bytes arrive at once or one by one. */
 #include <string.h>
 
 #include "form.h"
+#include "server-conn-limit.h"
 #include "fuzz.h"
 #include "server-api.h"
 #include "server-request.h"
@@ -26,12 +29,29 @@ static const char *next_line(char **p) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_free_ char *copy = NULL, *path = NULL;
         _cleanup_form_ Form q = FORM_NULL;
-        const char *target, *method, *prefer, *ct, *query;
+        const char *target, *method, *prefer, *ct, *exempt, *query;
+        AddressPrefix prefix;
         ApiMatch m = {};
         char *p;
 
         if (size > FUZZ_INPUT_MAX)
                 return 0;
+
+        {
+                HttpScan whole = HTTP_SCAN_INIT, bytes = HTTP_SCAN_INIT;
+                HttpScanError e;
+
+                e = http_scan_feed(&whole, data, size);
+                for (size_t i = 0; i < size; i++)
+                        (void) http_scan_feed(&bytes, data + i, 1);
+                if (e != whole.error || whole.error != bytes.error || whole.heads != bytes.heads ||
+                    whole.error_head != bytes.error_head || !http_scan_error_to_string(e))
+                        __builtin_trap();
+                if (e != HTTP_SCAN_OK &&
+                    (http_scan_error_of(&whole, whole.error_head) != e ||
+                     (whole.error_head > 0 && http_scan_error_of(&whole, 0) != HTTP_SCAN_OK)))
+                        __builtin_trap();
+        }
         copy = strndup((const char *) data, size);
         if (!copy)
                 return 0;
@@ -40,6 +60,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         method = next_line(&p) ?: "GET";
         prefer = next_line(&p);
         ct = next_line(&p);
+        exempt = next_line(&p);
+
+        if (address_prefix_parse(exempt, &prefix) == 0 &&
+            ((prefix.family != AF_INET && prefix.family != AF_INET6) ||
+             prefix.prefixlen > (prefix.family == AF_INET ? 32u : 128u)))
+                __builtin_trap();
 
         (void) http_prefer_wait(prefer, 300);
         if (http_prefer_wait(prefer, 300) > 300)
