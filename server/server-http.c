@@ -397,7 +397,7 @@ static void close_after_reply_cb(struct evhttp_request *req, void *userdata) {
 }
 
 static void
-send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body, bool close) {
+send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body) {
         struct evkeyvalq *h = evhttp_request_get_output_headers(req);
         struct evbuffer *out = evbuffer_new();
         Conn *conn;
@@ -407,11 +407,13 @@ send_body(struct evhttp_request *req, int status, const char *content_type, Buf 
         evhttp_add_header(h, "Content-Type", content_type);
         evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
         conn = request_conn(req, NULL);
-        /* After an error about the request itself (its framing, target, method) nothing more
-         * is read from the connection: a proxy in front may have framed the request otherwise,
-         * and what follows may be the rest of it. A stopping worker closes each connection
-         * after its reply, so that no client sends another request into a loop about to end. */
-        if (close || !conn || conn->worker->stopping) {
+        /* After an error answer nothing more is read from the connection: when the error is
+         * about the request itself (its framing, target, method) a proxy in front may have
+         * framed it otherwise, and what follows may be the rest of it; for the API's own errors
+         * closing costs a client one handshake and keeps one rule. A stopping worker closes
+         * each connection after its reply, so that no client sends another request into a loop
+         * about to end. */
+        if (status >= 400 || !conn || conn->worker->stopping) {
                 evhttp_add_header(h, "Connection", "close");
                 if (conn)
                         conn->closing = true;
@@ -460,7 +462,6 @@ typedef struct Exchange {
         Principals principals;
         uint8_t token_hash[TOKEN_HASH_SIZE];
         bool has_token;
-        bool close; /* an error answer closes the connection: the request never reached the API */
         char remote_addr[PEER_ADDR_MAX];
 } Exchange;
 
@@ -556,7 +557,7 @@ static void exchange_reply(Exchange *x, ApiResult *res, const char *route) {
                 evhttp_send_error(x->req, 500, NULL);
                 return;
         }
-        send_body(x->req, res->http_status, "application/json", &body, x->close && res->http_status >= 400);
+        send_body(x->req, res->http_status, "application/json", &body);
         exchange_audit(x, res, route);
 }
 
@@ -1135,7 +1136,7 @@ static void handle_healthz(Exchange *x) {
                 res.http_status = 200;
                 (void) buf_puts(&body, "ok\n");
         }
-        send_body(x->req, res.http_status, "text/plain; charset=utf-8", &body, false);
+        send_body(x->req, res.http_status, "text/plain; charset=utf-8", &body);
         exchange_audit(x, &res, "healthz");
 }
 
@@ -1144,7 +1145,7 @@ static void handle_metrics(Exchange *x) {
         ApiResult res = API_RESULT_INIT;
 
         res.http_status = metrics_render(x->worker->server->metrics, &body) < 0 ? 500 : 200;
-        send_body(x->req, res.http_status, "text/plain; version=0.0.4; charset=utf-8", &body, false);
+        send_body(x->req, res.http_status, "text/plain; version=0.0.4; charset=utf-8", &body);
         exchange_audit(x, &res, "metrics");
 }
 
@@ -1154,7 +1155,6 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                 .req = req,
                 .started_usec = now_usec_monotonic(),
                 .now_ns = now_ns(),
-                .close = true,
         };
         Server *s = x.worker->server;
         _cleanup_free_ char *auth_msg = NULL;
@@ -1231,9 +1231,6 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                 return;
         }
         x.form_ok = r >= 0;
-        /* Well framed, with a target and a method some route has: from here on the answers are
-         * the API's, and keep the connection. */
-        x.close = false;
         if (x.raw_query) {
                 Form tmp = FORM_NULL;
 

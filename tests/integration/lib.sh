@@ -66,6 +66,17 @@ like() {
         fi
 }
 
+# unlike DESCRIPTION GOT REGEX: the string does not match the regular expression.
+unlike() {
+        if printf '%s' "$2" | grep -Eq -- "$3"; then
+                not_ok "$1"
+                diag "got:  $2"
+                diag "want no match of /$3/"
+        else
+                ok "$1"
+        fi
+}
+
 # todo REASON DESCRIPTION COMMAND...: check as a TAP TODO.
 todo() {
         local TODO=$1
@@ -136,9 +147,23 @@ kwd_init() {
                 { cat "$T/init.log" >&2; bail "keywardd init failed"; }
 }
 
-# wait_for SECONDS COMMAND...: until the command (a program or a function) succeeds.
+# Every deadline a test waits for is scaled by one factor, KW_TEST_TIMEOUT_FACTOR (a whole
+# number, default 1; tools/check raises it for the sanitized build), so a loaded or slow
+# machine makes the suite slower instead of failing it.
+KW_TEST_TIMEOUT_FACTOR=${KW_TEST_TIMEOUT_FACTOR:-1}
+case $KW_TEST_TIMEOUT_FACTOR in
+''|*[!0-9]*|0) echo "KW_TEST_TIMEOUT_FACTOR must be a whole number above 0" >&2; exit 99 ;;
+esac
+
+# scaled SECONDS: a deadline of SECONDS on this machine.
+scaled() {
+        echo $(($1 * KW_TEST_TIMEOUT_FACTOR))
+}
+
+# wait_for SECONDS COMMAND...: until the command (a program or a function) succeeds, for at
+# most SECONDS, scaled.
 wait_for() {
-        local n=$(($1 * 10))
+        local n=$(($(scaled "$1") * 10))
         shift
         for _ in $(seq "$n"); do
                 "$@" >/dev/null 2>&1 && return 0

@@ -410,8 +410,18 @@ like "X-Content-Type-Options: nosniff on error" "$h" '^X-Content-Type-Options: n
 
 n=$(curl -sS --max-time 20 --cacert "$T/pki/ca.pem" -H "Authorization: 0u$ALICE" \
         -w '%{num_connects} %{http_code}\n' -o /dev/null -o /dev/null -o /dev/null -o /dev/null \
-        "$KWD_URL/v0/keys/" "$KWD_URL/v0/keys/k1/" "$KWD_URL/v0/keys/nokey/" "$KWD_URL/v0/keys/k2/access/")
-is "keep-alive: four requests over one connection" "$(printf '%s' "$n" | tr '\n' ' ')" "1 200 0 200 0 404 0 200"
+        "$KWD_URL/v0/keys/" "$KWD_URL/v0/keys/k1/" "$KWD_URL/v0/keys/k2/" "$KWD_URL/v0/keys/k2/access/")
+is "keep-alive: four requests over one connection" "$(printf '%s' "$n" | tr '\n' ' ')" "1 200 0 200 0 200 0 200"
+# An error answer closes its connection, the API's own errors too: the next request needs a
+# new one.
+n=$(curl -sS --max-time 20 --cacert "$T/pki/ca.pem" -H "Authorization: 0u$ALICE" \
+        -w '%{num_connects} %{http_code}\n' -o /dev/null -o /dev/null -o /dev/null \
+        "$KWD_URL/v0/keys/k1/" "$KWD_URL/v0/keys/nokey/" "$KWD_URL/v0/keys/k1/")
+is "an error answer closes the connection" "$(printf '%s' "$n" | tr '\n' ' ')" "1 200 0 404 1 200"
+h=$(headers "$KWD_URL/v0/keys/nokey/")
+like "an error answer says Connection: close" "$h" '^Connection: close$'
+h=$(headers "$KWD_URL/v0/keys/k1/")
+unlike "a success keeps the connection" "$h" '^Connection: close$'
 n=$(curl -sS --max-time 20 --cacert "$T/pki/ca.pem" -H "Authorization: 0u$ALICE" \
         -w '%{num_connects} %{http_code}\n' -o /dev/null -o /dev/null -X POST --data-urlencode "data=$(b64 ka)" \
         "$KWD_URL/v0/keys/k1/versions/" "$KWD_URL/v0/keys/k1/versions/")

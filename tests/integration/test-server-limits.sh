@@ -284,7 +284,7 @@ like "CONNECT with a target libevent refuses itself: closed, nothing after it se
 
 is "a request target keywardd cannot decode: 400/11, closed" "$(raw_case bad-target)" "400 closed 11"
 is "a method no route has: 405/8, closed" "$(raw_case method)" "405 closed 8"
-is "an answer of the API (404) keeps the connection: the request was well framed" "$(raw_case not-found)" "404 open 4"
+is "an error answer of the API (404) closes the connection too" "$(raw_case not-found)" "404 closed 4"
 is "well-framed requests on one connection are all served, and it stays open" "$(raw_case keepalive-ok)" "200,200,200 open text"
 r=$(as_alice GET /v0/keys/smuggled/)
 expect "none of the refused bodies created a key" "$r" 404 4
