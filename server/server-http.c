@@ -396,8 +396,7 @@ static void close_after_reply_cb(struct evhttp_request *req, void *userdata) {
                 (void) shutdown(fd, SHUT_RDWR);
 }
 
-static void
-send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body) {
+static void send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body) {
         struct evkeyvalq *h = evhttp_request_get_output_headers(req);
         struct evbuffer *out = evbuffer_new();
         Conn *conn;
