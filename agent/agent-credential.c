@@ -14,6 +14,7 @@
 #include <systemd/sd-login.h>
 #include <unistd.h>
 
+#include "agent-listen.h"
 #include "agent.h"
 #include "buf.h"
 #include "credential-peer.h"
@@ -526,7 +527,7 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         rep = calloc(1, sizeof(CredentialReply));
         if (!rep)
                 return 0;
-        rep->fd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        rep->fd = agent_accept(fd, "credential");
         if (rep->fd < 0 || serve(a, rep->fd, &rep->copy, &rep->data, &rep->what) < 0) {
                 reply_free(rep);
                 copy_trim(a);
@@ -599,7 +600,7 @@ int agent_credential_open(Agent *a) {
                 log_debug("Serving credentials on '%s'.", a->credential_path);
         }
 
-        r = sd_event_add_io(a->event, &a->credential_source, fd, EPOLLIN, on_connection, a);
+        r = agent_listen_watch(a, fd, on_connection, a, &a->credential_source);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch the credential socket: %m");
         (void) sd_event_source_set_io_fd_own(a->credential_source, true);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent-listen.h"
 #include "agent.h"
 #include "hexdecoct.h"
 #include "json-util.h"
@@ -652,7 +653,7 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         PamConn *c;
         int r;
 
-        fd_conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        fd_conn = agent_accept(fd, "PAM");
         if (fd_conn < 0)
                 return 0;
         if (getsockopt(fd_conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
@@ -753,7 +754,7 @@ int agent_pam_open(Agent *a) {
         if (chmod(pam->path, 0600) < 0 || listen(pam->fd, 64) < 0)
                 return log_error_errno(errno, "Failed to set up '%s': %m", pam->path);
 
-        r = sd_event_add_io(a->event, &pam->listen_source, pam->fd, EPOLLIN, on_connection, pam);
+        r = agent_listen_watch(a, pam->fd, on_connection, pam, &pam->listen_source);
         if (r >= 0)
                 r = sd_event_add_time_relative(
                         a->event,

@@ -4,7 +4,9 @@
 # keywardd behind the agent: a caller that is neither root nor a reader gets one answer
 # whether or not the key is registered here (so it cannot probe the registry), the refusals
 # it causes are logged at a bounded rate with a count of the rest, and a key id holding
-# control characters cannot split or forge a log line. Needs root (to call as other uids).
+# control characters cannot split or forge a log line; a listening socket the agent cannot
+# accept from (no file descriptors left) does not take its main loop. Needs root (to call as
+# other uids).
 
 . "$(dirname "$0")/lib.sh"
 
@@ -109,6 +111,48 @@ N_REFUSED=$((N_REFUSED + 100))
 lines=$(grep -c "Refused GetKey.* to uid 65534" "$T/agent.log")
 diag "refusal lines after $N_REFUSED refusals: $lines"
 check "100 refusals more do not write 100 lines more" test "$lines" -lt 50
+
+# ---- a socket that cannot be drained does not take the main loop -------------------------------
+# With no file descriptor left, accept() fails and the connection stays queued: the listening
+# socket stays readable. The agent must not spin on it, and must say why it does not accept.
+if command -v prlimit >/dev/null; then
+        cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+        soft=$(awk '/^Max open files/ { print $4 }' "/proc/$AGENT_PID/limits")
+        # The lowest free descriptor, which the next accept() would take: the limit goes there.
+        free=$(ls "/proc/$AGENT_PID/fd" | sort -n | awk '$1 != NR - 1 { print NR - 1; found = 1; exit } END { if (!found) print NR }')
+        # The soft limit only: raising a hard limit back needs CAP_SYS_RESOURCE.
+        prlimit --pid "$AGENT_PID" --nofile="$free:"
+        python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+time.sleep(float(sys.argv[2]))
+' "$T/run/pam.sock" "$(scaled 6)" &
+        HOLDER=$!
+        sleep 1
+        before=$(cpu_ticks "$AGENT_PID") t0=$(date +%s%N)
+        sleep "$(scaled 3)"
+        after=$(cpu_ticks "$AGENT_PID") t1=$(date +%s%N)
+        used=$((after - before)) wall=$(((t1 - t0) / 10000000)) # both in 1/100 s
+        diag "out of fds with a connection queued: $used of $wall ticks of CPU"
+        check "the agent does not spin on a socket it cannot accept from" test $((used * 10)) -lt "$wall"
+        prlimit --pid "$AGENT_PID" --nofile="$soft:"
+        check "it says why it does not accept" grep -q "Cannot accept a connection on the PAM socket: Too many open files" "$T/agent.log"
+        n=$(grep -c "Cannot accept a connection" "$T/agent.log")
+        check "and says it a bounded number of times ($n)" test "$n" -le 3
+        python3 - "$T/run/credential.sock" <<'PYEOF'
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind("\0" + os.urandom(8).hex() + "/unit/after.service/cred")
+s.connect(sys.argv[1])
+s.settimeout(10)
+s.recv(4096)
+PYEOF
+        check "with descriptors back, connections are accepted again" \
+                grep -q "Refused credential 'cred' to unit after.service" "$T/agent.log"
+        like "D-Bus answers meanwhile" "$(call root GetKey k1)" "method return"
+        wait "$HOLDER"
+fi
 
 # The count of what was left out is told when the interval ends, or when the agent stops.
 kill -TERM "$AGENT_PID"
