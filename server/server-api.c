@@ -507,7 +507,11 @@ static int handle_postkeys(const Api *api, const ApiRequest *req, ApiResult *res
         if (r < 0)
                 return store_error(res, "create", k->id, r);
 
-        log_info("Key '%s' created by %s '%s'.", k->id, principal_kind_to_string(p->kind), p->id);
+        log_info(
+                "Key '%s' created by %s '%s'.",
+                LOG_NAME(k->id),
+                principal_kind_to_string(p->kind),
+                LOG_NAME(p->id));
         res->changed = true;
         (void) json_append_uint64(&res->data, k->versions[0].id);
         return result_ok(res);
@@ -608,7 +612,7 @@ static int handle_deletekey(const Api *api, const ApiRequest *req, ApiResult *re
         if (r < 0)
                 return store_error(res, "delete", k->id, r);
 
-        log_info("Key '%s' deleted by '%s'.", k->id, default_principal_id(req));
+        log_info("Key '%s' deleted by '%s'.", LOG_NAME(k->id), LOG_NAME(default_principal_id(req)));
         res->changed = true;
         return result_ok(res);
 }
@@ -707,7 +711,8 @@ static int handle_putaccess(const Api *api, const ApiRequest *req, ApiResult *re
         if (r < 0)
                 return store_error(res, "update", k->id, r);
 
-        log_info("Access to key '%s' changed by '%s'.", k->id, default_principal_id(req));
+        log_info(
+                "Access to key '%s' changed by '%s'.", LOG_NAME(k->id), LOG_NAME(default_principal_id(req)));
         res->changed = true;
         return result_ok(res);
 }
@@ -767,7 +772,11 @@ static int handle_postversion(const Api *api, const ApiRequest *req, ApiResult *
         if (r < 0)
                 return store_error(res, "update", k->id, r);
 
-        log_info("Version %" PRIu64 " added to key '%s' by '%s'.", id, k->id, default_principal_id(req));
+        log_info(
+                "Version %" PRIu64 " added to key '%s' by '%s'.",
+                id,
+                LOG_NAME(k->id),
+                LOG_NAME(default_principal_id(req)));
         res->changed = true;
         (void) json_append_uint64(&res->data, id);
         return result_ok(res);
@@ -881,7 +890,7 @@ static int handle_deletetoken(const Api *api, const ApiRequest *req, ApiResult *
                 log_error_errno(r, "Failed to revoke a token: %m");
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to revoke token");
         }
-        log_notice("User token of '%s' revoked.", default_principal_id(req));
+        log_notice("User token of '%s' revoked.", LOG_NAME(default_principal_id(req)));
         return result_ok(res);
 }
 

@@ -863,7 +863,7 @@ static int login_mint(PendingLogin *p, const LoginJob *j, ApiResult *res) {
                         });
         explicit_bzero(hash, sizeof(hash));
         if (r < 0) {
-                log_error_errno(r, "Failed to store a token for '%s': %m", j->canonical_user);
+                log_error_errno(r, "Failed to store a token for '%s': %m", LOG_NAME(j->canonical_user));
                 metrics_store_error(w->server->metrics, w->index);
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to make a token");
         }
@@ -903,13 +903,20 @@ static void login_finish(LoginJob *j) {
         case 0:
                 r = login_mint(p, j, &res);
                 if (r >= 0 && res.code == KNOX_OK)
-                        log_info("User '%s' logged in from %s.", j->canonical_user, j->source);
+                        log_info(
+                                "User '%s' logged in from %s.",
+                                LOG_NAME(j->canonical_user),
+                                LOG_NAME(j->source));
                 break;
         case -EACCES:
         case -EKEYEXPIRED:
         case -EUSERS:
                 /* The same answer for an unknown user and a wrong password. */
-                log_notice("Login as '%s' from %s refused: %s.", j->user, j->source, strna(j->reason));
+                log_notice(
+                        "Login as '%s' from %s refused: %s.",
+                        LOG_NAME(j->user),
+                        LOG_NAME(j->source),
+                        strna(j->reason));
                 r = api_result_error(
                         &res,
                         KNOX_UNAUTHENTICATED,
@@ -920,7 +927,11 @@ static void login_finish(LoginJob *j) {
                 late = true;
                 break;
         default:
-                log_warning("Login as '%s' from %s failed: %s.", j->user, j->source, strna(j->reason));
+                log_warning(
+                        "Login as '%s' from %s failed: %s.",
+                        LOG_NAME(j->user),
+                        LOG_NAME(j->source),
+                        strna(j->reason));
                 r = api_result_error(&res, KNOX_INTERNAL_SERVER_ERROR, "Password check unavailable");
         }
         if (r < 0)

@@ -213,7 +213,8 @@ static void login_run(Login *l, LoginJob *j) {
         if (r >= 0) {
                 r = user_groups(j->canonical_user, &j->groups);
                 if (r < 0) {
-                        log_warning_errno(r, "Failed to look up the groups of '%s': %m", j->canonical_user);
+                        log_warning_errno(
+                                r, "Failed to look up the groups of '%s': %m", LOG_NAME(j->canonical_user));
                         j->reason = "group lookup failed";
                         r = -EHOSTDOWN;
                 }

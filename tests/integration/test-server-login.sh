@@ -90,6 +90,12 @@ check "an rhost from a client without a machine certificate is ignored" \
         grep -q "Login as 'mallory' from 127.0.0.1 refused" "$T/keywardd.log"
 r=$(login mallory anything)
 expect "unknown user: the same answer" "$r" 401 5 "Invalid user name or password"
+# A user name is the client's: it cannot split the log line or forge one.
+r=$(login "$(printf 'eve\nkeywardd: User %s logged in from 127.0.0.1.' "'root'")" anything)
+expect "a user name with a newline: the same answer" "$r" 401 5 "Invalid user name or password"
+check "the name is logged escaped, on one line" \
+        grep -qF "Login as 'eve\x0akeywardd: User \x27root\x27 logged in from 127.0.0.1.' from 127.0.0.1 refused" "$T/keywardd.log"
+check "and no forged line" bash -c "! grep -q \"^keywardd: User 'root' logged in\" '$T/keywardd.log'"
 r=$(login bob builder)
 expect "account refused by PAM's account step: the same answer" "$r" 401 5 "Invalid user name or password"
 
@@ -168,7 +174,7 @@ expect "and no longer authenticates" "$r" 401 5
 kwd_stop
 like "a login's audit line names the user" "$(grep '"path":"/v0/auth/login/"' "$T/audit.log" | head -n1)" \
         '"parameters":\{"user":"alice"\}'
-is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 53
+is "every login is audited" "$(grep -c '"path":"/v0/auth/login/"' "$T/audit.log")" 54
 if grep -q -e wonderland -e dungeons -e 'guess[0-9]' -e "$TOKEN" "$T/audit.log" "$T/keywardd.log"; then
         not_ok "no password or token in the audit log or the server's log"
 else
