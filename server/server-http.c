@@ -167,6 +167,8 @@ static void resolve_cb(evutil_socket_t fd_unused, short what, void *userdata) {
                 if (r == 0) {
                         uint64_t now = now_usec_monotonic();
 
+                        metrics_connection_refused(w->server->metrics, w->index);
+
                         /* Logged at most once a second per worker: the peer sets the pace. */
                         if (now - w->limit_logged_usec >= USEC_PER_SEC) {
                                 char host[INET6_ADDRSTRLEN] = "?";

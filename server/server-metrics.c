@@ -56,6 +56,7 @@ typedef struct MetricsSlot {
         atomic_int_fast64_t watchers;
         atomic_uint_fast64_t store_errors;
         atomic_uint_fast64_t auth_failures;
+        atomic_uint_fast64_t connections_refused;
 } MetricsSlot;
 
 struct Metrics {
@@ -155,6 +156,11 @@ void metrics_store_error(Metrics *m, size_t worker) {
                 atomic_fetch_add_explicit(&slot(m, worker)->store_errors, 1, memory_order_relaxed);
 }
 
+void metrics_connection_refused(Metrics *m, size_t worker) {
+        if (m)
+                atomic_fetch_add_explicit(&slot(m, worker)->connections_refused, 1, memory_order_relaxed);
+}
+
 void metrics_auth_failure(Metrics *m, size_t worker) {
         if (m)
                 atomic_fetch_add_explicit(&slot(m, worker)->auth_failures, 1, memory_order_relaxed);
@@ -237,7 +243,7 @@ static void render_durations(Metrics *m, Buf *b) {
 
 int metrics_render(Metrics *m, Buf *out) {
         int64_t connections = 0, watchers = 0;
-        uint64_t store_errors = 0, auth_failures = 0;
+        uint64_t store_errors = 0, auth_failures = 0, connections_refused = 0;
 
         assert_return(m, -EINVAL);
         assert_return(out, -EINVAL);
@@ -247,6 +253,7 @@ int metrics_render(Metrics *m, Buf *out) {
                 watchers += LOAD(m->slots[i].watchers);
                 store_errors += LOAD(m->slots[i].store_errors);
                 auth_failures += LOAD(m->slots[i].auth_failures);
+                connections_refused += LOAD(m->slots[i].connections_refused);
         }
 
         render_requests(m, out);
@@ -259,6 +266,11 @@ int metrics_render(Metrics *m, Buf *out) {
         (void) buf_printf(out, "keyward_store_errors_total %" PRIu64 "\n", store_errors);
         header(out, "keyward_auth_failures_total", "counter", "Requests whose authentication failed.");
         (void) buf_printf(out, "keyward_auth_failures_total %" PRIu64 "\n", auth_failures);
+        header(out,
+               "keyward_connections_refused_total",
+               "counter",
+               "Connections closed unserved: their address had its limit of open connections.");
+        (void) buf_printf(out, "keyward_connections_refused_total %" PRIu64 "\n", connections_refused);
 
         return out->error;
 }

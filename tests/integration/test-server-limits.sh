@@ -405,6 +405,8 @@ is "a second address is served while the first is at its limit" "$(sed -n 2p <<<
 is "once its connections close, the first address is served again" "$(sed -n 4p <<<"$out")" "127.0.0.1 served"
 check "the refusals are logged" grep -q 'Refusing a connection from 127.0.0.1: it has 5 open already' "$T/keywardd.log"
 check "the server answers after that" alive
+is "and counts them in /metrics" \
+        "$(curl -sS --max-time 10 --cacert "$T/pki/ca.pem" "$KWD_URL/metrics" | awk '$1 == "keyward_connections_refused_total" { print $2 }')" 7
 kwd_stop
 
 # A trusted load balancer's address is not held to the limit.

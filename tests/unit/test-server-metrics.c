@@ -110,7 +110,10 @@ static void test_empty(void **state) {
                 "keyward_store_errors_total 0\n"
                 "# HELP keyward_auth_failures_total Requests whose authentication failed.\n"
                 "# TYPE keyward_auth_failures_total counter\n"
-                "keyward_auth_failures_total 0\n");
+                "keyward_auth_failures_total 0\n"
+                "# HELP keyward_connections_refused_total Connections closed unserved: their address had its limit of open connections.\n"
+                "# TYPE keyward_connections_refused_total counter\n"
+                "keyward_connections_refused_total 0\n");
 }
 
 static const char getkey_histogram[] =
@@ -194,11 +197,13 @@ static void test_gauges_and_counters(void **state) {
         metrics_store_error(m, 2);
         metrics_auth_failure(m, 0);
         metrics_auth_failure(m, 99);
+        metrics_connection_refused(m, 1);
         text = render(m);
         assert_line(text, "keyward_open_connections 3");
         assert_line(text, "keyward_watchers 2");
         assert_line(text, "keyward_store_errors_total 1");
         assert_line(text, "keyward_auth_failures_total 2");
+        assert_line(text, "keyward_connections_refused_total 1");
         free(text);
 
         metrics_connections_add(m, 1, -1);
