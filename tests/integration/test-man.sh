@@ -3,7 +3,8 @@
 # The man pages as an admin reads them: groff finds nothing to warn about, keyward.1 at 80
 # columns shows each command's synopsis whole on its tag line (not broken into the text
 # below it) and documents every command keyward --help lists, and keywardd.8 names every
-# verb keywardd --help lists.
+# verb keywardd --help lists. And README quotes the exposure scores systemd-analyze security
+# gives the units.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -82,5 +83,21 @@ done
 
 render "$MAN/keyward-agent.8" >"$T/agent.txt"
 like "keyward-agent.8 has --version" "$(cat "$T/agent.txt")" "keyward-agent --version"
+
+# README's exposure scores are what systemd-analyze prints for the units make builds.
+UNITS=$KEYWARD_TOP_BUILDDIR/packaging/systemd
+if systemd-analyze security --help 2>/dev/null | grep -q -- --offline && [ -f "$UNITS/keywardd.service" ]; then
+        readme=$(tr '\n' ' ' <"$KEYWARD_TOP_SRCDIR/README.md")
+        for u in keyward-agent.service keywardd.service; do
+                measured=$(cd "$UNITS" && systemd-analyze security --offline=yes --no-pager "$u" 2>/dev/null |
+                        sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+                quoted=$(python3 -c 'import re, sys
+m = re.search(r"--offline=yes` on the installed files rates .{0,120}?" + re.escape(sys.argv[2]) + r" ([0-9]+\.[0-9])", sys.argv[1])
+print(m.group(1) if m else "")' "$readme" "$u")
+                is "README quotes systemd-analyze security --offline=yes for $u" "$quoted" "$measured"
+        done
+else
+        diag "no systemd-analyze security --offline, or units not built: README's scores not checked"
+fi
 
 done_testing
