@@ -90,6 +90,10 @@ KEYWARD_TOKEN=x kw --server https://127.0.0.1:1 --server-ca "$T/garbage.pem" get
 check_rc "a CA file without a certificate: exit 1" 1
 like "a CA file without a certificate: names it and says why" "$ERR" \
         "Cannot read the server CA '$T/garbage.pem' \(from --server-ca\): no PEM certificate"
+truncate -s 5M "$T/huge.pem"
+KEYWARD_TOKEN=x kw --server https://127.0.0.1:1 --server-ca "$T/huge.pem" get -n ux:one
+check_rc "a CA file over 4 MiB: exit 1" 1
+like "a CA file over 4 MiB: says so" "$ERR" "Cannot read the server CA '$T/huge.pem' \(from --server-ca\): larger than 4 MiB"
 KEYWARD_TOKEN=x kw --server https://127.0.0.1:1 --server-ca "$T/missing.pem" keys
 like "a missing CA file: names it and the error" "$ERR" \
         "Cannot read the server CA '$T/missing.pem' \(from --server-ca\): No such file or directory"
