@@ -182,7 +182,9 @@ int verb_get(int argc, char **argv) {
                 if (r < 0)
                         log_debug("Not from the agent, so from the server: %s", why);
                 else
-                        log_debug("The agent has no version '%s' of the key; asking the server.", version);
+                        log_debug(
+                                "The agent has no version '%s' of the key; asking the server.",
+                                strna(version));
                 k = key_free(k);
         }
 
