@@ -335,6 +335,11 @@ static int run(int argc, char **argv) {
         int r;
 
         log_setup("keyward-agent", LOG_TARGET_AUTO);
+        for (int i = 1; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--version")) {
+                        printf("keyward-agent %s\n", PACKAGE_VERSION);
+                        return 0;
+                }
         r = agent_config_parse(argc, argv, &config);
         if (r != 0)
                 return r > 0 ? 0 : r;

@@ -10,6 +10,7 @@
 #include <systemd/sd-bus.h>
 #include <time.h>
 
+#include "agent-registry.h"
 #include "buf.h"
 #include "fileio.h"
 #include "json-util.h"
@@ -23,6 +24,8 @@
 #define AGENT_ERROR_PREFIX "org.keyward.Agent1.Error."
 
 #define TOKEN_TIMEOUT_USEC (2 * USEC_PER_SEC)
+/* How long a read waits for the agent before it asks the server instead. */
+#define AGENT_GET_TIMEOUT_USEC (5 * USEC_PER_SEC)
 #define REGISTER_FILE_MAX (1024 * 1024)
 
 static int bus_open(sd_bus **ret, bool interactive) {
@@ -216,13 +219,21 @@ fail:
 
 /* GetKeyVersions(s id) → (a(tays) versions, s hash), as a Knox key (ts unknown: 0). */
 static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         _cleanup_(key_freep) Key *k = NULL;
         const char *hash;
         int r;
 
-        r = sd_bus_call_method(
-                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetKeyVersions", error, &reply, "s", id);
+        r = sd_bus_message_new_method_call(
+                bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetKeyVersions");
+        if (r < 0)
+                return r;
+        /* A read must not start an agent that is not running (bus activation). */
+        (void) sd_bus_message_set_auto_start(m, false);
+        r = sd_bus_message_append(m, "s", id);
+        if (r < 0)
+                return r;
+        r = sd_bus_call(bus, m, 0, error, &reply);
         if (r < 0)
                 return r;
         (void) sd_bus_message_sensitive(reply);
@@ -283,6 +294,86 @@ static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_
         return 0;
 }
 
+/* GetKey(s id) → (ay data, t version), as a Knox key with that one primary version. */
+static int call_get_key(sd_bus *bus, const char *id, Key **ret, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(key_freep) Key *k = NULL;
+        const void *data;
+        uint64_t vid;
+        size_t size;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetKey");
+        if (r < 0)
+                return r;
+        /* A read must not start an agent that is not running (bus activation). */
+        (void) sd_bus_message_set_auto_start(m, false);
+        r = sd_bus_message_append(m, "s", id);
+        if (r < 0)
+                return r;
+        r = sd_bus_call(bus, m, AGENT_GET_TIMEOUT_USEC, error, &reply);
+        if (r < 0)
+                return r;
+        (void) sd_bus_message_sensitive(reply);
+        r = sd_bus_message_read_array(reply, 'y', &data, &size);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "t", &vid);
+        if (r < 0)
+                return r;
+
+        k = key_new();
+        if (!k)
+                return -ENOMEM;
+        k->id = strdup(id);
+        k->versions = calloc(1, sizeof(KeyVersion));
+        if (!k->id || !k->versions)
+                return -ENOMEM;
+        k->versions[0] = (KeyVersion){.id = vid, .status = VERSION_STATUS_PRIMARY};
+        k->versions[0].data = secret_new_copy(data, size);
+        k->n_versions = 1;
+        if (!k->versions[0].data)
+                return -ENOMEM;
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+int agent_get_key(const char *id, bool all_versions, Key **ret, char **ret_why) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *why;
+        char *s;
+        int r;
+
+        r = bus_open(&bus, false);
+        if (r < 0) {
+                if (asprintf(&s, "cannot connect to the system bus: %s", strerror(-r)) < 0)
+                        return -ENOMEM;
+                *ret_why = s;
+                return r;
+        }
+        (void) sd_bus_set_method_call_timeout(bus, AGENT_GET_TIMEOUT_USEC);
+        if (all_versions)
+                r = call_get_key_versions(bus, id, ret, &error);
+        else
+                r = call_get_key(bus, id, ret, &error);
+        if (r >= 0)
+                return 0;
+        if (r == -ENOMEM)
+                return r;
+
+        why = error.message ?: strerror(-r);
+        if (agent_absent(&error))
+                r = asprintf(&s, "keyward-agent is not running (%s)", why);
+        else if (error.name && strneq(error.name, AGENT_ERROR_PREFIX, STRLEN(AGENT_ERROR_PREFIX)))
+                r = asprintf(&s, "%s (%s)", why, error.name + STRLEN(AGENT_ERROR_PREFIX));
+        else
+                r = asprintf(&s, "%s", why);
+        if (r < 0)
+                return -ENOMEM;
+        *ret_why = s;
+        return sd_bus_error_get_errno(&error) > 0 ? -sd_bus_error_get_errno(&error) : -EIO;
+}
+
 static int read_ids_file(const char *path, char ***ids) {
         _cleanup_free_ char *text = NULL;
         static const char ws[] = " \t\r\n";
@@ -335,6 +426,8 @@ static int register_get(sd_bus *bus, const char *id, uint64_t timeout_usec, cons
                         _cleanup_buf_ Buf b = BUF_INIT_SECURE;
 
                         r = knox_key_json_append(&b, k, VERSION_STATUS_INACTIVE, false);
+                        if (r >= 0)
+                                r = buf_putc(&b, '\n');
                         if (r < 0)
                                 return fail("Failed to format the key: %s", strerror(-r));
                         r = write_stdout(b.data, b.len);
@@ -360,6 +453,25 @@ static int register_get(sd_bus *bus, const char *id, uint64_t timeout_usec, cons
                                 last.message ?: strerror(-r));
                 (void) usleep(50 * 1000);
         }
+}
+
+/* Why the agent would refuse unit as a unit name (its own test decides), or NULL. */
+static const char *unit_name_problem(const char *unit) {
+        size_t n = strlen(unit);
+
+        if (registry_unit_is_valid(unit))
+                return NULL;
+        if (n == 0)
+                return "the unit name is empty";
+        if (n > REGISTRY_NAME_MAX)
+                return "a unit name has at most 255 characters";
+        if (unit[0] == '.' || unit[0] == '-')
+                return "a unit name does not start with '.' or '-'";
+        for (const char *p = unit; *p; p++)
+                if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9') &&
+                    !strchr(":-_.\\@", *p))
+                        return "a unit name has only letters, digits and the characters :-_.\\@";
+        return "a unit name ends in .service, .socket, .target, .timer, .path, .mount, .scope or .slice";
 }
 
 int verb_register(int argc, char **argv) {
@@ -411,12 +523,15 @@ int verb_register(int argc, char **argv) {
                         if (strv_extend(&readers, optarg) < 0)
                                 return fail("Out of memory.");
                         break;
-                case ARG_UNIT:
-                        if (isempty(optarg))
-                                return usage_error("Invalid --unit ''.");
+                case ARG_UNIT: {
+                        const char *why = unit_name_problem(optarg);
+
+                        if (why)
+                                return usage_error("Invalid --unit '%s': %s.", optarg, why);
                         if (strv_extend(&units, optarg) < 0)
                                 return fail("Out of memory.");
                         break;
+                }
                 case ARG_CREDENTIAL:
                         o.credential = optarg;
                         break;

@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "fileio.h"
 #include "json-util.h"
+#include "log.h"
 #include "parse.h"
 #include "strv.h"
 
@@ -75,16 +76,65 @@ int verb_add(int argc, char **argv) {
         return create_or_add(argc, argv, false);
 }
 
+/* The version get prints: version (an id) if given, else the primary. Without all, an
+ * inactive version does not count, as the server leaves it out. */
+static const KeyVersion *get_pick(const Key *k, const char *version, bool all) {
+        FOREACH_ARRAY(v, k->versions, k->n_versions) {
+                char id[32];
+
+                if (!version) {
+                        if (v->status == VERSION_STATUS_PRIMARY)
+                                return v;
+                        continue;
+                }
+                (void) snprintf(id, sizeof(id), "%" PRIu64, v->id);
+                if (streq(id, version) && (all || v->status != VERSION_STATUS_INACTIVE))
+                        return v;
+        }
+        return NULL;
+}
+
+static int get_print(const Key *k, const char *version, bool all, bool json) {
+        const KeyVersion *v;
+        int r;
+
+        if (json) {
+                _cleanup_buf_ Buf b = BUF_INIT_SECURE;
+
+                r = knox_key_json_append(&b, k, VERSION_STATUS_INACTIVE, true);
+                if (r >= 0)
+                        r = buf_putc(&b, '\n');
+                if (r < 0)
+                        return fail("Failed to format the key: %s", strerror(-r));
+                r = write_stdout(b.data, b.len);
+                if (r < 0)
+                        return fail("Failed to write the key: %s", strerror(-r));
+                return EXIT_OK;
+        }
+
+        v = get_pick(k, version, all);
+        if (!v || !v->data)
+                return fail("Key version not found.");
+        r = write_stdout(v->data->data, v->data->size);
+        if (r < 0)
+                return fail("Failed to write the key: %s", strerror(-r));
+        return EXIT_OK;
+}
+
 int verb_get(int argc, char **argv) {
+        enum {
+                ARG_AGENT = _ARG_COMMON_MAX,
+        };
         static const struct option options[] = {
                 {"tink-keyset", no_argument, NULL, 'K'},
                 {"tink-keyset-info", no_argument, NULL, 'I'},
+                {"agent", no_argument, NULL, ARG_AGENT},
                 COMMON_OPTIONS,
         };
         _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
         _cleanup_(key_freep) Key *k = NULL;
         const char *version = NULL;
-        bool json = false, all = false;
+        bool json = false, all = false, network = false, agent = false;
         KnoxClient *c;
         int opt, r;
 
@@ -97,9 +147,13 @@ int verb_get(int argc, char **argv) {
                         json = true;
                         break;
                 case 'n':
-                        break; /* keyward always asks the server */
+                        network = true;
+                        break;
                 case 'a':
                         all = true;
+                        break;
+                case ARG_AGENT:
+                        agent = true;
                         break;
                 case 'K':
                 case 'I':
@@ -109,6 +163,30 @@ int verb_get(int argc, char **argv) {
         json = json || arg_json;
         if (argc - optind != 1)
                 return usage_error("get takes only one argument. See 'keyward help get'");
+        if (network && agent)
+                return usage_error("-n and --agent exclude each other. See 'keyward help get'");
+
+        /* As Knox reads its local cache first: the agent, unless -n. The agent keeps no
+         * creation times, so the JSON comes from the server unless --agent insists. */
+        if (!network && (!json || agent)) {
+                _cleanup_free_ char *why = NULL;
+
+                r = agent_get_key(argv[optind], json || all || version, &k, &why);
+                if (r == -ENOMEM)
+                        return fail("Out of memory.");
+                if (r >= 0 && (json || get_pick(k, version, all)))
+                        return get_print(k, version, all, json);
+                if (agent)
+                        return r < 0 ? fail("Error getting key from agent: %s", why) :
+                                       fail("Key version not found.");
+                if (r < 0)
+                        log_debug("Not from the agent, so from the server: %s", why);
+                else
+                        log_debug(
+                                "The agent has no version '%s' of the key; asking the server.",
+                                strna(version));
+                k = key_free(k);
+        }
 
         r = client_get(&c);
         if (r != 0)
@@ -117,31 +195,7 @@ int verb_get(int argc, char **argv) {
                 c, argv[optind], all ? VERSION_STATUS_INACTIVE : VERSION_STATUS_ACTIVE, &k, &err);
         if (r < 0 || err.code != KNOX_OK)
                 return fail_call("Error getting key", r, &err);
-
-        if (json) {
-                _cleanup_buf_ Buf b = BUF_INIT_SECURE;
-
-                r = knox_key_json_append(&b, k, VERSION_STATUS_INACTIVE, true);
-                if (r < 0)
-                        return fail("Failed to format the key: %s", strerror(-r));
-                r = write_stdout(b.data, b.len);
-                if (r < 0)
-                        return fail("Failed to write the key: %s", strerror(-r));
-                return EXIT_OK;
-        }
-
-        FOREACH_ARRAY(v, k->versions, k->n_versions) {
-                char id[32];
-
-                (void) snprintf(id, sizeof(id), "%" PRIu64, v->id);
-                if (version ? streq(id, version) : v->status == VERSION_STATUS_PRIMARY) {
-                        r = write_stdout(v->data->data, v->data->size);
-                        if (r < 0)
-                                return fail("Failed to write the key: %s", strerror(-r));
-                        return EXIT_OK;
-                }
-        }
-        return fail("Key version not found.");
+        return get_print(k, version, all, json);
 }
 
 int verb_versions(int argc, char **argv) {

@@ -7,9 +7,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <systemd/sd-bus.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "keyward-config.h"
 #include "log.h"
 #include "parse.h"
@@ -19,6 +22,8 @@
 #define AGENT_PATH "/org/keyward/Agent1"
 #define AGENT_INTERFACE "org.keyward.Agent1"
 #define AGENT_PROPERTY_TIMEOUT_USEC (2 * USEC_PER_SEC)
+/* Larger than any CA bundle (Debian ca-certificates.crt is about 200 KiB). */
+#define CA_FILE_MAX (4 * 1024 * 1024)
 
 typedef struct Settings {
         char **servers;
@@ -128,6 +133,45 @@ static int settings_from_config(Settings *s) {
         return 0;
 }
 
+/* A CA file curl can use: readable by us (root reads any mode), a regular file (symlinks
+ * followed, as curl does), with a PEM certificate in it. 0, or -errno with *ret_why set
+ * when the words are ours rather than strerror()'s. */
+static int ca_file_check(const char *path, const char **ret_why) {
+        static const char begin[] = "-----BEGIN CERTIFICATE-----";
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ uint8_t *text = NULL;
+        struct stat st;
+        size_t size;
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode)) {
+                *ret_why = "a directory, not a file of PEM certificates";
+                return -EISDIR;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                *ret_why = "not a regular file";
+                return -EINVAL;
+        }
+        if (st.st_size > CA_FILE_MAX) {
+                *ret_why = "larger than 4 MiB, so not a CA bundle";
+                return -E2BIG;
+        }
+        text = malloc((size_t) st.st_size + 1);
+        if (!text)
+                return -ENOMEM;
+        r = read_fd_all(fd, text, (size_t) st.st_size, &size);
+        if (r < 0)
+                return r;
+        if (!memmem(text, size, begin, sizeof(begin) - 1)) {
+                *ret_why = "no PEM certificate (-----BEGIN CERTIFICATE-----) in it";
+                return -EBADMSG;
+        }
+        return 0;
+}
+
 int client_server_settings(char ***ret_servers, char **ret_ca) {
         _cleanup_(settings_done) Settings s = {};
         const char *env;
@@ -182,9 +226,20 @@ int client_server_settings(char ***ret_servers, char **ret_ca) {
                         KEYWARD_CONFIG_PATH);
         log_debug("Servers from %s, CA %s from %s.", s.servers_from, strna(s.ca), strna(s.ca_from));
 
-        /* Say which file and where it came from, rather than TLS's "error setting certificate". */
-        if (s.ca && access(s.ca, R_OK) < 0)
-                return fail("Cannot read the server CA '%s' (from %s): %m", s.ca, s.ca_from);
+        /* Say which file and where it came from, rather than "Cannot reach any server". */
+        if (s.ca) {
+                const char *why = NULL;
+
+                r = ca_file_check(s.ca, &why);
+                if (r == -ENOMEM)
+                        return fail("Out of memory.");
+                if (r < 0)
+                        return fail(
+                                "Cannot read the server CA '%s' (from %s): %s",
+                                s.ca,
+                                s.ca_from,
+                                why ?: strerror(-r));
+        }
 
         *ret_servers = TAKE_PTR(s.servers);
         *ret_ca = TAKE_PTR(s.ca);

@@ -55,14 +55,20 @@ static const Verb verbs[] = {
           "\n"
           "See also: keyward get, keyward create" },
         { "get", verb_get,
-          "get [-v key_version] [-n] [-j] [-a] <key_identifier>",
+          "get [-v key_version] [-n] [-j] [-a] [--agent] <key_identifier>",
           "get a key",
           "Get prints the key data of the primary version, with no newline added.\n"
           "\n"
           "-v specifies the key_version to get instead of the primary version.\n"
-          "-j (or --json) prints the key as JSON, as the Knox API specifies it.\n"
-          "-n forces a network call (keyward always reads from the server).\n"
+          "-j (or --json) prints the key as JSON, as the Knox API specifies it, and a newline.\n"
+          "-n forces a network call: the server, not keyward-agent's cache.\n"
           "-a includes inactive versions (with -j, or to find an inactive version with -v).\n"
+          "--agent reads from keyward-agent only, and fails when it cannot answer.\n"
+          "\n"
+          "Without -n, a key registered with keyward-agent is read from it over D-Bus (for root and\n"
+          "the readers named at registration), so it can be read while the servers are away; when\n"
+          "the agent cannot answer, the server is asked. -j asks the server unless --agent is given\n"
+          "(the agent keeps no creation times: ts is 0).\n"
           "\n"
           "This requires read access to the key.\n"
           "\n"

@@ -122,6 +122,12 @@ void print_usage(FILE *f);
  * not there). */
 int agent_get_user_token(char **ret);
 
+/* The key as keyward-agent has cached it, read over D-Bus without starting the agent:
+ * GetKeyVersions (every version the agent has, creation times 0) when all_versions, else
+ * GetKey (the primary version only). On failure returns -errno and, except for -ENOMEM,
+ * *ret_why says why in words (no bus, no agent, or the agent's refusal and its error name). */
+int agent_get_key(const char *id, bool all_versions, Key **ret, char **ret_why);
+
 /* Commands. */
 int verb_create(int argc, char **argv);
 int verb_add(int argc, char **argv);

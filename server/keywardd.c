@@ -403,6 +403,25 @@ static void help(void) {
                "flags override it. 'keywardd VERB --help' lists a verb's options.\n");
 }
 
+/* init takes few of serve's options; its --help lists those only. */
+static bool init_wants_help(int argc, char **argv) {
+        for (int i = 2; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--help") || streq(argv[i], "-h"))
+                        return true;
+        return false;
+}
+
+static void init_help(void) {
+        printf("Usage: keywardd init --db DB --master-key MK [--config FILE]\n\n"
+               "Creates the master key if it is absent (a file of 32 random bytes, mode 0600, or on a\n"
+               "PKCS#11 token the key and the sealed data key) and creates or migrates the schema in DB.\n"
+               "Running it again changes nothing.\n\n"
+               "  --db DB            SQLite file, or postgresql:// URI\n"
+               "  --master-key MK    master key: FILE, credential:NAME or pkcs11: URI\n"
+               "  --config FILE      INI file with these settings ([server] section)\n"
+               "  --help             show this help\n");
+}
+
 int main(int argc, char *argv[]) {
         const char *verb = argc > 1 ? argv[1] : NULL;
         int r;
@@ -418,6 +437,10 @@ int main(int argc, char *argv[]) {
                 return 0;
         }
 
+        if (streq(verb, "init") && init_wants_help(argc, argv)) {
+                init_help();
+                return 0;
+        }
         if (streq(verb, "init"))
                 r = verb_init(argc - 1, argv + 1);
         else if (streq(verb, "serve"))

@@ -12,6 +12,7 @@ KW_TEST_PACKAGES=(
         libcmocka-dev clang libclang-rt-14-dev clang-format
         libpam-wrapper libpamtest0-dev libnss-wrapper
         softhsm2 systemd-container postgresql debhelper
+        zsh fish
 )
 
 kw_install_packages() {

@@ -75,7 +75,7 @@ check_rc "unknown command: exit 2" 2
 is "unknown command: Knox's message" "$ERR" $'keyward: unknown subcommand "frobnicate"\nRun \'keyward help\' for usage.'
 kw help get
 check_rc "help get: exit 0" 0
-like "help get: the usage line" "$OUT" "^usage: keyward get \[-v key_version\] \[-n\] \[-j\] \[-a\] <key_identifier>"
+like "help get: the usage line" "$OUT" "^usage: keyward get \[-v key_version\] \[-n\] \[-j\] \[-a\] \[--agent\] <key_identifier>"
 kw get --help
 check_rc "get --help: exit 0" 0
 like "get --help: the command's help" "$OUT" "^usage: keyward get"
@@ -128,7 +128,7 @@ check_rc "get -j: exit 0" 0
 is "get -j: Knox's key JSON, exact 64-bit version id" \
         "$(jget "$OUT" '[j["id"], j["acl"], [str(v["id"]) for v in j["versions"]], j["versions"][0]["data"], j["versions"][0]["status"], len(j["hash"])]')" \
         "[\"cli:one\", [], [\"$V1\"], \"aHVudGVyMg==\", \"Primary\", 64]"
-is "get -j: no trailing newline" "$(tail -c1 "$T/out" | od -An -c | tr -d ' ')" "}"
+is "get -j: ends with a newline" "$(tail -c2 "$T/out" | od -An -c | tr -d ' ')" '}\n'
 kw --json get cli:one
 is "get --json is get -j" "$(jget "$OUT" 'j["id"]')" "cli:one"
 
