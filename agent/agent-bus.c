@@ -866,7 +866,7 @@ static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
                 k->reader_gids = TAKE_PTR(tmp->reader_gids);
                 k->n_reader_gids = tmp->n_reader_gids;
                 pthread_mutex_unlock(&a->lock);
-                log_info("Key '%s': registration updated by uid %u.", id, (unsigned) c->uid);
+                log_info("Key '%s': registration updated by uid %u.", LOG_NAME(id), (unsigned) c->uid);
                 return sd_bus_reply_method_return(m, NULL);
         }
 
@@ -894,7 +894,7 @@ static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         if (r < 0)
                 return r;
         TAKE_PTR(fresh);
-        log_info("Key '%s' registered by uid %u.", id, (unsigned) c->uid);
+        log_info("Key '%s' registered by uid %u.", LOG_NAME(id), (unsigned) c->uid);
         agent_bus_properties_changed(a, "KeyCount");
         return sd_bus_reply_method_return(m, NULL);
 }
@@ -930,9 +930,10 @@ static int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         r = cache_remove(a->cache_dir, id);
         pthread_mutex_unlock(&a->commit_lock);
         if (r < 0)
-                log_warning_errno(r, "Failed to remove the cache file of key '%s', ignoring: %m", id);
+                log_warning_errno(
+                        r, "Failed to remove the cache file of key '%s', ignoring: %m", LOG_NAME(id));
 
-        log_info("Key '%s' unregistered by uid %u.", id, (unsigned) c->uid);
+        log_info("Key '%s' unregistered by uid %u.", LOG_NAME(id), (unsigned) c->uid);
         agent_bus_key_changed(a, id, "", false);
         agent_bus_properties_changed(a, "KeyCount");
         return sd_bus_reply_method_return(m, NULL);
@@ -1194,9 +1195,12 @@ static int on_unit_job(sd_bus_message *reply, void *userdata, sd_bus_error *ret_
         const sd_bus_error *e = sd_bus_message_get_error(reply);
 
         if (e)
-                log_warning("Could not restart unit '%s' after a key rotation: %s", unit, strna(e->message));
+                log_warning(
+                        "Could not restart unit '%s' after a key rotation: %s",
+                        LOG_NAME(unit),
+                        strna(e->message));
         else
-                log_info("Unit '%s' restarted after a key rotation.", unit);
+                log_info("Unit '%s' restarted after a key rotation.", LOG_NAME(unit));
         free(unit);
         return 0;
 }
@@ -1211,7 +1215,7 @@ void agent_bus_key_changed(Agent *a, const char *id, const char *hash, bool rota
         hot_drop(b, id);
         r = sd_bus_emit_signal(b->bus, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "KeyChanged", "ss", id, hash);
         if (r < 0)
-                log_warning_errno(r, "Failed to emit KeyChanged for '%s', ignoring: %m", id);
+                log_warning_errno(r, "Failed to emit KeyChanged for '%s', ignoring: %m", LOG_NAME(id));
 
         k = rotated ? agent_find_key(a, id) : NULL;
         if (!k || k->reg.on_change == ON_CHANGE_NONE)
@@ -1236,7 +1240,7 @@ void agent_bus_key_changed(Agent *a, const char *id, const char *hash, bool rota
                         *u,
                         "replace");
                 if (r < 0) {
-                        log_warning_errno(r, "Could not restart unit '%s': %m", *u);
+                        log_warning_errno(r, "Could not restart unit '%s': %m", LOG_NAME(*u));
                         free(unit);
                 }
         }

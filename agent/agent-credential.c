@@ -91,6 +91,8 @@ static int read_checked(
                 if (r < 0)
                         return r;
                 if (r > 0) {
+                        /* The held copy is the one the agent's checksum names. */
+                        memcpy(ret_sha256, expected, CACHE_SHA256_SIZE);
                         *ret = TAKE_PTR(key);
                         return 0;
                 }
@@ -295,12 +297,15 @@ static int verify_peer_unit(int fd, pid_t pid, const char *unit, char *why, size
         socklen_t len = sizeof(pidfd);
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
+                r = -errno;
                 pidfd = -EBADF;
-                if (errno == ESRCH) {
-                        snprintf(why, why_size, "the peer (pid %d) is gone", (int) pid);
+                /* An older kernel does not know the option: the pid alone. Anything else (the
+                 * peer is gone: ESRCH, or EINVAL on 6.5 to 6.8; no peer pid: ENODATA) means its
+                 * pid may already name another process. */
+                if (r != -ENOPROTOOPT && r != -EOPNOTSUPP) {
+                        snprintf(why, why_size, "the peer (pid %d) is gone (%s)", (int) pid, strerror(-r));
                         return -EPERM;
                 }
-                /* An older kernel: the pid alone. */
         }
 #endif
 

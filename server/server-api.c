@@ -208,7 +208,7 @@ static int load_key(const Api *api, const ApiRequest *req, ApiResult *res, Key *
         }
         if (r < 0) {
                 *ret = NULL;
-                log_error_errno(r, "Failed to read key '%s': %m", req->match->key_id);
+                log_error_errno(r, "Failed to read key '%s': %m", LOG_NAME(req->match->key_id));
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to read key");
         }
         return 0;
@@ -264,7 +264,7 @@ static int store_error(ApiResult *res, const char *what, const char *key_id, int
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "DB version does not match");
         if (r == -ENOKEY)
                 return api_result_error(res, KNOX_KEY_IDENTIFIER_DOES_NOT_EXIST, "No such key %s", key_id);
-        log_error_errno(r, "Failed to %s key '%s': %m", what, key_id);
+        log_error_errno(r, "Failed to %s key '%s': %m", what, LOG_NAME(key_id));
         return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to %s key", what);
 }
 
@@ -497,7 +497,7 @@ static int handle_postkeys(const Api *api, const ApiRequest *req, ApiResult *res
 
         r = cryptor_seal_key(api->cryptor, k);
         if (r < 0) {
-                log_error_errno(r, "Failed to encrypt key '%s': %m", k->id);
+                log_error_errno(r, "Failed to encrypt key '%s': %m", LOG_NAME(k->id));
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to encrypt key");
         }
 
@@ -758,7 +758,7 @@ static int handle_postversion(const Api *api, const ApiRequest *req, ApiResult *
                 r = cryptor_seal_version(api->cryptor, k->id, &v);
         if (r < 0) {
                 key_version_done(&v);
-                log_error_errno(r, "Failed to add a version to key '%s': %m", k->id);
+                log_error_errno(r, "Failed to add a version to key '%s': %m", LOG_NAME(k->id));
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to encrypt key");
         }
         id = v.id;

@@ -94,6 +94,14 @@ static bool prefix_contains(const AddressPrefix *p, const ConnKey *k) {
         return rest == 0 || ((p->addr[full] ^ k->addr[full]) & (uint8_t) (0xff << (8 - rest))) == 0;
 }
 
+/* The group an address is counted in: an IPv4 address alone, an IPv6 address with its /64,
+ * which one host or one customer commonly has whole (one address per connection would
+ * otherwise go around the limit). */
+static void conn_key_group(ConnKey *k) {
+        if (k->family == AF_INET6)
+                memset(k->addr + 8, 0, 8);
+}
+
 static size_t conn_key_hash(const ConnKey *k) {
         uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
 
@@ -164,6 +172,7 @@ int conn_limit_acquire(ConnLimit *l, const struct sockaddr *sa, socklen_t len, C
         for (size_t i = 0; i < l->n_exempt; i++)
                 if (prefix_contains(&l->exempt[i], &k))
                         return 1;
+        conn_key_group(&k);
 
         pthread_mutex_lock(&l->lock);
         e = conn_entry_find(l, &k);
@@ -207,6 +216,7 @@ unsigned conn_limit_count(ConnLimit *l, const struct sockaddr *sa, socklen_t len
 
         if (conn_key_from_sockaddr(sa, len, &k) < 0)
                 return 0;
+        conn_key_group(&k);
         pthread_mutex_lock(&l->lock);
         e = conn_entry_find(l, &k);
         n = *e ? (*e)->count : 0;

@@ -108,6 +108,28 @@ static void test_exempt(void **state) {
         assert_int_equal(conn_limit_acquire(l, (struct sockaddr *) &other6, sizeof(other6), &k), 0);
 }
 
+static void test_ipv6_per_64(void **state) {
+        _cleanup_(conn_limit_freep) ConnLimit *l = NULL;
+        char *exempt[] = {(char *) "2001:db8:0:1::7", NULL};
+        struct sockaddr_in6 a = v6("2001:db8::1"), b = v6("2001:db8::ffff:2"), c = v6("2001:db8:0:1::1"),
+                            lb = v6("2001:db8:0:1::7");
+        ConnKey k;
+
+        assert_int_equal(conn_limit_new(2, exempt, &l), 0);
+        /* Two addresses of one /64 share its count. */
+        assert_int_equal(conn_limit_acquire(l, (struct sockaddr *) &a, sizeof(a), &k), 1);
+        assert_int_equal(conn_limit_acquire(l, (struct sockaddr *) &b, sizeof(b), &k), 1);
+        assert_int_equal(conn_limit_acquire(l, (struct sockaddr *) &a, sizeof(a), &k), 0);
+        assert_int_equal(conn_limit_acquire(l, (struct sockaddr *) &b, sizeof(b), &k), 0);
+        assert_int_equal(conn_limit_count(l, (struct sockaddr *) &b, sizeof(b)), 2);
+        /* Another /64 is not affected, and an exempt address inside it is exempt alone. */
+        assert_int_equal(conn_limit_acquire(l, (struct sockaddr *) &c, sizeof(c), &k), 1);
+        assert_int_equal(conn_limit_acquire(l, (struct sockaddr *) &c, sizeof(c), &k), 1);
+        assert_int_equal(conn_limit_acquire(l, (struct sockaddr *) &c, sizeof(c), &k), 0);
+        for (size_t i = 0; i < 5; i++)
+                assert_int_equal(conn_limit_acquire(l, (struct sockaddr *) &lb, sizeof(lb), &k), 1);
+}
+
 static void test_no_limit(void **state) {
         _cleanup_(conn_limit_freep) ConnLimit *l = NULL;
         struct sockaddr_in a = v4("192.0.2.1");
@@ -124,6 +146,7 @@ int main(void) {
                 cmocka_unit_test(test_prefix_parse),
                 cmocka_unit_test(test_limit),
                 cmocka_unit_test(test_exempt),
+                cmocka_unit_test(test_ipv6_per_64),
                 cmocka_unit_test(test_no_limit),
         };
 
