@@ -359,8 +359,10 @@ static void peer_address(struct evhttp_request *req, char ret[static PEER_ADDR_M
 }
 
 static void conn_prepare(Conn *c, struct evhttp_request *req, SSL *ssl) {
-        /* The request is in: no deadline while it is handled or held as a watch. */
-        if (c->deadline)
+        /* The request is in: no deadline while it is handled or held as a watch. Past a
+         * CONNECT the connection's one deadline is the cut conn_input_cb() armed: what is
+         * pipelined after it is never served and must not keep the connection. */
+        if (c->deadline && c->scan.error != HTTP_SCAN_CONNECT)
                 (void) evtimer_del(c->deadline);
         if (!c->nodelay) {
                 struct bufferevent *bev =
