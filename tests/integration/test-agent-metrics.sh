@@ -47,14 +47,18 @@ check "and says why" grep -q "Invalid --metrics-file 'keyward.prom'" "$T/bad.log
 # A second server that never answers, with a quote and a backslash in its URL, which the
 # label must escape.
 ODD='https://127.0.0.1:1/a"b\c'
-mkdir -p "$T/prom"
+# Its directory does not exist yet: the agent says so and goes on.
 M=$T/prom/keyward.prom
 "$KEYWARD_AGENT" --server "$KWD_URL" --server "$ODD" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
         --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$T/state" --runtime-dir "$T/run" \
         --metrics-file "$M" --retry-max 1s --log-level debug 2>>"$T/agent.log" &
 AGENT_PID=$!
 check "the agent is on the bus" wait_for 10 bus status "$DEST"
-check "the metrics file is written at start" wait_for 10 test -s "$M"
+check "a metrics directory that does not exist is logged" wait_for 10 \
+        grep -q "Cannot write the metrics file '$M', will retry: No such file or directory" "$T/agent.log"
+mkdir "$T/prom"
+check "Register db_password" call Register 'sa{sv}' db_password 1 units as 1 demo.service
+check "once the directory exists, the next change writes the file" wait_for 10 test -s "$M"
 is "it is 0644" "$(stat -c %a "$M")" 644
 
 # m QUERY...: the values of samples in the file, which must parse.
@@ -65,9 +69,8 @@ tcheck "the file is valid exposition format" m
 check "the server answered: connected" wait_for 10 m_is keyward_agent_connected 1
 check "the server is up" wait_for 10 m_is "keyward_agent_server_up{server=\"$KWD_URL\"}" 1
 is "the odd server's URL is a label, escaped" "$(m "keyward_agent_server_up{server=\"https://127.0.0.1:1/a\\\"b\\\\c\"}" 2>&1)" 0
-is "no key registered yet" "$(m keyward_agent_keys_registered)" 0
+is "one key registered" "$(m keyward_agent_keys_registered)" 1
 
-check "Register db_password" call Register 'sa{sv}' db_password 1 units as 1 demo.service
 check "Register a key the server does not have" call Register 'sa{sv}' no_such_key 0
 check "the figures follow: 2 registered" wait_for 10 m_is keyward_agent_keys_registered 2
 check "1 cached" wait_for 10 m_is keyward_agent_keys_cached 1
