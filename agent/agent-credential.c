@@ -375,6 +375,14 @@ static void accept_more(Agent *a) {
         (void) sd_event_source_set_enabled(a->credential_source, want);
 }
 
+/* Tell the sync threads whether credential requests wait (they retry fetches sooner then). */
+static void waiting_changed(Agent *a) {
+        pthread_mutex_lock(&a->lock);
+        a->credential_waiting = a->n_credential_waits > 0;
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+}
+
 /* Take rep out of the list it is in. */
 static void reply_unlink(CredentialReply *rep) {
         Agent *a = rep->agent;
@@ -388,8 +396,9 @@ static void reply_unlink(CredentialReply *rep) {
                 rep->next->prev = rep->prev;
         rep->prev = rep->next = NULL;
         if (rep->waiting) {
-                a->n_credential_waits--;
                 rep->waiting = false;
+                if (--a->n_credential_waits == 0)
+                        waiting_changed(a);
         }
 }
 
@@ -403,8 +412,8 @@ static void reply_link(CredentialReply *rep, bool waiting) {
         if (rep->next)
                 rep->next->prev = rep;
         *head = rep;
-        if (waiting)
-                a->n_credential_waits++;
+        if (waiting && a->n_credential_waits++ == 0)
+                waiting_changed(a);
 }
 
 static void reply_free(CredentialReply *rep) {

@@ -11,6 +11,10 @@
 #include "strv.h"
 
 #define DELTA_POLL_USEC (250 * USEC_PER_MSEC)
+/* While credential requests wait for keys (units starting), keys are fetched again at least
+ * this often, whatever the back-off: the wait is bounded, the units' start is not to miss a
+ * server that came back. */
+#define WAITING_RETRY_USEC (1 * USEC_PER_SEC)
 #define OVERFLOW_POLL_USEC (1 * USEC_PER_SEC)
 #define SYNC_THREAD_STACK (512 * 1024)
 
@@ -1021,6 +1025,9 @@ static void *worker_main(void *userdata) {
                 /* Copies held in memory whose next try to reach the disk is due. */
                 retry_disk_writes(a, now);
 
+                if (a->credential_waiting && fetch_pause > now + WAITING_RETRY_USEC)
+                        fetch_pause = now + WAITING_RETRY_USEC;
+
                 /* Keys that need a fetch, or whose back-off is over; none while no server
                  * answered lately. */
                 for (size_t i = 0; i < a->n_keys && r >= 0 && now >= fetch_pause; i++) {
@@ -1042,7 +1049,9 @@ static void *worker_main(void *userdata) {
                 if (due) {
                         r = fetch_list(a, c, due);
                         if (r < 0 && r != -ECANCELED)
-                                fetch_pause = now + backoff_usec(++fetch_failures, a->config.retry_max_usec);
+                                fetch_pause = now +
+                                        MIN(backoff_usec(++fetch_failures, a->config.retry_max_usec),
+                                            a->credential_waiting ? WAITING_RETRY_USEC : UINT64_MAX);
                         else
                                 fetch_failures = 0;
                         continue;

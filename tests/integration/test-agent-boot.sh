@@ -51,6 +51,8 @@ NSPAWN_TESTS=("the container ran the driver to success"
         "meanwhile the bus answers"
         "meanwhile the metrics file counts the waiting request"
         "the waiting unit is still starting when the server comes"
+        "while a unit waits, the key is fetched again every second, whatever the back-off"
+        "the waiting unit gets its key within seconds of the server's return"
         "once the server is up, the waiting unit gets its key"
         "its start succeeds"
         "the delivery is logged after the key was fetched"
@@ -106,8 +108,9 @@ NL=$T/agent-ns.log
 mkdir -p "$T/units" "$O" "$NS_RUN" "$T/bin" "$T/prom"
 cp "$KEYWARD_AGENT" "$T/bin/keyward-agent"
 chmod 0755 "$T" "$T/units" "$O" "$NS_RUN" "$T/bin" "$T/prom"
-# The wait comes from the file, so that a reload can change it: short first.
-printf '[agent]\ncredential-wait = 3s\n' >"$T/agent.conf"
+# The wait and the back-off come from the file, so that a reload can change them: a short wait
+# first, then a long one with a long back-off (60s, the default).
+printf '[agent]\ncredential-wait = 3s\nretry-max = 1s\n' >"$T/agent.conf"
 
 cat >"$T/units/kwagent.socket" <<UNIT
 [Unit]
@@ -124,7 +127,7 @@ After=dbus.socket kwagent.socket
 [Service]
 Type=notify
 BusName=org.keyward.Agent1
-ExecStart=$T/bin/keyward-agent --config $T/agent.conf --server $KWD_URL --cert $T/pki/machine.pem --key $T/pki/machine.key --server-ca $T/pki/ca.pem --hostname $HOST --state-dir $NS_STATE --runtime-dir $NS_RUN --retry-max 1s --metrics-file $T/prom/keyward.prom --log-level debug
+ExecStart=$T/bin/keyward-agent --config $T/agent.conf --server $KWD_URL --cert $T/pki/machine.pem --key $T/pki/machine.key --server-ca $T/pki/ca.pem --hostname $HOST --state-dir $NS_STATE --runtime-dir $NS_RUN --metrics-file $T/prom/keyward.prom --log-level debug
 StandardError=append:$NL
 UNIT
 # unit NAME CREDENTIAL [EXTRA]: a unit that refuses to start without its credential, the way
@@ -175,8 +178,8 @@ systemctl start never.service && touch \$O/never-started
 systemctl show -p Result --value never.service >\$O/never-result
 until_ok 10 grep -q "Refused credential 'db' to unit never.service" \$NL
 
-# A longer wait, by the file and a reload.
-sed -i 's/= 3s/= 120s/' $T/agent.conf
+# A longer wait, and a long back-off, by the file and a reload.
+sed -i 's/^credential-wait = 3s/credential-wait = 120s/; s/^retry-max = 1s/retry-max = 60s/' $T/agent.conf
 systemctl kill -s HUP kwagent.service
 until_ok 10 grep -q "Reloading the configuration" \$NL || exit 1
 
@@ -192,9 +195,13 @@ systemctl start other.service
 \$CALL GetKey s cached_key >/dev/null && touch \$O/bus-answered
 until_ok 10 grep -qx 'keyward_agent_credential_waiting 1' $T/prom/keyward.prom && touch \$O/metrics-waiting
 systemctl show -p ActiveState --value late.service >\$O/late-state
+# After many failures the back-off is long (30 to 60s), but not while a unit waits.
+n0=\$(grep -c "annot sync with the keyward servers" \$NL)
+until_ok 30 bash -c "[ \\\$(grep -c 'annot sync with the keyward servers' \$NL) -ge \$((n0 + 4)) ]" && touch \$O/retries
 # The server comes.
 touch \$O/server-turn
 until_ok 60 test -e \$O/server-up || exit 1
+until_ok 10 test -s \$O/late && touch \$O/late-soon
 until_ok 60 test -s \$O/late
 until_ok 10 bash -c '[ "\$(systemctl show -p ActiveState --value late.service)" != activating ]'
 systemctl show -p Result --value late.service >\$O/late-result
@@ -229,15 +236,17 @@ is "${NSPAWN_TESTS[7]}" "$(cat "$O/other" 2>/dev/null)" early-bird
 check "${NSPAWN_TESTS[8]}" test -e "$O/bus-answered"
 check "${NSPAWN_TESTS[9]}" test -e "$O/metrics-waiting"
 is "${NSPAWN_TESTS[10]}" "$(cat "$O/late-state" 2>/dev/null)" activating
-is "${NSPAWN_TESTS[11]}" "$(cat "$O/late" 2>/dev/null)" hunter2
-is "${NSPAWN_TESTS[12]}" "$(cat "$O/late-result" 2>/dev/null)" success
+check "${NSPAWN_TESTS[11]}" test -e "$O/retries"
+check "${NSPAWN_TESTS[12]}" test -e "$O/late-soon"
+is "${NSPAWN_TESTS[13]}" "$(cat "$O/late" 2>/dev/null)" hunter2
+is "${NSPAWN_TESTS[14]}" "$(cat "$O/late-result" 2>/dev/null)" success
 fetched=$(grep -n "Key 'db_password': cached primary version" "$NL" | head -n1 | cut -d: -f1)
 delivered=$(grep -n "Delivered key 'db_password' version [0-9]* to unit late.service as credential 'db'" "$NL" | head -n1 | cut -d: -f1)
-check "${NSPAWN_TESTS[13]}" test -n "$fetched" -a -n "$delivered" -a "${delivered:-0}" -gt "${fetched:-0}"
+check "${NSPAWN_TESTS[15]}" test -n "$fetched" -a -n "$delivered" -a "${delivered:-0}" -gt "${fetched:-0}"
 if grep -q -e hunter2 -e early-bird "$NL"; then
-        not_ok "${NSPAWN_TESTS[14]}"
+        not_ok "${NSPAWN_TESTS[16]}"
 else
-        ok "${NSPAWN_TESTS[14]}"
+        ok "${NSPAWN_TESTS[16]}"
 fi
 
 done_testing
