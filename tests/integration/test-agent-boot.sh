@@ -41,6 +41,8 @@ printf '[agent]\ncredential-wait = soon\n' >"$T/bad.conf"
 is "a malformed credential-wait in the file stops the start (exit 1)" "$?" 1
 
 NSPAWN_TESTS=("the container ran the driver to success"
+        "with --credential-wait 0, the request is refused at once, without waiting"
+        "and the unit fails in its ExecStartPre= check"
         "with the server down past the wait, the unit's start fails"
         "it fails in its ExecStartPre= check (Result=exit-code), not later"
         "its ExecStart= never ran"
@@ -110,7 +112,7 @@ cp "$KEYWARD_AGENT" "$T/bin/keyward-agent"
 chmod 0755 "$T" "$T/units" "$O" "$NS_RUN" "$T/bin" "$T/prom"
 # The wait and the back-off come from the file, so that a reload can change them: a short wait
 # first, then a long one with a long back-off (60s, the default).
-printf '[agent]\ncredential-wait = 3s\nretry-max = 1s\n' >"$T/agent.conf"
+printf '[agent]\ncredential-wait = 0\nretry-max = 1s\n' >"$T/agent.conf"
 
 cat >"$T/units/kwagent.socket" <<UNIT
 [Unit]
@@ -173,15 +175,28 @@ until_ok() {
 }
 systemctl start kwagent.service || exit 1
 
+# reload N: reload the agent, the N-th time, and wait until it did.
+reload() {
+        systemctl kill -s HUP kwagent.service
+        until_ok 10 bash -c "[ \\\$(grep -c 'Reloading the configuration' \$NL) -ge \$1 ]"
+}
+
+# No wait: refused at once.
+systemctl start never.service && touch \$O/never0-started
+systemctl show -p Result --value never.service >\$O/never0-result
+until_ok 10 grep -q "Refused credential 'db' to unit never.service" \$NL
+cp \$NL \$O/log-no-wait
+
 # The server does not come within the wait (3s, from the file): the unit fails.
+sed -i 's/^credential-wait = 0/credential-wait = 3s/' $T/agent.conf
+reload 1 || exit 1
 systemctl start never.service && touch \$O/never-started
 systemctl show -p Result --value never.service >\$O/never-result
-until_ok 10 grep -q "Refused credential 'db' to unit never.service" \$NL
+until_ok 10 grep -q "Refused credential 'db' to unit never.service: the key did not arrive" \$NL
 
 # A longer wait, and a long back-off, by the file and a reload.
 sed -i 's/^credential-wait = 3s/credential-wait = 120s/; s/^retry-max = 1s/retry-max = 60s/' $T/agent.conf
-systemctl kill -s HUP kwagent.service
-until_ok 10 grep -q "Reloading the configuration" \$NL || exit 1
+reload 2 || exit 1
 
 # A unit whose start times out (TimeoutStartSec=2s) while it waits.
 systemctl start hang.service
@@ -225,28 +240,31 @@ rc=$?
 BG_PIDS=()
 
 is "${NSPAWN_TESTS[0]}" "$rc" 0 || { tail -n 30 "$T/nspawn.log"; tail -n 30 "$O/driver.log"; } 2>/dev/null | sed 's/^/# /'
-check "${NSPAWN_TESTS[1]}" test ! -e "$O/never-started"
-is "${NSPAWN_TESTS[2]}" "$(cat "$O/never-result" 2>/dev/null)" exit-code
-check "${NSPAWN_TESTS[3]}" test ! -e "$O/never"
-check "${NSPAWN_TESTS[4]}" bash -c "grep -q \"Credential 'db' for unit never.service: key 'db_password' has no copy yet; waiting up to 3000 ms\" '$NL' &&
+check "${NSPAWN_TESTS[1]}" bash -c "grep -q \"Refused credential 'db' to unit never.service: the key is not cached yet\" '$O/log-no-wait' &&
+        ! grep -q 'waiting up to' '$O/log-no-wait'"
+check "${NSPAWN_TESTS[2]}" bash -c "test ! -e '$O/never0-started' && [ \"\$(cat '$O/never0-result')\" = exit-code ]"
+check "${NSPAWN_TESTS[3]}" test ! -e "$O/never-started"
+is "${NSPAWN_TESTS[4]}" "$(cat "$O/never-result" 2>/dev/null)" exit-code
+check "${NSPAWN_TESTS[5]}" test ! -e "$O/never"
+check "${NSPAWN_TESTS[6]}" bash -c "grep -q \"Credential 'db' for unit never.service: key 'db_password' has no copy yet; waiting up to 3000 ms\" '$NL' &&
         grep -q \"Refused credential 'db' to unit never.service: the key did not arrive within 3000 ms\" '$NL'"
-check "${NSPAWN_TESTS[5]}" test -e "$O/hang-freed"
-check "${NSPAWN_TESTS[6]}" test -e "$O/late-waits"
-is "${NSPAWN_TESTS[7]}" "$(cat "$O/other" 2>/dev/null)" early-bird
-check "${NSPAWN_TESTS[8]}" test -e "$O/bus-answered"
-check "${NSPAWN_TESTS[9]}" test -e "$O/metrics-waiting"
-is "${NSPAWN_TESTS[10]}" "$(cat "$O/late-state" 2>/dev/null)" activating
-check "${NSPAWN_TESTS[11]}" test -e "$O/retries"
-check "${NSPAWN_TESTS[12]}" test -e "$O/late-soon"
-is "${NSPAWN_TESTS[13]}" "$(cat "$O/late" 2>/dev/null)" hunter2
-is "${NSPAWN_TESTS[14]}" "$(cat "$O/late-result" 2>/dev/null)" success
+check "${NSPAWN_TESTS[7]}" test -e "$O/hang-freed"
+check "${NSPAWN_TESTS[8]}" test -e "$O/late-waits"
+is "${NSPAWN_TESTS[9]}" "$(cat "$O/other" 2>/dev/null)" early-bird
+check "${NSPAWN_TESTS[10]}" test -e "$O/bus-answered"
+check "${NSPAWN_TESTS[11]}" test -e "$O/metrics-waiting"
+is "${NSPAWN_TESTS[12]}" "$(cat "$O/late-state" 2>/dev/null)" activating
+check "${NSPAWN_TESTS[13]}" test -e "$O/retries"
+check "${NSPAWN_TESTS[14]}" test -e "$O/late-soon"
+is "${NSPAWN_TESTS[15]}" "$(cat "$O/late" 2>/dev/null)" hunter2
+is "${NSPAWN_TESTS[16]}" "$(cat "$O/late-result" 2>/dev/null)" success
 fetched=$(grep -n "Key 'db_password': cached primary version" "$NL" | head -n1 | cut -d: -f1)
 delivered=$(grep -n "Delivered key 'db_password' version [0-9]* to unit late.service as credential 'db'" "$NL" | head -n1 | cut -d: -f1)
-check "${NSPAWN_TESTS[15]}" test -n "$fetched" -a -n "$delivered" -a "${delivered:-0}" -gt "${fetched:-0}"
+check "${NSPAWN_TESTS[17]}" test -n "$fetched" -a -n "$delivered" -a "${delivered:-0}" -gt "${fetched:-0}"
 if grep -q -e hunter2 -e early-bird "$NL"; then
-        not_ok "${NSPAWN_TESTS[16]}"
+        not_ok "${NSPAWN_TESTS[18]}"
 else
-        ok "${NSPAWN_TESTS[16]}"
+        ok "${NSPAWN_TESTS[18]}"
 fi
 
 done_testing
