@@ -441,6 +441,8 @@ static int run(int argc, char **argv) {
 
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping.");
         log_info("Stopping.");
+        /* First, so that no stale figures outlive the agent, however it exits. */
+        agent_metrics_close(a);
         agent_bus_close(a);
         if (agent_sync_stop(a, STOP_TIMEOUT_USEC) < 0) {
                 /* Requests in flight are cancelled within a second, so this is a thread
@@ -455,7 +457,6 @@ static int run(int argc, char **argv) {
                 _exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
         }
         agent_credential_close(a);
-        agent_metrics_close(a);
         curl_global_cleanup();
         return r < 0 ? r : 0;
 }
