@@ -12,6 +12,7 @@
 
 #include "agent-pam.h"
 #include "agent-sync.h"
+#include "agent-metrics.h"
 #include "log.h"
 #include "strv.h"
 
@@ -282,6 +283,8 @@ static void log_refusal(Agent *a, const Caller *c, const char *what, const char 
 /* The one answer to a caller that is neither root nor a reader, whether or not the key is
  * registered: which keys this host holds is not theirs to learn. */
 static int refuse(Agent *a, const Caller *c, const char *what, const char *id, sd_bus_error *error) {
+        a->counters.bus_denied_read++;
+        agent_metrics_changed(a);
         log_refusal(a, c, what, id);
         return sd_bus_error_setf(
                 error,
@@ -632,6 +635,8 @@ static int polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret
         if (sd_bus_message_is_method_error(reply, NULL)) {
                 const sd_bus_error *e = sd_bus_message_get_error(reply);
 
+                a->counters.bus_denied_manage++;
+                agent_metrics_changed(a);
                 log_notice(
                         "polkit cannot be asked (%s), so only root may manage the agent.",
                         e && e->name ? e->name : "error");
@@ -650,6 +655,8 @@ static int polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret
                 goto done;
         }
         if (!authorized) {
+                a->counters.bus_denied_manage++;
+                agent_metrics_changed(a);
                 if (challenge)
                         (void) sd_bus_reply_method_errorf(
                                 q->request,

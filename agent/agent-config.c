@@ -34,6 +34,8 @@ static const ConfigItem agent_items[] = {
         ITEM("max-request-size",   config_parse_size,   request_max,          "SIZE", "longest key list in one request (default: 128K; keep below the server's header limit)"),
         ITEM("mlock",              config_parse_bool,   mlock,                NULL,   "lock all memory (mlockall), default yes"),
         ITEM("pam-bind-timeout",   config_parse_sec,    pam_bind_usec,        "TIME", "revoke a PAM login's token no session bound this long (default: 5m)"),
+        ITEM("credential-wait",    config_parse_sec,    credential_wait_usec, "TIME", "how long a unit's credential waits for a key not fetched yet (default: 30s, 0: no wait)"),
+        ITEM("metrics-file",       config_parse_string, metrics_file,         "PATH", "write figures for Prometheus' node_exporter textfile collector there"),
 };
 /* clang-format on */
 
@@ -48,6 +50,7 @@ void agent_config_done(AgentConfig *c) {
         free(c->state_dir);
         free(c->runtime_dir);
         free(c->log_level);
+        free(c->metrics_file);
         *c = (AgentConfig){};
 }
 
@@ -70,6 +73,7 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
                 .request_max = AGENT_DEFAULT_REQUEST_MAX,
                 .mlock = true,
                 .pam_bind_usec = AGENT_DEFAULT_PAM_BIND_USEC,
+                .credential_wait_usec = AGENT_DEFAULT_CREDENTIAL_WAIT_USEC,
         };
         int r;
 
@@ -122,6 +126,15 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
                 return log_error_errno(EINVAL, "--retry-max must be at least 500ms.");
         if (c.pam_bind_usec < USEC_PER_SEC || c.pam_bind_usec > AGENT_DEFAULT_PAM_BIND_USEC)
                 return log_error_errno(EINVAL, "--pam-bind-timeout must be between 1s and 5m.");
+        if (c.credential_wait_usec > AGENT_CREDENTIAL_WAIT_MAX_USEC)
+                return log_error_errno(EINVAL, "--credential-wait must be at most 10m.");
+        if (c.metrics_file &&
+            (!dir_ok(c.metrics_file) || c.metrics_file[strlen(c.metrics_file) - 1] == '/' ||
+             strpbrk(c.metrics_file, "\t\r\n")))
+                return log_error_errno(
+                        EINVAL,
+                        "Invalid --metrics-file '%s': an absolute file name is needed.",
+                        c.metrics_file);
 
         *ret = c;
         c = (AgentConfig){};

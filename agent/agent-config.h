@@ -19,6 +19,10 @@
 #define AGENT_DEFAULT_PAM_BIND_USEC (5 * 60 * USEC_PER_SEC)
 #define AGENT_RETRY_MIN_USEC (500 * USEC_PER_MSEC)
 #define AGENT_DEFAULT_REQUEST_MAX (128u * 1024) /* below keywardd's default --max-header-size, 256K */
+/* Well inside systemd's default start timeout (DefaultTimeoutStartSec=90s), which the wait
+ * counts against. */
+#define AGENT_DEFAULT_CREDENTIAL_WAIT_USEC (30 * USEC_PER_SEC)
+#define AGENT_CREDENTIAL_WAIT_MAX_USEC (10 * 60 * USEC_PER_SEC)
 
 typedef struct AgentConfig {
         char **servers; /* base URLs, tried in order */
@@ -37,6 +41,10 @@ typedef struct AgentConfig {
         size_t request_max; /* longest query string of one request listing keys */
         /* A PAM login's token that no session bound for this long is revoked. */
         uint64_t pam_bind_usec;
+        /* How long a credential request for a registered key with no copy yet waits for
+         * one; 0: it is refused at once. */
+        uint64_t credential_wait_usec;
+        char *metrics_file; /* Prometheus text format for node_exporter; NULL: none */
         bool mlock;
 } AgentConfig;
 

@@ -16,6 +16,7 @@
 
 #include "agent-listen.h"
 #include "agent.h"
+#include "agent-metrics.h"
 #include "buf.h"
 #include "credential-peer.h"
 #include "knox-json.h"
@@ -28,6 +29,11 @@
 #define CREDENTIAL_REPLIES_MAX 16
 /* Copies of credentials kept for the next start, beyond those being written. */
 #define CREDENTIAL_COPIES_MAX 8
+/* Requests waiting for the first copy of their key (--credential-wait). They hold a
+ * connection each and no key data, and have a bound of their own, apart from the replies
+ * being written: units waiting at boot never keep others from keys that are cached. Beyond
+ * it, a request for a key with no copy yet is refused at once. */
+#define CREDENTIAL_WAITS_MAX 128
 /* Linux 6.5; glibc 2.36's headers lack it. The generic value, which alpha, parisc and sparc
  * do not share: there the check goes without it. */
 #if !defined(SO_PEERPIDFD) && !defined(__alpha__) && !defined(__hppa__) && !defined(__sparc__)
@@ -35,7 +41,9 @@
 #endif
 #define MESSAGE_ID_CREDENTIAL "8d2f6b1a09c44e7d95e3a7c0b4d1f268"
 
-static void refuse(const char *unit, const char *name, const char *why) {
+static void refuse(Agent *a, const char *unit, const char *name, const char *why) {
+        a->counters.credentials_refused++;
+        agent_metrics_changed(a);
         log_security(
                 LOG_WARNING,
                 MESSAGE_ID_CREDENTIAL,
@@ -327,7 +335,9 @@ static int verify_peer_unit(int fd, pid_t pid, const char *unit, char *why, size
 }
 
 /* A credential on its way out: systemd reads it at once, but the main loop never waits for
- * a slow reader, and gives up after CREDENTIAL_SEND_TIMEOUT_SEC. */
+ * a slow reader, and gives up after CREDENTIAL_SEND_TIMEOUT_SEC. Before that, a request for
+ * a registered key that has no copy yet may wait for one (waiting: in Agent.credential_waits,
+ * not credential_replies), until the key arrives, the peer hangs up or the deadline. */
 typedef struct CredentialReply CredentialReply;
 struct CredentialReply {
         Agent *agent;
@@ -339,6 +349,13 @@ struct CredentialReply {
         char *what; /* the delivery, for the log */
         sd_event_source *io;
         sd_event_source *timer;
+        bool waiting;
+        bool as_json;
+        uint64_t wait_usec; /* how long it may wait, as configured when it began */
+        char *id;           /* the key */
+        char *unit;         /* who asks, and for what (with the key's name without ".json") */
+        char *name;
+        char *key_name;
 };
 
 /* At most CREDENTIAL_REPLIES_MAX replies are written at once: at the cap the agent stops
@@ -364,20 +381,61 @@ static void accept_more(Agent *a) {
         (void) sd_event_source_set_enabled(a->credential_source, want);
 }
 
-static void reply_free(CredentialReply *rep) {
+/* Tell the sync threads whether credential requests wait (they retry fetches sooner then). */
+static void waiting_changed(Agent *a) {
+        pthread_mutex_lock(&a->lock);
+        a->credential_waiting = a->n_credential_waits > 0;
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+}
+
+/* Take rep out of the list it is in. */
+static void reply_unlink(CredentialReply *rep) {
         Agent *a = rep->agent;
+        CredentialReply **head = rep->waiting ? &a->credential_waits : &a->credential_replies;
 
         if (rep->prev)
                 rep->prev->next = rep->next;
-        else if (a && a->credential_replies == rep)
-                a->credential_replies = rep->next;
+        else if (*head == rep)
+                *head = rep->next;
         if (rep->next)
                 rep->next->prev = rep->prev;
+        rep->prev = rep->next = NULL;
+        if (rep->waiting) {
+                rep->waiting = false;
+                if (--a->n_credential_waits == 0)
+                        waiting_changed(a);
+        }
+}
+
+static void reply_link(CredentialReply *rep, bool waiting) {
+        Agent *a = rep->agent;
+        CredentialReply **head = waiting ? &a->credential_waits : &a->credential_replies;
+
+        rep->waiting = waiting;
+        rep->prev = NULL;
+        rep->next = *head;
+        if (rep->next)
+                rep->next->prev = rep;
+        *head = rep;
+        if (waiting && a->n_credential_waits++ == 0)
+                waiting_changed(a);
+}
+
+static void reply_free(CredentialReply *rep) {
+        Agent *a = rep->agent;
+
+        if (a)
+                reply_unlink(rep);
         sd_event_source_disable_unref(rep->io);
         sd_event_source_disable_unref(rep->timer);
         safe_close(rep->fd);
         copy_unref(rep->copy);
         free(rep->what);
+        free(rep->id);
+        free(rep->unit);
+        free(rep->name);
+        free(rep->key_name);
         free(rep);
         if (a) {
                 copy_trim(a);
@@ -406,6 +464,13 @@ static int reply_send(CredentialReply *rep) {
 }
 
 static void reply_finish(CredentialReply *rep, int r) {
+        Agent *a = rep->agent;
+
+        if (r > 0)
+                a->counters.credentials_delivered++;
+        else
+                a->counters.credentials_failed++;
+        agent_metrics_changed(a);
         if (r > 0) {
                 (void) shutdown(rep->fd, SHUT_RDWR);
                 log_security(LOG_INFO, MESSAGE_ID_CREDENTIAL, "Delivered %s.", rep->what);
@@ -433,26 +498,78 @@ static int on_reply_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/* Check the peer and find what it may have: 0 with a reference to the copy to send, the
- * bytes in it, and the delivery's description for the log, or a negative errno after logging
- * the refusal. */
-static int serve(Agent *a, int fd, CredentialCopy **ret_copy, const Secret **ret_data, char **ret_what) {
+/* Why a request for a key that has no copy yet (in state) gets none by waiting, or NULL when
+ * it may wait for one. */
+static const char *no_wait_reason(const Agent *a, KeyState state) {
+        if (state == KEY_STATE_MISSING)
+                return "the server has no such key";
+        if (state == KEY_STATE_DENIED)
+                return "the server does not let this machine read the key";
+        if (a->config.credential_wait_usec == 0)
+                return "the key is not cached yet";
+        if (a->n_credential_waits >= CREDENTIAL_WAITS_MAX)
+                return "the key is not cached yet, and too many requests wait for keys already";
+        return NULL;
+}
+
+/* The delivery of c to rep's unit, for the log. */
+static char *describe(const CredentialReply *rep, const CredentialCopy *c) {
+        char *what;
+
+        if (asprintf(
+                    &what,
+                    "key '%s' version %" PRIu64 " to unit %s as credential '%s'",
+                    LOG_NAME(rep->id),
+                    c->version,
+                    LOG_NAME(rep->unit),
+                    LOG_NAME(rep->name)) < 0)
+                return NULL;
+        return what;
+}
+
+/* Take the copy of rep's key to send: 0, or a negative errno after logging the refusal. */
+static int reply_prepare(Agent *a, CredentialReply *rep) {
+        const char *why = NULL;
+        CredentialCopy *c = NULL;
+        int r;
+
+        r = copy_get(a, rep->id, rep->as_json, &c, &why);
+        if (r < 0) {
+                refuse(a, rep->unit, rep->name, why ?: strerror(-r));
+                return r;
+        }
+        rep->what = describe(rep, c);
+        if (!rep->what) {
+                copy_unref(c);
+                copy_trim(a);
+                refuse(a, rep->unit, rep->name, "out of memory");
+                return -ENOMEM;
+        }
+        rep->copy = c;
+        rep->data = rep->as_json ? c->json : c->primary;
+        return 0;
+}
+
+/* Check the peer and find what it may have: 0 with a reference to the copy to send in rep,
+ * the bytes in it, and the delivery's description for the log; 1 when the key has no copy
+ * yet and the request is to wait for one; or a negative errno after logging the refusal. */
+static int serve(Agent *a, CredentialReply *rep) {
         _cleanup_free_ char *buf = NULL;
-        _cleanup_free_ char *id = NULL;
         struct sockaddr_un sa = {};
         socklen_t salen = sizeof(sa);
         struct ucred cred = {};
         socklen_t len = sizeof(cred);
-        const char *unit = NULL, *name = NULL, *why = NULL, *key_name;
+        const char *unit = NULL, *name = NULL, *why = NULL;
+        KeyState state = KEY_STATE_NEW;
         char peer_why[384];
-        CredentialCopy *c = NULL;
+        bool cached = false;
         size_t name_len;
-        bool as_json;
-        char *what;
         AgentKey *k;
-        int r;
+        int fd = rep->fd, r;
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || !agent_uid_is_privileged(cred.uid)) {
+                a->counters.credentials_refused++;
+                agent_metrics_changed(a);
                 log_warning(
                         "Refused a credential socket connection from uid %u (pid %d): only the service manager may ask.",
                         (unsigned) cred.uid,
@@ -467,88 +584,66 @@ static int serve(Agent *a, int fd, CredentialCopy **ret_copy, const Secret **ret
                     &buf,
                     &unit,
                     &name) < 0) {
-                refuse(NULL,
+                refuse(a,
+                       NULL,
                        NULL,
                        "the peer is not systemd asking for a unit's credential (no /unit/ address)");
                 return -EPERM;
         }
         r = verify_peer_unit(fd, cred.pid, unit, peer_why, sizeof(peer_why));
         if (r < 0) {
-                refuse(unit, name, peer_why);
+                refuse(a, unit, name, peer_why);
                 return r;
         }
 
         name_len = strlen(name);
-        as_json = name_len > 5 && streq(name + name_len - 5, ".json");
-        key_name = name;
-        if (as_json) {
-                buf[name - buf + name_len - 5] = '\0'; /* look the key up without the suffix */
+        rep->as_json = name_len > 5 && streq(name + name_len - 5, ".json");
+        rep->unit = strdup(unit);
+        rep->name = strdup(name);
+        rep->key_name = rep->as_json ? strndup(name, name_len - 5) : strdup(name);
+        if (!rep->unit || !rep->name || !rep->key_name) {
+                refuse(a, unit, name, "out of memory");
+                return -ENOMEM;
         }
 
         pthread_mutex_lock(&a->lock);
-        k = find_for_unit(a, unit, key_name);
-        if (k)
-                id = strdup(k->reg.id);
+        k = find_for_unit(a, unit, rep->key_name);
+        if (k) {
+                rep->id = strdup(k->reg.id);
+                cached = k->cache.valid;
+                state = k->state;
+        }
         pthread_mutex_unlock(&a->lock);
-        if (as_json)
-                buf[name - buf + name_len - 5] = '.';
         if (!k) {
-                refuse(unit, name, "no key is registered for this unit under this name");
+                refuse(a, unit, name, "no key is registered for this unit under this name");
                 return -ENOKEY;
         }
-        if (!id) {
-                refuse(unit, name, "out of memory");
+        if (!rep->id) {
+                refuse(a, unit, name, "out of memory");
                 return -ENOMEM;
         }
-
-        r = copy_get(a, id, as_json, &c, &why);
-        if (r < 0) {
-                refuse(unit, name, why ?: strerror(-r));
-                return r;
+        if (!cached) {
+                why = no_wait_reason(a, state);
+                if (why) {
+                        refuse(a, unit, name, why);
+                        return -ENOENT;
+                }
+                return 1;
         }
-        if (asprintf(
-                    &what,
-                    "key '%s' version %" PRIu64 " to unit %s as credential '%s'",
-                    LOG_NAME(id),
-                    c->version,
-                    LOG_NAME(unit),
-                    LOG_NAME(name)) < 0) {
-                copy_unref(c);
-                copy_trim(a);
-                refuse(unit, name, "out of memory");
-                return -ENOMEM;
-        }
-        *ret_copy = c;
-        *ret_data = as_json ? c->json : c->primary;
-        *ret_what = what;
-        return 0;
+        return reply_prepare(a, rep);
 }
 
-static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Agent *a = userdata;
-        CredentialReply *rep;
+/* Write rep (prepared) out, as far as the socket takes it now, and the rest as it drains. */
+static void reply_start(Agent *a, CredentialReply *rep) {
         int r;
 
-        rep = calloc(1, sizeof(CredentialReply));
-        if (!rep)
-                return 0;
-        rep->fd = agent_accept(fd, "credential");
-        if (rep->fd < 0 || serve(a, rep->fd, &rep->copy, &rep->data, &rep->what) < 0) {
-                reply_free(rep);
-                copy_trim(a);
-                return 0;
-        }
+        rep->agent = a;
         r = reply_send(rep);
         if (r != 0) {
-                rep->agent = a;
                 reply_finish(rep, r);
-                return 0;
+                return;
         }
-        rep->agent = a;
-        rep->next = a->credential_replies;
-        if (rep->next)
-                rep->next->prev = rep;
-        a->credential_replies = rep;
+        reply_link(rep, false);
         r = sd_event_add_io(a->event, &rep->io, rep->fd, EPOLLOUT, on_reply_writable, rep);
         if (r >= 0)
                 r = sd_event_add_time_relative(
@@ -561,10 +656,127 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
                         rep);
         if (r < 0) {
                 reply_finish(rep, r);
-                return 0;
+                return;
         }
         accept_more(a);
+}
+
+/* A waiting request ends without its key: logged as a refusal with the reason. */
+static void wait_end(CredentialReply *rep, const char *why) {
+        refuse(rep->agent, rep->unit, rep->name, why);
+        reply_free(rep);
+}
+
+/* The key of a waiting request arrived: send it. */
+static void wait_deliver(CredentialReply *rep) {
+        Agent *a = rep->agent;
+
+        reply_unlink(rep);
+        rep->io = sd_event_source_disable_unref(rep->io);
+        rep->timer = sd_event_source_disable_unref(rep->timer);
+        if (reply_prepare(a, rep) < 0) {
+                reply_free(rep);
+                return;
+        }
+        log_debug("Credential '%s' for unit %s: the key arrived.", LOG_NAME(rep->name), LOG_NAME(rep->unit));
+        reply_start(a, rep);
+}
+
+/* systemd closed its end (the unit's start was cancelled or timed out). Only a hang-up is
+ * asked for: systemd shuts down its sending side at once, so EOF alone means nothing. */
+static int on_wait_hangup(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        wait_end(userdata, "the unit stopped waiting for it");
         return 0;
+}
+
+static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        CredentialReply *rep = userdata;
+        char why[96];
+
+        snprintf(
+                why,
+                sizeof(why),
+                "the key did not arrive within %" PRIu64 " ms",
+                rep->wait_usec / USEC_PER_MSEC);
+        wait_end(rep, why);
+        return 0;
+}
+
+/* Park rep until its key has a copy, it hangs up, or --credential-wait passes. */
+static void wait_start(Agent *a, CredentialReply *rep) {
+        uint64_t w = a->config.credential_wait_usec;
+        int r;
+
+        rep->agent = a;
+        rep->wait_usec = w;
+        reply_link(rep, true);
+        a->counters.credentials_waited++;
+        agent_metrics_changed(a);
+        r = sd_event_add_io(a->event, &rep->io, rep->fd, EPOLLHUP, on_wait_hangup, rep);
+        if (r >= 0)
+                r = sd_event_add_time_relative(
+                        a->event, &rep->timer, CLOCK_MONOTONIC, w, 0, on_wait_timeout, rep);
+        if (r < 0) {
+                wait_end(rep, "the agent cannot watch the request");
+                return;
+        }
+        log_info(
+                "Credential '%s' for unit %s: key '%s' has no copy yet; waiting up to %" PRIu64
+                " ms for it.",
+                LOG_NAME(rep->name),
+                LOG_NAME(rep->unit),
+                LOG_NAME(rep->id),
+                w / USEC_PER_MSEC);
+}
+
+static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Agent *a = userdata;
+        CredentialReply *rep;
+        int r;
+
+        rep = calloc(1, sizeof(CredentialReply));
+        if (!rep)
+                return 0;
+        rep->fd = agent_accept(fd, "credential");
+        r = rep->fd < 0 ? -errno : serve(a, rep);
+        if (r < 0) {
+                reply_free(rep);
+                copy_trim(a);
+                return 0;
+        }
+        if (r > 0)
+                wait_start(a, rep);
+        else
+                reply_start(a, rep);
+        return 0;
+}
+
+void agent_credential_wake(Agent *a) {
+        CredentialReply *next;
+
+        for (CredentialReply *rep = a->credential_waits; rep; rep = next) {
+                KeyState state = KEY_STATE_NEW;
+                bool cached = false;
+                AgentKey *k;
+
+                next = rep->next;
+                pthread_mutex_lock(&a->lock);
+                /* Still registered for the unit under that name, as the same key? */
+                k = find_for_unit(a, rep->unit, rep->key_name);
+                if (k && streq(k->reg.id, rep->id)) {
+                        cached = k->cache.valid;
+                        state = k->state;
+                } else
+                        k = NULL;
+                pthread_mutex_unlock(&a->lock);
+
+                if (!k)
+                        wait_end(rep, "the key is no longer registered for this unit under this name");
+                else if (cached)
+                        wait_deliver(rep);
+                else if (state == KEY_STATE_MISSING || state == KEY_STATE_DENIED)
+                        wait_end(rep, no_wait_reason(a, state));
+        }
 }
 
 int agent_credential_open(Agent *a) {
@@ -619,6 +831,8 @@ void agent_credential_trim(Agent *a) {
 
 void agent_credential_close(Agent *a) {
         a->credential_source = sd_event_source_disable_unref(a->credential_source);
+        while (a->credential_waits)
+                wait_end(a->credential_waits, "the agent is stopping");
         while (a->credential_replies)
                 reply_finish(a->credential_replies, -ECANCELED);
         while (a->credential_copies)

@@ -11,6 +11,10 @@
 #include "strv.h"
 
 #define DELTA_POLL_USEC (250 * USEC_PER_MSEC)
+/* While credential requests wait for keys (units starting), keys are fetched again at least
+ * this often, whatever the back-off: the wait is bounded, the units' start is not to miss a
+ * server that came back. */
+#define WAITING_RETRY_USEC (1 * USEC_PER_SEC)
 #define OVERFLOW_POLL_USEC (1 * USEC_PER_SEC)
 #define SYNC_THREAD_STACK (512 * 1024)
 
@@ -221,7 +225,62 @@ static char *failure_key(const char *why) {
         return k;
 }
 
+/* The server this thread's client last got an answer from, as an index into
+ * a.server_states (which follows the configured order, as the client does), while the
+ * config is that of config_gen. */
+static _Thread_local size_t last_answered = SIZE_MAX;
+static _Thread_local uint64_t last_answered_gen;
+
+static ssize_t server_state_find(Agent *a, const char *url) {
+        for (size_t i = 0; url && i < a->n_server_states; i++)
+                if (streq(a->server_states[i].url, url))
+                        return (ssize_t) i;
+        return -1;
+}
+
+/* What a request told of the servers (a.lock held): ok, the client's current server answered
+ * it; else reached, whether that server answered at all (an error envelope), and if not,
+ * all_down: no server did (the client tried each in turn). */
+static void note_servers(Agent *a, KnoxClient *c, bool ok, bool reached, bool all_down) {
+        ssize_t i = server_state_find(a, knox_client_current_server(c));
+        size_t n = a->n_server_states;
+        bool changed = false;
+
+        /* The main loop hears of a server coming or going at once; of times, later. */
+        if (all_down) {
+                for (size_t j = 0; j < n; j++) {
+                        changed = changed || a->server_states[j].up;
+                        a->server_states[j].up = false;
+                }
+                last_answered = SIZE_MAX;
+                if (changed)
+                        agent_wake(a);
+                return;
+        }
+        if (i < 0)
+                return; /* a client of the config before a reload */
+        /* The client tries the server that answered last first, then the next ones in order:
+         * those between that one and this one did not answer. */
+        if (last_answered_gen == a->config_gen && last_answered < n)
+                for (size_t j = last_answered; j != (size_t) i; j = (j + 1) % n) {
+                        changed = changed || a->server_states[j].up;
+                        a->server_states[j].up = false;
+                }
+        changed = changed || a->server_states[i].up != (ok || reached);
+        a->server_states[i].up = ok || reached;
+        if (ok)
+                a->server_states[i].last_ok_usec = now_usec(CLOCK_REALTIME);
+        if (ok || reached) {
+                last_answered = (size_t) i;
+                last_answered_gen = a->config_gen;
+        }
+        if (changed)
+                agent_wake(a);
+}
+
 static void set_connected(Agent *a, bool connected, KnoxClient *c, const char *why) {
+        if (connected && c)
+                note_servers(a, c, true, true, false);
         if (connected) {
                 a->last_sync_usec = now_usec(CLOCK_REALTIME);
                 /* LastSync is announced at most once a second. */
@@ -292,6 +351,9 @@ static void server_failed(Agent *a, KnoxClient *c, int r, const KnoxError *err) 
         if (r == -ECANCELED || a->stop)
                 return; /* stopping: no failure */
         why = failure_reason(r, err);
+        a->counters.sync_failures++;
+        /* An envelope is an answer from the current server, if not a welcome one. */
+        note_servers(a, c, false, r >= 0, r < 0 && err->cause != 0);
 
         set_connected(a, false, c, why ?: "out of memory");
 }
@@ -381,8 +443,12 @@ static void key_failed(Agent *a, AgentKey *k, KeyState state, const char *why) {
                         now_usec(CLOCK_MONOTONIC) + backoff_usec(k->failures, a->config.retry_max_usec);
         }
         k->state = state;
+        a->counters.fetch_failures++;
         a->gen++;
         pthread_cond_broadcast(&a->cond);
+        /* Credential requests waiting for the key learn whether to go on waiting. */
+        if (!again)
+                agent_wake(a);
 }
 
 /* The cache file of k could not be written (a.lock held): k->held is served meanwhile. A
@@ -405,6 +471,7 @@ static void disk_failed(Agent *a, AgentKey *k, int r) {
         k->disk_error = r;
         if (k->disk_failures < UINT16_MAX)
                 k->disk_failures++;
+        a->counters.cache_write_failures++;
         k->disk_retry_usec = r == -EFBIG ?
                 UINT64_MAX :
                 now_usec(CLOCK_MONOTONIC) + backoff_usec(k->disk_failures, a->config.retry_max_usec);
@@ -958,6 +1025,9 @@ static void *worker_main(void *userdata) {
                 /* Copies held in memory whose next try to reach the disk is due. */
                 retry_disk_writes(a, now);
 
+                if (a->credential_waiting && fetch_pause > now + WAITING_RETRY_USEC)
+                        fetch_pause = now + WAITING_RETRY_USEC;
+
                 /* Keys that need a fetch, or whose back-off is over; none while no server
                  * answered lately. */
                 for (size_t i = 0; i < a->n_keys && r >= 0 && now >= fetch_pause; i++) {
@@ -979,7 +1049,9 @@ static void *worker_main(void *userdata) {
                 if (due) {
                         r = fetch_list(a, c, due);
                         if (r < 0 && r != -ECANCELED)
-                                fetch_pause = now + backoff_usec(++fetch_failures, a->config.retry_max_usec);
+                                fetch_pause = now +
+                                        MIN(backoff_usec(++fetch_failures, a->config.retry_max_usec),
+                                            a->credential_waiting ? WAITING_RETRY_USEC : UINT64_MAX);
                         else
                                 fetch_failures = 0;
                         continue;

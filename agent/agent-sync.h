@@ -17,7 +17,8 @@
  * A key the server does not have, or will not give to this machine, stays registered, and
  * its cached copy is still served; it is retried with exponential back-off and jitter, as
  * are servers that do not answer (the client fails over between --server URLs). Nothing
- * is ever removed from the cache because a server is away.
+ * is ever removed from the cache because a server is away. While credential requests wait
+ * for keys (Agent.credential_waiting), the worker fetches again at least once a second.
  *
  * A key whose cache file cannot be written (a full disk, a key over CACHE_FILE_MAX) is
  * served from memory (AgentKey.held) as the server has it, never from the older file; the

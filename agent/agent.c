@@ -17,6 +17,7 @@
 #include "agent-bus.h"
 #include "agent-check.h"
 #include "agent-credential.h"
+#include "agent-metrics.h"
 #include "agent-pam.h"
 #include "agent-sync.h"
 #include "log.h"
@@ -39,6 +40,7 @@ static Agent *agent_free(Agent *a) {
         agent_bus_close(a);
         (void) agent_pam_close(a);
         agent_credential_close(a);
+        agent_metrics_close(a);
         sd_event_source_unref(a->wake_source);
         sd_event_unref(a->event);
         safe_close(a->wake_fd);
@@ -49,6 +51,9 @@ static Agent *agent_free(Agent *a) {
                 free(a->changes[i].id);
         free(a->changes);
         free(a->current_server);
+        for (size_t i = 0; i < a->n_server_states; i++)
+                free(a->server_states[i].url);
+        free(a->server_states);
         free(a->last_error);
         free(a->last_error_logged);
         free(a->last_error_posted);
@@ -253,6 +258,8 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         free(changes);
         if (n_changes > 0)
                 agent_credential_trim(a);
+        agent_credential_wake(a);
+        agent_metrics_changed(a);
         agent_bus_status_changed(a, connected, last_sync);
         agent_bus_sync_finished(a, sync_done, sync_error);
         notify_status(a);
@@ -279,6 +286,10 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                 log_warning("--state-dir cannot change without a restart, ignoring.");
         free(c.state_dir);
         c.state_dir = TAKE_PTR(a->config.state_dir);
+        if (!streq(strempty(c.metrics_file), strempty(a->config.metrics_file)))
+                log_warning("--metrics-file cannot change without a restart, ignoring.");
+        free(c.metrics_file);
+        c.metrics_file = TAKE_PTR(a->config.metrics_file);
 
         servers_changed = strv_length(c.servers) != strv_length(a->config.servers);
         for (size_t i = 0; !servers_changed && c.servers[i]; i++)
@@ -295,6 +306,9 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         pthread_cond_broadcast(&a->cond);
         pthread_mutex_unlock(&a->lock);
         apply_log_level(&a->config);
+        if (agent_server_states_update(a) < 0)
+                log_oom();
+        agent_metrics_changed(a);
 
         /* NSS may know other users and groups now. */
         for (size_t i = 0; i < a->n_keys; i++) {
@@ -363,6 +377,9 @@ static int run(int argc, char **argv) {
         r = load_state(a);
         if (r < 0)
                 return r;
+        r = agent_server_states_update(a);
+        if (r < 0)
+                return log_oom();
         /* Loading left freed heap behind; give it back before memory is locked. */
         (void) malloc_trim(0);
         if (a->config.mlock) {
@@ -410,6 +427,9 @@ static int run(int argc, char **argv) {
         r = agent_bus_open(a);
         if (r < 0)
                 return r;
+        r = agent_metrics_open(a);
+        if (r < 0)
+                return r;
         r = agent_sync_start(a);
         if (r < 0)
                 return r;
@@ -426,6 +446,8 @@ static int run(int argc, char **argv) {
 
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping.");
         log_info("Stopping.");
+        /* First, so that no stale figures outlive the agent, however it exits. */
+        agent_metrics_close(a);
         agent_bus_close(a);
         if (agent_sync_stop(a, STOP_TIMEOUT_USEC) < 0) {
                 /* Requests in flight are cancelled within a second, so this is a thread

@@ -70,6 +70,29 @@ typedef struct KeyChange {
 typedef struct AgentSync AgentSync;
 typedef struct AgentBus AgentBus;
 typedef struct AgentPam AgentPam;
+typedef struct AgentMetrics AgentMetrics;
+
+/* What one server was like when last used (agent-metrics.c reports it). Under Agent.lock. */
+typedef struct ServerState {
+        char *url;
+        uint64_t last_ok_usec; /* CLOCK_REALTIME of its last answer; 0: none yet */
+        bool up;               /* it answered the last request sent to it */
+} ServerState;
+
+/* Counts since the agent started, for --metrics-file. The main thread keeps the first ones;
+ * the sync threads keep the rest under Agent.lock. */
+typedef struct AgentCounters {
+        uint64_t credentials_delivered;
+        uint64_t credentials_refused;
+        uint64_t credentials_failed; /* served, but the reader went away or was too slow */
+        uint64_t credentials_waited; /* requests that waited for their key's first copy */
+        uint64_t bus_denied_read;    /* GetKey/GetKeyVersions from a caller that is no reader */
+        uint64_t bus_denied_manage;  /* Register/Unregister/Sync that polkit did not allow */
+        /* under Agent.lock: */
+        uint64_t fetch_failures;       /* fetches of a key that the server failed or refused */
+        uint64_t sync_failures;        /* exchanges with the servers that failed */
+        uint64_t cache_write_failures; /* cache files that could not be written */
+} AgentCounters;
 
 typedef struct Agent {
         AgentConfig config;
@@ -87,6 +110,10 @@ typedef struct Agent {
         char *credential_path;                      /* the credential socket, when the agent made it */
         struct CredentialReply *credential_replies; /* being written, doubly linked */
         struct CredentialCopy *credential_copies;   /* what they write, shared (agent-credential.c) */
+        struct CredentialReply *credential_waits;   /* waiting for their key's first copy */
+        size_t n_credential_waits;
+        AgentMetrics *metrics; /* --metrics-file */
+        AgentCounters counters;
         AgentSync *sync;
 
         pthread_mutex_t lock; /* guards what follows */
@@ -101,10 +128,13 @@ typedef struct Agent {
         uint64_t sync_done;
         int sync_error; /* of the last one: 0 or a negative errno */
         bool connected;
+        bool credential_waiting; /* credential requests wait for keys: retry fetches soon */
         uint64_t last_sync_usec; /* CLOCK_REALTIME of the last successful exchange */
         uint64_t last_sync_posted_usec;
         char *current_server;
         char *last_error; /* why the last exchange with the servers failed; NULL after a success */
+        ServerState *server_states;
+        size_t n_server_states;
         uint64_t last_error_logged_usec; /* CLOCK_MONOTONIC */
         char *last_error_logged;         /* the failure last logged at warning level */
         char *last_error_posted;         /* main thread: LastError as last announced */
