@@ -738,7 +738,7 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         if (!rep)
                 return 0;
         rep->fd = agent_accept(fd, "credential");
-        r = rep->fd < 0 ? -errno : serve(a, rep);
+        r = rep->fd < 0 ? rep->fd : serve(a, rep);
         if (r < 0) {
                 reply_free(rep);
                 copy_trim(a);
