@@ -1352,7 +1352,8 @@ static bool peer_may_read(Peer *p, const AgentKey *k) {
  * is NULL: a key no longer, or not yet, registered). */
 static void send_key_changed(AgentBus *b, const char *id, const char *hash, const AgentKey *k) {
         const char *self = NULL;
-        int r;
+        size_t n_failed = 0;
+        int failed = 0, r;
 
         (void) sd_bus_get_unique_name(b->bus, &self);
         for (size_t i = 0; i < b->n_peers;) {
@@ -1388,13 +1389,18 @@ static void send_key_changed(AgentBus *b, const char *id, const char *hash, cons
                         r = sd_bus_message_append(m, "ss", id, hash);
                 if (r >= 0)
                         r = sd_bus_send(b->bus, m, NULL);
-                if (r < 0)
-                        log_warning_errno(
-                                r,
-                                "Failed to send KeyChanged for '%s' to %s, ignoring: %m",
-                                LOG_NAME(id),
-                                p->c.sender);
+                if (r < 0) {
+                        failed = r;
+                        n_failed++;
+                }
         }
+        /* One line per change, however many peers it missed. */
+        if (n_failed > 0)
+                log_warning_errno(
+                        failed,
+                        "Failed to send KeyChanged for '%s' to %zu bus peers, ignoring: %m",
+                        LOG_NAME(id),
+                        n_failed);
 }
 
 /* ---- from the main loop --------------------------------------------------------------- */
