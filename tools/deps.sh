@@ -12,7 +12,7 @@ KW_TEST_PACKAGES=(
         libcmocka-dev clang libclang-rt-14-dev clang-format
         libpam-wrapper libpamtest0-dev libnss-wrapper
         softhsm2 systemd-container postgresql debhelper rpm
-        zsh fish
+        zsh fish libglib2.0-bin
 )
 
 kw_install_packages() {
