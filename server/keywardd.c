@@ -696,7 +696,7 @@ finish:
 static void help(void) {
         printf("keywardd " PACKAGE_VERSION ": the keyward server, speaking Knox's v0 REST API.\n\n"
                "Usage:\n"
-               "  keywardd init  --db DB --master-key MK\n"
+               "  keywardd init  --db DB --master-key MK [--owner USER]\n"
                "  keywardd serve --listen ADDR:PORT --tls-cert F --tls-key F --client-ca F --db DB --master-key MK\n"
                "                 [--audit-log PATH|-|journal] [--default-acl TYPE:ID:ACCESS]... [OPTIONS]\n"
                "  keywardd token --db DB --master-key MK --user NAME [--group G]... [--ttl 1h]\n"
