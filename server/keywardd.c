@@ -187,7 +187,11 @@ static int parse_login_ttl(const ConfigItem *item, const char *value, void *data
 
 static int require(const char *value, const char *flag) {
         if (isempty(value))
-                return log_error_errno(EINVAL, "--%s is required.", flag);
+                return log_error_errno(
+                        EINVAL,
+                        "--%s is required (or %s = in the [server] section of --config FILE).",
+                        flag,
+                        flag);
         return 0;
 }
 
