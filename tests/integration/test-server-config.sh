@@ -45,7 +45,7 @@ check "the message names the file" grep -qF "Failed to open config file '$T/no-s
 printf '[server]\ndb = %s\nmaster-key = %s\n' "$T/keyward.db" "$T/master.key" >"$T/no-tls.conf"
 "$KEYWARDD" serve --config "$T/no-tls.conf" 2>"$T/no-tls.log"
 is "a config file without tls-cert: exit 2" "$?" 2
-check "the message names the setting as a key of the file too" grep -qF \
+check "the message names the setting as a key of the file too" grep -qF -- \
         "--tls-cert is required (or tls-cert = in the [server] section of --config FILE)." "$T/no-tls.log"
 
 # The unit's fallback when /etc/keyward/master.key is missing.
