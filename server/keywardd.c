@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* keywardd: the central server. Verbs: init, serve, token. */
 
+#include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <libgen.h>
 #include <openssl/sha.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -33,6 +38,24 @@
 
 #define SERVER_ITEM(name, parser, field, metavar, help) \
         { "server", name, parser, offsetof(ServerConfig, field), help, metavar }
+#define SERVER_ITEM_EXPECT(name, parser, field, metavar, help, expect) \
+        { "server", name, parser, offsetof(ServerConfig, field), help, metavar, expect }
+
+/* The user the packaged unit runs keywardd as: `keywardd init` run as root hands it the store. */
+#define KEYWARDD_USER "keywardd"
+
+#define DEFAULT_ACL_EXPECT \
+        "TYPE:ID:ACCESS, TYPE one of User, UserGroup, Machine, MachinePrefix, Service, ServicePrefix, ACCESS one of Read, Write, Admin (e.g. UserGroup:security-team:Admin)"
+#define LOG_LEVEL_EXPECT "one of debug, info, notice, warning, err"
+#define EXEMPT_EXPECT "an IPv4 or IPv6 address, or ADDRESS/PREFIX such as 10.0.0.0/8"
+#define LOGIN_TTL_EXPECT "a duration between 1s and 366d, e.g. 8h"
+
+/* Settings that are checked as they are read, so that a bad one in a config file is reported
+ * with its file and line (config.c adds them, and the item's expect text). */
+static int parse_default_acl(const ConfigItem *item, const char *value, void *data);
+static int parse_log_level(const ConfigItem *item, const char *value, void *data);
+static int parse_exempt(const ConfigItem *item, const char *value, void *data);
+static int parse_login_ttl(const ConfigItem *item, const char *value, void *data);
 
 /* clang-format off */
 static const ConfigItem server_items[] = {
@@ -42,16 +65,16 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("client-ca",       config_parse_string,   client_ca,         "FILE", "CA certificates that client certificates must chain to"),
         SERVER_ITEM("db",              config_parse_string,   db,                "DB", "SQLite file, or postgresql:// URI"),
         SERVER_ITEM("master-key",      config_parse_string,   master_key,        "MK", "master key: FILE, credential:NAME or pkcs11: URI"),
-        SERVER_ITEM("audit-log",       config_parse_string,   audit_log,         "PATH|-|journal", "where audit lines go (default: -)"),
-        SERVER_ITEM("default-acl",     config_parse_strv,     default_acl,       "TYPE:ID:ACCESS", "ACL entry added to every new key (repeatable)"),
+        SERVER_ITEM("audit-log",       config_parse_string,   audit_log,         "PATH|-|journal", "where audit lines go (default: journal when stderr is the journal, else -)"),
+        SERVER_ITEM_EXPECT("default-acl", parse_default_acl,  default_acl,       "TYPE:ID:ACCESS", "ACL entry added to every new key (repeatable)", DEFAULT_ACL_EXPECT),
         SERVER_ITEM("pam-service",     config_parse_string,   pam_service,       "NAME", "PAM service for password logins (default: keyward)"),
-        SERVER_ITEM("login-ttl",       config_parse_sec,      login_ttl_usec,    "TIME", "lifetime of the tokens password logins get (default: 8h)"),
+        SERVER_ITEM_EXPECT("login-ttl", parse_login_ttl,      login_ttl_usec,    "TIME", "lifetime of the tokens password logins get (default: 8h)", LOGIN_TTL_EXPECT),
         SERVER_ITEM("hostname",        config_parse_string,   hostname,          "NAME", "host name reported in responses (default: the system's)"),
-        SERVER_ITEM("log-level",       config_parse_string,   log_level,         "LEVEL", "debug, info, notice, warning, err"),
+        SERVER_ITEM_EXPECT("log-level", parse_log_level,      log_level,         "LEVEL", "debug, info, notice, warning, err", LOG_LEVEL_EXPECT),
         SERVER_ITEM("workers",         config_parse_unsigned, workers,           "N", "worker threads, each with its own event loop (default: CPUs)"),
         SERVER_ITEM("max-connections", config_parse_unsigned, max_connections,   "N", "open connections at most (default: 4096)"),
         SERVER_ITEM("max-connections-per-address", config_parse_unsigned, max_connections_per_address, "N", "open connections from one client address at most (default: 256; 0: no limit)"),
-        SERVER_ITEM("connection-limit-exempt", config_parse_strv, connection_limit_exempt, "ADDR[/PREFIX]", "address or network not held to --max-connections-per-address, e.g. a trusted load balancer (repeatable)"),
+        SERVER_ITEM_EXPECT("connection-limit-exempt", parse_exempt, connection_limit_exempt, "ADDR[/PREFIX]", "address or network not held to --max-connections-per-address, e.g. a trusted load balancer (repeatable)", EXEMPT_EXPECT),
         SERVER_ITEM("max-body-size",   config_parse_size,     max_body_size,     "SIZE", "largest request body (default: 1M)"),
         SERVER_ITEM("max-header-size", config_parse_size,     max_header_size,   "SIZE", "largest request header block (default: 256K; a watch lists its keys in the request line)"),
         SERVER_ITEM("idle-timeout",    config_parse_sec,      idle_timeout_usec, "TIME", "close connections idle or stalled this long (default: 60s)"),
@@ -118,9 +141,57 @@ int default_acl_entry_parse(const char *s, Access *ret) {
         return 0;
 }
 
+static int parse_default_acl(const ConfigItem *item, const char *value, void *data) {
+        Access a;
+        int r;
+
+        if (!isempty(value)) {
+                r = default_acl_entry_parse(value, &a);
+                if (r < 0)
+                        return r;
+                access_done(&a);
+        }
+        return config_parse_strv(item, value, data);
+}
+
+static int parse_log_level(const ConfigItem *item, const char *value, void *data) {
+        if (!isempty(value) && log_level_from_string(value) < 0)
+                return -EINVAL;
+        return config_parse_string(item, value, data);
+}
+
+static int parse_exempt(const ConfigItem *item, const char *value, void *data) {
+        AddressPrefix p;
+        int r;
+
+        if (!isempty(value)) {
+                r = address_prefix_parse(value, &p);
+                if (r < 0)
+                        return r;
+        }
+        return config_parse_strv(item, value, data);
+}
+
+static int parse_login_ttl(const ConfigItem *item, const char *value, void *data) {
+        uint64_t usec;
+        int r;
+
+        r = config_parse_sec(item, value, &usec);
+        if (r < 0)
+                return r;
+        if (usec < USEC_PER_SEC || usec > 366 * 24 * 3600 * USEC_PER_SEC)
+                return -ERANGE;
+        *(uint64_t *) data = usec;
+        return 0;
+}
+
 static int require(const char *value, const char *flag) {
         if (isempty(value))
-                return log_error_errno(EINVAL, "--%s is required.", flag);
+                return log_error_errno(
+                        EINVAL,
+                        "--%s is required (or %s = in the [server] section of --config FILE).",
+                        flag,
+                        flag);
         return 0;
 }
 
@@ -136,31 +207,257 @@ static int apply_log_level(const char *level) {
         return 0;
 }
 
+/* `keywardd init`'s settings: the server's (so that --config keywardd.conf works), and --owner. */
+typedef struct InitArgs {
+        ServerConfig c; /* first: server_items' offsets apply */
+        char *owner;
+} InitArgs;
+
+/* Hand the SQLite file (and its WAL files, when there) to the user the service runs as. */
+static int chown_store(const char *db, const struct passwd *pw) {
+        static const char *const suffixes[] = {"", "-wal", "-shm"};
+        _cleanup_free_ char *dir_buf = NULL;
+        struct stat st;
+
+        FOREACH_ARRAY(sfx, suffixes, ELEMENTSOF(suffixes)) {
+                _cleanup_free_ char *path = NULL;
+                _cleanup_close_ int fd = -EBADF;
+
+                if (asprintf(&path, "%s%s", db, *sfx) < 0)
+                        return log_oom();
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+                if (fd < 0 && errno == ENOENT && !isempty(*sfx))
+                        continue;
+                if (fd < 0)
+                        return log_error_errno(errno, "Failed to open '%s': %m", path);
+                if (fchown(fd, pw->pw_uid, pw->pw_gid) < 0)
+                        return log_error_errno(
+                                errno, "Failed to hand '%s' to user '%s': %m", path, pw->pw_name);
+        }
+        log_info("Store '%s' is owned by user '%s' now.", db, pw->pw_name);
+
+        /* SQLite makes its -wal and -shm files next to the store: the user must be able to. */
+        dir_buf = strdup(db);
+        if (!dir_buf)
+                return log_oom();
+        if (stat(dirname(dir_buf), &st) == 0 && st.st_uid != pw->pw_uid && (st.st_mode & S_IWOTH) == 0 &&
+            !(st.st_gid == pw->pw_gid && (st.st_mode & S_IWGRP)))
+                log_warning(
+                        "User '%s' cannot create files in '%s', which SQLite needs next to the store: "
+                        "chown the directory to '%s', or keep the store in /var/lib/keywardd.",
+                        pw->pw_name,
+                        dir_buf,
+                        pw->pw_name);
+        return 0;
+}
+
+static bool db_is_file(const char *db) {
+        return strncmp(db, "postgresql:", STRLEN("postgresql:")) != 0 &&
+                strncmp(db, "postgres:", STRLEN("postgres:")) != 0;
+}
+
+/* Why this process may not use the SQLite store, said as an admin needs it: which file,
+ * its owner and mode, and which user we run as. Returns -EACCES when logged, else 0. */
+static int check_store_access(const char *db) {
+        _cleanup_free_ char *dir_buf = NULL;
+        const char *what, *path;
+        struct passwd *me, *owner;
+        struct stat st;
+        char me_name[64], owner_name[64];
+
+        if (!db_is_file(db))
+                return 0;
+        dir_buf = strdup(db);
+        if (!dir_buf)
+                return log_oom();
+        if (faccessat(AT_FDCWD, dirname(dir_buf), X_OK, AT_EACCESS) < 0 && errno == EACCES) {
+                path = dir_buf;
+                what = "search the directory";
+        } else if (access(db, F_OK) < 0)
+                return 0; /* missing: the store code says so */
+        else if (faccessat(AT_FDCWD, db, R_OK | W_OK, AT_EACCESS) < 0 && errno == EACCES) {
+                path = db;
+                what = "read and write the store";
+        } else if (faccessat(AT_FDCWD, dir_buf, W_OK, AT_EACCESS) < 0 && errno == EACCES) {
+                path = dir_buf;
+                what = "create SQLite's -wal and -shm files in the directory";
+        } else
+                return 0;
+
+        if (stat(path, &st) < 0)
+                return 0;
+        me = getpwuid(geteuid());
+        (void) snprintf(me_name, sizeof(me_name), "%s", me ? me->pw_name : "?");
+        owner = getpwuid(st.st_uid);
+        (void) snprintf(owner_name, sizeof(owner_name), "%s", owner ? owner->pw_name : "?");
+        return log_error_errno(
+                EACCES,
+                "Cannot %s '%s': %m. keywardd runs as user '%s' (uid %u), and '%s' is owned by '%s' (uid %u) "
+                "with mode %04o. Run 'keywardd init' as root again (it hands the store to the keywardd user), "
+                "or chown it.",
+                what,
+                path,
+                me_name,
+                (unsigned) geteuid(),
+                path,
+                owner_name,
+                (unsigned) st.st_uid,
+                (unsigned) (st.st_mode & 07777));
+}
+
+/* Whether our stderr is the journal stream systemd gave us (as log.c checks it). */
+static bool stderr_is_journal(void) {
+        const char *e;
+        unsigned long long dev, ino;
+        struct stat st;
+
+        e = secure_getenv("JOURNAL_STREAM");
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+                return false;
+        if (fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+}
+
+/* The packaged unit loads the master key credential from this file; when it is missing,
+ * systemd hands over this marker instead (SetCredential=), which is no key's size. */
+#define UNIT_MASTER_KEY_FILE "/etc/keyward/master.key"
+#define UNIT_NO_MASTER_KEY "keywardd-no-master-key"
+
+/* Whether the credential file holds the unit's marker (or nothing). */
+static bool credential_is_placeholder(const char *path) {
+        _cleanup_close_ int fd = -EBADF;
+        char buf[STRLEN(UNIT_NO_MASTER_KEY) + 1];
+        struct stat st;
+        bool marker;
+        ssize_t n;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0)
+                return errno == ENOENT;
+        if (fstat(fd, &st) < 0)
+                return false;
+        if (st.st_size == 0)
+                return true;
+        if (st.st_size != (off_t) STRLEN(UNIT_NO_MASTER_KEY))
+                return false;
+        n = read(fd, buf, sizeof(buf));
+        marker = n == (ssize_t) STRLEN(UNIT_NO_MASTER_KEY) &&
+                memcmp(buf, UNIT_NO_MASTER_KEY, (size_t) n) == 0;
+        explicit_bzero(buf, sizeof(buf));
+        return marker;
+}
+
+/* A master key credential that systemd could not load: the file it comes from is missing.
+ * Say so, as a configuration error (-EINVAL), before the master key code reports a key of
+ * the wrong size. */
+static int check_master_key_credential(const char *spec) {
+        _cleanup_free_ char *path = NULL;
+        const char *dir;
+
+        if (strncmp(spec, "credential:", STRLEN("credential:")) != 0)
+                return 0;
+        dir = secure_getenv("CREDENTIALS_DIRECTORY");
+        if (isempty(dir))
+                return 0; /* the master key code says so */
+        if (asprintf(&path, "%s/%s", dir, spec + STRLEN("credential:")) < 0)
+                return log_oom();
+        if (!credential_is_placeholder(path))
+                return 0;
+        return log_error_errno(
+                EINVAL,
+                "The master key credential '%s' is missing: systemd found no file to load it from "
+                "(keywardd.service loads it from " UNIT_MASTER_KEY_FILE
+                "). Make the master key and the store with 'keywardd init --db DB --master-key " UNIT_MASTER_KEY_FILE
+                "' first.",
+                spec + STRLEN("credential:"));
+}
+
 static int verb_init(int argc, char **argv) {
-        _cleanup_(server_config_done) ServerConfig c = {};
         _cleanup_(store_freep) Store *store = NULL;
         _cleanup_free_ char *shown_buf = NULL;
-        const char *shown;
+        _cleanup_free_ ConfigItem *items = NULL;
+        _cleanup_free_ char *pw_buf = NULL;
+        struct passwd pw_mem, *pw = NULL;
+        InitArgs a = {};
+        size_t n = ELEMENTSOF(server_items);
+        const char *shown, *owner;
+        long bufsize;
         int r;
 
-        r = config_parse_argv(argc, argv, server_items, ELEMENTSOF(server_items), &c, NULL);
-        if (r != 0)
-                return r > 0 ? 0 : r;
-        if ((r = require(c.db, "db")) < 0 || (r = require(c.master_key, "master-key")) < 0)
-                return r;
-        shown = store_url_display(c.db, &shown_buf);
+        items = calloc(n + 1, sizeof(ConfigItem));
+        if (!items)
+                return log_oom();
+        memcpy(items, server_items, sizeof(server_items));
+        items[n] = (ConfigItem){
+                "init",
+                "owner",
+                config_parse_string,
+                offsetof(InitArgs, owner),
+                "user the SQLite store is handed to (default, as root: " KEYWARDD_USER
+                " when that user exists)",
+                "USER",
+        };
 
-        r = master_key_init(c.master_key);
+        r = config_parse_argv(argc, argv, items, n + 1, &a, NULL);
+        if (r != 0)
+                goto finish;
+        if ((r = require(a.c.db, "db")) < 0 || (r = require(a.c.master_key, "master-key")) < 0)
+                goto finish;
+        shown = store_url_display(a.c.db, &shown_buf);
+
+        /* Who the store is for: --owner, else as root the packaged unit's user when it exists
+         * (a root-owned 0600 store is one the service cannot open), else whoever runs this. */
+        owner = a.owner;
+        if (!owner && geteuid() == 0)
+                owner = KEYWARDD_USER;
+        if (owner && db_is_file(a.c.db)) {
+                bufsize = sysconf(_SC_GETPW_R_SIZE_MAX);
+                pw_buf = malloc(bufsize > 0 ? (size_t) bufsize : 16384);
+                if (!pw_buf) {
+                        r = log_oom();
+                        goto finish;
+                }
+                r = getpwnam_r(owner, &pw_mem, pw_buf, bufsize > 0 ? (size_t) bufsize : 16384, &pw);
+                if (r != 0 || !pw) {
+                        if (a.owner) {
+                                r = log_error_errno(r != 0 ? r : ESRCH, "Unknown --owner user '%s'.", owner);
+                                goto finish;
+                        }
+                        pw = NULL; /* no keywardd user: a store for root */
+                } else if (pw->pw_uid == geteuid())
+                        pw = NULL; /* ours already */
+        } else if (owner && a.owner) {
+                r = log_error_errno(EINVAL, "--owner applies to an SQLite store only, not to '%s'.", shown);
+                goto finish;
+        }
+
+        r = master_key_init(a.c.master_key);
         if (r < 0)
-                return r;
-        r = store_open(c.db, &store);
-        if (r < 0)
-                return log_error_errno(r, "Failed to open the store '%s': %m", shown);
+                goto finish;
+        r = store_open(a.c.db, &store);
+        if (r < 0) {
+                log_error_errno(r, "Failed to open the store '%s': %m", shown);
+                goto finish;
+        }
         r = store_init(store);
-        if (r < 0)
-                return log_error_errno(r, "Failed to create the schema in '%s': %m", shown);
+        if (r < 0) {
+                log_error_errno(r, "Failed to create the schema in '%s': %m", shown);
+                goto finish;
+        }
+        store = store_free(store);
+        if (pw) {
+                r = chown_store(a.c.db, pw);
+                if (r < 0)
+                        goto finish;
+        }
         log_info("Store '%s' is ready.", shown);
-        return 0;
+        r = 0;
+
+finish:
+        server_config_done(&a.c);
+        free(a.owner);
+        return r > 0 ? 0 : r;
 }
 
 static int verb_token(int argc, char **argv) {
@@ -254,8 +551,8 @@ static int verb_serve(int argc, char **argv) {
         int r;
 
         r = config_parse_argv(argc, argv, server_items, ELEMENTSOF(server_items), &c, NULL);
-        if (r != 0)
-                return r > 0 ? 0 : r;
+        if (r != 0) /* a missing or bad config file is a configuration error too: exit 2 */
+                return r > 0 ? 0 : r == -ENOMEM ? r : -EINVAL;
         r = apply_log_level(c.log_level);
         if (r < 0)
                 return r;
@@ -284,8 +581,6 @@ static int verb_serve(int argc, char **argv) {
                                 "Invalid --connection-limit-exempt '%s': expected an address or ADDRESS/PREFIX, e.g. 10.0.0.0/8.",
                                 *e);
         }
-        if (c.login_ttl_usec < USEC_PER_SEC || c.login_ttl_usec > 366 * 24 * 3600 * USEC_PER_SEC)
-                return log_error_errno(EINVAL, "--login-ttl must be between a second and a year.");
 
         r = secret_harden_process(false);
         if (r < 0)
@@ -320,6 +615,9 @@ static int verb_serve(int argc, char **argv) {
                 }
         }
 
+        r = check_master_key_credential(c.master_key);
+        if (r < 0)
+                goto finish;
         r = master_key_load(c.master_key, &s.cryptor);
         if (r < 0)
                 goto finish;
@@ -330,6 +628,9 @@ static int verb_serve(int argc, char **argv) {
                 _cleanup_free_ char *shown_buf = NULL;
                 uint64_t counter;
 
+                r = check_store_access(c.db);
+                if (r < 0)
+                        goto finish;
                 r = store_open_existing(c.db, &probe);
                 if (r >= 0)
                         r = store_change_counter(probe, &counter);
@@ -364,7 +665,13 @@ static int verb_serve(int argc, char **argv) {
                 goto finish;
         }
 
-        r = audit_open(c.audit_log ?: "-", "keywardd", PACKAGE_VERSION, s.hostname, &s.audit);
+        /* Under systemd the journal is the default audit sink; audit-log= in the config says
+         * otherwise (the unit passes no --audit-log, so the file has the last word). */
+        if (!c.audit_log && !(c.audit_log = strdup(stderr_is_journal() ? "journal" : "-"))) {
+                r = log_oom();
+                goto finish;
+        }
+        r = audit_open(c.audit_log, "keywardd", PACKAGE_VERSION, s.hostname, &s.audit);
         if (r < 0) {
                 log_error_errno(r, "Failed to open the audit log '%s': %m", strna(c.audit_log));
                 goto finish;
@@ -393,7 +700,7 @@ finish:
 static void help(void) {
         printf("keywardd " PACKAGE_VERSION ": the keyward server, speaking Knox's v0 REST API.\n\n"
                "Usage:\n"
-               "  keywardd init  --db DB --master-key MK\n"
+               "  keywardd init  --db DB --master-key MK [--owner USER]\n"
                "  keywardd serve --listen ADDR:PORT --tls-cert F --tls-key F --client-ca F --db DB --master-key MK\n"
                "                 [--audit-log PATH|-|journal] [--default-acl TYPE:ID:ACCESS]... [OPTIONS]\n"
                "  keywardd token --db DB --master-key MK --user NAME [--group G]... [--ttl 1h]\n"

@@ -11,7 +11,7 @@ KW_RUN_PACKAGES=(openssl curl dbus sqlite3 python3)
 KW_TEST_PACKAGES=(
         libcmocka-dev clang libclang-rt-14-dev clang-format
         libpam-wrapper libpamtest0-dev libnss-wrapper
-        softhsm2 systemd-container postgresql debhelper rpm
+        softhsm2 systemd-container postgresql debhelper rpm pamtester
         zsh fish libglib2.0-bin
 )
 

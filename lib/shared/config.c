@@ -126,6 +126,13 @@ static bool config_has_section(const ConfigItem *items, size_t n_items, const ch
         return false;
 }
 
+/* What a valid value of the item looks like, for error messages. */
+static const char *item_expect(const ConfigItem *item) {
+        if (item->expect)
+                return item->expect;
+        return item->metavar ?: "yes or no";
+}
+
 static int config_apply(const ConfigItem *item, void *userdata, const char *value) {
         return item->parse(item, value, (uint8_t *) userdata + item->offset);
 }
@@ -275,12 +282,13 @@ static int config_handler(void *user, const char *section, const char *name, con
                         ctx,
                         log_error_errno(
                                 r,
-                                "%s:%u: Invalid value for '%s' in section [%s]: '%s': %m",
+                                "%s:%u: Invalid value for '%s' in section [%s]: '%s': %m. Expected %s.",
                                 ctx->name,
                                 ctx->line,
                                 name,
                                 section,
-                                value));
+                                value,
+                                item_expect(item)));
         return 1;
 }
 
@@ -485,7 +493,12 @@ int config_parse_argv(
                 if (r == -ENOMEM)
                         return log_oom();
                 if (r < 0) {
-                        log_error_errno(r, "Invalid value for --%s: '%s': %m", item->name, strempty(optarg));
+                        log_error_errno(
+                                r,
+                                "Invalid value for --%s: '%s': %m. Expected %s.",
+                                item->name,
+                                strempty(optarg),
+                                item_expect(item));
                         return -EINVAL;
                 }
         }

@@ -27,6 +27,7 @@ struct ConfigItem {
         const char *help;
         const char *metavar; /* for --help; NULL for a flag without value (booleans): --name means
                               * "yes", --name=VALUE still works */
+        const char *expect;  /* what a valid value is, for error messages; NULL: the metavar */
 };
 
 /* Parsers for the usual field types. An empty value resets a string to NULL and empties a

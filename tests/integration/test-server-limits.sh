@@ -421,6 +421,6 @@ kwd_stop
         --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key" \
         --connection-limit-exempt 10.0.0.1/8 2>"$T/bad-exempt.log"
 is "a network with bits set past its prefix is refused at start (exit 2)" "$?" 2
-check "with a message that names it" grep -q "Invalid --connection-limit-exempt '10.0.0.1/8'" "$T/bad-exempt.log"
+check "with a message that names it" grep -q "Invalid value for --connection-limit-exempt: '10.0.0.1/8'" "$T/bad-exempt.log"
 
 done_testing

@@ -291,6 +291,15 @@ static void test_load_errors(_unused_ void **state) {
         load_fails("[server]\n\nbody-max = 99999999999G\n", -ERANGE, ":3: Invalid value for 'body-max'");
         load_fails("[agent]\nverbose = maybe\n", -EINVAL, ":2: Invalid value for 'verbose'");
         load_fails("[server]\ntimeout = 5 minutes\n", -EINVAL, ":2: Invalid value for 'timeout'");
+        /* A bad value says what a good one is: the metavar, or "yes or no" for a flag. */
+        load_fails(
+                "[server]\nworkers = many\n",
+                -EINVAL,
+                ":2: Invalid value for 'workers' in section [server]: 'many': Invalid argument. Expected N.");
+        load_fails(
+                "[agent]\nverbose = maybe\n",
+                -EINVAL,
+                ":2: Invalid value for 'verbose' in section [agent]: 'maybe': Invalid argument. Expected yes or no.");
         load_fails("[server]\nthis is not ini\n", -EINVAL, ":2: Syntax error.");
         load_fails("[server\nworkers = 1\n", -EINVAL, ":1: Syntax error.");
         /* No multi-line values: an indented line is a line of its own. */
@@ -539,6 +548,10 @@ static void test_argv_errors(_unused_ void **state) {
         argv_fails(ARGV("--workers=x"), -EINVAL, "Invalid value for --workers: 'x'");
         argv_fails(ARGV("--tls=maybe"), -EINVAL, "Invalid value for --tls: 'maybe'");
         argv_fails(ARGV("--verbose="), -EINVAL, "Invalid value for --verbose: ''");
+        argv_fails(
+                ARGV("--workers=x"),
+                -EINVAL,
+                "Invalid value for --workers: 'x': Invalid argument. Expected N.");
         argv_fails(
                 ARGV("--config", "/nonexistent/k.conf"),
                 -ENOENT,
