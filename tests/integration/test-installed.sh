@@ -20,6 +20,9 @@ command -v pamtester >/dev/null || skip_all "pamtester is not installed (apt-get
 command -v pam-auth-update >/dev/null || skip_all "pam-auth-update is not installed"
 [ -x "$TEST_PKI" ] || skip_all "test-pki is not built"
 
+# tools/check runs this once, on the packages of its plain run: they are the same packages
+# whatever build the rest of the suite was made by.
+[ "${KW_SKIP_INSTALLED:-0}" = 1 ] && skip_all "KW_SKIP_INSTALLED is set"
 DEBS=${KEYWARD_DEBS:-}
 if [ -z "$DEBS" ]; then
         [ -d "$KEYWARD_TOP_SRCDIR/.git" ] || [ -f "$KEYWARD_TOP_SRCDIR/.git" ] ||
@@ -41,7 +44,7 @@ cp -r "$T/pki" "$S/pki"
 chmod -R go-rwx "$S/pki"
 chmod 0755 "$T" "$S" "$S/out" "$S/units"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-SCALE=${KEYWARD_TEST_TIMEOUT_SCALE:-1}
+SCALE=$KW_TEST_TIMEOUT_FACTOR # lib.sh: the one factor every deadline is scaled by
 
 # The driver runs inside the container as a unit. It does what an admin does, and reports one
 # line per finding: "ok - WHAT" or "not ok - WHAT", with "# ..." diagnostics.
