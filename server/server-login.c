@@ -669,6 +669,7 @@ Login *login_free(Login *l) {
 int login_submit(Login *l, LoginJob *j) {
         char user[LOG_NAME_SIZE], source[LOG_NAME_SIZE];
         uint64_t now = now_usec_monotonic(), wait = 0;
+        bool slowed = false;
         int r;
 
         assert_return(l && j && j->user && j->password && j->done, -EINVAL);
@@ -676,8 +677,10 @@ int login_submit(Login *l, LoginJob *j) {
         pthread_mutex_lock(&l->lock);
         r = l->stopping ? -EBUSY : login_queue_add(l->queue, j, now);
         if (r >= 0 && j->delayed) {
-                /* Named now: once the lock is let go, the job is the threads'. */
-                wait = j->not_before_usec - now;
+                /* Named now: once the lock is let go, the job is the threads'. A clean
+                 * source's login may have taken a place already due. */
+                wait = j->not_before_usec > now ? j->not_before_usec - now : 0;
+                slowed = true;
                 (void) log_name_escape(j->user, user);
                 (void) log_name_escape(j->source, source);
         }
@@ -685,7 +688,7 @@ int login_submit(Login *l, LoginJob *j) {
                 pthread_cond_broadcast(&l->wake);
         pthread_mutex_unlock(&l->lock);
 
-        if (wait > 0)
+        if (slowed)
                 log_notice(
                         "Login as '%s' from %s slowed down by %" PRIu64
                         " s: too many failed logins for '%s'.",
