@@ -395,6 +395,19 @@ static size_t queue_count_user(LoginQueue *q, const char *user) {
         return n;
 }
 
+/* Whether a waiting job's source, and its machine, still have nothing counted but the job
+ * itself: a source that came clean and then sent more, or whose machine did, is clean no
+ * longer. */
+static bool job_still_clean(LoginQueue *q, const LoginJob *c, uint64_t now_usec) {
+        _cleanup_(login_keys_done) LoginKeys k = {};
+
+        if (!c->clean || login_keys_init(&k, c) < 0)
+                return false;
+        return login_throttle_count(q->throttle, k.source, now_usec) <= 1 &&
+                login_throttle_count(q->throttle, k.pair, now_usec) <= 1 &&
+                (!k.machine || login_throttle_count(q->throttle, k.machine, now_usec) <= 1);
+}
+
 int login_queue_add(LoginQueue *q, LoginJob *j, uint64_t now_usec) {
         _cleanup_(login_keys_done) LoginKeys k = {};
         uint64_t delay;
@@ -460,8 +473,9 @@ int login_queue_add(LoginQueue *q, LoginJob *j, uint64_t now_usec) {
                         LoginJob *first = NULL;
 
                         for (LoginJob *c = q->head; c; c = c->next)
-                                if (c->delayed && !c->clean && streq(c->user, j->user) &&
-                                    (!first || c->not_before_usec < first->not_before_usec))
+                                if (c->delayed && c != j && streq(c->user, j->user) &&
+                                    (!first || c->not_before_usec < first->not_before_usec) &&
+                                    !job_still_clean(q, c, now_usec))
                                         first = c;
                         if (first) {
                                 j->not_before_usec = first->not_before_usec;

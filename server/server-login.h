@@ -15,9 +15,9 @@
  * LOGIN_USER_DELAY_MAX_USEC, growing with the count), waiting on no thread; however many
  * sources a burst comes from, it reaches PAM no faster than that. A login from a source with
  * nothing counted against it (nor, for one a machine passes on, against the machine) takes
- * the place of the first waiting login from a source with
- * something counted, which moves to the end of the row: the person with the right password
- * from a clean address waits one interval, not behind a flood. A success clears the user's
+ * the place of the first waiting login whose source or machine has more counted than that
+ * login alone, which moves to the end of the row: the person with the right password from a
+ * clean address waits about one interval, not behind a flood. A success clears the user's
  * counts; the source keeps its own.
  *
  * A source is the client's address, an IPv6 address standing for its /64, or, for a login a

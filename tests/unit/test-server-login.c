@@ -323,22 +323,23 @@ static void test_clean_source_first(void **state) {
         assert_non_null(q);
         fail_user(q, "dave", 1, t0);
         /* Three sources queue guesses for dave until the user's cap, then -EBUSY. Their slots
-         * are 1, 3, 7, 15, 23, ... s from now; the first guess of each source came from a
-         * clean source. */
+         * are 1, 3, 7, 15, 23, ... s from now. */
         for (unsigned i = 0; i < 12; i++) {
                 snprintf(source, sizeof(source), "10.6.0.%u", i % 3);
                 r = add(q, "dave", source, NULL, t0);
                 assert_int_equal(r, i < LOGIN_DELAYED_PER_USER ? 0 : -EBUSY);
         }
         assert_int_equal(login_queue_delayed(q), LOGIN_DELAYED_PER_USER);
-        /* The person, from a clean address: in line anyway, behind the three clean guesses
-         * and ahead of the five others (else due at 63 s). */
+        /* A guess from an address used once: clean, taken in past the user's cap, and ahead
+         * of the sources that sent more (each of whose first guesses came clean). */
+        assert_int_equal(add(q, "dave", "10.6.0.50", NULL, t0), 0);
+        /* The person, from a clean address: in line anyway, second, not behind the row (else
+         * due at 63 s). */
         v = job_new("dave", RIGHT_SOURCE, NULL);
         assert_int_equal(login_queue_add(q, v, t0 + S), 0);
         assert_true(v->clean);
-        assert_int_equal(v->not_before_usec, t0 + 15 * S);
-        assert_int_equal(add(q, "dave", "10.6.0.9", NULL, t0 + S), 0); /* clean: taken in too */
-        for (t = t0 + S; t <= t0 + 15 * S && right == 0; t += S / 10)
+        assert_int_equal(v->not_before_usec, t0 + 3 * S);
+        for (t = t0 + S; t <= t0 + 3 * S && right == 0; t += S / 10)
                 (void) run_due(q, t, &right);
         assert_int_equal(right, 1);
         login_queue_free(q);
