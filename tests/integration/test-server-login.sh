@@ -221,6 +221,24 @@ kwd_stop
 
 : >"$T/keywardd.log"
 kwd_start
+# An IPv6 address counts as its /64: five wrong guesses for dave relayed from one address of
+# 2001:db8:1:2::/64 lock dave out of the whole /64, the rest of the Internet aside.
+pids=()
+for i in 1 2 3 4 5; do
+        REQ_BODY=$T/body.v$i req machine "" POST /v0/auth/login/ -d user=dave -d "password=v6guess$i" \
+                --data-urlencode "rhost=2001:db8:1:2::$i" >"$T/v6.$i" &
+        pids+=($!)
+done
+wait "${pids[@]}"
+is "five wrong guesses for dave from 2001:db8:1:2::1 to ::5" \
+        "$(grep -l 'Invalid user name or password' "$T"/v6.? | wc -l)" 5
+r=$(req machine "" POST /v0/auth/login/ -d user=dave -d password=dungeons --data-urlencode "rhost=2001:db8:1:2:ffff::9")
+expect "then dave from another address of that /64 is refused" "$r" 401 5 "Too many failed logins, try again later"
+like "counted as the /64" "$(cat "$T/keywardd.log")" \
+        "Login as 'dave' from host1.example.com/2001:db8:1:2::/64 refused: too many failed logins"
+r=$(req machine "" POST /v0/auth/login/ -d user=dave -d password=dungeons --data-urlencode "rhost=2001:db8:1:3::1")
+expect "and from the next /64 he logs in" "$r" 200 0 ""
+
 # frank fails eight times from 127.0.0.8 and .9: his logins are slowed down, 8 s apart.
 pids=()
 for i in 1 2 3 4 5 6 7 8; do
