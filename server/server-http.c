@@ -1002,29 +1002,40 @@ static bool rhost_valid(const char *s, size_t n) {
 /* Who a login is from. A machine's agent, proving itself with its certificate, passes on
  * the address the person logged in to it from (form field rhost, empty for a local login):
  * the login is then counted as "<machine>/<rhost>", so that one host's users do not share
- * one throttle, and PAM sees that address. Anyone else is their own address. */
-static int login_source(const Exchange *x, char **ret_source, char **ret_rhost) {
+ * one throttle, and PAM sees that address. Anyone else is their own address. An IPv6
+ * address counts as its /64, and login_submit() bounds the rhosts one machine may name. */
+static int login_source(const Exchange *x, LoginJob *j) {
         const FormField *f = form_get(&x->form, "rhost");
         const PeerCert *peer = x->conn ? x->conn->peer : NULL;
         char *const *names = peer && peer_cert_verified(peer) ? peer_cert_dns_names(peer) : NULL;
+        _cleanup_free_ char *host = NULL, *counted = NULL;
+        int r;
 
         if (f && names && names[0] && rhost_valid(f->value, f->value_len)) {
-                if (asprintf(ret_source, "%s/%.*s", names[0], (int) f->value_len, f->value) < 0)
+                r = login_source_address(f->value, f->value_len, &counted);
+                if (r < 0)
+                        return r;
+                if (asprintf(&j->source, "%s/%s", names[0], counted) < 0) {
+                        j->source = NULL;
                         return -ENOMEM;
-                *ret_rhost = f->value_len > 0 ? strndup(f->value, f->value_len) : NULL;
-                if (f->value_len > 0 && !*ret_rhost) {
-                        free(*ret_source);
+                }
+                j->machine = strdup(names[0]);
+                if (!j->machine)
                         return -ENOMEM;
+                if (f->value_len > 0) {
+                        j->rhost = strndup(f->value, f->value_len);
+                        if (!j->rhost)
+                                return -ENOMEM;
                 }
                 return 0;
         }
-        *ret_source = remote_host(x->remote_addr);
-        *ret_rhost = *ret_source ? strdup(*ret_source) : NULL;
-        if (!*ret_source || !*ret_rhost) {
-                free(*ret_source);
-                free(*ret_rhost);
+        host = remote_host(x->remote_addr);
+        if (!host)
                 return -ENOMEM;
-        }
+        r = login_source_address(host, strlen(host), &j->source);
+        if (r < 0)
+                return r;
+        j->rhost = TAKE_PTR(host);
         return 0;
 }
 
@@ -1056,7 +1067,7 @@ static void login_start(Exchange *x) {
         }
         j->user = strndup(user->value, user->value_len);
         j->password = secret_new_copy(password->value, password->value_len);
-        r = login_source(x, &j->source, &j->rhost);
+        r = login_source(x, j);
         /* The form keeps the user for the audit line; the password lives on in the job only. */
         explicit_bzero((char *) password->value, password->value_len);
         if (!j->user || !j->password || r < 0) {

@@ -7,12 +7,23 @@
  * callback, which must only hand it on (to the worker's inbox) and return.
  *
  * Failed logins are counted per (user, source), per source and per user, and so are the
- * attempts still with PAM, so that a burst of parallel guesses gets no further than a row of
- * them. Past the limit for a (user, source) or for a source, logins from there are refused at
- * once, without asking PAM, until the window has passed. The user's count alone never locks
- * anyone out (anyone can fail it): past LOGIN_USER_SLOW_AFTER failures the user's logins
- * wait, 1 s, 2 s, 4 s, ... up to LOGIN_USER_DELAY_MAX_USEC, before PAM is asked, on no
- * thread. A success clears the user's counts; the source keeps its own. */
+ * attempts still waiting or with PAM. Past the limit for a (user, source) or for a source,
+ * logins from there are refused at once, without asking PAM, until the window has passed.
+ * The user's count alone never locks anyone out (anyone can fail it): once it reaches
+ * LOGIN_USER_SLOW_AFTER, the user's logins go to PAM one after another, each
+ * login_user_delay_usec() after the one before (1 s, 2 s, 4 s, ... up to
+ * LOGIN_USER_DELAY_MAX_USEC, growing with the count), waiting on no thread; however many
+ * sources a burst comes from, it reaches PAM no faster than that. A login from a source with
+ * nothing counted against it (nor, for one a machine passes on, against the machine) takes
+ * the place of the first waiting login whose source or machine has more counted than that
+ * login alone, which moves to the end of the row: the person with the right password from a
+ * clean address waits about one interval, not behind a flood. A success clears the user's
+ * counts; the source keeps its own.
+ *
+ * A source is the client's address, an IPv6 address standing for its /64, or, for a login a
+ * machine's agent passes on, "machine/rhost"; a machine may name LOGIN_RHOSTS_PER_MACHINE
+ * rhosts in a window, and the logins it passes on from any further one count as the
+ * machine's alone. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,10 +33,16 @@
 
 #define LOGIN_THREADS 4
 #define LOGIN_QUEUE_MAX 64
-/* Slowed-down logins waiting for their time. Each job in flight holds three throttle entries,
- * so queued, running and waiting jobs together, (64 + 4 + 256) * 3, can never fill the 1024
- * entries of the table with entries no one may push out. */
-#define LOGIN_DELAYED_MAX 256
+/* Slowed-down logins waiting for their time, in all. Each job in flight holds up to four
+ * throttle entries (user, source, pair, machine), so queued, running and waiting jobs
+ * together, (64 + 4 + 180) * 4, can never fill the 1024 entries of the table with entries no
+ * one may push out. One source may hold
+ * LOGIN_DELAYED_PER_SOURCE of them, and one user's logins LOGIN_DELAYED_PER_USER (logins from
+ * a clean source aside), so that one party's flood cannot take other users' places. */
+#define LOGIN_DELAYED_MAX 180
+#define LOGIN_DELAYED_PER_SOURCE 4
+#define LOGIN_DELAYED_PER_USER 8
+#define LOGIN_RHOSTS_PER_MACHINE 16
 #define LOGIN_FAILURES_PER_PAIR 5
 #define LOGIN_FAILURES_PER_SOURCE 20
 #define LOGIN_USER_SLOW_AFTER 5
@@ -43,6 +60,8 @@ struct LoginJob {
                            * client's address, or "machine/rhost" for a login a machine's
                            * agent passes on */
         char *rhost;      /* PAM_RHOST: the address the person comes from; NULL: unknown */
+        char *machine;    /* for a login a machine passes on: the machine, and source is
+                           * "machine/RHOST", RHOST the rhost as counted (an IPv6 /64) */
         /* the answer: 0, -EACCES (refused), -EKEYEXPIRED (password expired), -EUSERS (too many
          * failures), -EHOSTDOWN (PAM could not decide), -ECANCELED (the server is stopping) */
         int result;
@@ -55,6 +74,7 @@ struct LoginJob {
         LoginJob *next;
         uint64_t not_before_usec; /* CLOCK_MONOTONIC: when a slowed-down login may go to PAM */
         bool delayed;
+        bool clean; /* its source had nothing counted against it when it came */
 };
 
 LoginJob *login_job_free(LoginJob *j);
@@ -91,3 +111,22 @@ unsigned login_throttle_count(LoginThrottle *t, const char *key, uint64_t now_us
 unsigned login_throttle_failures(LoginThrottle *t, const char *key, uint64_t now_usec);
 /* How long a login waits when its user has this many failures in the window. */
 uint64_t login_user_delay_usec(unsigned failures);
+
+/* The queue and the throttle on their own, with the time passed in, for tests; the caller
+ * locks. add() takes a job in (0), refuses it for too many failures (-EUSERS: the job is
+ * still the caller's, its result and reason set) or for a full queue (-EBUSY). take() gives
+ * the first job whose time has come, or NULL with *ret_next_usec when the next one is due
+ * (0: none waits). done() counts the outcome of a job take() gave. */
+typedef struct LoginQueue LoginQueue;
+LoginQueue *login_queue_new(void);
+/* Frees the jobs still queued, without calling done. */
+LoginQueue *login_queue_free(LoginQueue *q);
+int login_queue_add(LoginQueue *q, LoginJob *j, uint64_t now_usec);
+LoginJob *login_queue_take(LoginQueue *q, uint64_t now_usec, uint64_t *ret_next_usec);
+void login_queue_done(LoginQueue *q, const LoginJob *j, LoginOutcome outcome, uint64_t now_usec);
+size_t login_queue_delayed(LoginQueue *q);
+
+/* A client's address as the throttle counts it: an IPv6 address (not IPv4-mapped) as its /64,
+ * "2001:db8:1:2::/64"; an IPv4-mapped one as the IPv4 address; anything else as it is.
+ * -EBADMSG: a NUL in it. */
+int login_source_address(const char *addr, size_t len, char **ret);

@@ -14,6 +14,7 @@ alice:wonderland:keyward
 bob:builder:other
 dave:dungeons:keyward
 erin:p&ss=w%C3%B6rd +x:keyward
+frank:fishing:keyward
 PASSDB
 # pam_matrix compares bytes: erin's password is the text above, percent signs and all.
 cat >"$T/passwd" <<'PASSWD'
@@ -214,6 +215,84 @@ for i in 1 2 3 4 5 6; do
         r=$(login dave dungeons)
         expect "password database unreadable, attempt $i: 500/1" "$r" 500 1 "Password check unavailable"
 done
+kwd_stop
+
+# ---- a flood for one user keeps neither the user nor others out -----------------------------
+
+: >"$T/keywardd.log"
+kwd_start
+# An IPv6 address counts as its /64: five wrong guesses for dave relayed from one address of
+# 2001:db8:1:2::/64 lock dave out of the whole /64, the rest of the Internet aside.
+pids=()
+for i in 1 2 3 4 5; do
+        REQ_BODY=$T/body.v$i req machine "" POST /v0/auth/login/ -d user=dave -d "password=v6guess$i" \
+                --data-urlencode "rhost=2001:db8:1:2::$i" >"$T/v6.$i" &
+        pids+=($!)
+done
+wait "${pids[@]}"
+is "five wrong guesses for dave from 2001:db8:1:2::1 to ::5" \
+        "$(grep -l 'Invalid user name or password' "$T"/v6.? | wc -l)" 5
+r=$(req machine "" POST /v0/auth/login/ -d user=dave -d password=dungeons --data-urlencode "rhost=2001:db8:1:2:ffff::9")
+expect "then dave from another address of that /64 is refused" "$r" 401 5 "Too many failed logins, try again later"
+like "counted as the /64" "$(cat "$T/keywardd.log")" \
+        "Login as 'dave' from host1.example.com/2001:db8:1:2::/64 refused: too many failed logins"
+r=$(req machine "" POST /v0/auth/login/ -d user=dave -d password=dungeons --data-urlencode "rhost=2001:db8:1:3::1")
+expect "and from the next /64 he logs in" "$r" 200 0 ""
+
+# frank fails eight times from 127.0.0.8 and .9: his logins are slowed down, 8 s apart.
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+        REQ_BODY=$T/body.f$i login frank "guess$i" --interface 127.0.0.$((8 + i % 2)) >"$T/frank.$i" &
+        pids+=($!)
+done
+wait "${pids[@]}"
+is "eight wrong guesses for frank" "$(grep -l 'Invalid user name or password' "$T"/frank.? | wc -l)" 8
+# Then 300 guesses for frank that host1's certificate relays, each naming a new rhost, held
+# open by one curl over 30 local addresses: before the per-source and per-user caps, they took
+# every place for slowed-down logins, and everyone else got 503.
+{
+        echo 'parallel'
+        echo 'parallel-max = 300'
+        for i in $(seq 300); do
+                [ "$i" -gt 1 ] && echo 'next'
+                printf 'url = "%s/v0/auth/login/"\n' "$KWD_URL"
+                printf 'cacert = "%s"\ncert = "%s"\nkey = "%s"\n' \
+                        "$T/pki/ca.pem" "$T/pki/machine.pem" "$T/pki/machine.key"
+                printf 'interface = "127.0.1.%d"\n' $((i % 30 + 1))
+                printf 'data = "user=frank&password=flood%d&rhost=10.66.%d.%d"\n' "$i" $((i / 256)) $((i % 256))
+                printf 'output = "/dev/null"\nmax-time = %d\nsilent\n' "$(scaled 120)"
+        done
+} >"$T/flood.cfg"
+curl -K "$T/flood.cfg" >/dev/null 2>&1 &
+flood=$!
+flood_in() {
+        [ "$(grep -c -e "Login as 'frank' from host1\.example\.com" -e 'Refusing a login from host1\.example\.com' \
+                "$T/keywardd.log")" -ge 300 ]
+}
+check "the flood's 300 logins are in: waiting, refused or turned away" wait_for 60 flood_in
+check "host1 may name only 16 rhosts in the window" \
+        grep -q "Machine host1.example.com passed on logins from more than 16 addresses" "$T/keywardd.log"
+# Ahead of the flood's guesses (their machine has more than one counted): about one interval.
+r=$(login frank fishing --interface 127.0.0.10 --max-time "$(scaled 30)")
+expect "frank's right password from a clean address gets in while the flood waits" "$r" 200 0 ""
+r=$(login alice wonderland --interface 127.0.0.11)
+expect "and so does alice's" "$r" 200 0 ""
+kill "$flood" 2>/dev/null
+wait "$flood" 2>/dev/null
+
+# A slowed-down login names the user escaped, on one line.
+evil=$(printf 'eve\nkeywardd: forged')
+pids=()
+for i in 1 2 3 4 5; do
+        REQ_BODY=$T/body.e$i login "$evil" "guess$i" --interface 127.0.0.12 >/dev/null &
+        pids+=($!)
+done
+wait "${pids[@]}"
+r=$(login "$evil" anything --interface 127.0.0.13)
+expect "the sixth guess for that name: refused after its wait" "$r" 401 5 "Invalid user name or password"
+check "the slowed-down notice escapes the name" \
+        grep -qF "Login as 'eve\x0akeywardd: forged' from 127.0.0.13 slowed down by 1 s" "$T/keywardd.log"
+check "and no forged line" bash -c "! grep -q '^keywardd: forged' '$T/keywardd.log'"
 kwd_stop
 
 done_testing
