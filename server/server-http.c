@@ -1089,9 +1089,11 @@ static void login_start(Exchange *x) {
                 *x = p->x;
                 free(p);
                 log_warning(
-                        "Refusing a login from %s: %d logins are waiting already.",
-                        j->source,
-                        LOGIN_QUEUE_MAX);
+                        "Refusing a login as '%s' from %s: %s.",
+                        LOG_NAME(j->user),
+                        LOG_NAME(j->source),
+                        r == -EBUSY ? "its place in the queue is taken (by its source, its user, or all)" :
+                                      strerror(-r));
                 reply_error(
                         x,
                         KNOX_INTERNAL_SERVER_ERROR,
