@@ -266,7 +266,7 @@ is "eight wrong guesses for frank" "$(grep -l 'Invalid user name or password' "$
 curl -K "$T/flood.cfg" >/dev/null 2>&1 &
 flood=$!
 flood_in() {
-        [ "$(grep -c -e "Login as 'frank' from host1\.example\.com" -e 'Refusing a login from host1\.example\.com' \
+        [ "$(grep -c -e "Login as 'frank' from host1\.example\.com" -e "Refusing a login as 'frank' from host1\.example\.com" \
                 "$T/keywardd.log")" -ge 300 ]
 }
 check "the flood's 300 logins are in: waiting, refused or turned away" wait_for 60 flood_in
