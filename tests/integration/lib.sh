@@ -278,7 +278,7 @@ kwd_start() {
         KWD_PID=$!
         for _ in $(seq 100); do
                 [ -s "$T/ready" ] && break
-                kill -0 "$KWD_PID" 2>/dev/null || { cat "$T/keywardd.log" >&2; bail "keywardd exited"; }
+                kill -0 "$KWD_PID" 2>/dev/null || { tail -n 30 "$T/keywardd.log" | sed 's/^/# /'; bail "keywardd exited"; }
                 sleep 0.05
         done
         [ -s "$T/ready" ] || bail "keywardd did not become ready"
