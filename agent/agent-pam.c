@@ -397,6 +397,7 @@ static void job_login(PamJob *j) {
 static void job_revoke(PamJob *j) {
         _cleanup_(knox_client_freep) KnoxClient *c = NULL;
         AgentPam *pam = j->pam;
+        UserToken *again = NULL; /* the server answered an error for these */
         unsigned done = 0, left = 0, dropped = 0;
         uint64_t backoff = 0;
         int r;
@@ -421,20 +422,32 @@ static void job_revoke(PamJob *j) {
                 pam->n_unrevoked = 0;
                 pthread_mutex_unlock(&pam->lock);
 
+                /* A server that answers with an error for one token may revoke the next: only
+                 * a server away stops the pass. */
                 while (list) {
                         _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
                         UserToken *t = list;
+                        int k;
 
-                        r = revoke_one(c, t->token, &err);
-                        if (r < 0)
+                        k = revoke_one(c, t->token, &err);
+                        if (k < 0 && k != -EIO) {
+                                r = k;
                                 break;
+                        }
                         list = t->next;
+                        if (k < 0) {
+                                r = k;
+                                t->next = again;
+                                again = t;
+                                continue;
+                        }
                         user_token_free(t);
                         done++;
                 }
-                if (list) {
+                if (list || again) {
                         pthread_mutex_lock(&pam->lock);
                         dropped += unrevoked_add_locked(pam, list);
+                        dropped += unrevoked_add_locked(pam, TAKE_PTR(again));
                         pthread_mutex_unlock(&pam->lock);
                 }
         }
