@@ -254,6 +254,22 @@ static void revoke_later(AgentPam *pam, UserToken *list) {
         revoker_kick(pam);
 }
 
+/* Main thread: while tokens wait for their revocation, the sweep looks every second whether
+ * it is time to try again. */
+static void sweep_soon(AgentPam *pam) {
+        uint64_t at, now = now_usec(CLOCK_MONOTONIC);
+        bool pending;
+
+        if (!pam->sweep_source)
+                return;
+        pthread_mutex_lock(&pam->lock);
+        pending = pam->unrevoked || pam->revoking;
+        pthread_mutex_unlock(&pam->lock);
+        if (pending &&
+            (sd_event_source_get_time(pam->sweep_source, &at) < 0 || at > now + PAM_REVOKE_RETRY_MIN_USEC))
+                (void) sd_event_source_set_time(pam->sweep_source, now + PAM_REVOKE_RETRY_MIN_USEC);
+}
+
 /* Revoke token on the server through c (whose authorization it changes). 0 when it is
  * revoked or was dead already. */
 static int revoke_one(KnoxClient *c, const Secret *token, KnoxError *err) {
@@ -659,6 +675,7 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
         }
         pthread_mutex_unlock(&pam->lock);
         revoke_later(pam, revoke);
+        sweep_soon(pam);
         if (r == -EPERM)
                 (void) REPLY(fd, "ERROR", "The session is not the user who logged in");
         else if (r == -ENOKEY)
@@ -697,6 +714,7 @@ static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n
         /* Revoked on the server too; it expires on its own if that fails. */
         t->next = NULL;
         revoke_later(pam, t);
+        sweep_soon(pam);
         (void) REPLY(fd, "OK");
 }
 
@@ -1020,12 +1038,14 @@ int agent_user_token(Agent *a, uid_t uid, const char *session, Secret **ret_toke
         if (!best) {
                 pthread_mutex_unlock(&pam->lock);
                 revoke_later(pam, revoke);
+                sweep_soon(pam);
                 return -ENOKEY;
         }
         token = secret_new_copy(best->token->data, best->token->size);
         user = strdup(best->user);
         pthread_mutex_unlock(&pam->lock);
         revoke_later(pam, revoke);
+        sweep_soon(pam);
         if (!token || !user) {
                 secret_free(token);
                 free(user);

@@ -19,7 +19,8 @@ MY_UID=$(id -u)
 # $T/release exists (at most two minutes), then fail (PAM_SYSTEM_ERR, an outage to the agent):
 # a login flood through a slow directory.
 printf 'dora:explorer:keyward\neve:unused:keyward\n' >"$T/passdb"
-printf 'dora:x:%s:%s:Dora:/tmp:/bin/sh\n' "$MY_UID" "$(id -g)" >"$T/passwd"
+printf 'dora:x:%s:%s:Dora:/tmp:/bin/sh\nboss:x:%s:%s:Boss:/tmp:/bin/sh\n' \
+        "$MY_UID" "$(id -g)" "$((MY_UID + 4242))" "$(id -g)" >"$T/passwd"
 cat >"$T/slow-eve" <<SHEOF
 #!/bin/sh
 [ "\$PAM_USER" = eve ] || exit 0
@@ -68,10 +69,13 @@ agent_stop() {
 #     prints the answers' first fields, one a line.
 #   flood N USER PASSWORD READY: N logins at once from N addresses, each on a connection of
 #     its own, waiting for their answers; READY is made once all are sent.
+#   handles N USER PASSWORD FILE: N logins; their handles go to FILE, one a line.
+#   bind UID FILE: bind each handle in FILE to UID (with no session); prints the answers.
 pam_sock() {
         python3 - "$T/run/pam.sock" "$@" <<'PYEOF'
 import socket, sys
-path, verb, n, user, password = sys.argv[1:6]
+path, verb, n, user = sys.argv[1:5]
+password = sys.argv[5] if len(sys.argv) > 5 else ""
 def send(rhost):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         s.connect(path)
@@ -80,6 +84,21 @@ def send(rhost):
 if verb == "login":
         for _ in range(int(n)):
                 s = send("")
+                print(s.recv(8192).split(b"\0")[0].decode())
+                s.close()
+elif verb == "handles":
+        with open(sys.argv[6], "w") as f:
+                for _ in range(int(n)):
+                        s = send("")
+                        a = s.recv(8192).split(b"\0")
+                        s.close()
+                        if a[0] == b"OK":
+                                print(a[1].decode(), file=f)
+elif verb == "bind":
+        for h in open(user).read().split():
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.connect(path)
+                s.send(b"\0".join(x.encode() for x in ("BIND", h, n, "")) + b"\0")
                 print(s.recv(8192).split(b"\0")[0].decode())
                 s.close()
 else:
@@ -170,5 +189,24 @@ read -r n errors conns <<<"$(revocations)"
 diag "revocations at stop: $n requests, $errors error answers, $conns connections"
 is "a hundred revocations at stop, ten of them answered 401" "$n $errors" "100 10"
 check "over one connection, and one more after each error answer" test "$conns" -le $((1 + errors))
+
+# 4. At most 512 tokens wait for their revocation; past that the log says how many more are
+# left to expire. 520 tokens are refused a bind (to boss's uid) while keywardd is frozen.
+agent_start --connect-timeout 1s --request-timeout 2s
+check "the agent is back, with short timeouts" test -S "$T/run/pam.sock"
+pam_sock handles 520 dora explorer "$T/handles"
+is "520 sudo-style logins" "$(wc -l <"$T/handles")" 520
+kill -STOP "$KWD_PID"
+is "keywardd frozen: binding them to boss's uid is refused" \
+        "$(pam_sock bind $((MY_UID + 4242)) "$T/handles" | sort | uniq -c | awk '{ print $2 "x" $1 }')" "ERRORx520"
+check "their revocation fails, to be tried again" \
+        wait_for 30 grep -q "Could not revoke 512 user token(s) yet; trying again" "$T/agent.log"
+dropped=$(sed -n 's/.*Too many user tokens wait for their revocation (512): \([0-9]*\) more left to expire on their own\./\1/p' \
+        "$T/agent.log" | awk '{ n += $1 } END { print n + 0 }')
+is "the log says 8 more are left to expire" "$dropped" 8
+kill -CONT "$KWD_PID"
+eight_live_tokens() { [ "$(live_tokens)" = 8 ]; }
+check "keywardd thawed: the 512 are revoked, the 8 left live" wait_for 60 eight_live_tokens
+check "the agent stops" agent_stop
 
 done_testing
