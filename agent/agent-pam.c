@@ -26,6 +26,7 @@
 
 #define PAM_SOCKET_NAME "pam.sock"
 #define PAM_SWEEP_USEC (60 * USEC_PER_SEC)
+/* Logins at once. Revocations have a thread of their own besides, which logins cannot take. */
 #define PAM_THREADS_MAX 16
 #define PAM_STOP_WAIT_SEC 5
 /* At stop every token still held is revoked on the server, for at most this long in all, so
@@ -36,6 +37,12 @@
  * are kept (a new one pushes out the oldest), so idle connections cannot eat the agent's fds. */
 #define PAM_REQUEST_WITHIN_USEC (10 * USEC_PER_SEC)
 #define PAM_PENDING_MAX 32
+/* Tokens let go of whose revocation could not start or failed wait for another try, at
+ * most this many (past that they are left to expire, and the log says how many). Tries
+ * back off from the first to the second delay, doubling. */
+#define PAM_UNREVOKED_MAX 512
+#define PAM_REVOKE_RETRY_MIN_USEC (1 * USEC_PER_SEC)
+#define PAM_REVOKE_RETRY_MAX_USEC (5 * 60 * USEC_PER_SEC)
 
 typedef struct UserToken UserToken;
 struct UserToken {
@@ -73,20 +80,25 @@ struct AgentPam {
 
         pthread_mutex_t lock; /* guards what follows; the threads add tokens */
         pthread_cond_t idle;
-        unsigned n_threads;
+        unsigned n_threads; /* logins and the revocation thread */
+        unsigned n_logins;
+        bool revoking; /* the revocation thread runs */
         UserToken *tokens;
-        UserToken *unrevoked; /* let go of, but a revocation was cut short by the stop */
+        UserToken *unrevoked; /* let go of, still valid on the server: to revoke */
+        unsigned n_unrevoked;
+        uint64_t retry_usec;   /* CLOCK_MONOTONIC: no revocation starts before */
+        uint64_t backoff_usec; /* the last delay after a failure, 0 after a success */
         uint64_t seq;
 };
 
-/* A LOGIN, or the revocation of a released token, on a thread of its own. */
+/* A LOGIN, or the revocation of the tokens in AgentPam.unrevoked, on a thread of its own. */
 typedef struct PamJob {
         AgentPam *pam;
-        int fd; /* the connection to answer; -EBADF for a revocation */
+        bool revoker;
+        int fd; /* the connection to answer; -EBADF for the revocations */
         char *user;
         Secret *password;
-        char *rhost;       /* where the person logs in from, "" for a local login */
-        UserToken *revoke; /* tokens to revoke, a list */
+        char *rhost; /* where the person logs in from, "" for a local login */
         uint64_t bind_usec;
         KnoxClientConfig cc;
         char **servers;
@@ -120,7 +132,6 @@ static PamJob *pam_job_free(PamJob *j) {
         free(j->user);
         free(j->rhost);
         secret_free(j->password);
-        user_token_list_free(j->revoke);
         strv_free(j->servers);
         free(j->ca);
         free(j->cert);
@@ -158,26 +169,105 @@ static void sweep_locked(AgentPam *pam, UserToken **revoke) {
 
 static int job_start(AgentPam *pam, PamJob *j);
 
-/* Revoke the tokens of list on a thread (which owns them from then on). */
-static void revoke_later(AgentPam *pam, UserToken *list) {
+/* With pam->lock held: put the tokens of list on the list to revoke, as many as fit. Returns
+ * how many did not (they are freed). */
+static unsigned unrevoked_add_locked(AgentPam *pam, UserToken *list) {
+        unsigned dropped = 0;
+
+        while (list) {
+                UserToken *t = list;
+
+                list = t->next;
+                if (pam->n_unrevoked >= PAM_UNREVOKED_MAX) {
+                        user_token_free(t);
+                        dropped++;
+                        continue;
+                }
+                t->next = pam->unrevoked;
+                pam->unrevoked = t;
+                pam->n_unrevoked++;
+        }
+        return dropped;
+}
+
+static void log_dropped(unsigned dropped) {
+        if (dropped > 0)
+                log_warning(
+                        "Too many user tokens wait for their revocation (%u): %u more left to expire on their own.",
+                        (unsigned) PAM_UNREVOKED_MAX,
+                        dropped);
+}
+
+/* With pam->lock held: the tries failed; the next waits longer. */
+static void backoff_locked(AgentPam *pam) {
+        pam->backoff_usec = pam->backoff_usec == 0 ?
+                PAM_REVOKE_RETRY_MIN_USEC :
+                MIN(pam->backoff_usec * 2, (uint64_t) PAM_REVOKE_RETRY_MAX_USEC);
+        pam->retry_usec = now_usec(CLOCK_MONOTONIC) + pam->backoff_usec;
+}
+
+/* Start the revocation thread, unless it runs, there is nothing to revoke, the last failure
+ * asks to wait or the agent is stopping (which revokes what is left itself). */
+static void revoker_kick(AgentPam *pam) {
         PamJob *j;
-        unsigned n = 0;
+        int r;
+
+        pthread_mutex_lock(&pam->lock);
+        if (pam->revoking || !pam->unrevoked || now_usec(CLOCK_MONOTONIC) < pam->retry_usec ||
+            atomic_load(&pam->agent->cancel)) {
+                pthread_mutex_unlock(&pam->lock);
+                return;
+        }
+        pam->revoking = true;
+        pthread_mutex_unlock(&pam->lock);
+
+        j = calloc(1, sizeof(PamJob));
+        if (!j)
+                r = -ENOMEM;
+        else {
+                j->fd = -EBADF;
+                j->revoker = true;
+                r = job_start(pam, j);
+        }
+        if (r >= 0)
+                return;
+        pam_job_free(j);
+        pthread_mutex_lock(&pam->lock);
+        pam->revoking = false;
+        backoff_locked(pam);
+        pthread_mutex_unlock(&pam->lock);
+        log_warning_errno(
+                r, "Could not start the revocation of user tokens let go of; trying again later: %m");
+}
+
+/* Revoke the tokens of list (which are ours from then on) on the revocation thread; those it
+ * cannot revoke now wait for another try. Any thread. */
+static void revoke_later(AgentPam *pam, UserToken *list) {
+        unsigned dropped;
 
         if (!list)
                 return;
-        j = calloc(1, sizeof(PamJob));
-        if (j) {
-                j->fd = -EBADF;
-                j->revoke = list;
-                if (job_start(pam, j) >= 0)
-                        return;
-                j->revoke = NULL;
-                pam_job_free(j);
-        }
-        for (UserToken *t = list; t; t = t->next)
-                n++;
-        log_warning("Could not start the revocation of %u user token(s); they expire on their own.", n);
-        user_token_list_free(list);
+        pthread_mutex_lock(&pam->lock);
+        dropped = unrevoked_add_locked(pam, list);
+        pthread_mutex_unlock(&pam->lock);
+        log_dropped(dropped);
+        revoker_kick(pam);
+}
+
+/* Main thread: while tokens wait for their revocation, the sweep looks every second whether
+ * it is time to try again. */
+static void sweep_soon(AgentPam *pam) {
+        uint64_t at, now = now_usec(CLOCK_MONOTONIC);
+        bool pending;
+
+        if (!pam->sweep_source)
+                return;
+        pthread_mutex_lock(&pam->lock);
+        pending = pam->unrevoked || pam->revoking;
+        pthread_mutex_unlock(&pam->lock);
+        if (pending &&
+            (sd_event_source_get_time(pam->sweep_source, &at) < 0 || at > now + PAM_REVOKE_RETRY_MIN_USEC))
+                (void) sd_event_source_set_time(pam->sweep_source, now + PAM_REVOKE_RETRY_MIN_USEC);
 }
 
 /* Revoke token on the server through c (whose authorization it changes). 0 when it is
@@ -295,67 +385,105 @@ static void job_login(PamJob *j) {
         /* pam_keyward gave up waiting: nobody can bind this token. Take it back (unless a
          * session got it meanwhile, which it cannot have without the handle) and revoke it. */
         pthread_mutex_lock(&pam->lock);
-        for (UserToken **p = &pam->tokens; *p; p = &(*p)->next)
-                if (*p == t && !t->bound) {
-                        *p = t->next;
-                        token = TAKE_PTR(t->token);
-                        user_token_free(t);
+        for (UserToken **p = &pam->tokens;; p = &(*p)->next) {
+                if (!*p) {
+                        t = NULL;
                         break;
                 }
+                if (*p == t && !t->bound) {
+                        *p = t->next;
+                        t->next = NULL;
+                        break;
+                }
+        }
         pthread_mutex_unlock(&pam->lock);
-        if (token) {
+        if (t) {
                 log_info(
                         "PAM login of '%s': the module left before the answer; revoking the token.",
                         LOG_NAME(j->user));
-                if (revoke_one(c, token, &err) < 0)
-                        log_warning(
-                                "Could not revoke the token of '%s' (it expires on its own): %s",
-                                LOG_NAME(j->user),
-                                strempty(err.message));
+                if (revoke_one(c, t->token, &err) >= 0)
+                        user_token_free(t);
+                else
+                        revoke_later(pam, t); /* tried again later */
         }
 }
 
+/* The revocation thread: revoke what AgentPam.unrevoked holds, over one connection, until it
+ * is empty or a revocation fails; what is left then waits for the sweep's next try. */
 static void job_revoke(PamJob *j) {
         _cleanup_(knox_client_freep) KnoxClient *c = NULL;
         AgentPam *pam = j->pam;
-        unsigned failed = 0;
-        int r, last = 0;
+        UserToken *again = NULL; /* the server answered an error for these */
+        unsigned done = 0, left = 0, dropped = 0;
+        uint64_t backoff = 0;
+        int r;
 
         r = job_client(j, NULL, &c);
-        while (j->revoke) {
-                _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
-                UserToken *t = j->revoke;
+        for (;;) {
+                UserToken *list;
 
-                j->revoke = t->next;
-                t->next = NULL;
-                last = r < 0 ? r : revoke_one(c, t->token, &err);
-                if (last >= 0) {
-                        user_token_free(t);
-                        continue;
-                }
-                if (atomic_load(&pam->agent->cancel)) {
-                        /* The agent is stopping: its last pass revokes it. */
-                        pthread_mutex_lock(&pam->lock);
-                        t->next = pam->unrevoked;
-                        pam->unrevoked = t;
+                pthread_mutex_lock(&pam->lock);
+                if (r < 0 || !pam->unrevoked) {
+                        if (r < 0) {
+                                backoff_locked(pam);
+                                backoff = pam->backoff_usec;
+                                left = pam->n_unrevoked;
+                        } else
+                                pam->backoff_usec = 0;
+                        pam->revoking = false;
                         pthread_mutex_unlock(&pam->lock);
-                        continue;
+                        break;
                 }
-                failed++;
-                user_token_free(t);
+                list = TAKE_PTR(pam->unrevoked);
+                pam->n_unrevoked = 0;
+                pthread_mutex_unlock(&pam->lock);
+
+                /* A server that answers with an error for one token may revoke the next: only
+                 * a server away stops the pass. */
+                while (list) {
+                        _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+                        UserToken *t = list;
+                        int k;
+
+                        k = revoke_one(c, t->token, &err);
+                        if (k < 0 && k != -EIO) {
+                                r = k;
+                                break;
+                        }
+                        list = t->next;
+                        if (k < 0) {
+                                r = k;
+                                t->next = again;
+                                again = t;
+                                continue;
+                        }
+                        user_token_free(t);
+                        done++;
+                }
+                if (list || again) {
+                        pthread_mutex_lock(&pam->lock);
+                        dropped += unrevoked_add_locked(pam, list);
+                        dropped += unrevoked_add_locked(pam, TAKE_PTR(again));
+                        pthread_mutex_unlock(&pam->lock);
+                }
         }
-        if (failed > 0)
+        log_dropped(dropped);
+        if (done > 0)
+                log_debug("Revoked %u user token(s) let go of.", done);
+        if (left > 0 && !atomic_load(&pam->agent->cancel))
                 log_warning(
-                        "Could not revoke %u user token(s) let go of (they expire on their own): %s",
-                        failed,
-                        strerror(-last));
+                        "Could not revoke %u user token(s) yet; trying again in %" PRIu64 " s: %s",
+                        left,
+                        backoff / USEC_PER_SEC,
+                        strerror(-r));
 }
 
 static void *job_main(void *userdata) {
         _cleanup_(pam_job_freep) PamJob *j = userdata;
         AgentPam *pam = j->pam;
+        bool revoker = j->revoker;
 
-        if (j->revoke)
+        if (revoker)
                 job_revoke(j);
         else
                 job_login(j);
@@ -363,6 +491,8 @@ static void *job_main(void *userdata) {
         pam_job_free(TAKE_PTR(j));
         pthread_mutex_lock(&pam->lock);
         pam->n_threads--;
+        if (!revoker)
+                pam->n_logins--;
         pthread_cond_broadcast(&pam->idle);
         pthread_mutex_unlock(&pam->lock);
         return NULL;
@@ -399,11 +529,13 @@ static int job_start(AgentPam *pam, PamJob *j) {
         j->pam = pam;
 
         pthread_mutex_lock(&pam->lock);
-        if (pam->n_threads >= PAM_THREADS_MAX) {
+        if (!j->revoker && pam->n_logins >= PAM_THREADS_MAX) {
                 pthread_mutex_unlock(&pam->lock);
                 return -EBUSY;
         }
         pam->n_threads++;
+        if (!j->revoker)
+                pam->n_logins++;
         pthread_mutex_unlock(&pam->lock);
 
         (void) pthread_attr_init(&attr);
@@ -413,6 +545,8 @@ static int job_start(AgentPam *pam, PamJob *j) {
         if (r < 0) {
                 pthread_mutex_lock(&pam->lock);
                 pam->n_threads--;
+                if (!j->revoker)
+                        pam->n_logins--;
                 pthread_mutex_unlock(&pam->lock);
         }
         return r;
@@ -541,6 +675,7 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
         }
         pthread_mutex_unlock(&pam->lock);
         revoke_later(pam, revoke);
+        sweep_soon(pam);
         if (r == -EPERM)
                 (void) REPLY(fd, "ERROR", "The session is not the user who logged in");
         else if (r == -ENOKEY)
@@ -579,6 +714,7 @@ static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n
         /* Revoked on the server too; it expires on its own if that fails. */
         t->next = NULL;
         revoke_later(pam, t);
+        sweep_soon(pam);
         (void) REPLY(fd, "OK");
 }
 
@@ -707,12 +843,21 @@ static uint64_t sweep_interval(const Agent *a) {
 static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
         AgentPam *pam = userdata;
         UserToken *revoke = NULL;
+        uint64_t next = sweep_interval(pam->agent);
+        bool pending;
 
         pthread_mutex_lock(&pam->lock);
         sweep_locked(pam, &revoke);
         pthread_mutex_unlock(&pam->lock);
         revoke_later(pam, revoke);
-        (void) sd_event_source_set_time_relative(s, sweep_interval(pam->agent));
+        revoker_kick(pam); /* the next try of those waiting, when their time has come */
+        /* While tokens wait for their revocation, look every second whether it is time. */
+        pthread_mutex_lock(&pam->lock);
+        pending = pam->unrevoked || pam->revoking;
+        pthread_mutex_unlock(&pam->lock);
+        if (pending)
+                next = MIN(next, PAM_REVOKE_RETRY_MIN_USEC);
+        (void) sd_event_source_set_time_relative(s, next);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
 }
@@ -770,36 +915,38 @@ int agent_pam_open(Agent *a) {
         return 0;
 }
 
-/* Revoke the tokens of list (and free them) within PAM_STOP_REVOKE_USEC, each server given
- * its share of what is left: a server away cannot make the stop wait longer. */
+/* Revoke the tokens of list (and free them) within PAM_STOP_REVOKE_USEC, over one connection
+ * kept alive (keywardd closes it after an error answer, such as a 401 for a token dead
+ * already: the client connects again), each request given its servers' share of what is
+ * left: a server away cannot make the stop wait longer. */
 static void revoke_at_stop(Agent *a, UserToken *list) {
         uint64_t deadline = now_usec(CLOCK_MONOTONIC) + PAM_STOP_REVOKE_USEC;
         size_t n_servers = MAX(strv_length(a->config.servers), (size_t) 1);
+        _cleanup_(knox_client_freep) KnoxClient *c = NULL;
+        KnoxClientConfig cc = {
+                .servers = a->config.servers,
+                .ca_file = a->config.server_ca,
+                .cert_file = a->config.cert,
+                .key_file = a->config.key,
+                .user_agent = "keyward-agent/" PACKAGE_VERSION,
+                /* not a->cancel: it is set, and these must still go out */
+        };
         unsigned done = 0, left = 0;
         int last = 0;
 
+        if (list)
+                last = knox_client_new(&cc, &c);
         for (UserToken *t = list; t; t = t->next) {
                 _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
-                _cleanup_(knox_client_freep) KnoxClient *c = NULL;
                 uint64_t now = now_usec(CLOCK_MONOTONIC), share;
-                KnoxClientConfig cc;
 
-                if (now + USEC_PER_SEC / 10 >= deadline) {
+                if (!c || now + USEC_PER_SEC / 10 >= deadline) {
                         left++;
                         continue;
                 }
                 share = (deadline - now) / n_servers;
-                cc = (KnoxClientConfig){
-                        .servers = a->config.servers,
-                        .ca_file = a->config.server_ca,
-                        .cert_file = a->config.cert,
-                        .key_file = a->config.key,
-                        .connect_timeout_usec = MIN(a->config.connect_timeout_usec ?: share, share),
-                        .timeout_usec = share,
-                        .user_agent = "keyward-agent/" PACKAGE_VERSION,
-                        /* not a->cancel: it is set, and these must still go out */
-                };
-                last = knox_client_new(&cc, &c);
+                last = knox_client_set_timeouts(
+                        c, MIN(a->config.connect_timeout_usec ?: share, share), share);
                 if (last >= 0)
                         last = revoke_one(c, t->token, &err);
                 if (last >= 0)
@@ -855,6 +1002,7 @@ bool agent_pam_close(Agent *a) {
         for (UserToken **p = &list;; p = &(*p)->next)
                 if (!*p) {
                         *p = TAKE_PTR(pam->unrevoked);
+                        pam->n_unrevoked = 0;
                         break;
                 }
         pthread_mutex_unlock(&pam->lock);
@@ -890,12 +1038,14 @@ int agent_user_token(Agent *a, uid_t uid, const char *session, Secret **ret_toke
         if (!best) {
                 pthread_mutex_unlock(&pam->lock);
                 revoke_later(pam, revoke);
+                sweep_soon(pam);
                 return -ENOKEY;
         }
         token = secret_new_copy(best->token->data, best->token->size);
         user = strdup(best->user);
         pthread_mutex_unlock(&pam->lock);
         revoke_later(pam, revoke);
+        sweep_soon(pam);
         if (!token || !user) {
                 secret_free(token);
                 free(user);

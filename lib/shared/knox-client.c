@@ -328,6 +328,20 @@ int knox_client_set_authorization(KnoxClient *c, const char *authorization) {
         return 0;
 }
 
+int knox_client_set_timeouts(KnoxClient *c, uint64_t connect_timeout_usec, uint64_t timeout_usec) {
+        uint64_t connect_ms = (connect_timeout_usec ?: KNOX_CLIENT_CONNECT_TIMEOUT_USEC) / 1000;
+
+        assert_return(c, -EINVAL);
+
+        if (curl_easy_setopt(
+                    c->curl,
+                    CURLOPT_CONNECTTIMEOUT_MS,
+                    (long) MAX(MIN(connect_ms, (uint64_t) LONG_MAX), (uint64_t) 1)) != CURLE_OK)
+                return -EINVAL;
+        c->timeout_usec = timeout_usec ?: KNOX_CLIENT_TIMEOUT_USEC;
+        return 0;
+}
+
 const char *knox_client_current_server(const KnoxClient *c) {
         return c ? c->servers[c->current] : NULL;
 }

@@ -40,6 +40,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(KnoxClient *, knox_client_free);
  * copied and wiped on free, since a user token is a secret. */
 int knox_client_set_authorization(KnoxClient *c, const char *authorization);
 
+/* Change the timeouts (0: the defaults) for the requests that follow, e.g. to fit many
+ * requests over one connection into a budget. */
+int knox_client_set_timeouts(KnoxClient *c, uint64_t connect_timeout_usec, uint64_t timeout_usec);
+
 /* The base URL of the server that answered last (or the first one). */
 const char *knox_client_current_server(const KnoxClient *c);
 

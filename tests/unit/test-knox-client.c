@@ -841,6 +841,45 @@ static void test_delete(void **state) {
         assert_int_equal(err.code, KNOX_KEY_IDENTIFIER_DOES_NOT_EXIST);
 }
 
+/* knox_client_set_timeouts() changes the timeouts of a client made: against a server that
+ * accepts and never answers (a frozen keywardd), a request gives up after the new connect
+ * timeout, not the minute the client was made with. */
+static void test_set_timeouts(void **state) {
+        _cleanup_free_ char *ca = path_in_dir("ca.pem");
+        _cleanup_(knox_client_freep) KnoxClient *c = NULL;
+        _cleanup_knox_error_ KnoxError err = KNOX_ERROR_NULL;
+        _cleanup_strv_free_ char **ids = NULL;
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(sa);
+        char url[64];
+        char *servers[] = {url, NULL};
+        KnoxClientConfig config = {
+                .servers = servers,
+                .ca_file = ca,
+                .connect_timeout_usec = 60 * 1000000,
+                .timeout_usec = 60 * 1000000,
+        };
+        uint64_t t0;
+        int fd;
+
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(fd, 8), 0); /* the kernel completes the connection; nobody reads */
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
+        snprintf(url, sizeof(url), "https://127.0.0.1:%u", (unsigned) ntohs(sa.sin_port));
+
+        assert_int_equal(knox_client_new(&config, &c), 0);
+        assert_int_equal(knox_client_set_timeouts(c, 200 * 1000, 500 * 1000), 0);
+        t0 = now_usec();
+        assert_int_equal(knox_client_list_keys(c, &ids, &err), -EHOSTUNREACH);
+        assert_int_equal(err.cause, -ETIMEDOUT);
+        assert_true(now_usec() - t0 < 30 * 1000000); /* not the minute it was made with */
+        assert_null(ids);
+        assert_int_equal(knox_client_set_timeouts(NULL, 0, 0), -EINVAL);
+        close(fd);
+}
+
 static void test_new_rejects(void **state) {
         char *none[] = {NULL};
         KnoxClientConfig config = {.servers = none};
@@ -868,6 +907,7 @@ static void test_new_rejects(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_new_rejects),
+                cmocka_unit_test(test_set_timeouts),
                 cmocka_unit_test(test_create_and_get),
                 cmocka_unit_test(test_versions),
                 cmocka_unit_test(test_knox_errors),
