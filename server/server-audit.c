@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/falloc.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -49,7 +50,13 @@ struct Audit {
          * closed (or reused) fd, and concurrent lines do not wait for each other. */
         pthread_rwlock_t lock;
         int fd;
-        bool regular;                 /* fd is a regular file: one write() of any size stays whole */
+        bool regular; /* fd is a regular file: one write() of any size stays whole */
+        /* Regular files only. Lines go out one writer at a time, so that a failed write can
+         * be cut back to where its lines began without cutting another thread's. */
+        pthread_mutex_t file_lock;
+        off_t end;                    /* where our next line lands, as far as we know (a hint) */
+        off_t reserved_end;           /* fallocate() made room up to here (a hint) */
+        bool no_fallocate;            /* the file system has no fallocate(): cutting back alone */
         atomic_bool failing;          /* a write failed and was logged; log again only after a success */
         pthread_mutex_t buffers_lock; /* the list, not the buffers' contents */
         AuditBuffer *buffers;
@@ -66,6 +73,8 @@ static _Thread_local uint64_t thread_serial;
 static _Thread_local AuditBuffer *thread_buffer;
 
 #define AUDIT_ID_LEN 20
+/* Room is made in the file this much at a time (file_reserve()). */
+#define AUDIT_RESERVE_CHUNK (64 * 1024)
 #define AUDIT_JOURNAL_SOCKET "/run/systemd/journal/socket"
 
 /* The line id only has to be unique in practice (Knox uses math/rand), so a per-thread
@@ -473,10 +482,17 @@ int audit_open(
                 free(TAKE_PTR(a));
                 return -r;
         }
+        r = pthread_mutex_init(&a->file_lock, NULL);
+        if (r != 0) {
+                (void) pthread_mutex_destroy(&a->buffers_lock);
+                free(TAKE_PTR(a));
+                return -r;
+        }
 
         /* Prefer the writer, so that a reopen is not starved by a steady stream of lines. */
         if (pthread_rwlockattr_init(&attr) != 0) {
                 (void) pthread_mutex_destroy(&a->buffers_lock);
+                (void) pthread_mutex_destroy(&a->file_lock);
                 free(TAKE_PTR(a));
                 return -ENOMEM;
         }
@@ -485,6 +501,7 @@ int audit_open(
         (void) pthread_rwlockattr_destroy(&attr);
         if (r != 0) {
                 (void) pthread_mutex_destroy(&a->buffers_lock);
+                (void) pthread_mutex_destroy(&a->file_lock);
                 free(TAKE_PTR(a));
                 return -r;
         }
@@ -535,14 +552,9 @@ static int write_all(int fd, const char *p, size_t n) {
         return 0;
 }
 
-/* Whole lines in p[0..n) to fd. A regular file takes them all in one write(): O_APPEND
- * keeps each write whole against the other threads'. A pipe or socket keeps only writes of
- * up to PIPE_BUF whole, so there they go as many whole lines as fit in PIPE_BUF per write
- * (a longer line alone, as it always did). */
-static int write_lines(int fd, bool regular, const char *p, size_t n) {
-        if (regular)
-                return write_all(fd, p, n);
-
+/* A pipe, socket or terminal keeps only writes of up to PIPE_BUF whole, so there lines go
+ * as many whole ones as fit in PIPE_BUF per write (a longer line alone, as it always did). */
+static int write_lines(int fd, const char *p, size_t n) {
         while (n > 0) {
                 size_t k = 0;
                 int r;
@@ -562,6 +574,109 @@ static int write_lines(int fd, bool regular, const char *p, size_t n) {
                 n -= k;
         }
         return 0;
+}
+
+/* Make room for n more bytes at the end of the file before writing any of them, so that a
+ * full disk refuses whole lines rather than taking half of one. Room is made in chunks, so
+ * most lines need no system call for it. Called with file_lock held. */
+static int file_reserve(Audit *a, int fd, size_t n) {
+        off_t chunk = (off_t) MAX(n, (size_t) AUDIT_RESERVE_CHUNK);
+
+        if (a->no_fallocate)
+                return 0;
+        if (a->reserved_end == 0) {
+                /* A new file, or after a failure: where its end is now. */
+                struct stat st;
+
+                if (fstat(fd, &st) < 0)
+                        return negative_errno();
+                a->end = st.st_size;
+        }
+        if (a->end + (off_t) n <= a->reserved_end)
+                return 0;
+        if (fallocate(fd, FALLOC_FL_KEEP_SIZE, a->end, chunk) >= 0) {
+                a->reserved_end = a->end + chunk;
+                return 0;
+        }
+        if (errno == EOPNOTSUPP || errno == ENOSYS || errno == ENODEV) {
+                a->no_fallocate = true; /* cutting back still keeps the file whole */
+                return 0;
+        }
+        /* Not a whole chunk left: the line alone may still fit. */
+        if (fallocate(fd, FALLOC_FL_KEEP_SIZE, a->end, (off_t) n) >= 0) {
+                a->reserved_end = a->end + (off_t) n;
+                return 0;
+        }
+        return negative_errno();
+}
+
+/* After a write() that took only part of p[0..done): cut the file back to the end of the last
+ * whole line it took. Returns how many bytes of p stay in the file. */
+static size_t file_cut_back(Audit *a, int fd, const char *p, size_t done) {
+        const char *nl = done > 0 ? memrchr(p, '\n', done) : NULL;
+        size_t keep = nl ? (size_t) (nl - p) + 1 : 0;
+        off_t cut = (off_t) (done - keep);
+        struct stat st;
+
+        /* Whatever happened, the hints are stale: ask the file again next time. */
+        a->reserved_end = 0;
+        if (fstat(fd, &st) < 0) {
+                log_error_errno(negative_errno(), "Failed to cut a torn audit line from the file: %m");
+                return keep;
+        }
+        a->end = st.st_size;
+        if (cut == 0)
+                return keep;
+        if (st.st_size < cut || ftruncate(fd, st.st_size - cut) < 0) {
+                log_error_errno(
+                        st.st_size < cut ? -ESTALE : negative_errno(),
+                        "Failed to cut a torn audit line from the file: %m");
+                return keep;
+        }
+        a->end = st.st_size - cut;
+        return keep;
+}
+
+/* Whole lines p[0..n) to the end of a regular file: each line reaches the file whole or not at
+ * all. Room is made first (file_reserve()); should a write() still stop short, the file is cut
+ * back to the end of the last whole line it took and the rest fails. One writer at a time, so
+ * that the cut never takes another thread's line. With durable, the data is synced before
+ * returning (outside the lock: a sync covers every line written before it). */
+static int file_write(Audit *a, int fd, const char *p, size_t n, bool durable) {
+        size_t done = 0;
+        int r;
+
+        (void) pthread_mutex_lock(&a->file_lock);
+        r = file_reserve(a, fd, n);
+        while (r >= 0 && done < n) {
+                ssize_t k;
+
+                k = write(fd, p + done, n - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = negative_errno();
+                } else if (k == 0)
+                        r = -EIO;
+                else
+                        done += (size_t) k;
+        }
+        if (r < 0)
+                (void) file_cut_back(a, fd, p, done);
+        else
+                a->end += (off_t) n;
+        (void) pthread_mutex_unlock(&a->file_lock);
+
+        if (r >= 0 && durable && fdatasync(fd) < 0)
+                r = negative_errno();
+        return r;
+}
+
+/* Whole lines p[0..n) to the sink's fd. Called with a->lock held shared. */
+static int sink_write(Audit *a, const char *p, size_t n, bool durable) {
+        if (a->regular)
+                return file_write(a, a->fd, p, n, durable);
+        return write_lines(a->fd, p, n);
 }
 
 /* Log the first failure of a run only, so that a full disk does not flood the log. */
@@ -586,7 +701,7 @@ static void buffer_clear(AuditBuffer *b) {
 }
 
 /* Write out b's whole lines (and drop them, written or not). 0 when there were none. */
-static int buffer_write(Audit *a, AuditBuffer *b) {
+static int buffer_write(Audit *a, AuditBuffer *b, bool durable) {
         int r;
 
         if (b->lines.len == 0) {
@@ -595,7 +710,7 @@ static int buffer_write(Audit *a, AuditBuffer *b) {
         }
 
         (void) pthread_rwlock_rdlock(&a->lock);
-        r = write_lines(a->fd, a->regular, b->lines.data, b->lines.len);
+        r = sink_write(a, b->lines.data, b->lines.len, durable);
         (void) pthread_rwlock_unlock(&a->lock);
 
         buffer_clear(b);
@@ -643,7 +758,7 @@ Audit *audit_free(Audit *a) {
                 int k;
 
                 a->buffers = b->next;
-                k = buffer_write(a, b);
+                k = buffer_write(a, b, false);
                 if (k < 0 && r == 0)
                         r = k;
                 buf_done(&b->lines);
@@ -659,6 +774,7 @@ Audit *audit_free(Audit *a) {
                 (void) safe_close(a->fd);
         (void) pthread_rwlock_destroy(&a->lock);
         (void) pthread_mutex_destroy(&a->buffers_lock);
+        (void) pthread_mutex_destroy(&a->file_lock);
         free(a->path);
         free(a->service);
         free(a->version);
@@ -681,7 +797,7 @@ int audit_flush(Audit *a) {
                 return 0; /* nothing was buffered: audit_write() wrote directly */
         if (b->lines.len == 0)
                 return 0;
-        return note_result(a, buffer_write(a, b));
+        return note_result(a, buffer_write(a, b, false));
 }
 
 int audit_reopen(Audit *a) {
@@ -705,6 +821,7 @@ int audit_reopen(Audit *a) {
         old = a->fd;
         a->fd = fd;
         a->regular = regular;
+        a->reserved_end = 0; /* file_reserve() looks at the new file's end */
         (void) pthread_rwlock_unlock(&a->lock);
 
         (void) safe_close(old);
@@ -726,7 +843,7 @@ static int journal_send(const char *message, size_t len) {
 }
 
 /* Without a buffer (out of memory): the line alone, right away. */
-static int write_unbuffered(Audit *a, const AuditRecord *rec) {
+static int write_unbuffered(Audit *a, const AuditRecord *rec, bool durable) {
         _cleanup_buf_ Buf b = BUF_INIT;
         int r;
 
@@ -737,18 +854,23 @@ static int write_unbuffered(Audit *a, const AuditRecord *rec) {
                 return r;
 
         (void) pthread_rwlock_rdlock(&a->lock);
-        r = write_lines(a->fd, a->regular, b.data, b.len);
+        r = sink_write(a, b.data, b.len, durable);
         (void) pthread_rwlock_unlock(&a->lock);
         return r;
 }
 
 int audit_write(Audit *a, const AuditRecord *rec) {
+        return audit_write_mode(a, rec, AUDIT_BATCHED);
+}
+
+int audit_write_mode(Audit *a, const AuditRecord *rec, AuditMode mode) {
         AuditBuffer *b;
         size_t start;
         int r;
 
         assert_return(a, -EINVAL);
         assert_return(rec, -EINVAL);
+        assert_return(mode >= 0 && mode < _AUDIT_MODE_MAX, -EINVAL);
 
         if (a->target == AUDIT_TARGET_JOURNAL) {
                 _cleanup_buf_ Buf m = BUF_INIT;
@@ -762,7 +884,7 @@ int audit_write(Audit *a, const AuditRecord *rec) {
 
         b = buffer_get(a);
         if (!b)
-                return note_result(a, write_unbuffered(a, rec));
+                return note_result(a, write_unbuffered(a, rec, mode == AUDIT_DURABLE));
 
         start = b->lines.len;
         r = audit_format(a, rec, &b->lines);
@@ -773,11 +895,15 @@ int audit_write(Audit *a, const AuditRecord *rec) {
                  * since the failed Buf must be started afresh. */
                 buf_truncate(&b->lines, start);
                 if (b->lines.error < 0)
-                        (void) buffer_write(a, b);
+                        (void) buffer_write(a, b, false);
                 return note_result(a, r);
         }
 
-        if (b->lines.len < AUDIT_BUFFER_SIZE)
+        if (mode == AUDIT_BATCHED && b->lines.len < AUDIT_BUFFER_SIZE)
                 return 0;
-        return note_result(a, buffer_write(a, b));
+        return note_result(a, buffer_write(a, b, mode == AUDIT_DURABLE));
+}
+
+bool audit_is_failing(Audit *a) {
+        return a && atomic_load_explicit(&a->failing, memory_order_relaxed);
 }

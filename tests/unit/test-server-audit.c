@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <limits.h>
 #include <string.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -973,6 +977,159 @@ static void test_write_error(void **state) {
         assert_int_equal(audit_flush(a), 0);
 }
 
+/* A line of about 1.1 KiB, numbered through its user agent. */
+static AuditRecord long_record(char *ua, size_t ua_size, char *msg, size_t msg_size, int i) {
+        AuditRecord r = base_record();
+
+        (void) snprintf(ua, ua_size, "line-%d", i);
+        memset(msg, 'm', msg_size - 1);
+        msg[msg_size - 1] = '\0';
+        r.user_agent = ua;
+        r.msg = msg;
+        return r;
+}
+
+/* Write lines one flush each until the file refuses one; return how many went in. The file
+ * holds exactly those, whole, also after the refusal. */
+static size_t fill_until(Audit *a, const char *path, int want_error) {
+        char ua[32], msg[1024];
+        size_t n = 0;
+
+        for (int i = 0;; i++) {
+                AuditRecord r = long_record(ua, sizeof(ua), msg, sizeof(msg), i);
+                int k;
+
+                assert_true(i < 100000);
+                assert_int_equal(audit_write(a, &r), 0);
+                k = audit_flush(a);
+                if (k < 0) {
+                        assert_int_equal(k, want_error);
+                        break;
+                }
+                n++;
+        }
+        check_lines(path, n);
+        return n;
+}
+
+/* A file size limit makes write() stop short in the middle of a line even though room was
+ * made (fallocate() does not look at RLIMIT_FSIZE): the file is cut back to its last whole
+ * line, and the next line starts on a line of its own. */
+static void test_short_write_cut_back(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        struct rlimit old, lim;
+        char ua[32], msg[1024];
+        AuditRecord r;
+        size_t n;
+        int k;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_int_equal(signal(SIGXFSZ, SIG_IGN) == SIG_ERR, false);
+        lim = old;
+        lim.rlim_cur = 10000; /* not a multiple of the line length */
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+        n = fill_until(a, path, -EFBIG);
+        assert_true(n >= 5);
+        assert_true(audit_is_failing(a));
+        /* Several lines in one write: those that fit stay whole, the torn one goes. */
+        for (int i = 0; i < 3; i++) {
+                r = long_record(ua, sizeof(ua), msg, sizeof(msg), 1000 + i);
+                assert_int_equal(audit_write(a, &r), 0);
+        }
+        assert_int_equal(audit_flush(a), -EFBIG);
+        check_lines(path, n);
+
+        /* Room again: the next line is whole, on its own line, with nothing glued to it. */
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        r = long_record(ua, sizeof(ua), msg, sizeof(msg), 2000);
+        assert_int_equal(audit_write(a, &r), 0);
+        assert_int_equal(audit_flush(a), 0);
+        assert_false(audit_is_failing(a));
+        check_lines(path, n + 1);
+
+        /* A line written at once reports its own failure. */
+        lim.rlim_cur = 1;
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        k = audit_write_mode(a, &r, AUDIT_NOW);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_int_equal(k, -EFBIG);
+        check_lines(path, n + 1);
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_DURABLE), 0);
+        check_lines(path, n + 2);
+        assert_int_equal(signal(SIGXFSZ, SIG_DFL) == SIG_ERR, false);
+
+        a = audit_free(a);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+/* A full file system (a small tmpfs, as root in a mount namespace of our own): lines are
+ * refused whole, the file never holds part of one, and lines go out again once there is
+ * room, with no reopen. */
+static void test_enospc_never_torn(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL, *filler = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        _cleanup_free_ char *zeros = NULL;
+        char ua[32], msg[1024];
+        AuditRecord r;
+        size_t n;
+        int fd;
+
+        if (geteuid() != 0)
+                skip();
+        if (unshare(CLONE_NEWNS) < 0)
+                skip();
+        assert_int_equal(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+        assert_non_null(mkdtemp(dir));
+        assert_int_equal(mount("tmpfs", dir, "tmpfs", 0, "size=40k,mode=0700"), 0);
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_true(asprintf(&filler, "%s/filler", dir) > 0);
+
+        /* Half the room goes to a file that is removed later. */
+        zeros = calloc(1, 20 * 1024);
+        assert_non_null(zeros);
+        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, zeros, 20 * 1024), 20 * 1024);
+        assert_int_equal(close(fd), 0);
+
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        n = fill_until(a, path, -ENOSPC);
+        assert_true(n >= 5);
+        assert_true(audit_is_failing(a));
+        /* Batched lines that no longer fit. */
+        for (int i = 0; i < 3; i++) {
+                r = long_record(ua, sizeof(ua), msg, sizeof(msg), 1000 + i);
+                assert_int_equal(audit_write(a, &r), 0);
+        }
+        assert_int_equal(audit_flush(a), -ENOSPC);
+        check_lines(path, n);
+        r = long_record(ua, sizeof(ua), msg, sizeof(msg), 2000);
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_DURABLE), -ENOSPC);
+        check_lines(path, n);
+
+        /* Space comes back: the same Audit writes again. */
+        assert_int_equal(unlink(filler), 0);
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_DURABLE), 0);
+        assert_false(audit_is_failing(a));
+        check_lines(path, n + 1);
+        assert_int_equal(audit_write(a, &r), 0);
+        assert_int_equal(audit_flush(a), 0);
+        check_lines(path, n + 2);
+
+        a = audit_free(a);
+        assert_int_equal(umount(dir), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exact_line),
@@ -991,6 +1148,8 @@ int main(void) {
                 cmocka_unit_test(test_two_audits),
                 cmocka_unit_test(test_stderr_socket),
                 cmocka_unit_test(test_write_error),
+                cmocka_unit_test(test_short_write_cut_back),
+                cmocka_unit_test(test_enospc_never_torn),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
