@@ -43,6 +43,7 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("db",              config_parse_string,   db,                "DB", "SQLite file, or postgresql:// URI"),
         SERVER_ITEM("master-key",      config_parse_string,   master_key,        "MK", "master key: FILE, credential:NAME or pkcs11: URI"),
         SERVER_ITEM("audit-log",       config_parse_string,   audit_log,         "PATH|-|journal", "where audit lines go (default: -)"),
+        SERVER_ITEM("audit-fail-open", config_parse_bool,     audit_fail_open,   NULL, "answer requests even when their audit line cannot be written (default: refuse them)"),
         SERVER_ITEM("default-acl",     config_parse_strv,     default_acl,       "TYPE:ID:ACCESS", "ACL entry added to every new key (repeatable)"),
         SERVER_ITEM("pam-service",     config_parse_string,   pam_service,       "NAME", "PAM service for password logins (default: keyward)"),
         SERVER_ITEM("login-ttl",       config_parse_sec,      login_ttl_usec,    "TIME", "lifetime of the tokens password logins get (default: 8h)"),
@@ -369,6 +370,9 @@ static int verb_serve(int argc, char **argv) {
                 log_error_errno(r, "Failed to open the audit log '%s': %m", strna(c.audit_log));
                 goto finish;
         }
+        if (c.audit_fail_open)
+                log_warning(
+                        "Audit fails open (--audit-fail-open): requests are answered even when their audit lines cannot be written.");
         r = metrics_new(c.workers, &s.metrics);
         if (r < 0) {
                 log_oom();

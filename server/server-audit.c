@@ -58,6 +58,7 @@ struct Audit {
         off_t reserved_end;           /* fallocate() made room up to here (a hint) */
         bool no_fallocate;            /* the file system has no fallocate(): cutting back alone */
         atomic_bool failing;          /* a write failed and was logged; log again only after a success */
+        atomic_int last_error;        /* the failure's negative errno, while failing */
         pthread_mutex_t buffers_lock; /* the list, not the buffers' contents */
         AuditBuffer *buffers;
 };
@@ -682,6 +683,7 @@ static int sink_write(Audit *a, const char *p, size_t n, bool durable) {
 /* Log the first failure of a run only, so that a full disk does not flood the log. */
 static int note_result(Audit *a, int r) {
         if (r < 0) {
+                atomic_store_explicit(&a->last_error, r, memory_order_relaxed);
                 if (!atomic_exchange_explicit(&a->failing, true, memory_order_relaxed))
                         log_warning_errno(r, "Failed to write an audit line, ignoring: %m");
                 return r;
@@ -906,4 +908,24 @@ int audit_write_mode(Audit *a, const AuditRecord *rec, AuditMode mode) {
 
 bool audit_is_failing(Audit *a) {
         return a && atomic_load_explicit(&a->failing, memory_order_relaxed);
+}
+
+int audit_probe(Audit *a) {
+        int r;
+
+        assert_return(a, -EINVAL);
+
+        if (!audit_is_failing(a))
+                return 0;
+        if (a->target == AUDIT_TARGET_JOURNAL || !a->regular)
+                return atomic_load_explicit(&a->last_error, memory_order_relaxed) ?: -EIO;
+
+        /* Room for a buffer's worth of lines means the file takes lines again. */
+        (void) pthread_rwlock_rdlock(&a->lock);
+        (void) pthread_mutex_lock(&a->file_lock);
+        a->reserved_end = 0;
+        r = file_reserve(a, a->fd, AUDIT_BUFFER_SIZE);
+        (void) pthread_mutex_unlock(&a->file_lock);
+        (void) pthread_rwlock_unlock(&a->lock);
+        return note_result(a, r);
 }

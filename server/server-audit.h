@@ -98,6 +98,12 @@ int audit_write_mode(Audit *a, const AuditRecord *r, AuditMode mode);
 /* The last attempt to write lines failed, and none has gone out since. */
 bool audit_is_failing(Audit *a);
 
+/* 0 when lines can be expected to go out: the sink is not failing, or (a regular file) room
+ * for AUDIT_BUFFER_SIZE bytes of lines could be made now, which ends the failure. Else the
+ * failure's negative errno: a journal, pipe or socket is known to take lines again only when
+ * a line goes out (audit_write_mode() with AUDIT_NOW). */
+int audit_probe(Audit *a);
+
 /* Write out the calling thread's buffered lines for a, if any: one write() of whole lines
  * (a regular file, where O_APPEND keeps concurrent writes whole), or several, each of whole
  * lines and at most PIPE_BUF bytes (a pipe, socket or terminal, where only such writes are

@@ -56,6 +56,7 @@ typedef struct MetricsSlot {
         atomic_int_fast64_t watchers;
         atomic_uint_fast64_t store_errors;
         atomic_uint_fast64_t auth_failures;
+        atomic_uint_fast64_t audit_failures;
 } MetricsSlot;
 
 struct Metrics {
@@ -160,6 +161,11 @@ void metrics_auth_failure(Metrics *m, size_t worker) {
                 atomic_fetch_add_explicit(&slot(m, worker)->auth_failures, 1, memory_order_relaxed);
 }
 
+void metrics_audit_failure(Metrics *m, size_t worker) {
+        if (m)
+                atomic_fetch_add_explicit(&slot(m, worker)->audit_failures, 1, memory_order_relaxed);
+}
+
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 static void header(Buf *b, const char *name, const char *type, const char *help) {
@@ -238,6 +244,7 @@ static void render_durations(Metrics *m, Buf *b) {
 int metrics_render(Metrics *m, Buf *out) {
         int64_t connections = 0, watchers = 0;
         uint64_t store_errors = 0, auth_failures = 0;
+        uint64_t audit_failures = 0;
 
         assert_return(m, -EINVAL);
         assert_return(out, -EINVAL);
@@ -247,6 +254,7 @@ int metrics_render(Metrics *m, Buf *out) {
                 watchers += LOAD(m->slots[i].watchers);
                 store_errors += LOAD(m->slots[i].store_errors);
                 auth_failures += LOAD(m->slots[i].auth_failures);
+                audit_failures += LOAD(m->slots[i].audit_failures);
         }
 
         render_requests(m, out);
@@ -259,6 +267,11 @@ int metrics_render(Metrics *m, Buf *out) {
         (void) buf_printf(out, "keyward_store_errors_total %" PRIu64 "\n", store_errors);
         header(out, "keyward_auth_failures_total", "counter", "Requests whose authentication failed.");
         (void) buf_printf(out, "keyward_auth_failures_total %" PRIu64 "\n", auth_failures);
+        header(out,
+               "keyward_audit_failures_total",
+               "counter",
+               "Audit writes that failed: a request refused (or answered, with --audit-fail-open) without its line, or a batch of lines lost.");
+        (void) buf_printf(out, "keyward_audit_failures_total %" PRIu64 "\n", audit_failures);
 
         return out->error;
 }
