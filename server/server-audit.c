@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit-chain.h"
 #include "hexdecoct.h"
 #include "json-util.h"
 #include "log.h"
@@ -54,6 +55,7 @@ struct Audit {
         /* Regular files only. Lines go out one writer at a time, so that a failed write can
          * be cut back to where its lines began without cutting another thread's. */
         pthread_mutex_t file_lock;
+        AuditChain chain;             /* under file_lock: lines are sealed in the order they go out */
         off_t end;                    /* where our next line lands, as far as we know (a hint) */
         off_t reserved_end;           /* fallocate() made room up to here (a hint) */
         bool no_fallocate;            /* the file system has no fallocate(): cutting back alone */
@@ -444,7 +446,7 @@ static bool fd_is_regular(int fd) {
 static int open_target(const char *path, int *ret, bool *ret_regular) {
         int fd;
 
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+        fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
         if (fd < 0)
                 return negative_errno();
         *ret = fd;
@@ -477,6 +479,7 @@ int audit_open(
         if (!a)
                 return -ENOMEM;
         a->fd = -EBADF;
+        audit_chain_init(&a->chain);
         a->serial = atomic_fetch_add(&audit_serial_last, 1) + 1;
         r = pthread_mutex_init(&a->buffers_lock, NULL);
         if (r != 0) {
@@ -525,6 +528,10 @@ int audit_open(
                 r = open_target(a->path, &a->fd, &a->regular);
                 if (r < 0)
                         return r;
+                /* The chain goes on from the file's last line. */
+                r = audit_chain_resume(&a->chain, a->fd);
+                if (r < 0)
+                        return r;
         }
 
         if (strdup_or_null(service, &a->service) < 0 || strdup_or_null(version, &a->version) < 0 ||
@@ -555,7 +562,8 @@ static int write_all(int fd, const char *p, size_t n) {
 
 /* A pipe, socket or terminal keeps only writes of up to PIPE_BUF whole, so there lines go
  * as many whole ones as fit in PIPE_BUF per write (a longer line alone, as it always did). */
-static int write_lines(int fd, const char *p, size_t n) {
+static int write_lines(int fd, const char *p, size_t n, size_t *ret_done) {
+        *ret_done = 0;
         while (n > 0) {
                 size_t k = 0;
                 int r;
@@ -573,6 +581,7 @@ static int write_lines(int fd, const char *p, size_t n) {
                         return r;
                 p += k;
                 n -= k;
+                *ret_done += k;
         }
         return 0;
 }
@@ -640,14 +649,12 @@ static size_t file_cut_back(Audit *a, int fd, const char *p, size_t done) {
 
 /* Whole lines p[0..n) to the end of a regular file: each line reaches the file whole or not at
  * all. Room is made first (file_reserve()); should a write() still stop short, the file is cut
- * back to the end of the last whole line it took and the rest fails. One writer at a time, so
- * that the cut never takes another thread's line. With durable, the data is synced before
- * returning (outside the lock: a sync covers every line written before it). */
-static int file_write(Audit *a, int fd, const char *p, size_t n, bool durable) {
+ * back to the end of the last whole line it took and the rest fails. Called with file_lock
+ * held (one writer at a time, so that the cut never takes another thread's line). */
+static int file_write(Audit *a, int fd, const char *p, size_t n, size_t *ret_kept) {
         size_t done = 0;
         int r;
 
-        (void) pthread_mutex_lock(&a->file_lock);
         r = file_reserve(a, fd, n);
         while (r >= 0 && done < n) {
                 ssize_t k;
@@ -662,22 +669,96 @@ static int file_write(Audit *a, int fd, const char *p, size_t n, bool durable) {
                 else
                         done += (size_t) k;
         }
+        if (r < 0) {
+                *ret_kept = file_cut_back(a, fd, p, done);
+                return r;
+        }
+        a->end += (off_t) n;
+        *ret_kept = n;
+        return 0;
+}
+
+static int journal_send(const char *message, size_t len);
+
+/* Each of the lines p[0..n) as an entry of its own. */
+static int journal_write(const char *p, size_t n, size_t *ret_done) {
+        _cleanup_buf_ Buf m = BUF_INIT;
+
+        *ret_done = 0;
+        while (n > 0) {
+                const char *nl = memchr(p, '\n', n);
+                size_t len = nl ? (size_t) (nl - p) : n;
+                int r;
+
+                buf_truncate(&m, 0);
+                (void) buf_puts(&m, "MESSAGE=");
+                (void) buf_put(&m, p, len);
+                if (m.error < 0)
+                        return m.error;
+                r = journal_send(m.data, m.len);
+                if (r < 0)
+                        return r;
+                len += nl ? 1 : 0;
+                p += len;
+                n -= len;
+                *ret_done += len;
+        }
+        return 0;
+}
+
+/* Sealed lines to the sink; *ret_kept: how many bytes of them went out, whole lines. Called
+ * with a->lock held shared and file_lock held. */
+static int sink_put(Audit *a, const char *p, size_t n, size_t *ret_kept) {
+        if (a->target == AUDIT_TARGET_JOURNAL)
+                return journal_write(p, n, ret_kept);
+        if (a->regular)
+                return file_write(a, a->fd, p, n, ret_kept);
+        return write_lines(a->fd, p, n, ret_kept);
+}
+
+/* Whole lines p[0..n) to the sink, sealed into the hash chain in the order they go out. With
+ * durable, a file is synced before returning (outside file_lock: a sync covers every line
+ * written before it). Called with a->lock held shared. */
+static int sink_write(Audit *a, const char *p, size_t n, bool durable) {
+        _cleanup_buf_ Buf sealed = BUF_INIT;
+        AuditChain saved;
+        size_t kept = 0;
+        int r;
+
+        (void) pthread_mutex_lock(&a->file_lock);
+        saved = a->chain;
+        r = audit_chain_seal(&a->chain, p, n, &sealed);
+        if (r >= 0)
+                r = sink_put(a, sealed.data, sealed.len, &kept);
         if (r < 0)
-                (void) file_cut_back(a, fd, p, done);
-        else
-                a->end += (off_t) n;
+                audit_chain_rewind(&a->chain, &saved, sealed.data, kept);
         (void) pthread_mutex_unlock(&a->file_lock);
 
-        if (r >= 0 && durable && fdatasync(fd) < 0)
+        if (r >= 0 && durable && a->regular && fdatasync(a->fd) < 0)
                 r = negative_errno();
         return r;
 }
 
-/* Whole lines p[0..n) to the sink's fd. Called with a->lock held shared. */
-static int sink_write(Audit *a, const char *p, size_t n, bool durable) {
-        if (a->regular)
-                return file_write(a, a->fd, p, n, durable);
-        return write_lines(a->fd, p, n);
+/* A checkpoint line to the sink now (final: the last line this file gets from us). Called
+ * with a->lock held (either way). */
+static int sink_checkpoint(Audit *a, bool final) {
+        _cleanup_buf_ Buf b = BUF_INIT;
+        AuditChain saved;
+        size_t kept = 0;
+        int r;
+
+        (void) pthread_mutex_lock(&a->file_lock);
+        saved = a->chain;
+        r = audit_chain_checkpoint(&a->chain, final, &b);
+        if (r >= 0 && b.len > 0)
+                r = sink_put(a, b.data, b.len, &kept);
+        if (r < 0)
+                audit_chain_rewind(&a->chain, &saved, b.data, kept);
+        (void) pthread_mutex_unlock(&a->file_lock);
+
+        if (r >= 0 && b.len > 0 && a->regular && fdatasync(a->fd) < 0)
+                r = negative_errno();
+        return r;
 }
 
 /* Log the first failure of a run only, so that a full disk does not flood the log. */
@@ -766,6 +847,9 @@ Audit *audit_free(Audit *a) {
                 buf_done(&b->lines);
                 free(b);
         }
+        /* The file's last line: the seal that says nothing was cut from its end. */
+        if (r == 0 && (a->fd >= 0 || a->target == AUDIT_TARGET_JOURNAL))
+                r = sink_checkpoint(a, true);
         (void) note_result(a, r);
         if (thread_serial == a->serial) {
                 thread_serial = 0;
@@ -774,6 +858,7 @@ Audit *audit_free(Audit *a) {
 
         if (a->target == AUDIT_TARGET_FILE)
                 (void) safe_close(a->fd);
+        audit_chain_done(&a->chain);
         (void) pthread_rwlock_destroy(&a->lock);
         (void) pthread_mutex_destroy(&a->buffers_lock);
         (void) pthread_mutex_destroy(&a->file_lock);
@@ -820,10 +905,17 @@ int audit_reopen(Audit *a) {
                 return r;
 
         (void) pthread_rwlock_wrlock(&a->lock);
+        /* Nobody writes now: the old file's last line is its seal, and the new file's first
+         * line names it (or, the same file reopened, follows it). */
+        (void) note_result(a, sink_checkpoint(a, true));
         old = a->fd;
         a->fd = fd;
         a->regular = regular;
         a->reserved_end = 0; /* file_reserve() looks at the new file's end */
+        r = audit_chain_resume(&a->chain, fd);
+        if (r < 0)
+                log_warning_errno(
+                        r, "Failed to read the last line of the audit log '%s', ignoring: %m", a->path);
         (void) pthread_rwlock_unlock(&a->lock);
 
         (void) safe_close(old);
@@ -874,17 +966,8 @@ int audit_write_mode(Audit *a, const AuditRecord *rec, AuditMode mode) {
         assert_return(rec, -EINVAL);
         assert_return(mode >= 0 && mode < _AUDIT_MODE_MAX, -EINVAL);
 
-        if (a->target == AUDIT_TARGET_JOURNAL) {
-                _cleanup_buf_ Buf m = BUF_INIT;
-
-                (void) buf_puts(&m, "MESSAGE=");
-                r = audit_format(a, rec, &m);
-                if (r >= 0)
-                        r = journal_send(m.data, m.len);
-                return note_result(a, r);
-        }
-
-        b = buffer_get(a);
+        /* The journal takes each line at once, as its own entry. */
+        b = a->target == AUDIT_TARGET_JOURNAL ? NULL : buffer_get(a);
         if (!b)
                 return note_result(a, write_unbuffered(a, rec, mode == AUDIT_DURABLE));
 
@@ -928,4 +1011,23 @@ int audit_probe(Audit *a) {
         (void) pthread_mutex_unlock(&a->file_lock);
         (void) pthread_rwlock_unlock(&a->lock);
         return note_result(a, r);
+}
+
+int audit_set_checkpoint_key(Audit *a, const uint8_t key[static AUDIT_CHECKPOINT_KEY_SIZE]) {
+        int r;
+
+        assert_return(a, -EINVAL);
+        assert_return(key, -EINVAL);
+
+        (void) pthread_mutex_lock(&a->file_lock);
+        r = audit_chain_set_key(&a->chain, key);
+        (void) pthread_mutex_unlock(&a->file_lock);
+        return r;
+}
+
+void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec) {
+        (void) pthread_mutex_lock(&a->file_lock);
+        a->chain.every_lines = lines;
+        a->chain.every_usec = usec;
+        (void) pthread_mutex_unlock(&a->file_lock);
 }

@@ -12,6 +12,9 @@
  * audit_write_mode() writes a line (and what the thread buffered before it) out at once, and
  * can sync it to disk: for answers that must not leave before their line is safe.
  *
+ * Every line is sealed into a SHA-256 hash chain as it goes out, with HMAC checkpoints once a
+ * key is set (audit-chain.h; keywardd audit-verify checks them).
+ *
  * A regular file never holds part of a line: room for the lines is made with fallocate()
  * before a byte is written (a full disk refuses the whole write), and a write() that still
  * stops short is cut back with ftruncate() to the end of the last whole line it took. */
@@ -97,6 +100,15 @@ int audit_write_mode(Audit *a, const AuditRecord *r, AuditMode mode);
 
 /* The last attempt to write lines failed, and none has gone out since. */
 bool audit_is_failing(Audit *a);
+
+/* The checkpoint key (derived from the master key with cryptor_derive_key() and
+ * AUDIT_CHECKPOINT_KEY_INFO): from now on checkpoints are written (see audit-chain.h), and a
+ * final one when the file is reopened or the Audit freed. */
+#define AUDIT_CHECKPOINT_KEY_SIZE 32
+#define AUDIT_CHECKPOINT_KEY_INFO "keyward audit checkpoint v1"
+int audit_set_checkpoint_key(Audit *a, const uint8_t key[static AUDIT_CHECKPOINT_KEY_SIZE]);
+/* A checkpoint after this many lines or this long (checked as lines are written). */
+void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec);
 
 /* 0 when lines can be expected to go out: the sink is not failing, or (a regular file) room
  * for AUDIT_BUFFER_SIZE bytes of lines could be made now, which ends the failure. Else the

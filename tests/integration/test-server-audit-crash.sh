@@ -52,7 +52,10 @@ audited() {
 import json, sys
 route = sys.argv[2]
 for line in open(sys.argv[1], "rb"):
-        p = json.loads(line)["payload"]
+        j = json.loads(line)
+        if "checkpoint" in j:
+                continue
+        p = j["payload"]
         if p["status_code"] != 200:
                 continue
         req = p["request"]
@@ -99,6 +102,22 @@ n_read_lines=$(audited getkey | wc -l)
 diag "$n_reads key reads answered, $n_read_lines audited"
 check "kill -9: every answered key read has its audit line" [ "$n_read_lines" -ge "$n_reads" ]
 check "kill -9: key reads were answered" [ "$n_reads" -gt 0 ]
+
+# The chain went on across the kills (each restart continues from the file's last line), and
+# the clean stop sealed the file.
+out=$("$KEYWARDD" audit-verify --master-key "$T/master.key" "$AUDIT" 2>&1)
+is "audit-verify: the file is intact after 3 kills and a clean stop (exit 0)" "$?" 0
+like "audit-verify says so" "$out" 'lines, [0-9]+ checkpoints: intact$'
+"$KEYWARDD" audit-verify "$AUDIT" >/dev/null 2>&1
+is "audit-verify without the master key checks the chain (exit 0)" "$?" 0
+sed '5d' "$AUDIT" >"$T/tampered"
+out=$("$KEYWARDD" audit-verify --master-key "$T/master.key" "$T/tampered" 2>&1)
+is "audit-verify: a deleted line breaks the chain (exit 1)" "$?" 1
+like "audit-verify names the first line that breaks" "$out" "tampered:5: prev is not the hash of the line before"
+"$KEYWARDD" audit-verify --master-key "$T/master.key" >/dev/null 2>&1
+is "audit-verify without a file is a usage error (exit 2)" "$?" 2
+"$KEYWARDD" audit-verify --no-such-flag "$AUDIT" >/dev/null 2>&1
+is "audit-verify with an unknown flag is a usage error (exit 2)" "$?" 2
 
 # A list's line follows its answer with no more traffic, and then survives kill -9.
 kwd_start --audit-log "$AUDIT"
