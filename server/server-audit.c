@@ -11,12 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
-#include <systemd/sd-journal.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "audit-chain.h"
+#include "audit-journal.h"
 #include "hexdecoct.h"
 #include "json-util.h"
 #include "log.h"
@@ -678,24 +677,16 @@ static int file_write(Audit *a, int fd, const char *p, size_t n, size_t *ret_kep
         return 0;
 }
 
-static int journal_send(const char *message, size_t len);
-
-/* Each of the lines p[0..n) as an entry of its own. */
-static int journal_write(const char *p, size_t n, size_t *ret_done) {
-        _cleanup_buf_ Buf m = BUF_INIT;
-
+/* Each of the lines p[0..n) as an entry of its own: the first with the request's fields (if
+ * any), the rest (checkpoints) without. */
+static int journal_write(const AuditJournalFields *fields, const char *p, size_t n, size_t *ret_done) {
         *ret_done = 0;
         while (n > 0) {
                 const char *nl = memchr(p, '\n', n);
                 size_t len = nl ? (size_t) (nl - p) : n;
                 int r;
 
-                buf_truncate(&m, 0);
-                (void) buf_puts(&m, "MESSAGE=");
-                (void) buf_put(&m, p, len);
-                if (m.error < 0)
-                        return m.error;
-                r = journal_send(m.data, m.len);
+                r = audit_journal_send(*ret_done == 0 ? fields : NULL, p, len);
                 if (r < 0)
                         return r;
                 len += nl ? 1 : 0;
@@ -708,9 +699,9 @@ static int journal_write(const char *p, size_t n, size_t *ret_done) {
 
 /* Sealed lines to the sink; *ret_kept: how many bytes of them went out, whole lines. Called
  * with a->lock held shared and file_lock held. */
-static int sink_put(Audit *a, const char *p, size_t n, size_t *ret_kept) {
+static int sink_put(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, size_t *ret_kept) {
         if (a->target == AUDIT_TARGET_JOURNAL)
-                return journal_write(p, n, ret_kept);
+                return journal_write(fields, p, n, ret_kept);
         if (a->regular)
                 return file_write(a, a->fd, p, n, ret_kept);
         return write_lines(a->fd, p, n, ret_kept);
@@ -719,7 +710,7 @@ static int sink_put(Audit *a, const char *p, size_t n, size_t *ret_kept) {
 /* Whole lines p[0..n) to the sink, sealed into the hash chain in the order they go out. With
  * durable, a file is synced before returning (outside file_lock: a sync covers every line
  * written before it). Called with a->lock held shared. */
-static int sink_write(Audit *a, const char *p, size_t n, bool durable) {
+static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, bool durable) {
         _cleanup_buf_ Buf sealed = BUF_INIT;
         AuditChain saved;
         size_t kept = 0;
@@ -729,7 +720,7 @@ static int sink_write(Audit *a, const char *p, size_t n, bool durable) {
         saved = a->chain;
         r = audit_chain_seal(&a->chain, p, n, &sealed);
         if (r >= 0)
-                r = sink_put(a, sealed.data, sealed.len, &kept);
+                r = sink_put(a, fields, sealed.data, sealed.len, &kept);
         if (r < 0)
                 audit_chain_rewind(&a->chain, &saved, sealed.data, kept);
         (void) pthread_mutex_unlock(&a->file_lock);
@@ -751,7 +742,7 @@ static int sink_checkpoint(Audit *a, bool final) {
         saved = a->chain;
         r = audit_chain_checkpoint(&a->chain, final, &b);
         if (r >= 0 && b.len > 0)
-                r = sink_put(a, b.data, b.len, &kept);
+                r = sink_put(a, NULL, b.data, b.len, &kept);
         if (r < 0)
                 audit_chain_rewind(&a->chain, &saved, b.data, kept);
         (void) pthread_mutex_unlock(&a->file_lock);
@@ -793,7 +784,7 @@ static int buffer_write(Audit *a, AuditBuffer *b, bool durable) {
         }
 
         (void) pthread_rwlock_rdlock(&a->lock);
-        r = sink_write(a, b->lines.data, b->lines.len, durable);
+        r = sink_write(a, NULL, b->lines.data, b->lines.len, durable);
         (void) pthread_rwlock_unlock(&a->lock);
 
         buffer_clear(b);
@@ -922,34 +913,25 @@ int audit_reopen(Audit *a) {
         return 0;
 }
 
-static int journal_send(const char *message, size_t len) {
-        static const char id[] = "MESSAGE_ID=" AUDIT_MESSAGE_ID;
-        static const char ident[] = "SYSLOG_IDENTIFIER=" AUDIT_SYSLOG_IDENTIFIER;
-        static const char prio[] = "PRIORITY=6"; /* LOG_INFO */
-        struct iovec iov[] = {
-                {.iov_base = (void *) message, .iov_len = len},
-                {.iov_base = (void *) id, .iov_len = sizeof(id) - 1},
-                {.iov_base = (void *) ident, .iov_len = sizeof(ident) - 1},
-                {.iov_base = (void *) prio, .iov_len = sizeof(prio) - 1},
-        };
-
-        return sd_journal_sendv(iov, (int) ELEMENTSOF(iov));
-}
-
-/* Without a buffer (out of memory): the line alone, right away. */
+/* Without a buffer (out of memory, or the journal, which takes each line as an entry of its
+ * own): the line alone, right away. */
 static int write_unbuffered(Audit *a, const AuditRecord *rec, bool durable) {
         _cleanup_buf_ Buf b = BUF_INIT;
+        AuditJournalFields fields = {};
         int r;
 
         r = audit_format(a, rec, &b);
         if (r >= 0)
                 r = buf_putc(&b, '\n');
+        if (r >= 0 && a->target == AUDIT_TARGET_JOURNAL)
+                r = audit_journal_fields(rec, &fields);
         if (r < 0)
                 return r;
 
         (void) pthread_rwlock_rdlock(&a->lock);
-        r = sink_write(a, b.data, b.len, durable);
+        r = sink_write(a, &fields, b.data, b.len, durable);
         (void) pthread_rwlock_unlock(&a->lock);
+        audit_journal_fields_done(&fields);
         return r;
 }
 
