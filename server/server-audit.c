@@ -51,10 +51,11 @@ struct Audit {
         pthread_rwlock_t lock;
         int fd;
         bool regular; /* fd is a regular file: one write() of any size stays whole */
-        /* Regular files only. Lines go out one writer at a time, so that a failed write can
+        /* Lines go out one writer at a time: the chain seals them in file order, and a failed write can
          * be cut back to where its lines began without cutting another thread's. */
         pthread_mutex_t file_lock;
         AuditChain chain;             /* under file_lock: lines are sealed in the order they go out */
+        Buf sealed;                   /* under file_lock: the lines of the write at hand, sealed */
         off_t end;                    /* where our next line lands, as far as we know (a hint) */
         off_t reserved_end;           /* fallocate() made room up to here (a hint) */
         bool no_fallocate;            /* the file system has no fallocate(): cutting back alone */
@@ -711,18 +712,23 @@ static int sink_put(Audit *a, const AuditJournalFields *fields, const char *p, s
  * durable, a file is synced before returning (outside file_lock: a sync covers every line
  * written before it). Called with a->lock held shared. */
 static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, bool durable) {
-        _cleanup_buf_ Buf sealed = BUF_INIT;
+        Buf *sealed = &a->sealed;
         AuditChain saved;
         size_t kept = 0;
         int r;
 
         (void) pthread_mutex_lock(&a->file_lock);
+        /* One buffer for every writer (they take turns): no allocation per write. */
+        if (sealed->error < 0 || sealed->cap > AUDIT_BUFFER_KEEP)
+                buf_done(sealed);
+        else
+                buf_truncate(sealed, 0);
         saved = a->chain;
-        r = audit_chain_seal(&a->chain, p, n, &sealed);
+        r = audit_chain_seal(&a->chain, p, n, sealed);
         if (r >= 0)
-                r = sink_put(a, fields, sealed.data, sealed.len, &kept);
+                r = sink_put(a, fields, sealed->data, sealed->len, &kept);
         if (r < 0)
-                audit_chain_rewind(&a->chain, &saved, sealed.data, kept);
+                audit_chain_rewind(&a->chain, &saved, sealed->data, kept);
         (void) pthread_mutex_unlock(&a->file_lock);
 
         if (r >= 0 && durable && a->regular && fdatasync(a->fd) < 0)
@@ -850,6 +856,7 @@ Audit *audit_free(Audit *a) {
         if (a->target == AUDIT_TARGET_FILE)
                 (void) safe_close(a->fd);
         audit_chain_done(&a->chain);
+        buf_done(&a->sealed);
         (void) pthread_rwlock_destroy(&a->lock);
         (void) pthread_mutex_destroy(&a->buffers_lock);
         (void) pthread_mutex_destroy(&a->file_lock);

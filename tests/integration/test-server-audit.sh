@@ -28,11 +28,14 @@ kwd_init
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 
 b64() { printf '%s' "$1" | base64 -w0; }
-as_alice() { req none "0u$ALICE" "$@"; }
-healthz() { curl -sS --max-time 10 --cacert "$T/pki/ca.pem" -w ' %{http_code}' "$KWD_URL/healthz"; }
+# A User-Agent longer than a page: no line can slip into the room left in the audit file's
+# last page of the tmpfs once it is full, so a full disk refuses every line.
+UA=$(head -c 5000 /dev/zero | tr '\0' u)
+as_alice() { req none "0u$ALICE" "$@" -A "$UA"; }
+healthz() { curl -sS --max-time 10 --cacert "$T/pki/ca.pem" -A "$UA" -w ' %{http_code}' "$KWD_URL/healthz"; }
 healthy() { [ "$(healthz)" = "ok
  200" ]; }
-metric() { curl -sS --max-time 10 --cacert "$T/pki/ca.pem" "$KWD_URL/metrics" | sed -n "s/^$1 //p"; }
+metric() { curl -sS --max-time 10 --cacert "$T/pki/ca.pem" -A "$UA" "$KWD_URL/metrics" | sed -n "s/^$1 //p"; }
 # fill: take every free byte of the tmpfs.
 fill() { head -c 1G /dev/zero >"$T/fs/filler" 2>/dev/null; }
 # create_until_refused PREFIX: create PREFIX0, PREFIX1, ... until one is not answered 200 (at
