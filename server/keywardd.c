@@ -18,6 +18,7 @@
 #include "master-key.h"
 #include "parse.h"
 #include "secret.h"
+#include "audit-verify.h"
 #include "server-audit.h"
 #include "server-auth.h"
 #include "server-conn-limit.h"
@@ -66,6 +67,7 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("db",              config_parse_string,   db,                "DB", "SQLite file, or postgresql:// URI"),
         SERVER_ITEM("master-key",      config_parse_string,   master_key,        "MK", "master key: FILE, credential:NAME or pkcs11: URI"),
         SERVER_ITEM("audit-log",       config_parse_string,   audit_log,         "PATH|-|journal", "where audit lines go (default: journal when stderr is the journal, else -)"),
+        SERVER_ITEM("audit-fail-open", config_parse_bool,     audit_fail_open,   NULL, "answer requests even when their audit line cannot be written (default: refuse them)"),
         SERVER_ITEM_EXPECT("default-acl", parse_default_acl,  default_acl,       "TYPE:ID:ACCESS", "ACL entry added to every new key (repeatable)", DEFAULT_ACL_EXPECT),
         SERVER_ITEM("pam-service",     config_parse_string,   pam_service,       "NAME", "PAM service for password logins (default: keyward)"),
         SERVER_ITEM_EXPECT("login-ttl", parse_login_ttl,      login_ttl_usec,    "TIME", "lifetime of the tokens password logins get (default: 8h)", LOGIN_TTL_EXPECT),
@@ -533,6 +535,71 @@ finish:
         return r > 0 ? 0 : r;
 }
 
+/* The audit log's checkpoints are keyed from the master key: only its holders can seal. */
+static int audit_key_set(Server *s) {
+        uint8_t key[AUDIT_CHECKPOINT_KEY_SIZE];
+        int r;
+
+        r = cryptor_derive_key(s->cryptor, AUDIT_CHECKPOINT_KEY_INFO, key, sizeof(key));
+        if (r >= 0)
+                r = audit_set_checkpoint_key(s->audit, key);
+        explicit_bzero(key, sizeof(key));
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the audit log's checkpoint key: %m");
+        return 0;
+}
+
+typedef struct VerifyArgs {
+        char *master_key;
+} VerifyArgs;
+
+/* clang-format off */
+static const ConfigItem verify_items[] = {
+        { "audit-verify", "master-key", config_parse_string, offsetof(VerifyArgs, master_key), "master key, to check the checkpoints too: FILE, credential:NAME or pkcs11: URI", "MK" },
+};
+/* clang-format on */
+
+/* keywardd audit-verify [--master-key MK] FILE...: exit 0 intact, 1 broken, 2 usage. */
+static int verb_audit_verify(int argc, char **argv) {
+        _cleanup_(cryptor_freep) Cryptor *cryptor = NULL;
+        _cleanup_free_ char **files = NULL;
+        uint8_t key[AUDIT_CHECKPOINT_KEY_SIZE];
+        VerifyArgs a = {};
+        int r;
+
+        r = config_parse_argv(argc, argv, verify_items, ELEMENTSOF(verify_items), &a, &files);
+        if (r != 0)
+                goto finish;
+        if (!files || !files[0]) {
+                log_error("Usage: keywardd audit-verify [--master-key MK] FILE...");
+                r = -EINVAL;
+                goto finish;
+        }
+        if (a.master_key) {
+                r = master_key_load(a.master_key, &cryptor);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to load the master key: %m");
+                        r = -EIO; /* not a usage error */
+                        goto finish;
+                }
+                r = cryptor_derive_key(cryptor, AUDIT_CHECKPOINT_KEY_INFO, key, sizeof(key));
+                if (r < 0) {
+                        log_error_errno(r, "Failed to derive the audit checkpoint key: %m");
+                        goto finish;
+                }
+        }
+        r = audit_verify_files(files, a.master_key ? key : NULL, stdout);
+        if (r > 0)
+                r = -EBADMSG; /* broken: exit 1 */
+        else if (r == -EINVAL)
+                r = -EIO;
+
+finish:
+        explicit_bzero(key, sizeof(key));
+        free(a.master_key);
+        return r > 0 ? 0 : r;
+}
+
 static int verb_serve(int argc, char **argv) {
         _cleanup_(server_config_done) ServerConfig c = {
                 .workers = 0,
@@ -676,6 +743,12 @@ static int verb_serve(int argc, char **argv) {
                 log_error_errno(r, "Failed to open the audit log '%s': %m", strna(c.audit_log));
                 goto finish;
         }
+        r = audit_key_set(&s);
+        if (r < 0)
+                goto finish;
+        if (c.audit_fail_open)
+                log_warning(
+                        "Audit fails open (--audit-fail-open): requests are answered even when their audit lines cannot be written.");
         r = metrics_new(c.workers, &s.metrics);
         if (r < 0) {
                 log_oom();
@@ -704,6 +777,7 @@ static void help(void) {
                "  keywardd serve --listen ADDR:PORT --tls-cert F --tls-key F --client-ca F --db DB --master-key MK\n"
                "                 [--audit-log PATH|-|journal] [--default-acl TYPE:ID:ACCESS]... [OPTIONS]\n"
                "  keywardd token --db DB --master-key MK --user NAME [--group G]... [--ttl 1h]\n"
+               "  keywardd audit-verify [--master-key MK] FILE...\n"
                "  keywardd version\n\n"
                "DB is a file path (SQLite) or a postgresql:// URI. MK is a file path, credential:NAME or\n"
                "a pkcs11: URI. Every setting may also come from an INI file given with --config FILE;\n"
@@ -754,6 +828,8 @@ int main(int argc, char *argv[]) {
                 r = verb_serve(argc - 1, argv + 1);
         else if (streq(verb, "token"))
                 r = verb_token(argc - 1, argv + 1);
+        else if (streq(verb, "audit-verify"))
+                r = verb_audit_verify(argc - 1, argv + 1);
         else {
                 log_error("Unknown verb '%s'; see 'keywardd --help'.", verb);
                 return 2;

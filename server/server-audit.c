@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/falloc.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -10,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
-#include <systemd/sd-journal.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "audit-chain.h"
+#include "audit-journal.h"
 #include "hexdecoct.h"
 #include "json-util.h"
 #include "log.h"
@@ -49,8 +50,17 @@ struct Audit {
          * closed (or reused) fd, and concurrent lines do not wait for each other. */
         pthread_rwlock_t lock;
         int fd;
-        bool regular;                 /* fd is a regular file: one write() of any size stays whole */
+        bool regular; /* fd is a regular file: one write() of any size stays whole */
+        /* Lines go out one writer at a time: the chain seals them in file order, and a failed write can
+         * be cut back to where its lines began without cutting another thread's. */
+        pthread_mutex_t file_lock;
+        AuditChain chain;             /* under file_lock: lines are sealed in the order they go out */
+        Buf sealed;                   /* under file_lock: the lines of the write at hand, sealed */
+        off_t end;                    /* where our next line lands, as far as we know (a hint) */
+        off_t reserved_end;           /* fallocate() made room up to here (a hint) */
+        bool no_fallocate;            /* the file system has no fallocate(): cutting back alone */
         atomic_bool failing;          /* a write failed and was logged; log again only after a success */
+        atomic_int last_error;        /* the failure's negative errno, while failing */
         pthread_mutex_t buffers_lock; /* the list, not the buffers' contents */
         AuditBuffer *buffers;
 };
@@ -66,6 +76,8 @@ static _Thread_local uint64_t thread_serial;
 static _Thread_local AuditBuffer *thread_buffer;
 
 #define AUDIT_ID_LEN 20
+/* Room is made in the file this much at a time (file_reserve()). */
+#define AUDIT_RESERVE_CHUNK (64 * 1024)
 #define AUDIT_JOURNAL_SOCKET "/run/systemd/journal/socket"
 
 /* The line id only has to be unique in practice (Knox uses math/rand), so a per-thread
@@ -434,7 +446,7 @@ static bool fd_is_regular(int fd) {
 static int open_target(const char *path, int *ret, bool *ret_regular) {
         int fd;
 
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+        fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
         if (fd < 0)
                 return negative_errno();
         *ret = fd;
@@ -467,9 +479,16 @@ int audit_open(
         if (!a)
                 return -ENOMEM;
         a->fd = -EBADF;
+        audit_chain_init(&a->chain);
         a->serial = atomic_fetch_add(&audit_serial_last, 1) + 1;
         r = pthread_mutex_init(&a->buffers_lock, NULL);
         if (r != 0) {
+                free(TAKE_PTR(a));
+                return -r;
+        }
+        r = pthread_mutex_init(&a->file_lock, NULL);
+        if (r != 0) {
+                (void) pthread_mutex_destroy(&a->buffers_lock);
                 free(TAKE_PTR(a));
                 return -r;
         }
@@ -477,6 +496,7 @@ int audit_open(
         /* Prefer the writer, so that a reopen is not starved by a steady stream of lines. */
         if (pthread_rwlockattr_init(&attr) != 0) {
                 (void) pthread_mutex_destroy(&a->buffers_lock);
+                (void) pthread_mutex_destroy(&a->file_lock);
                 free(TAKE_PTR(a));
                 return -ENOMEM;
         }
@@ -485,6 +505,7 @@ int audit_open(
         (void) pthread_rwlockattr_destroy(&attr);
         if (r != 0) {
                 (void) pthread_mutex_destroy(&a->buffers_lock);
+                (void) pthread_mutex_destroy(&a->file_lock);
                 free(TAKE_PTR(a));
                 return -r;
         }
@@ -505,6 +526,10 @@ int audit_open(
                 if (!a->path)
                         return -ENOMEM;
                 r = open_target(a->path, &a->fd, &a->regular);
+                if (r < 0)
+                        return r;
+                /* The chain goes on from the file's last line. */
+                r = audit_chain_resume(&a->chain, a->fd);
                 if (r < 0)
                         return r;
         }
@@ -535,14 +560,10 @@ static int write_all(int fd, const char *p, size_t n) {
         return 0;
 }
 
-/* Whole lines in p[0..n) to fd. A regular file takes them all in one write(): O_APPEND
- * keeps each write whole against the other threads'. A pipe or socket keeps only writes of
- * up to PIPE_BUF whole, so there they go as many whole lines as fit in PIPE_BUF per write
- * (a longer line alone, as it always did). */
-static int write_lines(int fd, bool regular, const char *p, size_t n) {
-        if (regular)
-                return write_all(fd, p, n);
-
+/* A pipe, socket or terminal keeps only writes of up to PIPE_BUF whole, so there lines go
+ * as many whole ones as fit in PIPE_BUF per write (a longer line alone, as it always did). */
+static int write_lines(int fd, const char *p, size_t n, size_t *ret_done) {
+        *ret_done = 0;
         while (n > 0) {
                 size_t k = 0;
                 int r;
@@ -560,13 +581,187 @@ static int write_lines(int fd, bool regular, const char *p, size_t n) {
                         return r;
                 p += k;
                 n -= k;
+                *ret_done += k;
         }
         return 0;
+}
+
+/* Make room for n more bytes at the end of the file before writing any of them, so that a
+ * full disk refuses whole lines rather than taking half of one. Room is made in chunks, so
+ * most lines need no system call for it. Called with file_lock held. */
+static int file_reserve(Audit *a, int fd, size_t n) {
+        off_t chunk = (off_t) MAX(n, (size_t) AUDIT_RESERVE_CHUNK);
+
+        if (a->no_fallocate)
+                return 0;
+        if (a->reserved_end == 0) {
+                /* A new file, or after a failure: where its end is now. */
+                struct stat st;
+
+                if (fstat(fd, &st) < 0)
+                        return negative_errno();
+                a->end = st.st_size;
+        }
+        if (a->end + (off_t) n <= a->reserved_end)
+                return 0;
+        if (fallocate(fd, FALLOC_FL_KEEP_SIZE, a->end, chunk) >= 0) {
+                a->reserved_end = a->end + chunk;
+                return 0;
+        }
+        if (errno == EOPNOTSUPP || errno == ENOSYS || errno == ENODEV) {
+                a->no_fallocate = true; /* cutting back still keeps the file whole */
+                return 0;
+        }
+        /* Not a whole chunk left: the line alone may still fit. */
+        if (fallocate(fd, FALLOC_FL_KEEP_SIZE, a->end, (off_t) n) >= 0) {
+                a->reserved_end = a->end + (off_t) n;
+                return 0;
+        }
+        return negative_errno();
+}
+
+/* After a write() that took only part of p[0..done): cut the file back to the end of the last
+ * whole line it took. Returns how many bytes of p stay in the file. */
+static size_t file_cut_back(Audit *a, int fd, const char *p, size_t done) {
+        const char *nl = done > 0 ? memrchr(p, '\n', done) : NULL;
+        size_t keep = nl ? (size_t) (nl - p) + 1 : 0;
+        off_t cut = (off_t) (done - keep);
+        struct stat st;
+
+        /* Whatever happened, the hints are stale: ask the file again next time. */
+        a->reserved_end = 0;
+        if (fstat(fd, &st) < 0) {
+                log_error_errno(negative_errno(), "Failed to cut a torn audit line from the file: %m");
+                return keep;
+        }
+        a->end = st.st_size;
+        if (cut == 0)
+                return keep;
+        if (st.st_size < cut || ftruncate(fd, st.st_size - cut) < 0) {
+                log_error_errno(
+                        st.st_size < cut ? -ESTALE : negative_errno(),
+                        "Failed to cut a torn audit line from the file: %m");
+                return keep;
+        }
+        a->end = st.st_size - cut;
+        return keep;
+}
+
+/* Whole lines p[0..n) to the end of a regular file: each line reaches the file whole or not at
+ * all. Room is made first (file_reserve()); should a write() still stop short, the file is cut
+ * back to the end of the last whole line it took and the rest fails. Called with file_lock
+ * held (one writer at a time, so that the cut never takes another thread's line). */
+static int file_write(Audit *a, int fd, const char *p, size_t n, size_t *ret_kept) {
+        size_t done = 0;
+        int r;
+
+        r = file_reserve(a, fd, n);
+        while (r >= 0 && done < n) {
+                ssize_t k;
+
+                k = write(fd, p + done, n - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = negative_errno();
+                } else if (k == 0)
+                        r = -EIO;
+                else
+                        done += (size_t) k;
+        }
+        if (r < 0) {
+                *ret_kept = file_cut_back(a, fd, p, done);
+                return r;
+        }
+        a->end += (off_t) n;
+        *ret_kept = n;
+        return 0;
+}
+
+/* Each of the lines p[0..n) as an entry of its own: the first with the request's fields (if
+ * any), the rest (checkpoints) without. */
+static int journal_write(const AuditJournalFields *fields, const char *p, size_t n, size_t *ret_done) {
+        *ret_done = 0;
+        while (n > 0) {
+                const char *nl = memchr(p, '\n', n);
+                size_t len = nl ? (size_t) (nl - p) : n;
+                int r;
+
+                r = audit_journal_send(*ret_done == 0 ? fields : NULL, p, len);
+                if (r < 0)
+                        return r;
+                len += nl ? 1 : 0;
+                p += len;
+                n -= len;
+                *ret_done += len;
+        }
+        return 0;
+}
+
+/* Sealed lines to the sink; *ret_kept: how many bytes of them went out, whole lines. Called
+ * with a->lock held shared and file_lock held. */
+static int sink_put(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, size_t *ret_kept) {
+        if (a->target == AUDIT_TARGET_JOURNAL)
+                return journal_write(fields, p, n, ret_kept);
+        if (a->regular)
+                return file_write(a, a->fd, p, n, ret_kept);
+        return write_lines(a->fd, p, n, ret_kept);
+}
+
+/* Whole lines p[0..n) to the sink, sealed into the hash chain in the order they go out. With
+ * durable, a file is synced before returning (outside file_lock: a sync covers every line
+ * written before it). Called with a->lock held shared. */
+static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, bool durable) {
+        Buf *sealed = &a->sealed;
+        AuditChain saved;
+        size_t kept = 0;
+        int r;
+
+        (void) pthread_mutex_lock(&a->file_lock);
+        /* One buffer for every writer (they take turns): no allocation per write. */
+        if (sealed->error < 0 || sealed->cap > AUDIT_BUFFER_KEEP)
+                buf_done(sealed);
+        else
+                buf_truncate(sealed, 0);
+        saved = a->chain;
+        r = audit_chain_seal(&a->chain, p, n, sealed);
+        if (r >= 0)
+                r = sink_put(a, fields, sealed->data, sealed->len, &kept);
+        if (r < 0)
+                audit_chain_rewind(&a->chain, &saved, sealed->data, kept);
+        (void) pthread_mutex_unlock(&a->file_lock);
+
+        if (r >= 0 && durable && a->regular && fdatasync(a->fd) < 0)
+                r = negative_errno();
+        return r;
+}
+
+/* A checkpoint line to the sink now (final: the last line this file gets from us). Called
+ * with a->lock held (either way). */
+static int sink_checkpoint(Audit *a, bool final) {
+        _cleanup_buf_ Buf b = BUF_INIT;
+        AuditChain saved;
+        size_t kept = 0;
+        int r;
+
+        (void) pthread_mutex_lock(&a->file_lock);
+        saved = a->chain;
+        r = audit_chain_checkpoint(&a->chain, final, &b);
+        if (r >= 0 && b.len > 0)
+                r = sink_put(a, NULL, b.data, b.len, &kept);
+        if (r < 0)
+                audit_chain_rewind(&a->chain, &saved, b.data, kept);
+        (void) pthread_mutex_unlock(&a->file_lock);
+
+        if (r >= 0 && b.len > 0 && a->regular && fdatasync(a->fd) < 0)
+                r = negative_errno();
+        return r;
 }
 
 /* Log the first failure of a run only, so that a full disk does not flood the log. */
 static int note_result(Audit *a, int r) {
         if (r < 0) {
+                atomic_store_explicit(&a->last_error, r, memory_order_relaxed);
                 if (!atomic_exchange_explicit(&a->failing, true, memory_order_relaxed))
                         log_warning_errno(r, "Failed to write an audit line, ignoring: %m");
                 return r;
@@ -586,7 +781,7 @@ static void buffer_clear(AuditBuffer *b) {
 }
 
 /* Write out b's whole lines (and drop them, written or not). 0 when there were none. */
-static int buffer_write(Audit *a, AuditBuffer *b) {
+static int buffer_write(Audit *a, AuditBuffer *b, bool durable) {
         int r;
 
         if (b->lines.len == 0) {
@@ -595,7 +790,7 @@ static int buffer_write(Audit *a, AuditBuffer *b) {
         }
 
         (void) pthread_rwlock_rdlock(&a->lock);
-        r = write_lines(a->fd, a->regular, b->lines.data, b->lines.len);
+        r = sink_write(a, NULL, b->lines.data, b->lines.len, durable);
         (void) pthread_rwlock_unlock(&a->lock);
 
         buffer_clear(b);
@@ -643,12 +838,15 @@ Audit *audit_free(Audit *a) {
                 int k;
 
                 a->buffers = b->next;
-                k = buffer_write(a, b);
+                k = buffer_write(a, b, false);
                 if (k < 0 && r == 0)
                         r = k;
                 buf_done(&b->lines);
                 free(b);
         }
+        /* The file's last line: the seal that says nothing was cut from its end. */
+        if (r == 0 && (a->fd >= 0 || a->target == AUDIT_TARGET_JOURNAL))
+                r = sink_checkpoint(a, true);
         (void) note_result(a, r);
         if (thread_serial == a->serial) {
                 thread_serial = 0;
@@ -657,8 +855,11 @@ Audit *audit_free(Audit *a) {
 
         if (a->target == AUDIT_TARGET_FILE)
                 (void) safe_close(a->fd);
+        audit_chain_done(&a->chain);
+        buf_done(&a->sealed);
         (void) pthread_rwlock_destroy(&a->lock);
         (void) pthread_mutex_destroy(&a->buffers_lock);
+        (void) pthread_mutex_destroy(&a->file_lock);
         free(a->path);
         free(a->service);
         free(a->version);
@@ -681,7 +882,7 @@ int audit_flush(Audit *a) {
                 return 0; /* nothing was buffered: audit_write() wrote directly */
         if (b->lines.len == 0)
                 return 0;
-        return note_result(a, buffer_write(a, b));
+        return note_result(a, buffer_write(a, b, false));
 }
 
 int audit_reopen(Audit *a) {
@@ -702,67 +903,62 @@ int audit_reopen(Audit *a) {
                 return r;
 
         (void) pthread_rwlock_wrlock(&a->lock);
+        /* Nobody writes now: the old file's last line is its seal, and the new file's first
+         * line names it (or, the same file reopened, follows it). */
+        (void) note_result(a, sink_checkpoint(a, true));
         old = a->fd;
         a->fd = fd;
         a->regular = regular;
+        a->reserved_end = 0; /* file_reserve() looks at the new file's end */
+        r = audit_chain_resume(&a->chain, fd);
+        if (r < 0)
+                log_warning_errno(
+                        r, "Failed to read the last line of the audit log '%s', ignoring: %m", a->path);
         (void) pthread_rwlock_unlock(&a->lock);
 
         (void) safe_close(old);
         return 0;
 }
 
-static int journal_send(const char *message, size_t len) {
-        static const char id[] = "MESSAGE_ID=" AUDIT_MESSAGE_ID;
-        static const char ident[] = "SYSLOG_IDENTIFIER=" AUDIT_SYSLOG_IDENTIFIER;
-        static const char prio[] = "PRIORITY=6"; /* LOG_INFO */
-        struct iovec iov[] = {
-                {.iov_base = (void *) message, .iov_len = len},
-                {.iov_base = (void *) id, .iov_len = sizeof(id) - 1},
-                {.iov_base = (void *) ident, .iov_len = sizeof(ident) - 1},
-                {.iov_base = (void *) prio, .iov_len = sizeof(prio) - 1},
-        };
-
-        return sd_journal_sendv(iov, (int) ELEMENTSOF(iov));
-}
-
-/* Without a buffer (out of memory): the line alone, right away. */
-static int write_unbuffered(Audit *a, const AuditRecord *rec) {
+/* Without a buffer (out of memory, or the journal, which takes each line as an entry of its
+ * own): the line alone, right away. */
+static int write_unbuffered(Audit *a, const AuditRecord *rec, bool durable) {
         _cleanup_buf_ Buf b = BUF_INIT;
+        AuditJournalFields fields = {};
         int r;
 
         r = audit_format(a, rec, &b);
         if (r >= 0)
                 r = buf_putc(&b, '\n');
+        if (r >= 0 && a->target == AUDIT_TARGET_JOURNAL)
+                r = audit_journal_fields(rec, &fields);
         if (r < 0)
                 return r;
 
         (void) pthread_rwlock_rdlock(&a->lock);
-        r = write_lines(a->fd, a->regular, b.data, b.len);
+        r = sink_write(a, &fields, b.data, b.len, durable);
         (void) pthread_rwlock_unlock(&a->lock);
+        audit_journal_fields_done(&fields);
         return r;
 }
 
 int audit_write(Audit *a, const AuditRecord *rec) {
+        return audit_write_mode(a, rec, AUDIT_BATCHED);
+}
+
+int audit_write_mode(Audit *a, const AuditRecord *rec, AuditMode mode) {
         AuditBuffer *b;
         size_t start;
         int r;
 
         assert_return(a, -EINVAL);
         assert_return(rec, -EINVAL);
+        assert_return(mode >= 0 && mode < _AUDIT_MODE_MAX, -EINVAL);
 
-        if (a->target == AUDIT_TARGET_JOURNAL) {
-                _cleanup_buf_ Buf m = BUF_INIT;
-
-                (void) buf_puts(&m, "MESSAGE=");
-                r = audit_format(a, rec, &m);
-                if (r >= 0)
-                        r = journal_send(m.data, m.len);
-                return note_result(a, r);
-        }
-
-        b = buffer_get(a);
+        /* The journal takes each line at once, as its own entry. */
+        b = a->target == AUDIT_TARGET_JOURNAL ? NULL : buffer_get(a);
         if (!b)
-                return note_result(a, write_unbuffered(a, rec));
+                return note_result(a, write_unbuffered(a, rec, mode == AUDIT_DURABLE));
 
         start = b->lines.len;
         r = audit_format(a, rec, &b->lines);
@@ -773,11 +969,54 @@ int audit_write(Audit *a, const AuditRecord *rec) {
                  * since the failed Buf must be started afresh. */
                 buf_truncate(&b->lines, start);
                 if (b->lines.error < 0)
-                        (void) buffer_write(a, b);
+                        (void) buffer_write(a, b, false);
                 return note_result(a, r);
         }
 
-        if (b->lines.len < AUDIT_BUFFER_SIZE)
+        if (mode == AUDIT_BATCHED && b->lines.len < AUDIT_BUFFER_SIZE)
                 return 0;
-        return note_result(a, buffer_write(a, b));
+        return note_result(a, buffer_write(a, b, mode == AUDIT_DURABLE));
+}
+
+bool audit_is_failing(Audit *a) {
+        return a && atomic_load_explicit(&a->failing, memory_order_relaxed);
+}
+
+int audit_probe(Audit *a) {
+        int r;
+
+        assert_return(a, -EINVAL);
+
+        if (!audit_is_failing(a))
+                return 0;
+        if (a->target == AUDIT_TARGET_JOURNAL || !a->regular)
+                return atomic_load_explicit(&a->last_error, memory_order_relaxed) ?: -EIO;
+
+        /* Room for a buffer's worth of lines means the file takes lines again. */
+        (void) pthread_rwlock_rdlock(&a->lock);
+        (void) pthread_mutex_lock(&a->file_lock);
+        a->reserved_end = 0;
+        r = file_reserve(a, a->fd, AUDIT_BUFFER_SIZE);
+        (void) pthread_mutex_unlock(&a->file_lock);
+        (void) pthread_rwlock_unlock(&a->lock);
+        return note_result(a, r);
+}
+
+int audit_set_checkpoint_key(Audit *a, const uint8_t key[static AUDIT_CHECKPOINT_KEY_SIZE]) {
+        int r;
+
+        assert_return(a, -EINVAL);
+        assert_return(key, -EINVAL);
+
+        (void) pthread_mutex_lock(&a->file_lock);
+        r = audit_chain_set_key(&a->chain, key);
+        (void) pthread_mutex_unlock(&a->file_lock);
+        return r;
+}
+
+void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec) {
+        (void) pthread_mutex_lock(&a->file_lock);
+        a->chain.every_lines = lines;
+        a->chain.every_usec = usec;
+        (void) pthread_mutex_unlock(&a->file_lock);
 }

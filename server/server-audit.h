@@ -8,7 +8,16 @@
  * thread's buffer for that Audit, and the buffer goes out with one write() of whole lines
  * when it passes AUDIT_BUFFER_SIZE, at audit_flush(), audit_reopen() (the caller's buffer
  * only) and audit_free() (every thread's). A thread that writes lines calls audit_flush()
- * regularly (keywardd's workers: at most a millisecond after a line) and before it stops writing. */
+ * regularly (keywardd's workers: at most a millisecond after a line) and before it stops writing.
+ * audit_write_mode() writes a line (and what the thread buffered before it) out at once, and
+ * can sync it to disk: for answers that must not leave before their line is safe.
+ *
+ * Every line is sealed into a SHA-256 hash chain as it goes out, with HMAC checkpoints once a
+ * key is set (audit-chain.h; keywardd audit-verify checks them).
+ *
+ * A regular file never holds part of a line: room for the lines is made with fallocate()
+ * before a byte is written (a full disk refuses the whole write), and a write() that still
+ * stops short is cut back with ftruncate() to the end of the last whole line it took. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,6 +36,14 @@
 #define AUDIT_BUFFER_SIZE (32 * 1024)
 
 typedef struct Audit Audit;
+
+typedef enum AuditMode {
+        AUDIT_BATCHED, /* into the calling thread's buffer, out at a flush */
+        AUDIT_NOW,     /* written out (with the lines buffered before it) before returning */
+        AUDIT_DURABLE, /* as AUDIT_NOW, and synced to disk with fdatasync() for a regular file */
+        _AUDIT_MODE_MAX,
+        _AUDIT_MODE_INVALID = -EINVAL,
+} AuditMode;
 
 typedef struct AuditRecord {
         int64_t ts_ns;          /* Unix ns for @timestamp; 0: the time of formatting */
@@ -75,6 +92,29 @@ int audit_reopen(Audit *a);
  * not be formatted (it is dropped) or a write failed (as for audit_flush()); either is
  * logged once until a line goes out again. */
 int audit_write(Audit *a, const AuditRecord *r);
+
+/* audit_write() with a mode: AUDIT_BATCHED is audit_write(). With AUDIT_NOW or
+ * AUDIT_DURABLE, 0 means the line is in the sink (and on disk, for AUDIT_DURABLE and a
+ * regular file); a negative errno means it is not (it is dropped, whole). */
+int audit_write_mode(Audit *a, const AuditRecord *r, AuditMode mode);
+
+/* The last attempt to write lines failed, and none has gone out since. */
+bool audit_is_failing(Audit *a);
+
+/* The checkpoint key (derived from the master key with cryptor_derive_key() and
+ * AUDIT_CHECKPOINT_KEY_INFO): from now on checkpoints are written (see audit-chain.h), and a
+ * final one when the file is reopened or the Audit freed. */
+#define AUDIT_CHECKPOINT_KEY_SIZE 32
+#define AUDIT_CHECKPOINT_KEY_INFO "keyward audit checkpoint v1"
+int audit_set_checkpoint_key(Audit *a, const uint8_t key[static AUDIT_CHECKPOINT_KEY_SIZE]);
+/* A checkpoint after this many lines or this long (checked as lines are written). */
+void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec);
+
+/* 0 when lines can be expected to go out: the sink is not failing, or (a regular file) room
+ * for AUDIT_BUFFER_SIZE bytes of lines could be made now, which ends the failure. Else the
+ * failure's negative errno: a journal, pipe or socket is known to take lines again only when
+ * a line goes out (audit_write_mode() with AUDIT_NOW). */
+int audit_probe(Audit *a);
 
 /* Write out the calling thread's buffered lines for a, if any: one write() of whole lines
  * (a regular file, where O_APPEND keeps concurrent writes whole), or several, each of whole

@@ -44,6 +44,8 @@
 
 #define WATCH_POLL_USEC (1 * USEC_PER_SEC)
 #define AUDIT_FLUSH_USEC 1000
+/* Knox's internal error (code 1, 500) for a request whose audit line cannot be written. */
+#define AUDIT_UNAVAILABLE_MESSAGE "audit log unavailable"
 #define PEER_ADDR_MAX (INET6_ADDRSTRLEN + 8)
 #define LOGIN_FAIL_DELAY_USEC (1 * USEC_PER_SEC)
 #define TOKEN_SWEEP_USEC (3600 * USEC_PER_SEC)
@@ -501,13 +503,31 @@ static const char *method_name(enum evhttp_cmd_type t) {
         return "UNKNOWN";
 }
 
-static void exchange_audit(Exchange *x, const ApiResult *res, const char *route) {
+/* How a request's audit line goes out. An acknowledged write waits for its line on disk, an
+ * answer with key data (or a user token) for its line in the sink; the lines of other answers
+ * follow them within AUDIT_FLUSH_USEC, which is what a crash or a failing sink can lose. While
+ * the sink fails, every line goes out before its answer: so each request learns whether its
+ * line was taken, and the first line taken again ends the failure. */
+static AuditMode exchange_audit_mode(const Exchange *x, const ApiResult *res, const char *route) {
+        bool read = streq(x->method, "GET") || streq(x->method, "HEAD");
+
+        if (!read && route && res->http_status >= 200 && res->http_status < 300)
+                return AUDIT_DURABLE;
+        if (res->http_status == 200 && route && streq(route, "getkey"))
+                return AUDIT_NOW;
+        if (audit_is_failing(x->worker->server->audit))
+                return AUDIT_NOW;
+        return AUDIT_BATCHED;
+}
+
+static int exchange_audit_line(Exchange *x, const ApiResult *res, const char *route, AuditMode mode) {
         Server *s = x->worker->server;
         const char *sni = NULL;
         uint8_t unique[64];
         size_t unique_size = 0;
         const SSL_CIPHER *cipher = NULL;
         AuditRecord rec;
+        int r;
 
         if (x->ssl) {
                 sni = SSL_get_servername(x->ssl, TLSEXT_NAMETYPE_host_name);
@@ -538,13 +558,19 @@ static void exchange_audit(Exchange *x, const ApiResult *res, const char *route)
                 .tls_unique = unique_size > 0 ? unique : NULL,
                 .tls_unique_size = unique_size,
         };
-        (void) audit_write(s->audit, &rec);
+        r = audit_write_mode(s->audit, &rec, mode);
+        if (r < 0)
+                metrics_audit_failure(s->metrics, x->worker->index);
         /* Batched: the lines of a millisecond go out in one write (a write per loop pass
          * cost 5% of a keep-alive GET). No line waits longer than that. */
-        if (!evtimer_pending(x->worker->flush_event, NULL))
+        if (mode == AUDIT_BATCHED && !evtimer_pending(x->worker->flush_event, NULL))
                 (void) evtimer_add(x->worker->flush_event, &(struct timeval){.tv_usec = AUDIT_FLUSH_USEC});
+        return r;
+}
+
+static void exchange_metrics(Exchange *x, const ApiResult *res, const char *route) {
         metrics_request(
-                s->metrics,
+                x->worker->server->metrics,
                 x->worker->index,
                 route ?: "unmatched",
                 res->http_status,
@@ -552,16 +578,64 @@ static void exchange_audit(Exchange *x, const ApiResult *res, const char *route)
                 now_usec_monotonic() - x->started_usec);
 }
 
-/* Reply with the envelope of res, and write the audit line. */
+/* The line of an answer that goes out before its line (healthz, metrics). */
+static void exchange_audit(Exchange *x, const ApiResult *res, const char *route) {
+        (void) exchange_audit_line(x, res, route, exchange_audit_mode(x, res, route));
+        exchange_metrics(x, res, route);
+}
+
+/* Write the line of res before its answer, when its mode says so. 0: answer res; negative: the
+ * line could not be written and (failing closed) the answer must be the refusal instead. */
+static int exchange_audit_first(Exchange *x, const ApiResult *res, const char *route, AuditMode mode) {
+        Server *s = x->worker->server;
+        bool was_failing = audit_is_failing(s->audit);
+        int r;
+
+        r = exchange_audit_line(x, res, route, mode);
+        if (r >= 0)
+                return 0;
+        if (s->config->audit_fail_open) {
+                if (!was_failing)
+                        log_error_errno(
+                                r,
+                                "AUDIT LOG UNAVAILABLE, answering requests without their audit lines (--audit-fail-open): %m");
+                return 0;
+        }
+        if (!was_failing)
+                log_error_errno(
+                        r, "Audit log unavailable, refusing requests until it takes lines again: %m");
+        if (mode == AUDIT_DURABLE)
+                log_error(
+                        "Request %s '%s' (key '%s') was carried out, but its audit line could not be written; it was answered with an error.",
+                        x->method,
+                        strna(route),
+                        strna(x->match.key_id));
+        return r;
+}
+
+/* Reply with the envelope of res, and write the audit line: before the reply for writes and
+ * key data (failing closed: an answer whose line the sink refuses becomes Knox's internal
+ * error "audit log unavailable"), after it for the rest. */
 static void exchange_reply(Exchange *x, ApiResult *res, const char *route) {
         _cleanup_buf_ Buf body = BUF_INIT_SECURE;
+        ApiResult refusal = API_RESULT_INIT;
+        AuditMode mode = exchange_audit_mode(x, res, route);
 
+        if (mode != AUDIT_BATCHED && exchange_audit_first(x, res, route, mode) < 0) {
+                (void) api_result_error(&refusal, KNOX_INTERNAL_SERVER_ERROR, AUDIT_UNAVAILABLE_MESSAGE);
+                res = &refusal;
+                mode = AUDIT_BATCHED; /* the refusal's line: should the sink be back by then */
+        }
         if (api_result_body(res, x->worker->server->hostname, now_ns(), &body) < 0) {
                 evhttp_send_error(x->req, 500, NULL);
+                api_result_done(&refusal);
                 return;
         }
         send_body(x->req, res->http_status, "application/json", &body);
-        exchange_audit(x, res, route);
+        if (mode == AUDIT_BATCHED)
+                (void) exchange_audit_line(x, res, route, AUDIT_BATCHED);
+        exchange_metrics(x, res, route);
+        api_result_done(&refusal);
 }
 
 static void reply_error(Exchange *x, KnoxCode code, int http_status, const char *route, const char *fmt, ...)
@@ -1151,7 +1225,10 @@ static int read_form(Exchange *x) {
         return r;
 }
 
+/* 200 "ok", or 503 when the store or (failing closed) the audit log is unavailable. A failing
+ * audit log is tried again here, so a health check also sees it come back. */
 static void handle_healthz(Exchange *x) {
+        Server *s = x->worker->server;
         _cleanup_buf_ Buf body = BUF_INIT;
         ApiResult res = API_RESULT_INIT;
         uint64_t c;
@@ -1162,6 +1239,18 @@ static void handle_healthz(Exchange *x) {
         } else {
                 res.http_status = 200;
                 (void) buf_puts(&body, "ok\n");
+        }
+        if (audit_probe(s->audit) < 0) {
+                /* Only a line that goes out shows that a journal or pipe is back. */
+                if (exchange_audit_line(x, &res, "healthz", AUDIT_NOW) >= 0) {
+                        send_body(x->req, res.http_status, "text/plain; charset=utf-8", &body);
+                        exchange_metrics(x, &res, "healthz");
+                        return;
+                }
+                if (!s->config->audit_fail_open)
+                        res.http_status = 503;
+                buf_truncate(&body, 0);
+                (void) buf_puts(&body, AUDIT_UNAVAILABLE_MESSAGE "\n");
         }
         send_body(x->req, res.http_status, "text/plain; charset=utf-8", &body);
         exchange_audit(x, &res, "healthz");
@@ -1263,6 +1352,18 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
 
                 x.form_ok = x.form_ok && form_parse(x.raw_query, strlen(x.raw_query), &tmp) == 0;
                 form_done(&tmp);
+        }
+        /* Fail closed before a write touches the store, while the audit log takes no lines. */
+        if (!streq(x.method, "GET") && !streq(x.method, "HEAD") && !s->config->audit_fail_open &&
+            audit_probe(s->audit) < 0) {
+                reply_error(
+                        &x,
+                        KNOX_INTERNAL_SERVER_ERROR,
+                        500,
+                        api_route_to_string(x.match.route),
+                        "%s",
+                        AUDIT_UNAVAILABLE_MESSAGE);
+                return;
         }
         if (x.match.route == API_ROUTE_LOGIN) {
                 if (x.worker->stopping) {
@@ -1408,7 +1509,8 @@ static int open_listen_socket(const struct sockaddr_storage *sa, socklen_t len) 
 static void flush_cb(evutil_socket_t fd, short what, void *userdata) {
         Worker *w = userdata;
 
-        (void) audit_flush(w->server->audit);
+        if (audit_flush(w->server->audit) < 0)
+                metrics_audit_failure(w->server->metrics, w->index);
 }
 
 static Worker *worker_free(Worker *w) {

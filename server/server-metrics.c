@@ -57,6 +57,7 @@ typedef struct MetricsSlot {
         atomic_uint_fast64_t store_errors;
         atomic_uint_fast64_t auth_failures;
         atomic_uint_fast64_t connections_refused;
+        atomic_uint_fast64_t audit_failures;
 } MetricsSlot;
 
 struct Metrics {
@@ -166,6 +167,11 @@ void metrics_auth_failure(Metrics *m, size_t worker) {
                 atomic_fetch_add_explicit(&slot(m, worker)->auth_failures, 1, memory_order_relaxed);
 }
 
+void metrics_audit_failure(Metrics *m, size_t worker) {
+        if (m)
+                atomic_fetch_add_explicit(&slot(m, worker)->audit_failures, 1, memory_order_relaxed);
+}
+
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 static void header(Buf *b, const char *name, const char *type, const char *help) {
@@ -244,6 +250,7 @@ static void render_durations(Metrics *m, Buf *b) {
 int metrics_render(Metrics *m, Buf *out) {
         int64_t connections = 0, watchers = 0;
         uint64_t store_errors = 0, auth_failures = 0, connections_refused = 0;
+        uint64_t audit_failures = 0;
 
         assert_return(m, -EINVAL);
         assert_return(out, -EINVAL);
@@ -254,6 +261,7 @@ int metrics_render(Metrics *m, Buf *out) {
                 store_errors += LOAD(m->slots[i].store_errors);
                 auth_failures += LOAD(m->slots[i].auth_failures);
                 connections_refused += LOAD(m->slots[i].connections_refused);
+                audit_failures += LOAD(m->slots[i].audit_failures);
         }
 
         render_requests(m, out);
@@ -271,6 +279,11 @@ int metrics_render(Metrics *m, Buf *out) {
                "counter",
                "Connections closed unserved: their address had its limit of open connections.");
         (void) buf_printf(out, "keyward_connections_refused_total %" PRIu64 "\n", connections_refused);
+        header(out,
+               "keyward_audit_failures_total",
+               "counter",
+               "Audit writes that failed: a request refused (or answered, with --audit-fail-open) without its line, or a batch of lines lost.");
+        (void) buf_printf(out, "keyward_audit_failures_total %" PRIu64 "\n", audit_failures);
 
         return out->error;
 }

@@ -29,11 +29,14 @@ void metrics_watchers_add(Metrics *m, size_t worker, int delta);
 void metrics_store_error(Metrics *m, size_t worker);
 void metrics_auth_failure(Metrics *m, size_t worker);
 void metrics_connection_refused(Metrics *m, size_t worker);
+/* An audit write failed (see keyward_audit_failures_total). */
+void metrics_audit_failure(Metrics *m, size_t worker);
 
 /* Append, in Prometheus's text format (version 0.0.4):
  * keyward_requests_total{route,code,status}, keyward_request_duration_seconds histogram
  * {route,le} per route, keyward_open_connections, keyward_watchers, keyward_store_errors_total,
- * keyward_auth_failures_total, keyward_connections_refused_total, each with # HELP and # TYPE lines. Request
+ * keyward_auth_failures_total, keyward_connections_refused_total,
+ * keyward_audit_failures_total, each with # HELP and # TYPE lines. Request
  * series that are still zero (and the histograms of routes never asked for) are left out; the gauges and the
  * plain counters are always there. */
 int metrics_render(Metrics *m, Buf *out);

@@ -37,6 +37,8 @@ typedef struct ServerConfig {
         uint64_t request_timeout_usec;
         unsigned max_watch_sec;
         char *ready_file; /* tests: written with "ADDR:PORT\n" lines once listening */
+        /* Answer requests even when their audit lines cannot be written. */
+        bool audit_fail_open;
 } ServerConfig;
 
 void server_config_done(ServerConfig *c);

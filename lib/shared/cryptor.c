@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -490,5 +491,29 @@ finish:
         for (size_t i = 0; i < k->n_versions; i++)
                 secret_free(a[i]);
         free(a);
+        return r;
+}
+
+int cryptor_derive_key(const Cryptor *c, const char *info, void *ret, size_t size) {
+        EVP_PKEY_CTX *ctx;
+        size_t n = size;
+        int r = -EIO;
+
+        assert_return(c, -EINVAL);
+        assert_return(info, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        ERR_clear_error();
+        ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+        if (!ctx)
+                return -ENOMEM;
+        if (EVP_PKEY_derive_init(ctx) > 0 && EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) > 0 &&
+            EVP_PKEY_CTX_set1_hkdf_key(ctx, c->key->data, (int) c->key->size) > 0 &&
+            EVP_PKEY_CTX_add1_hkdf_info(ctx, (const unsigned char *) info, (int) strlen(info)) > 0 &&
+            EVP_PKEY_derive(ctx, ret, &n) > 0 && n == size)
+                r = 0;
+        EVP_PKEY_CTX_free(ctx);
+        if (r < 0)
+                explicit_bzero(ret, size);
         return r;
 }

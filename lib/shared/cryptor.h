@@ -45,3 +45,7 @@ int cryptor_open_version(const Cryptor *c, const char *key_id, KeyVersion *v);
  * is -EINVAL) / open them all. All or nothing: on failure k is untouched. */
 int cryptor_seal_key(const Cryptor *c, Key *k);
 int cryptor_open_key(const Cryptor *c, Key *k);
+
+/* HKDF-SHA256 (no salt) of the master key with info into size bytes at ret: a key for another
+ * purpose (the audit log's checkpoints) that only holders of the master key can make. */
+int cryptor_derive_key(const Cryptor *c, const char *info, void *ret, size_t size);

@@ -655,6 +655,28 @@ static void test_threads_two_cryptors(_unused_ void **state) {
         assert_null(thread_alternate(&pair));
 }
 
+/* HKDF-SHA256 (RFC 5869, no salt) of the master key: a known answer, computed apart from
+ * OpenSSL; another info or another master key gives another key. */
+static void test_derive_key(void **state) {
+        static const char want[] = "e56579a039742fdcf19af96eba3f75d9cea5e443f5355405887fdae7db1cda62";
+        _cleanup_(cryptor_freep) Cryptor *c = NULL, *d = NULL;
+        uint8_t mk[32], k1[32], k2[32], k3[32];
+        char hex[65];
+
+        for (size_t i = 0; i < sizeof(mk); i++)
+                mk[i] = (uint8_t) i;
+        assert_int_equal(cryptor_new(mk, sizeof(mk), &c), 0);
+        assert_int_equal(cryptor_derive_key(c, "keyward audit checkpoint v1", k1, sizeof(k1)), 0);
+        hexencode(k1, sizeof(k1), hex);
+        assert_string_equal(hex, want);
+        assert_int_equal(cryptor_derive_key(c, "another purpose", k2, sizeof(k2)), 0);
+        assert_memory_not_equal(k1, k2, sizeof(k1));
+        mk[0] ^= 1;
+        assert_int_equal(cryptor_new(mk, sizeof(mk), &d), 0);
+        assert_int_equal(cryptor_derive_key(d, "keyward audit checkpoint v1", k3, sizeof(k3)), 0);
+        assert_memory_not_equal(k1, k3, sizeof(k1));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_associated_data),
@@ -669,6 +691,7 @@ int main(void) {
                 cmocka_unit_test(test_key),
                 cmocka_unit_test(test_threads),
                 cmocka_unit_test(test_threads_two_cryptors),
+                cmocka_unit_test(test_derive_key),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

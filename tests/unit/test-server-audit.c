@@ -14,12 +14,18 @@
 #include <stdlib.h>
 #include <limits.h>
 #include <string.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "server-audit.h"
+#include "audit-chain.h"
+#include "audit-verify.h"
 #include "fileio.h"
 #include "hexdecoct.h"
 #include "json-util.h"
@@ -569,9 +575,12 @@ static size_t check_lines(const char *path, size_t want) {
                 assert_non_null(nl);
                 if (json_parse(p, (size_t) (nl - p), &o, &err) != 0)
                         fail_msg("line %zu of %s does not parse: %s", n + 1, path, err);
-                assert_string_equal(get_str(o, "payload", "type"), "access");
+                /* Checkpoints are not counted. */
+                if (!json_object_object_get_ex(o, "checkpoint", NULL)) {
+                        assert_string_equal(get_str(o, "payload", "type"), "access");
+                        n++;
+                }
                 json_object_put(o);
-                n++;
                 p = nl + 1;
         }
         if (want != SIZE_MAX) /* SIZE_MAX: just count them */
@@ -774,6 +783,20 @@ static off_t file_size(const char *path) {
         return st.st_size;
 }
 
+/* Bytes of n lines of line_len bytes (newline included) once sealed after seq `after`: each
+ * gets ,"seq":N,"prev":"<64 hex>". */
+static size_t sealed_total(size_t line_len, unsigned after, unsigned n) {
+        size_t total = 0;
+
+        for (unsigned i = after + 1; i <= after + n; i++) {
+                char digits[16];
+
+                total += line_len + strlen(",\"seq\":,\"prev\":\"\"") + 64 +
+                        (size_t) snprintf(digits, sizeof(digits), "%u", i);
+        }
+        return total;
+}
+
 /* Lines are held until a flush, which writes them all with a single write(); a buffer
  * passing AUDIT_BUFFER_SIZE goes out by itself, whole lines only. */
 static void test_batching(void **state) {
@@ -803,7 +826,7 @@ static void test_batching(void **state) {
         after = thread_syscw();
         if (before >= 0)
                 assert_int_equal(after - before, 1);
-        assert_int_equal(file_size(path), 10 * line_len);
+        assert_int_equal(file_size(path), sealed_total(line_len, 0, 10));
         check_lines(path, 10);
         /* Nothing left: a second flush writes nothing. */
         before = thread_syscw();
@@ -814,7 +837,7 @@ static void test_batching(void **state) {
 
         /* Without flushes, the file grows in one step, once the buffer passes the limit, by
          * every line buffered so far. */
-        total = 10 * line_len;
+        total = sealed_total(line_len, 0, 10);
         for (n = 1;; n++) {
                 off_t size;
 
@@ -823,7 +846,7 @@ static void test_batching(void **state) {
                 if (n * line_len < AUDIT_BUFFER_SIZE)
                         assert_int_equal(size, total);
                 else {
-                        assert_int_equal(size, total + n * line_len);
+                        assert_int_equal(size, total + sealed_total(line_len, 10, n));
                         break;
                 }
         }
@@ -973,6 +996,472 @@ static void test_write_error(void **state) {
         assert_int_equal(audit_flush(a), 0);
 }
 
+/* A line of about 1.1 KiB, numbered through its user agent. */
+static AuditRecord long_record(char *ua, size_t ua_size, char *msg, size_t msg_size, int i) {
+        AuditRecord r = base_record();
+
+        (void) snprintf(ua, ua_size, "line-%d", i);
+        memset(msg, 'm', msg_size - 1);
+        msg[msg_size - 1] = '\0';
+        r.user_agent = ua;
+        r.msg = msg;
+        return r;
+}
+
+/* Write lines one flush each until the file refuses one; return how many went in. The file
+ * holds exactly those, whole, also after the refusal. */
+static size_t fill_until(Audit *a, const char *path, int want_error) {
+        char ua[32], msg[1024];
+        size_t n = 0;
+
+        for (int i = 0;; i++) {
+                AuditRecord r = long_record(ua, sizeof(ua), msg, sizeof(msg), i);
+                int k;
+
+                assert_true(i < 100000);
+                assert_int_equal(audit_write(a, &r), 0);
+                k = audit_flush(a);
+                if (k < 0) {
+                        assert_int_equal(k, want_error);
+                        break;
+                }
+                n++;
+        }
+        check_lines(path, n);
+        return n;
+}
+
+/* A file size limit makes write() stop short in the middle of a line even though room was
+ * made (fallocate() does not look at RLIMIT_FSIZE): the file is cut back to its last whole
+ * line, and the next line starts on a line of its own. */
+static void test_short_write_cut_back(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        struct rlimit old, lim;
+        char ua[32], msg[1024];
+        AuditRecord r;
+        size_t n;
+        int k;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_int_equal(signal(SIGXFSZ, SIG_IGN) == SIG_ERR, false);
+        lim = old;
+        lim.rlim_cur = 10000; /* not a multiple of the line length */
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+        n = fill_until(a, path, -EFBIG);
+        assert_true(n >= 5);
+        assert_true(audit_is_failing(a));
+        /* Several lines in one write: those that fit stay whole, the torn one goes. */
+        for (int i = 0; i < 3; i++) {
+                r = long_record(ua, sizeof(ua), msg, sizeof(msg), 1000 + i);
+                assert_int_equal(audit_write(a, &r), 0);
+        }
+        assert_int_equal(audit_flush(a), -EFBIG);
+        check_lines(path, n);
+
+        /* Room again: the next line is whole, on its own line, with nothing glued to it. */
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        r = long_record(ua, sizeof(ua), msg, sizeof(msg), 2000);
+        assert_int_equal(audit_write(a, &r), 0);
+        assert_int_equal(audit_flush(a), 0);
+        assert_false(audit_is_failing(a));
+        check_lines(path, n + 1);
+
+        /* A line written at once reports its own failure. */
+        lim.rlim_cur = 1;
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        k = audit_write_mode(a, &r, AUDIT_NOW);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_int_equal(k, -EFBIG);
+        check_lines(path, n + 1);
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_DURABLE), 0);
+        check_lines(path, n + 2);
+        assert_int_equal(signal(SIGXFSZ, SIG_DFL) == SIG_ERR, false);
+
+        a = audit_free(a);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+/* A full file system (a small tmpfs, as root in a mount namespace of our own): lines are
+ * refused whole, the file never holds part of one, and lines go out again once there is
+ * room, with no reopen. */
+static void test_enospc_never_torn(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL, *filler = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        _cleanup_free_ char *zeros = NULL;
+        char ua[32], msg[1024];
+        AuditRecord r;
+        size_t n;
+        int fd;
+
+        if (geteuid() != 0)
+                skip();
+        if (unshare(CLONE_NEWNS) < 0)
+                skip();
+        assert_int_equal(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+        assert_non_null(mkdtemp(dir));
+        assert_int_equal(mount("tmpfs", dir, "tmpfs", 0, "size=40k,mode=0700"), 0);
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_true(asprintf(&filler, "%s/filler", dir) > 0);
+
+        /* Half the room goes to a file that is removed later. */
+        zeros = calloc(1, 20 * 1024);
+        assert_non_null(zeros);
+        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, zeros, 20 * 1024), 20 * 1024);
+        assert_int_equal(close(fd), 0);
+
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        n = fill_until(a, path, -ENOSPC);
+        assert_true(n >= 5);
+        assert_true(audit_is_failing(a));
+        /* Batched lines that no longer fit. */
+        for (int i = 0; i < 3; i++) {
+                r = long_record(ua, sizeof(ua), msg, sizeof(msg), 1000 + i);
+                assert_int_equal(audit_write(a, &r), 0);
+        }
+        assert_int_equal(audit_flush(a), -ENOSPC);
+        check_lines(path, n);
+        r = long_record(ua, sizeof(ua), msg, sizeof(msg), 2000);
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_DURABLE), -ENOSPC);
+        check_lines(path, n);
+
+        /* Space comes back: the same Audit writes again. */
+        assert_int_equal(unlink(filler), 0);
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_DURABLE), 0);
+        assert_false(audit_is_failing(a));
+        check_lines(path, n + 1);
+        assert_int_equal(audit_write(a, &r), 0);
+        assert_int_equal(audit_flush(a), 0);
+        check_lines(path, n + 2);
+
+        a = audit_free(a);
+        assert_int_equal(umount(dir), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+/* ---- the hash chain and audit-verify ------------------------------------------------- */
+
+static const uint8_t test_key[AUDIT_CHECKPOINT_KEY_SIZE] = "0123456789abcdef0123456789abcdef";
+
+/* The lines of a file, each without its newline; *ret_n of them. */
+typedef struct Lines {
+        char *l[256];
+        size_t n;
+} Lines;
+
+static void lines_read(const char *path, Lines *ret) {
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0;
+        char *p, *nl;
+
+        assert_int_equal(read_full_file(path, 1024 * 1024, &data, &size), 0);
+        ret->n = 0;
+        for (p = data; p < data + size; p = nl + 1) {
+                nl = memchr(p, '\n', (size_t) (data + size - p));
+                assert_non_null(nl);
+                assert_true(ret->n < ELEMENTSOF(ret->l));
+                ret->l[ret->n++] = strndup(p, (size_t) (nl - p));
+        }
+}
+
+static void lines_done(Lines *l) {
+        for (size_t i = 0; i < l->n; i++)
+                free(l->l[i]);
+        l->n = 0;
+}
+
+/* Write lines to path; the last one without its newline when torn. */
+static void lines_write(const Lines *l, const char *path, bool torn) {
+        FILE *f = fopen(path, "we");
+
+        assert_non_null(f);
+        for (size_t i = 0; i < l->n; i++)
+                fprintf(f, i + 1 == l->n && torn ? "%s" : "%s\n", l->l[i]);
+        assert_int_equal(fclose(f), 0);
+}
+
+/* Verify files (NULL-terminated); returns the verdict, the findings in *ret_out. */
+static int verify(const uint8_t *key, char **ret_out, const char *f1, const char *f2) {
+        char *files[] = {(char *) f1, (char *) f2, NULL};
+        size_t size = 0;
+        FILE *out;
+        int r;
+
+        *ret_out = NULL;
+        out = open_memstream(ret_out, &size);
+        assert_non_null(out);
+        r = audit_verify_files(files, key, out);
+        assert_int_equal(fclose(out), 0);
+        return r;
+}
+
+static bool line_is_checkpoint(const char *l) {
+        return strncmp(l, "{\"checkpoint\":", 14) == 0;
+}
+
+static char *mfree(char *p) {
+        free(p);
+        return NULL;
+}
+
+static void test_chain(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *f1 = NULL, *f2 = NULL, *t = NULL, *out = NULL;
+        Lines l1 = {}, l2 = {};
+        uint8_t wrong[AUDIT_CHECKPOINT_KEY_SIZE];
+        uint8_t h[AUDIT_HASH_SIZE];
+        char hex[AUDIT_HASH_HEX + 1];
+        size_t n_cp = 0;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&f1, "%s/audit.log.1", dir) > 0);
+        assert_true(asprintf(&f2, "%s/audit.log", dir) > 0);
+        assert_true(asprintf(&t, "%s/tampered", dir) > 0);
+
+        /* Rotation by hand: f2 is the live name; the first file ends up as f1. */
+        {
+                _cleanup_(audit_freep) Audit *a = NULL;
+                AuditRecord r = base_record();
+
+                assert_int_equal(audit_open(f2, "keywardd", "1.0", "h1", &a), 0);
+                assert_int_equal(audit_set_checkpoint_key(a, test_key), 0);
+                audit_set_checkpoint_interval(a, 4, UINT64_MAX);
+                for (int i = 0; i < 12; i++) {
+                        assert_int_equal(audit_write(a, &r), 0);
+                        if (i % 5 == 0)
+                                assert_int_equal(audit_flush(a), 0);
+                }
+                assert_int_equal(audit_flush(a), 0);
+                assert_int_equal(rename(f2, f1), 0);
+                assert_int_equal(audit_reopen(a), 0);
+                for (int i = 0; i < 5; i++)
+                        assert_int_equal(audit_write(a, &r), 0);
+                a = audit_free(a);
+        }
+        lines_read(f1, &l1);
+        lines_read(f2, &l2);
+
+        /* 12 lines and a checkpoint after each 4 (the 12th's is also the file's end, then the
+         * final seal); the next file's first line names the last one. */
+        for (size_t i = 0; i < l1.n; i++)
+                n_cp += line_is_checkpoint(l1.l[i]);
+        assert_int_equal(l1.n, 12 + n_cp);
+        assert_true(n_cp >= 3);
+        assert_non_null(strstr(l1.l[l1.n - 1], "\"final\":true"));
+        assert_non_null(strstr(l1.l[0], ",\"seq\":1,\"prev\":\"0000000000000000"));
+        audit_line_hash(l1.l[l1.n - 1], strlen(l1.l[l1.n - 1]), h);
+        hexencode(h, sizeof(h), hex);
+        assert_non_null(strstr(l2.l[0], hex));
+        assert_int_equal(l2.n, 7); /* 4 lines, a checkpoint, 1 line, the final seal */
+        assert_true(line_is_checkpoint(l2.l[4]));
+        assert_non_null(strstr(l2.l[6], "\"final\":true"));
+
+        /* Intact: with the key, without it, and reopened (the chain goes on from the file). */
+        assert_int_equal(verify(test_key, &out, f1, f2), 0);
+        assert_non_null(strstr(out, "intact"));
+        out = mfree(out);
+        assert_int_equal(verify(NULL, &out, f1, f2), 0);
+        assert_non_null(strstr(out, "checkpoints not checked"));
+        out = mfree(out);
+        {
+                _cleanup_(audit_freep) Audit *a = NULL;
+                AuditRecord r = base_record();
+
+                assert_int_equal(audit_open(f2, "keywardd", "1.0", "h1", &a), 0);
+                assert_int_equal(audit_set_checkpoint_key(a, test_key), 0);
+                assert_int_equal(audit_write(a, &r), 0);
+                a = audit_free(a);
+        }
+        assert_int_equal(verify(test_key, &out, f1, f2), 0);
+        out = mfree(out);
+        lines_done(&l2);
+        lines_read(f2, &l2);
+
+        /* Another key: the checkpoints do not verify. */
+        memset(wrong, 'x', sizeof(wrong));
+        assert_int_equal(verify(wrong, &out, f1, f2), 1);
+        assert_non_null(strstr(out, "HMAC does not verify"));
+        out = mfree(out);
+
+        /* Files out of order, or one missing in between. */
+        assert_int_equal(verify(test_key, &out, f2, f1), 1);
+        assert_non_null(strstr(out, "does not continue"));
+        out = mfree(out);
+
+        /* Each kind of tampering with the first file, found at the line it breaks. */
+        {
+                Lines t1 = l1;
+                char *saved;
+                char want[64];
+
+                /* Deleted: line 3 gone, line 4 (now 3) names the wrong predecessor. */
+                memmove(t1.l + 2, t1.l + 3, (t1.n - 3) * sizeof(char *));
+                t1.n--;
+                lines_write(&t1, t, false);
+                assert_int_equal(verify(test_key, &out, t, NULL), 1);
+                (void) snprintf(want, sizeof(want), "%s:3: prev is not the hash", t);
+                assert_non_null(strstr(out, want));
+                out = mfree(out);
+
+                /* Inserted: a copy of line 2 after it. */
+                t1 = l1;
+                memmove(t1.l + 3, t1.l + 2, (t1.n - 2) * sizeof(char *));
+                t1.l[2] = l1.l[1];
+                t1.n++;
+                lines_write(&t1, t, false);
+                assert_int_equal(verify(test_key, &out, t, NULL), 1);
+                (void) snprintf(want, sizeof(want), "%s:3: prev is not the hash", t);
+                assert_non_null(strstr(out, want));
+                out = mfree(out);
+
+                /* Edited: one byte of line 2's user agent; line 3 breaks. */
+                t1 = l1;
+                saved = strdup(l1.l[1]);
+                assert_non_null(saved);
+                *strstr(saved, "Knox_Client") = 'k';
+                t1.l[1] = saved;
+                lines_write(&t1, t, false);
+                assert_int_equal(verify(test_key, &out, t, NULL), 1);
+                (void) snprintf(want, sizeof(want), "%s:3: prev is not the hash", t);
+                assert_non_null(strstr(out, want));
+                out = mfree(out);
+                free(saved);
+
+                /* Reordered: lines 2 and 3 swapped. */
+                t1 = l1;
+                t1.l[1] = l1.l[2];
+                t1.l[2] = l1.l[1];
+                lines_write(&t1, t, false);
+                assert_int_equal(verify(test_key, &out, t, NULL), 1);
+                (void) snprintf(want, sizeof(want), "%s:2: prev is not the hash", t);
+                assert_non_null(strstr(out, want));
+                out = mfree(out);
+
+                /* Truncated at the end, right after a checkpoint (the final seal gone). */
+                t1 = l1;
+                while (t1.n > 0 &&
+                       !(line_is_checkpoint(t1.l[t1.n - 1]) && strstr(t1.l[t1.n - 1], "\"final\":false")))
+                        t1.n--;
+                assert_true(t1.n > 0);
+                lines_write(&t1, t, false);
+                assert_int_equal(verify(test_key, &out, t, NULL), 1);
+                assert_non_null(strstr(out, "does not end in keywardd's final checkpoint"));
+                out = mfree(out);
+                /* ... also as the first of two files: the second does not continue it. */
+                assert_int_equal(verify(test_key, &out, t, f2), 1);
+                out = mfree(out);
+
+                /* Cut in the middle of the last line. */
+                t1 = l1;
+                saved = strndup(l1.l[l1.n - 1], 20);
+                t1.l[t1.n - 1] = saved;
+                lines_write(&t1, t, true);
+                assert_int_equal(verify(test_key, &out, t, NULL), 1);
+                assert_non_null(strstr(out, "not whole"));
+                out = mfree(out);
+                free(saved);
+
+                /* Not a line of ours in the middle. */
+                t1 = l1;
+                t1.l[4] = (char *) "{\"id\":\"x\"}";
+                lines_write(&t1, t, false);
+                assert_int_equal(verify(test_key, &out, t, NULL), 1);
+                (void) snprintf(want, sizeof(want), "%s:5: no chain members", t);
+                assert_non_null(strstr(out, want));
+                out = mfree(out);
+        }
+
+        /* Rewritten by someone without the key: line 2 edited and the whole chain after it
+         * rebuilt. The chain alone cannot tell; the first checkpoint after the edit can. */
+        {
+                Lines t1 = {};
+                uint8_t prev[AUDIT_HASH_SIZE];
+                char want[64];
+
+                for (size_t i = 0; i < l1.n; i++)
+                        t1.l[t1.n++] = strdup(l1.l[i]);
+                *strstr(t1.l[1], "Knox_Client") = 'k';
+                audit_line_hash(t1.l[1], strlen(t1.l[1]), prev);
+                for (size_t i = 2; i < t1.n; i++) {
+                        char *p = strstr(t1.l[i], ",\"prev\":\"");
+
+                        assert_non_null(p);
+                        hexencode(prev, sizeof(prev), hex);
+                        memcpy(p + 9, hex, AUDIT_HASH_HEX);
+                        audit_line_hash(t1.l[i], strlen(t1.l[i]), prev);
+                }
+                lines_write(&t1, t, false);
+                assert_int_equal(verify(NULL, &out, t, NULL), 0);
+                out = mfree(out);
+                assert_int_equal(verify(test_key, &out, t, NULL), 1);
+                for (size_t i = 0; i < t1.n; i++)
+                        if (line_is_checkpoint(t1.l[i])) {
+                                (void) snprintf(
+                                        want, sizeof(want), "%s:%zu: the checkpoint's HMAC", t, i + 1);
+                                break;
+                        }
+                assert_non_null(strstr(out, want));
+                out = mfree(out);
+                lines_done(&t1);
+        }
+
+        lines_done(&l1);
+        lines_done(&l2);
+        assert_int_equal(unlink(f1), 0);
+        assert_int_equal(unlink(f2), 0);
+        assert_int_equal(unlink(t), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+/* A write that fails part way puts the chain back: the next line follows the last one kept. */
+static void test_chain_after_failure(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL, *out = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        struct rlimit old, lim;
+        char ua[32], msg[1024];
+        AuditRecord r;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        assert_int_equal(audit_set_checkpoint_key(a, test_key), 0);
+        audit_set_checkpoint_interval(a, 3, UINT64_MAX);
+
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_int_equal(signal(SIGXFSZ, SIG_IGN) == SIG_ERR, false);
+        lim = old;
+        lim.rlim_cur = 10000;
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        (void) fill_until(a, path, -EFBIG);
+        for (int i = 0; i < 3; i++) {
+                r = long_record(ua, sizeof(ua), msg, sizeof(msg), 1000 + i);
+                assert_int_equal(audit_write(a, &r), 0);
+        }
+        assert_int_equal(audit_flush(a), -EFBIG);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_int_equal(signal(SIGXFSZ, SIG_DFL) == SIG_ERR, false);
+        for (int i = 0; i < 5; i++) {
+                r = long_record(ua, sizeof(ua), msg, sizeof(msg), 2000 + i);
+                assert_int_equal(audit_write(a, &r), 0);
+        }
+        a = audit_free(a);
+
+        assert_int_equal(verify(test_key, &out, path, NULL), 0);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exact_line),
@@ -991,6 +1480,10 @@ int main(void) {
                 cmocka_unit_test(test_two_audits),
                 cmocka_unit_test(test_stderr_socket),
                 cmocka_unit_test(test_write_error),
+                cmocka_unit_test(test_short_write_cut_back),
+                cmocka_unit_test(test_enospc_never_torn),
+                cmocka_unit_test(test_chain),
+                cmocka_unit_test(test_chain_after_failure),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,7 +113,10 @@ static void test_empty(void **state) {
                 "keyward_auth_failures_total 0\n"
                 "# HELP keyward_connections_refused_total Connections closed unserved: their address had its limit of open connections.\n"
                 "# TYPE keyward_connections_refused_total counter\n"
-                "keyward_connections_refused_total 0\n");
+                "keyward_connections_refused_total 0\n"
+                "# HELP keyward_audit_failures_total Audit writes that failed: a request refused (or answered, with --audit-fail-open) without its line, or a batch of lines lost.\n"
+                "# TYPE keyward_audit_failures_total counter\n"
+                "keyward_audit_failures_total 0\n");
 }
 
 static const char getkey_histogram[] =
@@ -198,7 +201,10 @@ static void test_gauges_and_counters(void **state) {
         metrics_auth_failure(m, 0);
         metrics_auth_failure(m, 99);
         metrics_connection_refused(m, 1);
+        metrics_audit_failure(m, 1);
+        metrics_audit_failure(m, 99);
         text = render(m);
+        assert_line(text, "keyward_audit_failures_total 2");
         assert_line(text, "keyward_open_connections 3");
         assert_line(text, "keyward_watchers 2");
         assert_line(text, "keyward_store_errors_total 1");

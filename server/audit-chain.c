@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "audit-chain.h"
+
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hexdecoct.h"
+#include "secret.h"
+
+/* How far back from the end of a file audit_chain_resume() looks for its last line. */
+#define AUDIT_RESUME_MAX (1024 * 1024)
+
+static uint64_t monotonic_usec(void) {
+        struct timespec ts = {};
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+void audit_chain_init(AuditChain *c) {
+        *c = (AuditChain){
+                .checkpoint_usec = monotonic_usec(),
+                .every_lines = AUDIT_CHECKPOINT_LINES,
+                .every_usec = AUDIT_CHECKPOINT_USEC,
+        };
+}
+
+void audit_chain_done(AuditChain *c) {
+        c->key = secret_free(c->key);
+}
+
+int audit_chain_set_key(AuditChain *c, const uint8_t key[static AUDIT_CHAIN_KEY_SIZE]) {
+        Secret *k;
+
+        k = secret_new_copy(key, AUDIT_CHAIN_KEY_SIZE);
+        if (!k)
+                return -ENOMEM;
+        audit_chain_done(c);
+        c->key = k;
+        return 0;
+}
+
+void audit_line_hash(const char *line, size_t len, uint8_t ret[static AUDIT_HASH_SIZE]) {
+        (void) SHA256((const unsigned char *) line, len, ret);
+}
+
+int audit_checkpoint_hmac(
+        const uint8_t key[static AUDIT_CHAIN_KEY_SIZE],
+        const char *prefix,
+        size_t len,
+        uint8_t ret[static AUDIT_HASH_SIZE]) {
+        unsigned int n = 0;
+
+        if (!HMAC(EVP_sha256(), key, AUDIT_CHAIN_KEY_SIZE, (const unsigned char *) prefix, len, ret, &n) ||
+            n != AUDIT_HASH_SIZE)
+                return -EIO;
+        return 0;
+}
+
+/* The seq member of a line, if it has one: the last "seq": in the line (ours is the last). */
+static bool line_seq(const char *line, size_t len, uint64_t *ret) {
+        static const char tag[] = ",\"seq\":";
+        const char *p = NULL;
+        uint64_t v = 0;
+
+        for (size_t i = len; i >= sizeof(tag) - 1; i--)
+                if (memcmp(line + i - (sizeof(tag) - 1), tag, sizeof(tag) - 1) == 0) {
+                        p = line + i;
+                        break;
+                }
+        if (!p || p >= line + len || *p < '0' || *p > '9')
+                return false;
+        for (; p < line + len && *p >= '0' && *p <= '9'; p++) {
+                if (v > (UINT64_MAX - 9) / 10)
+                        return false;
+                v = v * 10 + (uint64_t) (*p - '0');
+        }
+        *ret = v;
+        return true;
+}
+
+int audit_chain_resume(AuditChain *c, int fd) {
+        _cleanup_free_ char *buf = NULL;
+        struct stat st;
+        size_t n, end, start;
+        ssize_t k;
+        off_t from;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) || st.st_size == 0)
+                return 0;
+        n = (size_t) MIN(st.st_size, (off_t) AUDIT_RESUME_MAX);
+        from = st.st_size - (off_t) n;
+        buf = malloc(n);
+        if (!buf)
+                return -ENOMEM;
+        k = pread(fd, buf, n, from);
+        if (k < 0)
+                return -errno;
+        n = (size_t) k;
+
+        /* The last whole line: the file ends in '\n' (cut back otherwise). */
+        end = n;
+        while (end > 0 && buf[end - 1] != '\n')
+                end--;
+        if (end == 0)
+                return 0;
+        end--; /* the newline */
+        start = end;
+        while (start > 0 && buf[start - 1] != '\n')
+                start--;
+        if (start == 0 && from > 0)
+                return -E2BIG; /* a last line longer than we look back: not ours */
+
+        audit_line_hash(buf + start, end - start, c->head);
+        if (!line_seq(buf + start, end - start, &c->seq))
+                c->seq = 0;
+        return 0;
+}
+
+static void append_chain_members(AuditChain *c, Buf *out) {
+        char hex[AUDIT_HASH_HEX + 1];
+
+        hexencode(c->head, AUDIT_HASH_SIZE, hex);
+        (void) buf_printf(out, ",\"seq\":%" PRIu64 ",\"prev\":\"%s\"", c->seq + 1, hex);
+}
+
+/* The line at out[start..) is complete (without its newline): it becomes the head. */
+static void line_done(AuditChain *c, Buf *out, size_t start) {
+        audit_line_hash(out->data + start, out->len - start, c->head);
+        c->seq++;
+        (void) buf_putc(out, '\n');
+}
+
+int audit_chain_checkpoint(AuditChain *c, bool final, Buf *out) {
+        uint8_t mac[AUDIT_HASH_SIZE];
+        char hex[AUDIT_HASH_HEX + 1];
+        size_t start = out->len;
+        int r;
+
+        if (!c->key)
+                return 0;
+        (void) buf_puts(
+                out, final ? "{\"checkpoint\":{\"final\":true}" : "{\"checkpoint\":{\"final\":false}");
+        append_chain_members(c, out);
+        if (out->error < 0)
+                return out->error;
+        r = audit_checkpoint_hmac(c->key->data, out->data + start, out->len - start, mac);
+        if (r < 0) {
+                buf_truncate(out, start);
+                return r;
+        }
+        hexencode(mac, sizeof(mac), hex);
+        (void) buf_printf(out, ",\"hmac\":\"%s\"}", hex);
+        line_done(c, out, start);
+        c->since_checkpoint = 0;
+        c->checkpoint_usec = monotonic_usec();
+        return out->error;
+}
+
+int audit_chain_seal(AuditChain *c, const char *p, size_t n, Buf *out) {
+        while (n > 0) {
+                const char *nl = memchr(p, '\n', n);
+                size_t len = nl ? (size_t) (nl - p) : n;
+                size_t start = out->len;
+                int r;
+
+                if (len < 2 || p[0] != '{' || p[len - 1] != '}')
+                        return -EBADMSG;
+                (void) buf_put(out, p, len - 1);
+                append_chain_members(c, out);
+                (void) buf_putc(out, '}');
+                if (out->error < 0)
+                        return out->error;
+                line_done(c, out, start);
+                c->since_checkpoint++;
+
+                if (c->key &&
+                    (c->since_checkpoint >= c->every_lines ||
+                     monotonic_usec() - c->checkpoint_usec >= c->every_usec)) {
+                        r = audit_chain_checkpoint(c, false, out);
+                        if (r < 0)
+                                return r;
+                }
+
+                len += nl ? 1 : 0;
+                p += len;
+                n -= len;
+        }
+        return out->error;
+}
+
+void audit_chain_rewind(AuditChain *c, const AuditChain *saved, const char *out, size_t kept) {
+        size_t lines = 0, last = 0;
+
+        memcpy(c->head, saved->head, AUDIT_HASH_SIZE);
+        c->seq = saved->seq;
+        c->since_checkpoint = saved->since_checkpoint;
+        c->checkpoint_usec = saved->checkpoint_usec;
+        for (size_t i = 0; i < kept; i++)
+                if (out[i] == '\n') {
+                        lines++;
+                        audit_line_hash(out + last, i - last, c->head);
+                        last = i + 1;
+                }
+        c->seq += lines;
+        c->since_checkpoint += lines;
+}

@@ -1,0 +1,89 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# keywardd --audit-log journal against a real systemd-journald of the test's own (root: a mount
+# namespace with tmpfs over /run/systemd, /run/log and /var/log/journal, so the host's journal
+# is untouched): structured fields that find a key's history, a short MESSAGE, no secret, and
+# the chain in KEYWARD_AUDIT that keywardd audit-verify accepts.
+
+if [ -z "${KWD_AUDIT_NS:-}" ] && [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+        KWD_AUDIT_NS=1 exec unshare --mount --propagation private bash "$0" "$@"
+fi
+
+. "$(dirname "$0")/lib.sh"
+
+[ "${KWD_AUDIT_NS:-}" = 1 ] || skip_all "needs root and unshare, for a journald of its own"
+JOURNALD=${JOURNALD:-/lib/systemd/systemd-journald}
+[ -x "$JOURNALD" ] || skip_all "systemd-journald is not installed"
+command -v journalctl >/dev/null || skip_all "journalctl is not installed"
+
+mkdir -p /run/systemd /run/log
+mount -t tmpfs -o mode=0755 tmpfs /run/systemd || skip_all "cannot mount a tmpfs"
+mount -t tmpfs -o mode=0755 tmpfs /run/log || skip_all "cannot mount a tmpfs"
+[ -d /var/log/journal ] && { mount -t tmpfs -o mode=0755 tmpfs /var/log/journal || skip_all "cannot mount a tmpfs"; }
+mkdir -p /run/systemd/journal
+"$JOURNALD" >"$T/journald.log" 2>&1 &
+BG_PIDS+=($!)
+wait_for 10 test -S /run/systemd/journal/socket || bail "journald did not start: $(cat "$T/journald.log")"
+
+make_pki
+kwd_init
+ALICE=$(kwd_token alice) || bail "cannot mint a token"
+b64() { printf '%s' "$1" | base64 -w0; }
+as_alice() { req none "0u$ALICE" "$@"; }
+jq_entries() { journalctl -D /run/log/journal --no-pager -o json "$@" 2>/dev/null; }
+
+kwd_start --audit-log journal
+r=$(as_alice POST /v0/keys/ -d id=db:password --data-urlencode "data=$(b64 journal-secret)")
+expect "create db:password" "$r" 200 0 ""
+r=$(as_alice GET /v0/keys/db:password/)
+expect "read db:password" "$r" 200 0 ""
+r=$(req machine 0thost1.example.com GET /v0/keys/db:password/)
+expect "a machine without access is refused" "$r" 403 6
+r=$(as_alice GET /v0/keys/)
+expect "a list" "$r" 200 0
+kwd_stop
+
+history() { [ "$(jq_entries KEYWARD_KEY_ID=db:password | wc -l)" -ge 3 ]; }
+check "journalctl KEYWARD_KEY_ID=db:password finds the key's history" wait_for 10 history
+jq_entries KEYWARD_KEY_ID=db:password >"$T/history.json"
+tcheck "the entries have the structured fields, a short MESSAGE and the sealed Knox line" \
+        python3 - "$T/history.json" <<'EOF'
+import json, sys
+es = [json.loads(l) for l in open(sys.argv[1])]
+assert len(es) == 3, [e.get("MESSAGE") for e in es]
+create, read, refused = es
+for e in es:
+        assert e["MESSAGE_ID"] == "d21b9a5ad5dda2a2f6962da3fe394945", e
+        assert e["SYSLOG_IDENTIFIER"] == "keywardd-audit", e
+        line = json.loads(e["KEYWARD_AUDIT"])
+        assert line["payload"]["type"] == "access", line
+        assert str(line["seq"]) == e["KEYWARD_AUDIT_SEQ"] and line["prev"] == e["KEYWARD_AUDIT_PREV"], e
+        assert e["KEYWARD_STATUS"] == str(line["payload"]["status_code"]), e
+assert create["MESSAGE"] == "POST /v0/keys/ 200 alice", create["MESSAGE"]
+assert create["KEYWARD_METHOD"] == "POST" and create["KEYWARD_ROUTE"] == "postkeys", create
+assert create["KEYWARD_PRINCIPAL"] == "alice" and create["KEYWARD_AUTH_TYPE"] == "user", create
+assert create["KEYWARD_CODE"] == "0" and create["PRIORITY"] == "6", create
+assert read["MESSAGE"] == "GET /v0/keys/db:password/ 200 alice", read["MESSAGE"]
+assert read["KEYWARD_ROUTE"] == "getkey" and read["KEYWARD_PATH"] == "/v0/keys/db:password/", read
+assert refused["KEYWARD_STATUS"] == "403" and refused["KEYWARD_CODE"] == "6", refused
+assert refused["PRIORITY"] == "5", refused
+assert refused["KEYWARD_REMOTE_ADDR"].startswith("127.0.0.1:"), refused
+assert refused["KEYWARD_PRINCIPAL"] == "host1.example.com" and refused["KEYWARD_AUTH_TYPE"] == "machine", refused
+EOF
+jq_entries MESSAGE_ID=d21b9a5ad5dda2a2f6962da3fe394945 >"$T/all.json"
+python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+        print(json.loads(l)["KEYWARD_AUDIT"])' "$T/all.json" >"$T/from-journal.log"
+like "the journal also has a checkpoint entry, the final seal" \
+        "$(jq_entries MESSAGE="audit checkpoint (final)" | wc -l)" '^[1-9]'
+out=$("$KEYWARDD" audit-verify --master-key "$T/master.key" "$T/from-journal.log" 2>&1)
+is "audit-verify accepts the chain from the journal (exit 0)" "$?" 0
+diag "$out"
+if journalctl -D /run/log/journal --no-pager -o export 2>/dev/null | grep -a -q -e "$(b64 journal-secret)" -e journal-secret -e "$ALICE"; then
+        not_ok "no key data or token in the journal"
+else
+        ok "no key data or token in the journal"
+fi
+
+done_testing
