@@ -15,7 +15,7 @@ make_pki
 kwd_init
 pam_setup
 MY_UID=$(id -u)
-# dora logs in and gets tokens; eve's logins hang in keywardd's PAM stack until
+# dora logs in and gets tokens; the logins of eve, eve1, eve2... hang in keywardd's PAM stack until
 # $T/release exists (at most two minutes), then fail (PAM_SYSTEM_ERR, an outage to the agent):
 # a login flood through a slow directory.
 printf 'dora:explorer:keyward\neve:unused:keyward\n' >"$T/passdb"
@@ -23,7 +23,7 @@ printf 'dora:x:%s:%s:Dora:/tmp:/bin/sh\nboss:x:%s:%s:Boss:/tmp:/bin/sh\n' \
         "$MY_UID" "$(id -g)" "$((MY_UID + 4242))" "$(id -g)" >"$T/passwd"
 cat >"$T/slow-eve" <<SHEOF
 #!/bin/sh
-[ "\$PAM_USER" = eve ] || exit 0
+case "\$PAM_USER" in eve*) ;; *) exit 0 ;; esac
 i=0
 while [ ! -e "$T/release" ] && [ \$i -lt 1200 ]; do sleep 0.1; i=\$((i + 1)); done
 exit 1
@@ -67,8 +67,9 @@ agent_stop() {
 # pam_sock VERB ARGS...: what pam_keyward does over pam.sock.
 #   login N USER PASSWORD: N logins one after another (sudo-style: no session binds them);
 #     prints the answers' first fields, one a line.
-#   flood N USER PASSWORD READY: N logins at once from N addresses, each on a connection of
-#     its own, waiting for their answers; READY is made once all are sent.
+#   flood N USER PASSWORD READY: N logins at once, as USER1..USERN from N addresses, each on a
+#     connection of its own, waiting for their answers; READY is made once all are sent. (As
+#     one user they would be slowed down and turned away by keywardd's throttle.)
 #   handles N USER PASSWORD FILE: N logins; their handles go to FILE, one a line.
 #   bind UID FILE: bind each handle in FILE to UID (with no session); prints the answers.
 pam_sock() {
@@ -76,10 +77,10 @@ pam_sock() {
 import socket, sys
 path, verb, n, user = sys.argv[1:5]
 password = sys.argv[5] if len(sys.argv) > 5 else ""
-def send(rhost):
+def send(rhost, who=user):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         s.connect(path)
-        s.send(b"\0".join(x.encode() for x in ("LOGIN", user, password, rhost)) + b"\0")
+        s.send(b"\0".join(x.encode() for x in ("LOGIN", who, password, rhost)) + b"\0")
         return s
 if verb == "login":
         for _ in range(int(n)):
@@ -102,7 +103,7 @@ elif verb == "bind":
                 print(s.recv(8192).split(b"\0")[0].decode())
                 s.close()
 else:
-        held = [send("192.0.2.%d" % (i + 1)) for i in range(int(n))]
+        held = [send("192.0.2.%d" % (i + 1), "%s%d" % (user, i + 1)) for i in range(int(n))]
         open(sys.argv[6], "w").close()
         for s in held:
                 print(s.recv(8192).split(b"\0")[0].decode())
