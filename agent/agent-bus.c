@@ -569,9 +569,14 @@ static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_err
         return 1;
 }
 
-static int method_list_keys(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+/* Appends one key's entry to a listing (type: the entry's D-Bus signature). With a.lock held. */
+typedef int (*ListAppend)(sd_bus_message *reply, const char *type, const AgentKey *k);
+
+/* A reply listing the keys the caller may read, one entry of type each: the one loop under
+ * the lock that ListKeys and ListKeyStates share. */
+static int
+list_readable_keys(Agent *a, sd_bus_message *m, sd_bus_error *error, const char *type, ListAppend append) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Agent *a = userdata;
         Caller *c;
         int r;
 
@@ -587,24 +592,13 @@ static int method_list_keys(sd_bus_message *m, void *userdata, sd_bus_error *err
         r = sd_bus_message_new_method_return(m, &reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_open_container(reply, 'a', "(sst)");
+        r = sd_bus_message_open_container(reply, 'a', type);
         if (r < 0)
                 return r;
         pthread_mutex_lock(&a->lock);
-        for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
-                const AgentKey *k = a->keys[i];
-                char hash[KEY_HASH_HEX_SIZE];
-
-                /* Only the keys this caller may read. */
-                if (!agent_key_may_read(k, c->uid, c->groups, c->n_groups))
-                        continue;
-                r = sd_bus_message_append(
-                        reply,
-                        "(sst)",
-                        k->reg.id,
-                        cache_info_hash(&k->cache, hash),
-                        k->cache.valid ? k->cache.primary : UINT64_C(0));
-        }
+        for (size_t i = 0; i < a->n_keys && r >= 0; i++)
+                if (agent_key_may_read(a->keys[i], c->uid, c->groups, c->n_groups))
+                        r = append(reply, type, a->keys[i]);
         pthread_mutex_unlock(&a->lock);
         if (r < 0)
                 return r;
@@ -612,6 +606,21 @@ static int method_list_keys(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
+}
+
+static int list_keys_append(sd_bus_message *reply, const char *type, const AgentKey *k) {
+        char hash[KEY_HASH_HEX_SIZE];
+
+        return sd_bus_message_append(
+                reply,
+                type,
+                k->reg.id,
+                cache_info_hash(&k->cache, hash),
+                k->cache.valid ? k->cache.primary : UINT64_C(0));
+}
+
+static int method_list_keys(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return list_readable_keys(userdata, m, error, "(sst)", list_keys_append);
 }
 
 /* ---- polkit --------------------------------------------------------------------------- */
@@ -1129,48 +1138,18 @@ static int property_last_error(
         return sd_bus_message_append(reply, "s", e);
 }
 
+static int list_key_states_append(sd_bus_message *reply, const char *type, const AgentKey *k) {
+        return sd_bus_message_append(
+                reply,
+                type,
+                k->reg.id,
+                strna(key_state_to_string(k->state)),
+                strempty(k->error),
+                k->held ? strerror(k->disk_error < 0 ? -k->disk_error : EIO) : "");
+}
+
 static int method_list_key_states(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Agent *a = userdata;
-        Caller *c;
-        int r;
-
-        r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
-                return r;
-        if (!agent_uid_is_privileged(c->uid)) {
-                r = caller_groups(c);
-                if (r < 0)
-                        return r;
-        }
-
-        r = sd_bus_message_new_method_return(m, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "(ssss)");
-        if (r < 0)
-                return r;
-        pthread_mutex_lock(&a->lock);
-        for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
-                const AgentKey *k = a->keys[i];
-
-                if (!agent_key_may_read(k, c->uid, c->groups, c->n_groups))
-                        continue;
-                r = sd_bus_message_append(
-                        reply,
-                        "(ssss)",
-                        k->reg.id,
-                        strna(key_state_to_string(k->state)),
-                        strempty(k->error),
-                        k->held ? strerror(k->disk_error < 0 ? -k->disk_error : EIO) : "");
-        }
-        pthread_mutex_unlock(&a->lock);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return list_readable_keys(userdata, m, error, "(ssss)", list_key_states_append);
 }
 
 /* clang-format off */
