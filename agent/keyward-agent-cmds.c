@@ -422,19 +422,8 @@ static int register_get(sd_bus *bus, const char *id, uint64_t timeout_usec, cons
                 uint64_t elapsed;
 
                 r = call_get_key_versions(bus, id, &k, &error);
-                if (r >= 0) {
-                        _cleanup_buf_ Buf b = BUF_INIT_SECURE;
-
-                        r = knox_key_json_append(&b, k, VERSION_STATUS_INACTIVE, false);
-                        if (r >= 0)
-                                r = buf_putc(&b, '\n');
-                        if (r < 0)
-                                return fail("Failed to format the key: %s", strerror(-r));
-                        r = write_stdout(b.data, b.len);
-                        if (r < 0)
-                                return fail("Failed to write the key: %s", strerror(-r));
-                        return EXIT_OK;
-                }
+                if (r >= 0)
+                        return print_key_json(k, false);
                 if (agent_absent(&error) ||
                     sd_bus_error_has_name(&error, AGENT_ERROR_PREFIX "AccessDenied") ||
                     sd_bus_error_has_name(&error, SD_BUS_ERROR_ACCESS_DENIED))

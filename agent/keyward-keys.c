@@ -98,19 +98,8 @@ static int get_print(const Key *k, const char *version, bool all, bool json) {
         const KeyVersion *v;
         int r;
 
-        if (json) {
-                _cleanup_buf_ Buf b = BUF_INIT_SECURE;
-
-                r = knox_key_json_append(&b, k, VERSION_STATUS_INACTIVE, true);
-                if (r >= 0)
-                        r = buf_putc(&b, '\n');
-                if (r < 0)
-                        return fail("Failed to format the key: %s", strerror(-r));
-                r = write_stdout(b.data, b.len);
-                if (r < 0)
-                        return fail("Failed to write the key: %s", strerror(-r));
-                return EXIT_OK;
-        }
+        if (json)
+                return print_key_json(k, true);
 
         v = get_pick(k, version, all);
         if (!v || !v->data)

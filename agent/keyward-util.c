@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "keyward-config.h"
+#include "knox-json.h"
 #include "log.h"
 #include "strv.h"
 
@@ -322,4 +323,19 @@ int write_stdout(const void *p, size_t n) {
                 n -= (size_t) k;
         }
         return 0;
+}
+
+int print_key_json(const Key *k, bool with_acl) {
+        _cleanup_buf_ Buf b = BUF_INIT_SECURE;
+        int r;
+
+        r = knox_key_json_append(&b, k, VERSION_STATUS_INACTIVE, with_acl);
+        if (r >= 0)
+                r = buf_putc(&b, '\n');
+        if (r < 0)
+                return fail("Failed to format the key: %s", strerror(-r));
+        r = write_stdout(b.data, b.len);
+        if (r < 0)
+                return fail("Failed to write the key: %s", strerror(-r));
+        return EXIT_OK;
 }

@@ -114,6 +114,9 @@ int read_stdin_secret(Secret **ret);
 /* Write all of p to stdout; -errno on failure. */
 int write_stdout(const void *p, size_t n);
 
+/* k as Knox's key JSON and a newline on stdout (with_acl: its ACL too); an exit status. */
+int print_key_json(const Key *k, bool with_acl);
+
 /* Help for one command (usage line and long text) on stdout; the command list. */
 void verb_help(const char *verb);
 void print_usage(FILE *f);
