@@ -7,6 +7,7 @@
 #include <libgen.h>
 #include <openssl/sha.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -629,6 +630,9 @@ static int verb_serve(int argc, char **argv) {
                 return r;
         if (!c.listen && strv_extend(&c.listen, "127.0.0.1:9000") < 0)
                 return log_oom();
+        /* An audit file at its size limit (LimitFSIZE=) must fail its write, and be cut back
+         * and refused like a full disk, not kill the server. */
+        (void) signal(SIGXFSZ, SIG_IGN);
         if (c.workers == 0) {
                 ncpu = sysconf(_SC_NPROCESSORS_ONLN);
                 c.workers = ncpu > 0 ? (unsigned) MIN(ncpu, 64L) : 1;

@@ -128,7 +128,7 @@ check "keywardd is active" active keywardd
 check "keyward-agent is active" wait_for 20 active keyward-agent
 active keywardd || { journalctl --no-pager -o cat -u keywardd | tail -n 15 | diag; }
 check "audit lines go to the journal (the default under systemd)" wait_for 10 sh -c \
-        "journalctl --no-pager -o cat -u keywardd | grep -q '\"method\"'"
+        "journalctl --no-pager -o export -u keywardd | grep -q '^KEYWARD_METHOD='"
 
 # Keys, as an admin makes them: a bootstrap token, then the command line.
 TOKEN=$(keywardd token --db /var/lib/keywardd/keyward.db --master-key /etc/keyward/master.key --user admin 2>$O/token.log)

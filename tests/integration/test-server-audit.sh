@@ -157,4 +157,19 @@ check "fail open: healthz is ok once there is room" wait_for 10 healthy
 kwd_stop
 tcheck "fail open: the audit file holds whole lines only" whole_lines "$AUDIT"
 
+# A file size limit (LimitFSIZE=) reached fails the write that crosses it (EFBIG, for the audit
+# file or the store's, whichever first), not a SIGXFSZ that would kill the server.
+if command -v prlimit >/dev/null; then
+        AUDIT=$T/fsize-audit.log
+        kwd_start --audit-log "$AUDIT"
+        r=$(as_alice POST /v0/keys/ -d id=fsize0 --data-urlencode "data=$(b64 fsize)")
+        expect "file size limit: a create before it" "$r" 200 0 ""
+        prlimit --pid "$KWD_PID" --fsize="$(($(stat -c %s "$AUDIT") + 100)):"
+        r=$(create_until_refused fsz)
+        like "file size limit: a create past it is refused with 500/1" "$r" '^500 .*"code":1,'
+        check "file size limit: keywardd is still running" kill -0 "$KWD_PID"
+        kwd_kill9
+        tcheck "file size limit: the audit file holds whole lines only" whole_lines "$AUDIT"
+fi
+
 done_testing
