@@ -107,10 +107,15 @@ int audit_chain_resume(AuditChain *c, int fd) {
                 return -errno;
         n = (size_t) k;
 
-        /* The last whole line: the file ends in '\n' (cut back otherwise). */
+        /* The last whole line. What follows it is part of a line that a crash stopped
+         * mid-write: cut it off, or the next line would be glued to it. */
         end = n;
         while (end > 0 && buf[end - 1] != '\n')
                 end--;
+        if (end == 0 && from > 0)
+                return -E2BIG; /* no newline as far as we look back: not ours */
+        if (end < n && ftruncate(fd, from + (off_t) end) < 0)
+                return -errno;
         if (end == 0)
                 return 0;
         end--; /* the newline */

@@ -519,6 +519,33 @@ static void test_principals(void **state) {
         principals_done(&ps);
 }
 
+/* A file whose last line a crash stopped mid-write: opening it for more lines cuts the
+ * fragment off, so that the next line does not start glued to it. */
+static void test_open_cuts_fragment(void **state) {
+        char path[] = "/tmp/test-server-audit-frag-XXXXXX";
+        static const char whole[] = "{\"id\":\"a\"}\n{\"id\":\"b\"}\n";
+        char buf[256] = {};
+        Audit *a = NULL;
+        int fd;
+
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, whole, strlen(whole)), (ssize_t) strlen(whole));
+        assert_int_equal(write(fd, "{\"id\":\"G5x8", 11), 11);
+        assert_int_equal(close(fd), 0);
+
+        assert_int_equal(audit_open(path, "s", "v", "h", &a), 0);
+        a = audit_free(a);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_true(read(fd, buf, sizeof(buf) - 1) >= 0);
+        assert_int_equal(close(fd), 0);
+        /* The whole lines stay (a final checkpoint may follow them); the fragment is gone. */
+        assert_memory_equal(buf, whole, strlen(whole));
+        assert_null(strstr(buf, "G5x8"));
+        assert_int_equal(unlink(path), 0);
+}
+
 static void test_open_errors(void **state) {
         char dir[] = "/tmp/test-server-audit-XXXXXX";
         _cleanup_free_ char *link = NULL, *target = NULL, *missing = NULL;
@@ -1482,6 +1509,7 @@ int main(void) {
                 cmocka_unit_test(test_write_error),
                 cmocka_unit_test(test_short_write_cut_back),
                 cmocka_unit_test(test_enospc_never_torn),
+                cmocka_unit_test(test_open_cuts_fragment),
                 cmocka_unit_test(test_chain),
                 cmocka_unit_test(test_chain_after_failure),
         };
