@@ -113,9 +113,15 @@ done_testing() {
         [ "$tap_failed" -eq 0 ]
 }
 
-for tool in curl openssl python3 timeout; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+# need_tools TOOL...: skip the whole test when a tool is not installed.
+need_tools() {
+        local tool
+        for tool in "$@"; do
+                command -v "$tool" >/dev/null || skip_all "$tool is not installed"
+        done
+}
+
+need_tools curl openssl python3 timeout
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/keyward-test.XXXXXX")
 KWD_PID=
@@ -203,10 +209,7 @@ pam_setup() {
 BUS_PID=
 BUSDIR=
 bus_start() {
-        local tool
-        for tool in dbus-daemon busctl; do
-                command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-        done
+        need_tools dbus-daemon busctl
         BUSDIR=$(mktemp -d "${TMPDIR:-/tmp}/keyward-bus.XXXXXX")
         chmod 0755 "$BUSDIR"
         cat >"$T/bus.conf" <<EOF

@@ -13,9 +13,7 @@
 : "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 : "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 
-for tool in dbus-daemon busctl; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+need_tools dbus-daemon busctl
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 [ -x "$KEYWARD" ] || skip_all "keyward is not built"
 

@@ -13,9 +13,7 @@
 : "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root to call the agent as other uids"
-for tool in dbus-daemon dbus-send busctl setpriv; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+need_tools dbus-daemon dbus-send busctl setpriv
 id nobody >/dev/null 2>&1 && id daemon >/dev/null 2>&1 || skip_all "needs the users nobody and daemon"
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 

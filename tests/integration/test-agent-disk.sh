@@ -12,9 +12,7 @@
 : "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (mounts a tmpfs)"
-for tool in dbus-daemon busctl mount umount; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+need_tools dbus-daemon busctl mount umount
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 [ -x "$KEYWARD" ] || skip_all "keyward is not built"
 busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"

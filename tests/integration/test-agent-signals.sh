@@ -12,9 +12,8 @@
 : "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root to listen as other uids"
-for tool in dbus-daemon busctl setpriv gdbus; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed (gdbus: apt-get install libglib2.0-bin)"
-done
+need_tools dbus-daemon busctl setpriv
+command -v gdbus >/dev/null || skip_all "gdbus is not installed (apt-get install libglib2.0-bin)"
 for u in nobody daemon bin; do
         id "$u" >/dev/null 2>&1 || skip_all "needs the users nobody, daemon and bin"
 done

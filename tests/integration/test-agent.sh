@@ -13,9 +13,7 @@
 : "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 XML=$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.xml
 
-for tool in dbus-daemon gdbus busctl; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+need_tools dbus-daemon gdbus busctl
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
 
