@@ -13,6 +13,8 @@ set -u
 : "${KEYWARD_TOP_BUILDDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${KEYWARD_TOP_SRCDIR:=$KEYWARD_TOP_BUILDDIR}"
 : "${KEYWARDD:=$KEYWARD_TOP_BUILDDIR/keywardd}"
+: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
+: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 : "${TEST_PKI:=$KEYWARD_TOP_BUILDDIR/tests/integration/test-pki}"
 
 tap_n=0
@@ -141,6 +143,11 @@ cleanup() {
         rm -rf "$T"
 }
 trap cleanup EXIT
+
+# keyward-agent's name, object and interface on the bus (dbus/org.keyward.Agent1.xml).
+DEST=org.keyward.Agent1
+OBJ=/org/keyward/Agent1
+IFACE=org.keyward.Agent1
 
 # make_pki: certificates and keys under $T/pki (see tests/integration/test-pki.c).
 make_pki() {

@@ -10,16 +10,10 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 
 need_tools dbus-daemon busctl
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 [ -x "$KEYWARD" ] || skip_all "keyward is not built"
-
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 
 AGENT_PID=
 NOTIFY_PID=

@@ -10,16 +10,12 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root to call the agent as other uids"
 need_tools dbus-daemon dbus-send busctl setpriv
 id nobody >/dev/null 2>&1 && id daemon >/dev/null 2>&1 || skip_all "needs the users nobody and daemon"
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 HOST=host1.example.com
 
 AGENT_PID=

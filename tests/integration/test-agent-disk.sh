@@ -8,8 +8,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (mounts a tmpfs)"
 need_tools dbus-daemon busctl mount umount
@@ -17,9 +15,6 @@ need_tools dbus-daemon busctl mount umount
 [ -x "$KEYWARD" ] || skip_all "keyward is not built"
 busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 STATE=$T/state
 
 AGENT_PID=

@@ -9,13 +9,9 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 CHECK="python3 $KEYWARD_TOP_SRCDIR/tests/integration/prom-check.py"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 HOST=host1.example.com
 
 make_pki

@@ -9,7 +9,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root to listen as other uids"
 need_tools dbus-daemon busctl setpriv
@@ -20,9 +19,6 @@ done
 [ "$(id -gn bin)" = bin ] || skip_all "needs the user bin in the group bin"
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 HOST=host1.example.com
 GRANT='[{"type":"Machine","id":"'$HOST'","access":"Read"}]'
 

@@ -10,16 +10,11 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 XML=$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.xml
 
 need_tools dbus-daemon gdbus busctl
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
-
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 
 AGENT_PID=
 NOTIFY_PID=

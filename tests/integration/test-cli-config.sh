@@ -8,8 +8,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -x "$KEYWARD" ] || skip_all "$KEYWARD is not built"
 
 make_pki

@@ -10,12 +10,8 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 HOST=host1.example.com
 
 make_pki

@@ -6,7 +6,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -e "$KEYWARD_AGENT" ] || skip_all "$KEYWARD_AGENT is not built"
 PAM_EXEC=$(ls /lib/*/security/pam_exec.so /lib/security/pam_exec.so /usr/lib/*/security/pam_exec.so 2>/dev/null | head -n1)
 [ -n "$PAM_EXEC" ] || skip_all "pam_exec.so is not installed"

@@ -7,17 +7,12 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 PAM_SESSION=$KEYWARD_TOP_BUILDDIR/tests/integration/pam-session
 MODULE=$KEYWARD_TOP_BUILDDIR/.libs/pam_keyward.so
 for f in "$KEYWARD" "$KEYWARD_AGENT" "$PAM_SESSION" "$MODULE"; do
         [ -e "$f" ] || skip_all "$f is not built"
 done
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 ME=$(id -un)
 MY_UID=$(id -u)
 
