@@ -127,10 +127,12 @@ need_tools curl openssl python3 timeout
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/keyward-test.XXXXXX")
 KWD_PID=
+AGENT_PID=
 BG_PIDS=()
 cleanup() {
         local p
         {
+                [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" && wait "$AGENT_PID"
                 [ -n "$KWD_PID" ] && kill -9 "$KWD_PID" && wait "$KWD_PID"
                 [ -n "${BUS_PID:-}" ] && kill "$BUS_PID" && wait "$BUS_PID"
                 [ -n "${PG_DIR:-}" ] && pg_ctl -m immediate stop
@@ -207,6 +209,10 @@ pam_setup() {
         KWD_ENV=(LD_PRELOAD="$lib $nss" PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$T/pam.d"
                 NSS_WRAPPER_PASSWD="$T/passwd" NSS_WRAPPER_GROUP="$T/group"
                 UID_WRAPPER_DISABLE_DEEPBIND=1 NSS_WRAPPER_DISABLE_DEEPBIND=1
+                ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0")
+        # For an agent that must see the same users (AGENT_ENV): nss_wrapper without pam_wrapper.
+        AGENT_NSS_ENV=(LD_PRELOAD="$lib $nss" NSS_WRAPPER_PASSWD="$T/passwd" NSS_WRAPPER_GROUP="$T/group"
+                NSS_WRAPPER_DISABLE_DEEPBIND=1 UID_WRAPPER_DISABLE_DEEPBIND=1
                 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0")
 }
 
@@ -310,6 +316,47 @@ kwd_kill9() {
                 wait "$KWD_PID"
         } 2>/dev/null
         KWD_PID=
+}
+
+# agent_args [ARGS...]: AGENT_ARGS, keyward-agent's flags against the test's keywardd with the
+# machine certificate of the test PKI, then the test's own AGENT_FLAGS, then ARGS (of a flag
+# given twice, the last counts).
+# --server is the test's keywardd unless ARGS give one. The state and runtime directories are
+# $AGENT_STATE and $AGENT_RUN ($T/state and $T/run unless set); the host name $HOST
+# (host1.example.com, the machine certificate's, unless set).
+AGENT_FLAGS=()
+agent_args() {
+        AGENT_ARGS=()
+        case " $* " in
+        *" --server "*) ;;
+        *) AGENT_ARGS=(--server "$KWD_URL") ;;
+        esac
+        AGENT_ARGS+=(--cert "$T/pki/machine.pem" --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem"
+                --hostname "${HOST:-host1.example.com}" --state-dir "${AGENT_STATE:-$T/state}"
+                --runtime-dir "${AGENT_RUN:-$T/run}" "${AGENT_FLAGS[@]}" "$@")
+}
+
+# agent_start [ARGS...]: keyward-agent with agent_args' flags in the background, with
+# AGENT_ENV (NAME=VALUE words) added to its environment and its stderr appended to $AGENT_LOG
+# ($T/agent.log unless set); sets AGENT_PID, which cleanup kills. It does not wait.
+AGENT_ENV=()
+agent_start() {
+        agent_args "$@"
+        env "${AGENT_ENV[@]}" "$KEYWARD_AGENT" "${AGENT_ARGS[@]}" 2>>"${AGENT_LOG:-$T/agent.log}" &
+        AGENT_PID=$!
+}
+
+# agent_stop [SECONDS]: SIGTERM to the agent and wait for it (10 seconds unless given); returns
+# its exit status, or 124 when it is still running (cleanup kills it then).
+agent_stop() {
+        local rc
+        [ -n "$AGENT_PID" ] || return 0
+        kill -TERM "$AGENT_PID" 2>/dev/null
+        kwd_wait_exit "$AGENT_PID" "${1:-10}"
+        rc=$?
+        [ "$rc" -eq 124 ] && BG_PIDS+=("$AGENT_PID")
+        AGENT_PID=
+        return "$rc"
 }
 
 # kwd_token USER [--group G]...: mint a user token.

@@ -17,11 +17,12 @@ busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
 
 STATE=$T/state
 
-AGENT_PID=
 NOTIFY_PID=
 MOUNTED=
 disk_cleanup() {
+        # The agent must be gone before the unmount.
         [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
+        AGENT_PID=
         [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
         [ -n "$MOUNTED" ] && umount "$STATE"
         cleanup
@@ -65,11 +66,8 @@ EOF
 NOTIFY_PID=$!
 wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
 
-NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" \
-        --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem" --hostname "$HOST" \
-        --state-dir "$STATE" --runtime-dir "$T/run" --retry-max 2s --watch-wait 30s \
-        --log-level debug 2>>"$T/agent.log" &
-AGENT_PID=$!
+AGENT_ENV=(NOTIFY_SOCKET="$T/notify.sock")
+agent_start --retry-max 2s --watch-wait 30s --log-level debug
 check "the agent owns $DEST" wait_for 10 bus status "$DEST"
 check "Register k1" call Register 'sa{sv}' k1 0
 check "Register k2" call Register 'sa{sv}' k2 0
@@ -146,14 +144,10 @@ check "Status= no longer names k1" \
 is "GetKey k1 from the file" "$(getkey k1)" "second-secret $V2"
 
 # The file written is the one served after a restart.
-kill -TERM "$AGENT_PID"
-kwd_wait_exit "$AGENT_PID" 10
-AGENT_PID=
+agent_stop
 kwd_stop
-NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" \
-        --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem" --hostname "$HOST" \
-        --state-dir "$STATE" --runtime-dir "$T/run" --retry-max 2s 2>>"$T/agent2.log" &
-AGENT_PID=$!
+AGENT_LOG=$T/agent2.log
+agent_start --retry-max 2s
 check "the agent restarts with the server down" wait_for 10 bus status "$DEST"
 is "GetKey k1 after a restart, from the file" "$(getkey k1)" "second-secret $V2"
 

@@ -16,10 +16,8 @@ need_tools dbus-daemon gdbus busctl
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
 
-AGENT_PID=
 NOTIFY_PID=
 agent_cleanup() {
-        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
         [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
         cleanup
 }
@@ -71,21 +69,9 @@ NOTIFY_PID=$!
 wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
 
 STATE=$T/state
-agent_start() {
-        NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" \
-                --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem" --hostname "$HOST" \
-                --state-dir "$STATE" --runtime-dir "$T/run" --retry-max 2s --watch-wait 30s \
-                --max-request-size 1K --log-level debug "$@" 2>>"$T/agent.log" &
-        AGENT_PID=$!
-}
+AGENT_ENV=(NOTIFY_SOCKET="$T/notify.sock")
+AGENT_FLAGS=(--retry-max 2s --watch-wait 30s --max-request-size 1K --log-level debug)
 agent_ready() { grep -q '^READY=1' "$T/notify.log"; }
-agent_stop() {
-        kill -TERM "$AGENT_PID" 2>/dev/null
-        kwd_wait_exit "$AGENT_PID" 10
-        local rc=$?
-        AGENT_PID=
-        return $rc
-}
 
 : >"$T/notify.log"
 agent_start
