@@ -128,11 +128,13 @@ need_tools curl openssl python3 timeout
 T=$(mktemp -d "${TMPDIR:-/tmp}/keyward-test.XXXXXX")
 KWD_PID=
 AGENT_PID=
+NOTIFY_PID=
 BG_PIDS=()
 cleanup() {
         local p
         {
                 [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" && wait "$AGENT_PID"
+                [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" && wait "$NOTIFY_PID"
                 [ -n "$KWD_PID" ] && kill -9 "$KWD_PID" && wait "$KWD_PID"
                 [ -n "${BUS_PID:-}" ] && kill "$BUS_PID" && wait "$BUS_PID"
                 [ -n "${PG_DIR:-}" ] && pg_ctl -m immediate stop
@@ -344,6 +346,22 @@ agent_start() {
         agent_args "$@"
         env "${AGENT_ENV[@]}" "$KEYWARD_AGENT" "${AGENT_ARGS[@]}" 2>>"${AGENT_LOG:-$T/agent.log}" &
         AGENT_PID=$!
+}
+
+# notify_start: a datagram socket $T/notify.sock, for NOTIFY_SOCKET, that records what is
+# sent to it in $T/notify.log, one message a line; sets NOTIFY_PID, which cleanup stops.
+notify_start() {
+        python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+        while True:
+                f.write(s.recv(4096).decode() + "\n")
+                f.flush()
+EOF
+        NOTIFY_PID=$!
+        wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
 }
 
 # agent_stop [SECONDS]: SIGTERM to the agent and wait for it (10 seconds unless given); returns

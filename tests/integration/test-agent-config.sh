@@ -15,13 +15,6 @@ need_tools dbus-daemon busctl
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 [ -x "$KEYWARD" ] || skip_all "keyward is not built"
 
-NOTIFY_PID=
-agent_cleanup() {
-        [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
-        cleanup
-}
-trap agent_cleanup EXIT
-
 make_pki
 kwd_init
 kwd_start
@@ -31,17 +24,7 @@ HOST=host1.example.com
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
 prop() { bus get-property "$DEST" "$OBJ" "$IFACE" "$1"; }
 
-python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-with open(sys.argv[2], "a") as f:
-        while True:
-                f.write(s.recv(4096).decode() + "\n")
-                f.flush()
-EOF
-NOTIFY_PID=$!
-wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
+notify_start
 
 # The agent's flags come from agent_args: a file flag given replaces the default (the last one
 # counts), a --server given replaces the test server (--server repeats). next_agent: each

@@ -17,13 +17,11 @@ busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
 
 STATE=$T/state
 
-NOTIFY_PID=
 MOUNTED=
 disk_cleanup() {
         # The agent must be gone before the unmount.
         [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
         AGENT_PID=
-        [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
         [ -n "$MOUNTED" ] && umount "$STATE"
         cleanup
 }
@@ -54,17 +52,7 @@ getkey() {
         python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(bytes(j["data"][0]).decode(), j["data"][1])' "$out"
 }
 
-python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-with open(sys.argv[2], "a") as f:
-        while True:
-                f.write(s.recv(4096).decode() + "\n")
-                f.flush()
-EOF
-NOTIFY_PID=$!
-wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
+notify_start
 
 AGENT_ENV=(NOTIFY_SOCKET="$T/notify.sock")
 agent_start --retry-max 2s --watch-wait 30s --log-level debug

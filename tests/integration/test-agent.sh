@@ -16,13 +16,6 @@ need_tools dbus-daemon gdbus busctl
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
 
-NOTIFY_PID=
-agent_cleanup() {
-        [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
-        cleanup
-}
-trap agent_cleanup EXIT
-
 make_pki
 kwd_init
 kwd_start
@@ -56,17 +49,7 @@ getkey() {
 
 
 # ---- sd_notify: a datagram socket that records what the agent says ------------------------
-python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-with open(sys.argv[2], "a") as f:
-        while True:
-                f.write(s.recv(4096).decode() + "\n")
-                f.flush()
-EOF
-NOTIFY_PID=$!
-wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
+notify_start
 
 STATE=$T/state
 AGENT_ENV=(NOTIFY_SOCKET="$T/notify.sock")
