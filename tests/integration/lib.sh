@@ -304,6 +304,19 @@ kwd_start() {
         KWD_URL="https://$KWD_ADDR"
 }
 
+# kwd_restart_at ADDR: keywardd again on the address it had (where an agent expects it), with
+# the same store; fails when it is not ready within 10 seconds, scaled.
+kwd_restart_at() {
+        rm -f "$T/ready"
+        "$KEYWARDD" serve --listen "$1" \
+                --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
+                --client-ca "$T/pki/ca.pem" --db "${KWD_DB:-$T/keyward.db}" --master-key "${KWD_MASTER_KEY:-$T/master.key}" \
+                --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
+                --hostname testhost 2>>"$T/keywardd.log" &
+        KWD_PID=$!
+        wait_for 10 test -s "$T/ready"
+}
+
 kwd_stop() {
         [ -n "$KWD_PID" ] || return 0
         kill -TERM "$KWD_PID" 2>/dev/null

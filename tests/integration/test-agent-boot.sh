@@ -84,18 +84,6 @@ is "seed: the agent stops" "$?" 0
 check "seed: db_password is registered but not cached" \
         bash -c "grep -q db_password '$NS_STATE/registrations.json' && test ! -e '$NS_STATE/cache/db_password'"
 
-# kwd_restart_at ADDR: keywardd again, where the agent expects it.
-kwd_restart_at() {
-        rm -f "$T/ready"
-        "$KEYWARDD" serve --listen "$1" \
-                --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
-                --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key" \
-                --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
-                --hostname testhost 2>>"$T/keywardd.log" &
-        KWD_PID=$!
-        wait_for 10 test -s "$T/ready"
-}
-
 # ---- the boot, in a container ------------------------------------------------------------------
 NS_RUN=$T/nsrun
 O=$T/out

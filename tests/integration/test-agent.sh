@@ -238,17 +238,7 @@ check "corrupt cache file: logged" grep -q "Cache file of key 'k1' is corrupt" "
 check "corrupt cache file: removed" test ! -e "$STATE/cache/k1"
 
 # The server comes back on the same address; the agent fetches k1 again.
-kwd_restart_at() {
-        rm -f "$T/ready"
-        "$KEYWARDD" serve --listen "$1" \
-                --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
-                --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key" \
-                --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
-                --hostname testhost 2>>"$T/keywardd.log" &
-        KWD_PID=$!
-        wait_for 10 test -s "$T/ready" || bail "keywardd did not come back on $1"
-}
-kwd_restart_at "$KWD_ADDR_SAVED"
+kwd_restart_at "$KWD_ADDR_SAVED" || bail "keywardd did not come back on $KWD_ADDR_SAVED"
 check "server back: k1 is fetched again" wait_for 10 getkey k1
 is "server back: the refetched k1 is right" "$(getkey k1)" "second-secret $V2"
 
