@@ -13,6 +13,8 @@ set -u
 : "${KEYWARD_TOP_BUILDDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${KEYWARD_TOP_SRCDIR:=$KEYWARD_TOP_BUILDDIR}"
 : "${KEYWARDD:=$KEYWARD_TOP_BUILDDIR/keywardd}"
+: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
+: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 : "${TEST_PKI:=$KEYWARD_TOP_BUILDDIR/tests/integration/test-pki}"
 
 tap_n=0
@@ -113,16 +115,26 @@ done_testing() {
         [ "$tap_failed" -eq 0 ]
 }
 
-for tool in curl openssl python3 timeout; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+# need_tools TOOL...: skip the whole test when a tool is not installed.
+need_tools() {
+        local tool
+        for tool in "$@"; do
+                command -v "$tool" >/dev/null || skip_all "$tool is not installed"
+        done
+}
+
+need_tools curl openssl python3 timeout
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/keyward-test.XXXXXX")
 KWD_PID=
+AGENT_PID=
+NOTIFY_PID=
 BG_PIDS=()
 cleanup() {
         local p
         {
+                [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" && wait "$AGENT_PID"
+                [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" && wait "$NOTIFY_PID"
                 [ -n "$KWD_PID" ] && kill -9 "$KWD_PID" && wait "$KWD_PID"
                 [ -n "${BUS_PID:-}" ] && kill "$BUS_PID" && wait "$BUS_PID"
                 [ -n "${PG_DIR:-}" ] && pg_ctl -m immediate stop
@@ -135,6 +147,11 @@ cleanup() {
         rm -rf "$T"
 }
 trap cleanup EXIT
+
+# keyward-agent's name, object and interface on the bus (dbus/org.keyward.Agent1.xml).
+DEST=org.keyward.Agent1
+OBJ=/org/keyward/Agent1
+IFACE=org.keyward.Agent1
 
 # make_pki: certificates and keys under $T/pki (see tests/integration/test-pki.c).
 make_pki() {
@@ -195,6 +212,10 @@ pam_setup() {
                 NSS_WRAPPER_PASSWD="$T/passwd" NSS_WRAPPER_GROUP="$T/group"
                 UID_WRAPPER_DISABLE_DEEPBIND=1 NSS_WRAPPER_DISABLE_DEEPBIND=1
                 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0")
+        # For an agent that must see the same users (AGENT_ENV): nss_wrapper without pam_wrapper.
+        AGENT_NSS_ENV=(LD_PRELOAD="$lib $nss" NSS_WRAPPER_PASSWD="$T/passwd" NSS_WRAPPER_GROUP="$T/group"
+                NSS_WRAPPER_DISABLE_DEEPBIND=1 UID_WRAPPER_DISABLE_DEEPBIND=1
+                ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0")
 }
 
 # bus_start: a private system bus with keyward's bus policy, for DBUS_SYSTEM_BUS_ADDRESS. Its
@@ -203,10 +224,7 @@ pam_setup() {
 BUS_PID=
 BUSDIR=
 bus_start() {
-        local tool
-        for tool in dbus-daemon busctl; do
-                command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-        done
+        need_tools dbus-daemon busctl
         BUSDIR=$(mktemp -d "${TMPDIR:-/tmp}/keyward-bus.XXXXXX")
         chmod 0755 "$BUSDIR"
         cat >"$T/bus.conf" <<EOF
@@ -286,6 +304,19 @@ kwd_start() {
         KWD_URL="https://$KWD_ADDR"
 }
 
+# kwd_restart_at ADDR: keywardd again on the address it had (where an agent expects it), with
+# the same store; fails when it is not ready within 10 seconds, scaled.
+kwd_restart_at() {
+        rm -f "$T/ready"
+        "$KEYWARDD" serve --listen "$1" \
+                --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
+                --client-ca "$T/pki/ca.pem" --db "${KWD_DB:-$T/keyward.db}" --master-key "${KWD_MASTER_KEY:-$T/master.key}" \
+                --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
+                --hostname testhost 2>>"$T/keywardd.log" &
+        KWD_PID=$!
+        wait_for 10 test -s "$T/ready"
+}
+
 kwd_stop() {
         [ -n "$KWD_PID" ] || return 0
         kill -TERM "$KWD_PID" 2>/dev/null
@@ -300,6 +331,63 @@ kwd_kill9() {
                 wait "$KWD_PID"
         } 2>/dev/null
         KWD_PID=
+}
+
+# agent_args [ARGS...]: AGENT_ARGS, keyward-agent's flags against the test's keywardd with the
+# machine certificate of the test PKI, then the test's own AGENT_FLAGS, then ARGS (of a flag
+# given twice, the last counts).
+# --server is the test's keywardd unless ARGS give one. The state and runtime directories are
+# $AGENT_STATE and $AGENT_RUN ($T/state and $T/run unless set); the host name $HOST
+# (host1.example.com, the machine certificate's, unless set).
+AGENT_FLAGS=()
+agent_args() {
+        AGENT_ARGS=()
+        case " $* " in
+        *" --server "*) ;;
+        *) AGENT_ARGS=(--server "$KWD_URL") ;;
+        esac
+        AGENT_ARGS+=(--cert "$T/pki/machine.pem" --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem"
+                --hostname "${HOST:-host1.example.com}" --state-dir "${AGENT_STATE:-$T/state}"
+                --runtime-dir "${AGENT_RUN:-$T/run}" "${AGENT_FLAGS[@]}" "$@")
+}
+
+# agent_start [ARGS...]: keyward-agent with agent_args' flags in the background, with
+# AGENT_ENV (NAME=VALUE words) added to its environment and its stderr appended to $AGENT_LOG
+# ($T/agent.log unless set); sets AGENT_PID, which cleanup kills. It does not wait.
+AGENT_ENV=()
+agent_start() {
+        agent_args "$@"
+        env "${AGENT_ENV[@]}" "$KEYWARD_AGENT" "${AGENT_ARGS[@]}" 2>>"${AGENT_LOG:-$T/agent.log}" &
+        AGENT_PID=$!
+}
+
+# notify_start: a datagram socket $T/notify.sock, for NOTIFY_SOCKET, that records what is
+# sent to it in $T/notify.log, one message a line; sets NOTIFY_PID, which cleanup stops.
+notify_start() {
+        python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+        while True:
+                f.write(s.recv(4096).decode() + "\n")
+                f.flush()
+EOF
+        NOTIFY_PID=$!
+        wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
+}
+
+# agent_stop [SECONDS]: SIGTERM to the agent and wait for it (10 seconds unless given); returns
+# its exit status, or 124 when it is still running (cleanup kills it then).
+agent_stop() {
+        local rc
+        [ -n "$AGENT_PID" ] || return 0
+        kill -TERM "$AGENT_PID" 2>/dev/null
+        kwd_wait_exit "$AGENT_PID" "${1:-10}"
+        rc=$?
+        [ "$rc" -eq 124 ] && BG_PIDS+=("$AGENT_PID")
+        AGENT_PID=
+        return "$rc"
 }
 
 # kwd_token USER [--group G]...: mint a user token.

@@ -10,12 +10,8 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 HOST=host1.example.com
 
 make_pki
@@ -29,15 +25,15 @@ for k in db_password:hunter2 cached_key:early-bird; do
         expect "create ${k%%:*}" "$r" 200 0 ""
 done
 
-AGENT=("$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key"
-        --server-ca "$T/pki/ca.pem" --hostname "$HOST")
-
 # The limits of the setting.
-"${AGENT[@]}" --state-dir "$T/x" --runtime-dir "$T/xrun" --credential-wait 11m 2>"$T/bad.log"
+AGENT_STATE=$T/x AGENT_RUN=$T/xrun
+agent_args --credential-wait 11m
+"$KEYWARD_AGENT" "${AGENT_ARGS[@]}" 2>"$T/bad.log"
 is "--credential-wait above 10m stops the start (exit 1)" "$?" 1
 check "and says why" grep -q -- "--credential-wait must be at most 10m" "$T/bad.log"
 printf '[agent]\ncredential-wait = soon\n' >"$T/bad.conf"
-"${AGENT[@]}" --state-dir "$T/x" --runtime-dir "$T/xrun" --config "$T/bad.conf" 2>"$T/bad.log"
+agent_args --config "$T/bad.conf"
+"$KEYWARD_AGENT" "${AGENT_ARGS[@]}" 2>"$T/bad.log"
 is "a malformed credential-wait in the file stops the start (exit 1)" "$?" 1
 
 NSPAWN_TESTS=("the container ran the driver to success"
@@ -72,9 +68,8 @@ fi
 # registered but never fetched (registered while the servers were away).
 NS_STATE=$T/nsstate
 bus_start
-"${AGENT[@]}" --state-dir "$NS_STATE" --runtime-dir "$T/seedrun" --retry-max 1s 2>>"$T/seed.log" &
-SEED_PID=$!
-BG_PIDS+=("$SEED_PID")
+AGENT_STATE=$NS_STATE AGENT_RUN=$T/seedrun AGENT_LOG=$T/seed.log
+agent_start --retry-max 1s
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
 call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
 check "seed: the agent is on the bus" wait_for 10 bus status "$DEST"
@@ -84,24 +79,10 @@ check "seed: cached_key is cached" wait_for 10 test -s "$NS_STATE/cache/cached_k
 kwd_stop
 check "seed: Register db_password for the boot units while the server is down" \
         call Register 'sa{sv}' db_password 2 units as 3 late.service never.service hang.service credential s db
-kill -TERM "$SEED_PID"
-kwd_wait_exit "$SEED_PID" 10
+agent_stop
 is "seed: the agent stops" "$?" 0
-BG_PIDS=()
 check "seed: db_password is registered but not cached" \
         bash -c "grep -q db_password '$NS_STATE/registrations.json' && test ! -e '$NS_STATE/cache/db_password'"
-
-# kwd_restart_at ADDR: keywardd again, where the agent expects it.
-kwd_restart_at() {
-        rm -f "$T/ready"
-        "$KEYWARDD" serve --listen "$1" \
-                --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
-                --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key" \
-                --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
-                --hostname testhost 2>>"$T/keywardd.log" &
-        KWD_PID=$!
-        wait_for 10 test -s "$T/ready"
-}
 
 # ---- the boot, in a container ------------------------------------------------------------------
 NS_RUN=$T/nsrun

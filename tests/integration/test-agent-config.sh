@@ -10,27 +10,10 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 
-for tool in dbus-daemon busctl; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+need_tools dbus-daemon busctl
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 [ -x "$KEYWARD" ] || skip_all "keyward is not built"
-
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
-
-AGENT_PID=
-NOTIFY_PID=
-agent_cleanup() {
-        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
-        [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
-        cleanup
-}
-trap agent_cleanup EXIT
 
 make_pki
 kwd_init
@@ -41,31 +24,16 @@ HOST=host1.example.com
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
 prop() { bus get-property "$DEST" "$OBJ" "$IFACE" "$1"; }
 
-python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-with open(sys.argv[2], "a") as f:
-        while True:
-                f.write(s.recv(4096).decode() + "\n")
-                f.flush()
-EOF
-NOTIFY_PID=$!
-wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
+notify_start
 
-# agent_args ARGS...: the agent's flags in ARGS; a file flag given replaces the default
-# (the last one counts), a --server given replaces the test server (--server repeats).
+# The agent's flags come from agent_args: a file flag given replaces the default (the last one
+# counts), a --server given replaces the test server (--server repeats). next_agent: each
+# agent started has a state, runtime directory and log of its own.
 N=0
-agent_args() {
+AGENT_FLAGS=(--retry-max 1s --log-level debug)
+next_agent() {
         N=$((N + 1))
-        ARGS=(--cert "$T/pki/machine.pem" --key "$T/pki/machine.key"
-                --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$T/state$N"
-                --runtime-dir "$T/run$N" --retry-max 1s --log-level debug)
-        case " $* " in
-        *" --server "*) ;;
-        *) ARGS+=(--server "$KWD_URL") ;;
-        esac
-        ARGS+=("$@")
+        AGENT_STATE=$T/state$N AGENT_RUN=$T/run$N AGENT_LOG=$T/agent$N.log
 }
 
 # refused WHAT NEEDLE ARGS...: the agent must not start: it exits non-zero at once, and its
@@ -73,8 +41,9 @@ agent_args() {
 refused() {
         local what=$1 needle=$2 rc out
         shift 2
+        next_agent
         agent_args "$@"
-        out=$(timeout 20 "$KEYWARD_AGENT" "${ARGS[@]}" 2>&1 </dev/null)
+        out=$(timeout 20 "$KEYWARD_AGENT" "${AGENT_ARGS[@]}" 2>&1 </dev/null)
         rc=$?
         if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]; then ok "$what: the agent refuses to start"; else
                 not_ok "$what: the agent refuses to start (exit $rc)"
@@ -97,19 +66,15 @@ refused "a second URL that is not https" "ftp://$KWD_ADDR" --server "$KWD_URL" -
 
 # ---- settings only a server can judge ------------------------------------------------------
 
-agent_start() {
-        agent_args "$@"
+# agent_up ARGS...: the next agent, once it is ready and on the bus.
+AGENT_ENV=(NOTIFY_SOCKET="$T/notify.sock")
+agent_up() {
+        next_agent
         : >"$T/agent$N.log"
         : >"$T/notify.log"
-        NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" "${ARGS[@]}" 2>>"$T/agent$N.log" &
-        AGENT_PID=$!
+        agent_start "$@"
         wait_for 10 grep -q '^READY=1' "$T/notify.log" || bail "the agent did not start: $(cat "$T/agent$N.log")"
         wait_for 5 bus status "$DEST" || bail "the agent did not take its bus name"
-}
-agent_stop() {
-        kill -TERM "$AGENT_PID" 2>/dev/null
-        kwd_wait_exit "$AGENT_PID" 10
-        AGENT_PID=
 }
 logged() { grep -c -- "$1" "$T/agent$N.log"; }
 retries_at_least() { [ "$(logged 'Still cannot sync with the keyward servers')" -ge "$1" ]; }
@@ -121,7 +86,7 @@ last_status() { grep '^STATUS=' "$T/notify.log" | tail -n1; }
 misconfigured() {
         local what=$1 kind=$2 reason=$3 st
         shift 3
-        agent_start "$@"
+        agent_up "$@"
         check "$what: logged at once, with no key registered" \
                 wait_for 20 grep -q "Cannot sync with the keyward servers: $kind" "$T/agent$N.log"
         check "$what: retried at least 3 times" wait_for 30 retries_at_least 3
@@ -150,7 +115,7 @@ check "an expired certificate: a warning at start names it" grep -q "$T/pki/expi
 
 # With a key registered both sync threads ask (the watch and the fetch): still one line, and
 # the server's refusal of the machine is not mistaken for an answer (no "Connected" between).
-agent_start --cert "$T/pki/expired.pem" --key "$T/pki/expired.key"
+agent_up --cert "$T/pki/expired.pem" --key "$T/pki/expired.key"
 check "an expired certificate, a key registered: Register" bus call "$DEST" "$OBJ" "$IFACE" Register 'sa{sv}' k1 0
 check "an expired certificate, a key registered: retried at least 6 times" wait_for 30 retries_at_least 6
 is "an expired certificate, a key registered: logged once across $(logged 'Still cannot sync') retries" \
@@ -161,7 +126,7 @@ like "an expired certificate, a key registered: Status= says why" "$(last_status
 agent_stop
 
 # The same agent, rightly configured: it reaches a server at start, with no key registered.
-agent_start
+agent_up
 check "a good configuration: connected with no key registered" \
         wait_for 20 bash -c "[ \"\$(busctl --system get-property $DEST $OBJ $IFACE Connected)\" = 'b true' ]"
 is "a good configuration: LastError is empty" "$(prop LastError)" 's ""'

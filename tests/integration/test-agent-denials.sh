@@ -10,26 +10,13 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root to call the agent as other uids"
-for tool in dbus-daemon dbus-send busctl setpriv; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+need_tools dbus-daemon dbus-send busctl setpriv
 id nobody >/dev/null 2>&1 && id daemon >/dev/null 2>&1 || skip_all "needs the users nobody and daemon"
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 HOST=host1.example.com
-
-AGENT_PID=
-agent_cleanup() {
-        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
-        cleanup
-}
-trap agent_cleanup EXIT
 
 make_pki
 kwd_init
@@ -40,10 +27,7 @@ r=$(req none "0u$ALICE" POST /v0/keys/ -d id=k1 --data-urlencode "data=$(printf 
 expect "a key this machine may read" "$r" 200 0 ""
 
 bus_start
-"$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
-        --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$T/state" --runtime-dir "$T/run" \
-        --log-level debug 2>>"$T/agent.log" &
-AGENT_PID=$!
+agent_start --log-level debug
 check "the agent is on the bus" wait_for 10 busctl --system status "$DEST"
 
 # call AS METHOD ID: the error name and message (or the reply), as dbus-send prints them.
@@ -155,10 +139,8 @@ PYEOF
 fi
 
 # The count of what was left out is told when the interval ends, or when the agent stops.
-kill -TERM "$AGENT_PID"
-kwd_wait_exit "$AGENT_PID" 10
+agent_stop
 is "the agent stops cleanly" "$?" 0
-AGENT_PID=
 check "the rest are told as one count" grep -q "more suppressed" "$T/agent.log"
 told=$(grep -c "Refused \(GetKey\|GetKeyVersions\) of key" "$T/agent.log")
 suppressed=$(sed -n 's/.*Refused calls to read keys: \([0-9]*\) more suppressed\..*/\1/p' "$T/agent.log" |

@@ -8,28 +8,20 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (mounts a tmpfs)"
-for tool in dbus-daemon busctl mount umount; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+need_tools dbus-daemon busctl mount umount
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 [ -x "$KEYWARD" ] || skip_all "keyward is not built"
 busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 STATE=$T/state
 
-AGENT_PID=
-NOTIFY_PID=
 MOUNTED=
 disk_cleanup() {
+        # The agent must be gone before the unmount.
         [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
-        [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
+        AGENT_PID=
         [ -n "$MOUNTED" ] && umount "$STATE"
         cleanup
 }
@@ -60,23 +52,10 @@ getkey() {
         python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(bytes(j["data"][0]).decode(), j["data"][1])' "$out"
 }
 
-python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-with open(sys.argv[2], "a") as f:
-        while True:
-                f.write(s.recv(4096).decode() + "\n")
-                f.flush()
-EOF
-NOTIFY_PID=$!
-wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
+notify_start
 
-NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" \
-        --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem" --hostname "$HOST" \
-        --state-dir "$STATE" --runtime-dir "$T/run" --retry-max 2s --watch-wait 30s \
-        --log-level debug 2>>"$T/agent.log" &
-AGENT_PID=$!
+AGENT_ENV=(NOTIFY_SOCKET="$T/notify.sock")
+agent_start --retry-max 2s --watch-wait 30s --log-level debug
 check "the agent owns $DEST" wait_for 10 bus status "$DEST"
 check "Register k1" call Register 'sa{sv}' k1 0
 check "Register k2" call Register 'sa{sv}' k2 0
@@ -153,14 +132,10 @@ check "Status= no longer names k1" \
 is "GetKey k1 from the file" "$(getkey k1)" "second-secret $V2"
 
 # The file written is the one served after a restart.
-kill -TERM "$AGENT_PID"
-kwd_wait_exit "$AGENT_PID" 10
-AGENT_PID=
+agent_stop
 kwd_stop
-NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" \
-        --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem" --hostname "$HOST" \
-        --state-dir "$STATE" --runtime-dir "$T/run" --retry-max 2s 2>>"$T/agent2.log" &
-AGENT_PID=$!
+AGENT_LOG=$T/agent2.log
+agent_start --retry-max 2s
 check "the agent restarts with the server down" wait_for 10 bus status "$DEST"
 is "GetKey k1 after a restart, from the file" "$(getkey k1)" "second-secret $V2"
 

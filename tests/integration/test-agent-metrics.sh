@@ -9,13 +9,9 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 CHECK="python3 $KEYWARD_TOP_SRCDIR/tests/integration/prom-check.py"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 HOST=host1.example.com
 
 make_pki
@@ -28,19 +24,12 @@ r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=db_password --data-urlencode "data=
 expect "create db_password" "$r" 200 0 ""
 
 bus_start
-AGENT_PID=
-agent_cleanup() {
-        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
-        cleanup
-}
-trap agent_cleanup EXIT
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
 call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
 
 # A path that is not absolute is refused at start.
-"$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
-        --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$T/state" --runtime-dir "$T/run" \
-        --metrics-file keyward.prom 2>"$T/bad.log"
+agent_args --metrics-file keyward.prom
+"$KEYWARD_AGENT" "${AGENT_ARGS[@]}" 2>"$T/bad.log"
 is "a relative --metrics-file stops the start (exit 1)" "$?" 1
 check "and says why" grep -q "Invalid --metrics-file 'keyward.prom'" "$T/bad.log"
 
@@ -49,10 +38,7 @@ check "and says why" grep -q "Invalid --metrics-file 'keyward.prom'" "$T/bad.log
 ODD='https://127.0.0.1:1/a"b\c'
 # Its directory does not exist yet: the agent says so and goes on.
 M=$T/prom/keyward.prom
-"$KEYWARD_AGENT" --server "$KWD_URL" --server "$ODD" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
-        --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$T/state" --runtime-dir "$T/run" \
-        --metrics-file "$M" --retry-max 1s --log-level debug 2>>"$T/agent.log" &
-AGENT_PID=$!
+agent_start --server "$KWD_URL" --server "$ODD" --metrics-file "$M" --retry-max 1s --log-level debug
 check "the agent is on the bus" wait_for 10 bus status "$DEST"
 check "a metrics directory that does not exist is logged" wait_for 10 \
         grep -q "Cannot write the metrics file '$M', will retry: No such file or directory" "$T/agent.log"
@@ -141,10 +127,8 @@ else
         ok "the file names no key or unit and holds no key data"
 fi
 
-kill -TERM "$AGENT_PID"
-kwd_wait_exit "$AGENT_PID" 10
+agent_stop
 is "the agent stops" "$?" 0
-AGENT_PID=
 check "and removes the file, so that a stopped agent does not look healthy" test ! -e "$M"
 
 if grep -q -e hunter2 "$T/agent.log"; then

@@ -9,30 +9,18 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root to listen as other uids"
-for tool in dbus-daemon busctl setpriv gdbus; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed (gdbus: apt-get install libglib2.0-bin)"
-done
+need_tools dbus-daemon busctl setpriv
+command -v gdbus >/dev/null || skip_all "gdbus is not installed (apt-get install libglib2.0-bin)"
 for u in nobody daemon bin; do
         id "$u" >/dev/null 2>&1 || skip_all "needs the users nobody, daemon and bin"
 done
 [ "$(id -gn bin)" = bin ] || skip_all "needs the user bin in the group bin"
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 HOST=host1.example.com
 GRANT='[{"type":"Machine","id":"'$HOST'","access":"Read"}]'
-
-AGENT_PID=
-agent_cleanup() {
-        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
-        cleanup
-}
-trap agent_cleanup EXIT
 
 make_pki
 kwd_init
@@ -47,10 +35,7 @@ done
 hash_of() { jget "$(body "$(as_alice GET "/v0/keys/$1/")")" 'j["data"]["hash"]'; }
 
 bus_start
-"$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
-        --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$T/state" --runtime-dir "$T/run" \
-        --log-level debug 2>>"$T/agent.log" &
-AGENT_PID=$!
+agent_start --log-level debug
 check "the agent is on the bus" wait_for 10 busctl --system status "$DEST"
 
 call() { timeout 10 busctl --system --timeout=8 call "$DEST" "$OBJ" "$IFACE" "$@"; }
@@ -104,9 +89,7 @@ check "root hears k3's unregistration" heard root k3 ""
 # (k1 changed twice: its hash changed with the new version, and again with the promotion.)
 is "root hears each change once" "$(grep KeyChanged "$T/heard.root" | sort | uniq -d)" ""
 
-kill -TERM "$AGENT_PID"
-kwd_wait_exit "$AGENT_PID" 10
+agent_stop
 is "the agent stops cleanly" "$?" 0
-AGENT_PID=
 
 done_testing

@@ -10,27 +10,11 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 XML=$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.xml
 
-for tool in dbus-daemon gdbus busctl; do
-        command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+need_tools dbus-daemon gdbus busctl
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
-
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
-
-AGENT_PID=
-NOTIFY_PID=
-agent_cleanup() {
-        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
-        [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
-        cleanup
-}
-trap agent_cleanup EXIT
 
 make_pki
 kwd_init
@@ -65,34 +49,12 @@ getkey() {
 
 
 # ---- sd_notify: a datagram socket that records what the agent says ------------------------
-python3 -u - "$T/notify.sock" "$T/notify.log" <<'EOF' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-with open(sys.argv[2], "a") as f:
-        while True:
-                f.write(s.recv(4096).decode() + "\n")
-                f.flush()
-EOF
-NOTIFY_PID=$!
-wait_for 5 test -S "$T/notify.sock" || bail "notify socket did not appear"
+notify_start
 
 STATE=$T/state
-agent_start() {
-        NOTIFY_SOCKET=$T/notify.sock "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" \
-                --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem" --hostname "$HOST" \
-                --state-dir "$STATE" --runtime-dir "$T/run" --retry-max 2s --watch-wait 30s \
-                --max-request-size 1K --log-level debug "$@" 2>>"$T/agent.log" &
-        AGENT_PID=$!
-}
+AGENT_ENV=(NOTIFY_SOCKET="$T/notify.sock")
+AGENT_FLAGS=(--retry-max 2s --watch-wait 30s --max-request-size 1K --log-level debug)
 agent_ready() { grep -q '^READY=1' "$T/notify.log"; }
-agent_stop() {
-        kill -TERM "$AGENT_PID" 2>/dev/null
-        kwd_wait_exit "$AGENT_PID" 10
-        local rc=$?
-        AGENT_PID=
-        return $rc
-}
 
 : >"$T/notify.log"
 agent_start
@@ -276,17 +238,7 @@ check "corrupt cache file: logged" grep -q "Cache file of key 'k1' is corrupt" "
 check "corrupt cache file: removed" test ! -e "$STATE/cache/k1"
 
 # The server comes back on the same address; the agent fetches k1 again.
-kwd_restart_at() {
-        rm -f "$T/ready"
-        "$KEYWARDD" serve --listen "$1" \
-                --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key" \
-                --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key" \
-                --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
-                --hostname testhost 2>>"$T/keywardd.log" &
-        KWD_PID=$!
-        wait_for 10 test -s "$T/ready" || bail "keywardd did not come back on $1"
-}
-kwd_restart_at "$KWD_ADDR_SAVED"
+kwd_restart_at "$KWD_ADDR_SAVED" || bail "keywardd did not come back on $KWD_ADDR_SAVED"
 check "server back: k1 is fetched again" wait_for 10 getkey k1
 is "server back: the refetched k1 is right" "$(getkey k1)" "second-secret $V2"
 

@@ -8,8 +8,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -x "$KEYWARD" ] || skip_all "$KEYWARD is not built"
 
 make_pki
@@ -134,10 +132,8 @@ elif [ ! -x "$KEYWARD_AGENT" ]; then
 else
         bus_start
         mkdir -p "$T/agent-state" "$T/agent-run"
-        "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
-                --server-ca "$T/pki/ca.pem" --hostname host1.example.com \
-                --state-dir "$T/agent-state" --runtime-dir "$T/agent-run" 2>"$T/agent.log" &
-        BG_PIDS+=($!)
+        AGENT_STATE=$T/agent-state AGENT_RUN=$T/agent-run
+        agent_start
         wait_for 10 agent_up || bail "keyward-agent did not take its bus name"
 
         is "the agent's ServerCA property" \

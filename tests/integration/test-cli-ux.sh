@@ -8,8 +8,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -x "$KEYWARD" ] || skip_all "$KEYWARD is not built"
 [ -x "$KEYWARD_AGENT" ] || skip_all "$KEYWARD_AGENT is not built"
 
@@ -137,11 +135,7 @@ like "no agent: get --agent says the agent is not running" "$ERR" \
 kw get ux:one
 is "no agent: get asks the server" "$OUT" "first"
 
-"$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
-        --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$T/state" --runtime-dir "$T/run" \
-        2>>"$T/agent.log" &
-AGENT_PID=$!
-BG_PIDS+=("$AGENT_PID")
+agent_start
 check "the agent is on the bus" wait_for 10 busctl --system status org.keyward.Agent1
 
 READER=
@@ -211,8 +205,7 @@ else
         diag "not root, or no users daemon and nobody: the agent's refusal is not tested"
 fi
 
-kill "$AGENT_PID" 2>/dev/null
-wait "$AGENT_PID" 2>/dev/null
+agent_stop
 kw get --agent ux:one
 like "the agent stopped: get --agent says it is not running" "$ERR" "keyward-agent is not running"
 

@@ -7,8 +7,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -x "$KEYWARD" ] || skip_all "$KEYWARD is not built"
 
 make_pki
@@ -413,15 +411,9 @@ EOF
         if [ -x "$KEYWARD_AGENT" ]; then
                 # The machine may read cli:one (granted above).
                 mkdir -p "$T/agent-state" "$T/agent-run"
-                "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
-                        --server-ca "$T/pki/ca.pem" --hostname host1.example.com \
-                        --state-dir "$T/agent-state" --runtime-dir "$T/agent-run" 2>"$T/agent.log" &
-                AGENT_PID=$!
-                BG_PIDS+=("$AGENT_PID")
-                for _ in $(seq 100); do
-                        busctl --address="$DBUS_SYSTEM_BUS_ADDRESS" status org.keyward.Agent1 >/dev/null 2>&1 && break
-                        sleep 0.05
-                done
+                AGENT_STATE=$T/agent-state AGENT_RUN=$T/agent-run
+                agent_start
+                wait_for 5 busctl --address="$DBUS_SYSTEM_BUS_ADDRESS" status "$DEST"
 
                 kw register -k cli:one --reader "user:$(id -un)"
                 check_rc "register: exit 0" 0
@@ -449,8 +441,7 @@ EOF
                 like "register -r: all unregistered" "$ERR" "Successfully unregistered all keys"
                 kw unregister cli:one
                 check_rc "unregister a key that is not registered: exit 1" 1
-                kill "$AGENT_PID" 2>/dev/null
-                wait "$AGENT_PID" 2>/dev/null
+                agent_stop
         else
                 diag "keyward-agent is not built: register/status/sync against a live agent not tested"
         fi

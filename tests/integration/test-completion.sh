@@ -9,7 +9,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 [ -x "$KEYWARD" ] || skip_all "$KEYWARD is not built"
 
 SC=$KEYWARD_TOP_SRCDIR/shell-completion

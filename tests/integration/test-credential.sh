@@ -10,12 +10,8 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 HOST=host1.example.com
 
 make_pki
@@ -30,16 +26,7 @@ for k in db_password:hunter2 tls_key:tls-secret other:not-yours; do
 done
 
 bus_start
-AGENT_PID=
-agent_cleanup() {
-        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
-        cleanup
-}
-trap agent_cleanup EXIT
-"$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
-        --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$T/state" --runtime-dir "$T/run" \
-        --log-level debug 2>>"$T/agent.log" &
-AGENT_PID=$!
+agent_start --log-level debug
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
 call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
 check "the agent is on the bus" wait_for 10 bus status "$DEST"

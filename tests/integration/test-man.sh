@@ -8,7 +8,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 [ -x "$KEYWARD" ] || skip_all "$KEYWARD is not built"
 [ -x "$KEYWARDD" ] || skip_all "$KEYWARDD is not built"
 command -v groff >/dev/null || skip_all "groff is not installed"

@@ -6,7 +6,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ -e "$KEYWARD_AGENT" ] || skip_all "$KEYWARD_AGENT is not built"
 PAM_EXEC=$(ls /lib/*/security/pam_exec.so /lib/security/pam_exec.so /usr/lib/*/security/pam_exec.so 2>/dev/null | head -n1)
 [ -n "$PAM_EXEC" ] || skip_all "pam_exec.so is not installed"
@@ -38,30 +37,13 @@ PAMEOF
 kwd_start
 bus_start
 
-AGENT_PID=
-agent_cleanup() {
-        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
-        cleanup
-}
-trap agent_cleanup EXIT
-agent_start() {
+AGENT_ENV=("${AGENT_NSS_ENV[@]}")
+AGENT_FLAGS=(--log-level debug)
+# pam_agent_start ARGS...: the agent, once its PAM socket is there.
+pam_agent_start() {
         rm -f "$T/run/pam.sock"
-        env LD_PRELOAD="${KWD_ENV[0]#LD_PRELOAD=}" NSS_WRAPPER_PASSWD="$T/passwd" NSS_WRAPPER_GROUP="$T/group" \
-                NSS_WRAPPER_DISABLE_DEEPBIND=1 UID_WRAPPER_DISABLE_DEEPBIND=1 \
-                ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$KEYWARD_AGENT" \
-                --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
-                --server-ca "$T/pki/ca.pem" --hostname host1.example.com --state-dir "$T/state" \
-                --runtime-dir "$T/run" --log-level debug "$@" 2>>"$T/agent.log" &
-        AGENT_PID=$!
+        agent_start "$@"
         wait_for 10 test -S "$T/run/pam.sock"
-}
-agent_stop() {
-        local r
-        kill -TERM "$AGENT_PID"
-        kwd_wait_exit "$AGENT_PID" "$(scaled 30)"
-        r=$?
-        AGENT_PID=
-        return $r
 }
 
 # pam_sock VERB ARGS...: what pam_keyward does over pam.sock.
@@ -124,7 +106,7 @@ too_many_logins() {
 
 # 1. Every login thread is taken (16 logins hang in keywardd's PAM stack) when tokens no
 # session bound are let go of: their revocation has a thread of its own.
-agent_start --pam-bind-timeout 2s --request-timeout 120s
+pam_agent_start --pam-bind-timeout 2s --request-timeout 120s
 check "the agent is up, with a bind timeout of 2s" test -S "$T/run/pam.sock"
 is "three sudo-style logins" "$(sudo_logins 3)" "OKx3"
 is "their tokens are live on the server" "$(live_tokens)" 3
@@ -139,10 +121,10 @@ touch "$T/release"
 check "then the 16 logins are answered" wait_for 60 bash -c "[ \$(wc -l <'$T/flood.out') = 16 ]"
 check "and that is logged" grep -q "User token of 'dora' was never bound to a session, revoking it" "$T/agent.log"
 check "nothing is left to expire on its own" bash -c "! grep -q 'expire on their own' '$T/agent.log'"
-check "the agent stops" agent_stop
+check "the agent stops" agent_stop "$(scaled 30)"
 
 # 2. A revocation that fails (keywardd frozen) is tried again once the server is back.
-agent_start --pam-bind-timeout 2s --connect-timeout 1s --request-timeout 2s
+pam_agent_start --pam-bind-timeout 2s --connect-timeout 1s --request-timeout 2s
 check "the agent is back, with short timeouts" test -S "$T/run/pam.sock"
 is "two sudo-style logins" "$(sudo_logins 2)" "OKx2"
 kill -STOP "$KWD_PID"
@@ -151,12 +133,12 @@ check "keywardd frozen: the revocation fails, to be tried again" \
 kill -CONT "$KWD_PID"
 check "keywardd thawed: the tokens are revoked" wait_for 60 no_live_tokens
 check "nothing was left to expire on its own" bash -c "! grep -q 'expire on their own' '$T/agent.log'"
-check "the agent stops" agent_stop
+check "the agent stops" agent_stop "$(scaled 30)"
 
 # 3. At stop, a hundred held tokens are all revoked, over one connection (keywardd closes it
 # after an error answer: a token it has revoked already answers 401, and the next one goes on a
 # new connection).
-agent_start
+pam_agent_start
 check "the agent is back" test -S "$T/run/pam.sock"
 is "a hundred sudo-style logins" "$(sudo_logins 100)" "OKx100"
 is "their tokens are live on the server" "$(live_tokens)" 100
@@ -168,7 +150,7 @@ db.executemany("UPDATE tokens SET revoked = 1 WHERE rowid = ?", [(i,) for i in i
 db.commit()' "$T/keyward.db"
 is "ten of them revoked on the server already" "$(live_tokens)" 90
 AUDIT_FROM=$(($(wc -l <"$T/audit.log") + 1))
-check "the agent stops" agent_stop
+check "the agent stops" agent_stop "$(scaled 30)"
 is "after the agent stopped: no live token" "$(live_tokens)" 0
 check "the revocations are logged" grep -q "Revoked 100 user token(s) held for sessions" "$T/agent.log"
 # keywardd's audit log has a line for each request, with the client's address and port.
@@ -193,7 +175,7 @@ check "over one connection, and one more after each error answer" test "$conns" 
 
 # 4. At most 512 tokens wait for their revocation; past that the log says how many more are
 # left to expire. 520 tokens are refused a bind (to boss's uid) while keywardd is frozen.
-agent_start --connect-timeout 1s --request-timeout 2s
+pam_agent_start --connect-timeout 1s --request-timeout 2s
 check "the agent is back, with short timeouts" test -S "$T/run/pam.sock"
 pam_sock handles 520 dora explorer "$T/handles"
 is "520 sudo-style logins" "$(wc -l <"$T/handles")" 520
@@ -208,6 +190,6 @@ is "the log says 8 more are left to expire" "$dropped" 8
 kill -CONT "$KWD_PID"
 eight_live_tokens() { [ "$(live_tokens)" = 8 ]; }
 check "keywardd thawed: the 512 are revoked, the 8 left live" wait_for 60 eight_live_tokens
-check "the agent stops" agent_stop
+check "the agent stops" agent_stop "$(scaled 30)"
 
 done_testing

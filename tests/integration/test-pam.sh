@@ -7,17 +7,12 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 PAM_SESSION=$KEYWARD_TOP_BUILDDIR/tests/integration/pam-session
 MODULE=$KEYWARD_TOP_BUILDDIR/.libs/pam_keyward.so
 for f in "$KEYWARD" "$KEYWARD_AGENT" "$PAM_SESSION" "$MODULE"; do
         [ -e "$f" ] || skip_all "$f is not built"
 done
 
-DEST=org.keyward.Agent1
-OBJ=/org/keyward/Agent1
-IFACE=org.keyward.Agent1
 ME=$(id -un)
 MY_UID=$(id -u)
 
@@ -37,21 +32,9 @@ r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=eng_key --data-urlencode "data=$(pr
 expect "a key readable by the group eng" "$r" 200 0 ""
 
 bus_start
-AGENT_PID=
-agent_cleanup() {
-        [ -n "$AGENT_PID" ] && kill -9 "$AGENT_PID" 2>/dev/null
-        cleanup
-}
-trap agent_cleanup EXIT
 # The agent sees the same users (it checks that a session's uid is the user who logged in).
-agent_start() {
-        env LD_PRELOAD="${KWD_ENV[0]#LD_PRELOAD=}" NSS_WRAPPER_PASSWD="$T/passwd" NSS_WRAPPER_GROUP="$T/group" \
-                NSS_WRAPPER_DISABLE_DEEPBIND=1 UID_WRAPPER_DISABLE_DEEPBIND=1 \
-                ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$KEYWARD_AGENT" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
-                --server-ca "$T/pki/ca.pem" --hostname host1.example.com --state-dir "$T/state" \
-                --runtime-dir "$T/run" --log-level debug "$@" 2>>"$T/agent.log" &
-        AGENT_PID=$!
-}
+AGENT_ENV=("${AGENT_NSS_ENV[@]}")
+AGENT_FLAGS=(--log-level debug)
 bus() { timeout 10 busctl --system --timeout=8 "$@"; }
 token_from_agent() { bus call "$DEST" "$OBJ" "$IFACE" GetUserToken; }
 
@@ -198,8 +181,7 @@ auth     sufficient $MODULE socket=$T/run/pam.sock timeout=5
 auth     required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/passdb-loop
 account  required $(pkg-config --variable=modules pam_wrapper)/pam_matrix.so passdb=$T/passdb-loop
 PAMEOF
-kill -TERM "$AGENT_PID"
-kwd_wait_exit "$AGENT_PID" 10
+agent_stop
 kwd_stop
 kwd_start --pam-service keyward-loop
 rm -f "$T/run/pam.sock"
@@ -249,8 +231,7 @@ sudo_login() {
 }
 is "no live token of dora's before" "$(live_tokens)" 0
 # A token no session binds within --pam-bind-timeout is revoked.
-kill -TERM "$AGENT_PID"
-kwd_wait_exit "$AGENT_PID" 10
+agent_stop
 rm -f "$T/run/pam.sock"
 agent_start --pam-bind-timeout 2s
 check "the agent is back, with a bind timeout of 2s" wait_for 10 test -S "$T/run/pam.sock"
@@ -268,10 +249,8 @@ exec 8>"$T/ctl2"
 printf 'explorer\n' >&8
 check "and a session that holds its token" wait_for 20 grep -q '^session: Success' "$T/session2.out"
 is "three live tokens" "$(live_tokens)" 3
-kill -TERM "$AGENT_PID"
-kwd_wait_exit "$AGENT_PID" 15
+agent_stop 15
 is "the agent stops" "$?" 0
-AGENT_PID=
 is "after the agent stopped: no live token" "$(live_tokens)" 0
 check "the revocations are logged" grep -q "Revoked 3 user token(s) held for sessions" "$T/agent.log"
 printf 'close\n' >&8
@@ -282,10 +261,8 @@ agent_start
 check "the agent is back" wait_for 10 test -S "$T/run/pam.sock"
 like "a sudo-style login" "$(sudo_login)" "close: Success"
 kill -STOP "$KWD_PID"
-kill -TERM "$AGENT_PID"
-kwd_wait_exit "$AGENT_PID" 30
+agent_stop 30
 is "with keywardd stopped (SIGSTOP), the agent still stops" "$?" 0
-AGENT_PID=
 kill -CONT "$KWD_PID"
 check "and says the token is left to expire" grep -q "Could not revoke 1 user token(s) before stopping" "$T/agent.log"
 rm -f "$T/run/pam.sock"
@@ -293,9 +270,7 @@ agent_start
 check "the agent is back" wait_for 10 test -S "$T/run/pam.sock"
 
 # The agent away: PAM_AUTHINFO_UNAVAIL, so that a stack can fall through to other modules.
-kill -TERM "$AGENT_PID"
-kwd_wait_exit "$AGENT_PID" 10
-AGENT_PID=
+agent_stop
 check "a stopped agent removes its PAM socket" test ! -e "$T/run/pam.sock"
 out=$(printf 'explorer\n' | host_login)
 like "no agent: PAM_AUTHINFO_UNAVAIL" "$out" "^auth: Authentication service cannot retrieve authentication info"

@@ -38,7 +38,6 @@ login() {
 
 # kw_login USER PASSWORD: `keyward login USER` with the password on stdin; stderr in $ERR,
 # the exit status in $rc. No agent, no token of the caller's.
-: "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 kw_login() {
         printf '%s\n' "$2" | env -u KEYWARD_TOKEN -u KNOX_USER_AUTH DBUS_SYSTEM_BUS_ADDRESS="unix:path=$T/no-bus" \
                 KEYWARD_SERVER="$KWD_URL" KEYWARD_SERVER_CA="$T/pki/ca.pem" \

@@ -10,7 +10,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-: "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root for systemd-nspawn"
 command -v systemd-nspawn >/dev/null || skip_all "systemd-nspawn is not installed (apt-get install systemd-container)"
 [ -x /lib/systemd/systemd ] && command -v busctl >/dev/null || skip_all "needs systemd and busctl"
