@@ -100,8 +100,12 @@ tcheck() {
         return 0
 }
 
+# The plan "1..0 # SKIP" is the skip. Run alone a test also exits 77, automake's skip status;
+# under make check's TAP driver (KW_TAP_DRIVER) that status would count as an error, so it
+# exits 0 there and the plan line speaks.
 skip_all() {
         echo "1..0 # SKIP $*"
+        [ -n "${KW_TAP_DRIVER:-}" ] && exit 0
         exit 77
 }
 
