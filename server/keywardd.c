@@ -308,20 +308,6 @@ static int check_store_access(const char *db) {
                 (unsigned) (st.st_mode & 07777));
 }
 
-/* Whether our stderr is the journal stream systemd gave us (as log.c checks it). */
-static bool stderr_is_journal(void) {
-        const char *e;
-        unsigned long long dev, ino;
-        struct stat st;
-
-        e = secure_getenv("JOURNAL_STREAM");
-        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
-                return false;
-        if (fstat(STDERR_FILENO, &st) < 0)
-                return false;
-        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
-}
-
 /* The packaged unit loads the master key credential from this file; when it is missing,
  * systemd hands over this marker instead (SetCredential=), which is no key's size. */
 #define UNIT_MASTER_KEY_FILE "/etc/keyward/master.key"
@@ -738,7 +724,7 @@ static int verb_serve(int argc, char **argv) {
 
         /* Under systemd the journal is the default audit sink; audit-log= in the config says
          * otherwise (the unit passes no --audit-log, so the file has the last word). */
-        if (!c.audit_log && !(c.audit_log = strdup(stderr_is_journal() ? "journal" : "-"))) {
+        if (!c.audit_log && !(c.audit_log = strdup(log_stderr_is_journal() ? "journal" : "-"))) {
                 r = log_oom();
                 goto finish;
         }

@@ -17,8 +17,7 @@ static int log_max_level = LOG_INFO;
 static LogTarget log_target = LOG_TARGET_STDERR;
 static const char *log_ident;
 
-/* Whether our stderr is the stream systemd connected to the journal for us. */
-static bool stderr_is_journal(void) {
+bool log_stderr_is_journal(void) {
         const char *e;
         unsigned long long dev, ino;
         struct stat st;
@@ -34,7 +33,7 @@ static bool stderr_is_journal(void) {
 void log_setup(const char *ident, LogTarget target) {
         log_ident = ident;
         if (target == LOG_TARGET_AUTO)
-                target = stderr_is_journal() ? LOG_TARGET_JOURNAL : LOG_TARGET_STDERR;
+                target = log_stderr_is_journal() ? LOG_TARGET_JOURNAL : LOG_TARGET_STDERR;
         log_target = target;
 }
 

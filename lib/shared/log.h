@@ -22,6 +22,8 @@ typedef enum LogTarget {
 } LogTarget;
 
 void log_setup(const char *ident, LogTarget target);
+/* Whether stderr is the stream systemd connected to the journal for us (JOURNAL_STREAM). */
+bool log_stderr_is_journal(void);
 void log_set_max_level(int level);
 int log_get_max_level(void);
 /* LOG_* level from "debug", "info", ... "emerg"; -EINVAL otherwise. */

@@ -80,20 +80,6 @@ static int fixture_init(void) {
         return 0;
 }
 
-static const char *next_line(char **p) {
-        char *s = *p, *nl;
-
-        if (!s)
-                return NULL;
-        nl = strchr(s, '\n');
-        if (nl) {
-                *nl = '\0';
-                *p = nl + 1;
-        } else
-                *p = NULL;
-        return s;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_free_ char *copy = NULL;
         _cleanup_form_ Form q = FORM_NULL, body = FORM_NULL;
@@ -113,11 +99,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!copy)
                 return 0;
         p = copy;
-        method = next_line(&p) ?: "GET";
-        path = next_line(&p) ?: "/v0/keys/";
-        query = next_line(&p);
-        form = next_line(&p);
-        who = next_line(&p) ?: "u";
+        method = fuzz_next_line(&p) ?: "GET";
+        path = fuzz_next_line(&p) ?: "/v0/keys/";
+        query = fuzz_next_line(&p);
+        form = fuzz_next_line(&p);
+        who = fuzz_next_line(&p) ?: "u";
         if (query && streq(query, "-"))
                 query = NULL;
         ps = who[0] == 'm' ? &fx.machine : who[0] == 's' ? &fx.service : &fx.user;

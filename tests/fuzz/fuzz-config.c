@@ -47,19 +47,12 @@ static void fuzz_argv(const char *text, size_t size, Settings *s) {
         _cleanup_free_ char *copy = NULL;
         _cleanup_free_ char **args = NULL;
         char *argv[65] = {"fuzz-config"};
-        int argc = 1;
+        int argc;
 
         copy = strndup(text, size);
         if (!copy)
                 return;
-        for (char *p = copy, *e; p && argc < 64; p = e) {
-                e = strchr(p, '\n');
-                if (e)
-                        *e++ = '\0';
-                if (strncmp(p, "--c", 3) == 0 || strncmp(p, "--h", 3) == 0)
-                        continue;
-                argv[argc++] = p;
-        }
+        argc = fuzz_argv_from_lines(copy, argv, 64, (const char *const[]){"--c", "--h", NULL});
         (void) config_parse_argv(argc, argv, items, ELEMENTSOF(items), s, &args);
 }
 

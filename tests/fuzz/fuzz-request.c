@@ -12,20 +12,6 @@
 #include "server-api.h"
 #include "server-request.h"
 
-static const char *next_line(char **p) {
-        char *s = *p, *nl;
-
-        if (!s)
-                return NULL;
-        nl = strchr(s, '\n');
-        if (nl) {
-                *nl = '\0';
-                *p = nl + 1;
-        } else
-                *p = NULL;
-        return s;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_free_ char *copy = NULL, *path = NULL;
         _cleanup_form_ Form q = FORM_NULL;
@@ -56,11 +42,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!copy)
                 return 0;
         p = copy;
-        target = next_line(&p);
-        method = next_line(&p) ?: "GET";
-        prefer = next_line(&p);
-        ct = next_line(&p);
-        exempt = next_line(&p);
+        target = fuzz_next_line(&p);
+        method = fuzz_next_line(&p) ?: "GET";
+        prefer = fuzz_next_line(&p);
+        ct = fuzz_next_line(&p);
+        exempt = fuzz_next_line(&p);
 
         if (address_prefix_parse(exempt, &prefix) == 0 &&
             ((prefix.family != AF_INET && prefix.family != AF_INET6) ||

@@ -16,20 +16,12 @@ int keywardd_main(int argc, char *argv[]);
 static void fuzz_argv(const char *text, size_t size, ServerConfig *c) {
         _cleanup_free_ char *copy = NULL;
         char *argv[65] = {"serve"};
-        int argc = 1;
+        int argc;
 
         copy = strndup(text, size);
         if (!copy)
                 return;
-        for (char *p = copy, *e; p && argc < 64; p = e) {
-                e = strchr(p, '\n');
-                if (e)
-                        *e++ = '\0';
-                /* --config reads files and --help writes to stdout: not for the fuzzer. */
-                if (strncmp(p, "--co", 4) == 0 || strncmp(p, "--he", 4) == 0)
-                        continue;
-                argv[argc++] = p;
-        }
+        argc = fuzz_argv_from_lines(copy, argv, 64, (const char *const[]){"--co", "--he", NULL});
         (void) config_parse_argv(argc, argv, server_items, ELEMENTSOF(server_items), c, NULL);
 }
 
