@@ -1,16 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent-metrics.h"
 
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "hexdecoct.h"
+#include "fileio.h"
 #include "log.h"
-#include "random-util.h"
 #include "strv.h"
 
 /* Written at most this often; figures gathered at least this often. */
@@ -290,54 +287,6 @@ int agent_metrics_render(Agent *a, Buf *b) {
         return r;
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t l = write(fd, p, n);
-
-                if (l < 0 && errno == EINTR)
-                        continue;
-                if (l < 0)
-                        return -errno;
-                p += l;
-                n -= (size_t) l;
-        }
-        return 0;
-}
-
-/* Replace the file with content: a temporary file beside it (which the textfile collector,
- * reading *.prom only, skips), 0644, renamed over it. No fsync: the figures are rewritten
- * after a crash anyway, and the main loop must not wait on the disk. */
-static int metrics_write(const char *path, const char *content, size_t n) {
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        uint8_t rnd[8];
-        char hex[sizeof(rnd) * 2 + 1];
-        const char *base;
-        int r;
-
-        r = random_bytes(rnd, sizeof(rnd));
-        if (r < 0)
-                return r;
-        hexencode(rnd, sizeof(rnd), hex);
-        base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        if (asprintf(&tmp, "%.*s.#%s.%s", (int) (base - path), path, base, hex) < 0) {
-                tmp = NULL;
-                return -ENOMEM;
-        }
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0)
-                return -errno;
-        r = RET_NERRNO(fchmod(fd, 0644));
-        if (r >= 0)
-                r = write_all(fd, content, n);
-        if (r >= 0)
-                r = RET_NERRNO(rename(tmp, path));
-        if (r < 0)
-                (void) unlink(tmp);
-        return r;
-}
-
 static void metrics_flush(Agent *a) {
         AgentMetrics *m = a->metrics;
         _cleanup_buf_ Buf b = BUF_INIT;
@@ -353,7 +302,10 @@ static void metrics_flush(Agent *a) {
         if (m->written && streq(m->written, b.data))
                 return;
         m->last_write_usec = now_usec(CLOCK_MONOTONIC);
-        r = metrics_write(a->config.metrics_file, b.data, b.len - 1);
+        /* 0644 beside the collector's other files; not synced: the figures are rewritten after
+         * a crash anyway, and the main loop must not wait on the disk. The temporary name
+         * does not end in .prom, so the collector skips it. */
+        r = write_file_replace(a->config.metrics_file, b.data, b.len - 1, 0644, false);
         if (r < 0) {
                 if (r != m->last_error)
                         log_warning_errno(

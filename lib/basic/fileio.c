@@ -142,6 +142,10 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
 }
 
 int write_file_atomic(const char *path, const void *p, size_t n, mode_t mode) {
+        return write_file_replace(path, p, n, mode, true);
+}
+
+int write_file_replace(const char *path, const void *p, size_t n, mode_t mode, bool durable) {
         _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int fd = -EBADF;
         const char *base;
@@ -171,7 +175,7 @@ int write_file_atomic(const char *path, const void *p, size_t n, mode_t mode) {
         r = RET_NERRNO(fchmod(fd, mode));
         if (r >= 0)
                 r = write_all(fd, p, n);
-        if (r >= 0)
+        if (r >= 0 && durable)
                 r = RET_NERRNO(fsync(fd));
         if (r >= 0)
                 r = RET_NERRNO(rename(tmp, path));
@@ -179,5 +183,5 @@ int write_file_atomic(const char *path, const void *p, size_t n, mode_t mode) {
                 (void) unlink(tmp);
                 return r;
         }
-        return fsync_directory_of(path);
+        return durable ? fsync_directory_of(path) : 0;
 }

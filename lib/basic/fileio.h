@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -22,3 +23,6 @@ int read_secret_file(const char *path, size_t max, Secret **ret);
  * written in full, fsync()ed, renamed over path, then the directory fsync()ed. On failure
  * the old file is untouched and no temporary is left behind. */
 int write_file_atomic(const char *path, const void *p, size_t n, mode_t mode);
+/* The same; with durable false, without the fsync()s: readers see the old content or the new,
+ * never part of it, but a crash may leave the old (for figures rewritten anyway). */
+int write_file_replace(const char *path, const void *p, size_t n, mode_t mode, bool durable);

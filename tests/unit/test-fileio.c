@@ -276,6 +276,10 @@ static void test_write_file_atomic(void **state) {
 
         assert_int_equal(write_file_atomic(p, "", 0, 0400), 0);
         check_file(p, "", 0, 0400);
+
+        /* Without the fsyncs: the same replacement, the same mode. */
+        assert_int_equal(write_file_replace(p, "not synced", 10, 0644, false), 0);
+        check_file(p, "not synced", 10, 0644);
         (void) umask(saved);
 
         /* Nothing but the target is left in the directory. */
