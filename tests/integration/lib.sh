@@ -181,6 +181,30 @@ scaled() {
         echo $(($1 * KW_TEST_TIMEOUT_FACTOR))
 }
 
+# ns_agent_units ARGS...: units for a systemd booted in systemd-nspawn that run the agent
+# ($T/bin/keyward-agent ARGS..., its log in $T/agent-ns.log) with its credential socket at
+# $NS_RUN/credential.sock, in $T/units.
+ns_agent_units() {
+        cat >"$T/units/kwagent.socket" <<UNIT
+[Unit]
+Description=keyward test: the agent's credential socket
+[Socket]
+ListenStream=$NS_RUN/credential.sock
+SocketMode=0600
+UNIT
+        cat >"$T/units/kwagent.service" <<UNIT
+[Unit]
+Description=keyward test: the agent, in the container
+Requires=dbus.socket kwagent.socket
+After=dbus.socket kwagent.socket
+[Service]
+Type=notify
+BusName=org.keyward.Agent1
+ExecStart=$T/bin/keyward-agent $*
+StandardError=append:$T/agent-ns.log
+UNIT
+}
+
 # wait_for SECONDS COMMAND...: until the command (a program or a function) succeeds, for at
 # most SECONDS, scaled.
 wait_for() {

@@ -95,24 +95,9 @@ chmod 0755 "$T" "$T/units" "$O" "$NS_RUN" "$T/bin" "$T/prom"
 # first, then a long one with a long back-off (60s, the default).
 printf '[agent]\ncredential-wait = 0\nretry-max = 1s\n' >"$T/agent.conf"
 
-cat >"$T/units/kwagent.socket" <<UNIT
-[Unit]
-Description=keyward test: the agent's credential socket
-[Socket]
-ListenStream=$NS_RUN/credential.sock
-SocketMode=0600
-UNIT
-cat >"$T/units/kwagent.service" <<UNIT
-[Unit]
-Description=keyward test: the agent, in the container
-Requires=dbus.socket kwagent.socket
-After=dbus.socket kwagent.socket
-[Service]
-Type=notify
-BusName=org.keyward.Agent1
-ExecStart=$T/bin/keyward-agent --config $T/agent.conf --server $KWD_URL --cert $T/pki/machine.pem --key $T/pki/machine.key --server-ca $T/pki/ca.pem --hostname $HOST --state-dir $NS_STATE --runtime-dir $NS_RUN --metrics-file $T/prom/keyward.prom --log-level debug
-StandardError=append:$NL
-UNIT
+ns_agent_units --config "$T/agent.conf" --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
+        --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$NS_STATE" --runtime-dir "$NS_RUN" \
+        --metrics-file "$T/prom/keyward.prom" --log-level debug
 # unit NAME CREDENTIAL [EXTRA]: a unit that refuses to start without its credential, the way
 # keyward-agent.8 says, and then saves it in $O/NAME.
 unit() {

@@ -201,24 +201,9 @@ if not moved:
 os.execvp(cmd[0], cmd)
 PYEOF
 
-        cat >"$T/units/kwagent.socket" <<UNIT
-[Unit]
-Description=keyward test: the agent's credential socket
-[Socket]
-ListenStream=$NS_RUN/credential.sock
-SocketMode=0600
-UNIT
-        cat >"$T/units/kwagent.service" <<UNIT
-[Unit]
-Description=keyward test: the agent, in the container
-Requires=dbus.socket kwagent.socket
-After=dbus.socket kwagent.socket
-[Service]
-Type=notify
-BusName=org.keyward.Agent1
-ExecStart=$T/bin/keyward-agent --server $KWD_URL --cert $T/pki/machine.pem --key $T/pki/machine.key --server-ca $T/pki/ca.pem --hostname $HOST --state-dir $T/nsstate --runtime-dir $NS_RUN --log-level debug
-StandardError=append:$T/agent-ns.log
-UNIT
+        ns_agent_units --server "$KWD_URL" --cert "$T/pki/machine.pem" --key "$T/pki/machine.key" \
+                --server-ca "$T/pki/ca.pem" --hostname "$HOST" --state-dir "$T/nsstate" --runtime-dir "$NS_RUN" \
+                --log-level debug
         cat >"$T/units/demo.service" <<UNIT
 [Unit]
 Description=keyward test: a unit with credentials from the agent
