@@ -783,12 +783,14 @@ static bool init_wants_help(int argc, char **argv) {
 }
 
 static void init_help(void) {
-        printf("Usage: keywardd init --db DB --master-key MK [--config FILE]\n\n"
+        printf("Usage: keywardd init --db DB --master-key MK [--owner USER] [--config FILE]\n\n"
                "Creates the master key if it is absent (a file of 32 random bytes, mode 0600, or on a\n"
                "PKCS#11 token the key and the sealed data key) and creates or migrates the schema in DB.\n"
-               "Running it again changes nothing.\n\n"
+               "Running it again changes nothing, except that the store is handed to its owner again.\n\n"
                "  --db DB            SQLite file, or postgresql:// URI\n"
                "  --master-key MK    master key: FILE, credential:NAME or pkcs11: URI\n"
+               "  --owner USER       user the SQLite store is handed to (default, as root: " KEYWARDD_USER
+               "\n                     when that user exists)\n"
                "  --config FILE      INI file with these settings ([server] section)\n"
                "  --help             show this help\n");
 }

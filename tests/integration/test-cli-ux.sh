@@ -53,6 +53,7 @@ out=$("$KEYWARDD" init --help 2>&1)
 is "keywardd init --help: exit 0" "$?" 0
 like "keywardd init --help: init's usage" "$out" "^Usage: keywardd init --db DB --master-key MK"
 like "keywardd init --help: init's options" "$out" "--master-key MK"
+like "keywardd init --help: --owner, which init takes" "$out" "--owner USER"
 if printf '%s' "$out" | grep -qE -- '--listen|--tls-cert|--audit-log'; then
         not_ok "keywardd init --help: none of serve's options"
         printf '%s\n' "$out" | sed 's/^/# /'
