@@ -193,8 +193,9 @@ static const Verb verbs[] = {
         { "status", verb_status,
           "status",
           "shows the state of the local agent",
-          "Status prints the agent's version, servers, connection state, last sync and the keys\n"
-          "registered with it. --json prints the same as JSON." },
+          "Status prints the agent's version, servers, connection state, last sync, why the last\n"
+          "exchange with the servers failed, and the keys registered with it, each with what went\n"
+          "wrong fetching it or writing its cache file. --json prints the same as JSON." },
         { "sync", verb_sync,
           "sync",
           "makes the agent fetch its keys now",
