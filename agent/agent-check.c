@@ -29,6 +29,10 @@ int agent_check_url(const char *url) {
         /* A host must follow, and nothing that is not a host may start it. */
         if (host[0] == '\0' || strchr("/:?#@", host[0]))
                 return -EINVAL;
+        /* No user name or password before the host: the agent authenticates with its
+         * certificate, and a password here would reach the log and the metrics file. */
+        if (memchr(host, '@', strcspn(host, "/?#")))
+                return -EACCES;
         return 0;
 }
 
@@ -42,6 +46,8 @@ static int open_file(const char *flag, const char *path, FILE **ret) {
 
         if (!f)
                 return log_error_errno(errno, "Cannot read %s '%s': %m", flag, path);
+        /* No stdio buffer: it would keep a copy of the private key, unwiped, in the heap. */
+        (void) setvbuf(f, NULL, _IONBF, 0);
         *ret = f;
         return 0;
 }
@@ -114,10 +120,17 @@ int agent_check_config(const AgentConfig *c) {
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
         int r;
 
-        STRV_FOREACH(s, c->servers)
-                if (agent_check_url(*s) < 0)
+        STRV_FOREACH(s, c->servers) {
+                r = agent_check_url(*s);
+                if (r == -EACCES) /* not shown: it holds a password */
+                        return log_error_errno(
+                                EINVAL,
+                                "A --server URL holds a user name or password; give https://HOST[:PORT] "
+                                "without them (the agent authenticates with its certificate).");
+                if (r < 0)
                         return log_error_errno(
                                 EINVAL, "--server '%s' is not an https:// URL (https://HOST[:PORT]).", *s);
+        }
 
         r = read_cert(c->cert, &cert);
         if (r < 0)

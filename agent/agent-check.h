@@ -9,7 +9,7 @@
 #include "agent-config.h"
 
 /* A --server value: "https://HOST[:PORT][/...]", or "HOST[:PORT]" (https is implied).
- * -EINVAL otherwise. */
+ * -EACCES for a user name or password before the host, -EINVAL otherwise. */
 int agent_check_url(const char *url);
 
 /* All of the above, each failure logged naming the flag and the file or URL: -EINVAL for a

@@ -317,7 +317,7 @@ static void job_login(PamJob *j) {
         _cleanup_(knox_client_freep) KnoxClient *c = NULL;
         _cleanup_(secret_freep) Secret *token = NULL;
         _cleanup_erase_free_ char *json = NULL;
-        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(json_wipe_putp) json_object *o = NULL; /* holds the token too */
         _cleanup_free_ char *token_user = NULL;
         char handle[PAM_WIRE_HANDLE_SIZE];
         UserToken *t = NULL;

@@ -29,6 +29,13 @@ int json_parse(const char *s, size_t n, json_object **ret, const char **reterr_m
 
 /* Overwrite every string in the tree with zeros (before json_object_put on secrets). */
 void json_wipe(json_object *o);
+/* json_wipe() then json_object_put(), for _cleanup_ of trees that hold secrets. */
+static inline void json_wipe_putp(json_object **o) {
+        if (*o) {
+                json_wipe(*o);
+                json_object_put(*o);
+        }
+}
 
 /* Field lookup as Go's decoder does it: an exact match first, else case-insensitive. */
 json_object *json_get_field(json_object *o, const char *name);

@@ -23,6 +23,9 @@ static void test_url(void **state) {
         assert_int_equal(agent_check_url("keyward.example.com:8443"), 0); /* https implied */
 
         assert_int_equal(agent_check_url("htps://keyward.example.com"), -EINVAL);
+        assert_int_equal(agent_check_url("https://admin:hunter2@keyward.example.com"), -EACCES);
+        assert_int_equal(agent_check_url("admin@keyward.example.com:8443/v0"), -EACCES);
+        assert_int_equal(agent_check_url("https://keyward.example.com/a@b"), 0);
         assert_int_equal(agent_check_url("http://keyward.example.com"), -EINVAL);
         assert_int_equal(agent_check_url("httpss://keyward.example.com"), -EINVAL);
         assert_int_equal(agent_check_url("ftp://keyward.example.com"), -EINVAL);
