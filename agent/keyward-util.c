@@ -241,7 +241,7 @@ void client_release(void) {
         client = knox_client_free(client);
 }
 
-/* Knox's default texts (knox-api.md §2), for an error envelope without a message. */
+/* Knox's default texts (protocol.md §2), for an error envelope without a message. */
 static const char *knox_code_text(KnoxCode code) {
         /* clang-format off */
         static const char *const texts[_KNOX_CODE_MAX] = {

@@ -2,7 +2,7 @@
 #pragma once
 
 /* The identity a TLS client proves with its certificate, worked out once per connection
- * (knox-api.md §5.3, §5.4). Knox verifies the certificate again on every request; the
+ * (protocol.md §5). Knox verifies the certificate again on every request; the
  * answer cannot change while a connection lives, so keywardd computes it on the first
  * request and keeps it on the connection.
  *

@@ -465,7 +465,7 @@ static int handle_postkeys(const Api *api, const ApiRequest *req, ApiResult *res
         }
 
         /* Deviation from Knox, which accepts anything here and fails later with a 500: the
-         * entries of a new key are held to the same rules as PUT access (knox-api.md §12). */
+         * entries of a new key are held to the same rules as PUT access (protocol.md §9). */
         for (size_t i = 0; i < acl.n; i++)
                 if (acl.entries[i].access != ACCESS_NONE &&
                     access_validate_principal(&acl.entries[i], &msg) < 0) {

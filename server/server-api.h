@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Knox's v0 routes (knox-api.md §3) and keyward's extensions, independent of HTTP: a
+/* Knox's v0 routes (protocol.md §3) and keyward's extensions, independent of HTTP: a
  * request comes in already authenticated, with its path, query and form decoded; the
  * result is a Knox code, a message and the JSON of the data. */
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The audit log: one JSON line per request in Knox's access-log shape (knox-api.md §6), to a
+/* The audit log: one JSON line per request in Knox's access-log shape (protocol.md §6), to a
  * file, stderr or the journal. Never a byte of key data: `data` is logged as "<DATA>".
  *
  * Lines for a file or stderr are batched per thread: audit_write() appends to the calling

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Knox's authentication providers (knox-api.md §5): the Authorization header is one
+/* Knox's authentication providers (protocol.md §5): the Authorization header is one
  * version character '0', one type character and a payload. Providers, in Knox's order:
  *   mtls            't'  the payload is a hostname the verified client certificate holds
  *   user            'u'  the payload is a user token minted by keywardd

@@ -78,7 +78,7 @@ static int tls_translate_error(int fallback) {
         return r != 0 ? r : fallback;
 }
 
-/* The client's certificate never fails the handshake (knox-api.md §0.5): peer-cert.c
+/* The client's certificate never fails the handshake (protocol.md §1): peer-cert.c
  * judges it per connection and the auth providers per request. Since OpenSSL's own chain
  * check would be thrown away, skip it; the mark keeps SSL_get_verify_result() from ever
  * claiming X509_V_OK. The possession proof (CertificateVerify) is still checked. */

@@ -4,9 +4,9 @@
 /* keywardd's TLS: the server context and the trust store for client certificates.
  *
  * The context speaks TLS 1.2 and 1.3 with forward-secret AEAD suites only, prefers its own
- * order, offers ALPN "http/1.1" alone (knox-api.md §0.10), and asks every client for a
+ * order, offers ALPN "http/1.1" alone (protocol.md §1), and asks every client for a
  * certificate without ever failing the handshake over it and without naming any CA
- * (knox-api.md §0.5, §5.7): Knox checks the certificate per request in its auth providers,
+ * (protocol.md §1): Knox checks the certificate per request in its auth providers,
  * and Knox's dev_client must still reach user-token routes with its expired certificate.
  * peer-cert.c verifies the certificate once per connection against the store made by
  * tls_client_roots_new().

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* keywardd's storage: Knox's record store (knox-api.md §7.1) plus user tokens. It keeps
+/* keywardd's storage: Knox's record store (protocol.md §7.1) plus user tokens. It keeps
  * records, not business logic: the ACL and the version list arrive already built, and the
  * versions already sealed by the cryptor. One Store is one connection, used by one thread;
  * each worker opens its own. Every write is durable when the call returns. */

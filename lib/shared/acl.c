@@ -8,7 +8,7 @@
 #include "hexdecoct.h"
 #include "strv.h"
 
-/* Knox's messages, byte for byte (knox-api.md §4.5). */
+/* Knox's messages, byte for byte (protocol.md §4.4). */
 #define MSG_ACL_NONE "ACL contains None access"
 #define MSG_ACL_DUPLICATE "Duplicate entries in ACL"
 #define MSG_PRINCIPAL_EMPTY \

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The ACL engine: Knox's validation, merge and access-decision rules (knox-api.md §3.6,
- * §4.5 to §4.7). */
+/* The ACL engine: Knox's validation, merge and access-decision rules (protocol.md §3.6,
+ * §4.4 to §4.6). */
 
 #include <stdbool.h>
 #include <stddef.h>

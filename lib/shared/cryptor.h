@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* AES-GCM per key version with Knox's associated data (knox-api.md §7.2). The stored
+/* AES-GCM per key version with Knox's associated data (protocol.md §7.2). The stored
  * form is Knox's: sealed = ciphertext ‖ 16-byte tag, crypt = version byte ‖ 12-byte nonce. */
 
 #include <stddef.h>

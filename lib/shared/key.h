@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The Knox key model: keys, versions, statuses, ACL entries (knox-api.md §4). */
+/* The Knox key model: keys, versions, statuses, ACL entries (protocol.md §4). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -93,7 +93,7 @@ static inline void acl_donep(Acl *acl) {
 }
 #define _cleanup_acl_ _cleanup_(acl_donep)
 
-/* ^[a-zA-Z0-9_:]+$ (knox-api.md §4.8). */
+/* ^[a-zA-Z0-9_:]+$ (protocol.md §4.7). */
 bool key_id_is_valid(const char *id) _pure_;
 
 /* Knox's VersionHash (§4.4) of a version list, as 64 lowercase hex digits. -ENOMEM, or -EIO

@@ -664,7 +664,7 @@ int knox_client_get_key(KnoxClient *c, const char *id, VersionStatus max_status,
         assert_return(max_status >= 0 && max_status < _VERSION_STATUS_MAX, -EINVAL);
 
         (void) key_path(&path, id, NULL);
-        /* The raw quotes are what Knox's client sends and its server wants (knox-api.md §0.2). */
+        /* The raw quotes are what Knox's client sends and its server wants (protocol.md §1). */
         if (max_status != VERSION_STATUS_ACTIVE)
                 (void) buf_printf(&path, "?status=\"%s\"", version_status_to_string(max_status));
         if (path.error < 0)

@@ -11,7 +11,7 @@
 #include "buf.h"
 #include "key.h"
 
-/* Knox's sub-codes (knox-api.md §2). */
+/* Knox's sub-codes (protocol.md §2). */
 typedef enum KnoxCode {
         KNOX_OK = 0,
         KNOX_INTERNAL_SERVER_ERROR = 1,

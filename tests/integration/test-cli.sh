@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# The keyward CLI against a real keywardd: every command with Knox's output (knox-api.md §9.3)
+# The keyward CLI against a real keywardd: every command with the output of Knox's CLI
 # on stdout, errors as log lines on stderr, and the exit codes (0 success, 1 failure, 2 usage).
 # The agent commands run against a private dbus-daemon: without an agent they fail cleanly,
 # and with keyward-agent built they register, list, sync and unregister for real.

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Every Knox v0 route of a real keywardd, driven with curl as a user (token) and as a machine
-# and a service (client certificates): each success and each error code of knox-api.md §2,
+# and a service (client certificates): each success and each error code of protocol.md §2,
 # with the exact messages §3 gives, the envelope byte for byte, exact 64-bit ids, the raw
 # quoted status filter, headers and keep-alive.
 
@@ -76,7 +76,7 @@ r=$(as_alice POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 x)" \
         --data-urlencode 'acl=[{"type":"User","id":"bob","access":"None"}]')
 like "create with a None ACL entry is refused (code 1 or 11)" "$r" '^(400|500) .*"code":(1|11),'
 
-# The ACL of a new key (knox-api.md §4.6): the request's entries, the creator merged in as
+# The ACL of a new key (protocol.md §4.5): the request's entries, the creator merged in as
 # Admin, then the server's defaults (--default-acl).
 r=$(as_alice POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 second)" \
         --data-urlencode 'acl=[{"type":"User","id":"alice","access":"Read"},{"type":"Machine","id":"host9","access":"Read"}]')
@@ -217,7 +217,7 @@ expect "status=Inactive without quotes: 400/11" "$r" 400 11
 r=$(as_alice GET '/v0/keys/k1/?status="Deleted"' -g --path-as-is)
 expect 'status="Deleted": 400/11' "$r" 400 11 "json: Invalid VersionStatus to convert"
 
-# The hash is the stored one (of every version, knox-api.md §4.4), whatever the filter.
+# The hash is the stored one (of every version, protocol.md §4.3), whatever the filter.
 hashes() {
         local s
         for s in '?status="Primary"' '' '?status="Inactive"'; do

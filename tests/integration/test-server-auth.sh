@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Authentication against a real keywardd (knox-api.md §5): machine certificates and Go's host
+# Authentication against a real keywardd (protocol.md §5): machine certificates and Go's host
 # rules, bad certificates (which must not fail the TLS handshake, §0.5), SPIFFE services, the
 # mux principal, and user tokens with expiry and revocation.
 
@@ -139,7 +139,7 @@ expect "bad token: 401/5" "$r" 401 5
 r=$(req none "0unot-a-token" GET /v0/keys/)
 expect "garbage token: 401/5" "$r" 401 5
 r=$(req dev "0u$ALICE" GET /v0/keys/k1/)
-expect "user token over a connection with an expired dev cert (knox-api §0.5)" "$r" 200 0 ""
+expect "user token over a connection with an expired dev cert (protocol.md §1)" "$r" 200 0 ""
 r=$(req dev "0u$ALICE" GET /v0/keys/)
 expect "user token with the dev cert: list works" "$r" 200 0 ""
 r=$(req foreign "0u$ALICE" GET /v0/auth/whoami/)
@@ -167,7 +167,7 @@ expect "other tokens still work" "$r" 200 0 ""
 r=$(req machine 0thost1.example.com DELETE /v0/auth/token/)
 like "DELETE /v0/auth/token/ as a machine is refused" "$r" '^4[0-9][0-9] .*"status":"error"'
 
-# ---- prefix entries grant by plain string prefix (knox-api.md §4.7) ---------------------
+# ---- prefix entries grant by plain string prefix (protocol.md §4.6) ---------------------
 
 r=$(req none "0u$ALICE" POST /v0/keys/ -d id=k2 --data-urlencode "data=$(b64 s3cret2)" \
         --data-urlencode 'acl=[{"type":"MachinePrefix","id":"host1.","access":"Read"},{"type":"ServicePrefix","id":"spiffe://example.com/","access":"Read"}]')

@@ -306,7 +306,7 @@ static void test_merge_put_access_sequence(void **state) {
 /* ---- acl_build_for_create ---- */
 
 static void test_create_example(void **state) {
-        /* knox-api.md §4.6, verbatim */
+        /* protocol.md §4.5, verbatim */
         _cleanup_acl_ Acl acl = ACL(E(USER, "alice", READ), E(MACHINE, "m1", READ));
         _cleanup_acl_ Acl defaults = ACL(E(USER_GROUP, "security-team", ADMIN));
         (void) state;

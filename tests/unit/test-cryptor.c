@@ -53,7 +53,7 @@ static void assert_ad(const char *key_id, uint64_t version_id, int64_t ts, const
 }
 
 static void test_associated_data(_unused_ void **state) {
-        /* knox-api.md §7.2; the others from an independent Python port of Knox's generateAD. */
+        /* protocol.md §7.2; the others from an independent Python port of Knox's generateAD. */
         assert_ad("test:key", 1, 10, "0100000000000000000014000000000000000000746573743a6b6579");
         assert_ad("a", 0, 0, "000000000000000000000000000000000000000061");
         assert_ad("k", INT64_MAX, -1, "ffffffffffffffff7f00010000000000000000006b");

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The Knox routes against a real SQLite store, without HTTP: every route, its success and
- * each of its error codes and messages (knox-api.md §2 and §3). */
+ * each of its error codes and messages (protocol.md §2 and §3). */
 #undef NDEBUG
 #include <setjmp.h>
 #include <stdarg.h>
