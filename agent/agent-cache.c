@@ -179,6 +179,8 @@ int cache_decode(
                 return r;
         if (r < 0)
                 return corrupt(reterr_reason, "not a Knox key");
+        if (!cache_id_is_file_name(k->id))
+                return corrupt(reterr_reason, "invalid key id");
         if (id && !streq(k->id, id))
                 return corrupt(reterr_reason, "holds another key");
         if (key_versions_validate(k->versions, k->n_versions, &msg) < 0)

@@ -26,7 +26,7 @@ bool arg_json = false;
 static KnoxClient *client = NULL;
 static bool client_user_token = false;
 
-static void log_line_va(const char *fmt, va_list ap) {
+static _printf_(1, 0) void log_line_va(const char *fmt, va_list ap) {
         char stamp[32] = "";
         struct tm tm;
         time_t t = time(NULL);

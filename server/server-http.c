@@ -966,7 +966,7 @@ static int login_mint(PendingLogin *p, const LoginJob *j, ApiResult *res) {
 
 static void login_finish(LoginJob *j) {
         _cleanup_(login_job_freep) LoginJob *job = j;
-        PendingLogin *p = j->userdata;
+        PendingLogin *p = job->userdata;
         ApiResult res = API_RESULT_INIT;
         bool late = false;
         int r = 0;

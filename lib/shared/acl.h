@@ -22,7 +22,7 @@ int access_validate_principal(const Access *a, const char **reterr_message);
  * access in place, or is removed by None; otherwise the entry is appended, unless None. */
 int acl_merge(Acl *acl, const Access *a);
 
-/* The ACL of a new key (§4.6): the request's entries as sent, then {User, creator, Admin} and
+/* The ACL of a new key (protocol.md §4.5): the request's entries as sent, then {User, creator, Admin} and
  * each server-wide default merged in turn. As in Knox the request's own entries are not
  * merged, so a None or duplicate in them is left for acl_validate(). On failure *acl is
  * unchanged. */
@@ -47,7 +47,7 @@ typedef struct Principal {
         const char *provider; /* the auth provider that produced it ("mtls", ...): a literal */
 } Principal;
 
-/* All principals of a request; the first is the default principal (§5.5). */
+/* All principals of a request; the first is the default principal (protocol.md §5). */
 typedef struct Principals {
         Principal *items;
         size_t n;
@@ -64,7 +64,7 @@ const Principal *principals_default(const Principals *ps);
  * several "mux[mtls=>machine,spiffe-fallback=>service]" in the order they were added. */
 int principals_type_append(const Principals *ps, Buf *b);
 
-/* Whether one principal, or any of several, holds at least `need` on the ACL (§4.7). An
+/* Whether one principal, or any of several, holds at least `need` on the ACL (protocol.md §4.6). An
  * entry grants its level and those below; a None entry grants nothing. */
 bool acl_allows_principal(const Acl *acl, const Principal *p, AccessType need);
 bool acl_allows(const Acl *acl, const Principals *ps, AccessType need);

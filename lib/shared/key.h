@@ -96,7 +96,7 @@ static inline void acl_donep(Acl *acl) {
 /* ^[a-zA-Z0-9_:]+$ (protocol.md §4.7). */
 bool key_id_is_valid(const char *id) _pure_;
 
-/* Knox's VersionHash (§4.4) of a version list, as 64 lowercase hex digits. -ENOMEM, or -EIO
+/* Knox's VersionHash (protocol.md §4.3) of a version list, as 64 lowercase hex digits. -ENOMEM, or -EIO
  * if OpenSSL fails; ret is untouched then. */
 int key_version_hash(const KeyVersion *versions, size_t n, char ret[static KEY_HASH_HEX_SIZE]);
 /* Recompute k->hash from k->versions. On failure k->hash is left empty, never stale. */
@@ -120,7 +120,7 @@ int key_new_version_id(const Key *k, uint64_t *ret);
 /* Append v (ownership moves, v is zeroed) and recompute the hash. */
 int key_append_version(Key *k, KeyVersion *v);
 
-/* Knox's status transitions (§3.8), hash recomputed on success. Returns -ENOENT for an
+/* Knox's status transitions (protocol.md §3.8), hash recomputed on success. Returns -ENOENT for an
  * unknown version ("Key version not found"), -EINVAL for a forbidden transition, each
  * with Knox's message in *reterr_message. */
 int key_set_version_status(Key *k, uint64_t version_id, VersionStatus to, const char **reterr_message);

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Every Knox v0 route of a real keywardd, driven with curl as a user (token) and as a machine
 # and a service (client certificates): each success and each error code of protocol.md §2,
-# with the exact messages §3 gives, the envelope byte for byte, exact 64-bit ids, the raw
+# with the exact messages protocol.md §3 gives, the envelope byte for byte, exact 64-bit ids, the raw
 # quoted status filter, headers and keep-alive.
 
 . "$(dirname "$0")/lib.sh"

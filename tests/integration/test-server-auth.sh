@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Authentication against a real keywardd (protocol.md §5): machine certificates and Go's host
-# rules, bad certificates (which must not fail the TLS handshake, §0.5), SPIFFE services, the
+# rules, bad certificates (which must not fail the TLS handshake, protocol.md §1), SPIFFE services, the
 # mux principal, and user tokens with expiry and revocation.
 
 . "$(dirname "$0")/lib.sh"
