@@ -4,9 +4,7 @@
 #include "agent-pam.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <inttypes.h>
-#include <pwd.h>
 #include <string.h>
 #include <systemd/sd-login.h>
 
@@ -15,6 +13,7 @@
 #include "agent-metrics.h"
 #include "log.h"
 #include "strv.h"
+#include "user-util.h"
 
 /* Security events in the journal (MESSAGE_ID=). */
 #define MESSAGE_ID_DELIVERY "5b8e2f0c41d34a7a9f6c3e1d2b7a8c90"
@@ -149,48 +148,31 @@ static void caller_done(Caller *c) {
 }
 
 static int caller_groups(Caller *c) {
-        _cleanup_free_ char *buf = NULL;
-        struct passwd pw, *res = NULL;
-        gid_t *groups = NULL;
-        int n = 64, r;
+        _cleanup_free_ char *name = NULL;
+        gid_t gid;
+        int r;
 
         if (c->groups_known)
                 return 0;
-        for (size_t size = 4096;; size *= 2) {
-                free(buf);
-                buf = malloc(size);
-                if (!buf)
-                        return -ENOMEM;
-                r = getpwuid_r(c->uid, &pw, buf, size, &res);
-                if (r != ERANGE || size >= 1024 * 1024)
-                        break;
-        }
-        if (r != 0 || !res) {
+        r = user_by_uid(c->uid, &name, &gid);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
                 /* No user entry: no groups either; the uid alone decides. */
                 c->groups_known = true;
                 return 0;
         }
-        for (;;) {
-                int m = n;
-
-                free(groups);
-                groups = calloc((size_t) n, sizeof(gid_t));
-                if (!groups)
+        r = user_group_ids(name, gid, &c->groups, &c->n_groups);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                /* Fall back to the primary group alone. */
+                c->groups = malloc(sizeof(gid_t));
+                if (!c->groups)
                         return -ENOMEM;
-                if (getgrouplist(res->pw_name, res->pw_gid, groups, &m) >= 0) {
-                        n = m;
-                        break;
-                }
-                if (m <= n || m > 65536) {
-                        /* Fall back to the primary group alone. */
-                        groups[0] = res->pw_gid;
-                        n = 1;
-                        break;
-                }
-                n = m;
+                c->groups[0] = gid;
+                c->n_groups = 1;
         }
-        c->groups = groups;
-        c->n_groups = (size_t) n;
         c->groups_known = true;
         return 0;
 }

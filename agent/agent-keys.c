@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent.h"
 
-#include <grp.h>
-#include <pwd.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/eventfd.h>
@@ -12,6 +10,7 @@
 #include "parse.h"
 #include "random-util.h"
 #include "strv.h"
+#include "user-util.h"
 
 /* clang-format off */
 static const char *const key_state_table[_KEY_STATE_MAX] = {
@@ -184,29 +183,12 @@ AgentKey *agent_detach_key(Agent *a, const char *id) {
 }
 
 static int lookup_user(const char *name, uid_t *ret) {
-        _cleanup_free_ char *buf = NULL;
-        struct passwd pw, *res = NULL;
-        size_t size = 4096;
         uint64_t u;
+        int r;
 
-        for (;;) {
-                int r;
-
-                free(buf);
-                buf = malloc(size);
-                if (!buf)
-                        return -ENOMEM;
-                r = getpwnam_r(name, &pw, buf, size, &res);
-                if (r == ERANGE && size < 1024 * 1024) {
-                        size *= 2;
-                        continue;
-                }
-                if (r == 0 && res) {
-                        *ret = res->pw_uid;
-                        return 0;
-                }
-                break;
-        }
+        r = user_by_name(name, ret, NULL, NULL);
+        if (r != -ESRCH)
+                return r;
         /* A numeric id that NSS does not know is still an id. */
         if (safe_atou64(name, &u) >= 0 && u < UINT32_MAX) {
                 *ret = (uid_t) u;
@@ -216,29 +198,12 @@ static int lookup_user(const char *name, uid_t *ret) {
 }
 
 static int lookup_group(const char *name, gid_t *ret) {
-        _cleanup_free_ char *buf = NULL;
-        struct group gr, *res = NULL;
-        size_t size = 4096;
         uint64_t u;
+        int r;
 
-        for (;;) {
-                int r;
-
-                free(buf);
-                buf = malloc(size);
-                if (!buf)
-                        return -ENOMEM;
-                r = getgrnam_r(name, &gr, buf, size, &res);
-                if (r == ERANGE && size < 1024 * 1024) {
-                        size *= 2;
-                        continue;
-                }
-                if (r == 0 && res) {
-                        *ret = res->gr_gid;
-                        return 0;
-                }
-                break;
-        }
+        r = group_by_name(name, ret);
+        if (r != -ESRCH)
+                return r;
         if (safe_atou64(name, &u) >= 0 && u < UINT32_MAX) {
                 *ret = (gid_t) u;
                 return 0;
@@ -359,14 +324,6 @@ void agent_wake(Agent *a) {
 
         if (a->wake_fd >= 0 && write(a->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
                 log_debug_errno(errno, "Failed to wake the main loop: %m");
-}
-
-uint64_t now_usec(clockid_t clock) {
-        struct timespec ts;
-
-        if (clock_gettime(clock, &ts) < 0)
-                return 0;
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
 }
 
 uint64_t backoff_usec(unsigned n, uint64_t max_usec) {

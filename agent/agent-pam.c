@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "pam-wire.h"
 #include "random-util.h"
 #include "strv.h"
+#include "user-util.h"
 
 #define PAM_SOCKET_NAME "pam.sock"
 #define PAM_SWEEP_USEC (60 * USEC_PER_SEC)
@@ -605,21 +605,6 @@ static void handle_login(AgentPam *pam, int fd, const char *const *f, size_t n) 
         TAKE_PTR(j);
 }
 
-/* The passwd name of uid. */
-static int uid_name(uid_t uid, char **ret) {
-        struct passwd pw, *p = NULL;
-        char buf[4096];
-        int r;
-
-        r = getpwuid_r(uid, &pw, buf, sizeof(buf), &p);
-        if (r != 0)
-                return -r;
-        if (!p)
-                return -ESRCH;
-        *ret = strdup(p->pw_name);
-        return *ret ? 0 : -ENOMEM;
-}
-
 static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
         _cleanup_free_ char *name = NULL;
         UserToken *found = NULL, **prev = NULL, *revoke = NULL;
@@ -630,7 +615,7 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                 (void) REPLY(fd, "ERROR", "Malformed request");
                 return;
         }
-        r = uid_name(uid, &name);
+        r = user_by_uid(uid, &name, NULL);
         if (r < 0) {
                 (void) REPLY(fd, "ERROR", "The session's uid has no user name");
                 return;

@@ -19,6 +19,7 @@
 #include "agent-cache.h"
 #include "agent-config.h"
 #include "agent-registry.h"
+#include "time-util.h"
 
 typedef enum KeyState {
         KEY_STATE_NEW,     /* not fetched since it was registered (or since the agent started) */
@@ -190,8 +191,6 @@ int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated);
 /* Wake the main loop (any thread). */
 void agent_wake(Agent *a);
 
-/* CLOCK_MONOTONIC and CLOCK_REALTIME in microseconds. */
-uint64_t now_usec(clockid_t clock);
 /* A back-off delay for the n-th failure in a row (n >= 1): doubling from 1s up to max,
  * with "equal jitter" (between half and all of it). */
 uint64_t backoff_usec(unsigned n, uint64_t max_usec);

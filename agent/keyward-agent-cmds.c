@@ -17,6 +17,7 @@
 #include "log.h"
 #include "parse.h"
 #include "strv.h"
+#include "time-util.h"
 
 #define AGENT_SERVICE "org.keyward.Agent1"
 #define AGENT_PATH "/org/keyward/Agent1"
@@ -412,15 +413,12 @@ static char *ids_list(char **ids) {
 
 static int register_get(sd_bus *bus, const char *id, uint64_t timeout_usec, const char *timeout) {
         _cleanup_(sd_bus_error_free) sd_bus_error last = SD_BUS_ERROR_NULL;
-        struct timespec start, now;
+        uint64_t start = now_usec(CLOCK_MONOTONIC);
         int r;
 
-        clock_gettime(CLOCK_MONOTONIC, &start);
         for (;;) {
                 _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
                 _cleanup_(key_freep) Key *k = NULL;
-                uint64_t elapsed;
-
                 r = call_get_key_versions(bus, id, &k, &error);
                 if (r >= 0)
                         return print_key_json(k, false);
@@ -431,10 +429,7 @@ static int register_get(sd_bus *bus, const char *id, uint64_t timeout_usec, cons
 
                 sd_bus_error_free(&last);
                 (void) sd_bus_error_copy(&last, &error);
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                elapsed = (uint64_t) (now.tv_sec - start.tv_sec) * USEC_PER_SEC +
-                        (uint64_t) ((now.tv_nsec - start.tv_nsec) / 1000);
-                if (elapsed >= timeout_usec)
+                if (now_usec(CLOCK_MONOTONIC) - start >= timeout_usec)
                         return fail(
                                 "Error getting key from agent (hit timeout after %s); check keyward-agent's log "
                                 "for details (most recent error: %s)",

@@ -3,7 +3,6 @@
  * /v0/auth/token/) and whoami (GET /v0/auth/whoami/). */
 #include "keyward.h"
 
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
@@ -11,6 +10,7 @@
 
 #include "buf.h"
 #include "json-util.h"
+#include "user-util.h"
 
 #define PASSWORD_MAX 4096
 
@@ -156,11 +156,11 @@ int verb_login(int argc, char **argv) {
         if (optind < argc)
                 user = strdup(argv[optind]);
         else {
-                struct passwd *pw = getpwuid(getuid());
-
-                if (!pw)
+                r = user_by_uid(getuid(), &user, NULL);
+                if (r < 0) {
+                        errno = -r;
                         return fail("Error getting OS user: %m");
-                user = strdup(pw->pw_name);
+                }
         }
         if (!user)
                 return fail("Out of memory.");

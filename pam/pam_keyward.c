@@ -34,6 +34,7 @@
 
 #include "macro.h"
 #include "pam-wire.h"
+#include "time-util.h"
 
 #define DEFAULT_SOCKET "/run/keyward/pam.sock"
 #define DEFAULT_TIMEOUT_SEC 15
@@ -98,13 +99,6 @@ static bool inside_keywardd(pam_handle_t *h) {
                 streq(program_invocation_short_name, KEYWARDD_EXE);
 }
 
-static int64_t now_ms(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One request, one answer. The answer's fields point into answer. Returns the number of
  * fields, or -errno: the agent is away (-ENOENT, -ECONNREFUSED), too slow (-ETIMEDOUT) or
  * answered nonsense (-EBADMSG). */
@@ -117,7 +111,7 @@ static int ask_agent(
 
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char buf[PAM_WIRE_MAX];
-        int64_t deadline = now_ms() + o->timeout_ms;
+        int64_t deadline = (int64_t) now_msec(CLOCK_MONOTONIC) + o->timeout_ms;
         int fd, len, r;
         ssize_t got;
 
@@ -148,7 +142,7 @@ static int ask_agent(
         }
         for (;;) {
                 struct pollfd p = {.fd = fd, .events = POLLIN};
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - (int64_t) now_msec(CLOCK_MONOTONIC);
 
                 if (left <= 0) {
                         r = -ETIMEDOUT;

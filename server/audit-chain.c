@@ -13,20 +13,14 @@
 
 #include "hexdecoct.h"
 #include "secret.h"
+#include "time-util.h"
 
 /* How far back from the end of a file audit_chain_resume() looks for its last line. */
 #define AUDIT_RESUME_MAX (1024 * 1024)
 
-static uint64_t monotonic_usec(void) {
-        struct timespec ts = {};
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
 void audit_chain_init(AuditChain *c) {
         *c = (AuditChain){
-                .checkpoint_usec = monotonic_usec(),
+                .checkpoint_usec = now_usec(CLOCK_MONOTONIC),
                 .every_lines = AUDIT_CHECKPOINT_LINES,
                 .every_usec = AUDIT_CHECKPOINT_USEC,
         };
@@ -167,7 +161,7 @@ int audit_chain_checkpoint(AuditChain *c, bool final, Buf *out) {
         (void) buf_printf(out, ",\"hmac\":\"%s\"}", hex);
         line_done(c, out, start);
         c->since_checkpoint = 0;
-        c->checkpoint_usec = monotonic_usec();
+        c->checkpoint_usec = now_usec(CLOCK_MONOTONIC);
         return out->error;
 }
 
@@ -190,7 +184,7 @@ int audit_chain_seal(AuditChain *c, const char *p, size_t n, Buf *out) {
 
                 if (c->key &&
                     (c->since_checkpoint >= c->every_lines ||
-                     monotonic_usec() - c->checkpoint_usec >= c->every_usec)) {
+                     now_usec(CLOCK_MONOTONIC) - c->checkpoint_usec >= c->every_usec)) {
                         r = audit_chain_checkpoint(c, false, out);
                         if (r < 0)
                                 return r;

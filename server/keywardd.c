@@ -6,7 +6,6 @@
 #include <grp.h>
 #include <libgen.h>
 #include <openssl/sha.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +27,8 @@
 #include "server.h"
 #include "store.h"
 #include "strv.h"
+#include "time-util.h"
+#include "user-util.h"
 
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define DEFAULT_MAX_HEADER (256 * 1024)
@@ -217,7 +218,7 @@ typedef struct InitArgs {
 } InitArgs;
 
 /* Hand the SQLite file (and its WAL files, when there) to the user the service runs as. */
-static int chown_store(const char *db, const struct passwd *pw) {
+static int chown_store(const char *db, const char *user, uid_t uid, gid_t gid) {
         static const char *const suffixes[] = {"", "-wal", "-shm"};
         _cleanup_free_ char *dir_buf = NULL;
         struct stat st;
@@ -233,24 +234,23 @@ static int chown_store(const char *db, const struct passwd *pw) {
                         continue;
                 if (fd < 0)
                         return log_error_errno(errno, "Failed to open '%s': %m", path);
-                if (fchown(fd, pw->pw_uid, pw->pw_gid) < 0)
-                        return log_error_errno(
-                                errno, "Failed to hand '%s' to user '%s': %m", path, pw->pw_name);
+                if (fchown(fd, uid, gid) < 0)
+                        return log_error_errno(errno, "Failed to hand '%s' to user '%s': %m", path, user);
         }
-        log_info("Store '%s' is owned by user '%s' now.", db, pw->pw_name);
+        log_info("Store '%s' is owned by user '%s' now.", db, user);
 
         /* SQLite makes its -wal and -shm files next to the store: the user must be able to. */
         dir_buf = strdup(db);
         if (!dir_buf)
                 return log_oom();
-        if (stat(dirname(dir_buf), &st) == 0 && st.st_uid != pw->pw_uid && (st.st_mode & S_IWOTH) == 0 &&
-            !(st.st_gid == pw->pw_gid && (st.st_mode & S_IWGRP)))
+        if (stat(dirname(dir_buf), &st) == 0 && st.st_uid != uid && (st.st_mode & S_IWOTH) == 0 &&
+            !(st.st_gid == gid && (st.st_mode & S_IWGRP)))
                 log_warning(
                         "User '%s' cannot create files in '%s', which SQLite needs next to the store: "
                         "chown the directory to '%s', or keep the store in /var/lib/keywardd.",
-                        pw->pw_name,
+                        user,
                         dir_buf,
-                        pw->pw_name);
+                        user);
         return 0;
 }
 
@@ -262,11 +262,9 @@ static bool db_is_file(const char *db) {
 /* Why this process may not use the SQLite store, said as an admin needs it: which file,
  * its owner and mode, and which user we run as. Returns -EACCES when logged, else 0. */
 static int check_store_access(const char *db) {
-        _cleanup_free_ char *dir_buf = NULL;
+        _cleanup_free_ char *dir_buf = NULL, *me = NULL, *owner = NULL;
         const char *what, *path;
-        struct passwd *me, *owner;
         struct stat st;
-        char me_name[64], owner_name[64];
 
         if (!db_is_file(db))
                 return 0;
@@ -289,10 +287,8 @@ static int check_store_access(const char *db) {
 
         if (stat(path, &st) < 0)
                 return 0;
-        me = getpwuid(geteuid());
-        (void) snprintf(me_name, sizeof(me_name), "%s", me ? me->pw_name : "?");
-        owner = getpwuid(st.st_uid);
-        (void) snprintf(owner_name, sizeof(owner_name), "%s", owner ? owner->pw_name : "?");
+        (void) user_by_uid(geteuid(), &me, NULL);
+        (void) user_by_uid(st.st_uid, &owner, NULL);
         return log_error_errno(
                 EACCES,
                 "Cannot %s '%s': %m. keywardd runs as user '%s' (uid %u), and '%s' is owned by '%s' (uid %u) "
@@ -300,10 +296,10 @@ static int check_store_access(const char *db) {
                 "or chown it.",
                 what,
                 path,
-                me_name,
+                strna(me),
                 (unsigned) geteuid(),
                 path,
-                owner_name,
+                strna(owner),
                 (unsigned) st.st_uid,
                 (unsigned) (st.st_mode & 07777));
 }
@@ -366,12 +362,12 @@ static int verb_init(int argc, char **argv) {
         _cleanup_(store_freep) Store *store = NULL;
         _cleanup_free_ char *shown_buf = NULL;
         _cleanup_free_ ConfigItem *items = NULL;
-        _cleanup_free_ char *pw_buf = NULL;
-        struct passwd pw_mem, *pw = NULL;
+        bool hand_over = false;
+        uid_t uid = 0;
+        gid_t gid = 0;
         InitArgs a = {};
         size_t n = ELEMENTSOF(server_items);
         const char *shown, *owner;
-        long bufsize;
         int r;
 
         items = calloc(n + 1, sizeof(ConfigItem));
@@ -401,21 +397,15 @@ static int verb_init(int argc, char **argv) {
         if (!owner && geteuid() == 0)
                 owner = KEYWARDD_USER;
         if (owner && db_is_file(a.c.db)) {
-                bufsize = sysconf(_SC_GETPW_R_SIZE_MAX);
-                pw_buf = malloc(bufsize > 0 ? (size_t) bufsize : 16384);
-                if (!pw_buf) {
-                        r = log_oom();
-                        goto finish;
-                }
-                r = getpwnam_r(owner, &pw_mem, pw_buf, bufsize > 0 ? (size_t) bufsize : 16384, &pw);
-                if (r != 0 || !pw) {
+                r = user_by_name(owner, &uid, &gid, NULL);
+                if (r < 0) {
                         if (a.owner) {
-                                r = log_error_errno(r != 0 ? r : ESRCH, "Unknown --owner user '%s'.", owner);
+                                r = log_error_errno(r, "Unknown --owner user '%s'.", owner);
                                 goto finish;
                         }
-                        pw = NULL; /* no keywardd user: a store for root */
-                } else if (pw->pw_uid == geteuid())
-                        pw = NULL; /* ours already */
+                        /* no keywardd user: a store for root */
+                } else
+                        hand_over = uid != geteuid(); /* or ours already */
         } else if (owner && a.owner) {
                 r = log_error_errno(EINVAL, "--owner applies to an SQLite store only, not to '%s'.", shown);
                 goto finish;
@@ -435,8 +425,8 @@ static int verb_init(int argc, char **argv) {
                 goto finish;
         }
         store = store_free(store);
-        if (pw) {
-                r = chown_store(a.c.db, pw);
+        if (hand_over) {
+                r = chown_store(a.c.db, owner, uid, gid);
                 if (r < 0)
                         goto finish;
         }
@@ -489,7 +479,7 @@ static int verb_token(int argc, char **argv) {
                 log_error_errno(r, "Failed to make a token: %m");
                 goto finish;
         }
-        now = now_ns();
+        now = now_nsec(CLOCK_REALTIME);
         t = (TokenInfo){
                 .user = a.user,
                 .groups = a.groups,

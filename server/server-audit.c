@@ -20,6 +20,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "random-util.h"
+#include "time-util.h"
 
 typedef enum AuditTarget {
         AUDIT_TARGET_FILE,
@@ -190,13 +191,6 @@ static void timestamp_append(Buf *b, int64_t ns) {
         put_digits(s + 20, (uint64_t) nsec, 9);
         s[29] = 'Z';
         (void) buf_put(b, s, sizeof(s));
-}
-
-static int64_t now_ns(void) {
-        struct timespec ts = {};
-
-        (void) clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* One "name":value member of an object; *first tracks the comma. */
@@ -373,7 +367,7 @@ int audit_format(const Audit *a, const AuditRecord *r, Buf *out) {
         (void) buf_puts(out, "{\"id\":\"");
         id_append(out);
         (void) buf_puts(out, "\",\"@timestamp\":\"");
-        timestamp_append(out, r->ts_ns != 0 ? r->ts_ns : now_ns());
+        timestamp_append(out, r->ts_ns != 0 ? r->ts_ns : now_nsec(CLOCK_REALTIME));
         (void) buf_putc(out, '"');
         if (!isempty(a->service)) {
                 (void) buf_puts(out, ",\"service\":");

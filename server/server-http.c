@@ -41,6 +41,7 @@
 #include "server-tls.h"
 #include "server.h"
 #include "strv.h"
+#include "time-util.h"
 
 #define WATCH_POLL_USEC (1 * USEC_PER_SEC)
 #define AUDIT_FLUSH_USEC 1000
@@ -118,20 +119,6 @@ struct Conn {
 
 static int conn_ex_index = -1;
 
-int64_t now_ns(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t) ts.tv_sec * (int64_t) NSEC_PER_SEC + ts.tv_nsec;
-}
-
-static uint64_t now_usec_monotonic(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
-}
-
 static void worker_listen(Worker *w, bool on);
 
 static void conn_unresolved_remove(Conn *c) {
@@ -167,7 +154,7 @@ static void resolve_cb(evutil_socket_t fd_unused, short what, void *userdata) {
                 if (r > 0)
                         continue;
                 if (r == 0) {
-                        uint64_t now = now_usec_monotonic();
+                        uint64_t now = now_usec(CLOCK_MONOTONIC);
 
                         metrics_connection_refused(w->server->metrics, w->index);
 
@@ -575,7 +562,7 @@ static void exchange_metrics(Exchange *x, const ApiResult *res, const char *rout
                 route ?: "unmatched",
                 res->http_status,
                 res->code,
-                now_usec_monotonic() - x->started_usec);
+                now_usec(CLOCK_MONOTONIC) - x->started_usec);
 }
 
 /* The line of an answer that goes out before its line (healthz, metrics). */
@@ -626,7 +613,7 @@ static void exchange_reply(Exchange *x, ApiResult *res, const char *route) {
                 res = &refusal;
                 mode = AUDIT_BATCHED; /* the refusal's line: should the sink be back by then */
         }
-        if (api_result_body(res, x->worker->server->hostname, now_ns(), &body) < 0) {
+        if (api_result_body(res, x->worker->server->hostname, now_nsec(CLOCK_REALTIME), &body) < 0) {
                 evhttp_send_error(x->req, 500, NULL);
                 api_result_done(&refusal);
                 return;
@@ -691,8 +678,8 @@ static bool watch_check(Watch *wa, bool force) {
                 .worker = wa->worker,
                 .req = wa->req,
                 .method = "GET",
-                .started_usec = now_usec_monotonic(),
-                .now_ns = now_ns(),
+                .started_usec = now_usec(CLOCK_MONOTONIC),
+                .now_ns = now_nsec(CLOCK_REALTIME),
         };
         ApiRequest ar = {
                 .match = &m,
@@ -772,10 +759,10 @@ static void poll_cb(evutil_socket_t fd, short what, void *userdata) {
         uint64_t c;
 
         /* Every login adds a token: the first worker drops those long expired, hourly. */
-        if (w->index == 0 && now_usec_monotonic() - w->token_sweep_usec >= TOKEN_SWEEP_USEC) {
-                int r = store_token_expire(w->store, now_ns() - TOKEN_KEEP_EXPIRED_NSEC);
+        if (w->index == 0 && now_usec(CLOCK_MONOTONIC) - w->token_sweep_usec >= TOKEN_SWEEP_USEC) {
+                int r = store_token_expire(w->store, now_nsec(CLOCK_REALTIME) - TOKEN_KEEP_EXPIRED_NSEC);
 
-                w->token_sweep_usec = now_usec_monotonic();
+                w->token_sweep_usec = now_usec(CLOCK_MONOTONIC);
                 if (r > 0)
                         log_info("Dropped %d expired user token(s).", r);
                 else if (r < 0)
@@ -923,7 +910,7 @@ static int login_mint(PendingLogin *p, const LoginJob *j, ApiResult *res) {
         Worker *w = p->worker;
         _cleanup_(secret_freep) Secret *token = NULL;
         uint8_t hash[TOKEN_HASH_SIZE];
-        int64_t now = now_ns();
+        int64_t now = now_nsec(CLOCK_REALTIME);
         int64_t expires = now + (int64_t) (w->server->config->login_ttl_usec * NSEC_PER_USEC);
         Buf *b = &res->data;
         int r;
@@ -1269,8 +1256,8 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
         _cleanup_(exchange_done) Exchange x = {
                 .worker = userdata,
                 .req = req,
-                .started_usec = now_usec_monotonic(),
-                .now_ns = now_ns(),
+                .started_usec = now_usec(CLOCK_MONOTONIC),
+                .now_ns = now_nsec(CLOCK_REALTIME),
         };
         Server *s = x.worker->server;
         _cleanup_free_ char *auth_msg = NULL;

@@ -16,6 +16,7 @@
 #include "parse.h"
 #include "server-pam.h"
 #include "strv.h"
+#include "time-util.h"
 
 #define THROTTLE_SLOTS 1024
 
@@ -551,13 +552,6 @@ void login_queue_done(LoginQueue *q, const LoginJob *j, LoginOutcome outcome, ui
 
 /* ---- the threads ------------------------------------------------------------------ */
 
-static uint64_t now_usec_monotonic(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
-}
-
 static void login_run(Login *l, LoginJob *j) {
         LoginOutcome outcome;
         int r;
@@ -578,7 +572,7 @@ static void login_run(Login *l, LoginJob *j) {
         /* Only a refused password is a failure: an unreachable directory is nobody's guess. */
         outcome = r >= 0 ? LOGIN_OUTCOME_SUCCESS : r == -EACCES ? LOGIN_OUTCOME_FAILURE : LOGIN_OUTCOME_NONE;
         pthread_mutex_lock(&l->lock);
-        login_queue_done(l->queue, j, outcome, now_usec_monotonic());
+        login_queue_done(l->queue, j, outcome, now_usec(CLOCK_MONOTONIC));
         pthread_mutex_unlock(&l->lock);
 }
 
@@ -594,7 +588,7 @@ static void *login_main(void *userdata) {
                 uint64_t next = 0;
                 LoginJob *j = NULL;
 
-                while (!l->stopping && !(j = login_queue_take(l->queue, now_usec_monotonic(), &next))) {
+                while (!l->stopping && !(j = login_queue_take(l->queue, now_usec(CLOCK_MONOTONIC), &next))) {
                         if (next == 0)
                                 pthread_cond_wait(&l->wake, &l->lock);
                         else {
@@ -682,7 +676,7 @@ Login *login_free(Login *l) {
 
 int login_submit(Login *l, LoginJob *j) {
         char user[LOG_NAME_SIZE], source[LOG_NAME_SIZE];
-        uint64_t now = now_usec_monotonic(), wait = 0;
+        uint64_t now = now_usec(CLOCK_MONOTONIC), wait = 0;
         bool slowed = false;
         int r;
 

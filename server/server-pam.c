@@ -4,9 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <security/pam_appl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +13,7 @@
 
 #include "macro.h"
 #include "strv.h"
-
-#define NSS_BUFFER_MAX (1024 * 1024)
-#define GROUPS_MAX 65536
+#include "user-util.h"
 
 typedef struct Conversation {
         const char *user;
@@ -121,25 +117,11 @@ bool pam_service_configured(const char *service) {
 }
 
 bool pam_password_unreadable(const char *user) {
-        _cleanup_free_ char *buf = NULL;
-        struct passwd pw, *pwp = NULL;
-        size_t size = 4096;
-        int r;
+        _cleanup_free_ char *field = NULL;
 
         if (geteuid() == 0)
                 return false;
-        for (;;) {
-                buf = malloc(size);
-                if (!buf)
-                        return false;
-                r = getpwnam_r(user, &pw, buf, size, &pwp);
-                if (r != ERANGE || size >= NSS_BUFFER_MAX)
-                        break;
-                free(buf);
-                buf = NULL;
-                size *= 2;
-        }
-        if (r != 0 || !pwp || !streq(strempty(pw.pw_passwd), "x"))
+        if (user_by_name(user, NULL, NULL, &field) < 0 || !streq(field, "x"))
                 return false;
         return faccessat(AT_FDCWD, "/etc/shadow", R_OK, AT_EACCESS) < 0;
 }
@@ -206,73 +188,37 @@ static int strcmp_ptr(const void *a, const void *b) {
 int user_groups(const char *user, char ***ret) {
         _cleanup_strv_free_ char **names = NULL;
         _cleanup_free_ gid_t *gids = NULL;
-        _cleanup_free_ char *buf = NULL;
-        struct passwd pw, *pwp = NULL;
-        size_t size = 4096;
-        int n = 64, r;
+        size_t n = 0;
+        gid_t gid;
+        int r;
 
         assert_return(user && ret, -EINVAL);
-
-        /* The passwd entry gives the primary group. */
-        for (;;) {
-                buf = malloc(size);
-                if (!buf)
-                        return -ENOMEM;
-                r = getpwnam_r(user, &pw, buf, size, &pwp);
-                if (r != ERANGE || size >= NSS_BUFFER_MAX)
-                        break;
-                free(buf);
-                size *= 2;
-        }
-        if (r != 0 && r != ENOENT && r != ESRCH)
-                return -r;
-        if (!pwp) {
-                names = calloc(1, sizeof(char *));
-                if (!names)
-                        return -ENOMEM;
-                *ret = TAKE_PTR(names);
-                return 0;
-        }
-
-        for (;;) {
-                int want = n;
-
-                gids = malloc(sizeof(gid_t) * (size_t) n);
-                if (!gids)
-                        return -ENOMEM;
-                if (getgrouplist(user, pw.pw_gid, gids, &want) >= 0) {
-                        n = want;
-                        break;
-                }
-                free(gids);
-                gids = NULL;
-                if (want <= n)
-                        want = n * 2;
-                if (want > GROUPS_MAX)
-                        return -E2BIG;
-                n = want;
-        }
 
         names = calloc(1, sizeof(char *));
         if (!names)
                 return -ENOMEM;
-        for (int i = 0; i < n; i++) {
-                struct group gr, *grp = NULL;
+        /* The passwd entry gives the primary group; a user without one has no groups. */
+        r = user_by_name(user, NULL, &gid, NULL);
+        if (r == -ESRCH) {
+                *ret = TAKE_PTR(names);
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = user_group_ids(user, gid, &gids, &n);
+        if (r < 0)
+                return r;
 
-                for (;;) {
-                        r = getgrgid_r(gids[i], &gr, buf, size, &grp);
-                        if (r != ERANGE || size >= NSS_BUFFER_MAX)
-                                break;
-                        free(buf);
-                        size *= 2;
-                        buf = malloc(size);
-                        if (!buf)
-                                return -ENOMEM;
-                }
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *name = NULL;
+
+                r = group_by_gid(gids[i], &name);
                 /* A gid without a name has nothing an ACL could name. */
-                if (!grp)
+                if (r == -ESRCH)
                         continue;
-                r = strv_extend(&names, grp->gr_name);
+                if (r < 0)
+                        return r;
+                r = strv_extend(&names, name);
                 if (r < 0)
                         return r;
         }

@@ -79,5 +79,3 @@ int server_run(Server *s);
 
 /* Tell every worker that a key changed, so held watches look again. */
 void server_notify_change(Server *s);
-
-int64_t now_ns(void);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "store-internal.h"
 #include "strv.h"
+#include "time-util.h"
 
 void store_record_done(StoreRecord *r) {
         if (!r)
@@ -91,14 +92,6 @@ Store *store_free(Store *s) {
 int store_init(Store *s) {
         assert_return(s, -EINVAL);
         return s->vtable->init(s);
-}
-
-static int64_t now_ns(void) {
-        struct timespec ts;
-
-        if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
-                return 0;
-        return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static bool id_is_ok(const char *id) {
@@ -210,7 +203,7 @@ int store_add(Store *s, const Key *k) {
         r = key_to_record(k, &acl, &versions, &rec);
         if (r < 0)
                 return r;
-        rec.version = now_ns();
+        rec.version = now_nsec(CLOCK_REALTIME);
 
         return s->vtable->add(s, k->id, &rec);
 }
@@ -233,7 +226,7 @@ int store_update(Store *s, const Key *k, int64_t expected_version) {
         if (r < 0)
                 return r;
         /* Always forward, even within one clock tick or after the clock stepped back. */
-        rec.version = MAX(now_ns(), expected_version + 1);
+        rec.version = MAX(now_nsec(CLOCK_REALTIME), expected_version + 1);
 
         return s->vtable->update(s, k->id, &rec, expected_version);
 }

@@ -5,11 +5,7 @@
 #include <stdint.h>
 
 #include "macro.h"
-
-#define USEC_PER_SEC UINT64_C(1000000)
-#define USEC_PER_MSEC UINT64_C(1000)
-#define NSEC_PER_SEC UINT64_C(1000000000)
-#define NSEC_PER_USEC UINT64_C(1000)
+#include "time-util.h"
 
 /* Decimal integers only: no sign (for unsigned), no white space, no trailing garbage.
  * -EINVAL for a malformed number, -ERANGE when it does not fit. */
