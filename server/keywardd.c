@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* keywardd: the central server. Verbs: init, serve, token. */
+/* keywardd: the central server. Verbs: init, serve, token, audit-verify, backup. */
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -27,6 +27,7 @@
 #include "server-tls.h"
 #include "server.h"
 #include "store.h"
+#include "store-backup.h"
 #include "strv.h"
 
 #define DEFAULT_MAX_BODY (1024 * 1024)
@@ -587,6 +588,63 @@ finish:
         return r > 0 ? 0 : r;
 }
 
+typedef struct BackupArgs {
+        char *db;
+} BackupArgs;
+
+/* clang-format off */
+static const ConfigItem backup_items[] = {
+        { "backup", "db", config_parse_string, offsetof(BackupArgs, db), "SQLite store to copy (may be in use)", "DB" },
+};
+/* clang-format on */
+
+/* keywardd backup --db DB FILE: a consistent copy of a live SQLite store. */
+static int verb_backup(int argc, char **argv) {
+        _cleanup_free_ char **files = NULL;
+        _cleanup_free_ char *shown_buf = NULL;
+        BackupArgs a = {};
+        const char *shown;
+        int r;
+
+        r = config_parse_argv(argc, argv, backup_items, ELEMENTSOF(backup_items), &a, &files);
+        if (r != 0)
+                goto finish;
+        if ((r = require(a.db, "db")) < 0)
+                goto finish;
+        if (!files || !files[0] || files[1]) {
+                r = log_error_errno(EINVAL, "Usage: keywardd backup --db DB FILE");
+                goto finish;
+        }
+        shown = store_url_display(a.db, &shown_buf);
+        r = store_backup(a.db, files[0]);
+        if (r == -EOPNOTSUPP)
+                r = log_error_errno(
+                        r,
+                        "keywardd backup copies SQLite stores only. Back up the PostgreSQL store '%s' with "
+                        "PostgreSQL's own tools: pg_dump --format=custom --file FILE DBNAME (restore with "
+                        "pg_restore), or continuous archiving and point-in-time recovery; see keywardd(8).",
+                        shown);
+        else if (r == -ENOMEDIUM)
+                r = log_error_errno(
+                        r, "'%s' is no keyward store (missing, or not initialised); nothing copied.", shown);
+        else if (r == -EEXIST)
+                r = log_error_errno(
+                        r,
+                        "Refusing to write the copy to '%s': it is the store itself, or SQLite's -wal or -shm "
+                        "files lie beside it (a store in use). Choose another file.",
+                        files[0]);
+        else if (r < 0)
+                r = log_error_errno(r, "Failed to copy the store '%s' to '%s': %m", shown, files[0]);
+        else
+                log_info("Copied the store '%s' to '%s'.", shown, files[0]);
+        if (r == -EINVAL)
+                r = -EIO; /* not a usage error */
+
+finish:
+        free(a.db);
+        return r > 0 ? 0 : r;
+}
+
 static int verb_serve(int argc, char **argv) {
         _cleanup_(server_config_done) ServerConfig c = {
                 .workers = 0,
@@ -768,6 +826,7 @@ static void help(void) {
                "                 [--audit-log PATH|-|journal] [--default-acl TYPE:ID:ACCESS]... [OPTIONS]\n"
                "  keywardd token --db DB --master-key MK --user NAME [--group G]... [--ttl 1h]\n"
                "  keywardd audit-verify [--master-key MK] FILE...\n"
+               "  keywardd backup --db DB FILE\n"
                "  keywardd version\n\n"
                "DB is a file path (SQLite) or a postgresql:// URI. MK is a file path, credential:NAME or\n"
                "a pkcs11: URI. Every setting may also come from an INI file given with --config FILE;\n"
@@ -822,6 +881,8 @@ int main(int argc, char *argv[]) {
                 r = verb_token(argc - 1, argv + 1);
         else if (streq(verb, "audit-verify"))
                 r = verb_audit_verify(argc - 1, argv + 1);
+        else if (streq(verb, "backup"))
+                r = verb_backup(argc - 1, argv + 1);
         else {
                 log_error("Unknown verb '%s'; see 'keywardd --help'.", verb);
                 return 2;
