@@ -70,6 +70,7 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("master-key",      config_parse_string,   master_key,        "MK", "master key: FILE, credential:NAME or pkcs11: URI"),
         SERVER_ITEM("audit-log",       config_parse_string,   audit_log,         "PATH|-|journal", "where audit lines go (default: journal when stderr is the journal, else -)"),
         SERVER_ITEM("audit-fail-open", config_parse_bool,     audit_fail_open,   NULL, "answer requests even when their audit line cannot be written (default: refuse them)"),
+        SERVER_ITEM("certificate-metrics", config_parse_bool, certificate_metrics, NULL, "list each primary and active certificate's notAfter in /metrics, labelled with key ids (default: off)"),
         SERVER_ITEM_EXPECT("default-acl", parse_default_acl,  default_acl,       "TYPE:ID:ACCESS", "ACL entry added to every new key (repeatable)", DEFAULT_ACL_EXPECT),
         SERVER_ITEM("pam-service",     config_parse_string,   pam_service,       "NAME", "PAM service for password logins (default: keyward)"),
         SERVER_ITEM_EXPECT("login-ttl", parse_login_ttl,      login_ttl_usec,    "TIME", "lifetime of the tokens password logins get (default: 8h)", LOGIN_TTL_EXPECT),
