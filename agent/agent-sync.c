@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent-expiry.h"
 #include "knox-client.h"
 #include "log.h"
 #include "strv.h"
@@ -491,6 +492,19 @@ static void disk_ok(Agent *a, AgentKey *k) {
         k->disk_retry_usec = 0;
 }
 
+/* The agent's one table of certificate warnings (agent-expiry.h). */
+static AgentExpiry *expiry_table;
+static void expiry_table_init(void) {
+        expiry_table = agent_expiry_new();
+}
+
+static void check_expiry(const Key *key) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        (void) pthread_once(&once, expiry_table_init);
+        (void) agent_expiry_check(expiry_table, key, (int64_t) time(NULL));
+}
+
 /* Store a fetched key: returns 0 when stored (on disk, or in memory when the disk refuses),
  * or when a newer fetch already was; negative when it cannot even be encoded. Called
  * without a.lock. */
@@ -505,6 +519,7 @@ static int commit(Agent *a, const Key *key, uint64_t seq) {
         r = cache_encode(key, &content, &info);
         if (r < 0)
                 return r;
+        check_expiry(key);
 
         pthread_mutex_lock(&a->commit_lock);
         lock(a);

@@ -190,6 +190,22 @@ static const Verb verbs[] = {
           "shows who the server thinks you are",
           "Whoami prints the principal the server authenticated, its type and groups.\n"
           "--json prints the server's answer as JSON." },
+        { "expiring", verb_expiring,
+          "expiring [--within DURATION]",
+          "lists keys whose certificate expires soon",
+          "Expiring lists the keys you may read whose primary version is an X.509 certificate (for\n"
+          "a chain, the first certificate) that expires within DURATION from now, or has expired,\n"
+          "soonest first: the key identifier, the primary version, its notAfter (UTC) and the days\n"
+          "left. keywardd records notAfter when a version is written.\n"
+          "\n"
+          "--within DURATION is the window (e.g. '30d', '12h', '90d'; a plain number is seconds;\n"
+          "default 30d)\n"
+          "--json prints the server's list: [{\"id\",\"version\",\"not_after\"}], not_after in\n"
+          "seconds since the epoch.\n"
+          "\n"
+          "This requires read access to the keys listed; other keys are left out.\n"
+          "\n"
+          "See also: keyward get, keyward versions" },
         { "status", verb_status,
           "status",
           "shows the state of the local agent",

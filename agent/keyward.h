@@ -144,6 +144,7 @@ int verb_acl(int argc, char **argv);
 int verb_keys(int argc, char **argv);
 int verb_delete(int argc, char **argv);
 int verb_whoami(int argc, char **argv);
+int verb_expiring(int argc, char **argv);
 int verb_login(int argc, char **argv);
 int verb_logout(int argc, char **argv);
 int verb_register(int argc, char **argv);

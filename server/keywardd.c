@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* keywardd: the central server. Verbs: init, serve, token. */
+/* keywardd: the central server. Verbs: init, serve, token, audit-verify, backup. */
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,6 +26,7 @@
 #include "server-tls.h"
 #include "server.h"
 #include "store.h"
+#include "store-backup.h"
 #include "strv.h"
 #include "time-util.h"
 #include "user-util.h"
@@ -70,6 +71,7 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("master-key",      config_parse_string,   master_key,        "MK", "master key: FILE, credential:NAME or pkcs11: URI"),
         SERVER_ITEM("audit-log",       config_parse_string,   audit_log,         "PATH|-|journal", "where audit lines go (default: journal when stderr is the journal, else -)"),
         SERVER_ITEM("audit-fail-open", config_parse_bool,     audit_fail_open,   NULL, "answer requests even when their audit line cannot be written (default: refuse them)"),
+        SERVER_ITEM("certificate-metrics", config_parse_bool, certificate_metrics, NULL, "list each primary and active certificate's notAfter in /metrics, labelled with key ids (default: off)"),
         SERVER_ITEM_EXPECT("default-acl", parse_default_acl,  default_acl,       "TYPE:ID:ACCESS", "ACL entry added to every new key (repeatable)", DEFAULT_ACL_EXPECT),
         SERVER_ITEM("pam-service",     config_parse_string,   pam_service,       "NAME", "PAM service for password logins (default: keyward)"),
         SERVER_ITEM_EXPECT("login-ttl", parse_login_ttl,      login_ttl_usec,    "TIME", "lifetime of the tokens password logins get (default: 8h)", LOGIN_TTL_EXPECT),
@@ -577,6 +579,63 @@ finish:
         return r > 0 ? 0 : r;
 }
 
+typedef struct BackupArgs {
+        char *db;
+} BackupArgs;
+
+/* clang-format off */
+static const ConfigItem backup_items[] = {
+        { "backup", "db", config_parse_string, offsetof(BackupArgs, db), "SQLite store to copy (may be in use)", "DB" },
+};
+/* clang-format on */
+
+/* keywardd backup --db DB FILE: a consistent copy of a live SQLite store. */
+static int verb_backup(int argc, char **argv) {
+        _cleanup_free_ char **files = NULL;
+        _cleanup_free_ char *shown_buf = NULL;
+        BackupArgs a = {};
+        const char *shown;
+        int r;
+
+        r = config_parse_argv(argc, argv, backup_items, ELEMENTSOF(backup_items), &a, &files);
+        if (r != 0)
+                goto finish;
+        if ((r = require(a.db, "db")) < 0)
+                goto finish;
+        if (!files || !files[0] || files[1]) {
+                r = log_error_errno(EINVAL, "Usage: keywardd backup --db DB FILE");
+                goto finish;
+        }
+        shown = store_url_display(a.db, &shown_buf);
+        r = store_backup(a.db, files[0]);
+        if (r == -EOPNOTSUPP)
+                r = log_error_errno(
+                        r,
+                        "keywardd backup copies SQLite stores only. Back up the PostgreSQL store '%s' with "
+                        "PostgreSQL's own tools: pg_dump --format=custom --file FILE DBNAME (restore with "
+                        "pg_restore), or continuous archiving and point-in-time recovery; see keywardd(8).",
+                        shown);
+        else if (r == -ENOMEDIUM)
+                r = log_error_errno(
+                        r, "'%s' is no keyward store (missing, or not initialised); nothing copied.", shown);
+        else if (r == -EEXIST)
+                r = log_error_errno(
+                        r,
+                        "Refusing to write the copy to '%s': it is the store itself, or SQLite's -wal or -shm "
+                        "files lie beside it (a store in use). Choose another file.",
+                        files[0]);
+        else if (r < 0)
+                r = log_error_errno(r, "Failed to copy the store '%s' to '%s': %m", shown, files[0]);
+        else
+                log_info("Copied the store '%s' to '%s'.", shown, files[0]);
+        if (r == -EINVAL)
+                r = -EIO; /* not a usage error */
+
+finish:
+        free(a.db);
+        return r > 0 ? 0 : r;
+}
+
 static int verb_serve(int argc, char **argv) {
         _cleanup_(server_config_done) ServerConfig c = {
                 .workers = 0,
@@ -758,6 +817,7 @@ static void help(void) {
                "                 [--audit-log PATH|-|journal] [--default-acl TYPE:ID:ACCESS]... [OPTIONS]\n"
                "  keywardd token --db DB --master-key MK --user NAME [--group G]... [--ttl 1h]\n"
                "  keywardd audit-verify [--master-key MK] FILE...\n"
+               "  keywardd backup --db DB FILE\n"
                "  keywardd version\n\n"
                "DB is a file path (SQLite) or a postgresql:// URI. MK is a file path, credential:NAME or\n"
                "a pkcs11: URI. Every setting may also come from an INI file given with --config FILE;\n"
@@ -812,6 +872,8 @@ int main(int argc, char *argv[]) {
                 r = verb_token(argc - 1, argv + 1);
         else if (streq(verb, "audit-verify"))
                 r = verb_audit_verify(argc - 1, argv + 1);
+        else if (streq(verb, "backup"))
+                r = verb_backup(argc - 1, argv + 1);
         else {
                 log_error("Unknown verb '%s'; see 'keywardd --help'.", verb);
                 return 2;

@@ -3,9 +3,11 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "acl-json.h"
+#include "cert-expiry.h"
 #include "hexdecoct.h"
 #include "json-util.h"
 #include "key-cache.h"
@@ -26,6 +28,7 @@ static const char *const route_names[_API_ROUTE_MAX] = {
         [API_ROUTE_WHOAMI]      = "whoami",
         [API_ROUTE_DELETETOKEN] = "deletetoken",
         [API_ROUTE_LOGIN]       = "login",
+        [API_ROUTE_EXPIRING]    = "expiring",
         [API_ROUTE_NOT_FOUND]   = "404",
 };
 /* clang-format on */
@@ -104,6 +107,13 @@ int api_match(const char *method, const char *path, ApiMatch *ret) {
                         m.route = API_ROUTE_LOGIN;
                         m.method_not_allowed = !streq(method, "POST");
                 }
+                *ret = m;
+                return 0;
+        }
+        if (n == 3 && seg_is(seg[0], len[0], "v0") && seg_is(seg[1], len[1], "certificates") &&
+            seg_is(seg[2], len[2], "expiring")) {
+                m.route = API_ROUTE_EXPIRING;
+                m.method_not_allowed = !streq(method, "GET");
                 *ret = m;
                 return 0;
         }
@@ -270,6 +280,15 @@ static int store_error(ApiResult *res, const char *what, const char *key_id, int
 
 static bool authorized(const ApiRequest *req, const Key *k, AccessType need) {
         return acl_allows(&k->acl, req->principals, need);
+}
+
+/* Record a new version's notAfter when its data is an X.509 certificate (cert-expiry.h);
+ * the data is not looked at otherwise, and never logged. */
+static void version_sniff_certificate(KeyVersion *v) {
+        int64_t t;
+
+        if (v->data && cert_not_after(v->data->data, v->data->size, &t) > 0)
+                v->not_after = t;
 }
 
 /* Decode base64 form data into a Secret, with Go's error text on failure. */
@@ -440,6 +459,7 @@ static int handle_postkeys(const Api *api, const ApiRequest *req, ApiResult *res
         r = decode_data(data, res, KNOX_BAD_REQUEST_DATA, &v.data);
         if (r < 0 || !v.data)
                 return r;
+        version_sniff_certificate(&v);
 
         k = key_new();
         if (!k) {
@@ -735,6 +755,7 @@ static int handle_postversion(const Api *api, const ApiRequest *req, ApiResult *
         r = decode_data(data, res, KNOX_BAD_REQUEST_DATA, &v.data);
         if (r < 0 || !v.data)
                 return r;
+        version_sniff_certificate(&v);
 
         r = load_key(api, req, res, &k, &version);
         if (r < 0 || !k) {
@@ -878,6 +899,113 @@ static int handle_whoami(const Api *api, const ApiRequest *req, ApiResult *res) 
         return result_ok(res);
 }
 
+/* ---- GET /v0/certificates/expiring/?within=SECONDS ---------------------------------- */
+
+#define EXPIRING_DEFAULT_SEC (30 * 24 * 3600)
+#define EXPIRING_MAX_SEC (100LL * 366 * 24 * 3600)
+
+typedef struct Expiring {
+        char *id;
+        uint64_t version;
+        int64_t not_after;
+} Expiring;
+
+typedef struct ExpiringList {
+        Expiring *items;
+        size_t n;
+        int64_t cutoff;
+} ExpiringList;
+
+static void expiring_list_done(ExpiringList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                free(l->items[i].id);
+        free(l->items);
+        *l = (ExpiringList){};
+}
+
+static int
+expiring_collect(const char *id, uint64_t version, VersionStatus status, int64_t not_after, void *userdata) {
+        ExpiringList *l = userdata;
+        Expiring *n;
+
+        if (status != VERSION_STATUS_PRIMARY || not_after > l->cutoff)
+                return 0;
+        n = reallocarray(l->items, l->n + 1, sizeof(Expiring));
+        if (!n)
+                return -ENOMEM;
+        l->items = n;
+        l->items[l->n] = (Expiring){.id = strdup(id), .version = version, .not_after = not_after};
+        if (!l->items[l->n].id)
+                return -ENOMEM;
+        l->n++;
+        return 0;
+}
+
+static int expiring_compare(const void *a, const void *b) {
+        const Expiring *x = a, *y = b;
+
+        if (x->not_after != y->not_after)
+                return x->not_after < y->not_after ? -1 : 1;
+        return strcmp(x->id, y->id);
+}
+
+/* The keys the caller may read whose primary version is a certificate that expires within
+ * the window (expired ones included), soonest first: [{"id","version","not_after"}]. The ACL
+ * is checked key by key, as GET /v0/keys/{id}/ would; other keys are left out silently. */
+static int handle_expiring(const Api *api, const ApiRequest *req, ApiResult *res) {
+        _cleanup_(expiring_list_done) ExpiringList l = {};
+        const FormField *within = req->query ? form_get(req->query, "within") : NULL;
+        uint64_t sec = EXPIRING_DEFAULT_SEC;
+        Buf *b = &res->data;
+        bool first = true;
+        int r;
+
+        if (within && (safe_atou64(within->value, &sec) < 0 || sec > EXPIRING_MAX_SEC))
+                return api_result_error(
+                        res,
+                        KNOX_BAD_REQUEST_DATA,
+                        "Parameter 'within' must be a number of seconds up to %lld",
+                        EXPIRING_MAX_SEC);
+        l.cutoff = req->now_ns / 1000000000 + (int64_t) sec;
+
+        r = store_list_certificates(api->store, expiring_collect, &l);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                log_error_errno(r, "Failed to list certificates: %m");
+                return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to list certificates");
+        }
+        if (l.n > 1)
+                qsort(l.items, l.n, sizeof(Expiring), expiring_compare);
+
+        (void) buf_putc(b, '[');
+        for (size_t i = 0; i < l.n; i++) {
+                _cleanup_(key_freep) Key *k = NULL;
+
+                r = store_get(api->store, l.items[i].id, &k, NULL);
+                if (r == -ENOKEY)
+                        continue; /* removed since */
+                if (r < 0) {
+                        log_error_errno(r, "Failed to read key '%s': %m", LOG_NAME(l.items[i].id));
+                        return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to read key");
+                }
+                if (!authorized(req, k, ACCESS_READ))
+                        continue;
+                (void) buf_puts(b, first ? "{\"id\":" : ",{\"id\":");
+                (void) json_append_cstring(b, l.items[i].id);
+                (void) buf_puts(b, ",\"version\":");
+                (void) json_append_uint64(b, l.items[i].version);
+                (void) buf_puts(b, ",\"not_after\":");
+                (void) json_append_int64(b, l.items[i].not_after);
+                (void) buf_putc(b, '}');
+                first = false;
+        }
+        (void) buf_putc(b, ']');
+        if (b->error < 0)
+                return b->error;
+        return result_ok(res);
+}
+
 static int handle_deletetoken(const Api *api, const ApiRequest *req, ApiResult *res) {
         int r;
 
@@ -908,6 +1036,7 @@ int api_handle(const Api *api, const ApiRequest *req, ApiResult *res) {
                 [API_ROUTE_PUTVERSION]  = handle_putversion,
                 [API_ROUTE_WHOAMI]      = handle_whoami,
                 [API_ROUTE_DELETETOKEN] = handle_deletetoken,
+                [API_ROUTE_EXPIRING]    = handle_expiring,
         };
         /* clang-format on */
         ApiRoute route = req->match->route;

@@ -29,6 +29,7 @@ typedef enum ApiRoute {
         API_ROUTE_WHOAMI,
         API_ROUTE_DELETETOKEN,
         API_ROUTE_LOGIN,     /* answered by the HTTP layer: PAM runs off the event loop */
+        API_ROUTE_EXPIRING,  /* GET /v0/certificates/expiring/ */
         API_ROUTE_NOT_FOUND, /* Knox's "404" route: authenticated, then code 8 */
         _API_ROUTE_MAX,
         _API_ROUTE_INVALID = -EINVAL,

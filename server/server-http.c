@@ -1248,6 +1248,14 @@ static void handle_metrics(Exchange *x) {
         ApiResult res = API_RESULT_INIT;
 
         res.http_status = metrics_render(x->worker->server->metrics, &body) < 0 ? 500 : 200;
+        if (res.http_status == 200 && x->worker->server->config->certificate_metrics) {
+                int r = metrics_certificates_render(x->worker->store, &body);
+
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to list certificates for /metrics: %m");
+                        res.http_status = 500;
+                }
+        }
         send_body(x->req, res.http_status, "text/plain; version=0.0.4; charset=utf-8", &body);
         exchange_audit(x, &res, "metrics");
 }

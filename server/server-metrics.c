@@ -7,11 +7,13 @@
 #include <string.h>
 
 #include "macro.h"
+#include "store.h"
 
 /* clang-format off */
 static const char *const route_names[] = {
         "getkeys", "postkeys", "getkey", "deletekey", "getaccess", "putaccess", "postversion",
         "putversion", "whoami", "deletetoken", "login", "404", "healthz", "metrics",
+        "expiring",
         "unmatched", /* last: everything else */
 };
 #define N_ROUTES ELEMENTSOF(route_names)
@@ -123,6 +125,34 @@ static size_t bucket_index(uint64_t usec) {
                 if (usec <= bucket_usec[i])
                         return i;
         return N_BUCKETS - 1;
+}
+
+static int certificate_series(
+        const char *id, uint64_t version, VersionStatus status, int64_t not_after, void *userdata) {
+        Buf *out = userdata;
+
+        if (status != VERSION_STATUS_PRIMARY && status != VERSION_STATUS_ACTIVE)
+                return 0;
+        /* Key ids are [A-Za-z0-9_:]: nothing in them needs escaping in a label. */
+        if (!key_id_is_valid(id))
+                return 0;
+        (void) buf_printf(
+                out,
+                "keyward_certificate_not_after_seconds{key=\"%s\",version=\"%" PRIu64 "\"} %" PRId64 "\n",
+                id,
+                version,
+                not_after);
+        return out->error;
+}
+
+int metrics_certificates_render(struct Store *store, Buf *out) {
+        (void) buf_puts(
+                out,
+                "# HELP keyward_certificate_not_after_seconds notAfter of the X.509 certificate (a chain's first) in a key's primary or active version, in seconds since the epoch.\n"
+                "# TYPE keyward_certificate_not_after_seconds gauge\n");
+        if (out->error < 0)
+                return out->error;
+        return store_list_certificates(store, certificate_series, out);
 }
 
 void metrics_request(Metrics *m, size_t worker, const char *route, int status, int code, uint64_t usec) {

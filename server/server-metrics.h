@@ -19,7 +19,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Metrics *, metrics_free);
 
 /* One finished request: route is a route id string from the fixed set getkeys postkeys
  * getkey deletekey getaccess putaccess postversion putversion whoami deletetoken login 404
- * healthz metrics; NULL or anything else counts as "unmatched". status is the HTTP status
+ * healthz metrics expiring; NULL or anything else counts as "unmatched". status is the HTTP status
  * (200 400 401 403 404 405 413 429 500 503 are kept apart, the rest count as "other"); code
  * the Knox sub-code (0..13, else "other"); usec the time from the request's arrival to the
  * reply. The update functions accept m == NULL and do nothing. */
@@ -40,3 +40,9 @@ void metrics_audit_failure(Metrics *m, size_t worker);
  * series that are still zero (and the histograms of routes never asked for) are left out; the gauges and the
  * plain counters are always there. */
 int metrics_render(Metrics *m, Buf *out);
+
+/* Append keyward_certificate_not_after_seconds{key,version}: one gauge per Primary or Active
+ * version recorded as a certificate (store_list_certificates()), its notAfter in Unix
+ * seconds, with # HELP and # TYPE lines. Reads the store; no key data. */
+struct Store;
+int metrics_certificates_render(struct Store *store, Buf *out);

@@ -39,6 +39,8 @@ typedef struct ServerConfig {
         char *ready_file; /* tests: written with "ADDR:PORT\n" lines once listening */
         /* Answer requests even when their audit lines cannot be written. */
         bool audit_fail_open;
+        /* /metrics lists keyward_certificate_not_after_seconds for every certificate version. */
+        bool certificate_metrics;
 } ServerConfig;
 
 void server_config_done(ServerConfig *c);

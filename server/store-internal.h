@@ -21,6 +21,7 @@ typedef struct StoreRecord {
         char *hash;      /* the stored version hash */
         char *versions;  /* the sealed versions as JSON (knox_sealed_versions_json_append) */
         int64_t version; /* last_updated, ns */
+        char *not_after; /* the certificate versions as JSON (docs/store.md), or NULL: none */
 } StoreRecord;
 
 void store_record_done(StoreRecord *r);
@@ -53,6 +54,9 @@ typedef struct StoreVTable {
         int (*update)(Store *s, const char *id, const StoreRecord *rec, int64_t expected_version);
         int (*remove)(Store *s, const char *id);
         int (*list)(Store *s, StoreListFunc f, void *userdata);
+        /* Every row whose not_after column is not NULL: its id and that column. */
+        int (*list_not_after)(
+                Store *s, int (*f)(const char *id, const char *not_after, void *userdata), void *userdata);
         int (*change_counter)(Store *s, uint64_t *ret);
         int (*token_add)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], const StoreTokenRecord *t);
         int (*token_get)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], StoreTokenRecord *ret);
@@ -74,6 +78,6 @@ int store_postgres_open(const char *url, bool create, Store **ret);
 
 /* The schema version this build writes, and the SQLite handle of a SQLite store (NULL for
  * any other backend). For tests. */
-#define STORE_SQLITE_SCHEMA_VERSION 2
+#define STORE_SQLITE_SCHEMA_VERSION 3
 struct sqlite3;
 struct sqlite3 *store_sqlite_handle(Store *s);

@@ -16,7 +16,7 @@
 #include "parse.h"
 #include "store-internal.h"
 
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
 
 typedef struct PgStore {
         Store store;
@@ -194,6 +194,9 @@ static int pg_init(Store *base) {
                 "CREATE INDEX IF NOT EXISTS keyward_tokens_expires ON keyward_tokens (expires);"
                 "INSERT INTO keyward_meta (name, value) VALUES ('change_counter', 0) ON CONFLICT DO NOTHING;"
                 "INSERT INTO keyward_meta (name, value) VALUES ('schema_version', 1) ON CONFLICT DO NOTHING;"
+                /* 1 -> 2: the notAfter of certificate versions (store.c's JSON, or NULL). */
+                "ALTER TABLE secrets ADD COLUMN IF NOT EXISTS not_after TEXT;"
+                "UPDATE keyward_meta SET value = 2 WHERE name = 'schema_version' AND value < 2;"
                 "COMMIT;");
         if (r < 0) {
                 (void) pg_exec_simple(s, "rolling back", "ROLLBACK");
@@ -224,15 +227,15 @@ static int pg_get(Store *base, const char *id, StoreRecord *ret) {
         r = ensure_ready(s);
         if (r < 0)
                 return r;
-        r =
-                pg_read(s,
-                        "reading a key",
-                        "SELECT acl, version_hash, versions, last_updated FROM secrets WHERE id = $1",
-                        1,
-                        &id,
-                        NULL,
-                        NULL,
-                        &res);
+        r = pg_read(
+                s,
+                "reading a key",
+                "SELECT acl, version_hash, versions, last_updated, not_after FROM secrets WHERE id = $1",
+                1,
+                &id,
+                NULL,
+                NULL,
+                &res);
         if (r < 0)
                 return r;
         if (PQntuples(res) == 0)
@@ -244,6 +247,11 @@ static int pg_get(Store *base, const char *id, StoreRecord *ret) {
                 return -ENOMEM;
         if (column_int64(res, 0, 3, &rec.version) < 0)
                 return -EBADMSG;
+        if (!PQgetisnull(res, 0, 4)) {
+                rec.not_after = dup_value(res, 0, 4);
+                if (!rec.not_after)
+                        return -ENOMEM;
+        }
         *ret = rec;
         rec = (StoreRecord){};
         return 0;
@@ -297,10 +305,10 @@ static int pg_add(Store *base, const char *id, const StoreRecord *rec) {
         r = pg_exec(
                 s,
                 "adding a key",
-                "WITH ins AS (INSERT INTO secrets (id, acl, version_hash, versions, last_updated)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING 1)" BUMP_IF("ins"),
-                5,
-                (const char *const[]){id, rec->acl, rec->hash, rec->versions, version},
+                "WITH ins AS (INSERT INTO secrets (id, acl, version_hash, versions, last_updated, not_after)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING 1)" BUMP_IF("ins"),
+                6,
+                (const char *const[]){id, rec->acl, rec->hash, rec->versions, version, rec->not_after},
                 NULL,
                 NULL,
                 &res);
@@ -331,10 +339,11 @@ static int pg_update(Store *base, const char *id, const StoreRecord *rec, int64_
         r = pg_exec(
                 s,
                 "updating a key",
-                "WITH upd AS (UPDATE secrets SET acl = $2, version_hash = $3, versions = $4, last_updated = $5"
-                " WHERE id = $1 AND last_updated = $6 RETURNING 1)" BUMP_IF("upd"),
-                6,
-                (const char *const[]){id, rec->acl, rec->hash, rec->versions, version, expected},
+                "WITH upd AS (UPDATE secrets SET acl = $2, version_hash = $3, versions = $4, last_updated = $5,"
+                " not_after = $7 WHERE id = $1 AND last_updated = $6 RETURNING 1)" BUMP_IF("upd"),
+                7,
+                (const char *const[]){
+                        id, rec->acl, rec->hash, rec->versions, version, expected, rec->not_after},
                 NULL,
                 NULL,
                 &res);
@@ -382,6 +391,34 @@ static int pg_list(Store *base, StoreListFunc f, void *userdata) {
                 pg_read(s,
                         "listing keys",
                         "SELECT id, version_hash FROM secrets ORDER BY seq",
+                        0,
+                        NULL,
+                        NULL,
+                        NULL,
+                        &res);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < PQntuples(res); i++) {
+                r = f(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int pg_list_not_after(
+        Store *base, int (*f)(const char *id, const char *not_after, void *userdata), void *userdata) {
+        PgStore *s = pg_store(base);
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r;
+
+        r = ensure_ready(s);
+        if (r < 0)
+                return r;
+        r =
+                pg_read(s,
+                        "listing certificates",
+                        "SELECT id, not_after FROM secrets WHERE not_after IS NOT NULL ORDER BY seq",
                         0,
                         NULL,
                         NULL,
@@ -542,6 +579,7 @@ static const StoreVTable pg_vtable = {
         .update = pg_update,
         .remove = pg_remove,
         .list = pg_list,
+        .list_not_after = pg_list_not_after,
         .change_counter = pg_change_counter,
         .token_add = pg_token_add,
         .token_get = pg_token_get,

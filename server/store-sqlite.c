@@ -56,6 +56,11 @@ static const char *const migrations[] = {
         "  expires BIGINT NOT NULL,"
         "  revoked INTEGER NOT NULL DEFAULT 0);"
         "CREATE INDEX tokens_expires ON tokens (expires);",
+
+        /* 2 -> 3: the notAfter of versions that are X.509 certificates (store.c writes it as
+         * JSON; NULL when no version is one), found without reading any version. */
+        "ALTER TABLE secrets ADD COLUMN not_after TEXT;"
+        "CREATE INDEX secrets_not_after ON secrets (seq) WHERE not_after IS NOT NULL;",
 };
 /* clang-format on */
 
@@ -73,6 +78,7 @@ typedef enum Stmt {
         STMT_UPDATE,
         STMT_REMOVE,
         STMT_LIST,
+        STMT_LIST_NOT_AFTER,
         STMT_BUMP,
         STMT_COUNTER,
         STMT_TOKEN_ADD,
@@ -89,15 +95,16 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_COMMIT]       = "COMMIT",
         [STMT_ROLLBACK]     = "ROLLBACK",
         [STMT_USER_VERSION] = "PRAGMA user_version",
-        [STMT_GET]          = "SELECT acl, version_hash, versions, last_updated FROM secrets WHERE id = ?1",
+        [STMT_GET]          = "SELECT acl, version_hash, versions, last_updated, not_after FROM secrets WHERE id = ?1",
         [STMT_GET_HASH]     = "SELECT version_hash FROM secrets WHERE id = ?1",
         [STMT_EXISTS]       = "SELECT 1 FROM secrets WHERE id = ?1",
-        [STMT_ADD]          = "INSERT INTO secrets (id, acl, version_hash, versions, last_updated, seq) "
-                              "VALUES (?1, ?2, ?3, ?4, ?5, (SELECT IFNULL(MAX(seq), 0) + 1 FROM secrets))",
-        [STMT_UPDATE]       = "UPDATE secrets SET acl = ?2, version_hash = ?3, versions = ?4, last_updated = ?5 "
-                              "WHERE id = ?1 AND last_updated = ?6",
+        [STMT_ADD]          = "INSERT INTO secrets (id, acl, version_hash, versions, last_updated, seq, not_after) "
+                              "VALUES (?1, ?2, ?3, ?4, ?5, (SELECT IFNULL(MAX(seq), 0) + 1 FROM secrets), ?6)",
+        [STMT_UPDATE]       = "UPDATE secrets SET acl = ?2, version_hash = ?3, versions = ?4, last_updated = ?5, "
+                              "not_after = ?7 WHERE id = ?1 AND last_updated = ?6",
         [STMT_REMOVE]       = "DELETE FROM secrets WHERE id = ?1",
         [STMT_LIST]         = "SELECT id, version_hash FROM secrets ORDER BY seq",
+        [STMT_LIST_NOT_AFTER] = "SELECT id, not_after FROM secrets WHERE not_after IS NOT NULL ORDER BY seq",
         [STMT_BUMP]         = "UPDATE meta SET value = value + 1 WHERE name = 'change_counter'",
         [STMT_COUNTER]      = "SELECT value FROM meta WHERE name = 'change_counter'",
         [STMT_TOKEN_ADD]    = "INSERT INTO tokens (hash, \"user\", \"groups\", created, expires, revoked) "
@@ -443,6 +450,9 @@ static int sqlite_get(Store *base, const char *id, StoreRecord *ret) {
             (r = column_strdup(st, 2, &rec.versions)) < 0)
                 return r;
         rec.version = sqlite3_column_int64(st, 3);
+        r = column_strdup(st, 4, &rec.not_after);
+        if (r < 0)
+                return r;
 
         *ret = rec;
         rec = (StoreRecord){};
@@ -492,7 +502,8 @@ static int add_in_tx(SqliteStore *s, const char *id, const StoreRecord *rec) {
         if ((rc = bind_text(st, 1, id)) != SQLITE_OK || (rc = bind_text(st, 2, rec->acl)) != SQLITE_OK ||
             (rc = bind_text(st, 3, rec->hash)) != SQLITE_OK ||
             (rc = bind_text(st, 4, rec->versions)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 5, rec->version)) != SQLITE_OK)
+            (rc = sqlite3_bind_int64(st, 5, rec->version)) != SQLITE_OK ||
+            (rc = bind_text(st, 6, rec->not_after)) != SQLITE_OK)
                 return sqlite_fail(s, rc, "binding");
 
         rc = sqlite3_step(st);
@@ -546,7 +557,8 @@ static int update_in_tx(SqliteStore *s, const char *id, const StoreRecord *rec, 
             (rc = bind_text(st, 3, rec->hash)) != SQLITE_OK ||
             (rc = bind_text(st, 4, rec->versions)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(st, 5, rec->version)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 6, expected_version)) != SQLITE_OK)
+            (rc = sqlite3_bind_int64(st, 6, expected_version)) != SQLITE_OK ||
+            (rc = bind_text(st, 7, rec->not_after)) != SQLITE_OK)
                 return sqlite_fail(s, rc, "binding");
 
         rc = sqlite3_step(st);
@@ -635,6 +647,37 @@ static int sqlite_list(Store *base, StoreListFunc f, void *userdata) {
                         return -ENOMEM; /* both columns are NOT NULL */
 
                 r = f((const char *) id, (const char *) hash, userdata);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static int sqlite_list_not_after(
+        Store *base, int (*f)(const char *id, const char *not_after, void *userdata), void *userdata) {
+        SqliteStore *s = sqlite_store(base);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = ensure_ready(s);
+        if (r < 0)
+                return r;
+        r = stmt_get(s, STMT_LIST_NOT_AFTER, &st);
+        if (r < 0)
+                return r;
+
+        for (;;) {
+                const unsigned char *id, *not_after;
+
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        return 0;
+                if (rc != SQLITE_ROW)
+                        return sqlite_fail(s, rc, "listing certificates");
+                id = sqlite3_column_text(st, 0);
+                not_after = sqlite3_column_text(st, 1);
+                if (!id || !not_after)
+                        return -ENOMEM; /* neither is NULL in these rows */
+                r = f((const char *) id, (const char *) not_after, userdata);
                 if (r < 0)
                         return r;
         }
@@ -820,6 +863,7 @@ static const StoreVTable sqlite_vtable = {
         .update         = sqlite_update,
         .remove         = sqlite_remove,
         .list           = sqlite_list,
+        .list_not_after = sqlite_list_not_after,
         .change_counter = sqlite_change_counter,
         .token_add      = sqlite_token_add,
         .token_get      = sqlite_token_get,

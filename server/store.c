@@ -20,6 +20,7 @@ void store_record_done(StoreRecord *r) {
         free(r->acl);
         free(r->hash);
         free(r->versions);
+        free(r->not_after);
         *r = (StoreRecord){};
 }
 
@@ -98,8 +99,78 @@ static bool id_is_ok(const char *id) {
         return !isempty(id) && strlen(id) <= STORE_ID_MAX;
 }
 
+/* The not_after column: [{"id":VERSION,"status":"Primary","not_after":SECONDS},...] for the
+ * versions that are certificates, in version order; empty (NULL in the row) when none is. */
+static int not_after_json_append(Buf *b, const Key *k) {
+        bool first = true;
+
+        for (size_t i = 0; i < k->n_versions; i++) {
+                const KeyVersion *v = k->versions + i;
+
+                if (v->not_after == 0)
+                        continue;
+                (void) buf_puts(b, first ? "[{\"id\":" : ",{\"id\":");
+                (void) json_append_uint64(b, v->id);
+                (void) buf_puts(b, ",\"status\":");
+                (void) json_append_cstring(b, version_status_to_string(v->status));
+                (void) buf_puts(b, ",\"not_after\":");
+                (void) json_append_int64(b, v->not_after);
+                (void) buf_putc(b, '}');
+                first = false;
+        }
+        if (!first)
+                (void) buf_putc(b, ']');
+        return b->error;
+}
+
+/* Calls f for each well-formed entry of a not_after column; a broken one (it is derived
+ * data) is skipped. */
+static int not_after_json_foreach(
+        const char *json,
+        int (*f)(uint64_t version, VersionStatus status, int64_t not_after, void *userdata),
+        void *userdata) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        const char *m;
+        size_t n;
+        int r;
+
+        r = json_parse(json, strlen(json), &o, &m);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || !json_object_is_type(o, json_type_array))
+                return 0;
+        n = json_object_array_length(o);
+        for (size_t i = 0; i < n; i++) {
+                json_object *e = json_object_array_get_idx(o, i);
+                const char *status;
+                uint64_t version;
+                int64_t not_after;
+                VersionStatus st;
+
+                if (json_get_uint64(json_get_field(e, "id"), &version) < 0 ||
+                    json_get_int64(json_get_field(e, "not_after"), &not_after) < 0 ||
+                    json_get_string(json_get_field(e, "status"), &status, NULL) < 0)
+                        continue;
+                st = version_status_from_string(status);
+                if (st < 0 || not_after == 0)
+                        continue;
+                r = f(version, st, not_after, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int set_not_after(uint64_t version, VersionStatus status, int64_t not_after, void *userdata) {
+        KeyVersion *v = key_find_version(userdata, version);
+
+        if (v)
+                v->not_after = not_after;
+        return 0;
+}
+
 /* The stored row of a key. The strings belong to the Bufs. */
-static int key_to_record(const Key *k, Buf *acl, Buf *versions, StoreRecord *ret) {
+static int key_to_record(const Key *k, Buf *acl, Buf *versions, Buf *not_after, StoreRecord *ret) {
         int r;
 
         r = acl_json_append(acl, &k->acl);
@@ -109,10 +180,15 @@ static int key_to_record(const Key *k, Buf *acl, Buf *versions, StoreRecord *ret
         if (r < 0)
                 return r;
 
+        r = not_after_json_append(not_after, k);
+        if (r < 0)
+                return r;
+
         *ret = (StoreRecord){
                 .acl = acl->data,
                 .hash = (char *) k->hash,
                 .versions = versions->data,
+                .not_after = not_after->len > 0 ? not_after->data : NULL,
         };
         return 0;
 }
@@ -147,6 +223,11 @@ static int record_to_key(const char *id, const StoreRecord *rec, Key **ret) {
         if (r < 0)
                 return log_debug_errno(
                         EBADMSG, "Stored versions of key '%s' do not decode: %s", id, strna(m));
+        if (rec->not_after) {
+                r = not_after_json_foreach(rec->not_after, set_not_after, k);
+                if (r < 0)
+                        return r;
+        }
 
         *ret = TAKE_PTR(k);
         return 0;
@@ -188,7 +269,7 @@ int store_get_hash(Store *s, const char *id, char ret_hash[KEY_HASH_HEX_SIZE]) {
 }
 
 int store_add(Store *s, const Key *k) {
-        _cleanup_buf_ Buf acl = BUF_INIT, versions = BUF_INIT;
+        _cleanup_buf_ Buf acl = BUF_INIT, versions = BUF_INIT, not_after = BUF_INIT;
         StoreRecord rec;
         int r;
 
@@ -200,7 +281,7 @@ int store_add(Store *s, const Key *k) {
         if (!id_is_ok(k->id))
                 return -E2BIG;
 
-        r = key_to_record(k, &acl, &versions, &rec);
+        r = key_to_record(k, &acl, &versions, &not_after, &rec);
         if (r < 0)
                 return r;
         rec.version = now_nsec(CLOCK_REALTIME);
@@ -209,7 +290,7 @@ int store_add(Store *s, const Key *k) {
 }
 
 int store_update(Store *s, const Key *k, int64_t expected_version) {
-        _cleanup_buf_ Buf acl = BUF_INIT, versions = BUF_INIT;
+        _cleanup_buf_ Buf acl = BUF_INIT, versions = BUF_INIT, not_after = BUF_INIT;
         StoreRecord rec;
         int r;
 
@@ -222,7 +303,7 @@ int store_update(Store *s, const Key *k, int64_t expected_version) {
         if (expected_version == INT64_MAX)
                 return -EOVERFLOW;
 
-        r = key_to_record(k, &acl, &versions, &rec);
+        r = key_to_record(k, &acl, &versions, &not_after, &rec);
         if (r < 0)
                 return r;
         /* Always forward, even within one clock tick or after the clock stepped back. */
@@ -243,6 +324,33 @@ int store_list(Store *s, StoreListFunc f, void *userdata) {
         assert_return(f, -EINVAL);
 
         return s->vtable->list(s, f, userdata);
+}
+
+typedef struct CertWalk {
+        const char *id;
+        StoreCertFunc f;
+        void *userdata;
+} CertWalk;
+
+static int cert_entry(uint64_t version, VersionStatus status, int64_t not_after, void *userdata) {
+        CertWalk *w = userdata;
+
+        return w->f(w->id, version, status, not_after, w->userdata);
+}
+
+static int cert_row(const char *id, const char *not_after, void *userdata) {
+        CertWalk *w = userdata;
+
+        w->id = id;
+        return not_after_json_foreach(not_after, cert_entry, w);
+}
+
+int store_list_certificates(Store *s, StoreCertFunc f, void *userdata) {
+        CertWalk w = {.f = f, .userdata = userdata};
+
+        assert_return(s, -EINVAL);
+        assert_return(f, -EINVAL);
+        return s->vtable->list_not_after(s, cert_row, &w);
 }
 
 int store_change_counter(Store *s, uint64_t *ret) {

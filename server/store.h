@@ -48,6 +48,13 @@ int store_remove(Store *s, const char *id);                         /* -ENOKEY *
 typedef int (*StoreListFunc)(const char *id, const char *hash, void *userdata);
 int store_list(Store *s, StoreListFunc f, void *userdata);
 
+/* Every version recorded as an X.509 certificate (its notAfter taken at write time, see
+ * cert-expiry.h), key by key in DB order: the key id, version id, status and notAfter in Unix
+ * seconds. Reads no version data. The callback's negative return stops the walk. */
+typedef int (*StoreCertFunc)(
+        const char *id, uint64_t version, VersionStatus status, int64_t not_after, void *userdata);
+int store_list_certificates(Store *s, StoreCertFunc f, void *userdata);
+
 /* Monotonic change counter: bumped by every add, update and remove, from any process using
  * the same database. Watchers compare it to learn that something changed. */
 int store_change_counter(Store *s, uint64_t *ret);

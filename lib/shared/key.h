@@ -71,6 +71,7 @@ typedef struct KeyVersion {
         size_t sealed_size;
         uint8_t *crypt;
         size_t crypt_size;
+        int64_t not_after; /* notAfter when data is an X.509 certificate (Unix seconds); 0: not one */
 } KeyVersion;
 
 typedef struct Key {

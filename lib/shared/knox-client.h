@@ -113,6 +113,9 @@ int knox_client_set_version_status(
 /* keyward's extensions. whoami returns the data object's JSON text. */
 int knox_client_whoami(KnoxClient *c, char **ret_json, KnoxError *err);
 int knox_client_revoke_token(KnoxClient *c, KnoxError *err);
+/* keywardd's GET /v0/certificates/expiring/?within=SECONDS: the readable keys whose primary
+ * certificate expires within the window, as the JSON array of the answer's data. */
+int knox_client_expiring(KnoxClient *c, uint64_t within_sec, char **ret_json, KnoxError *err);
 /* POST /v0/auth/login/ with user and password, sent without an Authorization header. rhost
  * (may be NULL) is, for an agent logging a person in, the address they came from (""
  * for a local login); keywardd heeds it only from a verified machine certificate. The

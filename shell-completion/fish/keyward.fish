@@ -2,7 +2,7 @@
 # fish completion for keyward(1). tests/integration/test-completion.sh checks the commands and
 # flags offered here against keyward's own help, so that they cannot drift apart.
 
-set -l commands register unregister keys get versions acl promote create add deactivate reactivate access delete login logout whoami status sync version help
+set -l commands register unregister keys get versions acl promote create add deactivate reactivate access delete login logout whoami expiring status sync version help
 
 function __keyward_registered_keys
         busctl --system call org.keyward.Agent1 /org/keyward/Agent1 org.keyward.Agent1 ListKeys 2>/dev/null |
@@ -39,6 +39,7 @@ complete -c keyward -n "not __fish_seen_subcommand_from $commands" -a delete -d 
 complete -c keyward -n "not __fish_seen_subcommand_from $commands" -a login -d 'get a user token with a password'
 complete -c keyward -n "not __fish_seen_subcommand_from $commands" -a logout -d 'revoke the user token'
 complete -c keyward -n "not __fish_seen_subcommand_from $commands" -a whoami -d 'show who the server thinks you are'
+complete -c keyward -n "not __fish_seen_subcommand_from $commands" -a expiring -d 'list keys whose certificate expires soon'
 complete -c keyward -n "not __fish_seen_subcommand_from $commands" -a status -d 'show the state of the local agent'
 complete -c keyward -n "not __fish_seen_subcommand_from $commands" -a sync -d 'make the agent fetch its keys now'
 complete -c keyward -n "not __fish_seen_subcommand_from $commands" -a version -d 'print the version of keyward'
@@ -78,5 +79,7 @@ complete -c keyward -n "__fish_seen_subcommand_from register" -l reader -x -a '(
 complete -c keyward -n "__fish_seen_subcommand_from register" -l unit -x -a '(__fish_systemctl_services 2>/dev/null)' -d 'systemd unit that may load the key'
 complete -c keyward -n "__fish_seen_subcommand_from register" -l credential -x -d 'credential name the unit asks for'
 complete -c keyward -n "__fish_seen_subcommand_from register" -l on-change -x -a 'none restart reload-or-restart' -d 'what to do to the units on rotation'
+
+complete -c keyward -n "__fish_seen_subcommand_from expiring" -l within -x -a '7d 30d 90d' -d 'window from now'
 
 complete -c keyward -n "__fish_seen_subcommand_from unregister" -a '(__keyward_registered_keys)'

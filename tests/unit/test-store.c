@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -1071,7 +1072,13 @@ static void test_future_version(void **state) {
         test_dir_make(&t);
         s = open_init(t.db);
         add_new(s, "k", 1, 1);
-        raw_exec(s, "PRAGMA user_version = 3");
+        {
+                char sql[64];
+
+                (void) snprintf(
+                        sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SQLITE_SCHEMA_VERSION + 1);
+                raw_exec(s, sql);
+        }
         s = store_free(s);
 
         s = open_store(t.db);
@@ -1079,10 +1086,105 @@ static void test_future_version(void **state) {
         assert_int_equal(store_change_counter(s, &c), -EPROTONOSUPPORT);
         assert_int_equal(store_get_hash(s, "k", (char[KEY_HASH_HEX_SIZE]){}), -EPROTONOSUPPORT);
         assert_int_equal(store_init(s), -EPROTONOSUPPORT);
-        assert_int_equal(raw_int(s, "PRAGMA user_version"), 3);
+        assert_int_equal(raw_int(s, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION + 1);
         assert_int_equal(raw_int(s, "SELECT count(*) FROM secrets"), 1);
         store_free(s);
 
+        test_dir_remove(&t);
+}
+
+typedef struct CertSeen {
+        char text[1024];
+} CertSeen;
+
+static int
+cert_collect(const char *id, uint64_t version, VersionStatus status, int64_t not_after, void *userdata) {
+        CertSeen *c = userdata;
+        size_t n = strlen(c->text);
+
+        (void) snprintf(
+                c->text + n,
+                sizeof(c->text) - n,
+                "%s/%" PRIu64 "/%s/%" PRId64 " ",
+                id,
+                version - ID_BASE,
+                version_status_to_string(status),
+                not_after);
+        return 0;
+}
+
+static const char *certs_of(Store *s, CertSeen *c) {
+        c->text[0] = '\0';
+        assert_int_equal(store_list_certificates(s, cert_collect, c), 0);
+        return c->text;
+}
+
+/* The notAfter of certificate versions goes in and out with the row, survives updates that
+ * know it, and is listed without reading versions; keys without any are not listed. */
+static void test_certificates(void **state) {
+        _cleanup_(key_freep) Key *k = make_key("cert", 3, 1), *plain = make_key("plain", 2, 2), *got = NULL;
+        CertSeen c;
+        TestDir t;
+        int64_t v;
+        Store *s;
+
+        test_dir_make(&t);
+        s = open_init(t.db);
+        k->versions[0].not_after = 1900000000; /* Primary */
+        k->versions[1].not_after = 1800000000; /* Active */
+        assert_int_equal(store_add(s, k), 0);
+        assert_int_equal(store_add(s, plain), 0);
+        assert_int_equal(raw_int(s, "SELECT not_after IS NULL FROM secrets WHERE id = 'plain'"), 1);
+        assert_string_equal(certs_of(s, &c), "cert/0/Primary/1900000000 cert/2/Active/1800000000 ");
+
+        assert_int_equal(store_get(s, "cert", &got, &v), 0);
+        assert_int_equal(got->versions[0].not_after, 1900000000);
+        assert_int_equal(got->versions[1].not_after, 1800000000);
+        assert_int_equal(got->versions[2].not_after, 0);
+
+        /* A status change through the record read back keeps the dates, with the new status. */
+        got->versions[1].status = VERSION_STATUS_INACTIVE;
+        assert_int_equal(store_update(s, got, v), 0);
+        assert_string_equal(certs_of(s, &c), "cert/0/Primary/1900000000 cert/2/Inactive/1800000000 ");
+
+        /* A broken column is derived data: skipped, never an error. */
+        raw_exec(s, "UPDATE secrets SET not_after = '[{\"id\":\"x\"}' WHERE id = 'cert'");
+        assert_string_equal(certs_of(s, &c), "");
+        got = key_free(got);
+        assert_int_equal(store_get(s, "cert", &got, NULL), 0);
+        assert_int_equal(got->versions[0].not_after, 0);
+
+        assert_int_equal(store_remove(s, "cert"), 0);
+        assert_string_equal(certs_of(s, &c), "");
+        store_free(s);
+        test_dir_remove(&t);
+}
+
+/* A version 2 database (before not_after) is migrated by store_init(), rows intact. */
+static void test_migrate_v2(void **state) {
+        _cleanup_(key_freep) Key *k = make_key("old", 2, 4), *n = make_key("new", 1, 5);
+        CertSeen c;
+        TestDir t;
+        Store *s;
+
+        test_dir_make(&t);
+        s = open_init(t.db);
+        assert_int_equal(store_add(s, k), 0);
+        raw_exec(
+                s,
+                "DROP INDEX secrets_not_after; ALTER TABLE secrets DROP COLUMN not_after; "
+                "PRAGMA user_version = 2");
+        s = store_free(s);
+
+        s = open_store(t.db);
+        assert_int_equal(store_get(s, "old", NULL, NULL), -ENOMEDIUM);
+        assert_int_equal(store_init(s), 0);
+        assert_int_equal(raw_int(s, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION);
+        assert_stored(s, k);
+        n->versions[0].not_after = 1700000000;
+        assert_int_equal(store_add(s, n), 0);
+        assert_string_equal(certs_of(s, &c), "new/0/Primary/1700000000 ");
+        store_free(s);
         test_dir_remove(&t);
 }
 
@@ -1145,24 +1247,16 @@ static void test_bad_records(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_open_errors),
-                cmocka_unit_test(test_file_uri_is_a_path),
-                cmocka_unit_test(test_init),
-                cmocka_unit_test(test_add_get),
-                cmocka_unit_test(test_list_order),
-                cmocka_unit_test(test_get_hash),
-                cmocka_unit_test(test_update),
-                cmocka_unit_test(test_two_connections),
-                cmocka_unit_test(test_threads_race),
-                cmocka_unit_test(test_remove),
-                cmocka_unit_test(test_change_counter),
-                cmocka_unit_test(test_tokens),
-                cmocka_unit_test(test_reopen),
-                cmocka_unit_test(test_kill9),
-                cmocka_unit_test(test_migrate_v1),
-                cmocka_unit_test(test_migrate_knox),
-                cmocka_unit_test(test_future_version),
-                cmocka_unit_test(test_bad_records),
+                cmocka_unit_test(test_open_errors),    cmocka_unit_test(test_file_uri_is_a_path),
+                cmocka_unit_test(test_init),           cmocka_unit_test(test_add_get),
+                cmocka_unit_test(test_list_order),     cmocka_unit_test(test_get_hash),
+                cmocka_unit_test(test_update),         cmocka_unit_test(test_two_connections),
+                cmocka_unit_test(test_threads_race),   cmocka_unit_test(test_remove),
+                cmocka_unit_test(test_change_counter), cmocka_unit_test(test_tokens),
+                cmocka_unit_test(test_reopen),         cmocka_unit_test(test_kill9),
+                cmocka_unit_test(test_migrate_v1),     cmocka_unit_test(test_migrate_knox),
+                cmocka_unit_test(test_future_version), cmocka_unit_test(test_bad_records),
+                cmocka_unit_test(test_certificates),   cmocka_unit_test(test_migrate_v2),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
