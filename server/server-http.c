@@ -34,6 +34,7 @@
 #include "server-api.h"
 #include "server-audit.h"
 #include "server-auth.h"
+#include "server-changes.h"
 #include "server-conn-limit.h"
 #include "server-login.h"
 #include "server-metrics.h"
@@ -42,7 +43,6 @@
 #include "server.h"
 #include "strv.h"
 
-#define WATCH_POLL_USEC (1 * USEC_PER_SEC)
 #define AUDIT_FLUSH_USEC 1000
 /* Knox's internal error (code 1, 500) for a request whose audit line cannot be written. */
 #define AUDIT_UNAVAILABLE_MESSAGE "audit log unavailable"
@@ -72,6 +72,7 @@ struct Worker {
         int notify_fd; /* eventfd: another worker wrote a key */
         struct event *notify_event;
         struct event *poll_event;
+        ChangeFeed *feed;          /* the store's change notifications (PostgreSQL), or NULL */
         struct event *flush_event; /* writes this worker's audit lines, AUDIT_FLUSH_USEC late */
         uint64_t change_counter;
         uint64_t token_sweep_usec; /* worker 0: when expired tokens were last dropped */
@@ -766,10 +767,43 @@ static void notify_cb(evutil_socket_t fd, short what, void *userdata) {
 }
 
 /* Writes by another process on the same database reach neither our eventfds nor our key
- * caches: poll the store's change counter once a second. */
+ * caches: look at the store's change counter, and if it moved, drop every cached key and
+ * look at every watch. */
+static void worker_poll_changes(Worker *w) {
+        uint64_t c;
+
+        if (store_change_counter(w->store, &c) < 0 || c == w->change_counter)
+                return;
+        w->change_counter = c;
+        atomic_fetch_add(&w->server->generation, 1);
+        worker_check_watches(w);
+}
+
+/* A write committed by any keywardd on the same PostgreSQL database (this one included),
+ * as the store's notification tells it: drop that key's cached copy and look at the
+ * watches. Counters arrive in commit order; one that skips a number (or a notification
+ * that names no key) means changes went unheard, and then everything is dropped. */
+static void worker_store_changed(const char *id, uint64_t counter, void *userdata) {
+        Worker *w = userdata;
+
+        if (!id || counter == 0) {
+                worker_poll_changes(w);
+                return;
+        }
+        if (counter <= w->change_counter)
+                return; /* the poll saw it first and dropped everything */
+        if (counter == w->change_counter + 1)
+                key_cache_forget(w->cache, id);
+        else
+                atomic_fetch_add(&w->server->generation, 1);
+        w->change_counter = counter;
+        worker_check_watches(w);
+}
+
+/* The poll runs every --poll-interval whether the notifications are up or not: it is how
+ * changes are seen while they are down, and the bound on how late they can be otherwise. */
 static void poll_cb(evutil_socket_t fd, short what, void *userdata) {
         Worker *w = userdata;
-        uint64_t c;
 
         /* Every login adds a token: the first worker drops those long expired, hourly. */
         if (w->index == 0 && now_usec_monotonic() - w->token_sweep_usec >= TOKEN_SWEEP_USEC) {
@@ -782,11 +816,7 @@ static void poll_cb(evutil_socket_t fd, short what, void *userdata) {
                         log_warning_errno(r, "Failed to drop expired user tokens: %m");
         }
 
-        if (store_change_counter(w->store, &c) < 0 || c == w->change_counter)
-                return;
-        w->change_counter = c;
-        atomic_fetch_add(&w->server->generation, 1);
-        worker_check_watches(w);
+        worker_poll_changes(w);
 }
 
 void server_notify_change(Server *s) {
@@ -1538,6 +1568,7 @@ static Worker *worker_free(Worker *w) {
                 event_free(w->notify_event);
         if (w->poll_event)
                 event_free(w->poll_event);
+        change_feed_free(w->feed);
         if (w->flush_event)
                 event_free(w->flush_event);
         if (w->resolve_event)
@@ -1553,7 +1584,10 @@ static Worker *worker_free(Worker *w) {
 
 static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Worker **ret) {
         const ServerConfig *c = s->config;
-        struct timeval poll_tv = {.tv_sec = WATCH_POLL_USEC / USEC_PER_SEC};
+        struct timeval poll_tv = {
+                .tv_sec = (time_t) (c->poll_interval_usec / USEC_PER_SEC),
+                .tv_usec = (suseconds_t) (c->poll_interval_usec % USEC_PER_SEC),
+        };
         struct timeval idle = {
                 .tv_sec = (time_t) (c->idle_timeout_usec / USEC_PER_SEC),
                 .tv_usec = (suseconds_t) (c->idle_timeout_usec % USEC_PER_SEC),
@@ -1608,6 +1642,11 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
             event_add(w->notify_event, NULL) < 0 || event_add(w->poll_event, &poll_tv) < 0) {
                 worker_free(w);
                 return -ENOMEM;
+        }
+        r = change_feed_new(w->base, c->db, worker_store_changed, w, &w->feed);
+        if (r < 0 && r != -EOPNOTSUPP) {
+                worker_free(w);
+                return log_error_errno(r, "Failed to set up the store's change notifications: %m");
         }
 
         evhttp_set_bevcb(w->http, make_bufferevent, w);

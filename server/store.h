@@ -52,6 +52,27 @@ int store_list(Store *s, StoreListFunc f, void *userdata);
  * the same database. Watchers compare it to learn that something changed. */
 int store_change_counter(Store *s, uint64_t *ret);
 
+/* Change notifications: a connection of its own that hears of every add, update and remove
+ * committed by any process on the same database, as it commits. PostgreSQL has them
+ * (LISTEN/NOTIFY); store_listener_new() fails with -EOPNOTSUPP for a backend that does not,
+ * whose users poll the change counter. The listener never blocks: the caller waits on its
+ * socket and calls back in. See docs/store.md. */
+typedef struct StoreListener StoreListener;
+/* One committed write: the key's id and the change counter the write set it to. id is NULL
+ * when the notification could not name the key (any key may have changed). */
+typedef void (*StoreChangeFunc)(const char *id, uint64_t counter, void *userdata);
+int store_listener_new(const char *url, StoreListener **ret);
+StoreListener *store_listener_free(StoreListener *l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(StoreListener *, store_listener_free);
+/* Start connecting, or go on with it: 1 once listening (wait for *ret_fd to be readable,
+ * then call store_listener_dispatch()), 0 while under way (wait for *ret_fd to be readable,
+ * or writable when *ret_write, and call again), negative when it failed (the connection is
+ * closed; call again later to start over). */
+int store_listener_connect(StoreListener *l, int *ret_fd, bool *ret_write);
+/* Read what arrived and call f once per change, in commit order. Negative when the
+ * connection is lost (it is closed; changes from then on are not heard of). */
+int store_listener_dispatch(StoreListener *l, StoreChangeFunc f, void *userdata);
+
 /* User tokens, stored only as SHA-256 of the token. */
 #define TOKEN_HASH_SIZE 32
 typedef struct TokenInfo {

@@ -1143,6 +1143,38 @@ static void test_bad_records(void **state) {
         test_dir_remove(&t);
 }
 
+static void test_change_notifications(void **state) {
+        StoreListener *l = NULL;
+        const char *id = NULL;
+        uint64_t c = 0;
+        char long_id[STORE_PG_NOTIFY_ID_MAX + 4];
+
+        /* SQLite has no notifications: its servers poll the counter. */
+        assert_int_equal(store_listener_new("/tmp/x.db", &l), -EOPNOTSUPP);
+        assert_null(l);
+
+        assert_int_equal(store_change_parse("42 my key", &id, &c), 0);
+        assert_string_equal(id, "my key");
+        assert_int_equal(c, 42);
+        assert_int_equal(store_change_parse("7", &id, &c), 0);
+        assert_null(id);
+        assert_int_equal(c, 7);
+        /* Anything else is refused, and the caller looks at the counter. */
+        assert_int_equal(store_change_parse("", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse("0 k", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse("1 ", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse(" 1 k", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse("+1 k", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse("1x k", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse("18446744073709551616 k", &id, &c), -EBADMSG);
+        memset(long_id, 'a', sizeof(long_id) - 1);
+        long_id[0] = '1';
+        long_id[1] = ' ';
+        long_id[sizeof(long_id) - 1] = '\0';
+        assert_int_equal(store_change_parse(long_id, &id, &c), -EBADMSG);
+        assert_int_equal(c, 7); /* untouched on failure */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open_errors),
@@ -1163,6 +1195,7 @@ int main(void) {
                 cmocka_unit_test(test_migrate_knox),
                 cmocka_unit_test(test_future_version),
                 cmocka_unit_test(test_bad_records),
+                cmocka_unit_test(test_change_notifications),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
