@@ -53,6 +53,10 @@ typedef struct StoreVTable {
         int (*update)(Store *s, const char *id, const StoreRecord *rec, int64_t expected_version);
         int (*remove)(Store *s, const char *id);
         int (*list)(Store *s, StoreListFunc f, void *userdata);
+        /* Keys with seq > after in seq order, at most max; *ret_next the last seq passed on
+         * (after when none). Returns how many. */
+        int (*list_page)(
+                Store *s, int64_t after, size_t max, StoreListFunc f, void *userdata, int64_t *ret_next);
         int (*change_counter)(Store *s, uint64_t *ret);
         int (*token_add)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], const StoreTokenRecord *t);
         int (*token_get)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], StoreTokenRecord *ret);

@@ -404,6 +404,41 @@ static int pg_list(Store *base, StoreListFunc f, void *userdata) {
         return 0;
 }
 
+static int
+pg_list_page(Store *base, int64_t after, size_t max, StoreListFunc f, void *userdata, int64_t *ret_next) {
+        PgStore *s = pg_store(base);
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char after_text[24], max_text[24];
+        int64_t next = after;
+        int r;
+
+        r = ensure_ready(s);
+        if (r < 0)
+                return r;
+        int64_text(after, after_text);
+        int64_text((int64_t) MIN(max, (size_t) INT32_MAX), max_text);
+        r =
+                pg_read(s,
+                        "listing keys",
+                        "SELECT id, version_hash, seq FROM secrets WHERE seq > $1 ORDER BY seq LIMIT $2",
+                        2,
+                        (const char *const[]){after_text, max_text},
+                        NULL,
+                        NULL,
+                        &res);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < PQntuples(res); i++) {
+                if (column_int64(res, i, 2, &next) < 0)
+                        return -EBADMSG;
+                r = f(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), userdata);
+                if (r < 0)
+                        return r;
+        }
+        *ret_next = next;
+        return PQntuples(res);
+}
+
 static int pg_change_counter(Store *base, uint64_t *ret) {
         PgStore *s = pg_store(base);
         _cleanup_pgresult_ PGresult *res = NULL;
@@ -549,6 +584,7 @@ static const StoreVTable pg_vtable = {
         .update = pg_update,
         .remove = pg_remove,
         .list = pg_list,
+        .list_page = pg_list_page,
         .change_counter = pg_change_counter,
         .token_add = pg_token_add,
         .token_get = pg_token_get,

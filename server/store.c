@@ -253,6 +253,17 @@ int store_list(Store *s, StoreListFunc f, void *userdata) {
         return s->vtable->list(s, f, userdata);
 }
 
+int store_list_page(
+        Store *s, int64_t after, size_t max, StoreListFunc f, void *userdata, int64_t *ret_next) {
+        assert_return(s, -EINVAL);
+        assert_return(f, -EINVAL);
+        assert_return(ret_next, -EINVAL);
+        assert_return(after >= 0, -EINVAL);
+        assert_return(max > 0 && max <= INT32_MAX, -EINVAL);
+
+        return s->vtable->list_page(s, after, max, f, userdata, ret_next);
+}
+
 int store_change_counter(Store *s, uint64_t *ret) {
         assert_return(s, -EINVAL);
         assert_return(ret, -EINVAL);

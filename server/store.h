@@ -47,6 +47,12 @@ int store_remove(Store *s, const char *id);                         /* -ENOKEY *
  * The callback must not use the same Store. */
 typedef int (*StoreListFunc)(const char *id, const char *hash, void *userdata);
 int store_list(Store *s, StoreListFunc f, void *userdata);
+/* The same list a page at a time, for answers written out as they are read: the keys after
+ * position after (0: from the start), at most max of them; *ret_next is where the next page
+ * starts. Returns how many keys f got: fewer than max means the end. Each page is a read of
+ * its own: a key added while the pages are read may be in a later one, a key removed may be
+ * gone; no key comes twice and the order is store_list()'s. */
+int store_list_page(Store *s, int64_t after, size_t max, StoreListFunc f, void *userdata, int64_t *ret_next);
 
 /* Monotonic change counter: bumped by every add, update and remove, from any process using
  * the same database. Watchers compare it to learn that something changed. */

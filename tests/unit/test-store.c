@@ -491,6 +491,31 @@ static void test_list_order(void **state) {
         /* ... and leaves the store usable. */
         assert_list(s, (const char *const[]){"c", "a", "d", NULL});
 
+        /* A page at a time: the same keys in the same order, each once. */
+        {
+                Listing pl = {};
+                int64_t next = 0, prev;
+
+                assert_int_equal(store_list_page(s, 0, 2, collect, &pl, &next), 2);
+                assert_true(next > 0);
+                prev = next;
+                /* A key added between pages comes in a later one, at its place. */
+                add_new(s, "e", 1, 7);
+                assert_int_equal(store_list_page(s, prev, 2, collect, &pl, &next), 2);
+                assert_true(next > prev);
+                prev = next;
+                assert_int_equal(store_list_page(s, prev, 2, collect, &pl, &next), 0);
+                assert_true(next == prev); /* the end: nothing more, and where it was */
+                assert_int_equal(strv_length(pl.ids), 4);
+                assert_string_equal(pl.ids[0], "c");
+                assert_string_equal(pl.ids[1], "a");
+                assert_string_equal(pl.ids[2], "d");
+                assert_string_equal(pl.ids[3], "e");
+                listing_done(&pl);
+                assert_int_equal(store_list_page(s, 0, 0, collect, &pl, &next), -EINVAL);
+                assert_int_equal(store_list_page(s, -1, 2, collect, &pl, &next), -EINVAL);
+        }
+
         store_free(s);
         test_dir_remove(&t);
 }
