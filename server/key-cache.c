@@ -55,6 +55,15 @@ void key_cache_put(KeyCache *c, Key *k, int64_t version, uint64_t generation) {
         *e = (Entry){.key = k, .version = version, .generation = generation};
 }
 
+void key_cache_forget(KeyCache *c, const char *id) {
+        Entry *e = &c->slots[slot_of(id)];
+
+        if (!e->key || !streq(e->key->id, id))
+                return;
+        key_free(e->key);
+        *e = (Entry){};
+}
+
 void key_cache_close(Key *k) {
         for (size_t i = 0; i < k->n_versions; i++)
                 k->versions[i].data = secret_free(k->versions[i].data);

@@ -5,7 +5,8 @@
  * need not read and parse the record again. It is direct-mapped and bounded, and any write
  * anywhere invalidates all of it: every entry remembers the generation it was read in, and
  * the server's generation moves on with every write (and when the store's change counter
- * shows a write by another process). Used by one thread. */
+ * shows a write by another process); a change another server announces drops that key's
+ * entry alone (key_cache_forget). Used by one thread. */
 
 #include <stdint.h>
 
@@ -26,6 +27,9 @@ Key *key_cache_get(KeyCache *c, const char *id, uint64_t generation, int64_t *re
 
 /* Take ownership of a record read in this generation. */
 void key_cache_put(KeyCache *c, Key *k, int64_t version, uint64_t generation);
+
+/* Drop the cached record of id, if there is one: another server changed that key. */
+void key_cache_forget(KeyCache *c, const char *id);
 
 /* Wipe and free the plaintext of every version of a cached key. */
 void key_cache_close(Key *k);

@@ -39,6 +39,7 @@
 #define DEFAULT_MAX_CONNECTIONS_PER_ADDRESS 256
 #define WATCH_MAX_SEC 300
 #define DEFAULT_LOGIN_TTL (8 * 3600 * USEC_PER_SEC)
+#define DEFAULT_POLL_INTERVAL (1 * USEC_PER_SEC)
 
 #define SERVER_ITEM(name, parser, field, metavar, help) \
         { "server", name, parser, offsetof(ServerConfig, field), help, metavar }
@@ -53,6 +54,7 @@
 #define LOG_LEVEL_EXPECT "one of debug, info, notice, warning, err"
 #define EXEMPT_EXPECT "an IPv4 or IPv6 address, or ADDRESS/PREFIX such as 10.0.0.0/8"
 #define LOGIN_TTL_EXPECT "a duration between 1s and 366d, e.g. 8h"
+#define POLL_INTERVAL_EXPECT "a duration between 10ms and 1d, e.g. 1s"
 
 /* Settings that are checked as they are read, so that a bad one in a config file is reported
  * with its file and line (config.c adds them, and the item's expect text). */
@@ -60,6 +62,7 @@ static int parse_default_acl(const ConfigItem *item, const char *value, void *da
 static int parse_log_level(const ConfigItem *item, const char *value, void *data);
 static int parse_exempt(const ConfigItem *item, const char *value, void *data);
 static int parse_login_ttl(const ConfigItem *item, const char *value, void *data);
+static int parse_poll_interval(const ConfigItem *item, const char *value, void *data);
 
 /* clang-format off */
 static const ConfigItem server_items[] = {
@@ -86,6 +89,7 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("idle-timeout",    config_parse_sec,      idle_timeout_usec, "TIME", "close connections idle or stalled this long (default: 60s)"),
         SERVER_ITEM("request-timeout", config_parse_sec,      request_timeout_usec, "TIME", "longest a client may take to send one request, idle time aside (default: 30s)"),
         SERVER_ITEM("max-watch",       config_parse_unsigned, max_watch_sec,     "SECONDS", "longest Prefer: wait a watch may hold (default and maximum: 300)"),
+        SERVER_ITEM_EXPECT("poll-interval", parse_poll_interval, poll_interval_usec, "TIME", "how often to look for writes by other servers on the same database when no notification told of them (default: 1s)", POLL_INTERVAL_EXPECT),
         SERVER_ITEM("ready-file",      config_parse_string,   ready_file,        "FILE", "write the bound addresses here once serving (for tests)"),
 };
 /* clang-format on */
@@ -186,6 +190,19 @@ static int parse_login_ttl(const ConfigItem *item, const char *value, void *data
         if (r < 0)
                 return r;
         if (usec < USEC_PER_SEC || usec > 366 * 24 * 3600 * USEC_PER_SEC)
+                return -ERANGE;
+        *(uint64_t *) data = usec;
+        return 0;
+}
+
+static int parse_poll_interval(const ConfigItem *item, const char *value, void *data) {
+        uint64_t usec;
+        int r;
+
+        r = config_parse_sec(item, value, &usec);
+        if (r < 0)
+                return r;
+        if (usec < 10 * USEC_PER_MSEC || usec > 24 * 3600 * USEC_PER_SEC)
                 return -ERANGE;
         *(uint64_t *) data = usec;
         return 0;
@@ -646,6 +663,7 @@ static int verb_serve(int argc, char **argv) {
                 .idle_timeout_usec = DEFAULT_IDLE_TIMEOUT,
                 .request_timeout_usec = DEFAULT_REQUEST_TIMEOUT,
                 .max_watch_sec = WATCH_MAX_SEC,
+                .poll_interval_usec = DEFAULT_POLL_INTERVAL,
                 .login_ttl_usec = DEFAULT_LOGIN_TTL,
         };
         Server s = {.config = &c};

@@ -10,6 +10,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -34,6 +35,7 @@
 #include "server-api.h"
 #include "server-audit.h"
 #include "server-auth.h"
+#include "server-changes.h"
 #include "server-conn-limit.h"
 #include "server-login.h"
 #include "server-metrics.h"
@@ -43,7 +45,6 @@
 #include "strv.h"
 #include "time-util.h"
 
-#define WATCH_POLL_USEC (1 * USEC_PER_SEC)
 #define AUDIT_FLUSH_USEC 1000
 /* Knox's internal error (code 1, 500) for a request whose audit line cannot be written. */
 #define AUDIT_UNAVAILABLE_MESSAGE "audit log unavailable"
@@ -73,6 +74,7 @@ struct Worker {
         int notify_fd; /* eventfd: another worker wrote a key */
         struct event *notify_event;
         struct event *poll_event;
+        ChangeFeed *feed;          /* the store's change notifications (PostgreSQL), or NULL */
         struct event *flush_event; /* writes this worker's audit lines, AUDIT_FLUSH_USEC late */
         uint64_t change_counter;
         uint64_t token_sweep_usec; /* worker 0: when expired tokens were last dropped */
@@ -753,10 +755,43 @@ static void notify_cb(evutil_socket_t fd, short what, void *userdata) {
 }
 
 /* Writes by another process on the same database reach neither our eventfds nor our key
- * caches: poll the store's change counter once a second. */
+ * caches: look at the store's change counter, and if it moved, drop every cached key and
+ * look at every watch. */
+static void worker_poll_changes(Worker *w) {
+        uint64_t c;
+
+        if (store_change_counter(w->store, &c) < 0 || c == w->change_counter)
+                return;
+        w->change_counter = c;
+        atomic_fetch_add(&w->server->generation, 1);
+        worker_check_watches(w);
+}
+
+/* A write committed by any keywardd on the same PostgreSQL database (this one included),
+ * as the store's notification tells it: drop that key's cached copy and look at the
+ * watches. Counters arrive in commit order; one that skips a number (or a notification
+ * that names no key) means changes went unheard, and then everything is dropped. */
+static void worker_store_changed(const char *id, uint64_t counter, void *userdata) {
+        Worker *w = userdata;
+
+        if (!id || counter == 0) {
+                worker_poll_changes(w);
+                return;
+        }
+        if (counter <= w->change_counter)
+                return; /* the poll saw it first and dropped everything */
+        if (counter == w->change_counter + 1)
+                key_cache_forget(w->cache, id);
+        else
+                atomic_fetch_add(&w->server->generation, 1);
+        w->change_counter = counter;
+        worker_check_watches(w);
+}
+
+/* The poll runs every --poll-interval whether the notifications are up or not: it is how
+ * changes are seen while they are down, and the bound on how late they can be otherwise. */
 static void poll_cb(evutil_socket_t fd, short what, void *userdata) {
         Worker *w = userdata;
-        uint64_t c;
 
         /* Every login adds a token: the first worker drops those long expired, hourly. */
         if (w->index == 0 && now_usec(CLOCK_MONOTONIC) - w->token_sweep_usec >= TOKEN_SWEEP_USEC) {
@@ -769,11 +804,7 @@ static void poll_cb(evutil_socket_t fd, short what, void *userdata) {
                         log_warning_errno(r, "Failed to drop expired user tokens: %m");
         }
 
-        if (store_change_counter(w->store, &c) < 0 || c == w->change_counter)
-                return;
-        w->change_counter = c;
-        atomic_fetch_add(&w->server->generation, 1);
-        worker_check_watches(w);
+        worker_poll_changes(w);
 }
 
 void server_notify_change(Server *s) {
@@ -1190,6 +1221,184 @@ static void worker_stop_logins(Worker *w) {
         }
 }
 
+/* ---- GET /v0/keys/: the whole list, written out as it is read ------------------------- */
+
+/* Keys read from the store per page; the next page is read when what was written of the
+ * last one has left the connection's output buffer, so a client that reads slowly (or not
+ * at all) holds one page of the list in keywardd, not the list. */
+#define LIST_PAGE_KEYS 1024
+
+typedef struct ListStream {
+        Worker *worker;
+        struct evhttp_request *req;
+        int64_t next; /* where the next page starts */
+        bool first;   /* no id written yet */
+} ListStream;
+
+static void list_stream_more_cb(struct evhttp_connection *evcon, void *userdata);
+
+typedef struct ListPage {
+        Buf *out;
+        bool *first;
+} ListPage;
+
+static int list_page_one(const char *id, const char *hash, void *userdata) {
+        ListPage *p = userdata;
+
+        if (!*p->first)
+                (void) buf_putc(p->out, ',');
+        *p->first = false;
+        return json_append_cstring(p->out, id);
+}
+
+/* Append the next page to out: 1 when it was the last one. */
+static int list_stream_page(ListStream *ls, Buf *out) {
+        ListPage p = {.out = out, .first = &ls->first};
+        int r;
+
+        r = store_list_page(ls->worker->store, ls->next, LIST_PAGE_KEYS, list_page_one, &p, &ls->next);
+        if (r < 0)
+                return r;
+        if (out->error < 0)
+                return out->error;
+        return r < LIST_PAGE_KEYS;
+}
+
+static void list_stream_free(ListStream *ls) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(ls->req);
+
+        if (evcon)
+                evhttp_connection_set_closecb(evcon, NULL, NULL);
+        free(ls);
+}
+
+/* Cut the answer short: the status went out long ago, so the client must see a broken
+ * chunked body, never a shorter list. evhttp frees the connection when it sees it shut. */
+static void list_stream_abort(ListStream *ls) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(ls->req);
+        struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+        int fd = bev ? bufferevent_getfd(bev) : -EBADF;
+
+        list_stream_free(ls);
+        if (fd >= 0)
+                (void) shutdown(fd, SHUT_RDWR);
+}
+
+static void list_stream_closed_cb(struct evhttp_connection *evcon, void *userdata) {
+        ListStream *ls = userdata;
+
+        /* The client went away (or stalled past the idle timeout) mid-list; libevent frees
+         * the request. */
+        log_debug("A client left before the end of the key list.");
+        free(ls);
+}
+
+/* Hand what out holds to the connection, with a callback for when it has drained. */
+static int list_stream_write(ListStream *ls, Buf *out, bool last) {
+        struct evbuffer *chunk = evbuffer_new();
+        struct evhttp_request *req = ls->req;
+        Conn *conn;
+
+        if (!chunk || evbuffer_add(chunk, out->data, out->len) < 0) {
+                if (chunk)
+                        evbuffer_free(chunk);
+                return -ENOMEM;
+        }
+        if (!last) {
+                evhttp_send_reply_chunk_with_cb(req, chunk, list_stream_more_cb, ls);
+                evbuffer_free(chunk);
+                return 0;
+        }
+        evhttp_send_reply_chunk(req, chunk);
+        evbuffer_free(chunk);
+        conn = request_conn(req, NULL);
+        list_stream_free(ls);
+        evhttp_send_reply_end(req);
+        if (conn)
+                conn_arm_deadline(conn);
+        return 0;
+}
+
+static void list_stream_more_cb(struct evhttp_connection *evcon, void *userdata) {
+        ListStream *ls = userdata;
+        _cleanup_buf_ Buf out = BUF_INIT;
+        int r;
+
+        r = list_stream_page(ls, &out);
+        if (r > 0) {
+                (void) buf_puts(&out, "]");
+                (void) knox_envelope_end(&out);
+        }
+        if (r >= 0 && out.error < 0)
+                r = out.error;
+        if (r >= 0)
+                r = list_stream_write(ls, &out, r > 0);
+        if (r < 0) {
+                log_error_errno(r, "Failed to list keys: %m");
+                metrics_store_error(ls->worker->server->metrics, ls->worker->index);
+                list_stream_abort(ls);
+        }
+}
+
+/* Answer x (GET /v0/keys/ without a query) with the list written out page by page: the
+ * same bytes as exchange_reply() would send, in chunked transfer encoding. 0 when x is not
+ * such a request or this is no time to stream (a stopping worker, a failing audit log):
+ * the caller answers it whole. */
+static int list_stream_start(Exchange *x) {
+        ApiResult res = API_RESULT_INIT;
+        _cleanup_buf_ Buf out = BUF_INIT;
+        struct evkeyvalq *h;
+        ListStream *ls;
+        int r;
+
+        /* HTTP/1.0 has no chunked encoding: its clients get the whole answer. */
+        if (x->match.route != API_ROUTE_GETKEYS || !streq(x->method, "GET") || x->query.n > 0 ||
+            x->req->major != 1 || x->req->minor < 1 || x->worker->stopping ||
+            audit_is_failing(x->worker->server->audit))
+                return 0;
+
+        ls = calloc(1, sizeof(ListStream));
+        if (!ls)
+                return 0;
+        *ls = (ListStream){.worker = x->worker, .req = x->req, .first = true};
+
+        /* The first page before the status: a store that fails now gets Knox's error. */
+        (void) knox_envelope_begin(&out, KNOX_OK, x->worker->server->hostname, now_nsec(CLOCK_REALTIME), "");
+        (void) buf_putc(&out, '[');
+        r = list_stream_page(ls, &out);
+        if (r > 0) {
+                (void) buf_putc(&out, ']');
+                (void) knox_envelope_end(&out);
+        }
+        if (r >= 0 && out.error < 0)
+                r = out.error;
+        if (r < 0) {
+                free(ls);
+                if (r == -ENOMEM)
+                        return 0; /* the whole answer would not fit either: the caller says so */
+                log_error_errno(r, "Failed to list keys: %m");
+                metrics_store_error(x->worker->server->metrics, x->worker->index);
+                reply_error(x, KNOX_INTERNAL_SERVER_ERROR, 500, "getkeys", "Failed to list keys");
+                return 1;
+        }
+
+        h = evhttp_request_get_output_headers(x->req);
+        evhttp_add_header(h, "Content-Type", "application/json");
+        evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+        evhttp_connection_set_closecb(evhttp_request_get_connection(x->req), list_stream_closed_cb, ls);
+        evhttp_send_reply_start(x->req, 200, "OK");
+
+        /* The audit line and the metrics, as exchange_reply() writes them for a list. */
+        res.code = KNOX_OK;
+        res.http_status = 200;
+        exchange_audit(x, &res, "getkeys");
+        api_result_done(&res);
+
+        if (list_stream_write(ls, &out, r > 0) < 0)
+                list_stream_abort(ls);
+        return 1;
+}
+
 /* ---- requests --------------------------------------------------------------------- */
 
 /* Parse the body as Go's ParseForm would for POST and PUT, then wipe libevent's copy. */
@@ -1403,6 +1612,10 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                 return;
         }
 
+        /* The whole list is written out as it is read. */
+        if (list_stream_start(&x) > 0)
+                return;
+
         r = api_handle(
                 &x.worker->api,
                 &(ApiRequest){
@@ -1533,6 +1746,7 @@ static Worker *worker_free(Worker *w) {
                 event_free(w->notify_event);
         if (w->poll_event)
                 event_free(w->poll_event);
+        change_feed_free(w->feed);
         if (w->flush_event)
                 event_free(w->flush_event);
         if (w->resolve_event)
@@ -1548,7 +1762,10 @@ static Worker *worker_free(Worker *w) {
 
 static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Worker **ret) {
         const ServerConfig *c = s->config;
-        struct timeval poll_tv = {.tv_sec = WATCH_POLL_USEC / USEC_PER_SEC};
+        struct timeval poll_tv = {
+                .tv_sec = (time_t) (c->poll_interval_usec / USEC_PER_SEC),
+                .tv_usec = (suseconds_t) (c->poll_interval_usec % USEC_PER_SEC),
+        };
         struct timeval idle = {
                 .tv_sec = (time_t) (c->idle_timeout_usec / USEC_PER_SEC),
                 .tv_usec = (suseconds_t) (c->idle_timeout_usec % USEC_PER_SEC),
@@ -1603,6 +1820,11 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
             event_add(w->notify_event, NULL) < 0 || event_add(w->poll_event, &poll_tv) < 0) {
                 worker_free(w);
                 return -ENOMEM;
+        }
+        r = change_feed_new(w->base, c->db, worker_store_changed, w, &w->feed);
+        if (r < 0 && r != -EOPNOTSUPP) {
+                worker_free(w);
+                return log_error_errno(r, "Failed to set up the store's change notifications: %m");
         }
 
         evhttp_set_bevcb(w->http, make_bufferevent, w);

@@ -36,7 +36,8 @@ typedef struct ServerConfig {
         uint64_t idle_timeout_usec;
         uint64_t request_timeout_usec;
         unsigned max_watch_sec;
-        char *ready_file; /* tests: written with "ADDR:PORT\n" lines once listening */
+        uint64_t poll_interval_usec; /* how often workers read the store's change counter */
+        char *ready_file;            /* tests: written with "ADDR:PORT\n" lines once listening */
         /* Answer requests even when their audit lines cannot be written. */
         bool audit_fail_open;
         /* /metrics lists keyward_certificate_not_after_seconds for every certificate version. */

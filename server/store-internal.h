@@ -57,6 +57,10 @@ typedef struct StoreVTable {
         /* Every row whose not_after column is not NULL: its id and that column. */
         int (*list_not_after)(
                 Store *s, int (*f)(const char *id, const char *not_after, void *userdata), void *userdata);
+        /* Keys with seq > after in seq order, at most max; *ret_next the last seq passed on
+         * (after when none). Returns how many. */
+        int (*list_page)(
+                Store *s, int64_t after, size_t max, StoreListFunc f, void *userdata, int64_t *ret_next);
         int (*change_counter)(Store *s, uint64_t *ret);
         int (*token_add)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], const StoreTokenRecord *t);
         int (*token_get)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], StoreTokenRecord *ret);
@@ -69,12 +73,35 @@ struct Store {
         const StoreVTable *vtable;
 };
 
+/* A backend's change listener starts with this. */
+typedef struct StoreListenerVTable {
+        void (*free)(StoreListener *l);
+        int (*connect)(StoreListener *l, int *ret_fd, bool *ret_write);
+        int (*dispatch)(StoreListener *l, StoreChangeFunc f, void *userdata);
+} StoreListenerVTable;
+
+struct StoreListener {
+        const StoreListenerVTable *vtable;
+};
+
+/* The channel PostgreSQL writes notify, and the longest key id a notification names:
+ * NOTIFY's payload holds less than 8000 bytes, and it also carries the counter. Longer ids
+ * (the schema refuses them anyway) are sent as the counter alone. */
+#define STORE_PG_CHANNEL "keyward_changes"
+#define STORE_PG_NOTIFY_ID_MAX 7900
+
+/* A change notification's payload, "<counter> <id>" or "<counter>" alone: the counter (a
+ * decimal above 0) in *ret_counter, the id (or NULL) in *ret_id, which points into payload.
+ * -EBADMSG for anything else (anyone who may connect can NOTIFY on the channel). */
+int store_change_parse(const char *payload, const char **ret_id, uint64_t *ret_counter);
+
 /* The SQLite backend (store-sqlite.c). path is a file name, created 0600 if absent. */
 int store_sqlite_open(const char *path, bool create, Store **ret);
 
 /* The PostgreSQL backend (store-postgres.c). url is a libpq connection URI; without create
  * the schema must be there (-ENOMEDIUM otherwise). */
 int store_postgres_open(const char *url, bool create, Store **ret);
+int store_postgres_listener_new(const char *url, StoreListener **ret);
 
 /* The schema version this build writes, and the SQLite handle of a SQLite store (NULL for
  * any other backend). For tests. */

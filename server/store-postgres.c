@@ -17,6 +17,8 @@
 #include "store-internal.h"
 
 #define PG_SCHEMA_VERSION 2
+#define PG_STR_(x) #x
+#define PG_STR(x) PG_STR_(x)
 
 typedef struct PgStore {
         Store store;
@@ -286,11 +288,16 @@ static int pg_get_hash(Store *base, const char *id, char ret[KEY_HASH_HEX_SIZE])
         return 0;
 }
 
-/* The row change and the counter's bump in one statement; rows come back only when the
- * change touched a row. */
-#define BUMP_IF(cte)                                                               \
-        " UPDATE keyward_meta SET value = value + 1 WHERE name = 'change_counter'" \
-        " AND EXISTS (SELECT 1 FROM " cte ") RETURNING value"
+/* The row change, the counter's bump and the notification in one statement; rows come
+ * back only when the change touched a row. The notification ("<counter> <id>", or the
+ * counter alone for an id too long for NOTIFY's payload) goes out when the statement's
+ * transaction commits, and not at all if it rolls back. The counter's row lock is held to
+ * the commit, so counters are notified in commit order. $1 is the key id. */
+#define BUMP_IF(cte)                                                                              \
+        ", bump AS (UPDATE keyward_meta SET value = value + 1 WHERE name = 'change_counter'"      \
+        " AND EXISTS (SELECT 1 FROM " cte ") RETURNING value)"                                    \
+        " SELECT value, pg_notify('" STORE_PG_CHANNEL "', CASE WHEN octet_length($1) <= " PG_STR( \
+                STORE_PG_NOTIFY_ID_MAX) " THEN value || ' ' || $1 ELSE value::text END) FROM bump"
 
 static int pg_add(Store *base, const char *id, const StoreRecord *rec) {
         PgStore *s = pg_store(base);
@@ -432,6 +439,41 @@ static int pg_list_not_after(
                         return r;
         }
         return 0;
+}
+
+static int
+pg_list_page(Store *base, int64_t after, size_t max, StoreListFunc f, void *userdata, int64_t *ret_next) {
+        PgStore *s = pg_store(base);
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char after_text[24], max_text[24];
+        int64_t next = after;
+        int r;
+
+        r = ensure_ready(s);
+        if (r < 0)
+                return r;
+        int64_text(after, after_text);
+        int64_text((int64_t) MIN(max, (size_t) INT32_MAX), max_text);
+        r =
+                pg_read(s,
+                        "listing keys",
+                        "SELECT id, version_hash, seq FROM secrets WHERE seq > $1 ORDER BY seq LIMIT $2",
+                        2,
+                        (const char *const[]){after_text, max_text},
+                        NULL,
+                        NULL,
+                        &res);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < PQntuples(res); i++) {
+                if (column_int64(res, i, 2, &next) < 0)
+                        return -EBADMSG;
+                r = f(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), userdata);
+                if (r < 0)
+                        return r;
+        }
+        *ret_next = next;
+        return PQntuples(res);
 }
 
 static int pg_change_counter(Store *base, uint64_t *ret) {
@@ -580,6 +622,7 @@ static const StoreVTable pg_vtable = {
         .remove = pg_remove,
         .list = pg_list,
         .list_not_after = pg_list_not_after,
+        .list_page = pg_list_page,
         .change_counter = pg_change_counter,
         .token_add = pg_token_add,
         .token_get = pg_token_get,
@@ -615,5 +658,168 @@ int store_postgres_open(const char *url, bool create, Store **ret) {
                 }
         }
         *ret = &s->store;
+        return 0;
+}
+
+/* ---- change notifications ---- */
+
+typedef enum PgListenState {
+        PG_LISTEN_IDLE,       /* no connection */
+        PG_LISTEN_CONNECTING, /* PQconnectPoll() under way */
+        PG_LISTEN_SENT,       /* LISTEN sent, its answer awaited */
+        PG_LISTEN_UP,
+} PgListenState;
+
+typedef struct PgListener {
+        StoreListener base;
+        char *url;
+        PGconn *conn;
+        PgListenState state;
+        PostgresPollingStatusType polling;
+} PgListener;
+
+static PgListener *pg_listener(StoreListener *l) {
+        return (PgListener *) l;
+}
+
+static void pg_listener_close(PgListener *l) {
+        if (l->conn)
+                PQfinish(l->conn);
+        l->conn = NULL;
+        l->state = PG_LISTEN_IDLE;
+}
+
+static void pg_listener_free(StoreListener *base) {
+        PgListener *l = pg_listener(base);
+
+        pg_listener_close(l);
+        free(l->url);
+        free(l);
+}
+
+static void pg_notice_ignore(void *arg, const char *message) {
+        log_debug("PostgreSQL (change listener): %s", message);
+}
+
+static int pg_listener_fail(PgListener *l, const char *what) {
+        log_debug("PostgreSQL: change listener: %s: %s", what, l->conn ? PQerrorMessage(l->conn) : "");
+        pg_listener_close(l);
+        return -ECONNRESET;
+}
+
+static int pg_listener_connect(StoreListener *base, int *ret_fd, bool *ret_write) {
+        PgListener *l = pg_listener(base);
+
+        if (l->state == PG_LISTEN_IDLE) {
+                /* Later keywords override what the URL says. Keepalives notice a peer that
+                 * vanished without closing the connection, which nothing else would. */
+                static const char *const keys[] = {
+                        "dbname",
+                        "application_name",
+                        "keepalives",
+                        "keepalives_idle",
+                        "keepalives_interval",
+                        "keepalives_count",
+                        "connect_timeout",
+                        NULL,
+                };
+                const char *const values[] = {l->url, "keywardd-listen", "1", "10", "5", "3", "10", NULL};
+
+                l->conn = PQconnectStartParams(keys, values, 1);
+                if (!l->conn)
+                        return -ENOMEM;
+                if (PQstatus(l->conn) == CONNECTION_BAD)
+                        return pg_listener_fail(l, "cannot start connecting");
+                (void) PQsetNoticeProcessor(l->conn, pg_notice_ignore, NULL);
+                l->state = PG_LISTEN_CONNECTING;
+                l->polling = PGRES_POLLING_WRITING; /* as libpq says to begin */
+        } else if (l->state == PG_LISTEN_CONNECTING) {
+                l->polling = PQconnectPoll(l->conn);
+                if (l->polling == PGRES_POLLING_FAILED)
+                        return pg_listener_fail(l, "cannot connect");
+                if (l->polling == PGRES_POLLING_OK) {
+                        if (PQsetnonblocking(l->conn, 1) < 0 ||
+                            !PQsendQuery(l->conn, "LISTEN " STORE_PG_CHANNEL) || PQflush(l->conn) < 0)
+                                return pg_listener_fail(l, "cannot send LISTEN");
+                        l->state = PG_LISTEN_SENT;
+                }
+        } else if (l->state == PG_LISTEN_SENT) {
+                PGresult *res;
+                bool ok = false;
+
+                if (!PQconsumeInput(l->conn))
+                        return pg_listener_fail(l, "LISTEN failed");
+                if (PQisBusy(l->conn))
+                        goto wait;
+                while ((res = PQgetResult(l->conn))) {
+                        ok = ok || PQresultStatus(res) == PGRES_COMMAND_OK;
+                        PQclear(res);
+                }
+                if (!ok)
+                        return pg_listener_fail(l, "LISTEN refused");
+                l->state = PG_LISTEN_UP;
+        }
+
+wait:
+        *ret_fd = PQsocket(l->conn);
+        if (*ret_fd < 0)
+                return pg_listener_fail(l, "no socket");
+        *ret_write = l->state == PG_LISTEN_CONNECTING && l->polling == PGRES_POLLING_WRITING;
+        return l->state == PG_LISTEN_UP;
+}
+
+static void pg_notification_pass(const char *payload, StoreChangeFunc f, void *userdata) {
+        const char *id;
+        uint64_t c;
+
+        /* Not ours (someone else wrote to the channel) is taken as "anything may have
+         * changed": it costs a look at the counter, never a change gone unheard. */
+        if (store_change_parse(payload, &id, &c) < 0) {
+                log_debug(
+                        "PostgreSQL: a change notification that is not keywardd's; looking at the counter.");
+                f(NULL, 0, userdata);
+                return;
+        }
+        f(id, c, userdata);
+}
+
+static int pg_listener_dispatch(StoreListener *base, StoreChangeFunc f, void *userdata) {
+        PgListener *l = pg_listener(base);
+        PGnotify *n;
+        bool lost;
+
+        if (l->state != PG_LISTEN_UP)
+                return -ENOTCONN;
+        /* What arrived before the connection broke is still passed on. */
+        lost = !PQconsumeInput(l->conn) || PQstatus(l->conn) == CONNECTION_BAD;
+        while ((n = PQnotifies(l->conn))) {
+                if (streq(n->relname, STORE_PG_CHANNEL))
+                        pg_notification_pass(n->extra, f, userdata);
+                PQfreemem(n);
+        }
+        if (lost)
+                return pg_listener_fail(l, "connection lost");
+        return 0;
+}
+
+static const StoreListenerVTable pg_listener_vtable = {
+        .free = pg_listener_free,
+        .connect = pg_listener_connect,
+        .dispatch = pg_listener_dispatch,
+};
+
+int store_postgres_listener_new(const char *url, StoreListener **ret) {
+        PgListener *l;
+
+        l = calloc(1, sizeof(PgListener));
+        if (!l)
+                return -ENOMEM;
+        l->base.vtable = &pg_listener_vtable;
+        l->url = strdup(url);
+        if (!l->url) {
+                free(l);
+                return -ENOMEM;
+        }
+        *ret = &l->base;
         return 0;
 }

@@ -79,6 +79,7 @@ typedef enum Stmt {
         STMT_REMOVE,
         STMT_LIST,
         STMT_LIST_NOT_AFTER,
+        STMT_LIST_PAGE,
         STMT_BUMP,
         STMT_COUNTER,
         STMT_TOKEN_ADD,
@@ -105,6 +106,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_REMOVE]       = "DELETE FROM secrets WHERE id = ?1",
         [STMT_LIST]         = "SELECT id, version_hash FROM secrets ORDER BY seq",
         [STMT_LIST_NOT_AFTER] = "SELECT id, not_after FROM secrets WHERE not_after IS NOT NULL ORDER BY seq",
+        [STMT_LIST_PAGE]    = "SELECT id, version_hash, seq FROM secrets WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         [STMT_BUMP]         = "UPDATE meta SET value = value + 1 WHERE name = 'change_counter'",
         [STMT_COUNTER]      = "SELECT value FROM meta WHERE name = 'change_counter'",
         [STMT_TOKEN_ADD]    = "INSERT INTO tokens (hash, \"user\", \"groups\", created, expires, revoked) "
@@ -683,6 +685,46 @@ static int sqlite_list_not_after(
         }
 }
 
+static int sqlite_list_page(
+        Store *base, int64_t after, size_t max, StoreListFunc f, void *userdata, int64_t *ret_next) {
+        SqliteStore *s = sqlite_store(base);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int64_t next = after;
+        int rc, r, n = 0;
+
+        r = ensure_ready(s);
+        if (r < 0)
+                return r;
+        r = stmt_get(s, STMT_LIST_PAGE, &st);
+        if (r < 0)
+                return r;
+        if (sqlite3_bind_int64(st, 1, after) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 2, (sqlite3_int64) max) != SQLITE_OK)
+                return -ENOMEM;
+
+        for (;;) {
+                const unsigned char *id, *hash;
+
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        break;
+                if (rc != SQLITE_ROW)
+                        return sqlite_fail(s, rc, "listing keys");
+
+                id = sqlite3_column_text(st, 0);
+                hash = sqlite3_column_text(st, 1);
+                if (!id || !hash)
+                        return -ENOMEM; /* both columns are NOT NULL */
+                next = sqlite3_column_int64(st, 2);
+                r = f((const char *) id, (const char *) hash, userdata);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        *ret_next = next;
+        return n;
+}
+
 static int sqlite_change_counter(Store *base, uint64_t *ret) {
         SqliteStore *s = sqlite_store(base);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -864,6 +906,7 @@ static const StoreVTable sqlite_vtable = {
         .remove         = sqlite_remove,
         .list           = sqlite_list,
         .list_not_after = sqlite_list_not_after,
+        .list_page      = sqlite_list_page,
         .change_counter = sqlite_change_counter,
         .token_add      = sqlite_token_add,
         .token_get      = sqlite_token_get,

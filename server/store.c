@@ -10,6 +10,7 @@
 #include "json-util.h"
 #include "knox-json.h"
 #include "log.h"
+#include "parse.h"
 #include "store-internal.h"
 #include "strv.h"
 #include "time-util.h"
@@ -353,11 +354,81 @@ int store_list_certificates(Store *s, StoreCertFunc f, void *userdata) {
         return s->vtable->list_not_after(s, cert_row, &w);
 }
 
+int store_list_page(
+        Store *s, int64_t after, size_t max, StoreListFunc f, void *userdata, int64_t *ret_next) {
+        assert_return(s, -EINVAL);
+        assert_return(f, -EINVAL);
+        assert_return(ret_next, -EINVAL);
+        assert_return(after >= 0, -EINVAL);
+        assert_return(max > 0 && max <= INT32_MAX, -EINVAL);
+
+        return s->vtable->list_page(s, after, max, f, userdata, ret_next);
+}
+
 int store_change_counter(Store *s, uint64_t *ret) {
         assert_return(s, -EINVAL);
         assert_return(ret, -EINVAL);
 
         return s->vtable->change_counter(s, ret);
+}
+
+static bool is_postgres_url(const char *url) {
+        return startswith(url, "postgresql://") || startswith(url, "postgres://");
+}
+
+int store_listener_new(const char *url, StoreListener **ret) {
+        assert_return(url, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        if (!is_postgres_url(url))
+                return -EOPNOTSUPP;
+        return store_postgres_listener_new(url, ret);
+}
+
+StoreListener *store_listener_free(StoreListener *l) {
+        if (l)
+                l->vtable->free(l);
+        return NULL;
+}
+
+int store_listener_connect(StoreListener *l, int *ret_fd, bool *ret_write) {
+        assert_return(l, -EINVAL);
+        assert_return(ret_fd, -EINVAL);
+        assert_return(ret_write, -EINVAL);
+
+        return l->vtable->connect(l, ret_fd, ret_write);
+}
+
+int store_listener_dispatch(StoreListener *l, StoreChangeFunc f, void *userdata) {
+        assert_return(l, -EINVAL);
+        assert_return(f, -EINVAL);
+
+        return l->vtable->dispatch(l, f, userdata);
+}
+
+int store_change_parse(const char *payload, const char **ret_id, uint64_t *ret_counter) {
+        const char *space;
+        char counter[21];
+        uint64_t c;
+        size_t n;
+
+        assert_return(payload, -EINVAL);
+        assert_return(ret_id, -EINVAL);
+        assert_return(ret_counter, -EINVAL);
+
+        space = strchr(payload, ' ');
+        n = space ? (size_t) (space - payload) : strlen(payload);
+        if (n == 0 || n >= sizeof(counter) || strspn(payload, "0123456789") != n)
+                return -EBADMSG;
+        memcpy(counter, payload, n);
+        counter[n] = '\0';
+        if (safe_atou64(counter, &c) < 0 || c == 0)
+                return -EBADMSG;
+        if (space && (isempty(space + 1) || strlen(space + 1) > STORE_PG_NOTIFY_ID_MAX))
+                return -EBADMSG;
+        *ret_id = space ? space + 1 : NULL;
+        *ret_counter = c;
+        return 0;
 }
 
 static int groups_to_json(char *const *groups, Buf *b) {

@@ -47,6 +47,12 @@ int store_remove(Store *s, const char *id);                         /* -ENOKEY *
  * The callback must not use the same Store. */
 typedef int (*StoreListFunc)(const char *id, const char *hash, void *userdata);
 int store_list(Store *s, StoreListFunc f, void *userdata);
+/* The same list a page at a time, for answers written out as they are read: the keys after
+ * position after (0: from the start), at most max of them; *ret_next is where the next page
+ * starts. Returns how many keys f got: fewer than max means the end. Each page is a read of
+ * its own: a key added while the pages are read may be in a later one, a key removed may be
+ * gone; no key comes twice and the order is store_list()'s. */
+int store_list_page(Store *s, int64_t after, size_t max, StoreListFunc f, void *userdata, int64_t *ret_next);
 
 /* Every version recorded as an X.509 certificate (its notAfter taken at write time, see
  * cert-expiry.h), key by key in DB order: the key id, version id, status and notAfter in Unix
@@ -58,6 +64,27 @@ int store_list_certificates(Store *s, StoreCertFunc f, void *userdata);
 /* Monotonic change counter: bumped by every add, update and remove, from any process using
  * the same database. Watchers compare it to learn that something changed. */
 int store_change_counter(Store *s, uint64_t *ret);
+
+/* Change notifications: a connection of its own that hears of every add, update and remove
+ * committed by any process on the same database, as it commits. PostgreSQL has them
+ * (LISTEN/NOTIFY); store_listener_new() fails with -EOPNOTSUPP for a backend that does not,
+ * whose users poll the change counter. The listener never blocks: the caller waits on its
+ * socket and calls back in. See docs/store.md. */
+typedef struct StoreListener StoreListener;
+/* One committed write: the key's id and the change counter the write set it to. id is NULL
+ * when the notification could not name the key (any key may have changed). */
+typedef void (*StoreChangeFunc)(const char *id, uint64_t counter, void *userdata);
+int store_listener_new(const char *url, StoreListener **ret);
+StoreListener *store_listener_free(StoreListener *l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(StoreListener *, store_listener_free);
+/* Start connecting, or go on with it: 1 once listening (wait for *ret_fd to be readable,
+ * then call store_listener_dispatch()), 0 while under way (wait for *ret_fd to be readable,
+ * or writable when *ret_write, and call again), negative when it failed (the connection is
+ * closed; call again later to start over). */
+int store_listener_connect(StoreListener *l, int *ret_fd, bool *ret_write);
+/* Read what arrived and call f once per change, in commit order. Negative when the
+ * connection is lost (it is closed; changes from then on are not heard of). */
+int store_listener_dispatch(StoreListener *l, StoreChangeFunc f, void *userdata);
 
 /* User tokens, stored only as SHA-256 of the token. */
 #define TOKEN_HASH_SIZE 32

@@ -82,11 +82,32 @@ static void test_many(void **state) {
         assert_non_null(key_cache_get(c, id, 7, NULL));
 }
 
+static void test_forget(void **state) {
+        _cleanup_(key_cache_freep) KeyCache *c = key_cache_new();
+        char other[32];
+
+        key_cache_put(c, make_key("a"), 1, 5);
+        /* An id sharing a's slot (or any other) that is not cached leaves a alone. */
+        key_cache_forget(c, "b");
+        for (int i = 0; i < 4 * KEY_CACHE_SLOTS; i++) {
+                snprintf(other, sizeof(other), "x%d", i);
+                key_cache_forget(c, other);
+        }
+        assert_non_null(key_cache_get(c, "a", 5, NULL));
+        /* Forgetting a drops it (freed: ASan checks), in this generation too. */
+        key_cache_forget(c, "a");
+        assert_null(key_cache_get(c, "a", 5, NULL));
+        key_cache_forget(c, "a");
+        key_cache_put(c, make_key("a"), 2, 5);
+        assert_non_null(key_cache_get(c, "a", 5, NULL));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_hit_and_generation),
                 cmocka_unit_test(test_replace_and_close),
                 cmocka_unit_test(test_many),
+                cmocka_unit_test(test_forget),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -492,6 +492,31 @@ static void test_list_order(void **state) {
         /* ... and leaves the store usable. */
         assert_list(s, (const char *const[]){"c", "a", "d", NULL});
 
+        /* A page at a time: the same keys in the same order, each once. */
+        {
+                Listing pl = {};
+                int64_t next = 0, prev;
+
+                assert_int_equal(store_list_page(s, 0, 2, collect, &pl, &next), 2);
+                assert_true(next > 0);
+                prev = next;
+                /* A key added between pages comes in a later one, at its place. */
+                add_new(s, "e", 1, 7);
+                assert_int_equal(store_list_page(s, prev, 2, collect, &pl, &next), 2);
+                assert_true(next > prev);
+                prev = next;
+                assert_int_equal(store_list_page(s, prev, 2, collect, &pl, &next), 0);
+                assert_true(next == prev); /* the end: nothing more, and where it was */
+                assert_int_equal(strv_length(pl.ids), 4);
+                assert_string_equal(pl.ids[0], "c");
+                assert_string_equal(pl.ids[1], "a");
+                assert_string_equal(pl.ids[2], "d");
+                assert_string_equal(pl.ids[3], "e");
+                listing_done(&pl);
+                assert_int_equal(store_list_page(s, 0, 0, collect, &pl, &next), -EINVAL);
+                assert_int_equal(store_list_page(s, -1, 2, collect, &pl, &next), -EINVAL);
+        }
+
         store_free(s);
         test_dir_remove(&t);
 }
@@ -1245,18 +1270,61 @@ static void test_bad_records(void **state) {
         test_dir_remove(&t);
 }
 
+static void test_change_notifications(void **state) {
+        StoreListener *l = NULL;
+        const char *id = NULL;
+        uint64_t c = 0;
+        char long_id[STORE_PG_NOTIFY_ID_MAX + 4];
+
+        /* SQLite has no notifications: its servers poll the counter. */
+        assert_int_equal(store_listener_new("/tmp/x.db", &l), -EOPNOTSUPP);
+        assert_null(l);
+
+        assert_int_equal(store_change_parse("42 my key", &id, &c), 0);
+        assert_string_equal(id, "my key");
+        assert_int_equal(c, 42);
+        assert_int_equal(store_change_parse("7", &id, &c), 0);
+        assert_null(id);
+        assert_int_equal(c, 7);
+        /* Anything else is refused, and the caller looks at the counter. */
+        assert_int_equal(store_change_parse("", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse("0 k", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse("1 ", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse(" 1 k", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse("+1 k", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse("1x k", &id, &c), -EBADMSG);
+        assert_int_equal(store_change_parse("18446744073709551616 k", &id, &c), -EBADMSG);
+        memset(long_id, 'a', sizeof(long_id) - 1);
+        long_id[0] = '1';
+        long_id[1] = ' ';
+        long_id[sizeof(long_id) - 1] = '\0';
+        assert_int_equal(store_change_parse(long_id, &id, &c), -EBADMSG);
+        assert_int_equal(c, 7); /* untouched on failure */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_open_errors),    cmocka_unit_test(test_file_uri_is_a_path),
-                cmocka_unit_test(test_init),           cmocka_unit_test(test_add_get),
-                cmocka_unit_test(test_list_order),     cmocka_unit_test(test_get_hash),
-                cmocka_unit_test(test_update),         cmocka_unit_test(test_two_connections),
-                cmocka_unit_test(test_threads_race),   cmocka_unit_test(test_remove),
-                cmocka_unit_test(test_change_counter), cmocka_unit_test(test_tokens),
-                cmocka_unit_test(test_reopen),         cmocka_unit_test(test_kill9),
-                cmocka_unit_test(test_migrate_v1),     cmocka_unit_test(test_migrate_knox),
-                cmocka_unit_test(test_future_version), cmocka_unit_test(test_bad_records),
-                cmocka_unit_test(test_certificates),   cmocka_unit_test(test_migrate_v2),
+                cmocka_unit_test(test_open_errors),
+                cmocka_unit_test(test_file_uri_is_a_path),
+                cmocka_unit_test(test_init),
+                cmocka_unit_test(test_add_get),
+                cmocka_unit_test(test_list_order),
+                cmocka_unit_test(test_get_hash),
+                cmocka_unit_test(test_update),
+                cmocka_unit_test(test_two_connections),
+                cmocka_unit_test(test_threads_race),
+                cmocka_unit_test(test_remove),
+                cmocka_unit_test(test_change_counter),
+                cmocka_unit_test(test_tokens),
+                cmocka_unit_test(test_reopen),
+                cmocka_unit_test(test_kill9),
+                cmocka_unit_test(test_migrate_v1),
+                cmocka_unit_test(test_migrate_knox),
+                cmocka_unit_test(test_future_version),
+                cmocka_unit_test(test_bad_records),
+                cmocka_unit_test(test_certificates),
+                cmocka_unit_test(test_migrate_v2),
+                cmocka_unit_test(test_change_notifications),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
