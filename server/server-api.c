@@ -707,6 +707,7 @@ static int handle_putaccess(const Api *api, const ApiRequest *req, ApiResult *re
         if (acl_validate(&k->acl, &msg) < 0)
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "%s", msg);
 
+        (void) cryptor_reseal_key(api->cryptor, k, NULL); /* written under the newest master key */
         r = store_update(api->store, k, version);
         if (r < 0)
                 return store_error(res, "update", k->id, r);
@@ -768,6 +769,7 @@ static int handle_postversion(const Api *api, const ApiRequest *req, ApiResult *
                 return r;
         }
 
+        (void) cryptor_reseal_key(api->cryptor, k, NULL); /* written under the newest master key */
         r = store_update(api->store, k, version);
         if (r < 0)
                 return store_error(res, "update", k->id, r);
@@ -824,6 +826,7 @@ static int handle_putversion(const Api *api, const ApiRequest *req, ApiResult *r
         if (r < 0)
                 return api_result_error(res, KNOX_BAD_REQUEST_DATA, "%s", msg);
 
+        (void) cryptor_reseal_key(api->cryptor, k, NULL); /* written under the newest master key */
         r = store_update(api->store, k, version);
         if (r < 0)
                 return store_error(res, "update", k->id, r);

@@ -573,6 +573,50 @@ finish:
         return r;
 }
 
+int cryptor_reseal_key(const Cryptor *c, Key *k, size_t *ret_failed) {
+        size_t failed = 0;
+        int n = 0;
+
+        assert_return(c, -EINVAL);
+        assert_return(k, -EINVAL);
+
+        for (size_t i = 0; i < k->n_versions; i++) {
+                KeyVersion *v = k->versions + i;
+                Secret *s = NULL;
+                uint8_t *sealed, *crypt;
+                size_t sealed_size;
+                int r;
+
+                if (cryptor_sealed_by_current(c, v) || !v->sealed)
+                        continue;
+                r = open_into(c, k->id, v, &s);
+                if (r >= 0) {
+                        /* Sealed from a copy of v holding the plaintext; v keeps its data. */
+                        KeyVersion t = *v;
+
+                        t.data = s;
+                        r = seal_into(c, k->id, &t, &sealed, &sealed_size, &crypt);
+                        secret_free(s);
+                }
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        failed++;
+                        continue;
+                }
+                erase_and_free(v->sealed, v->sealed_size);
+                erase_and_free(v->crypt, v->crypt_size);
+                v->sealed = sealed;
+                v->sealed_size = sealed_size;
+                v->crypt = crypt;
+                v->crypt_size = CRYPTOR_CRYPT_SIZE_V1;
+                n++;
+        }
+        if (ret_failed)
+                *ret_failed = failed;
+        return n;
+}
+
 int cryptor_derive_key(const Cryptor *c, const char *info, void *ret, size_t size) {
         EVP_PKEY_CTX *ctx;
         size_t n = size;

@@ -70,6 +70,13 @@ int cryptor_open_version(const Cryptor *c, const char *key_id, KeyVersion *v);
 int cryptor_seal_key(const Cryptor *c, Key *k);
 int cryptor_open_key(const Cryptor *c, Key *k);
 
+/* Seal again under the current key every version of k that is under another one (opening
+ * it with that key; the plaintext is wiped at once). A version that no key of c opens is
+ * left as it is and counted in *ret_failed (may be NULL). Returns how many were re-sealed.
+ * keywardd's writes call it, so that a key written while a rekey runs is written under the
+ * new key whatever it was read under. */
+int cryptor_reseal_key(const Cryptor *c, Key *k, size_t *ret_failed);
+
 /* HKDF-SHA256 (no salt) of the master key with info into size bytes at ret: a key for another
  * purpose (the audit log's checkpoints) that only holders of the master key can make. */
 int cryptor_derive_key(const Cryptor *c, const char *info, void *ret, size_t size);

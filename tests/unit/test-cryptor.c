@@ -770,6 +770,49 @@ static void test_old_keys(_unused_ void **state) {
         key_version_done(&v0);
 }
 
+/* A key read under old master keys is written under the current one: what c opens is
+ * sealed again, what it cannot open is left as it was and counted. */
+static void test_reseal_key(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *old = NULL, *stranger = NULL, *cur = NULL, *cur_alone = NULL;
+        _cleanup_(key_freep) Key *k = NULL;
+        uint8_t new_key[32], other_key[32];
+        size_t failed = 99;
+
+        memcpy(new_key, key32, sizeof(new_key));
+        new_key[0] ^= 1;
+        memcpy(other_key, key32, sizeof(other_key));
+        other_key[1] ^= 1;
+        assert_int_equal(cryptor_new(key32, 32, &old), 0);
+        assert_int_equal(cryptor_new(other_key, 32, &stranger), 0);
+        assert_int_equal(cryptor_new(new_key, 32, &cur), 0);
+        assert_int_equal(cryptor_add_old_key(cur, key32, 32), 0);
+        assert_int_equal(cryptor_new(new_key, 32, &cur_alone), 0);
+
+        k = make_key("reseal:key", 3);
+        assert_int_equal(cryptor_seal_key(old, k), 0);
+        assert_int_equal(cryptor_seal_version(stranger, k->id, k->versions + 2), 0);
+        for (size_t i = 0; i < k->n_versions; i++)
+                version_drop_data(k->versions + i);
+
+        assert_int_equal(cryptor_reseal_key(cur, k, &failed), 2);
+        assert_int_equal(failed, 1);
+        assert_true(cryptor_sealed_by_current(cur, k->versions + 0));
+        assert_true(cryptor_sealed_by_current(cur, k->versions + 1));
+        assert_false(cryptor_sealed_by_current(cur, k->versions + 2));
+        for (size_t i = 0; i < k->n_versions; i++)
+                assert_null(k->versions[i].data); /* no plaintext left behind */
+
+        /* Nothing more to do the second time. */
+        assert_int_equal(cryptor_reseal_key(cur, k, &failed), 0);
+        assert_int_equal(failed, 1);
+
+        assert_int_equal(cryptor_open_version(cur_alone, k->id, k->versions + 0), 0);
+        assert_int_equal(cryptor_open_version(cur_alone, k->id, k->versions + 1), 0);
+        assert_int_equal(cryptor_open_version(cur_alone, k->id, k->versions + 2), -ENOKEY);
+        assert_int_equal(cryptor_open_version(stranger, k->id, k->versions + 2), 0);
+        assert_key_data(k);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_associated_data),
@@ -781,6 +824,7 @@ int main(void) {
                 cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_fresh_nonce),
                 cmocka_unit_test(test_old_keys),
+                cmocka_unit_test(test_reseal_key),
                 cmocka_unit_test(test_new),
                 cmocka_unit_test(test_key),
                 cmocka_unit_test(test_threads),
