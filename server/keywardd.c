@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "key.h"
+#include "keyholder.h"
 #include "log.h"
 #include "master-key.h"
 #include "parse.h"
@@ -526,15 +527,12 @@ finish:
         return r > 0 ? 0 : r;
 }
 
-/* The audit log's checkpoints are keyed from the master key: only its holders can seal. */
-static int audit_key_set(Server *s) {
-        uint8_t key[AUDIT_CHECKPOINT_KEY_SIZE];
+/* The audit log's checkpoints are keyed from the master key: only its holders can seal. The
+ * key holder derived the key when it started. */
+static int audit_key_set(Server *s, KeyHolder *kh) {
         int r;
 
-        r = cryptor_derive_key(s->cryptor, AUDIT_CHECKPOINT_KEY_INFO, key, sizeof(key));
-        if (r >= 0)
-                r = audit_set_checkpoint_key(s->audit, key);
-        explicit_bzero(key, sizeof(key));
+        r = audit_set_checkpoint_key(s->audit, keyholder_audit_key(kh));
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the audit log's checkpoint key: %m");
         return 0;
@@ -604,6 +602,7 @@ static int verb_serve(int argc, char **argv) {
                 .login_ttl_usec = DEFAULT_LOGIN_TTL,
         };
         Server s = {.config = &c};
+        KeyHolder *keyholder = NULL;
         char host[256];
         long ncpu;
         int r;
@@ -679,17 +678,16 @@ static int verb_serve(int argc, char **argv) {
         r = check_master_key_credential(c.master_key);
         if (r < 0)
                 goto finish;
-        r = master_key_load(c.master_key, &s.cryptor);
-        if (r < 0)
-                goto finish;
         STRV_FOREACH(k, c.old_master_key) {
                 r = check_master_key_credential(*k);
                 if (r < 0)
                         goto finish;
-                r = master_key_add_old(s.cryptor, *k);
-                if (r < 0)
-                        goto finish;
         }
+        /* The master key is loaded by the key holder only, never in this process. */
+        r = keyholder_start(c.master_key, c.old_master_key, &keyholder);
+        if (r < 0)
+                goto finish;
+        s.cryptor = keyholder_cryptor(keyholder);
         if (c.old_master_key)
                 log_info(
                         "Reading with %zu old master key(s) too; new versions are sealed under --master-key.",
@@ -749,7 +747,7 @@ static int verb_serve(int argc, char **argv) {
                 log_error_errno(r, "Failed to open the audit log '%s': %m", strna(c.audit_log));
                 goto finish;
         }
-        r = audit_key_set(&s);
+        r = audit_key_set(&s, keyholder);
         if (r < 0)
                 goto finish;
         if (c.audit_fail_open)
@@ -762,10 +760,13 @@ static int verb_serve(int argc, char **argv) {
         }
 
         r = server_run(&s);
+        if (r >= 0 && keyholder_failed(keyholder))
+                r = -ECHILD; /* logged when it happened: exit 1, systemd restarts keywardd */
 
 finish:
         free(s.hostname);
-        cryptor_free(s.cryptor);
+        s.cryptor = NULL; /* the key holder's */
+        keyholder = keyholder_free(keyholder);
         acl_done(&s.default_acl);
         SSL_CTX_free(atomic_load(&s.ssl_ctx));
         for (size_t i = 0; i < s.n_retired_ctx; i++)

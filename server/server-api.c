@@ -561,7 +561,18 @@ static int handle_getkey(const Api *api, const ApiRequest *req, ApiResult *res) 
                 return r;
         k = rk.key;
 
-        /* Knox decrypts before it authorizes; only the versions to be returned are opened. */
+        if (!authorized(req, k, ACCESS_READ))
+                return api_result_error(
+                        res,
+                        KNOX_UNAUTHORIZED,
+                        "Principal %s not authorized to read %s",
+                        default_principal_id(req),
+                        k->id);
+
+        /* Only the versions to be returned are opened, and only for a caller allowed to read
+         * them: Knox decrypts first, which differs only when a version cannot be opened (an
+         * unauthorized caller then gets Knox's "not authorized", not "Failed to decrypt"), and
+         * would let any caller make the key holder open every version. */
         for (size_t i = 0; i < k->n_versions; i++) {
                 if (k->versions[i].status > max)
                         continue;
@@ -575,14 +586,6 @@ static int handle_getkey(const Api *api, const ApiRequest *req, ApiResult *res) 
                         return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to decrypt key");
                 }
         }
-
-        if (!authorized(req, k, ACCESS_READ))
-                return api_result_error(
-                        res,
-                        KNOX_UNAUTHORIZED,
-                        "Principal %s not authorized to read %s",
-                        default_principal_id(req),
-                        k->id);
 
         r = knox_key_json_append(&res->data, k, max, false);
         if (r < 0)

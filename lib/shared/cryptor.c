@@ -27,6 +27,7 @@ struct Cryptor {
         EVP_CIPHER *cipher;
         uint64_t serial; /* names this cryptor's key in the thread contexts; never reused */
         uint8_t id[CRYPTOR_KEY_ID_SIZE];
+        const CryptorRemote *remote; /* the key is elsewhere: key and cipher are NULL */
         /* Older master keys, for opening only (each a Cryptor with no older keys itself). */
         Cryptor **old;
         size_t n_old;
@@ -162,6 +163,22 @@ int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
         return 0;
 }
 
+int cryptor_new_remote(
+        const CryptorRemote *remote, const uint8_t id[static CRYPTOR_KEY_ID_SIZE], Cryptor **ret) {
+        Cryptor *c;
+
+        assert_return(remote && remote->open && remote->seal, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        c = calloc(1, sizeof(Cryptor));
+        if (!c)
+                return -ENOMEM;
+        c->remote = remote;
+        memcpy(c->id, id, CRYPTOR_KEY_ID_SIZE);
+        *ret = c;
+        return 0;
+}
+
 static const Cryptor *cryptor_by_id(const Cryptor *c, const uint8_t id[static CRYPTOR_KEY_ID_SIZE]) {
         if (memcmp(c->id, id, CRYPTOR_KEY_ID_SIZE) == 0)
                 return c;
@@ -178,6 +195,8 @@ int cryptor_add_old_key(Cryptor *c, const void *master_key, size_t size) {
 
         assert_return(c, -EINVAL);
 
+        if (c->remote)
+                return -EOPNOTSUPP;
         r = cryptor_new(master_key, size, &o);
         if (r < 0)
                 return r;
@@ -308,6 +327,9 @@ static int seal_into(
 
         if (!key_id || !v->data)
                 return -EINVAL;
+        if (c->remote)
+                return c->remote->seal(
+                        c->remote->userdata, key_id, v, ret_sealed, ret_sealed_size, ret_crypt);
         n = v->data->size;
         key_id_len = strlen(key_id);
         r = check_sizes(n, key_id_len);
@@ -415,6 +437,8 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
 
         if (!key_id)
                 return -EINVAL;
+        if (c->remote)
+                return c->remote->open(c->remote->userdata, key_id, v, ret);
 
         /* Knox checks the version byte before anything else. */
         if (!v->crypt || v->crypt_size < 1)
@@ -626,6 +650,8 @@ int cryptor_derive_key(const Cryptor *c, const char *info, void *ret, size_t siz
         assert_return(info, -EINVAL);
         assert_return(ret, -EINVAL);
 
+        if (c->remote)
+                return -EOPNOTSUPP;
         ERR_clear_error();
         ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
         if (!ctx)

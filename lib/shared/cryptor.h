@@ -35,6 +35,24 @@ int cryptor_new(const void *master_key, size_t size, Cryptor **ret);
 Cryptor *cryptor_free(Cryptor *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Cryptor *, cryptor_free);
 
+/* A cryptor whose master key lives in another process (keywardd's key holder): seal and
+ * open are handed to remote, which answers as cryptor_seal_version()/open_version() would
+ * (seal: the version 1 form). id is the current key's id. remote must outlive the cryptor;
+ * cryptor_derive_key() and cryptor_add_old_key() are -EOPNOTSUPP on it. */
+typedef struct CryptorRemote {
+        int (*open)(void *userdata, const char *key_id, const KeyVersion *v, Secret **ret);
+        int (*seal)(
+                void *userdata,
+                const char *key_id,
+                const KeyVersion *v,
+                uint8_t **ret_sealed,
+                size_t *ret_sealed_size,
+                uint8_t **ret_crypt);
+        void *userdata;
+} CryptorRemote;
+int cryptor_new_remote(
+        const CryptorRemote *remote, const uint8_t id[static CRYPTOR_KEY_ID_SIZE], Cryptor **ret);
+
 /* Add an older master key that c opens versions with but never seals with (during a rekey).
  * Call before c is shared between threads. -EINVAL for a bad size, -EEXIST for a key c
  * already has (its current one included). */
