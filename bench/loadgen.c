@@ -22,7 +22,8 @@
  *   requests= errors= seconds= rps= p50_us= p99_us= max_us= client_cpu= [server_cpu= per_core_s=]
  *   [handshakes= resumed=]
  * server_cpu is the CPU time the process --server-pid used during the measured requests
- * (all its threads, from each /proc/PID/task/TID/schedstat), per_core_s = requests / server_cpu.
+ * (all its threads and its children's, from each /proc/PID/task/TID/schedstat), per_core_s =
+ * requests / server_cpu.
  * Watch mode prints rounds= errors= p50_us= p99_us= max_us= (writer's request to watcher's
  * answer), ack_p50_us= ack_p99_us= (the writer's own answer) and after_ack_p50_us=
  * after_ack_p99_us= (watcher's answer minus writer's answer; negative when it came first). */
@@ -132,16 +133,14 @@ static double client_cpu(void) {
                 (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
 }
 
-/* CPU time of every thread of the server, in ns (schedstat's first field). */
-static uint64_t server_cpu_ns(void) {
+/* CPU time of every thread of process pid, in ns (schedstat's first field). */
+static uint64_t process_cpu_ns(int pid) {
         char path[64];
         struct dirent *de;
         uint64_t sum = 0;
         DIR *d;
 
-        if (B.server_pid <= 0)
-                return 0;
-        (void) snprintf(path, sizeof(path), "/proc/%d/task", B.server_pid);
+        (void) snprintf(path, sizeof(path), "/proc/%d/task", pid);
         d = opendir(path);
         if (!d)
                 return 0;
@@ -152,7 +151,7 @@ static uint64_t server_cpu_ns(void) {
 
                 if (de->d_name[0] == '.')
                         continue;
-                (void) snprintf(p, sizeof(p), "/proc/%d/task/%s/schedstat", B.server_pid, de->d_name);
+                (void) snprintf(p, sizeof(p), "/proc/%d/task/%s/schedstat", pid, de->d_name);
                 f = fopen(p, "re");
                 if (!f)
                         continue;
@@ -161,6 +160,27 @@ static uint64_t server_cpu_ns(void) {
                 fclose(f);
         }
         closedir(d);
+        return sum;
+}
+
+/* CPU time of the server: every thread, and its children's (keywardd's key holder does the
+ * sealing and opening), in ns. */
+static uint64_t server_cpu_ns(void) {
+        char path[64];
+        uint64_t sum;
+        int child;
+        FILE *f;
+
+        if (B.server_pid <= 0)
+                return 0;
+        sum = process_cpu_ns(B.server_pid);
+        (void) snprintf(path, sizeof(path), "/proc/%d/task/%d/children", B.server_pid, B.server_pid);
+        f = fopen(path, "re");
+        if (!f)
+                return sum;
+        while (fscanf(f, "%d", &child) == 1)
+                sum += process_cpu_ns(child);
+        fclose(f);
         return sum;
 }
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <openssl/sha.h>
 #include <signal.h>
@@ -14,9 +15,11 @@
 
 #include "config.h"
 #include "key.h"
+#include "keyholder.h"
 #include "log.h"
 #include "master-key.h"
 #include "parse.h"
+#include "rekey.h"
 #include "secret.h"
 #include "audit-verify.h"
 #include "server-audit.h"
@@ -72,6 +75,7 @@ static const ConfigItem server_items[] = {
         SERVER_ITEM("client-ca",       config_parse_string,   client_ca,         "FILE", "CA certificates that client certificates must chain to"),
         SERVER_ITEM("db",              config_parse_string,   db,                "DB", "SQLite file, or postgresql:// URI"),
         SERVER_ITEM("master-key",      config_parse_string,   master_key,        "MK", "master key: FILE, credential:NAME or pkcs11: URI"),
+        SERVER_ITEM("old-master-key",  config_parse_strv,     old_master_key,    "MK", "an older master key, to read what it sealed while 'keywardd rekey' runs (repeatable)"),
         SERVER_ITEM("audit-log",       config_parse_string,   audit_log,         "PATH|-|journal", "where audit lines go (default: journal when stderr is the journal, else -)"),
         SERVER_ITEM("audit-fail-open", config_parse_bool,     audit_fail_open,   NULL, "answer requests even when their audit line cannot be written (default: refuse them)"),
         SERVER_ITEM("certificate-metrics", config_parse_bool, certificate_metrics, NULL, "list each primary and active certificate's notAfter in /metrics, labelled with key ids (default: off)"),
@@ -119,6 +123,7 @@ void server_config_done(ServerConfig *c) {
         free(c->client_ca);
         free(c->db);
         free(c->master_key);
+        strv_free(c->old_master_key);
         free(c->audit_log);
         strv_free(c->default_acl);
         strv_free(c->connection_limit_exempt);
@@ -531,15 +536,12 @@ finish:
         return r > 0 ? 0 : r;
 }
 
-/* The audit log's checkpoints are keyed from the master key: only its holders can seal. */
-static int audit_key_set(Server *s) {
-        uint8_t key[AUDIT_CHECKPOINT_KEY_SIZE];
+/* The audit log's checkpoints are keyed from the master key: only its holders can seal. The
+ * key holder derived the key when it started. */
+static int audit_key_set(Server *s, KeyHolder *kh) {
         int r;
 
-        r = cryptor_derive_key(s->cryptor, AUDIT_CHECKPOINT_KEY_INFO, key, sizeof(key));
-        if (r >= 0)
-                r = audit_set_checkpoint_key(s->audit, key);
-        explicit_bzero(key, sizeof(key));
+        r = audit_set_checkpoint_key(s->audit, keyholder_audit_key(kh));
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the audit log's checkpoint key: %m");
         return 0;
@@ -667,6 +669,7 @@ static int verb_serve(int argc, char **argv) {
                 .login_ttl_usec = DEFAULT_LOGIN_TTL,
         };
         Server s = {.config = &c};
+        KeyHolder *keyholder = NULL;
         char host[256];
         long ncpu;
         int r;
@@ -742,9 +745,20 @@ static int verb_serve(int argc, char **argv) {
         r = check_master_key_credential(c.master_key);
         if (r < 0)
                 goto finish;
-        r = master_key_load(c.master_key, &s.cryptor);
+        STRV_FOREACH(k, c.old_master_key) {
+                r = check_master_key_credential(*k);
+                if (r < 0)
+                        goto finish;
+        }
+        /* The master key is loaded by the key holder only, never in this process. */
+        r = keyholder_start(c.master_key, c.old_master_key, &keyholder);
         if (r < 0)
                 goto finish;
+        s.cryptor = keyholder_cryptor(keyholder);
+        if (c.old_master_key)
+                log_info(
+                        "Reading with %zu old master key(s) too; new versions are sealed under --master-key.",
+                        strv_length(c.old_master_key));
 
         {
                 /* Fail early and clearly on a missing or old schema. */
@@ -800,7 +814,7 @@ static int verb_serve(int argc, char **argv) {
                 log_error_errno(r, "Failed to open the audit log '%s': %m", strna(c.audit_log));
                 goto finish;
         }
-        r = audit_key_set(&s);
+        r = audit_key_set(&s, keyholder);
         if (r < 0)
                 goto finish;
         if (c.audit_fail_open)
@@ -813,10 +827,13 @@ static int verb_serve(int argc, char **argv) {
         }
 
         r = server_run(&s);
+        if (r >= 0 && keyholder_failed(keyholder))
+                r = -ECHILD; /* logged when it happened: exit 1, systemd restarts keywardd */
 
 finish:
         free(s.hostname);
-        cryptor_free(s.cryptor);
+        s.cryptor = NULL; /* the key holder's */
+        keyholder = keyholder_free(keyholder);
         acl_done(&s.default_acl);
         SSL_CTX_free(atomic_load(&s.ssl_ctx));
         for (size_t i = 0; i < s.n_retired_ctx; i++)
@@ -825,6 +842,93 @@ finish:
         audit_free(s.audit);
         metrics_free(s.metrics);
         return r;
+}
+
+typedef struct RekeyArgs {
+        char *db;
+        char **master_key;
+        char *new_master_key;
+} RekeyArgs;
+
+/* clang-format off */
+static const ConfigItem rekey_items[] = {
+        { "rekey", "db",             config_parse_string, offsetof(RekeyArgs, db),             "SQLite file, or postgresql:// URI", "DB" },
+        { "rekey", "master-key",     config_parse_strv,   offsetof(RekeyArgs, master_key),     "the old master key, that the store is sealed under now (repeatable)", "MK" },
+        { "rekey", "new-master-key", config_parse_string, offsetof(RekeyArgs, new_master_key), "the master key to re-seal every version under", "MK" },
+};
+/* clang-format on */
+
+/* keywardd rekey --db DB --master-key OLD --new-master-key NEW: exit 0 when nothing is left
+ * under another key (OLD may be retired), 1 when something is (or on an error). */
+static int verb_rekey(int argc, char **argv) {
+        _cleanup_(store_freep) Store *store = NULL;
+        _cleanup_(cryptor_freep) Cryptor *cryptor = NULL;
+        _cleanup_free_ char *shown_buf = NULL;
+        RekeyArgs a = {};
+        RekeyStats st;
+        int r;
+
+        r = config_parse_argv(argc, argv, rekey_items, ELEMENTSOF(rekey_items), &a, NULL);
+        if (r != 0)
+                goto finish;
+        if ((r = require(a.db, "db")) < 0 || (r = require(a.new_master_key, "new-master-key")) < 0)
+                goto finish;
+        if (!a.master_key) {
+                r = log_error_errno(EINVAL, "Missing --master-key (the old key the store is sealed under).");
+                goto finish;
+        }
+
+        r = check_master_key_credential(a.new_master_key);
+        if (r >= 0)
+                r = master_key_load(a.new_master_key, &cryptor);
+        if (r < 0) {
+                r = -EIO; /* not a usage error */
+                goto finish;
+        }
+        STRV_FOREACH(k, a.master_key) {
+                r = check_master_key_credential(*k);
+                if (r >= 0)
+                        r = master_key_add_old(cryptor, *k);
+                if (r < 0) {
+                        r = -EIO;
+                        goto finish;
+                }
+        }
+        r = store_open_existing(a.db, &store);
+        if (r < 0) {
+                log_error_errno(
+                        r,
+                        r == -ENOMEDIUM ? "The store '%s' is not initialised; run 'keywardd init' first." :
+                                          "Failed to open the store '%s': %m",
+                        store_url_display(a.db, &shown_buf));
+                r = -EIO;
+                goto finish;
+        }
+
+        r = rekey_store(store, cryptor, &st);
+        if (r < 0) {
+                r = -EIO;
+                goto finish;
+        }
+        printf("Re-sealed %" PRIu64 " versions under the new master key; %" PRIu64 " keys, %" PRIu64
+               " versions in the store.\n",
+               st.resealed,
+               st.keys,
+               st.versions);
+        printf("%" PRIu64 " versions remain under other master keys%s\n",
+               st.remaining,
+               st.remaining == 0 ? ": the old key can be retired." : ".");
+        if (st.unopenable > 0)
+                printf("%" PRIu64 " versions open with none of the keys given.\n", st.unopenable);
+        r = fflush(stdout) == 0 ? 0 : -EIO;
+        if (r >= 0 && st.remaining > 0)
+                r = -EAGAIN; /* exit 1: run it again, with every old key */
+
+finish:
+        free(a.db);
+        strv_free(a.master_key);
+        free(a.new_master_key);
+        return r > 0 ? 0 : r;
 }
 
 static void help(void) {
@@ -836,6 +940,7 @@ static void help(void) {
                "  keywardd token --db DB --master-key MK --user NAME [--group G]... [--ttl 1h]\n"
                "  keywardd audit-verify [--master-key MK] FILE...\n"
                "  keywardd backup --db DB FILE\n"
+               "  keywardd rekey --db DB --master-key OLD [--master-key OLD]... --new-master-key NEW\n"
                "  keywardd version\n\n"
                "DB is a file path (SQLite) or a postgresql:// URI. MK is a file path, credential:NAME or\n"
                "a pkcs11: URI. Every setting may also come from an INI file given with --config FILE;\n"
@@ -892,6 +997,8 @@ int main(int argc, char *argv[]) {
                 r = verb_audit_verify(argc - 1, argv + 1);
         else if (streq(verb, "backup"))
                 r = verb_backup(argc - 1, argv + 1);
+        else if (streq(verb, "rekey"))
+                r = verb_rekey(argc - 1, argv + 1);
         else {
                 log_error("Unknown verb '%s'; see 'keywardd --help'.", verb);
                 return 2;

@@ -45,18 +45,14 @@ static bool is_pkcs11(const char *spec) {
         return strncmp(spec, "pkcs11:", 7) == 0;
 }
 
-int master_key_load(const char *spec, Cryptor **ret) {
+/* The raw key behind spec (the data key for a pkcs11: URI), with the error logged. */
+static int master_key_read(const char *spec, Secret **ret) {
         _cleanup_(secret_freep) Secret *key = NULL;
         _cleanup_free_ char *path = NULL;
         int r;
 
-        if (is_pkcs11(spec)) {
-                r = pkcs11_data_key_load(spec, false, &key, NULL);
-                if (r < 0)
-                        return r;
-                r = cryptor_new(key->data, key->size, ret);
-                return r < 0 ? log_error_errno(r, "Failed to set up the cryptor: %m") : 0;
-        }
+        if (is_pkcs11(spec))
+                return pkcs11_data_key_load(spec, false, ret, NULL);
 
         r = master_key_path(spec, &path);
         if (r < 0)
@@ -70,16 +66,44 @@ int master_key_load(const char *spec, Cryptor **ret) {
                         path);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the master key '%s': %m", path);
-
-        r = cryptor_new(key->data, key->size, ret);
-        if (r == -EINVAL)
+        if (key->size != 16 && key->size != 24 && key->size != 32)
                 return log_error_errno(
-                        r,
+                        EINVAL,
                         "Master key '%s' is %zu bytes; it must be 16, 24 or 32 raw bytes.",
                         path,
                         key->size);
+        *ret = TAKE_PTR(key);
+        return 0;
+}
+
+int master_key_load(const char *spec, Cryptor **ret) {
+        _cleanup_(secret_freep) Secret *key = NULL;
+        int r;
+
+        r = master_key_read(spec, &key);
+        if (r < 0)
+                return r;
+        r = cryptor_new(key->data, key->size, ret);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the cryptor: %m");
+        return 0;
+}
+
+int master_key_add_old(Cryptor *c, const char *spec) {
+        _cleanup_(secret_freep) Secret *key = NULL;
+        int r;
+
+        r = master_key_read(spec, &key);
+        if (r < 0)
+                return r;
+        r = cryptor_add_old_key(c, key->data, key->size);
+        if (r == -EEXIST)
+                return log_error_errno(
+                        r,
+                        "The old master key '%s' is the same key as the current one or another old one.",
+                        spec);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the old master key '%s': %m", spec);
         return 0;
 }
 

@@ -581,7 +581,18 @@ static int handle_getkey(const Api *api, const ApiRequest *req, ApiResult *res) 
                 return r;
         k = rk.key;
 
-        /* Knox decrypts before it authorizes; only the versions to be returned are opened. */
+        if (!authorized(req, k, ACCESS_READ))
+                return api_result_error(
+                        res,
+                        KNOX_UNAUTHORIZED,
+                        "Principal %s not authorized to read %s",
+                        default_principal_id(req),
+                        k->id);
+
+        /* Only the versions to be returned are opened, and only for a caller allowed to read
+         * them: Knox decrypts first, which differs only when a version cannot be opened (an
+         * unauthorized caller then gets Knox's "not authorized", not "Failed to decrypt"), and
+         * would let any caller make the key holder open every version. */
         for (size_t i = 0; i < k->n_versions; i++) {
                 if (k->versions[i].status > max)
                         continue;
@@ -595,14 +606,6 @@ static int handle_getkey(const Api *api, const ApiRequest *req, ApiResult *res) 
                         return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to decrypt key");
                 }
         }
-
-        if (!authorized(req, k, ACCESS_READ))
-                return api_result_error(
-                        res,
-                        KNOX_UNAUTHORIZED,
-                        "Principal %s not authorized to read %s",
-                        default_principal_id(req),
-                        k->id);
 
         r = knox_key_json_append(&res->data, k, max, false);
         if (r < 0)
@@ -727,6 +730,7 @@ static int handle_putaccess(const Api *api, const ApiRequest *req, ApiResult *re
         if (acl_validate(&k->acl, &msg) < 0)
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "%s", msg);
 
+        (void) cryptor_reseal_key(api->cryptor, k, NULL); /* written under the newest master key */
         r = store_update(api->store, k, version);
         if (r < 0)
                 return store_error(res, "update", k->id, r);
@@ -789,6 +793,7 @@ static int handle_postversion(const Api *api, const ApiRequest *req, ApiResult *
                 return r;
         }
 
+        (void) cryptor_reseal_key(api->cryptor, k, NULL); /* written under the newest master key */
         r = store_update(api->store, k, version);
         if (r < 0)
                 return store_error(res, "update", k->id, r);
@@ -845,6 +850,7 @@ static int handle_putversion(const Api *api, const ApiRequest *req, ApiResult *r
         if (r < 0)
                 return api_result_error(res, KNOX_BAD_REQUEST_DATA, "%s", msg);
 
+        (void) cryptor_reseal_key(api->cryptor, k, NULL); /* written under the newest master key */
         r = store_update(api->store, k, version);
         if (r < 0)
                 return store_error(res, "update", k->id, r);

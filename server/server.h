@@ -21,6 +21,8 @@ typedef struct ServerConfig {
         char *client_ca;
         char *db;
         char *master_key;
+        /* Read with these too, never sealed with (while a rekey runs). */
+        char **old_master_key;
         char *audit_log;    /* PATH, "-" for stderr, "journal" */
         char **default_acl; /* TYPE:ID:ACCESS */
         char *pam_service;

@@ -37,6 +37,14 @@ typedef struct StoreTokenRecord {
 
 void store_token_record_done(StoreTokenRecord *t);
 
+/* One key of a re-seal batch (store_reseal): the versions JSON is borrowed. */
+typedef struct StoreReseal {
+        const char *id;
+        const char *versions;
+        int64_t expected_version;
+        bool applied; /* out: the row still had expected_version and was rewritten */
+} StoreReseal;
+
 /* Every function returns the errors store.h documents. All except free and init return
  * -ENOMEDIUM on an uninitialised (or not yet migrated) database and -EPROTONOSUPPORT on
  * one from a newer keyward. Each write is one durable transaction. */
@@ -66,6 +74,10 @@ typedef struct StoreVTable {
         int (*token_get)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], StoreTokenRecord *ret);
         int (*token_revoke)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE]);
         int (*token_expire)(Store *s, int64_t now_ns);
+        /* In one transaction, for each item: set versions where id and last_updated match,
+         * leaving last_updated, hash, ACL and the change counter alone. Returns how many
+         * were applied. */
+        int (*reseal)(Store *s, StoreReseal *items, size_t n);
 } StoreVTable;
 
 /* Each backend's object starts with this. */

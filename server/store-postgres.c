@@ -611,6 +611,47 @@ static int pg_token_expire(Store *base, int64_t now_ns) {
         }
 }
 
+/* One transaction of compare-and-set updates. A connection lost in the middle leaves the
+ * rest of the batch to the next run (rekey looks at every key again). */
+static int pg_reseal(Store *base, StoreReseal *items, size_t n) {
+        PgStore *s = pg_store(base);
+        int applied = 0, r;
+
+        r = ensure_ready(s);
+        if (r < 0)
+                return r;
+        r = pg_exec_simple(s, "starting a re-seal", "BEGIN");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_pgresult_ PGresult *res = NULL;
+                char expected[24];
+
+                int64_text(items[i].expected_version, expected);
+                r = pg_exec(
+                        s,
+                        "re-sealing a key",
+                        "UPDATE secrets SET versions = $2 WHERE id = $1 AND last_updated = $3 RETURNING 1",
+                        3,
+                        (const char *const[]){items[i].id, items[i].versions, expected},
+                        NULL,
+                        NULL,
+                        &res);
+                if (r < 0) {
+                        (void) pg_exec_simple(s, "rolling back a re-seal", "ROLLBACK");
+                        return r;
+                }
+                items[i].applied = PQntuples(res) == 1;
+                applied += items[i].applied;
+        }
+        r = pg_exec_simple(s, "committing a re-seal", "COMMIT");
+        if (r < 0) {
+                (void) pg_exec_simple(s, "rolling back a re-seal", "ROLLBACK");
+                return r;
+        }
+        return applied;
+}
+
 static const StoreVTable pg_vtable = {
         .name = "postgresql",
         .free = pg_free,
@@ -628,6 +669,7 @@ static const StoreVTable pg_vtable = {
         .token_get = pg_token_get,
         .token_revoke = pg_token_revoke,
         .token_expire = pg_token_expire,
+        .reseal = pg_reseal,
 };
 
 int store_postgres_open(const char *url, bool create, Store **ret) {

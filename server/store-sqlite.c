@@ -86,6 +86,7 @@ typedef enum Stmt {
         STMT_TOKEN_GET,
         STMT_TOKEN_REVOKE,
         STMT_TOKEN_EXPIRE,
+        STMT_RESEAL,
         _STMT_MAX,
 } Stmt;
 
@@ -114,6 +115,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_TOKEN_GET]    = "SELECT \"user\", \"groups\", created, expires, revoked FROM tokens WHERE hash = ?1",
         [STMT_TOKEN_REVOKE] = "UPDATE tokens SET revoked = 1 WHERE hash = ?1",
         [STMT_TOKEN_EXPIRE] = "DELETE FROM tokens WHERE expires < ?1",
+        [STMT_RESEAL]       = "UPDATE secrets SET versions = ?2 WHERE id = ?1 AND last_updated = ?3",
 };
 /* clang-format on */
 
@@ -876,6 +878,42 @@ static int sqlite_token_expire(Store *base, int64_t now_ns) {
 
 /* ---- open and close ---- */
 
+static int reseal_in_tx(SqliteStore *s, StoreReseal *items, size_t n) {
+        int applied = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                int rc, r;
+
+                r = stmt_get(s, STMT_RESEAL, &st);
+                if (r < 0)
+                        return r;
+                if ((rc = bind_text(st, 1, items[i].id)) != SQLITE_OK ||
+                    (rc = bind_text(st, 2, items[i].versions)) != SQLITE_OK ||
+                    (rc = sqlite3_bind_int64(st, 3, items[i].expected_version)) != SQLITE_OK)
+                        return sqlite_fail(s, rc, "binding");
+                rc = sqlite3_step(st);
+                if (rc != SQLITE_DONE)
+                        return sqlite_fail(s, rc, "re-sealing a key");
+                items[i].applied = sqlite3_changes(s->db) > 0;
+                applied += items[i].applied;
+        }
+        return applied;
+}
+
+static int sqlite_reseal(Store *base, StoreReseal *items, size_t n) {
+        SqliteStore *s = sqlite_store(base);
+        int r;
+
+        r = ensure_ready(s);
+        if (r < 0)
+                return r;
+        r = tx_begin(s);
+        if (r < 0)
+                return r;
+        return tx_end(s, reseal_in_tx(s, items, n));
+}
+
 static void sqlite_free(Store *base) {
         SqliteStore *s = sqlite_store(base);
 
@@ -912,6 +950,7 @@ static const StoreVTable sqlite_vtable = {
         .token_get      = sqlite_token_get,
         .token_revoke   = sqlite_token_revoke,
         .token_expire   = sqlite_token_expire,
+        .reseal         = sqlite_reseal,
 };
 /* clang-format on */
 

@@ -313,6 +313,41 @@ int store_update(Store *s, const Key *k, int64_t expected_version) {
         return s->vtable->update(s, k->id, &rec, expected_version);
 }
 
+int store_reseal(Store *s, Key *const *keys, const int64_t *expected_versions, size_t n, bool *ret_applied) {
+        Buf versions[STORE_RESEAL_BATCH] = {};
+        StoreReseal items[STORE_RESEAL_BATCH] = {};
+        int r = 0;
+
+        assert_return(s, -EINVAL);
+        assert_return(keys || n == 0, -EINVAL);
+        assert_return(expected_versions || n == 0, -EINVAL);
+        assert_return(n <= STORE_RESEAL_BATCH, -E2BIG);
+
+        for (size_t i = 0; i < n; i++) {
+                if (!id_is_ok(keys[i]->id)) {
+                        r = -ENOKEY;
+                        goto finish;
+                }
+                r = knox_sealed_versions_json_append(versions + i, keys[i]->versions, keys[i]->n_versions);
+                if (r < 0)
+                        goto finish;
+                items[i] = (StoreReseal){
+                        .id = keys[i]->id,
+                        .versions = versions[i].data,
+                        .expected_version = expected_versions[i],
+                };
+        }
+        r = n == 0 ? 0 : s->vtable->reseal(s, items, n);
+        if (r >= 0 && ret_applied)
+                for (size_t i = 0; i < n; i++)
+                        ret_applied[i] = items[i].applied;
+
+finish:
+        for (size_t i = 0; i < n; i++)
+                buf_done(versions + i);
+        return r;
+}
+
 int store_remove(Store *s, const char *id) {
         assert_return(s, -EINVAL);
         assert_return(id, -EINVAL);

@@ -61,6 +61,16 @@ typedef int (*StoreCertFunc)(
         const char *id, uint64_t version, VersionStatus status, int64_t not_after, void *userdata);
 int store_list_certificates(Store *s, StoreCertFunc f, void *userdata);
 
+/* For `keywardd rekey`: write back keys whose versions were re-sealed under another master
+ * key, n at most STORE_RESEAL_BATCH, in one transaction. Each key is written only if its
+ * record's version is still expected_versions[i] (ret_applied[i] says whether it was), and
+ * only its sealed versions change: its version, hash and ACL stay and the change counter does
+ * not move, since what a client reads is the same. A server's write that read the record
+ * before the re-seal still succeeds (with the old sealed forms): rekey looks again. Returns
+ * how many keys were written. */
+#define STORE_RESEAL_BATCH 64
+int store_reseal(Store *s, Key *const *keys, const int64_t *expected_versions, size_t n, bool *ret_applied);
+
 /* Monotonic change counter: bumped by every add, update and remove, from any process using
  * the same database. Watchers compare it to learn that something changed. */
 int store_change_counter(Store *s, uint64_t *ret);

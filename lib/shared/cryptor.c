@@ -15,8 +15,8 @@
 #include "log.h"
 #include "random-util.h"
 
-#define CRYPTOR_CRYPT_SIZE (1 + CRYPTOR_NONCE_SIZE)
 #define VARINT_MAX_SIZE 10 /* Go's binary.MaxVarintLen64 */
+#define KEY_ID_INFO "keyward master key id"
 
 /* The cryptor never changes after cryptor_new() and every call uses its own thread's cipher
  * context, so one Cryptor may be used from several threads at once. */
@@ -26,6 +26,11 @@ struct Cryptor {
          * store on every init. Reference-counted and read-only, so threads share it. */
         EVP_CIPHER *cipher;
         uint64_t serial; /* names this cryptor's key in the thread contexts; never reused */
+        uint8_t id[CRYPTOR_KEY_ID_SIZE];
+        const CryptorRemote *remote; /* the key is elsewhere: key and cipher are NULL */
+        /* Older master keys, for opening only (each a Cryptor with no older keys itself). */
+        Cryptor **old;
+        size_t n_old;
 };
 
 static atomic_uint_fast64_t cryptor_serial;
@@ -120,6 +125,7 @@ static int openssl_error(int r, const char *what) {
 int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
         _cleanup_(cryptor_freep) Cryptor *c = NULL;
         const char *name;
+        int r;
 
         assert_return(master_key || size == 0, -EINVAL);
         assert_return(ret, -EINVAL);
@@ -149,9 +155,72 @@ int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
         if (!c->cipher)
                 return openssl_error(-EOPNOTSUPP, "EVP_CIPHER_fetch");
         c->serial = atomic_fetch_add_explicit(&cryptor_serial, 1, memory_order_relaxed) + 1;
+        r = cryptor_derive_key(c, KEY_ID_INFO, c->id, sizeof(c->id));
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+int cryptor_new_remote(
+        const CryptorRemote *remote, const uint8_t id[static CRYPTOR_KEY_ID_SIZE], Cryptor **ret) {
+        Cryptor *c;
+
+        assert_return(remote && remote->open && remote->seal, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        c = calloc(1, sizeof(Cryptor));
+        if (!c)
+                return -ENOMEM;
+        c->remote = remote;
+        memcpy(c->id, id, CRYPTOR_KEY_ID_SIZE);
+        *ret = c;
+        return 0;
+}
+
+static const Cryptor *cryptor_by_id(const Cryptor *c, const uint8_t id[static CRYPTOR_KEY_ID_SIZE]) {
+        if (memcmp(c->id, id, CRYPTOR_KEY_ID_SIZE) == 0)
+                return c;
+        for (size_t i = 0; i < c->n_old; i++)
+                if (memcmp(c->old[i]->id, id, CRYPTOR_KEY_ID_SIZE) == 0)
+                        return c->old[i];
+        return NULL;
+}
+
+int cryptor_add_old_key(Cryptor *c, const void *master_key, size_t size) {
+        _cleanup_(cryptor_freep) Cryptor *o = NULL;
+        Cryptor **a;
+        int r;
+
+        assert_return(c, -EINVAL);
+
+        if (c->remote)
+                return -EOPNOTSUPP;
+        r = cryptor_new(master_key, size, &o);
+        if (r < 0)
+                return r;
+        if (cryptor_by_id(c, o->id))
+                return -EEXIST;
+        a = reallocarray(c->old, c->n_old + 1, sizeof(Cryptor *));
+        if (!a)
+                return -ENOMEM;
+        c->old = a;
+        c->old[c->n_old++] = TAKE_PTR(o);
+        return 0;
+}
+
+void cryptor_key_id(const Cryptor *c, uint8_t ret[static CRYPTOR_KEY_ID_SIZE]) {
+        assert(c);
+        memcpy(ret, c->id, CRYPTOR_KEY_ID_SIZE);
+}
+
+bool cryptor_sealed_by_current(const Cryptor *c, const KeyVersion *v) {
+        assert(c);
+        assert(v);
+        return v->crypt && v->crypt_size == CRYPTOR_CRYPT_SIZE_V1 &&
+                v->crypt[0] == CRYPTOR_VERSION_AES_GCM_KEY_ID &&
+                memcmp(v->crypt + 1, c->id, CRYPTOR_KEY_ID_SIZE) == 0;
 }
 
 Cryptor *cryptor_free(Cryptor *c) {
@@ -161,6 +230,9 @@ Cryptor *cryptor_free(Cryptor *c) {
                 (void) EVP_CIPHER_CTX_reset(thread_ctx);
                 thread_ctx_serial = 0;
         }
+        for (size_t i = 0; i < c->n_old; i++)
+                cryptor_free(c->old[i]);
+        free(c->old);
         secret_free(c->key);
         EVP_CIPHER_free(c->cipher);
         free(c);
@@ -255,19 +327,23 @@ static int seal_into(
 
         if (!key_id || !v->data)
                 return -EINVAL;
+        if (c->remote)
+                return c->remote->seal(
+                        c->remote->userdata, key_id, v, ret_sealed, ret_sealed_size, ret_crypt);
         n = v->data->size;
         key_id_len = strlen(key_id);
         r = check_sizes(n, key_id_len);
         if (r < 0)
                 return r;
 
-        crypt = malloc(CRYPTOR_CRYPT_SIZE);
+        crypt = malloc(CRYPTOR_CRYPT_SIZE_V1);
         sealed = malloc(n + CRYPTOR_TAG_SIZE);
         if (!crypt || !sealed)
                 return -ENOMEM;
 
-        crypt[0] = CRYPTOR_VERSION_AES_GCM;
-        r = random_bytes(crypt + 1, CRYPTOR_NONCE_SIZE);
+        crypt[0] = CRYPTOR_VERSION_AES_GCM_KEY_ID;
+        memcpy(crypt + 1, c->id, CRYPTOR_KEY_ID_SIZE);
+        r = random_bytes(crypt + CRYPTOR_NONCE_OFFSET_V1, CRYPTOR_NONCE_SIZE);
         if (r < 0)
                 return r;
 
@@ -276,7 +352,7 @@ static int seal_into(
         if (ctx_acquire(c, &ref) < 0)
                 return openssl_error(-ENOMEM, "EVP_CIPHER_CTX_new");
         ctx = ref.ctx;
-        if (ctx_init(c, &ref, 1, crypt + 1) < 0)
+        if (ctx_init(c, &ref, 1, crypt + CRYPTOR_NONCE_OFFSET_V1) < 0)
                 return openssl_error(-EIO, "EVP_EncryptInit_ex");
         if (ad_update(ctx, key_id, key_id_len, v) < 0)
                 return openssl_error(-EIO, "EVP_EncryptUpdate(AD)");
@@ -298,8 +374,10 @@ static int seal_into(
         return 0;
 }
 
-/* The plaintext is decrypted straight into locked memory; on failure that memory is wiped. */
-static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, Secret **ret) {
+/* Open with one master key (c's own, not its old ones) and the given nonce. The plaintext is
+ * decrypted straight into locked memory; on failure that memory is wiped. */
+static int
+open_with(const Cryptor *c, const char *key_id, const KeyVersion *v, const uint8_t *nonce, Secret **ret) {
         _cleanup_(ctx_release) CtxRef ref = {};
         EVP_CIPHER_CTX *ctx;
         _cleanup_(secret_freep) Secret *s = NULL;
@@ -311,18 +389,6 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
         assert(v);
         assert(ret);
 
-        if (!key_id)
-                return -EINVAL;
-
-        /* Knox checks the version byte before anything else. */
-        if (!v->crypt || v->crypt_size < 1)
-                return -EINVAL;
-        if (v->crypt[0] != CRYPTOR_VERSION_AES_GCM)
-                return -EPROTONOSUPPORT;
-        if (v->crypt_size != CRYPTOR_CRYPT_SIZE)
-                return -EINVAL;
-        if (!v->sealed || v->sealed_size < CRYPTOR_TAG_SIZE)
-                return -EINVAL;
         n = v->sealed_size - CRYPTOR_TAG_SIZE;
         key_id_len = strlen(key_id);
         r = check_sizes(n, key_id_len);
@@ -341,7 +407,7 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
         if (ctx_acquire(c, &ref) < 0)
                 return openssl_error(-ENOMEM, "EVP_CIPHER_CTX_new");
         ctx = ref.ctx;
-        if (ctx_init(c, &ref, 0, v->crypt + 1) < 0)
+        if (ctx_init(c, &ref, 0, nonce) < 0)
                 return openssl_error(-EIO, "EVP_DecryptInit_ex");
         if (ad_update(ctx, key_id, key_id_len, v) < 0)
                 return openssl_error(-EIO, "EVP_DecryptUpdate(AD)");
@@ -362,6 +428,43 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
         return 0;
 }
 
+static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, Secret **ret) {
+        const Cryptor *k;
+        int r;
+
+        assert(c);
+        assert(v);
+
+        if (!key_id)
+                return -EINVAL;
+        if (c->remote)
+                return c->remote->open(c->remote->userdata, key_id, v, ret);
+
+        /* Knox checks the version byte before anything else. */
+        if (!v->crypt || v->crypt_size < 1)
+                return -EINVAL;
+        if (v->crypt[0] != CRYPTOR_VERSION_AES_GCM && v->crypt[0] != CRYPTOR_VERSION_AES_GCM_KEY_ID)
+                return -EPROTONOSUPPORT;
+        if (v->crypt_size !=
+            (v->crypt[0] == CRYPTOR_VERSION_AES_GCM ? CRYPTOR_CRYPT_SIZE_V0 : CRYPTOR_CRYPT_SIZE_V1))
+                return -EINVAL;
+        if (!v->sealed || v->sealed_size < CRYPTOR_TAG_SIZE)
+                return -EINVAL;
+
+        if (v->crypt[0] == CRYPTOR_VERSION_AES_GCM_KEY_ID) {
+                k = cryptor_by_id(c, v->crypt + 1);
+                if (!k)
+                        return -ENOKEY;
+                return open_with(k, key_id, v, v->crypt + CRYPTOR_NONCE_OFFSET_V1, ret);
+        }
+
+        /* Knox's form names no key: the current one first, then each old one. */
+        r = open_with(c, key_id, v, v->crypt + 1, ret);
+        for (size_t i = 0; r == -EBADMSG && i < c->n_old; i++)
+                r = open_with(c->old[i], key_id, v, v->crypt + 1, ret);
+        return r;
+}
+
 int cryptor_seal_version(const Cryptor *c, const char *key_id, KeyVersion *v) {
         uint8_t *sealed, *crypt;
         size_t sealed_size;
@@ -379,7 +482,7 @@ int cryptor_seal_version(const Cryptor *c, const char *key_id, KeyVersion *v) {
         v->sealed = sealed;
         v->sealed_size = sealed_size;
         v->crypt = crypt;
-        v->crypt_size = CRYPTOR_CRYPT_SIZE;
+        v->crypt_size = CRYPTOR_CRYPT_SIZE_V1;
         return 0;
 }
 
@@ -454,7 +557,7 @@ int cryptor_seal_key(const Cryptor *c, Key *k) {
                 v->sealed = TAKE_PTR(a[i].sealed);
                 v->sealed_size = a[i].sealed_size;
                 v->crypt = TAKE_PTR(a[i].crypt);
-                v->crypt_size = CRYPTOR_CRYPT_SIZE;
+                v->crypt_size = CRYPTOR_CRYPT_SIZE_V1;
         }
 
 finish:
@@ -494,6 +597,50 @@ finish:
         return r;
 }
 
+int cryptor_reseal_key(const Cryptor *c, Key *k, size_t *ret_failed) {
+        size_t failed = 0;
+        int n = 0;
+
+        assert_return(c, -EINVAL);
+        assert_return(k, -EINVAL);
+
+        for (size_t i = 0; i < k->n_versions; i++) {
+                KeyVersion *v = k->versions + i;
+                Secret *s = NULL;
+                uint8_t *sealed, *crypt;
+                size_t sealed_size;
+                int r;
+
+                if (cryptor_sealed_by_current(c, v) || !v->sealed)
+                        continue;
+                r = open_into(c, k->id, v, &s);
+                if (r >= 0) {
+                        /* Sealed from a copy of v holding the plaintext; v keeps its data. */
+                        KeyVersion t = *v;
+
+                        t.data = s;
+                        r = seal_into(c, k->id, &t, &sealed, &sealed_size, &crypt);
+                        secret_free(s);
+                }
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        failed++;
+                        continue;
+                }
+                erase_and_free(v->sealed, v->sealed_size);
+                erase_and_free(v->crypt, v->crypt_size);
+                v->sealed = sealed;
+                v->sealed_size = sealed_size;
+                v->crypt = crypt;
+                v->crypt_size = CRYPTOR_CRYPT_SIZE_V1;
+                n++;
+        }
+        if (ret_failed)
+                *ret_failed = failed;
+        return n;
+}
+
 int cryptor_derive_key(const Cryptor *c, const char *info, void *ret, size_t size) {
         EVP_PKEY_CTX *ctx;
         size_t n = size;
@@ -503,6 +650,8 @@ int cryptor_derive_key(const Cryptor *c, const char *info, void *ret, size_t siz
         assert_return(info, -EINVAL);
         assert_return(ret, -EINVAL);
 
+        if (c->remote)
+                return -EOPNOTSUPP;
         ERR_clear_error();
         ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
         if (!ctx)

@@ -95,8 +95,8 @@ static void round_trip(size_t key_size, size_t n) {
         assert_non_null(v.sealed);
         assert_int_equal(v.sealed_size, n + CRYPTOR_TAG_SIZE);
         assert_non_null(v.crypt);
-        assert_int_equal(v.crypt_size, 1 + CRYPTOR_NONCE_SIZE);
-        assert_int_equal(v.crypt[0], CRYPTOR_VERSION_AES_GCM);
+        assert_int_equal(v.crypt_size, CRYPTOR_CRYPT_SIZE_V1);
+        assert_int_equal(v.crypt[0], CRYPTOR_VERSION_AES_GCM_KEY_ID);
         /* The data stays, and the ciphertext is not the plaintext. */
         assert_non_null(v.data);
         if (n >= 16)
@@ -261,10 +261,13 @@ static void test_tamper(_unused_ void **state) {
                 assert_null(v.data);
                 v.sealed[i / 8] ^= (uint8_t) (1u << (i % 8));
         }
-        /* So does the nonce. */
-        v.crypt[5] ^= 0x80;
+        /* So does the nonce; another master key id names a key this cryptor lacks. */
+        v.crypt[CRYPTOR_NONCE_OFFSET_V1 + 4] ^= 0x80;
         assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EBADMSG);
-        v.crypt[5] ^= 0x80;
+        v.crypt[CRYPTOR_NONCE_OFFSET_V1 + 4] ^= 0x80;
+        v.crypt[3] ^= 0x80;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -ENOKEY);
+        v.crypt[3] ^= 0x80;
 
         /* The associated data binds key id, version id and creation time. */
         assert_int_equal(cryptor_open_version(c, "tamper:kex", &v), -EBADMSG);
@@ -277,9 +280,9 @@ static void test_tamper(_unused_ void **state) {
         assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EBADMSG);
         v.ts--;
 
-        /* Another master key, or the same bytes as AES-192. */
-        assert_int_equal(cryptor_open_version(other, "tamper:key", &v), -EBADMSG);
-        assert_int_equal(cryptor_open_version(other_size, "tamper:key", &v), -EBADMSG);
+        /* Another master key, or the same bytes as AES-192: the version names neither. */
+        assert_int_equal(cryptor_open_version(other, "tamper:key", &v), -ENOKEY);
+        assert_int_equal(cryptor_open_version(other_size, "tamper:key", &v), -ENOKEY);
         assert_null(v.data);
 
         /* Everything restored: it opens again. */
@@ -340,28 +343,35 @@ static void test_malformed(_unused_ void **state) {
         sealed_version(c, &v);
 
         /* An unknown cryptor version byte, with or without a nonce after it. */
-        for (unsigned b = 1; b < 256; b++) {
+        for (unsigned b = 2; b < 256; b++) {
                 v.crypt[0] = (uint8_t) b;
                 assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EPROTONOSUPPORT);
         }
         v.crypt_size = 1;
         assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EPROTONOSUPPORT);
-        v.crypt[0] = CRYPTOR_VERSION_AES_GCM;
+        v.crypt[0] = CRYPTOR_VERSION_AES_GCM_KEY_ID;
 
-        /* Metadata sizes: no version byte, short and long nonces. */
+        /* Metadata sizes: no version byte, short and long key id and nonce, and each
+         * version's size under the other version byte. */
         v.crypt_size = 0;
         assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
         v.crypt_size = 1;
         assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
-        v.crypt_size = CRYPTOR_NONCE_SIZE;
+        v.crypt_size = CRYPTOR_CRYPT_SIZE_V0;
         assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
-        crypt = realloc(v.crypt, 2 + CRYPTOR_NONCE_SIZE);
+        crypt = realloc(v.crypt, CRYPTOR_CRYPT_SIZE_V1 + 1);
         assert_non_null(crypt);
         v.crypt = crypt;
-        v.crypt[1 + CRYPTOR_NONCE_SIZE] = 0;
-        v.crypt_size = 2 + CRYPTOR_NONCE_SIZE;
+        v.crypt[CRYPTOR_CRYPT_SIZE_V1] = 0;
+        v.crypt_size = CRYPTOR_CRYPT_SIZE_V1 + 1;
         assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
-        v.crypt_size = 1 + CRYPTOR_NONCE_SIZE;
+        v.crypt_size = CRYPTOR_CRYPT_SIZE_V1;
+        v.crypt[0] = CRYPTOR_VERSION_AES_GCM;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
+        v.crypt_size = CRYPTOR_NONCE_SIZE;
+        assert_int_equal(cryptor_open_version(c, "tamper:key", &v), -EINVAL);
+        v.crypt[0] = CRYPTOR_VERSION_AES_GCM_KEY_ID;
+        v.crypt_size = CRYPTOR_CRYPT_SIZE_V1;
 
         /* Sealed data shorter than a tag. */
         sealed_size = v.sealed_size;
@@ -402,7 +412,8 @@ static void test_fresh_nonce(_unused_ void **state) {
         /* Sealing again replaces the sealed form and uses another nonce. */
         assert_int_equal(cryptor_seal_version(c, "n", &v), 0);
         assert_int_equal(v.sealed_size, 14 + CRYPTOR_TAG_SIZE);
-        assert_memory_not_equal(v.crypt + 1, crypt1 + 1, CRYPTOR_NONCE_SIZE);
+        assert_memory_not_equal(
+                v.crypt + CRYPTOR_NONCE_OFFSET_V1, crypt1 + CRYPTOR_NONCE_OFFSET_V1, CRYPTOR_NONCE_SIZE);
         assert_memory_not_equal(v.sealed, sealed1, v.sealed_size);
 
         /* Every byte of the nonce is random: over 32 seals each position takes more than one
@@ -411,11 +422,11 @@ static void test_fresh_nonce(_unused_ void **state) {
                 uint8_t first[CRYPTOR_NONCE_SIZE];
                 bool varies[CRYPTOR_NONCE_SIZE] = {};
 
-                memcpy(first, v.crypt + 1, CRYPTOR_NONCE_SIZE);
+                memcpy(first, v.crypt + CRYPTOR_NONCE_OFFSET_V1, CRYPTOR_NONCE_SIZE);
                 for (unsigned i = 0; i < 32; i++) {
                         assert_int_equal(cryptor_seal_version(c, "n", &v), 0);
                         for (size_t j = 0; j < CRYPTOR_NONCE_SIZE; j++)
-                                varies[j] = varies[j] || v.crypt[1 + j] != first[j];
+                                varies[j] = varies[j] || v.crypt[CRYPTOR_NONCE_OFFSET_V1 + j] != first[j];
                 }
                 for (size_t j = 0; j < CRYPTOR_NONCE_SIZE; j++)
                         assert_true(varies[j]);
@@ -496,7 +507,7 @@ static void test_key(_unused_ void **state) {
         assert_int_equal(cryptor_seal_key(c, k), 0);
         for (size_t i = 0; i < k->n_versions; i++) {
                 assert_non_null(k->versions[i].sealed);
-                assert_int_equal(k->versions[i].crypt_size, 1 + CRYPTOR_NONCE_SIZE);
+                assert_int_equal(k->versions[i].crypt_size, CRYPTOR_CRYPT_SIZE_V1);
                 version_drop_data(k->versions + i);
         }
         assert_int_equal(cryptor_open_key(c, k), 0);
@@ -607,6 +618,14 @@ typedef struct Pair {
         const Cryptor *a, *b;
 } Pair;
 
+/* A version 1 sealed form in Knox's version 0 form (the key id dropped): the same ciphertext,
+ * which a cryptor then opens by trying its key. */
+static void to_knox_form(KeyVersion *v) {
+        memmove(v->crypt + 1, v->crypt + CRYPTOR_NONCE_OFFSET_V1, CRYPTOR_NONCE_SIZE);
+        v->crypt[0] = CRYPTOR_VERSION_AES_GCM;
+        v->crypt_size = CRYPTOR_CRYPT_SIZE_V0;
+}
+
 static void *thread_alternate(void *p) {
         const Pair *pair = p;
         uintptr_t failures = 0;
@@ -621,6 +640,11 @@ static void *thread_alternate(void *p) {
                 if (!v.data || cryptor_seal_version(c, "alternate", &v) < 0)
                         failures++;
                 v.data = secret_free(v.data);
+                if (cryptor_open_version(other, "alternate", &v) != -ENOKEY || v.data)
+                        failures++;
+                /* Without the key id the other key is tried, and must fail on the tag. */
+                if (v.crypt)
+                        to_knox_form(&v);
                 if (cryptor_open_version(other, "alternate", &v) != -EBADMSG || v.data)
                         failures++;
                 if (cryptor_open_version(c, "alternate", &v) < 0 || v.data->size != sizeof(data) ||
@@ -677,6 +701,118 @@ static void test_derive_key(void **state) {
         assert_memory_not_equal(k1, k3, sizeof(k1));
 }
 
+/* Master-key generations: a cryptor with an old key opens what that key sealed (in either
+ * form), seals only with its current key, and one without the old key refuses the old
+ * key's versions as a key it lacks (-ENOKEY), never as a wrong tag. */
+static void test_old_keys(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *old = NULL, *cur = NULL;
+        uint8_t new_key[32], old_id[CRYPTOR_KEY_ID_SIZE], cur_id[CRYPTOR_KEY_ID_SIZE];
+        KeyVersion v1, v0;
+
+        memcpy(new_key, key32, sizeof(new_key));
+        new_key[7] ^= 0x10;
+        assert_int_equal(cryptor_new(key32, 32, &old), 0);
+        assert_int_equal(cryptor_new(new_key, 32, &cur), 0);
+        cryptor_key_id(old, old_id);
+        cryptor_key_id(cur, cur_id);
+        assert_memory_not_equal(old_id, cur_id, CRYPTOR_KEY_ID_SIZE);
+
+        /* v1 as the old key seals today, v0 the same ciphertext in Knox's form (no key id). */
+        sealed_version(old, &v1);
+        assert_memory_equal(v1.crypt + 1, old_id, CRYPTOR_KEY_ID_SIZE);
+        v0 = (KeyVersion){
+                .id = v1.id,
+                .ts = v1.ts,
+                .sealed_size = v1.sealed_size,
+                .crypt_size = CRYPTOR_CRYPT_SIZE_V0};
+        v0.sealed = malloc(v1.sealed_size);
+        v0.crypt = malloc(CRYPTOR_CRYPT_SIZE_V0);
+        assert_non_null(v0.sealed);
+        assert_non_null(v0.crypt);
+        memcpy(v0.sealed, v1.sealed, v1.sealed_size);
+        v0.crypt[0] = CRYPTOR_VERSION_AES_GCM;
+        memcpy(v0.crypt + 1, v1.crypt + CRYPTOR_NONCE_OFFSET_V1, CRYPTOR_NONCE_SIZE);
+        assert_int_equal(cryptor_open_version(old, "tamper:key", &v0), 0);
+        version_drop_data(&v0);
+
+        /* Without the old key. */
+        assert_int_equal(cryptor_open_version(cur, "tamper:key", &v1), -ENOKEY);
+        assert_int_equal(cryptor_open_version(cur, "tamper:key", &v0), -EBADMSG);
+        assert_null(v1.data);
+        assert_false(cryptor_sealed_by_current(cur, &v1));
+        assert_true(cryptor_sealed_by_current(old, &v1));
+        assert_false(cryptor_sealed_by_current(old, &v0));
+
+        /* Keys it has already, or of a bad size, are refused. */
+        assert_int_equal(cryptor_add_old_key(cur, new_key, 32), -EEXIST);
+        assert_int_equal(cryptor_add_old_key(cur, key32, 31), -EINVAL);
+        assert_int_equal(cryptor_add_old_key(cur, key32, 32), 0);
+        assert_int_equal(cryptor_add_old_key(cur, key32, 32), -EEXIST);
+
+        /* With it: both forms open; sealing again names the current key. */
+        assert_int_equal(cryptor_open_version(cur, "tamper:key", &v0), 0);
+        assert_memory_equal(v0.data->data, "secret data", 11);
+        assert_int_equal(cryptor_open_version(cur, "tamper:key", &v1), 0);
+        assert_memory_equal(v1.data->data, "secret data", 11);
+        assert_int_equal(cryptor_seal_version(cur, "tamper:key", &v1), 0);
+        assert_true(cryptor_sealed_by_current(cur, &v1));
+        assert_memory_equal(v1.crypt + 1, cur_id, CRYPTOR_KEY_ID_SIZE);
+        version_drop_data(&v1);
+
+        /* Re-sealed, the old key alone cannot open it, the new one alone can. */
+        assert_int_equal(cryptor_open_version(old, "tamper:key", &v1), -ENOKEY);
+        cur = cryptor_free(cur);
+        assert_int_equal(cryptor_new(new_key, 32, &cur), 0);
+        assert_int_equal(cryptor_open_version(cur, "tamper:key", &v1), 0);
+        assert_memory_equal(v1.data->data, "secret data", 11);
+
+        key_version_done(&v1);
+        key_version_done(&v0);
+}
+
+/* A key read under old master keys is written under the current one: what c opens is
+ * sealed again, what it cannot open is left as it was and counted. */
+static void test_reseal_key(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *old = NULL, *stranger = NULL, *cur = NULL, *cur_alone = NULL;
+        _cleanup_(key_freep) Key *k = NULL;
+        uint8_t new_key[32], other_key[32];
+        size_t failed = 99;
+
+        memcpy(new_key, key32, sizeof(new_key));
+        new_key[0] ^= 1;
+        memcpy(other_key, key32, sizeof(other_key));
+        other_key[1] ^= 1;
+        assert_int_equal(cryptor_new(key32, 32, &old), 0);
+        assert_int_equal(cryptor_new(other_key, 32, &stranger), 0);
+        assert_int_equal(cryptor_new(new_key, 32, &cur), 0);
+        assert_int_equal(cryptor_add_old_key(cur, key32, 32), 0);
+        assert_int_equal(cryptor_new(new_key, 32, &cur_alone), 0);
+
+        k = make_key("reseal:key", 3);
+        assert_int_equal(cryptor_seal_key(old, k), 0);
+        assert_int_equal(cryptor_seal_version(stranger, k->id, k->versions + 2), 0);
+        for (size_t i = 0; i < k->n_versions; i++)
+                version_drop_data(k->versions + i);
+
+        assert_int_equal(cryptor_reseal_key(cur, k, &failed), 2);
+        assert_int_equal(failed, 1);
+        assert_true(cryptor_sealed_by_current(cur, k->versions + 0));
+        assert_true(cryptor_sealed_by_current(cur, k->versions + 1));
+        assert_false(cryptor_sealed_by_current(cur, k->versions + 2));
+        for (size_t i = 0; i < k->n_versions; i++)
+                assert_null(k->versions[i].data); /* no plaintext left behind */
+
+        /* Nothing more to do the second time. */
+        assert_int_equal(cryptor_reseal_key(cur, k, &failed), 0);
+        assert_int_equal(failed, 1);
+
+        assert_int_equal(cryptor_open_version(cur_alone, k->id, k->versions + 0), 0);
+        assert_int_equal(cryptor_open_version(cur_alone, k->id, k->versions + 1), 0);
+        assert_int_equal(cryptor_open_version(cur_alone, k->id, k->versions + 2), -ENOKEY);
+        assert_int_equal(cryptor_open_version(stranger, k->id, k->versions + 2), 0);
+        assert_key_data(k);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_associated_data),
@@ -687,6 +823,8 @@ int main(void) {
                 cmocka_unit_test(test_tamper),
                 cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_fresh_nonce),
+                cmocka_unit_test(test_old_keys),
+                cmocka_unit_test(test_reseal_key),
                 cmocka_unit_test(test_new),
                 cmocka_unit_test(test_key),
                 cmocka_unit_test(test_threads),

@@ -208,6 +208,60 @@ static void add_new(Store *s, const char *id, size_t n, uint8_t seed) {
         assert_int_equal(store_add(s, k), 0);
 }
 
+/* store_reseal: new sealed forms for keys whose record is unchanged, in one transaction; the
+ * record's version, hash and the change counter stay; a key written meanwhile is skipped. */
+static void test_reseal(_unused_ void **state) {
+        _cleanup_(key_freep) Key *a = NULL, *b = NULL, *gone = NULL;
+        Key *keys[3];
+        int64_t versions[3], va, vb;
+        bool applied[3] = {};
+        uint64_t counter;
+        TestDir t;
+        Store *s;
+
+        test_dir_make(&t);
+        s = open_init(t.db);
+        add_new(s, "a", 2, 1);
+        add_new(s, "b", 1, 2);
+        assert_int_equal(store_get(s, "a", &a, &va), 0);
+        assert_int_equal(store_get(s, "b", &b, &vb), 0);
+        gone = make_key("gone", 1, 3);
+
+        /* b is written after it was read: its re-seal must not land. */
+        assert_int_equal(store_update(s, b, vb), 0);
+        vb = version_of(s, "b");
+        counter = counter_of(s);
+
+        a->versions[0].sealed[0] ^= 0xff;
+        a->versions[1].crypt[5] ^= 0xff;
+        b->versions[0].sealed[0] ^= 0xff;
+        keys[0] = a;
+        keys[1] = b;
+        keys[2] = gone;
+        versions[0] = va;
+        versions[1] = vb - 1; /* what rekey read before the write */
+        versions[2] = 1;
+        assert_int_equal(store_reseal(s, keys, versions, 3, applied), 1);
+        assert_true(applied[0]);
+        assert_false(applied[1]);
+        assert_false(applied[2]);
+
+        assert_stored(s, a);
+        assert_int_equal(version_of(s, "a"), va);
+        assert_int_equal(version_of(s, "b"), vb);
+        assert_int_equal(counter_of(s), counter);
+        b->versions[0].sealed[0] ^= 0xff;
+        assert_stored(s, b);
+        assert_int_equal(store_get(s, "gone", NULL, NULL), -ENOKEY);
+
+        /* Nothing to do, and more than a batch is refused. */
+        assert_int_equal(store_reseal(s, keys, versions, 0, applied), 0);
+        assert_int_equal(store_reseal(s, keys, versions, STORE_RESEAL_BATCH + 1, applied), -E2BIG);
+
+        s = store_free(s);
+        test_dir_remove(&t);
+}
+
 /* ---- list ---- */
 
 typedef struct Listing {
@@ -1311,6 +1365,7 @@ int main(void) {
                 cmocka_unit_test(test_list_order),
                 cmocka_unit_test(test_get_hash),
                 cmocka_unit_test(test_update),
+                cmocka_unit_test(test_reseal),
                 cmocka_unit_test(test_two_connections),
                 cmocka_unit_test(test_threads_race),
                 cmocka_unit_test(test_remove),

@@ -1,0 +1,625 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "keyholder.h"
+
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "master-key.h"
+
+/* A request or an answer: this header, then len bytes. Both ends are the same binary, so
+ * the integers are in host order. */
+typedef struct MsgHeader {
+        int32_t op_or_status; /* request: KEYHOLDER_OP_*; answer: 0 or -errno */
+        uint32_t len;
+} MsgHeader;
+
+/* OPEN: this, then the key id, crypt and sealed. Answer: the plaintext. */
+typedef struct OpenRequest {
+        uint64_t version_id;
+        int64_t ts;
+        uint32_t key_id_len, crypt_len, sealed_len;
+} OpenRequest;
+
+/* SEAL: this, then the key id and the data. Answer: crypt (version 1), then sealed. */
+typedef struct SealRequest {
+        uint64_t version_id;
+        int64_t ts;
+        uint32_t key_id_len, data_len;
+} SealRequest;
+
+/* The first message from the key holder: status, then on success the current key's id and
+ * the audit checkpoint key. */
+typedef struct Ready {
+        int32_t status;
+        uint8_t id[CRYPTOR_KEY_ID_SIZE];
+        uint8_t audit_key[AUDIT_CHECKPOINT_KEY_SIZE];
+} Ready;
+
+/* A stalled key holder must not hold a request for ever. */
+#define KEYHOLDER_TIMEOUT_SEC 10
+
+struct KeyHolder {
+        pid_t pid;
+        int fd;
+        pthread_mutex_t lock; /* one exchange at a time on fd */
+        bool broken;          /* an exchange failed half-way: fd is out of step */
+        atomic_bool failed;
+        atomic_bool stopping;
+        pthread_t watcher;
+        bool watching;
+        Secret *audit_key;
+        CryptorRemote remote;
+        Cryptor *cryptor;
+};
+
+/* ---- I/O ---- */
+
+static int read_full(int fd, void *buf, size_t n) {
+        uint8_t *p = buf;
+
+        while (n > 0) {
+                ssize_t k = read(fd, p, n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return -EPIPE;
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+static int write_iov(int fd, struct iovec *iov, int n) {
+        while (n > 0) {
+                ssize_t k = writev(fd, iov, n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                while (n > 0 && (size_t) k >= iov->iov_len) {
+                        k -= (ssize_t) iov->iov_len;
+                        iov++;
+                        n--;
+                }
+                if (n > 0) {
+                        iov->iov_base = (uint8_t *) iov->iov_base + k;
+                        iov->iov_len -= (size_t) k;
+                }
+        }
+        return 0;
+}
+
+/* ---- the key holder's side ---- */
+
+int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, Secret **ret) {
+        _cleanup_free_ char *key_id = NULL;
+        KeyVersion v = {};
+        Secret *out;
+        int r;
+
+        if (op == KEYHOLDER_OP_OPEN) {
+                OpenRequest q;
+
+                if (n < sizeof(q))
+                        return -EPROTO;
+                memcpy(&q, p, sizeof(q));
+                p += sizeof(q);
+                n -= sizeof(q);
+                if ((uint64_t) q.key_id_len + q.crypt_len + q.sealed_len != n)
+                        return -EPROTO;
+                key_id = strndup((const char *) p, q.key_id_len);
+                if (!key_id)
+                        return -ENOMEM;
+                if (strlen(key_id) != q.key_id_len)
+                        return -EPROTO;
+                v = (KeyVersion){
+                        .id = q.version_id,
+                        .ts = q.ts,
+                        .crypt = (uint8_t *) p + q.key_id_len,
+                        .crypt_size = q.crypt_len,
+                        .sealed = (uint8_t *) p + q.key_id_len + q.crypt_len,
+                        .sealed_size = q.sealed_len,
+                };
+                r = cryptor_open_version(c, key_id, &v);
+                if (r < 0)
+                        return r;
+                *ret = v.data;
+                return 0;
+        }
+
+        if (op == KEYHOLDER_OP_SEAL) {
+                SealRequest q;
+
+                if (n < sizeof(q))
+                        return -EPROTO;
+                memcpy(&q, p, sizeof(q));
+                p += sizeof(q);
+                n -= sizeof(q);
+                if ((uint64_t) q.key_id_len + q.data_len != n)
+                        return -EPROTO;
+                key_id = strndup((const char *) p, q.key_id_len);
+                if (!key_id)
+                        return -ENOMEM;
+                if (strlen(key_id) != q.key_id_len)
+                        return -EPROTO;
+                v = (KeyVersion){.id = q.version_id, .ts = q.ts};
+                v.data = secret_new_copy(p + q.key_id_len, q.data_len);
+                if (!v.data)
+                        return -ENOMEM;
+                r = cryptor_seal_version(c, key_id, &v);
+                if (r >= 0) {
+                        out = secret_new(v.crypt_size + v.sealed_size);
+                        if (out) {
+                                memcpy(out->data, v.crypt, v.crypt_size);
+                                memcpy(out->data + v.crypt_size, v.sealed, v.sealed_size);
+                                *ret = out;
+                        } else
+                                r = -ENOMEM;
+                }
+                key_version_done(&v);
+                return r;
+        }
+
+        return -EPROTO;
+}
+
+/* Everything but the socket and stderr goes; nothing in the key holder needs the network,
+ * the store or the TLS files. */
+static void close_other_fds(int keep) {
+        if (keep > 3)
+                (void) close_range(3, (unsigned) keep - 1, 0);
+        (void) close_range((unsigned) keep + 1, ~0U, 0);
+        (void) close(STDIN_FILENO);
+        (void) close(STDOUT_FILENO);
+}
+
+/* No capability stays. Under keywardd.service there is none to drop (and the unit's
+ * filter refuses capset): only capabilities held are dropped. */
+static int drop_capabilities(void) {
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+        struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = {};
+        bool any = false;
+
+        if (syscall(SYS_capget, &h, d) < 0)
+                return -errno;
+        for (size_t i = 0; i < ELEMENTSOF(d); i++)
+                any = any || d[i].effective || d[i].permitted || d[i].inheritable;
+        if (!any)
+                return 0;
+        for (unsigned long cap = 0; cap <= CAP_LAST_CAP; cap++)
+                (void) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+        memset(d, 0, sizeof(d));
+        if (syscall(SYS_capset, &h, d) < 0)
+                return -errno;
+        return 0;
+}
+
+#if defined(__x86_64__)
+#        define KEYHOLDER_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#        define KEYHOLDER_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#elif defined(__i386__)
+#        define KEYHOLDER_AUDIT_ARCH AUDIT_ARCH_I386
+#endif
+
+#define ALLOW(nr) \
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+
+/* Reading and writing the socket, memory, randomness for nonces, and leaving. Anything
+ * else fails with EPERM; another architecture's system call kills the process. */
+static int install_seccomp(void) {
+#ifdef KEYHOLDER_AUDIT_ARCH
+        struct sock_filter filter[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, KEYHOLDER_AUDIT_ARCH, 1, 0),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                ALLOW(__NR_read),
+                ALLOW(__NR_write),
+                ALLOW(__NR_writev),
+                ALLOW(__NR_close),
+                ALLOW(__NR_exit),
+                ALLOW(__NR_exit_group),
+                ALLOW(__NR_futex),
+                ALLOW(__NR_brk),
+                ALLOW(__NR_mmap),
+                ALLOW(__NR_munmap),
+                ALLOW(__NR_mremap),
+                ALLOW(__NR_mprotect),
+                ALLOW(__NR_madvise),
+                ALLOW(__NR_mlock),
+                ALLOW(__NR_munlock),
+                ALLOW(__NR_getrandom),
+                ALLOW(__NR_getpid),
+                ALLOW(__NR_gettid),
+                ALLOW(__NR_clock_gettime),
+                ALLOW(__NR_rt_sigreturn),
+                ALLOW(__NR_rt_sigprocmask),
+                ALLOW(__NR_restart_syscall),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        };
+        struct sock_fprog prog = {.len = ELEMENTSOF(filter), .filter = filter};
+
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+                return -errno;
+        return 0;
+#else
+        return -EOPNOTSUPP;
+#endif
+}
+
+static int harden(void) {
+        int r;
+
+        r = drop_capabilities();
+        if (r < 0)
+                return log_error_errno(r, "Key holder: failed to drop capabilities: %m");
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                return log_error_errno(errno, "Key holder: failed to set no_new_privs: %m");
+        r = install_seccomp();
+        if (r == -EOPNOTSUPP)
+                log_warning("Key holder: no seccomp filter on this architecture.");
+        else if (r < 0)
+                return log_error_errno(r, "Key holder: failed to install its seccomp filter: %m");
+        return 0;
+}
+
+/* Answer requests until keywardd closes the socket. A malformed request ends the key
+ * holder: only keywardd speaks to it, so one means keywardd is broken or compromised. */
+static int serve(const Cryptor *c, int fd) {
+        for (;;) {
+                _cleanup_(secret_freep) Secret *in = NULL, *out = NULL;
+                MsgHeader h;
+                struct iovec iov[2];
+                int r;
+
+                r = read_full(fd, &h, sizeof(h));
+                if (r == -EPIPE)
+                        return 0;
+                if (r < 0 || h.len > KEYHOLDER_MESSAGE_MAX)
+                        return -EPROTO;
+                in = secret_new(h.len); /* a seal request carries plaintext */
+                if (!in)
+                        return -ENOMEM;
+                r = read_full(fd, in->data, h.len);
+                if (r < 0)
+                        return r;
+                r = keyholder_handle(c, (uint32_t) h.op_or_status, in->data, h.len, &out);
+                if (r == -EPROTO)
+                        return r;
+                h = (MsgHeader){.op_or_status = r < 0 ? r : 0, .len = r < 0 ? 0 : (uint32_t) out->size};
+                iov[0] = (struct iovec){&h, sizeof(h)};
+                iov[1] = (struct iovec){r < 0 ? NULL : out->data, r < 0 ? 0 : out->size};
+                r = write_iov(fd, iov, 2);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static _Noreturn void keyholder_main(int fd, const char *spec, char *const *old_specs) {
+        _cleanup_(cryptor_freep) Cryptor *c = NULL;
+        Ready ready = {};
+        struct iovec iov;
+        int r;
+
+        /* keywardd stops it by closing the socket, after its last request; a SIGTERM to the
+         * whole unit must not end it first. It never outlives keywardd. */
+        (void) signal(SIGTERM, SIG_IGN);
+        (void) signal(SIGINT, SIG_IGN);
+        (void) signal(SIGHUP, SIG_IGN);
+        (void) signal(SIGPIPE, SIG_IGN);
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        (void) prctl(PR_SET_NAME, "keywardd-keys", 0, 0, 0);
+        close_other_fds(fd);
+        (void) secret_harden_process(false);
+
+        r = master_key_load(spec, &c);
+        for (char *const *o = old_specs; r >= 0 && o && *o; o++)
+                r = master_key_add_old(c, *o);
+        if (r >= 0)
+                r = cryptor_derive_key(
+                        c, AUDIT_CHECKPOINT_KEY_INFO, ready.audit_key, sizeof(ready.audit_key));
+        if (r >= 0)
+                r = harden();
+        if (r >= 0)
+                cryptor_key_id(c, ready.id);
+        ready.status = r < 0 ? r : 0;
+        iov = (struct iovec){&ready, sizeof(ready)};
+        if (write_iov(fd, &iov, 1) < 0)
+                r = -EPIPE;
+        explicit_bzero(&ready, sizeof(ready));
+        if (r >= 0)
+                r = serve(c, fd);
+        c = cryptor_free(c);
+        /* A forked child leaves with _exit(): the parent's atexit handlers and stdio buffers
+         * are not its own. */
+        _exit(r < 0 ? 1 : 0);
+}
+
+/* ---- keywardd's side ---- */
+
+static void keyholder_lost(KeyHolder *kh, const char *why) {
+        if (atomic_load(&kh->stopping) || atomic_exchange(&kh->failed, true))
+                return;
+        log_error("The key holder (pid %d) %s; keywardd stops (systemd restarts it).", (int) kh->pid, why);
+        (void) kill(getpid(), SIGTERM);
+}
+
+/* One exchange; the answer's payload is read by the caller while the lock is held. */
+static int exchange_begin(KeyHolder *kh, struct iovec *iov, int n, MsgHeader *ret) {
+        int r;
+
+        if (kh->broken)
+                return -EIO;
+        r = write_iov(kh->fd, iov, n);
+        if (r >= 0)
+                r = read_full(kh->fd, ret, sizeof(*ret));
+        if (r < 0) {
+                kh->broken = true;
+                keyholder_lost(kh, r == -EAGAIN ? "stopped answering" : "went away");
+                return -EIO;
+        }
+        return 0;
+}
+
+static int exchange_payload(KeyHolder *kh, void *buf, size_t n) {
+        int r = read_full(kh->fd, buf, n);
+
+        if (r < 0) {
+                kh->broken = true;
+                keyholder_lost(kh, "went away");
+                return -EIO;
+        }
+        return 0;
+}
+
+static int remote_open(void *userdata, const char *key_id, const KeyVersion *v, Secret **ret) {
+        KeyHolder *kh = userdata;
+        OpenRequest q = {
+                .version_id = v->id,
+                .ts = v->ts,
+                .key_id_len = (uint32_t) strlen(key_id),
+                .crypt_len = (uint32_t) v->crypt_size,
+                .sealed_len = (uint32_t) v->sealed_size,
+        };
+        MsgHeader h = {.op_or_status = KEYHOLDER_OP_OPEN};
+        struct iovec iov[5];
+        Secret *s = NULL;
+        uint64_t len = sizeof(q) + (uint64_t) q.key_id_len + v->crypt_size + v->sealed_size;
+        int r;
+
+        if (len > KEYHOLDER_MESSAGE_MAX)
+                return -E2BIG;
+        h.len = (uint32_t) len;
+        iov[0] = (struct iovec){&h, sizeof(h)};
+        iov[1] = (struct iovec){&q, sizeof(q)};
+        iov[2] = (struct iovec){(void *) key_id, q.key_id_len};
+        iov[3] = (struct iovec){v->crypt, v->crypt_size};
+        iov[4] = (struct iovec){v->sealed, v->sealed_size};
+
+        pthread_mutex_lock(&kh->lock);
+        r = exchange_begin(kh, iov, 5, &h);
+        if (r >= 0 && h.op_or_status < 0)
+                r = h.op_or_status;
+        else if (r >= 0) {
+                /* Straight into locked memory: the plaintext is never anywhere else here. */
+                s = secret_new(h.len);
+                r = exchange_payload(kh, s ? s->data : NULL, s ? h.len : 0);
+                if (!s) {
+                        kh->broken = true; /* the payload was not read */
+                        keyholder_lost(kh, "could not be answered (out of memory)");
+                        r = -ENOMEM;
+                }
+        }
+        pthread_mutex_unlock(&kh->lock);
+        if (r < 0) {
+                secret_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+static int remote_seal(
+        void *userdata,
+        const char *key_id,
+        const KeyVersion *v,
+        uint8_t **ret_sealed,
+        size_t *ret_sealed_size,
+        uint8_t **ret_crypt) {
+
+        KeyHolder *kh = userdata;
+        SealRequest q = {
+                .version_id = v->id,
+                .ts = v->ts,
+                .key_id_len = (uint32_t) strlen(key_id),
+                .data_len = (uint32_t) v->data->size,
+        };
+        MsgHeader h = {.op_or_status = KEYHOLDER_OP_SEAL};
+        struct iovec iov[4];
+        _cleanup_free_ uint8_t *crypt = NULL, *sealed = NULL;
+        uint64_t len = sizeof(q) + (uint64_t) q.key_id_len + v->data->size;
+        int r;
+
+        if (len > KEYHOLDER_MESSAGE_MAX)
+                return -E2BIG;
+        h.len = (uint32_t) len;
+        iov[0] = (struct iovec){&h, sizeof(h)};
+        iov[1] = (struct iovec){&q, sizeof(q)};
+        iov[2] = (struct iovec){(void *) key_id, q.key_id_len};
+        iov[3] = (struct iovec){v->data->data, v->data->size};
+
+        pthread_mutex_lock(&kh->lock);
+        r = exchange_begin(kh, iov, 4, &h);
+        if (r >= 0 && h.op_or_status < 0)
+                r = h.op_or_status;
+        else if (r >= 0) {
+                if (h.len < CRYPTOR_CRYPT_SIZE_V1 + CRYPTOR_TAG_SIZE) {
+                        kh->broken = true;
+                        keyholder_lost(kh, "answered nonsense");
+                        r = -EIO;
+                } else {
+                        crypt = malloc(CRYPTOR_CRYPT_SIZE_V1);
+                        sealed = malloc(h.len - CRYPTOR_CRYPT_SIZE_V1);
+                        if (!crypt || !sealed) {
+                                kh->broken = true;
+                                keyholder_lost(kh, "could not be answered (out of memory)");
+                                r = -ENOMEM;
+                        } else {
+                                r = exchange_payload(kh, crypt, CRYPTOR_CRYPT_SIZE_V1);
+                                if (r >= 0)
+                                        r = exchange_payload(kh, sealed, h.len - CRYPTOR_CRYPT_SIZE_V1);
+                        }
+                }
+        }
+        pthread_mutex_unlock(&kh->lock);
+        if (r < 0)
+                return r;
+        *ret_sealed_size = h.len - CRYPTOR_CRYPT_SIZE_V1;
+        *ret_sealed = TAKE_PTR(sealed);
+        *ret_crypt = TAKE_PTR(crypt);
+        return 0;
+}
+
+/* Waits for the key holder to exit: before keyholder_free() asked it to, that is a failure. */
+static void *watch(void *userdata) {
+        KeyHolder *kh = userdata;
+        int status = 0;
+        char why[64];
+
+        while (waitpid(kh->pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        if (WIFSIGNALED(status))
+                (void) snprintf(why, sizeof(why), "was killed by signal %d", WTERMSIG(status));
+        else
+                (void) snprintf(why, sizeof(why), "exited with status %d", WEXITSTATUS(status));
+        keyholder_lost(kh, why);
+        return NULL;
+}
+
+int keyholder_start(const char *spec, char *const *old_specs, KeyHolder **ret) {
+        _cleanup_(keyholder_freep) KeyHolder *kh = NULL;
+        struct timeval tv = {.tv_sec = KEYHOLDER_TIMEOUT_SEC};
+        sigset_t all, old;
+        Ready ready = {};
+        int sv[2], r;
+
+        assert_return(spec, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        kh = calloc(1, sizeof(KeyHolder));
+        if (!kh)
+                return log_oom();
+        kh->fd = -EBADF;
+        kh->pid = -1;
+        pthread_mutex_init(&kh->lock, NULL);
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return log_error_errno(errno, "Failed to make the key holder's socket: %m");
+        kh->pid = fork();
+        if (kh->pid < 0) {
+                r = -errno;
+                (void) close(sv[0]);
+                (void) close(sv[1]);
+                return log_error_errno(r, "Failed to fork the key holder: %m");
+        }
+        if (kh->pid == 0) {
+                (void) close(sv[0]);
+                keyholder_main(sv[1], spec, old_specs);
+        }
+        (void) close(sv[1]);
+        kh->fd = sv[0];
+
+        r = read_full(kh->fd, &ready, sizeof(ready));
+        if (r >= 0 && ready.status < 0)
+                r = ready.status;
+        if (r < 0) {
+                explicit_bzero(&ready, sizeof(ready));
+                /* The key holder logged why; this says what it means. */
+                return log_error_errno(
+                        r == -EPIPE ? EIO : -r, "The key holder could not load the master key.");
+        }
+        kh->audit_key = secret_new_copy(ready.audit_key, sizeof(ready.audit_key));
+        explicit_bzero(ready.audit_key, sizeof(ready.audit_key));
+        if (!kh->audit_key)
+                return log_oom();
+        if (setsockopt(kh->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+            setsockopt(kh->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+                return log_error_errno(errno, "Failed to set the key holder's socket timeouts: %m");
+
+        kh->remote = (CryptorRemote){.open = remote_open, .seal = remote_seal, .userdata = kh};
+        r = cryptor_new_remote(&kh->remote, ready.id, &kh->cryptor);
+        if (r < 0)
+                return log_oom();
+
+        /* The watcher takes no signal: SIGTERM and friends stay the main loop's. */
+        sigfillset(&all);
+        (void) pthread_sigmask(SIG_BLOCK, &all, &old);
+        r = -pthread_create(&kh->watcher, NULL, watch, kh);
+        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start watching the key holder: %m");
+        kh->watching = true;
+
+        log_debug("Key holder running as pid %d.", (int) kh->pid);
+        *ret = TAKE_PTR(kh);
+        return 0;
+}
+
+KeyHolder *keyholder_free(KeyHolder *kh) {
+        if (!kh)
+                return NULL;
+        atomic_store(&kh->stopping, true);
+        if (kh->fd >= 0)
+                (void) close(kh->fd); /* the key holder reads EOF and exits */
+        if (kh->watching)
+                (void) pthread_join(kh->watcher, NULL);
+        else if (kh->pid > 0) {
+                (void) kill(kh->pid, SIGKILL);
+                while (waitpid(kh->pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        }
+        cryptor_free(kh->cryptor);
+        secret_free(kh->audit_key);
+        pthread_mutex_destroy(&kh->lock);
+        free(kh);
+        return NULL;
+}
+
+Cryptor *keyholder_cryptor(KeyHolder *kh) {
+        return kh->cryptor;
+}
+
+const uint8_t *keyholder_audit_key(KeyHolder *kh) {
+        return kh->audit_key->data;
+}
+
+pid_t keyholder_pid(KeyHolder *kh) {
+        return kh->pid;
+}
+
+bool keyholder_failed(KeyHolder *kh) {
+        return atomic_load(&kh->failed);
+}
