@@ -559,7 +559,8 @@ static int read_password_file(const char *path, Secret **ret) {
                 return log_error_errno(r, "Failed to read the Knox database password file '%s': %m", path);
         for (n = 0; n < s->size && s->data[n] != '\n' && s->data[n] != '\r'; n++)
                 if (s->data[n] == '\0')
-                        return log_error_errno(EINVAL, "The Knox database password file '%s' holds a NUL byte.", path);
+                        return log_error_errno(
+                                EINVAL, "The Knox database password file '%s' holds a NUL byte.", path);
         p = secret_new(n + 1);
         if (!p)
                 return log_oom();
@@ -583,7 +584,8 @@ static int verb_import_knox(int argc, char **argv) {
         if (r != 0)
                 goto finish;
         if ((r = require(a.db, "db")) < 0 || (r = require(a.master_key, "master-key")) < 0 ||
-            (r = require(a.knox_db, "knox-db")) < 0 || (r = require(a.knox_master_key, "knox-master-key")) < 0)
+            (r = require(a.knox_db, "knox-db")) < 0 ||
+            (r = require(a.knox_master_key, "knox-master-key")) < 0)
                 goto finish;
         o = (KnoxImportOptions){.dry_run = a.dry_run, .update = a.update};
 

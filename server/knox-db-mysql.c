@@ -7,9 +7,9 @@
 #include "log.h"
 
 #if HAVE_MARIADB
-#include <mysql.h>
+#        include <mysql.h>
 
-#define KNOX_SELECT "SELECT id, acl, version_hash, versions FROM secrets ORDER BY id"
+#        define KNOX_SELECT "SELECT id, acl, version_hash, versions FROM secrets ORDER BY id"
 
 typedef struct KnoxDbMysql {
         KnoxDb db;
@@ -32,12 +32,14 @@ static int mysql_db_foreach(KnoxDb *db, KnoxRowFunc f, void *userdata) {
         int r = 0;
 
         if (mysql_real_query(m->conn, KNOX_SELECT, sizeof(KNOX_SELECT) - 1) != 0)
-                return log_error_errno(EIO, "Knox database: reading table secrets failed: %s", mysql_error(m->conn));
+                return log_error_errno(
+                        EIO, "Knox database: reading table secrets failed: %s", mysql_error(m->conn));
         if (mysql_field_count(m->conn) != 4)
                 return log_error_errno(EIO, "Knox database: unexpected result shape.");
         res = mysql_use_result(m->conn);
         if (!res)
-                return log_error_errno(EIO, "Knox database: reading table secrets failed: %s", mysql_error(m->conn));
+                return log_error_errno(
+                        EIO, "Knox database: reading table secrets failed: %s", mysql_error(m->conn));
 
         while ((row = mysql_fetch_row(res))) {
                 unsigned long *len = mysql_fetch_lengths(res);
@@ -47,7 +49,8 @@ static int mysql_db_foreach(KnoxDb *db, KnoxRowFunc f, void *userdata) {
                         break;
         }
         if (r >= 0 && mysql_errno(m->conn) != 0)
-                r = log_error_errno(EIO, "Knox database: reading table secrets failed: %s", mysql_error(m->conn));
+                r = log_error_errno(
+                        EIO, "Knox database: reading table secrets failed: %s", mysql_error(m->conn));
         /* Drain what is left, or the connection stays out of sync. */
         while (r < 0 && mysql_fetch_row(res))
                 ;
@@ -71,8 +74,7 @@ int knox_db_mysql_open(const KnoxMysqlUrl *u, const char *password, KnoxDb **ret
         (void) mysql_optionsv(m->conn, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
         (void) mysql_optionsv(m->conn, MYSQL_OPT_READ_TIMEOUT, &timeout);
         (void) mysql_optionsv(m->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-        if (!mysql_real_connect(
-                    m->conn, u->host, u->user, password, u->database, u->port, u->socket, 0)) {
+        if (!mysql_real_connect(m->conn, u->host, u->user, password, u->database, u->port, u->socket, 0)) {
                 log_error("Cannot connect to the Knox database (MySQL/MariaDB): %s", mysql_error(m->conn));
                 mysql_db_free(&m->db);
                 return -ECONNREFUSED;

@@ -32,7 +32,8 @@ static int pg_db_foreach(KnoxDb *db, KnoxRowFunc f, void *userdata) {
 
         if (!PQsendQuery(p->conn, "SELECT id, acl, version_hash, versions FROM secrets ORDER BY id") ||
             !PQsetSingleRowMode(p->conn))
-                return log_error_errno(EIO, "Knox database: reading table secrets failed: %s", PQerrorMessage(p->conn));
+                return log_error_errno(
+                        EIO, "Knox database: reading table secrets failed: %s", PQerrorMessage(p->conn));
 
         /* Rows come one a result; the last result says how the query ended. Every result is
          * read, even after a failure, so the connection ends in a known state. */
@@ -52,7 +53,9 @@ static int pg_db_foreach(KnoxDb *db, KnoxRowFunc f, void *userdata) {
                                       userdata);
                 } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && r >= 0)
                         r = log_error_errno(
-                                EIO, "Knox database: reading table secrets failed: %s", PQresultErrorMessage(res));
+                                EIO,
+                                "Knox database: reading table secrets failed: %s",
+                                PQresultErrorMessage(res));
                 PQclear(res);
         }
         return r < 0 ? r : 0;

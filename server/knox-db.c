@@ -51,11 +51,15 @@ int knox_mysql_url_parse(const char *url, KnoxMysqlUrl *ret, const char **reterr
         if (!at || at == p)
                 return fail(reterr_message, "the URL names no user (mysql://USER@HOST/DB)", -EINVAL);
         if (memchr(p, ':', at - p))
-                return fail(reterr_message,
-                            "a password in the URL would show in the process list; use --knox-db-password-file",
-                            -EPERM);
+                return fail(
+                        reterr_message,
+                        "a password in the URL would show in the process list; use --knox-db-password-file",
+                        -EPERM);
         if (!name_is_ok(p, at - p))
-                return fail(reterr_message, "the user name holds a character this URL form does not take", -EINVAL);
+                return fail(
+                        reterr_message,
+                        "the user name holds a character this URL form does not take",
+                        -EINVAL);
         u.user = strndup(p, at - p);
         if (!u.user)
                 return -ENOMEM;
@@ -76,7 +80,10 @@ int knox_mysql_url_parse(const char *url, KnoxMysqlUrl *ret, const char **reterr
         }
         if (n > 0) {
                 if (!name_is_ok(p, n) || memchr(p, '[', n))
-                        return fail(reterr_message, "the host holds a character this URL form does not take", -EINVAL);
+                        return fail(
+                                reterr_message,
+                                "the host holds a character this URL form does not take",
+                                -EINVAL);
                 u.host = strndup(p, n);
                 if (!u.host)
                         return -ENOMEM;
@@ -86,19 +93,28 @@ int knox_mysql_url_parse(const char *url, KnoxMysqlUrl *ret, const char **reterr
         q = strchr(p, '?');
         n = q ? (size_t) (q - p) : strlen(p);
         if (n == 0 || !name_is_ok(p, n))
-                return fail(reterr_message, "the database name is empty or holds a character this URL form does not take", -EINVAL);
+                return fail(
+                        reterr_message,
+                        "the database name is empty or holds a character this URL form does not take",
+                        -EINVAL);
         u.database = strndup(p, n);
         if (!u.database)
                 return -ENOMEM;
         if (q) {
                 q++;
                 if (strncmp(q, "socket=", 7) != 0 || q[7] != '/' || strpbrk(q + 7, "&#?"))
-                        return fail(reterr_message, "the only query the URL takes is ?socket=/ABSOLUTE/PATH", -EINVAL);
+                        return fail(
+                                reterr_message,
+                                "the only query the URL takes is ?socket=/ABSOLUTE/PATH",
+                                -EINVAL);
                 u.socket = strdup(q + 7);
                 if (!u.socket)
                         return -ENOMEM;
                 if (u.port != 0 || (u.host && !streq(u.host, "localhost")))
-                        return fail(reterr_message, "a socket URL takes no port and no host but localhost", -EINVAL);
+                        return fail(
+                                reterr_message,
+                                "a socket URL takes no port and no host but localhost",
+                                -EINVAL);
                 free(u.host);
                 u.host = NULL;
         } else if (!u.host)

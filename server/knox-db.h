@@ -32,7 +32,7 @@ int knox_db_foreach(KnoxDb *db, KnoxRowFunc f, void *userdata);
 /* A mysql:// URL taken apart (knox-db.c); strings owned by the struct. */
 typedef struct KnoxMysqlUrl {
         char *user;
-        char *host; /* NULL with a socket */
+        char *host;    /* NULL with a socket */
         unsigned port; /* 0: the default */
         char *database;
         char *socket;

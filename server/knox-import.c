@@ -48,12 +48,13 @@ static int row_load(
                         return log_oom();
                 if (r < 0) {
                         if (c->stats.sealed++ == 0)
-                                log_error("Knox key '%s' version %" PRIu64
-                                          " does not open with the Knox master key (%s).",
-                                          k->id,
-                                          k->versions[i].id,
-                                          r == -EBADMSG ? "wrong --knox-master-key, or the row was changed"
-                                                        : "malformed crypt metadata");
+                                log_error(
+                                        "Knox key '%s' version %" PRIu64
+                                        " does not open with the Knox master key (%s).",
+                                        k->id,
+                                        k->versions[i].id,
+                                        r == -EBADMSG ? "wrong --knox-master-key, or the row was changed" :
+                                                        "malformed crypt metadata");
                         return -EBADMSG;
                 }
         }
@@ -83,7 +84,8 @@ static bool acl_equal(const Acl *a, const Acl *b) {
         if (a->n != b->n)
                 return false;
         for (size_t i = 0; i < a->n; i++)
-                if (a->entries[i].type != b->entries[i].type || a->entries[i].access != b->entries[i].access ||
+                if (a->entries[i].type != b->entries[i].type ||
+                    a->entries[i].access != b->entries[i].access ||
                     !streq(a->entries[i].id, b->entries[i].id))
                         return false;
         return true;
@@ -96,7 +98,8 @@ static bool key_equal(const Key *a, const Key *b) {
         for (size_t i = 0; i < a->n_versions; i++) {
                 const KeyVersion *x = &a->versions[i], *y = &b->versions[i];
 
-                if (x->id != y->id || x->status != y->status || x->ts != y->ts || x->data->size != y->data->size ||
+                if (x->id != y->id || x->status != y->status || x->ts != y->ts ||
+                    x->data->size != y->data->size ||
                     !memeq_secure(x->data->data, y->data->data, x->data->size))
                         return false;
         }
@@ -131,7 +134,8 @@ static int apply_row(
 
         r = row_load(c, id, acl, acl_size, hash, versions, versions_size, &k);
         if (r == -EBADMSG)
-                return log_error_errno(r, "The Knox database changed during the import; nothing more written.");
+                return log_error_errno(
+                        r, "The Knox database changed during the import; nothing more written.");
         if (r < 0)
                 return r;
 
@@ -155,7 +159,9 @@ static int apply_row(
         r = cryptor_open_key(c->master_key, old);
         if (r < 0)
                 return log_error_errno(
-                        r, "Key '%s' is in the store already but does not open with --master-key: %m", k->id);
+                        r,
+                        "Key '%s' is in the store already but does not open with --master-key: %m",
+                        k->id);
         if (key_equal(k, old)) {
                 c->stats.unchanged++;
                 return 0;
@@ -206,10 +212,11 @@ int knox_import(
         if (c.stats.bad > 0 || c.stats.sealed > 0) {
                 if (c.stats.sealed > 1)
                         log_error("%u more Knox keys do not open either.", c.stats.sealed - 1);
-                log_error("%u of %u Knox rows are malformed, %u do not open; nothing was written.",
-                          c.stats.bad,
-                          c.stats.read,
-                          c.stats.sealed);
+                log_error(
+                        "%u of %u Knox rows are malformed, %u do not open; nothing was written.",
+                        c.stats.bad,
+                        c.stats.read,
+                        c.stats.sealed);
                 if (ret)
                         *ret = c.stats;
                 return -EBADMSG;

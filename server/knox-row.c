@@ -69,8 +69,8 @@ int knox_row_decode(
                 return r;
         if (r < 0) {
                 if (m && streq(m, "Hash does not match"))
-                        return fail(reterr_message,
-                                    "the stored version_hash is not the hash of the versions");
+                        return fail(
+                                reterr_message, "the stored version_hash is not the hash of the versions");
                 return fail(reterr_message, m ?: "the key is not valid");
         }
 
