@@ -14,7 +14,10 @@ int knox_master_key_load(const char *path, Cryptor **ret) {
 
         r = read_secret_file(path, 64, &key);
         if (r == -E2BIG)
-                r = -EINVAL;
+                return log_error_errno(
+                        EINVAL,
+                        "The Knox master key '%s' is too long; Knox's AES-GCM key is 16, 24 or 32 raw bytes.",
+                        path);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the Knox master key '%s': %m", path);
         r = cryptor_new(key->data, key->size, ret);

@@ -107,6 +107,13 @@ scenario() {
         like "$name: wrong key: names the first key" "$out" "Knox key 'api:binary' version 1 does not open"
         like "$name: wrong key: says nothing was written" "$out" "nothing was written"
 
+        # A key file with a newline after Knox's 16 bytes is not Knox's key.
+        { cat "$T/knox.key"; echo; } >"$T/newline.key"
+        chmod 0600 "$T/newline.key"
+        out=$(imp --knox-master-key "$T/newline.key" "$@" 2>&1)
+        is "$name: a 17-byte Knox key file: exit 1" "$?" 1
+        like "$name: a 17-byte Knox key file: says the size" "$out" "holds 17 bytes; Knox's AES-GCM key is 16, 24 or 32 raw"
+
         # Malformed rows: each one reported, nothing written.
         hash=$(echo "SELECT version_hash FROM secrets WHERE id='tls_chain';" | $sql | tr -d ' ')
         {
