@@ -13,7 +13,7 @@ KW_TEST_PACKAGES=(
         libcmocka-dev clang libclang-rt-14-dev clang-format
         libpam-wrapper libpamtest0-dev libnss-wrapper
         softhsm2 systemd-container postgresql debhelper rpm pamtester
-        zsh fish libglib2.0-bin mariadb-server mariadb-client
+        zsh fish libglib2.0-bin mariadb-server-core mariadb-client-core
 )
 
 kw_install_packages() {
