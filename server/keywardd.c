@@ -15,7 +15,11 @@
 
 #include "config.h"
 #include "key.h"
+#include "fileio.h"
 #include "keyholder.h"
+#include "knox-cryptor.h"
+#include "knox-db.h"
+#include "knox-import.h"
 #include "log.h"
 #include "master-key.h"
 #include "parse.h"
@@ -536,6 +540,116 @@ finish:
         return r > 0 ? 0 : r;
 }
 
+typedef struct ImportKnoxArgs {
+        char *db;
+        char *master_key;
+        char *knox_db;
+        char *knox_master_key;
+        char *knox_db_password_file;
+        bool dry_run;
+        bool update;
+} ImportKnoxArgs;
+
+/* clang-format off */
+static const ConfigItem import_knox_items[] = {
+        { "import-knox", "db",                    config_parse_string, offsetof(ImportKnoxArgs, db),                    "SQLite file, or postgresql:// URI", "DB" },
+        { "import-knox", "master-key",            config_parse_string, offsetof(ImportKnoxArgs, master_key),            "master key: FILE, credential:NAME or pkcs11: URI", "MK" },
+        { "import-knox", "knox-db",               config_parse_string, offsetof(ImportKnoxArgs, knox_db),               "Knox's database: mysql://USER@HOST[:PORT]/DB, mysql://USER@localhost/DB?socket=PATH or postgresql://...", "URL" },
+        { "import-knox", "knox-master-key",       config_parse_string, offsetof(ImportKnoxArgs, knox_master_key),       "Knox's AES-GCM key: a file of 16, 24 or 32 raw bytes", "FILE" },
+        { "import-knox", "knox-db-password-file", config_parse_string, offsetof(ImportKnoxArgs, knox_db_password_file), "the Knox database password (first line), never in the URL", "FILE" },
+        { "import-knox", "dry-run",               config_parse_bool,   offsetof(ImportKnoxArgs, dry_run),               "list what would be added and updated; write nothing", NULL },
+        { "import-knox", "update",                config_parse_bool,   offsetof(ImportKnoxArgs, update),                "replace keys that differ from Knox's (default: report them)", NULL },
+};
+/* clang-format on */
+
+/* The password is the file's first line; it goes to the client library, never to argv. */
+static int read_password_file(const char *path, Secret **ret) {
+        _cleanup_(secret_freep) Secret *s = NULL, *p = NULL;
+        size_t n;
+        int r;
+
+        r = read_secret_file(path, 4096, &s);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the Knox database password file '%s': %m", path);
+        for (n = 0; n < s->size && s->data[n] != '\n' && s->data[n] != '\r'; n++)
+                if (s->data[n] == '\0')
+                        return log_error_errno(
+                                EINVAL, "The Knox database password file '%s' holds a NUL byte.", path);
+        p = secret_new(n + 1);
+        if (!p)
+                return log_oom();
+        memcpy(p->data, s->data, n);
+        p->data[n] = '\0';
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+static int verb_import_knox(int argc, char **argv) {
+        _cleanup_(cryptor_freep) Cryptor *cryptor = NULL, *knox_key = NULL;
+        _cleanup_(secret_freep) Secret *password = NULL;
+        _cleanup_(knox_db_freep) KnoxDb *knox = NULL;
+        _cleanup_(store_freep) Store *store = NULL;
+        _cleanup_free_ char *shown_buf = NULL;
+        ImportKnoxArgs a = {};
+        KnoxImportOptions o;
+        int r;
+
+        r = config_parse_argv(argc, argv, import_knox_items, ELEMENTSOF(import_knox_items), &a, NULL);
+        if (r != 0)
+                goto finish;
+        if ((r = require(a.db, "db")) < 0 || (r = require(a.master_key, "master-key")) < 0 ||
+            (r = require(a.knox_db, "knox-db")) < 0 ||
+            (r = require(a.knox_master_key, "knox-master-key")) < 0)
+                goto finish;
+        o = (KnoxImportOptions){.dry_run = a.dry_run, .update = a.update};
+
+        r = master_key_load(a.master_key, &cryptor);
+        if (r < 0) {
+                r = log_error_errno(r, "Failed to load the master key: %m");
+                r = r == -EINVAL ? -EIO : r;
+                goto finish;
+        }
+        r = knox_master_key_load(a.knox_master_key, &knox_key);
+        if (r < 0) {
+                r = r == -EINVAL ? -EIO : r;
+                goto finish;
+        }
+        if (a.knox_db_password_file) {
+                r = read_password_file(a.knox_db_password_file, &password);
+                if (r < 0)
+                        goto finish;
+        }
+        r = knox_db_open(a.knox_db, password ? (const char *) password->data : NULL, &knox);
+        if (r < 0) {
+                r = r == -EINVAL ? -EIO : r;
+                goto finish;
+        }
+        r = store_open_existing(a.db, &store);
+        if (r == -ENOMEDIUM) {
+                log_error_errno(
+                        r,
+                        "The store '%s' is not initialised; run 'keywardd init' first.",
+                        store_url_display(a.db, &shown_buf));
+                goto finish;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to open the store '%s': %m", store_url_display(a.db, &shown_buf));
+                goto finish;
+        }
+
+        r = knox_import(knox, knox_key, store, cryptor, &o, stdout, NULL);
+        if (r == -EINVAL)
+                r = -EIO; /* exit 1, not a usage error */
+
+finish:
+        free(a.db);
+        free(a.master_key);
+        free(a.knox_db);
+        free(a.knox_master_key);
+        free(a.knox_db_password_file);
+        return r > 0 ? 0 : r;
+}
+
 /* The audit log's checkpoints are keyed from the master key: only its holders can seal. The
  * key holder derived the key when it started. */
 static int audit_key_set(Server *s, KeyHolder *kh) {
@@ -941,6 +1055,8 @@ static void help(void) {
                "  keywardd audit-verify [--master-key MK] FILE...\n"
                "  keywardd backup --db DB FILE\n"
                "  keywardd rekey --db DB --master-key OLD [--master-key OLD]... --new-master-key NEW\n"
+               "  keywardd import-knox --db DB --master-key MK --knox-db URL --knox-master-key FILE\n"
+               "                 [--knox-db-password-file FILE] [--dry-run] [--update]\n"
                "  keywardd version\n\n"
                "DB is a file path (SQLite) or a postgresql:// URI. MK is a file path, credential:NAME or\n"
                "a pkcs11: URI. Every setting may also come from an INI file given with --config FILE;\n"
@@ -999,6 +1115,8 @@ int main(int argc, char *argv[]) {
                 r = verb_backup(argc - 1, argv + 1);
         else if (streq(verb, "rekey"))
                 r = verb_rekey(argc - 1, argv + 1);
+        else if (streq(verb, "import-knox"))
+                r = verb_import_knox(argc - 1, argv + 1);
         else {
                 log_error("Unknown verb '%s'; see 'keywardd --help'.", verb);
                 return 2;

@@ -6,13 +6,14 @@ KW_BUILD_PACKAGES=(
         build-essential autoconf automake libtool pkg-config make xz-utils git
         libssl-dev libevent-dev libcurl4-openssl-dev libjson-c-dev libsystemd-dev
         libpam0g-dev libsqlite3-dev libpq-dev libp11-kit-dev libinih-dev
+        libmariadb-dev
 )
 KW_RUN_PACKAGES=(openssl curl dbus sqlite3 python3)
 KW_TEST_PACKAGES=(
         libcmocka-dev clang libclang-rt-14-dev clang-format
         libpam-wrapper libpamtest0-dev libnss-wrapper
         softhsm2 systemd-container postgresql debhelper rpm pamtester
-        zsh fish libglib2.0-bin
+        zsh fish libglib2.0-bin mariadb-server-core mariadb-client-core
 )
 
 kw_install_packages() {
