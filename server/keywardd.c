@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* keywardd: the central server. Verbs: init, serve, token, audit-verify, backup. */
+/* keywardd: the central server. Verbs: init, serve, token, audit-verify, backup, rekey,
+ * import-knox. */
 
 #include <fcntl.h>
 #include <getopt.h>
