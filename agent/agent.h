@@ -56,8 +56,8 @@ typedef struct AgentKey {
         int8_t state;      /* a KeyState, in a byte */
         uint16_t failures; /* fetches failed in a row (stops counting at UINT16_MAX) */
         bool need_fetch;   /* fetch as soon as possible */
-        bool watched;      /* part of the watch request in flight */
-        bool overflow;     /* left out of it: the request was full */
+        uint8_t watcher;   /* 1 + the watch whose request in flight names it; 0: none */
+        bool overflow;     /* in no watch: past AGENT_WATCHES_MAX requests of keys */
 } AgentKey;
 
 /* A new cached version of a key (hash empty: no longer registered), for the main thread. */
