@@ -335,6 +335,34 @@ int agent_save_registry(
         return registry_save(a->registry_path, regs, n);
 }
 
+int agent_save_registry_many(
+        Agent *a,
+        const Registration *const *replace,
+        size_t n_replace,
+        const Registration *const *extra,
+        size_t n_extra) {
+        _cleanup_free_ const Registration **regs = NULL;
+        size_t n = 0, j = 0, x = 0;
+
+        /* Three lists sorted by id merged in one pass: the table, with its entries replaced
+         * where replace names them, and extra (whose ids the table does not have). */
+        regs = calloc(a->n_keys + n_extra + 1, sizeof(Registration *));
+        if (!regs)
+                return -ENOMEM;
+        for (size_t i = 0; i < a->n_keys; i++) {
+                const Registration *r = &a->keys[i]->reg;
+
+                while (x < n_extra && strcmp(extra[x]->id, r->id) < 0)
+                        regs[n++] = extra[x++];
+                if (j < n_replace && streq(replace[j]->id, r->id))
+                        r = replace[j++];
+                regs[n++] = r;
+        }
+        while (x < n_extra)
+                regs[n++] = extra[x++];
+        return registry_save(a->registry_path, regs, n);
+}
+
 int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated) {
         KeyChange *n;
         char *copy;

@@ -175,6 +175,14 @@ bool agent_key_may_read(const AgentKey *k, uid_t uid, const gid_t *groups, size_
  * entry of the same id, and extra (may be NULL) added. Main thread. */
 int agent_save_registry(
         Agent *a, const Registration *replace, const Registration *extra, const char *skip_id);
+/* The same for a batch: replace (n_replace entries of registered ids) and extra (n_extra new
+ * ids), each sorted by id; the file is written once. Main thread. */
+int agent_save_registry_many(
+        Agent *a,
+        const Registration *const *replace,
+        size_t n_replace,
+        const Registration *const *extra,
+        size_t n_extra);
 
 /* The cache file of key id was not what the agent wrote (its checksum was expected): stop
  * serving it, remove it and fetch the key again, and log the event. Main thread. */

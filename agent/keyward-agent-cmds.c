@@ -26,7 +26,7 @@
 #define TOKEN_TIMEOUT_USEC (2 * USEC_PER_SEC)
 /* How long a read waits for the agent before it asks the server instead. */
 #define AGENT_GET_TIMEOUT_USEC (5 * USEC_PER_SEC)
-#define REGISTER_FILE_MAX (1024 * 1024)
+#define REGISTER_FILE_MAX (16 * 1024 * 1024)
 
 static int bus_open(sd_bus **ret, bool interactive) {
         sd_bus *bus = NULL;
@@ -128,15 +128,10 @@ typedef struct RegisterOptions {
         const char *on_change;
 } RegisterOptions;
 
-static int call_register(sd_bus *bus, const char *id, const RegisterOptions *o, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+static int append_register_options(sd_bus_message *m, const RegisterOptions *o) {
         int r;
 
-        r = sd_bus_message_new_method_call(bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Register");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", id);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
         if (r >= 0 && o->readers)
                 r = append_strv_option(m, "readers", o->readers);
         if (r >= 0 && o->units)
@@ -147,9 +142,53 @@ static int call_register(sd_bus *bus, const char *id, const RegisterOptions *o, 
                 r = sd_bus_message_append(m, "{sv}", "on_change", "s", o->on_change);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
+        return r;
+}
+
+static int call_register(sd_bus *bus, const char *id, const RegisterOptions *o, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Register");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", id);
+        if (r >= 0)
+                r = append_register_options(m, o);
         if (r < 0)
                 return r;
         return sd_bus_call(bus, m, 0, error, NULL);
+}
+
+/* Keys registered by one RegisterMany call: the agent writes its registry once per call. */
+#define REGISTER_BATCH 1000
+
+/* RegisterMany for n ids with the same options; -EOPNOTSUPP from an agent without it. */
+static int
+call_register_many(sd_bus *bus, char *const *ids, size_t n, const RegisterOptions *o, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(
+                bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "RegisterMany");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(sa{sv})");
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                r = sd_bus_message_open_container(m, 'r', "sa{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", ids[i]);
+                if (r >= 0)
+                        r = append_register_options(m, o);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return r;
+        r = sd_bus_call(bus, m, 0, error, NULL);
+        if (r < 0 && sd_bus_error_has_name(error, SD_BUS_ERROR_UNKNOWN_METHOD))
+                return -EOPNOTSUPP;
+        return r;
 }
 
 static int call_unregister(sd_bus *bus, const char *id, sd_bus_error *error) {
@@ -374,29 +413,76 @@ int agent_get_key(const char *id, bool all_versions, Key **ret, char **ret_why) 
         return sd_bus_error_get_errno(&error) > 0 ? -sd_bus_error_get_errno(&error) : -EIO;
 }
 
+typedef struct IdAt {
+        const char *id;
+        size_t at;
+} IdAt;
+
+static int id_at_compare(const void *x, const void *y) {
+        const IdAt *a = x, *b = y;
+        int c = strcmp(a->id, b->id);
+
+        return c != 0 ? c : (a->at > b->at) - (a->at < b->at);
+}
+
+/* Drop the repeats of an id from l, keeping each first one in place: sorted, not pairwise, so
+ * that a file of 100,000 ids takes no longer to read than to send. */
+static int strv_uniq_stable(char **l) {
+        _cleanup_free_ IdAt *v = NULL;
+        size_t n = strv_length(l), o = 0;
+
+        if (n < 2)
+                return 0;
+        v = calloc(n, sizeof(IdAt));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                v[i] = (IdAt){l[i], i};
+        qsort(v, n, sizeof(IdAt), id_at_compare);
+        for (size_t i = 1; i < n; i++)
+                if (streq(v[i].id, v[i - 1].id)) {
+                        free(l[v[i].at]);
+                        l[v[i].at] = NULL;
+                }
+        for (size_t i = 0; i < n; i++)
+                if (l[i])
+                        l[o++] = l[i];
+        l[o] = NULL;
+        return 0;
+}
+
 static int read_ids_file(const char *path, char ***ids) {
         _cleanup_free_ char *text = NULL;
         static const char ws[] = " \t\r\n";
+        size_t n = strv_length(*ids), n_alloc = n + 1;
         int r;
 
         r = read_full_file(path, REGISTER_FILE_MAX, &text, NULL);
         if (r < 0)
                 return r;
         for (const char *p = text + strspn(text, ws); *p; p += strspn(p, ws)) {
-                size_t n = strcspn(p, ws);
-                _cleanup_free_ char *id = strndup(p, n);
+                size_t len = strcspn(p, ws);
+                char *id;
 
+                if (n + 1 >= n_alloc) {
+                        size_t m = MAX(n_alloc * 2, (size_t) 64);
+                        char **l = reallocarray(*ids, m, sizeof(char *));
+
+                        if (!l)
+                                return -ENOMEM;
+                        if (!*ids)
+                                l[0] = NULL;
+                        *ids = l;
+                        n_alloc = m;
+                }
+                id = strndup(p, len);
                 if (!id)
                         return -ENOMEM;
-                if (!strv_contains(*ids, id)) {
-                        r = strv_push(ids, id);
-                        if (r < 0)
-                                return r;
-                        id = NULL;
-                }
-                p += n;
+                (*ids)[n++] = id;
+                (*ids)[n] = NULL;
+                p += len;
         }
-        return 0;
+        return strv_uniq_stable(*ids);
 }
 
 /* "[a b c]", as Go prints a []string. */
@@ -584,10 +670,20 @@ int verb_register(int argc, char **argv) {
         list = ids_list(ids);
         if (!list)
                 return fail("Out of memory.");
-        STRV_FOREACH(id, ids) {
+        /* In batches (an agent older than RegisterMany: one by one). */
+        bool many = strv_length(ids) > 1;
+        for (size_t done = 0, n = strv_length(ids); done < n;) {
                 _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                size_t batch = MIN(n - done, (size_t) REGISTER_BATCH);
 
-                r = call_register(bus, *id, &o, &error);
+                r = many ? call_register_many(bus, ids + done, batch, &o, &error) : -EOPNOTSUPP;
+                if (r == -EOPNOTSUPP) {
+                        sd_bus_error_free(&error);
+                        many = false;
+                        batch = 1;
+                        r = call_register(bus, ids[done], &o, &error);
+                }
+                done += batch;
                 if (r < 0) {
                         _cleanup_free_ char *what = NULL;
 

@@ -48,20 +48,39 @@ rotate() { # ID DATA: a new primary version; prints its id
         echo "$v"
 }
 
-# The registrations, written as the agent keeps them, before it starts.
-mkdir -m 0700 -p "$T/state"
-python3 - "$T/state/registrations.json" "$PREFIX" "$N" <<'EOF'
-import json, sys
-path, prefix, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with open(path, "w") as f:
-        json.dump({"version": 1, "keys": [{"id": "%s%d" % (prefix, i)} for i in range(n)]}, f)
-EOF
-chmod 0600 "$T/state/registrations.json"
-
 AGENT_FLAGS=(--retry-max 2s --watch-wait 30s)
 agent_start
 check "the agent owns $DEST" wait_for 10 bus status "$DEST"
+
+# ---- RegisterMany: all or nothing ----------------------------------------------------------
+out=$(call RegisterMany 'a(sa{sv})' 2 "${PREFIX}1" 0 "bad id" 0 2>&1)
+like "RegisterMany with an invalid entry fails" "$out" "[Ii]nvalid"
+is "... and registers none of its entries" "$(prop KeyCount)" "u 0"
+out=$(call RegisterMany 'a(sa{sv})' 2 "${PREFIX}1" 0 "${PREFIX}1" 0 2>&1)
+like "RegisterMany with an id listed twice fails" "$out" "listed twice"
+is "... and registers none" "$(prop KeyCount)" "u 0"
+check "RegisterMany with options" call RegisterMany 'a(sa{sv})' 2 \
+        "${PREFIX}1" 1 readers as 1 user:root "${PREFIX}2" 1 on_change s restart
+is "KeyCount is 2" "$(prop KeyCount)" "u 2"
+check "the registry file holds both, with their options" python3 -c '
+import json, sys
+keys = {k["id"]: k for k in json.load(open(sys.argv[1]))["keys"]}
+p = sys.argv[2]
+sys.exit(0 if keys[p + "1"].get("readers") == ["user:root"] and keys[p + "2"].get("on_change") == "restart" else 1)
+' "$T/state/registrations.json" "$PREFIX"
+
+# ---- keyward register -f with N ids (and repeats) ----------------------------------------------
+seq -f "${PREFIX}%.0f" 0 $((N - 1)) >"$T/ids"
+seq -f "${PREFIX}%.0f" 0 9 >>"$T/ids"
+t0=$SECONDS
+# (Its line of success names every id, as Knox's does: not shown here.)
+check "keyward register -f: $N keys" bash -c '"$0" register -f "$1" 2>/dev/null' "$KEYWARD" "$T/ids"
+diag "registering $N keys: $((SECONDS - t0)) s"
 is "KeyCount is $N" "$(prop KeyCount)" "u $N"
+check "the registry file holds $N keys" python3 -c '
+import json, sys
+sys.exit(0 if len(json.load(open(sys.argv[1]))["keys"]) == int(sys.argv[2]) else 1)
+' "$T/state/registrations.json" "$N"
 t0=$SECONDS
 check "all $N keys are cached" wait_for 120 all_cached
 diag "first sync of $N keys: $((SECONDS - t0)) s"
