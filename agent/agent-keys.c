@@ -398,14 +398,19 @@ uint64_t now_usec(clockid_t clock) {
 }
 
 uint64_t backoff_usec(unsigned n, uint64_t max_usec) {
-        uint64_t d = USEC_PER_SEC;
+        uint64_t d = USEC_PER_SEC, floor;
         uint32_t rnd = 0;
 
         for (unsigned i = 1; i < n && d < max_usec; i++)
                 d *= 2;
         d = MIN(d, max_usec);
+        /* Spread over all but the first eighth of the window ("full jitter" with a floor):
+         * the agents of a fleet that lost their server at the same instant come back
+         * spread evenly over the window, not bunched in its second half, and none retries
+         * at once. */
+        floor = d / BACKOFF_FLOOR_DIVISOR;
         (void) random_bytes(&rnd, sizeof(rnd));
-        return d / 2 + (uint64_t) ((double) (d / 2) * rnd / UINT32_MAX);
+        return floor + (uint64_t) ((double) (d - floor) * rnd / UINT32_MAX);
 }
 
 void agent_cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int r, const char *reason) {

@@ -200,6 +200,7 @@ void agent_wake(Agent *a);
 
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in microseconds. */
 uint64_t now_usec(clockid_t clock);
-/* A back-off delay for the n-th failure in a row (n >= 1): doubling from 1s up to max,
- * with "equal jitter" (between half and all of it). */
+/* A back-off delay for the n-th failure in a row (n >= 1): a window doubling from 1s up to
+ * max, and a delay drawn evenly between an eighth of the window and all of it. */
+#define BACKOFF_FLOOR_DIVISOR 8
 uint64_t backoff_usec(unsigned n, uint64_t max_usec);
