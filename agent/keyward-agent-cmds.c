@@ -413,76 +413,15 @@ int agent_get_key(const char *id, bool all_versions, Key **ret, char **ret_why) 
         return sd_bus_error_get_errno(&error) > 0 ? -sd_bus_error_get_errno(&error) : -EIO;
 }
 
-typedef struct IdAt {
-        const char *id;
-        size_t at;
-} IdAt;
-
-static int id_at_compare(const void *x, const void *y) {
-        const IdAt *a = x, *b = y;
-        int c = strcmp(a->id, b->id);
-
-        return c != 0 ? c : (a->at > b->at) - (a->at < b->at);
-}
-
-/* Drop the repeats of an id from l, keeping each first one in place: sorted, not pairwise, so
- * that a file of 100,000 ids takes no longer to read than to send. */
-static int strv_uniq_stable(char **l) {
-        _cleanup_free_ IdAt *v = NULL;
-        size_t n = strv_length(l), o = 0;
-
-        if (n < 2)
-                return 0;
-        v = calloc(n, sizeof(IdAt));
-        if (!v)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++)
-                v[i] = (IdAt){l[i], i};
-        qsort(v, n, sizeof(IdAt), id_at_compare);
-        for (size_t i = 1; i < n; i++)
-                if (streq(v[i].id, v[i - 1].id)) {
-                        free(l[v[i].at]);
-                        l[v[i].at] = NULL;
-                }
-        for (size_t i = 0; i < n; i++)
-                if (l[i])
-                        l[o++] = l[i];
-        l[o] = NULL;
-        return 0;
-}
-
 static int read_ids_file(const char *path, char ***ids) {
         _cleanup_free_ char *text = NULL;
-        static const char ws[] = " \t\r\n";
-        size_t n = strv_length(*ids), n_alloc = n + 1;
+        size_t size = 0;
         int r;
 
-        r = read_full_file(path, REGISTER_FILE_MAX, &text, NULL);
+        r = read_full_file(path, REGISTER_FILE_MAX, &text, &size);
         if (r < 0)
                 return r;
-        for (const char *p = text + strspn(text, ws); *p; p += strspn(p, ws)) {
-                size_t len = strcspn(p, ws);
-                char *id;
-
-                if (n + 1 >= n_alloc) {
-                        size_t m = MAX(n_alloc * 2, (size_t) 64);
-                        char **l = reallocarray(*ids, m, sizeof(char *));
-
-                        if (!l)
-                                return -ENOMEM;
-                        if (!*ids)
-                                l[0] = NULL;
-                        *ids = l;
-                        n_alloc = m;
-                }
-                id = strndup(p, len);
-                if (!id)
-                        return -ENOMEM;
-                (*ids)[n++] = id;
-                (*ids)[n] = NULL;
-                p += len;
-        }
-        return strv_uniq_stable(*ids);
+        return registry_id_list_parse(text, size, ids);
 }
 
 /* "[a b c]", as Go prints a []string. */
