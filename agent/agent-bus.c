@@ -776,26 +776,18 @@ static int read_option_string(sd_bus_message *m, const char *name, char **ret, s
         return sd_bus_message_exit_container(m);
 }
 
-static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
-        _cleanup_(registration_donep) Registration reg = {}, merged = {};
-        _cleanup_(agent_key_freep) AgentKey *fresh = NULL;
+/* Read one registration, "s a{sv}", at m's position, and check it: 0, or an error set. */
+static int
+read_registration(sd_bus_message *m, Registration *reg, bool *ret_on_change_set, sd_bus_error *error) {
         _cleanup_free_ char *on_change = NULL;
-        const char *id, *msg = NULL, *unknown = NULL;
-        AgentKey *k;
-        Caller *c;
+        const char *id, *msg = NULL;
         int r;
 
-        r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
-                return r;
-        r = sd_bus_message_rewind(m, true);
-        if (r < 0)
-                return r;
         r = sd_bus_message_read(m, "s", &id);
         if (r < 0)
                 return r;
-        reg.id = strdup(id);
-        if (!reg.id)
+        reg->id = strdup(id);
+        if (!reg->id)
                 return -ENOMEM;
 
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
@@ -813,11 +805,11 @@ static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
                 if (r < 0)
                         return r;
                 if (streq(name, "readers"))
-                        r = read_option_strv(m, name, &reg.readers, error);
+                        r = read_option_strv(m, name, &reg->readers, error);
                 else if (streq(name, "units"))
-                        r = read_option_strv(m, name, &reg.units, error);
+                        r = read_option_strv(m, name, &reg->units, error);
                 else if (streq(name, "credential"))
-                        r = read_option_string(m, name, &reg.credential, error);
+                        r = read_option_string(m, name, &reg->credential, error);
                 else if (streq(name, "on_change"))
                         r = read_option_string(m, name, &on_change, error);
                 else
@@ -833,9 +825,32 @@ static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         if (r < 0)
                 return r;
 
-        reg.on_change = on_change ? on_change_from_string(on_change) : ON_CHANGE_NONE;
-        if (registration_validate(&reg, &msg) < 0)
+        reg->on_change = on_change ? on_change_from_string(on_change) : ON_CHANGE_NONE;
+        if (registration_validate(reg, &msg) < 0)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, msg);
+        *ret_on_change_set = !!on_change;
+        return 0;
+}
+
+static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        _cleanup_(registration_donep) Registration reg = {}, merged = {};
+        _cleanup_(agent_key_freep) AgentKey *fresh = NULL;
+        const char *id, *unknown = NULL;
+        bool on_change_set = false;
+        AgentKey *k;
+        Caller *c;
+        int r;
+
+        r = get_caller(a, m, &c, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        r = sd_bus_message_rewind(m, true);
+        if (r < 0)
+                return r;
+        r = read_registration(m, &reg, &on_change_set, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        id = reg.id;
 
         k = agent_find_key(a, id);
         if (k) {
@@ -844,7 +859,7 @@ static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
                 r = registration_copy(&k->reg, &merged);
                 if (r < 0)
                         return r;
-                r = registration_merge(&merged, &reg, !!on_change);
+                r = registration_merge(&merged, &reg, on_change_set);
                 if (r == -E2BIG)
                         return sd_bus_error_set(
                                 error, SD_BUS_ERROR_INVALID_ARGS, "Too many readers or units.");
@@ -907,6 +922,199 @@ static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         TAKE_PTR(fresh);
         log_info("Key '%s' registered by uid %u.", LOG_NAME(id), (unsigned) c->uid);
         agent_bus_properties_changed(a, "KeyCount");
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+/* RegisterMany: what a batch changes, built in full before anything is applied. */
+typedef struct RegisterBatch {
+        AgentKey **fresh; /* new keys, sorted by id once read */
+        size_t n_fresh, n_fresh_alloc;
+        AgentKey **updated; /* merged registrations of registered keys, sorted by id */
+        size_t n_updated, n_updated_alloc;
+} RegisterBatch;
+
+static int batch_push(AgentKey ***list, size_t *n, size_t *n_alloc, AgentKey *k) {
+        if (*n == *n_alloc) {
+                size_t m = MAX(*n_alloc * 2, (size_t) 64);
+                AgentKey **l = reallocarray(*list, m, sizeof(AgentKey *));
+
+                if (!l)
+                        return -ENOMEM;
+                *list = l;
+                *n_alloc = m;
+        }
+        (*list)[(*n)++] = k;
+        return 0;
+}
+
+static void register_batch_done(RegisterBatch *b) {
+        for (size_t i = 0; i < b->n_fresh; i++)
+                agent_key_free(b->fresh[i]);
+        for (size_t i = 0; i < b->n_updated; i++)
+                agent_key_free(b->updated[i]);
+        free(b->fresh);
+        free(b->updated);
+        *b = (RegisterBatch){};
+}
+
+static int agent_key_compare(const void *x, const void *y) {
+        return strcmp((*(AgentKey *const *) x)->reg.id, (*(AgentKey *const *) y)->reg.id);
+}
+
+/* The first id listed twice in keys (sorted), or NULL. */
+static const char *duplicate_id(AgentKey *const *keys, size_t n) {
+        for (size_t i = 1; i < n; i++)
+                if (streq(keys[i - 1]->reg.id, keys[i]->reg.id))
+                        return keys[i]->reg.id;
+        return NULL;
+}
+
+/* RegisterMany(a(sa{sv}) keys): Register for each, all or none, with the registry written
+ * once for the whole batch. */
+static int do_register_many(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        _cleanup_(register_batch_done) RegisterBatch batch = {};
+        _cleanup_free_ const Registration **replace = NULL, **extra = NULL;
+        const char *dup;
+        Caller *c;
+        int r;
+
+        r = get_caller(a, m, &c, error);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        r = sd_bus_message_rewind(m, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(m, 'a', "(sa{sv})");
+        if (r < 0)
+                return r;
+        for (;;) {
+                _cleanup_(registration_donep) Registration reg = {}, merged = {};
+                _cleanup_(agent_key_freep) AgentKey *n = NULL;
+                const char *unknown = NULL;
+                bool on_change_set = false;
+                AgentKey *k, ***list;
+                size_t *count, *alloc;
+
+                r = sd_bus_message_enter_container(m, 'r', "sa{sv}");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = read_registration(m, &reg, &on_change_set, error);
+                if (r < 0 || sd_bus_error_is_set(error))
+                        return r;
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+
+                k = agent_find_key(a, reg.id);
+                if (k) {
+                        r = registration_copy(&k->reg, &merged);
+                        if (r < 0)
+                                return r;
+                        r = registration_merge(&merged, &reg, on_change_set);
+                        if (r == -E2BIG)
+                                return sd_bus_error_setf(
+                                        error,
+                                        SD_BUS_ERROR_INVALID_ARGS,
+                                        "Too many readers or units for key '%s'.",
+                                        reg.id);
+                        if (r < 0)
+                                return r;
+                        if (r == 0)
+                                continue;
+                        n = agent_key_new(&merged);
+                        list = &batch.updated;
+                        count = &batch.n_updated;
+                        alloc = &batch.n_updated_alloc;
+                } else {
+                        if (a->n_keys + batch.n_fresh >= REGISTRY_KEYS_MAX)
+                                return sd_bus_error_setf(
+                                        error,
+                                        SD_BUS_ERROR_LIMITS_EXCEEDED,
+                                        "Too many keys are registered.");
+                        n = agent_key_new(&reg);
+                        list = &batch.fresh;
+                        count = &batch.n_fresh;
+                        alloc = &batch.n_fresh_alloc;
+                }
+                if (!n)
+                        return -ENOMEM;
+                r = agent_key_resolve_readers(n, &unknown);
+                if (r == -ESRCH)
+                        return sd_bus_error_setf(
+                                error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", unknown);
+                if (r < 0)
+                        return r;
+                r = batch_push(list, count, alloc, n);
+                if (r < 0)
+                        return r;
+                TAKE_PTR(n);
+        }
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+
+        if (batch.n_fresh > 1)
+                qsort(batch.fresh, batch.n_fresh, sizeof(AgentKey *), agent_key_compare);
+        if (batch.n_updated > 1)
+                qsort(batch.updated, batch.n_updated, sizeof(AgentKey *), agent_key_compare);
+        dup = duplicate_id(batch.fresh, batch.n_fresh) ?: duplicate_id(batch.updated, batch.n_updated);
+        if (dup)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Key '%s' is listed twice.", dup);
+        if (batch.n_fresh + batch.n_updated == 0)
+                return sd_bus_reply_method_return(m, NULL);
+
+        replace = calloc(batch.n_updated + 1, sizeof(Registration *));
+        extra = calloc(batch.n_fresh + 1, sizeof(Registration *));
+        if (!replace || !extra)
+                return -ENOMEM;
+        for (size_t i = 0; i < batch.n_updated; i++)
+                replace[i] = &batch.updated[i]->reg;
+        for (size_t i = 0; i < batch.n_fresh; i++)
+                extra[i] = &batch.fresh[i]->reg;
+        r = agent_save_registry_many(a, replace, batch.n_updated, extra, batch.n_fresh);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
+
+        /* Saved: now the table follows, under one hold of the lock. */
+        pthread_mutex_lock(&a->lock);
+        for (size_t i = 0; i < batch.n_updated; i++) {
+                AgentKey *tmp = batch.updated[i], *k = agent_find_key(a, tmp->reg.id);
+
+                if (!k) /* cannot be: only the main thread removes keys */
+                        continue;
+                registration_done(&k->reg);
+                k->reg = tmp->reg;
+                tmp->reg = (Registration){};
+                free(k->reader_uids);
+                free(k->reader_gids);
+                k->reader_uids = TAKE_PTR(tmp->reader_uids);
+                k->n_reader_uids = tmp->n_reader_uids;
+                k->reader_gids = TAKE_PTR(tmp->reader_gids);
+                k->n_reader_gids = tmp->n_reader_gids;
+                log_info(
+                        "Key '%s': registration updated by uid %u.", LOG_NAME(k->reg.id), (unsigned) c->uid);
+        }
+        r = 0;
+        for (size_t i = 0; i < batch.n_fresh; i++) {
+                AgentKey *k = batch.fresh[i];
+
+                k->need_fetch = true;
+                r = agent_insert_key(a, k);
+                if (r < 0)
+                        break;
+                batch.fresh[i] = NULL;
+        }
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+        if (r < 0) /* out of memory: the registry file has them, the next start loads them */
+                return r;
+
+        for (size_t i = 0; i < batch.n_fresh; i++)
+                log_info("Key '%s' registered by uid %u.", LOG_NAME(extra[i]->id), (unsigned) c->uid);
+        if (batch.n_fresh > 0)
+                agent_bus_properties_changed(a, "KeyCount");
         return sd_bus_reply_method_return(m, NULL);
 }
 
@@ -975,6 +1183,10 @@ static int do_sync(sd_bus_message *m, Agent *a, sd_bus_error *error) {
 
 static int method_register(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return authorize_manage(userdata, m, do_register, error);
+}
+
+static int method_register_many(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return authorize_manage(userdata, m, do_register_many, error);
 }
 
 static int method_unregister(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -1159,6 +1371,9 @@ static const sd_bus_vtable agent_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Register",
                 SD_BUS_ARGS("s", id, "a{sv}", options), SD_BUS_NO_RESULT,
                 method_register, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RegisterMany",
+                SD_BUS_ARGS("a(sa{sv})", keys), SD_BUS_NO_RESULT,
+                method_register_many, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Unregister",
                 SD_BUS_ARGS("s", id), SD_BUS_NO_RESULT,
                 method_unregister, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -196,7 +196,7 @@ int cache_decode(
         return 0;
 }
 
-int cache_write_content(const char *dir, const char *id, const Secret *content) {
+static int write_content(const char *dir, const char *id, const Secret *content, bool durable) {
         _cleanup_free_ char *path = NULL;
         int r;
 
@@ -207,7 +207,26 @@ int cache_write_content(const char *dir, const char *id, const Secret *content) 
                 return r;
         if (content->size > CACHE_FILE_MAX)
                 return -EFBIG;
-        return write_file_atomic(path, content->data, content->size, 0600);
+        return write_file_replace(path, content->data, content->size, 0600, durable);
+}
+
+int cache_write_content(const char *dir, const char *id, const Secret *content) {
+        return write_content(dir, id, content, true);
+}
+
+int cache_write_content_lazy(const char *dir, const char *id, const Secret *content) {
+        return write_content(dir, id, content, false);
+}
+
+int cache_sync(const char *dir) {
+        _cleanup_close_ int fd = -EBADF;
+
+        assert_return(dir, -EINVAL);
+
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return RET_NERRNO(syncfs(fd));
 }
 
 int cache_write(const char *dir, const Key *k, CacheInfo *ret_info) {

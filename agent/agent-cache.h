@@ -59,6 +59,13 @@ int cache_decode(
  * content is over CACHE_FILE_MAX (nothing is written). */
 int cache_write(const char *dir, const Key *k, CacheInfo *ret_info);
 int cache_write_content(const char *dir, const char *id, const Secret *content);
+/* The same, atomic (a reader finds the old file or the new one) but not yet durable: for a
+ * key with no copy on disk before, so that a first sync of many keys waits for the disk once
+ * (cache_sync()), not once per key. A crash before cache_sync() may leave such a file short;
+ * it then fails its check at start and the key is fetched again, as it would have been. */
+int cache_write_content_lazy(const char *dir, const char *id, const Secret *content);
+/* Make every lazy write under dir durable (syncfs(2) of its file system). */
+int cache_sync(const char *dir);
 /* Read and check dir/<id>: -ENOENT when missing, -EBADMSG when corrupt (reason set), -EPERM
  * when it is not a regular file or is readable by group or others (not trusted: it may have
  * been exposed or planted). */

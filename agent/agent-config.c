@@ -32,6 +32,7 @@ static const ConfigItem agent_items[] = {
         ITEM("connect-timeout",    config_parse_sec,    connect_timeout_usec, "TIME", "TCP and TLS connection timeout (default: 5s)"),
         ITEM("request-timeout",    config_parse_sec,    request_timeout_usec, "TIME", "timeout of one request, not counting a watch's wait (default: 30s)"),
         ITEM("max-request-size",   config_parse_size,   request_max,          "SIZE", "longest key list in one request (default: 128K; keep below the server's header limit)"),
+        ITEM("max-request-keys",   config_parse_unsigned, request_keys,       "N",    "most keys named in one request (default: 1000; keywardd refuses more than 1024)"),
         ITEM("mlock",              config_parse_bool,   mlock,                NULL,   "lock all memory (mlockall), default yes"),
         ITEM("pam-bind-timeout",   config_parse_sec,    pam_bind_usec,        "TIME", "revoke a PAM login's token no session bound this long (default: 5m)"),
         ITEM("credential-wait",    config_parse_sec,    credential_wait_usec, "TIME", "how long a unit's credential waits for a key not fetched yet (default: 30s, 0: no wait)"),
@@ -71,6 +72,7 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
                 .watch_wait_usec = AGENT_DEFAULT_WATCH_WAIT_USEC,
                 .retry_max_usec = AGENT_DEFAULT_RETRY_MAX_USEC,
                 .request_max = AGENT_DEFAULT_REQUEST_MAX,
+                .request_keys = AGENT_DEFAULT_REQUEST_KEYS,
                 .mlock = true,
                 .pam_bind_usec = AGENT_DEFAULT_PAM_BIND_USEC,
                 .credential_wait_usec = AGENT_DEFAULT_CREDENTIAL_WAIT_USEC,
@@ -122,6 +124,8 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
                 return log_error_errno(EINVAL, "--full-sync-interval must be at least 1s.");
         if (c.request_max < 1024)
                 return log_error_errno(EINVAL, "--max-request-size must be at least 1K.");
+        if (c.request_keys < 1 || c.request_keys > 100000)
+                return log_error_errno(EINVAL, "--max-request-keys must be between 1 and 100000.");
         if (c.retry_max_usec < AGENT_RETRY_MIN_USEC)
                 return log_error_errno(EINVAL, "--retry-max must be at least 500ms.");
         if (c.pam_bind_usec < USEC_PER_SEC || c.pam_bind_usec > AGENT_DEFAULT_PAM_BIND_USEC)

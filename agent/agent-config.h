@@ -19,6 +19,13 @@
 #define AGENT_DEFAULT_PAM_BIND_USEC (5 * 60 * USEC_PER_SEC)
 #define AGENT_RETRY_MIN_USEC (500 * USEC_PER_MSEC)
 #define AGENT_DEFAULT_REQUEST_MAX (128u * 1024) /* below keywardd's default --max-header-size, 256K */
+/* Ids named by one watch or comparison: keywardd refuses a request with more than 1,024
+ * query parameters (FORM_FIELDS_MAX); some room is left below it. */
+#define AGENT_DEFAULT_REQUEST_KEYS 1000u
+/* Watch requests held at once, one per --max-request-keys keys: with the defaults, as many
+ * as REGISTRY_KEYS_MAX (100,000) keys need, and well below keywardd's default
+ * --max-connections-per-address (256). Keys beyond them are polled every second. */
+#define AGENT_WATCHES_MAX 100u
 /* Well inside systemd's default start timeout (DefaultTimeoutStartSec=90s), which the wait
  * counts against. */
 #define AGENT_DEFAULT_CREDENTIAL_WAIT_USEC (30 * USEC_PER_SEC)
@@ -38,7 +45,8 @@ typedef struct AgentConfig {
         uint64_t retry_max_usec;
         uint64_t connect_timeout_usec; /* 0: the client's default */
         uint64_t request_timeout_usec;
-        size_t request_max; /* longest query string of one request listing keys */
+        size_t request_max;    /* longest query string of one request listing keys */
+        unsigned request_keys; /* most ids one request listing keys names */
         /* A PAM login's token that no session bound for this long is revoked. */
         uint64_t pam_bind_usec;
         /* How long a credential request for a registered key with no copy yet waits for

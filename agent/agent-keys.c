@@ -300,6 +300,34 @@ int agent_save_registry(
         return registry_save(a->registry_path, regs, n);
 }
 
+int agent_save_registry_many(
+        Agent *a,
+        const Registration *const *replace,
+        size_t n_replace,
+        const Registration *const *extra,
+        size_t n_extra) {
+        _cleanup_free_ const Registration **regs = NULL;
+        size_t n = 0, j = 0, x = 0;
+
+        /* Three lists sorted by id merged in one pass: the table, with its entries replaced
+         * where replace names them, and extra (whose ids the table does not have). */
+        regs = calloc(a->n_keys + n_extra + 1, sizeof(Registration *));
+        if (!regs)
+                return -ENOMEM;
+        for (size_t i = 0; i < a->n_keys; i++) {
+                const Registration *r = &a->keys[i]->reg;
+
+                while (x < n_extra && strcmp(extra[x]->id, r->id) < 0)
+                        regs[n++] = extra[x++];
+                if (j < n_replace && streq(replace[j]->id, r->id))
+                        r = replace[j++];
+                regs[n++] = r;
+        }
+        while (x < n_extra)
+                regs[n++] = extra[x++];
+        return registry_save(a->registry_path, regs, n);
+}
+
 int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated) {
         KeyChange *n;
         char *copy;
@@ -327,14 +355,19 @@ void agent_wake(Agent *a) {
 }
 
 uint64_t backoff_usec(unsigned n, uint64_t max_usec) {
-        uint64_t d = USEC_PER_SEC;
+        uint64_t d = USEC_PER_SEC, floor;
         uint32_t rnd = 0;
 
         for (unsigned i = 1; i < n && d < max_usec; i++)
                 d *= 2;
         d = MIN(d, max_usec);
+        /* Spread over all but the first eighth of the window ("full jitter" with a floor):
+         * the agents of a fleet that lost their server at the same instant come back
+         * spread evenly over the window, not bunched in its second half, and none retries
+         * at once. */
+        floor = d / BACKOFF_FLOOR_DIVISOR;
         (void) random_bytes(&rnd, sizeof(rnd));
-        return d / 2 + (uint64_t) ((double) (d / 2) * rnd / UINT32_MAX);
+        return floor + (uint64_t) ((double) (d - floor) * rnd / UINT32_MAX);
 }
 
 void agent_cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int r, const char *reason) {

@@ -67,6 +67,11 @@ int registry_load(const char *path, Registration **ret, size_t *ret_n);
 /* Write the registry file atomically (mode 0600), entries in the order given. */
 int registry_save(const char *path, const Registration *const *regs, size_t n);
 
+/* Append the whitespace-separated ids of text (keyward register -f's file; a NUL counts as
+ * whitespace) to *ids, then drop the repeats of any id in the whole list, keeping each first
+ * one in place. The ids are not checked here (the agent does). */
+int registry_id_list_parse(const char *text, size_t size, char ***ids);
+
 /* The JSON text of the registry (exposed for tests). */
 int registry_format(const Registration *const *regs, size_t n, char **ret, size_t *ret_size);
 int registry_parse(const char *text, size_t size, Registration **ret, size_t *ret_n);

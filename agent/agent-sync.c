@@ -20,12 +20,18 @@
 #define SYNC_THREAD_STACK (512 * 1024)
 
 struct AgentSync {
-        pthread_t watcher, worker;
-        bool watcher_started, worker_started;
+        pthread_t worker;
+        pthread_t watchers[AGENT_WATCHES_MAX];
+        unsigned n_watchers; /* started; watcher 0 starts the others as the keys need them */
+        bool worker_started;
         pthread_mutex_t done_lock;
         pthread_cond_t done_cond;
         unsigned running;
+        unsigned unsynced; /* lazy cache writes not yet made durable (under a.lock) */
 };
+
+/* Lazy cache writes are made durable at the latest after this many. */
+#define UNSYNCED_MAX 512
 
 /* A list of ids and their cached hashes, copied out of the table. The strings go into
  * blocks that never move, the pointers into arrays that double: a snapshot of ten thousand
@@ -117,9 +123,25 @@ static int snapshot_add(Snapshot *s, const char *id, const char *hash) {
         return 0;
 }
 
-/* Whether id can join s without passing max. */
-static bool snapshot_fits(const Snapshot *s, const char *id, const char *hash, size_t max) {
-        return s->n == 0 || s->size + entry_size(id, hash) <= max;
+/* The split of a key list into requests of at most max bytes and max_keys ids each, in
+ * order: chunk_place() says which request the next key goes into. */
+typedef struct Chunker {
+        size_t index, n, size;
+} Chunker;
+
+static size_t chunk_place(Chunker *c, const char *id, const char *hash, size_t max, size_t max_keys) {
+        size_t e = entry_size(id, hash);
+
+        if (c->n > 0 && (c->n >= max_keys || c->size + e > max))
+                *c = (Chunker){.index = c->index + 1};
+        c->n++;
+        c->size += e;
+        return c->index;
+}
+
+/* Whether id can join s without passing max bytes or max_keys ids. */
+static bool snapshot_fits(const Snapshot *s, const char *id, const char *hash, size_t max, size_t max_keys) {
+        return s->n == 0 || (s->n < max_keys && s->size + entry_size(id, hash) <= max);
 }
 
 static void lock(Agent *a) {
@@ -513,7 +535,7 @@ static int commit(Agent *a, const Key *key, uint64_t seq) {
         const KeyVersion *primary;
         AgentKey *k;
         CacheInfo info;
-        bool changed, rotated;
+        bool changed, rotated, lazy;
         int r;
 
         r = cache_encode(key, &content, &info);
@@ -540,12 +562,19 @@ static int commit(Agent *a, const Key *key, uint64_t seq) {
         }
         a->writing = k;
         memcpy(a->writing_sha256, info.sha256, sizeof(info.sha256));
+        /* A key with no copy on disk has nothing to lose to a crash: its file is made durable
+         * with the others of the same sync (sync_cache_writes()). A copy that replaces
+         * another is durable at once. */
+        lazy = !k->cache.valid && !k->held;
         unlock(a);
 
-        r = cache_write_content(a->cache_dir, key->id, content);
+        r = lazy ? cache_write_content_lazy(a->cache_dir, key->id, content) :
+                   cache_write_content(a->cache_dir, key->id, content);
 
         lock(a);
         a->writing = NULL;
+        if (r >= 0 && lazy)
+                a->sync->unsynced++;
         /* Still there: removals take commit_lock. */
         k = agent_find_key(a, key->id);
         if (!k) {
@@ -713,11 +742,33 @@ static int fetch_one(Agent *a, KnoxClient *c, const char *id_arg) {
         return 0;
 }
 
+/* Make the lazy cache writes durable (a.lock held, dropped meanwhile). */
+static void sync_cache_writes(Agent *a) {
+        int r;
+
+        if (a->sync->unsynced == 0)
+                return;
+        a->sync->unsynced = 0;
+        unlock(a);
+        r = cache_sync(a->cache_dir);
+        lock(a);
+        if (r < 0)
+                log_warning_errno(r, "Cannot flush the cache directory to disk, ignoring: %m");
+}
+
+static void sync_cache_writesp(Agent **a) {
+        sync_cache_writes(*a);
+}
+
 /* Fetch each of ids; when no server answers, stop, and leave the rest to the worker. */
 static int fetch_list(Agent *a, KnoxClient *c, char *const *ids) {
+        _unused_ _cleanup_(sync_cache_writesp) Agent *flush = a;
+
         STRV_FOREACH(id, ids) {
                 int r;
 
+                if (a->sync->unsynced >= UNSYNCED_MAX)
+                        sync_cache_writes(a);
                 if (a->stop)
                         return -ECANCELED;
                 r = fetch_one(a, c, *id);
@@ -743,6 +794,14 @@ static int changed_keys(Agent *a, KnoxClient *c, const Snapshot *s, unsigned wai
         unlock(a);
         r = knox_client_changed_keys(c, s->ids, s->hashes, s->n, wait_sec, &changed, &err);
         lock(a);
+        if (r >= 0 && err.code != KNOX_OK && err.http_status == 400)
+                /* The request itself is wrong (a limit the agent does not know of): no retry
+                 * helps soon, so it is an error, logged each time (the back-off spaces them). */
+                log_error(
+                        "keywardd refused a sync request: HTTP status 400, Knox code %d: %s (%zu keys named); trying again with back-off.",
+                        (int) err.code,
+                        strna(err.message),
+                        s->n);
         if (r >= 0 && err.code != KNOX_OK) {
                 server_failed(a, c, r, &err);
                 return -EPROTO;
@@ -783,7 +842,8 @@ static int poll_changed(Agent *a, KnoxClient *c, KeyFilter filter, bool forced) 
                         if ((cursor && strcmp(k->reg.id, cursor) <= 0) || !filter(k, now, forced))
                                 continue;
                         hash = cache_info_hash(&k->cache, buf);
-                        if (!snapshot_fits(&s, k->reg.id, hash, a->config.request_max))
+                        if (!snapshot_fits(
+                                    &s, k->reg.id, hash, a->config.request_max, a->config.request_keys))
                                 break; /* the next request goes on from here */
                         r = snapshot_add(&s, k->reg.id, hash);
                 }
@@ -827,11 +887,30 @@ static int probe(Agent *a, KnoxClient *c) {
         return 0;
 }
 
+/* Which watcher this thread is (0: the first, which also starts the others). */
+static _Thread_local unsigned watcher_index;
+
+static int start_thread(AgentSync *s, Agent *a, pthread_t *ret, void *(*fn)(void *), const char *name);
+static void *watcher_main(void *userdata);
+
+/* Start watchers until there are want (a.lock held). */
+static void start_watchers(Agent *a, size_t want) {
+        AgentSync *s = a->sync;
+
+        want = MIN(want, (size_t) AGENT_WATCHES_MAX);
+        while (!a->stop && s->n_watchers < want) {
+                if (start_thread(s, a, &s->watchers[s->n_watchers], watcher_main, "kw-watch") < 0)
+                        return;
+                log_debug("Watch %u started: more keys than one request may name.", s->n_watchers);
+                s->n_watchers++;
+        }
+}
+
 static void *watcher_main(void *userdata) {
         Agent *a = userdata;
         _cleanup_(knox_client_freep) KnoxClient *c = NULL;
         uint64_t client_gen = 0, probed_gen = UINT64_MAX;
-        unsigned failures = 0;
+        unsigned failures = 0, me = watcher_index;
 
         lock(a);
         while (!a->stop) {
@@ -846,24 +925,37 @@ static void *watcher_main(void *userdata) {
                         continue;
                 }
 
-                /* As many keys as one request may name; the worker polls the rest. */
+                /* The watchable keys, in id order, split into requests as large as one may be:
+                 * this watcher takes the me-th of them; the worker polls what no watcher
+                 * takes (keys past AGENT_WATCHES_MAX requests, keys between two watches). */
+                Chunker ch = {};
+                size_t n_chunks = 0;
                 r = 0;
                 for (size_t i = 0; i < a->n_keys && r >= 0; i++) {
                         AgentKey *k = a->keys[i];
                         char buf[KEY_HASH_HEX_SIZE];
                         const char *hash = cache_info_hash(&k->cache, buf);
+                        size_t idx;
 
-                        k->watched = false;
-                        k->overflow = false;
-                        if (!watchable(k, now))
-                                continue;
-                        if (!snapshot_fits(&s, k->reg.id, hash, a->config.request_max)) {
-                                k->overflow = true;
+                        if (k->watcher == me + 1)
+                                k->watcher = 0;
+                        if (!watchable(k, now)) {
+                                if (me == 0)
+                                        k->overflow = false;
                                 continue;
                         }
-                        k->watched = true;
+                        idx = chunk_place(
+                                &ch, k->reg.id, hash, a->config.request_max, a->config.request_keys);
+                        n_chunks = idx + 1;
+                        if (me == 0)
+                                k->overflow = idx >= AGENT_WATCHES_MAX;
+                        if (idx != me)
+                                continue;
+                        k->watcher = (uint8_t) (me + 1);
                         r = snapshot_add(&s, k->reg.id, hash);
                 }
+                if (r >= 0 && me == 0)
+                        start_watchers(a, n_chunks);
                 if (r < 0) {
                         log_oom();
                         sleep_until(a, now + USEC_PER_SEC);
@@ -873,7 +965,7 @@ static void *watcher_main(void *userdata) {
                         /* Nothing to watch. Still, a server is asked once who this machine
                          * is, so that a wrong URL, CA or certificate shows at start and not
                          * with the first registration. */
-                        if (probed_gen != client_gen) {
+                        if (me == 0 && probed_gen != client_gen) {
                                 r = probe(a, c);
                                 if (r == -ECANCELED)
                                         continue;
@@ -984,7 +1076,7 @@ static int full_sync(Agent *a, KnoxClient *c, bool forced) {
 
 /* Keys the watch in flight does not cover. */
 static bool unwatched(const AgentKey *k, uint64_t now, bool forced) {
-        return !k->watched && watchable(k, now);
+        return k->watcher == 0 && watchable(k, now);
 }
 
 static void *worker_main(void *userdata) {
@@ -1092,7 +1184,7 @@ static void *worker_main(void *userdata) {
                 for (size_t i = 0; i < a->n_keys; i++) {
                         AgentKey *k = a->keys[i];
 
-                        if (!k->watched && watchable(k, now)) {
+                        if (k->watcher == 0 && watchable(k, now)) {
                                 n_delta++;
                                 fresh = fresh || !k->overflow;
                         }
@@ -1132,12 +1224,14 @@ typedef struct ThreadStart {
         AgentSync *s;
         Agent *a;
         void *(*fn)(void *);
+        unsigned watcher_index;
 } ThreadStart;
 
 static void *thread_trampoline(void *userdata) {
         ThreadStart t = *(ThreadStart *) userdata;
 
         free(userdata);
+        watcher_index = t.watcher_index;
         (void) t.fn(t.a);
         pthread_mutex_lock(&t.s->done_lock);
         t.s->running--;
@@ -1154,7 +1248,7 @@ static int start_thread(AgentSync *s, Agent *a, pthread_t *ret, void *(*fn)(void
         t = malloc(sizeof(ThreadStart));
         if (!t)
                 return -ENOMEM;
-        *t = (ThreadStart){s, a, fn};
+        *t = (ThreadStart){s, a, fn, s->n_watchers};
 
         pthread_attr_init(&attr);
         /* mlockall() locks every stack page: keep stacks small (curl and OpenSSL need far less). */
@@ -1196,10 +1290,10 @@ int agent_sync_start(Agent *a) {
         if (r < 0)
                 return r;
         s->worker_started = true;
-        r = start_thread(s, a, &s->watcher, watcher_main, "kw-watch");
+        r = start_thread(s, a, &s->watchers[0], watcher_main, "kw-watch");
         if (r < 0)
                 return r;
-        s->watcher_started = true;
+        s->n_watchers = 1;
         return 0;
 }
 
@@ -1238,8 +1332,8 @@ int agent_sync_stop(Agent *a, uint64_t timeout_usec) {
 
         if (s->worker_started)
                 pthread_join(s->worker, NULL);
-        if (s->watcher_started)
-                pthread_join(s->watcher, NULL);
+        for (unsigned i = 0; i < s->n_watchers; i++)
+                pthread_join(s->watchers[i], NULL);
         pthread_cond_destroy(&s->done_cond);
         pthread_mutex_destroy(&s->done_lock);
         free(s);

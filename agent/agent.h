@@ -57,8 +57,8 @@ typedef struct AgentKey {
         int8_t state;      /* a KeyState, in a byte */
         uint16_t failures; /* fetches failed in a row (stops counting at UINT16_MAX) */
         bool need_fetch;   /* fetch as soon as possible */
-        bool watched;      /* part of the watch request in flight */
-        bool overflow;     /* left out of it: the request was full */
+        uint8_t watcher;   /* 1 + the watch whose request in flight names it; 0: none */
+        bool overflow;     /* in no watch: past AGENT_WATCHES_MAX requests of keys */
 } AgentKey;
 
 /* A new cached version of a key (hash empty: no longer registered), for the main thread. */
@@ -176,6 +176,14 @@ bool agent_key_may_read(const AgentKey *k, uid_t uid, const gid_t *groups, size_
  * entry of the same id, and extra (may be NULL) added. Main thread. */
 int agent_save_registry(
         Agent *a, const Registration *replace, const Registration *extra, const char *skip_id);
+/* The same for a batch: replace (n_replace entries of registered ids) and extra (n_extra new
+ * ids), each sorted by id; the file is written once. Main thread. */
+int agent_save_registry_many(
+        Agent *a,
+        const Registration *const *replace,
+        size_t n_replace,
+        const Registration *const *extra,
+        size_t n_extra);
 
 /* The cache file of key id was not what the agent wrote (its checksum was expected): stop
  * serving it, remove it and fetch the key again, and log the event. Main thread. */
@@ -191,6 +199,7 @@ int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated);
 /* Wake the main loop (any thread). */
 void agent_wake(Agent *a);
 
-/* A back-off delay for the n-th failure in a row (n >= 1): doubling from 1s up to max,
- * with "equal jitter" (between half and all of it). */
+/* A back-off delay for the n-th failure in a row (n >= 1): a window doubling from 1s up to
+ * max, and a delay drawn evenly between an eighth of the window and all of it. */
+#define BACKOFF_FLOOR_DIVISOR 8
 uint64_t backoff_usec(unsigned n, uint64_t max_usec);

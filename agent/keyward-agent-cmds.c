@@ -27,7 +27,7 @@
 #define TOKEN_TIMEOUT_USEC (2 * USEC_PER_SEC)
 /* How long a read waits for the agent before it asks the server instead. */
 #define AGENT_GET_TIMEOUT_USEC (5 * USEC_PER_SEC)
-#define REGISTER_FILE_MAX (1024 * 1024)
+#define REGISTER_FILE_MAX (16 * 1024 * 1024)
 
 static int bus_open(sd_bus **ret, bool interactive) {
         sd_bus *bus = NULL;
@@ -129,15 +129,10 @@ typedef struct RegisterOptions {
         const char *on_change;
 } RegisterOptions;
 
-static int call_register(sd_bus *bus, const char *id, const RegisterOptions *o, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+static int append_register_options(sd_bus_message *m, const RegisterOptions *o) {
         int r;
 
-        r = sd_bus_message_new_method_call(bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Register");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", id);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
         if (r >= 0 && o->readers)
                 r = append_strv_option(m, "readers", o->readers);
         if (r >= 0 && o->units)
@@ -148,9 +143,53 @@ static int call_register(sd_bus *bus, const char *id, const RegisterOptions *o, 
                 r = sd_bus_message_append(m, "{sv}", "on_change", "s", o->on_change);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
+        return r;
+}
+
+static int call_register(sd_bus *bus, const char *id, const RegisterOptions *o, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Register");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", id);
+        if (r >= 0)
+                r = append_register_options(m, o);
         if (r < 0)
                 return r;
         return sd_bus_call(bus, m, 0, error, NULL);
+}
+
+/* Keys registered by one RegisterMany call: the agent writes its registry once per call. */
+#define REGISTER_BATCH 1000
+
+/* RegisterMany for n ids with the same options; -EOPNOTSUPP from an agent without it. */
+static int
+call_register_many(sd_bus *bus, char *const *ids, size_t n, const RegisterOptions *o, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(
+                bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "RegisterMany");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(sa{sv})");
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                r = sd_bus_message_open_container(m, 'r', "sa{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", ids[i]);
+                if (r >= 0)
+                        r = append_register_options(m, o);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return r;
+        r = sd_bus_call(bus, m, 0, error, NULL);
+        if (r < 0 && sd_bus_error_has_name(error, SD_BUS_ERROR_UNKNOWN_METHOD))
+                return -EOPNOTSUPP;
+        return r;
 }
 
 static int call_unregister(sd_bus *bus, const char *id, sd_bus_error *error) {
@@ -377,27 +416,13 @@ int agent_get_key(const char *id, bool all_versions, Key **ret, char **ret_why) 
 
 static int read_ids_file(const char *path, char ***ids) {
         _cleanup_free_ char *text = NULL;
-        static const char ws[] = " \t\r\n";
+        size_t size = 0;
         int r;
 
-        r = read_full_file(path, REGISTER_FILE_MAX, &text, NULL);
+        r = read_full_file(path, REGISTER_FILE_MAX, &text, &size);
         if (r < 0)
                 return r;
-        for (const char *p = text + strspn(text, ws); *p; p += strspn(p, ws)) {
-                size_t n = strcspn(p, ws);
-                _cleanup_free_ char *id = strndup(p, n);
-
-                if (!id)
-                        return -ENOMEM;
-                if (!strv_contains(*ids, id)) {
-                        r = strv_push(ids, id);
-                        if (r < 0)
-                                return r;
-                        id = NULL;
-                }
-                p += n;
-        }
-        return 0;
+        return registry_id_list_parse(text, size, ids);
 }
 
 /* "[a b c]", as Go prints a []string. */
@@ -579,10 +604,20 @@ int verb_register(int argc, char **argv) {
         list = ids_list(ids);
         if (!list)
                 return fail("Out of memory.");
-        STRV_FOREACH(id, ids) {
+        /* In batches (an agent older than RegisterMany: one by one). */
+        bool many = strv_length(ids) > 1;
+        for (size_t done = 0, n = strv_length(ids); done < n;) {
                 _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                size_t batch = MIN(n - done, (size_t) REGISTER_BATCH);
 
-                r = call_register(bus, *id, &o, &error);
+                r = many ? call_register_many(bus, ids + done, batch, &o, &error) : -EOPNOTSUPP;
+                if (r == -EOPNOTSUPP) {
+                        sd_bus_error_free(&error);
+                        many = false;
+                        batch = 1;
+                        r = call_register(bus, ids[done], &o, &error);
+                }
+                done += batch;
                 if (r < 0) {
                         _cleanup_free_ char *what = NULL;
 

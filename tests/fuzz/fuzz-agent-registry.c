@@ -9,6 +9,7 @@
 #include "agent-registry.h"
 #include "fuzz.h"
 #include "log.h"
+#include "strv.h"
 
 static void check_names(const char *text, size_t size) {
         char *copy = strndup(text, size);
@@ -28,6 +29,25 @@ static void check_names(const char *text, size_t size) {
         free(copy);
 }
 
+/* keyward register -f's id list: words, each once, none empty or holding whitespace. */
+static void check_id_list(const char *text, size_t size) {
+        char **ids = NULL;
+        size_t n;
+
+        if (registry_id_list_parse(text, size, &ids) < 0) {
+                strv_free(ids);
+                return;
+        }
+        n = strv_length(ids);
+        for (size_t i = 0; i < n; i++) {
+                assert(ids[i][0] != '\0');
+                assert(!strpbrk(ids[i], " \t\r\n"));
+                for (size_t j = i + 1; j < n && j < i + 64; j++)
+                        assert(strcmp(ids[i], ids[j]) != 0);
+        }
+        strv_free(ids);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         Registration *regs = NULL, *again = NULL;
         const Registration **ptrs = NULL;
@@ -39,6 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         log_set_max_level(LOG_CRIT);
 
         check_names((const char *) data, size);
+        check_id_list((const char *) data, size);
         if (registry_parse((const char *) data, size, &regs, &n) < 0)
                 return 0;
 

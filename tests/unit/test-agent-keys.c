@@ -136,18 +136,31 @@ static void test_readers(void **state) {
 
 static void test_backoff(void **state) {
         uint64_t max = 60 * USEC_PER_SEC;
+        /* How 4,000 draws of each window spread over its eight eighths. */
+        unsigned eighths[3][8] = {};
+        const uint64_t windows[3] = {USEC_PER_SEC, 4 * USEC_PER_SEC, 60 * USEC_PER_SEC};
 
-        for (int i = 0; i < 100; i++) {
-                uint64_t d1 = backoff_usec(1, max), d3 = backoff_usec(3, max), d20 = backoff_usec(20, max);
+        for (int i = 0; i < 4000; i++) {
+                uint64_t d[3] = {backoff_usec(1, max), backoff_usec(3, max), backoff_usec(20, max)};
 
-                assert_true(d1 >= USEC_PER_SEC / 2 && d1 <= USEC_PER_SEC);
-                assert_true(d3 >= 2 * USEC_PER_SEC && d3 <= 4 * USEC_PER_SEC);
-                assert_true(d20 >= max / 2 && d20 <= max);
+                for (int w = 0; w < 3; w++) {
+                        /* Bounded: never sooner than an eighth of the window, never past it. */
+                        assert_true(d[w] >= windows[w] / 8 && d[w] <= windows[w]);
+                        eighths[w][MIN(d[w] * 8 / windows[w], (uint64_t) 7)]++;
+                }
+        }
+        /* Jittered over the whole window (reconnections after a server restart spread out):
+         * the draws fill the second to the eighth eighth about evenly (4000/7 each, well
+         * within 300..850 by chance), the first stays empty. */
+        for (int w = 0; w < 3; w++) {
+                assert_int_equal(eighths[w][0], 0);
+                for (int e = 1; e < 8; e++)
+                        assert_true(eighths[w][e] >= 300 && eighths[w][e] <= 850);
         }
         /* A cap below one second still holds. */
         assert_true(backoff_usec(1, 500 * USEC_PER_MSEC) <= 500 * USEC_PER_MSEC);
         /* A huge cap does not overflow. */
-        assert_true(backoff_usec(200, UINT64_C(1) << 62) >= UINT64_C(1) << 61);
+        assert_true(backoff_usec(200, UINT64_C(1) << 62) >= UINT64_C(1) << 59);
 }
 
 static void test_changes(void **state) {

@@ -14,6 +14,8 @@
 
 #include "strv.h"
 
+#include "strv.h"
+
 #define LIST(...) ((char *[]){__VA_ARGS__, NULL})
 
 static void test_on_change(void **state) {
@@ -314,6 +316,29 @@ static void test_save_load(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* keyward register -f's file: words in order, repeats dropped (also against the ids the list
+ * had), each first one kept where it was. */
+static void test_id_list(void **state) {
+        static const char text[] = "  b a\n\tc b\r\na d\0e ";
+        char **ids = NULL;
+
+        assert_int_equal(strv_extend(&ids, "c"), 0);
+        assert_int_equal(registry_id_list_parse(text, sizeof(text) - 1, &ids), 0);
+        assert_int_equal(strv_length(ids), 5);
+        assert_string_equal(ids[0], "c");
+        assert_string_equal(ids[1], "b");
+        assert_string_equal(ids[2], "a");
+        assert_string_equal(ids[3], "d");
+        assert_string_equal(ids[4], "e");
+        assert_null(ids[5]);
+        strv_free(ids);
+
+        ids = NULL;
+        assert_int_equal(registry_id_list_parse("", 0, &ids), 0);
+        assert_int_equal(strv_length(ids), 0);
+        strv_free(ids);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_on_change),
@@ -325,6 +350,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_bad),
                 cmocka_unit_test(test_parse_lines),
                 cmocka_unit_test(test_save_load),
+                cmocka_unit_test(test_id_list),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
