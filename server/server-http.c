@@ -49,6 +49,9 @@
 #define AUDIT_UNAVAILABLE_MESSAGE "audit log unavailable"
 #define PEER_ADDR_MAX (INET6_ADDRSTRLEN + 8)
 #define LOGIN_FAIL_DELAY_USEC (1 * USEC_PER_SEC)
+#define STOP_GRACE_USEC (200 * USEC_PER_MSEC)
+#define STOP_MAX_USEC (5 * USEC_PER_SEC)
+#define STOP_CHECK_USEC 10000
 #define TOKEN_SWEEP_USEC (3600 * USEC_PER_SEC)
 #define TOKEN_KEEP_EXPIRED_NSEC (INT64_C(24) * 3600 * 1000000000) /* they still say "expired" */
 #define LOGIN_USER_MAX 256
@@ -94,6 +97,9 @@ struct Worker {
         uint64_t limit_logged_usec;  /* when a refusal by address was last logged */
         bool listening;
         bool stopping; /* answering what is in flight: no new watches or logins, every reply closes */
+        unsigned stop_pending;    /* watches answered at the stop whose connections are still open */
+        uint64_t stop_usec;       /* when the stop began */
+        struct event *stop_event; /* leaves the loop once they are written */
 };
 
 /* A held GET /v0/keys/?id=hash... with Prefer: wait=N. */
@@ -124,7 +130,8 @@ struct Conn {
         ConnKey limit_key; /* what the per-address limit counted for it */
         HttpScan scan;     /* the framing of its requests, checked as the bytes arrive */
         unsigned n_requests;
-        bool closing; /* an answer said "Connection: close": nothing more is served */
+        bool closing;     /* an answer said "Connection: close": nothing more is served */
+        bool stop_answer; /* it carries a watch's answer at SIGTERM (Worker.stop_pending) */
         bool unresolved;
         Conn *unresolved_prev, *unresolved_next;
 };
@@ -218,6 +225,8 @@ static void conn_free_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
         if (!c)
                 return;
         conn_unresolved_remove(c);
+        if (c->stop_answer)
+                c->worker->stop_pending--;
         conn_limit_release(c->worker->server->conn_limit, &c->limit_key);
         metrics_connections_add(c->worker->server->metrics, c->worker->index, -1);
         if (c->worker->n_connections-- >=
@@ -817,6 +826,11 @@ static bool watch_answer(Watch *wa, WatchAnswer how, uint64_t pass) {
         snprintf(x.remote_addr, sizeof(x.remote_addr), "%s", strempty(wa->remote_addr));
         x.conn = request_conn(wa->req, &x.ssl);
         watch_forget_connection(wa);
+        /* The stop waits for this answer to be written (it closes the connection). */
+        if (how == WATCH_NOTHING_CHANGED && x.conn && !x.conn->stop_answer) {
+                x.conn->stop_answer = true;
+                w->stop_pending++;
+        }
 
         exchange_reply(&x, &res, "getkeys");
         api_result_done(&res);
@@ -1737,6 +1751,8 @@ static Worker *worker_free(Worker *w) {
         pthread_mutex_destroy(&w->changes_lock);
         if (w->fanout_event)
                 event_free(w->fanout_event);
+        if (w->stop_event)
+                event_free(w->stop_event);
         /* The login threads are gone: every job is back in the inbox. */
         worker_drain_logins(w);
         while (w->logins) {
@@ -1871,20 +1887,37 @@ static void *worker_main(void *userdata) {
         return NULL;
 }
 
-static void worker_stop(Worker *w) {
-        struct timeval grace = {.tv_sec = 0, .tv_usec = 200 * 1000};
+/* Leave the loop STOP_GRACE_USEC after the stop began, or later once the answers to the
+ * held watches are all written, but never past STOP_MAX_USEC. */
+static void stop_check_cb(evutil_socket_t fd, short what, void *userdata) {
+        Worker *w = userdata;
+        uint64_t elapsed = now_usec_monotonic() - w->stop_usec;
 
-        /* Stop accepting, answer held watches with what is there, give replies in flight a
-         * moment to be written, then leave the loop. */
+        if ((elapsed >= STOP_GRACE_USEC && w->stop_pending == 0) || elapsed >= STOP_MAX_USEC)
+                (void) event_base_loopexit(w->base, NULL);
+}
+
+static void worker_stop(Worker *w) {
+        struct timeval tick = {.tv_sec = 0, .tv_usec = STOP_CHECK_USEC};
+
+        /* Stop accepting, answer held watches with "nothing changed" (the agents go to
+         * another server at once), give replies in flight a moment to be written, then
+         * leave the loop. */
         if (w->stopping)
                 return;
         w->stopping = true;
+        w->stop_usec = now_usec_monotonic();
         for (size_t i = 0; i < w->n_bound; i++)
                 (void) evconnlistener_disable(evhttp_bound_socket_get_listener(w->bound[i]));
         while (w->watches)
                 (void) watch_answer(w->watches, WATCH_NOTHING_CHANGED, 0);
         worker_stop_logins(w);
-        (void) event_base_loopexit(w->base, &grace);
+        w->stop_event = event_new(w->base, -1, EV_PERSIST, stop_check_cb, w);
+        if (!w->stop_event || event_add(w->stop_event, &tick) < 0) {
+                struct timeval grace = {.tv_sec = 0, .tv_usec = STOP_GRACE_USEC};
+
+                (void) event_base_loopexit(w->base, &grace);
+        }
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *userdata) {

@@ -21,7 +21,9 @@ metric() {
 }
 watchers() { metric keyward_watchers; }
 evaluations() { metric keyward_watch_evaluations_total; }
-wait_watchers() { wait_for 10 test "$(watchers)" = "$1"; }
+watchers_are() { [ "$(watchers)" = "$1" ]; }
+wait_watchers() { wait_for 10 watchers_are "$1"; }
+evaluations_are() { [ "$(evaluations)" = "$1" ]; }
 
 # watch NAME QUERY [URL]: a 30 s watch in the background; $T/w.NAME.{code,body}. Sets WPID.
 watch() {
@@ -83,7 +85,7 @@ PA=$WPID
 wait_watchers 7
 r=$(as_alice PUT /v0/keys/a/access/ --data-urlencode 'access={"type":"User","id":"bob","access":"Read"}')
 expect "an ACL change to a" "$r" 200 0 ""
-wait_for 10 test "$(evaluations)" = 2
+wait_for 10 evaluations_are 2
 is "the ACL change looked at the one watch on a" "$(evaluations)" 2
 check "and did not answer it (the hash is unchanged)" held "$PA"
 
