@@ -646,6 +646,22 @@ static int read_pid_file(void) {
         return pid;
 }
 
+/* Run a command through /bin/sh and wait for it; its exit status, or -1. */
+static int run_shell(const char *cmd) {
+        pid_t pid = fork();
+        int st;
+
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                execl("/bin/sh", "sh", "-c", cmd, (char *) NULL);
+                _exit(127);
+        }
+        if (waitpid(pid, &st, 0) < 0)
+                return -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 static void usage(void) {
         fprintf(stderr,
                 "usage: fleet --connect ADDR:PORT --ca F --cert F --key F --host NAME --key-id ID\n"
@@ -883,7 +899,7 @@ int main(int argc, char **argv) {
                 for (unsigned i = 0; i < F.n; i++)
                         conn_close(&F.conns[i]);
                 F.n_handshaking = 0;
-                st = system(F.restart);
+                st = run_shell(F.restart);
                 if (st != 0 || (F.server_pid = read_pid_file()) <= 0) {
                         fprintf(stderr, "fleet: the restart command failed\n");
                         return 1;
