@@ -258,7 +258,7 @@ static int ctl_request(Ctl *c, const char *req, char *buf, size_t size) {
         }
         if (strcasestr(buf, "Connection: close"))
                 ctl_close(c);
-        return (int) strtol(buf + 9, NULL, 10);
+        return (int) strtoul(buf + 9, NULL, 10);
 }
 
 static long metric(Ctl *c, const char *name) {
@@ -271,7 +271,7 @@ static long metric(Ctl *c, const char *name) {
                 return -1;
         for (p = buf; (p = strstr(p, name)); p += l)
                 if ((p == buf || p[-1] == '\n') && p[l] == ' ')
-                        return strtol(p + l + 1, NULL, 10);
+                        return (long) strtoll(p + l + 1, NULL, 10);
         return -1;
 }
 
@@ -409,7 +409,7 @@ static int answer_complete(Conn *c) {
                 return -1;
         if (c->rlen < hlen + strtoul(cl + 15, NULL, 10))
                 return 0;
-        c->status = (int) strtol(c->rbuf + 9, NULL, 10);
+        c->status = (int) strtoul(c->rbuf + 9, NULL, 10);
         c->empty = strstr(end, "\"data\":[]") != NULL;
         c->closed =
                 strcasestr(c->rbuf, "Connection: close") && strcasestr(c->rbuf, "Connection: close") < end;
@@ -717,7 +717,7 @@ int main(int argc, char **argv) {
                         (void) snprintf(F.key_id, sizeof(F.key_id), "%s", optarg);
                         break;
                 case 'p':
-                        F.server_pid = (int) strtol(optarg, NULL, 10);
+                        F.server_pid = (int) strtoul(optarg, NULL, 10);
                         break;
                 case 'n':
                         F.n = (unsigned) strtoul(optarg, NULL, 10);
