@@ -442,8 +442,6 @@ static void conn_step(Conn *c, uint64_t now) {
                                 F.n_handshaking--;
                                 if (SSL_session_reused(c->ssl))
                                         F.resumed++;
-                                else if (F.resume && !F.session)
-                                        F.session = SSL_get1_session(c->ssl);
                                 conn_send_watch(c);
                                 break;
                         }
@@ -509,6 +507,11 @@ static void conn_step(Conn *c, uint64_t now) {
                         }
                         e = SSL_get_error(c->ssl, n);
                         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                                /* TLS 1.3 tickets come after the handshake: keep the first
+                                 * session that can be resumed. */
+                                if (F.resume && !F.session && SSL_get0_session(c->ssl) &&
+                                    SSL_SESSION_is_resumable(SSL_get0_session(c->ssl)))
+                                        F.session = SSL_get1_session(c->ssl);
                                 conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
                                 return;
                         }
