@@ -992,13 +992,10 @@ static void poll_cb(evutil_socket_t fd, short what, void *userdata) {
         fanout_arm(w);
 }
 
+/* Some keys changed, which is unknown: every held watch looks again (and a stopping worker
+ * stops when woken). */
 void server_notify_change(Server *s) {
-        const uint64_t one = 1;
-
-        atomic_fetch_add(&s->generation, 1);
-        for (size_t i = 0; i < s->n_workers; i++)
-                if (write(s->workers[i]->notify_fd, &one, sizeof(one)) < 0)
-                        log_debug_errno(errno, "Failed to wake worker %zu: %m", i);
+        server_keys_changed(s, SIZE_MAX, NULL, 0);
 }
 
 static int watch_start(Exchange *x, unsigned wait_sec) {

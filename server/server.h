@@ -81,7 +81,8 @@ int default_acl_entry_parse(const char *s, Access *ret);
 /* Serve until SIGTERM/SIGINT. */
 int server_run(Server *s);
 
-/* Tell every worker that a key changed, so held watches look again. */
+/* Tell every worker that some keys changed (which, unknown), so every held watch looks again;
+ * server_keys_changed() below when the ids are known. */
 void server_notify_change(Server *s);
 
 /* These key ids changed (ids NULL: some keys did, which is unknown): the held watches on
