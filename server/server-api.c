@@ -45,6 +45,7 @@ void api_match_done(ApiMatch *m) {
 
 void api_result_done(ApiResult *r) {
         free(r->message);
+        free(r->changed_key);
         buf_done(&r->data);
         *r = API_RESULT_INIT;
 }
@@ -533,6 +534,7 @@ static int handle_postkeys(const Api *api, const ApiRequest *req, ApiResult *res
                 principal_kind_to_string(p->kind),
                 LOG_NAME(p->id));
         res->changed = true;
+        res->changed_key = strdup(k->id); /* NULL: every watch looks again */
         (void) json_append_uint64(&res->data, k->versions[0].id);
         return result_ok(res);
 }
@@ -637,6 +639,7 @@ static int handle_deletekey(const Api *api, const ApiRequest *req, ApiResult *re
 
         log_info("Key '%s' deleted by '%s'.", LOG_NAME(k->id), LOG_NAME(default_principal_id(req)));
         res->changed = true;
+        res->changed_key = strdup(k->id); /* NULL: every watch looks again */
         return result_ok(res);
 }
 
@@ -738,6 +741,7 @@ static int handle_putaccess(const Api *api, const ApiRequest *req, ApiResult *re
         log_info(
                 "Access to key '%s' changed by '%s'.", LOG_NAME(k->id), LOG_NAME(default_principal_id(req)));
         res->changed = true;
+        res->changed_key = strdup(k->id); /* NULL: every watch looks again */
         return result_ok(res);
 }
 
@@ -804,6 +808,7 @@ static int handle_postversion(const Api *api, const ApiRequest *req, ApiResult *
                 LOG_NAME(k->id),
                 LOG_NAME(default_principal_id(req)));
         res->changed = true;
+        res->changed_key = strdup(k->id); /* NULL: every watch looks again */
         (void) json_append_uint64(&res->data, id);
         return result_ok(res);
 }
@@ -862,6 +867,7 @@ static int handle_putversion(const Api *api, const ApiRequest *req, ApiResult *r
                 version_status_to_string(to),
                 default_principal_id(req));
         res->changed = true;
+        res->changed_key = strdup(k->id); /* NULL: every watch looks again */
         return result_ok(res);
 }
 

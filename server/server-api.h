@@ -72,10 +72,11 @@ typedef struct ApiRequest {
 typedef struct ApiResult {
         KnoxCode code;
         int http_status;
-        char *message; /* NULL: "" */
-        Buf data;      /* the data's JSON (secure: it may carry key data); empty means null */
-        bool changed;  /* a key was written: watchers must look again */
-        bool wait;     /* a watch found nothing new: hold the request (the caller decides) */
+        char *message;     /* NULL: "" */
+        Buf data;          /* the data's JSON (secure: it may carry key data); empty means null */
+        bool changed;      /* a key was written: watchers must look again */
+        char *changed_key; /* which one (NULL with changed: unknown) */
+        bool wait;         /* a watch found nothing new: hold the request (the caller decides) */
 } ApiResult;
 
 #define API_RESULT_INIT ((ApiResult){.data = BUF_INIT_SECURE})

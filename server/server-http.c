@@ -44,12 +44,16 @@
 #include "server.h"
 #include "strv.h"
 #include "time-util.h"
+#include "watch-index.h"
 
 #define AUDIT_FLUSH_USEC 1000
 /* Knox's internal error (code 1, 500) for a request whose audit line cannot be written. */
 #define AUDIT_UNAVAILABLE_MESSAGE "audit log unavailable"
 #define PEER_ADDR_MAX (INET6_ADDRSTRLEN + 8)
 #define LOGIN_FAIL_DELAY_USEC (1 * USEC_PER_SEC)
+#define STOP_GRACE_USEC (200 * USEC_PER_MSEC)
+#define STOP_MAX_USEC (5 * USEC_PER_SEC)
+#define STOP_CHECK_USEC 10000
 #define TOKEN_SWEEP_USEC (3600 * USEC_PER_SEC)
 #define TOKEN_KEEP_EXPIRED_NSEC (INT64_C(24) * 3600 * 1000000000) /* they still say "expired" */
 #define LOGIN_USER_MAX 256
@@ -79,7 +83,16 @@ struct Worker {
         uint64_t change_counter;
         uint64_t token_sweep_usec; /* worker 0: when expired tokens were last dropped */
         Watch *watches;            /* doubly linked */
-        PendingLogin *logins;      /* doubly linked: with a login thread, or waiting to answer */
+        WatchIndex *watch_index;   /* the same watches by key id */
+        Watch *due;                /* watches to look at again (singly linked by due_next) */
+        struct event *fanout_event;
+        uint64_t fanout_pass;         /* numbers the passes of the fan-out (WatchKey.pass) */
+        uint64_t seen_local_writes;   /* Server.local_writes when the poll last looked */
+        uint64_t notified_counter;    /* the last change the store's notifications told of */
+        pthread_mutex_t changes_lock; /* for the two below: any thread adds, the worker takes */
+        char **changed_ids;
+        bool changed_all;
+        PendingLogin *logins; /* doubly linked: with a login thread, or waiting to answer */
         pthread_mutex_t inbox_lock;
         LoginJob *inbox; /* logins the threads gave back; notify_fd tells */
         unsigned n_connections;
@@ -88,6 +101,9 @@ struct Worker {
         uint64_t limit_logged_usec;  /* when a refusal by address was last logged */
         bool listening;
         bool stopping; /* answering what is in flight: no new watches or logins, every reply closes */
+        unsigned stop_pending;    /* watches answered at the stop whose connections are still open */
+        uint64_t stop_usec;       /* when the stop began */
+        struct event *stop_event; /* leaves the loop once they are written */
 };
 
 /* A held GET /v0/keys/?id=hash... with Prefer: wait=N. */
@@ -99,6 +115,10 @@ struct Watch {
         int64_t started_ns;
         char *remote_addr;
         Principals principals;
+        WatchLink **links; /* one per key of the query, in order of first appearance */
+        size_t n_links;
+        bool due;
+        Watch *due_next;
         Watch *prev, *next;
 };
 
@@ -114,7 +134,8 @@ struct Conn {
         ConnKey limit_key; /* what the per-address limit counted for it */
         HttpScan scan;     /* the framing of its requests, checked as the bytes arrive */
         unsigned n_requests;
-        bool closing; /* an answer said "Connection: close": nothing more is served */
+        bool closing;     /* an answer said "Connection: close": nothing more is served */
+        bool stop_answer; /* it carries a watch's answer at SIGTERM (Worker.stop_pending) */
         bool unresolved;
         Conn *unresolved_prev, *unresolved_next;
 };
@@ -194,6 +215,8 @@ static void conn_free_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
         if (!c)
                 return;
         conn_unresolved_remove(c);
+        if (c->stop_answer)
+                c->worker->stop_pending--;
         conn_limit_release(c->worker->server->conn_limit, &c->limit_key);
         metrics_connections_add(c->worker->server->metrics, c->worker->index, -1);
         if (c->worker->n_connections-- >=
@@ -646,6 +669,49 @@ reply_error(Exchange *x, KnoxCode code, int http_status, const char *route, cons
 
 /* ---- watches ---------------------------------------------------------------------- */
 
+/* How a held watch is answered. */
+typedef enum WatchAnswer {
+        WATCH_IF_CHANGED,      /* after a change: only when one of its keys differs */
+        WATCH_ALWAYS,          /* its wait is over: what differs, maybe nothing */
+        WATCH_NOTHING_CHANGED, /* the server stops: [] at once, so the agent goes elsewhere */
+} WatchAnswer;
+
+/* Watches answered per pass of the loop, so that the first answers go out while the rest
+ * are looked at, and other connections get their turn. */
+#define FANOUT_BATCH 256
+
+static void watch_unindex(Watch *wa) {
+        for (size_t i = 0; i < wa->n_links; i++)
+                watch_index_remove(wa->worker->watch_index, wa->links[i]);
+        wa->n_links = 0;
+        free(wa->links);
+        wa->links = NULL;
+}
+
+/* Index the watch under each key its query names (keys holding a NUL name no stored key:
+ * left out, as the list route leaves them out), in order of first appearance. */
+static int watch_index_query(Watch *wa) {
+        wa->links = calloc(MAX(wa->query.n, 1u), sizeof(WatchLink *));
+        if (!wa->links)
+                return -ENOMEM;
+        for (size_t i = 0; i < wa->query.n; i++) {
+                const FormField *f = &wa->query.fields[i];
+                WatchLink *l;
+                int r;
+
+                if (strlen(f->key) != f->key_len)
+                        continue;
+                r = watch_index_add(wa->worker->watch_index, f->key, wa, f->value, f->value_len, &l);
+                if (r < 0) {
+                        watch_unindex(wa);
+                        return r;
+                }
+                if (r > 0)
+                        wa->links[wa->n_links++] = l;
+        }
+        return 0;
+}
+
 static void watch_free(Watch *wa) {
         Worker *w = wa->worker;
 
@@ -655,6 +721,13 @@ static void watch_free(Watch *wa) {
                 w->watches = wa->next;
         if (wa->next)
                 wa->next->prev = wa->prev;
+        if (wa->due)
+                for (Watch **p = &w->due; *p; p = &(*p)->due_next)
+                        if (*p == wa) {
+                                *p = wa->due_next;
+                                break;
+                        }
+        watch_unindex(wa);
         metrics_watchers_add(w->server->metrics, w->index, -1);
         if (wa->timeout)
                 event_free(wa->timeout);
@@ -672,32 +745,68 @@ static void watch_forget_connection(Watch *wa) {
                 evhttp_connection_set_closecb(evcon, NULL, NULL);
 }
 
-/* Answer a watch with the current list of changed keys; force answers even when empty. */
-static bool watch_check(Watch *wa, bool force) {
-        ApiMatch m = {.route = API_ROUTE_GETKEYS};
+/* Append to out the watched keys that exist and whose hash differs from the watcher's, as
+ * GET /v0/keys/?... lists them (server-api.c, list_changed). Each key's hash is read once
+ * per pass, however many watchers it has. Returns how many, or a negative errno. */
+static int watch_list_changed(Watch *wa, uint64_t pass, Buf *out) {
+        int n = 0;
+
+        for (size_t i = 0; i < wa->n_links; i++) {
+                WatchLink *l = wa->links[i];
+                WatchKey *k = l->key;
+
+                if (k->pass != pass) {
+                        k->hash_r = store_get_hash(wa->worker->store, k->id, k->hash);
+                        k->pass = pass;
+                }
+                if (k->hash_r == -ENOKEY)
+                        continue;
+                /* A broken stored hash differs from any value; the key's GET reports it. */
+                if (k->hash_r < 0 && k->hash_r != -EBADMSG)
+                        return k->hash_r;
+                if (k->hash_r == 0 && l->want_len == strlen(k->hash) &&
+                    memcmp(l->want, k->hash, l->want_len) == 0)
+                        continue;
+                if (n > 0)
+                        (void) buf_putc(out, ',');
+                (void) json_append_cstring(out, k->id);
+                n++;
+        }
+        return out->error < 0 ? out->error : n;
+}
+
+/* Answer a held watch, or leave it held (returns false) when how is WATCH_IF_CHANGED and
+ * none of its keys differs. pass: see watch_list_changed(). */
+static bool watch_answer(Watch *wa, WatchAnswer how, uint64_t pass) {
+        Worker *w = wa->worker;
         ApiResult res = API_RESULT_INIT;
         Exchange x = {
-                .worker = wa->worker,
+                .worker = w,
                 .req = wa->req,
                 .method = "GET",
                 .started_usec = now_usec(CLOCK_MONOTONIC),
                 .now_ns = now_nsec(CLOCK_REALTIME),
         };
-        ApiRequest ar = {
-                .match = &m,
-                .raw_query = "",
-                .query = &wa->query,
-                .principals = &wa->principals,
-                .now_ns = x.now_ns,
-        };
-        int r;
+        int r = 0;
 
-        r = api_handle(&wa->worker->api, &ar, &res);
-        if (r < 0)
+        (void) buf_putc(&res.data, '[');
+        if (how != WATCH_NOTHING_CHANGED) {
+                metrics_watch_evaluations(w->server->metrics, w->index, 1);
+                r = watch_list_changed(wa, pass, &res.data);
+        }
+        if (r == -ENOMEM)
                 (void) api_result_error(&res, KNOX_INTERNAL_SERVER_ERROR, "Out of memory");
-        else if (res.wait && !force) {
+        else if (r < 0) {
+                log_error_errno(r, "Failed to list keys: %m");
+                metrics_store_error(w->server->metrics, w->index);
+                (void) api_result_error(&res, KNOX_INTERNAL_SERVER_ERROR, "Failed to list keys");
+        } else if (r == 0 && how == WATCH_IF_CHANGED) {
                 api_result_done(&res);
                 return false;
+        } else {
+                (void) buf_putc(&res.data, ']');
+                res.code = KNOX_OK;
+                res.http_status = 200;
         }
 
         x.path = strdup("/v0/keys/");
@@ -707,6 +816,11 @@ static bool watch_check(Watch *wa, bool force) {
         snprintf(x.remote_addr, sizeof(x.remote_addr), "%s", strempty(wa->remote_addr));
         x.conn = request_conn(wa->req, &x.ssl);
         watch_forget_connection(wa);
+        /* The stop waits for this answer to be written (it closes the connection). */
+        if (how == WATCH_NOTHING_CHANGED && x.conn && !x.conn->stop_answer) {
+                x.conn->stop_answer = true;
+                w->stop_pending++;
+        }
 
         exchange_reply(&x, &res, "getkeys");
         api_result_done(&res);
@@ -717,7 +831,9 @@ static bool watch_check(Watch *wa, bool force) {
 }
 
 static void watch_timeout_cb(evutil_socket_t fd, short what, void *userdata) {
-        (void) watch_check(userdata, true);
+        Watch *wa = userdata;
+
+        (void) watch_answer(wa, WATCH_ALWAYS, ++wa->worker->fanout_pass);
 }
 
 static void watch_closed_cb(struct evhttp_connection *evcon, void *userdata) {
@@ -728,12 +844,95 @@ static void watch_closed_cb(struct evhttp_connection *evcon, void *userdata) {
         watch_free(wa);
 }
 
-static void worker_check_watches(Worker *w) {
-        Watch *next;
+static void watch_mark_due(Watch *wa) {
+        if (wa->due)
+                return;
+        wa->due = true;
+        wa->due_next = wa->worker->due;
+        wa->worker->due = wa;
+}
 
-        for (Watch *wa = w->watches; wa; wa = next) {
-                next = wa->next;
-                (void) watch_check(wa, false);
+static void fanout_arm(Worker *w) {
+        static const struct timeval zero = {};
+
+        /* A timer, not an active event: it runs on the next pass of the loop, after the
+         * writes that pass finds ready, so the writer's answer leaves first. */
+        (void) evtimer_add(w->fanout_event, &zero);
+}
+
+/* Anything may have changed: drop every cached key and have every held watch of this worker
+ * look again. */
+static void worker_changed_all(Worker *w) {
+        atomic_fetch_add(&w->server->generation, 1);
+        pthread_mutex_lock(&w->changes_lock);
+        w->changed_all = true;
+        pthread_mutex_unlock(&w->changes_lock);
+        fanout_arm(w);
+}
+
+/* The changes others told this worker about: mark the watches on those keys due, then look
+ * at them FANOUT_BATCH at a time, one store read per key per pass. */
+static void fanout_cb(evutil_socket_t fd, short what, void *userdata) {
+        Worker *w = userdata;
+        _cleanup_strv_free_ char **ids = NULL;
+        bool all;
+        unsigned n = 0;
+
+        pthread_mutex_lock(&w->changes_lock);
+        ids = TAKE_PTR(w->changed_ids);
+        all = w->changed_all;
+        w->changed_all = false;
+        pthread_mutex_unlock(&w->changes_lock);
+
+        if (w->stopping)
+                return;
+        if (all || ids)
+                w->fanout_pass++;
+        if (all)
+                for (Watch *wa = w->watches; wa; wa = wa->next)
+                        watch_mark_due(wa);
+        else
+                STRV_FOREACH(id, ids) {
+                        WatchKey *k = watch_index_find(w->watch_index, *id);
+
+                        for (WatchLink *l = k ? k->links : NULL; l; l = l->next)
+                                watch_mark_due(l->watch);
+                }
+
+        while (w->due && n++ < FANOUT_BATCH) {
+                Watch *wa = w->due;
+
+                w->due = wa->due_next;
+                wa->due = false;
+                wa->due_next = NULL;
+                (void) watch_answer(wa, WATCH_IF_CHANGED, w->fanout_pass);
+        }
+        if (w->due)
+                fanout_arm(w);
+}
+
+void server_keys_changed(Server *s, size_t origin, char *const *ids, size_t n_ids) {
+        const uint64_t one = 1;
+
+        /* Cached records of those keys are stale everywhere. */
+        atomic_fetch_add(&s->generation, 1);
+        for (size_t i = 0; i < s->n_workers; i++) {
+                Worker *w = s->workers[i];
+                bool all = !ids;
+
+                pthread_mutex_lock(&w->changes_lock);
+                for (size_t j = 0; !all && j < n_ids; j++)
+                        if (!ids[j] || strv_extend(&w->changed_ids, ids[j]) < 0)
+                                all = true; /* out of memory: look at every watch */
+                if (all)
+                        w->changed_all = true;
+                pthread_mutex_unlock(&w->changes_lock);
+
+                /* The calling worker's loop is this thread: no wake-up needed. */
+                if (i == origin)
+                        fanout_arm(w);
+                else if (write(w->notify_fd, &one, sizeof(one)) < 0)
+                        log_debug_errno(errno, "Failed to wake worker %zu: %m", i);
         }
 }
 
@@ -751,41 +950,61 @@ static void notify_cb(evutil_socket_t fd, short what, void *userdata) {
         if (atomic_load(&w->server->stopping))
                 worker_stop(w);
         else
-                worker_check_watches(w);
+                fanout_arm(w);
 }
 
 /* Writes by another process on the same database reach neither our eventfds nor our key
- * caches: look at the store's change counter, and if it moved, drop every cached key and
- * look at every watch. */
+ * caches: the store's change counter tells them. Writes by this process moved it too, but
+ * their watchers have been told already: only a counter that moved further than our own
+ * writes account for makes every watch look again, and drops every cached key, unless the
+ * store's notifications (PostgreSQL) told of every change up to it already. */
 static void worker_poll_changes(Worker *w) {
-        uint64_t c;
+        Server *s = w->server;
+        uint64_t c, local;
+        int r;
 
-        if (store_change_counter(w->store, &c) < 0 || c == w->change_counter)
+        pthread_mutex_lock(&s->write_lock);
+        r = store_change_counter(w->store, &c);
+        local = s->local_writes;
+        pthread_mutex_unlock(&s->write_lock);
+        if (r < 0 || c == w->change_counter)
                 return;
+        r = c - w->change_counter > local - w->seen_local_writes;
         w->change_counter = c;
-        atomic_fetch_add(&w->server->generation, 1);
-        worker_check_watches(w);
+        w->seen_local_writes = local;
+        if (!r || w->notified_counter >= c)
+                return;
+        worker_changed_all(w);
 }
 
 /* A write committed by any keywardd on the same PostgreSQL database (this one included),
- * as the store's notification tells it: drop that key's cached copy and look at the
- * watches. Counters arrive in commit order; one that skips a number (or a notification
- * that names no key) means changes went unheard, and then everything is dropped. */
+ * as the store's notification tells it: drop that key's cached copy and look at its
+ * watches. Counters arrive in commit order; one that skips a number, a notification that
+ * names no key, or the notifications coming back after a gap mean changes went unheard,
+ * and then everything is dropped. This worker's own listener told it alone: the other
+ * workers have listeners of their own. */
 static void worker_store_changed(const char *id, uint64_t counter, void *userdata) {
         Worker *w = userdata;
+        uint64_t c;
 
         if (!id || counter == 0) {
-                worker_poll_changes(w);
+                if (store_change_counter(w->store, &c) >= 0)
+                        w->notified_counter = c;
+                worker_changed_all(w);
                 return;
         }
-        if (counter <= w->change_counter)
-                return; /* the poll saw it first and dropped everything */
-        if (counter == w->change_counter + 1)
+        if (counter <= w->notified_counter)
+                return; /* told already */
+        if (w->notified_counter != 0 && counter == w->notified_counter + 1) {
                 key_cache_forget(w->cache, id);
-        else
-                atomic_fetch_add(&w->server->generation, 1);
-        w->change_counter = counter;
-        worker_check_watches(w);
+                pthread_mutex_lock(&w->changes_lock);
+                if (strv_extend(&w->changed_ids, id) < 0)
+                        w->changed_all = true; /* out of memory: look at every watch */
+                pthread_mutex_unlock(&w->changes_lock);
+                fanout_arm(w);
+        } else
+                worker_changed_all(w);
+        w->notified_counter = counter;
 }
 
 /* The poll runs every --poll-interval whether the notifications are up or not: it is how
@@ -807,13 +1026,10 @@ static void poll_cb(evutil_socket_t fd, short what, void *userdata) {
         worker_poll_changes(w);
 }
 
+/* Some keys changed, which is unknown: every held watch looks again (and a stopping worker
+ * stops when woken). */
 void server_notify_change(Server *s) {
-        const uint64_t one = 1;
-
-        atomic_fetch_add(&s->generation, 1);
-        for (size_t i = 0; i < s->n_workers; i++)
-                if (write(s->workers[i]->notify_fd, &one, sizeof(one)) < 0)
-                        log_debug_errno(errno, "Failed to wake worker %zu: %m", i);
+        server_keys_changed(s, SIZE_MAX, NULL, 0);
 }
 
 static int watch_start(Exchange *x, unsigned wait_sec) {
@@ -833,7 +1049,9 @@ static int watch_start(Exchange *x, unsigned wait_sec) {
         x->principals = (Principals){};
         wa->remote_addr = strdup(x->remote_addr);
         wa->timeout = evtimer_new(w->base, watch_timeout_cb, wa);
-        if (!wa->remote_addr || !wa->timeout || evtimer_add(wa->timeout, &tv) < 0) {
+        if (!wa->remote_addr || !wa->timeout || watch_index_query(wa) < 0 ||
+            evtimer_add(wa->timeout, &tv) < 0) {
+                watch_unindex(wa);
                 x->query = wa->query;
                 x->principals = wa->principals;
                 if (wa->timeout)
@@ -1469,6 +1687,15 @@ static void handle_metrics(Exchange *x) {
         exchange_audit(x, &res, "metrics");
 }
 
+/* The routes that may write a key (and bump the store's change counter). */
+static bool route_writes_keys(const ApiMatch *m) {
+        ApiRoute r = m->route;
+
+        return !m->method_not_allowed &&
+                (r == API_ROUTE_POSTKEYS || r == API_ROUTE_DELETEKEY || r == API_ROUTE_PUTACCESS ||
+                 r == API_ROUTE_POSTVERSION || r == API_ROUTE_PUTVERSION);
+}
+
 static void request_cb(struct evhttp_request *req, void *userdata) {
         _cleanup_(exchange_done) Exchange x = {
                 .worker = userdata,
@@ -1482,6 +1709,7 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
         HttpScanError scan_error;
         const char *target;
         struct evkeyvalq *in;
+        bool writes;
         int r;
 
         x.method = method_name(evhttp_request_get_command(req));
@@ -1616,6 +1844,9 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
         if (list_stream_start(&x) > 0)
                 return;
 
+        writes = route_writes_keys(&x.match);
+        if (writes)
+                pthread_mutex_lock(&s->write_lock);
         r = api_handle(
                 &x.worker->api,
                 &(ApiRequest){
@@ -1628,13 +1859,19 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                         .now_ns = x.now_ns,
                 },
                 &res);
+        if (writes) {
+                if (res.changed)
+                        s->local_writes++;
+                pthread_mutex_unlock(&s->write_lock);
+        }
         if (r < 0)
                 (void) api_result_error(&res, KNOX_INTERNAL_SERVER_ERROR, "%s", strerror(-r));
         if (res.code == KNOX_INTERNAL_SERVER_ERROR)
                 metrics_store_error(s->metrics, x.worker->index);
 
+        /* The watchers of the key are looked at after this answer has gone out. */
         if (res.changed)
-                server_notify_change(s);
+                server_keys_changed(s, x.worker->index, &res.changed_key, 1);
 
         /* A stopping worker answers a watch at once: nothing may be held past its loop. */
         if (res.wait && !x.worker->stopping) {
@@ -1730,6 +1967,13 @@ static Worker *worker_free(Worker *w) {
                 watch_forget_connection(w->watches);
                 watch_free(w->watches);
         }
+        w->watch_index = watch_index_free(w->watch_index);
+        strv_free(w->changed_ids);
+        pthread_mutex_destroy(&w->changes_lock);
+        if (w->fanout_event)
+                event_free(w->fanout_event);
+        if (w->stop_event)
+                event_free(w->stop_event);
         /* The login threads are gone: every job is back in the inbox. */
         worker_drain_logins(w);
         while (w->logins) {
@@ -1781,6 +2025,12 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
         w->notify_fd = -EBADF;
         w->listening = true;
         (void) pthread_mutex_init(&w->inbox_lock, NULL);
+        (void) pthread_mutex_init(&w->changes_lock, NULL);
+        w->watch_index = watch_index_new();
+        if (!w->watch_index) {
+                worker_free(w);
+                return log_oom();
+        }
 
         r = store_open_existing(c->db, &w->store);
         if (r < 0) {
@@ -1816,7 +2066,8 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
         w->poll_event = event_new(w->base, -1, EV_PERSIST, poll_cb, w);
         w->flush_event = evtimer_new(w->base, flush_cb, w);
         w->resolve_event = event_new(w->base, -1, 0, resolve_cb, w);
-        if (!w->notify_event || !w->poll_event || !w->flush_event || !w->resolve_event ||
+        w->fanout_event = evtimer_new(w->base, fanout_cb, w);
+        if (!w->notify_event || !w->poll_event || !w->flush_event || !w->resolve_event || !w->fanout_event ||
             event_add(w->notify_event, NULL) < 0 || event_add(w->poll_event, &poll_tv) < 0) {
                 worker_free(w);
                 return -ENOMEM;
@@ -1866,20 +2117,37 @@ static void *worker_main(void *userdata) {
         return NULL;
 }
 
-static void worker_stop(Worker *w) {
-        struct timeval grace = {.tv_sec = 0, .tv_usec = 200 * 1000};
+/* Leave the loop STOP_GRACE_USEC after the stop began, or later once the answers to the
+ * held watches are all written, but never past STOP_MAX_USEC. */
+static void stop_check_cb(evutil_socket_t fd, short what, void *userdata) {
+        Worker *w = userdata;
+        uint64_t elapsed = now_usec(CLOCK_MONOTONIC) - w->stop_usec;
 
-        /* Stop accepting, answer held watches with what is there, give replies in flight a
-         * moment to be written, then leave the loop. */
+        if ((elapsed >= STOP_GRACE_USEC && w->stop_pending == 0) || elapsed >= STOP_MAX_USEC)
+                (void) event_base_loopexit(w->base, NULL);
+}
+
+static void worker_stop(Worker *w) {
+        struct timeval tick = {.tv_sec = 0, .tv_usec = STOP_CHECK_USEC};
+
+        /* Stop accepting, answer held watches with "nothing changed" (the agents go to
+         * another server at once), give replies in flight a moment to be written, then
+         * leave the loop. */
         if (w->stopping)
                 return;
         w->stopping = true;
+        w->stop_usec = now_usec(CLOCK_MONOTONIC);
         for (size_t i = 0; i < w->n_bound; i++)
                 (void) evconnlistener_disable(evhttp_bound_socket_get_listener(w->bound[i]));
         while (w->watches)
-                (void) watch_check(w->watches, true);
+                (void) watch_answer(w->watches, WATCH_NOTHING_CHANGED, 0);
         worker_stop_logins(w);
-        (void) event_base_loopexit(w->base, &grace);
+        w->stop_event = event_new(w->base, -1, EV_PERSIST, stop_check_cb, w);
+        if (!w->stop_event || event_add(w->stop_event, &tick) < 0) {
+                struct timeval grace = {.tv_sec = 0, .tv_usec = STOP_GRACE_USEC};
+
+                (void) event_base_loopexit(w->base, &grace);
+        }
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *userdata) {
@@ -1971,6 +2239,7 @@ int server_run(Server *s) {
         s->workers = calloc(c->workers, sizeof(Worker *));
         if (!s->workers)
                 return log_oom();
+        (void) pthread_mutex_init(&s->write_lock, NULL);
         r = conn_limit_new(c->max_connections_per_address, c->connection_limit_exempt, &s->conn_limit);
         if (r < 0) {
                 free(s->workers);

@@ -60,6 +60,7 @@ typedef struct MetricsSlot {
         atomic_uint_fast64_t auth_failures;
         atomic_uint_fast64_t connections_refused;
         atomic_uint_fast64_t audit_failures;
+        atomic_uint_fast64_t watch_evaluations;
 } MetricsSlot;
 
 struct Metrics {
@@ -182,6 +183,11 @@ void metrics_watchers_add(Metrics *m, size_t worker, int delta) {
                 atomic_fetch_add_explicit(&slot(m, worker)->watchers, delta, memory_order_relaxed);
 }
 
+void metrics_watch_evaluations(Metrics *m, size_t worker, uint64_t n) {
+        if (m)
+                atomic_fetch_add_explicit(&slot(m, worker)->watch_evaluations, n, memory_order_relaxed);
+}
+
 void metrics_store_error(Metrics *m, size_t worker) {
         if (m)
                 atomic_fetch_add_explicit(&slot(m, worker)->store_errors, 1, memory_order_relaxed);
@@ -280,7 +286,7 @@ static void render_durations(Metrics *m, Buf *b) {
 int metrics_render(Metrics *m, Buf *out) {
         int64_t connections = 0, watchers = 0;
         uint64_t store_errors = 0, auth_failures = 0, connections_refused = 0;
-        uint64_t audit_failures = 0;
+        uint64_t audit_failures = 0, watch_evaluations = 0;
 
         assert_return(m, -EINVAL);
         assert_return(out, -EINVAL);
@@ -292,6 +298,7 @@ int metrics_render(Metrics *m, Buf *out) {
                 auth_failures += LOAD(m->slots[i].auth_failures);
                 connections_refused += LOAD(m->slots[i].connections_refused);
                 audit_failures += LOAD(m->slots[i].audit_failures);
+                watch_evaluations += LOAD(m->slots[i].watch_evaluations);
         }
 
         render_requests(m, out);
@@ -314,6 +321,11 @@ int metrics_render(Metrics *m, Buf *out) {
                "counter",
                "Audit writes that failed: a request refused (or answered, with --audit-fail-open) without its line, or a batch of lines lost.");
         (void) buf_printf(out, "keyward_audit_failures_total %" PRIu64 "\n", audit_failures);
+        header(out,
+               "keyward_watch_evaluations_total",
+               "counter",
+               "Held watches looked at again after a change (or at their end): a write touches only the watches on its key.");
+        (void) buf_printf(out, "keyward_watch_evaluations_total %" PRIu64 "\n", watch_evaluations);
 
         return out->error;
 }

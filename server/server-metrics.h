@@ -26,6 +26,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Metrics *, metrics_free);
 void metrics_request(Metrics *m, size_t worker, const char *route, int status, int code, uint64_t usec);
 void metrics_connections_add(Metrics *m, size_t worker, int delta);
 void metrics_watchers_add(Metrics *m, size_t worker, int delta);
+/* Held watches looked at again (keyward_watch_evaluations_total). */
+void metrics_watch_evaluations(Metrics *m, size_t worker, uint64_t n);
 void metrics_store_error(Metrics *m, size_t worker);
 void metrics_auth_failure(Metrics *m, size_t worker);
 void metrics_connection_refused(Metrics *m, size_t worker);
@@ -36,7 +38,7 @@ void metrics_audit_failure(Metrics *m, size_t worker);
  * keyward_requests_total{route,code,status}, keyward_request_duration_seconds histogram
  * {route,le} per route, keyward_open_connections, keyward_watchers, keyward_store_errors_total,
  * keyward_auth_failures_total, keyward_connections_refused_total,
- * keyward_audit_failures_total, each with # HELP and # TYPE lines. Request
+ * keyward_audit_failures_total, keyward_watch_evaluations_total, each with # HELP and # TYPE lines. Request
  * series that are still zero (and the histograms of routes never asked for) are left out; the gauges and the
  * plain counters are always there. */
 int metrics_render(Metrics *m, Buf *out);

@@ -74,6 +74,10 @@ typedef struct Server {
         size_t n_listen_fds;
         atomic_bool stopping;
         _Atomic uint64_t generation; /* moves on with every write: the workers' key caches */
+        /* Held around each key write and the poll's read of the store's change counter, so
+         * that the poll tells this process's writes (already fanned out) from other ones. */
+        pthread_mutex_t write_lock;
+        uint64_t local_writes; /* key writes by this process, under write_lock */
 } Server;
 
 /* Parse "TYPE:ID:ACCESS" (e.g. "UserGroup:security-team:Admin") into an entry. */
@@ -82,5 +86,12 @@ int default_acl_entry_parse(const char *s, Access *ret);
 /* Serve until SIGTERM/SIGINT. */
 int server_run(Server *s);
 
-/* Tell every worker that a key changed, so held watches look again. */
+/* Tell every worker that some keys changed (which, unknown), so every held watch looks again;
+ * server_keys_changed() below when the ids are known. */
 void server_notify_change(Server *s);
+
+/* These key ids changed (ids NULL: some keys did, which is unknown): the held watches on
+ * them, in every worker, look again, after the answer in progress has been sent. The one
+ * entry point for "keys changed", from a local write, the store poll or a store's
+ * notification. origin is the calling worker's index (SIZE_MAX from no worker). */
+void server_keys_changed(Server *s, size_t origin, char *const *ids, size_t n_ids);

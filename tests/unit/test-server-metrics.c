@@ -116,7 +116,10 @@ static void test_empty(void **state) {
                 "keyward_connections_refused_total 0\n"
                 "# HELP keyward_audit_failures_total Audit writes that failed: a request refused (or answered, with --audit-fail-open) without its line, or a batch of lines lost.\n"
                 "# TYPE keyward_audit_failures_total counter\n"
-                "keyward_audit_failures_total 0\n");
+                "keyward_audit_failures_total 0\n"
+                "# HELP keyward_watch_evaluations_total Held watches looked at again after a change (or at their end): a write touches only the watches on its key.\n"
+                "# TYPE keyward_watch_evaluations_total counter\n"
+                "keyward_watch_evaluations_total 0\n");
 }
 
 static const char getkey_histogram[] =

@@ -1,0 +1,926 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* bench/fleet: one client process standing in for a fleet of agents, each holding one
+ * mutual-TLS watch on keywardd (bench/fleet runs it; see bench/README.md). One epoll loop,
+ * non-blocking OpenSSL, up to --inflight connections in their handshake at once.
+ *
+ * In order, against a keywardd whose pid is --server-pid:
+ *   1. the writer's answer with no watcher (--rounds writes; median and p99);
+ *   2. N watches established (connect, handshake with the client certificate, GET
+ *      /v0/keys/?ID=HASH with Prefer: wait): the time until keywardd holds them all
+ *      (its /metrics says keyward_watchers N), and its RSS growth per connection;
+ *   3. --rounds times: the writer adds a version to ID; its answer's time; every watcher's
+ *      answer after the writer's; then every watcher watches again with the new hash;
+ *   4. SIGTERM to keywardd: how many watches it answers, and the time until it has exited;
+ *   5. with --restart CMD: CMD starts keywardd again on the same address (and returns once
+ *      it is ready, its pid in --pid-file); the time until the N watches are held again.
+ * Output: key=value lines on stdout. Everything is bounded by --max-time seconds per phase. */
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RBUF_SIZE 8192
+#define MAX_N 100000
+
+typedef enum State {
+        ST_IDLE,       /* no connection */
+        ST_CONNECTING, /* TCP */
+        ST_HANDSHAKE,
+        ST_WRITING,
+        ST_READING,
+} State;
+
+typedef struct Conn {
+        int fd;
+        SSL *ssl;
+        State state;
+        char *rbuf; /* only while reading */
+        size_t rlen;
+        size_t woff;
+        bool answered; /* this round */
+        int status;
+        bool empty;  /* the answer was [] */
+        bool closed; /* the server said Connection: close, or closed it */
+} Conn;
+
+static struct {
+        struct sockaddr_in addr;
+        char host[256]; /* Authorization: 0t<host> */
+        SSL_CTX *ctx;
+        char key_id[256];
+        char hash[80];
+        unsigned n, inflight, rounds, wait_sec;
+        double max_time;
+        int server_pid;
+        const char *restart, *pid_file;
+        bool resume;
+        SSL_SESSION *session;
+
+        int epfd;
+        Conn *conns;
+        unsigned n_handshaking;
+        unsigned next_open; /* connections below this index have been started */
+        char request[1024];
+        size_t request_len;
+        uint64_t errors, refused, handshakes, resumed;
+        unsigned answered;
+        uint64_t *answer_ns; /* per watcher, this round */
+} F = {
+        .n = 100,
+        .inflight = 256,
+        .rounds = 5,
+        .wait_sec = 120,
+        .max_time = 60,
+        .server_pid = -1,
+        .epfd = -1,
+};
+
+static uint64_t now_ns(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+
+        return x < y ? -1 : x > y;
+}
+
+static double pct_ms(uint64_t *v, size_t n, double p) {
+        if (n == 0)
+                return 0;
+        qsort(v, n, sizeof(v[0]), cmp_u64);
+        return (double) v[(size_t) (p * (double) (n - 1) + 0.5)] / 1e6;
+}
+
+static long rss_kib(int pid) {
+        char path[64], line[256];
+        long v = -1;
+        FILE *f;
+
+        (void) snprintf(path, sizeof(path), "/proc/%d/status", pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmRSS: %ld", &v) == 1)
+                        break;
+        fclose(f);
+        return v;
+}
+
+/* CPU time of every thread of pid, in ns (schedstat's first field); 0 when unknown. */
+static uint64_t cpu_ns(int pid) {
+        char path[64];
+        struct dirent *de;
+        uint64_t sum = 0;
+        DIR *d;
+
+        (void) snprintf(path, sizeof(path), "/proc/%d/task", pid);
+        d = opendir(path);
+        if (!d)
+                return 0;
+        while ((de = readdir(d))) {
+                char p[300];
+                unsigned long long v;
+                FILE *f;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                (void) snprintf(p, sizeof(p), "/proc/%d/task/%s/schedstat", pid, de->d_name);
+                f = fopen(p, "re");
+                if (!f)
+                        continue;
+                if (fscanf(f, "%llu", &v) == 1)
+                        sum += v;
+                fclose(f);
+        }
+        closedir(d);
+        return sum;
+}
+
+/* The process is gone or a zombie (its parent, the bench script, reaps it later). */
+static bool process_gone(int pid) {
+        char path[64], buf[512], *p;
+        FILE *f;
+        size_t n;
+
+        (void) snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+        f = fopen(path, "re");
+        if (!f)
+                return true;
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        p = strrchr(buf, ')');
+        return !p || p[1] == 0 || p[2] == 'Z' || p[2] == 'X';
+}
+
+/* ---- blocking control connection (writer, /metrics) ---------------------------------- */
+
+typedef struct Ctl {
+        int fd;
+        SSL *ssl;
+} Ctl;
+
+static void ctl_close(Ctl *c) {
+        if (c->ssl) {
+                (void) SSL_shutdown(c->ssl);
+                SSL_free(c->ssl);
+        }
+        if (c->fd >= 0)
+                close(c->fd);
+        c->ssl = NULL;
+        c->fd = -1;
+}
+
+static int ctl_open(Ctl *c) {
+        struct timeval tv = {.tv_sec = 20};
+        int one = 1;
+
+        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0)
+                return -errno;
+        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void) setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (connect(c->fd, (struct sockaddr *) &F.addr, sizeof(F.addr)) < 0) {
+                int r = -errno;
+                ctl_close(c);
+                return r;
+        }
+        c->ssl = SSL_new(F.ctx);
+        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 ||
+            SSL_set_tlsext_host_name(c->ssl, "localhost") != 1 || SSL_connect(c->ssl) != 1) {
+                ERR_print_errors_fp(stderr);
+                ctl_close(c);
+                return -EIO;
+        }
+        return 0;
+}
+
+/* One request, one answer (Content-Length framed) into buf; returns the HTTP status. */
+static int ctl_request(Ctl *c, const char *req, char *buf, size_t size) {
+        size_t len = 0, want = 0;
+
+        if (c->fd < 0 && ctl_open(c) < 0)
+                return -1;
+        if (SSL_write(c->ssl, req, (int) strlen(req)) <= 0) {
+                ctl_close(c);
+                return -1;
+        }
+        for (;;) {
+                char *end;
+                int n = SSL_read(c->ssl, buf + len, (int) (size - 1 - len));
+
+                if (n <= 0) {
+                        ctl_close(c);
+                        return -1;
+                }
+                len += (size_t) n;
+                buf[len] = 0;
+                end = strstr(buf, "\r\n\r\n");
+                if (end && !want) {
+                        const char *cl = strcasestr(buf, "Content-Length:");
+                        if (!cl || cl > end) {
+                                ctl_close(c);
+                                return -1;
+                        }
+                        want = (size_t) (end - buf) + 4 + strtoul(cl + 15, NULL, 10);
+                }
+                if (want && len >= want)
+                        break;
+                if (len >= size - 1) {
+                        ctl_close(c);
+                        return -1;
+                }
+        }
+        if (strcasestr(buf, "Connection: close"))
+                ctl_close(c);
+        return (int) strtoul(buf + 9, NULL, 10);
+}
+
+static long metric(Ctl *c, const char *name) {
+        static char buf[65536];
+        char req[256], *p;
+        size_t l = strlen(name);
+
+        (void) snprintf(req, sizeof(req), "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        if (ctl_request(c, req, buf, sizeof(buf)) != 200)
+                return -1;
+        for (p = buf; (p = strstr(p, name)); p += l)
+                if ((p == buf || p[-1] == '\n') && p[l] == ' ')
+                        return (long) strtoll(p + l + 1, NULL, 10);
+        return -1;
+}
+
+/* The key's current hash, for the next watch. */
+static int fetch_hash(Ctl *c) {
+        static char buf[65536];
+        char req[768];
+        const char *p, *q;
+
+        (void) snprintf(
+                req,
+                sizeof(req),
+                "GET /v0/keys/%s/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: 0t%s\r\n\r\n",
+                F.key_id,
+                F.host);
+        if (ctl_request(c, req, buf, sizeof(buf)) != 200)
+                return -1;
+        p = strstr(buf, "\"hash\":\"");
+        if (!p)
+                return -1;
+        p += 8;
+        q = strchr(p, '"');
+        if (!q || (size_t) (q - p) >= sizeof(F.hash))
+                return -1;
+        memcpy(F.hash, p, (size_t) (q - p));
+        F.hash[q - p] = 0;
+        F.request_len = (size_t) snprintf(
+                F.request,
+                sizeof(F.request),
+                "GET /v0/keys/?%s=%s HTTP/1.1\r\nHost: localhost\r\nAuthorization: 0t%s\r\nPrefer: wait=%u\r\n\r\n",
+                F.key_id,
+                F.hash,
+                F.host,
+                F.wait_sec);
+        return 0;
+}
+
+/* The writer: one new version of the key; returns the time to its answer in ns, 0 on error. */
+static uint64_t write_once(Ctl *c, unsigned serial) {
+        static char buf[65536];
+        char req[1024], data[64], body[128];
+        uint64_t t0;
+        int n;
+
+        (void) snprintf(data, sizeof(data), "fleet-%u-%u", (unsigned) getpid(), serial);
+        /* base64 of a short ASCII string without padding trouble: hex is base64-safe text */
+        n = snprintf(body, sizeof(body), "data=");
+        for (const char *s = data; *s && n < (int) sizeof(body) - 3; s++)
+                n += snprintf(body + n, sizeof(body) - (size_t) n, "%02x", (unsigned char) *s);
+        while (((size_t) n - 5) % 4)
+                body[n++] = 'A';
+        body[n] = 0;
+        (void) snprintf(
+                req,
+                sizeof(req),
+                "POST /v0/keys/%s/versions/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: 0t%s\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
+                F.key_id,
+                F.host,
+                strlen(body),
+                body);
+        t0 = now_ns();
+        if (ctl_request(c, req, buf, sizeof(buf)) != 200) {
+                fprintf(stderr, "fleet: the write failed: %.300s\n", buf);
+                return 0;
+        }
+        return now_ns() - t0;
+}
+
+/* ---- the watchers -------------------------------------------------------------------- */
+
+static void conn_close(Conn *c) {
+        if (c->ssl) {
+                SSL_free(c->ssl);
+                c->ssl = NULL;
+        }
+        if (c->fd >= 0) {
+                (void) epoll_ctl(F.epfd, EPOLL_CTL_DEL, c->fd, NULL);
+                close(c->fd);
+                c->fd = -1;
+        }
+        if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE)
+                F.n_handshaking--;
+        free(c->rbuf);
+        c->rbuf = NULL;
+        c->rlen = 0;
+        c->state = ST_IDLE;
+}
+
+static void conn_wait_for(Conn *c, bool out) {
+        struct epoll_event ev = {.events = out ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+
+        (void) epoll_ctl(F.epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static int conn_open(Conn *c) {
+        struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+        int one = 1;
+
+        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (c->fd < 0)
+                return -errno;
+        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->ssl = SSL_new(F.ctx);
+        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set_tlsext_host_name(c->ssl, "localhost") != 1)
+                return -ENOMEM;
+        if (F.resume && F.session)
+                (void) SSL_set_session(c->ssl, F.session);
+        c->state = ST_CONNECTING;
+        F.n_handshaking++;
+        c->closed = false;
+        if (connect(c->fd, (struct sockaddr *) &F.addr, sizeof(F.addr)) < 0 && errno != EINPROGRESS)
+                return -errno;
+        return epoll_ctl(F.epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0 ? -errno : 0;
+}
+
+static void conn_send_watch(Conn *c) {
+        c->state = ST_WRITING;
+        c->woff = 0;
+        c->answered = false;
+}
+
+/* 1: a whole answer is in rbuf. */
+static int answer_complete(Conn *c) {
+        const char *end, *cl;
+        size_t hlen;
+
+        c->rbuf[c->rlen] = 0;
+        end = strstr(c->rbuf, "\r\n\r\n");
+        if (!end)
+                return c->rlen >= RBUF_SIZE - 1 ? -1 : 0;
+        hlen = (size_t) (end - c->rbuf) + 4;
+        cl = strcasestr(c->rbuf, "Content-Length:");
+        if (!cl || cl > end)
+                return -1;
+        if (c->rlen < hlen + strtoul(cl + 15, NULL, 10))
+                return 0;
+        c->status = (int) strtoul(c->rbuf + 9, NULL, 10);
+        c->empty = strstr(end, "\"data\":[]") != NULL;
+        c->closed =
+                strcasestr(c->rbuf, "Connection: close") && strcasestr(c->rbuf, "Connection: close") < end;
+        return 1;
+}
+
+static void conn_step(Conn *c, uint64_t now) {
+        for (;;) {
+                int n, e;
+
+                switch (c->state) {
+                case ST_IDLE:
+                        return;
+                case ST_CONNECTING: {
+                        int err = 0;
+                        socklen_t l = sizeof(err);
+
+                        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err != 0) {
+                                F.refused++;
+                                conn_close(c);
+                                return;
+                        }
+                        c->state = ST_HANDSHAKE;
+                        break;
+                }
+                case ST_HANDSHAKE:
+                        n = SSL_connect(c->ssl);
+                        if (n == 1) {
+                                F.handshakes++;
+                                F.n_handshaking--;
+                                if (SSL_session_reused(c->ssl))
+                                        F.resumed++;
+                                conn_send_watch(c);
+                                break;
+                        }
+                        e = SSL_get_error(c->ssl, n);
+                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                                conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
+                                return;
+                        }
+                        ERR_clear_error();
+                        F.refused++; /* reset before or during the handshake */
+                        conn_close(c);
+                        return;
+                case ST_WRITING:
+                        n = SSL_write(c->ssl, F.request + c->woff, (int) (F.request_len - c->woff));
+                        if (n > 0) {
+                                c->woff += (size_t) n;
+                                if (c->woff < F.request_len)
+                                        break;
+                                c->state = ST_READING;
+                                conn_wait_for(c, false);
+                                return;
+                        }
+                        e = SSL_get_error(c->ssl, n);
+                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                                conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
+                                return;
+                        }
+                        ERR_clear_error();
+                        F.errors++;
+                        conn_close(c);
+                        return;
+                case ST_READING:
+                        if (!c->rbuf) {
+                                c->rbuf = malloc(RBUF_SIZE);
+                                if (!c->rbuf) {
+                                        conn_close(c);
+                                        return;
+                                }
+                        }
+                        n = SSL_read(c->ssl, c->rbuf + c->rlen, (int) (RBUF_SIZE - 1 - c->rlen));
+                        if (n > 0) {
+                                c->rlen += (size_t) n;
+                                e = answer_complete(c);
+                                if (e < 0) {
+                                        F.errors++;
+                                        conn_close(c);
+                                        return;
+                                }
+                                if (e == 0)
+                                        break;
+                                if (!c->answered) {
+                                        c->answered = true;
+                                        F.answer_ns[F.answered++] = now;
+                                }
+                                free(c->rbuf);
+                                c->rbuf = NULL;
+                                c->rlen = 0;
+                                if (c->closed)
+                                        conn_close(c);
+                                else
+                                        c->state = ST_WRITING, c->woff = F.request_len; /* parked */
+                                return;
+                        }
+                        e = SSL_get_error(c->ssl, n);
+                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                                /* TLS 1.3 tickets come after the handshake: keep the first
+                                 * session that can be resumed. */
+                                if (F.resume && !F.session && SSL_get0_session(c->ssl) &&
+                                    SSL_SESSION_is_resumable(SSL_get0_session(c->ssl)))
+                                        F.session = SSL_get1_session(c->ssl);
+                                conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
+                                return;
+                        }
+                        ERR_clear_error();
+                        /* Closed without an answer. */
+                        c->closed = true;
+                        conn_close(c);
+                        return;
+                }
+        }
+}
+
+/* Open connections (at most --inflight handshaking) until all N are started. */
+static void open_more(void) {
+        while (F.next_open < F.n && F.n_handshaking < F.inflight) {
+                Conn *c = &F.conns[F.next_open++];
+
+                if (c->state != ST_IDLE)
+                        continue;
+                if (conn_open(c) < 0) {
+                        F.errors++;
+                        conn_close(c);
+                }
+        }
+}
+
+/* Run the loop until done() or the deadline. */
+static bool loop_until(bool (*done)(void), uint64_t deadline, int timeout_ms) {
+        struct epoll_event ev[512];
+
+        while (!done()) {
+                uint64_t now = now_ns();
+                int n;
+
+                if (now > deadline)
+                        return false;
+                open_more();
+                n = epoll_wait(F.epfd, ev, 512, timeout_ms);
+                now = now_ns();
+                for (int i = 0; i < n; i++) {
+                        Conn *c = ev[i].data.ptr;
+
+                        /* A parked watcher (answered, kept alive) waits for its next round. */
+                        if (c->state == ST_WRITING && c->woff == F.request_len) {
+                                /* Nothing comes unasked but the server closing it. */
+                                conn_close(c);
+                                continue;
+                        }
+                        conn_step(c, now);
+                }
+        }
+        return true;
+}
+
+static Ctl ctl = {.fd = -1};
+static long held_target;
+
+static bool all_started(void) {
+        return F.next_open >= F.n && F.n_handshaking == 0;
+}
+
+/* Every connection sent its watch and keywardd says it holds them all (asked every 50 ms). */
+static bool all_held(void) {
+        static uint64_t last;
+        uint64_t now = now_ns();
+        long h;
+
+        if (!all_started()) {
+                /* Connections refused or reset while starting: start them again. */
+                return false;
+        }
+        for (unsigned i = 0; i < F.n; i++)
+                if (F.conns[i].state == ST_IDLE) {
+                        F.next_open = i;
+                        return false;
+                }
+        if (now - last < 50000000ULL)
+                return false;
+        last = now;
+        h = metric(&ctl, "keyward_watchers");
+        return h >= held_target;
+}
+
+static bool all_answered(void) {
+        return F.answered >= F.n;
+}
+
+static int establish(uint64_t *ret_ns) {
+        uint64_t t0 = now_ns();
+
+        F.next_open = 0;
+        held_target = F.n;
+        if (!loop_until(all_held, t0 + (uint64_t) (F.max_time * 1e9), 20))
+                return -1;
+        *ret_ns = now_ns() - t0;
+        return 0;
+}
+
+static void rewatch_all(void) {
+        struct epoll_event ev = {.events = EPOLLOUT};
+
+        for (unsigned i = 0; i < F.n; i++) {
+                Conn *c = &F.conns[i];
+
+                if (c->state != ST_WRITING)
+                        continue;
+                conn_send_watch(c);
+                ev.data.ptr = c;
+                (void) epoll_ctl(F.epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        }
+}
+
+static int parse_addr(const char *s) {
+        char host[64];
+        const char *colon = strrchr(s, ':');
+
+        if (!colon || (size_t) (colon - s) >= sizeof(host))
+                return -1;
+        memcpy(host, s, (size_t) (colon - s));
+        host[colon - s] = 0;
+        F.addr.sin_family = AF_INET;
+        F.addr.sin_port = htons((uint16_t) strtoul(colon + 1, NULL, 10));
+        return inet_pton(AF_INET, host, &F.addr.sin_addr) == 1 ? 0 : -1;
+}
+
+static int read_pid_file(void) {
+        FILE *f = fopen(F.pid_file, "re");
+        int pid = -1;
+
+        if (!f)
+                return -1;
+        if (fscanf(f, "%d", &pid) != 1)
+                pid = -1;
+        fclose(f);
+        return pid;
+}
+
+/* Run a command through /bin/sh and wait for it; its exit status, or -1. */
+static int run_shell(const char *cmd) {
+        pid_t pid = fork();
+        int st;
+
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                execl("/bin/sh", "sh", "-c", cmd, (char *) NULL);
+                _exit(127);
+        }
+        if (waitpid(pid, &st, 0) < 0)
+                return -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void usage(void) {
+        fprintf(stderr,
+                "usage: fleet --connect ADDR:PORT --ca F --cert F --key F --host NAME --key-id ID\n"
+                "             --server-pid PID [--n N] [--inflight K] [--rounds R] [--max-time S]\n"
+                "             [--resume] [--restart CMD --pid-file F]\n");
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                {"connect", required_argument, NULL, 'c'},
+                {"ca", required_argument, NULL, 'A'},
+                {"cert", required_argument, NULL, 'C'},
+                {"key", required_argument, NULL, 'K'},
+                {"host", required_argument, NULL, 'H'},
+                {"key-id", required_argument, NULL, 'i'},
+                {"server-pid", required_argument, NULL, 'p'},
+                {"n", required_argument, NULL, 'n'},
+                {"inflight", required_argument, NULL, 'f'},
+                {"rounds", required_argument, NULL, 'r'},
+                {"max-time", required_argument, NULL, 't'},
+                {"resume", no_argument, NULL, 'R'},
+                {"restart", required_argument, NULL, 'S'},
+                {"pid-file", required_argument, NULL, 'P'},
+                {},
+        };
+        const char *ca = NULL, *cert = NULL, *key = NULL, *connect_to = NULL;
+        uint64_t *ack0, *ackn, *after, t_est, t_re = 0, t_term, t_exit = 0;
+        struct rlimit rl = {.rlim_cur = 200000, .rlim_max = 200000};
+        uint64_t cpu0, cpu1 = 0, fanout_cpu = 0;
+        long rss0, rss1;
+        size_t n_after = 0;
+        unsigned stop_answered = 0, stop_empty = 0;
+        int opt;
+
+        while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
+                switch (opt) {
+                case 'c':
+                        connect_to = optarg;
+                        break;
+                case 'A':
+                        ca = optarg;
+                        break;
+                case 'C':
+                        cert = optarg;
+                        break;
+                case 'K':
+                        key = optarg;
+                        break;
+                case 'H':
+                        (void) snprintf(F.host, sizeof(F.host), "%s", optarg);
+                        break;
+                case 'i':
+                        (void) snprintf(F.key_id, sizeof(F.key_id), "%s", optarg);
+                        break;
+                case 'p':
+                        F.server_pid = (int) strtoul(optarg, NULL, 10);
+                        break;
+                case 'n':
+                        F.n = (unsigned) strtoul(optarg, NULL, 10);
+                        break;
+                case 'f':
+                        F.inflight = (unsigned) strtoul(optarg, NULL, 10);
+                        break;
+                case 'r':
+                        F.rounds = (unsigned) strtoul(optarg, NULL, 10);
+                        break;
+                case 't':
+                        F.max_time = strtod(optarg, NULL);
+                        break;
+                case 'R':
+                        F.resume = true;
+                        break;
+                case 'S':
+                        F.restart = optarg;
+                        break;
+                case 'P':
+                        F.pid_file = optarg;
+                        break;
+                default:
+                        usage();
+                        return 2;
+                }
+        if (!connect_to || !ca || !cert || !key || !*F.host || !*F.key_id || F.server_pid <= 0 || F.n == 0 ||
+            F.n > MAX_N || F.inflight == 0 || F.rounds == 0 || F.rounds > 100 || F.max_time <= 0 ||
+            F.max_time > 600 || (F.restart && !F.pid_file) || parse_addr(connect_to) < 0) {
+                usage();
+                return 2;
+        }
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                (void) getrlimit(RLIMIT_NOFILE, &rl);
+                rl.rlim_cur = rl.rlim_max;
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+                if (rl.rlim_cur < F.n + 64) {
+                        fprintf(stderr,
+                                "fleet: RLIMIT_NOFILE %lu is too low for %u connections\n",
+                                (unsigned long) rl.rlim_cur,
+                                F.n);
+                        return 1;
+                }
+        }
+        signal(SIGPIPE, SIG_IGN);
+
+        F.ctx = SSL_CTX_new(TLS_client_method());
+        if (!F.ctx || SSL_CTX_load_verify_locations(F.ctx, ca, NULL) != 1 ||
+            SSL_CTX_use_certificate_chain_file(F.ctx, cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(F.ctx, key, SSL_FILETYPE_PEM) != 1) {
+                ERR_print_errors_fp(stderr);
+                return 1;
+        }
+        SSL_CTX_set_verify(F.ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_mode(F.ctx, SSL_MODE_RELEASE_BUFFERS);
+        F.conns = calloc(F.n, sizeof(Conn));
+        F.answer_ns = calloc(F.n, sizeof(uint64_t));
+        ack0 = calloc(F.rounds, sizeof(uint64_t));
+        ackn = calloc(F.rounds, sizeof(uint64_t));
+        after = calloc((size_t) F.n * F.rounds, sizeof(uint64_t));
+        F.epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (!F.conns || !F.answer_ns || !ack0 || !ackn || !after || F.epfd < 0)
+                return 1;
+        for (unsigned i = 0; i < F.n; i++)
+                F.conns[i].fd = -1;
+
+        /* 1. The writer alone. */
+        for (unsigned r = 0; r < F.rounds; r++)
+                if (!(ack0[r] = write_once(&ctl, r)))
+                        return 1;
+        if (fetch_hash(&ctl) < 0) {
+                fprintf(stderr, "fleet: cannot read the hash of '%s'\n", F.key_id);
+                return 1;
+        }
+
+        /* 2. N watchers. */
+        rss0 = rss_kib(F.server_pid);
+        cpu0 = cpu_ns(F.server_pid);
+        if (establish(&t_est) < 0) {
+                fprintf(stderr, "fleet: the %u watches were not all held within %.0f s\n", F.n, F.max_time);
+                return 1;
+        }
+        rss1 = rss_kib(F.server_pid);
+        cpu1 = cpu_ns(F.server_pid);
+        printf("n=%u establish_ms=%.0f establish_server_cpu_ms=%.0f handshakes=%" PRIu64 " resumed=%" PRIu64
+               " refused=%" PRIu64 "\n",
+               F.n,
+               (double) t_est / 1e6,
+               (double) (cpu1 - cpu0) / 1e6,
+               F.handshakes,
+               F.resumed,
+               F.refused);
+        printf("rss_before_kib=%ld rss_held_kib=%ld rss_per_conn_kib=%.2f\n",
+               rss0,
+               rss1,
+               (double) (rss1 - rss0) / F.n);
+        fflush(stdout);
+
+        /* 3. Writes with N watchers. */
+        for (unsigned r = 0; r < F.rounds; r++) {
+                uint64_t t_ack;
+
+                F.answered = 0;
+                cpu0 = cpu_ns(F.server_pid);
+                t_ack = now_ns();
+                ackn[r] = write_once(&ctl, 1000 + r);
+                if (!ackn[r])
+                        return 1;
+                t_ack += ackn[r];
+                if (!loop_until(all_answered, now_ns() + (uint64_t) (F.max_time * 1e9), 100)) {
+                        fprintf(stderr, "fleet: round %u: %u of %u watchers answered\n", r, F.answered, F.n);
+                        return 1;
+                }
+                fanout_cpu += cpu_ns(F.server_pid) - cpu0;
+                for (unsigned i = 0; i < F.answered; i++)
+                        after[n_after++] = F.answer_ns[i] > t_ack ? F.answer_ns[i] - t_ack : 0;
+                if (fetch_hash(&ctl) < 0)
+                        return 1;
+                rewatch_all();
+                held_target = F.n;
+                if (!loop_until(all_held, now_ns() + (uint64_t) (F.max_time * 1e9), 20)) {
+                        fprintf(stderr, "fleet: round %u: the watches were not held again\n", r);
+                        return 1;
+                }
+        }
+        printf("ack_none_p50_ms=%.2f ack_none_p99_ms=%.2f ack_n_p50_ms=%.2f ack_n_p99_ms=%.2f\n",
+               pct_ms(ack0, F.rounds, 0.5),
+               pct_ms(ack0, F.rounds, 0.99),
+               pct_ms(ackn, F.rounds, 0.5),
+               pct_ms(ackn, F.rounds, 0.99));
+        printf("write_and_fanout_server_cpu_ms=%.1f\n", (double) fanout_cpu / 1e6 / F.rounds);
+        printf("after_ack_p50_ms=%.2f after_ack_p99_ms=%.2f after_ack_max_ms=%.2f answers=%zu\n",
+               pct_ms(after, n_after, 0.5),
+               pct_ms(after, n_after, 0.99),
+               pct_ms(after, n_after, 1.0),
+               n_after);
+        fflush(stdout);
+
+        /* 4. SIGTERM with N held. */
+        ctl_close(&ctl);
+        F.answered = 0;
+        cpu0 = cpu_ns(F.server_pid);
+        cpu1 = cpu0;
+        t_term = now_ns();
+        if (kill(F.server_pid, SIGTERM) < 0)
+                return 1;
+        while (now_ns() - t_term < (uint64_t) (F.max_time * 1e9)) {
+                struct epoll_event ev[512];
+                int n = epoll_wait(F.epfd, ev, 512, 1);
+                uint64_t c;
+                uint64_t now = now_ns();
+
+                for (int i = 0; i < n; i++)
+                        conn_step(ev[i].data.ptr, now);
+                if (!t_exit && process_gone(F.server_pid))
+                        t_exit = now_ns();
+                else if (!t_exit && (c = cpu_ns(F.server_pid)) > cpu1)
+                        cpu1 = c; /* threads that have ended no longer count: keep the most */
+                if (t_exit && (F.answered >= F.n || now - t_exit > 2000000000ULL))
+                        break;
+        }
+        for (unsigned i = 0; i < F.n; i++)
+                if (F.conns[i].answered) {
+                        stop_answered++;
+                        stop_empty += F.conns[i].status == 200 && F.conns[i].empty;
+                }
+        printf("sigterm_exit_ms=%.0f sigterm_server_cpu_ms=%.0f stop_answered=%u stop_answered_empty=%u\n",
+               t_exit ? (double) (t_exit - t_term) / 1e6 : -1.0,
+               cpu1 > cpu0 ? (double) (cpu1 - cpu0) / 1e6 : 0.0,
+               stop_answered,
+               stop_empty);
+        fflush(stdout);
+
+        /* 5. Back after a restart. */
+        if (F.restart) {
+                uint64_t t0;
+                int st;
+
+                for (unsigned i = 0; i < F.n; i++)
+                        conn_close(&F.conns[i]);
+                F.n_handshaking = 0;
+                st = run_shell(F.restart);
+                if (st != 0 || (F.server_pid = read_pid_file()) <= 0) {
+                        fprintf(stderr, "fleet: the restart command failed\n");
+                        return 1;
+                }
+                F.refused = 0;
+                F.handshakes = 0;
+                if (fetch_hash(&ctl) < 0)
+                        return 1;
+                t0 = now_ns();
+                if (establish(&t_re) < 0) {
+                        fprintf(stderr, "fleet: not all watches back within %.0f s\n", F.max_time);
+                        return 1;
+                }
+                (void) t0;
+                printf("reestablish_ms=%.0f refused_after_restart=%" PRIu64 "\n",
+                       (double) t_re / 1e6,
+                       F.refused);
+        }
+        printf("errors=%" PRIu64 "\n", F.errors);
+        return F.errors ? 1 : 0;
+}
