@@ -770,20 +770,19 @@ static void worker_poll_changes(Worker *w) {
 /* A write committed by any keywardd on the same PostgreSQL database (this one included),
  * as the store's notification tells it: drop that key's cached copy and look at the
  * watches. Counters arrive in commit order; one that skips a number (or a notification
- * that names no key) means changes went unheard, and then everything is dropped. */
+ * that names no key) means changes went unheard, and then the store's own counter decides.
+ * Any client of the database may notify on the channel, so a notification is only a hint:
+ * the key it names is always dropped, and a counter that is not the next one is never
+ * believed, only checked against the store. A forged one costs a look, never a stale key. */
 static void worker_store_changed(const char *id, uint64_t counter, void *userdata) {
         Worker *w = userdata;
 
-        if (!id || counter == 0) {
+        if (id)
+                key_cache_forget(w->cache, id);
+        if (!id || counter != w->change_counter + 1) {
                 worker_poll_changes(w);
                 return;
         }
-        if (counter <= w->change_counter)
-                return; /* the poll saw it first and dropped everything */
-        if (counter == w->change_counter + 1)
-                key_cache_forget(w->cache, id);
-        else
-                atomic_fetch_add(&w->server->generation, 1);
         w->change_counter = counter;
         worker_check_watches(w);
 }
