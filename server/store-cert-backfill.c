@@ -65,8 +65,16 @@ int store_backfill_not_after(Store *s, const Cryptor *c, size_t *ret_n) {
                 if (key_has_not_after(k))
                         continue; /* recorded when it was written */
                 r = key_sniff_certificates(c, k);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to open the versions of key '%s': %m", LOG_NAME(*id));
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        /* One key that does not open must not stop the rest (nor init). */
+                        log_warning_errno(
+                                r,
+                                "Cannot open the versions of key '%s', not looking at it: %m",
+                                LOG_NAME(*id));
+                        continue;
+                }
                 if (r == 0)
                         continue;
                 r = store_update(s, k, version);

@@ -201,10 +201,13 @@ kwd_stop
 # ---- certificates stored before the not_after column: keywardd init records them -------
 # A store from before schema 3 (the column dropped, user_version 2), as an upgrade finds it:
 # init migrates it and reads the certificates already there, so that they are listed too.
-sqlite3 "$T/keyward.db" "DROP INDEX secrets_not_after; ALTER TABLE secrets DROP COLUMN not_after; PRAGMA user_version = 2" ||
-        bail "cannot make a schema 2 store"
+# One row moved to another id, so that its versions no longer open (the id is in their
+# associated data): init warns about it and records the rest.
+sqlite3 "$T/keyward.db" "DROP INDEX secrets_not_after; ALTER TABLE secrets DROP COLUMN not_after; PRAGMA user_version = 2;
+        UPDATE secrets SET id = 'c_moved' WHERE id = 'c_pgp'" || bail "cannot make a schema 2 store"
 "$KEYWARDD" init --db "$T/keyward.db" --master-key "$T/master.key" 2>"$T/init-old.log"
 is "keywardd init on the old store: exit 0" "$?" 0
+like "... warns of the key that does not open, and goes on" "$(cat "$T/init-old.log")" "Cannot open the versions of key 'c_moved'"
 is "schema 3 now" "$(sqlite3 "$T/keyward.db" "PRAGMA user_version")" 3
 is "init recorded the notAfter of the six certificate keys already stored" \
         "$(sqlite3 "$T/keyward.db" "SELECT count(*) FROM secrets WHERE not_after IS NOT NULL")" 6
