@@ -35,6 +35,7 @@
 #include "server.h"
 #include "store.h"
 #include "store-backup.h"
+#include "store-cert-backfill.h"
 #include "strv.h"
 #include "time-util.h"
 #include "user-util.h"
@@ -387,6 +388,23 @@ static int check_master_key_credential(const char *spec) {
                 spec + STRLEN("credential:"));
 }
 
+/* Keys stored before the not_after column get their certificates recorded. */
+static int init_backfill(Store *store, const char *master_key) {
+        _cleanup_(cryptor_freep) Cryptor *cryptor = NULL;
+        size_t n = 0;
+        int r;
+
+        r = master_key_load(master_key, &cryptor);
+        if (r < 0)
+                return r;
+        r = store_backfill_not_after(store, cryptor, &n);
+        if (r < 0)
+                return log_error_errno(r, "Failed to record the certificates already stored: %m");
+        if (n > 0)
+                log_info("Recorded the certificate expiry of %zu key(s) stored before it was kept.", n);
+        return 0;
+}
+
 static int verb_init(int argc, char **argv) {
         _cleanup_(store_freep) Store *store = NULL;
         _cleanup_free_ char *shown_buf = NULL;
@@ -453,6 +471,9 @@ static int verb_init(int argc, char **argv) {
                 log_error_errno(r, "Failed to create the schema in '%s': %m", shown);
                 goto finish;
         }
+        r = init_backfill(store, a.c.master_key);
+        if (r < 0)
+                goto finish;
         store = store_free(store);
         if (hand_over) {
                 r = chown_store(a.c.db, owner, uid, gid);

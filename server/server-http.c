@@ -961,50 +961,53 @@ static void notify_cb(evutil_socket_t fd, short what, void *userdata) {
 static void worker_poll_changes(Worker *w) {
         Server *s = w->server;
         uint64_t c, local;
+        bool foreign;
         int r;
 
         pthread_mutex_lock(&s->write_lock);
         r = store_change_counter(w->store, &c);
         local = s->local_writes;
         pthread_mutex_unlock(&s->write_lock);
-        if (r < 0 || c == w->change_counter)
+        if (r < 0)
                 return;
-        r = c - w->change_counter > local - w->seen_local_writes;
-        w->change_counter = c;
-        w->seen_local_writes = local;
-        if (!r || w->notified_counter >= c)
-                return;
-        worker_changed_all(w);
+        if (c != w->change_counter) {
+                foreign = c - w->change_counter > local - w->seen_local_writes;
+                w->change_counter = c;
+                w->seen_local_writes = local;
+                if (foreign && w->notified_counter < c)
+                        worker_changed_all(w);
+        }
+        /* Every change up to c is accounted for now. */
+        w->notified_counter = c;
 }
 
 /* A write committed by any keywardd on the same PostgreSQL database (this one included),
- * as the store's notification tells it: drop that key's cached copy and look at its
- * watches. Counters arrive in commit order; one that skips a number, a notification that
- * names no key, or the notifications coming back after a gap mean changes went unheard,
- * and then everything is dropped. This worker's own listener told it alone: the other
- * workers have listeners of their own. */
+ * as the store's notification tells it: drop that key's cached copy and have its watches
+ * look again. Counters arrive in commit order; the next one moves on. Any client of the
+ * database may notify on the channel, so a notification is only a hint: the key it names is
+ * always dropped, and a counter that is not the next one is never believed, only checked
+ * against the store. A forged one costs a look, never a stale key. A notification that names
+ * no key, and the notifications coming back after a gap, leave it to the store's counter
+ * alone. This worker's own
+ * listener told it alone: the other workers have listeners of their own. */
 static void worker_store_changed(const char *id, uint64_t counter, void *userdata) {
         Worker *w = userdata;
-        uint64_t c;
 
-        if (!id || counter == 0) {
-                if (store_change_counter(w->store, &c) >= 0)
-                        w->notified_counter = c;
-                worker_changed_all(w);
+        if (!id) {
+                w->notified_counter = 0; /* believe nothing heard before: the poll decides */
+                worker_poll_changes(w);
                 return;
         }
-        if (counter <= w->notified_counter)
-                return; /* told already */
-        if (w->notified_counter != 0 && counter == w->notified_counter + 1) {
-                key_cache_forget(w->cache, id);
-                pthread_mutex_lock(&w->changes_lock);
-                if (strv_extend(&w->changed_ids, id) < 0)
-                        w->changed_all = true; /* out of memory: look at every watch */
-                pthread_mutex_unlock(&w->changes_lock);
-                fanout_arm(w);
-        } else
-                worker_changed_all(w);
-        w->notified_counter = counter;
+        key_cache_forget(w->cache, id);
+        pthread_mutex_lock(&w->changes_lock);
+        if (strv_extend(&w->changed_ids, id) < 0)
+                w->changed_all = true; /* out of memory: look at every watch */
+        pthread_mutex_unlock(&w->changes_lock);
+        fanout_arm(w);
+        if (w->notified_counter != 0 && counter == w->notified_counter + 1)
+                w->notified_counter = counter;
+        else
+                worker_poll_changes(w);
 }
 
 /* The poll runs every --poll-interval whether the notifications are up or not: it is how

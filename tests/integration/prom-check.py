@@ -62,8 +62,66 @@ def parse_labels(s, i, errs, where):
             return None, i
 
 
+def family_of(name, types):
+    """The family a sample belongs to: a histogram's _bucket, _sum and _count samples and a
+    summary's _sum and _count samples are its own, under the family's name."""
+    if name in types:
+        return name
+    for suffix, kinds in (("_bucket", ("histogram",)), ("_sum", ("histogram", "summary")),
+                          ("_count", ("histogram", "summary"))):
+        if name.endswith(suffix) and types.get(name[: -len(suffix)]) in kinds:
+            return name[: -len(suffix)]
+    return name
+
+
+def check_histogram_sample(name, family, labels, v, hists, errs, where):
+    """Record one histogram sample: buckets by their other labels, for check_histograms."""
+    suffix = name[len(family):]
+    if suffix not in ("_bucket", "_sum", "_count"):
+        errs.append("%s: histogram %s has a sample %s (only _bucket, _sum, _count)" % (where, family, name))
+        return
+    rest = tuple(sorted((k, x) for k, x in labels.items() if k != "le"))
+    h = hists.setdefault((family, rest), {"buckets": [], "count": None, "sum": None, "where": where})
+    if suffix == "_bucket":
+        if "le" not in labels:
+            errs.append("%s: bucket of %s has no le label" % (where, family))
+            return
+        try:
+            le = float(labels["le"])
+        except ValueError:
+            errs.append("%s: bucket of %s has a bad le %r" % (where, family, labels["le"]))
+            return
+        h["buckets"].append((le, v))
+    elif "le" in labels:
+        errs.append("%s: %s has an le label" % (where, name))
+    else:
+        h[suffix[1:]] = v
+
+
+def check_histograms(hists, errs):
+    """Each histogram series: a +Inf bucket, counts that never fall as le grows, and a
+    _count equal to the +Inf bucket."""
+    for (family, rest), h in hists.items():
+        what = "histogram %s%s" % (family, dict(rest) if rest else "")
+        b = h["buckets"]
+        if not b:
+            errs.append("%s has no bucket" % what)
+            continue
+        if [le for le, _ in b] != sorted(le for le, _ in b):
+            errs.append("%s: buckets are not in increasing le order" % what)
+        b = sorted(b)
+        if b[-1][0] != math.inf:
+            errs.append("%s has no le=\"+Inf\" bucket" % what)
+        if any(b[i][1] > b[i + 1][1] for i in range(len(b) - 1)):
+            errs.append("%s: bucket counts are not cumulative" % what)
+        if h["count"] is None or h["sum"] is None:
+            errs.append("%s lacks its _count or _sum" % what)
+        elif b[-1][0] == math.inf and h["count"] != b[-1][1]:
+            errs.append("%s: _count %r is not the +Inf bucket's %r" % (what, h["count"], b[-1][1]))
+
+
 def parse(text):
-    errs, samples, types, helps = [], {}, {}, {}
+    errs, samples, types, helps, hists = [], {}, {}, {}, {}
     if text and not text.endswith("\n"):
         errs.append("the file does not end with a newline")
     done = set()  # families whose samples ended
@@ -114,7 +172,7 @@ def parse(text):
         except ValueError:
             errs.append("%s: bad value %r" % (where, fields[0]))
             continue
-        family = name
+        family = family_of(name, types)
         if family not in types:
             errs.append("%s: sample of %s with no TYPE before it" % (where, name))
         if family in done:
@@ -123,6 +181,10 @@ def parse(text):
             done.add(current)
         current = family
         samples_families.add(family)
+        if types.get(family) == "histogram":
+            check_histogram_sample(name, family, labels, v, hists, errs, where)
+        elif types.get(family) == "summary" and name == family and "quantile" not in labels:
+            errs.append("%s: summary %s sample has no quantile label" % (where, name))
         if types.get(family) == "counter" and not name.endswith("_total"):
             errs.append("%s: counter %s does not end in _total" % (where, name))
         if types.get(family) == "counter" and (v < 0 or math.isnan(v)):
@@ -131,6 +193,7 @@ def parse(text):
         if key in samples:
             errs.append("%s: sample %s%r twice" % (where, name, labels))
         samples[key] = v
+    check_histograms(hists, errs)
     for name in types:
         if name not in helps:
             errs.append("%s has a TYPE but no HELP" % name)
@@ -160,7 +223,7 @@ def main():
             errs.append("no sample %s" % q)
             continue
         v = samples[key]
-        out.append("%d" % v if v == int(v) else repr(v))
+        out.append("%d" % v if math.isfinite(v) and v == int(v) else repr(v))
     if errs:
         sys.stderr.write("\n".join(errs) + "\n")
         sys.exit(1)

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Certificate expiry on PostgreSQL (a server the test starts itself): a store from before the
 # not_after column (schema version 1) is refused by serve until keywardd init migrates it,
-# keeping its keys; then a certificate written through keywardd is listed by
+# keeping its keys and recording the certificate among them; then a certificate written through keywardd is listed by
 # /v0/certificates/expiring/ and /metrics, and an update keeps its record.
 
 . "$(dirname "$0")/lib.sh"
@@ -19,6 +19,12 @@ sql() { psql -h 127.0.0.1 -p "$PG_PORT" -U keyward -Atc "$1" keyward; }
 kwd_start
 r=$(as_alice POST /v0/keys/ -d id=old_key --data-urlencode "data=$(printf old-secret | base64 -w0)")
 expect "a key made before the migration" "$r" 200 0
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/old.key" \
+        -subj /CN=old.example.com -days 5 -out "$T/old.pem" 2>/dev/null || bail "openssl req -x509 failed"
+NA_OLD=$(date -u -d "$(openssl x509 -in "$T/old.pem" -noout -enddate | cut -d= -f2)" +%s)
+r=$(as_alice POST /v0/keys/ -d id=old_cert --data-urlencode "data=$(base64 -w0 <"$T/old.pem")")
+expect "a certificate key made before the migration" "$r" 200 0
+V_OLD=$(jget "$(body "$r")" 'j["data"]')
 kwd_stop
 sql "ALTER TABLE secrets DROP COLUMN not_after; UPDATE keyward_meta SET value = 1 WHERE name = 'schema_version'" >/dev/null ||
         bail "cannot make a version 1 store"
@@ -29,7 +35,8 @@ like "... and says to run keywardd init" "$(cat "$T/old.log")" "not initialised;
 "$KEYWARDD" init --db "$PG_URL" --master-key "$T/master.key" 2>"$T/init2.log"
 is "keywardd init migrates it: exit 0" "$?" 0
 is "schema version 2 now" "$(sql "SELECT value FROM keyward_meta WHERE name = 'schema_version'")" 2
-is "the old key's row has no certificate record" "$(sql "SELECT count(*) FROM secrets WHERE not_after IS NULL")" 1
+is "the old key's row has no certificate record" "$(sql "SELECT id FROM secrets WHERE not_after IS NULL")" old_key
+is "init recorded the old certificate's" "$(sql "SELECT id FROM secrets WHERE not_after IS NOT NULL")" old_cert
 
 kwd_start --certificate-metrics
 r=$(as_alice GET /v0/keys/old_key/)
@@ -42,13 +49,14 @@ r=$(as_alice POST /v0/keys/ -d id=pg_cert --data-urlencode "data=$(base64 -w0 <"
 expect "create a certificate key" "$r" 200 0
 V=$(jget "$(body "$r")" 'j["data"]')
 r=$(as_alice GET /v0/certificates/expiring/)
-is "expiring lists it" "$(jget "$(body "$r")" 'j["data"]')" "[{\"id\": \"pg_cert\", \"version\": $V, \"not_after\": $NA}]"
+is "expiring lists it, after the certificate stored before the migration" "$(jget "$(body "$r")" 'j["data"]')" \
+        "[{\"id\": \"old_cert\", \"version\": $V_OLD, \"not_after\": $NA_OLD}, {\"id\": \"pg_cert\", \"version\": $V, \"not_after\": $NA}]"
 r=$(as_alice PUT /v0/keys/pg_cert/access/ --data-urlencode 'access={"type":"User","id":"bob","access":"Read"}')
 expect "an ACL change" "$r" 200 0
 metrics=$(curl -sS --max-time 10 --cacert "$T/pki/ca.pem" "$KWD_URL/metrics")
 like "/metrics has its series after the update" "$metrics" \
         "keyward_certificate_not_after_seconds\\{key=\"pg_cert\",version=\"$V\"\\} $NA"
-is "one row holds a certificate record" "$(sql "SELECT count(*) FROM secrets WHERE not_after IS NOT NULL")" 1
+is "two rows hold a certificate record" "$(sql "SELECT count(*) FROM secrets WHERE not_after IS NOT NULL")" 2
 
 kwd_stop
 done_testing

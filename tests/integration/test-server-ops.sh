@@ -88,6 +88,9 @@ like "/metrics: open connections" "$(cat "$T/metrics")" '^keyward_open_connectio
 like "/metrics: watchers" "$(cat "$T/metrics")" '^keyward_watchers 0$'
 like "/metrics: auth failures (two 401s)" "$(cat "$T/metrics")" '^keyward_auth_failures_total 2$'
 like "/metrics: TYPE lines" "$(cat "$T/metrics")" '^# TYPE keyward_requests_total counter$'
+tcheck "/metrics: the whole page is valid Prometheus text, its histogram families included" \
+        python3 "$KEYWARD_TOP_SRCDIR/tests/integration/prom-check.py" "$T/metrics" \
+        'keyward_request_duration_seconds_count{route="getkey"}' 'keyward_open_connections'
 
 # ---- the audit log -----------------------------------------------------------------------
 

@@ -120,6 +120,26 @@ r=$(on A none "0u$ADMIN" PUT /v0/keys/nk/access/ --data-urlencode 'access={"type
 expect "A revokes bob again" "$r" 200 0 ""
 check "B, listening again, refuses bob (its poll is an hour away)" wait_for 5 bob_refused_on_b
 
+# ---- forged notifications ---------------------------------------------------------------
+# Any client of the database can NOTIFY on keywardd's channel. What it sends may cost B a
+# look at the counter, never a revocation gone unheard: B's poll is an hour away, so a
+# forged counter that B believed would leave bob served from B's cache.
+kwsql() { psql -h 127.0.0.1 -p "$PG_PORT" -U keyward -Atc "$1" keyward; }
+counter() { kwsql "SELECT value FROM keyward_meta WHERE name = 'change_counter'"; }
+forge_then_revoke() { # PAYLOAD WHAT: the forger sends PAYLOAD before A's revocation
+        r=$(on A none "0u$ADMIN" PUT /v0/keys/nk/access/ --data-urlencode 'access={"type":"User","id":"bob","access":"Read"}')
+        expect "A grants bob Read ($2)" "$r" 200 0 ""
+        check "B serves bob ($2)" wait_for 10 bob_reads_on_b
+        kwsql "NOTIFY keyward_changes, '$1'" >/dev/null
+        check "B serves bob after the forged notification, its caches filled again ($2)" bob_reads_on_b
+        r=$(on A none "0u$ADMIN" PUT /v0/keys/nk/access/ --data-urlencode 'access={"type":"User","id":"bob","access":"None"}')
+        expect "A revokes bob ($2)" "$r" 200 0 ""
+        check "B refuses bob after a forged notification: $2" wait_for 5 bob_refused_on_b
+}
+forge_then_revoke "9000000000000000000 other" "a counter far ahead"
+forge_then_revoke "$(($(counter) + 1)) other" "the next counter, naming another key"
+check "B still listens on every worker" listening_workers "$B_PID" 2
+
 # Notifications carry ids, never data.
 r=$(on A none "0u$ADMIN" POST /v0/keys/ -d id=nk2 --data-urlencode "data=$(b64 secret-plain)")
 expect "create another key" "$r" 200 0 ""
