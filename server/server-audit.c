@@ -882,7 +882,8 @@ int audit_flush(Audit *a) {
                 return 0; /* nothing was buffered: audit_write() wrote directly */
         if (b->lines.len == 0)
                 return 0;
-        return note_result(a, buffer_write(a, b, false));
+        /* While failing, the lines that end the failure must be on disk (see below). */
+        return note_result(a, buffer_write(a, b, audit_is_failing(a)));
 }
 
 int audit_reopen(Audit *a) {
@@ -955,6 +956,11 @@ int audit_write_mode(Audit *a, const AuditRecord *rec, AuditMode mode) {
         assert_return(rec, -EINVAL);
         assert_return(mode >= 0 && mode < _AUDIT_MODE_MAX, -EINVAL);
 
+        /* While the sink fails, a line that goes out ends the failure only once it is on disk:
+         * after EIO, a write() into the page cache proves nothing (the sync would fail). */
+        if (mode == AUDIT_NOW && audit_is_failing(a))
+                mode = AUDIT_DURABLE;
+
         /* The journal takes each line at once, as its own entry. */
         b = a->target == AUDIT_TARGET_JOURNAL ? NULL : buffer_get(a);
         if (!b)
@@ -975,7 +981,7 @@ int audit_write_mode(Audit *a, const AuditRecord *rec, AuditMode mode) {
 
         if (mode == AUDIT_BATCHED && b->lines.len < AUDIT_BUFFER_SIZE)
                 return 0;
-        return note_result(a, buffer_write(a, b, mode == AUDIT_DURABLE));
+        return note_result(a, buffer_write(a, b, mode == AUDIT_DURABLE || audit_is_failing(a)));
 }
 
 bool audit_is_failing(Audit *a) {
@@ -983,23 +989,13 @@ bool audit_is_failing(Audit *a) {
 }
 
 int audit_probe(Audit *a) {
-        int r;
-
         assert_return(a, -EINVAL);
 
+        /* Room in the file (fallocate()) says nothing of EIO, a size limit or a sync that
+         * fails: only a line that goes out (and is synced, see audit_write_mode()) ends it. */
         if (!audit_is_failing(a))
                 return 0;
-        if (a->target == AUDIT_TARGET_JOURNAL || !a->regular)
-                return atomic_load_explicit(&a->last_error, memory_order_relaxed) ?: -EIO;
-
-        /* Room for a buffer's worth of lines means the file takes lines again. */
-        (void) pthread_rwlock_rdlock(&a->lock);
-        (void) pthread_mutex_lock(&a->file_lock);
-        a->reserved_end = 0;
-        r = file_reserve(a, a->fd, AUDIT_BUFFER_SIZE);
-        (void) pthread_mutex_unlock(&a->file_lock);
-        (void) pthread_rwlock_unlock(&a->lock);
-        return note_result(a, r);
+        return atomic_load_explicit(&a->last_error, memory_order_relaxed) ?: -EIO;
 }
 
 int audit_set_checkpoint_key(Audit *a, const uint8_t key[static AUDIT_CHECKPOINT_KEY_SIZE]) {

@@ -110,10 +110,9 @@ int audit_set_checkpoint_key(Audit *a, const uint8_t key[static AUDIT_CHECKPOINT
 /* A checkpoint after this many lines or this long (checked as lines are written). */
 void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec);
 
-/* 0 when lines can be expected to go out: the sink is not failing, or (a regular file) room
- * for AUDIT_BUFFER_SIZE bytes of lines could be made now, which ends the failure. Else the
- * failure's negative errno: a journal, pipe or socket is known to take lines again only when
- * a line goes out (audit_write_mode() with AUDIT_NOW). */
+/* 0 when the sink is not failing, else the failure's negative errno. A probe never ends a
+ * failure: only a line that goes out does (while failing, every line that goes out to a
+ * regular file is synced first, so a line in the page cache after EIO does not count). */
 int audit_probe(Audit *a);
 
 /* Write out the calling thread's buffered lines for a, if any: one write() of whole lines

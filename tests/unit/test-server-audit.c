@@ -1116,6 +1116,56 @@ static void test_short_write_cut_back(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* A probe never ends a failure: only a line that reaches the file does. Past RLIMIT_FSIZE,
+ * fallocate() still makes room (it does not look at the limit) while every write() fails, so
+ * a probe that trusted fallocate() would call the file healthy and the next request would be
+ * answered before its line failed. */
+static void test_probe_needs_a_line(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        struct rlimit old, lim;
+        char ua[32], msg[1024];
+        AuditRecord r;
+        size_t n;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        assert_int_equal(audit_probe(a), 0);
+
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_int_equal(signal(SIGXFSZ, SIG_IGN) == SIG_ERR, false);
+        lim = old;
+        lim.rlim_cur = 10000;
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        n = fill_until(a, path, -EFBIG);
+        assert_true(audit_is_failing(a));
+
+        /* The file still takes no line: the probe must say so, and keep the failure. */
+        assert_int_equal(audit_probe(a), -EFBIG);
+        assert_true(audit_is_failing(a));
+        r = long_record(ua, sizeof(ua), msg, sizeof(msg), 1000);
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_NOW), -EFBIG);
+        assert_true(audit_is_failing(a));
+
+        /* Room again, but no line has gone out yet: still failing, probe or not. */
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_int_equal(signal(SIGXFSZ, SIG_DFL) == SIG_ERR, false);
+        assert_int_equal(audit_probe(a), -EFBIG);
+        assert_true(audit_is_failing(a));
+
+        /* A line that reaches the file ends it. */
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_NOW), 0);
+        assert_false(audit_is_failing(a));
+        assert_int_equal(audit_probe(a), 0);
+        check_lines(path, n + 1);
+
+        a = audit_free(a);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 /* A full file system (a small tmpfs, as root in a mount namespace of our own): lines are
  * refused whole, the file never holds part of one, and lines go out again once there is
  * room, with no reopen. */
@@ -1508,6 +1558,7 @@ int main(void) {
                 cmocka_unit_test(test_stderr_socket),
                 cmocka_unit_test(test_write_error),
                 cmocka_unit_test(test_short_write_cut_back),
+                cmocka_unit_test(test_probe_needs_a_line),
                 cmocka_unit_test(test_enospc_never_torn),
                 cmocka_unit_test(test_open_cuts_fragment),
                 cmocka_unit_test(test_chain),
