@@ -54,11 +54,21 @@ struct Audit {
         /* Lines go out one writer at a time: the chain seals them in file order, and a failed write can
          * be cut back to where its lines began without cutting another thread's. */
         pthread_mutex_t file_lock;
-        AuditChain chain;             /* under file_lock: lines are sealed in the order they go out */
-        Buf sealed;                   /* under file_lock: the lines of the write at hand, sealed */
-        off_t end;                    /* where our next line lands, as far as we know (a hint) */
-        off_t reserved_end;           /* fallocate() made room up to here (a hint) */
-        bool no_fallocate;            /* the file system has no fallocate(): cutting back alone */
+        AuditChain chain;   /* under file_lock: lines are sealed in the order they go out */
+        Buf sealed;         /* under file_lock: the lines of the write at hand, sealed */
+        off_t end;          /* where our next line lands, as far as we know (a hint) */
+        off_t reserved_end; /* fallocate() made room up to here (a hint) */
+        bool no_fallocate;  /* the file system has no fallocate(): cutting back alone */
+        /* Syncs go one at a time, and a failed one fails every write it may have covered:
+         * the kernel reports a writeback error (errseq) to one fdatasync() of the fd only,
+         * so a second thread's sync right after it returns 0 for lines that are lost. */
+        pthread_mutex_t sync_lock;
+        atomic_uint_least64_t written_gen; /* writes (of lines) that reached the fd so far */
+        uint64_t synced_gen;               /* under sync_lock: writes up to here are on disk */
+        uint64_t lost_from, lost_to;       /* under sync_lock: writes in (from, to] met a failed sync */
+        int lost_error;                    /* under sync_lock: its negative errno */
+        AuditSyncHook sync_hook;           /* tests: stands in for fdatasync() */
+        void *sync_hook_userdata;
         atomic_bool failing;          /* a write failed and was logged; log again only after a success */
         atomic_int last_error;        /* the failure's negative errno, while failing */
         pthread_mutex_t buffers_lock; /* the list, not the buffers' contents */
@@ -479,6 +489,7 @@ int audit_open(
         if (!a)
                 return -ENOMEM;
         a->fd = -EBADF;
+        a->sync_lock = (pthread_mutex_t) PTHREAD_MUTEX_INITIALIZER;
         audit_chain_init(&a->chain);
         a->serial = atomic_fetch_add(&audit_serial_last, 1) + 1;
         r = pthread_mutex_init(&a->buffers_lock, NULL);
@@ -708,12 +719,48 @@ static int sink_put(Audit *a, const AuditJournalFields *fields, const char *p, s
         return write_lines(a->fd, p, n, ret_kept);
 }
 
+static int fd_sync(Audit *a, int fd) {
+        if (a->sync_hook)
+                return a->sync_hook(fd, a->sync_hook_userdata);
+        return fdatasync(fd) < 0 ? negative_errno() : 0;
+}
+
+/* Sync the file for write number gen (written_gen after it). One sync at a time: a sync covers
+ * the writes that reached the fd before it began; a failed one fails every write that reached
+ * the fd before it returned (its writeback may have held their lines), whichever thread asks,
+ * and the kernel will not say so twice. Called with a->lock held (either way). */
+static int file_sync(Audit *a, uint64_t gen) {
+        uint64_t start;
+        int r;
+
+        (void) pthread_mutex_lock(&a->sync_lock);
+        if (gen > a->lost_from && gen <= a->lost_to)
+                r = a->lost_error;
+        else if (gen <= a->synced_gen)
+                r = 0; /* another thread's sync covered it: group commit */
+        else {
+                start = atomic_load(&a->written_gen);
+                r = fd_sync(a, a->fd);
+                if (r < 0) {
+                        /* A new run of failures starts where the disk was last known good. */
+                        if (a->lost_to == 0 || a->synced_gen > a->lost_to)
+                                a->lost_from = a->synced_gen;
+                        a->lost_to = atomic_load(&a->written_gen);
+                        a->lost_error = r;
+                } else
+                        a->synced_gen = start;
+        }
+        (void) pthread_mutex_unlock(&a->sync_lock);
+        return r;
+}
+
 /* Whole lines p[0..n) to the sink, sealed into the hash chain in the order they go out. With
  * durable, a file is synced before returning (outside file_lock: a sync covers every line
  * written before it). Called with a->lock held shared. */
 static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, bool durable) {
         Buf *sealed = &a->sealed;
         AuditChain saved;
+        uint64_t gen = 0;
         size_t kept = 0;
         int r;
 
@@ -729,10 +776,12 @@ static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p,
                 r = sink_put(a, fields, sealed->data, sealed->len, &kept);
         if (r < 0)
                 audit_chain_rewind(&a->chain, &saved, sealed->data, kept);
+        if (kept > 0)
+                gen = atomic_fetch_add(&a->written_gen, 1) + 1;
         (void) pthread_mutex_unlock(&a->file_lock);
 
-        if (r >= 0 && durable && a->regular && fdatasync(a->fd) < 0)
-                r = negative_errno();
+        if (r >= 0 && durable && a->regular)
+                r = file_sync(a, gen);
         return r;
 }
 
@@ -741,6 +790,7 @@ static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p,
 static int sink_checkpoint(Audit *a, bool final) {
         _cleanup_buf_ Buf b = BUF_INIT;
         AuditChain saved;
+        uint64_t gen = 0;
         size_t kept = 0;
         int r;
 
@@ -751,10 +801,12 @@ static int sink_checkpoint(Audit *a, bool final) {
                 r = sink_put(a, NULL, b.data, b.len, &kept);
         if (r < 0)
                 audit_chain_rewind(&a->chain, &saved, b.data, kept);
+        if (kept > 0)
+                gen = atomic_fetch_add(&a->written_gen, 1) + 1;
         (void) pthread_mutex_unlock(&a->file_lock);
 
-        if (r >= 0 && b.len > 0 && a->regular && fdatasync(a->fd) < 0)
-                r = negative_errno();
+        if (r >= 0 && b.len > 0 && a->regular)
+                r = file_sync(a, gen);
         return r;
 }
 
@@ -860,6 +912,7 @@ Audit *audit_free(Audit *a) {
         (void) pthread_rwlock_destroy(&a->lock);
         (void) pthread_mutex_destroy(&a->buffers_lock);
         (void) pthread_mutex_destroy(&a->file_lock);
+        (void) pthread_mutex_destroy(&a->sync_lock);
         free(a->path);
         free(a->service);
         free(a->version);
@@ -1015,4 +1068,11 @@ void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec) {
         a->chain.every_lines = lines;
         a->chain.every_usec = usec;
         (void) pthread_mutex_unlock(&a->file_lock);
+}
+
+void audit_set_sync_hook(Audit *a, AuditSyncHook hook, void *userdata) {
+        (void) pthread_mutex_lock(&a->sync_lock);
+        a->sync_hook = hook;
+        a->sync_hook_userdata = userdata;
+        (void) pthread_mutex_unlock(&a->sync_lock);
 }

@@ -37,6 +37,9 @@
 
 typedef struct Audit Audit;
 
+/* Tests: called instead of fdatasync(fd); 0 or a negative errno. */
+typedef int (*AuditSyncHook)(int fd, void *userdata);
+
 typedef enum AuditMode {
         AUDIT_BATCHED, /* into the calling thread's buffer, out at a flush */
         AUDIT_NOW,     /* written out (with the lines buffered before it) before returning */
@@ -125,3 +128,7 @@ int audit_flush(Audit *a);
 /* The line itself, without the trailing newline, appended to out (for tests and for the
  * journal's MESSAGE=). The "id" is 20 fresh random alphanumerics for every line. */
 int audit_format(const Audit *a, const AuditRecord *r, Buf *out);
+
+/* Tests only: sync a regular file with hook instead of fdatasync() (NULL: fdatasync() again),
+ * to cause the writeback errors a real disk gives rarely. */
+void audit_set_sync_hook(Audit *a, AuditSyncHook hook, void *userdata);

@@ -1166,6 +1166,100 @@ static void test_probe_needs_a_line(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* Two workers sync the same fd. The kernel reports a writeback error (errseq) to one
+ * fdatasync() of the file only: the next one returns 0 although the lines it was to cover may
+ * be gone. A real fault (dm-error, dm-flakey) is more than a unit test can set up, so the hook
+ * plays the kernel: the first sync fails after both lines reached the file, every later one
+ * succeeds. Both writes must fail, and the sink stays failing until a line is synced again. */
+typedef struct SyncFault {
+        const char *path;
+        atomic_int calls;
+        atomic_bool entered;
+} SyncFault;
+
+static size_t count_newlines(const char *path) {
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0, n = 0;
+
+        if (read_full_file(path, 64 * 1024 * 1024, &data, &size) < 0)
+                return 0;
+        for (size_t i = 0; i < size; i++)
+                n += data[i] == '\n';
+        return n;
+}
+
+static int sync_fault_hook(int fd, void *userdata) {
+        SyncFault *f = userdata;
+
+        if (atomic_fetch_add(&f->calls, 1) > 0)
+                return fdatasync(fd) < 0 ? -errno : 0; /* errseq: reported once, then 0 */
+        atomic_store(&f->entered, true);
+        /* The other worker's line reaches the page cache while this writeback fails. */
+        for (int i = 0; i < 10000 && count_newlines(f->path) < 2; i++)
+                (void) usleep(1000);
+        return -EIO;
+}
+
+typedef struct DurableWriter {
+        Audit *a;
+        SyncFault *fault;
+        bool wait_for_sync;
+        int result;
+} DurableWriter;
+
+static void *durable_writer(void *userdata) {
+        DurableWriter *w = userdata;
+        AuditRecord r = base_record();
+
+        for (int i = 0; w->wait_for_sync && !atomic_load(&w->fault->entered) && i < 10000; i++)
+                (void) usleep(1000);
+        r.method = "POST";
+        r.path = "/v0/keys/";
+        r.route = "postkeys";
+        w->result = audit_write_mode(w->a, &r, AUDIT_DURABLE);
+        return NULL;
+}
+
+static void test_sync_failure_sticky(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        SyncFault fault = {};
+        DurableWriter w1 = {}, w2 = {};
+        pthread_t t1, t2;
+        AuditRecord r = base_record();
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        fault.path = path;
+        audit_set_sync_hook(a, sync_fault_hook, &fault);
+
+        w1 = (DurableWriter){.a = a, .fault = &fault};
+        w2 = (DurableWriter){.a = a, .fault = &fault, .wait_for_sync = true};
+        assert_int_equal(pthread_create(&t1, NULL, durable_writer, &w1), 0);
+        assert_int_equal(pthread_create(&t2, NULL, durable_writer, &w2), 0);
+        assert_int_equal(pthread_join(t1, NULL), 0);
+        assert_int_equal(pthread_join(t2, NULL), 0);
+        assert_true(atomic_load(&fault.entered));
+        assert_int_equal(count_newlines(path), 2);
+        /* Neither write may be acknowledged: the failed sync may have covered both lines. */
+        assert_int_equal(w1.result, -EIO);
+        assert_int_equal(w2.result, -EIO);
+        assert_true(audit_is_failing(a));
+        assert_int_equal(audit_probe(a), -EIO);
+
+        /* A line that is written and synced ends the failure; later durable lines are fine. */
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_NOW), 0);
+        assert_false(audit_is_failing(a));
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_DURABLE), 0);
+        assert_true(atomic_load(&fault.calls) >= 2);
+
+        a = audit_free(a);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 /* A full file system (a small tmpfs, as root in a mount namespace of our own): lines are
  * refused whole, the file never holds part of one, and lines go out again once there is
  * room, with no reopen. */
@@ -1559,6 +1653,7 @@ int main(void) {
                 cmocka_unit_test(test_write_error),
                 cmocka_unit_test(test_short_write_cut_back),
                 cmocka_unit_test(test_probe_needs_a_line),
+                cmocka_unit_test(test_sync_failure_sticky),
                 cmocka_unit_test(test_enospc_never_torn),
                 cmocka_unit_test(test_open_cuts_fragment),
                 cmocka_unit_test(test_chain),
