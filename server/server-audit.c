@@ -68,6 +68,9 @@ struct Audit {
         uint64_t lost_from, lost_to;       /* under sync_lock: writes in (from, to] met a failed sync */
         int lost_error;                    /* under sync_lock: its negative errno */
         AuditSyncHook sync_hook;           /* tests: stands in for fdatasync() */
+        AuditAnchorFunc anchor;            /* told of each checkpoint once it is on disk */
+        void *anchor_userdata;
+        uint64_t anchored_seq; /* under file_lock: the last checkpoint handed to anchor */
         void *sync_hook_userdata;
         atomic_bool failing;          /* a write failed and was logged; log again only after a success */
         atomic_int last_error;        /* the failure's negative errno, while failing */
@@ -754,13 +757,41 @@ static int file_sync(Audit *a, uint64_t gen) {
         return r;
 }
 
+/* Under file_lock, after lines went out: the checkpoint among them not yet anchored, if any. */
+static uint64_t anchor_claim(Audit *a, uint8_t ret_hash[static AUDIT_HASH_SIZE]) {
+        if (!a->anchor || a->chain.checkpoint_seq <= a->anchored_seq)
+                return 0;
+        a->anchored_seq = a->chain.checkpoint_seq;
+        memcpy(ret_hash, a->chain.checkpoint_head, AUDIT_HASH_SIZE);
+        return a->anchored_seq;
+}
+
+/* Hand a checkpoint that is on the sink to the anchor: a file is synced first, so that the
+ * anchor is never ahead of what a crash leaves in the file. */
+static void anchor_put(Audit *a, uint64_t gen, uint64_t seq, const uint8_t hash[static AUDIT_HASH_SIZE]) {
+        int r = 0;
+
+        if (seq == 0)
+                return;
+        if (a->regular)
+                r = file_sync(a, gen);
+        if (r >= 0)
+                r = a->anchor(seq, hash, a->anchor_userdata);
+        if (r < 0)
+                log_warning_errno(
+                        r,
+                        "Failed to record the audit chain's anchor at seq %" PRIu64 ", ignoring: %m",
+                        seq);
+}
+
 /* Whole lines p[0..n) to the sink, sealed into the hash chain in the order they go out. With
  * durable, a file is synced before returning (outside file_lock: a sync covers every line
  * written before it). Called with a->lock held shared. */
 static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, bool durable) {
         Buf *sealed = &a->sealed;
         AuditChain saved;
-        uint64_t gen = 0;
+        uint64_t gen = 0, anchor_seq = 0;
+        uint8_t anchor_hash[AUDIT_HASH_SIZE];
         size_t kept = 0;
         int r;
 
@@ -778,10 +809,14 @@ static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p,
                 audit_chain_rewind(&a->chain, &saved, sealed->data, kept);
         if (kept > 0)
                 gen = atomic_fetch_add(&a->written_gen, 1) + 1;
+        if (r >= 0)
+                anchor_seq = anchor_claim(a, anchor_hash);
         (void) pthread_mutex_unlock(&a->file_lock);
 
         if (r >= 0 && durable && a->regular)
                 r = file_sync(a, gen);
+        if (r >= 0)
+                anchor_put(a, gen, anchor_seq, anchor_hash);
         return r;
 }
 
@@ -790,7 +825,8 @@ static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p,
 static int sink_checkpoint(Audit *a, bool final) {
         _cleanup_buf_ Buf b = BUF_INIT;
         AuditChain saved;
-        uint64_t gen = 0;
+        uint64_t gen = 0, anchor_seq = 0;
+        uint8_t anchor_hash[AUDIT_HASH_SIZE];
         size_t kept = 0;
         int r;
 
@@ -803,10 +839,14 @@ static int sink_checkpoint(Audit *a, bool final) {
                 audit_chain_rewind(&a->chain, &saved, b.data, kept);
         if (kept > 0)
                 gen = atomic_fetch_add(&a->written_gen, 1) + 1;
+        if (r >= 0)
+                anchor_seq = anchor_claim(a, anchor_hash);
         (void) pthread_mutex_unlock(&a->file_lock);
 
         if (r >= 0 && b.len > 0 && a->regular)
                 r = file_sync(a, gen);
+        if (r >= 0)
+                anchor_put(a, gen, anchor_seq, anchor_hash);
         return r;
 }
 
@@ -1075,4 +1115,28 @@ void audit_set_sync_hook(Audit *a, AuditSyncHook hook, void *userdata) {
         a->sync_hook = hook;
         a->sync_hook_userdata = userdata;
         (void) pthread_mutex_unlock(&a->sync_lock);
+}
+
+void audit_set_anchor(Audit *a, AuditAnchorFunc f, void *userdata) {
+        (void) pthread_mutex_lock(&a->file_lock);
+        a->anchor = f;
+        a->anchor_userdata = userdata;
+        a->anchored_seq = a->chain.checkpoint_seq; /* only checkpoints from now on */
+        (void) pthread_mutex_unlock(&a->file_lock);
+}
+
+void audit_get_head(Audit *a, uint64_t *ret_seq, uint8_t ret_hash[32]) {
+        (void) pthread_mutex_lock(&a->file_lock);
+        *ret_seq = a->chain.seq;
+        memcpy(ret_hash, a->chain.head, AUDIT_HASH_SIZE);
+        (void) pthread_mutex_unlock(&a->file_lock);
+}
+
+void audit_continue(Audit *a, uint64_t seq, const uint8_t hash[32]) {
+        (void) pthread_mutex_lock(&a->file_lock);
+        if (a->chain.seq == 0) {
+                a->chain.seq = seq;
+                memcpy(a->chain.head, hash, AUDIT_HASH_SIZE);
+        }
+        (void) pthread_mutex_unlock(&a->file_lock);
 }

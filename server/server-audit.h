@@ -37,6 +37,9 @@
 
 typedef struct Audit Audit;
 
+/* Told the seq and hash of each checkpoint line once it is on disk (see audit_set_anchor()). */
+typedef int (*AuditAnchorFunc)(uint64_t seq, const uint8_t hash[32], void *userdata);
+
 /* Tests: called instead of fdatasync(fd); 0 or a negative errno. */
 typedef int (*AuditSyncHook)(int fd, void *userdata);
 
@@ -132,3 +135,18 @@ int audit_format(const Audit *a, const AuditRecord *r, Buf *out);
 /* Tests only: sync a regular file with hook instead of fdatasync() (NULL: fdatasync() again),
  * to cause the writeback errors a real disk gives rarely. */
 void audit_set_sync_hook(Audit *a, AuditSyncHook hook, void *userdata);
+
+/* After each checkpoint line is written and synced, f is called with its seq and hash (from
+ * the thread that wrote it, outside the audit's locks; calls may overlap and come out of
+ * order, so f keeps the highest seq). keywardd stores them as the chain's anchor, outside the
+ * file (store_audit_anchor_set()), so that audit-verify --db catches a file cut back to an
+ * earlier checkpoint. A failure of f is logged, never the request's. */
+void audit_set_anchor(Audit *a, AuditAnchorFunc f, void *userdata);
+
+/* The chain's head: the seq of the last line that went out (0: none), and its hash. */
+void audit_get_head(Audit *a, uint64_t *ret_seq, uint8_t ret_hash[32]);
+
+/* A sink that has no chain yet (a new, empty file; the journal) continues the one that ended
+ * at line seq with that hash (the anchor keywardd stored), instead of starting at seq 1. Does
+ * nothing once a chain is there. */
+void audit_continue(Audit *a, uint64_t seq, const uint8_t hash[32]);

@@ -58,6 +58,9 @@ typedef struct StoreVTable {
         int (*token_get)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], StoreTokenRecord *ret);
         int (*token_revoke)(Store *s, const uint8_t hash[TOKEN_HASH_SIZE]);
         int (*token_expire)(Store *s, int64_t now_ns);
+        /* store.h's store_audit_anchor_*(); hash is STORE_AUDIT_HASH_HEX hex digits. */
+        int (*audit_anchor_set)(Store *s, const char *name, uint64_t seq, const char *hash);
+        int (*audit_anchor_get)(Store *s, const char *name, uint64_t *ret_seq, char *ret_hash);
 } StoreVTable;
 
 /* Each backend's object starts with this. */

@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1464,10 +1465,29 @@ static void test_chain(void **state) {
         assert_non_null(strstr(out, "HMAC does not verify"));
         out = mfree(out);
 
-        /* Files out of order, or one missing in between. */
+        /* Files out of order, or one missing in between: the first does not start the chain,
+         * and told where it starts, the next does not continue it. */
         assert_int_equal(verify(test_key, &out, f2, f1), 1);
-        assert_non_null(strstr(out, "does not continue"));
+        assert_non_null(strstr(out, "the lines before it are missing"));
         out = mfree(out);
+        {
+                AuditVerifyOptions o = {.key = test_key};
+                json_object *j = parse_line(l2.l[0]);
+                json_object *v = NULL;
+                char *files[] = {f2, f1, NULL};
+                size_t size = 0;
+                FILE *f;
+
+                assert_true(json_object_object_get_ex(j, "seq", &v));
+                o.first_seq = (uint64_t) json_object_get_int64(v);
+                json_object_put(j);
+                f = open_memstream(&out, &size);
+                assert_non_null(f);
+                assert_int_equal(audit_verify_files_with(files, &o, f), 1);
+                assert_int_equal(fclose(f), 0);
+                assert_non_null(strstr(out, "does not continue"));
+                out = mfree(out);
+        }
 
         /* Each kind of tampering with the first file, found at the line it breaks. */
         {
@@ -1595,6 +1615,163 @@ static void test_chain(void **state) {
 }
 
 /* A write that fails part way puts the chain back: the next line follows the last one kept. */
+/* The anchor: the seq and hash of the last checkpoint, kept outside the file (keywardd keeps
+ * it in the store). A file cut back to an earlier final checkpoint, or a newest file that is
+ * missing, passes the chain and the checkpoints, and only the anchor catches it. */
+typedef struct AnchorRecord {
+        uint64_t seq;
+        uint8_t hash[AUDIT_HASH_SIZE];
+        unsigned calls;
+} AnchorRecord;
+
+static int anchor_record(uint64_t seq, const uint8_t hash[32], void *userdata) {
+        AnchorRecord *k = userdata;
+
+        k->calls++;
+        if (seq > k->seq) {
+                k->seq = seq;
+                memcpy(k->hash, hash, AUDIT_HASH_SIZE);
+        }
+        return 0;
+}
+
+static int verify_opts(const AuditVerifyOptions *o, char **ret_out, const char *f1, const char *f2) {
+        char *files[] = {(char *) f1, (char *) f2, NULL};
+        size_t size = 0;
+        FILE *out;
+        int r;
+
+        *ret_out = NULL;
+        out = open_memstream(ret_out, &size);
+        assert_non_null(out);
+        r = audit_verify_files_with(files, o, out);
+        assert_int_equal(fclose(out), 0);
+        return r;
+}
+
+/* Write n lines to path (a keywardd run: open, lines, stop), anchoring into k. */
+static void anchored_run(const char *path, AnchorRecord *k, int n, const char *rotate_to) {
+        _cleanup_(audit_freep) Audit *a = NULL;
+        AuditRecord r = base_record();
+
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        assert_int_equal(audit_set_checkpoint_key(a, test_key), 0);
+        audit_set_checkpoint_interval(a, 3, UINT64_MAX);
+        audit_set_anchor(a, anchor_record, k);
+        for (int i = 0; i < n; i++)
+                assert_int_equal(audit_write(a, &r), 0);
+        if (rotate_to) {
+                assert_int_equal(audit_flush(a), 0);
+                assert_int_equal(rename(path, rotate_to), 0);
+                assert_int_equal(audit_reopen(a), 0);
+                for (int i = 0; i < n; i++)
+                        assert_int_equal(audit_write(a, &r), 0);
+        }
+        a = audit_free(a);
+}
+
+static void test_anchor(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *f1 = NULL, *f2 = NULL, *t = NULL, *out = NULL;
+        AnchorRecord k = {};
+        AuditVerifyOptions o = {.key = test_key};
+        Lines l = {};
+        size_t first_final = SIZE_MAX;
+        uint64_t seq;
+        uint8_t h[AUDIT_HASH_SIZE];
+        char hex[AUDIT_HASH_HEX + 1], spelled[128];
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&f1, "%s/audit.log.1", dir) > 0);
+        assert_true(asprintf(&f2, "%s/audit.log", dir) > 0);
+        assert_true(asprintf(&t, "%s/tampered", dir) > 0);
+
+        /* A run that rotates (f1, then f2), a restart that goes on in f2. */
+        anchored_run(f2, &k, 5, f1);
+        anchored_run(f2, &k, 4, NULL);
+        assert_true(k.calls >= 4);
+        lines_read(f2, &l);
+        /* The anchor is the file's last line, its final checkpoint. */
+        audit_line_hash(l.l[l.n - 1], strlen(l.l[l.n - 1]), h);
+        assert_memory_equal(h, k.hash, sizeof(h));
+        for (size_t i = 0; i < l.n && first_final == SIZE_MAX; i++)
+                if (strstr(l.l[i], "\"final\":true"))
+                        first_final = i;
+        assert_true(first_final < l.n - 1);
+
+        o.have_anchor = true;
+        o.anchor_seq = k.seq;
+        memcpy(o.anchor_hash, k.hash, sizeof(h));
+        assert_int_equal(verify_opts(&o, &out, f1, f2), 0);
+        assert_non_null(strstr(out, "anchor at seq"));
+        out = mfree(out);
+
+        /* Cut back to the first run's final checkpoint: the chain and the checkpoints are
+         * fine, the anchor is not. */
+        {
+                Lines cut = l;
+
+                cut.n = first_final + 1;
+                lines_write(&cut, t, false);
+        }
+        assert_int_equal(verify(test_key, &out, f1, t), 0);
+        out = mfree(out);
+        assert_int_equal(verify_opts(&o, &out, f1, t), 1);
+        assert_non_null(strstr(out, "lines were cut from the end"));
+        out = mfree(out);
+
+        /* The newest file missing. */
+        assert_int_equal(verify(test_key, &out, f1, NULL), 0);
+        out = mfree(out);
+        assert_int_equal(verify_opts(&o, &out, f1, NULL), 1);
+        assert_non_null(strstr(out, "newest files are missing"));
+        out = mfree(out);
+
+        /* An anchor that names another line at that seq (another log's, or a rewrite). */
+        o.anchor_hash[0] ^= 1;
+        assert_int_equal(verify_opts(&o, &out, f1, f2), 1);
+        assert_non_null(strstr(out, "not the line the anchor recorded"));
+        out = mfree(out);
+        o.anchor_hash[0] ^= 1;
+
+        /* A first file that does not start the chain is broken, unless told where it starts. */
+        assert_int_equal(verify(test_key, &out, f2, NULL), 1);
+        assert_non_null(strstr(out, "the lines before it are missing"));
+        out = mfree(out);
+        {
+                json_object *j = parse_line(l.l[0]);
+                json_object *v = NULL;
+
+                assert_true(json_object_object_get_ex(j, "seq", &v));
+                o.first_seq = (uint64_t) json_object_get_int64(v);
+                json_object_put(j);
+        }
+        assert_true(o.first_seq > 1);
+        assert_int_equal(verify_opts(&o, &out, f2, NULL), 0);
+        out = mfree(out);
+        o.first_seq++;
+        assert_int_equal(verify_opts(&o, &out, f2, NULL), 1);
+        out = mfree(out);
+
+        /* --anchor's spelling. */
+        hexencode(k.hash, sizeof(k.hash), hex);
+        (void) snprintf(spelled, sizeof(spelled), "%" PRIu64 ":%s", k.seq, hex);
+        assert_int_equal(audit_anchor_parse(spelled, &seq, h), 0);
+        assert_int_equal(seq, k.seq);
+        assert_memory_equal(h, k.hash, sizeof(h));
+        assert_int_equal(audit_anchor_parse("0:00", &seq, h), -EINVAL);
+        assert_int_equal(audit_anchor_parse(hex, &seq, h), -EINVAL);
+        assert_int_equal(audit_anchor_parse(":x", &seq, h), -EINVAL);
+        (void) snprintf(spelled, sizeof(spelled), "12:%.63s", hex);
+        assert_int_equal(audit_anchor_parse(spelled, &seq, h), -EINVAL);
+
+        lines_done(&l);
+        assert_int_equal(unlink(f1), 0);
+        assert_int_equal(unlink(f2), 0);
+        assert_int_equal(unlink(t), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_chain_after_failure(void **state) {
         char dir[] = "/tmp/test-server-audit-XXXXXX";
         _cleanup_free_ char *path = NULL, *out = NULL;
@@ -1658,6 +1835,7 @@ int main(void) {
                 cmocka_unit_test(test_open_cuts_fragment),
                 cmocka_unit_test(test_chain),
                 cmocka_unit_test(test_chain_after_failure),
+                cmocka_unit_test(test_anchor),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
