@@ -742,6 +742,7 @@ static int verb_serve(int argc, char **argv) {
         };
         Server s = {.config = &c};
         AuditAnchorSink anchor = {.lock = PTHREAD_MUTEX_INITIALIZER};
+        struct stat st;
         char host[256];
         long ncpu;
         int r;
@@ -868,6 +869,13 @@ static int verb_serve(int argc, char **argv) {
          * otherwise (the unit passes no --audit-log, so the file has the last word). */
         if (!c.audit_log && !(c.audit_log = strdup(log_stderr_is_journal() ? "journal" : "-"))) {
                 r = log_oom();
+                goto finish;
+        }
+        /* stderr a regular file: keywardd's own log lines would land between the audit lines. */
+        if (streq(c.audit_log, "-") && fstat(STDERR_FILENO, &st) >= 0 && S_ISREG(st.st_mode)) {
+                log_error(
+                        "Refusing --audit-log - (the default when stderr is not the journal): stderr is a regular file, where keywardd's own log lines would be mixed into the audit lines. Give the audit file as --audit-log PATH, or send stderr to a pipe or the journal.");
+                r = -EINVAL;
                 goto finish;
         }
         r = audit_open(c.audit_log, "keywardd", PACKAGE_VERSION, s.hostname, &s.audit);
