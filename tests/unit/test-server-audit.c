@@ -30,6 +30,7 @@
 #include "fileio.h"
 #include "hexdecoct.h"
 #include "json-util.h"
+#include "store.h"
 
 /* A record every test starts from: an authenticated GET of a key over TLS 1.3. */
 static AuditRecord base_record(void) {
@@ -1772,6 +1773,56 @@ static void test_anchor(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* The anchor in the store (keywardd keeps it there): absent until stored, one row per name,
+ * replaced by the next store, kept across reopening, and checked on the way in. */
+static void test_store_anchor(void **state) {
+        static const char h1[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        static const char h2[] = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+        static const char upper[] = "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef";
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *db = NULL;
+        char got[STORE_AUDIT_HASH_HEX + 1];
+        uint64_t seq = 0;
+        Store *s = NULL;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&db, "%s/keyward.db", dir) > 0);
+        assert_int_equal(store_open(db, &s), 0);
+        assert_int_equal(store_init(s), 0);
+        assert_int_equal(store_audit_anchor_get(s, "h1", &seq, got), -ENOENT);
+        assert_int_equal(store_audit_anchor_set(s, "h1", 7, h1), 0);
+        assert_int_equal(store_audit_anchor_get(s, "h2", &seq, got), -ENOENT);
+        assert_int_equal(store_audit_anchor_get(s, "h1", &seq, got), 0);
+        assert_int_equal(seq, 7);
+        assert_string_equal(got, h1);
+        assert_int_equal(store_audit_anchor_set(s, "h2", 3, h2), 0);
+        assert_int_equal(store_audit_anchor_set(s, "h1", 1007, h2), 0);
+        assert_int_equal(store_audit_anchor_set(s, "h1", 8, "0123"), -EINVAL);
+        assert_int_equal(store_audit_anchor_set(s, "h1", 8, upper), -EINVAL);
+        assert_int_equal(store_audit_anchor_set(s, "h1", 0, h1), -EINVAL);
+        assert_int_equal(store_audit_anchor_set(s, "", 8, h1), -EINVAL);
+        s = store_free(s);
+
+        assert_int_equal(store_open_existing(db, &s), 0);
+        assert_int_equal(store_audit_anchor_get(s, "h1", &seq, got), 0);
+        assert_int_equal(seq, 1007);
+        assert_string_equal(got, h2);
+        assert_int_equal(store_audit_anchor_get(s, "h2", &seq, got), 0);
+        assert_int_equal(seq, 3);
+        s = store_free(s);
+
+        /* SQLite's WAL files go with the store. */
+        for (const char *suffix = ""; suffix; suffix = streq(suffix, "") ? "-wal" :
+                     streq(suffix, "-wal")                               ? "-shm" :
+                                                                           NULL) {
+                _cleanup_free_ char *f = NULL;
+
+                assert_true(asprintf(&f, "%s%s", db, suffix) > 0);
+                (void) unlink(f);
+        }
+        assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_chain_after_failure(void **state) {
         char dir[] = "/tmp/test-server-audit-XXXXXX";
         _cleanup_free_ char *path = NULL, *out = NULL;
@@ -1836,6 +1887,7 @@ int main(void) {
                 cmocka_unit_test(test_chain),
                 cmocka_unit_test(test_chain_after_failure),
                 cmocka_unit_test(test_anchor),
+                cmocka_unit_test(test_store_anchor),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
