@@ -5,6 +5,9 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-login.h>
 
@@ -289,10 +292,36 @@ static int refuse(Agent *a, const Caller *c, const char *what, const char *id, s
                 id);
 }
 
+/* One journal field, or NULL when out of memory (the field is then left out). */
+_printf_(1, 2) static char *delivery_field(const char *fmt, ...) {
+        char *f = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&f, fmt, ap) < 0)
+                f = NULL;
+        va_end(ap);
+        return f;
+}
+
+/* Each key handed out, with journal fields (journalctl KEYWARD_KEY_ID=ID lists who got it);
+ * the key's id and version, never its data. */
 static void log_delivery(const Caller *c, const char *method, const char *id, uint64_t version) {
-        log_security(
+        char *f[] = {
+                delivery_field("KEYWARD_KEY_ID=%s", id),
+                delivery_field("KEYWARD_KEY_VERSION=%" PRIu64, version),
+                delivery_field("KEYWARD_CALLER_UID=%u", (unsigned) c->uid),
+                delivery_field("KEYWARD_CALLER_PID=%u", (unsigned) c->pid),
+                c->unit ? delivery_field("KEYWARD_UNIT=%s", c->unit) : NULL,
+                delivery_field("KEYWARD_METHOD=%s", method),
+                delivery_field("KEYWARD_RESULT=delivered"),
+        };
+
+        log_security_fields(
                 LOG_INFO,
                 MESSAGE_ID_DELIVERY,
+                f,
+                ELEMENTSOF(f),
                 "Delivered key '%s' version %" PRIu64 " to uid %u pid %u unit %s (%s).",
                 LOG_NAME(id),
                 version,
@@ -300,6 +329,8 @@ static void log_delivery(const Caller *c, const char *method, const char *id, ui
                 (unsigned) c->pid,
                 LOG_NAME(c->unit),
                 method);
+        for (size_t i = 0; i < ELEMENTSOF(f); i++)
+                free(f[i]);
 }
 
 static int unavailable_error(const AgentKey *k, bool connected, sd_bus_error *error) {

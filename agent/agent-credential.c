@@ -2,6 +2,7 @@
 #include "agent-credential.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -463,6 +464,47 @@ static int reply_send(CredentialReply *rep) {
         return 1;
 }
 
+/* One journal field, or NULL when out of memory (the field is then left out). */
+_printf_(1, 2) static char *delivery_field(const char *fmt, ...) {
+        char *f = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&f, fmt, ap) < 0)
+                f = NULL;
+        va_end(ap);
+        return f;
+}
+
+/* The delivery's journal fields (journalctl KEYWARD_KEY_ID=ID lists who got it), as the bus
+ * logs its own: the caller is systemd (uid 0, checked) on behalf of the unit. */
+static void log_credential(const CredentialReply *rep, int r) {
+        char *f[] = {
+                delivery_field("KEYWARD_KEY_ID=%s", strempty(rep->id)),
+                rep->copy ? delivery_field("KEYWARD_KEY_VERSION=%" PRIu64, rep->copy->version) : NULL,
+                delivery_field("KEYWARD_CALLER_UID=0"),
+                delivery_field("KEYWARD_UNIT=%s", strempty(rep->unit)),
+                delivery_field("KEYWARD_CREDENTIAL=%s", strempty(rep->name)),
+                delivery_field("KEYWARD_METHOD=credential"),
+                delivery_field("KEYWARD_RESULT=%s", r > 0 ? "delivered" : "failed"),
+        };
+
+        if (r > 0)
+                log_security_fields(
+                        LOG_INFO, MESSAGE_ID_CREDENTIAL, f, ELEMENTSOF(f), "Delivered %s.", rep->what);
+        else
+                log_security_fields(
+                        LOG_WARNING,
+                        MESSAGE_ID_CREDENTIAL,
+                        f,
+                        ELEMENTSOF(f),
+                        "Could not deliver %s: %s.",
+                        rep->what,
+                        r == -ETIME ? "the reader took too long" : strerror(-r));
+        for (size_t i = 0; i < ELEMENTSOF(f); i++)
+                free(f[i]);
+}
+
 static void reply_finish(CredentialReply *rep, int r) {
         Agent *a = rep->agent;
 
@@ -471,16 +513,9 @@ static void reply_finish(CredentialReply *rep, int r) {
         else
                 a->counters.credentials_failed++;
         agent_metrics_changed(a);
-        if (r > 0) {
+        if (r > 0)
                 (void) shutdown(rep->fd, SHUT_RDWR);
-                log_security(LOG_INFO, MESSAGE_ID_CREDENTIAL, "Delivered %s.", rep->what);
-        } else
-                log_security(
-                        LOG_WARNING,
-                        MESSAGE_ID_CREDENTIAL,
-                        "Could not deliver %s: %s.",
-                        rep->what,
-                        r == -ETIME ? "the reader took too long" : strerror(-r));
+        log_credential(rep, r);
         reply_free(rep);
 }
 

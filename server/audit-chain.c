@@ -160,6 +160,8 @@ int audit_chain_checkpoint(AuditChain *c, bool final, Buf *out) {
         hexencode(mac, sizeof(mac), hex);
         (void) buf_printf(out, ",\"hmac\":\"%s\"}", hex);
         line_done(c, out, start);
+        c->checkpoint_seq = c->seq;
+        memcpy(c->checkpoint_head, c->head, AUDIT_HASH_SIZE);
         c->since_checkpoint = 0;
         c->checkpoint_usec = now_usec(CLOCK_MONOTONIC);
         return out->error;
@@ -204,6 +206,9 @@ void audit_chain_rewind(AuditChain *c, const AuditChain *saved, const char *out,
         c->seq = saved->seq;
         c->since_checkpoint = saved->since_checkpoint;
         c->checkpoint_usec = saved->checkpoint_usec;
+        /* A checkpoint that went out before the failure is anchored at the next one. */
+        c->checkpoint_seq = saved->checkpoint_seq;
+        memcpy(c->checkpoint_head, saved->checkpoint_head, AUDIT_HASH_SIZE);
         for (size_t i = 0; i < kept; i++)
                 if (out[i] == '\n') {
                         lines++;

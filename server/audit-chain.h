@@ -36,7 +36,9 @@ typedef struct AuditChain {
         uint64_t checkpoint_usec;      /* CLOCK_MONOTONIC of the last checkpoint (or start) */
         uint64_t every_lines;          /* AUDIT_CHECKPOINT_LINES unless changed (tests) */
         uint64_t every_usec;
-        Secret *key; /* AUDIT_CHAIN_KEY_SIZE bytes, or NULL: no checkpoints */
+        Secret *key;                              /* AUDIT_CHAIN_KEY_SIZE bytes, or NULL: no checkpoints */
+        uint64_t checkpoint_seq;                  /* seq of the last checkpoint line; 0: none yet */
+        uint8_t checkpoint_head[AUDIT_HASH_SIZE]; /* and its hash: what the anchor records */
 } AuditChain;
 
 void audit_chain_init(AuditChain *c);

@@ -14,7 +14,7 @@
 DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(FILE *, fclose, NULL);
 
 void audit_verifier_init(AuditVerifier *v, const uint8_t *key, FILE *out) {
-        *v = (AuditVerifier){.key = key, .out = out};
+        *v = (AuditVerifier){.key = key, .out = out, .first_seq = 1};
 }
 
 void audit_verifier_file(AuditVerifier *v, const char *name) {
@@ -106,12 +106,18 @@ int audit_verifier_line(AuditVerifier *v, const char *line, size_t len, bool new
                                         "inserted, edited or moved here");
                 if ((uint64_t) s != v->prev_seq + 1)
                         return broken(v, "seq does not follow the line before");
-        } else if (s != 1)
+        } else if (v->first_seq != 0 && (uint64_t) s != v->first_seq) {
                 fprintf(v->out,
-                        "%s:%" PRIu64 ": starts at seq %" PRIi64 ": continues a file not given\n",
+                        "%s:%" PRIu64 ": starts at seq %" PRIi64 ", not %" PRIu64
+                        ": the lines before it are missing (after removing older files on purpose, "
+                        "say where the files start with --first-seq)\n",
                         v->file,
                         v->line,
-                        s);
+                        s,
+                        v->first_seq);
+                v->broken = true;
+                return 1;
+        }
 
         v->last_final = false;
         if (json_object_object_get_ex(o, "checkpoint", &cp)) {
@@ -125,6 +131,14 @@ int audit_verifier_line(AuditVerifier *v, const char *line, size_t len, bool new
         }
 
         audit_line_hash(line, len, v->prev);
+        if (v->have_anchor && (uint64_t) s == v->anchor_seq) {
+                if (memcmp(v->prev, v->anchor_hash, sizeof(v->prev)) != 0)
+                        return broken(
+                                v,
+                                "this is not the line the anchor recorded at this seq: the chain was "
+                                "rewritten from here on, or the anchor is another log's");
+                v->anchor_seen = true;
+        }
         v->have_prev = true;
         v->prev_seq = (uint64_t) s;
         v->n_lines++;
@@ -153,10 +167,66 @@ int audit_verifier_end(AuditVerifier *v) {
         return 0;
 }
 
+int audit_verifier_finish(AuditVerifier *v) {
+        if (!v->have_anchor)
+                return 0;
+        if (!v->anchor_seen) {
+                if (v->prev_seq < v->anchor_seq)
+                        fprintf(v->out,
+                                "%s: ends at seq %" PRIu64 ", but the anchor says seq %" PRIu64
+                                " was written: lines were cut from the end (back to an earlier "
+                                "checkpoint), or the newest files are missing\n",
+                                strna(v->file),
+                                v->prev_seq,
+                                v->anchor_seq);
+                else
+                        fprintf(v->out,
+                                "%s: the anchor's line (seq %" PRIu64 ") is in a file not given\n",
+                                strna(v->file),
+                                v->anchor_seq);
+                v->broken = true;
+                return 1;
+        }
+        fprintf(v->out, "anchor at seq %" PRIu64 ": found, the chain holds it\n", v->anchor_seq);
+        return 0;
+}
+
+int audit_anchor_parse(const char *s, uint64_t *ret_seq, uint8_t ret_hash[static AUDIT_HASH_SIZE]) {
+        const char *colon;
+        uint64_t seq = 0;
+
+        if (!s)
+                return -EINVAL;
+        colon = strchr(s, ':');
+        if (!colon || colon == s || colon - s > 19)
+                return -EINVAL;
+        for (const char *p = s; p < colon; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                seq = seq * 10 + (uint64_t) (*p - '0');
+        }
+        if (seq == 0 || seq > INT64_MAX ||
+            !parse_hex(colon + 1, strlen(colon + 1), ret_hash, AUDIT_HASH_SIZE))
+                return -EINVAL;
+        *ret_seq = seq;
+        return 0;
+}
+
 int audit_verify_files(char *const *files, const uint8_t *key, FILE *out) {
+        return audit_verify_files_with(files, &(const AuditVerifyOptions){.key = key}, out);
+}
+
+int audit_verify_files_with(char *const *files, const AuditVerifyOptions *o, FILE *out) {
         AuditVerifier v;
 
-        audit_verifier_init(&v, key, out);
+        audit_verifier_init(&v, o->key, out);
+        if (o->first_seq > 0)
+                v.first_seq = o->first_seq;
+        if (o->have_anchor) {
+                v.have_anchor = true;
+                v.anchor_seq = o->anchor_seq;
+                memcpy(v.anchor_hash, o->anchor_hash, sizeof(v.anchor_hash));
+        }
         for (char *const *f = files; *f; f++) {
                 _cleanup_(fclosep) FILE *in = NULL;
                 _cleanup_free_ char *line = NULL;
@@ -179,5 +249,5 @@ int audit_verify_files(char *const *files, const uint8_t *key, FILE *out) {
                 if (audit_verifier_end(&v) != 0)
                         return 1;
         }
-        return 0;
+        return audit_verifier_finish(&v);
 }

@@ -24,7 +24,22 @@ typedef struct AuditVerifier {
         uint64_t n_lines; /* in this file */
         uint64_t n_checkpoints;
         bool broken;
+        uint64_t
+                first_seq; /* the seq the first file must start at (1 unless older files are gone; 0: any) */
+        bool have_anchor;  /* the chain must hold this line (the store's record of the head) */
+        uint64_t anchor_seq;
+        uint8_t anchor_hash[AUDIT_HASH_SIZE];
+        bool anchor_seen;
 } AuditVerifier;
+
+/* What audit_verify_files_with() checks besides the chain. */
+typedef struct AuditVerifyOptions {
+        const uint8_t *key; /* AUDIT_CHAIN_KEY_SIZE bytes, or NULL: checkpoints are not checked */
+        uint64_t first_seq; /* 0 or 1: the files start at the chain's beginning */
+        bool have_anchor;
+        uint64_t anchor_seq;
+        uint8_t anchor_hash[AUDIT_HASH_SIZE];
+} AuditVerifyOptions;
 
 void audit_verifier_init(AuditVerifier *v, const uint8_t *key, FILE *out);
 
@@ -38,6 +53,14 @@ int audit_verifier_line(AuditVerifier *v, const char *line, size_t len, bool new
 /* The file ended: 1 when it does not end in keywardd's final seal. */
 int audit_verifier_end(AuditVerifier *v);
 
+/* After the last file: 1 when an anchor was set and the files did not hold its line (they
+ * end before it: cut back, or the newest file is missing; or begin after it). */
+int audit_verifier_finish(AuditVerifier *v);
+
 /* Check every file in order, stopping at the first break. 0 intact, 1 broken, or a negative
  * errno when a file cannot be read (logged). */
 int audit_verify_files(char *const *files, const uint8_t *key, FILE *out);
+int audit_verify_files_with(char *const *files, const AuditVerifyOptions *o, FILE *out);
+
+/* "SEQ:HEX" as --anchor takes it. -EINVAL when it is not that. */
+int audit_anchor_parse(const char *s, uint64_t *ret_seq, uint8_t ret_hash[static AUDIT_HASH_SIZE]);

@@ -26,7 +26,10 @@
 #include "parse.h"
 #include "rekey.h"
 #include "secret.h"
+#include <pthread.h>
+
 #include "audit-verify.h"
+#include "hexdecoct.h"
 #include "server-audit.h"
 #include "server-auth.h"
 #include "server-conn-limit.h"
@@ -683,31 +686,164 @@ static int audit_key_set(Server *s, KeyHolder *kh) {
         return 0;
 }
 
+/* The audit chain's anchor, kept in the store (store_audit_anchor_set()) under keywardd's
+ * host name: one connection of its own, used by whichever thread wrote a checkpoint. */
+typedef struct AuditAnchorSink {
+        pthread_mutex_t lock;
+        Store *store;
+        char *name;
+        uint64_t stored_seq; /* calls may come out of order: the anchor only moves forward */
+} AuditAnchorSink;
+
+static int audit_anchor_store(uint64_t seq, const uint8_t hash[32], void *userdata) {
+        AuditAnchorSink *k = userdata;
+        char hex[AUDIT_HASH_HEX + 1];
+        int r = 0;
+
+        hexencode(hash, AUDIT_HASH_SIZE, hex);
+        (void) pthread_mutex_lock(&k->lock);
+        if (seq > k->stored_seq) {
+                r = store_audit_anchor_set(k->store, k->name, seq, hex);
+                if (r >= 0)
+                        k->stored_seq = seq;
+        }
+        (void) pthread_mutex_unlock(&k->lock);
+        return r;
+}
+
+/* Anchor the audit chain in the store. A file whose chain is behind the stored anchor was cut
+ * back or replaced while keywardd was down: say so loudly (audit-verify --db will too). A sink
+ * that starts with no chain (a new file after a rotation while keywardd was down, the journal)
+ * continues from the anchor, the last checkpoint: after a clean stop, the last line. */
+static int audit_anchor_setup(Server *s, const char *db, AuditAnchorSink *k) {
+        char hash[STORE_AUDIT_HASH_HEX + 1], spelled[24 + STORE_AUDIT_HASH_HEX];
+        uint8_t head[AUDIT_HASH_SIZE], anchor[AUDIT_HASH_SIZE];
+        uint64_t seq = 0, head_seq;
+        int r;
+
+        r = store_open_existing(db, &k->store);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the store for the audit chain's anchor: %m");
+        k->name = strdup(s->hostname);
+        if (!k->name)
+                return log_oom();
+        audit_get_head(s->audit, &head_seq, head);
+        r = store_audit_anchor_get(k->store, k->name, &seq, hash);
+        if (r >= 0) {
+                (void) snprintf(spelled, sizeof(spelled), "%" PRIu64 ":%s", seq, hash);
+                r = audit_anchor_parse(spelled, &seq, anchor);
+        }
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "Failed to read the audit chain's anchor, ignoring: %m");
+        else if (r >= 0 && head_seq == 0) {
+                log_info(
+                        "The audit log starts empty: its chain continues from the store's anchor at seq %" PRIu64
+                        ".",
+                        seq);
+                audit_continue(s->audit, seq, anchor);
+                k->stored_seq = seq;
+        } else if (r >= 0 && seq > head_seq)
+                log_error(
+                        "The audit log ends at seq %" PRIu64 ", but the store's anchor says seq %" PRIu64
+                        " was written: the audit log was cut back or replaced while keywardd was not running.",
+                        head_seq,
+                        seq);
+        audit_set_anchor(s->audit, audit_anchor_store, k);
+        return 0;
+}
+
 typedef struct VerifyArgs {
         char *master_key;
+        char *db;
+        char *host;
+        char *anchor;
+        char *first_seq;
 } VerifyArgs;
 
 /* clang-format off */
 static const ConfigItem verify_items[] = {
         { "audit-verify", "master-key", config_parse_string, offsetof(VerifyArgs, master_key), "master key, to check the checkpoints too: FILE, credential:NAME or pkcs11: URI", "MK" },
+        { "audit-verify", "db",         config_parse_string, offsetof(VerifyArgs, db),         "store holding the chain's anchor: the files must hold its line (catches a file cut back or missing)", "DB" },
+        { "audit-verify", "host",       config_parse_string, offsetof(VerifyArgs, host),       "whose anchor to read from --db (default: this host's name, as keywardd serve names itself)", "NAME" },
+        { "audit-verify", "anchor",     config_parse_string, offsetof(VerifyArgs, anchor),     "the chain's anchor as keywardd logged it: the files must hold line SEQ with hash HASH", "SEQ:HASH" },
+        { "audit-verify", "first-seq",  config_parse_string, offsetof(VerifyArgs, first_seq),  "the seq the first file starts at (default 1: the chain's beginning), after older files were removed", "N" },
 };
 /* clang-format on */
+
+/* The anchor for audit-verify --db: -ENOENT (no anchor) is an error, the store was named. */
+static int verify_anchor_from_db(const VerifyArgs *a, AuditVerifyOptions *o) {
+        _cleanup_(store_freep) Store *store = NULL;
+        _cleanup_free_ char *shown = NULL;
+        char hash[STORE_AUDIT_HASH_HEX + 1], host[256], spelled[24 + STORE_AUDIT_HASH_HEX];
+        const char *name = a->host;
+        int r;
+
+        if (!name) {
+                if (gethostname(host, sizeof(host)) < 0)
+                        return log_error_errno(-errno, "Failed to get the host name: %m");
+                host[sizeof(host) - 1] = '\0';
+                name = host;
+        }
+        r = store_open_existing(a->db, &store);
+        if (r >= 0)
+                r = store_audit_anchor_get(store, name, &o->anchor_seq, hash);
+        if (r == -ENOENT)
+                return log_error_errno(
+                        r,
+                        "The store '%s' holds no audit anchor for '%s'.",
+                        store_url_display(a->db, &shown),
+                        name);
+        if (r < 0)
+                return log_error_errno(
+                        r,
+                        "Failed to read the audit anchor from '%s': %m",
+                        store_url_display(a->db, &shown));
+        (void) snprintf(spelled, sizeof(spelled), "%" PRIu64 ":%s", o->anchor_seq, hash);
+        if (audit_anchor_parse(spelled, &o->anchor_seq, o->anchor_hash) < 0)
+                return log_error_errno(-EBADMSG, "The store's audit anchor is not a hash.");
+        o->have_anchor = true;
+        return 0;
+}
 
 /* keywardd audit-verify [--master-key MK] FILE...: exit 0 intact, 1 broken, 2 usage. */
 static int verb_audit_verify(int argc, char **argv) {
         _cleanup_(cryptor_freep) Cryptor *cryptor = NULL;
         _cleanup_free_ char **files = NULL;
         uint8_t key[AUDIT_CHECKPOINT_KEY_SIZE];
+        AuditVerifyOptions o = {};
         VerifyArgs a = {};
         int r;
 
         r = config_parse_argv(argc, argv, verify_items, ELEMENTSOF(verify_items), &a, &files);
         if (r != 0)
                 goto finish;
-        if (!files || !files[0]) {
-                log_error("Usage: keywardd audit-verify [--master-key MK] FILE...");
+        if (!files || !files[0] || (a.db && a.anchor)) {
+                log_error(
+                        "Usage: keywardd audit-verify [--master-key MK] [--db DB [--host NAME] | --anchor SEQ:HASH] [--first-seq N] FILE...");
                 r = -EINVAL;
                 goto finish;
+        }
+        if (a.first_seq && (safe_atou64(a.first_seq, &o.first_seq) < 0 || o.first_seq == 0)) {
+                log_error("Invalid --first-seq '%s': expected a seq, 1 or more.", a.first_seq);
+                r = -EINVAL;
+                goto finish;
+        }
+        if (a.anchor) {
+                if (audit_anchor_parse(a.anchor, &o.anchor_seq, o.anchor_hash) < 0) {
+                        log_error(
+                                "Invalid --anchor '%s': expected SEQ:HASH (64 lowercase hex digits).",
+                                a.anchor);
+                        r = -EINVAL;
+                        goto finish;
+                }
+                o.have_anchor = true;
+        }
+        if (a.db) {
+                r = verify_anchor_from_db(&a, &o);
+                if (r < 0) {
+                        r = -EIO; /* not a usage error */
+                        goto finish;
+                }
         }
         if (a.master_key) {
                 r = master_key_load(a.master_key, &cryptor);
@@ -722,7 +858,8 @@ static int verb_audit_verify(int argc, char **argv) {
                         goto finish;
                 }
         }
-        r = audit_verify_files(files, a.master_key ? key : NULL, stdout);
+        o.key = a.master_key ? key : NULL;
+        r = audit_verify_files_with(files, &o, stdout);
         if (r > 0)
                 r = -EBADMSG; /* broken: exit 1 */
         else if (r == -EINVAL)
@@ -731,6 +868,10 @@ static int verb_audit_verify(int argc, char **argv) {
 finish:
         explicit_bzero(key, sizeof(key));
         free(a.master_key);
+        free(a.db);
+        free(a.host);
+        free(a.anchor);
+        free(a.first_seq);
         return r > 0 ? 0 : r;
 }
 
@@ -806,6 +947,8 @@ static int verb_serve(int argc, char **argv) {
         };
         Server s = {.config = &c};
         KeyHolder *keyholder = NULL;
+        AuditAnchorSink anchor = {.lock = PTHREAD_MUTEX_INITIALIZER};
+        struct stat st;
         char host[256];
         long ncpu;
         int r;
@@ -945,12 +1088,22 @@ static int verb_serve(int argc, char **argv) {
                 r = log_oom();
                 goto finish;
         }
+        /* stderr a regular file: keywardd's own log lines would land between the audit lines. */
+        if (streq(c.audit_log, "-") && fstat(STDERR_FILENO, &st) >= 0 && S_ISREG(st.st_mode)) {
+                log_error(
+                        "Refusing --audit-log - (the default when stderr is not the journal): stderr is a regular file, where keywardd's own log lines would be mixed into the audit lines. Give the audit file as --audit-log PATH, or send stderr to a pipe or the journal.");
+                r = -EINVAL;
+                goto finish;
+        }
         r = audit_open(c.audit_log, "keywardd", PACKAGE_VERSION, s.hostname, &s.audit);
         if (r < 0) {
                 log_error_errno(r, "Failed to open the audit log '%s': %m", strna(c.audit_log));
                 goto finish;
         }
         r = audit_key_set(&s, keyholder);
+        if (r < 0)
+                goto finish;
+        r = audit_anchor_setup(&s, c.db, &anchor);
         if (r < 0)
                 goto finish;
         if (c.audit_fail_open)
@@ -975,7 +1128,9 @@ finish:
         for (size_t i = 0; i < s.n_retired_ctx; i++)
                 SSL_CTX_free(s.retired_ctx[i]);
         X509_STORE_free(s.client_roots);
-        audit_free(s.audit);
+        audit_free(s.audit); /* its final checkpoint goes to the anchor: free the store after */
+        store_free(anchor.store);
+        free(anchor.name);
         metrics_free(s.metrics);
         return r;
 }
@@ -1074,7 +1229,7 @@ static void help(void) {
                "  keywardd serve --listen ADDR:PORT --tls-cert F --tls-key F --client-ca F --db DB --master-key MK\n"
                "                 [--audit-log PATH|-|journal] [--default-acl TYPE:ID:ACCESS]... [OPTIONS]\n"
                "  keywardd token --db DB --master-key MK --user NAME [--group G]... [--ttl 1h]\n"
-               "  keywardd audit-verify [--master-key MK] FILE...\n"
+               "  keywardd audit-verify [--master-key MK] [--db DB [--host NAME] | --anchor SEQ:HASH] [--first-seq N] FILE...\n"
                "  keywardd backup --db DB FILE\n"
                "  keywardd rekey --db DB --master-key OLD [--master-key OLD]... --new-master-key NEW\n"
                "  keywardd import-knox --db DB --master-key MK --knox-db URL --knox-master-key FILE\n"

@@ -55,11 +55,24 @@ struct Audit {
         /* Lines go out one writer at a time: the chain seals them in file order, and a failed write can
          * be cut back to where its lines began without cutting another thread's. */
         pthread_mutex_t file_lock;
-        AuditChain chain;             /* under file_lock: lines are sealed in the order they go out */
-        Buf sealed;                   /* under file_lock: the lines of the write at hand, sealed */
-        off_t end;                    /* where our next line lands, as far as we know (a hint) */
-        off_t reserved_end;           /* fallocate() made room up to here (a hint) */
-        bool no_fallocate;            /* the file system has no fallocate(): cutting back alone */
+        AuditChain chain;   /* under file_lock: lines are sealed in the order they go out */
+        Buf sealed;         /* under file_lock: the lines of the write at hand, sealed */
+        off_t end;          /* where our next line lands, as far as we know (a hint) */
+        off_t reserved_end; /* fallocate() made room up to here (a hint) */
+        bool no_fallocate;  /* the file system has no fallocate(): cutting back alone */
+        /* Syncs go one at a time, and a failed one fails every write it may have covered:
+         * the kernel reports a writeback error (errseq) to one fdatasync() of the fd only,
+         * so a second thread's sync right after it returns 0 for lines that are lost. */
+        pthread_mutex_t sync_lock;
+        atomic_uint_least64_t written_gen; /* writes (of lines) that reached the fd so far */
+        uint64_t synced_gen;               /* under sync_lock: writes up to here are on disk */
+        uint64_t lost_from, lost_to;       /* under sync_lock: writes in (from, to] met a failed sync */
+        int lost_error;                    /* under sync_lock: its negative errno */
+        AuditSyncHook sync_hook;           /* tests: stands in for fdatasync() */
+        AuditAnchorFunc anchor;            /* told of each checkpoint once it is on disk */
+        void *anchor_userdata;
+        uint64_t anchored_seq; /* under file_lock: the last checkpoint handed to anchor */
+        void *sync_hook_userdata;
         atomic_bool failing;          /* a write failed and was logged; log again only after a success */
         atomic_int last_error;        /* the failure's negative errno, while failing */
         pthread_mutex_t buffers_lock; /* the list, not the buffers' contents */
@@ -473,6 +486,7 @@ int audit_open(
         if (!a)
                 return -ENOMEM;
         a->fd = -EBADF;
+        a->sync_lock = (pthread_mutex_t) PTHREAD_MUTEX_INITIALIZER;
         audit_chain_init(&a->chain);
         a->serial = atomic_fetch_add(&audit_serial_last, 1) + 1;
         r = pthread_mutex_init(&a->buffers_lock, NULL);
@@ -702,12 +716,76 @@ static int sink_put(Audit *a, const AuditJournalFields *fields, const char *p, s
         return write_lines(a->fd, p, n, ret_kept);
 }
 
+static int fd_sync(Audit *a, int fd) {
+        if (a->sync_hook)
+                return a->sync_hook(fd, a->sync_hook_userdata);
+        return fdatasync(fd) < 0 ? negative_errno() : 0;
+}
+
+/* Sync the file for write number gen (written_gen after it). One sync at a time: a sync covers
+ * the writes that reached the fd before it began; a failed one fails every write that reached
+ * the fd before it returned (its writeback may have held their lines), whichever thread asks,
+ * and the kernel will not say so twice. Called with a->lock held (either way). */
+static int file_sync(Audit *a, uint64_t gen) {
+        uint64_t start;
+        int r;
+
+        (void) pthread_mutex_lock(&a->sync_lock);
+        if (gen > a->lost_from && gen <= a->lost_to)
+                r = a->lost_error;
+        else if (gen <= a->synced_gen)
+                r = 0; /* another thread's sync covered it: group commit */
+        else {
+                start = atomic_load(&a->written_gen);
+                r = fd_sync(a, a->fd);
+                if (r < 0) {
+                        /* A new run of failures starts where the disk was last known good. */
+                        if (a->lost_to == 0 || a->synced_gen > a->lost_to)
+                                a->lost_from = a->synced_gen;
+                        a->lost_to = atomic_load(&a->written_gen);
+                        a->lost_error = r;
+                } else
+                        a->synced_gen = start;
+        }
+        (void) pthread_mutex_unlock(&a->sync_lock);
+        return r;
+}
+
+/* Under file_lock, after lines went out: the checkpoint among them not yet anchored, if any. */
+static uint64_t anchor_claim(Audit *a, uint8_t ret_hash[static AUDIT_HASH_SIZE]) {
+        if (!a->anchor || a->chain.checkpoint_seq <= a->anchored_seq)
+                return 0;
+        a->anchored_seq = a->chain.checkpoint_seq;
+        memcpy(ret_hash, a->chain.checkpoint_head, AUDIT_HASH_SIZE);
+        return a->anchored_seq;
+}
+
+/* Hand a checkpoint that is on the sink to the anchor: a file is synced first, so that the
+ * anchor is never ahead of what a crash leaves in the file. */
+static void anchor_put(Audit *a, uint64_t gen, uint64_t seq, const uint8_t hash[static AUDIT_HASH_SIZE]) {
+        int r = 0;
+
+        if (seq == 0)
+                return;
+        if (a->regular)
+                r = file_sync(a, gen);
+        if (r >= 0)
+                r = a->anchor(seq, hash, a->anchor_userdata);
+        if (r < 0)
+                log_warning_errno(
+                        r,
+                        "Failed to record the audit chain's anchor at seq %" PRIu64 ", ignoring: %m",
+                        seq);
+}
+
 /* Whole lines p[0..n) to the sink, sealed into the hash chain in the order they go out. With
  * durable, a file is synced before returning (outside file_lock: a sync covers every line
  * written before it). Called with a->lock held shared. */
 static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, bool durable) {
         Buf *sealed = &a->sealed;
         AuditChain saved;
+        uint64_t gen = 0, anchor_seq = 0;
+        uint8_t anchor_hash[AUDIT_HASH_SIZE];
         size_t kept = 0;
         int r;
 
@@ -723,10 +801,16 @@ static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p,
                 r = sink_put(a, fields, sealed->data, sealed->len, &kept);
         if (r < 0)
                 audit_chain_rewind(&a->chain, &saved, sealed->data, kept);
+        if (kept > 0)
+                gen = atomic_fetch_add(&a->written_gen, 1) + 1;
+        if (r >= 0)
+                anchor_seq = anchor_claim(a, anchor_hash);
         (void) pthread_mutex_unlock(&a->file_lock);
 
-        if (r >= 0 && durable && a->regular && fdatasync(a->fd) < 0)
-                r = negative_errno();
+        if (r >= 0 && durable && a->regular)
+                r = file_sync(a, gen);
+        if (r >= 0)
+                anchor_put(a, gen, anchor_seq, anchor_hash);
         return r;
 }
 
@@ -735,6 +819,8 @@ static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p,
 static int sink_checkpoint(Audit *a, bool final) {
         _cleanup_buf_ Buf b = BUF_INIT;
         AuditChain saved;
+        uint64_t gen = 0, anchor_seq = 0;
+        uint8_t anchor_hash[AUDIT_HASH_SIZE];
         size_t kept = 0;
         int r;
 
@@ -745,10 +831,16 @@ static int sink_checkpoint(Audit *a, bool final) {
                 r = sink_put(a, NULL, b.data, b.len, &kept);
         if (r < 0)
                 audit_chain_rewind(&a->chain, &saved, b.data, kept);
+        if (kept > 0)
+                gen = atomic_fetch_add(&a->written_gen, 1) + 1;
+        if (r >= 0)
+                anchor_seq = anchor_claim(a, anchor_hash);
         (void) pthread_mutex_unlock(&a->file_lock);
 
-        if (r >= 0 && b.len > 0 && a->regular && fdatasync(a->fd) < 0)
-                r = negative_errno();
+        if (r >= 0 && b.len > 0 && a->regular)
+                r = file_sync(a, gen);
+        if (r >= 0)
+                anchor_put(a, gen, anchor_seq, anchor_hash);
         return r;
 }
 
@@ -854,6 +946,7 @@ Audit *audit_free(Audit *a) {
         (void) pthread_rwlock_destroy(&a->lock);
         (void) pthread_mutex_destroy(&a->buffers_lock);
         (void) pthread_mutex_destroy(&a->file_lock);
+        (void) pthread_mutex_destroy(&a->sync_lock);
         free(a->path);
         free(a->service);
         free(a->version);
@@ -876,7 +969,8 @@ int audit_flush(Audit *a) {
                 return 0; /* nothing was buffered: audit_write() wrote directly */
         if (b->lines.len == 0)
                 return 0;
-        return note_result(a, buffer_write(a, b, false));
+        /* While failing, the lines that end the failure must be on disk (see below). */
+        return note_result(a, buffer_write(a, b, audit_is_failing(a)));
 }
 
 int audit_reopen(Audit *a) {
@@ -949,6 +1043,11 @@ int audit_write_mode(Audit *a, const AuditRecord *rec, AuditMode mode) {
         assert_return(rec, -EINVAL);
         assert_return(mode >= 0 && mode < _AUDIT_MODE_MAX, -EINVAL);
 
+        /* While the sink fails, a line that goes out ends the failure only once it is on disk:
+         * after EIO, a write() into the page cache proves nothing (the sync would fail). */
+        if (mode == AUDIT_NOW && audit_is_failing(a))
+                mode = AUDIT_DURABLE;
+
         /* The journal takes each line at once, as its own entry. */
         b = a->target == AUDIT_TARGET_JOURNAL ? NULL : buffer_get(a);
         if (!b)
@@ -969,7 +1068,7 @@ int audit_write_mode(Audit *a, const AuditRecord *rec, AuditMode mode) {
 
         if (mode == AUDIT_BATCHED && b->lines.len < AUDIT_BUFFER_SIZE)
                 return 0;
-        return note_result(a, buffer_write(a, b, mode == AUDIT_DURABLE));
+        return note_result(a, buffer_write(a, b, mode == AUDIT_DURABLE || audit_is_failing(a)));
 }
 
 bool audit_is_failing(Audit *a) {
@@ -977,23 +1076,13 @@ bool audit_is_failing(Audit *a) {
 }
 
 int audit_probe(Audit *a) {
-        int r;
-
         assert_return(a, -EINVAL);
 
+        /* Room in the file (fallocate()) says nothing of EIO, a size limit or a sync that
+         * fails: only a line that goes out (and is synced, see audit_write_mode()) ends it. */
         if (!audit_is_failing(a))
                 return 0;
-        if (a->target == AUDIT_TARGET_JOURNAL || !a->regular)
-                return atomic_load_explicit(&a->last_error, memory_order_relaxed) ?: -EIO;
-
-        /* Room for a buffer's worth of lines means the file takes lines again. */
-        (void) pthread_rwlock_rdlock(&a->lock);
-        (void) pthread_mutex_lock(&a->file_lock);
-        a->reserved_end = 0;
-        r = file_reserve(a, a->fd, AUDIT_BUFFER_SIZE);
-        (void) pthread_mutex_unlock(&a->file_lock);
-        (void) pthread_rwlock_unlock(&a->lock);
-        return note_result(a, r);
+        return atomic_load_explicit(&a->last_error, memory_order_relaxed) ?: -EIO;
 }
 
 int audit_set_checkpoint_key(Audit *a, const uint8_t key[static AUDIT_CHECKPOINT_KEY_SIZE]) {
@@ -1012,5 +1101,36 @@ void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec) {
         (void) pthread_mutex_lock(&a->file_lock);
         a->chain.every_lines = lines;
         a->chain.every_usec = usec;
+        (void) pthread_mutex_unlock(&a->file_lock);
+}
+
+void audit_set_sync_hook(Audit *a, AuditSyncHook hook, void *userdata) {
+        (void) pthread_mutex_lock(&a->sync_lock);
+        a->sync_hook = hook;
+        a->sync_hook_userdata = userdata;
+        (void) pthread_mutex_unlock(&a->sync_lock);
+}
+
+void audit_set_anchor(Audit *a, AuditAnchorFunc f, void *userdata) {
+        (void) pthread_mutex_lock(&a->file_lock);
+        a->anchor = f;
+        a->anchor_userdata = userdata;
+        a->anchored_seq = a->chain.checkpoint_seq; /* only checkpoints from now on */
+        (void) pthread_mutex_unlock(&a->file_lock);
+}
+
+void audit_get_head(Audit *a, uint64_t *ret_seq, uint8_t ret_hash[32]) {
+        (void) pthread_mutex_lock(&a->file_lock);
+        *ret_seq = a->chain.seq;
+        memcpy(ret_hash, a->chain.head, AUDIT_HASH_SIZE);
+        (void) pthread_mutex_unlock(&a->file_lock);
+}
+
+void audit_continue(Audit *a, uint64_t seq, const uint8_t hash[32]) {
+        (void) pthread_mutex_lock(&a->file_lock);
+        if (a->chain.seq == 0) {
+                a->chain.seq = seq;
+                memcpy(a->chain.head, hash, AUDIT_HASH_SIZE);
+        }
         (void) pthread_mutex_unlock(&a->file_lock);
 }

@@ -37,6 +37,12 @@
 
 typedef struct Audit Audit;
 
+/* Told the seq and hash of each checkpoint line once it is on disk (see audit_set_anchor()). */
+typedef int (*AuditAnchorFunc)(uint64_t seq, const uint8_t hash[32], void *userdata);
+
+/* Tests: called instead of fdatasync(fd); 0 or a negative errno. */
+typedef int (*AuditSyncHook)(int fd, void *userdata);
+
 typedef enum AuditMode {
         AUDIT_BATCHED, /* into the calling thread's buffer, out at a flush */
         AUDIT_NOW,     /* written out (with the lines buffered before it) before returning */
@@ -110,10 +116,9 @@ int audit_set_checkpoint_key(Audit *a, const uint8_t key[static AUDIT_CHECKPOINT
 /* A checkpoint after this many lines or this long (checked as lines are written). */
 void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec);
 
-/* 0 when lines can be expected to go out: the sink is not failing, or (a regular file) room
- * for AUDIT_BUFFER_SIZE bytes of lines could be made now, which ends the failure. Else the
- * failure's negative errno: a journal, pipe or socket is known to take lines again only when
- * a line goes out (audit_write_mode() with AUDIT_NOW). */
+/* 0 when the sink is not failing, else the failure's negative errno. A probe never ends a
+ * failure: only a line that goes out does (while failing, every line that goes out to a
+ * regular file is synced first, so a line in the page cache after EIO does not count). */
 int audit_probe(Audit *a);
 
 /* Write out the calling thread's buffered lines for a, if any: one write() of whole lines
@@ -126,3 +131,22 @@ int audit_flush(Audit *a);
 /* The line itself, without the trailing newline, appended to out (for tests and for the
  * journal's MESSAGE=). The "id" is 20 fresh random alphanumerics for every line. */
 int audit_format(const Audit *a, const AuditRecord *r, Buf *out);
+
+/* Tests only: sync a regular file with hook instead of fdatasync() (NULL: fdatasync() again),
+ * to cause the writeback errors a real disk gives rarely. */
+void audit_set_sync_hook(Audit *a, AuditSyncHook hook, void *userdata);
+
+/* After each checkpoint line is written and synced, f is called with its seq and hash (from
+ * the thread that wrote it, outside the audit's locks; calls may overlap and come out of
+ * order, so f keeps the highest seq). keywardd stores them as the chain's anchor, outside the
+ * file (store_audit_anchor_set()), so that audit-verify --db catches a file cut back to an
+ * earlier checkpoint. A failure of f is logged, never the request's. */
+void audit_set_anchor(Audit *a, AuditAnchorFunc f, void *userdata);
+
+/* The chain's head: the seq of the last line that went out (0: none), and its hash. */
+void audit_get_head(Audit *a, uint64_t *ret_seq, uint8_t ret_hash[32]);
+
+/* A sink that has no chain yet (a new, empty file; the journal) continues the one that ended
+ * at line seq with that hash (the anchor keywardd stored), instead of starting at seq 1. Does
+ * nothing once a chain is there. */
+void audit_continue(Audit *a, uint64_t seq, const uint8_t hash[32]);

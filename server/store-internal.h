@@ -78,6 +78,9 @@ typedef struct StoreVTable {
          * leaving last_updated, hash, ACL and the change counter alone. Returns how many
          * were applied. */
         int (*reseal)(Store *s, StoreReseal *items, size_t n);
+        /* store.h's store_audit_anchor_*(); hash is STORE_AUDIT_HASH_HEX hex digits. */
+        int (*audit_anchor_set)(Store *s, const char *name, uint64_t seq, const char *hash);
+        int (*audit_anchor_get)(Store *s, const char *name, uint64_t *ret_seq, char *ret_hash);
 } StoreVTable;
 
 /* Each backend's object starts with this. */

@@ -584,3 +584,42 @@ int store_token_expire(Store *s, int64_t now) {
 
         return s->vtable->token_expire(s, now);
 }
+
+static bool audit_hash_valid(const char *h) {
+        if (!h || strlen(h) != STORE_AUDIT_HASH_HEX)
+                return false;
+        for (const char *p = h; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return false;
+        return true;
+}
+
+int store_audit_anchor_set(Store *s, const char *name, uint64_t seq, const char *hash) {
+        assert_return(s, -EINVAL);
+        assert_return(!isempty(name), -EINVAL);
+        assert_return(seq > 0 && seq <= INT64_MAX, -EINVAL);
+        assert_return(audit_hash_valid(hash), -EINVAL);
+
+        return s->vtable->audit_anchor_set(s, name, seq, hash);
+}
+
+int store_audit_anchor_get(
+        Store *s, const char *name, uint64_t *ret_seq, char ret_hash[STORE_AUDIT_HASH_HEX + 1]) {
+        char hash[STORE_AUDIT_HASH_HEX + 1] = {};
+        uint64_t seq = 0;
+        int r;
+
+        assert_return(s, -EINVAL);
+        assert_return(!isempty(name), -EINVAL);
+        assert_return(ret_seq, -EINVAL);
+        assert_return(ret_hash, -EINVAL);
+
+        r = s->vtable->audit_anchor_get(s, name, &seq, hash);
+        if (r < 0)
+                return r;
+        if (seq == 0 || !audit_hash_valid(hash))
+                return -EBADMSG;
+        *ret_seq = seq;
+        memcpy(ret_hash, hash, sizeof(hash));
+        return 0;
+}

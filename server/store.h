@@ -114,3 +114,12 @@ int store_token_revoke(Store *s, const uint8_t hash[TOKEN_HASH_SIZE]);          
 /* Drop tokens that expired before now_ns (revoked or not); returns how many. Token writes
  * do not bump the change counter. */
 int store_token_expire(Store *s, int64_t now_ns);
+
+/* The audit chain's anchor (keywardd(8), AUDIT LOG): the seq and hex SHA-256 of the last
+ * checkpoint line an audit log named name (keywardd's host name) took, kept apart from the
+ * audit file so that cutting the file back or replacing it shows. The table is made on the
+ * first set (no schema version of its own). get: -ENOENT when none was ever stored. */
+#define STORE_AUDIT_HASH_HEX 64
+int store_audit_anchor_set(Store *s, const char *name, uint64_t seq, const char *hash);
+int store_audit_anchor_get(
+        Store *s, const char *name, uint64_t *ret_seq, char ret_hash[STORE_AUDIT_HASH_HEX + 1]);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
@@ -152,6 +153,40 @@ int log_security(int level, const char *message_id, const char *fmt, ...) {
         va_end(ap);
 
         log_write(level, 0, NULL, 0, NULL, message_id, msg);
+        return 0;
+}
+
+int log_security_fields(
+        int level, const char *message_id, char *const *fields, size_t n_fields, const char *fmt, ...) {
+        char msg[2048], m[sizeof(msg) + 8], prio[16], ident[128], mid[64];
+        struct iovec iov[4 + LOG_FIELDS_MAX];
+        size_t n = 0;
+        va_list ap;
+
+        if (level > log_max_level)
+                return 0;
+
+        va_start(ap, fmt);
+        log_format(msg, sizeof(msg), 0, fmt, ap);
+        va_end(ap);
+
+        if (log_target != LOG_TARGET_JOURNAL) {
+                log_write(level, 0, NULL, 0, NULL, message_id, msg);
+                return 0;
+        }
+        (void) snprintf(m, sizeof(m), "MESSAGE=%s", msg);
+        (void) snprintf(prio, sizeof(prio), "PRIORITY=%i", level);
+        (void) snprintf(ident, sizeof(ident), "SYSLOG_IDENTIFIER=%s", strna(log_ident));
+        (void) snprintf(mid, sizeof(mid), "MESSAGE_ID=%s", strempty(message_id));
+        iov[n++] = (struct iovec){.iov_base = m, .iov_len = strlen(m)};
+        iov[n++] = (struct iovec){.iov_base = prio, .iov_len = strlen(prio)};
+        iov[n++] = (struct iovec){.iov_base = ident, .iov_len = strlen(ident)};
+        if (message_id)
+                iov[n++] = (struct iovec){.iov_base = mid, .iov_len = strlen(mid)};
+        for (size_t i = 0; i < n_fields && i < LOG_FIELDS_MAX; i++)
+                if (fields[i])
+                        iov[n++] = (struct iovec){.iov_base = fields[i], .iov_len = strlen(fields[i])};
+        (void) sd_journal_sendv(iov, (int) n);
         return 0;
 }
 

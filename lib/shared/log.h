@@ -34,6 +34,13 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 
 /* A security event for the journal, with a MESSAGE_ID= that tools can filter on. */
 int log_security(int level, const char *message_id, const char *fmt, ...) _printf_(3, 4);
+/* The same with fields of its own, each "NAME=value" (at most LOG_FIELDS_MAX): journal fields
+ * when logging to the journal (so journalctl NAME=value finds the event), left out on stderr,
+ * where the message alone goes. */
+#define LOG_FIELDS_MAX 12
+int log_security_fields(
+        int level, const char *message_id, char *const *fields, size_t n_fields, const char *fmt, ...)
+        _printf_(5, 6);
 
 #define log_full_errno(level, error, ...)                                                   \
         ({                                                                                  \

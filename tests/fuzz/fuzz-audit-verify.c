@@ -20,6 +20,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         audit_verifier_init(&v, key, out);
         audit_verifier_file(&v, "fuzz");
+        /* The first line also as --anchor's SEQ:HASH; when it parses, the file must hold it. */
+        {
+                const char *nl = memchr(p, '\n', (size_t) (end - p));
+                size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
+                char spelled[128];
+
+                if (len < sizeof(spelled)) {
+                        memcpy(spelled, p, len);
+                        spelled[len] = '\0';
+                        if (audit_anchor_parse(spelled, &v.anchor_seq, v.anchor_hash) == 0) {
+                                v.have_anchor = true;
+                                v.first_seq = 0; /* any start */
+                                p += len + (nl ? 1 : 0);
+                        }
+                }
+        }
         while (p < end) {
                 const char *nl = memchr(p, '\n', (size_t) (end - p));
                 size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
@@ -28,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         break;
                 p += len + (nl ? 1 : 0);
         }
-        if (p >= end)
-                (void) audit_verifier_end(&v);
+        if (p >= end && audit_verifier_end(&v) == 0)
+                (void) audit_verifier_finish(&v);
         /* A break is always reported as one. */
         if (p < end && !v.broken)
                 __builtin_trap();

@@ -129,4 +129,31 @@ check "a list's line goes out after its answer, with no more requests" wait_for 
 kwd_kill9
 check "and is there after kill -9" listed
 
+# --audit-log - with stderr a regular file would put keywardd's own log lines between the
+# audit lines: refused at start (exit 2) with a message that says why and what to do.
+DASH=("$KEYWARDD" serve --listen 127.0.0.1:0 --tls-cert "$T/pki/server.pem" --tls-key "$T/pki/server.key"
+        --client-ca "$T/pki/ca.pem" --db "$T/keyward.db" --master-key "$T/master.key"
+        --ready-file "$T/dash.ready" --workers 1 --hostname testhost --audit-log -)
+timeout 10 "${DASH[@]}" 2>"$T/dash.log"
+is "--audit-log - with stderr a regular file is refused (exit 2)" "$?" 2
+like "with a message that says why" "$(cat "$T/dash.log")" \
+        "stderr is a regular file, where keywardd's own log lines would be mixed into the audit lines"
+check "and nothing was audited into it" [ "$(grep -c '"payload"' "$T/dash.log")" = 0 ]
+# stderr a pipe: served, the audit lines go to it.
+rm -f "$T/dash.ready"
+mkfifo "$T/dash.fifo"
+cat "$T/dash.fifo" >"$T/dash-pipe.log" 2>/dev/null </dev/null &
+BG_PIDS+=($!)
+"${DASH[@]}" 2>"$T/dash.fifo" </dev/null >/dev/null &
+DASH_PID=$!
+BG_PIDS+=("$DASH_PID")
+wait_for 10 test -s "$T/dash.ready"
+KWD_URL="https://$(head -n1 "$T/dash.ready")"
+r=$(as_alice GET /v0/keys/readme/)
+expect "--audit-log - with stderr a pipe serves" "$r" 200 0
+kill -TERM "$DASH_PID"
+wait "$DASH_PID"
+dash_line() { grep -q '"path":"/v0/keys/readme/"' "$T/dash-pipe.log"; }
+check "and its audit lines go to the pipe" wait_for 10 dash_line
+
 done_testing

@@ -80,6 +80,28 @@ like "the journal also has a checkpoint entry, the final seal" \
 out=$("$KEYWARDD" audit-verify --master-key "$T/master.key" "$T/from-journal.log" 2>&1)
 is "audit-verify accepts the chain from the journal (exit 0)" "$?" 0
 diag "$out"
+# A second start goes on with the chain (from the store's anchor, the first run's final
+# checkpoint): the KEYWARD_AUDIT values of both runs verify as one chain. The export filters on
+# a field journald sets itself (_COMM here, _SYSTEMD_UNIT= under systemd), never on MESSAGE_ID
+# alone, which any local process can put into an entry of its own.
+kwd_start --audit-log journal
+r=$(as_alice GET /v0/keys/db:password/)
+expect "second run: read db:password" "$r" 200 0 ""
+kwd_stop
+two_finals() { [ "$(jq_entries MESSAGE="audit checkpoint (final)" | wc -l)" -ge 2 ]; }
+check "second run: its final checkpoint reached the journal" wait_for 10 two_finals
+jq_entries _COMM=keywardd MESSAGE_ID=d21b9a5ad5dda2a2f6962da3fe394945 >"$T/all2.json"
+python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+        print(json.loads(l)["KEYWARD_AUDIT"])' "$T/all2.json" >"$T/from-journal2.log"
+like "second run: its first line continues the first run's seq" \
+        "$(grep -c '"seq":1,' "$T/from-journal2.log")" '^1$'
+out=$("$KEYWARDD" audit-verify --master-key "$T/master.key" --db "$T/keyward.db" --host testhost \
+        "$T/from-journal2.log" 2>&1)
+is "audit-verify accepts both runs' entries as one chain, up to the anchor (exit 0)" "$?" 0
+diag "$out"
+
 if journalctl -D /run/log/journal --no-pager -o export 2>/dev/null | grep -a -q -e "$(b64 journal-secret)" -e journal-secret -e "$ALICE"; then
         not_ok "no key data or token in the journal"
 else

@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 #include "fileio.h"
 #include "hexdecoct.h"
 #include "json-util.h"
+#include "store.h"
 
 /* A record every test starts from: an authenticated GET of a key over TLS 1.3. */
 static AuditRecord base_record(void) {
@@ -1116,6 +1118,150 @@ static void test_short_write_cut_back(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* A probe never ends a failure: only a line that reaches the file does. Past RLIMIT_FSIZE,
+ * fallocate() still makes room (it does not look at the limit) while every write() fails, so
+ * a probe that trusted fallocate() would call the file healthy and the next request would be
+ * answered before its line failed. */
+static void test_probe_needs_a_line(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        struct rlimit old, lim;
+        char ua[32], msg[1024];
+        AuditRecord r;
+        size_t n;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        assert_int_equal(audit_probe(a), 0);
+
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_int_equal(signal(SIGXFSZ, SIG_IGN) == SIG_ERR, false);
+        lim = old;
+        lim.rlim_cur = 10000;
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        n = fill_until(a, path, -EFBIG);
+        assert_true(audit_is_failing(a));
+
+        /* The file still takes no line: the probe must say so, and keep the failure. */
+        assert_int_equal(audit_probe(a), -EFBIG);
+        assert_true(audit_is_failing(a));
+        r = long_record(ua, sizeof(ua), msg, sizeof(msg), 1000);
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_NOW), -EFBIG);
+        assert_true(audit_is_failing(a));
+
+        /* Room again, but no line has gone out yet: still failing, probe or not. */
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_int_equal(signal(SIGXFSZ, SIG_DFL) == SIG_ERR, false);
+        assert_int_equal(audit_probe(a), -EFBIG);
+        assert_true(audit_is_failing(a));
+
+        /* A line that reaches the file ends it. */
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_NOW), 0);
+        assert_false(audit_is_failing(a));
+        assert_int_equal(audit_probe(a), 0);
+        check_lines(path, n + 1);
+
+        a = audit_free(a);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+/* Two workers sync the same fd. The kernel reports a writeback error (errseq) to one
+ * fdatasync() of the file only: the next one returns 0 although the lines it was to cover may
+ * be gone. A real fault (dm-error, dm-flakey) is more than a unit test can set up, so the hook
+ * plays the kernel: the first sync fails after both lines reached the file, every later one
+ * succeeds. Both writes must fail, and the sink stays failing until a line is synced again. */
+typedef struct SyncFault {
+        const char *path;
+        atomic_int calls;
+        atomic_bool entered;
+} SyncFault;
+
+static size_t count_newlines(const char *path) {
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0, n = 0;
+
+        if (read_full_file(path, 64 * 1024 * 1024, &data, &size) < 0)
+                return 0;
+        for (size_t i = 0; i < size; i++)
+                n += data[i] == '\n';
+        return n;
+}
+
+static int sync_fault_hook(int fd, void *userdata) {
+        SyncFault *f = userdata;
+
+        if (atomic_fetch_add(&f->calls, 1) > 0)
+                return fdatasync(fd) < 0 ? -errno : 0; /* errseq: reported once, then 0 */
+        atomic_store(&f->entered, true);
+        /* The other worker's line reaches the page cache while this writeback fails. */
+        for (int i = 0; i < 10000 && count_newlines(f->path) < 2; i++)
+                (void) usleep(1000);
+        return -EIO;
+}
+
+typedef struct DurableWriter {
+        Audit *a;
+        SyncFault *fault;
+        bool wait_for_sync;
+        int result;
+} DurableWriter;
+
+static void *durable_writer(void *userdata) {
+        DurableWriter *w = userdata;
+        AuditRecord r = base_record();
+
+        for (int i = 0; w->wait_for_sync && !atomic_load(&w->fault->entered) && i < 10000; i++)
+                (void) usleep(1000);
+        r.method = "POST";
+        r.path = "/v0/keys/";
+        r.route = "postkeys";
+        w->result = audit_write_mode(w->a, &r, AUDIT_DURABLE);
+        return NULL;
+}
+
+static void test_sync_failure_sticky(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(audit_freep) Audit *a = NULL;
+        SyncFault fault = {};
+        DurableWriter w1 = {}, w2 = {};
+        pthread_t t1, t2;
+        AuditRecord r = base_record();
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&path, "%s/audit.log", dir) > 0);
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        fault.path = path;
+        audit_set_sync_hook(a, sync_fault_hook, &fault);
+
+        w1 = (DurableWriter){.a = a, .fault = &fault};
+        w2 = (DurableWriter){.a = a, .fault = &fault, .wait_for_sync = true};
+        assert_int_equal(pthread_create(&t1, NULL, durable_writer, &w1), 0);
+        assert_int_equal(pthread_create(&t2, NULL, durable_writer, &w2), 0);
+        assert_int_equal(pthread_join(t1, NULL), 0);
+        assert_int_equal(pthread_join(t2, NULL), 0);
+        assert_true(atomic_load(&fault.entered));
+        assert_int_equal(count_newlines(path), 2);
+        /* Neither write may be acknowledged: the failed sync may have covered both lines. */
+        assert_int_equal(w1.result, -EIO);
+        assert_int_equal(w2.result, -EIO);
+        assert_true(audit_is_failing(a));
+        assert_int_equal(audit_probe(a), -EIO);
+
+        /* A line that is written and synced ends the failure; later durable lines are fine. */
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_NOW), 0);
+        assert_false(audit_is_failing(a));
+        assert_int_equal(audit_write_mode(a, &r, AUDIT_DURABLE), 0);
+        assert_true(atomic_load(&fault.calls) >= 2);
+
+        a = audit_free(a);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 /* A full file system (a small tmpfs, as root in a mount namespace of our own): lines are
  * refused whole, the file never holds part of one, and lines go out again once there is
  * room, with no reopen. */
@@ -1320,10 +1466,29 @@ static void test_chain(void **state) {
         assert_non_null(strstr(out, "HMAC does not verify"));
         out = mfree(out);
 
-        /* Files out of order, or one missing in between. */
+        /* Files out of order, or one missing in between: the first does not start the chain,
+         * and told where it starts, the next does not continue it. */
         assert_int_equal(verify(test_key, &out, f2, f1), 1);
-        assert_non_null(strstr(out, "does not continue"));
+        assert_non_null(strstr(out, "the lines before it are missing"));
         out = mfree(out);
+        {
+                AuditVerifyOptions o = {.key = test_key};
+                json_object *j = parse_line(l2.l[0]);
+                json_object *v = NULL;
+                char *files[] = {f2, f1, NULL};
+                size_t size = 0;
+                FILE *f;
+
+                assert_true(json_object_object_get_ex(j, "seq", &v));
+                o.first_seq = (uint64_t) json_object_get_int64(v);
+                json_object_put(j);
+                f = open_memstream(&out, &size);
+                assert_non_null(f);
+                assert_int_equal(audit_verify_files_with(files, &o, f), 1);
+                assert_int_equal(fclose(f), 0);
+                assert_non_null(strstr(out, "does not continue"));
+                out = mfree(out);
+        }
 
         /* Each kind of tampering with the first file, found at the line it breaks. */
         {
@@ -1451,6 +1616,213 @@ static void test_chain(void **state) {
 }
 
 /* A write that fails part way puts the chain back: the next line follows the last one kept. */
+/* The anchor: the seq and hash of the last checkpoint, kept outside the file (keywardd keeps
+ * it in the store). A file cut back to an earlier final checkpoint, or a newest file that is
+ * missing, passes the chain and the checkpoints, and only the anchor catches it. */
+typedef struct AnchorRecord {
+        uint64_t seq;
+        uint8_t hash[AUDIT_HASH_SIZE];
+        unsigned calls;
+} AnchorRecord;
+
+static int anchor_record(uint64_t seq, const uint8_t hash[32], void *userdata) {
+        AnchorRecord *k = userdata;
+
+        k->calls++;
+        if (seq > k->seq) {
+                k->seq = seq;
+                memcpy(k->hash, hash, AUDIT_HASH_SIZE);
+        }
+        return 0;
+}
+
+static int verify_opts(const AuditVerifyOptions *o, char **ret_out, const char *f1, const char *f2) {
+        char *files[] = {(char *) f1, (char *) f2, NULL};
+        size_t size = 0;
+        FILE *out;
+        int r;
+
+        *ret_out = NULL;
+        out = open_memstream(ret_out, &size);
+        assert_non_null(out);
+        r = audit_verify_files_with(files, o, out);
+        assert_int_equal(fclose(out), 0);
+        return r;
+}
+
+/* Write n lines to path (a keywardd run: open, lines, stop), anchoring into k. */
+static void anchored_run(const char *path, AnchorRecord *k, int n, const char *rotate_to) {
+        _cleanup_(audit_freep) Audit *a = NULL;
+        AuditRecord r = base_record();
+
+        assert_int_equal(audit_open(path, "keywardd", "1.0", "h1", &a), 0);
+        assert_int_equal(audit_set_checkpoint_key(a, test_key), 0);
+        audit_set_checkpoint_interval(a, 3, UINT64_MAX);
+        audit_set_anchor(a, anchor_record, k);
+        for (int i = 0; i < n; i++)
+                assert_int_equal(audit_write(a, &r), 0);
+        if (rotate_to) {
+                assert_int_equal(audit_flush(a), 0);
+                assert_int_equal(rename(path, rotate_to), 0);
+                assert_int_equal(audit_reopen(a), 0);
+                for (int i = 0; i < n; i++)
+                        assert_int_equal(audit_write(a, &r), 0);
+        }
+        a = audit_free(a);
+}
+
+static void test_anchor(void **state) {
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *f1 = NULL, *f2 = NULL, *t = NULL, *out = NULL;
+        AnchorRecord k = {};
+        AuditVerifyOptions o = {.key = test_key};
+        Lines l = {};
+        size_t first_final = SIZE_MAX;
+        uint64_t seq;
+        uint8_t h[AUDIT_HASH_SIZE];
+        char hex[AUDIT_HASH_HEX + 1], spelled[128];
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&f1, "%s/audit.log.1", dir) > 0);
+        assert_true(asprintf(&f2, "%s/audit.log", dir) > 0);
+        assert_true(asprintf(&t, "%s/tampered", dir) > 0);
+
+        /* A run that rotates (f1, then f2), a restart that goes on in f2. */
+        anchored_run(f2, &k, 5, f1);
+        anchored_run(f2, &k, 4, NULL);
+        assert_true(k.calls >= 4);
+        lines_read(f2, &l);
+        /* The anchor is the file's last line, its final checkpoint. */
+        audit_line_hash(l.l[l.n - 1], strlen(l.l[l.n - 1]), h);
+        assert_memory_equal(h, k.hash, sizeof(h));
+        for (size_t i = 0; i < l.n && first_final == SIZE_MAX; i++)
+                if (strstr(l.l[i], "\"final\":true"))
+                        first_final = i;
+        assert_true(first_final < l.n - 1);
+
+        o.have_anchor = true;
+        o.anchor_seq = k.seq;
+        memcpy(o.anchor_hash, k.hash, sizeof(h));
+        assert_int_equal(verify_opts(&o, &out, f1, f2), 0);
+        assert_non_null(strstr(out, "anchor at seq"));
+        out = mfree(out);
+
+        /* Cut back to the first run's final checkpoint: the chain and the checkpoints are
+         * fine, the anchor is not. */
+        {
+                Lines cut = l;
+
+                cut.n = first_final + 1;
+                lines_write(&cut, t, false);
+        }
+        assert_int_equal(verify(test_key, &out, f1, t), 0);
+        out = mfree(out);
+        assert_int_equal(verify_opts(&o, &out, f1, t), 1);
+        assert_non_null(strstr(out, "lines were cut from the end"));
+        out = mfree(out);
+
+        /* The newest file missing. */
+        assert_int_equal(verify(test_key, &out, f1, NULL), 0);
+        out = mfree(out);
+        assert_int_equal(verify_opts(&o, &out, f1, NULL), 1);
+        assert_non_null(strstr(out, "newest files are missing"));
+        out = mfree(out);
+
+        /* An anchor that names another line at that seq (another log's, or a rewrite). */
+        o.anchor_hash[0] ^= 1;
+        assert_int_equal(verify_opts(&o, &out, f1, f2), 1);
+        assert_non_null(strstr(out, "not the line the anchor recorded"));
+        out = mfree(out);
+        o.anchor_hash[0] ^= 1;
+
+        /* A first file that does not start the chain is broken, unless told where it starts. */
+        assert_int_equal(verify(test_key, &out, f2, NULL), 1);
+        assert_non_null(strstr(out, "the lines before it are missing"));
+        out = mfree(out);
+        {
+                json_object *j = parse_line(l.l[0]);
+                json_object *v = NULL;
+
+                assert_true(json_object_object_get_ex(j, "seq", &v));
+                o.first_seq = (uint64_t) json_object_get_int64(v);
+                json_object_put(j);
+        }
+        assert_true(o.first_seq > 1);
+        assert_int_equal(verify_opts(&o, &out, f2, NULL), 0);
+        out = mfree(out);
+        o.first_seq++;
+        assert_int_equal(verify_opts(&o, &out, f2, NULL), 1);
+        out = mfree(out);
+
+        /* --anchor's spelling. */
+        hexencode(k.hash, sizeof(k.hash), hex);
+        (void) snprintf(spelled, sizeof(spelled), "%" PRIu64 ":%s", k.seq, hex);
+        assert_int_equal(audit_anchor_parse(spelled, &seq, h), 0);
+        assert_int_equal(seq, k.seq);
+        assert_memory_equal(h, k.hash, sizeof(h));
+        assert_int_equal(audit_anchor_parse("0:00", &seq, h), -EINVAL);
+        assert_int_equal(audit_anchor_parse(hex, &seq, h), -EINVAL);
+        assert_int_equal(audit_anchor_parse(":x", &seq, h), -EINVAL);
+        (void) snprintf(spelled, sizeof(spelled), "12:%.63s", hex);
+        assert_int_equal(audit_anchor_parse(spelled, &seq, h), -EINVAL);
+
+        lines_done(&l);
+        assert_int_equal(unlink(f1), 0);
+        assert_int_equal(unlink(f2), 0);
+        assert_int_equal(unlink(t), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+/* The anchor in the store (keywardd keeps it there): absent until stored, one row per name,
+ * replaced by the next store, kept across reopening, and checked on the way in. */
+static void test_store_anchor(void **state) {
+        static const char h1[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        static const char h2[] = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+        static const char upper[] = "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef";
+        char dir[] = "/tmp/test-server-audit-XXXXXX";
+        _cleanup_free_ char *db = NULL;
+        char got[STORE_AUDIT_HASH_HEX + 1];
+        uint64_t seq = 0;
+        Store *s = NULL;
+
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&db, "%s/keyward.db", dir) > 0);
+        assert_int_equal(store_open(db, &s), 0);
+        assert_int_equal(store_init(s), 0);
+        assert_int_equal(store_audit_anchor_get(s, "h1", &seq, got), -ENOENT);
+        assert_int_equal(store_audit_anchor_set(s, "h1", 7, h1), 0);
+        assert_int_equal(store_audit_anchor_get(s, "h2", &seq, got), -ENOENT);
+        assert_int_equal(store_audit_anchor_get(s, "h1", &seq, got), 0);
+        assert_int_equal(seq, 7);
+        assert_string_equal(got, h1);
+        assert_int_equal(store_audit_anchor_set(s, "h2", 3, h2), 0);
+        assert_int_equal(store_audit_anchor_set(s, "h1", 1007, h2), 0);
+        assert_int_equal(store_audit_anchor_set(s, "h1", 8, "0123"), -EINVAL);
+        assert_int_equal(store_audit_anchor_set(s, "h1", 8, upper), -EINVAL);
+        assert_int_equal(store_audit_anchor_set(s, "h1", 0, h1), -EINVAL);
+        assert_int_equal(store_audit_anchor_set(s, "", 8, h1), -EINVAL);
+        s = store_free(s);
+
+        assert_int_equal(store_open_existing(db, &s), 0);
+        assert_int_equal(store_audit_anchor_get(s, "h1", &seq, got), 0);
+        assert_int_equal(seq, 1007);
+        assert_string_equal(got, h2);
+        assert_int_equal(store_audit_anchor_get(s, "h2", &seq, got), 0);
+        assert_int_equal(seq, 3);
+        s = store_free(s);
+
+        /* SQLite's WAL files go with the store. */
+        for (const char *suffix = ""; suffix; suffix = streq(suffix, "") ? "-wal" :
+                     streq(suffix, "-wal")                               ? "-shm" :
+                                                                           NULL) {
+                _cleanup_free_ char *f = NULL;
+
+                assert_true(asprintf(&f, "%s%s", db, suffix) > 0);
+                (void) unlink(f);
+        }
+        assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_chain_after_failure(void **state) {
         char dir[] = "/tmp/test-server-audit-XXXXXX";
         _cleanup_free_ char *path = NULL, *out = NULL;
@@ -1508,10 +1880,14 @@ int main(void) {
                 cmocka_unit_test(test_stderr_socket),
                 cmocka_unit_test(test_write_error),
                 cmocka_unit_test(test_short_write_cut_back),
+                cmocka_unit_test(test_probe_needs_a_line),
+                cmocka_unit_test(test_sync_failure_sticky),
                 cmocka_unit_test(test_enospc_never_torn),
                 cmocka_unit_test(test_open_cuts_fragment),
                 cmocka_unit_test(test_chain),
                 cmocka_unit_test(test_chain_after_failure),
+                cmocka_unit_test(test_anchor),
+                cmocka_unit_test(test_store_anchor),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
