@@ -88,6 +88,9 @@ int verb_expiring(int argc, char **argv) {
                     json_get_uint64(json_get_field(e, "version"), &version) < 0 ||
                     json_get_int64(json_get_field(e, "not_after"), &not_after) < 0)
                         return fail("Invalid answer: an entry without id, version or not_after");
+                /* Printed as they come: a key id only, and a date within years 0 to 9999. */
+                if (!key_id_is_valid(id) || not_after < -62167219200 || not_after > 253402300799)
+                        return fail("Invalid answer: an entry with a malformed id or not_after");
                 print_entry(id, version, not_after, (int64_t) time(NULL));
         }
         return EXIT_OK;
