@@ -42,5 +42,6 @@ bool keyholder_failed(KeyHolder *kh);
  * key holder then exits); the cryptor's errors otherwise. */
 #define KEYHOLDER_OP_OPEN 1
 #define KEYHOLDER_OP_SEAL 2
+#define KEYHOLDER_OP_DATA_KEY 3
 #define KEYHOLDER_MESSAGE_MAX (64U * 1024 * 1024)
 int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, Secret **ret);
