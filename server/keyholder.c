@@ -58,11 +58,9 @@ typedef struct Ready {
         uint8_t audit_key[AUDIT_CHECKPOINT_KEY_SIZE];
 } Ready;
 
-/* A stalled key holder must not hold a request for ever. */
-#define KEYHOLDER_TIMEOUT_SEC 10
-
 struct KeyHolder {
         pid_t pid;
+        int pidfd; /* to kill it safely even after the watcher reaped it */
         int fd;
         pthread_mutex_t lock; /* one exchange at a time on fd */
         bool broken;          /* an exchange failed half-way: fd is out of step */
@@ -599,6 +597,7 @@ int keyholder_start(const char *spec, char *const *old_specs, KeyHolder **ret) {
         if (!kh)
                 return log_oom();
         kh->fd = -EBADF;
+        kh->pidfd = -EBADF;
         kh->pid = -1;
         pthread_mutex_init(&kh->lock, NULL);
 
@@ -617,6 +616,7 @@ int keyholder_start(const char *spec, char *const *old_specs, KeyHolder **ret) {
         }
         (void) close(sv[1]);
         kh->fd = sv[0];
+        kh->pidfd = (int) syscall(SYS_pidfd_open, kh->pid, 0); /* -1: kill by pid, unreaped */
 
         r = read_full(kh->fd, &ready, sizeof(ready));
         if (r >= 0 && ready.status < 0)
@@ -661,6 +661,10 @@ KeyHolder *keyholder_free(KeyHolder *kh) {
         atomic_store(&kh->stopping, true);
         if (kh->fd >= 0)
                 (void) close(kh->fd); /* the key holder reads EOF and exits */
+        /* Unless it was lost: stalled (or stopped), it reads nothing and would be waited for
+         * for ever. */
+        if (atomic_load(&kh->failed) && kh->pidfd >= 0)
+                (void) syscall(SYS_pidfd_send_signal, kh->pidfd, SIGKILL, NULL, 0);
         if (kh->watching)
                 (void) pthread_join(kh->watcher, NULL);
         else if (kh->pid > 0) {
@@ -668,6 +672,8 @@ KeyHolder *keyholder_free(KeyHolder *kh) {
                 while (waitpid(kh->pid, NULL, 0) < 0 && errno == EINTR)
                         ;
         }
+        if (kh->pidfd >= 0)
+                (void) close(kh->pidfd);
         cryptor_free(kh->cryptor);
         secret_free(kh->audit_key);
         pthread_mutex_destroy(&kh->lock);

@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # keywardd's key holder: the master key is in the memory of the key holder process and in no
 # readable mapping of the serving process; the key holder is non-dumpable, under seccomp,
-# without capabilities or other file descriptors; its death stops keywardd with a clear line
-# and exit status 1; a SIGTERM to both (systemd's stop) is a clean stop; a key it cannot load
-# stops keywardd before it serves.
+# without capabilities or other file descriptors; its death or 10 s of silence stops keywardd
+# with a clear line and exit status 1; a SIGTERM to both (systemd's stop) is a clean stop; a
+# key it cannot load stops keywardd before it serves.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -70,6 +70,22 @@ rc=$?
 KWD_PID=
 is "keywardd exits 1 when its key holder dies" "$rc" 1
 like "and says why" "$(cat "$T/keywardd.log")" "The key holder \(pid $kh\) was killed by signal 9; keywardd stops"
+
+# The key holder stalled (SIGSTOP): after KEYHOLDER_TIMEOUT_SEC (10 s) of silence the request
+# that waits for it fails and keywardd stops with a clear line and exit 1 (systemd restarts it);
+# nothing waits for ever. A new key id needs a round trip (its data key).
+kwd_start
+kh=$(ps -o pid= --ppid "$KWD_PID" | tr -d ' ')
+kill -STOP "$kh"
+r=$(req none "0u$ADMIN" POST /v0/keys/ --max-time "$(scaled 60)" -d id=kh_stalled \
+        --data-urlencode "data=$(printf 'x' | base64 -w0)")
+expect "a write waiting for a stalled key holder fails" "$r" 500 1
+kwd_wait_exit "$KWD_PID" "$(scaled 30)"
+rc=$?
+KWD_PID=
+kill -KILL "$kh" 2>/dev/null
+is "keywardd exits 1 when its key holder stops answering" "$rc" 1
+like "and says why" "$(cat "$T/keywardd.log")" "The key holder \(pid $kh\) stopped answering; keywardd stops"
 
 # A stop as systemd does it, SIGTERM to every process of the unit: a clean stop, exit 0.
 kwd_start
