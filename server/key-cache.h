@@ -21,8 +21,8 @@ KeyCache *key_cache_free(KeyCache *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(KeyCache *, key_cache_free);
 
 /* The cached record of id read in this generation, or NULL. The key stays owned by the
- * cache; the caller may open its versions but must close them (key_cache_close) before
- * returning to the event loop. */
+ * cache; a GET opens copies of its versions into Secrets of its own (server-api.c), never the
+ * cached versions, so the record holds sealed data only; key_cache_close() stays as a guard. */
 Key *key_cache_get(KeyCache *c, const char *id, uint64_t generation, int64_t *ret_version);
 
 /* Take ownership of a record read in this generation. */

@@ -45,6 +45,11 @@ typedef struct SealRequest {
         uint32_t key_id_len, data_len;
 } SealRequest;
 
+/* DATA_KEY: the master key's id, then the Knox key id (the rest). Answer: the data key. */
+typedef struct DataKeyRequest {
+        uint8_t master_id[CRYPTOR_KEY_ID_SIZE];
+} DataKeyRequest;
+
 /* The first message from the key holder: status, then on success the current key's id and
  * the audit checkpoint key. */
 typedef struct Ready {
@@ -53,11 +58,9 @@ typedef struct Ready {
         uint8_t audit_key[AUDIT_CHECKPOINT_KEY_SIZE];
 } Ready;
 
-/* A stalled key holder must not hold a request for ever. */
-#define KEYHOLDER_TIMEOUT_SEC 10
-
 struct KeyHolder {
         pid_t pid;
+        int pidfd; /* to kill it safely even after the watcher reaped it */
         int fd;
         pthread_mutex_t lock; /* one exchange at a time on fd */
         bool broken;          /* an exchange failed half-way: fd is out of step */
@@ -180,6 +183,22 @@ int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, 
                 }
                 key_version_done(&v);
                 return r;
+        }
+
+        if (op == KEYHOLDER_OP_DATA_KEY) {
+                DataKeyRequest q;
+
+                if (n < sizeof(q))
+                        return -EPROTO;
+                memcpy(&q, p, sizeof(q));
+                p += sizeof(q);
+                n -= sizeof(q);
+                key_id = strndup((const char *) p, n);
+                if (!key_id)
+                        return -ENOMEM;
+                if (strlen(key_id) != n)
+                        return -EPROTO;
+                return cryptor_data_key(c, q.master_id, key_id, ret);
         }
 
         return -EPROTO;
@@ -503,6 +522,51 @@ static int remote_seal(
         return 0;
 }
 
+static int remote_data_key(
+        void *userdata, const uint8_t master_id[CRYPTOR_KEY_ID_SIZE], const char *key_id, Secret **ret) {
+        KeyHolder *kh = userdata;
+        DataKeyRequest q = {};
+        MsgHeader h = {.op_or_status = KEYHOLDER_OP_DATA_KEY};
+        struct iovec iov[3];
+        Secret *s = NULL;
+        size_t n = strlen(key_id);
+        int r;
+
+        if (sizeof(q) + n > KEYHOLDER_MESSAGE_MAX)
+                return -E2BIG;
+        memcpy(q.master_id, master_id, CRYPTOR_KEY_ID_SIZE);
+        h.len = (uint32_t) (sizeof(q) + n);
+        iov[0] = (struct iovec){&h, sizeof(h)};
+        iov[1] = (struct iovec){&q, sizeof(q)};
+        iov[2] = (struct iovec){(void *) key_id, n};
+
+        pthread_mutex_lock(&kh->lock);
+        r = exchange_begin(kh, iov, 3, &h);
+        if (r >= 0 && h.op_or_status < 0)
+                r = h.op_or_status;
+        else if (r >= 0 && h.len != CRYPTOR_DATA_KEY_SIZE) {
+                kh->broken = true;
+                keyholder_lost(kh, "answered nonsense");
+                r = -EIO;
+        } else if (r >= 0) {
+                /* Straight into locked memory, as a version's plaintext. */
+                s = secret_new(CRYPTOR_DATA_KEY_SIZE);
+                r = exchange_payload(kh, s ? s->data : NULL, s ? h.len : 0);
+                if (!s) {
+                        kh->broken = true; /* the payload was not read */
+                        keyholder_lost(kh, "could not be answered (out of memory)");
+                        r = -ENOMEM;
+                }
+        }
+        pthread_mutex_unlock(&kh->lock);
+        if (r < 0) {
+                secret_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
 /* Waits for the key holder to exit: before keyholder_free() asked it to, that is a failure. */
 static void *watch(void *userdata) {
         KeyHolder *kh = userdata;
@@ -533,6 +597,7 @@ int keyholder_start(const char *spec, char *const *old_specs, KeyHolder **ret) {
         if (!kh)
                 return log_oom();
         kh->fd = -EBADF;
+        kh->pidfd = -EBADF;
         kh->pid = -1;
         pthread_mutex_init(&kh->lock, NULL);
 
@@ -551,6 +616,7 @@ int keyholder_start(const char *spec, char *const *old_specs, KeyHolder **ret) {
         }
         (void) close(sv[1]);
         kh->fd = sv[0];
+        kh->pidfd = (int) syscall(SYS_pidfd_open, kh->pid, 0); /* -1: kill by pid, unreaped */
 
         r = read_full(kh->fd, &ready, sizeof(ready));
         if (r >= 0 && ready.status < 0)
@@ -569,7 +635,8 @@ int keyholder_start(const char *spec, char *const *old_specs, KeyHolder **ret) {
             setsockopt(kh->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
                 return log_error_errno(errno, "Failed to set the key holder's socket timeouts: %m");
 
-        kh->remote = (CryptorRemote){.open = remote_open, .seal = remote_seal, .userdata = kh};
+        kh->remote = (CryptorRemote){
+                .open = remote_open, .seal = remote_seal, .data_key = remote_data_key, .userdata = kh};
         r = cryptor_new_remote(&kh->remote, ready.id, &kh->cryptor);
         if (r < 0)
                 return log_oom();
@@ -594,6 +661,10 @@ KeyHolder *keyholder_free(KeyHolder *kh) {
         atomic_store(&kh->stopping, true);
         if (kh->fd >= 0)
                 (void) close(kh->fd); /* the key holder reads EOF and exits */
+        /* Unless it was lost: stalled (or stopped), it reads nothing and would be waited for
+         * for ever. */
+        if (atomic_load(&kh->failed) && kh->pidfd >= 0)
+                (void) syscall(SYS_pidfd_send_signal, kh->pidfd, SIGKILL, NULL, 0);
         if (kh->watching)
                 (void) pthread_join(kh->watcher, NULL);
         else if (kh->pid > 0) {
@@ -601,6 +672,8 @@ KeyHolder *keyholder_free(KeyHolder *kh) {
                 while (waitpid(kh->pid, NULL, 0) < 0 && errno == EINTR)
                         ;
         }
+        if (kh->pidfd >= 0)
+                (void) close(kh->pidfd);
         cryptor_free(kh->cryptor);
         secret_free(kh->audit_key);
         pthread_mutex_destroy(&kh->lock);

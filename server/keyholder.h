@@ -42,5 +42,14 @@ bool keyholder_failed(KeyHolder *kh);
  * key holder then exits); the cryptor's errors otherwise. */
 #define KEYHOLDER_OP_OPEN 1
 #define KEYHOLDER_OP_SEAL 2
+#define KEYHOLDER_OP_DATA_KEY 3
 #define KEYHOLDER_MESSAGE_MAX (64U * 1024 * 1024)
+
+/* How long keywardd waits for the key holder to take a request or answer it (SO_SNDTIMEO and
+ * SO_RCVTIMEO) before it declares it lost and stops. An answer takes microseconds (an HKDF, or
+ * one AES-GCM open: about 50 ms for the largest message), and a request waits behind one
+ * request of each other worker at most (64 workers at most), so 10 s of silence means a stalled process,
+ * never a slow one; and it is well under the 30 s or more that clients and load balancers give a request, so
+ * they see an error and systemd restarts keywardd before they give up on it. */
+#define KEYHOLDER_TIMEOUT_SEC 10
 int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, Secret **ret);

@@ -566,8 +566,24 @@ static int parse_status_param(const char *s, VersionStatus *ret, const char **re
         return 0;
 }
 
+/* A key's versions as one GET answers them: shallow copies of the record's versions (the
+ * record may be the worker's cache's, which never holds plaintext), each opened into a
+ * Secret of this request's own, wiped once the answer is built. */
+typedef struct OpenedKey {
+        Key view; /* the record's fields, with versions pointing at the copies */
+        KeyVersion *versions;
+} OpenedKey;
+
+static void opened_key_done(OpenedKey *o) {
+        for (size_t i = 0; o->versions && i < o->view.n_versions; i++)
+                secret_free(o->versions[i].data);
+        free(o->versions);
+        *o = (OpenedKey){};
+}
+
 static int handle_getkey(const Api *api, const ApiRequest *req, ApiResult *res) {
         _cleanup_(read_key_done) ReadKey rk = {};
+        _cleanup_(opened_key_done) OpenedKey o = {};
         VersionStatus max = VERSION_STATUS_ACTIVE;
         const FormField *status;
         const char *msg;
@@ -595,10 +611,17 @@ static int handle_getkey(const Api *api, const ApiRequest *req, ApiResult *res) 
          * them: Knox decrypts first, which differs only when a version cannot be opened (an
          * unauthorized caller then gets Knox's "not authorized", not "Failed to decrypt"), and
          * would let any caller make the key holder open every version. */
+        o.versions = calloc(MAX(k->n_versions, 1U), sizeof(KeyVersion));
+        if (!o.versions)
+                return -ENOMEM;
+        o.view = *k;
+        o.view.versions = o.versions;
         for (size_t i = 0; i < k->n_versions; i++) {
+                o.versions[i] = k->versions[i];
+                o.versions[i].data = NULL;
                 if (k->versions[i].status > max)
                         continue;
-                r = cryptor_open_version(api->cryptor, k->id, &k->versions[i]);
+                r = cryptor_open_version(api->cryptor, k->id, &o.versions[i]);
                 if (r < 0) {
                         log_error_errno(
                                 r,
@@ -609,7 +632,7 @@ static int handle_getkey(const Api *api, const ApiRequest *req, ApiResult *res) 
                 }
         }
 
-        r = knox_key_json_append(&res->data, k, max, false);
+        r = knox_key_json_append(&res->data, &o.view, max, false);
         if (r < 0)
                 return r;
         return result_ok(res);

@@ -17,6 +17,15 @@
 
 #define VARINT_MAX_SIZE 10 /* Go's binary.MaxVarintLen64 */
 #define KEY_ID_INFO "keyward master key id"
+#define DATA_KEY_INFO "keyward data key v1" /* then a NUL and the Knox key id */
+#define DATA_KEY_BUCKETS 2048U              /* twice CRYPTOR_DATA_KEY_CACHE_MAX */
+
+typedef struct DataKey DataKey;
+typedef struct DataKeyCache DataKeyCache;
+
+static int data_key_get(const Cryptor *c, const uint8_t *master_id, const char *key_id, DataKey **ret);
+static void data_key_unref(DataKey *k);
+DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(DataKey *, data_key_unref, NULL);
 
 /* The cryptor never changes after cryptor_new() and every call uses its own thread's cipher
  * context, so one Cryptor may be used from several threads at once. */
@@ -31,6 +40,28 @@ struct Cryptor {
         /* Older master keys, for opening only (each a Cryptor with no older keys itself). */
         Cryptor **old;
         size_t n_old;
+        /* The data keys of version 1, by master key id and Knox key id; its own lock, so the
+         * Cryptor itself still never changes. NULL in the Cryptors that hold a data key or an
+         * old master key. */
+        DataKeyCache *keys;
+};
+
+/* One Knox key's data key: an AES-256-GCM Cryptor over it. Reference-counted, so that an
+ * eviction while another thread seals or opens with it frees it after that thread is done. */
+struct DataKey {
+        atomic_uint refs;
+        uint64_t hash;
+        uint8_t master_id[CRYPTOR_KEY_ID_SIZE];
+        char *key_id;
+        Cryptor *aead;
+        DataKey *newer, *older, *bucket_next;
+};
+
+struct DataKeyCache {
+        pthread_mutex_t lock;
+        DataKey *buckets[DATA_KEY_BUCKETS];
+        DataKey *newest, *oldest; /* most and least recently used */
+        size_t n;
 };
 
 static atomic_uint_fast64_t cryptor_serial;
@@ -122,7 +153,9 @@ static int openssl_error(int r, const char *what) {
         return r;
 }
 
-int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
+/* A Cryptor over one raw key, with no data-key cache: a master key's (cryptor_new() adds the
+ * cache) or a data key's. */
+static int aead_new(const void *master_key, size_t size, Cryptor **ret) {
         _cleanup_(cryptor_freep) Cryptor *c = NULL;
         const char *name;
         int r;
@@ -163,6 +196,31 @@ int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
         return 0;
 }
 
+static DataKeyCache *data_key_cache_new(void) {
+        DataKeyCache *k = calloc(1, sizeof(DataKeyCache));
+
+        if (k)
+                pthread_mutex_init(&k->lock, NULL);
+        return k;
+}
+
+int cryptor_new(const void *master_key, size_t size, Cryptor **ret) {
+        _cleanup_(cryptor_freep) Cryptor *c = NULL;
+        int r;
+
+        assert_return(master_key || size == 0, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        r = aead_new(master_key, size, &c);
+        if (r < 0)
+                return r;
+        c->keys = data_key_cache_new();
+        if (!c->keys)
+                return -ENOMEM;
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
 int cryptor_new_remote(
         const CryptorRemote *remote, const uint8_t id[static CRYPTOR_KEY_ID_SIZE], Cryptor **ret) {
         Cryptor *c;
@@ -175,6 +233,11 @@ int cryptor_new_remote(
                 return -ENOMEM;
         c->remote = remote;
         memcpy(c->id, id, CRYPTOR_KEY_ID_SIZE);
+        c->keys = data_key_cache_new();
+        if (!c->keys) {
+                free(c);
+                return -ENOMEM;
+        }
         *ret = c;
         return 0;
 }
@@ -197,7 +260,7 @@ int cryptor_add_old_key(Cryptor *c, const void *master_key, size_t size) {
 
         if (c->remote)
                 return -EOPNOTSUPP;
-        r = cryptor_new(master_key, size, &o);
+        r = aead_new(master_key, size, &o);
         if (r < 0)
                 return r;
         if (cryptor_by_id(c, o->id))
@@ -223,6 +286,27 @@ bool cryptor_sealed_by_current(const Cryptor *c, const KeyVersion *v) {
                 memcmp(v->crypt + 1, c->id, CRYPTOR_KEY_ID_SIZE) == 0;
 }
 
+static void data_key_unref(DataKey *k) {
+        if (!k || atomic_fetch_sub_explicit(&k->refs, 1, memory_order_acq_rel) != 1)
+                return;
+        cryptor_free(k->aead); /* wipes the key */
+        free(k->key_id);
+        free(k);
+}
+
+static void data_key_cache_free(DataKeyCache *k) {
+        if (!k)
+                return;
+        while (k->newest) {
+                DataKey *d = k->newest;
+
+                k->newest = d->older;
+                data_key_unref(d);
+        }
+        pthread_mutex_destroy(&k->lock);
+        free(k);
+}
+
 Cryptor *cryptor_free(Cryptor *c) {
         if (!c)
                 return NULL;
@@ -233,6 +317,7 @@ Cryptor *cryptor_free(Cryptor *c) {
         for (size_t i = 0; i < c->n_old; i++)
                 cryptor_free(c->old[i]);
         free(c->old);
+        data_key_cache_free(c->keys);
         secret_free(c->key);
         EVP_CIPHER_free(c->cipher);
         free(c);
@@ -317,6 +402,7 @@ static int seal_into(
         uint8_t **ret_crypt) {
 
         _cleanup_(ctx_release) CtxRef ref = {};
+        _cleanup_(data_key_unrefp) DataKey *dk = NULL;
         EVP_CIPHER_CTX *ctx;
         _cleanup_free_ uint8_t *sealed = NULL, *crypt = NULL;
         size_t n, key_id_len;
@@ -327,9 +413,13 @@ static int seal_into(
 
         if (!key_id || !v->data)
                 return -EINVAL;
-        if (c->remote)
+        if (c->remote && !c->remote->data_key)
                 return c->remote->seal(
                         c->remote->userdata, key_id, v, ret_sealed, ret_sealed_size, ret_crypt);
+        /* Version 1: under this key's data key, made or fetched once. */
+        r = data_key_get(c, c->id, key_id, &dk);
+        if (r < 0)
+                return r;
         n = v->data->size;
         key_id_len = strlen(key_id);
         r = check_sizes(n, key_id_len);
@@ -349,10 +439,10 @@ static int seal_into(
 
         ERR_clear_error();
 
-        if (ctx_acquire(c, &ref) < 0)
+        if (ctx_acquire(dk->aead, &ref) < 0)
                 return openssl_error(-ENOMEM, "EVP_CIPHER_CTX_new");
         ctx = ref.ctx;
-        if (ctx_init(c, &ref, 1, crypt + CRYPTOR_NONCE_OFFSET_V1) < 0)
+        if (ctx_init(dk->aead, &ref, 1, crypt + CRYPTOR_NONCE_OFFSET_V1) < 0)
                 return openssl_error(-EIO, "EVP_EncryptInit_ex");
         if (ad_update(ctx, key_id, key_id_len, v) < 0)
                 return openssl_error(-EIO, "EVP_EncryptUpdate(AD)");
@@ -429,7 +519,7 @@ open_with(const Cryptor *c, const char *key_id, const KeyVersion *v, const uint8
 }
 
 static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, Secret **ret) {
-        const Cryptor *k;
+        _cleanup_(data_key_unrefp) DataKey *dk = NULL;
         int r;
 
         assert(c);
@@ -437,7 +527,11 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
 
         if (!key_id)
                 return -EINVAL;
-        if (c->remote)
+        /* Knox's version 0 is opened with a master key itself: where the key is. So is all of
+         * it when the remote side gives no data keys. */
+        if (c->remote &&
+            (!c->remote->data_key || !v->crypt || v->crypt_size < 1 ||
+             v->crypt[0] != CRYPTOR_VERSION_AES_GCM_KEY_ID))
                 return c->remote->open(c->remote->userdata, key_id, v, ret);
 
         /* Knox checks the version byte before anything else. */
@@ -452,10 +546,10 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
                 return -EINVAL;
 
         if (v->crypt[0] == CRYPTOR_VERSION_AES_GCM_KEY_ID) {
-                k = cryptor_by_id(c, v->crypt + 1);
-                if (!k)
-                        return -ENOKEY;
-                return open_with(k, key_id, v, v->crypt + CRYPTOR_NONCE_OFFSET_V1, ret);
+                r = data_key_get(c, v->crypt + 1, key_id, &dk); /* -ENOKEY: not a key c has */
+                if (r < 0)
+                        return r;
+                return open_with(dk->aead, key_id, v, v->crypt + CRYPTOR_NONCE_OFFSET_V1, ret);
         }
 
         /* Knox's form names no key: the current one first, then each old one. */
@@ -641,28 +735,193 @@ int cryptor_reseal_key(const Cryptor *c, Key *k, size_t *ret_failed) {
         return n;
 }
 
-int cryptor_derive_key(const Cryptor *c, const char *info, void *ret, size_t size) {
+/* HKDF-SHA256 with no salt of c's own key. */
+static int hkdf(const Cryptor *c, const void *info, size_t info_len, void *ret, size_t size) {
         EVP_PKEY_CTX *ctx;
         size_t n = size;
         int r = -EIO;
 
-        assert_return(c, -EINVAL);
-        assert_return(info, -EINVAL);
-        assert_return(ret, -EINVAL);
-
-        if (c->remote)
-                return -EOPNOTSUPP;
         ERR_clear_error();
         ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
         if (!ctx)
                 return -ENOMEM;
         if (EVP_PKEY_derive_init(ctx) > 0 && EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) > 0 &&
             EVP_PKEY_CTX_set1_hkdf_key(ctx, c->key->data, (int) c->key->size) > 0 &&
-            EVP_PKEY_CTX_add1_hkdf_info(ctx, (const unsigned char *) info, (int) strlen(info)) > 0 &&
+            EVP_PKEY_CTX_add1_hkdf_info(ctx, info, (int) info_len) > 0 &&
             EVP_PKEY_derive(ctx, ret, &n) > 0 && n == size)
                 r = 0;
         EVP_PKEY_CTX_free(ctx);
         if (r < 0)
                 explicit_bzero(ret, size);
-        return r;
+        return openssl_error(r, "HKDF");
+}
+
+int cryptor_derive_key(const Cryptor *c, const char *info, void *ret, size_t size) {
+        assert_return(c, -EINVAL);
+        assert_return(info, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        if (c->remote)
+                return -EOPNOTSUPP;
+        return hkdf(c, info, strlen(info), ret, size);
+}
+
+int cryptor_data_key(
+        const Cryptor *c,
+        const uint8_t master_id[static CRYPTOR_KEY_ID_SIZE],
+        const char *key_id,
+        Secret **ret) {
+        _cleanup_(secret_freep) Secret *k = NULL;
+        _cleanup_free_ uint8_t *info = NULL;
+        const Cryptor *m;
+        size_t n;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(key_id, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        if (c->remote)
+                return -EOPNOTSUPP;
+        m = cryptor_by_id(c, master_id);
+        if (!m)
+                return -ENOKEY;
+        n = strlen(key_id);
+        if (n > INT_MAX - sizeof(DATA_KEY_INFO))
+                return -E2BIG;
+        info = malloc(sizeof(DATA_KEY_INFO) + n); /* the info string with its NUL, the key id */
+        k = secret_new(CRYPTOR_DATA_KEY_SIZE);
+        if (!info || !k)
+                return -ENOMEM;
+        memcpy(info, DATA_KEY_INFO, sizeof(DATA_KEY_INFO));
+        memcpy(info + sizeof(DATA_KEY_INFO), key_id, n);
+        r = hkdf(m, info, sizeof(DATA_KEY_INFO) + n, k->data, k->size);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+static uint64_t data_key_hash(const uint8_t master_id[static CRYPTOR_KEY_ID_SIZE], const char *key_id) {
+        uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+
+        for (size_t i = 0; i < CRYPTOR_KEY_ID_SIZE; i++)
+                h = (h ^ master_id[i]) * UINT64_C(1099511628211);
+        for (const char *p = key_id; *p; p++)
+                h = (h ^ (uint8_t) *p) * UINT64_C(1099511628211);
+        return h;
+}
+
+/* Under the cache's lock: the entry, made the most recently used. */
+static DataKey *data_key_find(DataKeyCache *k, uint64_t h, const uint8_t *master_id, const char *key_id) {
+        DataKey *d;
+
+        for (d = k->buckets[h % DATA_KEY_BUCKETS]; d; d = d->bucket_next)
+                if (d->hash == h && memcmp(d->master_id, master_id, CRYPTOR_KEY_ID_SIZE) == 0 &&
+                    streq(d->key_id, key_id))
+                        break;
+        if (!d || k->newest == d)
+                return d;
+        /* Unlink, then put first. */
+        d->newer->older = d->older;
+        if (d->older)
+                d->older->newer = d->newer;
+        else
+                k->oldest = d->newer;
+        d->newer = NULL;
+        d->older = k->newest;
+        k->newest->newer = d;
+        k->newest = d;
+        return d;
+}
+
+/* Under the cache's lock: drop the least recently used entry (its key is wiped once no
+ * thread uses it any more). */
+static void data_key_evict(DataKeyCache *k) {
+        DataKey *d = k->oldest, **p;
+
+        for (p = &k->buckets[d->hash % DATA_KEY_BUCKETS]; *p != d; p = &(*p)->bucket_next)
+                ;
+        *p = d->bucket_next;
+        k->oldest = d->newer;
+        if (k->oldest)
+                k->oldest->older = NULL;
+        else
+                k->newest = NULL;
+        k->n--;
+        data_key_unref(d);
+}
+
+/* The data key of key_id under master_id, from c's cache or else made (a local cryptor) or
+ * asked for (a remote one) and kept. The caller unrefs it. -EOPNOTSUPP when the remote side
+ * gives no data keys. */
+static int data_key_get(const Cryptor *c, const uint8_t *master_id, const char *key_id, DataKey **ret) {
+        DataKeyCache *k = c->keys;
+        _cleanup_(secret_freep) Secret *s = NULL;
+        _cleanup_(cryptor_freep) Cryptor *aead = NULL;
+        DataKey *d, *n;
+        uint64_t h;
+        int r;
+
+        assert(k);
+
+        h = data_key_hash(master_id, key_id);
+        pthread_mutex_lock(&k->lock);
+        d = data_key_find(k, h, master_id, key_id);
+        if (d)
+                atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&k->lock);
+        if (d) {
+                *ret = d;
+                return 0;
+        }
+
+        /* Asked for without the lock: the key holder's round trip must not stall the others. */
+        if (c->remote)
+                r = c->remote->data_key ? c->remote->data_key(c->remote->userdata, master_id, key_id, &s) :
+                                          -EOPNOTSUPP;
+        else
+                r = cryptor_data_key(c, master_id, key_id, &s);
+        if (r < 0)
+                return r;
+        if (!s || s->size != CRYPTOR_DATA_KEY_SIZE)
+                return -EIO;
+        r = aead_new(s->data, s->size, &aead);
+        if (r < 0)
+                return r;
+        n = calloc(1, sizeof(DataKey));
+        if (!n)
+                return -ENOMEM;
+        n->key_id = strdup(key_id);
+        if (!n->key_id) {
+                free(n);
+                return -ENOMEM;
+        }
+        n->hash = h;
+        memcpy(n->master_id, master_id, CRYPTOR_KEY_ID_SIZE);
+        n->aead = TAKE_PTR(aead);
+        atomic_init(&n->refs, 2); /* the cache's and the caller's */
+
+        pthread_mutex_lock(&k->lock);
+        d = data_key_find(k, h, master_id, key_id); /* another thread may have been quicker */
+        if (d) {
+                atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+                atomic_store(&n->refs, 1);
+        } else {
+                n->bucket_next = k->buckets[h % DATA_KEY_BUCKETS];
+                k->buckets[h % DATA_KEY_BUCKETS] = n;
+                n->older = k->newest;
+                if (k->newest)
+                        k->newest->newer = n;
+                else
+                        k->oldest = n;
+                k->newest = n;
+                if (++k->n > CRYPTOR_DATA_KEY_CACHE_MAX)
+                        data_key_evict(k);
+                d = TAKE_PTR(n);
+        }
+        pthread_mutex_unlock(&k->lock);
+        data_key_unref(n);
+        *ret = d;
+        return 0;
 }

@@ -5,7 +5,9 @@
  * ciphertext ‖ 16-byte tag. crypt is the version byte, then for Knox's version 0 the 12-byte
  * nonce, for keyward's version 1 the 8-byte id of the master key that sealed it and the nonce.
  * Sealing writes version 1; both are read. The key id lets several master-key generations
- * coexist during an online rekey (docs/store.md, "Master keys"). */
+ * coexist during an online rekey (docs/store.md, "Master keys"). Version 0 is sealed with the
+ * master key itself; version 1 with AES-256 under the data key of its Knox key id and master
+ * key (cryptor_data_key()), so that a holder of one key's data key can open that key alone. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,7 +26,12 @@
 #define CRYPTOR_NONCE_SIZE 12
 #define CRYPTOR_TAG_SIZE 16
 #define CRYPTOR_AD_FIXED_SIZE 20
-#define MASTER_KEY_SIZE 32 /* what keywardd init makes: AES-256 */
+#define MASTER_KEY_SIZE 32       /* what keywardd init makes: AES-256 */
+#define CRYPTOR_DATA_KEY_SIZE 32 /* version 1 is AES-256-GCM whatever the master key's size */
+/* The data keys one Cryptor keeps (least recently used out first, wiped). A key costs about
+ * 0.5 KiB, 32 bytes of it locked: 1024 keep the keys a busy server reads in about 0.5 MiB,
+ * well under the usual 8 MiB RLIMIT_MEMLOCK, and a miss costs one round trip. */
+#define CRYPTOR_DATA_KEY_CACHE_MAX 1024U
 
 typedef struct Cryptor Cryptor;
 
@@ -48,6 +55,16 @@ typedef struct CryptorRemote {
                 uint8_t **ret_sealed,
                 size_t *ret_sealed_size,
                 uint8_t **ret_crypt);
+        /* Optional: the data key (CRYPTOR_DATA_KEY_SIZE bytes) of key_id under the master key
+         * master_id, as cryptor_data_key() makes it; -ENOKEY for a master key it lacks. With it
+         * version 1 is sealed and opened in this process, each data key asked for once (then
+         * kept, CRYPTOR_DATA_KEY_CACHE_MAX at most); open() is then called for version 0
+         * only, seal() never. */
+        int (*data_key)(
+                void *userdata,
+                const uint8_t master_id[CRYPTOR_KEY_ID_SIZE],
+                const char *key_id,
+                Secret **ret);
         void *userdata;
 } CryptorRemote;
 int cryptor_new_remote(
@@ -98,3 +115,13 @@ int cryptor_reseal_key(const Cryptor *c, Key *k, size_t *ret_failed);
 /* HKDF-SHA256 (no salt) of the master key with info into size bytes at ret: a key for another
  * purpose (the audit log's checkpoints) that only holders of the master key can make. */
 int cryptor_derive_key(const Cryptor *c, const char *info, void *ret, size_t size);
+
+/* The data key of the Knox key key_id under the master key named master_id (the current one or
+ * an old one): HKDF-SHA256 (no salt) of that master key with info "keyward data key v1", a NUL
+ * byte and key_id, CRYPTOR_DATA_KEY_SIZE bytes, in a new Secret. -ENOKEY for a master key c
+ * does not have, -EOPNOTSUPP on a remote cryptor (the key holder answers it instead). */
+int cryptor_data_key(
+        const Cryptor *c,
+        const uint8_t master_id[static CRYPTOR_KEY_ID_SIZE],
+        const char *key_id,
+        Secret **ret);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The key holder's side of a request (keyholder_handle): the first input byte picks the op,
  * the rest is the payload as read from the socket. Any bytes give an answer or an error,
- * never a crash, and a sealed answer opens again. */
+ * never a crash, a sealed answer is a version 1 form and a data key has its size. */
 #include <errno.h>
 
 #include "fuzz.h"
@@ -32,5 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     out->data[0] != CRYPTOR_VERSION_AES_GCM_KEY_ID)
                         __builtin_trap();
         }
+        if (r >= 0 && op == KEYHOLDER_OP_DATA_KEY && out->size != CRYPTOR_DATA_KEY_SIZE)
+                __builtin_trap();
         return 0;
 }

@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # keywardd's key holder: the master key is in the memory of the key holder process and in no
 # readable mapping of the serving process; the key holder is non-dumpable, under seccomp,
-# without capabilities or other file descriptors; its death stops keywardd with a clear line
-# and exit status 1; a SIGTERM to both (systemd's stop) is a clean stop; a key it cannot load
-# stops keywardd before it serves.
+# without capabilities or other file descriptors; its death or 10 s of silence stops keywardd
+# with a clear line and exit status 1; a SIGTERM to both (systemd's stop) is a clean stop; a
+# key it cannot load stops keywardd before it serves.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -32,6 +32,24 @@ like "the serving process's memory was scanned" "$scan_kwd" "regions=[1-9]"
 like "the master key is nowhere in the serving process's memory ($scan_kwd)" "$scan_kwd" "^found=0 "
 like "and it is in the key holder's (the scan finds it: $scan_kh)" "$scan_kh" "^found=[1-9]"
 
+# Version 1 is sealed under a data key per Knox key id (docs/store.md): the worker asked for
+# kh_key's and keeps it, and has none of a key it never served.
+data_key() { # data_key KEY_ID FILE: HKDF-SHA256(master key, "keyward data key v1" NUL KEY_ID)
+        python3 -c '
+import hashlib, hmac, sys
+ikm = open(sys.argv[1], "rb").read()
+prk = hmac.new(b"\0" * 32, ikm, hashlib.sha256).digest()
+info = b"keyward data key v1\0" + sys.argv[2].encode()
+open(sys.argv[3], "wb").write(hmac.new(prk, info + b"\x01", hashlib.sha256).digest())
+' "$T/master.key" "$1" "$2"
+}
+data_key kh_key "$T/dk-served"
+data_key kh_never "$T/dk-never"
+scan_served=$(python3 "$SCAN" "$KWD_PID" "$T/dk-served")
+scan_never=$(python3 "$SCAN" "$KWD_PID" "$T/dk-never")
+like "the served key's data key is in the serving process ($scan_served)" "$scan_served" "^found=[1-9]"
+like "a data key of a key never served is not ($scan_never)" "$scan_never" "^found=0 "
+
 status=$(cat "/proc/$kh/status")
 like "the key holder is under a seccomp filter" "$status" $'Seccomp:\t2'
 like "with no_new_privs" "$status" $'NoNewPrivs:\t1'
@@ -52,6 +70,22 @@ rc=$?
 KWD_PID=
 is "keywardd exits 1 when its key holder dies" "$rc" 1
 like "and says why" "$(cat "$T/keywardd.log")" "The key holder \(pid $kh\) was killed by signal 9; keywardd stops"
+
+# The key holder stalled (SIGSTOP): after KEYHOLDER_TIMEOUT_SEC (10 s) of silence the request
+# that waits for it fails and keywardd stops with a clear line and exit 1 (systemd restarts it);
+# nothing waits for ever. A new key id needs a round trip (its data key).
+kwd_start
+kh=$(ps -o pid= --ppid "$KWD_PID" | tr -d ' ')
+kill -STOP "$kh"
+r=$(req none "0u$ADMIN" POST /v0/keys/ --max-time "$(scaled 60)" -d id=kh_stalled \
+        --data-urlencode "data=$(printf 'x' | base64 -w0)")
+expect "a write waiting for a stalled key holder fails" "$r" 500 1
+kwd_wait_exit "$KWD_PID" "$(scaled 30)"
+rc=$?
+KWD_PID=
+kill -KILL "$kh" 2>/dev/null
+is "keywardd exits 1 when its key holder stops answering" "$rc" 1
+like "and says why" "$(cat "$T/keywardd.log")" "The key holder \(pid $kh\) stopped answering; keywardd stops"
 
 # A stop as systemd does it, SIGTERM to every process of the unit: a clean stop, exit 0.
 kwd_start

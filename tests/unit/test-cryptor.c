@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include "cryptor.h"
 #include "hexdecoct.h"
 #include "key.h"
+#include "random-util.h"
 #include "secret.h"
 
 /* Decode a hex literal of the test vectors into a malloc()ed buffer. */
@@ -76,6 +79,45 @@ static void version_set_data(KeyVersion *v, const void *p, size_t n) {
 
 static void version_drop_data(KeyVersion *v) {
         v->data = secret_free(v->data);
+}
+
+/* Knox's version 0 form of plain under a raw master key, sealed here with OpenSSL directly
+ * (random nonce, Knox's associated data): what Knox or an old store holds. */
+static void seal_knox_form(
+        const uint8_t *mk, size_t mk_size, const char *key_id, KeyVersion *v, const void *plain, size_t n) {
+        _cleanup_buf_ Buf ad = BUF_INIT;
+        EVP_CIPHER_CTX *ctx;
+        int outl;
+
+        assert_int_equal(cryptor_associated_data(key_id, v->id, v->ts, &ad), 0);
+        free(v->crypt);
+        free(v->sealed);
+        v->crypt = malloc(CRYPTOR_CRYPT_SIZE_V0);
+        v->sealed = malloc(n + CRYPTOR_TAG_SIZE);
+        assert_non_null(v->crypt);
+        assert_non_null(v->sealed);
+        v->crypt[0] = CRYPTOR_VERSION_AES_GCM;
+        assert_int_equal(random_bytes(v->crypt + 1, CRYPTOR_NONCE_SIZE), 0);
+        v->crypt_size = CRYPTOR_CRYPT_SIZE_V0;
+        v->sealed_size = n + CRYPTOR_TAG_SIZE;
+        ctx = EVP_CIPHER_CTX_new();
+        assert_non_null(ctx);
+        assert_int_equal(
+                EVP_EncryptInit_ex(
+                        ctx,
+                        mk_size == 16         ? EVP_aes_128_gcm() :
+                                mk_size == 24 ? EVP_aes_192_gcm() :
+                                                EVP_aes_256_gcm(),
+                        NULL,
+                        mk,
+                        v->crypt + 1),
+                1);
+        assert_int_equal(EVP_EncryptUpdate(ctx, NULL, &outl, (const uint8_t *) ad.data, (int) ad.len), 1);
+        if (n > 0)
+                assert_int_equal(EVP_EncryptUpdate(ctx, v->sealed, &outl, plain, (int) n), 1);
+        assert_int_equal(EVP_EncryptFinal_ex(ctx, v->sealed + n, &outl), 1);
+        assert_int_equal(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CRYPTOR_TAG_SIZE, v->sealed + n), 1);
+        EVP_CIPHER_CTX_free(ctx);
 }
 
 static void round_trip(size_t key_size, size_t n) {
@@ -616,15 +658,8 @@ static void test_threads(_unused_ void **state) {
  * (and failures in between) must neither mix keys nor leave state behind. */
 typedef struct Pair {
         const Cryptor *a, *b;
+        size_t a_size, b_size; /* of key32 */
 } Pair;
-
-/* A version 1 sealed form in Knox's version 0 form (the key id dropped): the same ciphertext,
- * which a cryptor then opens by trying its key. */
-static void to_knox_form(KeyVersion *v) {
-        memmove(v->crypt + 1, v->crypt + CRYPTOR_NONCE_OFFSET_V1, CRYPTOR_NONCE_SIZE);
-        v->crypt[0] = CRYPTOR_VERSION_AES_GCM;
-        v->crypt_size = CRYPTOR_CRYPT_SIZE_V0;
-}
 
 static void *thread_alternate(void *p) {
         const Pair *pair = p;
@@ -632,6 +667,7 @@ static void *thread_alternate(void *p) {
 
         for (unsigned i = 0; i < 100; i++) {
                 const Cryptor *c = i % 2 ? pair->a : pair->b, *other = i % 2 ? pair->b : pair->a;
+                size_t c_size = i % 2 ? pair->a_size : pair->b_size;
                 KeyVersion v = {.id = i, .ts = (int64_t) i};
                 uint8_t data[40];
 
@@ -642,9 +678,8 @@ static void *thread_alternate(void *p) {
                 v.data = secret_free(v.data);
                 if (cryptor_open_version(other, "alternate", &v) != -ENOKEY || v.data)
                         failures++;
-                /* Without the key id the other key is tried, and must fail on the tag. */
-                if (v.crypt)
-                        to_knox_form(&v);
+                /* Knox's form names no key: the other key is tried, and must fail on the tag. */
+                seal_knox_form(key32, c_size, "alternate", &v, data, sizeof(data));
                 if (cryptor_open_version(other, "alternate", &v) != -EBADMSG || v.data)
                         failures++;
                 if (cryptor_open_version(c, "alternate", &v) < 0 || v.data->size != sizeof(data) ||
@@ -663,7 +698,7 @@ static void test_threads_two_cryptors(_unused_ void **state) {
 
         assert_int_equal(cryptor_new(key32, 32, &a), 0);
         assert_int_equal(cryptor_new(key32, 16, &b), 0);
-        pair = (Pair){.a = a, .b = b};
+        pair = (Pair){.a = a, .b = b, .a_size = 32, .b_size = 16};
         /* The main thread too, so that its context is used before and after the others. */
         assert_null(thread_alternate(&pair));
         for (size_t i = 0; i < ELEMENTSOF(t); i++)
@@ -717,21 +752,11 @@ static void test_old_keys(_unused_ void **state) {
         cryptor_key_id(cur, cur_id);
         assert_memory_not_equal(old_id, cur_id, CRYPTOR_KEY_ID_SIZE);
 
-        /* v1 as the old key seals today, v0 the same ciphertext in Knox's form (no key id). */
+        /* v1 as the old key seals today, v0 the same data in Knox's form under the old key. */
         sealed_version(old, &v1);
         assert_memory_equal(v1.crypt + 1, old_id, CRYPTOR_KEY_ID_SIZE);
-        v0 = (KeyVersion){
-                .id = v1.id,
-                .ts = v1.ts,
-                .sealed_size = v1.sealed_size,
-                .crypt_size = CRYPTOR_CRYPT_SIZE_V0};
-        v0.sealed = malloc(v1.sealed_size);
-        v0.crypt = malloc(CRYPTOR_CRYPT_SIZE_V0);
-        assert_non_null(v0.sealed);
-        assert_non_null(v0.crypt);
-        memcpy(v0.sealed, v1.sealed, v1.sealed_size);
-        v0.crypt[0] = CRYPTOR_VERSION_AES_GCM;
-        memcpy(v0.crypt + 1, v1.crypt + CRYPTOR_NONCE_OFFSET_V1, CRYPTOR_NONCE_SIZE);
+        v0 = (KeyVersion){.id = v1.id, .ts = v1.ts};
+        seal_knox_form(key32, 32, "tamper:key", &v0, "secret data", 11);
         assert_int_equal(cryptor_open_version(old, "tamper:key", &v0), 0);
         version_drop_data(&v0);
 
@@ -813,6 +838,232 @@ static void test_reseal_key(_unused_ void **state) {
         assert_key_data(k);
 }
 
+/* Version 1's AES-256 key is a data key per Knox key id: HKDF-SHA256 (no salt) of the master
+ * key with info "keyward data key v1", a NUL and the key id (docs/store.md). Computed here
+ * apart from the cryptor, and the sealed form opened with it by OpenSSL directly. */
+static void hkdf_data_key(const uint8_t *mk, size_t mk_size, const char *key_id, uint8_t ret[32]) {
+        static const char prefix[] = "keyward data key v1"; /* and its NUL */
+        uint8_t info[256];
+        EVP_PKEY_CTX *ctx;
+        size_t n = 32;
+
+        assert_true(sizeof(prefix) + strlen(key_id) <= sizeof(info));
+        memcpy(info, prefix, sizeof(prefix));
+        memcpy(info + sizeof(prefix), key_id, strlen(key_id));
+        ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+        assert_non_null(ctx);
+        assert_true(EVP_PKEY_derive_init(ctx) > 0);
+        assert_true(EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) > 0);
+        assert_true(EVP_PKEY_CTX_set1_hkdf_key(ctx, mk, (int) mk_size) > 0);
+        assert_true(EVP_PKEY_CTX_add1_hkdf_info(ctx, info, (int) (sizeof(prefix) + strlen(key_id))) > 0);
+        assert_true(EVP_PKEY_derive(ctx, ret, &n) > 0);
+        assert_int_equal(n, 32);
+        EVP_PKEY_CTX_free(ctx);
+}
+
+static void test_data_key(_unused_ void **state) {
+        static const size_t key_sizes[] = {16, 24, 32};
+
+        FOREACH_ARRAY(ks, key_sizes, ELEMENTSOF(key_sizes)) {
+                _cleanup_(cryptor_freep) Cryptor *c = NULL;
+                _cleanup_(secret_freep) Secret *dk = NULL;
+                _cleanup_buf_ Buf ad = BUF_INIT;
+                uint8_t want[32], other[32], id[CRYPTOR_KEY_ID_SIZE], plain[32] = {};
+                KeyVersion v = {.id = 9, .ts = 77};
+                EVP_CIPHER_CTX *ctx;
+                int outl;
+
+                assert_int_equal(cryptor_new(key32, *ks, &c), 0);
+                cryptor_key_id(c, id);
+                hkdf_data_key(key32, *ks, "dk:key", want);
+                hkdf_data_key(key32, *ks, "dk:other", other);
+                assert_memory_not_equal(want, other, 32);
+
+                assert_int_equal(cryptor_data_key(c, id, "dk:key", &dk), 0);
+                assert_int_equal(dk->size, CRYPTOR_DATA_KEY_SIZE);
+                assert_memory_equal(dk->data, want, 32);
+                id[0] ^= 1;
+                assert_int_equal(cryptor_data_key(c, id, "dk:key", &dk), -ENOKEY);
+
+                version_set_data(&v, "per-key data key", 16);
+                assert_int_equal(cryptor_seal_version(c, "dk:key", &v), 0);
+                assert_int_equal(v.sealed_size, 16 + CRYPTOR_TAG_SIZE);
+                assert_int_equal(cryptor_associated_data("dk:key", v.id, v.ts, &ad), 0);
+                ctx = EVP_CIPHER_CTX_new();
+                assert_non_null(ctx);
+                assert_int_equal(
+                        EVP_DecryptInit_ex(
+                                ctx, EVP_aes_256_gcm(), NULL, want, v.crypt + CRYPTOR_NONCE_OFFSET_V1),
+                        1);
+                assert_int_equal(
+                        EVP_DecryptUpdate(ctx, NULL, &outl, (const uint8_t *) ad.data, (int) ad.len), 1);
+                assert_int_equal(EVP_DecryptUpdate(ctx, plain, &outl, v.sealed, 16), 1);
+                assert_int_equal(
+                        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPTOR_TAG_SIZE, v.sealed + 16), 1);
+                assert_int_equal(EVP_DecryptFinal_ex(ctx, plain + 16, &outl), 1);
+                EVP_CIPHER_CTX_free(ctx);
+                assert_memory_equal(plain, "per-key data key", 16);
+                key_version_done(&v);
+        }
+}
+
+/* A remote cryptor over a local one (the key holder's side, in process): it counts what it
+ * is asked. */
+typedef struct Counting {
+        const Cryptor *local;
+        unsigned opens, seals, data_keys;
+} Counting;
+
+static int counting_open(void *userdata, const char *key_id, const KeyVersion *v, Secret **ret) {
+        Counting *t = userdata;
+        KeyVersion copy = *v;
+        int r;
+
+        t->opens++;
+        copy.data = NULL;
+        r = cryptor_open_version(t->local, key_id, &copy);
+        if (r >= 0)
+                *ret = copy.data;
+        return r;
+}
+
+static int counting_seal(
+        void *userdata,
+        const char *key_id,
+        const KeyVersion *v,
+        uint8_t **ret_sealed,
+        size_t *ret_sealed_size,
+        uint8_t **ret_crypt) {
+        Counting *t = userdata;
+        KeyVersion copy = {.id = v->id, .ts = v->ts};
+
+        t->seals++;
+        copy.data = secret_new_copy(v->data->data, v->data->size);
+        assert_non_null(copy.data);
+        assert_int_equal(cryptor_seal_version(t->local, key_id, &copy), 0);
+        copy.data = secret_free(copy.data);
+        *ret_sealed = copy.sealed;
+        *ret_sealed_size = copy.sealed_size;
+        *ret_crypt = copy.crypt;
+        return 0;
+}
+
+static int counting_data_key(
+        void *userdata, const uint8_t master_id[CRYPTOR_KEY_ID_SIZE], const char *key_id, Secret **ret) {
+        Counting *t = userdata;
+
+        t->data_keys++;
+        return cryptor_data_key(t->local, master_id, key_id, ret);
+}
+
+static void remote_seal_one(const Cryptor *r, const char *key_id, KeyVersion *v) {
+        *v = (KeyVersion){.id = 5, .ts = 55};
+        version_set_data(v, key_id, strlen(key_id));
+        assert_int_equal(cryptor_seal_version(r, key_id, v), 0);
+        version_drop_data(v);
+}
+
+static void remote_open_one(const Cryptor *r, const char *key_id, KeyVersion *v) {
+        assert_int_equal(cryptor_open_version(r, key_id, v), 0);
+        assert_int_equal(v->data->size, strlen(key_id));
+        assert_memory_equal(v->data->data, key_id, strlen(key_id));
+        version_drop_data(v);
+}
+
+/* The remote side is asked once per key id and master key for a data key; version 1 is then
+ * sealed and opened here, Knox's version 0 still goes to it per version. */
+static void test_remote_data_keys(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *local = NULL, *old = NULL, *r = NULL;
+        uint8_t old_key[32], id[CRYPTOR_KEY_ID_SIZE];
+        Counting t = {};
+        CryptorRemote remote = {
+                .open = counting_open, .seal = counting_seal, .data_key = counting_data_key, .userdata = &t};
+        KeyVersion v[3] = {}, w = {}, k0 = {.id = 3, .ts = 4}, ko = {};
+
+        memcpy(old_key, key32, 32);
+        old_key[31] ^= 0x80;
+        assert_int_equal(cryptor_new(key32, 32, &local), 0);
+        assert_int_equal(cryptor_add_old_key(local, old_key, 32), 0);
+        assert_int_equal(cryptor_new(old_key, 32, &old), 0);
+        t.local = local;
+        cryptor_key_id(local, id);
+        assert_int_equal(cryptor_new_remote(&remote, id, &r), 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(v); i++)
+                remote_seal_one(r, "remote:a", v + i);
+        assert_int_equal(t.data_keys, 1);
+        for (size_t i = 0; i < ELEMENTSOF(v); i++)
+                remote_open_one(r, "remote:a", v + i);
+        remote_seal_one(r, "remote:b", &w);
+        remote_open_one(r, "remote:b", &w);
+        assert_int_equal(t.data_keys, 2);
+        assert_int_equal(t.opens, 0);
+        assert_int_equal(t.seals, 0);
+        /* What the worker sealed, the key holder opens, and the other way round. */
+        remote_open_one(local, "remote:a", v + 0);
+        remote_seal_one(local, "remote:a", v + 1);
+        remote_open_one(r, "remote:a", v + 1);
+        assert_int_equal(t.data_keys, 2);
+
+        /* Knox's form goes to the other side each time. */
+        seal_knox_form(key32, 32, "remote:a", &k0, "remote:a", 8);
+        remote_open_one(r, "remote:a", &k0);
+        remote_open_one(r, "remote:a", &k0);
+        assert_int_equal(t.opens, 2);
+        assert_int_equal(t.data_keys, 2);
+
+        /* An old master key's version: that key's data key, once; none for a key it lacks. */
+        remote_seal_one(old, "remote:a", &ko);
+        remote_open_one(r, "remote:a", &ko);
+        remote_open_one(r, "remote:a", &ko);
+        assert_int_equal(t.data_keys, 3);
+        ko.crypt[1] ^= 1;
+        assert_int_equal(cryptor_open_version(r, "remote:a", &ko), -ENOKEY);
+        assert_null(ko.data);
+
+        for (size_t i = 0; i < ELEMENTSOF(v); i++)
+                key_version_done(v + i);
+        key_version_done(&w);
+        key_version_done(&k0);
+        key_version_done(&ko);
+}
+
+/* The data keys a cryptor keeps are bounded: the least recently used one goes first. */
+static void test_data_key_cache_bound(_unused_ void **state) {
+        _cleanup_(cryptor_freep) Cryptor *local = NULL, *r = NULL;
+        uint8_t id[CRYPTOR_KEY_ID_SIZE];
+        Counting t = {};
+        CryptorRemote remote = {
+                .open = counting_open, .seal = counting_seal, .data_key = counting_data_key, .userdata = &t};
+        KeyVersion *v;
+        char name[32];
+
+        assert_int_equal(cryptor_new(key32, 32, &local), 0);
+        t.local = local;
+        cryptor_key_id(local, id);
+        assert_int_equal(cryptor_new_remote(&remote, id, &r), 0);
+        v = calloc(CRYPTOR_DATA_KEY_CACHE_MAX + 1, sizeof(KeyVersion));
+        assert_non_null(v);
+
+        for (unsigned i = 0; i < CRYPTOR_DATA_KEY_CACHE_MAX; i++) {
+                (void) snprintf(name, sizeof(name), "bound:%u", i);
+                remote_seal_one(r, name, v + i);
+        }
+        assert_int_equal(t.data_keys, CRYPTOR_DATA_KEY_CACHE_MAX);
+        remote_open_one(r, "bound:0", v + 0); /* bound:0 is now the most recently used */
+        (void) snprintf(name, sizeof(name), "bound:%u", CRYPTOR_DATA_KEY_CACHE_MAX);
+        remote_seal_one(r, name, v + CRYPTOR_DATA_KEY_CACHE_MAX);
+        assert_int_equal(t.data_keys, CRYPTOR_DATA_KEY_CACHE_MAX + 1);
+        remote_open_one(r, "bound:0", v + 0);
+        assert_int_equal(t.data_keys, CRYPTOR_DATA_KEY_CACHE_MAX + 1);
+        remote_open_one(r, "bound:1", v + 1); /* the least recently used went */
+        assert_int_equal(t.data_keys, CRYPTOR_DATA_KEY_CACHE_MAX + 2);
+
+        for (unsigned i = 0; i <= CRYPTOR_DATA_KEY_CACHE_MAX; i++)
+                key_version_done(v + i);
+        free(v);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_associated_data),
@@ -830,6 +1081,9 @@ int main(void) {
                 cmocka_unit_test(test_threads),
                 cmocka_unit_test(test_threads_two_cryptors),
                 cmocka_unit_test(test_derive_key),
+                cmocka_unit_test(test_data_key),
+                cmocka_unit_test(test_remote_data_keys),
+                cmocka_unit_test(test_data_key_cache_bound),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

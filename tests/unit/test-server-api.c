@@ -788,6 +788,83 @@ static void test_cache(void **state) {
         f->api.generation = NULL;
 }
 
+/* Plaintext never lives in the worker's cache of records: while a GET opens a key's
+ * versions (here through a remote cryptor that hands every open to the real one, as
+ * keywardd's key holder does with Knox's form), no version of the cached record holds data. */
+typedef struct CacheWatch {
+        const Cryptor *local;
+        KeyCache *cache;
+        _Atomic uint64_t *generation;
+        const char *key_id;
+        unsigned opens, plaintext_seen;
+} CacheWatch;
+
+static int watch_open(void *userdata, const char *key_id, const KeyVersion *v, Secret **ret) {
+        CacheWatch *w = userdata;
+        Key *cached = key_cache_get(w->cache, w->key_id, *w->generation, NULL);
+        KeyVersion copy = *v;
+        int r;
+
+        w->opens++;
+        assert_non_null(cached); /* the record read for this GET is the cached one */
+        for (size_t i = 0; i < cached->n_versions; i++)
+                if (cached->versions[i].data)
+                        w->plaintext_seen++;
+        copy.data = NULL;
+        r = cryptor_open_version(w->local, key_id, &copy);
+        if (r >= 0)
+                *ret = copy.data;
+        return r;
+}
+
+static int watch_seal(
+        _unused_ void *userdata,
+        _unused_ const char *key_id,
+        _unused_ const KeyVersion *v,
+        _unused_ uint8_t **ret_sealed,
+        _unused_ size_t *ret_sealed_size,
+        _unused_ uint8_t **ret_crypt) {
+        return -EOPNOTSUPP; /* the test only reads */
+}
+
+static void test_cache_no_plaintext(void **state) {
+        Fixture *f = *state;
+        _cleanup_(key_cache_freep) KeyCache *cache = key_cache_new();
+        _cleanup_(cryptor_freep) Cryptor *remote = NULL;
+        _Atomic uint64_t generation = 1;
+        CacheWatch w = {.local = f->cryptor, .cache = cache, .generation = &generation, .key_id = "p"};
+        CryptorRemote watcher = {.open = watch_open, .seal = watch_seal, .userdata = &w};
+        uint8_t id[CRYPTOR_KEY_ID_SIZE];
+        ApiResult res;
+
+        assert_non_null(cache);
+        f->api.cache = cache;
+        f->api.generation = &generation;
+        create(f, "p", "YQ%3D%3D");
+        for (unsigned i = 0; i < 2; i++) {
+                call(f, "POST", "/v0/keys/p/versions/", NULL, "data=Yg%3D%3D", &f->alice, &res);
+                expect(&res, KNOX_OK, 200, "");
+                api_result_done(&res);
+        }
+
+        cryptor_key_id(f->cryptor, id);
+        assert_int_equal(cryptor_new_remote(&watcher, id, &remote), 0);
+        f->api.cryptor = remote;
+        for (unsigned i = 0; i < 2; i++) { /* read from the store and cached, then from the cache */
+                call(f, "GET", "/v0/keys/p/", NULL, NULL, &f->alice, &res);
+                expect(&res, KNOX_OK, 200, "");
+                assert_non_null(strstr(res.data.data, "\"data\":\"YQ==\""));
+                assert_non_null(strstr(res.data.data, "\"data\":\"Yg==\""));
+                api_result_done(&res);
+        }
+        assert_int_equal(w.opens, 6);
+        assert_int_equal(w.plaintext_seen, 0);
+
+        f->api.cryptor = f->cryptor;
+        f->api.cache = NULL;
+        f->api.generation = NULL;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_match),
@@ -801,6 +878,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_not_found_and_method, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_whoami_and_body, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cache_no_plaintext, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
