@@ -14,6 +14,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -25,6 +26,7 @@
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fileio.h"
 #include "hexdecoct.h"
@@ -133,8 +135,10 @@ struct Conn {
         bool nodelay;
         ConnKey limit_key; /* what the per-address limit counted for it */
         HttpScan scan;     /* the framing of its requests, checked as the bytes arrive */
+        uint64_t received; /* bytes added to its input so far */
         unsigned n_requests;
         bool closing;     /* an answer said "Connection: close": nothing more is served */
+        bool cut;         /* a refused request line was replaced by a stand-in (conn_input_cb) */
         bool stop_answer; /* it carries a watch's answer at SIGTERM (Worker.stop_pending) */
         bool unresolved;
         Conn *unresolved_prev, *unresolved_next;
@@ -258,6 +262,7 @@ static void conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *i
         struct evbuffer_ptr pos;
         size_t left = info->n_added;
 
+        c->received += info->n_added;
         if (left == 0 || c->scan.error != HTTP_SCAN_OK)
                 return;
         if (evbuffer_ptr_set(buf, &pos, evbuffer_get_length(buf) - left, EVBUFFER_PTR_SET) < 0)
@@ -276,6 +281,24 @@ static void conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *i
                         if (evbuffer_ptr_set(buf, &pos, k, EVBUFFER_PTR_ADD) < 0)
                                 left = 0;
                 }
+        }
+        /* A request line refused before its end (too many query parameters): its client may
+         * wait for an answer before it sends the rest (libcurl does past 128 KiB), so it is
+         * answered now. What was read of it gives way to a stand-in head that evhttp parses
+         * at once; request_cb() answers it with the error, and the connection closes. */
+        if (c->scan.error == HTTP_SCAN_TOO_MANY_PARAMETERS && !c->cut &&
+            c->received - c->scan.head_start <= evbuffer_get_length(buf)) {
+                static const char stand_in[] = "GET / HTTP/1.1\r\n\r\n";
+                size_t keep = evbuffer_get_length(buf) - (size_t) (c->received - c->scan.head_start);
+                struct evbuffer *head = evbuffer_new();
+
+                c->cut = true;
+                if (head && evbuffer_remove_buffer(buf, head, keep) == (int) keep &&
+                    evbuffer_drain(buf, evbuffer_get_length(buf)) == 0 &&
+                    evbuffer_add_buffer(buf, head) == 0)
+                        (void) evbuffer_add(buf, stand_in, sizeof(stand_in) - 1);
+                if (head)
+                        evbuffer_free(head);
         }
         /* evhttp answers a CONNECT whose target it cannot parse itself, and keeps its
          * connection open after that answer: give it a second, then cut it. */
@@ -414,6 +437,57 @@ static void close_after_reply_cb(struct evhttp_request *req, void *userdata) {
                 (void) shutdown(fd, SHUT_RDWR);
 }
 
+/* A client whose request line was refused before its end may still be sending the rest: had
+ * its socket closed with those bytes unread, the kernel would reset the connection and the
+ * client could lose the answer. After the answer the socket stays open one more second on a
+ * duplicate, written to no more, its input read and discarded. */
+typedef struct Linger {
+        struct event *event;
+        uint64_t until_usec;
+} Linger;
+
+static void linger_cb(evutil_socket_t fd, short what, void *userdata) {
+        Linger *l = userdata;
+        char scratch[16384];
+        ssize_t n = 0;
+
+        if (what & EV_READ) {
+                n = read(fd, scratch, sizeof(scratch));
+                explicit_bzero(scratch, sizeof(scratch)); /* it may hold a token */
+        }
+        if ((what & EV_READ) && (n > 0 || (n < 0 && errno == EAGAIN)) &&
+            now_usec(CLOCK_MONOTONIC) < l->until_usec)
+                return;
+        event_free(l->event);
+        (void) close(fd);
+        free(l);
+}
+
+static void linger_after_reply_cb(struct evhttp_request *req, void *userdata) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+        struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+        int fd = bev ? bufferevent_getfd(bev) : -EBADF, dup_fd;
+        Linger *l;
+
+        if (fd < 0)
+                return;
+        l = calloc(1, sizeof(Linger));
+        dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (l && dup_fd >= 0)
+                l->event = event_new(
+                        evhttp_connection_get_base(evcon), dup_fd, EV_READ | EV_PERSIST, linger_cb, l);
+        if (!l || !l->event || event_add(l->event, &(struct timeval){.tv_sec = 1}) < 0) {
+                if (l && l->event)
+                        event_free(l->event);
+                free(l);
+                if (dup_fd >= 0)
+                        (void) close(dup_fd);
+                return;
+        }
+        l->until_usec = now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC;
+        (void) shutdown(dup_fd, SHUT_WR); /* the answer is in the socket: end it there */
+}
+
 static void send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body) {
         struct evkeyvalq *h = evhttp_request_get_output_headers(req);
         struct evbuffer *out = evbuffer_new();
@@ -437,6 +511,8 @@ static void send_body(struct evhttp_request *req, int status, const char *conten
                 /* evhttp keeps a CONNECT's connection open whatever the headers say. */
                 if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT)
                         evhttp_request_set_on_complete_cb(req, close_after_reply_cb, NULL);
+                else if (conn && conn->cut)
+                        evhttp_request_set_on_complete_cb(req, linger_after_reply_cb, NULL);
         }
 
         data = buf_steal(body, &len);
@@ -1733,6 +1809,8 @@ static void request_cb(struct evhttp_request *req, void *userdata) {
                 x.path = strdup(strempty(target));
                 if (scan_error == HTTP_SCAN_CONNECT)
                         reply_error(&x, KNOX_NOT_FOUND, 405, NULL, "Method not allowed");
+                else if (scan_error == HTTP_SCAN_TOO_MANY_PARAMETERS)
+                        reply_error(&x, KNOX_BAD_REQUEST_DATA, 400, NULL, "too many query parameters");
                 else
                         reply_error(
                                 &x,

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "form.h"
 #include "hexdecoct.h"
 #include "parse.h"
 
@@ -94,6 +95,7 @@ static const char *const http_scan_error_table[_HTTP_SCAN_MAX] = {
         [HTTP_SCAN_TRANSFER_ENCODING] = "send the body with a Content-Length, not a Transfer-Encoding",
         [HTTP_SCAN_BODY_NOT_ALLOWED] = "a body on a request that cannot have one",
         [HTTP_SCAN_CONNECT] = "Method not allowed",
+        [HTTP_SCAN_TOO_MANY_PARAMETERS] = "too many query parameters",
 };
 
 const char *http_scan_error_to_string(HttpScanError e) {
@@ -185,13 +187,17 @@ static HttpScanError scan_request_line_done(HttpScan *s) {
         s->no_body = (s->n_name == 4 && memcmp(s->name, "HEAD", 4) == 0) ||
                 (s->n_name == 5 && memcmp(s->name, "TRACE", 5) == 0);
         s->first_line = false;
+        s->past_target = s->in_query = false;
+        s->query_pairs = 0;
         return HTTP_SCAN_OK;
 }
 
 HttpScanError http_scan_feed(HttpScan *s, const void *data, size_t n) {
         const uint8_t *p = data, *end = p + n;
+        uint64_t base = s->fed;
         HttpScanError r;
 
+        s->fed += n;
         while (p < end) {
                 uint8_t c;
 
@@ -210,6 +216,8 @@ HttpScanError http_scan_feed(HttpScan *s, const void *data, size_t n) {
                 c = *p++;
                 switch (s->state) {
                 case SCAN_LINE_START:
+                        if (s->first_line)
+                                s->head_start = base + (uint64_t) (p - 1 - (const uint8_t *) data);
                         s->n_name = s->n_value = 0;
                         s->field_cl = s->field_te = false;
                         if (c == '\r') {
@@ -240,6 +248,15 @@ HttpScanError http_scan_feed(HttpScan *s, const void *data, size_t n) {
                                 s->n_value = 1; /* past the method */
                         else if (s->n_value == 0 && s->n_name < sizeof(s->name))
                                 s->name[s->n_name++] = (char) c;
+                        else if (s->n_value == 0 || s->past_target)
+                                ;
+                        else if (c == ' ')
+                                s->past_target = true;
+                        else if (c == '?' && !s->in_query) {
+                                s->in_query = true;
+                                s->query_pairs = 1;
+                        } else if (c == '&' && s->in_query && ++s->query_pairs > FORM_FIELDS_MAX)
+                                return scan_fail(s, HTTP_SCAN_TOO_MANY_PARAMETERS);
                         break;
                 case SCAN_NAME:
                         if (c == ':') {

@@ -30,7 +30,10 @@ bool http_content_type_is_form(const char *content_type);
  * its head has a line not ending in CRLF, a bare CR, an obs-fold line, a field name that is
  * not a token or has white space before its colon, a control character in a field value,
  * Content-Length repeated or not a plain number, Transfer-Encoding at all (bodies must have a
- * Content-Length; 411), a body on HEAD or TRACE, or the method CONNECT. After the first bad
+ * Content-Length; 411), a body on HEAD or TRACE, or the method CONNECT. A request target
+ * whose query has more than FORM_FIELDS_MAX pairs is refused as soon as its bytes show it,
+ * before its head is complete: a client may wait for the answer before it sends the rest
+ * (libcurl never sends more than 128 KiB of a GET's head over TLS). After the first bad
  * head nothing more is checked: its connection is closed once it is answered. */
 typedef enum HttpScanError {
         HTTP_SCAN_OK,
@@ -47,6 +50,7 @@ typedef enum HttpScanError {
         HTTP_SCAN_TRANSFER_ENCODING,
         HTTP_SCAN_BODY_NOT_ALLOWED,
         HTTP_SCAN_CONNECT,
+        HTTP_SCAN_TOO_MANY_PARAMETERS,
         _HTTP_SCAN_MAX,
 } HttpScanError;
 
@@ -65,6 +69,11 @@ typedef struct HttpScan {
         unsigned n_cl, n_te;
         bool cl_invalid;
         uint64_t cl;
+        bool past_target;    /* the request line is past its target */
+        bool in_query;       /* the request target is past its '?' */
+        size_t query_pairs;  /* pairs of the query so far, counted as form_parse() does */
+        uint64_t fed;        /* bytes of the connection fed so far */
+        uint64_t head_start; /* the offset of the current head's first byte */
         size_t n_name, n_value;
         char name[HTTP_SCAN_NAME_MAX];
         char value[HTTP_SCAN_VALUE_MAX];

@@ -31,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 for (size_t i = 0; i < size; i++)
                         (void) http_scan_feed(&bytes, data + i, 1);
                 if (e != whole.error || whole.error != bytes.error || whole.heads != bytes.heads ||
-                    whole.error_head != bytes.error_head || !http_scan_error_to_string(e))
+                    whole.error_head != bytes.error_head || !http_scan_error_to_string(e) ||
+                    whole.head_start != bytes.head_start || whole.head_start > size)
                         __builtin_trap();
                 if (e != HTTP_SCAN_OK &&
                     (http_scan_error_of(&whole, whole.error_head) != e ||

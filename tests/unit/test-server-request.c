@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "server-request.h"
@@ -117,11 +118,45 @@ static void test_which_request(void **state) {
         assert_int_equal(s.heads, 2);
 }
 
+/* A query with more pairs than form_parse() takes is refused before its request line ends, at
+ * the pair past the limit, and the scan knows where that request's head began. */
+static void test_too_many_parameters(void **state) {
+        static const char first[] = "GET /healthz HTTP/1.1\r\n\r\n";
+        HttpScan s = HTTP_SCAN_INIT;
+        char pair[32];
+
+        assert_int_equal(http_scan_feed(&s, first, strlen(first)), HTTP_SCAN_OK);
+        assert_int_equal(http_scan_feed(&s, "GET /v0/keys/?a=1", 17), HTTP_SCAN_OK);
+        for (unsigned i = 2; i <= 1024; i++) {
+                snprintf(pair, sizeof(pair), "&k%u=%u", i, i);
+                assert_int_equal(http_scan_feed(&s, pair, strlen(pair)), HTTP_SCAN_OK);
+        }
+        /* '&' in the HTTP version or a header is no pair of the query. */
+        assert_int_equal(http_scan_feed(&s, " HTTP/1.1&&", strlen(" HTTP/1.1&&")), HTTP_SCAN_OK);
+        assert_int_equal(http_scan_feed(&s, "\r\nX: &&\r\n\r\n", strlen("\r\nX: &&\r\n\r\n")), HTTP_SCAN_OK);
+        assert_int_equal(s.head_start, strlen(first));
+
+        s = (HttpScan) HTTP_SCAN_INIT;
+        assert_int_equal(http_scan_feed(&s, first, strlen(first)), HTTP_SCAN_OK);
+        assert_int_equal(http_scan_feed(&s, "GET /?a", 7), HTTP_SCAN_OK);
+        for (unsigned i = 2; i <= 1024; i++)
+                assert_int_equal(http_scan_feed(&s, "&b", 2), HTTP_SCAN_OK);
+        /* The 1,025th pair, with no end of line in sight. */
+        assert_int_equal(http_scan_feed(&s, "&c", 2), HTTP_SCAN_TOO_MANY_PARAMETERS);
+        assert_int_equal(http_scan_error_of(&s, 1), HTTP_SCAN_TOO_MANY_PARAMETERS);
+        assert_int_equal(http_scan_error_of(&s, 0), HTTP_SCAN_OK);
+        assert_int_equal(s.head_start, strlen(first));
+        assert_int_equal(http_scan_error_status(HTTP_SCAN_TOO_MANY_PARAMETERS), 400);
+        assert_string_equal(
+                http_scan_error_to_string(HTTP_SCAN_TOO_MANY_PARAMETERS), "too many query parameters");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_good),
                 cmocka_unit_test(test_bad),
                 cmocka_unit_test(test_which_request),
+                cmocka_unit_test(test_too_many_parameters),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
