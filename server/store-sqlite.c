@@ -59,8 +59,8 @@ static const char *const migrations[] = {
 
         /* 2 -> 3: the notAfter of versions that are X.509 certificates (store.c writes it as
          * JSON; NULL when no version is one), found without reading any version. */
-        "ALTER TABLE secrets ADD COLUMN not_after TEXT;"
-        "CREATE INDEX secrets_not_after ON secrets (seq) WHERE not_after IS NOT NULL;",
+        ("ALTER TABLE secrets ADD COLUMN not_after TEXT;"
+         "CREATE INDEX secrets_not_after ON secrets (seq) WHERE not_after IS NOT NULL;"),
 };
 /* clang-format on */
 

@@ -35,6 +35,18 @@ not_ok() {
         echo "not ok $tap_n - $*${TODO:+ # TODO $TODO}"
 }
 
+# skip DESCRIPTION REASON: a TAP line for an assertion this build cannot make.
+skip() {
+        tap_n=$((tap_n + 1))
+        echo "ok $tap_n - $1 # SKIP $2"
+}
+
+# Whether keywardd is built with AddressSanitizer (its shadow memory and quarantine make
+# RSS figures meaningless).
+kwd_has_asan() {
+        ldd "$KEYWARDD" 2>/dev/null | grep -q libasan
+}
+
 # check DESCRIPTION COMMAND...: one TAP line from a command's status.
 check() {
         local what=$1

@@ -132,7 +132,11 @@ for _ in $(seq 10); do
 done
 GROWTH=$(((PEAK - BEFORE) * 1024))
 diag "RSS before ${BEFORE} kB, with the stalled list ${PEAK} kB; the list is $SIZE bytes"
-check "keywardd holds less than the list for a client that does not read" test "$GROWTH" -lt "$SIZE"
+if kwd_has_asan; then
+        skip "keywardd holds less than the list for a client that does not read" "RSS under AddressSanitizer"
+else
+        check "keywardd holds less than the list for a client that does not read" test "$GROWTH" -lt "$SIZE"
+fi
 r=$(req none "" GET /healthz)
 is "keywardd answers others meanwhile (healthz)" "${r%% *}" 200
 same_as_reference "another client's whole list meanwhile"
