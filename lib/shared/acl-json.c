@@ -47,37 +47,10 @@ int acl_json_append(Buf *b, const Acl *acl) {
         return b->error;
 }
 
-/* A JSON string without NUL bytes (a C string could not tell "a\u0000b" from "a"). */
-static int json_get_cstring(json_object *o, const char **ret) {
-        const char *s;
-        size_t n;
-        int r;
-
-        r = json_get_string(o, &s, &n);
-        if (r < 0)
-                return r;
-        if (strlen(s) != n)
-                return -EBADMSG;
-
-        *ret = s;
-        return 0;
-}
-
 static int fail(const char **reterr_message, const char *message) {
         if (reterr_message)
                 *reterr_message = message;
         return -EBADMSG;
-}
-
-/* json_parse() with an optional message pointer. */
-static int parse_json(const char *s, size_t n, json_object **ret, const char **reterr_message) {
-        const char *m = NULL;
-        int r;
-
-        r = json_parse(s, n, ret, &m);
-        if (r < 0 && reterr_message)
-                *reterr_message = m;
-        return r;
 }
 
 int access_from_json(json_object *o, Access *ret, const char **reterr_message) {
@@ -167,7 +140,7 @@ int access_parse(const char *s, size_t n, Access *ret, const char **reterr_messa
         assert_return(s || n == 0, -EINVAL);
         assert_return(ret, -EINVAL);
 
-        r = parse_json(s, n, &o, reterr_message);
+        r = json_parse(s, n, &o, reterr_message);
         if (r < 0)
                 return r;
 
@@ -181,7 +154,7 @@ int acl_parse(const char *s, size_t n, Acl *ret, const char **reterr_message) {
         assert_return(s || n == 0, -EINVAL);
         assert_return(ret, -EINVAL);
 
-        r = parse_json(s, n, &o, reterr_message);
+        r = json_parse(s, n, &o, reterr_message);
         if (r < 0)
                 return r;
 

@@ -394,9 +394,13 @@ static int json_check_keys(const char *s, size_t n, const char **reterr_message)
 
 int json_parse(const char *s, size_t n, json_object **ret, const char **reterr_message) {
         struct json_tokener *tok;
+        const char *ignored;
         json_object *o;
         size_t end;
         int r;
+
+        if (!reterr_message)
+                reterr_message = &ignored;
 
         if (n > INT32_MAX) {
                 *reterr_message = "JSON text too large";
@@ -512,5 +516,20 @@ int json_get_string(json_object *o, const char **ret, size_t *ret_len) {
         *ret = json_object_get_string(o);
         if (ret_len)
                 *ret_len = (size_t) json_object_get_string_len(o);
+        return 0;
+}
+
+int json_get_cstring(json_object *o, const char **ret) {
+        const char *s;
+        size_t n;
+        int r;
+
+        r = json_get_string(o, &s, &n);
+        if (r < 0)
+                return r;
+        if (strlen(s) != n)
+                return -EBADMSG;
+
+        *ret = s;
         return 0;
 }

@@ -24,7 +24,7 @@ int json_append_uint64(Buf *b, uint64_t v);
 /* Parse exactly one JSON value from s (trailing white space allowed, anything else is an
  * error), nesting at most JSON_DEPTH_MAX deep. The tokener's scratch buffer is wiped, so
  * parsing a secret leaves no copy but the returned tree (wipe it with json_wipe()).
- * -EBADMSG with a message on malformed input. */
+ * -EBADMSG with a message (when reterr_message is not NULL) on malformed input. */
 int json_parse(const char *s, size_t n, json_object **ret, const char **reterr_message);
 
 /* Overwrite every string in the tree with zeros (before json_object_put on secrets). */
@@ -45,3 +45,6 @@ int json_get_int64(json_object *o, int64_t *ret);
 int json_get_uint64(json_object *o, uint64_t *ret);
 /* A JSON string; -EBADMSG otherwise. The pointer lives as long as o. */
 int json_get_string(json_object *o, const char **ret, size_t *ret_len);
+/* The same for a string used as a C string: -EBADMSG when it holds a NUL byte (a C string
+ * could not tell "a\u0000b" from "a"). */
+int json_get_cstring(json_object *o, const char **ret);

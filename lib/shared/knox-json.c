@@ -167,33 +167,6 @@ int knox_sealed_versions_json_append(Buf *b, const KeyVersion *versions, size_t 
 
 /* ---- parsers ---- */
 
-/* json_parse() with an optional message pointer. */
-static int parse_json(const char *s, size_t n, json_object **ret, const char **reterr_message) {
-        const char *m = NULL;
-        int r;
-
-        r = json_parse(s, n, ret, &m);
-        if (r < 0 && reterr_message)
-                *reterr_message = m;
-        return r;
-}
-
-/* A JSON string without NUL bytes, for ids and names that are used as C strings. */
-static int json_get_cstring(json_object *o, const char **ret) {
-        const char *s;
-        size_t n;
-        int r;
-
-        r = json_get_string(o, &s, &n);
-        if (r < 0)
-                return r;
-        if (strlen(s) != n)
-                return -EBADMSG;
-
-        *ret = s;
-        return 0;
-}
-
 static int status_from_json(json_object *o, VersionStatus *ret) {
         VersionStatus s;
         const char *str;
@@ -372,7 +345,7 @@ int knox_key_parse(const char *s, size_t n, Key **ret, const char **reterr_messa
         assert_return(s || n == 0, -EINVAL);
         assert_return(ret, -EINVAL);
 
-        r = parse_json(s, n, &o, reterr_message);
+        r = json_parse(s, n, &o, reterr_message);
         if (r < 0)
                 return r;
 
@@ -418,7 +391,7 @@ int knox_sealed_versions_parse(
         assert_return(ret_versions, -EINVAL);
         assert_return(ret_n, -EINVAL);
 
-        r = parse_json(s, n, &o, reterr_message);
+        r = json_parse(s, n, &o, reterr_message);
         if (r < 0)
                 return r;
 
@@ -462,7 +435,7 @@ int knox_response_parse(const char *s, size_t n, KnoxResponse *ret, const char *
         assert_return(s || n == 0, -EINVAL);
         assert_return(ret, -EINVAL);
 
-        r = parse_json(s, n, &o, reterr_message);
+        r = json_parse(s, n, &o, reterr_message);
         if (r < 0)
                 return r;
         if (!json_object_is_type(o, json_type_object)) {
