@@ -1,56 +1,26 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent-bus.h"
 
-#include "agent-pam.h"
-
 #include <fcntl.h>
 #include <inttypes.h>
 #include <string.h>
 #include <systemd/sd-login.h>
 
+#include "agent-caller.h"
 #include "agent-pam.h"
+#include "agent-read.h"
 #include "agent-sync.h"
 #include "agent-metrics.h"
 #include "log.h"
 #include "strv.h"
-#include "user-util.h"
 
 /* Security events in the journal (MESSAGE_ID=). */
-#define MESSAGE_ID_DELIVERY "5b8e2f0c41d34a7a9f6c3e1d2b7a8c90"
 #define MESSAGE_ID_REFUSED "c3d9a1e7f25b4e08b6a4d2c1e9f07b35"
 
 /* Refusals are logged on behalf of callers, who can make as many as they like: the first
  * few in each interval, then one line that counts the rest. */
 #define REFUSAL_LOG_INTERVAL_USEC (60 * USEC_PER_SEC)
 #define REFUSAL_LOG_BURST 10
-
-/* Callers by unique bus name. A unique name is never reused on a bus, and the bus took its
- * credentials when the connection was made, so they can be kept: this saves a round trip
- * to the bus (GetConnectionCredentials) on every call. */
-#define CALLER_CACHE_SIZE 128
-
-typedef struct Caller {
-        char *sender;
-        uid_t uid;
-        pid_t pid;
-        char *unit;
-        gid_t *groups;
-        size_t n_groups;
-        bool groups_known;
-} Caller;
-
-/* Keys served lately, parsed, by the checksum of the file they came from: a key read often
- * is not read and parsed again each time. Main thread only. The table's checksum decides
- * whether an entry is still current, so a new version is never missed. */
-#define HOT_KEYS 64
-
-typedef struct HotKey {
-        char *id;
-        uint8_t sha256[CACHE_SHA256_SIZE];
-        struct stat st; /* of the file it was read from: a changed file is read again */
-        Key *key;
-        uint64_t used;
-} HotKey;
 
 /* A connection on the bus, by unique name; the uid is asked of the bus the first time a
  * KeyChanged goes out after it connected. */
@@ -80,16 +50,12 @@ struct PolkitQuery {
 struct AgentBus {
         sd_bus *bus;
         sd_bus_slot *object_slot;
-        Caller callers[CALLER_CACHE_SIZE];
-        size_t next_caller;
+        CallerCache callers;
         PendingSync *syncs;
         size_t n_syncs;
         PolkitQuery *queries;
         bool connected;
         uint64_t last_sync_usec;
-        HotKey hot[HOT_KEYS];
-        uint64_t tick;
-        int cache_fd;
         LogRateLimit refusals;
         sd_event_source *refusal_timer; /* tells the suppressed count when the interval ends */
         Peer *peers;                    /* who may be sent KeyChanged: see "Peers" below */
@@ -98,129 +64,8 @@ struct AgentBus {
         sd_bus_slot *name_owner_slot;
 };
 
-static void hot_key_done(HotKey *h) {
-        free(h->id);
-        key_free(h->key);
-        *h = (HotKey){};
-}
-
-static HotKey *hot_find(AgentBus *b, const char *id) {
-        for (size_t i = 0; i < HOT_KEYS; i++)
-                if (b->hot[i].id && streq(b->hot[i].id, id))
-                        return &b->hot[i];
-        return NULL;
-}
-
-static void hot_drop(AgentBus *b, const char *id) {
-        HotKey *h = hot_find(b, id);
-
-        if (h)
-                hot_key_done(h);
-}
-
-/* Remember key (a copy of the file with checksum sha256). Best effort. */
-static void hot_put(AgentBus *b, const char *id, const uint8_t *sha256, const struct stat *st, Key *key) {
-        HotKey *h = hot_find(b, id);
-
-        if (!h) {
-                h = &b->hot[0];
-                for (size_t i = 1; i < HOT_KEYS && h->id; i++)
-                        if (!b->hot[i].id || b->hot[i].used < h->used)
-                                h = &b->hot[i];
-        }
-        hot_key_done(h);
-        h->id = strdup(id);
-        if (!h->id) {
-                key_free(key);
-                return;
-        }
-        memcpy(h->sha256, sha256, CACHE_SHA256_SIZE);
-        h->st = *st;
-        h->key = key;
-        h->used = ++b->tick;
-}
-
-static void caller_done(Caller *c) {
-        free(c->sender);
-        free(c->unit);
-        free(c->groups);
-        *c = (Caller){};
-}
-
-static int caller_groups(Caller *c) {
-        _cleanup_free_ char *name = NULL;
-        gid_t gid;
-        int r;
-
-        if (c->groups_known)
-                return 0;
-        r = user_by_uid(c->uid, &name, &gid);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0) {
-                /* No user entry: no groups either; the uid alone decides. */
-                c->groups_known = true;
-                return 0;
-        }
-        r = user_group_ids(name, gid, &c->groups, &c->n_groups);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0) {
-                /* Fall back to the primary group alone. */
-                c->groups = malloc(sizeof(gid_t));
-                if (!c->groups)
-                        return -ENOMEM;
-                c->groups[0] = gid;
-                c->n_groups = 1;
-        }
-        c->groups_known = true;
-        return 0;
-}
-
-/* Who sent m: the EUID the bus vouches for (never augmented from /proc), and the pid and
- * unit for the log. */
 static int get_caller(Agent *a, sd_bus_message *m, Caller **ret, sd_bus_error *error) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        AgentBus *b = a->bus;
-        const char *sender;
-        Caller *c;
-        uid_t uid;
-        pid_t pid = 0;
-        int r;
-
-        sender = sd_bus_message_get_sender(m);
-        if (!sender)
-                return sd_bus_error_set(error, AGENT_ERROR_ACCESS_DENIED, "The caller has no bus name.");
-        for (size_t i = 0; i < CALLER_CACHE_SIZE; i++)
-                if (b->callers[i].sender && streq(b->callers[i].sender, sender)) {
-                        *ret = &b->callers[i];
-                        return 0;
-                }
-
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Cannot identify the caller: %m");
-        if (sd_bus_creds_get_augmented_mask(creds) & SD_BUS_CREDS_EUID)
-                return sd_bus_error_set(
-                        error, AGENT_ERROR_ACCESS_DENIED, "The bus did not vouch for the caller's uid.");
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return sd_bus_error_set(
-                        error, AGENT_ERROR_ACCESS_DENIED, "The bus did not vouch for the caller's uid.");
-        (void) sd_bus_creds_get_pid(creds, &pid);
-
-        c = &b->callers[b->next_caller];
-        b->next_caller = (b->next_caller + 1) % CALLER_CACHE_SIZE;
-        caller_done(c);
-        c->sender = strdup(sender);
-        if (!c->sender)
-                return -ENOMEM;
-        c->uid = uid;
-        c->pid = pid;
-        if (pid > 0 && sd_pid_get_unit(pid, &c->unit) < 0)
-                c->unit = NULL;
-        *ret = c;
-        return 0;
+        return caller_from_message(&a->bus->callers, m, ret, error);
 }
 
 /* Say how many refusals went unlogged, if any. */
@@ -289,23 +134,8 @@ static int refuse(Agent *a, const Caller *c, const char *what, const char *id, s
                 id);
 }
 
-static void log_delivery(const Caller *c, const char *method, const char *id, uint64_t version) {
-        log_security(
-                LOG_INFO,
-                MESSAGE_ID_DELIVERY,
-                "Delivered key '%s' version %" PRIu64 " to uid %u pid %u unit %s (%s).",
-                LOG_NAME(id),
-                version,
-                (unsigned) c->uid,
-                (unsigned) c->pid,
-                LOG_NAME(c->unit),
-                method);
-}
-
-static int unavailable_error(const AgentKey *k, bool connected, sd_bus_error *error) {
-        const char *id = k->reg.id;
-
-        switch (k->state) {
+static int unavailable_error(const char *id, const KeyUnavailable *u, sd_bus_error *error) {
+        switch (u->state) {
         case KEY_STATE_MISSING:
                 return sd_bus_error_setf(
                         error, AGENT_ERROR_NO_SUCH_KEY, "Key '%s' does not exist on the server.", id);
@@ -315,10 +145,10 @@ static int unavailable_error(const AgentKey *k, bool connected, sd_bus_error *er
                         AGENT_ERROR_UNAVAILABLE,
                         "The server does not let this machine read key '%s' (%s), and no copy is cached.",
                         id,
-                        strna(k->error));
+                        strna(u->error));
         case KEY_STATE_FAILED:
                 return sd_bus_error_setf(
-                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' is not cached: %s", id, strna(k->error));
+                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' is not cached: %s", id, strna(u->error));
         case KEY_STATE_NEW:
         case KEY_STATE_OK:
         case _KEY_STATE_MAX:
@@ -330,117 +160,35 @@ static int unavailable_error(const AgentKey *k, bool connected, sd_bus_error *er
                 AGENT_ERROR_UNAVAILABLE,
                 "Key '%s' is not cached yet%s",
                 id,
-                connected ? "." : ": no keyward server answers.");
+                u->connected ? "." : ": no keyward server answers.");
 }
 
-/* Authorize c for key id and read it from the cache, checked. The key returned belongs to
- * the hot cache and lives until the next call. */
+/* Key id for c, through the agent's one read path, or the D-Bus error that says why not. */
 static int
 load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret, sd_bus_error *error) {
-        AgentBus *b = a->bus;
+        _cleanup_(key_unavailable_done) KeyUnavailable u = {};
         int r;
 
-        if (!agent_uid_is_privileged(c->uid)) {
-                r = caller_groups(c);
-                if (r < 0)
-                        return r;
-        }
-
-        for (unsigned attempt = 0;; attempt++) {
-                _cleanup_(key_freep) Key *key = NULL;
-                const char *reason = NULL;
-                uint8_t expected[CACHE_SHA256_SIZE], writing[CACHE_SHA256_SIZE];
-                bool is_writing;
-                CacheInfo got = {};
-                struct stat st;
-                AgentKey *k;
-                HotKey *h;
-
-                pthread_mutex_lock(&a->lock);
-                k = agent_find_key(a, id);
-                if (!k && !agent_uid_is_privileged(c->uid)) {
-                        pthread_mutex_unlock(&a->lock);
-                        return refuse(a, c, what, id, error);
-                }
-                if (!k) {
-                        pthread_mutex_unlock(&a->lock);
-                        return sd_bus_error_setf(
-                                error,
-                                AGENT_ERROR_NOT_REGISTERED,
-                                "Key '%s' is not registered on this host.",
-                                id);
-                }
-                if (!agent_key_may_read(k, c->uid, c->groups, c->n_groups)) {
-                        pthread_mutex_unlock(&a->lock);
-                        return refuse(a, c, what, id, error);
-                }
-                if (!k->cache.valid) {
-                        r = unavailable_error(k, a->connected, error);
-                        pthread_mutex_unlock(&a->lock);
-                        hot_drop(b, id);
-                        return r;
-                }
-                memcpy(expected, k->cache.sha256, sizeof(expected));
-                is_writing = a->writing == k;
-                memcpy(writing, a->writing_sha256, sizeof(writing));
-                pthread_mutex_unlock(&a->lock);
-
-                /* Its file could not be written: what the server sent is in memory. */
-                r = agent_key_read_held(a, id, expected, &key);
-                if (r < 0)
-                        return r;
-                if (r > 0) {
-                        hot_put(b, id, expected, &(struct stat){}, TAKE_PTR(key));
-                        h = hot_find(b, id);
-                        if (!h)
-                                return -ENOMEM;
-                        *ret = h->key;
-                        return 0;
-                }
-
-                /* Served lately, and the file is untouched since (any write changes its ctime). */
-                h = hot_find(b, id);
-                if (h && memcmp(h->sha256, expected, sizeof(expected)) == 0 && b->cache_fd >= 0 &&
-                    fstatat(b->cache_fd, id, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
-                    cache_same_file(&st, &h->st)) {
-                        h->used = ++b->tick;
-                        *ret = h->key;
-                        return 0;
-                }
-
-                r = cache_read_stat(a->cache_dir, id, &key, &got, &st, &reason);
-                if (r == -ENOMEM)
-                        return r;
-                if (r >= 0 &&
-                    (memcmp(got.sha256, expected, sizeof(expected)) == 0 ||
-                     (is_writing && memcmp(got.sha256, writing, sizeof(writing)) == 0))) {
-                        hot_put(b, id, got.sha256, &st, TAKE_PTR(key));
-                        h = hot_find(b, id);
-                        if (!h)
-                                return -ENOMEM;
-                        *ret = h->key;
-                        return 0;
-                }
-
-                /* A sync thread may have replaced the file between our look and the read. */
-                pthread_mutex_lock(&a->lock);
-                k = agent_find_key(a, id);
-                bool moved =
-                        k && (a->writing == k || memcmp(k->cache.sha256, expected, sizeof(expected)) != 0);
-                pthread_mutex_unlock(&a->lock);
-                if (moved && attempt < 3)
-                        continue;
-
-                if (r >= 0)
-                        reason = "it differs from what the agent wrote";
-                hot_drop(b, id);
-                agent_cache_corrupt(a, id, expected, r, reason);
+        r = agent_key_read(a, c, id, ret, NULL, &u);
+        switch (r) {
+        case -EACCES:
+                return refuse(a, c, what, id, error);
+        case -ENOKEY:
+                return sd_bus_error_setf(
+                        error, AGENT_ERROR_NOT_REGISTERED, "Key '%s' is not registered on this host.", id);
+        case -ENOENT:
+                return unavailable_error(id, &u, error);
+        case -EBADMSG:
                 return sd_bus_error_setf(
                         error,
                         AGENT_ERROR_UNAVAILABLE,
                         "The cached copy of key '%s' is damaged; it is being fetched again.",
                         id);
+        case -EAGAIN:
+                return sd_bus_error_setf(
+                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' is being replaced; ask again.", id);
         }
+        return r;
 }
 
 static int new_sensitive_reply(sd_bus_message *m, sd_bus_message **ret) {
@@ -492,7 +240,7 @@ static int method_get_key(sd_bus_message *m, void *userdata, sd_bus_error *error
         r = sd_bus_send(NULL, reply, NULL);
         if (r < 0)
                 return r;
-        log_delivery(c, "GetKey", id, p->id);
+        agent_log_delivery(c, id, p->id, "GetKey", NULL, 0);
         return 1;
 }
 
@@ -547,7 +295,7 @@ static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_err
         if (r < 0)
                 return r;
         p = key_primary_version(key);
-        log_delivery(c, "GetKeyVersions", id, p ? p->id : 0);
+        agent_log_delivery(c, id, p ? p->id : 0, "GetKeyVersions", NULL, 0);
         return 1;
 }
 
@@ -1156,7 +904,7 @@ static int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
 
         log_info("Key '%s' unregistered by uid %u.", LOG_NAME(id), (unsigned) c->uid);
         /* To its readers as they were (k is out of the table now). */
-        hot_drop(a->bus, id);
+        agent_key_read_forget(a, id);
         send_key_changed(a->bus, id, "", k);
         agent_bus_properties_changed(a, "KeyCount");
         return sd_bus_reply_method_return(m, NULL);
@@ -1610,7 +1358,7 @@ void agent_bus_key_changed(Agent *a, const char *id, const char *hash, bool rota
 
         if (!b)
                 return;
-        hot_drop(b, id);
+        agent_key_read_forget(a, id);
         k = agent_find_key(a, id);
         send_key_changed(b, id, hash, k);
 
@@ -1703,9 +1451,6 @@ int agent_bus_open(Agent *a) {
                 return -ENOMEM;
         b->refusals = LOG_RATELIMIT_INIT(REFUSAL_LOG_INTERVAL_USEC, REFUSAL_LOG_BURST);
         a->bus = b;
-        b->cache_fd = open(a->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (b->cache_fd < 0)
-                return log_error_errno(errno, "Failed to open '%s': %m", a->cache_dir);
 
         /* The system bus, or the one DBUS_SYSTEM_BUS_ADDRESS names. */
         r = sd_bus_open_system(&b->bus);
@@ -1744,17 +1489,13 @@ void agent_bus_close(Agent *a) {
                 sd_bus_message_unref(b->syncs[i].request);
         }
         free(b->syncs);
-        for (size_t i = 0; i < CALLER_CACHE_SIZE; i++)
-                caller_done(&b->callers[i]);
-        for (size_t i = 0; i < HOT_KEYS; i++)
-                hot_key_done(&b->hot[i]);
+        caller_cache_done(&b->callers);
         while (b->n_peers > 0)
                 peer_drop_at(b, b->n_peers - 1);
         free(b->peers);
         sd_bus_slot_unref(b->name_owner_slot);
         refusals_flush(b);
         sd_event_source_disable_unref(b->refusal_timer);
-        safe_close(b->cache_fd);
         sd_bus_slot_unref(b->object_slot);
         if (b->bus) {
                 (void) sd_bus_release_name(b->bus, AGENT_BUS_NAME);

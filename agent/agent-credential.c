@@ -17,6 +17,7 @@
 #include "agent-listen.h"
 #include "agent.h"
 #include "agent-metrics.h"
+#include "agent-read.h"
 #include "buf.h"
 #include "credential-peer.h"
 #include "knox-json.h"
@@ -64,72 +65,6 @@ static AgentKey *find_for_unit(Agent *a, const char *unit, const char *name) {
                         return k;
         }
         return NULL;
-}
-
-/* Read key id from the cache, as the agent last wrote it, with the checksum of what was read. */
-static int read_checked(
-        Agent *a,
-        const char *id,
-        Key **ret,
-        uint8_t ret_sha256[static CACHE_SHA256_SIZE],
-        const char **ret_why) {
-        for (unsigned attempt = 0; attempt < 3; attempt++) {
-                _cleanup_(key_freep) Key *key = NULL;
-                uint8_t expected[CACHE_SHA256_SIZE], writing[CACHE_SHA256_SIZE];
-                const char *reason = NULL;
-                bool is_writing, moved;
-                CacheInfo got = {};
-                AgentKey *k;
-                int r;
-
-                pthread_mutex_lock(&a->lock);
-                k = agent_find_key(a, id);
-                if (!k || !k->cache.valid) {
-                        pthread_mutex_unlock(&a->lock);
-                        *ret_why = "the key is not cached yet";
-                        return -ENOENT;
-                }
-                memcpy(expected, k->cache.sha256, sizeof(expected));
-                is_writing = a->writing == k;
-                memcpy(writing, a->writing_sha256, sizeof(writing));
-                pthread_mutex_unlock(&a->lock);
-
-                /* Its file could not be written: what the server sent is in memory. */
-                r = agent_key_read_held(a, id, expected, &key);
-                if (r < 0)
-                        return r;
-                if (r > 0) {
-                        /* The held copy is the one the agent's checksum names. */
-                        memcpy(ret_sha256, expected, CACHE_SHA256_SIZE);
-                        *ret = TAKE_PTR(key);
-                        return 0;
-                }
-
-                r = cache_read(a->cache_dir, id, &key, &got, &reason);
-                if (r == -ENOMEM)
-                        return r;
-                if (r >= 0 &&
-                    (memcmp(got.sha256, expected, sizeof(expected)) == 0 ||
-                     (is_writing && memcmp(got.sha256, writing, sizeof(writing)) == 0))) {
-                        memcpy(ret_sha256, got.sha256, CACHE_SHA256_SIZE);
-                        *ret = TAKE_PTR(key);
-                        return 0;
-                }
-
-                /* A sync thread may have replaced the file between our look and the read. */
-                pthread_mutex_lock(&a->lock);
-                k = agent_find_key(a, id);
-                moved = k && (a->writing == k || memcmp(k->cache.sha256, expected, sizeof(expected)) != 0);
-                pthread_mutex_unlock(&a->lock);
-                if (moved)
-                        continue;
-                agent_cache_corrupt(
-                        a, id, expected, r, r >= 0 ? "it differs from what the agent wrote" : reason);
-                *ret_why = "the cached copy is damaged; it is being fetched again";
-                return -EBADMSG;
-        }
-        *ret_why = "the key keeps changing";
-        return -EAGAIN;
 }
 
 /* What one version of a key (the cache file with this checksum) gives as a credential, read
@@ -213,14 +148,31 @@ static void copy_trim(Agent *a) {
         pthread_mutex_unlock(&a->lock);
 }
 
+/* Why agent_key_read() gave no copy, for the refusal's log line (NULL: strerror's word). */
+static const char *read_failure(int r) {
+        switch (r) {
+        case -ENOENT:
+                return "the key is not cached yet";
+        case -EBADMSG:
+                return "the cached copy is damaged; it is being fetched again";
+        case -EAGAIN:
+                return "the key keeps changing";
+        case -ENOKEY:
+        case -EACCES:
+                return "the key is no longer registered";
+        }
+        return NULL;
+}
+
 /* The copy of key id that a credential (as_json: the version set) is written from, with a
  * reference for the caller: from memory when the agent's record of the cache file is still
  * what the copy was read from, else read from the cache and checked. */
-static int copy_get(Agent *a, const char *id, bool as_json, CredentialCopy **ret, const char **ret_why) {
-        _cleanup_(key_freep) Key *key = NULL;
+static int copy_get(
+        Agent *a, Caller *reader, const char *id, bool as_json, CredentialCopy **ret, const char **ret_why) {
         _cleanup_buf_ Buf json = BUF_INIT_SECURE;
         uint8_t expected[CACHE_SHA256_SIZE], sha256[CACHE_SHA256_SIZE];
         const KeyVersion *p;
+        const Key *key;
         CredentialCopy *c;
         bool cached;
         AgentKey *k;
@@ -239,9 +191,11 @@ static int copy_get(Agent *a, const char *id, bool as_json, CredentialCopy **ret
 
         c = copy_find(a, id, expected);
         if (!c || !(as_json ? c->json : c->primary)) {
-                r = read_checked(a, id, &key, sha256, ret_why);
-                if (r < 0)
+                r = agent_key_read(a, reader, id, &key, sha256, NULL);
+                if (r < 0) {
+                        *ret_why = read_failure(r);
                         return r;
+                }
                 c = copy_find(a, id, sha256);
                 if (!c) {
                         c = calloc(1, sizeof(CredentialCopy));
@@ -346,7 +300,8 @@ struct CredentialReply {
         CredentialCopy *copy;
         const Secret *data; /* in copy */
         size_t sent;
-        char *what; /* the delivery, for the log */
+        pid_t pid; /* the peer, systemd's process for the unit */
+        uid_t uid;
         sd_event_source *io;
         sd_event_source *timer;
         bool waiting;
@@ -431,7 +386,6 @@ static void reply_free(CredentialReply *rep) {
         sd_event_source_disable_unref(rep->timer);
         safe_close(rep->fd);
         copy_unref(rep->copy);
-        free(rep->what);
         free(rep->id);
         free(rep->unit);
         free(rep->name);
@@ -471,16 +425,15 @@ static void reply_finish(CredentialReply *rep, int r) {
         else
                 a->counters.credentials_failed++;
         agent_metrics_changed(a);
-        if (r > 0) {
+        if (r > 0)
                 (void) shutdown(rep->fd, SHUT_RDWR);
-                log_security(LOG_INFO, MESSAGE_ID_CREDENTIAL, "Delivered %s.", rep->what);
-        } else
-                log_security(
-                        LOG_WARNING,
-                        MESSAGE_ID_CREDENTIAL,
-                        "Could not deliver %s: %s.",
-                        rep->what,
-                        r == -ETIME ? "the reader took too long" : strerror(-r));
+        agent_log_delivery(
+                &(Caller){.uid = rep->uid, .pid = rep->pid, .unit = rep->unit},
+                rep->id,
+                rep->copy->version,
+                NULL,
+                rep->name,
+                r > 0 ? 0 : r);
         reply_free(rep);
 }
 
@@ -512,38 +465,22 @@ static const char *no_wait_reason(const Agent *a, KeyState state) {
         return NULL;
 }
 
-/* The delivery of c to rep's unit, for the log. */
-static char *describe(const CredentialReply *rep, const CredentialCopy *c) {
-        char *what;
-
-        if (asprintf(
-                    &what,
-                    "key '%s' version %" PRIu64 " to unit %s as credential '%s'",
-                    LOG_NAME(rep->id),
-                    c->version,
-                    LOG_NAME(rep->unit),
-                    LOG_NAME(rep->name)) < 0)
-                return NULL;
-        return what;
-}
-
 /* Take the copy of rep's key to send: 0, or a negative errno after logging the refusal. */
 static int reply_prepare(Agent *a, CredentialReply *rep) {
         const char *why = NULL;
         CredentialCopy *c = NULL;
         int r;
 
-        r = copy_get(a, rep->id, rep->as_json, &c, &why);
+        r = copy_get(
+                a,
+                &(Caller){.uid = rep->uid, .pid = rep->pid, .unit = rep->unit},
+                rep->id,
+                rep->as_json,
+                &c,
+                &why);
         if (r < 0) {
                 refuse(a, rep->unit, rep->name, why ?: strerror(-r));
                 return r;
-        }
-        rep->what = describe(rep, c);
-        if (!rep->what) {
-                copy_unref(c);
-                copy_trim(a);
-                refuse(a, rep->unit, rep->name, "out of memory");
-                return -ENOMEM;
         }
         rep->copy = c;
         rep->data = rep->as_json ? c->json : c->primary;
@@ -596,6 +533,8 @@ static int serve(Agent *a, CredentialReply *rep) {
                 return r;
         }
 
+        rep->uid = cred.uid;
+        rep->pid = cred.pid;
         name_len = strlen(name);
         rep->as_json = name_len > 5 && streq(name + name_len - 5, ".json");
         rep->unit = strdup(unit);

@@ -72,6 +72,7 @@ typedef struct AgentSync AgentSync;
 typedef struct AgentBus AgentBus;
 typedef struct AgentPam AgentPam;
 typedef struct AgentMetrics AgentMetrics;
+typedef struct AgentReads AgentReads;
 
 /* What one server was like when last used (agent-metrics.c reports it). Under Agent.lock. */
 typedef struct ServerState {
@@ -106,7 +107,8 @@ typedef struct Agent {
         sd_event_source *wake_source;
         int wake_fd; /* eventfd: sync threads poke the main loop */
         AgentBus *bus;
-        AgentPam *pam; /* the PAM socket and the user tokens */
+        AgentReads *reads; /* agent-read.c: keys read lately, parsed */
+        AgentPam *pam;     /* the PAM socket and the user tokens */
         sd_event_source *credential_source;
         char *credential_path;                      /* the credential socket, when the agent made it */
         struct CredentialReply *credential_replies; /* being written, doubly linked */
