@@ -8,9 +8,12 @@
 
 #include "agent-caller.h"
 #include "agent-pam.h"
+#include "agent-peers.h"
 #include "agent-read.h"
 #include "agent-sync.h"
+#include "agent-units.h"
 #include "agent-metrics.h"
+#include "list.h"
 #include "log.h"
 #include "strv.h"
 
@@ -21,15 +24,6 @@
  * few in each interval, then one line that counts the rest. */
 #define REFUSAL_LOG_INTERVAL_USEC (60 * USEC_PER_SEC)
 #define REFUSAL_LOG_BURST 10
-
-/* A connection on the bus, by unique name; the uid is asked of the bus the first time a
- * KeyChanged goes out after it connected. */
-#define PEERS_MAX 4096
-
-typedef struct Peer {
-        Caller c; /* sender is the unique name */
-        bool resolved;
-} Peer;
 
 typedef struct PendingSync {
         sd_bus_message *request;
@@ -44,7 +38,7 @@ struct PolkitQuery {
         sd_bus_message *request;
         sd_bus_slot *slot;
         AuthorizedHandler handler;
-        PolkitQuery *next, *prev;
+        LIST_FIELDS(PolkitQuery, queries);
 };
 
 struct AgentBus {
@@ -58,10 +52,7 @@ struct AgentBus {
         uint64_t last_sync_usec;
         LogRateLimit refusals;
         sd_event_source *refusal_timer; /* tells the suppressed count when the interval ends */
-        Peer *peers;                    /* who may be sent KeyChanged: see "Peers" below */
-        size_t n_peers;
-        bool peers_full_logged;
-        sd_bus_slot *name_owner_slot;
+        AgentPeers peers;               /* who may be sent KeyChanged (agent-peers.c) */
 };
 
 static int get_caller(Agent *a, sd_bus_message *m, Caller **ret, sd_bus_error *error) {
@@ -218,10 +209,10 @@ static int method_get_key(sd_bus_message *m, void *userdata, sd_bus_error *error
         if (r < 0)
                 return r;
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         r = load_key(a, c, "GetKey", id, &key, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         p = key_primary_version(key);
         if (!p || !p->data)
@@ -257,10 +248,10 @@ static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_err
         if (r < 0)
                 return r;
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         r = load_key(a, c, "GetKeyVersions", id, &key, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
 
         r = new_sensitive_reply(m, &reply);
@@ -311,7 +302,7 @@ list_readable_keys(Agent *a, sd_bus_message *m, sd_bus_error *error, const char 
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         if (!agent_uid_is_privileged(c->uid)) {
                 r = caller_groups(c);
@@ -358,12 +349,7 @@ static int method_list_keys(sd_bus_message *m, void *userdata, sd_bus_error *err
 static PolkitQuery *polkit_query_free(AgentBus *b, PolkitQuery *q) {
         if (!q)
                 return NULL;
-        if (q->prev)
-                q->prev->next = q->next;
-        else if (b->queries == q)
-                b->queries = q->next;
-        if (q->next)
-                q->next->prev = q->prev;
+        LIST_REMOVE(queries, b->queries, q);
         sd_bus_slot_unref(q->slot);
         sd_bus_message_unref(q->request);
         free(q);
@@ -438,7 +424,7 @@ static int authorize_manage(Agent *a, sd_bus_message *m, AuthorizedHandler handl
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         if (agent_uid_is_privileged(c->uid))
                 return handler(m, a, error);
@@ -473,10 +459,7 @@ static int authorize_manage(Agent *a, sd_bus_message *m, AuthorizedHandler handl
         q->agent = a;
         q->request = sd_bus_message_ref(m);
         q->handler = handler;
-        q->next = b->queries;
-        if (b->queries)
-                b->queries->prev = q;
-        b->queries = q;
+        LIST_PREPEND(queries, b->queries, q);
         /* Interactive authentication may take a while. */
         r = sd_bus_call_async(b->bus, &q->slot, call, polkit_reply, q, 120 * USEC_PER_SEC);
         if (r < 0) {
@@ -563,7 +546,7 @@ read_registration(sd_bus_message *m, Registration *reg, bool *ret_on_change_set,
                 else
                         return sd_bus_error_setf(
                                 error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%s'.", name);
-                if (r < 0 || sd_bus_error_is_set(error))
+                if (r < 0)
                         return r;
                 r = sd_bus_message_exit_container(m);
                 if (r < 0)
@@ -590,13 +573,13 @@ static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         r = sd_bus_message_rewind(m, true);
         if (r < 0)
                 return r;
         r = read_registration(m, &reg, &on_change_set, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         id = reg.id;
 
@@ -727,7 +710,7 @@ static int do_register_many(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         r = sd_bus_message_rewind(m, true);
         if (r < 0)
@@ -749,7 +732,7 @@ static int do_register_many(sd_bus_message *m, Agent *a, sd_bus_error *error) {
                 if (r == 0)
                         break;
                 r = read_registration(m, &reg, &on_change_set, error);
-                if (r < 0 || sd_bus_error_is_set(error))
+                if (r < 0)
                         return r;
                 r = sd_bus_message_exit_container(m);
                 if (r < 0)
@@ -866,8 +849,6 @@ static int do_register_many(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         return sd_bus_reply_method_return(m, NULL);
 }
 
-static void send_key_changed(AgentBus *b, const char *id, const char *hash, const AgentKey *k);
-
 static int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         _cleanup_(agent_key_freep) AgentKey *k = NULL;
         const char *id;
@@ -875,7 +856,7 @@ static int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         r = sd_bus_message_rewind(m, true);
         if (r < 0)
@@ -905,7 +886,7 @@ static int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         log_info("Key '%s' unregistered by uid %u.", LOG_NAME(id), (unsigned) c->uid);
         /* To its readers as they were (k is out of the table now). */
         agent_key_read_forget(a, id);
-        send_key_changed(a->bus, id, "", k);
+        agent_peers_key_changed(&a->bus->peers, id, "", k);
         agent_bus_properties_changed(a, "KeyCount");
         return sd_bus_reply_method_return(m, NULL);
 }
@@ -953,7 +934,7 @@ static int method_get_user_token(sd_bus_message *m, void *userdata, sd_bus_error
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         /* Tokens come from PAM logins (pam_keyward): the caller's own, of its logind session
          * when it has one and a token is bound to it. */
@@ -1136,258 +1117,20 @@ static const sd_bus_vtable agent_vtable[] = {
 };
 /* clang-format on */
 
-/* ---- Peers: who is sent KeyChanged --------------------------------------------------------
- * KeyChanged names a key registered here, so it is never broadcast (any local user could
- * add a match rule and learn the registry): it goes as one unicast signal to each connection
- * whose uid may read the key, as agent_key_may_read() decides for GetKey (root, the agent's
- * own uid, the key's reader users and groups, groups as NSS gives them for that uid).
- *
- * The table holds every unique name on the bus: read with ListNames when the agent connects,
- * then kept by NameOwnerChanged (a unique name that appears is added, one that goes is
- * dropped; unique names are never reused, so a cached uid never passes to another
- * connection). A peer's uid is asked of the bus (one local round trip) the first time a
- * KeyChanged goes out after it connected; after that a change costs no round trip. The work
- * is bounded: at most PEERS_MAX peers are tracked (dbus-daemon's system bus allows 2048
- * connections), so one change costs at most PEERS_MAX round trips, and only when every peer
- * is new. */
-
-static Peer *peer_find(AgentBus *b, const char *name) {
-        for (size_t i = 0; i < b->n_peers; i++)
-                if (streq(b->peers[i].c.sender, name))
-                        return &b->peers[i];
-        return NULL;
-}
-
-static int peer_add(AgentBus *b, const char *name) {
-        Peer *n;
-        char *copy;
-
-        if (name[0] != ':' || peer_find(b, name))
-                return 0;
-        if (b->n_peers >= PEERS_MAX) {
-                if (!b->peers_full_logged)
-                        log_warning(
-                                "More than %d connections on the bus: KeyChanged is not sent to the newest.",
-                                PEERS_MAX);
-                b->peers_full_logged = true;
-                return 0;
-        }
-        copy = strdup(name);
-        if (!copy)
-                return -ENOMEM;
-        n = reallocarray(b->peers, b->n_peers + 1, sizeof(Peer));
-        if (!n) {
-                free(copy);
-                return -ENOMEM;
-        }
-        b->peers = n;
-        n[b->n_peers++] = (Peer){.c.sender = copy};
-        return 0;
-}
-
-static void peer_drop_at(AgentBus *b, size_t i) {
-        caller_done(&b->peers[i].c);
-        b->peers[i] = b->peers[--b->n_peers];
-}
-
-static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        AgentBus *b = userdata;
-        const char *name, *old_owner, *new_owner;
-        Peer *p;
-        int r;
-
-        r = sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner);
-        if (r < 0 || name[0] != ':')
-                return 0;
-        if (new_owner[0] != '\0') {
-                if (peer_add(b, name) < 0)
-                        log_oom();
-                return 0;
-        }
-        p = peer_find(b, name);
-        if (p)
-                peer_drop_at(b, (size_t) (p - b->peers));
-        return 0;
-}
-
-static int peers_start(AgentBus *b) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_strv_free_ char **names = NULL;
-        int r;
-
-        /* The match first: a peer that connects between the two calls is in one or both. */
-        r = sd_bus_match_signal(
-                b->bus,
-                &b->name_owner_slot,
-                "org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus",
-                "NameOwnerChanged",
-                on_name_owner_changed,
-                b);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch the bus for new connections: %m");
-        r = sd_bus_call_method(
-                b->bus,
-                "org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus",
-                "ListNames",
-                &error,
-                &reply,
-                NULL);
-        if (r < 0)
-                return log_error_errno(r, "Failed to list the bus's connections: %m");
-        r = sd_bus_message_read_strv(reply, &names);
-        if (r < 0)
-                return log_error_errno(r, "Failed to list the bus's connections: %m");
-        STRV_FOREACH(n, names)
-                if (peer_add(b, *n) < 0)
-                        return log_oom();
-        return 0;
-}
-
-/* Ask the bus for p's uid (the EUID it took when the peer connected, never read from
- * /proc). */
-static int peer_resolve(AgentBus *b, Peer *p) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid;
-        int r;
-
-        r = sd_bus_get_name_creds(b->bus, p->c.sender, SD_BUS_CREDS_EUID, &creds);
-        if (r < 0)
-                return r;
-        if (sd_bus_creds_get_augmented_mask(creds) & SD_BUS_CREDS_EUID)
-                return -EPERM;
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return r;
-        p->c.uid = uid;
-        p->resolved = true;
-        return 0;
-}
-
-static bool peer_may_read(Peer *p, const AgentKey *k) {
-        if (!k)
-                return agent_uid_is_privileged(p->c.uid);
-        if (agent_key_may_read(k, p->c.uid, NULL, 0))
-                return true;
-        /* The groups only when they can matter: NSS may be slow. Then kept with the peer. */
-        if (k->n_reader_gids == 0 || caller_groups(&p->c) < 0)
-                return false;
-        return agent_key_may_read(k, p->c.uid, p->c.groups, p->c.n_groups);
-}
-
-/* KeyChanged(id, hash) to every peer that may read k (to the privileged ones alone when k
- * is NULL: a key no longer, or not yet, registered). */
-static void send_key_changed(AgentBus *b, const char *id, const char *hash, const AgentKey *k) {
-        const char *self = NULL;
-        size_t n_failed = 0;
-        int failed = 0, r;
-
-        (void) sd_bus_get_unique_name(b->bus, &self);
-        for (size_t i = 0; i < b->n_peers;) {
-                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-                Peer *p = &b->peers[i];
-
-                if (self && streq(p->c.sender, self)) {
-                        i++;
-                        continue;
-                }
-                if (!p->resolved) {
-                        r = peer_resolve(b, p);
-                        if (r == -ENXIO || r == -ESRCH) {
-                                /* Gone; its NameOwnerChanged is still on the way. */
-                                peer_drop_at(b, i);
-                                continue;
-                        }
-                        if (r < 0) {
-                                /* Asked again at the next change. */
-                                log_debug_errno(
-                                        r, "Cannot identify bus peer %s, not telling it: %m", p->c.sender);
-                                i++;
-                                continue;
-                        }
-                }
-                i++;
-                if (!peer_may_read(p, k))
-                        continue;
-                r = sd_bus_message_new_signal(b->bus, &m, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "KeyChanged");
-                if (r >= 0)
-                        r = sd_bus_message_set_destination(m, p->c.sender);
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "ss", id, hash);
-                if (r >= 0)
-                        r = sd_bus_send(b->bus, m, NULL);
-                if (r < 0) {
-                        failed = r;
-                        n_failed++;
-                }
-        }
-        /* One line per change, however many peers it missed. */
-        if (n_failed > 0)
-                log_warning_errno(
-                        failed,
-                        "Failed to send KeyChanged for '%s' to %zu bus peers, ignoring: %m",
-                        LOG_NAME(id),
-                        n_failed);
-}
-
 /* ---- from the main loop --------------------------------------------------------------- */
-
-static int on_unit_job(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        char *unit = userdata;
-        const sd_bus_error *e = sd_bus_message_get_error(reply);
-
-        if (e)
-                log_warning(
-                        "Could not restart unit '%s' after a key rotation: %s",
-                        LOG_NAME(unit),
-                        strna(e->message));
-        else
-                log_info("Unit '%s' restarted after a key rotation.", LOG_NAME(unit));
-        free(unit);
-        return 0;
-}
 
 void agent_bus_key_changed(Agent *a, const char *id, const char *hash, bool rotated) {
         AgentBus *b = a->bus;
         AgentKey *k;
-        int r;
 
         if (!b)
                 return;
         agent_key_read_forget(a, id);
         k = agent_find_key(a, id);
-        send_key_changed(b, id, hash, k);
+        agent_peers_key_changed(&b->peers, id, hash, k);
 
-        if (!rotated || !k || k->reg.on_change == ON_CHANGE_NONE)
-                return;
-        STRV_FOREACH(u, k->reg.units) {
-                char *unit = strdup(*u);
-
-                if (!unit) {
-                        log_oom();
-                        return;
-                }
-                r = sd_bus_call_method_async(
-                        b->bus,
-                        NULL,
-                        "org.freedesktop.systemd1",
-                        "/org/freedesktop/systemd1",
-                        "org.freedesktop.systemd1.Manager",
-                        k->reg.on_change == ON_CHANGE_RESTART ? "RestartUnit" : "ReloadOrRestartUnit",
-                        on_unit_job,
-                        unit,
-                        "ss",
-                        *u,
-                        "replace");
-                if (r < 0) {
-                        log_warning_errno(r, "Could not restart unit '%s': %m", LOG_NAME(*u));
-                        free(unit);
-                }
-        }
+        if (rotated && k)
+                agent_units_key_rotated(b->bus, &k->reg);
 }
 
 void agent_bus_status_changed(Agent *a, bool connected, uint64_t last_sync_usec) {
@@ -1467,7 +1210,7 @@ int agent_bus_open(Agent *a) {
         r = sd_bus_attach_event(b->bus, a->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
-        r = peers_start(b);
+        r = agent_peers_start(&b->peers, b->bus);
         if (r < 0)
                 return r;
         r = sd_bus_request_name(b->bus, AGENT_BUS_NAME, 0);
@@ -1490,10 +1233,7 @@ void agent_bus_close(Agent *a) {
         }
         free(b->syncs);
         caller_cache_done(&b->callers);
-        while (b->n_peers > 0)
-                peer_drop_at(b, b->n_peers - 1);
-        free(b->peers);
-        sd_bus_slot_unref(b->name_owner_slot);
+        agent_peers_done(&b->peers);
         refusals_flush(b);
         sd_event_source_disable_unref(b->refusal_timer);
         sd_bus_slot_unref(b->object_slot);

@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "credential-peer.h"
 #include "knox-json.h"
+#include "list.h"
 #include "log.h"
 #include "strv.h"
 
@@ -295,7 +296,7 @@ static int verify_peer_unit(int fd, pid_t pid, const char *unit, char *why, size
 typedef struct CredentialReply CredentialReply;
 struct CredentialReply {
         Agent *agent;
-        CredentialReply *prev, *next;
+        LIST_FIELDS(CredentialReply, replies); /* in Agent.credential_replies or credential_waits */
         int fd;
         CredentialCopy *copy;
         const Secret *data; /* in copy */
@@ -321,7 +322,7 @@ static void accept_more(Agent *a) {
 
         if (!a->credential_source)
                 return;
-        for (CredentialReply *rep = a->credential_replies; rep; rep = rep->next)
+        for (CredentialReply *rep = a->credential_replies; rep; rep = rep->replies_next)
                 n++;
         want = n < CREDENTIAL_REPLIES_MAX ? SD_EVENT_ON : SD_EVENT_OFF;
         (void) sd_event_source_get_enabled(a->credential_source, &enabled);
@@ -349,13 +350,8 @@ static void reply_unlink(CredentialReply *rep) {
         Agent *a = rep->agent;
         CredentialReply **head = rep->waiting ? &a->credential_waits : &a->credential_replies;
 
-        if (rep->prev)
-                rep->prev->next = rep->next;
-        else if (*head == rep)
-                *head = rep->next;
-        if (rep->next)
-                rep->next->prev = rep->prev;
-        rep->prev = rep->next = NULL;
+        if (LIST_CONTAINS(replies, *head, rep))
+                LIST_REMOVE(replies, *head, rep);
         if (rep->waiting) {
                 rep->waiting = false;
                 if (--a->n_credential_waits == 0)
@@ -368,11 +364,7 @@ static void reply_link(CredentialReply *rep, bool waiting) {
         CredentialReply **head = waiting ? &a->credential_waits : &a->credential_replies;
 
         rep->waiting = waiting;
-        rep->prev = NULL;
-        rep->next = *head;
-        if (rep->next)
-                rep->next->prev = rep;
-        *head = rep;
+        LIST_PREPEND(replies, *head, rep);
         if (waiting && a->n_credential_waits++ == 0)
                 waiting_changed(a);
 }
@@ -698,7 +690,7 @@ void agent_credential_wake(Agent *a) {
                 bool cached = false;
                 AgentKey *k;
 
-                next = rep->next;
+                next = rep->replies_next;
                 pthread_mutex_lock(&a->lock);
                 /* Still registered for the unit under that name, as the same key? */
                 k = find_for_unit(a, rep->unit, rep->key_name);
