@@ -9,11 +9,12 @@
 #include "agent-caller.h"
 #include "agent-pam.h"
 #include "agent-peers.h"
+#include "agent-polkit.h"
 #include "agent-read.h"
+#include "agent-register.h"
 #include "agent-sync.h"
 #include "agent-units.h"
 #include "agent-metrics.h"
-#include "list.h"
 #include "log.h"
 #include "strv.h"
 
@@ -29,17 +30,6 @@ typedef struct PendingSync {
         sd_bus_message *request;
         uint64_t target;
 } PendingSync;
-
-typedef int (*AuthorizedHandler)(sd_bus_message *m, Agent *a, sd_bus_error *error);
-
-typedef struct PolkitQuery PolkitQuery;
-struct PolkitQuery {
-        Agent *agent;
-        sd_bus_message *request;
-        sd_bus_slot *slot;
-        AuthorizedHandler handler;
-        LIST_FIELDS(PolkitQuery, queries);
-};
 
 struct AgentBus {
         sd_bus *bus;
@@ -344,82 +334,9 @@ static int method_list_keys(sd_bus_message *m, void *userdata, sd_bus_error *err
         return list_readable_keys(userdata, m, error, "(sst)", list_keys_append);
 }
 
-/* ---- polkit --------------------------------------------------------------------------- */
-
-static PolkitQuery *polkit_query_free(AgentBus *b, PolkitQuery *q) {
-        if (!q)
-                return NULL;
-        LIST_REMOVE(queries, b->queries, q);
-        sd_bus_slot_unref(q->slot);
-        sd_bus_message_unref(q->request);
-        free(q);
-        return NULL;
-}
-
-/* Answer request from what handler did: it replied itself, or left an error. */
-static void finish(sd_bus_message *request, int r, sd_bus_error *error) {
-        if (sd_bus_error_is_set(error))
-                (void) sd_bus_reply_method_error(request, error);
-        else if (r < 0)
-                (void) sd_bus_reply_method_errno(request, r, NULL);
-}
-
-static int polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        PolkitQuery *q = userdata;
-        Agent *a = q->agent;
-        int authorized = 0, challenge = 0, r;
-
-        if (sd_bus_message_is_method_error(reply, NULL)) {
-                const sd_bus_error *e = sd_bus_message_get_error(reply);
-
-                a->counters.bus_denied_manage++;
-                agent_metrics_changed(a);
-                log_notice(
-                        "polkit cannot be asked (%s), so only root may manage the agent.",
-                        e && e->name ? e->name : "error");
-                (void) sd_bus_reply_method_errorf(
-                        q->request,
-                        AGENT_ERROR_ACCESS_DENIED,
-                        "Only root may do this here: polkit is not available.");
-                goto done;
-        }
-        r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "bb", &authorized, &challenge);
-        if (r < 0) {
-                (void) sd_bus_reply_method_errorf(
-                        q->request, AGENT_ERROR_ACCESS_DENIED, "polkit gave an answer that cannot be read.");
-                goto done;
-        }
-        if (!authorized) {
-                a->counters.bus_denied_manage++;
-                agent_metrics_changed(a);
-                if (challenge)
-                        (void) sd_bus_reply_method_errorf(
-                                q->request,
-                                SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
-                                "Authentication is required to manage keyward-agent.");
-                else
-                        (void) sd_bus_reply_method_errorf(
-                                q->request,
-                                AGENT_ERROR_ACCESS_DENIED,
-                                "Not authorized to manage keyward-agent.");
-                goto done;
-        }
-        r = q->handler(q->request, a, &error);
-        finish(q->request, r, &error);
-done:
-        polkit_query_free(a->bus, q);
-        return 0;
-}
-
 /* Run handler for m: at once for root (as systemd's services do), otherwise when polkit
- * says the caller may use org.keyward.agent.manage. No polkit on the bus: denied. */
+ * says the caller may use org.keyward.agent.manage (agent-polkit.c). */
 static int authorize_manage(Agent *a, sd_bus_message *m, AuthorizedHandler handler, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
-        AgentBus *b = a->bus;
-        PolkitQuery *q;
         Caller *c;
         int r;
 
@@ -428,45 +345,7 @@ static int authorize_manage(Agent *a, sd_bus_message *m, AuthorizedHandler handl
                 return r;
         if (agent_uid_is_privileged(c->uid))
                 return handler(m, a, error);
-
-        r = sd_bus_message_new_method_call(
-                b->bus,
-                &call,
-                "org.freedesktop.PolicyKit1",
-                "/org/freedesktop/PolicyKit1/Authority",
-                "org.freedesktop.PolicyKit1.Authority",
-                "CheckAuthorization");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(
-                call,
-                "(sa{sv})sa{ss}us",
-                "system-bus-name",
-                1,
-                "name",
-                "s",
-                sd_bus_message_get_sender(m),
-                AGENT_POLKIT_ACTION,
-                0,
-                (uint32_t) (sd_bus_message_get_allow_interactive_authorization(m) > 0 ? 1 : 0),
-                "");
-        if (r < 0)
-                return r;
-
-        q = calloc(1, sizeof(PolkitQuery));
-        if (!q)
-                return -ENOMEM;
-        q->agent = a;
-        q->request = sd_bus_message_ref(m);
-        q->handler = handler;
-        LIST_PREPEND(queries, b->queries, q);
-        /* Interactive authentication may take a while. */
-        r = sd_bus_call_async(b->bus, &q->slot, call, polkit_reply, q, 120 * USEC_PER_SEC);
-        if (r < 0) {
-                polkit_query_free(b, q);
-                return r;
-        }
-        return 1;
+        return agent_polkit_check(a, a->bus->bus, &a->bus->queries, m, handler);
 }
 
 /* ---- Register, Unregister, Sync ------------------------------------------------------- */
@@ -563,149 +442,37 @@ read_registration(sd_bus_message *m, Registration *reg, bool *ret_on_change_set,
         return 0;
 }
 
-static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
-        _cleanup_(registration_donep) Registration reg = {}, merged = {};
-        _cleanup_(agent_key_freep) AgentKey *fresh = NULL;
-        const char *id, *unknown = NULL;
-        bool on_change_set = false;
-        AgentKey *k;
-        Caller *c;
-        int r;
-
-        r = get_caller(a, m, &c, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_rewind(m, true);
-        if (r < 0)
-                return r;
-        r = read_registration(m, &reg, &on_change_set, error);
-        if (r < 0)
-                return r;
-        id = reg.id;
-
-        k = agent_find_key(a, id);
-        if (k) {
-                _cleanup_(agent_key_freep) AgentKey *tmp = NULL;
-
-                r = registration_copy(&k->reg, &merged);
-                if (r < 0)
-                        return r;
-                r = registration_merge(&merged, &reg, on_change_set);
-                if (r == -E2BIG)
+/* The answer to a refused registration (many: the error names the key). */
+static int register_error(int r, const RegisterFailure *f, bool many, sd_bus_error *error) {
+        if (f->save)
+                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
+        switch (r) {
+        case -E2BIG:
+                if (!many)
                         return sd_bus_error_set(
                                 error, SD_BUS_ERROR_INVALID_ARGS, "Too many readers or units.");
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        return sd_bus_reply_method_return(m, NULL);
-
-                tmp = agent_key_new(&merged);
-                if (!tmp)
-                        return -ENOMEM;
-                r = agent_key_resolve_readers(tmp, &unknown);
-                if (r == -ESRCH)
-                        return sd_bus_error_setf(
-                                error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", unknown);
-                if (r < 0)
-                        return r;
-                r = agent_save_registry(a, &tmp->reg, NULL, NULL);
-                if (r < 0)
-                        return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
-
-                pthread_mutex_lock(&a->lock);
-                registration_done(&k->reg);
-                k->reg = tmp->reg;
-                tmp->reg = (Registration){};
-                free(k->reader_uids);
-                free(k->reader_gids);
-                k->reader_uids = TAKE_PTR(tmp->reader_uids);
-                k->n_reader_uids = tmp->n_reader_uids;
-                k->reader_gids = TAKE_PTR(tmp->reader_gids);
-                k->n_reader_gids = tmp->n_reader_gids;
-                pthread_mutex_unlock(&a->lock);
-                log_info("Key '%s': registration updated by uid %u.", LOG_NAME(id), (unsigned) c->uid);
-                return sd_bus_reply_method_return(m, NULL);
-        }
-
-        if (a->n_keys >= REGISTRY_KEYS_MAX)
                 return sd_bus_error_setf(
+                        error,
+                        SD_BUS_ERROR_INVALID_ARGS,
+                        "Too many readers or units for key '%s'.",
+                        f->name);
+        case -ESRCH:
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", f->name);
+        case -ENOBUFS:
+                return sd_bus_error_set(
                         error, SD_BUS_ERROR_LIMITS_EXCEEDED, "Too many keys are registered.");
-        fresh = agent_key_new(&reg);
-        if (!fresh)
-                return -ENOMEM;
-        r = agent_key_resolve_readers(fresh, &unknown);
-        if (r == -ESRCH)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", unknown);
-        if (r < 0)
-                return r;
-        r = agent_save_registry(a, NULL, &fresh->reg, NULL);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
-
-        fresh->need_fetch = true;
-        pthread_mutex_lock(&a->lock);
-        r = agent_insert_key(a, fresh);
-        if (r >= 0)
-                pthread_cond_broadcast(&a->cond);
-        pthread_mutex_unlock(&a->lock);
-        if (r < 0)
-                return r;
-        TAKE_PTR(fresh);
-        log_info("Key '%s' registered by uid %u.", LOG_NAME(id), (unsigned) c->uid);
-        agent_bus_properties_changed(a, "KeyCount");
-        return sd_bus_reply_method_return(m, NULL);
-}
-
-/* RegisterMany: what a batch changes, built in full before anything is applied. */
-typedef struct RegisterBatch {
-        AgentKey **fresh; /* new keys, sorted by id once read */
-        size_t n_fresh, n_fresh_alloc;
-        AgentKey **updated; /* merged registrations of registered keys, sorted by id */
-        size_t n_updated, n_updated_alloc;
-} RegisterBatch;
-
-static int batch_push(AgentKey ***list, size_t *n, size_t *n_alloc, AgentKey *k) {
-        if (*n == *n_alloc) {
-                size_t m = MAX(*n_alloc * 2, (size_t) 64);
-                AgentKey **l = reallocarray(*list, m, sizeof(AgentKey *));
-
-                if (!l)
-                        return -ENOMEM;
-                *list = l;
-                *n_alloc = m;
+        case -ENOTUNIQ:
+                return sd_bus_error_setf(
+                        error, SD_BUS_ERROR_INVALID_ARGS, "Key '%s' is listed twice.", f->name);
         }
-        (*list)[(*n)++] = k;
-        return 0;
+        return r;
 }
 
-static void register_batch_done(RegisterBatch *b) {
-        for (size_t i = 0; i < b->n_fresh; i++)
-                agent_key_free(b->fresh[i]);
-        for (size_t i = 0; i < b->n_updated; i++)
-                agent_key_free(b->updated[i]);
-        free(b->fresh);
-        free(b->updated);
-        *b = (RegisterBatch){};
-}
-
-static int agent_key_compare(const void *x, const void *y) {
-        return strcmp((*(AgentKey *const *) x)->reg.id, (*(AgentKey *const *) y)->reg.id);
-}
-
-/* The first id listed twice in keys (sorted), or NULL. */
-static const char *duplicate_id(AgentKey *const *keys, size_t n) {
-        for (size_t i = 1; i < n; i++)
-                if (streq(keys[i - 1]->reg.id, keys[i]->reg.id))
-                        return keys[i]->reg.id;
-        return NULL;
-}
-
-/* RegisterMany(a(sa{sv}) keys): Register for each, all or none, with the registry written
- * once for the whole batch. */
-static int do_register_many(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+/* Register(s id, a{sv} options) and RegisterMany(a(sa{sv}) keys): each registration read
+ * and added to one batch, applied all or none, with the registry written once. */
+static int register_keys(sd_bus_message *m, Agent *a, bool many, sd_bus_error *error) {
         _cleanup_(register_batch_done) RegisterBatch batch = {};
-        _cleanup_free_ const Registration **replace = NULL, **extra = NULL;
-        const char *dup;
+        _cleanup_(register_failure_done) RegisterFailure f = {};
         Caller *c;
         int r;
 
@@ -715,141 +482,60 @@ static int do_register_many(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         r = sd_bus_message_rewind(m, true);
         if (r < 0)
                 return r;
-        r = sd_bus_message_enter_container(m, 'a', "(sa{sv})");
-        if (r < 0)
-                return r;
+        if (many) {
+                r = sd_bus_message_enter_container(m, 'a', "(sa{sv})");
+                if (r < 0)
+                        return r;
+        }
         for (;;) {
-                _cleanup_(registration_donep) Registration reg = {}, merged = {};
-                _cleanup_(agent_key_freep) AgentKey *n = NULL;
-                const char *unknown = NULL;
+                _cleanup_(registration_donep) Registration reg = {};
                 bool on_change_set = false;
-                AgentKey *k, ***list;
-                size_t *count, *alloc;
 
-                r = sd_bus_message_enter_container(m, 'r', "sa{sv}");
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                r = read_registration(m, &reg, &on_change_set, error);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        return r;
-
-                k = agent_find_key(a, reg.id);
-                if (k) {
-                        r = registration_copy(&k->reg, &merged);
-                        if (r < 0)
-                                return r;
-                        r = registration_merge(&merged, &reg, on_change_set);
-                        if (r == -E2BIG)
-                                return sd_bus_error_setf(
-                                        error,
-                                        SD_BUS_ERROR_INVALID_ARGS,
-                                        "Too many readers or units for key '%s'.",
-                                        reg.id);
+                if (many) {
+                        r = sd_bus_message_enter_container(m, 'r', "sa{sv}");
                         if (r < 0)
                                 return r;
                         if (r == 0)
-                                continue;
-                        n = agent_key_new(&merged);
-                        list = &batch.updated;
-                        count = &batch.n_updated;
-                        alloc = &batch.n_updated_alloc;
-                } else {
-                        if (a->n_keys + batch.n_fresh >= REGISTRY_KEYS_MAX)
-                                return sd_bus_error_setf(
-                                        error,
-                                        SD_BUS_ERROR_LIMITS_EXCEEDED,
-                                        "Too many keys are registered.");
-                        n = agent_key_new(&reg);
-                        list = &batch.fresh;
-                        count = &batch.n_fresh;
-                        alloc = &batch.n_fresh_alloc;
+                                break;
                 }
-                if (!n)
-                        return -ENOMEM;
-                r = agent_key_resolve_readers(n, &unknown);
-                if (r == -ESRCH)
-                        return sd_bus_error_setf(
-                                error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", unknown);
+                r = read_registration(m, &reg, &on_change_set, error);
                 if (r < 0)
                         return r;
-                r = batch_push(list, count, alloc, n);
+                if (many) {
+                        r = sd_bus_message_exit_container(m);
+                        if (r < 0)
+                                return r;
+                }
+                r = register_batch_add(a, &batch, &reg, on_change_set, &f);
                 if (r < 0)
-                        return r;
-                TAKE_PTR(n);
-        }
-        r = sd_bus_message_exit_container(m);
-        if (r < 0)
-                return r;
-
-        if (batch.n_fresh > 1)
-                qsort(batch.fresh, batch.n_fresh, sizeof(AgentKey *), agent_key_compare);
-        if (batch.n_updated > 1)
-                qsort(batch.updated, batch.n_updated, sizeof(AgentKey *), agent_key_compare);
-        dup = duplicate_id(batch.fresh, batch.n_fresh) ?: duplicate_id(batch.updated, batch.n_updated);
-        if (dup)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Key '%s' is listed twice.", dup);
-        if (batch.n_fresh + batch.n_updated == 0)
-                return sd_bus_reply_method_return(m, NULL);
-
-        replace = calloc(batch.n_updated + 1, sizeof(Registration *));
-        extra = calloc(batch.n_fresh + 1, sizeof(Registration *));
-        if (!replace || !extra)
-                return -ENOMEM;
-        for (size_t i = 0; i < batch.n_updated; i++)
-                replace[i] = &batch.updated[i]->reg;
-        for (size_t i = 0; i < batch.n_fresh; i++)
-                extra[i] = &batch.fresh[i]->reg;
-        r = agent_save_registry_many(a, replace, batch.n_updated, extra, batch.n_fresh);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
-
-        /* Saved: now the table follows, under one hold of the lock. */
-        pthread_mutex_lock(&a->lock);
-        for (size_t i = 0; i < batch.n_updated; i++) {
-                AgentKey *tmp = batch.updated[i], *k = agent_find_key(a, tmp->reg.id);
-
-                if (!k) /* cannot be: only the main thread removes keys */
-                        continue;
-                registration_done(&k->reg);
-                k->reg = tmp->reg;
-                tmp->reg = (Registration){};
-                free(k->reader_uids);
-                free(k->reader_gids);
-                k->reader_uids = TAKE_PTR(tmp->reader_uids);
-                k->n_reader_uids = tmp->n_reader_uids;
-                k->reader_gids = TAKE_PTR(tmp->reader_gids);
-                k->n_reader_gids = tmp->n_reader_gids;
-                log_info(
-                        "Key '%s': registration updated by uid %u.", LOG_NAME(k->reg.id), (unsigned) c->uid);
-        }
-        r = 0;
-        for (size_t i = 0; i < batch.n_fresh; i++) {
-                AgentKey *k = batch.fresh[i];
-
-                k->need_fetch = true;
-                r = agent_insert_key(a, k);
-                if (r < 0)
+                        return register_error(r, &f, many, error);
+                if (!many)
                         break;
-                batch.fresh[i] = NULL;
         }
-        pthread_cond_broadcast(&a->cond);
-        pthread_mutex_unlock(&a->lock);
-        if (r < 0) /* out of memory: the registry file has them, the next start loads them */
-                return r;
+        if (many) {
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
 
-        for (size_t i = 0; i < batch.n_fresh; i++)
-                log_info("Key '%s' registered by uid %u.", LOG_NAME(extra[i]->id), (unsigned) c->uid);
-        if (batch.n_fresh > 0)
+        r = register_batch_apply(a, &batch, c->uid, &f);
+        if (r < 0)
+                return register_error(r, &f, many, error);
+        if (r > 0)
                 agent_bus_properties_changed(a, "KeyCount");
         return sd_bus_reply_method_return(m, NULL);
 }
 
+static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        return register_keys(m, a, false, error);
+}
+
+static int do_register_many(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        return register_keys(m, a, true, error);
+}
+
 static int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        _cleanup_(register_failure_done) RegisterFailure f = {};
         _cleanup_(agent_key_freep) AgentKey *k = NULL;
         const char *id;
         Caller *c;
@@ -864,26 +550,13 @@ static int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         r = sd_bus_message_read(m, "s", &id);
         if (r < 0)
                 return r;
-        if (!agent_find_key(a, id))
+        r = agent_unregister(a, id, c->uid, &k, &f);
+        if (r == -ENOKEY)
                 return sd_bus_error_setf(
                         error, AGENT_ERROR_NOT_REGISTERED, "Key '%s' is not registered on this host.", id);
-
-        r = agent_save_registry(a, NULL, NULL, id);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
+                return register_error(r, &f, false, error);
 
-        pthread_mutex_lock(&a->commit_lock);
-        pthread_mutex_lock(&a->lock);
-        k = agent_detach_key(a, id);
-        pthread_cond_broadcast(&a->cond);
-        pthread_mutex_unlock(&a->lock);
-        r = cache_remove(a->cache_dir, id);
-        pthread_mutex_unlock(&a->commit_lock);
-        if (r < 0)
-                log_warning_errno(
-                        r, "Failed to remove the cache file of key '%s', ignoring: %m", LOG_NAME(id));
-
-        log_info("Key '%s' unregistered by uid %u.", LOG_NAME(id), (unsigned) c->uid);
         /* To its readers as they were (k is out of the table now). */
         agent_key_read_forget(a, id);
         agent_peers_key_changed(&a->bus->peers, id, "", k);
@@ -1224,8 +897,7 @@ void agent_bus_close(Agent *a) {
 
         if (!b)
                 return;
-        while (b->queries)
-                polkit_query_free(b, b->queries);
+        agent_polkit_cancel(&b->queries);
         for (size_t i = 0; i < b->n_syncs; i++) {
                 (void) sd_bus_reply_method_errorf(
                         b->syncs[i].request, AGENT_ERROR_UNAVAILABLE, "keyward-agent is shutting down.");
