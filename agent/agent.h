@@ -132,6 +132,7 @@ typedef struct Agent {
         int sync_error; /* of the last one: 0 or a negative errno */
         bool connected;
         bool credential_waiting; /* credential requests wait for keys: retry fetches soon */
+        unsigned cache_unsynced; /* lazy cache writes not yet made durable (agent-commit.c) */
         uint64_t last_sync_usec; /* CLOCK_REALTIME of the last successful exchange */
         uint64_t last_sync_posted_usec;
         char *current_server;
