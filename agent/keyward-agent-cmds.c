@@ -18,11 +18,7 @@
 #include "parse.h"
 #include "strv.h"
 #include "time-util.h"
-
-#define AGENT_SERVICE "org.keyward.Agent1"
-#define AGENT_PATH "/org/keyward/Agent1"
-#define AGENT_INTERFACE "org.keyward.Agent1"
-#define AGENT_ERROR_PREFIX "org.keyward.Agent1.Error."
+#include "keyward-bus.h"
 
 #define TOKEN_TIMEOUT_USEC (2 * USEC_PER_SEC)
 /* How long a read waits for the agent before it asks the server instead. */
@@ -84,7 +80,7 @@ int agent_get_user_token(char **ret) {
         if (r < 0)
                 return log_debug_errno(r, "No system bus, so no token from the agent: %m"), 0;
         r = sd_bus_message_new_method_call(
-                bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetUserToken");
+                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "GetUserToken");
         if (r < 0)
                 return 0;
         r = sd_bus_call(bus, m, TOKEN_TIMEOUT_USEC, &error, &reply);
@@ -150,7 +146,8 @@ static int call_register(sd_bus *bus, const char *id, const RegisterOptions *o, 
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
-        r = sd_bus_message_new_method_call(bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Register");
+        r = sd_bus_message_new_method_call(
+                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "Register");
         if (r >= 0)
                 r = sd_bus_message_append(m, "s", id);
         if (r >= 0)
@@ -170,7 +167,7 @@ call_register_many(sd_bus *bus, char *const *ids, size_t n, const RegisterOption
         int r;
 
         r = sd_bus_message_new_method_call(
-                bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "RegisterMany");
+                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "RegisterMany");
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'a', "(sa{sv})");
         for (size_t i = 0; r >= 0 && i < n; i++) {
@@ -194,7 +191,15 @@ call_register_many(sd_bus *bus, char *const *ids, size_t n, const RegisterOption
 
 static int call_unregister(sd_bus *bus, const char *id, sd_bus_error *error) {
         return sd_bus_call_method(
-                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Unregister", error, NULL, "s", id);
+                bus,
+                AGENT_BUS_NAME,
+                AGENT_BUS_PATH,
+                AGENT_BUS_INTERFACE,
+                "Unregister",
+                error,
+                NULL,
+                "s",
+                id);
 }
 
 /* ListKeys() → a(sst): the registered keys the caller may read, with the hash and primary
@@ -220,7 +225,7 @@ static int call_list_keys(sd_bus *bus, AgentKey **ret, size_t *ret_n, sd_bus_err
         int r;
 
         r = sd_bus_call_method(
-                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "ListKeys", error, &reply, NULL);
+                bus, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "ListKeys", error, &reply, NULL);
         if (r < 0)
                 return r;
         r = sd_bus_message_enter_container(reply, 'a', "(sst)");
@@ -265,7 +270,7 @@ static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_
         int r;
 
         r = sd_bus_message_new_method_call(
-                bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetKeyVersions");
+                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "GetKeyVersions");
         if (r < 0)
                 return r;
         /* A read must not start an agent that is not running (bus activation). */
@@ -343,7 +348,8 @@ static int call_get_key(sd_bus *bus, const char *id, Key **ret, sd_bus_error *er
         size_t size;
         int r;
 
-        r = sd_bus_message_new_method_call(bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetKey");
+        r = sd_bus_message_new_method_call(
+                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "GetKey");
         if (r < 0)
                 return r;
         /* A read must not start an agent that is not running (bus activation). */
@@ -447,8 +453,7 @@ static int register_get(sd_bus *bus, const char *id, uint64_t timeout_usec, cons
                 r = call_get_key_versions(bus, id, &k, &error);
                 if (r >= 0)
                         return print_key_json(k, false);
-                if (agent_absent(&error) ||
-                    sd_bus_error_has_name(&error, AGENT_ERROR_PREFIX "AccessDenied") ||
+                if (agent_absent(&error) || sd_bus_error_has_name(&error, AGENT_ERROR_ACCESS_DENIED) ||
                     sd_bus_error_has_name(&error, SD_BUS_ERROR_ACCESS_DENIED))
                         return fail_bus("Error getting key from agent", r, &error);
 
@@ -665,7 +670,8 @@ int verb_sync(int argc, char **argv) {
         r = bus_open(&bus, true);
         if (r < 0)
                 return fail_bus_open(r);
-        r = sd_bus_call_method(bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Sync", &error, NULL, NULL);
+        r = sd_bus_call_method(
+                bus, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "Sync", &error, NULL, NULL);
         if (r < 0)
                 return fail_bus("Error syncing", r, &error);
         printf("Synced successfully\n");
@@ -815,7 +821,14 @@ static int call_list_key_states(sd_bus *bus, sd_bus_message **ret_reply, KeyStat
         int r;
 
         r = sd_bus_call_method(
-                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "ListKeyStates", &error, &reply, NULL);
+                bus,
+                AGENT_BUS_NAME,
+                AGENT_BUS_PATH,
+                AGENT_BUS_INTERFACE,
+                "ListKeyStates",
+                &error,
+                &reply,
+                NULL);
         if (r < 0 && sd_bus_error_has_name(&error, SD_BUS_ERROR_UNKNOWN_METHOD)) {
                 *ret_reply = NULL;
                 *ret = NULL;
@@ -875,14 +888,14 @@ int verb_status(int argc, char **argv) {
                 return fail_bus_open(r);
         r = sd_bus_call_method(
                 bus,
-                AGENT_SERVICE,
-                AGENT_PATH,
+                AGENT_BUS_NAME,
+                AGENT_BUS_PATH,
                 "org.freedesktop.DBus.Properties",
                 "GetAll",
                 &error,
                 &reply,
                 "s",
-                AGENT_INTERFACE);
+                AGENT_BUS_INTERFACE);
         if (r < 0)
                 return fail_bus("Error getting the agent's status", r, &error);
 
