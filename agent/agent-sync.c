@@ -851,13 +851,6 @@ int agent_sync_start(Agent *a) {
         return 0;
 }
 
-void agent_sync_kick(Agent *a) {
-        lock(a);
-        a->gen++;
-        pthread_cond_broadcast(&a->cond);
-        unlock(a);
-}
-
 int agent_sync_stop(Agent *a, uint64_t timeout_usec) {
         AgentSync *s = a ? a->sync : NULL;
         uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
