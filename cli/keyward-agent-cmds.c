@@ -10,7 +10,7 @@
 #include <systemd/sd-bus.h>
 #include <time.h>
 
-#include "agent-registry.h"
+#include "registry-names.h"
 #include "buf.h"
 #include "fileio.h"
 #include "json-util.h"
