@@ -283,8 +283,23 @@ static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_err
 /* Appends one key's entry to a listing (type: the entry's D-Bus signature). With a.lock held. */
 typedef int (*ListAppend)(sd_bus_message *reply, const char *type, const AgentKey *k);
 
-/* A reply listing the keys the caller may read, one entry of type each: the one loop under
- * the lock that ListKeys and ListKeyStates share. */
+typedef struct Listing {
+        sd_bus_message *reply;
+        const char *type;
+        ListAppend append;
+        const Caller *c;
+} Listing;
+
+static int listing_add(const AgentKey *k, void *userdata) {
+        Listing *l = userdata;
+
+        if (!agent_key_may_read(k, l->c->uid, l->c->groups, l->c->n_groups))
+                return 0;
+        return l->append(l->reply, l->type, k);
+}
+
+/* A reply listing the keys the caller may read, one entry of type each: the one walk of the
+ * table that ListKeys and ListKeyStates share. */
 static int
 list_readable_keys(Agent *a, sd_bus_message *m, sd_bus_error *error, const char *type, ListAppend append) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -306,11 +321,8 @@ list_readable_keys(Agent *a, sd_bus_message *m, sd_bus_error *error, const char 
         r = sd_bus_message_open_container(reply, 'a', type);
         if (r < 0)
                 return r;
-        pthread_mutex_lock(&a->lock);
-        for (size_t i = 0; i < a->n_keys && r >= 0; i++)
-                if (agent_key_may_read(a->keys[i], c->uid, c->groups, c->n_groups))
-                        r = append(reply, type, a->keys[i]);
-        pthread_mutex_unlock(&a->lock);
+        r = agent_keys_foreach(
+                a, listing_add, &(Listing){.reply = reply, .type = type, .append = append, .c = c});
         if (r < 0)
                 return r;
         r = sd_bus_message_close_container(reply);

@@ -55,19 +55,6 @@ static void refuse(Agent *a, const char *unit, const char *name, const char *why
                 why);
 }
 
-/* The key registered for unit under credential name, or NULL. With a.lock held. */
-static AgentKey *find_for_unit(Agent *a, const char *unit, const char *name) {
-        for (size_t i = 0; i < a->n_keys; i++) {
-                AgentKey *k = a->keys[i];
-
-                if (!strv_contains(k->reg.units, unit))
-                        continue;
-                if (streq(k->reg.credential ?: k->reg.id, name))
-                        return k;
-        }
-        return NULL;
-}
-
 /* What one version of a key (the cache file with this checksum) gives as a credential, read
  * and checked once, then shared by every reply that writes it and kept for the next start:
  * a burst of units asking for the same key costs one copy, not one per connection. The list
@@ -134,19 +121,17 @@ static CredentialCopy *copy_find(Agent *a, const char *id, const uint8_t *sha256
 static void copy_trim(Agent *a) {
         size_t idle = 0;
 
-        pthread_mutex_lock(&a->lock);
         for (CredentialCopy **pp = &a->credential_copies; *pp;) {
-                AgentKey *k = agent_find_key(a, (*pp)->id);
+                AgentKeyStatus st;
 
-                if (!k || !k->cache.valid ||
-                    memcmp(k->cache.sha256, (*pp)->sha256, CACHE_SHA256_SIZE) != 0 ||
+                if (agent_key_status(a, (*pp)->id, &st) <= 0 || !st.cached ||
+                    memcmp(st.sha256, (*pp)->sha256, CACHE_SHA256_SIZE) != 0 ||
                     ((*pp)->n_ref == 1 && ++idle > CREDENTIAL_COPIES_MAX)) {
                         copy_unlist(pp);
                         continue;
                 }
                 pp = &(*pp)->next;
         }
-        pthread_mutex_unlock(&a->lock);
 }
 
 /* Why agent_key_read() gave no copy, for the refusal's log line (NULL: strerror's word). */
@@ -171,26 +156,19 @@ static const char *read_failure(int r) {
 static int copy_get(
         Agent *a, Caller *reader, const char *id, bool as_json, CredentialCopy **ret, const char **ret_why) {
         _cleanup_buf_ Buf json = BUF_INIT_SECURE;
-        uint8_t expected[CACHE_SHA256_SIZE], sha256[CACHE_SHA256_SIZE];
+        uint8_t sha256[CACHE_SHA256_SIZE];
         const KeyVersion *p;
+        AgentKeyStatus st;
         const Key *key;
         CredentialCopy *c;
-        bool cached;
-        AgentKey *k;
         int r;
 
-        pthread_mutex_lock(&a->lock);
-        k = agent_find_key(a, id);
-        cached = k && k->cache.valid;
-        if (cached)
-                memcpy(expected, k->cache.sha256, sizeof(expected));
-        pthread_mutex_unlock(&a->lock);
-        if (!cached) {
+        if (agent_key_status(a, id, &st) <= 0 || !st.cached) {
                 *ret_why = "the key is not cached yet";
                 return -ENOENT;
         }
 
-        c = copy_find(a, id, expected);
+        c = copy_find(a, id, st.sha256);
         if (!c || !(as_json ? c->json : c->primary)) {
                 r = agent_key_read(a, reader, id, &key, sha256, NULL);
                 if (r < 0) {
@@ -489,11 +467,9 @@ static int serve(Agent *a, CredentialReply *rep) {
         struct ucred cred = {};
         socklen_t len = sizeof(cred);
         const char *unit = NULL, *name = NULL, *why = NULL;
-        KeyState state = KEY_STATE_NEW;
         char peer_why[384];
-        bool cached = false;
+        AgentKeyStatus st;
         size_t name_len;
-        AgentKey *k;
         int fd = rep->fd, r;
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || !agent_uid_is_privileged(cred.uid)) {
@@ -537,24 +513,17 @@ static int serve(Agent *a, CredentialReply *rep) {
                 return -ENOMEM;
         }
 
-        pthread_mutex_lock(&a->lock);
-        k = find_for_unit(a, unit, rep->key_name);
-        if (k) {
-                rep->id = strdup(k->reg.id);
-                cached = k->cache.valid;
-                state = k->state;
-        }
-        pthread_mutex_unlock(&a->lock);
-        if (!k) {
+        r = agent_key_find_for_unit(a, unit, rep->key_name, &rep->id, &st);
+        if (r == 0) {
                 refuse(a, unit, name, "no key is registered for this unit under this name");
                 return -ENOKEY;
         }
-        if (!rep->id) {
+        if (r < 0) {
                 refuse(a, unit, name, "out of memory");
                 return -ENOMEM;
         }
-        if (!cached) {
-                why = no_wait_reason(a, state);
+        if (!st.cached) {
+                why = no_wait_reason(a, st.state);
                 if (why) {
                         refuse(a, unit, name, why);
                         return -ENOENT;
@@ -686,27 +655,21 @@ void agent_credential_wake(Agent *a) {
         CredentialReply *next;
 
         for (CredentialReply *rep = a->credential_waits; rep; rep = next) {
-                KeyState state = KEY_STATE_NEW;
-                bool cached = false;
-                AgentKey *k;
+                _cleanup_free_ char *id = NULL;
+                AgentKeyStatus st;
+                int r;
 
                 next = rep->replies_next;
-                pthread_mutex_lock(&a->lock);
                 /* Still registered for the unit under that name, as the same key? */
-                k = find_for_unit(a, rep->unit, rep->key_name);
-                if (k && streq(k->reg.id, rep->id)) {
-                        cached = k->cache.valid;
-                        state = k->state;
-                } else
-                        k = NULL;
-                pthread_mutex_unlock(&a->lock);
-
-                if (!k)
+                r = agent_key_find_for_unit(a, rep->unit, rep->key_name, &id, &st);
+                if (r == -ENOMEM)
+                        continue; /* asked again at the next wake-up */
+                if (r == 0 || !streq(id, rep->id))
                         wait_end(rep, "the key is no longer registered for this unit under this name");
-                else if (cached)
+                else if (st.cached)
                         wait_deliver(rep);
-                else if (state == KEY_STATE_MISSING || state == KEY_STATE_DENIED)
-                        wait_end(rep, no_wait_reason(a, state));
+                else if (st.state == KEY_STATE_MISSING || st.state == KEY_STATE_DENIED)
+                        wait_end(rep, no_wait_reason(a, st.state));
         }
 }
 

@@ -166,6 +166,24 @@ int agent_insert_key(Agent *a, AgentKey *k);
 /* Main thread, with a.lock held: detach and return the key, or NULL. */
 AgentKey *agent_detach_key(Agent *a, const char *id);
 
+/* What a reader needs to know of a key, copied out under a.lock. */
+typedef struct AgentKeyStatus {
+        KeyState state;
+        bool cached; /* a verified copy is served (cache.valid) */
+        uint8_t sha256[CACHE_SHA256_SIZE];
+} AgentKeyStatus;
+
+/* The following take a.lock themselves, so that other files need not walk the table. */
+/* Key id's status: 1, or 0 when it is not registered. */
+int agent_key_status(Agent *a, const char *id, AgentKeyStatus *ret);
+/* The key registered for unit under credential name (its "credential" option, else its
+ * id): 1 with its id (malloc()ed) and status, 0 when there is none, or -ENOMEM. */
+int agent_key_find_for_unit(
+        Agent *a, const char *unit, const char *name, char **ret_id, AgentKeyStatus *ret);
+/* Call fn for each key, in id order, with a.lock held, until it returns a negative errno
+ * (returned). */
+int agent_keys_foreach(Agent *a, int (*fn)(const AgentKey *k, void *userdata), void *userdata);
+
 /* Resolve k->reg.readers through NSS into uids and gids. Names that do not resolve are left
  * out; with reterr_unknown set, the first one is returned there and -ESRCH. Main thread,
  * without the lock (NSS may block); the result is installed under the lock. */
