@@ -262,26 +262,44 @@ fail:
         return r;
 }
 
-/* GetKeyVersions(s id) → (a(tays) versions, s hash), as a Knox key (ts unknown: 0). */
-static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_error *error) {
+/* Call method(s id) for a read, with the reply marked sensitive (timeout_usec 0: sd-bus's
+ * default). A read must not start an agent that is not running (bus activation). */
+static int call_read(
+        sd_bus *bus,
+        const char *method,
+        const char *id,
+        uint64_t timeout_usec,
+        sd_bus_message **ret,
+        sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        _cleanup_(key_freep) Key *k = NULL;
-        const char *hash;
         int r;
 
         r = sd_bus_message_new_method_call(
-                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "GetKeyVersions");
+                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, method);
         if (r < 0)
                 return r;
-        /* A read must not start an agent that is not running (bus activation). */
         (void) sd_bus_message_set_auto_start(m, false);
         r = sd_bus_message_append(m, "s", id);
         if (r < 0)
                 return r;
-        r = sd_bus_call(bus, m, 0, error, &reply);
+        r = sd_bus_call(bus, m, timeout_usec, error, &reply);
         if (r < 0)
                 return r;
         (void) sd_bus_message_sensitive(reply);
+        *ret = TAKE_PTR(reply);
+        return 0;
+}
+
+/* GetKeyVersions(s id) → (a(tays) versions, s hash), as a Knox key (ts unknown: 0). */
+static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(key_freep) Key *k = NULL;
+        const char *hash;
+        int r;
+
+        r = call_read(bus, "GetKeyVersions", id, 0, &reply, error);
+        if (r < 0)
+                return r;
 
         k = key_new();
         if (!k)
@@ -341,26 +359,16 @@ static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_
 
 /* GetKey(s id) → (ay data, t version), as a Knox key with that one primary version. */
 static int call_get_key(sd_bus *bus, const char *id, Key **ret, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(key_freep) Key *k = NULL;
         const void *data;
         uint64_t vid;
         size_t size;
         int r;
 
-        r = sd_bus_message_new_method_call(
-                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "GetKey");
+        r = call_read(bus, "GetKey", id, AGENT_GET_TIMEOUT_USEC, &reply, error);
         if (r < 0)
                 return r;
-        /* A read must not start an agent that is not running (bus activation). */
-        (void) sd_bus_message_set_auto_start(m, false);
-        r = sd_bus_message_append(m, "s", id);
-        if (r < 0)
-                return r;
-        r = sd_bus_call(bus, m, AGENT_GET_TIMEOUT_USEC, error, &reply);
-        if (r < 0)
-                return r;
-        (void) sd_bus_message_sensitive(reply);
         r = sd_bus_message_read_array(reply, 'y', &data, &size);
         if (r >= 0)
                 r = sd_bus_message_read(reply, "t", &vid);
