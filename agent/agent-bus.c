@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent-bus.h"
 
-#include "agent-pam.h"
-
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -11,15 +9,19 @@
 #include <string.h>
 #include <systemd/sd-login.h>
 
+#include "agent-caller.h"
 #include "agent-pam.h"
+#include "agent-peers.h"
+#include "agent-polkit.h"
+#include "agent-read.h"
+#include "agent-register.h"
 #include "agent-sync.h"
+#include "agent-units.h"
 #include "agent-metrics.h"
 #include "log.h"
 #include "strv.h"
-#include "user-util.h"
 
 /* Security events in the journal (MESSAGE_ID=). */
-#define MESSAGE_ID_DELIVERY "5b8e2f0c41d34a7a9f6c3e1d2b7a8c90"
 #define MESSAGE_ID_REFUSED "c3d9a1e7f25b4e08b6a4d2c1e9f07b35"
 
 /* Refusals are logged on behalf of callers, who can make as many as they like: the first
@@ -27,203 +29,27 @@
 #define REFUSAL_LOG_INTERVAL_USEC (60 * USEC_PER_SEC)
 #define REFUSAL_LOG_BURST 10
 
-/* Callers by unique bus name. A unique name is never reused on a bus, and the bus took its
- * credentials when the connection was made, so they can be kept: this saves a round trip
- * to the bus (GetConnectionCredentials) on every call. */
-#define CALLER_CACHE_SIZE 128
-
-typedef struct Caller {
-        char *sender;
-        uid_t uid;
-        pid_t pid;
-        char *unit;
-        gid_t *groups;
-        size_t n_groups;
-        bool groups_known;
-} Caller;
-
-/* Keys served lately, parsed, by the checksum of the file they came from: a key read often
- * is not read and parsed again each time. Main thread only. The table's checksum decides
- * whether an entry is still current, so a new version is never missed. */
-#define HOT_KEYS 64
-
-typedef struct HotKey {
-        char *id;
-        uint8_t sha256[CACHE_SHA256_SIZE];
-        struct stat st; /* of the file it was read from: a changed file is read again */
-        Key *key;
-        uint64_t used;
-} HotKey;
-
-/* A connection on the bus, by unique name; the uid is asked of the bus the first time a
- * KeyChanged goes out after it connected. */
-#define PEERS_MAX 4096
-
-typedef struct Peer {
-        Caller c; /* sender is the unique name */
-        bool resolved;
-} Peer;
-
 typedef struct PendingSync {
         sd_bus_message *request;
         uint64_t target;
 } PendingSync;
 
-typedef int (*AuthorizedHandler)(sd_bus_message *m, Agent *a, sd_bus_error *error);
-
-typedef struct PolkitQuery PolkitQuery;
-struct PolkitQuery {
-        Agent *agent;
-        sd_bus_message *request;
-        sd_bus_slot *slot;
-        AuthorizedHandler handler;
-        PolkitQuery *next, *prev;
-};
-
 struct AgentBus {
         sd_bus *bus;
         sd_bus_slot *object_slot;
-        Caller callers[CALLER_CACHE_SIZE];
-        size_t next_caller;
+        CallerCache callers;
         PendingSync *syncs;
         size_t n_syncs;
         PolkitQuery *queries;
         bool connected;
         uint64_t last_sync_usec;
-        HotKey hot[HOT_KEYS];
-        uint64_t tick;
-        int cache_fd;
         LogRateLimit refusals;
         sd_event_source *refusal_timer; /* tells the suppressed count when the interval ends */
-        Peer *peers;                    /* who may be sent KeyChanged: see "Peers" below */
-        size_t n_peers;
-        bool peers_full_logged;
-        sd_bus_slot *name_owner_slot;
+        AgentPeers peers;               /* who may be sent KeyChanged (agent-peers.c) */
 };
 
-static void hot_key_done(HotKey *h) {
-        free(h->id);
-        key_free(h->key);
-        *h = (HotKey){};
-}
-
-static HotKey *hot_find(AgentBus *b, const char *id) {
-        for (size_t i = 0; i < HOT_KEYS; i++)
-                if (b->hot[i].id && streq(b->hot[i].id, id))
-                        return &b->hot[i];
-        return NULL;
-}
-
-static void hot_drop(AgentBus *b, const char *id) {
-        HotKey *h = hot_find(b, id);
-
-        if (h)
-                hot_key_done(h);
-}
-
-/* Remember key (a copy of the file with checksum sha256). Best effort. */
-static void hot_put(AgentBus *b, const char *id, const uint8_t *sha256, const struct stat *st, Key *key) {
-        HotKey *h = hot_find(b, id);
-
-        if (!h) {
-                h = &b->hot[0];
-                for (size_t i = 1; i < HOT_KEYS && h->id; i++)
-                        if (!b->hot[i].id || b->hot[i].used < h->used)
-                                h = &b->hot[i];
-        }
-        hot_key_done(h);
-        h->id = strdup(id);
-        if (!h->id) {
-                key_free(key);
-                return;
-        }
-        memcpy(h->sha256, sha256, CACHE_SHA256_SIZE);
-        h->st = *st;
-        h->key = key;
-        h->used = ++b->tick;
-}
-
-static void caller_done(Caller *c) {
-        free(c->sender);
-        free(c->unit);
-        free(c->groups);
-        *c = (Caller){};
-}
-
-static int caller_groups(Caller *c) {
-        _cleanup_free_ char *name = NULL;
-        gid_t gid;
-        int r;
-
-        if (c->groups_known)
-                return 0;
-        r = user_by_uid(c->uid, &name, &gid);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0) {
-                /* No user entry: no groups either; the uid alone decides. */
-                c->groups_known = true;
-                return 0;
-        }
-        r = user_group_ids(name, gid, &c->groups, &c->n_groups);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0) {
-                /* Fall back to the primary group alone. */
-                c->groups = malloc(sizeof(gid_t));
-                if (!c->groups)
-                        return -ENOMEM;
-                c->groups[0] = gid;
-                c->n_groups = 1;
-        }
-        c->groups_known = true;
-        return 0;
-}
-
-/* Who sent m: the EUID the bus vouches for (never augmented from /proc), and the pid and
- * unit for the log. */
 static int get_caller(Agent *a, sd_bus_message *m, Caller **ret, sd_bus_error *error) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        AgentBus *b = a->bus;
-        const char *sender;
-        Caller *c;
-        uid_t uid;
-        pid_t pid = 0;
-        int r;
-
-        sender = sd_bus_message_get_sender(m);
-        if (!sender)
-                return sd_bus_error_set(error, AGENT_ERROR_ACCESS_DENIED, "The caller has no bus name.");
-        for (size_t i = 0; i < CALLER_CACHE_SIZE; i++)
-                if (b->callers[i].sender && streq(b->callers[i].sender, sender)) {
-                        *ret = &b->callers[i];
-                        return 0;
-                }
-
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Cannot identify the caller: %m");
-        if (sd_bus_creds_get_augmented_mask(creds) & SD_BUS_CREDS_EUID)
-                return sd_bus_error_set(
-                        error, AGENT_ERROR_ACCESS_DENIED, "The bus did not vouch for the caller's uid.");
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return sd_bus_error_set(
-                        error, AGENT_ERROR_ACCESS_DENIED, "The bus did not vouch for the caller's uid.");
-        (void) sd_bus_creds_get_pid(creds, &pid);
-
-        c = &b->callers[b->next_caller];
-        b->next_caller = (b->next_caller + 1) % CALLER_CACHE_SIZE;
-        caller_done(c);
-        c->sender = strdup(sender);
-        if (!c->sender)
-                return -ENOMEM;
-        c->uid = uid;
-        c->pid = pid;
-        if (pid > 0 && sd_pid_get_unit(pid, &c->unit) < 0)
-                c->unit = NULL;
-        *ret = c;
-        return 0;
+        return caller_from_message(&a->bus->callers, m, ret, error);
 }
 
 /* Say how many refusals went unlogged, if any. */
@@ -292,51 +118,8 @@ static int refuse(Agent *a, const Caller *c, const char *what, const char *id, s
                 id);
 }
 
-/* One journal field, or NULL when out of memory (the field is then left out). */
-_printf_(1, 2) static char *delivery_field(const char *fmt, ...) {
-        char *f = NULL;
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(&f, fmt, ap) < 0)
-                f = NULL;
-        va_end(ap);
-        return f;
-}
-
-/* Each key handed out, with journal fields (journalctl KEYWARD_KEY_ID=ID lists who got it);
- * the key's id and version, never its data. */
-static void log_delivery(const Caller *c, const char *method, const char *id, uint64_t version) {
-        char *f[] = {
-                delivery_field("KEYWARD_KEY_ID=%s", id),
-                delivery_field("KEYWARD_KEY_VERSION=%" PRIu64, version),
-                delivery_field("KEYWARD_CALLER_UID=%u", (unsigned) c->uid),
-                delivery_field("KEYWARD_CALLER_PID=%u", (unsigned) c->pid),
-                c->unit ? delivery_field("KEYWARD_UNIT=%s", c->unit) : NULL,
-                delivery_field("KEYWARD_METHOD=%s", method),
-                delivery_field("KEYWARD_RESULT=delivered"),
-        };
-
-        log_security_fields(
-                LOG_INFO,
-                MESSAGE_ID_DELIVERY,
-                f,
-                ELEMENTSOF(f),
-                "Delivered key '%s' version %" PRIu64 " to uid %u pid %u unit %s (%s).",
-                LOG_NAME(id),
-                version,
-                (unsigned) c->uid,
-                (unsigned) c->pid,
-                LOG_NAME(c->unit),
-                method);
-        for (size_t i = 0; i < ELEMENTSOF(f); i++)
-                free(f[i]);
-}
-
-static int unavailable_error(const AgentKey *k, bool connected, sd_bus_error *error) {
-        const char *id = k->reg.id;
-
-        switch (k->state) {
+static int unavailable_error(const char *id, const KeyUnavailable *u, sd_bus_error *error) {
+        switch (u->state) {
         case KEY_STATE_MISSING:
                 return sd_bus_error_setf(
                         error, AGENT_ERROR_NO_SUCH_KEY, "Key '%s' does not exist on the server.", id);
@@ -346,10 +129,10 @@ static int unavailable_error(const AgentKey *k, bool connected, sd_bus_error *er
                         AGENT_ERROR_UNAVAILABLE,
                         "The server does not let this machine read key '%s' (%s), and no copy is cached.",
                         id,
-                        strna(k->error));
+                        strna(u->error));
         case KEY_STATE_FAILED:
                 return sd_bus_error_setf(
-                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' is not cached: %s", id, strna(k->error));
+                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' is not cached: %s", id, strna(u->error));
         case KEY_STATE_NEW:
         case KEY_STATE_OK:
         case _KEY_STATE_MAX:
@@ -361,117 +144,35 @@ static int unavailable_error(const AgentKey *k, bool connected, sd_bus_error *er
                 AGENT_ERROR_UNAVAILABLE,
                 "Key '%s' is not cached yet%s",
                 id,
-                connected ? "." : ": no keyward server answers.");
+                u->connected ? "." : ": no keyward server answers.");
 }
 
-/* Authorize c for key id and read it from the cache, checked. The key returned belongs to
- * the hot cache and lives until the next call. */
+/* Key id for c, through the agent's one read path, or the D-Bus error that says why not. */
 static int
 load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret, sd_bus_error *error) {
-        AgentBus *b = a->bus;
+        _cleanup_(key_unavailable_done) KeyUnavailable u = {};
         int r;
 
-        if (!agent_uid_is_privileged(c->uid)) {
-                r = caller_groups(c);
-                if (r < 0)
-                        return r;
-        }
-
-        for (unsigned attempt = 0;; attempt++) {
-                _cleanup_(key_freep) Key *key = NULL;
-                const char *reason = NULL;
-                uint8_t expected[CACHE_SHA256_SIZE], writing[CACHE_SHA256_SIZE];
-                bool is_writing;
-                CacheInfo got = {};
-                struct stat st;
-                AgentKey *k;
-                HotKey *h;
-
-                pthread_mutex_lock(&a->lock);
-                k = agent_find_key(a, id);
-                if (!k && !agent_uid_is_privileged(c->uid)) {
-                        pthread_mutex_unlock(&a->lock);
-                        return refuse(a, c, what, id, error);
-                }
-                if (!k) {
-                        pthread_mutex_unlock(&a->lock);
-                        return sd_bus_error_setf(
-                                error,
-                                AGENT_ERROR_NOT_REGISTERED,
-                                "Key '%s' is not registered on this host.",
-                                id);
-                }
-                if (!agent_key_may_read(k, c->uid, c->groups, c->n_groups)) {
-                        pthread_mutex_unlock(&a->lock);
-                        return refuse(a, c, what, id, error);
-                }
-                if (!k->cache.valid) {
-                        r = unavailable_error(k, a->connected, error);
-                        pthread_mutex_unlock(&a->lock);
-                        hot_drop(b, id);
-                        return r;
-                }
-                memcpy(expected, k->cache.sha256, sizeof(expected));
-                is_writing = a->writing == k;
-                memcpy(writing, a->writing_sha256, sizeof(writing));
-                pthread_mutex_unlock(&a->lock);
-
-                /* Its file could not be written: what the server sent is in memory. */
-                r = agent_key_read_held(a, id, expected, &key);
-                if (r < 0)
-                        return r;
-                if (r > 0) {
-                        hot_put(b, id, expected, &(struct stat){}, TAKE_PTR(key));
-                        h = hot_find(b, id);
-                        if (!h)
-                                return -ENOMEM;
-                        *ret = h->key;
-                        return 0;
-                }
-
-                /* Served lately, and the file is untouched since (any write changes its ctime). */
-                h = hot_find(b, id);
-                if (h && memcmp(h->sha256, expected, sizeof(expected)) == 0 && b->cache_fd >= 0 &&
-                    fstatat(b->cache_fd, id, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
-                    cache_same_file(&st, &h->st)) {
-                        h->used = ++b->tick;
-                        *ret = h->key;
-                        return 0;
-                }
-
-                r = cache_read_stat(a->cache_dir, id, &key, &got, &st, &reason);
-                if (r == -ENOMEM)
-                        return r;
-                if (r >= 0 &&
-                    (memcmp(got.sha256, expected, sizeof(expected)) == 0 ||
-                     (is_writing && memcmp(got.sha256, writing, sizeof(writing)) == 0))) {
-                        hot_put(b, id, got.sha256, &st, TAKE_PTR(key));
-                        h = hot_find(b, id);
-                        if (!h)
-                                return -ENOMEM;
-                        *ret = h->key;
-                        return 0;
-                }
-
-                /* A sync thread may have replaced the file between our look and the read. */
-                pthread_mutex_lock(&a->lock);
-                k = agent_find_key(a, id);
-                bool moved =
-                        k && (a->writing == k || memcmp(k->cache.sha256, expected, sizeof(expected)) != 0);
-                pthread_mutex_unlock(&a->lock);
-                if (moved && attempt < 3)
-                        continue;
-
-                if (r >= 0)
-                        reason = "it differs from what the agent wrote";
-                hot_drop(b, id);
-                agent_cache_corrupt(a, id, expected, r, reason);
+        r = agent_key_read(a, c, id, ret, NULL, &u);
+        switch (r) {
+        case -EACCES:
+                return refuse(a, c, what, id, error);
+        case -ENOKEY:
+                return sd_bus_error_setf(
+                        error, AGENT_ERROR_NOT_REGISTERED, "Key '%s' is not registered on this host.", id);
+        case -ENOENT:
+                return unavailable_error(id, &u, error);
+        case -EBADMSG:
                 return sd_bus_error_setf(
                         error,
                         AGENT_ERROR_UNAVAILABLE,
                         "The cached copy of key '%s' is damaged; it is being fetched again.",
                         id);
+        case -EAGAIN:
+                return sd_bus_error_setf(
+                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' is being replaced; ask again.", id);
         }
+        return r;
 }
 
 static int new_sensitive_reply(sd_bus_message *m, sd_bus_message **ret) {
@@ -501,10 +202,10 @@ static int method_get_key(sd_bus_message *m, void *userdata, sd_bus_error *error
         if (r < 0)
                 return r;
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         r = load_key(a, c, "GetKey", id, &key, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         p = key_primary_version(key);
         if (!p || !p->data)
@@ -523,7 +224,7 @@ static int method_get_key(sd_bus_message *m, void *userdata, sd_bus_error *error
         r = sd_bus_send(NULL, reply, NULL);
         if (r < 0)
                 return r;
-        log_delivery(c, "GetKey", id, p->id);
+        agent_log_delivery(c, id, p->id, "GetKey", NULL, 0);
         return 1;
 }
 
@@ -540,10 +241,10 @@ static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_err
         if (r < 0)
                 return r;
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         r = load_key(a, c, "GetKeyVersions", id, &key, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
 
         r = new_sensitive_reply(m, &reply);
@@ -578,15 +279,30 @@ static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_err
         if (r < 0)
                 return r;
         p = key_primary_version(key);
-        log_delivery(c, "GetKeyVersions", id, p ? p->id : 0);
+        agent_log_delivery(c, id, p ? p->id : 0, "GetKeyVersions", NULL, 0);
         return 1;
 }
 
 /* Appends one key's entry to a listing (type: the entry's D-Bus signature). With a.lock held. */
 typedef int (*ListAppend)(sd_bus_message *reply, const char *type, const AgentKey *k);
 
-/* A reply listing the keys the caller may read, one entry of type each: the one loop under
- * the lock that ListKeys and ListKeyStates share. */
+typedef struct Listing {
+        sd_bus_message *reply;
+        const char *type;
+        ListAppend append;
+        const Caller *c;
+} Listing;
+
+static int listing_add(const AgentKey *k, void *userdata) {
+        Listing *l = userdata;
+
+        if (!agent_key_may_read(k, l->c->uid, l->c->groups, l->c->n_groups))
+                return 0;
+        return l->append(l->reply, l->type, k);
+}
+
+/* A reply listing the keys the caller may read, one entry of type each: the one walk of the
+ * table that ListKeys and ListKeyStates share. */
 static int
 list_readable_keys(Agent *a, sd_bus_message *m, sd_bus_error *error, const char *type, ListAppend append) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -594,7 +310,7 @@ list_readable_keys(Agent *a, sd_bus_message *m, sd_bus_error *error, const char 
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         if (!agent_uid_is_privileged(c->uid)) {
                 r = caller_groups(c);
@@ -608,11 +324,8 @@ list_readable_keys(Agent *a, sd_bus_message *m, sd_bus_error *error, const char 
         r = sd_bus_message_open_container(reply, 'a', type);
         if (r < 0)
                 return r;
-        pthread_mutex_lock(&a->lock);
-        for (size_t i = 0; i < a->n_keys && r >= 0; i++)
-                if (agent_key_may_read(a->keys[i], c->uid, c->groups, c->n_groups))
-                        r = append(reply, type, a->keys[i]);
-        pthread_mutex_unlock(&a->lock);
+        r = agent_keys_foreach(
+                a, listing_add, &(Listing){.reply = reply, .type = type, .append = append, .c = c});
         if (r < 0)
                 return r;
         r = sd_bus_message_close_container(reply);
@@ -636,137 +349,18 @@ static int method_list_keys(sd_bus_message *m, void *userdata, sd_bus_error *err
         return list_readable_keys(userdata, m, error, "(sst)", list_keys_append);
 }
 
-/* ---- polkit --------------------------------------------------------------------------- */
-
-static PolkitQuery *polkit_query_free(AgentBus *b, PolkitQuery *q) {
-        if (!q)
-                return NULL;
-        if (q->prev)
-                q->prev->next = q->next;
-        else if (b->queries == q)
-                b->queries = q->next;
-        if (q->next)
-                q->next->prev = q->prev;
-        sd_bus_slot_unref(q->slot);
-        sd_bus_message_unref(q->request);
-        free(q);
-        return NULL;
-}
-
-/* Answer request from what handler did: it replied itself, or left an error. */
-static void finish(sd_bus_message *request, int r, sd_bus_error *error) {
-        if (sd_bus_error_is_set(error))
-                (void) sd_bus_reply_method_error(request, error);
-        else if (r < 0)
-                (void) sd_bus_reply_method_errno(request, r, NULL);
-}
-
-static int polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        PolkitQuery *q = userdata;
-        Agent *a = q->agent;
-        int authorized = 0, challenge = 0, r;
-
-        if (sd_bus_message_is_method_error(reply, NULL)) {
-                const sd_bus_error *e = sd_bus_message_get_error(reply);
-
-                a->counters.bus_denied_manage++;
-                agent_metrics_changed(a);
-                log_notice(
-                        "polkit cannot be asked (%s), so only root may manage the agent.",
-                        e && e->name ? e->name : "error");
-                (void) sd_bus_reply_method_errorf(
-                        q->request,
-                        AGENT_ERROR_ACCESS_DENIED,
-                        "Only root may do this here: polkit is not available.");
-                goto done;
-        }
-        r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "bb", &authorized, &challenge);
-        if (r < 0) {
-                (void) sd_bus_reply_method_errorf(
-                        q->request, AGENT_ERROR_ACCESS_DENIED, "polkit gave an answer that cannot be read.");
-                goto done;
-        }
-        if (!authorized) {
-                a->counters.bus_denied_manage++;
-                agent_metrics_changed(a);
-                if (challenge)
-                        (void) sd_bus_reply_method_errorf(
-                                q->request,
-                                SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
-                                "Authentication is required to manage keyward-agent.");
-                else
-                        (void) sd_bus_reply_method_errorf(
-                                q->request,
-                                AGENT_ERROR_ACCESS_DENIED,
-                                "Not authorized to manage keyward-agent.");
-                goto done;
-        }
-        r = q->handler(q->request, a, &error);
-        finish(q->request, r, &error);
-done:
-        polkit_query_free(a->bus, q);
-        return 0;
-}
-
 /* Run handler for m: at once for root (as systemd's services do), otherwise when polkit
- * says the caller may use org.keyward.agent.manage. No polkit on the bus: denied. */
+ * says the caller may use org.keyward.agent.manage (agent-polkit.c). */
 static int authorize_manage(Agent *a, sd_bus_message *m, AuthorizedHandler handler, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
-        AgentBus *b = a->bus;
-        PolkitQuery *q;
         Caller *c;
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         if (agent_uid_is_privileged(c->uid))
                 return handler(m, a, error);
-
-        r = sd_bus_message_new_method_call(
-                b->bus,
-                &call,
-                "org.freedesktop.PolicyKit1",
-                "/org/freedesktop/PolicyKit1/Authority",
-                "org.freedesktop.PolicyKit1.Authority",
-                "CheckAuthorization");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(
-                call,
-                "(sa{sv})sa{ss}us",
-                "system-bus-name",
-                1,
-                "name",
-                "s",
-                sd_bus_message_get_sender(m),
-                AGENT_POLKIT_ACTION,
-                0,
-                (uint32_t) (sd_bus_message_get_allow_interactive_authorization(m) > 0 ? 1 : 0),
-                "");
-        if (r < 0)
-                return r;
-
-        q = calloc(1, sizeof(PolkitQuery));
-        if (!q)
-                return -ENOMEM;
-        q->agent = a;
-        q->request = sd_bus_message_ref(m);
-        q->handler = handler;
-        q->next = b->queries;
-        if (b->queries)
-                b->queries->prev = q;
-        b->queries = q;
-        /* Interactive authentication may take a while. */
-        r = sd_bus_call_async(b->bus, &q->slot, call, polkit_reply, q, 120 * USEC_PER_SEC);
-        if (r < 0) {
-                polkit_query_free(b, q);
-                return r;
-        }
-        return 1;
+        return agent_polkit_check(a, a->bus->bus, &a->bus->queries, m, handler);
 }
 
 /* ---- Register, Unregister, Sync ------------------------------------------------------- */
@@ -846,7 +440,7 @@ read_registration(sd_bus_message *m, Registration *reg, bool *ret_on_change_set,
                 else
                         return sd_bus_error_setf(
                                 error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%s'.", name);
-                if (r < 0 || sd_bus_error_is_set(error))
+                if (r < 0)
                         return r;
                 r = sd_bus_message_exit_container(m);
                 if (r < 0)
@@ -863,302 +457,107 @@ read_registration(sd_bus_message *m, Registration *reg, bool *ret_on_change_set,
         return 0;
 }
 
-static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
-        _cleanup_(registration_donep) Registration reg = {}, merged = {};
-        _cleanup_(agent_key_freep) AgentKey *fresh = NULL;
-        const char *id, *unknown = NULL;
-        bool on_change_set = false;
-        AgentKey *k;
-        Caller *c;
-        int r;
-
-        r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
-                return r;
-        r = sd_bus_message_rewind(m, true);
-        if (r < 0)
-                return r;
-        r = read_registration(m, &reg, &on_change_set, error);
-        if (r < 0 || sd_bus_error_is_set(error))
-                return r;
-        id = reg.id;
-
-        k = agent_find_key(a, id);
-        if (k) {
-                _cleanup_(agent_key_freep) AgentKey *tmp = NULL;
-
-                r = registration_copy(&k->reg, &merged);
-                if (r < 0)
-                        return r;
-                r = registration_merge(&merged, &reg, on_change_set);
-                if (r == -E2BIG)
+/* The answer to a refused registration (many: the error names the key). */
+static int register_error(int r, const RegisterFailure *f, bool many, sd_bus_error *error) {
+        if (f->save)
+                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
+        switch (r) {
+        case -E2BIG:
+                if (!many)
                         return sd_bus_error_set(
                                 error, SD_BUS_ERROR_INVALID_ARGS, "Too many readers or units.");
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        return sd_bus_reply_method_return(m, NULL);
-
-                tmp = agent_key_new(&merged);
-                if (!tmp)
-                        return -ENOMEM;
-                r = agent_key_resolve_readers(tmp, &unknown);
-                if (r == -ESRCH)
-                        return sd_bus_error_setf(
-                                error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", unknown);
-                if (r < 0)
-                        return r;
-                r = agent_save_registry(a, &tmp->reg, NULL, NULL);
-                if (r < 0)
-                        return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
-
-                pthread_mutex_lock(&a->lock);
-                registration_done(&k->reg);
-                k->reg = tmp->reg;
-                tmp->reg = (Registration){};
-                free(k->reader_uids);
-                free(k->reader_gids);
-                k->reader_uids = TAKE_PTR(tmp->reader_uids);
-                k->n_reader_uids = tmp->n_reader_uids;
-                k->reader_gids = TAKE_PTR(tmp->reader_gids);
-                k->n_reader_gids = tmp->n_reader_gids;
-                pthread_mutex_unlock(&a->lock);
-                log_info("Key '%s': registration updated by uid %u.", LOG_NAME(id), (unsigned) c->uid);
-                return sd_bus_reply_method_return(m, NULL);
-        }
-
-        if (a->n_keys >= REGISTRY_KEYS_MAX)
                 return sd_bus_error_setf(
+                        error,
+                        SD_BUS_ERROR_INVALID_ARGS,
+                        "Too many readers or units for key '%s'.",
+                        f->name);
+        case -ESRCH:
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", f->name);
+        case -ENOBUFS:
+                return sd_bus_error_set(
                         error, SD_BUS_ERROR_LIMITS_EXCEEDED, "Too many keys are registered.");
-        fresh = agent_key_new(&reg);
-        if (!fresh)
-                return -ENOMEM;
-        r = agent_key_resolve_readers(fresh, &unknown);
-        if (r == -ESRCH)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", unknown);
-        if (r < 0)
-                return r;
-        r = agent_save_registry(a, NULL, &fresh->reg, NULL);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
-
-        fresh->need_fetch = true;
-        pthread_mutex_lock(&a->lock);
-        r = agent_insert_key(a, fresh);
-        if (r >= 0)
-                pthread_cond_broadcast(&a->cond);
-        pthread_mutex_unlock(&a->lock);
-        if (r < 0)
-                return r;
-        TAKE_PTR(fresh);
-        log_info("Key '%s' registered by uid %u.", LOG_NAME(id), (unsigned) c->uid);
-        agent_bus_properties_changed(a, "KeyCount");
-        return sd_bus_reply_method_return(m, NULL);
-}
-
-/* RegisterMany: what a batch changes, built in full before anything is applied. */
-typedef struct RegisterBatch {
-        AgentKey **fresh; /* new keys, sorted by id once read */
-        size_t n_fresh, n_fresh_alloc;
-        AgentKey **updated; /* merged registrations of registered keys, sorted by id */
-        size_t n_updated, n_updated_alloc;
-} RegisterBatch;
-
-static int batch_push(AgentKey ***list, size_t *n, size_t *n_alloc, AgentKey *k) {
-        if (*n == *n_alloc) {
-                size_t m = MAX(*n_alloc * 2, (size_t) 64);
-                AgentKey **l = reallocarray(*list, m, sizeof(AgentKey *));
-
-                if (!l)
-                        return -ENOMEM;
-                *list = l;
-                *n_alloc = m;
+        case -ENOTUNIQ:
+                return sd_bus_error_setf(
+                        error, SD_BUS_ERROR_INVALID_ARGS, "Key '%s' is listed twice.", f->name);
         }
-        (*list)[(*n)++] = k;
-        return 0;
+        return r;
 }
 
-static void register_batch_done(RegisterBatch *b) {
-        for (size_t i = 0; i < b->n_fresh; i++)
-                agent_key_free(b->fresh[i]);
-        for (size_t i = 0; i < b->n_updated; i++)
-                agent_key_free(b->updated[i]);
-        free(b->fresh);
-        free(b->updated);
-        *b = (RegisterBatch){};
-}
-
-static int agent_key_compare(const void *x, const void *y) {
-        return strcmp((*(AgentKey *const *) x)->reg.id, (*(AgentKey *const *) y)->reg.id);
-}
-
-/* The first id listed twice in keys (sorted), or NULL. */
-static const char *duplicate_id(AgentKey *const *keys, size_t n) {
-        for (size_t i = 1; i < n; i++)
-                if (streq(keys[i - 1]->reg.id, keys[i]->reg.id))
-                        return keys[i]->reg.id;
-        return NULL;
-}
-
-/* RegisterMany(a(sa{sv}) keys): Register for each, all or none, with the registry written
- * once for the whole batch. */
-static int do_register_many(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+/* Register(s id, a{sv} options) and RegisterMany(a(sa{sv}) keys): each registration read
+ * and added to one batch, applied all or none, with the registry written once. */
+static int register_keys(sd_bus_message *m, Agent *a, bool many, sd_bus_error *error) {
         _cleanup_(register_batch_done) RegisterBatch batch = {};
-        _cleanup_free_ const Registration **replace = NULL, **extra = NULL;
-        const char *dup;
+        _cleanup_(register_failure_done) RegisterFailure f = {};
         Caller *c;
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         r = sd_bus_message_rewind(m, true);
         if (r < 0)
                 return r;
-        r = sd_bus_message_enter_container(m, 'a', "(sa{sv})");
-        if (r < 0)
-                return r;
+        if (many) {
+                r = sd_bus_message_enter_container(m, 'a', "(sa{sv})");
+                if (r < 0)
+                        return r;
+        }
         for (;;) {
-                _cleanup_(registration_donep) Registration reg = {}, merged = {};
-                _cleanup_(agent_key_freep) AgentKey *n = NULL;
-                const char *unknown = NULL;
+                _cleanup_(registration_donep) Registration reg = {};
                 bool on_change_set = false;
-                AgentKey *k, ***list;
-                size_t *count, *alloc;
 
-                r = sd_bus_message_enter_container(m, 'r', "sa{sv}");
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                r = read_registration(m, &reg, &on_change_set, error);
-                if (r < 0 || sd_bus_error_is_set(error))
-                        return r;
-                r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        return r;
-
-                k = agent_find_key(a, reg.id);
-                if (k) {
-                        r = registration_copy(&k->reg, &merged);
-                        if (r < 0)
-                                return r;
-                        r = registration_merge(&merged, &reg, on_change_set);
-                        if (r == -E2BIG)
-                                return sd_bus_error_setf(
-                                        error,
-                                        SD_BUS_ERROR_INVALID_ARGS,
-                                        "Too many readers or units for key '%s'.",
-                                        reg.id);
+                if (many) {
+                        r = sd_bus_message_enter_container(m, 'r', "sa{sv}");
                         if (r < 0)
                                 return r;
                         if (r == 0)
-                                continue;
-                        n = agent_key_new(&merged);
-                        list = &batch.updated;
-                        count = &batch.n_updated;
-                        alloc = &batch.n_updated_alloc;
-                } else {
-                        if (a->n_keys + batch.n_fresh >= REGISTRY_KEYS_MAX)
-                                return sd_bus_error_setf(
-                                        error,
-                                        SD_BUS_ERROR_LIMITS_EXCEEDED,
-                                        "Too many keys are registered.");
-                        n = agent_key_new(&reg);
-                        list = &batch.fresh;
-                        count = &batch.n_fresh;
-                        alloc = &batch.n_fresh_alloc;
+                                break;
                 }
-                if (!n)
-                        return -ENOMEM;
-                r = agent_key_resolve_readers(n, &unknown);
-                if (r == -ESRCH)
-                        return sd_bus_error_setf(
-                                error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", unknown);
+                r = read_registration(m, &reg, &on_change_set, error);
                 if (r < 0)
                         return r;
-                r = batch_push(list, count, alloc, n);
+                if (many) {
+                        r = sd_bus_message_exit_container(m);
+                        if (r < 0)
+                                return r;
+                }
+                r = register_batch_add(a, &batch, &reg, on_change_set, &f);
                 if (r < 0)
-                        return r;
-                TAKE_PTR(n);
-        }
-        r = sd_bus_message_exit_container(m);
-        if (r < 0)
-                return r;
-
-        if (batch.n_fresh > 1)
-                qsort(batch.fresh, batch.n_fresh, sizeof(AgentKey *), agent_key_compare);
-        if (batch.n_updated > 1)
-                qsort(batch.updated, batch.n_updated, sizeof(AgentKey *), agent_key_compare);
-        dup = duplicate_id(batch.fresh, batch.n_fresh) ?: duplicate_id(batch.updated, batch.n_updated);
-        if (dup)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Key '%s' is listed twice.", dup);
-        if (batch.n_fresh + batch.n_updated == 0)
-                return sd_bus_reply_method_return(m, NULL);
-
-        replace = calloc(batch.n_updated + 1, sizeof(Registration *));
-        extra = calloc(batch.n_fresh + 1, sizeof(Registration *));
-        if (!replace || !extra)
-                return -ENOMEM;
-        for (size_t i = 0; i < batch.n_updated; i++)
-                replace[i] = &batch.updated[i]->reg;
-        for (size_t i = 0; i < batch.n_fresh; i++)
-                extra[i] = &batch.fresh[i]->reg;
-        r = agent_save_registry_many(a, replace, batch.n_updated, extra, batch.n_fresh);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
-
-        /* Saved: now the table follows, under one hold of the lock. */
-        pthread_mutex_lock(&a->lock);
-        for (size_t i = 0; i < batch.n_updated; i++) {
-                AgentKey *tmp = batch.updated[i], *k = agent_find_key(a, tmp->reg.id);
-
-                if (!k) /* cannot be: only the main thread removes keys */
-                        continue;
-                registration_done(&k->reg);
-                k->reg = tmp->reg;
-                tmp->reg = (Registration){};
-                free(k->reader_uids);
-                free(k->reader_gids);
-                k->reader_uids = TAKE_PTR(tmp->reader_uids);
-                k->n_reader_uids = tmp->n_reader_uids;
-                k->reader_gids = TAKE_PTR(tmp->reader_gids);
-                k->n_reader_gids = tmp->n_reader_gids;
-                log_info(
-                        "Key '%s': registration updated by uid %u.", LOG_NAME(k->reg.id), (unsigned) c->uid);
-        }
-        r = 0;
-        for (size_t i = 0; i < batch.n_fresh; i++) {
-                AgentKey *k = batch.fresh[i];
-
-                k->need_fetch = true;
-                r = agent_insert_key(a, k);
-                if (r < 0)
+                        return register_error(r, &f, many, error);
+                if (!many)
                         break;
-                batch.fresh[i] = NULL;
         }
-        pthread_cond_broadcast(&a->cond);
-        pthread_mutex_unlock(&a->lock);
-        if (r < 0) /* out of memory: the registry file has them, the next start loads them */
-                return r;
+        if (many) {
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
 
-        for (size_t i = 0; i < batch.n_fresh; i++)
-                log_info("Key '%s' registered by uid %u.", LOG_NAME(extra[i]->id), (unsigned) c->uid);
-        if (batch.n_fresh > 0)
+        r = register_batch_apply(a, &batch, c->uid, &f);
+        if (r < 0)
+                return register_error(r, &f, many, error);
+        if (r > 0)
                 agent_bus_properties_changed(a, "KeyCount");
         return sd_bus_reply_method_return(m, NULL);
 }
 
-static void send_key_changed(AgentBus *b, const char *id, const char *hash, const AgentKey *k);
+static int do_register(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        return register_keys(m, a, false, error);
+}
+
+static int do_register_many(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        return register_keys(m, a, true, error);
+}
 
 static int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
+        _cleanup_(register_failure_done) RegisterFailure f = {};
         _cleanup_(agent_key_freep) AgentKey *k = NULL;
         const char *id;
         Caller *c;
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         r = sd_bus_message_rewind(m, true);
         if (r < 0)
@@ -1166,29 +565,16 @@ static int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         r = sd_bus_message_read(m, "s", &id);
         if (r < 0)
                 return r;
-        if (!agent_find_key(a, id))
+        r = agent_unregister(a, id, c->uid, &k, &f);
+        if (r == -ENOKEY)
                 return sd_bus_error_setf(
                         error, AGENT_ERROR_NOT_REGISTERED, "Key '%s' is not registered on this host.", id);
-
-        r = agent_save_registry(a, NULL, NULL, id);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
+                return register_error(r, &f, false, error);
 
-        pthread_mutex_lock(&a->commit_lock);
-        pthread_mutex_lock(&a->lock);
-        k = agent_detach_key(a, id);
-        pthread_cond_broadcast(&a->cond);
-        pthread_mutex_unlock(&a->lock);
-        r = cache_remove(a->cache_dir, id);
-        pthread_mutex_unlock(&a->commit_lock);
-        if (r < 0)
-                log_warning_errno(
-                        r, "Failed to remove the cache file of key '%s', ignoring: %m", LOG_NAME(id));
-
-        log_info("Key '%s' unregistered by uid %u.", LOG_NAME(id), (unsigned) c->uid);
         /* To its readers as they were (k is out of the table now). */
-        hot_drop(a->bus, id);
-        send_key_changed(a->bus, id, "", k);
+        agent_key_read_forget(a, id);
+        agent_peers_key_changed(&a->bus->peers, id, "", k);
         agent_bus_properties_changed(a, "KeyCount");
         return sd_bus_reply_method_return(m, NULL);
 }
@@ -1236,7 +622,7 @@ static int method_get_user_token(sd_bus_message *m, void *userdata, sd_bus_error
         int r;
 
         r = get_caller(a, m, &c, error);
-        if (r < 0 || sd_bus_error_is_set(error))
+        if (r < 0)
                 return r;
         /* Tokens come from PAM logins (pam_keyward): the caller's own, of its logind session
          * when it has one and a token is bound to it. */
@@ -1419,258 +805,20 @@ static const sd_bus_vtable agent_vtable[] = {
 };
 /* clang-format on */
 
-/* ---- Peers: who is sent KeyChanged --------------------------------------------------------
- * KeyChanged names a key registered here, so it is never broadcast (any local user could
- * add a match rule and learn the registry): it goes as one unicast signal to each connection
- * whose uid may read the key, as agent_key_may_read() decides for GetKey (root, the agent's
- * own uid, the key's reader users and groups, groups as NSS gives them for that uid).
- *
- * The table holds every unique name on the bus: read with ListNames when the agent connects,
- * then kept by NameOwnerChanged (a unique name that appears is added, one that goes is
- * dropped; unique names are never reused, so a cached uid never passes to another
- * connection). A peer's uid is asked of the bus (one local round trip) the first time a
- * KeyChanged goes out after it connected; after that a change costs no round trip. The work
- * is bounded: at most PEERS_MAX peers are tracked (dbus-daemon's system bus allows 2048
- * connections), so one change costs at most PEERS_MAX round trips, and only when every peer
- * is new. */
-
-static Peer *peer_find(AgentBus *b, const char *name) {
-        for (size_t i = 0; i < b->n_peers; i++)
-                if (streq(b->peers[i].c.sender, name))
-                        return &b->peers[i];
-        return NULL;
-}
-
-static int peer_add(AgentBus *b, const char *name) {
-        Peer *n;
-        char *copy;
-
-        if (name[0] != ':' || peer_find(b, name))
-                return 0;
-        if (b->n_peers >= PEERS_MAX) {
-                if (!b->peers_full_logged)
-                        log_warning(
-                                "More than %d connections on the bus: KeyChanged is not sent to the newest.",
-                                PEERS_MAX);
-                b->peers_full_logged = true;
-                return 0;
-        }
-        copy = strdup(name);
-        if (!copy)
-                return -ENOMEM;
-        n = reallocarray(b->peers, b->n_peers + 1, sizeof(Peer));
-        if (!n) {
-                free(copy);
-                return -ENOMEM;
-        }
-        b->peers = n;
-        n[b->n_peers++] = (Peer){.c.sender = copy};
-        return 0;
-}
-
-static void peer_drop_at(AgentBus *b, size_t i) {
-        caller_done(&b->peers[i].c);
-        b->peers[i] = b->peers[--b->n_peers];
-}
-
-static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        AgentBus *b = userdata;
-        const char *name, *old_owner, *new_owner;
-        Peer *p;
-        int r;
-
-        r = sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner);
-        if (r < 0 || name[0] != ':')
-                return 0;
-        if (new_owner[0] != '\0') {
-                if (peer_add(b, name) < 0)
-                        log_oom();
-                return 0;
-        }
-        p = peer_find(b, name);
-        if (p)
-                peer_drop_at(b, (size_t) (p - b->peers));
-        return 0;
-}
-
-static int peers_start(AgentBus *b) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_strv_free_ char **names = NULL;
-        int r;
-
-        /* The match first: a peer that connects between the two calls is in one or both. */
-        r = sd_bus_match_signal(
-                b->bus,
-                &b->name_owner_slot,
-                "org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus",
-                "NameOwnerChanged",
-                on_name_owner_changed,
-                b);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch the bus for new connections: %m");
-        r = sd_bus_call_method(
-                b->bus,
-                "org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus",
-                "ListNames",
-                &error,
-                &reply,
-                NULL);
-        if (r < 0)
-                return log_error_errno(r, "Failed to list the bus's connections: %m");
-        r = sd_bus_message_read_strv(reply, &names);
-        if (r < 0)
-                return log_error_errno(r, "Failed to list the bus's connections: %m");
-        STRV_FOREACH(n, names)
-                if (peer_add(b, *n) < 0)
-                        return log_oom();
-        return 0;
-}
-
-/* Ask the bus for p's uid (the EUID it took when the peer connected, never read from
- * /proc). */
-static int peer_resolve(AgentBus *b, Peer *p) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid;
-        int r;
-
-        r = sd_bus_get_name_creds(b->bus, p->c.sender, SD_BUS_CREDS_EUID, &creds);
-        if (r < 0)
-                return r;
-        if (sd_bus_creds_get_augmented_mask(creds) & SD_BUS_CREDS_EUID)
-                return -EPERM;
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return r;
-        p->c.uid = uid;
-        p->resolved = true;
-        return 0;
-}
-
-static bool peer_may_read(Peer *p, const AgentKey *k) {
-        if (!k)
-                return agent_uid_is_privileged(p->c.uid);
-        if (agent_key_may_read(k, p->c.uid, NULL, 0))
-                return true;
-        /* The groups only when they can matter: NSS may be slow. Then kept with the peer. */
-        if (k->n_reader_gids == 0 || caller_groups(&p->c) < 0)
-                return false;
-        return agent_key_may_read(k, p->c.uid, p->c.groups, p->c.n_groups);
-}
-
-/* KeyChanged(id, hash) to every peer that may read k (to the privileged ones alone when k
- * is NULL: a key no longer, or not yet, registered). */
-static void send_key_changed(AgentBus *b, const char *id, const char *hash, const AgentKey *k) {
-        const char *self = NULL;
-        size_t n_failed = 0;
-        int failed = 0, r;
-
-        (void) sd_bus_get_unique_name(b->bus, &self);
-        for (size_t i = 0; i < b->n_peers;) {
-                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-                Peer *p = &b->peers[i];
-
-                if (self && streq(p->c.sender, self)) {
-                        i++;
-                        continue;
-                }
-                if (!p->resolved) {
-                        r = peer_resolve(b, p);
-                        if (r == -ENXIO || r == -ESRCH) {
-                                /* Gone; its NameOwnerChanged is still on the way. */
-                                peer_drop_at(b, i);
-                                continue;
-                        }
-                        if (r < 0) {
-                                /* Asked again at the next change. */
-                                log_debug_errno(
-                                        r, "Cannot identify bus peer %s, not telling it: %m", p->c.sender);
-                                i++;
-                                continue;
-                        }
-                }
-                i++;
-                if (!peer_may_read(p, k))
-                        continue;
-                r = sd_bus_message_new_signal(b->bus, &m, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "KeyChanged");
-                if (r >= 0)
-                        r = sd_bus_message_set_destination(m, p->c.sender);
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "ss", id, hash);
-                if (r >= 0)
-                        r = sd_bus_send(b->bus, m, NULL);
-                if (r < 0) {
-                        failed = r;
-                        n_failed++;
-                }
-        }
-        /* One line per change, however many peers it missed. */
-        if (n_failed > 0)
-                log_warning_errno(
-                        failed,
-                        "Failed to send KeyChanged for '%s' to %zu bus peers, ignoring: %m",
-                        LOG_NAME(id),
-                        n_failed);
-}
-
 /* ---- from the main loop --------------------------------------------------------------- */
-
-static int on_unit_job(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        char *unit = userdata;
-        const sd_bus_error *e = sd_bus_message_get_error(reply);
-
-        if (e)
-                log_warning(
-                        "Could not restart unit '%s' after a key rotation: %s",
-                        LOG_NAME(unit),
-                        strna(e->message));
-        else
-                log_info("Unit '%s' restarted after a key rotation.", LOG_NAME(unit));
-        free(unit);
-        return 0;
-}
 
 void agent_bus_key_changed(Agent *a, const char *id, const char *hash, bool rotated) {
         AgentBus *b = a->bus;
         AgentKey *k;
-        int r;
 
         if (!b)
                 return;
-        hot_drop(b, id);
+        agent_key_read_forget(a, id);
         k = agent_find_key(a, id);
-        send_key_changed(b, id, hash, k);
+        agent_peers_key_changed(&b->peers, id, hash, k);
 
-        if (!rotated || !k || k->reg.on_change == ON_CHANGE_NONE)
-                return;
-        STRV_FOREACH(u, k->reg.units) {
-                char *unit = strdup(*u);
-
-                if (!unit) {
-                        log_oom();
-                        return;
-                }
-                r = sd_bus_call_method_async(
-                        b->bus,
-                        NULL,
-                        "org.freedesktop.systemd1",
-                        "/org/freedesktop/systemd1",
-                        "org.freedesktop.systemd1.Manager",
-                        k->reg.on_change == ON_CHANGE_RESTART ? "RestartUnit" : "ReloadOrRestartUnit",
-                        on_unit_job,
-                        unit,
-                        "ss",
-                        *u,
-                        "replace");
-                if (r < 0) {
-                        log_warning_errno(r, "Could not restart unit '%s': %m", LOG_NAME(*u));
-                        free(unit);
-                }
-        }
+        if (rotated && k)
+                agent_units_key_rotated(b->bus, &k->reg);
 }
 
 void agent_bus_status_changed(Agent *a, bool connected, uint64_t last_sync_usec) {
@@ -1734,9 +882,6 @@ int agent_bus_open(Agent *a) {
                 return -ENOMEM;
         b->refusals = LOG_RATELIMIT_INIT(REFUSAL_LOG_INTERVAL_USEC, REFUSAL_LOG_BURST);
         a->bus = b;
-        b->cache_fd = open(a->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (b->cache_fd < 0)
-                return log_error_errno(errno, "Failed to open '%s': %m", a->cache_dir);
 
         /* The system bus, or the one DBUS_SYSTEM_BUS_ADDRESS names. */
         r = sd_bus_open_system(&b->bus);
@@ -1753,7 +898,7 @@ int agent_bus_open(Agent *a) {
         r = sd_bus_attach_event(b->bus, a->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
-        r = peers_start(b);
+        r = agent_peers_start(&b->peers, b->bus);
         if (r < 0)
                 return r;
         r = sd_bus_request_name(b->bus, AGENT_BUS_NAME, 0);
@@ -1767,25 +912,17 @@ void agent_bus_close(Agent *a) {
 
         if (!b)
                 return;
-        while (b->queries)
-                polkit_query_free(b, b->queries);
+        agent_polkit_cancel(&b->queries);
         for (size_t i = 0; i < b->n_syncs; i++) {
                 (void) sd_bus_reply_method_errorf(
                         b->syncs[i].request, AGENT_ERROR_UNAVAILABLE, "keyward-agent is shutting down.");
                 sd_bus_message_unref(b->syncs[i].request);
         }
         free(b->syncs);
-        for (size_t i = 0; i < CALLER_CACHE_SIZE; i++)
-                caller_done(&b->callers[i]);
-        for (size_t i = 0; i < HOT_KEYS; i++)
-                hot_key_done(&b->hot[i]);
-        while (b->n_peers > 0)
-                peer_drop_at(b, b->n_peers - 1);
-        free(b->peers);
-        sd_bus_slot_unref(b->name_owner_slot);
+        caller_cache_done(&b->callers);
+        agent_peers_done(&b->peers);
         refusals_flush(b);
         sd_event_source_disable_unref(b->refusal_timer);
-        safe_close(b->cache_fd);
         sd_bus_slot_unref(b->object_slot);
         if (b->bus) {
                 (void) sd_bus_release_name(b->bus, AGENT_BUS_NAME);

@@ -2,19 +2,11 @@
 #pragma once
 
 /* The D-Bus service: org.keyward.Agent1 at /org/keyward/Agent1 on the system bus (or the bus
- * DBUS_SYSTEM_BUS_ADDRESS names), exactly as dbus/org.keyward.Agent1.xml describes it. */
+ * DBUS_SYSTEM_BUS_ADDRESS names), exactly as dbus/org.keyward.Agent1.xml describes it; the
+ * names are in keyward-bus.h, which the CLI shares. */
 
 #include "agent.h"
-
-#define AGENT_BUS_NAME "org.keyward.Agent1"
-#define AGENT_BUS_PATH "/org/keyward/Agent1"
-#define AGENT_BUS_INTERFACE "org.keyward.Agent1"
-#define AGENT_POLKIT_ACTION "org.keyward.agent.manage"
-
-#define AGENT_ERROR_NO_SUCH_KEY "org.keyward.Agent1.Error.NoSuchKey"
-#define AGENT_ERROR_NOT_REGISTERED "org.keyward.Agent1.Error.NotRegistered"
-#define AGENT_ERROR_ACCESS_DENIED "org.keyward.Agent1.Error.AccessDenied"
-#define AGENT_ERROR_UNAVAILABLE "org.keyward.Agent1.Error.Unavailable"
+#include "keyward-bus.h"
 
 /* Connect, publish the object and take the name (the cache must be loaded by then). */
 int agent_bus_open(Agent *a);

@@ -18,9 +18,11 @@
 #include "agent-listen.h"
 #include "agent.h"
 #include "agent-metrics.h"
+#include "agent-read.h"
 #include "buf.h"
 #include "credential-peer.h"
 #include "knox-json.h"
+#include "list.h"
 #include "log.h"
 #include "strv.h"
 
@@ -52,85 +54,6 @@ static void refuse(Agent *a, const char *unit, const char *name, const char *why
                 LOG_NAME(name),
                 LOG_NAME(unit),
                 why);
-}
-
-/* The key registered for unit under credential name, or NULL. With a.lock held. */
-static AgentKey *find_for_unit(Agent *a, const char *unit, const char *name) {
-        for (size_t i = 0; i < a->n_keys; i++) {
-                AgentKey *k = a->keys[i];
-
-                if (!strv_contains(k->reg.units, unit))
-                        continue;
-                if (streq(k->reg.credential ?: k->reg.id, name))
-                        return k;
-        }
-        return NULL;
-}
-
-/* Read key id from the cache, as the agent last wrote it, with the checksum of what was read. */
-static int read_checked(
-        Agent *a,
-        const char *id,
-        Key **ret,
-        uint8_t ret_sha256[static CACHE_SHA256_SIZE],
-        const char **ret_why) {
-        for (unsigned attempt = 0; attempt < 3; attempt++) {
-                _cleanup_(key_freep) Key *key = NULL;
-                uint8_t expected[CACHE_SHA256_SIZE], writing[CACHE_SHA256_SIZE];
-                const char *reason = NULL;
-                bool is_writing, moved;
-                CacheInfo got = {};
-                AgentKey *k;
-                int r;
-
-                pthread_mutex_lock(&a->lock);
-                k = agent_find_key(a, id);
-                if (!k || !k->cache.valid) {
-                        pthread_mutex_unlock(&a->lock);
-                        *ret_why = "the key is not cached yet";
-                        return -ENOENT;
-                }
-                memcpy(expected, k->cache.sha256, sizeof(expected));
-                is_writing = a->writing == k;
-                memcpy(writing, a->writing_sha256, sizeof(writing));
-                pthread_mutex_unlock(&a->lock);
-
-                /* Its file could not be written: what the server sent is in memory. */
-                r = agent_key_read_held(a, id, expected, &key);
-                if (r < 0)
-                        return r;
-                if (r > 0) {
-                        /* The held copy is the one the agent's checksum names. */
-                        memcpy(ret_sha256, expected, CACHE_SHA256_SIZE);
-                        *ret = TAKE_PTR(key);
-                        return 0;
-                }
-
-                r = cache_read(a->cache_dir, id, &key, &got, &reason);
-                if (r == -ENOMEM)
-                        return r;
-                if (r >= 0 &&
-                    (memcmp(got.sha256, expected, sizeof(expected)) == 0 ||
-                     (is_writing && memcmp(got.sha256, writing, sizeof(writing)) == 0))) {
-                        memcpy(ret_sha256, got.sha256, CACHE_SHA256_SIZE);
-                        *ret = TAKE_PTR(key);
-                        return 0;
-                }
-
-                /* A sync thread may have replaced the file between our look and the read. */
-                pthread_mutex_lock(&a->lock);
-                k = agent_find_key(a, id);
-                moved = k && (a->writing == k || memcmp(k->cache.sha256, expected, sizeof(expected)) != 0);
-                pthread_mutex_unlock(&a->lock);
-                if (moved)
-                        continue;
-                agent_cache_corrupt(
-                        a, id, expected, r, r >= 0 ? "it differs from what the agent wrote" : reason);
-                *ret_why = "the cached copy is damaged; it is being fetched again";
-                return -EBADMSG;
-        }
-        *ret_why = "the key keeps changing";
-        return -EAGAIN;
 }
 
 /* What one version of a key (the cache file with this checksum) gives as a credential, read
@@ -199,50 +122,60 @@ static CredentialCopy *copy_find(Agent *a, const char *id, const uint8_t *sha256
 static void copy_trim(Agent *a) {
         size_t idle = 0;
 
-        pthread_mutex_lock(&a->lock);
         for (CredentialCopy **pp = &a->credential_copies; *pp;) {
-                AgentKey *k = agent_find_key(a, (*pp)->id);
+                AgentKeyStatus st;
 
-                if (!k || !k->cache.valid ||
-                    memcmp(k->cache.sha256, (*pp)->sha256, CACHE_SHA256_SIZE) != 0 ||
+                if (agent_key_status(a, (*pp)->id, &st) <= 0 || !st.cached ||
+                    memcmp(st.sha256, (*pp)->sha256, CACHE_SHA256_SIZE) != 0 ||
                     ((*pp)->n_ref == 1 && ++idle > CREDENTIAL_COPIES_MAX)) {
                         copy_unlist(pp);
                         continue;
                 }
                 pp = &(*pp)->next;
         }
-        pthread_mutex_unlock(&a->lock);
+}
+
+/* Why agent_key_read() gave no copy, for the refusal's log line (NULL: strerror's word). */
+static const char *read_failure(int r) {
+        switch (r) {
+        case -ENOENT:
+                return "the key is not cached yet";
+        case -EBADMSG:
+                return "the cached copy is damaged; it is being fetched again";
+        case -EAGAIN:
+                return "the key keeps changing";
+        case -ENOKEY:
+        case -EACCES:
+                return "the key is no longer registered";
+        }
+        return NULL;
 }
 
 /* The copy of key id that a credential (as_json: the version set) is written from, with a
  * reference for the caller: from memory when the agent's record of the cache file is still
  * what the copy was read from, else read from the cache and checked. */
-static int copy_get(Agent *a, const char *id, bool as_json, CredentialCopy **ret, const char **ret_why) {
-        _cleanup_(key_freep) Key *key = NULL;
+static int copy_get(
+        Agent *a, Caller *reader, const char *id, bool as_json, CredentialCopy **ret, const char **ret_why) {
         _cleanup_buf_ Buf json = BUF_INIT_SECURE;
-        uint8_t expected[CACHE_SHA256_SIZE], sha256[CACHE_SHA256_SIZE];
+        uint8_t sha256[CACHE_SHA256_SIZE];
         const KeyVersion *p;
+        AgentKeyStatus st;
+        const Key *key;
         CredentialCopy *c;
-        bool cached;
-        AgentKey *k;
         int r;
 
-        pthread_mutex_lock(&a->lock);
-        k = agent_find_key(a, id);
-        cached = k && k->cache.valid;
-        if (cached)
-                memcpy(expected, k->cache.sha256, sizeof(expected));
-        pthread_mutex_unlock(&a->lock);
-        if (!cached) {
+        if (agent_key_status(a, id, &st) <= 0 || !st.cached) {
                 *ret_why = "the key is not cached yet";
                 return -ENOENT;
         }
 
-        c = copy_find(a, id, expected);
+        c = copy_find(a, id, st.sha256);
         if (!c || !(as_json ? c->json : c->primary)) {
-                r = read_checked(a, id, &key, sha256, ret_why);
-                if (r < 0)
+                r = agent_key_read(a, reader, id, &key, sha256, NULL);
+                if (r < 0) {
+                        *ret_why = read_failure(r);
                         return r;
+                }
                 c = copy_find(a, id, sha256);
                 if (!c) {
                         c = calloc(1, sizeof(CredentialCopy));
@@ -342,12 +275,13 @@ static int verify_peer_unit(int fd, pid_t pid, const char *unit, char *why, size
 typedef struct CredentialReply CredentialReply;
 struct CredentialReply {
         Agent *agent;
-        CredentialReply *prev, *next;
+        LIST_FIELDS(CredentialReply, replies); /* in Agent.credential_replies or credential_waits */
         int fd;
         CredentialCopy *copy;
         const Secret *data; /* in copy */
         size_t sent;
-        char *what; /* the delivery, for the log */
+        pid_t pid; /* the peer, systemd's process for the unit */
+        uid_t uid;
         sd_event_source *io;
         sd_event_source *timer;
         bool waiting;
@@ -367,7 +301,7 @@ static void accept_more(Agent *a) {
 
         if (!a->credential_source)
                 return;
-        for (CredentialReply *rep = a->credential_replies; rep; rep = rep->next)
+        for (CredentialReply *rep = a->credential_replies; rep; rep = rep->replies_next)
                 n++;
         want = n < CREDENTIAL_REPLIES_MAX ? SD_EVENT_ON : SD_EVENT_OFF;
         (void) sd_event_source_get_enabled(a->credential_source, &enabled);
@@ -395,13 +329,8 @@ static void reply_unlink(CredentialReply *rep) {
         Agent *a = rep->agent;
         CredentialReply **head = rep->waiting ? &a->credential_waits : &a->credential_replies;
 
-        if (rep->prev)
-                rep->prev->next = rep->next;
-        else if (*head == rep)
-                *head = rep->next;
-        if (rep->next)
-                rep->next->prev = rep->prev;
-        rep->prev = rep->next = NULL;
+        if (LIST_CONTAINS(replies, *head, rep))
+                LIST_REMOVE(replies, *head, rep);
         if (rep->waiting) {
                 rep->waiting = false;
                 if (--a->n_credential_waits == 0)
@@ -414,11 +343,7 @@ static void reply_link(CredentialReply *rep, bool waiting) {
         CredentialReply **head = waiting ? &a->credential_waits : &a->credential_replies;
 
         rep->waiting = waiting;
-        rep->prev = NULL;
-        rep->next = *head;
-        if (rep->next)
-                rep->next->prev = rep;
-        *head = rep;
+        LIST_PREPEND(replies, *head, rep);
         if (waiting && a->n_credential_waits++ == 0)
                 waiting_changed(a);
 }
@@ -432,7 +357,6 @@ static void reply_free(CredentialReply *rep) {
         sd_event_source_disable_unref(rep->timer);
         safe_close(rep->fd);
         copy_unref(rep->copy);
-        free(rep->what);
         free(rep->id);
         free(rep->unit);
         free(rep->name);
@@ -464,47 +388,6 @@ static int reply_send(CredentialReply *rep) {
         return 1;
 }
 
-/* One journal field, or NULL when out of memory (the field is then left out). */
-_printf_(1, 2) static char *delivery_field(const char *fmt, ...) {
-        char *f = NULL;
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(&f, fmt, ap) < 0)
-                f = NULL;
-        va_end(ap);
-        return f;
-}
-
-/* The delivery's journal fields (journalctl KEYWARD_KEY_ID=ID lists who got it), as the bus
- * logs its own: the caller is systemd (uid 0, checked) on behalf of the unit. */
-static void log_credential(const CredentialReply *rep, int r) {
-        char *f[] = {
-                delivery_field("KEYWARD_KEY_ID=%s", strempty(rep->id)),
-                rep->copy ? delivery_field("KEYWARD_KEY_VERSION=%" PRIu64, rep->copy->version) : NULL,
-                delivery_field("KEYWARD_CALLER_UID=0"),
-                delivery_field("KEYWARD_UNIT=%s", strempty(rep->unit)),
-                delivery_field("KEYWARD_CREDENTIAL=%s", strempty(rep->name)),
-                delivery_field("KEYWARD_METHOD=credential"),
-                delivery_field("KEYWARD_RESULT=%s", r > 0 ? "delivered" : "failed"),
-        };
-
-        if (r > 0)
-                log_security_fields(
-                        LOG_INFO, MESSAGE_ID_CREDENTIAL, f, ELEMENTSOF(f), "Delivered %s.", rep->what);
-        else
-                log_security_fields(
-                        LOG_WARNING,
-                        MESSAGE_ID_CREDENTIAL,
-                        f,
-                        ELEMENTSOF(f),
-                        "Could not deliver %s: %s.",
-                        rep->what,
-                        r == -ETIME ? "the reader took too long" : strerror(-r));
-        for (size_t i = 0; i < ELEMENTSOF(f); i++)
-                free(f[i]);
-}
-
 static void reply_finish(CredentialReply *rep, int r) {
         Agent *a = rep->agent;
 
@@ -515,7 +398,13 @@ static void reply_finish(CredentialReply *rep, int r) {
         agent_metrics_changed(a);
         if (r > 0)
                 (void) shutdown(rep->fd, SHUT_RDWR);
-        log_credential(rep, r);
+        agent_log_delivery(
+                &(Caller){.uid = rep->uid, .pid = rep->pid, .unit = rep->unit},
+                rep->id,
+                rep->copy ? rep->copy->version : 0,
+                NULL,
+                rep->name,
+                r > 0 ? 0 : r);
         reply_free(rep);
 }
 
@@ -547,38 +436,22 @@ static const char *no_wait_reason(const Agent *a, KeyState state) {
         return NULL;
 }
 
-/* The delivery of c to rep's unit, for the log. */
-static char *describe(const CredentialReply *rep, const CredentialCopy *c) {
-        char *what;
-
-        if (asprintf(
-                    &what,
-                    "key '%s' version %" PRIu64 " to unit %s as credential '%s'",
-                    LOG_NAME(rep->id),
-                    c->version,
-                    LOG_NAME(rep->unit),
-                    LOG_NAME(rep->name)) < 0)
-                return NULL;
-        return what;
-}
-
 /* Take the copy of rep's key to send: 0, or a negative errno after logging the refusal. */
 static int reply_prepare(Agent *a, CredentialReply *rep) {
         const char *why = NULL;
         CredentialCopy *c = NULL;
         int r;
 
-        r = copy_get(a, rep->id, rep->as_json, &c, &why);
+        r = copy_get(
+                a,
+                &(Caller){.uid = rep->uid, .pid = rep->pid, .unit = rep->unit},
+                rep->id,
+                rep->as_json,
+                &c,
+                &why);
         if (r < 0) {
                 refuse(a, rep->unit, rep->name, why ?: strerror(-r));
                 return r;
-        }
-        rep->what = describe(rep, c);
-        if (!rep->what) {
-                copy_unref(c);
-                copy_trim(a);
-                refuse(a, rep->unit, rep->name, "out of memory");
-                return -ENOMEM;
         }
         rep->copy = c;
         rep->data = rep->as_json ? c->json : c->primary;
@@ -595,11 +468,9 @@ static int serve(Agent *a, CredentialReply *rep) {
         struct ucred cred = {};
         socklen_t len = sizeof(cred);
         const char *unit = NULL, *name = NULL, *why = NULL;
-        KeyState state = KEY_STATE_NEW;
         char peer_why[384];
-        bool cached = false;
+        AgentKeyStatus st;
         size_t name_len;
-        AgentKey *k;
         int fd = rep->fd, r;
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || !agent_uid_is_privileged(cred.uid)) {
@@ -631,6 +502,8 @@ static int serve(Agent *a, CredentialReply *rep) {
                 return r;
         }
 
+        rep->uid = cred.uid;
+        rep->pid = cred.pid;
         name_len = strlen(name);
         rep->as_json = name_len > 5 && streq(name + name_len - 5, ".json");
         rep->unit = strdup(unit);
@@ -641,24 +514,17 @@ static int serve(Agent *a, CredentialReply *rep) {
                 return -ENOMEM;
         }
 
-        pthread_mutex_lock(&a->lock);
-        k = find_for_unit(a, unit, rep->key_name);
-        if (k) {
-                rep->id = strdup(k->reg.id);
-                cached = k->cache.valid;
-                state = k->state;
-        }
-        pthread_mutex_unlock(&a->lock);
-        if (!k) {
+        r = agent_key_find_for_unit(a, unit, rep->key_name, &rep->id, &st);
+        if (r == 0) {
                 refuse(a, unit, name, "no key is registered for this unit under this name");
                 return -ENOKEY;
         }
-        if (!rep->id) {
+        if (r < 0) {
                 refuse(a, unit, name, "out of memory");
                 return -ENOMEM;
         }
-        if (!cached) {
-                why = no_wait_reason(a, state);
+        if (!st.cached) {
+                why = no_wait_reason(a, st.state);
                 if (why) {
                         refuse(a, unit, name, why);
                         return -ENOENT;
@@ -790,27 +656,21 @@ void agent_credential_wake(Agent *a) {
         CredentialReply *next;
 
         for (CredentialReply *rep = a->credential_waits; rep; rep = next) {
-                KeyState state = KEY_STATE_NEW;
-                bool cached = false;
-                AgentKey *k;
+                _cleanup_free_ char *id = NULL;
+                AgentKeyStatus st;
+                int r;
 
-                next = rep->next;
-                pthread_mutex_lock(&a->lock);
+                next = rep->replies_next;
                 /* Still registered for the unit under that name, as the same key? */
-                k = find_for_unit(a, rep->unit, rep->key_name);
-                if (k && streq(k->reg.id, rep->id)) {
-                        cached = k->cache.valid;
-                        state = k->state;
-                } else
-                        k = NULL;
-                pthread_mutex_unlock(&a->lock);
-
-                if (!k)
+                r = agent_key_find_for_unit(a, rep->unit, rep->key_name, &id, &st);
+                if (r == -ENOMEM)
+                        continue; /* asked again at the next wake-up */
+                if (r == 0 || !streq(id, rep->id))
                         wait_end(rep, "the key is no longer registered for this unit under this name");
-                else if (cached)
+                else if (st.cached)
                         wait_deliver(rep);
-                else if (state == KEY_STATE_MISSING || state == KEY_STATE_DENIED)
-                        wait_end(rep, no_wait_reason(a, state));
+                else if (st.state == KEY_STATE_MISSING || st.state == KEY_STATE_DENIED)
+                        wait_end(rep, no_wait_reason(a, st.state));
         }
 }
 

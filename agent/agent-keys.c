@@ -424,3 +424,52 @@ int agent_key_read_held(Agent *a, const char *id, const uint8_t *expected, Key *
                         r, "Cannot decode the copy of key '%s' held in memory: %s", id, strna(reason));
         return 1;
 }
+
+static void status_of(const AgentKey *k, AgentKeyStatus *ret) {
+        *ret = (AgentKeyStatus){.state = k->state, .cached = k->cache.valid};
+        memcpy(ret->sha256, k->cache.sha256, CACHE_SHA256_SIZE);
+}
+
+int agent_key_status(Agent *a, const char *id, AgentKeyStatus *ret) {
+        AgentKey *k;
+
+        pthread_mutex_lock(&a->lock);
+        k = agent_find_key(a, id);
+        if (k)
+                status_of(k, ret);
+        pthread_mutex_unlock(&a->lock);
+        return !!k;
+}
+
+int agent_key_find_for_unit(
+        Agent *a, const char *unit, const char *name, char **ret_id, AgentKeyStatus *ret) {
+        char *id = NULL;
+        int r = 0;
+
+        pthread_mutex_lock(&a->lock);
+        for (size_t i = 0; i < a->n_keys; i++) {
+                const AgentKey *k = a->keys[i];
+
+                if (!strv_contains(k->reg.units, unit) || !streq(k->reg.credential ?: k->reg.id, name))
+                        continue;
+                id = strdup(k->reg.id);
+                r = id ? 1 : -ENOMEM;
+                if (id)
+                        status_of(k, ret);
+                break;
+        }
+        pthread_mutex_unlock(&a->lock);
+        if (r > 0)
+                *ret_id = id;
+        return r;
+}
+
+int agent_keys_foreach(Agent *a, int (*fn)(const AgentKey *k, void *userdata), void *userdata) {
+        int r = 0;
+
+        pthread_mutex_lock(&a->lock);
+        for (size_t i = 0; i < a->n_keys && r >= 0; i++)
+                r = fn(a->keys[i], userdata);
+        pthread_mutex_unlock(&a->lock);
+        return r;
+}

@@ -13,10 +13,10 @@
 #include <stddef.h>
 
 #include "macro.h"
+#include "registry-names.h"
 
 #define REGISTRY_FILE_MAX (32u * 1024 * 1024)
-#define REGISTRY_NAME_MAX 255 /* key ids and credential names become file names */
-#define REGISTRY_LIST_MAX 64  /* readers or units of one key */
+#define REGISTRY_LIST_MAX 64 /* readers or units of one key */
 #define REGISTRY_KEYS_MAX 100000
 
 typedef enum OnChange {
@@ -44,12 +44,6 @@ static inline void registration_donep(Registration *r) {
         registration_done(r);
 }
 
-/* Checks of single values; each is false for NULL. */
-bool registry_id_is_valid(const char *id) _pure_;
-bool registry_reader_is_valid(const char *reader) _pure_;
-bool registry_unit_is_valid(const char *unit) _pure_;
-bool registry_credential_is_valid(const char *name) _pure_;
-
 /* Every field of r valid (lists at most REGISTRY_LIST_MAX long, no duplicates); -EINVAL with
  * a static message naming the problem otherwise. */
 int registration_validate(const Registration *r, const char **reterr_message);
@@ -66,11 +60,6 @@ int registry_load(const char *path, Registration **ret, size_t *ret_n);
 
 /* Write the registry file atomically (mode 0600), entries in the order given. */
 int registry_save(const char *path, const Registration *const *regs, size_t n);
-
-/* Append the whitespace-separated ids of text (keyward register -f's file; a NUL counts as
- * whitespace) to *ids, then drop the repeats of any id in the whole list, keeping each first
- * one in place. The ids are not checked here (the agent does). */
-int registry_id_list_parse(const char *text, size_t size, char ***ids);
 
 /* The JSON text of the registry (exposed for tests). */
 int registry_format(const Registration *const *regs, size_t n, char **ret, size_t *ret_size);

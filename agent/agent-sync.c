@@ -6,7 +6,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent-expiry.h"
+#include "agent-commit.h"
+#include "agent-servers.h"
 #include "knox-client.h"
 #include "log.h"
 #include "strv.h"
@@ -27,7 +28,6 @@ struct AgentSync {
         pthread_mutex_t done_lock;
         pthread_cond_t done_cond;
         unsigned running;
-        unsigned unsynced; /* lazy cache writes not yet made durable (under a.lock) */
 };
 
 /* Lazy cache writes are made durable at the latest after this many. */
@@ -184,203 +184,6 @@ static bool watchable(const AgentKey *k, uint64_t now) {
         return (k->cache.valid || k->state == KEY_STATE_MISSING) && !in_backoff(k, now);
 }
 
-/* The same failure is logged again after this long (or once another was logged). */
-#define FAILURE_RELOG_USEC (60 * 60 * USEC_PER_SEC)
-
-/* What kind of failure a transport errno from the client is. */
-static const char *cause_to_string(int cause) {
-        switch (cause) {
-        case -EHOSTUNREACH:
-                return "name not resolved";
-        case -ECONNREFUSED:
-                return "connection refused";
-        case -ETIMEDOUT:
-                return "timed out";
-        case -EKEYREJECTED:
-                return "TLS verification failed";
-        case -ECONNABORTED:
-                return "TLS handshake failed";
-        case -EINVAL:
-                return "TLS setup failed (certificate, key or CA file)";
-        case -ECONNRESET:
-                return "connection lost";
-        case -EPROTONOSUPPORT:
-                return "unsupported URL scheme";
-        default:
-                return "request failed";
-        }
-}
-
-/* Why a request to the servers failed, as one line: the kind, then the details. */
-static char *failure_reason(int r, const KnoxError *err) {
-        char *s = NULL;
-        int k;
-
-        if (r >= 0 && err->code != KNOX_OK)
-                k = asprintf(
-                        &s,
-                        "HTTP status %d, Knox code %d: %s",
-                        err->http_status,
-                        (int) err->code,
-                        strna(err->message));
-        else if (err->cause != 0)
-                k = asprintf(&s, "%s: %s", cause_to_string(err->cause), strna(err->message));
-        else
-                k = asprintf(&s, "%s", err->message ?: strerror(-r));
-        return k < 0 ? NULL : s;
-}
-
-/* A failure with its digits blotted out, so that "after 5001 ms" and "after 5002 ms" are
- * the same failure. */
-static char *failure_key(const char *why) {
-        char *k = strdup(why), *o = k;
-
-        if (!k)
-                return NULL;
-        for (const char *p = why; *p; p++) {
-                if (*p >= '0' && *p <= '9') {
-                        if (o == k || o[-1] != '#')
-                                *o++ = '#';
-                } else
-                        *o++ = *p;
-        }
-        *o = '\0';
-        return k;
-}
-
-/* The server this thread's client last got an answer from, as an index into
- * a.server_states (which follows the configured order, as the client does), while the
- * config is that of config_gen. */
-static _Thread_local size_t last_answered = SIZE_MAX;
-static _Thread_local uint64_t last_answered_gen;
-
-static ssize_t server_state_find(Agent *a, const char *url) {
-        for (size_t i = 0; url && i < a->n_server_states; i++)
-                if (streq(a->server_states[i].url, url))
-                        return (ssize_t) i;
-        return -1;
-}
-
-/* What a request told of the servers (a.lock held): ok, the client's current server answered
- * it; else reached, whether that server answered at all (an error envelope), and if not,
- * all_down: no server did (the client tried each in turn). */
-static void note_servers(Agent *a, KnoxClient *c, bool ok, bool reached, bool all_down) {
-        ssize_t i = server_state_find(a, knox_client_current_server(c));
-        size_t n = a->n_server_states;
-        bool changed = false;
-
-        /* The main loop hears of a server coming or going at once; of times, later. */
-        if (all_down) {
-                for (size_t j = 0; j < n; j++) {
-                        changed = changed || a->server_states[j].up;
-                        a->server_states[j].up = false;
-                }
-                last_answered = SIZE_MAX;
-                if (changed)
-                        agent_wake(a);
-                return;
-        }
-        if (i < 0)
-                return; /* a client of the config before a reload */
-        /* The client tries the server that answered last first, then the next ones in order:
-         * those between that one and this one did not answer. */
-        if (last_answered_gen == a->config_gen && last_answered < n)
-                for (size_t j = last_answered; j != (size_t) i; j = (j + 1) % n) {
-                        changed = changed || a->server_states[j].up;
-                        a->server_states[j].up = false;
-                }
-        changed = changed || a->server_states[i].up != (ok || reached);
-        a->server_states[i].up = ok || reached;
-        if (ok)
-                a->server_states[i].last_ok_usec = now_usec(CLOCK_REALTIME);
-        if (ok || reached) {
-                last_answered = (size_t) i;
-                last_answered_gen = a->config_gen;
-        }
-        if (changed)
-                agent_wake(a);
-}
-
-static void set_connected(Agent *a, bool connected, KnoxClient *c, const char *why) {
-        if (connected && c)
-                note_servers(a, c, true, true, false);
-        if (connected) {
-                a->last_sync_usec = now_usec(CLOCK_REALTIME);
-                /* LastSync is announced at most once a second. */
-                if (a->last_sync_usec >= a->last_sync_posted_usec + USEC_PER_SEC) {
-                        a->last_sync_posted_usec = a->last_sync_usec;
-                        a->status_dirty = true;
-                }
-        }
-        if (c && !streq(strempty(a->current_server), strempty(knox_client_current_server(c)))) {
-                char *s = strdup(strempty(knox_client_current_server(c)));
-                if (s) {
-                        free(a->current_server);
-                        a->current_server = s;
-                        a->status_dirty = true;
-                }
-        }
-        if (connected && a->last_error) {
-                free(a->last_error);
-                a->last_error = NULL;
-                a->status_dirty = true;
-        }
-        if (!connected) {
-                uint64_t now = now_usec(CLOCK_MONOTONIC);
-                _cleanup_free_ char *key = failure_key(strna(why));
-                bool news = a->connected || !key || !a->last_error_logged ||
-                        !streq(key, a->last_error_logged) ||
-                        now >= a->last_error_logged_usec + FAILURE_RELOG_USEC;
-
-                /* Each kind of failure is logged once (a server down for a day is a line an
-                 * hour, not one a retry), and again when it changes. */
-                if (news) {
-                        log_warning(
-                                "Cannot sync with the keyward servers: %s; serving the cache.", strna(why));
-                        free(a->last_error_logged);
-                        a->last_error_logged = TAKE_PTR(key);
-                        a->last_error_logged_usec = now;
-                } else
-                        log_debug("Still cannot sync with the keyward servers: %s", strna(why));
-                if (!streq(strempty(a->last_error), strna(why))) {
-                        char *e = strdup(strna(why));
-                        if (e) {
-                                free(a->last_error);
-                                a->last_error = e;
-                                a->status_dirty = true;
-                        }
-                }
-        }
-        if (a->connected != connected) {
-                a->connected = connected;
-                a->status_dirty = true;
-                if (connected) {
-                        log_info("Connected to %s.", strna(a->current_server));
-                        /* The next outage is news, whatever it is. */
-                        free(a->last_error_logged);
-                        a->last_error_logged = NULL;
-                }
-        }
-        if (a->status_dirty) {
-                a->last_sync_posted_usec = a->last_sync_usec;
-                agent_wake(a);
-        }
-}
-
-/* A request failed (a.lock held): no server answered, or one refused this machine. */
-static void server_failed(Agent *a, KnoxClient *c, int r, const KnoxError *err) {
-        _cleanup_free_ char *why = NULL;
-
-        if (r == -ECANCELED || a->stop)
-                return; /* stopping: no failure */
-        why = failure_reason(r, err);
-        a->counters.sync_failures++;
-        /* An envelope is an answer from the current server, if not a welcome one. */
-        note_servers(a, c, false, r >= 0, r < 0 && err->cause != 0);
-
-        set_connected(a, false, c, why ?: "out of memory");
-}
-
 /* Build the thread's client when there is none or the config changed (a.lock held). */
 static int ensure_client(Agent *a, KnoxClient **c, uint64_t *client_gen) {
         _cleanup_free_ char *auth = NULL;
@@ -411,255 +214,6 @@ static int ensure_client(Agent *a, KnoxClient **c, uint64_t *client_gen) {
         *c = n;
         *client_gen = a->config_gen;
         return 0;
-}
-
-static void key_ok(Agent *a, AgentKey *k) {
-        if (k->state != KEY_STATE_OK && k->state != KEY_STATE_NEW)
-                log_info("Key '%s' is available again.", k->reg.id);
-        if (k->state != KEY_STATE_OK || k->retry_usec > 0) {
-                a->gen++;
-                pthread_cond_broadcast(&a->cond);
-        }
-        k->state = KEY_STATE_OK;
-        k->failures = 0;
-        k->retry_usec = 0;
-        free(k->error);
-        k->error = NULL;
-}
-
-static void key_failed(Agent *a, AgentKey *k, KeyState state, const char *why) {
-        bool again = k->state == state && streq(strempty(k->error), strempty(why));
-
-        if (!again) {
-                if (state == KEY_STATE_MISSING)
-                        log_warning(
-                                "Key '%s' does not exist on the server%s",
-                                k->reg.id,
-                                k->cache.valid ? "; serving the cached copy." : ".");
-                else if (state == KEY_STATE_DENIED)
-                        log_warning(
-                                "The server does not let this machine read key '%s' (%s)%s",
-                                k->reg.id,
-                                strna(why),
-                                k->cache.valid ? "; serving the cached copy." : ".");
-                else
-                        log_warning(
-                                "Cannot fetch key '%s': %s%s",
-                                k->reg.id,
-                                strna(why),
-                                k->cache.valid ? "; serving the cached copy." : "");
-        }
-        if (!again) {
-                free(k->error);
-                k->error = why ? strdup(why) : NULL;
-        }
-        /* A key the server does not have is watched with an empty hash, and the server names
-         * it once it exists: no timer needed, unless the server named it and the fetch still
-         * found nothing (then the watch would spin). */
-        if (state == KEY_STATE_MISSING && k->state != KEY_STATE_MISSING) {
-                k->failures = 0;
-                k->retry_usec = 0;
-        } else {
-                if (k->failures < UINT16_MAX)
-                        k->failures++;
-                k->retry_usec =
-                        now_usec(CLOCK_MONOTONIC) + backoff_usec(k->failures, a->config.retry_max_usec);
-        }
-        k->state = state;
-        a->counters.fetch_failures++;
-        a->gen++;
-        pthread_cond_broadcast(&a->cond);
-        /* Credential requests waiting for the key learn whether to go on waiting. */
-        if (!again)
-                agent_wake(a);
-}
-
-/* The cache file of k could not be written (a.lock held): k->held is served meanwhile. A
- * failure is logged when it is new for the key; the write is tried again with back-off,
- * except for a key too big for a file, whose size a retry does not change. */
-static void disk_failed(Agent *a, AgentKey *k, int r) {
-        uint64_t primary = k->cache.primary;
-
-        if (k->disk_error != r) {
-                log_warning_errno(
-                        r,
-                        "Cannot write the cache file of key '%s': %m; serving version %" PRIu64
-                        " from memory until it can be written.",
-                        k->reg.id,
-                        primary);
-        } else
-                log_debug_errno(r, "Still cannot write the cache file of key '%s': %m", k->reg.id);
-        if (k->disk_error != r)
-                a->status_dirty = true;
-        k->disk_error = r;
-        if (k->disk_failures < UINT16_MAX)
-                k->disk_failures++;
-        a->counters.cache_write_failures++;
-        k->disk_retry_usec = r == -EFBIG ?
-                UINT64_MAX :
-                now_usec(CLOCK_MONOTONIC) + backoff_usec(k->disk_failures, a->config.retry_max_usec);
-        a->gen++;
-        pthread_cond_broadcast(&a->cond);
-}
-
-/* The cache file of k now holds what k->cache says (a.lock held). */
-static void disk_ok(Agent *a, AgentKey *k) {
-        if (k->disk_error != 0) {
-                log_info("Key '%s': the cache file is written again.", k->reg.id);
-                a->status_dirty = true;
-        }
-        k->held = secret_free(k->held);
-        k->disk_error = 0;
-        k->disk_failures = 0;
-        k->disk_retry_usec = 0;
-}
-
-/* The agent's one table of certificate warnings (agent-expiry.h). */
-static AgentExpiry *expiry_table;
-static void expiry_table_init(void) {
-        expiry_table = agent_expiry_new();
-}
-
-static void check_expiry(const Key *key) {
-        static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-        (void) pthread_once(&once, expiry_table_init);
-        (void) agent_expiry_check(expiry_table, key, (int64_t) time(NULL));
-}
-
-/* Store a fetched key: returns 0 when stored (on disk, or in memory when the disk refuses),
- * or when a newer fetch already was; negative when it cannot even be encoded. Called
- * without a.lock. */
-static int commit(Agent *a, const Key *key, uint64_t seq) {
-        _cleanup_(secret_freep) Secret *content = NULL;
-        const KeyVersion *primary;
-        AgentKey *k;
-        CacheInfo info;
-        bool changed, rotated, lazy;
-        int r;
-
-        r = cache_encode(key, &content, &info);
-        if (r < 0)
-                return r;
-        check_expiry(key);
-
-        pthread_mutex_lock(&a->commit_lock);
-        lock(a);
-        k = agent_find_key(a, key->id);
-        if (!k || k->committed_seq > seq) {
-                /* Unregistered meanwhile, or a fetch that started later was stored first. */
-                unlock(a);
-                pthread_mutex_unlock(&a->commit_lock);
-                return 0;
-        }
-        if (k->cache.valid && memcmp(k->cache.sha256, info.sha256, sizeof(info.sha256)) == 0) {
-                /* Nothing new (a copy held in memory is written by its own timer). */
-                k->committed_seq = seq;
-                key_ok(a, k);
-                unlock(a);
-                pthread_mutex_unlock(&a->commit_lock);
-                return 0;
-        }
-        a->writing = k;
-        memcpy(a->writing_sha256, info.sha256, sizeof(info.sha256));
-        /* A key with no copy on disk has nothing to lose to a crash: its file is made durable
-         * with the others of the same sync (sync_cache_writes()). A copy that replaces
-         * another is durable at once. */
-        lazy = !k->cache.valid && !k->held;
-        unlock(a);
-
-        r = lazy ? cache_write_content_lazy(a->cache_dir, key->id, content) :
-                   cache_write_content(a->cache_dir, key->id, content);
-
-        lock(a);
-        a->writing = NULL;
-        if (r >= 0 && lazy)
-                a->sync->unsynced++;
-        /* Still there: removals take commit_lock. */
-        k = agent_find_key(a, key->id);
-        if (!k) {
-                unlock(a);
-                (void) cache_remove(a->cache_dir, key->id);
-                pthread_mutex_unlock(&a->commit_lock);
-                return 0;
-        }
-        changed = !k->cache.valid || memcmp(k->cache.hash, info.hash, sizeof(info.hash)) != 0;
-        /* A rotation is a new primary: an added or retired version alone changes the hash
-         * but not what units read. */
-        rotated = k->cache.valid && changed && k->cache.primary != info.primary;
-        k->cache = info;
-        k->committed_seq = seq;
-        if (r < 0) {
-                /* What the server says is current is served from memory, never the old
-                 * file: readers find k->held through agent_key_read_held(). */
-                secret_free(k->held);
-                k->held = TAKE_PTR(content);
-                disk_failed(a, k, r);
-        } else
-                disk_ok(a, k);
-        key_ok(a, k);
-        a->gen++;
-        pthread_cond_broadcast(&a->cond);
-        primary = key_primary_version(key);
-        if (changed) {
-                log_info(
-                        "Key '%s': %s primary version %" PRIu64 " (hash %.12s).",
-                        key->id,
-                        r < 0 ? "serving from memory" : "cached",
-                        primary ? primary->id : 0,
-                        key->hash);
-                if (agent_post_change(a, key->id, key->hash, rotated) < 0)
-                        log_oom();
-        }
-        if (a->status_dirty)
-                changed = true;
-        unlock(a);
-        pthread_mutex_unlock(&a->commit_lock);
-        if (changed)
-                agent_wake(a);
-        return 0;
-}
-
-/* Write the copies held in memory whose retry is due (a.lock held, dropped meanwhile). */
-static void retry_disk_writes(Agent *a, uint64_t now) {
-        _cleanup_strv_free_ char **ids = NULL;
-
-        for (size_t i = 0; i < a->n_keys; i++)
-                if (a->keys[i]->held && a->keys[i]->disk_retry_usec <= now &&
-                    strv_extend(&ids, a->keys[i]->reg.id) < 0) {
-                        log_oom();
-                        return;
-                }
-
-        STRV_FOREACH(id, ids) {
-                AgentKey *k;
-                int r;
-
-                if (a->stop)
-                        return;
-                unlock(a);
-                pthread_mutex_lock(&a->commit_lock);
-                lock(a);
-                /* Under commit_lock neither the key nor its held copy can go away. */
-                k = agent_find_key(a, *id);
-                if (!k || !k->held) {
-                        pthread_mutex_unlock(&a->commit_lock);
-                        continue;
-                }
-                a->writing = k;
-                memcpy(a->writing_sha256, k->cache.sha256, sizeof(a->writing_sha256));
-                unlock(a);
-                r = cache_write_content(a->cache_dir, *id, k->held);
-                lock(a);
-                a->writing = NULL;
-                if (r < 0)
-                        disk_failed(a, k, r);
-                else
-                        disk_ok(a, k);
-                pthread_mutex_unlock(&a->commit_lock);
-                if (a->status_dirty)
-                        agent_wake(a);
-        }
 }
 
 static bool transport_error(int r) {
@@ -696,7 +250,7 @@ static int fetch_one(Agent *a, KnoxClient *c, const char *id_arg) {
                 k = agent_find_key(a, id);
                 if (k)
                         k->need_fetch = true;
-                server_failed(a, c, r, &err);
+                sync_server_failed(a, c, r, &err);
                 return r;
         }
         if (r >= 0 && err.code == KNOX_OK) {
@@ -704,7 +258,7 @@ static int fetch_one(Agent *a, KnoxClient *c, const char *id_arg) {
                         why = "the server answered with another key or one without a primary version";
                         r = -EBADMSG;
                 } else {
-                        r = commit(a, key, seq);
+                        r = sync_commit(a, key, seq);
                         if (r == -E2BIG)
                                 why = "the key is larger than the agent can hold";
                         else if (r < 0)
@@ -727,18 +281,18 @@ static int fetch_one(Agent *a, KnoxClient *c, const char *id_arg) {
                 k = agent_find_key(a, id);
                 if (k)
                         k->need_fetch = true;
-                server_failed(a, c, 0, &err);
+                sync_server_failed(a, c, 0, &err);
                 return -EACCES;
         }
 
         /* A server answered, whatever it said. */
         lock(a);
-        set_connected(a, true, c, NULL);
+        sync_set_connected(a, true, c, NULL);
         if (r >= 0)
                 return 0;
         k = agent_find_key(a, id);
         if (k && k->committed_seq <= seq)
-                key_failed(a, k, state, why ?: strerror(-r));
+                sync_key_failed(a, k, state, why ?: strerror(-r));
         return 0;
 }
 
@@ -746,9 +300,9 @@ static int fetch_one(Agent *a, KnoxClient *c, const char *id_arg) {
 static void sync_cache_writes(Agent *a) {
         int r;
 
-        if (a->sync->unsynced == 0)
+        if (a->cache_unsynced == 0)
                 return;
-        a->sync->unsynced = 0;
+        a->cache_unsynced = 0;
         unlock(a);
         r = cache_sync(a->cache_dir);
         lock(a);
@@ -767,7 +321,7 @@ static int fetch_list(Agent *a, KnoxClient *c, char *const *ids) {
         STRV_FOREACH(id, ids) {
                 int r;
 
-                if (a->sync->unsynced >= UNSYNCED_MAX)
+                if (a->cache_unsynced >= UNSYNCED_MAX)
                         sync_cache_writes(a);
                 if (a->stop)
                         return -ECANCELED;
@@ -803,14 +357,14 @@ static int changed_keys(Agent *a, KnoxClient *c, const Snapshot *s, unsigned wai
                         strna(err.message),
                         s->n);
         if (r >= 0 && err.code != KNOX_OK) {
-                server_failed(a, c, r, &err);
+                sync_server_failed(a, c, r, &err);
                 return -EPROTO;
         }
         if (r < 0) {
-                server_failed(a, c, r, &err);
+                sync_server_failed(a, c, r, &err);
                 return r;
         }
-        set_connected(a, true, c, NULL);
+        sync_set_connected(a, true, c, NULL);
         *ret = changed;
         return 0;
 }
@@ -879,11 +433,11 @@ static int probe(Agent *a, KnoxClient *c) {
         if (r == -ECANCELED)
                 return r;
         if (r < 0 || err.code != KNOX_OK) {
-                server_failed(a, c, r, &err);
+                sync_server_failed(a, c, r, &err);
                 return r < 0 ? r : -EPROTO;
         }
         log_debug("The server knows this machine as %s", json);
-        set_connected(a, true, c, NULL);
+        sync_set_connected(a, true, c, NULL);
         return 0;
 }
 
@@ -1110,7 +664,7 @@ static void *worker_main(void *userdata) {
                                 if (a->keys[i]->held && a->keys[i]->disk_retry_usec != UINT64_MAX)
                                         a->keys[i]->disk_retry_usec = now;
                         }
-                        retry_disk_writes(a, now);
+                        sync_retry_disk_writes(a, now);
                         r = full_sync(a, c, true);
                         if (r >= 0) {
                                 for (size_t i = 0; i < a->n_keys && r >= 0; i++)
@@ -1130,7 +684,7 @@ static void *worker_main(void *userdata) {
                 }
 
                 /* Copies held in memory whose next try to reach the disk is due. */
-                retry_disk_writes(a, now);
+                sync_retry_disk_writes(a, now);
 
                 if (a->credential_waiting && fetch_pause > now + WAITING_RETRY_USEC)
                         fetch_pause = now + WAITING_RETRY_USEC;
@@ -1295,13 +849,6 @@ int agent_sync_start(Agent *a) {
                 return r;
         s->n_watchers = 1;
         return 0;
-}
-
-void agent_sync_kick(Agent *a) {
-        lock(a);
-        a->gen++;
-        pthread_cond_broadcast(&a->cond);
-        unlock(a);
 }
 
 int agent_sync_stop(Agent *a, uint64_t timeout_usec) {

@@ -32,5 +32,3 @@ int agent_sync_start(Agent *a);
  * when one is still inside a request (it is left running, and the caller must not free a
  * then). */
 int agent_sync_stop(Agent *a, uint64_t timeout_usec);
-/* Wake both threads: the key table or the config changed (takes a.lock). */
-void agent_sync_kick(Agent *a);

@@ -19,6 +19,7 @@
 #include "agent-credential.h"
 #include "agent-metrics.h"
 #include "agent-pam.h"
+#include "agent-read.h"
 #include "agent-sync.h"
 #include "log.h"
 #include "secret.h"
@@ -40,6 +41,7 @@ static Agent *agent_free(Agent *a) {
         agent_bus_close(a);
         (void) agent_pam_close(a);
         agent_credential_close(a);
+        agent_read_close(a);
         agent_metrics_close(a);
         sd_event_source_unref(a->wake_source);
         sd_event_unref(a->event);
@@ -419,6 +421,9 @@ static int run(int argc, char **argv) {
                 log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
 
         r = agent_pam_open(a);
+        if (r < 0)
+                return r;
+        r = agent_read_open(a);
         if (r < 0)
                 return r;
         r = agent_credential_open(a);

@@ -72,6 +72,7 @@ typedef struct AgentSync AgentSync;
 typedef struct AgentBus AgentBus;
 typedef struct AgentPam AgentPam;
 typedef struct AgentMetrics AgentMetrics;
+typedef struct AgentReads AgentReads;
 
 /* What one server was like when last used (agent-metrics.c reports it). Under Agent.lock. */
 typedef struct ServerState {
@@ -106,7 +107,8 @@ typedef struct Agent {
         sd_event_source *wake_source;
         int wake_fd; /* eventfd: sync threads poke the main loop */
         AgentBus *bus;
-        AgentPam *pam; /* the PAM socket and the user tokens */
+        AgentReads *reads; /* agent-read.c: keys read lately, parsed */
+        AgentPam *pam;     /* the PAM socket and the user tokens */
         sd_event_source *credential_source;
         char *credential_path;                      /* the credential socket, when the agent made it */
         struct CredentialReply *credential_replies; /* being written, doubly linked */
@@ -130,6 +132,7 @@ typedef struct Agent {
         int sync_error; /* of the last one: 0 or a negative errno */
         bool connected;
         bool credential_waiting; /* credential requests wait for keys: retry fetches soon */
+        unsigned cache_unsynced; /* lazy cache writes not yet made durable (agent-commit.c) */
         uint64_t last_sync_usec; /* CLOCK_REALTIME of the last successful exchange */
         uint64_t last_sync_posted_usec;
         char *current_server;
@@ -162,6 +165,24 @@ AgentKey *agent_find_key(Agent *a, const char *id);
 int agent_insert_key(Agent *a, AgentKey *k);
 /* Main thread, with a.lock held: detach and return the key, or NULL. */
 AgentKey *agent_detach_key(Agent *a, const char *id);
+
+/* What a reader needs to know of a key, copied out under a.lock. */
+typedef struct AgentKeyStatus {
+        KeyState state;
+        bool cached; /* a verified copy is served (cache.valid) */
+        uint8_t sha256[CACHE_SHA256_SIZE];
+} AgentKeyStatus;
+
+/* The following take a.lock themselves, so that other files need not walk the table. */
+/* Key id's status: 1, or 0 when it is not registered. */
+int agent_key_status(Agent *a, const char *id, AgentKeyStatus *ret);
+/* The key registered for unit under credential name (its "credential" option, else its
+ * id): 1 with its id (malloc()ed) and status, 0 when there is none, or -ENOMEM. */
+int agent_key_find_for_unit(
+        Agent *a, const char *unit, const char *name, char **ret_id, AgentKeyStatus *ret);
+/* Call fn for each key, in id order, with a.lock held, until it returns a negative errno
+ * (returned). */
+int agent_keys_foreach(Agent *a, int (*fn)(const AgentKey *k, void *userdata), void *userdata);
 
 /* Resolve k->reg.readers through NSS into uids and gids. Names that do not resolve are left
  * out; with reterr_unknown set, the first one is returned there and -ESRCH. Main thread,

@@ -180,6 +180,59 @@ static void test_changes(void **state) {
         free(a.changes);
 }
 
+static int count_key(const AgentKey *k, void *userdata) {
+        size_t *n = userdata;
+
+        (*n)++;
+        return streq(k->reg.id, "stop") ? -ECANCELED : 0;
+}
+
+/* What other files ask of the table, each under the lock it takes itself. */
+static void test_accessors(void **state) {
+        Agent a = {};
+        AgentKeyStatus st;
+        AgentKey *web = new_key("web_db", NULL), *other = new_key("other", NULL);
+        char *id = NULL;
+        size_t n = 0;
+
+        assert_int_equal(strv_extend(&web->reg.units, "web.service"), 0);
+        web->reg.credential = strdup("db");
+        web->state = KEY_STATE_OK;
+        web->cache.valid = true;
+        memset(web->cache.sha256, 0x5a, sizeof(web->cache.sha256));
+        assert_int_equal(strv_extend(&other->reg.units, "web.service"), 0);
+        assert_int_equal(agent_insert_key(&a, web), 0);
+        assert_int_equal(agent_insert_key(&a, other), 0);
+
+        assert_int_equal(agent_key_status(&a, "nope", &st), 0);
+        assert_int_equal(agent_key_status(&a, "web_db", &st), 1);
+        assert_true(st.cached);
+        assert_int_equal(st.state, KEY_STATE_OK);
+        assert_int_equal(st.sha256[0], 0x5a);
+
+        /* By credential name, else by id; only for the units it names. */
+        assert_int_equal(agent_key_find_for_unit(&a, "web.service", "db", &id, &st), 1);
+        assert_string_equal(id, "web_db");
+        free(id);
+        assert_int_equal(agent_key_find_for_unit(&a, "web.service", "web_db", &id, &st), 0);
+        assert_int_equal(agent_key_find_for_unit(&a, "web.service", "other", &id, &st), 1);
+        assert_string_equal(id, "other");
+        assert_false(st.cached);
+        free(id);
+        assert_int_equal(agent_key_find_for_unit(&a, "db.service", "db", &id, &st), 0);
+
+        assert_int_equal(agent_keys_foreach(&a, count_key, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(agent_insert_key(&a, new_key("stop", NULL)), 0);
+        n = 0;
+        assert_int_equal(agent_keys_foreach(&a, count_key, &n), -ECANCELED);
+        assert_int_equal(n, 2); /* "other", then "stop" */
+
+        for (size_t i = 0; i < a.n_keys; i++)
+                agent_key_free(a.keys[i]);
+        free(a.keys);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_slots),
@@ -187,6 +240,7 @@ int main(void) {
                 cmocka_unit_test(test_readers),
                 cmocka_unit_test(test_backoff),
                 cmocka_unit_test(test_changes),
+                cmocka_unit_test(test_accessors),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The commands that talk to keyward-agent over D-Bus (org.keyward.Agent1 on the system bus,
- * or on $DBUS_SYSTEM_BUS_ADDRESS): register, unregister, status, sync, and the user token
- * the agent holds for this user. */
+ * or on $DBUS_SYSTEM_BUS_ADDRESS): register, unregister, sync, and the user token
+ * the agent holds for this user (status: keyward-status.c). */
 #include "keyward.h"
+#include "keyward-agent.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -10,7 +11,7 @@
 #include <systemd/sd-bus.h>
 #include <time.h>
 
-#include "agent-registry.h"
+#include "registry-names.h"
 #include "buf.h"
 #include "fileio.h"
 #include "json-util.h"
@@ -18,18 +19,14 @@
 #include "parse.h"
 #include "strv.h"
 #include "time-util.h"
-
-#define AGENT_SERVICE "org.keyward.Agent1"
-#define AGENT_PATH "/org/keyward/Agent1"
-#define AGENT_INTERFACE "org.keyward.Agent1"
-#define AGENT_ERROR_PREFIX "org.keyward.Agent1.Error."
+#include "keyward-bus.h"
 
 #define TOKEN_TIMEOUT_USEC (2 * USEC_PER_SEC)
 /* How long a read waits for the agent before it asks the server instead. */
 #define AGENT_GET_TIMEOUT_USEC (5 * USEC_PER_SEC)
 #define REGISTER_FILE_MAX (16 * 1024 * 1024)
 
-static int bus_open(sd_bus **ret, bool interactive) {
+int agent_bus_connect(sd_bus **ret, bool interactive) {
         sd_bus *bus = NULL;
         int r;
 
@@ -53,7 +50,7 @@ static bool agent_absent(const sd_bus_error *e) {
 }
 
 /* "<what>: <why>" for a failed bus call, and EXIT_FAIL. */
-static int fail_bus(const char *what, int r, const sd_bus_error *e) {
+int agent_fail_bus(const char *what, int r, const sd_bus_error *e) {
         if (agent_absent(e))
                 return fail("%s: keyward-agent is not running (%s)", what, e->message ?: e->name);
         if (e && e->name && strneq(e->name, AGENT_ERROR_PREFIX, STRLEN(AGENT_ERROR_PREFIX)))
@@ -67,7 +64,7 @@ static int fail_bus(const char *what, int r, const sd_bus_error *e) {
         return fail("%s: %s", what, strerror(-r));
 }
 
-static int fail_bus_open(int r) {
+int agent_fail_bus_open(int r) {
         return fail("Cannot connect to the system bus, so not to keyward-agent: %s", strerror(-r));
 }
 
@@ -80,11 +77,11 @@ int agent_get_user_token(char **ret) {
         int r;
 
         /* Best effort: without an agent, or with no token there, we go on without one. */
-        r = bus_open(&bus, false);
+        r = agent_bus_connect(&bus, false);
         if (r < 0)
                 return log_debug_errno(r, "No system bus, so no token from the agent: %m"), 0;
         r = sd_bus_message_new_method_call(
-                bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetUserToken");
+                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "GetUserToken");
         if (r < 0)
                 return 0;
         r = sd_bus_call(bus, m, TOKEN_TIMEOUT_USEC, &error, &reply);
@@ -150,7 +147,8 @@ static int call_register(sd_bus *bus, const char *id, const RegisterOptions *o, 
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
-        r = sd_bus_message_new_method_call(bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Register");
+        r = sd_bus_message_new_method_call(
+                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "Register");
         if (r >= 0)
                 r = sd_bus_message_append(m, "s", id);
         if (r >= 0)
@@ -170,7 +168,7 @@ call_register_many(sd_bus *bus, char *const *ids, size_t n, const RegisterOption
         int r;
 
         r = sd_bus_message_new_method_call(
-                bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "RegisterMany");
+                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "RegisterMany");
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'a', "(sa{sv})");
         for (size_t i = 0; r >= 0 && i < n; i++) {
@@ -194,18 +192,18 @@ call_register_many(sd_bus *bus, char *const *ids, size_t n, const RegisterOption
 
 static int call_unregister(sd_bus *bus, const char *id, sd_bus_error *error) {
         return sd_bus_call_method(
-                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Unregister", error, NULL, "s", id);
+                bus,
+                AGENT_BUS_NAME,
+                AGENT_BUS_PATH,
+                AGENT_BUS_INTERFACE,
+                "Unregister",
+                error,
+                NULL,
+                "s",
+                id);
 }
 
-/* ListKeys() → a(sst): the registered keys the caller may read, with the hash and primary
- * version id of the cached copy ("" and 0 while nothing is cached). */
-typedef struct AgentKey {
-        char *id;
-        char *hash;
-        uint64_t number;
-} AgentKey;
-
-static void agent_keys_free(AgentKey *keys, size_t n) {
+void agent_keys_free(AgentKey *keys, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(keys[i].id);
                 free(keys[i].hash);
@@ -213,14 +211,14 @@ static void agent_keys_free(AgentKey *keys, size_t n) {
         free(keys);
 }
 
-static int call_list_keys(sd_bus *bus, AgentKey **ret, size_t *ret_n, sd_bus_error *error) {
+int agent_call_list_keys(sd_bus *bus, AgentKey **ret, size_t *ret_n, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         AgentKey *keys = NULL;
         size_t n = 0;
         int r;
 
         r = sd_bus_call_method(
-                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "ListKeys", error, &reply, NULL);
+                bus, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "ListKeys", error, &reply, NULL);
         if (r < 0)
                 return r;
         r = sd_bus_message_enter_container(reply, 'a', "(sst)");
@@ -257,26 +255,44 @@ fail:
         return r;
 }
 
-/* GetKeyVersions(s id) → (a(tays) versions, s hash), as a Knox key (ts unknown: 0). */
-static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_error *error) {
+/* Call method(s id) for a read, with the reply marked sensitive (timeout_usec 0: sd-bus's
+ * default). A read must not start an agent that is not running (bus activation). */
+static int call_read(
+        sd_bus *bus,
+        const char *method,
+        const char *id,
+        uint64_t timeout_usec,
+        sd_bus_message **ret,
+        sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        _cleanup_(key_freep) Key *k = NULL;
-        const char *hash;
         int r;
 
         r = sd_bus_message_new_method_call(
-                bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetKeyVersions");
+                bus, &m, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, method);
         if (r < 0)
                 return r;
-        /* A read must not start an agent that is not running (bus activation). */
         (void) sd_bus_message_set_auto_start(m, false);
         r = sd_bus_message_append(m, "s", id);
         if (r < 0)
                 return r;
-        r = sd_bus_call(bus, m, 0, error, &reply);
+        r = sd_bus_call(bus, m, timeout_usec, error, &reply);
         if (r < 0)
                 return r;
         (void) sd_bus_message_sensitive(reply);
+        *ret = TAKE_PTR(reply);
+        return 0;
+}
+
+/* GetKeyVersions(s id) → (a(tays) versions, s hash), as a Knox key (ts unknown: 0). */
+static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(key_freep) Key *k = NULL;
+        const char *hash;
+        int r;
+
+        r = call_read(bus, "GetKeyVersions", id, 0, &reply, error);
+        if (r < 0)
+                return r;
 
         k = key_new();
         if (!k)
@@ -336,25 +352,16 @@ static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_
 
 /* GetKey(s id) → (ay data, t version), as a Knox key with that one primary version. */
 static int call_get_key(sd_bus *bus, const char *id, Key **ret, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(key_freep) Key *k = NULL;
         const void *data;
         uint64_t vid;
         size_t size;
         int r;
 
-        r = sd_bus_message_new_method_call(bus, &m, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "GetKey");
+        r = call_read(bus, "GetKey", id, AGENT_GET_TIMEOUT_USEC, &reply, error);
         if (r < 0)
                 return r;
-        /* A read must not start an agent that is not running (bus activation). */
-        (void) sd_bus_message_set_auto_start(m, false);
-        r = sd_bus_message_append(m, "s", id);
-        if (r < 0)
-                return r;
-        r = sd_bus_call(bus, m, AGENT_GET_TIMEOUT_USEC, error, &reply);
-        if (r < 0)
-                return r;
-        (void) sd_bus_message_sensitive(reply);
         r = sd_bus_message_read_array(reply, 'y', &data, &size);
         if (r >= 0)
                 r = sd_bus_message_read(reply, "t", &vid);
@@ -384,7 +391,7 @@ int agent_get_key(const char *id, bool all_versions, Key **ret, char **ret_why) 
         char *s;
         int r;
 
-        r = bus_open(&bus, false);
+        r = agent_bus_connect(&bus, false);
         if (r < 0) {
                 if (asprintf(&s, "cannot connect to the system bus: %s", strerror(-r)) < 0)
                         return -ENOMEM;
@@ -447,10 +454,9 @@ static int register_get(sd_bus *bus, const char *id, uint64_t timeout_usec, cons
                 r = call_get_key_versions(bus, id, &k, &error);
                 if (r >= 0)
                         return print_key_json(k, false);
-                if (agent_absent(&error) ||
-                    sd_bus_error_has_name(&error, AGENT_ERROR_PREFIX "AccessDenied") ||
+                if (agent_absent(&error) || sd_bus_error_has_name(&error, AGENT_ERROR_ACCESS_DENIED) ||
                     sd_bus_error_has_name(&error, SD_BUS_ERROR_ACCESS_DENIED))
-                        return fail_bus("Error getting key from agent", r, &error);
+                        return agent_fail_bus("Error getting key from agent", r, &error);
 
                 sd_bus_error_free(&last);
                 (void) sd_bus_error_copy(&last, &error);
@@ -572,24 +578,24 @@ int verb_register(int argc, char **argv) {
         o.readers = readers;
         o.units = units;
 
-        r = bus_open(&bus, true);
+        r = agent_bus_connect(&bus, true);
         if (r < 0)
-                return fail_bus_open(r);
+                return agent_fail_bus_open(r);
 
         if (replace) {
                 _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
                 AgentKey *keys = NULL;
                 size_t n = 0;
 
-                r = call_list_keys(bus, &keys, &n, &error);
+                r = agent_call_list_keys(bus, &keys, &n, &error);
                 if (r < 0)
-                        return fail_bus("There was an error listing the registered keys", r, &error);
+                        return agent_fail_bus("There was an error listing the registered keys", r, &error);
                 for (size_t i = 0; i < n; i++) {
                         if (strv_contains(ids, keys[i].id))
                                 continue;
                         r = call_unregister(bus, keys[i].id, &error);
                         if (r < 0) {
-                                r = fail_bus("Failed to unregister all keys", r, &error);
+                                r = agent_fail_bus("Failed to unregister all keys", r, &error);
                                 agent_keys_free(keys, n);
                                 return r;
                         }
@@ -623,7 +629,7 @@ int verb_register(int argc, char **argv) {
 
                         if (asprintf(&what, "There was an error registering keys %s", list) < 0)
                                 return fail("Out of memory.");
-                        return fail_bus(what, r, &error);
+                        return agent_fail_bus(what, r, &error);
                 }
         }
 
@@ -643,12 +649,12 @@ int verb_unregister(int argc, char **argv) {
         if (argc - optind != 1)
                 return usage_error("You must include a key ID to deregister. See 'keyward help unregister'");
 
-        r = bus_open(&bus, true);
+        r = agent_bus_connect(&bus, true);
         if (r < 0)
-                return fail_bus_open(r);
+                return agent_fail_bus_open(r);
         r = call_unregister(bus, argv[optind], &error);
         if (r < 0)
-                return fail_bus("Error removing the key", r, &error);
+                return agent_fail_bus("Error removing the key", r, &error);
         printf("Unregistered key successfully\n");
         return EXIT_OK;
 }
@@ -662,308 +668,13 @@ int verb_sync(int argc, char **argv) {
         if (optind < argc)
                 return usage_error("sync takes no arguments. See 'keyward help sync'");
 
-        r = bus_open(&bus, true);
+        r = agent_bus_connect(&bus, true);
         if (r < 0)
-                return fail_bus_open(r);
-        r = sd_bus_call_method(bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Sync", &error, NULL, NULL);
+                return agent_fail_bus_open(r);
+        r = sd_bus_call_method(
+                bus, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "Sync", &error, NULL, NULL);
         if (r < 0)
-                return fail_bus("Error syncing", r, &error);
+                return agent_fail_bus("Error syncing", r, &error);
         printf("Synced successfully\n");
-        return EXIT_OK;
-}
-
-/* ---- status ------------------------------------------------------------------------------- */
-
-/* One property value (the variant's content) as text and as JSON. */
-static int property_format(sd_bus_message *m, const char *name, Buf *text, Buf *json) {
-        const char *contents;
-        char type;
-        int r;
-
-        r = sd_bus_message_peek_type(m, &type, &contents);
-        if (r <= 0)
-                return r < 0 ? r : -EBADMSG;
-
-        switch (type) {
-        case SD_BUS_TYPE_STRING:
-        case SD_BUS_TYPE_OBJECT_PATH:
-        case SD_BUS_TYPE_SIGNATURE: {
-                const char *s;
-
-                r = sd_bus_message_read_basic(m, type, &s);
-                if (r < 0)
-                        return r;
-                (void) buf_puts(text, s);
-                (void) json_append_cstring(json, s);
-                break;
-        }
-        case SD_BUS_TYPE_BOOLEAN: {
-                int b;
-
-                r = sd_bus_message_read_basic(m, type, &b);
-                if (r < 0)
-                        return r;
-                (void) buf_puts(text, b ? "yes" : "no");
-                (void) buf_puts(json, b ? "true" : "false");
-                break;
-        }
-        case SD_BUS_TYPE_BYTE:
-        case SD_BUS_TYPE_UINT16:
-        case SD_BUS_TYPE_UINT32:
-        case SD_BUS_TYPE_UINT64: {
-                union {
-                        uint8_t y;
-                        uint16_t q;
-                        uint32_t u;
-                        uint64_t t;
-                } v = {};
-                uint64_t u;
-
-                r = sd_bus_message_read_basic(m, type, &v);
-                if (r < 0)
-                        return r;
-                u = type == SD_BUS_TYPE_BYTE       ? v.y :
-                        type == SD_BUS_TYPE_UINT16 ? v.q :
-                        type == SD_BUS_TYPE_UINT32 ? v.u :
-                                                     v.t;
-                (void) buf_printf(json, "%" PRIu64, u);
-                if (streq(name, "LastSync") && type == SD_BUS_TYPE_UINT64) {
-                        /* Microseconds since the epoch, as systemd's timestamps. */
-                        time_t t = (time_t) (u / USEC_PER_SEC);
-                        struct tm tm;
-                        char s[64];
-
-                        if (u == 0)
-                                (void) buf_puts(text, "never");
-                        else if (
-                                localtime_r(&t, &tm) &&
-                                strftime(s, sizeof(s), "%Y-%m-%d %H:%M:%S %Z", &tm) > 0)
-                                (void) buf_puts(text, s);
-                        else
-                                (void) buf_printf(text, "%" PRIu64, u);
-                } else
-                        (void) buf_printf(text, "%" PRIu64, u);
-                break;
-        }
-        case SD_BUS_TYPE_INT16:
-        case SD_BUS_TYPE_INT32:
-        case SD_BUS_TYPE_INT64: {
-                union {
-                        int16_t n;
-                        int32_t i;
-                        int64_t x;
-                } v = {};
-                int64_t i;
-
-                r = sd_bus_message_read_basic(m, type, &v);
-                if (r < 0)
-                        return r;
-                i = type == SD_BUS_TYPE_INT16 ? v.n : type == SD_BUS_TYPE_INT32 ? v.i : v.x;
-                (void) buf_printf(text, "%" PRIi64, i);
-                (void) buf_printf(json, "%" PRIi64, i);
-                break;
-        }
-        case SD_BUS_TYPE_DOUBLE: {
-                double d;
-
-                r = sd_bus_message_read_basic(m, type, &d);
-                if (r < 0)
-                        return r;
-                (void) buf_printf(text, "%g", d);
-                (void) buf_printf(json, "%.17g", d);
-                break;
-        }
-        case SD_BUS_TYPE_ARRAY:
-                if (streq(contents, "s")) {
-                        _cleanup_strv_free_ char **l = NULL;
-
-                        r = sd_bus_message_read_strv(m, &l);
-                        if (r < 0)
-                                return r;
-                        (void) buf_putc(json, '[');
-                        STRV_FOREACH(s, l) {
-                                (void) buf_printf(text, "%s%s", s == l ? "" : " ", *s);
-                                if (s != l)
-                                        (void) buf_putc(json, ',');
-                                (void) json_append_cstring(json, *s);
-                        }
-                        (void) buf_putc(json, ']');
-                        break;
-                }
-                _fallthrough_;
-        default:
-                r = sd_bus_message_skip(m, NULL);
-                if (r < 0)
-                        return r;
-                (void) buf_puts(text, "(not shown)");
-                (void) buf_puts(json, "null");
-        }
-        return text->error < 0 ? text->error : json->error;
-}
-
-/* ListKeyStates() → a(ssss): (id, state, error, cache_error) of each key. The strings
- * belong to *ret_reply. An agent without the method gives none, and 0. */
-typedef struct KeyStateRow {
-        const char *id, *state, *error, *cache_error;
-} KeyStateRow;
-
-static int call_list_key_states(sd_bus *bus, sd_bus_message **ret_reply, KeyStateRow **ret, size_t *ret_n) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_free_ KeyStateRow *rows = NULL;
-        size_t n = 0;
-        int r;
-
-        r = sd_bus_call_method(
-                bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "ListKeyStates", &error, &reply, NULL);
-        if (r < 0 && sd_bus_error_has_name(&error, SD_BUS_ERROR_UNKNOWN_METHOD)) {
-                *ret_reply = NULL;
-                *ret = NULL;
-                *ret_n = 0;
-                return 0;
-        }
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(reply, 'a', "(ssss)");
-        if (r < 0)
-                return r;
-        for (;;) {
-                KeyStateRow row, *m;
-
-                r = sd_bus_message_read(reply, "(ssss)", &row.id, &row.state, &row.error, &row.cache_error);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                m = reallocarray(rows, n + 1, sizeof(KeyStateRow));
-                if (!m)
-                        return -ENOMEM;
-                rows = m;
-                rows[n++] = row;
-        }
-        *ret_reply = TAKE_PTR(reply);
-        *ret = TAKE_PTR(rows);
-        *ret_n = n;
-        return 0;
-}
-
-static const KeyStateRow *key_state_find(const KeyStateRow *rows, size_t n, const char *id) {
-        for (size_t i = 0; i < n; i++)
-                if (streq(rows[i].id, id))
-                        return &rows[i];
-        return NULL;
-}
-
-int verb_status(int argc, char **argv) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_buf_ Buf text = BUF_INIT, json = BUF_INIT;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *states_reply = NULL;
-        _cleanup_free_ KeyStateRow *states = NULL;
-        AgentKey *keys = NULL;
-        size_t n = 0, n_states = 0;
-        bool first = true;
-        int r;
-
-        PARSE_PLAIN(argc, argv, "status");
-        if (optind < argc)
-                return usage_error("status takes no arguments. See 'keyward help status'");
-
-        r = bus_open(&bus, false);
-        if (r < 0)
-                return fail_bus_open(r);
-        r = sd_bus_call_method(
-                bus,
-                AGENT_SERVICE,
-                AGENT_PATH,
-                "org.freedesktop.DBus.Properties",
-                "GetAll",
-                &error,
-                &reply,
-                "s",
-                AGENT_INTERFACE);
-        if (r < 0)
-                return fail_bus("Error getting the agent's status", r, &error);
-
-        (void) buf_putc(&json, '{');
-        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
-        while (r >= 0) {
-                const char *name;
-
-                r = sd_bus_message_enter_container(reply, 'e', "sv");
-                if (r <= 0)
-                        break;
-                r = sd_bus_message_read(reply, "s", &name);
-                if (r >= 0)
-                        r = sd_bus_message_enter_container(reply, 'v', NULL);
-                if (r < 0)
-                        break;
-                (void) buf_printf(&text, "%s: ", name);
-                if (!first)
-                        (void) buf_putc(&json, ',');
-                first = false;
-                (void) json_append_cstring(&json, name);
-                (void) buf_putc(&json, ':');
-                r = property_format(reply, name, &text, &json);
-                (void) buf_putc(&text, '\n');
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(reply);
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(reply);
-        }
-        if (r < 0)
-                return fail("Error reading the agent's status: %s", strerror(-r));
-
-        r = call_list_keys(bus, &keys, &n, &error);
-        if (r < 0)
-                return fail_bus("Error listing the agent's keys", r, &error);
-        r = call_list_key_states(bus, &states_reply, &states, &n_states);
-        if (r < 0) {
-                agent_keys_free(keys, n);
-                return fail("Error reading the state of the agent's keys: %s", strerror(-r));
-        }
-        (void) buf_printf(&json, "%s\"Keys\":[", first ? "" : ",");
-        (void) buf_puts(&text, n > 0 ? "Keys:\n" : "Keys: none\n");
-        for (size_t i = 0; i < n; i++) {
-                const KeyStateRow *st = key_state_find(states, n_states, keys[i].id);
-
-                if (isempty(keys[i].hash))
-                        (void) buf_printf(&text, "    %s (not cached yet)", keys[i].id);
-                else
-                        (void) buf_printf(
-                                &text,
-                                "    %s primary %" PRIu64 " hash %s",
-                                keys[i].id,
-                                keys[i].number,
-                                keys[i].hash);
-                if (st && !streq(st->state, "ok") && !streq(st->state, "new"))
-                        (void) buf_printf(
-                                &text, ", %s: %s", st->state, isempty(st->error) ? "?" : st->error);
-                if (st && !isempty(st->cache_error))
-                        (void) buf_printf(
-                                &text, ", cache file not written: %s (served from memory)", st->cache_error);
-                (void) buf_putc(&text, '\n');
-                (void) buf_puts(&json, i > 0 ? ",{\"id\":" : "{\"id\":");
-                (void) json_append_cstring(&json, keys[i].id);
-                (void) buf_puts(&json, ",\"hash\":");
-                (void) json_append_cstring(&json, keys[i].hash);
-                (void) buf_printf(&json, ",\"primary\":%" PRIu64, keys[i].number);
-                if (st) {
-                        (void) buf_puts(&json, ",\"state\":");
-                        (void) json_append_cstring(&json, st->state);
-                        (void) buf_puts(&json, ",\"error\":");
-                        (void) json_append_cstring(&json, st->error);
-                        (void) buf_puts(&json, ",\"cacheError\":");
-                        (void) json_append_cstring(&json, st->cache_error);
-                }
-                (void) buf_putc(&json, '}');
-        }
-        agent_keys_free(keys, n);
-        (void) buf_puts(&json, "]}\n");
-        if (text.error < 0 || json.error < 0)
-                return fail("Out of memory.");
-
-        fputs(arg_json ? json.data : text.data, stdout);
         return EXIT_OK;
 }

@@ -17,10 +17,8 @@
 #include "log.h"
 #include "parse.h"
 #include "strv.h"
+#include "keyward-bus.h"
 
-#define AGENT_SERVICE "org.keyward.Agent1"
-#define AGENT_PATH "/org/keyward/Agent1"
-#define AGENT_INTERFACE "org.keyward.Agent1"
 #define AGENT_PROPERTY_TIMEOUT_USEC (2 * USEC_PER_SEC)
 /* Larger than any CA bundle (Debian ca-certificates.crt is about 200 KiB). */
 #define CA_FILE_MAX (4 * 1024 * 1024)
@@ -61,7 +59,7 @@ static void settings_from_agent(Settings *s) {
                 _cleanup_strv_free_ char **l = NULL, **checked = NULL;
 
                 r = sd_bus_get_property_strv(
-                        bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "Servers", &error, &l);
+                        bus, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "Servers", &error, &l);
                 if (r < 0) {
                         log_debug("No servers from the agent: %s", error.message ?: strerror(-r));
                         return; /* nor a CA: the agent is not there */
@@ -85,7 +83,7 @@ static void settings_from_agent(Settings *s) {
 
                 sd_bus_error_free(&error);
                 r = sd_bus_get_property_string(
-                        bus, AGENT_SERVICE, AGENT_PATH, AGENT_INTERFACE, "ServerCA", &error, &ca);
+                        bus, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "ServerCA", &error, &ca);
                 if (r < 0)
                         log_debug("No server CA from the agent: %s", error.message ?: strerror(-r));
                 else if (isempty(ca))

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "agent-register.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+void register_failure_done(RegisterFailure *f) {
+        free(f->name);
+        *f = (RegisterFailure){};
+}
+
+static int fail(RegisterFailure *f, int r, const char *name) {
+        free(f->name);
+        f->name = name ? strdup(name) : NULL;
+        if (name && !f->name)
+                return -ENOMEM;
+        return r;
+}
+
+static int batch_push(AgentKey ***list, size_t *n, size_t *n_alloc, AgentKey *k) {
+        if (*n == *n_alloc) {
+                size_t m = MAX(*n_alloc * 2, (size_t) 64);
+                AgentKey **l = reallocarray(*list, m, sizeof(AgentKey *));
+
+                if (!l)
+                        return -ENOMEM;
+                *list = l;
+                *n_alloc = m;
+        }
+        (*list)[(*n)++] = k;
+        return 0;
+}
+
+void register_batch_done(RegisterBatch *b) {
+        for (size_t i = 0; i < b->n_fresh; i++)
+                agent_key_free(b->fresh[i]);
+        for (size_t i = 0; i < b->n_updated; i++)
+                agent_key_free(b->updated[i]);
+        free(b->fresh);
+        free(b->updated);
+        *b = (RegisterBatch){};
+}
+
+static int agent_key_compare(const void *x, const void *y) {
+        return strcmp((*(AgentKey *const *) x)->reg.id, (*(AgentKey *const *) y)->reg.id);
+}
+
+/* The first id listed twice in keys (sorted), or NULL. */
+static const char *duplicate_id(AgentKey *const *keys, size_t n) {
+        for (size_t i = 1; i < n; i++)
+                if (streq(keys[i - 1]->reg.id, keys[i]->reg.id))
+                        return keys[i]->reg.id;
+        return NULL;
+}
+
+int register_batch_add(
+        Agent *a, RegisterBatch *b, Registration *reg, bool on_change_set, RegisterFailure *f) {
+        _cleanup_(registration_donep) Registration copy = {};
+        _cleanup_(agent_key_freep) AgentKey *n = NULL;
+        const char *unknown = NULL;
+        AgentKey *k, ***list;
+        size_t *count, *alloc;
+        int r;
+
+        k = agent_find_key(a, reg->id);
+        if (k) {
+                r = registration_copy(&k->reg, &copy);
+                if (r < 0)
+                        return r;
+                r = registration_merge(&copy, reg, on_change_set);
+                if (r == -E2BIG)
+                        return fail(f, r, reg->id);
+                if (r <= 0)
+                        return r;
+                list = &b->updated;
+                count = &b->n_updated;
+                alloc = &b->n_updated_alloc;
+        } else {
+                if (a->n_keys + b->n_fresh >= REGISTRY_KEYS_MAX)
+                        return fail(f, -ENOBUFS, NULL);
+                copy = *reg; /* taken */
+                *reg = (Registration){};
+                list = &b->fresh;
+                count = &b->n_fresh;
+                alloc = &b->n_fresh_alloc;
+        }
+        n = agent_key_new(&copy);
+        if (!n)
+                return -ENOMEM;
+        r = agent_key_resolve_readers(n, &unknown);
+        if (r == -ESRCH)
+                return fail(f, r, unknown);
+        if (r < 0)
+                return r;
+        r = batch_push(list, count, alloc, n);
+        if (r < 0)
+                return r;
+        TAKE_PTR(n);
+        return 0;
+}
+
+/* Give k the registration and readers of tmp (same id). With a.lock held. */
+static void key_take_registration(AgentKey *k, AgentKey *tmp) {
+        registration_done(&k->reg);
+        k->reg = tmp->reg;
+        tmp->reg = (Registration){};
+        free(k->reader_uids);
+        free(k->reader_gids);
+        k->reader_uids = TAKE_PTR(tmp->reader_uids);
+        k->n_reader_uids = tmp->n_reader_uids;
+        k->reader_gids = TAKE_PTR(tmp->reader_gids);
+        k->n_reader_gids = tmp->n_reader_gids;
+}
+
+int register_batch_apply(Agent *a, RegisterBatch *b, uid_t by, RegisterFailure *f) {
+        _cleanup_free_ const Registration **replace = NULL, **extra = NULL;
+        size_t n_fresh = b->n_fresh;
+        const char *dup;
+        int r;
+
+        if (b->n_fresh > 1)
+                qsort(b->fresh, b->n_fresh, sizeof(AgentKey *), agent_key_compare);
+        if (b->n_updated > 1)
+                qsort(b->updated, b->n_updated, sizeof(AgentKey *), agent_key_compare);
+        dup = duplicate_id(b->fresh, b->n_fresh) ?: duplicate_id(b->updated, b->n_updated);
+        if (dup)
+                return fail(f, -ENOTUNIQ, dup);
+        if (b->n_fresh + b->n_updated == 0)
+                return 0;
+
+        replace = calloc(b->n_updated + 1, sizeof(Registration *));
+        extra = calloc(b->n_fresh + 1, sizeof(Registration *));
+        if (!replace || !extra)
+                return -ENOMEM;
+        for (size_t i = 0; i < b->n_updated; i++)
+                replace[i] = &b->updated[i]->reg;
+        for (size_t i = 0; i < b->n_fresh; i++)
+                extra[i] = &b->fresh[i]->reg;
+        r = agent_save_registry_many(a, replace, b->n_updated, extra, b->n_fresh);
+        if (r < 0) {
+                f->save = true;
+                return r;
+        }
+
+        /* Saved: now the table follows, under one hold of the lock. */
+        pthread_mutex_lock(&a->lock);
+        for (size_t i = 0; i < b->n_updated; i++) {
+                AgentKey *k = agent_find_key(a, b->updated[i]->reg.id);
+
+                if (!k) /* cannot be: only the main thread removes keys */
+                        continue;
+                key_take_registration(k, b->updated[i]);
+                log_info("Key '%s': registration updated by uid %u.", LOG_NAME(k->reg.id), (unsigned) by);
+        }
+        r = 0;
+        for (size_t i = 0; i < b->n_fresh; i++) {
+                AgentKey *k = b->fresh[i];
+
+                k->need_fetch = true;
+                r = agent_insert_key(a, k);
+                if (r < 0)
+                        break;
+                b->fresh[i] = NULL;
+        }
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+        if (r < 0) /* out of memory: the registry file has them, the next start loads them */
+                return r;
+
+        for (size_t i = 0; i < n_fresh; i++)
+                log_info("Key '%s' registered by uid %u.", LOG_NAME(extra[i]->id), (unsigned) by);
+        return (int) MIN(n_fresh, (size_t) INT_MAX);
+}
+
+int agent_unregister(Agent *a, const char *id, uid_t by, AgentKey **ret, RegisterFailure *f) {
+        AgentKey *k;
+        int r;
+
+        if (!agent_find_key(a, id))
+                return -ENOKEY;
+
+        r = agent_save_registry(a, NULL, NULL, id);
+        if (r < 0) {
+                f->save = true;
+                return r;
+        }
+
+        pthread_mutex_lock(&a->commit_lock);
+        pthread_mutex_lock(&a->lock);
+        k = agent_detach_key(a, id);
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+        r = cache_remove(a->cache_dir, id);
+        pthread_mutex_unlock(&a->commit_lock);
+        if (r < 0)
+                log_warning_errno(
+                        r, "Failed to remove the cache file of key '%s', ignoring: %m", LOG_NAME(id));
+
+        log_info("Key '%s' unregistered by uid %u.", LOG_NAME(id), (unsigned) by);
+        *ret = k;
+        return 0;
+}
