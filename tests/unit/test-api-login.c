@@ -43,11 +43,9 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         Fixture *f = *state;
-        char cmd[128];
 
         store_free(f->store);
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-        assert_int_equal(system(cmd), 0);
+        assert_int_equal(tests_rm_rf(f->dir), 0);
         free(f);
         return 0;
 }
