@@ -387,7 +387,7 @@ void request_cb(struct evhttp_request *req, void *userdata) {
         const char *target;
         struct evkeyvalq *in;
         bool writes;
-        int r;
+        int r, query_r;
 
         x.method = method_name(evhttp_request_get_command(req));
         x.conn = request_conn(req, &x.ssl);
@@ -429,7 +429,9 @@ void request_cb(struct evhttp_request *req, void *userdata) {
                 reply_error(&x, KNOX_BAD_REQUEST_DATA, 400, NULL, "invalid request target");
                 return;
         }
-        if (x.raw_query && form_parse(x.raw_query, strlen(x.raw_query), &x.query) == -E2BIG) {
+        /* Parsed once: the routes read it, and a bad pair in it spoils the form below. */
+        query_r = x.raw_query ? form_parse(x.raw_query, strlen(x.raw_query), &x.query) : 0;
+        if (query_r == -E2BIG) {
                 reply_error(&x, KNOX_BAD_REQUEST_DATA, 400, NULL, "too many query parameters");
                 return;
         }
@@ -455,13 +457,7 @@ void request_cb(struct evhttp_request *req, void *userdata) {
                 reply_error(&x, KNOX_INTERNAL_SERVER_ERROR, 500, NULL, "Out of memory");
                 return;
         }
-        x.form_ok = r >= 0;
-        if (x.raw_query) {
-                Form tmp = FORM_NULL;
-
-                x.form_ok = x.form_ok && form_parse(x.raw_query, strlen(x.raw_query), &tmp) == 0;
-                form_done(&tmp);
-        }
+        x.form_ok = r >= 0 && query_r >= 0;
         /* Fail closed before a write touches the store, while the audit log takes no lines. */
         if (!streq(x.method, "GET") && !streq(x.method, "HEAD") && !s->config->audit_fail_open &&
             audit_probe(s->audit) < 0) {
