@@ -544,7 +544,7 @@ void request_cb(struct evhttp_request *req, void *userdata) {
 
         /* The watchers of the key are looked at after this answer has gone out. */
         if (res.changed)
-                server_keys_changed(s, x.worker->index, &res.changed_key, 1);
+                server_keys_changed(s, x.worker->index, CHANGE_EVERY_WORKER, &res.changed_key, 1);
 
         /* A stopping worker answers a watch at once: nothing may be held past its loop. */
         if (res.wait && !x.worker->stopping) {

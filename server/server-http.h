@@ -138,7 +138,6 @@ typedef enum WatchAnswer {
 /* server-worker.c */
 void worker_listen(Worker *w, bool on);
 void worker_stop(Worker *w);
-void worker_changed_all(Worker *w);
 
 /* server-conn.c */
 int conn_setup(void);

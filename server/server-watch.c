@@ -229,16 +229,6 @@ void fanout_arm(Worker *w) {
         (void) evtimer_add(w->fanout_event, &zero);
 }
 
-/* Anything may have changed: drop every cached key and have every held watch of this worker
- * look again. */
-void worker_changed_all(Worker *w) {
-        atomic_fetch_add(&w->server->generation, 1);
-        pthread_mutex_lock(&w->changes_lock);
-        w->changed_all = true;
-        pthread_mutex_unlock(&w->changes_lock);
-        fanout_arm(w);
-}
-
 /* The changes others told this worker about: mark the watches on those keys due, then look
  * at them FANOUT_BATCH at a time, one store read per key per pass. */
 void fanout_cb(evutil_socket_t fd, short what, void *userdata) {
@@ -280,12 +270,20 @@ void fanout_cb(evutil_socket_t fd, short what, void *userdata) {
                 fanout_arm(w);
 }
 
-void server_keys_changed(Server *s, size_t origin, char *const *ids, size_t n_ids) {
+void server_keys_changed(Server *s, size_t origin, ChangeScope scope, char *const *ids, size_t n_ids) {
         const uint64_t one = 1;
+        bool one_worker = scope == CHANGE_ONE_WORKER && origin < s->n_workers;
 
-        /* Cached records of those keys are stale everywhere. */
-        atomic_fetch_add(&s->generation, 1);
-        for (size_t i = 0; i < s->n_workers; i++) {
+        /* Cached records of those keys are stale: everywhere after a write of ours, or when
+         * which keys is unknown; a worker told alone drops its own copies of them. */
+        if (!one_worker || !ids)
+                atomic_fetch_add(&s->generation, 1);
+        else
+                for (size_t j = 0; j < n_ids; j++)
+                        if (ids[j])
+                                key_cache_forget(s->workers[origin]->cache, ids[j]);
+
+        for (size_t i = one_worker ? origin : 0; i < (one_worker ? origin + 1 : s->n_workers); i++) {
                 Worker *w = s->workers[i];
                 bool all = !ids;
 
@@ -303,12 +301,6 @@ void server_keys_changed(Server *s, size_t origin, char *const *ids, size_t n_id
                 else if (write(w->notify_fd, &one, sizeof(one)) < 0)
                         log_debug_errno(errno, "Failed to wake worker %zu: %m", i);
         }
-}
-
-/* Some keys changed, which is unknown: every held watch looks again (and a stopping worker
- * stops when woken). */
-void server_notify_change(Server *s) {
-        server_keys_changed(s, SIZE_MAX, NULL, 0);
 }
 
 int watch_start(Exchange *x, unsigned wait_sec) {

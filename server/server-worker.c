@@ -107,7 +107,7 @@ static void worker_poll_changes(Worker *w) {
                 w->change_counter = c;
                 w->seen_local_writes = local;
                 if (foreign && w->notified_counter < c)
-                        worker_changed_all(w);
+                        server_keys_changed(s, w->index, CHANGE_ONE_WORKER, NULL, 0);
         }
         /* Every change up to c is accounted for now. */
         w->notified_counter = c;
@@ -130,12 +130,7 @@ static void worker_store_changed(const char *id, uint64_t counter, void *userdat
                 worker_poll_changes(w);
                 return;
         }
-        key_cache_forget(w->cache, id);
-        pthread_mutex_lock(&w->changes_lock);
-        if (strv_extend(&w->changed_ids, id) < 0)
-                w->changed_all = true; /* out of memory: look at every watch */
-        pthread_mutex_unlock(&w->changes_lock);
-        fanout_arm(w);
+        server_keys_changed(w->server, w->index, CHANGE_ONE_WORKER, (char *const[]){(char *) id}, 1);
         if (w->notified_counter != 0 && counter == w->notified_counter + 1)
                 w->notified_counter = counter;
         else
@@ -454,7 +449,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *userdata) {
         (void) sd_notify(0, "STOPPING=1");
         /* Each worker sees the flag when its eventfd wakes it: event bases are never touched
          * from another thread. */
-        server_notify_change(s);
+        server_keys_changed(s, SIZE_MAX, CHANGE_EVERY_WORKER, NULL, 0);
 }
 
 static int write_ready_file(Server *s) {
