@@ -51,14 +51,8 @@ static int conn_ex_index = -1;
 static void conn_unresolved_remove(Conn *c) {
         if (!c->unresolved)
                 return;
-        if (c->unresolved_prev)
-                c->unresolved_prev->unresolved_next = c->unresolved_next;
-        else
-                c->worker->unresolved = c->unresolved_next;
-        if (c->unresolved_next)
-                c->unresolved_next->unresolved_prev = c->unresolved_prev;
+        LIST_REMOVE(unresolved, c->worker->unresolved, c);
         c->unresolved = false;
-        c->unresolved_prev = c->unresolved_next = NULL;
 }
 
 /* evhttp makes a connection's bufferevent before it gives it its socket, and tells us neither
@@ -226,10 +220,7 @@ struct bufferevent *make_bufferevent(struct event_base *base, void *userdata) {
         c->deadline = evtimer_new(base, conn_deadline_cb, c);
         conn_arm_deadline(c);
         c->unresolved = true;
-        c->unresolved_next = w->unresolved;
-        if (w->unresolved)
-                w->unresolved->unresolved_prev = c;
-        w->unresolved = c;
+        LIST_PREPEND(unresolved, w->unresolved, c);
         event_active(w->resolve_event, EV_TIMEOUT, 1);
         return bev;
 }

@@ -16,6 +16,7 @@
 #include <pthread.h>
 
 #include "form.h"
+#include "list.h"
 #include "server-api.h"
 #include "server-auth.h"
 #include "server-changes.h"
@@ -85,8 +86,8 @@ struct Watch {
         WatchLink **links; /* one per key of the query, in order of first appearance */
         size_t n_links;
         bool due;
-        Watch *due_next;
-        Watch *prev, *next;
+        LIST_FIELDS(Watch, due);
+        LIST_FIELDS(Watch, watches);
 };
 
 /* Per connection, kept on its SSL object. */
@@ -104,7 +105,7 @@ struct Conn {
         bool closing;     /* an answer said "Connection: close": nothing more is served */
         bool stop_answer; /* it carries a watch's answer at SIGTERM (Worker.stop_pending) */
         bool unresolved;
-        Conn *unresolved_prev, *unresolved_next;
+        LIST_FIELDS(Conn, unresolved);
 };
 
 /* Everything known about one request, for the reply, the audit line and the metrics. */

@@ -56,7 +56,7 @@ struct PendingLogin {
         bool with_thread; /* the job is out: the login threads will give it back */
         ApiResult res;    /* a failure's answer, while it waits */
         struct event *delay;
-        PendingLogin *prev, *next;
+        LIST_FIELDS(PendingLogin, logins);
 };
 
 static void login_closed_cb(struct evhttp_connection *evcon, void *userdata);
@@ -72,12 +72,7 @@ static void pending_login_forget_connection(PendingLogin *p) {
 static void pending_login_free(PendingLogin *p) {
         Worker *w = p->worker;
 
-        if (p->prev)
-                p->prev->next = p->next;
-        else
-                w->logins = p->next;
-        if (p->next)
-                p->next->prev = p->prev;
+        LIST_REMOVE(logins, w->logins, p);
         if (p->delay)
                 event_free(p->delay);
         api_result_done(&p->res);
@@ -237,19 +232,15 @@ void login_start(Exchange *x) {
                 return;
         }
         TAKE_PTR(j);
-        p->next = w->logins;
-        if (w->logins)
-                w->logins->prev = p;
-        w->logins = p;
+        LIST_PREPEND(logins, w->logins, p);
         evhttp_connection_set_closecb(evhttp_request_get_connection(p->x.req), login_closed_cb, p);
 }
 
 /* At shutdown: answer the logins still out, and those waiting to give their failure. */
 void worker_stop_logins(Worker *w) {
-        PendingLogin *next;
+        PendingLogin *p, *next;
 
-        for (PendingLogin *p = w->logins; p; p = next) {
-                next = p->next;
+        LIST_FOREACH_SAFE(logins, p, next, w->logins) {
                 if (p->delay) {
                         pending_login_reply(p, &p->res);
                         pending_login_free(p);

@@ -84,18 +84,9 @@ static int watch_index_query(Watch *wa) {
 void watch_free(Watch *wa) {
         Worker *w = wa->worker;
 
-        if (wa->prev)
-                wa->prev->next = wa->next;
-        else
-                w->watches = wa->next;
-        if (wa->next)
-                wa->next->prev = wa->prev;
+        LIST_REMOVE(watches, w->watches, wa);
         if (wa->due)
-                for (Watch **p = &w->due; *p; p = &(*p)->due_next)
-                        if (*p == wa) {
-                                *p = wa->due_next;
-                                break;
-                        }
+                LIST_REMOVE(due, w->due, wa);
         watch_unindex(wa);
         metrics_watchers_add(w->server->metrics, w->index, -1);
         if (wa->timeout)
@@ -217,8 +208,7 @@ static void watch_mark_due(Watch *wa) {
         if (wa->due)
                 return;
         wa->due = true;
-        wa->due_next = wa->worker->due;
-        wa->worker->due = wa;
+        LIST_PREPEND(due, wa->worker->due, wa);
 }
 
 void fanout_arm(Worker *w) {
@@ -234,6 +224,7 @@ void fanout_arm(Worker *w) {
 void fanout_cb(evutil_socket_t fd, short what, void *userdata) {
         Worker *w = userdata;
         _cleanup_strv_free_ char **ids = NULL;
+        Watch *wa;
         bool all;
         unsigned n = 0;
 
@@ -248,22 +239,20 @@ void fanout_cb(evutil_socket_t fd, short what, void *userdata) {
         if (all || ids)
                 w->fanout_pass++;
         if (all)
-                for (Watch *wa = w->watches; wa; wa = wa->next)
-                        watch_mark_due(wa);
-        else
-                STRV_FOREACH(id, ids) {
-                        WatchKey *k = watch_index_find(w->watch_index, *id);
+                LIST_FOREACH(watches, wa, w->watches)
+        watch_mark_due(wa);
+        else STRV_FOREACH(id, ids) {
+                WatchKey *k = watch_index_find(w->watch_index, *id);
 
-                        for (WatchLink *l = k ? k->links : NULL; l; l = l->next)
-                                watch_mark_due(l->watch);
-                }
+                for (WatchLink *l = k ? k->links : NULL; l; l = l->next)
+                        watch_mark_due(l->watch);
+        }
 
         while (w->due && n++ < FANOUT_BATCH) {
-                Watch *wa = w->due;
+                wa = w->due;
 
-                w->due = wa->due_next;
+                LIST_REMOVE(due, w->due, wa);
                 wa->due = false;
-                wa->due_next = NULL;
                 (void) watch_answer(wa, WATCH_IF_CHANGED, w->fanout_pass);
         }
         if (w->due)
@@ -331,10 +320,7 @@ int watch_start(Exchange *x, unsigned wait_sec) {
                 free(wa);
                 return -ENOMEM;
         }
-        wa->next = w->watches;
-        if (w->watches)
-                w->watches->prev = wa;
-        w->watches = wa;
+        LIST_PREPEND(watches, w->watches, wa);
         metrics_watchers_add(w->server->metrics, w->index, +1);
         evhttp_connection_set_closecb(evhttp_request_get_connection(x->req), watch_closed_cb, wa);
         return 0;
