@@ -72,7 +72,8 @@ static int list_page_one(const char *id, const char *hash, void *userdata) {
         return json_append_cstring(p->out, id);
 }
 
-/* Append the next page to out: 1 when it was the last one. */
+/* Append the next page to out, and after the last one the end of the list and of the
+ * envelope: 1 when it was the last one. */
 static int list_stream_page(ListStream *ls, Buf *out) {
         ListPage p = {.out = out, .first = &ls->first};
         int r;
@@ -80,6 +81,10 @@ static int list_stream_page(ListStream *ls, Buf *out) {
         r = store_list_page(ls->worker->store, ls->next, LIST_PAGE_KEYS, list_page_one, &p, &ls->next);
         if (r < 0)
                 return r;
+        if (r < LIST_PAGE_KEYS) {
+                (void) buf_putc(out, ']');
+                (void) knox_envelope_end(out);
+        }
         if (out->error < 0)
                 return out->error;
         return r < LIST_PAGE_KEYS;
@@ -146,12 +151,6 @@ static void list_stream_more_cb(struct evhttp_connection *evcon, void *userdata)
         int r;
 
         r = list_stream_page(ls, &out);
-        if (r > 0) {
-                (void) buf_puts(&out, "]");
-                (void) knox_envelope_end(&out);
-        }
-        if (r >= 0 && out.error < 0)
-                r = out.error;
         if (r >= 0)
                 r = list_stream_write(ls, &out, r > 0);
         if (r < 0) {
@@ -187,12 +186,6 @@ int list_stream_start(Exchange *x) {
         (void) knox_envelope_begin(&out, KNOX_OK, x->worker->server->hostname, now_nsec(CLOCK_REALTIME), "");
         (void) buf_putc(&out, '[');
         r = list_stream_page(ls, &out);
-        if (r > 0) {
-                (void) buf_putc(&out, ']');
-                (void) knox_envelope_end(&out);
-        }
-        if (r >= 0 && out.error < 0)
-                r = out.error;
         if (r < 0) {
                 free(ls);
                 if (r == -ENOMEM)
