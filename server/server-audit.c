@@ -116,10 +116,7 @@ static void id_append(Buf *b) {
 
         if (!id_seeded) {
                 if (random_bytes(id_state, sizeof(id_state)) < 0) {
-                        struct timespec ts = {};
-
-                        (void) clock_gettime(CLOCK_REALTIME, &ts);
-                        id_state[0] = (uint64_t) ts.tv_nsec ^ ((uint64_t) ts.tv_sec << 32);
+                        id_state[0] = (uint64_t) now_nsec(CLOCK_REALTIME);
                         id_state[1] = (uint64_t) gettid() * UINT64_C(0x9e3779b97f4a7c15);
                 }
                 if (id_state[0] == 0 && id_state[1] == 0)

@@ -86,12 +86,15 @@ int default_acl_entry_parse(const char *s, Access *ret);
 /* Serve until SIGTERM/SIGINT. */
 int server_run(Server *s);
 
-/* Tell every worker that some keys changed (which, unknown), so every held watch looks again;
- * server_keys_changed() below when the ids are known. */
-void server_notify_change(Server *s);
+/* Who hears of a change. */
+typedef enum ChangeScope {
+        CHANGE_EVERY_WORKER, /* a write by this process (or the stop): every worker */
+        CHANGE_ONE_WORKER,   /* what one worker's store poll or notifications saw: that one */
+} ChangeScope;
 
-/* These key ids changed (ids NULL: some keys did, which is unknown): the held watches on
- * them, in every worker, look again, after the answer in progress has been sent. The one
- * entry point for "keys changed", from a local write, the store poll or a store's
- * notification. origin is the calling worker's index (SIZE_MAX from no worker). */
-void server_keys_changed(Server *s, size_t origin, char *const *ids, size_t n_ids);
+/* These key ids changed (ids NULL: some keys did, which is unknown): their cached copies are
+ * dropped and the held watches on them look again, after the answer in progress has been
+ * sent. The one entry point for "keys changed", from a local write, the store poll, a store's
+ * notification and the stop. origin is the calling worker's index (SIZE_MAX from no worker,
+ * only with CHANGE_EVERY_WORKER). */
+void server_keys_changed(Server *s, size_t origin, ChangeScope scope, char *const *ids, size_t n_ids);

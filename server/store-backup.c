@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "store-internal.h"
+#include "time-util.h"
 
 /* How long we keep asking for a read snapshot while writers hold the database (each try
  * also waits out SQLite's busy timeout). A WAL reader is only refused for the moment a
@@ -81,11 +82,8 @@ static int dest_in_use(const char *dest) {
  * restart the copy (they go to the WAL, past our snapshot). */
 static int copy_pages(sqlite3 *src, sqlite3 *dst) {
         sqlite3_backup *b;
-        struct timespec deadline, now;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + BACKUP_DEADLINE_SEC * USEC_PER_SEC;
         int rc, r;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += BACKUP_DEADLINE_SEC;
 
         b = sqlite3_backup_init(dst, "main", src, "main");
         if (!b)
@@ -97,8 +95,7 @@ static int copy_pages(sqlite3 *src, sqlite3 *dst) {
                 rc = sqlite3_backup_step(b, -1);
                 if (rc == SQLITE_DONE)
                         break;
-                (void) clock_gettime(CLOCK_MONOTONIC, &now);
-                if ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && now.tv_sec < deadline.tv_sec) {
+                if ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && now_usec(CLOCK_MONOTONIC) < deadline) {
                         (void) sqlite3_sleep(50);
                         continue;
                 }
