@@ -58,9 +58,7 @@ static void refusals_flush(AgentBus *b) {
 
         if (n > 0)
                 log_security(
-                        LOG_NOTICE,
-                        MESSAGE_ID_REFUSED,
-                        "Refused calls to read keys: %u more suppressed.",
+                        LOG_NOTICE, MESSAGE_ID_REFUSED, "Refused calls to read keys: %u more suppressed.",
                         n);
 }
 
@@ -79,13 +77,8 @@ static void log_refusal(Agent *a, const Caller *c, const char *what, const char 
 
                 if (!b->refusal_timer)
                         (void) sd_event_add_time(
-                                a->event,
-                                &b->refusal_timer,
-                                CLOCK_MONOTONIC,
-                                until,
-                                USEC_PER_SEC,
-                                on_refusal_timer,
-                                b);
+                                a->event, &b->refusal_timer, CLOCK_MONOTONIC, until, USEC_PER_SEC,
+                                on_refusal_timer, b);
                 else {
                         (void) sd_event_source_set_time(b->refusal_timer, until);
                         (void) sd_event_source_set_enabled(b->refusal_timer, SD_EVENT_ONESHOT);
@@ -94,14 +87,9 @@ static void log_refusal(Agent *a, const Caller *c, const char *what, const char 
         }
         refusals_flush(b);
         log_security(
-                LOG_NOTICE,
-                MESSAGE_ID_REFUSED,
-                "Refused %s of key '%s' to uid %u pid %u unit %s: not a reader.",
-                what,
-                LOG_NAME(id),
-                (unsigned) c->uid,
-                (unsigned) c->pid,
-                LOG_NAME(c->unit));
+                LOG_NOTICE, MESSAGE_ID_REFUSED,
+                "Refused %s of key '%s' to uid %u pid %u unit %s: not a reader.", what, LOG_NAME(id),
+                (unsigned) c->uid, (unsigned) c->pid, LOG_NAME(c->unit));
 }
 
 /* The one answer to a caller that is neither root nor a reader, whether or not the key is
@@ -111,11 +99,8 @@ static int refuse(Agent *a, const Caller *c, const char *what, const char *id, s
         agent_metrics_changed(a);
         log_refusal(a, c, what, id);
         return sd_bus_error_setf(
-                error,
-                AGENT_ERROR_ACCESS_DENIED,
-                "uid %u may not read key '%s' on this host.",
-                (unsigned) c->uid,
-                id);
+                error, AGENT_ERROR_ACCESS_DENIED, "uid %u may not read key '%s' on this host.",
+                (unsigned) c->uid, id);
 }
 
 static int unavailable_error(const char *id, const KeyUnavailable *u, sd_bus_error *error) {
@@ -125,11 +110,9 @@ static int unavailable_error(const char *id, const KeyUnavailable *u, sd_bus_err
                         error, AGENT_ERROR_NO_SUCH_KEY, "Key '%s' does not exist on the server.", id);
         case KEY_STATE_DENIED:
                 return sd_bus_error_setf(
-                        error,
-                        AGENT_ERROR_UNAVAILABLE,
+                        error, AGENT_ERROR_UNAVAILABLE,
                         "The server does not let this machine read key '%s' (%s), and no copy is cached.",
-                        id,
-                        strna(u->error));
+                        id, strna(u->error));
         case KEY_STATE_FAILED:
                 return sd_bus_error_setf(
                         error, AGENT_ERROR_UNAVAILABLE, "Key '%s' is not cached: %s", id, strna(u->error));
@@ -140,10 +123,7 @@ static int unavailable_error(const char *id, const KeyUnavailable *u, sd_bus_err
                 break;
         }
         return sd_bus_error_setf(
-                error,
-                AGENT_ERROR_UNAVAILABLE,
-                "Key '%s' is not cached yet%s",
-                id,
+                error, AGENT_ERROR_UNAVAILABLE, "Key '%s' is not cached yet%s", id,
                 u->connected ? "." : ": no keyward server answers.");
 }
 
@@ -164,10 +144,8 @@ load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret,
                 return unavailable_error(id, &u, error);
         case -EBADMSG:
                 return sd_bus_error_setf(
-                        error,
-                        AGENT_ERROR_UNAVAILABLE,
-                        "The cached copy of key '%s' is damaged; it is being fetched again.",
-                        id);
+                        error, AGENT_ERROR_UNAVAILABLE,
+                        "The cached copy of key '%s' is damaged; it is being fetched again.", id);
         case -EAGAIN:
                 return sd_bus_error_setf(
                         error, AGENT_ERROR_UNAVAILABLE, "Key '%s' is being replaced; ask again.", id);
@@ -338,10 +316,7 @@ static int list_keys_append(sd_bus_message *reply, const char *type, const Agent
         char hash[KEY_HASH_HEX_SIZE];
 
         return sd_bus_message_append(
-                reply,
-                type,
-                k->reg.id,
-                cache_info_hash(&k->cache, hash),
+                reply, type, k->reg.id, cache_info_hash(&k->cache, hash),
                 k->cache.valid ? k->cache.primary : UINT64_C(0));
 }
 
@@ -371,9 +346,7 @@ static int read_option_strv(sd_bus_message *m, const char *name, char ***ret, sd
         r = sd_bus_message_enter_container(m, 'v', "as");
         if (r < 0)
                 return sd_bus_error_setf(
-                        error,
-                        SD_BUS_ERROR_INVALID_ARGS,
-                        "Option '%s' must be an array of strings (as).",
+                        error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' must be an array of strings (as).",
                         name);
         strv_free(*ret);
         *ret = NULL;
@@ -467,9 +440,7 @@ static int register_error(int r, const RegisterFailure *f, bool many, sd_bus_err
                         return sd_bus_error_set(
                                 error, SD_BUS_ERROR_INVALID_ARGS, "Too many readers or units.");
                 return sd_bus_error_setf(
-                        error,
-                        SD_BUS_ERROR_INVALID_ARGS,
-                        "Too many readers or units for key '%s'.",
+                        error, SD_BUS_ERROR_INVALID_ARGS, "Too many readers or units for key '%s'.",
                         f->name);
         case -ESRCH:
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown reader '%s'.", f->name);
@@ -631,18 +602,14 @@ static int method_get_user_token(sd_bus_message *m, void *userdata, sd_bus_error
         r = agent_user_token(a, c->uid, session, &token, &user);
         if (r == -ENOKEY)
                 return sd_bus_error_setf(
-                        error,
-                        AGENT_ERROR_UNAVAILABLE,
+                        error, AGENT_ERROR_UNAVAILABLE,
                         "No user token is held for uid %u: log in through pam_keyward, or use KEYWARD_TOKEN.",
                         (unsigned) c->uid);
         if (r < 0)
                 return r;
         log_info(
-                "User token of '%s' handed to uid %u (pid %d, unit %s).",
-                LOG_NAME(user),
-                (unsigned) c->uid,
-                (int) c->pid,
-                LOG_NAME(c->unit));
+                "User token of '%s' handed to uid %u (pid %d, unit %s).", LOG_NAME(user), (unsigned) c->uid,
+                (int) c->pid, LOG_NAME(c->unit));
         return sd_bus_reply_method_return(m, "s", (const char *) token->data);
 }
 
@@ -751,11 +718,7 @@ static int property_last_error(
 
 static int list_key_states_append(sd_bus_message *reply, const char *type, const AgentKey *k) {
         return sd_bus_message_append(
-                reply,
-                type,
-                k->reg.id,
-                strna(key_state_to_string(k->state)),
-                strempty(k->error),
+                reply, type, k->reg.id, strna(key_state_to_string(k->state)), strempty(k->error),
                 k->held ? strerror(k->disk_error < 0 ? -k->disk_error : EIO) : "");
 }
 
@@ -860,10 +823,8 @@ void agent_bus_sync_finished(Agent *a, uint64_t done, int error) {
                 }
                 if (error < 0)
                         (void) sd_bus_reply_method_errorf(
-                                p->request,
-                                AGENT_ERROR_UNAVAILABLE,
-                                "No keyward server could be reached: %s",
-                                strerror(-error));
+                                p->request, AGENT_ERROR_UNAVAILABLE,
+                                "No keyward server could be reached: %s", strerror(-error));
                 else
                         (void) sd_bus_reply_method_return(p->request, NULL);
                 sd_bus_message_unref(p->request);

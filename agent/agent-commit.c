@@ -29,20 +29,15 @@ void sync_key_failed(Agent *a, AgentKey *k, KeyState state, const char *why) {
         if (!again) {
                 if (state == KEY_STATE_MISSING)
                         log_warning(
-                                "Key '%s' does not exist on the server%s",
-                                k->reg.id,
+                                "Key '%s' does not exist on the server%s", k->reg.id,
                                 k->cache.valid ? "; serving the cached copy." : ".");
                 else if (state == KEY_STATE_DENIED)
                         log_warning(
-                                "The server does not let this machine read key '%s' (%s)%s",
-                                k->reg.id,
-                                strna(why),
-                                k->cache.valid ? "; serving the cached copy." : ".");
+                                "The server does not let this machine read key '%s' (%s)%s", k->reg.id,
+                                strna(why), k->cache.valid ? "; serving the cached copy." : ".");
                 else
                         log_warning(
-                                "Cannot fetch key '%s': %s%s",
-                                k->reg.id,
-                                strna(why),
+                                "Cannot fetch key '%s': %s%s", k->reg.id, strna(why),
                                 k->cache.valid ? "; serving the cached copy." : "");
         }
         if (!again) {
@@ -81,8 +76,7 @@ static void disk_failed(Agent *a, AgentKey *k, int r) {
                         r,
                         "Cannot write the cache file of key '%s': %m; serving version %" PRIu64
                         " from memory until it can be written.",
-                        k->reg.id,
-                        primary);
+                        k->reg.id, primary);
         } else
                 log_debug_errno(r, "Still cannot write the cache file of key '%s': %m", k->reg.id);
         if (k->disk_error != r)
@@ -196,11 +190,8 @@ int sync_commit(Agent *a, const Key *key, uint64_t seq) {
         primary = key_primary_version(key);
         if (changed) {
                 log_info(
-                        "Key '%s': %s primary version %" PRIu64 " (hash %.12s).",
-                        key->id,
-                        r < 0 ? "serving from memory" : "cached",
-                        primary ? primary->id : 0,
-                        key->hash);
+                        "Key '%s': %s primary version %" PRIu64 " (hash %.12s).", key->id,
+                        r < 0 ? "serving from memory" : "cached", primary ? primary->id : 0, key->hash);
                 if (agent_post_change(a, key->id, key->hash, rotated) < 0)
                         log_oom();
         }

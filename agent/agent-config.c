@@ -136,8 +136,7 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
             (!dir_ok(c.metrics_file) || c.metrics_file[strlen(c.metrics_file) - 1] == '/' ||
              strpbrk(c.metrics_file, "\t\r\n")))
                 return log_error_errno(
-                        EINVAL,
-                        "Invalid --metrics-file '%s': an absolute file name is needed.",
+                        EINVAL, "Invalid --metrics-file '%s': an absolute file name is needed.",
                         c.metrics_file);
 
         *ret = c;

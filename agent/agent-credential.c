@@ -48,12 +48,8 @@ static void refuse(Agent *a, const char *unit, const char *name, const char *why
         a->counters.credentials_refused++;
         agent_metrics_changed(a);
         log_security(
-                LOG_WARNING,
-                MESSAGE_ID_CREDENTIAL,
-                "Refused credential '%s' to unit %s: %s.",
-                LOG_NAME(name),
-                LOG_NAME(unit),
-                why);
+                LOG_WARNING, MESSAGE_ID_CREDENTIAL, "Refused credential '%s' to unit %s: %s.",
+                LOG_NAME(name), LOG_NAME(unit), why);
 }
 
 /* What one version of a key (the cache file with this checksum) gives as a credential, read
@@ -372,9 +368,7 @@ static void reply_free(CredentialReply *rep) {
 static int reply_send(CredentialReply *rep) {
         while (rep->sent < rep->data->size) {
                 ssize_t n =
-                        send(rep->fd,
-                             rep->data->data + rep->sent,
-                             rep->data->size - rep->sent,
+                        send(rep->fd, rep->data->data + rep->sent, rep->data->size - rep->sent,
                              MSG_NOSIGNAL | MSG_DONTWAIT);
 
                 if (n < 0 && errno == EINTR)
@@ -399,12 +393,8 @@ static void reply_finish(CredentialReply *rep, int r) {
         if (r > 0)
                 (void) shutdown(rep->fd, SHUT_RDWR);
         agent_log_delivery(
-                &(Caller){.uid = rep->uid, .pid = rep->pid, .unit = rep->unit},
-                rep->id,
-                rep->copy ? rep->copy->version : 0,
-                NULL,
-                rep->name,
-                r > 0 ? 0 : r);
+                &(Caller){.uid = rep->uid, .pid = rep->pid, .unit = rep->unit}, rep->id,
+                rep->copy ? rep->copy->version : 0, NULL, rep->name, r > 0 ? 0 : r);
         reply_free(rep);
 }
 
@@ -443,11 +433,7 @@ static int reply_prepare(Agent *a, CredentialReply *rep) {
         int r;
 
         r = copy_get(
-                a,
-                &(Caller){.uid = rep->uid, .pid = rep->pid, .unit = rep->unit},
-                rep->id,
-                rep->as_json,
-                &c,
+                a, &(Caller){.uid = rep->uid, .pid = rep->pid, .unit = rep->unit}, rep->id, rep->as_json, &c,
                 &why);
         if (r < 0) {
                 refuse(a, rep->unit, rep->name, why ?: strerror(-r));
@@ -478,21 +464,15 @@ static int serve(Agent *a, CredentialReply *rep) {
                 agent_metrics_changed(a);
                 log_warning(
                         "Refused a credential socket connection from uid %u (pid %d): only the service manager may ask.",
-                        (unsigned) cred.uid,
-                        (int) cred.pid);
+                        (unsigned) cred.uid, (int) cred.pid);
                 return -EPERM;
         }
         if (getpeername(fd, (struct sockaddr *) &sa, &salen) < 0 ||
             salen <= offsetof(struct sockaddr_un, sun_path) + 1 || sa.sun_path[0] != '\0' ||
             credential_peer_parse(
-                    sa.sun_path + 1,
-                    salen - offsetof(struct sockaddr_un, sun_path) - 1,
-                    &buf,
-                    &unit,
+                    sa.sun_path + 1, salen - offsetof(struct sockaddr_un, sun_path) - 1, &buf, &unit,
                     &name) < 0) {
-                refuse(a,
-                       NULL,
-                       NULL,
+                refuse(a, NULL, NULL,
                        "the peer is not systemd asking for a unit's credential (no /unit/ address)");
                 return -EPERM;
         }
@@ -548,13 +528,8 @@ static void reply_start(Agent *a, CredentialReply *rep) {
         r = sd_event_add_io(a->event, &rep->io, rep->fd, EPOLLOUT, on_reply_writable, rep);
         if (r >= 0)
                 r = sd_event_add_time_relative(
-                        a->event,
-                        &rep->timer,
-                        CLOCK_MONOTONIC,
-                        CREDENTIAL_SEND_TIMEOUT_SEC * USEC_PER_SEC,
-                        0,
-                        on_reply_timeout,
-                        rep);
+                        a->event, &rep->timer, CLOCK_MONOTONIC, CREDENTIAL_SEND_TIMEOUT_SEC * USEC_PER_SEC,
+                        0, on_reply_timeout, rep);
         if (r < 0) {
                 reply_finish(rep, r);
                 return;
@@ -595,9 +570,7 @@ static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         char why[96];
 
         snprintf(
-                why,
-                sizeof(why),
-                "the key did not arrive within %" PRIu64 " ms",
+                why, sizeof(why), "the key did not arrive within %" PRIu64 " ms",
                 rep->wait_usec / USEC_PER_MSEC);
         wait_end(rep, why);
         return 0;
@@ -624,10 +597,7 @@ static void wait_start(Agent *a, CredentialReply *rep) {
         log_info(
                 "Credential '%s' for unit %s: key '%s' has no copy yet; waiting up to %" PRIu64
                 " ms for it.",
-                LOG_NAME(rep->name),
-                LOG_NAME(rep->unit),
-                LOG_NAME(rep->id),
-                w / USEC_PER_MSEC);
+                LOG_NAME(rep->name), LOG_NAME(rep->unit), LOG_NAME(rep->id), w / USEC_PER_MSEC);
 }
 
 static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *userdata) {

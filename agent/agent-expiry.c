@@ -102,16 +102,11 @@ int agent_expiry_check(AgentExpiry *e, const Key *k, int64_t now) {
         if (not_after < now)
                 log_warning(
                         "Key '%s': the certificate in primary version %" PRIu64 " expired on %s.",
-                        LOG_NAME(k->id),
-                        p->id,
-                        when);
+                        LOG_NAME(k->id), p->id, when);
         else
                 log_warning(
                         "Key '%s': the certificate in primary version %" PRIu64 " expires on %s, in %" PRId64
                         " days.",
-                        LOG_NAME(k->id),
-                        p->id,
-                        when,
-                        (not_after - now) / 86400);
+                        LOG_NAME(k->id), p->id, when, (not_after - now) / 86400);
         return 1;
 }

@@ -389,11 +389,9 @@ void agent_cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int 
         pthread_mutex_unlock(&a->lock);
         if (removed) {
                 log_security(
-                        LOG_ERR,
-                        "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81",
+                        LOG_ERR, "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81",
                         "Cache file of key '%s' is corrupt (%s); it is not served and will be fetched again.",
-                        id,
-                        reason ?: strerror(-r));
+                        id, reason ?: strerror(-r));
                 if (r != -ENOENT)
                         (void) cache_remove(a->cache_dir, id);
         }

@@ -40,9 +40,7 @@ int agent_accept(int fd, const char *what) {
                         c,
                         "Cannot accept a connection on the %s socket: %m. It waits in the queue, "
                         "and the socket is polled at most %u times a second meanwhile%s.",
-                        what,
-                        AGENT_LISTEN_RATELIMIT_BURST,
-                        n > 0 ? " (earlier failures suppressed)" : "");
+                        what, AGENT_LISTEN_RATELIMIT_BURST, n > 0 ? " (earlier failures suppressed)" : "");
         }
         return c;
 }

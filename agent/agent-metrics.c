@@ -118,81 +118,61 @@ int agent_metrics_render(Agent *a, Buf *b) {
                 r = put_value(b, "keyward_agent_keys_registered", n_keys);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_keys_cached",
-                        "gauge",
+                        b, "keyward_agent_keys_cached", "gauge",
                         "Registered keys with a copy to serve (from the cache file, or from memory).");
         if (r >= 0)
                 r = put_value(b, "keyward_agent_keys_cached", cached);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_keys_unavailable",
-                        "gauge",
+                        b, "keyward_agent_keys_unavailable", "gauge",
                         "Registered keys with no copy yet: callers and units get none.");
         if (r >= 0)
                 r = put_value(b, "keyward_agent_keys_unavailable", unavailable);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_keys_stale",
-                        "gauge",
+                        b, "keyward_agent_keys_stale", "gauge",
                         "Keys served from an older copy because their last fetch failed or was refused.");
         if (r >= 0)
                 r = put_value(b, "keyward_agent_keys_stale", stale);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_keys_held_in_memory",
-                        "gauge",
+                        b, "keyward_agent_keys_held_in_memory", "gauge",
                         "Keys served from memory because their cache file could not be written.");
         if (r >= 0)
                 r = put_value(b, "keyward_agent_keys_held_in_memory", held);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_keys",
-                        "gauge",
+                        b, "keyward_agent_keys", "gauge",
                         "Registered keys by the outcome of their last fetch (new: not fetched yet).");
         for (KeyState s = 0; s < _KEY_STATE_MAX && r >= 0; s++)
                 r = put_labelled_u64(b, "keyward_agent_keys", "state", key_state_to_string(s), n_state[s]);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_fetch_failures_total",
-                        "counter",
+                        b, "keyward_agent_fetch_failures_total", "counter",
                         "Fetches of a key that failed or that the server refused.");
         if (r >= 0)
                 r = put_value(b, "keyward_agent_fetch_failures_total", cnt.fetch_failures);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_sync_failures_total",
-                        "counter",
+                        b, "keyward_agent_sync_failures_total", "counter",
                         "Exchanges with the servers that failed (no server answered, or this machine was refused).");
         if (r >= 0)
                 r = put_value(b, "keyward_agent_sync_failures_total", cnt.sync_failures);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_cache_write_failures_total",
-                        "counter",
+                        b, "keyward_agent_cache_write_failures_total", "counter",
                         "Cache files that could not be written.");
         if (r >= 0)
                 r = put_value(b, "keyward_agent_cache_write_failures_total", cnt.cache_write_failures);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_connected",
-                        "gauge",
+                        b, "keyward_agent_connected", "gauge",
                         "1 when the last exchange with a server succeeded.");
         if (r >= 0)
                 r = put_value(b, "keyward_agent_connected", connected);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_last_sync_timestamp_seconds",
-                        "gauge",
+                        b, "keyward_agent_last_sync_timestamp_seconds", "gauge",
                         "When a server last answered (Unix time); 0: never since the agent started.");
         if (r >= 0) {
                 char s[32];
@@ -202,77 +182,53 @@ int agent_metrics_render(Agent *a, Buf *b) {
         }
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_server_up",
-                        "gauge",
+                        b, "keyward_agent_server_up", "gauge",
                         "1 when the server answered the last request sent to it; 0 when it did not, or none was sent yet.");
         for (size_t i = 0; i < n_servers && r >= 0; i++)
                 r = put_labelled_u64(b, "keyward_agent_server_up", "server", servers[i].url, servers[i].up);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_server_last_success_timestamp_seconds",
-                        "gauge",
+                        b, "keyward_agent_server_last_success_timestamp_seconds", "gauge",
                         "When the server last answered a request successfully (Unix time); 0: never since the agent started.");
         for (size_t i = 0; i < n_servers && r >= 0; i++) {
                 char s[32];
 
                 format_seconds(s, sizeof(s), servers[i].last_ok_usec);
                 r = put_labelled(
-                        b,
-                        "keyward_agent_server_last_success_timestamp_seconds",
-                        "server",
-                        servers[i].url,
+                        b, "keyward_agent_server_last_success_timestamp_seconds", "server", servers[i].url,
                         s);
         }
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_credential_requests_total",
-                        "counter",
+                        b, "keyward_agent_credential_requests_total", "counter",
                         "Requests on the credential socket (LoadCredential=), by outcome.");
         if (r >= 0)
                 r = put_labelled_u64(
-                        b,
-                        "keyward_agent_credential_requests_total",
-                        "result",
-                        "delivered",
+                        b, "keyward_agent_credential_requests_total", "result", "delivered",
                         cnt.credentials_delivered);
         if (r >= 0)
                 r = put_labelled_u64(
-                        b,
-                        "keyward_agent_credential_requests_total",
-                        "result",
-                        "refused",
+                        b, "keyward_agent_credential_requests_total", "result", "refused",
                         cnt.credentials_refused);
         if (r >= 0)
                 r = put_labelled_u64(
-                        b,
-                        "keyward_agent_credential_requests_total",
-                        "result",
-                        "failed",
+                        b, "keyward_agent_credential_requests_total", "result", "failed",
                         cnt.credentials_failed);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_credential_waits_total",
-                        "counter",
+                        b, "keyward_agent_credential_waits_total", "counter",
                         "Credential requests that waited for the first copy of their key (--credential-wait).");
         if (r >= 0)
                 r = put_value(b, "keyward_agent_credential_waits_total", cnt.credentials_waited);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_credential_waiting",
-                        "gauge",
+                        b, "keyward_agent_credential_waiting", "gauge",
                         "Credential requests waiting for their key now.");
         if (r >= 0)
                 r = put_value(b, "keyward_agent_credential_waiting", a->n_credential_waits);
         if (r >= 0)
                 r = put_family(
-                        b,
-                        "keyward_agent_bus_denials_total",
-                        "counter",
+                        b, "keyward_agent_bus_denials_total", "counter",
                         "D-Bus calls refused: read, GetKey or GetKeyVersions by a caller that is not a reader; manage, Register, Unregister or Sync that polkit did not allow.");
         if (r >= 0)
                 r = put_labelled_u64(
@@ -309,8 +265,7 @@ static void metrics_flush(Agent *a) {
         if (r < 0) {
                 if (r != m->last_error)
                         log_warning_errno(
-                                r,
-                                "Cannot write the metrics file '%s', will retry: %m",
+                                r, "Cannot write the metrics file '%s', will retry: %m",
                                 a->config.metrics_file);
                 m->last_error = r;
                 /* Try again with the next change, or the next refresh. */
@@ -369,13 +324,8 @@ int agent_metrics_open(Agent *a) {
                 r = sd_event_source_set_enabled(m->write_timer, SD_EVENT_OFF);
         if (r >= 0)
                 r = sd_event_add_time_relative(
-                        a->event,
-                        &m->refresh_timer,
-                        CLOCK_MONOTONIC,
-                        METRICS_REFRESH_USEC,
-                        0,
-                        on_refresh_timer,
-                        a);
+                        a->event, &m->refresh_timer, CLOCK_MONOTONIC, METRICS_REFRESH_USEC, 0,
+                        on_refresh_timer, a);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the metrics timers: %m");
         metrics_flush(a);
@@ -392,8 +342,7 @@ void agent_metrics_close(Agent *a) {
         sd_event_source_disable_unref(m->refresh_timer);
         if (m->written && a->config.metrics_file && unlink(a->config.metrics_file) < 0 && errno != ENOENT)
                 log_warning_errno(
-                        errno,
-                        "Failed to remove the metrics file '%s', ignoring: %m",
+                        errno, "Failed to remove the metrics file '%s', ignoring: %m",
                         a->config.metrics_file);
         free(m->written);
         free(m);

@@ -70,8 +70,7 @@ void sweep_locked(AgentPam *pam, UserToken **revoke) {
 
                 if (now >= t->expires_usec || (!t->bound && mono >= t->bind_by_usec)) {
                         log_info(
-                                "User token of '%s' %s; dropped.",
-                                LOG_NAME(t->user),
+                                "User token of '%s' %s; dropped.", LOG_NAME(t->user),
                                 now >= t->expires_usec ? "expired" :
                                                          "was never bound to a session, revoking it");
                         *p = t->next;
@@ -110,8 +109,7 @@ static void log_dropped(unsigned dropped) {
         if (dropped > 0)
                 log_warning(
                         "Too many user tokens wait for their revocation (%u): %u more left to expire on their own.",
-                        (unsigned) PAM_UNREVOKED_MAX,
-                        dropped);
+                        (unsigned) PAM_UNREVOKED_MAX, dropped);
 }
 
 /* With pam->lock held: the tries failed; the next waits longer. */
@@ -249,13 +247,10 @@ static void job_login(PamJob *j) {
                 const char *msg = strempty(err.message);
 
                 log_info(
-                        "PAM login of '%s': %s: %s",
-                        LOG_NAME(j->user),
-                        denied ? "refused" : "failed",
+                        "PAM login of '%s': %s: %s", LOG_NAME(j->user), denied ? "refused" : "failed",
                         msg[0] ? msg : strerror(-r));
                 (void) REPLY(
-                        j->fd,
-                        denied ? "DENIED" : "UNAVAILABLE",
+                        j->fd, denied ? "DENIED" : "UNAVAILABLE",
                         msg[0] ? msg : "No keyward server reachable");
                 return;
         }
@@ -385,10 +380,8 @@ static void job_revoke(PamJob *j) {
                 log_debug("Revoked %u user token(s) let go of.", done);
         if (left > 0 && !atomic_load(&pam->agent->cancel))
                 log_warning(
-                        "Could not revoke %u user token(s) yet; trying again in %" PRIu64 " s: %s",
-                        left,
-                        backoff / USEC_PER_SEC,
-                        strerror(-r));
+                        "Could not revoke %u user token(s) yet; trying again in %" PRIu64 " s: %s", left,
+                        backoff / USEC_PER_SEC, strerror(-r));
 }
 
 static void *job_main(void *userdata) {
@@ -510,9 +503,7 @@ void revoke_at_stop(Agent *a, UserToken *list) {
         if (left > 0)
                 log_warning(
                         "Could not revoke %u user token(s) before stopping (they expire on their own)%s%s",
-                        left,
-                        last < 0 ? ": " : ".",
-                        last < 0 ? strerror(-last) : "");
+                        left, last < 0 ? ": " : ".", last < 0 ? strerror(-last) : "");
 }
 
 int agent_user_token(Agent *a, uid_t uid, const char *session, Secret **ret_token, char **ret_user) {

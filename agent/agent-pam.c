@@ -69,8 +69,7 @@ static void handle_login(AgentPam *pam, int fd, const char *const *f, size_t n) 
         if (r < 0) {
                 log_warning_errno(r, "Cannot start a PAM login for '%s': %m", LOG_NAME(f[1]));
                 (void) REPLY(
-                        fd,
-                        "UNAVAILABLE",
+                        fd, "UNAVAILABLE",
                         r == -EBUSY ? "Too many logins in progress" : "Cannot start the login");
                 return;
         }
@@ -105,9 +104,7 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                  * bind this token: let go of it, and revoke it. */
                 log_warning(
                         "Refused to bind the user token of '%s' to uid %u (%s): not the user who logged in; revoking it.",
-                        LOG_NAME(found->login),
-                        (unsigned) uid,
-                        LOG_NAME(name));
+                        LOG_NAME(found->login), (unsigned) uid, LOG_NAME(name));
                 *prev = found->next;
                 found->next = revoke;
                 revoke = found;
@@ -124,10 +121,8 @@ static void handle_bind(AgentPam *pam, int fd, const char *const *f, size_t n) {
                         found->seq = ++pam->seq;
                         r = 0;
                         log_info(
-                                "User token of '%s' bound to uid %u, session '%s'.",
-                                LOG_NAME(found->user),
-                                (unsigned) uid,
-                                LOG_NAME(s));
+                                "User token of '%s' bound to uid %u, session '%s'.", LOG_NAME(found->user),
+                                (unsigned) uid, LOG_NAME(s));
                 }
         }
         pthread_mutex_unlock(&pam->lock);
@@ -164,10 +159,8 @@ static void handle_release(AgentPam *pam, int fd, const char *const *f, size_t n
         }
 
         log_info(
-                "User token of '%s' released with session '%s' of uid %u.",
-                LOG_NAME(t->user),
-                LOG_NAME(t->session),
-                (unsigned) t->uid);
+                "User token of '%s' released with session '%s' of uid %u.", LOG_NAME(t->user),
+                LOG_NAME(t->session), (unsigned) t->uid);
         /* Revoked on the server too; it expires on its own if that fails. */
         t->next = NULL;
         revoke_later(pam, t);
@@ -252,8 +245,7 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         if (getsockopt(fd_conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
             !agent_uid_is_privileged(cred.uid)) {
                 log_warning(
-                        "Refused a PAM socket connection from uid %u (pid %d).",
-                        (unsigned) cred.uid,
+                        "Refused a PAM socket connection from uid %u (pid %d).", (unsigned) cred.uid,
                         (int) cred.pid);
                 return 0;
         }
@@ -280,13 +272,8 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         (void) sd_event_source_set_io_fd_own(c->io, true);
         TAKE_FD(fd_conn);
         r = sd_event_add_time_relative(
-                pam->agent->event,
-                &c->timer,
-                CLOCK_MONOTONIC,
-                PAM_REQUEST_WITHIN_USEC,
-                USEC_PER_SEC / 10,
-                on_request_timeout,
-                c);
+                pam->agent->event, &c->timer, CLOCK_MONOTONIC, PAM_REQUEST_WITHIN_USEC, USEC_PER_SEC / 10,
+                on_request_timeout, c);
         if (r < 0)
                 pam_conn_free(c);
         return 0;
@@ -359,13 +346,8 @@ int agent_pam_open(Agent *a) {
         r = agent_listen_watch(a, pam->fd, on_connection, pam, &pam->listen_source);
         if (r >= 0)
                 r = sd_event_add_time_relative(
-                        a->event,
-                        &pam->sweep_source,
-                        CLOCK_MONOTONIC,
-                        sweep_interval(a),
-                        USEC_PER_SEC,
-                        on_sweep,
-                        pam);
+                        a->event, &pam->sweep_source, CLOCK_MONOTONIC, sweep_interval(a), USEC_PER_SEC,
+                        on_sweep, pam);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch the PAM socket: %m");
         log_debug("Listening for PAM logins on '%s'.", pam->path);

@@ -77,25 +77,13 @@ int agent_peers_start(AgentPeers *b, sd_bus *bus) {
         b->bus = bus;
         /* The match first: a peer that connects between the two calls is in one or both. */
         r = sd_bus_match_signal(
-                b->bus,
-                &b->name_owner_slot,
-                "org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus",
-                "NameOwnerChanged",
-                on_name_owner_changed,
-                b);
+                b->bus, &b->name_owner_slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, b);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch the bus for new connections: %m");
         r = sd_bus_call_method(
-                b->bus,
-                "org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus",
-                "ListNames",
-                &error,
-                &reply,
-                NULL);
+                b->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "ListNames",
+                &error, &reply, NULL);
         if (r < 0)
                 return log_error_errno(r, "Failed to list the bus's connections: %m");
         r = sd_bus_message_read_strv(reply, &names);
@@ -185,10 +173,8 @@ void agent_peers_key_changed(AgentPeers *b, const char *id, const char *hash, co
         /* One line per change, however many peers it missed. */
         if (n_failed > 0)
                 log_warning_errno(
-                        failed,
-                        "Failed to send KeyChanged for '%s' to %zu bus peers, ignoring: %m",
-                        LOG_NAME(id),
-                        n_failed);
+                        failed, "Failed to send KeyChanged for '%s' to %zu bus peers, ignoring: %m",
+                        LOG_NAME(id), n_failed);
 }
 
 void agent_peers_done(AgentPeers *b) {

@@ -50,8 +50,7 @@ static int polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret
                         "polkit cannot be asked (%s), so only root may manage the agent.",
                         e && e->name ? e->name : "error");
                 (void) sd_bus_reply_method_errorf(
-                        q->request,
-                        AGENT_ERROR_ACCESS_DENIED,
+                        q->request, AGENT_ERROR_ACCESS_DENIED,
                         "Only root may do this here: polkit is not available.");
                 goto done;
         }
@@ -68,13 +67,11 @@ static int polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret
                 agent_metrics_changed(a);
                 if (challenge)
                         (void) sd_bus_reply_method_errorf(
-                                q->request,
-                                SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
+                                q->request, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
                                 "Authentication is required to manage keyward-agent.");
                 else
                         (void) sd_bus_reply_method_errorf(
-                                q->request,
-                                AGENT_ERROR_ACCESS_DENIED,
+                                q->request, AGENT_ERROR_ACCESS_DENIED,
                                 "Not authorized to manage keyward-agent.");
                 goto done;
         }
@@ -92,26 +89,14 @@ int agent_polkit_check(
         int r;
 
         r = sd_bus_message_new_method_call(
-                bus,
-                &call,
-                "org.freedesktop.PolicyKit1",
-                "/org/freedesktop/PolicyKit1/Authority",
-                "org.freedesktop.PolicyKit1.Authority",
-                "CheckAuthorization");
+                bus, &call, "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority",
+                "org.freedesktop.PolicyKit1.Authority", "CheckAuthorization");
         if (r < 0)
                 return r;
         r = sd_bus_message_append(
-                call,
-                "(sa{sv})sa{ss}us",
-                "system-bus-name",
-                1,
-                "name",
-                "s",
-                sd_bus_message_get_sender(m),
-                AGENT_POLKIT_ACTION,
-                0,
-                (uint32_t) (sd_bus_message_get_allow_interactive_authorization(m) > 0 ? 1 : 0),
-                "");
+                call, "(sa{sv})sa{ss}us", "system-bus-name", 1, "name", "s", sd_bus_message_get_sender(m),
+                AGENT_POLKIT_ACTION, 0,
+                (uint32_t) (sd_bus_message_get_allow_interactive_authorization(m) > 0 ? 1 : 0), "");
         if (r < 0)
                 return r;
 

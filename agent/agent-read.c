@@ -218,8 +218,7 @@ int agent_key_read(
                         return r;
                 if (r > 0)
                         return served(
-                                hot_put(rd, id, expected, &(struct stat){}, TAKE_PTR(key)),
-                                ret_key,
+                                hot_put(rd, id, expected, &(struct stat){}, TAKE_PTR(key)), ret_key,
                                 ret_sha256);
 
                 /* Read lately, and the file is untouched since (any write changes its ctime). */
@@ -287,39 +286,20 @@ void agent_log_delivery(
 
         if (method)
                 log_security_fields(
-                        LOG_INFO,
-                        MESSAGE_ID_DELIVERY,
-                        f,
-                        ELEMENTSOF(f),
+                        LOG_INFO, MESSAGE_ID_DELIVERY, f, ELEMENTSOF(f),
                         "Delivered key '%s' version %" PRIu64 " to uid %u pid %u unit %s (%s).",
-                        LOG_NAME(id),
-                        version,
-                        (unsigned) c->uid,
-                        (unsigned) c->pid,
-                        LOG_NAME(c->unit),
+                        LOG_NAME(id), version, (unsigned) c->uid, (unsigned) c->pid, LOG_NAME(c->unit),
                         method);
         else if (r >= 0)
                 log_security_fields(
-                        LOG_INFO,
-                        MESSAGE_ID_CREDENTIAL,
-                        f,
-                        ELEMENTSOF(f),
+                        LOG_INFO, MESSAGE_ID_CREDENTIAL, f, ELEMENTSOF(f),
                         "Delivered key '%s' version %" PRIu64 " to unit %s as credential '%s'.",
-                        LOG_NAME(id),
-                        version,
-                        LOG_NAME(c->unit),
-                        LOG_NAME(credential));
+                        LOG_NAME(id), version, LOG_NAME(c->unit), LOG_NAME(credential));
         else
                 log_security_fields(
-                        LOG_WARNING,
-                        MESSAGE_ID_CREDENTIAL,
-                        f,
-                        ELEMENTSOF(f),
+                        LOG_WARNING, MESSAGE_ID_CREDENTIAL, f, ELEMENTSOF(f),
                         "Could not deliver key '%s' version %" PRIu64 " to unit %s as credential '%s': %s.",
-                        LOG_NAME(id),
-                        version,
-                        LOG_NAME(c->unit),
-                        LOG_NAME(credential),
+                        LOG_NAME(id), version, LOG_NAME(c->unit), LOG_NAME(credential),
                         r == -ETIME ? "the reader took too long" : strerror(-r));
         for (size_t i = 0; i < ELEMENTSOF(f); i++)
                 free(f[i]);

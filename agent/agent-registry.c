@@ -89,9 +89,7 @@ int registration_validate(const Registration *r, const char **reterr_message) {
                 msg = "Invalid key id (it must match ^[a-zA-Z0-9_:]+$, at most 255 characters)";
         else if (
                 list_validate(
-                        r->readers,
-                        registry_reader_is_valid,
-                        "Invalid reader (user:NAME or group:NAME)",
+                        r->readers, registry_reader_is_valid, "Invalid reader (user:NAME or group:NAME)",
                         &msg) < 0 ||
                 list_validate(r->units, registry_unit_is_valid, "Invalid unit name", &msg) < 0)
                 ; /* msg is set */
@@ -296,9 +294,7 @@ static int reglist_add(RegList *l, json_object *o, size_t index) {
                 return r;
         if (r < 0 || registration_validate(&reg, &msg) < 0) {
                 log_warning(
-                        "Registry entry %zu ('%s') is invalid (%s), ignoring.",
-                        index,
-                        LOG_NAME(reg.id),
+                        "Registry entry %zu ('%s') is invalid (%s), ignoring.", index, LOG_NAME(reg.id),
                         r < 0 ? "malformed" : msg);
                 registration_done(&reg);
                 return 0;

@@ -40,10 +40,7 @@ static char *failure_reason(int r, const KnoxError *err) {
 
         if (r >= 0 && err->code != KNOX_OK)
                 k = asprintf(
-                        &s,
-                        "HTTP status %d, Knox code %d: %s",
-                        err->http_status,
-                        (int) err->code,
+                        &s, "HTTP status %d, Knox code %d: %s", err->http_status, (int) err->code,
                         strna(err->message));
         else if (err->cause != 0)
                 k = asprintf(&s, "%s: %s", cause_to_string(err->cause), strna(err->message));

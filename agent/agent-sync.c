@@ -353,9 +353,7 @@ static int changed_keys(Agent *a, KnoxClient *c, const Snapshot *s, unsigned wai
                  * helps soon, so it is an error, logged each time (the back-off spaces them). */
                 log_error(
                         "keywardd refused a sync request: HTTP status 400, Knox code %d: %s (%zu keys named); trying again with back-off.",
-                        (int) err.code,
-                        strna(err.message),
-                        s->n);
+                        (int) err.code, strna(err.message), s->n);
         if (r >= 0 && err.code != KNOX_OK) {
                 sync_server_failed(a, c, r, &err);
                 return -EPROTO;
@@ -596,11 +594,9 @@ static void verify_cache(Agent *a) {
                         if (r >= 0)
                                 reason = "it differs from what the agent wrote";
                         log_security(
-                                LOG_ERR,
-                                "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81",
+                                LOG_ERR, "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81",
                                 "Cache file of key '%s' is corrupt (%s); it is not served and will be fetched again.",
-                                *id,
-                                reason ?: strerror(-r));
+                                *id, reason ?: strerror(-r));
                         k->cache.valid = false;
                         k->need_fetch = true;
                         k->retry_usec = 0;

@@ -13,8 +13,7 @@ static int on_unit_job(sd_bus_message *reply, void *userdata, sd_bus_error *ret_
 
         if (e)
                 log_warning(
-                        "Could not restart unit '%s' after a key rotation: %s",
-                        LOG_NAME(unit),
+                        "Could not restart unit '%s' after a key rotation: %s", LOG_NAME(unit),
                         strna(e->message));
         else
                 log_info("Unit '%s' restarted after a key rotation.", LOG_NAME(unit));
@@ -35,17 +34,10 @@ void agent_units_key_rotated(sd_bus *bus, const Registration *reg) {
                         return;
                 }
                 r = sd_bus_call_method_async(
-                        bus,
-                        NULL,
-                        "org.freedesktop.systemd1",
-                        "/org/freedesktop/systemd1",
+                        bus, NULL, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
                         "org.freedesktop.systemd1.Manager",
                         reg->on_change == ON_CHANGE_RESTART ? "RestartUnit" : "ReloadOrRestartUnit",
-                        on_unit_job,
-                        unit,
-                        "ss",
-                        *u,
-                        "replace");
+                        on_unit_job, unit, "ss", *u, "replace");
                 if (r < 0) {
                         log_warning_errno(r, "Could not restart unit '%s': %m", LOG_NAME(*u));
                         free(unit);

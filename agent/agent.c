@@ -162,11 +162,9 @@ static int load_state(Agent *a) {
                 if (r == -ENOENT)
                         continue;
                 log_security(
-                        LOG_ERR,
-                        "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81",
+                        LOG_ERR, "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81",
                         "Cache file of key '%s' is corrupt (%s); it is not served and will be fetched again.",
-                        k->reg.id,
-                        reason ?: strerror(-r));
+                        k->reg.id, reason ?: strerror(-r));
                 (void) cache_remove(a->cache_dir, k->reg.id);
         }
 
@@ -211,17 +209,12 @@ static void notify_status(Agent *a) {
         }
 
         (void) sd_notifyf(
-                false,
-                "STATUS=%zu key(s) registered, %zu cached; %s%s%s%s%s%s%s%s",
-                n_keys,
-                cached,
+                false, "STATUS=%zu key(s) registered, %zu cached; %s%s%s%s%s%s%s%s", n_keys, cached,
                 connected     ? "in step with the server" :
                         error ? "no server usable, serving the cache: " :
                                 "no server reachable yet, serving the cache",
-                connected ? "" : strempty(error),
-                held > 0 ? "; cache file not written for '" : "",
-                held > 0 ? strna(held_id) : "",
-                held > 0 ? "' (" : "",
+                connected ? "" : strempty(error), held > 0 ? "; cache file not written for '" : "",
+                held > 0 ? strna(held_id) : "", held > 0 ? "' (" : "",
                 held > 0 ? strerror(held_error < 0 ? -held_error : EIO) : "",
                 held > 1         ? ") and others" :
                         held > 0 ? ")" :

@@ -119,10 +119,7 @@ static int run_calls(
                 }
                 t = now_sec() - t0;
                 if (r < 0 && errors < 3)
-                        fprintf(stderr,
-                                "agent-client: %s(%s): %s\n",
-                                method,
-                                id,
+                        fprintf(stderr, "agent-client: %s(%s): %s\n", method, id,
                                 error.message ? error.message : strerror(-r));
                 sd_bus_message_unref(reply);
                 sd_bus_error_free(&error);
@@ -135,15 +132,10 @@ static int run_calls(
         }
         t0 = now_sec() - t_start;
 
-        printf("calls=%llu errors=%llu seconds=%.3f rps=%.0f",
-               count,
-               errors,
-               t0,
+        printf("calls=%llu errors=%llu seconds=%.3f rps=%.0f", count, errors, t0,
                t0 > 0 ? (double) n / t0 : 0.0);
-        printf(" p50_us=%.1f p99_us=%.1f max_us=%.1f\n",
-               quantile(lat, n, 0.50) * 1e6,
-               quantile(lat, n, 0.99) * 1e6,
-               quantile(lat, n, 1.0) * 1e6);
+        printf(" p50_us=%.1f p99_us=%.1f max_us=%.1f\n", quantile(lat, n, 0.50) * 1e6,
+               quantile(lat, n, 0.99) * 1e6, quantile(lat, n, 1.0) * 1e6);
         free(lat);
         return errors > 0 ? -EIO : 0;
 }
@@ -201,10 +193,7 @@ static int trigger_and_wait(
                         if (p == pid) {
                                 exited = now_sec();
                                 if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                                        fprintf(stderr,
-                                                "agent-client: '%s %s %s' failed\n",
-                                                trigger,
-                                                verb,
+                                        fprintf(stderr, "agent-client: '%s %s %s' failed\n", trigger, verb,
                                                 id);
                                         r = -EIO;
                                         break;
@@ -288,16 +277,10 @@ static int run_changed(
                 n++;
         }
 
-        printf("rounds=%llu errors=%llu p50_ms=%.1f p99_ms=%.1f max_ms=%.1f",
-               rounds,
-               errors,
-               quantile(e2e, n, 0.50) * 1e3,
-               quantile(e2e, n, 0.99) * 1e3,
-               quantile(e2e, n, 1.0) * 1e3);
+        printf("rounds=%llu errors=%llu p50_ms=%.1f p99_ms=%.1f max_ms=%.1f", rounds, errors,
+               quantile(e2e, n, 0.50) * 1e3, quantile(e2e, n, 0.99) * 1e3, quantile(e2e, n, 1.0) * 1e3);
         printf(" ack_p50_ms=%.1f ack_p99_ms=%.1f after_ack_p50_ms=%.1f after_ack_p99_ms=%.1f\n",
-               quantile(ack, n, 0.50) * 1e3,
-               quantile(ack, n, 0.99) * 1e3,
-               quantile(after, n, 0.50) * 1e3,
+               quantile(ack, n, 0.50) * 1e3, quantile(ack, n, 0.99) * 1e3, quantile(after, n, 0.50) * 1e3,
                quantile(after, n, 0.99) * 1e3);
         r = errors > 0 ? -EIO : 0;
 finish:

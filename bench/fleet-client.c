@@ -282,10 +282,8 @@ static int fetch_hash(Ctl *c) {
         const char *p, *q;
 
         (void) snprintf(
-                req,
-                sizeof(req),
-                "GET /v0/keys/%s/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: 0t%s\r\n\r\n",
-                F.key_id,
+                req, sizeof(req),
+                "GET /v0/keys/%s/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: 0t%s\r\n\r\n", F.key_id,
                 F.host);
         if (ctl_request(c, req, buf, sizeof(buf)) != 200)
                 return -1;
@@ -299,13 +297,9 @@ static int fetch_hash(Ctl *c) {
         memcpy(F.hash, p, (size_t) (q - p));
         F.hash[q - p] = 0;
         F.request_len = (size_t) snprintf(
-                F.request,
-                sizeof(F.request),
+                F.request, sizeof(F.request),
                 "GET /v0/keys/?%s=%s HTTP/1.1\r\nHost: localhost\r\nAuthorization: 0t%s\r\nPrefer: wait=%u\r\n\r\n",
-                F.key_id,
-                F.hash,
-                F.host,
-                F.wait_sec);
+                F.key_id, F.hash, F.host, F.wait_sec);
         return 0;
 }
 
@@ -325,14 +319,10 @@ static uint64_t write_once(Ctl *c, unsigned serial) {
                 body[n++] = 'A';
         body[n] = 0;
         (void) snprintf(
-                req,
-                sizeof(req),
+                req, sizeof(req),
                 "POST /v0/keys/%s/versions/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: 0t%s\r\n"
                 "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
-                F.key_id,
-                F.host,
-                strlen(body),
-                body);
+                F.key_id, F.host, strlen(body), body);
         t0 = now_ns();
         if (ctl_request(c, req, buf, sizeof(buf)) != 200) {
                 fprintf(stderr, "fleet: the write failed: %.300s\n", buf);
@@ -758,10 +748,8 @@ int main(int argc, char **argv) {
                 rl.rlim_cur = rl.rlim_max;
                 (void) setrlimit(RLIMIT_NOFILE, &rl);
                 if (rl.rlim_cur < F.n + 64) {
-                        fprintf(stderr,
-                                "fleet: RLIMIT_NOFILE %lu is too low for %u connections\n",
-                                (unsigned long) rl.rlim_cur,
-                                F.n);
+                        fprintf(stderr, "fleet: RLIMIT_NOFILE %lu is too low for %u connections\n",
+                                (unsigned long) rl.rlim_cur, F.n);
                         return 1;
                 }
         }
@@ -807,15 +795,8 @@ int main(int argc, char **argv) {
         cpu1 = cpu_ns(F.server_pid);
         printf("n=%u establish_ms=%.0f establish_server_cpu_ms=%.0f handshakes=%" PRIu64 " resumed=%" PRIu64
                " refused=%" PRIu64 "\n",
-               F.n,
-               (double) t_est / 1e6,
-               (double) (cpu1 - cpu0) / 1e6,
-               F.handshakes,
-               F.resumed,
-               F.refused);
-        printf("rss_before_kib=%ld rss_held_kib=%ld rss_per_conn_kib=%.2f\n",
-               rss0,
-               rss1,
+               F.n, (double) t_est / 1e6, (double) (cpu1 - cpu0) / 1e6, F.handshakes, F.resumed, F.refused);
+        printf("rss_before_kib=%ld rss_held_kib=%ld rss_per_conn_kib=%.2f\n", rss0, rss1,
                (double) (rss1 - rss0) / F.n);
         fflush(stdout);
 
@@ -847,15 +828,11 @@ int main(int argc, char **argv) {
                 }
         }
         printf("ack_none_p50_ms=%.2f ack_none_p99_ms=%.2f ack_n_p50_ms=%.2f ack_n_p99_ms=%.2f\n",
-               pct_ms(ack0, F.rounds, 0.5),
-               pct_ms(ack0, F.rounds, 0.99),
-               pct_ms(ackn, F.rounds, 0.5),
+               pct_ms(ack0, F.rounds, 0.5), pct_ms(ack0, F.rounds, 0.99), pct_ms(ackn, F.rounds, 0.5),
                pct_ms(ackn, F.rounds, 0.99));
         printf("write_and_fanout_server_cpu_ms=%.1f\n", (double) fanout_cpu / 1e6 / F.rounds);
         printf("after_ack_p50_ms=%.2f after_ack_p99_ms=%.2f after_ack_max_ms=%.2f answers=%zu\n",
-               pct_ms(after, n_after, 0.5),
-               pct_ms(after, n_after, 0.99),
-               pct_ms(after, n_after, 1.0),
+               pct_ms(after, n_after, 0.5), pct_ms(after, n_after, 0.99), pct_ms(after, n_after, 1.0),
                n_after);
         fflush(stdout);
 
@@ -889,9 +866,7 @@ int main(int argc, char **argv) {
                 }
         printf("sigterm_exit_ms=%.0f sigterm_server_cpu_ms=%.0f stop_answered=%u stop_answered_empty=%u\n",
                t_exit ? (double) (t_exit - t_term) / 1e6 : -1.0,
-               cpu1 > cpu0 ? (double) (cpu1 - cpu0) / 1e6 : 0.0,
-               stop_answered,
-               stop_empty);
+               cpu1 > cpu0 ? (double) (cpu1 - cpu0) / 1e6 : 0.0, stop_answered, stop_empty);
         fflush(stdout);
 
         /* 5. Back after a restart. */
@@ -917,8 +892,7 @@ int main(int argc, char **argv) {
                         return 1;
                 }
                 (void) t0;
-                printf("reestablish_ms=%.0f refused_after_restart=%" PRIu64 "\n",
-                       (double) t_re / 1e6,
+                printf("reestablish_ms=%.0f refused_after_restart=%" PRIu64 "\n", (double) t_re / 1e6,
                        F.refused);
         }
         printf("errors=%" PRIu64 "\n", F.errors);

@@ -504,17 +504,12 @@ static int run_load(void) {
                 printf("requests=%" PRIu64 " errors=%" PRIu64
                        " seconds=%.3f rps=%.0f p50_us=%.0f p99_us=%.0f "
                        "max_us=%.0f client_cpu=%.2f",
-                       B.measured,
-                       B.errors,
-                       secs,
-                       secs > 0 ? (double) B.measured / secs : 0.0,
-                       percentile_us(B.lat_ns, B.measured, 0.50),
-                       percentile_us(B.lat_ns, B.measured, 0.99),
+                       B.measured, B.errors, secs, secs > 0 ? (double) B.measured / secs : 0.0,
+                       percentile_us(B.lat_ns, B.measured, 0.50), percentile_us(B.lat_ns, B.measured, 0.99),
                        B.measured ? (double) B.lat_ns[B.measured - 1] / 1e3 : 0.0,
                        secs > 0 ? (client_cpu1 - B.client_cpu0) / secs : 0.0);
                 if (B.server_pid > 0)
-                        printf(" server_cpu=%.2f per_core_s=%.0f",
-                               secs > 0 ? scpu / secs : 0.0,
+                        printf(" server_cpu=%.2f per_core_s=%.0f", secs > 0 ? scpu / secs : 0.0,
                                scpu > 0 ? (double) B.measured / scpu : 0.0);
                 if (B.mode == MODE_NEWCONN)
                         printf(" handshakes=%" PRIu64 " resumed=%" PRIu64, B.handshakes, B.resumed);
@@ -637,12 +632,9 @@ static int run_watch(const char *auth, const char *key_id, unsigned rounds, unsi
 
                 /* The key's current hash, as an agent learns it. */
                 (void) snprintf(
-                        req,
-                        sizeof(req),
-                        "GET /v0/keys/%s/ HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\n\r\n",
-                        key_id,
-                        B.host_port,
-                        auth);
+                        req, sizeof(req),
+                        "GET /v0/keys/%s/ HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\n\r\n", key_id,
+                        B.host_port, auth);
                 watcher.rlen = 0;
                 if (conn_send(&watcher, req) < 0 || conn_wait_response(&watcher, &status, 5000) <= 0 ||
                     status != 200) {
@@ -662,13 +654,9 @@ static int run_watch(const char *auth, const char *key_id, unsigned rounds, unsi
 
                 /* Hold a watch, give the server time to park it, then write. */
                 (void) snprintf(
-                        req,
-                        sizeof(req),
+                        req, sizeof(req),
                         "GET /v0/keys/?%s=%s HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nPrefer: wait=30\r\n\r\n",
-                        key_id,
-                        hash,
-                        B.host_port,
-                        auth);
+                        key_id, hash, B.host_port, auth);
                 watcher.rlen = 0;
                 if (conn_send(&watcher, req) < 0) {
                         r = -EIO;
@@ -692,15 +680,10 @@ static int run_watch(const char *auth, const char *key_id, unsigned rounds, unsi
                                 *q++ = (char) *p;
                 *q = 0;
                 (void) snprintf(
-                        req,
-                        sizeof(req),
+                        req, sizeof(req),
                         "POST /v0/keys/%s/versions/ HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\n"
                         "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
-                        key_id,
-                        B.host_port,
-                        auth,
-                        strlen(form),
-                        form);
+                        key_id, B.host_port, auth, strlen(form), form);
                 writer.rlen = 0;
                 t0 = now_ns();
                 if (conn_send(&writer, req) < 0) {
@@ -720,9 +703,7 @@ static int run_watch(const char *auth, const char *key_id, unsigned rounds, unsi
                                 if (st_a != 200) {
                                         fprintf(stderr,
                                                 "loadgen: adding a version to %s failed (HTTP %d): %.200s\n",
-                                                key_id,
-                                                st_a,
-                                                body_of(&writer));
+                                                key_id, st_a, body_of(&writer));
                                         r = -EIO;
                                         goto finish;
                                 }
@@ -758,12 +739,8 @@ static int run_watch(const char *auth, const char *key_id, unsigned rounds, unsi
         printf("rounds=%u errors=%" PRIu64
                " p50_us=%.0f p99_us=%.0f max_us=%.0f ack_p50_us=%.0f ack_p99_us=%.0f "
                "after_ack_p50_us=%.0f after_ack_p99_us=%.0f\n",
-               ok,
-               B.errors,
-               percentile_us(lat, ok, 0.50),
-               percentile_us(lat, ok, 0.99),
-               ok ? (double) lat[ok - 1] / 1e3 : 0.0,
-               percentile_us(ack, ok, 0.50),
+               ok, B.errors, percentile_us(lat, ok, 0.50), percentile_us(lat, ok, 0.99),
+               ok ? (double) lat[ok - 1] / 1e3 : 0.0, percentile_us(ack, ok, 0.50),
                percentile_us(ack, ok, 0.99),
                ok ? (double) after[(size_t) (0.50 * (ok - 1) + 0.5)] / 1e3 : 0.0,
                ok ? (double) after[(size_t) (0.99 * (ok - 1) + 0.5)] / 1e3 : 0.0);
@@ -978,9 +955,7 @@ int main(int argc, char *argv[]) {
                 &B.request,
                 "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: Knox_Client/bench\r\nAuthorization: %s\r\n"
                 "Accept-Encoding: gzip\r\n\r\n",
-                path,
-                B.host_port,
-                auth);
+                path, B.host_port, auth);
         if (len < 0)
                 return 1;
         B.request_len = (size_t) len;

@@ -201,8 +201,7 @@ int main(int argc, char *argv[]) {
 
                 r = parse_key_spec(keys[i], &id, &a);
                 if (r < 0) {
-                        fprintf(stderr,
-                                "populate-store: bad --key '%s' (want ID:Read|Write|Admin)\n",
+                        fprintf(stderr, "populate-store: bad --key '%s' (want ID:Read|Write|Admin)\n",
                                 keys[i]);
                         return 2;
                 }
@@ -231,8 +230,7 @@ int main(int argc, char *argv[]) {
                     SQLITE_OK ||
             sqlite3_exec(store_sqlite_handle(store), "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL) !=
                     SQLITE_OK) {
-                fprintf(stderr,
-                        "populate-store: checkpoint failed: %s\n",
+                fprintf(stderr, "populate-store: checkpoint failed: %s\n",
                         sqlite3_errmsg(store_sqlite_handle(store)));
                 return 1;
         }

@@ -41,12 +41,8 @@ int agent_bus_connect(sd_bus **ret, bool interactive) {
 
 static bool agent_absent(const sd_bus_error *e) {
         return sd_bus_error_has_names(
-                e,
-                SD_BUS_ERROR_SERVICE_UNKNOWN,
-                SD_BUS_ERROR_NAME_HAS_NO_OWNER,
-                SD_BUS_ERROR_UNKNOWN_OBJECT,
-                SD_BUS_ERROR_UNKNOWN_INTERFACE,
-                SD_BUS_ERROR_UNKNOWN_METHOD);
+                e, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER, SD_BUS_ERROR_UNKNOWN_OBJECT,
+                SD_BUS_ERROR_UNKNOWN_INTERFACE, SD_BUS_ERROR_UNKNOWN_METHOD);
 }
 
 /* "<what>: <why>" for a failed bus call, and EXIT_FAIL. */
@@ -55,9 +51,7 @@ int agent_fail_bus(const char *what, int r, const sd_bus_error *e) {
                 return fail("%s: keyward-agent is not running (%s)", what, e->message ?: e->name);
         if (e && e->name && strneq(e->name, AGENT_ERROR_PREFIX, STRLEN(AGENT_ERROR_PREFIX)))
                 return fail(
-                        "%s: %s (%s)",
-                        what,
-                        e->message ?: e->name + STRLEN(AGENT_ERROR_PREFIX),
+                        "%s: %s (%s)", what, e->message ?: e->name + STRLEN(AGENT_ERROR_PREFIX),
                         e->name + STRLEN(AGENT_ERROR_PREFIX));
         if (e && e->message)
                 return fail("%s: %s", what, e->message);
@@ -192,14 +186,7 @@ call_register_many(sd_bus *bus, char *const *ids, size_t n, const RegisterOption
 
 static int call_unregister(sd_bus *bus, const char *id, sd_bus_error *error) {
         return sd_bus_call_method(
-                bus,
-                AGENT_BUS_NAME,
-                AGENT_BUS_PATH,
-                AGENT_BUS_INTERFACE,
-                "Unregister",
-                error,
-                NULL,
-                "s",
+                bus, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "Unregister", error, NULL, "s",
                 id);
 }
 
@@ -464,8 +451,7 @@ static int register_get(sd_bus *bus, const char *id, uint64_t timeout_usec, cons
                         return fail(
                                 "Error getting key from agent (hit timeout after %s); check keyward-agent's log "
                                 "for details (most recent error: %s)",
-                                timeout,
-                                last.message ?: strerror(-r));
+                                timeout, last.message ?: strerror(-r));
                 (void) usleep(50 * 1000);
         }
 }

@@ -25,16 +25,10 @@ static void print_entry(const char *id, uint64_t version, int64_t not_after, int
         if (gmtime_r(&t, &tm))
                 (void) strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
         if (left >= 0)
-                printf("%s\t%" PRIu64 "\t%s\texpires in %" PRId64 " days\n",
-                       id,
-                       version,
-                       when,
+                printf("%s\t%" PRIu64 "\t%s\texpires in %" PRId64 " days\n", id, version, when,
                        left / 86400);
         else
-                printf("%s\t%" PRIu64 "\t%s\texpired %" PRId64 " days ago\n",
-                       id,
-                       version,
-                       when,
+                printf("%s\t%" PRIu64 "\t%s\texpired %" PRId64 " days ago\n", id, version, when,
                        -left / 86400);
 }
 

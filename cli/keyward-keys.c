@@ -231,11 +231,8 @@ int verb_versions(int argc, char **argv) {
                 (void) buf_putc(&b, '[');
                 FOREACH_ARRAY(v, k->versions, k->n_versions) {
                         (void) buf_printf(
-                                &b,
-                                "%s{\"id\":%" PRIu64 ",\"status\":\"%s\",\"ts\":%" PRIi64 "}",
-                                v == k->versions ? "" : ",",
-                                v->id,
-                                version_status_to_string(v->status),
+                                &b, "%s{\"id\":%" PRIu64 ",\"status\":\"%s\",\"ts\":%" PRIi64 "}",
+                                v == k->versions ? "" : ",", v->id, version_status_to_string(v->status),
                                 v->ts);
                 }
                 (void) buf_puts(&b, "]\n");
@@ -271,8 +268,7 @@ static int set_status(int argc, char **argv, VersionStatus status) {
         PARSE_PLAIN(argc, argv, texts[status].verb);
         if (argc - optind != 2)
                 return usage_error(
-                        "%s takes exactly two argument. See 'keyward help %s'",
-                        texts[status].verb,
+                        "%s takes exactly two argument. See 'keyward help %s'", texts[status].verb,
                         texts[status].verb);
         if (safe_atou64(argv[optind + 1], &version) < 0)
                 return fail("%s: invalid version id '%s'", texts[status].error, argv[optind + 1]);
@@ -351,12 +347,8 @@ int verb_access(int argc, char **argv) {
                 /* Knox's order of precedence when several are given. */
                 static const AccessType accesses[] = {ACCESS_NONE, ACCESS_READ, ACCESS_WRITE, ACCESS_ADMIN};
                 static const PrincipalType types[] = {
-                        PRINCIPAL_TYPE_MACHINE,
-                        PRINCIPAL_TYPE_USER,
-                        PRINCIPAL_TYPE_USER_GROUP,
-                        PRINCIPAL_TYPE_MACHINE_PREFIX,
-                        PRINCIPAL_TYPE_SERVICE,
-                        PRINCIPAL_TYPE_SERVICE_PREFIX,
+                        PRINCIPAL_TYPE_MACHINE,        PRINCIPAL_TYPE_USER,    PRINCIPAL_TYPE_USER_GROUP,
+                        PRINCIPAL_TYPE_MACHINE_PREFIX, PRINCIPAL_TYPE_SERVICE, PRINCIPAL_TYPE_SERVICE_PREFIX,
                 };
                 Access a = {.type = _PRINCIPAL_TYPE_INVALID, .access = _ACCESS_TYPE_INVALID};
 

@@ -116,8 +116,7 @@ static int settings_from_config(Settings *s) {
                 return fail("Out of memory.");
         if (r < 0) /* config.c said where and what */
                 return fail(
-                        "Cannot use the config file '%s': fix it, or name another with %s.",
-                        path,
+                        "Cannot use the config file '%s': fix it, or name another with %s.", path,
                         KEYWARD_CONFIG_ENV);
 
         if (!s->servers && c.servers) {
@@ -233,9 +232,7 @@ int client_server_settings(char ***ret_servers, char **ret_ca) {
                         return fail("Out of memory.");
                 if (r < 0)
                         return fail(
-                                "Cannot read the server CA '%s' (from %s): %s",
-                                s.ca,
-                                s.ca_from,
+                                "Cannot read the server CA '%s' (from %s): %s", s.ca, s.ca_from,
                                 why ?: strerror(-r));
         }
 

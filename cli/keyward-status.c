@@ -157,13 +157,7 @@ static int call_list_key_states(sd_bus *bus, sd_bus_message **ret_reply, KeyStat
         int r;
 
         r = sd_bus_call_method(
-                bus,
-                AGENT_BUS_NAME,
-                AGENT_BUS_PATH,
-                AGENT_BUS_INTERFACE,
-                "ListKeyStates",
-                &error,
-                &reply,
+                bus, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "ListKeyStates", &error, &reply,
                 NULL);
         if (r < 0 && sd_bus_error_has_name(&error, SD_BUS_ERROR_UNKNOWN_METHOD)) {
                 *ret_reply = NULL;
@@ -223,15 +217,8 @@ int verb_status(int argc, char **argv) {
         if (r < 0)
                 return agent_fail_bus_open(r);
         r = sd_bus_call_method(
-                bus,
-                AGENT_BUS_NAME,
-                AGENT_BUS_PATH,
-                "org.freedesktop.DBus.Properties",
-                "GetAll",
-                &error,
-                &reply,
-                "s",
-                AGENT_BUS_INTERFACE);
+                bus, AGENT_BUS_NAME, AGENT_BUS_PATH, "org.freedesktop.DBus.Properties", "GetAll", &error,
+                &reply, "s", AGENT_BUS_INTERFACE);
         if (r < 0)
                 return agent_fail_bus("Error getting the agent's status", r, &error);
 
@@ -281,10 +268,7 @@ int verb_status(int argc, char **argv) {
                         (void) buf_printf(&text, "    %s (not cached yet)", keys[i].id);
                 else
                         (void) buf_printf(
-                                &text,
-                                "    %s primary %" PRIu64 " hash %s",
-                                keys[i].id,
-                                keys[i].number,
+                                &text, "    %s primary %" PRIu64 " hash %s", keys[i].id, keys[i].number,
                                 keys[i].hash);
                 if (st && !streq(st->state, "ok") && !streq(st->state, "new"))
                         (void) buf_printf(

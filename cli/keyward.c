@@ -257,8 +257,7 @@ void print_usage(FILE *f) {
                 "\n"
                 "Use \"keyward help [command]\" for more information about a command.\n"
                 "\n",
-                "version",
-                "prints the version of keyward");
+                "version", "prints the version of keyward");
         fputs(global_help, f);
 }
 
@@ -330,8 +329,7 @@ static int run(int argc, char *argv[]) {
                 return verb_version(argc, argv);
         v = verb_find(argv[0]);
         if (!v) {
-                fprintf(stderr,
-                        "keyward: unknown subcommand \"%s\"\nRun 'keyward help' for usage.\n",
+                fprintf(stderr, "keyward: unknown subcommand \"%s\"\nRun 'keyward help' for usage.\n",
                         argv[0]);
                 return EXIT_USAGE;
         }

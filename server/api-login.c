@@ -119,8 +119,7 @@ static int login_mint(Api *api, const LoginJob *j, uint64_t ttl_usec, int64_t no
         r = user_token_new(&token, hash);
         if (r >= 0)
                 r = store_token_add(
-                        api->store,
-                        hash,
+                        api->store, hash,
                         &(TokenInfo){
                                 .user = j->canonical_user,
                                 .groups = j->groups,
@@ -162,14 +161,10 @@ int api_login_finish(Api *api, const LoginJob *j, uint64_t ttl_usec, int64_t now
         case -EUSERS:
                 /* The same answer for an unknown user and a wrong password. */
                 log_notice(
-                        "Login as '%s' from %s refused: %s.",
-                        LOG_NAME(j->user),
-                        LOG_NAME(j->source),
+                        "Login as '%s' from %s refused: %s.", LOG_NAME(j->user), LOG_NAME(j->source),
                         strna(j->reason));
                 if (api_result_error(
-                            res,
-                            KNOX_UNAUTHENTICATED,
-                            "%s",
+                            res, KNOX_UNAUTHENTICATED, "%s",
                             j->result == -EUSERS              ? "Too many failed logins, try again later" :
                                     j->result == -EKEYEXPIRED ? "Password expired, change it first" :
                                                                 "Invalid user name or password") < 0)
@@ -177,9 +172,7 @@ int api_login_finish(Api *api, const LoginJob *j, uint64_t ttl_usec, int64_t now
                 return 1;
         default:
                 log_warning(
-                        "Login as '%s' from %s failed: %s.",
-                        LOG_NAME(j->user),
-                        LOG_NAME(j->source),
+                        "Login as '%s' from %s failed: %s.", LOG_NAME(j->user), LOG_NAME(j->source),
                         strna(j->reason));
                 return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Password check unavailable");
         }

@@ -43,13 +43,8 @@ int audit_journal_fields(const AuditRecord *r, AuditJournalFields *ret) {
         /* Short, for reading: the rest is in the fields. Never the query or the body. */
         k = k ?:
                 field_add(
-                        &f,
-                        "MESSAGE=%s %s %d%s%s",
-                        strna(r->method),
-                        strna(r->path),
-                        r->status_code,
-                        isempty(principal) ? "" : " ",
-                        principal);
+                        &f, "MESSAGE=%s %s %d%s%s", strna(r->method), strna(r->path), r->status_code,
+                        isempty(principal) ? "" : " ", principal);
         k = k ?: field_add(&f, "PRIORITY=%d", r->status_code >= 500 ? 4 : r->status_code >= 400 ? 5 : 6);
         k = k ?: field_add(&f, "KEYWARD_METHOD=%s", strna(r->method));
         k = k ?: field_add(&f, "KEYWARD_PATH=%s", strna(r->path));
@@ -134,8 +129,7 @@ int audit_journal_send(const AuditJournalFields *fields, const char *line, size_
                         iov[n++] = (struct iovec){.iov_base = hmac, .iov_len = strlen(hmac)};
                 }
                 if (asprintf(
-                            &msg,
-                            "MESSAGE=audit checkpoint%s",
+                            &msg, "MESSAGE=audit checkpoint%s",
                             memmem(line, len, "\"final\":true", 12) ? " (final)" : "") < 0)
                         return -ENOMEM;
                 iov[n++] = (struct iovec){.iov_base = msg, .iov_len = strlen(msg)};

@@ -86,9 +86,7 @@ int audit_verifier_line(AuditVerifier *v, const char *line, size_t len, bool new
         if (!json_object_object_get_ex(o, "seq", &seq) || !json_object_is_type(seq, json_type_int) ||
             !json_object_object_get_ex(o, "prev", &prev) || !json_object_is_type(prev, json_type_string) ||
             !parse_hex(
-                    json_object_get_string(prev),
-                    (size_t) json_object_get_string_len(prev),
-                    prev_hash,
+                    json_object_get_string(prev), (size_t) json_object_get_string_len(prev), prev_hash,
                     sizeof(prev_hash)))
                 return broken(v, "no chain members (seq, prev): not a line keywardd sealed");
         s = json_object_get_int64(seq);
@@ -111,10 +109,7 @@ int audit_verifier_line(AuditVerifier *v, const char *line, size_t len, bool new
                         "%s:%" PRIu64 ": starts at seq %" PRIi64 ", not %" PRIu64
                         ": the lines before it are missing (after removing older files on purpose, "
                         "say where the files start with --first-seq)\n",
-                        v->file,
-                        v->line,
-                        s,
-                        v->first_seq);
+                        v->file, v->line, s, v->first_seq);
                 v->broken = true;
                 return 1;
         }
@@ -154,16 +149,12 @@ int audit_verifier_end(AuditVerifier *v) {
                         "does not end in keywardd's final checkpoint: lines were cut from its end, or keywardd "
                         "was still writing it or did not stop cleanly");
         if (v->key)
-                fprintf(v->out,
-                        "%s: %" PRIu64 " lines, %" PRIu64 " checkpoints: intact\n",
-                        v->file,
-                        v->n_lines,
-                        v->n_checkpoints);
+                fprintf(v->out, "%s: %" PRIu64 " lines, %" PRIu64 " checkpoints: intact\n", v->file,
+                        v->n_lines, v->n_checkpoints);
         else
                 fprintf(v->out,
                         "%s: %" PRIu64 " lines: chain intact (checkpoints not checked: no --master-key)\n",
-                        v->file,
-                        v->n_lines);
+                        v->file, v->n_lines);
         return 0;
 }
 
@@ -176,14 +167,10 @@ int audit_verifier_finish(AuditVerifier *v) {
                                 "%s: ends at seq %" PRIu64 ", but the anchor says seq %" PRIu64
                                 " was written: lines were cut from the end (back to an earlier "
                                 "checkpoint), or the newest files are missing\n",
-                                strna(v->file),
-                                v->prev_seq,
-                                v->anchor_seq);
+                                strna(v->file), v->prev_seq, v->anchor_seq);
                 else
-                        fprintf(v->out,
-                                "%s: the anchor's line (seq %" PRIu64 ") is in a file not given\n",
-                                strna(v->file),
-                                v->anchor_seq);
+                        fprintf(v->out, "%s: the anchor's line (seq %" PRIu64 ") is in a file not given\n",
+                                strna(v->file), v->anchor_seq);
                 v->broken = true;
                 return 1;
         }

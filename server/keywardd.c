@@ -225,9 +225,7 @@ static int parse_poll_interval(const ConfigItem *item, const char *value, void *
 static int require(const char *value, const char *flag) {
         if (isempty(value))
                 return log_error_errno(
-                        EINVAL,
-                        "--%s is required (or %s = in the [server] section of --config FILE).",
-                        flag,
+                        EINVAL, "--%s is required (or %s = in the [server] section of --config FILE).", flag,
                         flag);
         return 0;
 }
@@ -281,9 +279,7 @@ static int chown_store(const char *db, const char *user, uid_t uid, gid_t gid) {
                 log_warning(
                         "User '%s' cannot create files in '%s', which SQLite needs next to the store: "
                         "chown the directory to '%s', or keep the store in /var/lib/keywardd.",
-                        user,
-                        dir_buf,
-                        user);
+                        user, dir_buf, user);
         return 0;
 }
 
@@ -327,13 +323,7 @@ static int check_store_access(const char *db) {
                 "Cannot %s '%s': %m. keywardd runs as user '%s' (uid %u), and '%s' is owned by '%s' (uid %u) "
                 "with mode %04o. Run 'keywardd init' as root again (it hands the store to the keywardd user), "
                 "or chown it.",
-                what,
-                path,
-                strna(me),
-                (unsigned) geteuid(),
-                path,
-                strna(owner),
-                (unsigned) st.st_uid,
+                what, path, strna(me), (unsigned) geteuid(), path, strna(owner), (unsigned) st.st_uid,
                 (unsigned) (st.st_mode & 07777));
 }
 
@@ -517,8 +507,7 @@ static int verb_token(int argc, char **argv) {
         r = store_open_existing(a.db, &store);
         if (r == -ENOMEDIUM) {
                 log_error_errno(
-                        r,
-                        "The store '%s' is not initialised; run 'keywardd init' first.",
+                        r, "The store '%s' is not initialised; run 'keywardd init' first.",
                         store_url_display(a.db, &shown_buf));
                 goto finish;
         }
@@ -543,8 +532,7 @@ static int verb_token(int argc, char **argv) {
         explicit_bzero(hash, sizeof(hash));
         if (r == -ENOMEDIUM) {
                 log_error_errno(
-                        r,
-                        "The store '%s' is not initialised; run 'keywardd init' first.",
+                        r, "The store '%s' is not initialised; run 'keywardd init' first.",
                         store_url_display(a.db, &shown_buf));
                 goto finish;
         }
@@ -652,8 +640,7 @@ static int verb_import_knox(int argc, char **argv) {
         r = store_open_existing(a.db, &store);
         if (r == -ENOMEDIUM) {
                 log_error_errno(
-                        r,
-                        "The store '%s' is not initialised; run 'keywardd init' first.",
+                        r, "The store '%s' is not initialised; run 'keywardd init' first.",
                         store_url_display(a.db, &shown_buf));
                 goto finish;
         }
@@ -746,8 +733,7 @@ static int audit_anchor_setup(Server *s, const char *db, AuditAnchorSink *k) {
                 log_error(
                         "The audit log ends at seq %" PRIu64 ", but the store's anchor says seq %" PRIu64
                         " was written: the audit log was cut back or replaced while keywardd was not running.",
-                        head_seq,
-                        seq);
+                        head_seq, seq);
         audit_set_anchor(s->audit, audit_anchor_store, k);
         return 0;
 }
@@ -789,14 +775,11 @@ static int verify_anchor_from_db(const VerifyArgs *a, AuditVerifyOptions *o) {
                 r = store_audit_anchor_get(store, name, &o->anchor_seq, hash);
         if (r == -ENOENT)
                 return log_error_errno(
-                        r,
-                        "The store '%s' holds no audit anchor for '%s'.",
-                        store_url_display(a->db, &shown),
-                        name);
+                        r, "The store '%s' holds no audit anchor for '%s'.",
+                        store_url_display(a->db, &shown), name);
         if (r < 0)
                 return log_error_errno(
-                        r,
-                        "Failed to read the audit anchor from '%s': %m",
+                        r, "Failed to read the audit anchor from '%s': %m",
                         store_url_display(a->db, &shown));
         (void) snprintf(spelled, sizeof(spelled), "%" PRIu64 ":%s", o->anchor_seq, hash);
         if (audit_anchor_parse(spelled, &o->anchor_seq, o->anchor_hash) < 0)
@@ -1053,8 +1036,7 @@ static int verb_serve(int argc, char **argv) {
                         r = store_change_counter(probe, &counter);
                 if (r == -ENOMEDIUM) {
                         log_error_errno(
-                                r,
-                                "The store '%s' is not initialised; run 'keywardd init' first.",
+                                r, "The store '%s' is not initialised; run 'keywardd init' first.",
                                 store_url_display(c.db, &shown_buf));
                         goto finish;
                 }
@@ -1203,11 +1185,8 @@ static int verb_rekey(int argc, char **argv) {
         }
         printf("Re-sealed %" PRIu64 " versions under the new master key; %" PRIu64 " keys, %" PRIu64
                " versions in the store.\n",
-               st.resealed,
-               st.keys,
-               st.versions);
-        printf("%" PRIu64 " versions remain under other master keys%s\n",
-               st.remaining,
+               st.resealed, st.keys, st.versions);
+        printf("%" PRIu64 " versions remain under other master keys%s\n", st.remaining,
                st.remaining == 0 ? ": the old key can be retired." : ".");
         if (st.unopenable > 0)
                 printf("%" PRIu64 " versions open with none of the keys given.\n", st.unopenable);

@@ -26,8 +26,7 @@ int knox_master_key_load(const char *path, Cryptor **ret) {
                         r,
                         "The Knox master key '%s' holds %zu bytes; Knox's AES-GCM key is 16, 24 or 32 raw "
                         "bytes (no trailing newline).",
-                        path,
-                        key->size);
+                        path, key->size);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the Knox master key: %m");
         return 0;

@@ -44,17 +44,13 @@ static int pg_db_foreach(KnoxDb *db, KnoxRowFunc f, void *userdata) {
                         if (PQnfields(res) != 4)
                                 r = log_error_errno(EIO, "Knox database: unexpected result shape.");
                         else
-                                r = f(col(res, 0),
-                                      col(res, 1),
-                                      col(res, 1) ? (size_t) PQgetlength(res, 0, 1) : 0,
-                                      col(res, 2),
-                                      col(res, 3),
-                                      col(res, 3) ? (size_t) PQgetlength(res, 0, 3) : 0,
+                                r = f(col(res, 0), col(res, 1),
+                                      col(res, 1) ? (size_t) PQgetlength(res, 0, 1) : 0, col(res, 2),
+                                      col(res, 3), col(res, 3) ? (size_t) PQgetlength(res, 0, 3) : 0,
                                       userdata);
                 } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && r >= 0)
                         r = log_error_errno(
-                                EIO,
-                                "Knox database: reading table secrets failed: %s",
+                                EIO, "Knox database: reading table secrets failed: %s",
                                 PQresultErrorMessage(res));
                 PQclear(res);
         }

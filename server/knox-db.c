@@ -57,8 +57,7 @@ int knox_mysql_url_parse(const char *url, KnoxMysqlUrl *ret, const char **reterr
                         -EPERM);
         if (!name_is_ok(p, at - p))
                 return fail(
-                        reterr_message,
-                        "the user name holds a character this URL form does not take",
+                        reterr_message, "the user name holds a character this URL form does not take",
                         -EINVAL);
         u.user = strndup(p, at - p);
         if (!u.user)
@@ -81,8 +80,7 @@ int knox_mysql_url_parse(const char *url, KnoxMysqlUrl *ret, const char **reterr
         if (n > 0) {
                 if (!name_is_ok(p, n) || memchr(p, '[', n))
                         return fail(
-                                reterr_message,
-                                "the host holds a character this URL form does not take",
+                                reterr_message, "the host holds a character this URL form does not take",
                                 -EINVAL);
                 u.host = strndup(p, n);
                 if (!u.host)
@@ -104,16 +102,14 @@ int knox_mysql_url_parse(const char *url, KnoxMysqlUrl *ret, const char **reterr
                 q++;
                 if (strncmp(q, "socket=", 7) != 0 || q[7] != '/' || strpbrk(q + 7, "&#?"))
                         return fail(
-                                reterr_message,
-                                "the only query the URL takes is ?socket=/ABSOLUTE/PATH",
+                                reterr_message, "the only query the URL takes is ?socket=/ABSOLUTE/PATH",
                                 -EINVAL);
                 u.socket = strdup(q + 7);
                 if (!u.socket)
                         return -ENOMEM;
                 if (u.port != 0 || (u.host && !streq(u.host, "localhost")))
                         return fail(
-                                reterr_message,
-                                "a socket URL takes no port and no host but localhost",
+                                reterr_message, "a socket URL takes no port and no host but localhost",
                                 -EINVAL);
                 free(u.host);
                 u.host = NULL;

@@ -51,8 +51,7 @@ static int row_load(
                                 log_error(
                                         "Knox key '%s' version %" PRIu64
                                         " does not open with the Knox master key (%s).",
-                                        k->id,
-                                        k->versions[i].id,
+                                        k->id, k->versions[i].id,
                                         r == -EBADMSG ? "wrong --knox-master-key, or the row was changed" :
                                                         "malformed crypt metadata");
                         return -EBADMSG;
@@ -159,8 +158,7 @@ static int apply_row(
         r = cryptor_open_key(c->master_key, old);
         if (r < 0)
                 return log_error_errno(
-                        r,
-                        "Key '%s' is in the store already but does not open with --master-key: %m",
+                        r, "Key '%s' is in the store already but does not open with --master-key: %m",
                         k->id);
         if (key_equal(k, old)) {
                 c->stats.unchanged++;
@@ -214,9 +212,7 @@ int knox_import(
                         log_error("%u more Knox keys do not open either.", c.stats.sealed - 1);
                 log_error(
                         "%u of %u Knox rows are malformed, %u do not open; nothing was written.",
-                        c.stats.bad,
-                        c.stats.read,
-                        c.stats.sealed);
+                        c.stats.bad, c.stats.read, c.stats.sealed);
                 if (ret)
                         *ret = c.stats;
                 return -EBADMSG;
@@ -231,15 +227,9 @@ int knox_import(
         if (r < 0)
                 return r;
 
-        fprintf(out,
-                "%s%u Knox keys: %u %s, %u %s, %u unchanged, %u differ\n",
-                o->dry_run ? "dry run, nothing written: " : "",
-                c.stats.read,
-                c.stats.added,
-                o->dry_run ? "to add" : "added",
-                c.stats.updated,
-                o->dry_run ? "to update" : "updated",
-                c.stats.unchanged,
-                c.stats.differ);
+        fprintf(out, "%s%u Knox keys: %u %s, %u %s, %u unchanged, %u differ\n",
+                o->dry_run ? "dry run, nothing written: " : "", c.stats.read, c.stats.added,
+                o->dry_run ? "to add" : "added", c.stats.updated, o->dry_run ? "to update" : "updated",
+                c.stats.unchanged, c.stats.differ);
         return fflush(out) == 0 ? 0 : -EIO;
 }

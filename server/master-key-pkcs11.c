@@ -42,10 +42,8 @@ static void token_close(Token *t) {
 
 static int ckr_error(CK_RV rv, const char *what) {
         return log_error_errno(
-                rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE ? EACCES : EIO,
-                "PKCS#11 %s failed: %s",
-                what,
-                p11_kit_strerror(rv));
+                rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE ? EACCES : EIO, "PKCS#11 %s failed: %s",
+                what, p11_kit_strerror(rv));
 }
 
 /* The PIN from pin-value= or the file pin-source= names (its first line). */
@@ -214,10 +212,8 @@ static int seal_new(Token *t, CK_OBJECT_HANDLE key, const char *label, Secret **
                 return rv != CKR_OK ? ckr_error(rv, "sealing the data key") : -EIO;
 
         CK_ATTRIBUTE tmpl[] = {
-                {CKA_CLASS, &class, sizeof(class)},
-                {CKA_LABEL, (void *) label, strlen(label)},
-                {CKA_TOKEN, &yes, sizeof(yes)},
-                {CKA_PRIVATE, &yes, sizeof(yes)},
+                {CKA_CLASS, &class, sizeof(class)},  {CKA_LABEL, (void *) label, strlen(label)},
+                {CKA_TOKEN, &yes, sizeof(yes)},      {CKA_PRIVATE, &yes, sizeof(yes)},
                 {CKA_VALUE, sealed, sizeof(sealed)},
         };
         rv = t->module->C_CreateObject(t->session, tmpl, ELEMENTSOF(tmpl), &obj);

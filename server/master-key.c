@@ -33,8 +33,7 @@ static int master_key_path(const char *spec, char **ret) {
         dir = secure_getenv("CREDENTIALS_DIRECTORY");
         if (isempty(dir))
                 return log_error_errno(
-                        ENXIO,
-                        "Master key '%s' names a credential, but $CREDENTIALS_DIRECTORY is not set.",
+                        ENXIO, "Master key '%s' names a credential, but $CREDENTIALS_DIRECTORY is not set.",
                         spec);
         if (asprintf(ret, "%s/%s", dir, name) < 0)
                 return -ENOMEM;
@@ -61,16 +60,13 @@ static int master_key_read(const char *spec, Secret **ret) {
         r = read_secret_file(path, MASTER_KEY_FILE_MAX, &key);
         if (r == -EPERM)
                 return log_error_errno(
-                        r,
-                        "Master key '%s' is readable by group or others; refusing it (chmod 0600).",
+                        r, "Master key '%s' is readable by group or others; refusing it (chmod 0600).",
                         path);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the master key '%s': %m", path);
         if (key->size != 16 && key->size != 24 && key->size != 32)
                 return log_error_errno(
-                        EINVAL,
-                        "Master key '%s' is %zu bytes; it must be 16, 24 or 32 raw bytes.",
-                        path,
+                        EINVAL, "Master key '%s' is %zu bytes; it must be 16, 24 or 32 raw bytes.", path,
                         key->size);
         *ret = TAKE_PTR(key);
         return 0;
@@ -99,8 +95,7 @@ int master_key_add_old(Cryptor *c, const char *spec) {
         r = cryptor_add_old_key(c, key->data, key->size);
         if (r == -EEXIST)
                 return log_error_errno(
-                        r,
-                        "The old master key '%s' is the same key as the current one or another old one.",
+                        r, "The old master key '%s' is the same key as the current one or another old one.",
                         spec);
         if (r < 0)
                 return log_error_errno(r, "Failed to add the old master key '%s': %m", spec);

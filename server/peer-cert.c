@@ -137,9 +137,7 @@ static void format_ip(const uint8_t ip[16], char ret[static INET6_ADDRSTRLEN]) {
                         continue;
                 }
                 n += (size_t) snprintf(
-                        ret + n,
-                        INET6_ADDRSTRLEN - n,
-                        "%s%x",
+                        ret + n, INET6_ADDRSTRLEN - n, "%s%x",
                         i == 0 || n == 0 || ret[n - 1] == ':' ? "" : ":",
                         (unsigned) (ip[2 * i] << 8 | ip[2 * i + 1]));
         }
@@ -293,8 +291,7 @@ static int check_validity(X509 *x, time_t now, char **ret_message) {
                 return asprintf(
                                ret_message,
                                "x509: certificate has expired or is not yet valid: current time %s is before %s",
-                               a,
-                               b) < 0 ?
+                               a, b) < 0 ?
                         -ENOMEM :
                         1;
         }
@@ -303,8 +300,7 @@ static int check_validity(X509 *x, time_t now, char **ret_message) {
                 return asprintf(
                                ret_message,
                                "x509: certificate has expired or is not yet valid: current time %s is after %s",
-                               a,
-                               b) < 0 ?
+                               a, b) < 0 ?
                         -ENOMEM :
                         1;
         }
@@ -396,8 +392,7 @@ static int unknown_authority_hint(X509 *issuer, char **ret_message) {
                     ret_message,
                     "x509: certificate signed by unknown authority (possibly because of \"%s\" while "
                     "trying to verify candidate authority certificate \"%s\")",
-                    why,
-                    name) < 0)
+                    why, name) < 0)
                 return -ENOMEM;
         return 1;
 }

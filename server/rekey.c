@@ -49,9 +49,7 @@ static int batch_flush(Store *store, Batch *b, RekeyStats *stats, uint64_t *conf
                         (*conflicts)++;
         }
         log_info(
-                "Re-sealed %d keys (%zu in this batch; %" PRIu64 " versions so far).",
-                r,
-                b->n,
+                "Re-sealed %d keys (%zu in this batch; %" PRIu64 " versions so far).", r, b->n,
                 stats->resealed);
         batch_clear(b);
         return 0;
@@ -71,8 +69,7 @@ static int reseal_key(const Cryptor *c, Key *k, uint64_t *unopenable) {
                         log_warning(
                                 "Cannot re-seal version %" PRIu64
                                 " of key '%s': it is sealed under a master key not given.",
-                                k->versions[i].id,
-                                LOG_NAME(k->id));
+                                k->versions[i].id, LOG_NAME(k->id));
         *unopenable += failed;
         return n;
 }

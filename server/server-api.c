@@ -303,9 +303,7 @@ static int decode_data(const FormField *f, ApiResult *res, KnoxCode bad_code, Se
         if (base64_decode(f->value, f->value_len, s->data, &n) < 0) {
                 *ret = NULL;
                 return api_result_error(
-                        res,
-                        bad_code,
-                        "illegal base64 data at input byte %zu",
+                        res, bad_code, "illegal base64 data at input byte %zu",
                         base64_error_offset(f->value, f->value_len));
         }
         s->size = n;
@@ -529,9 +527,7 @@ static int handle_postkeys(const Api *api, const ApiRequest *req, ApiResult *res
                 return store_error(res, "create", k->id, r);
 
         log_info(
-                "Key '%s' created by %s '%s'.",
-                LOG_NAME(k->id),
-                principal_kind_to_string(p->kind),
+                "Key '%s' created by %s '%s'.", LOG_NAME(k->id), principal_kind_to_string(p->kind),
                 LOG_NAME(p->id));
         res->changed = true;
         res->changed_key = strdup(k->id); /* NULL: every watch looks again */
@@ -601,11 +597,8 @@ static int handle_getkey(const Api *api, const ApiRequest *req, ApiResult *res) 
 
         if (!authorized(req, k, ACCESS_READ))
                 return api_result_error(
-                        res,
-                        KNOX_UNAUTHORIZED,
-                        "Principal %s not authorized to read %s",
-                        default_principal_id(req),
-                        k->id);
+                        res, KNOX_UNAUTHORIZED, "Principal %s not authorized to read %s",
+                        default_principal_id(req), k->id);
 
         /* Only the versions to be returned are opened, and only for a caller allowed to read
          * them: Knox decrypts first, which differs only when a version cannot be opened (an
@@ -624,10 +617,8 @@ static int handle_getkey(const Api *api, const ApiRequest *req, ApiResult *res) 
                 r = cryptor_open_version(api->cryptor, k->id, &o.versions[i]);
                 if (r < 0) {
                         log_error_errno(
-                                r,
-                                "Failed to decrypt version %" PRIu64 " of key '%s': %m",
-                                k->versions[i].id,
-                                k->id);
+                                r, "Failed to decrypt version %" PRIu64 " of key '%s': %m",
+                                k->versions[i].id, k->id);
                         return api_result_error(res, KNOX_INTERNAL_SERVER_ERROR, "Failed to decrypt key");
                 }
         }
@@ -650,11 +641,8 @@ static int handle_deletekey(const Api *api, const ApiRequest *req, ApiResult *re
                 return r;
         if (!authorized(req, k, ACCESS_ADMIN))
                 return api_result_error(
-                        res,
-                        KNOX_UNAUTHORIZED,
-                        "Principal %s not authorized to delete %s",
-                        default_principal_id(req),
-                        k->id);
+                        res, KNOX_UNAUTHORIZED, "Principal %s not authorized to delete %s",
+                        default_principal_id(req), k->id);
 
         r = store_remove(api->store, k->id);
         if (r < 0)
@@ -737,11 +725,8 @@ static int handle_putaccess(const Api *api, const ApiRequest *req, ApiResult *re
                 return r;
         if (!authorized(req, k, ACCESS_ADMIN))
                 return api_result_error(
-                        res,
-                        KNOX_UNAUTHORIZED,
-                        "Principal %s not authorized to update access for %s",
-                        default_principal_id(req),
-                        k->id);
+                        res, KNOX_UNAUTHORIZED, "Principal %s not authorized to update access for %s",
+                        default_principal_id(req), k->id);
 
         for (size_t i = 0; i < changes.n; i++)
                 if (changes.entries[i].access != ACCESS_NONE &&
@@ -796,11 +781,8 @@ static int handle_postversion(const Api *api, const ApiRequest *req, ApiResult *
         if (!authorized(req, k, ACCESS_WRITE)) {
                 key_version_done(&v);
                 return api_result_error(
-                        res,
-                        KNOX_UNAUTHORIZED,
-                        "Principal %s not authorized to write %s",
-                        default_principal_id(req),
-                        k->id);
+                        res, KNOX_UNAUTHORIZED, "Principal %s not authorized to write %s",
+                        default_principal_id(req), k->id);
         }
 
         v.status = VERSION_STATUS_ACTIVE;
@@ -826,9 +808,7 @@ static int handle_postversion(const Api *api, const ApiRequest *req, ApiResult *
                 return store_error(res, "update", k->id, r);
 
         log_info(
-                "Version %" PRIu64 " added to key '%s' by '%s'.",
-                id,
-                LOG_NAME(k->id),
+                "Version %" PRIu64 " added to key '%s' by '%s'.", id, LOG_NAME(k->id),
                 LOG_NAME(default_principal_id(req)));
         res->changed = true;
         res->changed_key = strdup(k->id); /* NULL: every watch looks again */
@@ -855,22 +835,16 @@ static int handle_putversion(const Api *api, const ApiRequest *req, ApiResult *r
         r = safe_atou64(req->match->version_id, &id);
         if (r < 0)
                 return api_result_error(
-                        res,
-                        KNOX_BAD_REQUEST_DATA,
-                        "strconv.ParseUint: parsing \"%s\": %s",
-                        req->match->version_id,
-                        r == -ERANGE ? "value out of range" : "invalid syntax");
+                        res, KNOX_BAD_REQUEST_DATA, "strconv.ParseUint: parsing \"%s\": %s",
+                        req->match->version_id, r == -ERANGE ? "value out of range" : "invalid syntax");
 
         r = load_key(api, req, res, &k, &version);
         if (r < 0 || !k)
                 return r;
         if (!authorized(req, k, ACCESS_WRITE))
                 return api_result_error(
-                        res,
-                        KNOX_UNAUTHORIZED,
-                        "Principal %s not authorized to write %s",
-                        default_principal_id(req),
-                        k->id);
+                        res, KNOX_UNAUTHORIZED, "Principal %s not authorized to write %s",
+                        default_principal_id(req), k->id);
 
         r = key_set_version_status(k, id, to, &msg);
         if (r == -ENOENT)
@@ -884,11 +858,8 @@ static int handle_putversion(const Api *api, const ApiRequest *req, ApiResult *r
                 return store_error(res, "update", k->id, r);
 
         log_info(
-                "Version %" PRIu64 " of key '%s' set to %s by '%s'.",
-                id,
-                k->id,
-                version_status_to_string(to),
-                default_principal_id(req));
+                "Version %" PRIu64 " of key '%s' set to %s by '%s'.", id, k->id,
+                version_status_to_string(to), default_principal_id(req));
         res->changed = true;
         res->changed_key = strdup(k->id); /* NULL: every watch looks again */
         return result_ok(res);
@@ -997,10 +968,8 @@ static int handle_expiring(const Api *api, const ApiRequest *req, ApiResult *res
 
         if (within && (safe_atou64(within->value, &sec) < 0 || sec > EXPIRING_MAX_SEC))
                 return api_result_error(
-                        res,
-                        KNOX_BAD_REQUEST_DATA,
-                        "Parameter 'within' must be a number of seconds up to %lld",
-                        EXPIRING_MAX_SEC);
+                        res, KNOX_BAD_REQUEST_DATA,
+                        "Parameter 'within' must be a number of seconds up to %lld", EXPIRING_MAX_SEC);
         l.cutoff = req->now_ns / 1000000000 + (int64_t) sec;
 
         r = store_list_certificates(api->store, expiring_collect, &l);

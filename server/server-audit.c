@@ -770,8 +770,7 @@ static void anchor_put(Audit *a, uint64_t gen, uint64_t seq, const uint8_t hash[
                 r = a->anchor(seq, hash, a->anchor_userdata);
         if (r < 0)
                 log_warning_errno(
-                        r,
-                        "Failed to record the audit chain's anchor at seq %" PRIu64 ", ignoring: %m",
+                        r, "Failed to record the audit chain's anchor at seq %" PRIu64 ", ignoring: %m",
                         seq);
 }
 

@@ -95,9 +95,7 @@ static int auth_mtls(const AuthRequest *req, const char *payload, Principals *ps
                 return r;
         if (r < 0)
                 return set_message(
-                        reterr,
-                        "auth: '%.253s' is not a name of the client certificate (%s)",
-                        payload,
+                        reterr, "auth: '%.253s' is not a name of the client certificate (%s)", payload,
                         strna(mismatch));
         r = principals_add(ps, PRINCIPAL_KIND_MACHINE, payload, NULL, "mtls");
         return r < 0 ? r : 1;

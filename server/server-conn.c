@@ -85,20 +85,15 @@ void resolve_cb(evutil_socket_t fd_unused, short what, void *userdata) {
 
                                 if (sa.ss_family == AF_INET6)
                                         (void) inet_ntop(
-                                                AF_INET6,
-                                                &((struct sockaddr_in6 *) &sa)->sin6_addr,
-                                                host,
+                                                AF_INET6, &((struct sockaddr_in6 *) &sa)->sin6_addr, host,
                                                 sizeof(host));
                                 else if (sa.ss_family == AF_INET)
                                         (void) inet_ntop(
-                                                AF_INET,
-                                                &((struct sockaddr_in *) &sa)->sin_addr,
-                                                host,
+                                                AF_INET, &((struct sockaddr_in *) &sa)->sin_addr, host,
                                                 sizeof(host));
                                 log_warning(
                                         "Refusing a connection from %s: it has %u open already (--max-connections-per-address).",
-                                        host,
-                                        w->server->config->max_connections_per_address);
+                                        host, w->server->config->max_connections_per_address);
                                 w->limit_logged_usec = now;
                         }
                 } else

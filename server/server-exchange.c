@@ -269,12 +269,8 @@ static int exchange_audit_line(Exchange *x, const ApiResult *res, const char *ro
 
 static void exchange_metrics(Exchange *x, const ApiResult *res, const char *route) {
         metrics_request(
-                x->worker->server->metrics,
-                x->worker->index,
-                route ?: "unmatched",
-                res->http_status,
-                res->code,
-                now_usec(CLOCK_MONOTONIC) - x->started_usec);
+                x->worker->server->metrics, x->worker->index, route ?: "unmatched", res->http_status,
+                res->code, now_usec(CLOCK_MONOTONIC) - x->started_usec);
 }
 
 /* The line of an answer that goes out before its line (healthz, metrics). */
@@ -306,9 +302,7 @@ static int exchange_audit_first(Exchange *x, const ApiResult *res, const char *r
         if (mode == AUDIT_DURABLE)
                 log_error(
                         "Request %s '%s' (key '%s') was carried out, but its audit line could not be written; it was answered with an error.",
-                        x->method,
-                        strna(route),
-                        strna(x->match.key_id));
+                        x->method, strna(route), strna(x->match.key_id));
         return r;
 }
 
@@ -466,10 +460,7 @@ void request_cb(struct evhttp_request *req, void *userdata) {
                         reply_error(&x, KNOX_BAD_REQUEST_DATA, 400, NULL, "too many query parameters");
                 else
                         reply_error(
-                                &x,
-                                KNOX_BAD_REQUEST_DATA,
-                                http_scan_error_status(scan_error),
-                                NULL,
+                                &x, KNOX_BAD_REQUEST_DATA, http_scan_error_status(scan_error), NULL,
                                 "Invalid request: %s",
                                 scan_error != HTTP_SCAN_OK ? http_scan_error_to_string(scan_error) :
                                                              "the connection is closing");
@@ -519,11 +510,7 @@ void request_cb(struct evhttp_request *req, void *userdata) {
         if (!streq(x.method, "GET") && !streq(x.method, "HEAD") && !s->config->audit_fail_open &&
             audit_probe(s->audit) < 0) {
                 reply_error(
-                        &x,
-                        KNOX_INTERNAL_SERVER_ERROR,
-                        500,
-                        api_route_to_string(x.match.route),
-                        "%s",
+                        &x, KNOX_INTERNAL_SERVER_ERROR, 500, api_route_to_string(x.match.route), "%s",
                         AUDIT_UNAVAILABLE_MESSAGE);
                 return;
         }
@@ -543,30 +530,19 @@ void request_cb(struct evhttp_request *req, void *userdata) {
                         .store = x.worker->store,
                         .now_ns = x.now_ns,
                 },
-                &x.principals,
-                x.token_hash,
-                &x.has_token,
-                &auth_msg);
+                &x.principals, x.token_hash, &x.has_token, &auth_msg);
         if (r == -EACCES) {
                 metrics_auth_failure(s->metrics, x.worker->index);
                 reply_error(
-                        &x,
-                        KNOX_UNAUTHENTICATED,
-                        401,
-                        api_route_to_string(x.match.route),
-                        "%s",
+                        &x, KNOX_UNAUTHENTICATED, 401, api_route_to_string(x.match.route), "%s",
                         strempty(auth_msg));
                 return;
         }
         if (r < 0) {
                 metrics_store_error(s->metrics, x.worker->index);
                 reply_error(
-                        &x,
-                        KNOX_INTERNAL_SERVER_ERROR,
-                        500,
-                        api_route_to_string(x.match.route),
-                        "Authentication failed: %s",
-                        strerror(-r));
+                        &x, KNOX_INTERNAL_SERVER_ERROR, 500, api_route_to_string(x.match.route),
+                        "Authentication failed: %s", strerror(-r));
                 return;
         }
 

@@ -303,8 +303,7 @@ static int machine_rhost_admit(LoginQueue *q, LoginJob *j, uint64_t now_usec) {
                 log_notice(
                         "Machine %s passed on logins from more than %u addresses: counting further "
                         "ones as the machine's own.",
-                        LOG_NAME(j->machine),
-                        LOGIN_RHOSTS_PER_MACHINE);
+                        LOG_NAME(j->machine), LOGIN_RHOSTS_PER_MACHINE);
         m->told = true;
         free(j->source);
         j->source = s;
@@ -538,16 +537,12 @@ void login_queue_done(LoginQueue *q, const LoginJob *j, LoginOutcome outcome, ui
         login_throttle_end(q->throttle, k.user, outcome, now_usec);
         login_throttle_end(q->throttle, k.pair, outcome, now_usec);
         login_throttle_end(
-                q->throttle,
-                k.source,
-                outcome == LOGIN_OUTCOME_SUCCESS ? LOGIN_OUTCOME_NONE : outcome,
+                q->throttle, k.source, outcome == LOGIN_OUTCOME_SUCCESS ? LOGIN_OUTCOME_NONE : outcome,
                 now_usec);
         if (k.machine)
                 login_throttle_end(
-                        q->throttle,
-                        k.machine,
-                        outcome == LOGIN_OUTCOME_SUCCESS ? LOGIN_OUTCOME_NONE : outcome,
-                        now_usec);
+                        q->throttle, k.machine,
+                        outcome == LOGIN_OUTCOME_SUCCESS ? LOGIN_OUTCOME_NONE : outcome, now_usec);
 }
 
 /* ---- the threads ------------------------------------------------------------------ */
@@ -700,10 +695,7 @@ int login_submit(Login *l, LoginJob *j) {
                 log_notice(
                         "Login as '%s' from %s slowed down by %" PRIu64
                         " s: too many failed logins for '%s'.",
-                        user,
-                        source,
-                        (wait + USEC_PER_SEC - 1) / USEC_PER_SEC,
-                        user);
+                        user, source, (wait + USEC_PER_SEC - 1) / USEC_PER_SEC, user);
         if (r == -EUSERS) {
                 j->password = secret_free(j->password);
                 j->done(j);

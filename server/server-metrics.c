@@ -140,9 +140,7 @@ static int certificate_series(
         (void) buf_printf(
                 out,
                 "keyward_certificate_not_after_seconds{key=\"%s\",version=\"%" PRIu64 "\"} %" PRId64 "\n",
-                id,
-                version,
-                not_after);
+                id, version, not_after);
         return out->error;
 }
 
@@ -167,8 +165,7 @@ void metrics_request(Metrics *m, size_t worker, const char *route, int status, i
         atomic_fetch_add_explicit(
                 &s->requests[r][code >= 0 && (size_t) code < CODE_OTHER ? (size_t) code : CODE_OTHER]
                             [status_index(status)],
-                1,
-                memory_order_relaxed);
+                1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->buckets[r][bucket_index(usec)], 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->sum_usec[r], usec, memory_order_relaxed);
 }
@@ -215,9 +212,7 @@ static void header(Buf *b, const char *name, const char *type, const char *help)
 }
 
 static void render_requests(Metrics *m, Buf *b) {
-        header(b,
-               "keyward_requests_total",
-               "counter",
+        header(b, "keyward_requests_total", "counter",
                "Requests answered, by route, Knox code and HTTP status.");
         for (size_t r = 0; r < N_ROUTES; r++)
                 for (size_t c = 0; c < N_CODES; c++)
@@ -232,17 +227,12 @@ static void render_requests(Metrics *m, Buf *b) {
                                         b,
                                         "keyward_requests_total{route=\"%s\",code=\"%s\",status=\"%s\"} %" PRIu64
                                         "\n",
-                                        route_names[r],
-                                        code_labels[c],
-                                        status_labels[st],
-                                        n);
+                                        route_names[r], code_labels[c], status_labels[st], n);
                         }
 }
 
 static void render_durations(Metrics *m, Buf *b) {
-        header(b,
-               "keyward_request_duration_seconds",
-               "histogram",
+        header(b, "keyward_request_duration_seconds", "histogram",
                "Time from a request's arrival to its reply, by route.");
         for (size_t r = 0; r < N_ROUTES; r++) {
                 uint64_t counts[N_BUCKETS] = {}, sum = 0, cumulative = 0;
@@ -264,22 +254,16 @@ static void render_durations(Metrics *m, Buf *b) {
                                 b,
                                 "keyward_request_duration_seconds_bucket{route=\"%s\",le=\"%s\"} %" PRIu64
                                 "\n",
-                                route_names[r],
-                                k < ELEMENTSOF(bucket_le) ? bucket_le[k] : "+Inf",
+                                route_names[r], k < ELEMENTSOF(bucket_le) ? bucket_le[k] : "+Inf",
                                 cumulative);
                 }
                 /* The sum is kept in integer microseconds, so it prints exactly. */
                 (void) buf_printf(
-                        b,
-                        "keyward_request_duration_seconds_sum{route=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
-                        route_names[r],
-                        sum / 1000000,
-                        sum % 1000000);
+                        b, "keyward_request_duration_seconds_sum{route=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
+                        route_names[r], sum / 1000000, sum % 1000000);
                 (void) buf_printf(
-                        b,
-                        "keyward_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",
-                        route_names[r],
-                        cumulative);
+                        b, "keyward_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",
+                        route_names[r], cumulative);
         }
 }
 
@@ -311,19 +295,13 @@ int metrics_render(Metrics *m, Buf *out) {
         (void) buf_printf(out, "keyward_store_errors_total %" PRIu64 "\n", store_errors);
         header(out, "keyward_auth_failures_total", "counter", "Requests whose authentication failed.");
         (void) buf_printf(out, "keyward_auth_failures_total %" PRIu64 "\n", auth_failures);
-        header(out,
-               "keyward_connections_refused_total",
-               "counter",
+        header(out, "keyward_connections_refused_total", "counter",
                "Connections closed unserved: their address had its limit of open connections.");
         (void) buf_printf(out, "keyward_connections_refused_total %" PRIu64 "\n", connections_refused);
-        header(out,
-               "keyward_audit_failures_total",
-               "counter",
+        header(out, "keyward_audit_failures_total", "counter",
                "Audit writes that failed: a request refused (or answered, with --audit-fail-open) without its line, or a batch of lines lost.");
         (void) buf_printf(out, "keyward_audit_failures_total %" PRIu64 "\n", audit_failures);
-        header(out,
-               "keyward_watch_evaluations_total",
-               "counter",
+        header(out, "keyward_watch_evaluations_total", "counter",
                "Held watches looked at again after a change (or at their end): a write touches only the watches on its key.");
         (void) buf_printf(out, "keyward_watch_evaluations_total %" PRIu64 "\n", watch_evaluations);
 

@@ -189,8 +189,7 @@ void login_start(Exchange *x) {
                         .remote_addr = x->remote_addr,
                         .machine_names = peer && peer_cert_verified(peer) ? peer_cert_dns_names(peer) : NULL,
                 },
-                &j,
-                &res);
+                &j, &res);
         if (r < 0 || !j) {
                 if (r < 0)
                         (void) api_result_error(&res, KNOX_INTERNAL_SERVER_ERROR, "Out of memory");
@@ -218,16 +217,11 @@ void login_start(Exchange *x) {
                 *x = p->x;
                 free(p);
                 log_warning(
-                        "Refusing a login as '%s' from %s: %s.",
-                        LOG_NAME(j->user),
-                        LOG_NAME(j->source),
+                        "Refusing a login as '%s' from %s: %s.", LOG_NAME(j->user), LOG_NAME(j->source),
                         r == -EBUSY ? "its place in the queue is taken (by its source, its user, or all)" :
                                       strerror(-r));
                 reply_error(
-                        x,
-                        KNOX_INTERNAL_SERVER_ERROR,
-                        503,
-                        "login",
+                        x, KNOX_INTERNAL_SERVER_ERROR, 503, "login",
                         "Too many logins in progress, try again later");
                 return;
         }

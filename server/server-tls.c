@@ -48,9 +48,7 @@ static int tls_translate_error(int fallback) {
 
                 ERR_error_string_n(e, buf, sizeof(buf));
                 log_debug(
-                        "OpenSSL: %s%s%s",
-                        buf,
-                        data && (flags & ERR_TXT_STRING) ? ": " : "",
+                        "OpenSSL: %s%s%s", buf, data && (flags & ERR_TXT_STRING) ? ": " : "",
                         data && (flags & ERR_TXT_STRING) ? data : "");
 
                 if (lib == ERR_LIB_SYS && reason > 0) {
@@ -283,8 +281,7 @@ int tls_server_ctx_new(const char *cert_chain_path, const char *key_path, SSL_CT
                 if (asked)
                         r = -ENOKEY; /* OpenSSL 3 reports a failed decryption, not the reason */
                 log_debug(
-                        "Failed to load the private key '%s'%s.",
-                        key_path,
+                        "Failed to load the private key '%s'%s.", key_path,
                         asked ? " (passphrase-protected)" : "");
                 return r;
         }

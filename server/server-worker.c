@@ -434,8 +434,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *userdata) {
                          * oldest retired context has long been out of anyone's hands. */
                         if (s->n_retired_ctx == ELEMENTSOF(s->retired_ctx)) {
                                 SSL_CTX_free(s->retired_ctx[0]);
-                                memmove(s->retired_ctx,
-                                        s->retired_ctx + 1,
+                                memmove(s->retired_ctx, s->retired_ctx + 1,
                                         sizeof(s->retired_ctx) - sizeof(SSL_CTX *));
                                 s->n_retired_ctx--;
                         }

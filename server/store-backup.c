@@ -88,8 +88,7 @@ static int copy_pages(sqlite3 *src, sqlite3 *dst) {
         b = sqlite3_backup_init(dst, "main", src, "main");
         if (!b)
                 return log_debug_errno(
-                        sqlite_rc_errno(sqlite3_errcode(dst)),
-                        "sqlite3_backup_init: %s",
+                        sqlite_rc_errno(sqlite3_errcode(dst)), "sqlite3_backup_init: %s",
                         sqlite3_errmsg(dst));
         for (;;) {
                 rc = sqlite3_backup_step(b, -1);

@@ -70,8 +70,7 @@ int store_backfill_not_after(Store *s, const Cryptor *c, size_t *ret_n) {
                 if (r < 0) {
                         /* One key that does not open must not stop the rest (nor init). */
                         log_warning_errno(
-                                r,
-                                "Cannot open the versions of key '%s', not looking at it: %m",
+                                r, "Cannot open the versions of key '%s', not looking at it: %m",
                                 LOG_NAME(*id));
                         continue;
                 }

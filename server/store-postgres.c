@@ -84,8 +84,7 @@ static int pg_exec_full(
                         PQreset(s->conn);
                         if (PQstatus(s->conn) != CONNECTION_OK)
                                 return log_debug_errno(
-                                        ECONNRESET,
-                                        "PostgreSQL: cannot reconnect: %s",
+                                        ECONNRESET, "PostgreSQL: cannot reconnect: %s",
                                         PQerrorMessage(s->conn));
                 }
                 res = PQexecParams(s->conn, sql, n, NULL, values, lengths, formats, 0);
@@ -129,15 +128,9 @@ static int read_schema_version(PgStore *s, int64_t *ret) {
         _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
-        r =
-                pg_read(s,
-                        "reading the schema version",
-                        "SELECT value FROM keyward_meta WHERE name = 'schema_version'",
-                        0,
-                        NULL,
-                        NULL,
-                        NULL,
-                        &res);
+        r = pg_read(
+                s, "reading the schema version",
+                "SELECT value FROM keyward_meta WHERE name = 'schema_version'", 0, NULL, NULL, NULL, &res);
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1)
@@ -157,8 +150,7 @@ static int ensure_ready(PgStore *s) {
         if (v > PG_SCHEMA_VERSION)
                 return log_debug_errno(
                         EPROTONOSUPPORT,
-                        "PostgreSQL: schema version %" PRId64 " is newer than this keywardd.",
-                        v);
+                        "PostgreSQL: schema version %" PRId64 " is newer than this keywardd.", v);
         if (v < PG_SCHEMA_VERSION)
                 return -ENOMEDIUM;
         s->ready = true;
@@ -172,8 +164,7 @@ static int pg_init(Store *base) {
         /* One statement list in one transaction: a second keywardd init waits for the lock
          * and then finds everything in place. "secrets" is Knox's own table. */
         r = pg_exec_simple(
-                s,
-                "creating the schema",
+                s, "creating the schema",
                 "BEGIN;"
                 "CREATE TABLE IF NOT EXISTS keyward_meta ("
                 "  name TEXT PRIMARY KEY NOT NULL,"
@@ -230,14 +221,9 @@ static int pg_get(Store *base, const char *id, StoreRecord *ret) {
         if (r < 0)
                 return r;
         r = pg_read(
-                s,
-                "reading a key",
-                "SELECT acl, version_hash, versions, last_updated, not_after FROM secrets WHERE id = $1",
-                1,
-                &id,
-                NULL,
-                NULL,
-                &res);
+                s, "reading a key",
+                "SELECT acl, version_hash, versions, last_updated, not_after FROM secrets WHERE id = $1", 1,
+                &id, NULL, NULL, &res);
         if (r < 0)
                 return r;
         if (PQntuples(res) == 0)
@@ -269,14 +255,8 @@ static int pg_get_hash(Store *base, const char *id, char ret[KEY_HASH_HEX_SIZE])
         if (r < 0)
                 return r;
         r =
-                pg_read(s,
-                        "reading a hash",
-                        "SELECT version_hash FROM secrets WHERE id = $1",
-                        1,
-                        &id,
-                        NULL,
-                        NULL,
-                        &res);
+                pg_read(s, "reading a hash", "SELECT version_hash FROM secrets WHERE id = $1", 1, &id, NULL,
+                        NULL, &res);
         if (r < 0)
                 return r;
         if (PQntuples(res) == 0)
@@ -310,15 +290,11 @@ static int pg_add(Store *base, const char *id, const StoreRecord *rec) {
                 return r;
         int64_text(rec->version, version);
         r = pg_exec(
-                s,
-                "adding a key",
+                s, "adding a key",
                 "WITH ins AS (INSERT INTO secrets (id, acl, version_hash, versions, last_updated, not_after)"
                 " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING 1)" BUMP_IF("ins"),
-                6,
-                (const char *const[]){id, rec->acl, rec->hash, rec->versions, version, rec->not_after},
-                NULL,
-                NULL,
-                &res);
+                6, (const char *const[]){id, rec->acl, rec->hash, rec->versions, version, rec->not_after},
+                NULL, NULL, &res);
         if (r < 0)
                 return r;
         return PQntuples(res) == 1 ? 0 : -EEXIST;
@@ -344,16 +320,13 @@ static int pg_update(Store *base, const char *id, const StoreRecord *rec, int64_
         int64_text(rec->version, version);
         int64_text(expected_version, expected);
         r = pg_exec(
-                s,
-                "updating a key",
+                s, "updating a key",
                 "WITH upd AS (UPDATE secrets SET acl = $2, version_hash = $3, versions = $4, last_updated = $5,"
                 " not_after = $7 WHERE id = $1 AND last_updated = $6 RETURNING 1)" BUMP_IF("upd"),
                 7,
                 (const char *const[]){
                         id, rec->acl, rec->hash, rec->versions, version, expected, rec->not_after},
-                NULL,
-                NULL,
-                &res);
+                NULL, NULL, &res);
         if (r < 0)
                 return r;
         if (PQntuples(res) == 1)
@@ -373,14 +346,9 @@ static int pg_remove(Store *base, const char *id) {
         if (r < 0)
                 return r;
         r =
-                pg_exec(s,
-                        "removing a key",
-                        "WITH del AS (DELETE FROM secrets WHERE id = $1 RETURNING 1)" BUMP_IF("del"),
-                        1,
-                        &id,
-                        NULL,
-                        NULL,
-                        &res);
+                pg_exec(s, "removing a key",
+                        "WITH del AS (DELETE FROM secrets WHERE id = $1 RETURNING 1)" BUMP_IF("del"), 1, &id,
+                        NULL, NULL, &res);
         if (r < 0)
                 return r;
         return PQntuples(res) == 1 ? 0 : -ENOKEY;
@@ -395,14 +363,8 @@ static int pg_list(Store *base, StoreListFunc f, void *userdata) {
         if (r < 0)
                 return r;
         r =
-                pg_read(s,
-                        "listing keys",
-                        "SELECT id, version_hash FROM secrets ORDER BY seq",
-                        0,
-                        NULL,
-                        NULL,
-                        NULL,
-                        &res);
+                pg_read(s, "listing keys", "SELECT id, version_hash FROM secrets ORDER BY seq", 0, NULL,
+                        NULL, NULL, &res);
         if (r < 0)
                 return r;
         for (int i = 0; i < PQntuples(res); i++) {
@@ -423,14 +385,9 @@ static int pg_list_not_after(
         if (r < 0)
                 return r;
         r =
-                pg_read(s,
-                        "listing certificates",
-                        "SELECT id, not_after FROM secrets WHERE not_after IS NOT NULL ORDER BY seq",
-                        0,
-                        NULL,
-                        NULL,
-                        NULL,
-                        &res);
+                pg_read(s, "listing certificates",
+                        "SELECT id, not_after FROM secrets WHERE not_after IS NOT NULL ORDER BY seq", 0,
+                        NULL, NULL, NULL, &res);
         if (r < 0)
                 return r;
         for (int i = 0; i < PQntuples(res); i++) {
@@ -455,14 +412,9 @@ pg_list_page(Store *base, int64_t after, size_t max, StoreListFunc f, void *user
         int64_text(after, after_text);
         int64_text((int64_t) MIN(max, (size_t) INT32_MAX), max_text);
         r =
-                pg_read(s,
-                        "listing keys",
-                        "SELECT id, version_hash, seq FROM secrets WHERE seq > $1 ORDER BY seq LIMIT $2",
-                        2,
-                        (const char *const[]){after_text, max_text},
-                        NULL,
-                        NULL,
-                        &res);
+                pg_read(s, "listing keys",
+                        "SELECT id, version_hash, seq FROM secrets WHERE seq > $1 ORDER BY seq LIMIT $2", 2,
+                        (const char *const[]){after_text, max_text}, NULL, NULL, &res);
         if (r < 0)
                 return r;
         for (int i = 0; i < PQntuples(res); i++) {
@@ -484,15 +436,9 @@ static int pg_change_counter(Store *base, uint64_t *ret) {
         r = ensure_ready(s);
         if (r < 0)
                 return r;
-        r =
-                pg_read(s,
-                        "reading the change counter",
-                        "SELECT value FROM keyward_meta WHERE name = 'change_counter'",
-                        0,
-                        NULL,
-                        NULL,
-                        NULL,
-                        &res);
+        r = pg_read(
+                s, "reading the change counter",
+                "SELECT value FROM keyward_meta WHERE name = 'change_counter'", 0, NULL, NULL, NULL, &res);
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1)
@@ -514,16 +460,13 @@ static int pg_token_add(Store *base, const uint8_t hash[TOKEN_HASH_SIZE], const 
         int64_text(t->created, created);
         int64_text(t->expires, expires);
         return pg_exec(
-                s,
-                "adding a token",
+                s, "adding a token",
                 "INSERT INTO keyward_tokens (hash, \"user\", \"groups\", created, expires, revoked)"
                 " VALUES ($1, $2, $3, $4, $5, $6)",
                 6,
                 (const char *const[]){
                         (const char *) hash, t->user, t->groups, created, expires, t->revoked ? "t" : "f"},
-                (const int[]){TOKEN_HASH_SIZE, 0, 0, 0, 0, 0},
-                (const int[]){1, 0, 0, 0, 0, 0},
-                &res);
+                (const int[]){TOKEN_HASH_SIZE, 0, 0, 0, 0, 0}, (const int[]){1, 0, 0, 0, 0, 0}, &res);
 }
 
 static int pg_token_get(Store *base, const uint8_t hash[TOKEN_HASH_SIZE], StoreTokenRecord *ret) {
@@ -536,14 +479,10 @@ static int pg_token_get(Store *base, const uint8_t hash[TOKEN_HASH_SIZE], StoreT
         if (r < 0)
                 return r;
         r = pg_read(
-                s,
-                "reading a token",
+                s, "reading a token",
                 "SELECT \"user\", \"groups\", created, expires, revoked FROM keyward_tokens WHERE hash = $1",
-                1,
-                (const char *const[]){(const char *) hash},
-                (const int[]){TOKEN_HASH_SIZE},
-                (const int[]){1},
-                &res);
+                1, (const char *const[]){(const char *) hash}, (const int[]){TOKEN_HASH_SIZE},
+                (const int[]){1}, &res);
         if (r < 0)
                 return r;
         if (PQntuples(res) == 0)
@@ -569,14 +508,9 @@ static int pg_token_revoke(Store *base, const uint8_t hash[TOKEN_HASH_SIZE]) {
         if (r < 0)
                 return r;
         r =
-                pg_exec(s,
-                        "revoking a token",
-                        "UPDATE keyward_tokens SET revoked = true WHERE hash = $1",
-                        1,
-                        (const char *const[]){(const char *) hash},
-                        (const int[]){TOKEN_HASH_SIZE},
-                        (const int[]){1},
-                        &res);
+                pg_exec(s, "revoking a token", "UPDATE keyward_tokens SET revoked = true WHERE hash = $1", 1,
+                        (const char *const[]){(const char *) hash}, (const int[]){TOKEN_HASH_SIZE},
+                        (const int[]){1}, &res);
         if (r < 0)
                 return r;
         return streq(PQcmdTuples(res), "0") ? -ENOKEY : 0;
@@ -593,14 +527,8 @@ static int pg_token_expire(Store *base, int64_t now_ns) {
                 return r;
         int64_text(now_ns, now);
         r =
-                pg_exec(s,
-                        "expiring tokens",
-                        "DELETE FROM keyward_tokens WHERE expires < $1",
-                        1,
-                        (const char *const[]){now},
-                        NULL,
-                        NULL,
-                        &res);
+                pg_exec(s, "expiring tokens", "DELETE FROM keyward_tokens WHERE expires < $1", 1,
+                        (const char *const[]){now}, NULL, NULL, &res);
         if (r < 0)
                 return r;
         {
@@ -629,13 +557,9 @@ static int pg_reseal(Store *base, StoreReseal *items, size_t n) {
 
                 int64_text(items[i].expected_version, expected);
                 r = pg_exec(
-                        s,
-                        "re-sealing a key",
+                        s, "re-sealing a key",
                         "UPDATE secrets SET versions = $2 WHERE id = $1 AND last_updated = $3 RETURNING 1",
-                        3,
-                        (const char *const[]){items[i].id, items[i].versions, expected},
-                        NULL,
-                        NULL,
+                        3, (const char *const[]){items[i].id, items[i].versions, expected}, NULL, NULL,
                         &res);
                 if (r < 0) {
                         (void) pg_exec_simple(s, "rolling back a re-seal", "ROLLBACK");
@@ -663,23 +587,17 @@ static int pg_audit_anchor_set(Store *base, const char *name, uint64_t seq, cons
         if (r < 0)
                 return r;
         r = pg_exec_simple(
-                s,
-                "creating the audit anchor table",
+                s, "creating the audit anchor table",
                 "CREATE TABLE IF NOT EXISTS keyward_audit_anchor ("
                 "name TEXT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL)");
         if (r < 0)
                 return r;
         int64_text((int64_t) seq, seq_text);
         return pg_exec(
-                s,
-                "storing the audit anchor",
+                s, "storing the audit anchor",
                 "INSERT INTO keyward_audit_anchor (name, seq, hash) VALUES ($1, $2, $3) "
                 "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                3,
-                (const char *const[]){name, seq_text, hash},
-                NULL,
-                NULL,
-                &res);
+                3, (const char *const[]){name, seq_text, hash}, NULL, NULL, &res);
 }
 
 static int pg_audit_anchor_get(Store *base, const char *name, uint64_t *ret_seq, char *ret_hash) {
@@ -693,28 +611,16 @@ static int pg_audit_anchor_get(Store *base, const char *name, uint64_t *ret_seq,
                 return r;
         /* No table: no anchor was ever stored (naming it would fail the statement). */
         r =
-                pg_read(s,
-                        "looking for the audit anchor table",
-                        "SELECT to_regclass('keyward_audit_anchor') IS NOT NULL",
-                        0,
-                        NULL,
-                        NULL,
-                        NULL,
-                        &res);
+                pg_read(s, "looking for the audit anchor table",
+                        "SELECT to_regclass('keyward_audit_anchor') IS NOT NULL", 0, NULL, NULL, NULL, &res);
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1 || !streq(PQgetvalue(res, 0, 0), "t"))
                 return -ENOENT;
         PQclear(TAKE_PTR(res));
-        r =
-                pg_read(s,
-                        "reading the audit anchor",
-                        "SELECT seq, hash FROM keyward_audit_anchor WHERE name = $1",
-                        1,
-                        (const char *const[]){name},
-                        NULL,
-                        NULL,
-                        &res);
+        r = pg_read(
+                s, "reading the audit anchor", "SELECT seq, hash FROM keyward_audit_anchor WHERE name = $1",
+                1, (const char *const[]){name}, NULL, NULL, &res);
         if (r < 0)
                 return r;
         if (PQntuples(res) == 0)

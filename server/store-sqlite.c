@@ -278,9 +278,7 @@ static int check_version(SqliteStore *s, int64_t v) {
                         EPROTONOSUPPORT,
                         "SQLite: '%s' has schema version %" PRIi64
                         ", which this build (version %d) does not know.",
-                        s->path,
-                        v,
-                        STORE_SQLITE_SCHEMA_VERSION);
+                        s->path, v, STORE_SQLITE_SCHEMA_VERSION);
         return 0;
 }
 
@@ -328,8 +326,7 @@ static int set_wal(SqliteStore *s) {
                  (strcasecmp((const char *) mode, "memory") == 0 && streq(s->path, ":memory:")));
         if (!ok)
                 log_debug(
-                        "SQLite: '%s' refused WAL mode, journal mode is '%s'.",
-                        s->path,
+                        "SQLite: '%s' refused WAL mode, journal mode is '%s'.", s->path,
                         strna((const char *) mode));
         sqlite3_finalize(st);
         return ok ? 0 : -EIO;
@@ -355,10 +352,7 @@ static int migrate(SqliteStore *s, int64_t *ret_from) {
                 if (rc != SQLITE_OK) {
                         log_debug(
                                 "SQLite: migrating '%s' from schema version %" PRIi64 " failed: %s (%d)",
-                                s->path,
-                                i,
-                                strna(err),
-                                rc);
+                                s->path, i, strna(err), rc);
                         sqlite3_free(err);
                         return sqlite_errno(rc);
                 }
@@ -890,18 +884,14 @@ static int sqlite_audit_anchor_set(Store *base, const char *name, uint64_t seq, 
                 s->db,
                 "CREATE TABLE IF NOT EXISTS audit_anchor ("
                 "name TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL)",
-                NULL,
-                NULL,
-                NULL);
+                NULL, NULL, NULL);
         if (rc != SQLITE_OK)
                 return sqlite_fail(s, rc, "creating the audit anchor table");
         rc = sqlite3_prepare_v2(
                 s->db,
                 "INSERT INTO audit_anchor (name, seq, hash) VALUES (?1, ?2, ?3) "
                 "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                -1,
-                &st,
-                NULL);
+                -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return sqlite_fail(s, rc, "prepare");
         rc = bind_text(st, 1, name);
@@ -1089,10 +1079,8 @@ int store_sqlite_open(const char *path, bool create, Store **ret) {
         }
 
         rc = sqlite3_open_v2(
-                s->path,
-                &s->db,
-                SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX,
-                NULL);
+                s->path, &s->db,
+                SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
                 if (!s->db)
                         return -ENOMEM;

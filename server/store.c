@@ -532,8 +532,7 @@ int store_token_add(Store *s, const uint8_t hash[TOKEN_HASH_SIZE], const TokenIn
                 return r;
 
         return s->vtable->token_add(
-                s,
-                hash,
+                s, hash,
                 &(const StoreTokenRecord){
                         .user = t->user,
                         .groups = groups.data,

@@ -334,8 +334,7 @@ int knox_client_set_timeouts(KnoxClient *c, uint64_t connect_timeout_usec, uint6
         assert_return(c, -EINVAL);
 
         if (curl_easy_setopt(
-                    c->curl,
-                    CURLOPT_CONNECTTIMEOUT_MS,
+                    c->curl, CURLOPT_CONNECTTIMEOUT_MS,
                     (long) MAX(MIN(connect_ms, (uint64_t) LONG_MAX), (uint64_t) 1)) != CURLE_OK)
                 return -EINVAL;
         c->timeout_usec = timeout_usec ?: KNOX_CLIENT_TIMEOUT_USEC;
@@ -518,9 +517,7 @@ static int client_request(
                 }
 
                 log_debug(
-                        "%s %s%s",
-                        method_names[method],
-                        c->servers[idx],
+                        "%s %s%s", method_names[method], c->servers[idx],
                         path ?: "/v0/keys/?(a long key list)");
                 code = curl_easy_perform(c->curl);
                 if (code == CURLE_OK) {
@@ -535,15 +532,10 @@ static int client_request(
                 if (r == -ENOMEM || r == -E2BIG || r == -ECANCELED)
                         break;
                 (void) buf_printf(
-                        &failures,
-                        "%s%s: %s",
-                        failures.len > 0 ? "; " : "",
-                        c->servers[idx],
+                        &failures, "%s%s: %s", failures.len > 0 ? "; " : "", c->servers[idx],
                         c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
                 log_debug(
-                        "%s%s failed: %s",
-                        c->servers[idx],
-                        path ?: "/v0/keys/?(a long key list)",
+                        "%s%s failed: %s", c->servers[idx], path ?: "/v0/keys/?(a long key list)",
                         c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
                 if (!idempotent && !curl_failed_before_request(code, c->curl))
                         break; /* the server may have acted on it: do not send it twice */
@@ -579,12 +571,8 @@ static int client_request(
                 return error_set(err, r, "Out of memory");
         if (r < 0)
                 return error_set(
-                        err,
-                        -EBADMSG,
-                        "Invalid answer from %s (HTTP status %ld): %s",
-                        c->servers[idx],
-                        http_status,
-                        strna(parse_error));
+                        err, -EBADMSG, "Invalid answer from %s (HTTP status %ld): %s", c->servers[idx],
+                        http_status, strna(parse_error));
 
         if (!resp.ok) {
                 err->code = resp.code == KNOX_OK ? KNOX_INTERNAL_SERVER_ERROR : resp.code;

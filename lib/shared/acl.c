@@ -423,10 +423,7 @@ int principals_type_append(const Principals *ps, Buf *b) {
                 return r;
         for (size_t i = 0; i < ps->n; i++) {
                 r = buf_printf(
-                        b,
-                        "%s%s=>%s",
-                        i > 0 ? "," : "",
-                        strempty(ps->items[i].provider),
+                        b, "%s%s=>%s", i > 0 ? "," : "", strempty(ps->items[i].provider),
                         strempty(principal_kind_to_string(ps->items[i].kind)));
                 if (r < 0)
                         return r;

@@ -267,10 +267,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                         log_error("%s:%u: Unknown section [%s].", ctx->name, ctx->line, section);
                 else
                         log_error(
-                                "%s:%u: Unknown key '%s' in section [%s].",
-                                ctx->name,
-                                ctx->line,
-                                name,
+                                "%s:%u: Unknown key '%s' in section [%s].", ctx->name, ctx->line, name,
                                 section);
                 config_load_error(ctx, -EINVAL);
                 return 1;
@@ -281,14 +278,8 @@ static int config_handler(void *user, const char *section, const char *name, con
                 config_load_error(
                         ctx,
                         log_error_errno(
-                                r,
-                                "%s:%u: Invalid value for '%s' in section [%s]: '%s': %m. Expected %s.",
-                                ctx->name,
-                                ctx->line,
-                                name,
-                                section,
-                                value,
-                                item_expect(item)));
+                                r, "%s:%u: Invalid value for '%s' in section [%s]: '%s': %m. Expected %s.",
+                                ctx->name, ctx->line, name, section, value, item_expect(item)));
         return 1;
 }
 
@@ -494,11 +485,8 @@ int config_parse_argv(
                         return log_oom();
                 if (r < 0) {
                         log_error_errno(
-                                r,
-                                "Invalid value for --%s: '%s': %m. Expected %s.",
-                                item->name,
-                                strempty(optarg),
-                                item_expect(item));
+                                r, "Invalid value for --%s: '%s': %m. Expected %s.", item->name,
+                                strempty(optarg), item_expect(item));
                         return -EINVAL;
                 }
         }

@@ -48,14 +48,9 @@ int log_get_max_level(void) {
 
 int log_level_from_string(const char *s) {
         static const char *const names[] = {
-                [LOG_EMERG] = "emerg",
-                [LOG_ALERT] = "alert",
-                [LOG_CRIT] = "crit",
-                [LOG_ERR] = "err",
-                [LOG_WARNING] = "warning",
-                [LOG_NOTICE] = "notice",
-                [LOG_INFO] = "info",
-                [LOG_DEBUG] = "debug",
+                [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",     [LOG_CRIT] = "crit",
+                [LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+                [LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
         };
 
         if (!s)
@@ -81,32 +76,13 @@ static void log_write(
                 /* sd_journal_send() stops at the first NULL, so the optional field goes last. */
                 if (message_id)
                         (void) sd_journal_send(
-                                "MESSAGE=%s",
-                                msg,
-                                "PRIORITY=%i",
-                                level,
-                                "SYSLOG_IDENTIFIER=%s",
-                                strna(log_ident),
-                                "MESSAGE_ID=%s",
-                                message_id,
-                                NULL);
+                                "MESSAGE=%s", msg, "PRIORITY=%i", level, "SYSLOG_IDENTIFIER=%s",
+                                strna(log_ident), "MESSAGE_ID=%s", message_id, NULL);
                 else
                         (void) sd_journal_send(
-                                "MESSAGE=%s",
-                                msg,
-                                "PRIORITY=%i",
-                                level,
-                                "SYSLOG_IDENTIFIER=%s",
-                                strna(log_ident),
-                                "CODE_FILE=%s",
-                                strempty(file),
-                                "CODE_LINE=%i",
-                                line,
-                                "CODE_FUNC=%s",
-                                strempty(func),
-                                error != 0 ? "ERRNO=%i" : NULL,
-                                error,
-                                NULL);
+                                "MESSAGE=%s", msg, "PRIORITY=%i", level, "SYSLOG_IDENTIFIER=%s",
+                                strna(log_ident), "CODE_FILE=%s", strempty(file), "CODE_LINE=%i", line,
+                                "CODE_FUNC=%s", strempty(func), error != 0 ? "ERRNO=%i" : NULL, error, NULL);
                 return;
         }
 

@@ -45,8 +45,8 @@ bool registry_reader_is_valid(const char *reader) {
 }
 
 bool registry_unit_is_valid(const char *unit) {
-        static const char *const suffixes[] = {
-                ".service", ".socket", ".target", ".timer", ".path", ".mount", ".scope", ".slice"};
+        static const char *const suffixes[] = {".service", ".socket", ".target", ".timer",
+                                               ".path",    ".mount",  ".scope",  ".slice"};
         size_t n;
 
         if (isempty(unit) || (n = strlen(unit)) > REGISTRY_NAME_MAX || unit[0] == '.' || unit[0] == '-')

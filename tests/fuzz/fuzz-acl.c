@@ -77,17 +77,11 @@ static int fixed_principals(Principals single[static 3], Principals *mux) {
                 r = principals_add(&single[1], PRINCIPAL_KIND_MACHINE, "auth004.example.com", NULL, "mtls");
         if (r >= 0)
                 r = principals_add(
-                        &single[2],
-                        PRINCIPAL_KIND_SERVICE,
-                        "spiffe://example.com/ns/prod/web",
-                        NULL,
+                        &single[2], PRINCIPAL_KIND_SERVICE, "spiffe://example.com/ns/prod/web", NULL,
                         "spiffe");
         for (size_t i = 0; r >= 0 && i < 3; i++)
                 r = principals_add(
-                        mux,
-                        single[i].items[0].kind,
-                        single[i].items[0].id,
-                        single[i].items[0].groups,
+                        mux, single[i].items[0].kind, single[i].items[0].id, single[i].items[0].groups,
                         single[i].items[0].provider);
         return r;
 }

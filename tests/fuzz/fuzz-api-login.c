@@ -27,8 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         .remote_addr = "192.0.2.1:443",
                         .machine_names = machine ? names : NULL,
                 },
-                &j,
-                &res);
+                &j, &res);
         if (r < 0 && r != -ENOMEM)
                 __builtin_trap();
         if (j) {

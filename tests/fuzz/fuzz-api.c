@@ -70,8 +70,7 @@ static int fixture_init(void) {
         if (api_match("POST", "/v0/keys/", &m) < 0 || form_parse(create, strlen(create), &body) < 0)
                 return -EIO;
         (void) api_handle(
-                &fx.api,
-                &(ApiRequest){.match = &m, .form = &body, .principals = &fx.user, .now_ns = 1},
+                &fx.api, &(ApiRequest){.match = &m, .form = &body, .principals = &fx.user, .now_ns = 1},
                 &res);
         api_result_done(&res);
         api_match_done(&m);

@@ -57,10 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 return 0;
 
         r = auth_request(
-                &(AuthRequest){.authorization = header, .store = store, .now_ns = 1},
-                &ps,
-                hash,
-                &has_token,
+                &(AuthRequest){.authorization = header, .store = store, .now_ns = 1}, &ps, hash, &has_token,
                 &msg);
         if (r == 0) {
                 /* Without a certificate only a user token can succeed. */

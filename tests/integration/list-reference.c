@@ -32,8 +32,7 @@ int main(int argc, char **argv) {
                 return 1;
         r = api_handle(
                 &(Api){.store = store, .hostname = argv[2]},
-                &(ApiRequest){.match = &m, .query = &query, .principals = &ps, .now_ns = ts},
-                &res);
+                &(ApiRequest){.match = &m, .query = &query, .principals = &ps, .now_ns = ts}, &res);
         principals_done(&ps);
         if (r < 0 || res.code != KNOX_OK || api_result_body(&res, argv[2], ts, &body) < 0)
                 return 1;

@@ -59,15 +59,10 @@ static void test_validate(void **state) {
         check_validate((Acl){}, 0, NULL);
         check_validate(ACL(E(USER, "alice", ADMIN)), 0, NULL);
         check_validate(
-                ACL(E(USER, "alice", ADMIN),
-                    E(USER_GROUP, "alice", READ),
-                    E(MACHINE, "alice", WRITE),
-                    E(MACHINE_PREFIX, "alice", READ),
-                    E(SERVICE, "spiffe://d/alice", READ),
-                    E(SERVICE_PREFIX, "spiffe://d/alice/", READ),
-                    E(USER, "bob", READ)),
-                0,
-                NULL);
+                ACL(E(USER, "alice", ADMIN), E(USER_GROUP, "alice", READ), E(MACHINE, "alice", WRITE),
+                    E(MACHINE_PREFIX, "alice", READ), E(SERVICE, "spiffe://d/alice", READ),
+                    E(SERVICE_PREFIX, "spiffe://d/alice/", READ), E(USER, "bob", READ)),
+                0, NULL);
 
         /* None anywhere */
         check_validate(ACL(E(USER, "alice", NONE)), -EINVAL, MSG_NONE);
@@ -76,20 +71,17 @@ static void test_validate(void **state) {
         /* Same (type, id) twice, whatever the access */
         check_validate(ACL(E(USER, "alice", ADMIN), E(USER, "alice", ADMIN)), -EINVAL, MSG_DUP);
         check_validate(
-                ACL(E(MACHINE, "m1", READ), E(USER, "bob", READ), E(MACHINE, "m1", WRITE)),
-                -EINVAL,
+                ACL(E(MACHINE, "m1", READ), E(USER, "bob", READ), E(MACHINE, "m1", WRITE)), -EINVAL,
                 MSG_DUP);
         /* Ids compare exactly */
         check_validate(ACL(E(USER, "alice", ADMIN), E(USER, "Alice", ADMIN)), 0, NULL);
 
         /* Knox's order: entry 0 is compared with all others before entry 1 is looked at. */
         check_validate(
-                ACL(E(USER, "alice", READ), E(USER, "bob", NONE), E(USER, "alice", WRITE)),
-                -EINVAL,
+                ACL(E(USER, "alice", READ), E(USER, "bob", NONE), E(USER, "alice", WRITE)), -EINVAL,
                 MSG_DUP);
         check_validate(
-                ACL(E(USER, "bob", NONE), E(USER, "alice", READ), E(USER, "alice", WRITE)),
-                -EINVAL,
+                ACL(E(USER, "bob", NONE), E(USER, "alice", READ), E(USER, "alice", WRITE)), -EINVAL,
                 MSG_NONE);
         check_validate(
                 ACL(E(USER, "carol", READ), E(USER, "bob", NONE), E(USER, "bob", NONE)), -EINVAL, MSG_NONE);
@@ -235,10 +227,7 @@ static void test_merge(void **state) {
         /* same id, other type: a new entry, appended */
         assert_int_equal(acl_merge(&acl, &E(USER, "m1", WRITE)), 0);
         ASSERT_ACL(
-                &acl,
-                E(USER, "alice", READ),
-                E(MACHINE, "m1", READ),
-                E(USER_GROUP, "g", WRITE),
+                &acl, E(USER, "alice", READ), E(MACHINE, "m1", READ), E(USER_GROUP, "g", WRITE),
                 E(USER, "m1", WRITE));
 
         /* None removes, the others keep their order */
@@ -255,10 +244,7 @@ static void test_merge(void **state) {
         assert_int_equal(acl_merge(&acl, &E(SERVICE_PREFIX, id, READ)), 0);
         id[0] = 'X';
         ASSERT_ACL(
-                &acl,
-                E(USER, "alice", READ),
-                E(USER_GROUP, "g", WRITE),
-                E(USER, "m1", WRITE),
+                &acl, E(USER, "alice", READ), E(USER_GROUP, "g", WRITE), E(USER, "m1", WRITE),
                 E(SERVICE_PREFIX, "spiffe://d/x/", READ));
         assert_int_equal(acl_validate(&acl, NULL), 0);
 
@@ -289,11 +275,8 @@ static void test_merge_put_access_sequence(void **state) {
         /* PUT access with an acl array merges each entry in turn. */
         _cleanup_acl_ Acl acl = ACL(E(USER, "alice", ADMIN), E(MACHINE, "m1", READ));
         const Access request[] = {
-                E(MACHINE, "m2", READ),
-                E(MACHINE, "m1", NONE),
-                E(MACHINE, "m2", WRITE),
-                E(USER, "alice", NONE),
-                E(USER, "alice", READ),
+                E(MACHINE, "m2", READ), E(MACHINE, "m1", NONE), E(MACHINE, "m2", WRITE),
+                E(USER, "alice", NONE), E(USER, "alice", READ),
         };
         (void) state;
 
@@ -313,9 +296,7 @@ static void test_create_example(void **state) {
 
         assert_int_equal(acl_build_for_create(&acl, "alice", &defaults), 0);
         ASSERT_ACL(
-                &acl,
-                E(USER, "alice", ADMIN),
-                E(MACHINE, "m1", READ),
+                &acl, E(USER, "alice", ADMIN), E(MACHINE, "m1", READ),
                 E(USER_GROUP, "security-team", ADMIN));
         assert_int_equal(acl_validate(&acl, NULL), 0);
 }
@@ -351,8 +332,7 @@ static void test_create_creator(void **state) {
 
 static void test_create_defaults(void **state) {
         _cleanup_acl_ Acl defaults =
-                ACL(E(USER_GROUP, "security-team", ADMIN),
-                    E(MACHINE_PREFIX, "backup", READ),
+                ACL(E(USER_GROUP, "security-team", ADMIN), E(MACHINE_PREFIX, "backup", READ),
                     E(USER, "root", WRITE));
         (void) state;
 
@@ -360,19 +340,14 @@ static void test_create_defaults(void **state) {
         _cleanup_acl_ Acl a = ACL(E(MACHINE_PREFIX, "backup", ADMIN), E(USER_GROUP, "security-team", READ));
         assert_int_equal(acl_build_for_create(&a, "alice", &defaults), 0);
         ASSERT_ACL(
-                &a,
-                E(MACHINE_PREFIX, "backup", READ),
-                E(USER_GROUP, "security-team", ADMIN),
-                E(USER, "alice", ADMIN),
-                E(USER, "root", WRITE));
+                &a, E(MACHINE_PREFIX, "backup", READ), E(USER_GROUP, "security-team", ADMIN),
+                E(USER, "alice", ADMIN), E(USER, "root", WRITE));
 
         /* defaults come after the creator, so a default for the creator wins */
         _cleanup_acl_ Acl b = {};
         assert_int_equal(acl_build_for_create(&b, "root", &defaults), 0);
         ASSERT_ACL(
-                &b,
-                E(USER, "root", WRITE),
-                E(USER_GROUP, "security-team", ADMIN),
+                &b, E(USER, "root", WRITE), E(USER_GROUP, "security-team", ADMIN),
                 E(MACHINE_PREFIX, "backup", READ));
 
         /* the request's entries are kept as sent: Knox validates them afterwards (500/1) */
@@ -527,8 +502,7 @@ static void test_allows_kinds(void **state) {
 
 static void test_allows_exact(void **state) {
         _cleanup_acl_ Acl acl =
-                ACL(E(USER, "alice", READ),
-                    E(MACHINE, "host1.example.com", READ),
+                ACL(E(USER, "alice", READ), E(MACHINE, "host1.example.com", READ),
                     E(SERVICE, "spiffe://d/web", READ));
         (void) state;
 
@@ -609,8 +583,7 @@ static void test_allows_service_prefix(void **state) {
         assert_false(acl_allows_principal(
                 &acl, &P(PRINCIPAL_KIND_SERVICE, "spiffe://example.com/ns/prod", NULL), ACCESS_READ));
         assert_false(acl_allows_principal(
-                &acl,
-                &P(PRINCIPAL_KIND_SERVICE, "spiffe://example.com/ns/production/web", NULL),
+                &acl, &P(PRINCIPAL_KIND_SERVICE, "spiffe://example.com/ns/production/web", NULL),
                 ACCESS_READ));
         assert_false(acl_allows_principal(
                 &acl, &P(PRINCIPAL_KIND_SERVICE, "spiffe://example.com/ns/prodx/web", NULL), ACCESS_READ));

@@ -235,12 +235,9 @@ static void test_accessors(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_slots),
-                cmocka_unit_test(test_table),
-                cmocka_unit_test(test_readers),
-                cmocka_unit_test(test_backoff),
-                cmocka_unit_test(test_changes),
-                cmocka_unit_test(test_accessors),
+                cmocka_unit_test(test_slots),   cmocka_unit_test(test_table),
+                cmocka_unit_test(test_readers), cmocka_unit_test(test_backoff),
+                cmocka_unit_test(test_changes), cmocka_unit_test(test_accessors),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -341,16 +341,11 @@ static void test_id_list(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_on_change),
-                cmocka_unit_test(test_names),
-                cmocka_unit_test(test_validate),
-                cmocka_unit_test(test_merge),
-                cmocka_unit_test(test_merge_limit),
-                cmocka_unit_test(test_format_parse),
-                cmocka_unit_test(test_parse_bad),
-                cmocka_unit_test(test_parse_lines),
-                cmocka_unit_test(test_save_load),
-                cmocka_unit_test(test_id_list),
+                cmocka_unit_test(test_on_change),   cmocka_unit_test(test_names),
+                cmocka_unit_test(test_validate),    cmocka_unit_test(test_merge),
+                cmocka_unit_test(test_merge_limit), cmocka_unit_test(test_format_parse),
+                cmocka_unit_test(test_parse_bad),   cmocka_unit_test(test_parse_lines),
+                cmocka_unit_test(test_save_load),   cmocka_unit_test(test_id_list),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,8 +56,7 @@ static int begin(const char *s, char *const *machine, LoginJob **ret, ApiResult 
 
         assert_int_equal(form_parse(s, strlen(s), &form), 0);
         return api_login_begin(
-                &(ApiLogin){.form = &form, .remote_addr = "192.0.2.7:4711", .machine_names = machine},
-                ret,
+                &(ApiLogin){.form = &form, .remote_addr = "192.0.2.7:4711", .machine_names = machine}, ret,
                 res);
 }
 

@@ -274,16 +274,11 @@ static void test_secure_steal(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_empty),
-                cmocka_unit_test(test_put_puts_putc_printf),
-                cmocka_unit_test(test_printf_first),
-                cmocka_unit_test(test_growth),
-                cmocka_unit_test(test_max),
-                cmocka_unit_test(test_max_large),
-                cmocka_unit_test(test_steal),
-                cmocka_unit_test(test_truncate),
-                cmocka_unit_test(test_secure),
-                cmocka_unit_test(test_secure_steal),
+                cmocka_unit_test(test_empty),        cmocka_unit_test(test_put_puts_putc_printf),
+                cmocka_unit_test(test_printf_first), cmocka_unit_test(test_growth),
+                cmocka_unit_test(test_max),          cmocka_unit_test(test_max_large),
+                cmocka_unit_test(test_steal),        cmocka_unit_test(test_truncate),
+                cmocka_unit_test(test_secure),       cmocka_unit_test(test_secure_steal),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

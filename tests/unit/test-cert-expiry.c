@@ -175,12 +175,9 @@ static void test_not_certificates(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_pem),
-                cmocka_unit_test(test_der),
-                cmocka_unit_test(test_expired),
-                cmocka_unit_test(test_chain),
-                cmocka_unit_test(test_key_then_cert),
-                cmocka_unit_test(test_not_certificates),
+                cmocka_unit_test(test_pem),           cmocka_unit_test(test_der),
+                cmocka_unit_test(test_expired),       cmocka_unit_test(test_chain),
+                cmocka_unit_test(test_key_then_cert), cmocka_unit_test(test_not_certificates),
         };
         int r;
 

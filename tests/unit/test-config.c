@@ -285,20 +285,17 @@ static void test_load_errors(_unused_ void **state) {
         load_fails("[server]\nlisten = x\n[sever]\nlisten = y\n", -EINVAL, ":4: Unknown section [sever].");
         load_fails("listen = x\n", -EINVAL, ":1: Unknown key 'listen' in section [].");
         load_fails(
-                "[server]\nworkers = many\n",
-                -EINVAL,
+                "[server]\nworkers = many\n", -EINVAL,
                 ":2: Invalid value for 'workers' in section [server]: 'many'");
         load_fails("[server]\n\nbody-max = 99999999999G\n", -ERANGE, ":3: Invalid value for 'body-max'");
         load_fails("[agent]\nverbose = maybe\n", -EINVAL, ":2: Invalid value for 'verbose'");
         load_fails("[server]\ntimeout = 5 minutes\n", -EINVAL, ":2: Invalid value for 'timeout'");
         /* A bad value says what a good one is: the metavar, or "yes or no" for a flag. */
         load_fails(
-                "[server]\nworkers = many\n",
-                -EINVAL,
+                "[server]\nworkers = many\n", -EINVAL,
                 ":2: Invalid value for 'workers' in section [server]: 'many': Invalid argument. Expected N.");
         load_fails(
-                "[agent]\nverbose = maybe\n",
-                -EINVAL,
+                "[agent]\nverbose = maybe\n", -EINVAL,
                 ":2: Invalid value for 'verbose' in section [agent]: 'maybe': Invalid argument. Expected yes or no.");
         load_fails("[server]\nthis is not ini\n", -EINVAL, ":2: Syntax error.");
         load_fails("[server\nworkers = 1\n", -EINVAL, ":1: Syntax error.");
@@ -309,10 +306,8 @@ static void test_load_errors(_unused_ void **state) {
         capture_begin(&c, STDERR_FILENO);
         assert_int_equal(
                 config_load_file(
-                        write_conf("multi.conf", "[server]\nworkers = x\nnope = 1\nlisten = ok\n"),
-                        items,
-                        ELEMENTSOF(items),
-                        &s),
+                        write_conf("multi.conf", "[server]\nworkers = x\nnope = 1\nlisten = ok\n"), items,
+                        ELEMENTSOF(items), &s),
                 -EINVAL);
         out = capture_end(&c);
         assert_contains(out, "multi.conf:2: Invalid value for 'workers'");
@@ -386,17 +381,9 @@ static void test_argv(_unused_ void **state) {
         Settings s = {};
 
         assert_int_equal(
-                parse(ARGV("--listen",
-                           "[::1]:443",
-                           "--workers=4",
-                           "--body-max",
-                           "1K",
-                           "--timeout=250ms",
-                           "--tls=no",
-                           "--verbose",
-                           "--db="),
-                      &s,
-                      &args),
+                parse(ARGV("--listen", "[::1]:443", "--workers=4", "--body-max", "1K", "--timeout=250ms",
+                           "--tls=no", "--verbose", "--db="),
+                      &s, &args),
                 0);
         assert_string_equal(s.listen, "[::1]:443");
         assert_int_equal(s.workers, 4);
@@ -451,10 +438,8 @@ static void test_argv_overrides_file(_unused_ void **state) {
         assert_int_equal(
                 parse(ARGV("--config="
                            "/dev/null",
-                           "--workers",
-                           "2"),
-                      &s,
-                      NULL),
+                           "--workers", "2"),
+                      &s, NULL),
                 0);
         assert_int_equal(s.workers, 2);
         settings_done(&s);
@@ -472,8 +457,7 @@ static void test_argv_overrides_file(_unused_ void **state) {
 
         /* A list flag replaces the file's list, however many times it is given... */
         assert_int_equal(
-                parse(ARGV("--server=https://z/", "--config", (char *) path, "--server", "https://w/"),
-                      &s,
+                parse(ARGV("--server=https://z/", "--config", (char *) path, "--server", "https://w/"), &s,
                       NULL),
                 0);
         assert_strv(s.servers, (const char *[]){"https://z/", "https://w/"}, 2);
@@ -489,19 +473,15 @@ static void test_argv_overrides_file(_unused_ void **state) {
 
         /* Two config files: the second on top of the first, lists appended. */
         assert_int_equal(
-                parse(ARGV("--config",
-                           (char *) path,
-                           "--config",
+                parse(ARGV("--config", (char *) path, "--config",
                            (char *) write_conf(
                                    "second.conf", "[server]\nworkers = 9\n[agent]\nserver = https://c/\n")),
-                      &s,
-                      &args),
+                      &s, &args),
                 0);
         assert_int_equal(s.workers, 9);
         assert_strv(
                 s.servers,
-                (const char *[]){"https://a.example:9000/", "https://b.example:9000/", "https://c/"},
-                3);
+                (const char *[]){"https://a.example:9000/", "https://b.example:9000/", "https://c/"}, 3);
         settings_done(&s);
 }
 
@@ -549,16 +529,13 @@ static void test_argv_errors(_unused_ void **state) {
         argv_fails(ARGV("--tls=maybe"), -EINVAL, "Invalid value for --tls: 'maybe'");
         argv_fails(ARGV("--verbose="), -EINVAL, "Invalid value for --verbose: ''");
         argv_fails(
-                ARGV("--workers=x"),
-                -EINVAL,
+                ARGV("--workers=x"), -EINVAL,
                 "Invalid value for --workers: 'x': Invalid argument. Expected N.");
         argv_fails(
-                ARGV("--config", "/nonexistent/k.conf"),
-                -ENOENT,
+                ARGV("--config", "/nonexistent/k.conf"), -ENOENT,
                 "Failed to open config file '/nonexistent/k.conf'");
         argv_fails(
-                ARGV("--config", (char *) write_conf("bad-argv.conf", "[server]\nworkers = -1\n")),
-                -EINVAL,
+                ARGV("--config", (char *) write_conf("bad-argv.conf", "[server]\nworkers = -1\n")), -EINVAL,
                 "bad-argv.conf:2: Invalid value for 'workers'");
         /* A usage error is found before any file is read. */
         argv_fails(ARGV("--config", "/nonexistent/k.conf", "--nope"), -EINVAL, "Unknown option '--nope'.");

@@ -108,9 +108,7 @@ static void seal_knox_form(
                         mk_size == 16         ? EVP_aes_128_gcm() :
                                 mk_size == 24 ? EVP_aes_192_gcm() :
                                                 EVP_aes_256_gcm(),
-                        NULL,
-                        mk,
-                        v->crypt + 1),
+                        NULL, mk, v->crypt + 1),
                 1);
         assert_int_equal(EVP_EncryptUpdate(ctx, NULL, &outl, (const uint8_t *) ad.data, (int) ad.len), 1);
         if (n > 0)
@@ -243,9 +241,7 @@ static void test_known_answer(_unused_ void **state) {
                 /* The same ciphertext with the spec's own tag (over its AD, not Knox's) fails. */
                 version_drop_data(&v);
                 version_set_stored(
-                        &v,
-                        GCM_IV,
-                        t->ciphertext,
+                        &v, GCM_IV, t->ciphertext,
                         n_key == 16         ? "5bc94fbc3221a5db94fae95ae7121a47" :
                                 n_key == 24 ? "2519498e80f1478f37ba55bd6d27618c" :
                                               "76fc6ece0f4e1768cddf8853bb2d551b");

@@ -296,18 +296,7 @@ static int unescape(const char *s, bool plus, char *out, size_t *n) {
 
 static void test_url_unescape(void **state) {
         static const char *const bad[] = {
-                "%",
-                "%4",
-                "%zz",
-                "%4g",
-                "%g4",
-                "a%",
-                "a%2",
-                "%%",
-                "%%41",
-                "abc%4",
-                "% 41",
-                "%-1",
+                "%", "%4", "%zz", "%4g", "%g4", "a%", "a%2", "%%", "%%41", "abc%4", "% 41", "%-1",
         };
         char out[64];
         size_t n;
@@ -415,16 +404,11 @@ static void test_url_escape(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_hexencode),
-                cmocka_unit_test(test_base64_encoded_size),
-                cmocka_unit_test(test_base64_rfc4648),
-                cmocka_unit_test(test_base64_append_to_existing),
-                cmocka_unit_test(test_base64_roundtrip),
-                cmocka_unit_test(test_base64_decode_errors),
-                cmocka_unit_test(test_base64_decode_ok),
-                cmocka_unit_test(test_base64url),
-                cmocka_unit_test(test_url_unescape),
-                cmocka_unit_test(test_url_escape),
+                cmocka_unit_test(test_hexencode),        cmocka_unit_test(test_base64_encoded_size),
+                cmocka_unit_test(test_base64_rfc4648),   cmocka_unit_test(test_base64_append_to_existing),
+                cmocka_unit_test(test_base64_roundtrip), cmocka_unit_test(test_base64_decode_errors),
+                cmocka_unit_test(test_base64_decode_ok), cmocka_unit_test(test_base64url),
+                cmocka_unit_test(test_url_unescape),     cmocka_unit_test(test_url_escape),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

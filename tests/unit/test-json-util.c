@@ -485,8 +485,7 @@ static void test_integers(void **state) {
 
                 assert_int_equal(
                         parse("{\"id\":9223372036854775807,\"ts\":1800000000000000001,\"big\":18446744073709551615}",
-                              &o,
-                              &m),
+                              &o, &m),
                         0);
                 assert_int_equal(json_get_uint64(json_get_field(o, "id"), &id), 0);
                 assert_true(id == UINT64_C(9223372036854775807));

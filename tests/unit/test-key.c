@@ -98,8 +98,8 @@ static void test_string_tables(void **state) {
         assert_true(version_status_from_string("") < 0);
         assert_true(version_status_from_string(NULL) < 0);
 
-        static const char *const types[] = {
-                "User", "UserGroup", "Machine", "MachinePrefix", "Service", "ServicePrefix"};
+        static const char *const types[] = {"User",          "UserGroup", "Machine",
+                                            "MachinePrefix", "Service",   "ServicePrefix"};
         for (PrincipalType t = 0; t < _PRINCIPAL_TYPE_MAX; t++) {
                 assert_string_equal(principal_type_to_string(t), types[t]);
                 assert_int_equal(principal_type_from_string(types[t]), t);
@@ -161,8 +161,8 @@ static void test_hash_little_endian(void **state) {
 }
 
 static void test_hash_order_independent(void **state) {
-        static const unsigned perms[6][3] = {
-                {0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+        static const unsigned perms[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                             {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
         const KeyVersion base[] = {
                 {.id = 1, .status = VERSION_STATUS_PRIMARY},
                 {.id = 2, .status = VERSION_STATUS_ACTIVE},
@@ -496,8 +496,8 @@ static void test_key_id(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(good); i++)
                 assert_true(key_id_is_valid(good[i]));
 
-        static const char *const bad[] = {
-                "", "a-b", "a b", "a/b", "a.b", "a\n", "\xc3\xa9", "key%20", "a\"b", "a\\b", "-", " a"};
+        static const char *const bad[] = {"",         "a-b",    "a b",  "a/b",  "a.b", "a\n",
+                                          "\xc3\xa9", "key%20", "a\"b", "a\\b", "-",   " a"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 assert_false(key_id_is_valid(bad[i]));
         assert_false(key_id_is_valid(NULL));

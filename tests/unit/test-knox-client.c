@@ -287,8 +287,7 @@ static KnoxClient *client_for(Who who, char *const *servers, const char *ca_name
         case WHO_CAROL:
                 assert_true(
                         asprintf(
-                                &auth,
-                                "0u%s",
+                                &auth, "0u%s",
                                 who == WHO_ALICE       ? token_alice :
                                         who == WHO_BOB ? token_bob :
                                                          token_carol) > 0);
@@ -584,9 +583,7 @@ static void test_list_and_changed(void **state) {
         {
                 /* a: same hash, b: empty, missing: unknown to the server, c: NONE */
                 char *ids[] = {
-                        (char *) "kc:list_b",
-                        (char *) "kc:list_a",
-                        (char *) "kc:missing",
+                        (char *) "kc:list_b", (char *) "kc:list_a", (char *) "kc:missing",
                         (char *) "kc:list_b"};
                 char *hashes[] = {(char *) "stale", hash, (char *) "", (char *) "NONE"};
                 _cleanup_strv_free_ char **changed = NULL;

@@ -68,8 +68,8 @@ static void assert_same_version(const KeyVersion *a, const KeyVersion *b) {
 }
 
 static void test_http_status(void **state) {
-        static const int expected[_KNOX_CODE_MAX] = {
-                200, 500, 400, 404, 404, 401, 403, 501, 404, 400, 400, 400, 400, 400};
+        static const int expected[_KNOX_CODE_MAX] = {200, 500, 400, 404, 404, 401, 403,
+                                                     501, 404, 400, 400, 400, 400, 400};
         (void) state;
 
         for (KnoxCode c = 0; c < _KNOX_CODE_MAX; c++)
@@ -384,8 +384,8 @@ static void test_acl_json(void **state) {
         (void) state;
 
         /* Every type and access spelled as Knox does; ids escaped as Go does. */
-        static const char *const types[] = {
-                "User", "UserGroup", "Machine", "MachinePrefix", "Service", "ServicePrefix"};
+        static const char *const types[] = {"User",          "UserGroup", "Machine",
+                                            "MachinePrefix", "Service",   "ServicePrefix"};
         for (PrincipalType t = 0; t < _PRINCIPAL_TYPE_MAX; t++) {
                 char json[128];
 
@@ -393,8 +393,7 @@ static void test_acl_json(void **state) {
                 a = (Access){t, ACCESS_WRITE, (char *) "x<y>&"};
                 assert_int_equal(access_json_append(&b, &a), 0);
                 (void) snprintf(
-                        json,
-                        sizeof(json),
+                        json, sizeof(json),
                         "{\"type\":\"%s\",\"id\":\"x\\u003cy\\u003e\\u0026\",\"access\":\"Write\"}",
                         types[t]);
                 assert_string_equal(b.data, json);
@@ -705,18 +704,12 @@ static void test_response_error(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_http_status),
-                cmocka_unit_test(test_envelope_ok),
-                cmocka_unit_test(test_envelope_error),
-                cmocka_unit_test(test_key_json_exact),
-                cmocka_unit_test(test_version_json),
-                cmocka_unit_test(test_key_round_trip),
-                cmocka_unit_test(test_key_parse_valid),
-                cmocka_unit_test(test_key_parse_invalid),
-                cmocka_unit_test(test_acl_json),
-                cmocka_unit_test(test_sealed_versions),
-                cmocka_unit_test(test_response_ok),
-                cmocka_unit_test(test_response_error),
+                cmocka_unit_test(test_http_status),     cmocka_unit_test(test_envelope_ok),
+                cmocka_unit_test(test_envelope_error),  cmocka_unit_test(test_key_json_exact),
+                cmocka_unit_test(test_version_json),    cmocka_unit_test(test_key_round_trip),
+                cmocka_unit_test(test_key_parse_valid), cmocka_unit_test(test_key_parse_invalid),
+                cmocka_unit_test(test_acl_json),        cmocka_unit_test(test_sealed_versions),
+                cmocka_unit_test(test_response_ok),     cmocka_unit_test(test_response_error),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -149,9 +149,7 @@ static void test_percent_m(void **state) {
 
         assert_true(
                 asprintf(
-                        &expect,
-                        "Failed to open '/x': %s\nkey 7: %s, ignoring\n",
-                        strerror(ENOENT),
+                        &expect, "Failed to open '/x': %s\nkey 7: %s, ignoring\n", strerror(ENOENT),
                         strerror(EKEYEXPIRED)) > 0);
         assert_string_equal(out, expect);
 }
@@ -245,10 +243,7 @@ static void test_target_auto(void **state) {
         /* JOURNAL_STREAM naming our stderr: the journal, so nothing on stderr. */
         assert_int_equal(fstat(STDERR_FILENO, &st), 0);
         (void) snprintf(
-                env,
-                sizeof(env),
-                "%llu:%llu",
-                (unsigned long long) st.st_dev,
+                env, sizeof(env), "%llu:%llu", (unsigned long long) st.st_dev,
                 (unsigned long long) st.st_ino);
         assert_int_equal(setenv("JOURNAL_STREAM", env, 1), 0);
         log_setup("t", LOG_TARGET_AUTO);

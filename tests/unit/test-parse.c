@@ -12,22 +12,7 @@
 
 /* Inputs that no integer parser may accept. */
 static const char *const malformed[] = {
-        "",
-        " ",
-        "+1",
-        " 1",
-        "1 ",
-        "\t1",
-        "1\n",
-        "1a",
-        "a1",
-        "0x10",
-        "1.0",
-        "1e3",
-        "--1",
-        "- 1",
-        "1-",
-        "١",
+        "", " ", "+1", " 1", "1 ", "\t1", "1\n", "1a", "a1", "0x10", "1.0", "1e3", "--1", "- 1", "1-", "١",
 };
 
 static void test_safe_atou64(void **state) {
@@ -122,8 +107,8 @@ static void test_safe_atou(void **state) {
 static void test_parse_boolean(void **state) {
         static const char *const yes[] = {"1", "yes", "YES", "Yes", "true", "TRUE", "on", "On", "y", "t"};
         static const char *const no[] = {"0", "no", "NO", "false", "False", "off", "OFF", "n", "f"};
-        static const char *const bad[] = {
-                "", " ", "2", "-1", "yes ", " yes", "ye", "yess", "of", "nope", "01", "truth"};
+        static const char *const bad[] = {"",   " ",    "2",  "-1",   "yes ", " yes",
+                                          "ye", "yess", "of", "nope", "01",   "truth"};
 
         (void) state;
         for (size_t i = 0; i < ELEMENTSOF(yes); i++)
@@ -244,12 +229,9 @@ static void test_parse_size(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_safe_atou64),
-                cmocka_unit_test(test_safe_atoi64),
-                cmocka_unit_test(test_safe_atou),
-                cmocka_unit_test(test_parse_boolean),
-                cmocka_unit_test(test_parse_sec),
-                cmocka_unit_test(test_parse_size),
+                cmocka_unit_test(test_safe_atou64), cmocka_unit_test(test_safe_atoi64),
+                cmocka_unit_test(test_safe_atou),   cmocka_unit_test(test_parse_boolean),
+                cmocka_unit_test(test_parse_sec),   cmocka_unit_test(test_parse_size),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -316,11 +316,8 @@ static void test_eku(void **state) {
                 bool ok;
         } cases[] = {
                 {TEST_EKU_NONE, true}, /* no extension: any usage, as upstream's test shows */
-                {TEST_EKU_CLIENT, true},
-                {TEST_EKU_CLIENT_SERVER, true},
-                {TEST_EKU_ANY, true},
-                {TEST_EKU_SERVER, false},
-                {TEST_EKU_CODE_SIGNING, false},
+                {TEST_EKU_CLIENT, true},  {TEST_EKU_CLIENT_SERVER, true}, {TEST_EKU_ANY, true},
+                {TEST_EKU_SERVER, false}, {TEST_EKU_CODE_SIGNING, false},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -358,11 +355,7 @@ static void test_san_extraction(void **state) {
                 .cn = "ignored.example.com",
                 .dns = STRV("host1.example.com", "*.example.org", "Mixed.Example.NET"),
                 .ips =
-                        STRV("10.0.0.1",
-                             "2001:db8::1",
-                             "::ffff:192.0.2.7",
-                             "::1:2",
-                             "2001:db8:0:0:1:0:0:1",
+                        STRV("10.0.0.1", "2001:db8::1", "::ffff:192.0.2.7", "::1:2", "2001:db8:0:0:1:0:0:1",
                              "2001:db8:0:1:1:1:1:1"),
                 .uris = STRV("spiffe://example.org/ns/prod/sa/web"),
                 .eku = TEST_EKU_CLIENT,
@@ -375,11 +368,7 @@ static void test_san_extraction(void **state) {
         /* As Go prints them: mapped IPv4 as IPv4, the first longest zero run compressed. */
         assert_strv_equal(
                 peer_cert_ip_addresses(pc),
-                STRV("10.0.0.1",
-                     "2001:db8::1",
-                     "192.0.2.7",
-                     "::1:2",
-                     "2001:db8::1:0:0:1",
+                STRV("10.0.0.1", "2001:db8::1", "192.0.2.7", "::1:2", "2001:db8::1:0:0:1",
                      "2001:db8:0:1:1:1:1:1"));
         assert_strv_equal(peer_cert_uris(pc), STRV("spiffe://example.org/ns/prod/sa/web"));
 }
@@ -471,8 +460,7 @@ static void test_host_wildcard_rules(void **state) {
         /* The wildcard pattern's case does not matter. */
         assert_host_ok(pc, "x.example.org");
         assert_host_refused(
-                pc,
-                "x.y.example.org",
+                pc, "x.y.example.org",
                 "x509: certificate is valid for f*.example.com, host.*.example.net, *, *.*.example.edu, "
                 "*.Example.Org, not x.y.example.org");
 }
@@ -506,12 +494,10 @@ static void test_host_ip_vs_dns(void **state) {
 
         assert_verified(pc);
         assert_host_refused(
-                pc,
-                "10.0.0.3",
+                pc, "10.0.0.3",
                 "x509: cannot validate certificate for 10.0.0.3 because it doesn't contain any IP SANs");
         assert_host_refused(
-                pc,
-                "[10.0.0.3]",
+                pc, "[10.0.0.3]",
                 "x509: cannot validate certificate for 10.0.0.3 because it doesn't contain any IP SANs");
         assert_host_ok(pc, "host3.example.com");
 
@@ -519,8 +505,7 @@ static void test_host_ip_vs_dns(void **state) {
         assert_verified(pc2);
         assert_host_ok(pc2, "10.0.0.4");
         assert_host_refused(
-                pc2,
-                "host4.example.com",
+                pc2, "host4.example.com",
                 "x509: certificate is not valid for any names, but wanted to match host4.example.com");
 }
 
@@ -533,23 +518,19 @@ static void test_host_cn_ignored(void **state) {
 
         assert_verified(pc);
         assert_host_refused(
-                pc,
-                "legacy.example.com",
+                pc, "legacy.example.com",
                 "x509: certificate relies on legacy Common Name field, use SANs instead");
         assert_host_refused(
-                pc,
-                "LEGACY.example.com",
+                pc, "LEGACY.example.com",
                 "x509: certificate relies on legacy Common Name field, use SANs instead");
         assert_host_refused(
-                pc,
-                "other.example.com",
+                pc, "other.example.com",
                 "x509: certificate is not valid for any names, but wanted to match other.example.com");
 
         /* With a SAN extension (even of URIs only) Go does not even hint at the CN. */
         assert_verified(pc2);
         assert_host_refused(
-                pc2,
-                "legacy.example.com",
+                pc2, "legacy.example.com",
                 "x509: certificate is not valid for any names, but wanted to match legacy.example.com");
 }
 
@@ -591,24 +572,19 @@ static void test_spiffe(void **state) {
         assert_spiffe(STRV("spiffe://example.org/"), "spiffe://example.org/", NULL);
         assert_spiffe(NULL, NULL, "auth: no spiffe identity in certificate");
         assert_spiffe(
-                STRV("spiffe://example.org/a", "spiffe://example.org/b"),
-                NULL,
+                STRV("spiffe://example.org/a", "spiffe://example.org/b"), NULL,
                 "auth: more than one service identity specified in certificate");
         assert_spiffe(
-                STRV("spiffe://example.org/a", "https://example.org/b"),
-                NULL,
+                STRV("spiffe://example.org/a", "https://example.org/b"), NULL,
                 "auth: more than one service identity specified in certificate");
         assert_spiffe(
-                STRV("https://example.org/ns/prod"),
-                NULL,
+                STRV("https://example.org/ns/prod"), NULL,
                 "auth: service identity was not a valid SPIFFE ID (bad prefix)");
         assert_spiffe(
-                STRV("SPIFFE://example.org/x"),
-                NULL,
+                STRV("SPIFFE://example.org/x"), NULL,
                 "auth: service identity was not a valid SPIFFE ID (bad prefix)");
         assert_spiffe(
-                STRV("spiffe://example.org"),
-                NULL,
+                STRV("spiffe://example.org"), NULL,
                 "auth: service identity was not a valid SPIFFE ID (bad format)");
 }
 

@@ -230,13 +230,8 @@ int test_pki_write_key(const char *path, EVP_PKEY *key, const char *passphrase) 
                 return -errno;
         if (passphrase)
                 ok = PEM_write_PrivateKey(
-                        f,
-                        key,
-                        EVP_aes_256_cbc(),
-                        (const unsigned char *) passphrase,
-                        (int) strlen(passphrase),
-                        NULL,
-                        NULL);
+                        f, key, EVP_aes_256_cbc(), (const unsigned char *) passphrase,
+                        (int) strlen(passphrase), NULL, NULL);
         else
                 ok = PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
         if (ok != 1)

@@ -382,16 +382,11 @@ static void test_harden_process(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_secret_new),
-                cmocka_unit_test(test_secret_copy),
-                cmocka_unit_test(test_secret_free),
-                cmocka_unit_test(test_memeq_secure),
-                cmocka_unit_test(test_erase_and_free),
-                cmocka_unit_test(test_cleanup_erase),
-                cmocka_unit_test(test_mapping_flags),
-                cmocka_unit_test(test_pool_reuse),
-                cmocka_unit_test(test_wipe_on_fork),
-                cmocka_unit_test(test_harden_process),
+                cmocka_unit_test(test_secret_new),     cmocka_unit_test(test_secret_copy),
+                cmocka_unit_test(test_secret_free),    cmocka_unit_test(test_memeq_secure),
+                cmocka_unit_test(test_erase_and_free), cmocka_unit_test(test_cleanup_erase),
+                cmocka_unit_test(test_mapping_flags),  cmocka_unit_test(test_pool_reuse),
+                cmocka_unit_test(test_wipe_on_fork),   cmocka_unit_test(test_harden_process),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -64,10 +64,7 @@ static int setup(void **state) {
                 principals_add(&f->mux, PRINCIPAL_KIND_MACHINE, "host2.example.com", NULL, "mtls"), 0);
         assert_int_equal(
                 principals_add(
-                        &f->mux,
-                        PRINCIPAL_KIND_SERVICE,
-                        "spiffe://example.com/svc",
-                        NULL,
+                        &f->mux, PRINCIPAL_KIND_SERVICE, "spiffe://example.com/svc", NULL,
                         "spiffe-fallback"),
                 0);
         *state = f;
@@ -247,9 +244,7 @@ static void test_create_errors(void **state) {
         create(f, "dup", "eA%3D%3D");
 
         call(f, "POST", "/v0/keys/", NULL, "id=x&data=eA%3D%3D", &f->machine, &res);
-        expect(&res,
-               KNOX_UNAUTHORIZED,
-               403,
+        expect(&res, KNOX_UNAUTHORIZED, 403,
                "Must be a user to create keys, principal is host1.example.com");
         api_result_done(&res);
         call(f, "POST", "/v0/keys/", NULL, "data=eA%3D%3D", &f->alice, &res);
@@ -267,13 +262,9 @@ static void test_create_errors(void **state) {
         call(f, "POST", "/v0/keys/", NULL, "id=x&data=eA%3D%3D&acl=nope", &f->alice, &res);
         expect(&res, KNOX_BAD_REQUEST_DATA, 400, NULL);
         api_result_done(&res);
-        call(f,
-             "POST",
-             "/v0/keys/",
-             NULL,
+        call(f, "POST", "/v0/keys/", NULL,
              "id=x&data=eA%3D%3D&acl=%5B%7B%22type%22%3A%22Robot%22%2C%22id%22%3A%22r%22%2C%22access%22%3A%22Read%22%7D%5D",
-             &f->alice,
-             &res);
+             &f->alice, &res);
         expect(&res, KNOX_BAD_REQUEST_DATA, 400, "json: Invalid PrincipalType to convert");
         api_result_done(&res);
         call(f, "POST", "/v0/keys/", NULL, "id=bad%2Fid&data=eA%3D%3D", &f->alice, &res);
@@ -286,13 +277,9 @@ static void test_create_errors(void **state) {
         expect(&res, KNOX_KEY_IDENTIFIER_EXISTS, 400, "Key dup already exists");
         api_result_done(&res);
         /* Empty MachinePrefix would open the key to every machine: refused on create too. */
-        call(f,
-             "POST",
-             "/v0/keys/",
-             NULL,
+        call(f, "POST", "/v0/keys/", NULL,
              "id=y&data=eA%3D%3D&acl=%5B%7B%22type%22%3A%22MachinePrefix%22%2C%22id%22%3A%22%22%2C%22access%22%3A%22Read%22%7D%5D",
-             &f->alice,
-             &res);
+             &f->alice, &res);
         expect(&res, KNOX_BAD_PRINCIPAL_IDENTIFIER, 400, NULL);
         api_result_done(&res);
         /* A form that Go's ParseForm rejects has no parameters at all. */
@@ -379,14 +366,10 @@ static void test_get_filters_and_auth(void **state) {
 
         /* Grants: a machine by prefix, a service exactly; a mux principal qualifies through
          * its second member. */
-        call(f,
-             "PUT",
-             "/v0/keys/k/access/",
-             NULL,
+        call(f, "PUT", "/v0/keys/k/access/", NULL,
              "acl=%5B%7B%22type%22%3A%22MachinePrefix%22%2C%22id%22%3A%22host1%22%2C%22access%22%3A%22Read%22%7D%2C"
              "%7B%22type%22%3A%22Service%22%2C%22id%22%3A%22spiffe%3A%2F%2Fexample.com%2Fsvc%22%2C%22access%22%3A%22Read%22%7D%5D",
-             &f->alice,
-             &res);
+             &f->alice, &res);
         expect(&res, KNOX_OK, 200, "");
         api_result_done(&res);
         call(f, "GET", "/v0/keys/k/", NULL, NULL, &f->machine, &res);
@@ -440,24 +423,15 @@ static void test_versions(void **state) {
         expect(&res, KNOX_BAD_REQUEST_DATA, 400, "Version must be Active to demote to Inactive");
         api_result_done(&res);
         call(f, "PUT", path, NULL, "status=%22Active%22", &f->alice, &res);
-        expect(&res,
-               KNOX_BAD_REQUEST_DATA,
-               400,
+        expect(&res, KNOX_BAD_REQUEST_DATA, 400,
                "Primary Key can not be demoted. Specify Active key to promote.");
         api_result_done(&res);
         call(f, "PUT", "/v0/keys/r/versions/abc/", NULL, "status=%22Active%22", &f->alice, &res);
         expect(&res, KNOX_BAD_REQUEST_DATA, 400, "strconv.ParseUint: parsing \"abc\": invalid syntax");
         api_result_done(&res);
-        call(f,
-             "PUT",
-             "/v0/keys/r/versions/99999999999999999999/",
-             NULL,
-             "status=%22Active%22",
-             &f->alice,
+        call(f, "PUT", "/v0/keys/r/versions/99999999999999999999/", NULL, "status=%22Active%22", &f->alice,
              &res);
-        expect(&res,
-               KNOX_BAD_REQUEST_DATA,
-               400,
+        expect(&res, KNOX_BAD_REQUEST_DATA, 400,
                "strconv.ParseUint: parsing \"99999999999999999999\": value out of range");
         api_result_done(&res);
         call(f, "PUT", "/v0/keys/r/versions/1/", NULL, "status=%22Primary%22", &f->alice, &res);
@@ -501,34 +475,21 @@ static void test_access_and_delete(void **state) {
         call(f, "PUT", "/v0/keys/a/access/", NULL, "acl=%5B%5D", &f->bob, &res);
         expect(&res, KNOX_UNAUTHORIZED, 403, "Principal bob not authorized to update access for a");
         api_result_done(&res);
-        call(f,
-             "PUT",
-             "/v0/keys/a/access/",
-             NULL,
+        call(f, "PUT", "/v0/keys/a/access/", NULL,
              "acl=%5B%7B%22type%22%3A%22ServicePrefix%22%2C%22id%22%3A%22spiffe%3A%2F%2Fexample.com%2Fsvc%22%2C%22access%22%3A%22Read%22%7D%5D",
-             &f->alice,
-             &res);
+             &f->alice, &res);
         expect(&res, KNOX_BAD_PRINCIPAL_IDENTIFIER, 400, NULL);
         api_result_done(&res);
 
         /* `access`, as JSON and as unpadded URL-safe base64 of the JSON: bob gets Write. */
-        call(f,
-             "PUT",
-             "/v0/keys/a/access/",
-             NULL,
+        call(f, "PUT", "/v0/keys/a/access/", NULL,
              "access=%7B%22type%22%3A%22User%22%2C%22id%22%3A%22bob%22%2C%22access%22%3A%22Read%22%7D",
-             &f->alice,
-             &res);
+             &f->alice, &res);
         expect(&res, KNOX_OK, 200, "");
         api_result_done(&res);
         /* base64url of {"type":"User","id":"bob","access":"Write"} */
-        call(f,
-             "PUT",
-             "/v0/keys/a/access/",
-             NULL,
-             "access=eyJ0eXBlIjoiVXNlciIsImlkIjoiYm9iIiwiYWNjZXNzIjoiV3JpdGUifQ",
-             &f->alice,
-             &res);
+        call(f, "PUT", "/v0/keys/a/access/", NULL,
+             "access=eyJ0eXBlIjoiVXNlciIsImlkIjoiYm9iIiwiYWNjZXNzIjoiV3JpdGUifQ", &f->alice, &res);
         expect(&res, KNOX_OK, 200, "");
         api_result_done(&res);
         call(f, "GET", "/v0/keys/a/access/", NULL, NULL, &f->bob, &res);
@@ -543,13 +504,9 @@ static void test_access_and_delete(void **state) {
         call(f, "DELETE", "/v0/keys/a/", NULL, NULL, &f->bob, &res);
         expect(&res, KNOX_UNAUTHORIZED, 403, "Principal bob not authorized to delete a");
         api_result_done(&res);
-        call(f,
-             "PUT",
-             "/v0/keys/a/access/",
-             NULL,
+        call(f, "PUT", "/v0/keys/a/access/", NULL,
              "acl=%5B%7B%22type%22%3A%22User%22%2C%22id%22%3A%22bob%22%2C%22access%22%3A%22None%22%7D%5D",
-             &f->alice,
-             &res);
+             &f->alice, &res);
         expect(&res, KNOX_OK, 200, "");
         api_result_done(&res);
         call(f, "GET", "/v0/keys/a/access/", NULL, NULL, &f->bob, &res);
@@ -638,11 +595,7 @@ static void test_changed_keys(void **state) {
 
         /* Only its last value counts, whichever way it goes. */
         snprintf(
-                query,
-                sizeof(query),
-                "one=%s&two=%s&one=NONE&two=x&two=%s",
-                one->hash,
-                two->hash,
+                query, sizeof(query), "one=%s&two=%s&one=NONE&two=x&two=%s", one->hash, two->hash,
                 two->hash);
         check_changed(f, query, "[\"one\"]", false);
         snprintf(query, sizeof(query), "two=NONE&one=%s&two=%s&one=%s", one->hash, two->hash, one->hash);
@@ -675,9 +628,7 @@ static void test_changed_keys(void **state) {
         assert_int_equal(
                 sqlite3_exec(
                         store_sqlite_handle(f->store),
-                        "UPDATE secrets SET version_hash = hex(randomblob(40)) WHERE id = 'two'",
-                        NULL,
-                        NULL,
+                        "UPDATE secrets SET version_hash = hex(randomblob(40)) WHERE id = 'two'", NULL, NULL,
                         NULL),
                 SQLITE_OK);
         snprintf(query, sizeof(query), "one=%s&two=%s", one->hash, two->hash);
@@ -771,13 +722,9 @@ static void test_cache(void **state) {
         call(f, "GET", "/v0/keys/d/", NULL, NULL, &f->bob, &res);
         expect(&res, KNOX_UNAUTHORIZED, 403, NULL);
         api_result_done(&res);
-        call(f,
-             "PUT",
-             "/v0/keys/d/access/",
-             NULL,
+        call(f, "PUT", "/v0/keys/d/access/", NULL,
              "acl=%5B%7B%22type%22%3A%22User%22%2C%22id%22%3A%22bob%22%2C%22access%22%3A%22Read%22%7D%5D",
-             &f->alice,
-             &res);
+             &f->alice, &res);
         expect(&res, KNOX_OK, 200, "");
         api_result_done(&res);
         call(f, "GET", "/v0/keys/d/", NULL, NULL, &f->bob, &res);

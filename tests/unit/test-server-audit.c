@@ -245,9 +245,7 @@ static void check_params(const Audit *a, const AuditRecord *r, const char *param
 
         assert_true(
                 asprintf(
-                        &want,
-                        ",\"parameters\":%s,\"parsed_query_string\":%s,\"principal\":",
-                        params,
+                        &want, ",\"parameters\":%s,\"parsed_query_string\":%s,\"principal\":", params,
                         parsed) > 0);
         if (!strstr(line, want))
                 fail_msg("want %s in %s", want, line);
@@ -283,15 +281,11 @@ static void test_route_parameters(void **state) {
         r.raw_query = rep_s;
         r.query = &rep;
         check_params(
-                a,
-                &r,
-                "{\"queryString\":\"b=h2\\u0026a=h1\\u0026a=h3\\u0026c%3Cd=%0A\"}",
+                a, &r, "{\"queryString\":\"b=h2\\u0026a=h1\\u0026a=h3\\u0026c%3Cd=%0A\"}",
                 "{\"a\":\"h3\",\"b\":\"h2\",\"c\\u003cd\":\"\\n\"}");
         r.query = NULL; /* parsed from raw_query instead */
         check_params(
-                a,
-                &r,
-                "{\"queryString\":\"b=h2\\u0026a=h1\\u0026a=h3\\u0026c%3Cd=%0A\"}",
+                a, &r, "{\"queryString\":\"b=h2\\u0026a=h1\\u0026a=h3\\u0026c%3Cd=%0A\"}",
                 "{\"a\":\"h3\",\"b\":\"h2\",\"c\\u003cd\":\"\\n\"}");
         r.raw_query = NULL;
         check_params(a, &r, "{\"queryString\":\"\"}", "{}");
@@ -333,9 +327,7 @@ static void test_route_parameters(void **state) {
         r.route = "putaccess";
         r.form = &acc;
         check_params(
-                a,
-                &r,
-                "{\"access\":\"{}\",\"acl\":\"[{\\\"type\\\":\\\"User\\\"}]\",\"keyID\":\"k1\"}",
+                a, &r, "{\"access\":\"{}\",\"acl\":\"[{\\\"type\\\":\\\"User\\\"}]\",\"keyID\":\"k1\"}",
                 "null");
         r.form = &ver; /* data is no parameter of this route: not logged at all */
         check_params(a, &r, "{\"keyID\":\"k1\"}", "null");
@@ -397,17 +389,8 @@ static void base64_variants(const char *s, char ret[3][128]) {
 static void test_no_secret(void **state) {
         static const char secret[] = "TOPSECRET+s3cr3t/VALUE=1";
         static const char login_secret[] = "hunter2-password";
-        static const char *routes[] = {
-                "postkeys",
-                "postversion",
-                "putversion",
-                "putaccess",
-                "getkey",
-                "deletekey",
-                "404",
-                "whoami",
-                "deletetoken",
-                NULL};
+        static const char *routes[] = {"postkeys",  "postversion", "putversion", "putaccess",   "getkey",
+                                       "deletekey", "404",         "whoami",     "deletetoken", NULL};
         _cleanup_(audit_freep) Audit *a = open_stderr();
         _cleanup_buf_ Buf b64 = BUF_INIT, b64url = BUF_INIT, urlraw = BUF_INIT, body = BUF_INIT;
         _cleanup_buf_ Buf login_body = BUF_INIT;

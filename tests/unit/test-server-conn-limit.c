@@ -143,10 +143,8 @@ static void test_no_limit(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_prefix_parse),
-                cmocka_unit_test(test_limit),
-                cmocka_unit_test(test_exempt),
-                cmocka_unit_test(test_ipv6_per_64),
+                cmocka_unit_test(test_prefix_parse), cmocka_unit_test(test_limit),
+                cmocka_unit_test(test_exempt),       cmocka_unit_test(test_ipv6_per_64),
                 cmocka_unit_test(test_no_limit),
         };
 

@@ -304,8 +304,7 @@ static void test_client_cert_expired(void **state) {
         };
 
         run_client_cert(
-                &spec,
-                0,
+                &spec, 0,
                 "auth: failed to verify client's certificate: x509: certificate has expired or is not yet "
                 "valid: current time ");
         run_client_cert(&spec, TLS1_2_VERSION, " is after 2023-03-01T00:00:00Z");
@@ -659,9 +658,7 @@ static void served_cn(SSL_CTX *sctx, char *buf, size_t size) {
         assert_non_null(SSL_get0_peer_certificate(conn.client));
         assert_true(
                 X509_NAME_get_text_by_NID(
-                        X509_get_subject_name(SSL_get0_peer_certificate(conn.client)),
-                        NID_commonName,
-                        buf,
+                        X509_get_subject_name(SSL_get0_peer_certificate(conn.client)), NID_commonName, buf,
                         (int) size) > 0);
         conn_done(&conn);
         SSL_CTX_free(cctx);

@@ -1048,9 +1048,7 @@ static void make_v1(const char *path, bool knox_only) {
                         db,
                         "CREATE TABLE secrets (id VARCHAR(512) PRIMARY KEY, acl TEXT, version_hash TEXT, "
                         "versions TEXT, last_updated BIGINT)",
-                        NULL,
-                        NULL,
-                        NULL),
+                        NULL, NULL, NULL),
                 SQLITE_OK);
         if (!knox_only)
                 assert_int_equal(
@@ -1059,9 +1057,7 @@ static void make_v1(const char *path, bool knox_only) {
                                 "CREATE TABLE meta (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);"
                                 "INSERT INTO meta VALUES ('change_counter', 7);"
                                 "PRAGMA user_version = 1;",
-                                NULL,
-                                NULL,
-                                NULL),
+                                NULL, NULL, NULL),
                         SQLITE_OK);
 
         assert_int_equal(
@@ -1182,13 +1178,8 @@ cert_collect(const char *id, uint64_t version, VersionStatus status, int64_t not
         size_t n = strlen(c->text);
 
         (void) snprintf(
-                c->text + n,
-                sizeof(c->text) - n,
-                "%s/%" PRIu64 "/%s/%" PRId64 " ",
-                id,
-                version - ID_BASE,
-                version_status_to_string(status),
-                not_after);
+                c->text + n, sizeof(c->text) - n, "%s/%" PRIu64 "/%s/%" PRId64 " ", id, version - ID_BASE,
+                version_status_to_string(status), not_after);
         return 0;
 }
 

@@ -143,12 +143,9 @@ static void test_free_returns_null(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_null_and_empty),
-                cmocka_unit_test(test_extend),
-                cmocka_unit_test(test_push),
-                cmocka_unit_test(test_many),
-                cmocka_unit_test(test_copy),
-                cmocka_unit_test(test_free_returns_null),
+                cmocka_unit_test(test_null_and_empty), cmocka_unit_test(test_extend),
+                cmocka_unit_test(test_push),           cmocka_unit_test(test_many),
+                cmocka_unit_test(test_copy),           cmocka_unit_test(test_free_returns_null),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
