@@ -359,7 +359,7 @@ static int run(int argc, char **argv) {
                 return r;
         umask(0077);
 
-        r = secret_harden_process(false);
+        r = secret_harden_process();
         if (r < 0)
                 return log_error_errno(r, "Failed to harden the process: %m");
         tune_malloc();

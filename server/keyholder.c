@@ -366,7 +366,7 @@ static _Noreturn void keyholder_main(int fd, const char *spec, char *const *old_
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         (void) prctl(PR_SET_NAME, "keywardd-keys", 0, 0, 0);
         close_other_fds(fd);
-        (void) secret_harden_process(false);
+        (void) secret_harden_process();
 
         r = master_key_load(spec, &c);
         for (char *const *o = old_specs; r >= 0 && o && *o; o++)

@@ -971,7 +971,7 @@ static int verb_serve(int argc, char **argv) {
                                 *e);
         }
 
-        r = secret_harden_process(false);
+        r = secret_harden_process();
         if (r < 0)
                 log_warning_errno(r, "Failed to disable core dumps, ignoring: %m");
 

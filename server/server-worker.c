@@ -120,8 +120,8 @@ static void worker_poll_changes(Worker *w) {
  * always dropped, and a counter that is not the next one is never believed, only checked
  * against the store. A forged one costs a look, never a stale key. A notification that names
  * no key, and the notifications coming back after a gap, leave it to the store's counter
- * alone. This worker's own
- * listener told it alone: the other workers have listeners of their own. */
+ * alone. This worker's own listener told it alone: the other workers have listeners of
+ * their own. */
 static void worker_store_changed(const char *id, uint64_t counter, void *userdata) {
         Worker *w = userdata;
 

@@ -26,8 +26,8 @@ static void *secure_map(size_t size) {
         if (p == MAP_FAILED)
                 return NULL;
 
-        /* Best effort: without CAP_IPC_LOCK the RLIMIT_MEMLOCK may be exhausted; the daemons
-         * also run with LimitMEMLOCK= and mlockall(), and dumps are off in any case. */
+        /* Best effort: without CAP_IPC_LOCK the RLIMIT_MEMLOCK may be exhausted; the pages are
+         * still left out of core dumps, and the daemons allow none anyway. */
         (void) mlock(p, size);
         (void) madvise(p, size, MADV_DONTDUMP);
         (void) madvise(p, size, MADV_WIPEONFORK);
@@ -187,15 +187,12 @@ void *erase_and_free_string(char *s) {
         return s ? erase_and_free(s, strlen(s)) : NULL;
 }
 
-int secret_harden_process(bool mlock_all) {
+int secret_harden_process(void) {
         const struct rlimit zero = {};
 
         if (setrlimit(RLIMIT_CORE, &zero) < 0)
                 return -errno;
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-                return -errno;
-        /* MCL_ONFAULT: lock pages as they are touched, not every page of every library at once. */
-        if (mlock_all && mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
                 return -errno;
         return 0;
 }

@@ -53,6 +53,6 @@ static inline void erase_spanp(struct erase_span *s) {
 #define CLEANUP_ERASE_L(var, line) CLEANUP_ERASE_(var, line)
 #define CLEANUP_ERASE(var) CLEANUP_ERASE_L(var, __LINE__)
 
-/* Hardening for daemons that hold secrets: no core dumps, not ptrace-able by
- * the same uid, and (when mlock_all) every page locked. Returns 0 or -errno. */
-int secret_harden_process(bool mlock_all);
+/* Hardening for daemons that hold secrets: no core dumps, not ptrace-able by the same uid.
+ * (Secrets themselves live in locked pages: secret_new().) Returns 0 or -errno. */
+int secret_harden_process(void);

@@ -363,14 +363,14 @@ static void test_harden_process(void **state) {
 
                 if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 1)
                         _exit(10);
-                if (secret_harden_process(false) != 0)
+                if (secret_harden_process() != 0)
                         _exit(11);
                 if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0)
                         _exit(12);
                 if (getrlimit(RLIMIT_CORE, &rl) < 0 || rl.rlim_cur != 0 || rl.rlim_max != 0)
                         _exit(13);
                 /* Idempotent. */
-                if (secret_harden_process(false) != 0)
+                if (secret_harden_process() != 0)
                         _exit(14);
                 _exit(0);
         }
