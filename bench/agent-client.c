@@ -33,11 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "keyward-bus.h"
 
-#define AGENT_DEST "org.keyward.Agent1"
-#define AGENT_PATH "/org/keyward/Agent1"
-#define AGENT_IFACE "org.keyward.Agent1"
+extern char **environ;
 
 static double now_sec(void) {
         struct timespec ts;
@@ -248,7 +246,8 @@ static int run_changed(
                 goto finish;
         }
         r = sd_bus_match_signal(
-                bus, &slot, AGENT_DEST, AGENT_PATH, AGENT_IFACE, "KeyChanged", on_key_changed, &w);
+                bus, &slot, AGENT_BUS_NAME, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "KeyChanged",
+                on_key_changed, &w);
         if (r < 0)
                 goto finish;
 
@@ -317,8 +316,9 @@ int main(int argc, char *argv[]) {
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
-        const char *mode = NULL, *dest = AGENT_DEST, *path = AGENT_PATH, *iface = AGENT_IFACE,
-                   *method = "GetKey", *prefix = "bench:fill:", *trigger = NULL;
+        const char *mode = NULL, *dest = AGENT_BUS_NAME, *path = AGENT_BUS_PATH,
+                   *iface = AGENT_BUS_INTERFACE, *method = "GetKey",
+                   *prefix = "bench:fill:", *trigger = NULL;
         unsigned long long ids = 1, count = 10000, warmup = 500, rounds = 50, timeout = 10, jitter_ms = 0;
         unsigned long long *num;
         sd_bus *bus = NULL;
