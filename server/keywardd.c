@@ -15,29 +15,19 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "key.h"
-#include "fileio.h"
 #include "keyholder.h"
-#include "knox-cryptor.h"
-#include "knox-db.h"
-#include "knox-import.h"
+#include "keywardd.h"
 #include "log.h"
 #include "master-key.h"
-#include "parse.h"
-#include "rekey.h"
-#include "secret.h"
 #include <pthread.h>
 
 #include "audit-verify.h"
 #include "hexdecoct.h"
-#include "server-audit.h"
 #include "server-auth.h"
 #include "server-conn-limit.h"
 #include "server-metrics.h"
 #include "server-tls.h"
 #include "server.h"
-#include "store.h"
-#include "store-backup.h"
 #include "store-cert-backfill.h"
 #include "strv.h"
 #include "time-util.h"
@@ -222,7 +212,7 @@ static int parse_poll_interval(const ConfigItem *item, const char *value, void *
         return 0;
 }
 
-static int require(const char *value, const char *flag) {
+int require(const char *value, const char *flag) {
         if (isempty(value))
                 return log_error_errno(
                         EINVAL, "--%s is required (or %s = in the [server] section of --config FILE).", flag,
@@ -359,7 +349,7 @@ static bool credential_is_placeholder(const char *path) {
 /* A master key credential that systemd could not load: the file it comes from is missing.
  * Say so, as a configuration error (-EINVAL), before the master key code reports a key of
  * the wrong size. */
-static int check_master_key_credential(const char *spec) {
+int check_master_key_credential(const char *spec) {
         _cleanup_free_ char *path = NULL;
         const char *dir;
 
@@ -553,115 +543,6 @@ finish:
         return r > 0 ? 0 : r;
 }
 
-typedef struct ImportKnoxArgs {
-        char *db;
-        char *master_key;
-        char *knox_db;
-        char *knox_master_key;
-        char *knox_db_password_file;
-        bool dry_run;
-        bool update;
-} ImportKnoxArgs;
-
-/* clang-format off */
-static const ConfigItem import_knox_items[] = {
-        { "import-knox", "db",                    config_parse_string, offsetof(ImportKnoxArgs, db),                    "SQLite file, or postgresql:// URI", "DB" },
-        { "import-knox", "master-key",            config_parse_string, offsetof(ImportKnoxArgs, master_key),            "master key: FILE, credential:NAME or pkcs11: URI", "MK" },
-        { "import-knox", "knox-db",               config_parse_string, offsetof(ImportKnoxArgs, knox_db),               "Knox's database: mysql://USER@HOST[:PORT]/DB, mysql://USER@localhost/DB?socket=PATH or postgresql://...", "URL" },
-        { "import-knox", "knox-master-key",       config_parse_string, offsetof(ImportKnoxArgs, knox_master_key),       "Knox's AES-GCM key: a file of 16, 24 or 32 raw bytes", "FILE" },
-        { "import-knox", "knox-db-password-file", config_parse_string, offsetof(ImportKnoxArgs, knox_db_password_file), "the Knox database password (first line), never in the URL", "FILE" },
-        { "import-knox", "dry-run",               config_parse_bool,   offsetof(ImportKnoxArgs, dry_run),               "list what would be added and updated; write nothing", NULL },
-        { "import-knox", "update",                config_parse_bool,   offsetof(ImportKnoxArgs, update),                "replace keys that differ from Knox's (default: report them)", NULL },
-};
-/* clang-format on */
-
-/* The password is the file's first line; it goes to the client library, never to argv. */
-static int read_password_file(const char *path, Secret **ret) {
-        _cleanup_(secret_freep) Secret *s = NULL, *p = NULL;
-        size_t n;
-        int r;
-
-        r = read_secret_file(path, 4096, &s);
-        if (r < 0)
-                return log_error_errno(r, "Failed to read the Knox database password file '%s': %m", path);
-        for (n = 0; n < s->size && s->data[n] != '\n' && s->data[n] != '\r'; n++)
-                if (s->data[n] == '\0')
-                        return log_error_errno(
-                                EINVAL, "The Knox database password file '%s' holds a NUL byte.", path);
-        p = secret_new(n + 1);
-        if (!p)
-                return log_oom();
-        memcpy(p->data, s->data, n);
-        p->data[n] = '\0';
-        *ret = TAKE_PTR(p);
-        return 0;
-}
-
-static int verb_import_knox(int argc, char **argv) {
-        _cleanup_(cryptor_freep) Cryptor *cryptor = NULL, *knox_key = NULL;
-        _cleanup_(secret_freep) Secret *password = NULL;
-        _cleanup_(knox_db_freep) KnoxDb *knox = NULL;
-        _cleanup_(store_freep) Store *store = NULL;
-        _cleanup_free_ char *shown_buf = NULL;
-        ImportKnoxArgs a = {};
-        KnoxImportOptions o;
-        int r;
-
-        r = config_parse_argv(argc, argv, import_knox_items, ELEMENTSOF(import_knox_items), &a, NULL);
-        if (r != 0)
-                goto finish;
-        if ((r = require(a.db, "db")) < 0 || (r = require(a.master_key, "master-key")) < 0 ||
-            (r = require(a.knox_db, "knox-db")) < 0 ||
-            (r = require(a.knox_master_key, "knox-master-key")) < 0)
-                goto finish;
-        o = (KnoxImportOptions){.dry_run = a.dry_run, .update = a.update};
-
-        r = master_key_load(a.master_key, &cryptor);
-        if (r < 0) {
-                r = log_error_errno(r, "Failed to load the master key: %m");
-                r = r == -EINVAL ? -EIO : r;
-                goto finish;
-        }
-        r = knox_master_key_load(a.knox_master_key, &knox_key);
-        if (r < 0) {
-                r = r == -EINVAL ? -EIO : r;
-                goto finish;
-        }
-        if (a.knox_db_password_file) {
-                r = read_password_file(a.knox_db_password_file, &password);
-                if (r < 0)
-                        goto finish;
-        }
-        r = knox_db_open(a.knox_db, password ? (const char *) password->data : NULL, &knox);
-        if (r < 0) {
-                r = r == -EINVAL ? -EIO : r;
-                goto finish;
-        }
-        r = store_open_existing(a.db, &store);
-        if (r == -ENOMEDIUM) {
-                log_error_errno(
-                        r, "The store '%s' is not initialised; run 'keywardd init' first.",
-                        store_url_display(a.db, &shown_buf));
-                goto finish;
-        }
-        if (r < 0) {
-                log_error_errno(r, "Failed to open the store '%s': %m", store_url_display(a.db, &shown_buf));
-                goto finish;
-        }
-
-        r = knox_import(knox, knox_key, store, cryptor, &o, stdout, NULL);
-        if (r == -EINVAL)
-                r = -EIO; /* exit 1, not a usage error */
-
-finish:
-        free(a.db);
-        free(a.master_key);
-        free(a.knox_db);
-        free(a.knox_master_key);
-        free(a.knox_db_password_file);
-        return r > 0 ? 0 : r;
-}
-
 /* The audit log's checkpoints are keyed from the master key: only its holders can seal. The
  * key holder derived the key when it started. */
 static int audit_key_set(Server *s, KeyHolder *kh) {
@@ -736,183 +617,6 @@ static int audit_anchor_setup(Server *s, const char *db, AuditAnchorSink *k) {
                         head_seq, seq);
         audit_set_anchor(s->audit, audit_anchor_store, k);
         return 0;
-}
-
-typedef struct VerifyArgs {
-        char *master_key;
-        char *db;
-        char *host;
-        char *anchor;
-        char *first_seq;
-} VerifyArgs;
-
-/* clang-format off */
-static const ConfigItem verify_items[] = {
-        { "audit-verify", "master-key", config_parse_string, offsetof(VerifyArgs, master_key), "master key, to check the checkpoints too: FILE, credential:NAME or pkcs11: URI", "MK" },
-        { "audit-verify", "db",         config_parse_string, offsetof(VerifyArgs, db),         "store holding the chain's anchor: the files must hold its line (catches a file cut back or missing)", "DB" },
-        { "audit-verify", "host",       config_parse_string, offsetof(VerifyArgs, host),       "whose anchor to read from --db (default: this host's name, as keywardd serve names itself)", "NAME" },
-        { "audit-verify", "anchor",     config_parse_string, offsetof(VerifyArgs, anchor),     "the chain's anchor as keywardd logged it: the files must hold line SEQ with hash HASH", "SEQ:HASH" },
-        { "audit-verify", "first-seq",  config_parse_string, offsetof(VerifyArgs, first_seq),  "the seq the first file starts at (default 1: the chain's beginning), after older files were removed", "N" },
-};
-/* clang-format on */
-
-/* The anchor for audit-verify --db: -ENOENT (no anchor) is an error, the store was named. */
-static int verify_anchor_from_db(const VerifyArgs *a, AuditVerifyOptions *o) {
-        _cleanup_(store_freep) Store *store = NULL;
-        _cleanup_free_ char *shown = NULL;
-        char hash[STORE_AUDIT_HASH_HEX + 1], host[256], spelled[24 + STORE_AUDIT_HASH_HEX];
-        const char *name = a->host;
-        int r;
-
-        if (!name) {
-                if (gethostname(host, sizeof(host)) < 0)
-                        return log_error_errno(-errno, "Failed to get the host name: %m");
-                host[sizeof(host) - 1] = '\0';
-                name = host;
-        }
-        r = store_open_existing(a->db, &store);
-        if (r >= 0)
-                r = store_audit_anchor_get(store, name, &o->anchor_seq, hash);
-        if (r == -ENOENT)
-                return log_error_errno(
-                        r, "The store '%s' holds no audit anchor for '%s'.",
-                        store_url_display(a->db, &shown), name);
-        if (r < 0)
-                return log_error_errno(
-                        r, "Failed to read the audit anchor from '%s': %m",
-                        store_url_display(a->db, &shown));
-        (void) snprintf(spelled, sizeof(spelled), "%" PRIu64 ":%s", o->anchor_seq, hash);
-        if (audit_anchor_parse(spelled, &o->anchor_seq, o->anchor_hash) < 0)
-                return log_error_errno(-EBADMSG, "The store's audit anchor is not a hash.");
-        o->have_anchor = true;
-        return 0;
-}
-
-/* keywardd audit-verify [--master-key MK] FILE...: exit 0 intact, 1 broken, 2 usage. */
-static int verb_audit_verify(int argc, char **argv) {
-        _cleanup_(cryptor_freep) Cryptor *cryptor = NULL;
-        _cleanup_free_ char **files = NULL;
-        uint8_t key[AUDIT_CHECKPOINT_KEY_SIZE];
-        AuditVerifyOptions o = {};
-        VerifyArgs a = {};
-        int r;
-
-        r = config_parse_argv(argc, argv, verify_items, ELEMENTSOF(verify_items), &a, &files);
-        if (r != 0)
-                goto finish;
-        if (!files || !files[0] || (a.db && a.anchor)) {
-                log_error(
-                        "Usage: keywardd audit-verify [--master-key MK] [--db DB [--host NAME] | --anchor SEQ:HASH] [--first-seq N] FILE...");
-                r = -EINVAL;
-                goto finish;
-        }
-        if (a.first_seq && (safe_atou64(a.first_seq, &o.first_seq) < 0 || o.first_seq == 0)) {
-                log_error("Invalid --first-seq '%s': expected a seq, 1 or more.", a.first_seq);
-                r = -EINVAL;
-                goto finish;
-        }
-        if (a.anchor) {
-                if (audit_anchor_parse(a.anchor, &o.anchor_seq, o.anchor_hash) < 0) {
-                        log_error(
-                                "Invalid --anchor '%s': expected SEQ:HASH (64 lowercase hex digits).",
-                                a.anchor);
-                        r = -EINVAL;
-                        goto finish;
-                }
-                o.have_anchor = true;
-        }
-        if (a.db) {
-                r = verify_anchor_from_db(&a, &o);
-                if (r < 0) {
-                        r = -EIO; /* not a usage error */
-                        goto finish;
-                }
-        }
-        if (a.master_key) {
-                r = master_key_load(a.master_key, &cryptor);
-                if (r < 0) {
-                        log_error_errno(r, "Failed to load the master key: %m");
-                        r = -EIO; /* not a usage error */
-                        goto finish;
-                }
-                r = cryptor_derive_key(cryptor, AUDIT_CHECKPOINT_KEY_INFO, key, sizeof(key));
-                if (r < 0) {
-                        log_error_errno(r, "Failed to derive the audit checkpoint key: %m");
-                        goto finish;
-                }
-        }
-        o.key = a.master_key ? key : NULL;
-        r = audit_verify_files_with(files, &o, stdout);
-        if (r > 0)
-                r = -EBADMSG; /* broken: exit 1 */
-        else if (r == -EINVAL)
-                r = -EIO;
-
-finish:
-        explicit_bzero(key, sizeof(key));
-        free(a.master_key);
-        free(a.db);
-        free(a.host);
-        free(a.anchor);
-        free(a.first_seq);
-        return r > 0 ? 0 : r;
-}
-
-typedef struct BackupArgs {
-        char *db;
-} BackupArgs;
-
-/* clang-format off */
-static const ConfigItem backup_items[] = {
-        { "backup", "db", config_parse_string, offsetof(BackupArgs, db), "SQLite store to copy (may be in use)", "DB" },
-};
-/* clang-format on */
-
-/* keywardd backup --db DB FILE: a consistent copy of a live SQLite store. */
-static int verb_backup(int argc, char **argv) {
-        _cleanup_free_ char **files = NULL;
-        _cleanup_free_ char *shown_buf = NULL;
-        BackupArgs a = {};
-        const char *shown;
-        int r;
-
-        r = config_parse_argv(argc, argv, backup_items, ELEMENTSOF(backup_items), &a, &files);
-        if (r != 0)
-                goto finish;
-        if ((r = require(a.db, "db")) < 0)
-                goto finish;
-        if (!files || !files[0] || files[1]) {
-                r = log_error_errno(EINVAL, "Usage: keywardd backup --db DB FILE");
-                goto finish;
-        }
-        shown = store_url_display(a.db, &shown_buf);
-        r = store_backup(a.db, files[0]);
-        if (r == -EOPNOTSUPP)
-                r = log_error_errno(
-                        r,
-                        "keywardd backup copies SQLite stores only. Back up the PostgreSQL store '%s' with "
-                        "PostgreSQL's own tools: pg_dump --format=custom --file FILE DBNAME (restore with "
-                        "pg_restore), or continuous archiving and point-in-time recovery; see keywardd(8).",
-                        shown);
-        else if (r == -ENOMEDIUM)
-                r = log_error_errno(
-                        r, "'%s' is no keyward store (missing, or not initialised); nothing copied.", shown);
-        else if (r == -EEXIST)
-                r = log_error_errno(
-                        r,
-                        "Refusing to write the copy to '%s': it is the store itself, or SQLite's -wal or -shm "
-                        "files lie beside it (a store in use). Choose another file.",
-                        files[0]);
-        else if (r < 0)
-                r = log_error_errno(r, "Failed to copy the store '%s' to '%s': %m", shown, files[0]);
-        else
-                log_info("Copied the store '%s' to '%s'.", shown, files[0]);
-        if (r == -EINVAL)
-                r = -EIO; /* not a usage error */
-
-finish:
-        free(a.db);
-        return r > 0 ? 0 : r;
 }
 
 static int verb_serve(int argc, char **argv) {
@@ -1115,90 +819,6 @@ finish:
         free(anchor.name);
         metrics_free(s.metrics);
         return r;
-}
-
-typedef struct RekeyArgs {
-        char *db;
-        char **master_key;
-        char *new_master_key;
-} RekeyArgs;
-
-/* clang-format off */
-static const ConfigItem rekey_items[] = {
-        { "rekey", "db",             config_parse_string, offsetof(RekeyArgs, db),             "SQLite file, or postgresql:// URI", "DB" },
-        { "rekey", "master-key",     config_parse_strv,   offsetof(RekeyArgs, master_key),     "the old master key, that the store is sealed under now (repeatable)", "MK" },
-        { "rekey", "new-master-key", config_parse_string, offsetof(RekeyArgs, new_master_key), "the master key to re-seal every version under", "MK" },
-};
-/* clang-format on */
-
-/* keywardd rekey --db DB --master-key OLD --new-master-key NEW: exit 0 when nothing is left
- * under another key (OLD may be retired), 1 when something is (or on an error). */
-static int verb_rekey(int argc, char **argv) {
-        _cleanup_(store_freep) Store *store = NULL;
-        _cleanup_(cryptor_freep) Cryptor *cryptor = NULL;
-        _cleanup_free_ char *shown_buf = NULL;
-        RekeyArgs a = {};
-        RekeyStats st;
-        int r;
-
-        r = config_parse_argv(argc, argv, rekey_items, ELEMENTSOF(rekey_items), &a, NULL);
-        if (r != 0)
-                goto finish;
-        if ((r = require(a.db, "db")) < 0 || (r = require(a.new_master_key, "new-master-key")) < 0)
-                goto finish;
-        if (!a.master_key) {
-                r = log_error_errno(EINVAL, "Missing --master-key (the old key the store is sealed under).");
-                goto finish;
-        }
-
-        r = check_master_key_credential(a.new_master_key);
-        if (r >= 0)
-                r = master_key_load(a.new_master_key, &cryptor);
-        if (r < 0) {
-                r = -EIO; /* not a usage error */
-                goto finish;
-        }
-        STRV_FOREACH(k, a.master_key) {
-                r = check_master_key_credential(*k);
-                if (r >= 0)
-                        r = master_key_add_old(cryptor, *k);
-                if (r < 0) {
-                        r = -EIO;
-                        goto finish;
-                }
-        }
-        r = store_open_existing(a.db, &store);
-        if (r < 0) {
-                log_error_errno(
-                        r,
-                        r == -ENOMEDIUM ? "The store '%s' is not initialised; run 'keywardd init' first." :
-                                          "Failed to open the store '%s': %m",
-                        store_url_display(a.db, &shown_buf));
-                r = -EIO;
-                goto finish;
-        }
-
-        r = rekey_store(store, cryptor, &st);
-        if (r < 0) {
-                r = -EIO;
-                goto finish;
-        }
-        printf("Re-sealed %" PRIu64 " versions under the new master key; %" PRIu64 " keys, %" PRIu64
-               " versions in the store.\n",
-               st.resealed, st.keys, st.versions);
-        printf("%" PRIu64 " versions remain under other master keys%s\n", st.remaining,
-               st.remaining == 0 ? ": the old key can be retired." : ".");
-        if (st.unopenable > 0)
-                printf("%" PRIu64 " versions open with none of the keys given.\n", st.unopenable);
-        r = fflush(stdout) == 0 ? 0 : -EIO;
-        if (r >= 0 && st.remaining > 0)
-                r = -EAGAIN; /* exit 1: run it again, with every old key */
-
-finish:
-        free(a.db);
-        strv_free(a.master_key);
-        free(a.new_master_key);
-        return r > 0 ? 0 : r;
 }
 
 static void help(void) {
