@@ -285,7 +285,7 @@ bus_start() {
 EOF
         dbus-daemon --config-file="$T/bus.conf" --nofork --print-address=3 3>"$T/bus.address" 2>"$T/bus.log" &
         BUS_PID=$!
-        for _ in $(seq 100); do [ -s "$T/bus.address" ] && break; sleep 0.05; done
+        for _ in $(seq $((100 * KW_TEST_TIMEOUT_FACTOR))); do [ -s "$T/bus.address" ] && break; sleep 0.05; done
         [ -s "$T/bus.address" ] || { cat "$T/bus.log" >&2; bail "dbus-daemon did not start"; }
         export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$BUSDIR/bus"
 }
@@ -334,7 +334,7 @@ kwd_start() {
                 --audit-log "$T/audit.log" --ready-file "$T/ready" --workers 2 \
                 --hostname testhost "$@" 2>>"$T/keywardd.log" &
         KWD_PID=$!
-        for _ in $(seq 100); do
+        for _ in $(seq $((100 * KW_TEST_TIMEOUT_FACTOR))); do
                 [ -s "$T/ready" ] && break
                 kill -0 "$KWD_PID" 2>/dev/null || { tail -n 30 "$T/keywardd.log" | sed 's/^/# /'; bail "keywardd exited"; }
                 sleep 0.05
@@ -514,10 +514,10 @@ body() {
 }
 
 # kwd_wait_exit PID SECONDS: wait for a process of ours to exit; returns its exit status, or
-# 124 if it is still running after SECONDS (it is then left running).
+# 124 if it is still running after SECONDS, scaled (it is then left running).
 kwd_wait_exit() {
         local pid=$1 i
-        for i in $(seq $(($2 * 20))); do
+        for i in $(seq $(($2 * 20 * KW_TEST_TIMEOUT_FACTOR))); do
                 kill -0 "$pid" 2>/dev/null || break
                 sleep 0.05
         done

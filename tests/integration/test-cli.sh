@@ -394,7 +394,7 @@ EOF
         dbus-daemon --config-file="$T/bus.conf" --nofork --nopidfile 2>"$T/dbus.log" &
         BUS_PID=$!
         BG_PIDS+=("$BUS_PID")
-        for _ in $(seq 100); do [ -S "$T/bus.sock" ] && break; sleep 0.05; done
+        for _ in $(seq $((100 * KW_TEST_TIMEOUT_FACTOR))); do [ -S "$T/bus.sock" ] && break; sleep 0.05; done
         export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$T/bus.sock"
 
         kw status

@@ -65,7 +65,7 @@ check "none of them a network socket (its own socket is AF_UNIX)" \
 
 # The key holder killed: keywardd stops with a clear line and exit 1, and does not hang.
 kill -9 "$kh"
-kwd_wait_exit "$KWD_PID" "$(scaled 20)"
+kwd_wait_exit "$KWD_PID" 20
 rc=$?
 KWD_PID=
 is "keywardd exits 1 when its key holder dies" "$rc" 1
@@ -80,7 +80,7 @@ kill -STOP "$kh"
 r=$(req none "0u$ADMIN" POST /v0/keys/ --max-time "$(scaled 60)" -d id=kh_stalled \
         --data-urlencode "data=$(printf 'x' | base64 -w0)")
 expect "a write waiting for a stalled key holder fails" "$r" 500 1
-kwd_wait_exit "$KWD_PID" "$(scaled 30)"
+kwd_wait_exit "$KWD_PID" 30
 rc=$?
 KWD_PID=
 kill -KILL "$kh" 2>/dev/null
@@ -94,7 +94,7 @@ r=$(req none "0u$ADMIN" GET /v0/keys/kh_key/)
 expect "a restarted keywardd reads the key" "$r" 200 0
 : >"$T/keywardd.log"
 kill -TERM "$KWD_PID" "$kh"
-kwd_wait_exit "$KWD_PID" "$(scaled 20)"
+kwd_wait_exit "$KWD_PID" 20
 rc=$?
 KWD_PID=
 is "SIGTERM to keywardd and its key holder at once: exit 0" "$rc" 0

@@ -22,7 +22,7 @@ A_URL=$KWD_URL
         --poll-interval 1h 2>>"$T/keywardd-b.log" &
 B_PID=$!
 BG_PIDS+=("$B_PID")
-for _ in $(seq 100); do [ -s "$T/ready-b" ] && break; sleep 0.05; done
+for _ in $(seq $((100 * KW_TEST_TIMEOUT_FACTOR))); do [ -s "$T/ready-b" ] && break; sleep 0.05; done
 [ -s "$T/ready-b" ] || { cat "$T/keywardd-b.log" >&2; bail "the second keywardd did not start"; }
 B_URL="https://$(head -n1 "$T/ready-b")"
 on() { # A|B, then req's arguments
