@@ -952,7 +952,9 @@ static int counting_data_key(
         return cryptor_data_key(t->local, master_id, key_id, ret);
 }
 
+/* Seal a fresh version 5 into v (whatever v held before is freed). */
 static void remote_seal_one(const Cryptor *r, const char *key_id, KeyVersion *v) {
+        key_version_done(v);
         *v = (KeyVersion){.id = 5, .ts = 55};
         version_set_data(v, key_id, strlen(key_id));
         assert_int_equal(cryptor_seal_version(r, key_id, v), 0);
