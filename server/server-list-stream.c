@@ -54,6 +54,7 @@ typedef struct ListStream {
         struct evhttp_request *req;
         int64_t next; /* where the next page starts */
         bool first;   /* no id written yet */
+        bool aborted; /* cut short: waiting for libevent to close the connection */
 } ListStream;
 
 static void list_stream_more_cb(struct evhttp_connection *evcon, void *userdata);
@@ -99,23 +100,32 @@ static void list_stream_free(ListStream *ls) {
 }
 
 /* Cut the answer short: the status went out long ago, so the client must see a broken
- * chunked body, never a shorter list. evhttp frees the connection when it sees it shut. */
+ * chunked body, never a shorter list. evhttp frees the connection when it sees it shut, and
+ * list_stream_closed_cb() then the rest. */
 static void list_stream_abort(ListStream *ls) {
         struct evhttp_connection *evcon = evhttp_request_get_connection(ls->req);
         struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
         int fd = bev ? bufferevent_getfd(bev) : -EBADF;
 
-        list_stream_free(ls);
-        if (fd >= 0)
-                (void) shutdown(fd, SHUT_RDWR);
+        ls->aborted = true;
+        if (fd < 0) {
+                list_stream_free(ls);
+                return;
+        }
+        (void) shutdown(fd, SHUT_RDWR);
 }
 
 static void list_stream_closed_cb(struct evhttp_connection *evcon, void *userdata) {
         ListStream *ls = userdata;
 
-        /* The client went away (or stalled past the idle timeout) mid-list; libevent frees
-         * the request. */
-        log_debug("A client left before the end of the key list.");
+        /* The client went away (or stalled past the idle timeout, or the list was cut short)
+         * mid-list. A connection that failed has let go of the request, whose answer it
+         * knows is unfinished, and leaves it to us; one freed with the worker still holds it
+         * and frees it itself. */
+        if (!ls->aborted)
+                log_debug("A client left before the end of the key list.");
+        if (!evhttp_request_get_connection(ls->req))
+                evhttp_request_free(ls->req);
         free(ls);
 }
 
@@ -150,6 +160,8 @@ static void list_stream_more_cb(struct evhttp_connection *evcon, void *userdata)
         _cleanup_buf_ Buf out = BUF_INIT;
         int r;
 
+        if (ls->aborted)
+                return;
         r = list_stream_page(ls, &out);
         if (r >= 0)
                 r = list_stream_write(ls, &out, r > 0);
