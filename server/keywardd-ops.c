@@ -95,7 +95,6 @@ static const ConfigItem rekey_items[] = {
 int verb_rekey(int argc, char **argv) {
         _cleanup_(store_freep) Store *store = NULL;
         _cleanup_(cryptor_freep) Cryptor *cryptor = NULL;
-        _cleanup_free_ char *shown_buf = NULL;
         RekeyArgs a = {};
         RekeyStats st;
         int r;
@@ -126,13 +125,8 @@ int verb_rekey(int argc, char **argv) {
                         goto finish;
                 }
         }
-        r = store_open_existing(a.db, &store);
+        r = open_existing_store(a.db, &store);
         if (r < 0) {
-                log_error_errno(
-                        r,
-                        r == -ENOMEDIUM ? "The store '%s' is not initialised; run 'keywardd init' first." :
-                                          "Failed to open the store '%s': %m",
-                        store_url_display(a.db, &shown_buf));
                 r = -EIO;
                 goto finish;
         }
@@ -209,7 +203,6 @@ int verb_import_knox(int argc, char **argv) {
         _cleanup_(secret_freep) Secret *password = NULL;
         _cleanup_(knox_db_freep) KnoxDb *knox = NULL;
         _cleanup_(store_freep) Store *store = NULL;
-        _cleanup_free_ char *shown_buf = NULL;
         ImportKnoxArgs a = {};
         KnoxImportOptions o;
         int r;
@@ -244,17 +237,9 @@ int verb_import_knox(int argc, char **argv) {
                 r = r == -EINVAL ? -EIO : r;
                 goto finish;
         }
-        r = store_open_existing(a.db, &store);
-        if (r == -ENOMEDIUM) {
-                log_error_errno(
-                        r, "The store '%s' is not initialised; run 'keywardd init' first.",
-                        store_url_display(a.db, &shown_buf));
+        r = open_existing_store(a.db, &store);
+        if (r < 0)
                 goto finish;
-        }
-        if (r < 0) {
-                log_error_errno(r, "Failed to open the store '%s': %m", store_url_display(a.db, &shown_buf));
-                goto finish;
-        }
 
         r = knox_import(knox, knox_key, store, cryptor, &o, stdout, NULL);
         if (r == -EINVAL)

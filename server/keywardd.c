@@ -212,6 +212,21 @@ static int parse_poll_interval(const ConfigItem *item, const char *value, void *
         return 0;
 }
 
+int open_existing_store(const char *db, Store **ret) {
+        _cleanup_free_ char *shown = NULL;
+        int r;
+
+        r = store_open_existing(db, ret);
+        if (r == -ENOMEDIUM)
+                return log_error_errno(
+                        r, "The store '%s' is not initialised; run 'keywardd init' first.",
+                        store_url_display(db, &shown));
+        if (r < 0)
+                return log_error_errno(
+                        r, "Failed to open the store '%s': %m", store_url_display(db, &shown));
+        return 0;
+}
+
 int require(const char *value, const char *flag) {
         if (isempty(value))
                 return log_error_errno(
@@ -494,17 +509,9 @@ static int verb_token(int argc, char **argv) {
         r = master_key_load(a.master_key, &cryptor);
         if (r < 0)
                 goto finish;
-        r = store_open_existing(a.db, &store);
-        if (r == -ENOMEDIUM) {
-                log_error_errno(
-                        r, "The store '%s' is not initialised; run 'keywardd init' first.",
-                        store_url_display(a.db, &shown_buf));
+        r = open_existing_store(a.db, &store);
+        if (r < 0)
                 goto finish;
-        }
-        if (r < 0) {
-                log_error_errno(r, "Failed to open the store '%s': %m", store_url_display(a.db, &shown_buf));
-                goto finish;
-        }
 
         r = user_token_new(&token, hash);
         if (r < 0) {
