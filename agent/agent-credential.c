@@ -42,7 +42,6 @@
 #if !defined(SO_PEERPIDFD) && !defined(__alpha__) && !defined(__hppa__) && !defined(__sparc__)
 #        define SO_PEERPIDFD 77
 #endif
-#define MESSAGE_ID_CREDENTIAL "8d2f6b1a09c44e7d95e3a7c0b4d1f268"
 
 static void refuse(Agent *a, const char *unit, const char *name, const char *why) {
         a->counters.credentials_refused++;

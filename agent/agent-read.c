@@ -12,10 +12,6 @@
 
 #include "log.h"
 
-/* Security events in the journal (MESSAGE_ID=). */
-#define MESSAGE_ID_DELIVERY "5b8e2f0c41d34a7a9f6c3e1d2b7a8c90"
-#define MESSAGE_ID_CREDENTIAL "8d2f6b1a09c44e7d95e3a7c0b4d1f268"
-
 /* How often a reader looks again when a sync thread replaced the file under it. */
 #define READ_ATTEMPTS 4
 

@@ -11,6 +11,11 @@
 #include "agent-caller.h"
 #include "agent.h"
 
+/* Security events in the journal (MESSAGE_ID=): a key handed out, and the credential
+ * socket's deliveries and refusals. */
+#define MESSAGE_ID_DELIVERY "5b8e2f0c41d34a7a9f6c3e1d2b7a8c90"
+#define MESSAGE_ID_CREDENTIAL "8d2f6b1a09c44e7d95e3a7c0b4d1f268"
+
 /* Why a registered key has no copy to serve (agent_key_read() returned -ENOENT). */
 typedef struct KeyUnavailable {
         KeyState state;
