@@ -40,22 +40,6 @@ static int fsync_directory_of(const char *path) {
         return 0;
 }
 
-static int sqlite_rc_errno(int rc) {
-        switch (rc & 0xff) {
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                return -EBUSY;
-        case SQLITE_FULL:
-                return -ENOSPC;
-        case SQLITE_READONLY:
-                return -EROFS;
-        default:
-                return -EIO;
-        }
-}
-
 static void sqlite_closep(sqlite3 **db) {
         if (*db)
                 (void) sqlite3_close_v2(*db);
@@ -88,7 +72,7 @@ static int copy_pages(sqlite3 *src, sqlite3 *dst) {
         b = sqlite3_backup_init(dst, "main", src, "main");
         if (!b)
                 return log_debug_errno(
-                        sqlite_rc_errno(sqlite3_errcode(dst)), "sqlite3_backup_init: %s",
+                        store_sqlite_errno(sqlite3_errcode(dst)), "sqlite3_backup_init: %s",
                         sqlite3_errmsg(dst));
         for (;;) {
                 rc = sqlite3_backup_step(b, -1);
@@ -100,12 +84,12 @@ static int copy_pages(sqlite3 *src, sqlite3 *dst) {
                 }
                 break;
         }
-        r = rc == SQLITE_DONE ? 0 : sqlite_rc_errno(rc);
+        r = rc == SQLITE_DONE ? 0 : store_sqlite_errno(rc);
         if (r < 0)
                 log_debug("sqlite3_backup_step: %s", sqlite3_errstr(rc));
         rc = sqlite3_backup_finish(b);
         if (r == 0 && rc != SQLITE_OK)
-                r = sqlite_rc_errno(rc);
+                r = store_sqlite_errno(rc);
         return r;
 }
 
@@ -118,10 +102,10 @@ static int finish_copy(sqlite3 **dst) {
 
         rc = sqlite3_exec(*dst, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
         if (rc != SQLITE_OK)
-                return log_debug_errno(sqlite_rc_errno(rc), "journal_mode: %s", sqlite3_errmsg(*dst));
+                return log_debug_errno(store_sqlite_errno(rc), "journal_mode: %s", sqlite3_errmsg(*dst));
         rc = sqlite3_prepare_v2(*dst, "PRAGMA quick_check", -1, &st, NULL);
         if (rc != SQLITE_OK)
-                return sqlite_rc_errno(rc);
+                return store_sqlite_errno(rc);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
                 const unsigned char *v = sqlite3_column_text(st, 0);
@@ -134,7 +118,7 @@ static int finish_copy(sqlite3 **dst) {
         rc = sqlite3_close(*dst);
         *dst = NULL;
         if (rc != SQLITE_OK)
-                return sqlite_rc_errno(rc);
+                return store_sqlite_errno(rc);
         return 0;
 }
 
@@ -193,7 +177,7 @@ int store_backup(const char *db, const char *dest) {
 
         rc = sqlite3_open_v2(tmp_path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
-                r = dst ? sqlite_rc_errno(rc) : -ENOMEM;
+                r = dst ? store_sqlite_errno(rc) : -ENOMEM;
                 goto fail;
         }
         (void) sqlite3_extended_result_codes(dst, 1);

@@ -112,6 +112,9 @@ int store_change_parse(const char *payload, const char **ret_id, uint64_t *ret_c
 
 /* The SQLite backend (store-sqlite.c). path is a file name, created 0600 if absent. */
 int store_sqlite_open(const char *path, bool create, Store **ret);
+/* An SQLite result code as a negative errno: -ENOMEM, -EBUSY (busy or locked), -ENOSPC,
+ * -EROFS, else -EIO. */
+int store_sqlite_errno(int rc);
 
 /* The PostgreSQL backend (store-postgres.c). url is a libpq connection URI; without create
  * the schema must be there (-ENOMEDIUM otherwise). */

@@ -133,7 +133,7 @@ static SqliteStore *sqlite_store(Store *s) {
 
 /* ---- errors ---- */
 
-static int sqlite_errno(int rc) {
+int store_sqlite_errno(int rc) {
         switch (rc & 0xff) {
         case SQLITE_NOMEM:
                 return -ENOMEM;
@@ -150,7 +150,7 @@ static int sqlite_errno(int rc) {
 }
 
 static int sqlite_fail(SqliteStore *s, int rc, const char *what) {
-        int r = sqlite_errno(rc);
+        int r = store_sqlite_errno(rc);
 
         return log_debug_errno(
                 r, "SQLite: %s on '%s' failed: %s (%d)", what, s->path, sqlite3_errmsg(s->db), rc);
@@ -317,7 +317,7 @@ static int set_wal(SqliteStore *s) {
         if (rc != SQLITE_ROW) {
                 (void) sqlite_fail(s, rc, "setting the journal mode");
                 sqlite3_finalize(st);
-                return sqlite_errno(rc);
+                return store_sqlite_errno(rc);
         }
         mode = sqlite3_column_text(st, 0);
         /* An in-memory database (tests only) has no WAL. */
@@ -354,7 +354,7 @@ static int migrate(SqliteStore *s, int64_t *ret_from) {
                                 "SQLite: migrating '%s' from schema version %" PRIi64 " failed: %s (%d)",
                                 s->path, i, strna(err), rc);
                         sqlite3_free(err);
-                        return sqlite_errno(rc);
+                        return store_sqlite_errno(rc);
                 }
                 log_debug("SQLite: migrated '%s' to schema version %" PRIi64 ".", s->path, i + 1);
         }
