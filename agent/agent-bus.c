@@ -374,6 +374,25 @@ static int read_option_string(sd_bus_message *m, const char *name, char **ret, s
         return sd_bus_message_exit_container(m);
 }
 
+static int read_option_mode(sd_bus_message *m, const char *name, unsigned *ret, sd_bus_error *error) {
+        uint32_t u;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'v', "u");
+        if (r < 0)
+                return sd_bus_error_setf(
+                        error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' must be an unsigned integer (u).",
+                        name);
+        r = sd_bus_message_read(m, "u", &u);
+        if (r < 0)
+                return r;
+        if (u > 07777)
+                return sd_bus_error_setf(
+                        error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' is not a file mode.", name);
+        *ret = u;
+        return sd_bus_message_exit_container(m);
+}
+
 /* Read one registration, "s a{sv}", at m's position, and check it: 0, or an error set. */
 static int
 read_registration(sd_bus_message *m, Registration *reg, bool *ret_on_change_set, sd_bus_error *error) {
@@ -410,6 +429,14 @@ read_registration(sd_bus_message *m, Registration *reg, bool *ret_on_change_set,
                         r = read_option_string(m, name, &reg->credential, error);
                 else if (streq(name, "on_change"))
                         r = read_option_string(m, name, &on_change, error);
+                else if (streq(name, "file"))
+                        r = read_option_string(m, name, &reg->file, error);
+                else if (streq(name, "file_owner"))
+                        r = read_option_string(m, name, &reg->file_owner, error);
+                else if (streq(name, "file_group"))
+                        r = read_option_string(m, name, &reg->file_group, error);
+                else if (streq(name, "file_mode"))
+                        r = read_option_mode(m, name, &reg->file_mode, error);
                 else
                         return sd_bus_error_setf(
                                 error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%s'.", name);
@@ -434,6 +461,8 @@ read_registration(sd_bus_message *m, Registration *reg, bool *ret_on_change_set,
 static int register_error(int r, const RegisterFailure *f, bool many, sd_bus_error *error) {
         if (f->save)
                 return sd_bus_error_set_errnof(error, r, "Failed to save the registry: %m");
+        if (r == -EINVAL && f->message)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, f->message);
         switch (r) {
         case -E2BIG:
                 if (!many)

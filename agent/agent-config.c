@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "registry-names.h"
 #include "strv.h"
 
 static void agent_config_print_usage(void);
@@ -37,6 +38,7 @@ static const ConfigItem agent_items[] = {
         ITEM("pam-bind-timeout",   config_parse_sec,    pam_bind_usec,        "TIME", "revoke a PAM login's token no session bound this long (default: 5m)"),
         ITEM("credential-wait",    config_parse_sec,    credential_wait_usec, "TIME", "how long a unit's credential waits for a key not fetched yet (default: 30s, 0: no wait)"),
         ITEM("metrics-file",       config_parse_string, metrics_file,         "PATH", "write figures for Prometheus' node_exporter textfile collector there"),
+        ITEM("file-dir",           config_parse_strv,   file_dirs,            "DIR",  "allow Register's option file under DIR (repeatable; default: nowhere)"),
 };
 /* clang-format on */
 
@@ -52,6 +54,7 @@ void agent_config_done(AgentConfig *c) {
         free(c->runtime_dir);
         free(c->log_level);
         free(c->metrics_file);
+        strv_free(c->file_dirs);
         *c = (AgentConfig){};
 }
 
@@ -138,6 +141,18 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
                 return log_error_errno(
                         EINVAL, "Invalid --metrics-file '%s': an absolute file name is needed.",
                         c.metrics_file);
+
+        STRV_FOREACH(d, c.file_dirs) {
+                size_t n = strlen(*d);
+
+                while (n > 1 && (*d)[n - 1] == '/') /* "/run/app/" is "/run/app" */
+                        (*d)[--n] = '\0';
+                if (!registry_file_path_is_valid(*d))
+                        return log_error_errno(
+                                EINVAL,
+                                "Invalid --file-dir '%s': an absolute path without '.', '..' or '//' is needed.",
+                                *d);
+        }
 
         *ret = c;
         c = (AgentConfig){};

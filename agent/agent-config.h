@@ -53,6 +53,7 @@ typedef struct AgentConfig {
          * one; 0: it is refused at once. */
         uint64_t credential_wait_usec;
         char *metrics_file; /* Prometheus text format for node_exporter; NULL: none */
+        char **file_dirs;   /* where Register's "file" may be (no trailing '/'); NULL: nowhere */
         bool mlock;
 } AgentConfig;
 

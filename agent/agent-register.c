@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent-files.h"
 #include "log.h"
 
 void register_failure_done(RegisterFailure *f) {
         free(f->name);
+        free(f->message);
         *f = (RegisterFailure){};
 }
 
@@ -57,6 +59,42 @@ static const char *duplicate_id(AgentKey *const *keys, size_t n) {
         return NULL;
 }
 
+/* The key of the batch other than id that writes path, or NULL. */
+static const char *batch_file_key(const RegisterBatch *b, const char *path, const char *id) {
+        for (size_t i = 0; i < b->n_fresh + b->n_updated; i++) {
+                const Registration *o =
+                        i < b->n_fresh ? &b->fresh[i]->reg : &b->updated[i - b->n_fresh]->reg;
+
+                if (o->file && streq(o->file, path) && !streq(o->id, id))
+                        return o->id;
+        }
+        return NULL;
+}
+
+/* reg's file, checked (agent-files.c) and named by no other key: 0, or -EINVAL with
+ * f->message set. */
+static int check_file(Agent *a, const RegisterBatch *b, Registration *reg, RegisterFailure *f) {
+        const char *other;
+        int r;
+
+        if (!reg->file)
+                return 0;
+        free(f->message);
+        f->message = NULL;
+        r = agent_files_check(a, reg, &f->message);
+        if (r < 0)
+                return r;
+        other = agent_files_key_of(a, reg->file, reg->id) ?: batch_file_key(b, reg->file, reg->id);
+        if (other &&
+            asprintf(
+                    &f->message, "Refused file '%s': it is already written for key '%s'.", reg->file,
+                    other) < 0) {
+                f->message = NULL;
+                return -ENOMEM;
+        }
+        return other ? -EINVAL : 0;
+}
+
 int register_batch_add(
         Agent *a, RegisterBatch *b, Registration *reg, bool on_change_set, RegisterFailure *f) {
         _cleanup_(registration_donep) Registration copy = {};
@@ -66,6 +104,9 @@ int register_batch_add(
         size_t *count, *alloc;
         int r;
 
+        r = check_file(a, b, reg, f);
+        if (r < 0)
+                return r;
         k = agent_find_key(a, reg->id);
         if (k) {
                 r = registration_copy(&k->reg, &copy);
@@ -74,6 +115,16 @@ int register_batch_add(
                 r = registration_merge(&copy, reg, on_change_set);
                 if (r == -E2BIG)
                         return fail(f, r, reg->id);
+                if (r == -EEXIST) {
+                        if (asprintf(
+                                    &f->message,
+                                    "Key '%s' already has the file '%s'; unregister it to name another.",
+                                    reg->id, k->reg.file) < 0) {
+                                f->message = NULL;
+                                return -ENOMEM;
+                        }
+                        return -EINVAL;
+                }
                 if (r <= 0)
                         return r;
                 list = &b->updated;
@@ -118,7 +169,8 @@ static void key_take_registration(AgentKey *k, AgentKey *tmp) {
 
 int register_batch_apply(Agent *a, RegisterBatch *b, uid_t by, RegisterFailure *f) {
         _cleanup_free_ const Registration **replace = NULL, **extra = NULL;
-        size_t n_fresh = b->n_fresh;
+        _cleanup_free_ AgentKey **touched = NULL;
+        size_t n_fresh = b->n_fresh, n_touched = 0;
         const char *dup;
         int r;
 
@@ -146,6 +198,10 @@ int register_batch_apply(Agent *a, RegisterBatch *b, uid_t by, RegisterFailure *
                 return r;
         }
 
+        touched = calloc(b->n_updated + 1, sizeof(AgentKey *));
+        if (!touched)
+                return -ENOMEM;
+
         /* Saved: now the table follows, under one hold of the lock. */
         pthread_mutex_lock(&a->lock);
         for (size_t i = 0; i < b->n_updated; i++) {
@@ -154,6 +210,7 @@ int register_batch_apply(Agent *a, RegisterBatch *b, uid_t by, RegisterFailure *
                 if (!k) /* cannot be: only the main thread removes keys */
                         continue;
                 key_take_registration(k, b->updated[i]);
+                touched[n_touched++] = k;
                 log_info("Key '%s': registration updated by uid %u.", LOG_NAME(k->reg.id), (unsigned) by);
         }
         r = 0;
@@ -170,6 +227,10 @@ int register_batch_apply(Agent *a, RegisterBatch *b, uid_t by, RegisterFailure *
         pthread_mutex_unlock(&a->lock);
         if (r < 0) /* out of memory: the registry file has them, the next start loads them */
                 return r;
+        /* A file named or changed for a key already cached: written now (only the main
+         * thread removes keys, so they are still there). */
+        for (size_t i = 0; i < n_touched; i++)
+                (void) agent_files_update(a, touched[i]);
 
         for (size_t i = 0; i < n_fresh; i++)
                 log_info("Key '%s' registered by uid %u.", LOG_NAME(extra[i]->id), (unsigned) by);
@@ -199,6 +260,8 @@ int agent_unregister(Agent *a, const char *id, uid_t by, AgentKey **ret, Registe
         if (r < 0)
                 log_warning_errno(
                         r, "Failed to remove the cache file of key '%s', ignoring: %m", LOG_NAME(id));
+        if (k)
+                agent_files_remove(a, &k->reg);
 
         log_info("Key '%s' unregistered by uid %u.", LOG_NAME(id), (unsigned) by);
         *ret = k;

@@ -11,6 +11,8 @@
 typedef struct RegisterFailure {
         char *name; /* the key, or the reader, that the failure is about */
         bool save;  /* the registry file could not be written (the errno says why) */
+        /* -EINVAL: why the registration is refused, for the caller */
+        char *message;
 } RegisterFailure;
 
 void register_failure_done(RegisterFailure *f);
@@ -28,7 +30,8 @@ void register_batch_done(RegisterBatch *b);
 /* Add reg to the batch: a new key (then the contents of *reg are taken), or what it changes
  * in a registered one (nothing added when it changes nothing). The readers are resolved through NSS here. 0,
  * or: -E2BIG    too many readers or units for the key (f->name: the key) -ESRCH    a reader is no user or
- * group (f->name: the reader) -ENOBUFS  the host would have more than REGISTRY_KEYS_MAX keys */
+ * group (f->name: the reader) -ENOBUFS  the host would have more than REGISTRY_KEYS_MAX keys
+ * -EINVAL   its file is refused (agent-files.c; f->message says why) */
 int register_batch_add(
         Agent *a, RegisterBatch *b, Registration *reg, bool on_change_set, RegisterFailure *f);
 

@@ -40,6 +40,9 @@ void registration_done(Registration *r) {
         strv_free(r->readers);
         strv_free(r->units);
         free(r->credential);
+        free(r->file);
+        free(r->file_owner);
+        free(r->file_group);
         *r = (Registration){};
 }
 
@@ -53,6 +56,11 @@ int registration_copy(const Registration *src, Registration *ret) {
                 return -ENOMEM;
         if (src->credential && !(c.credential = strdup(src->credential)))
                 return -ENOMEM;
+        if ((src->file && !(c.file = strdup(src->file))) ||
+            (src->file_owner && !(c.file_owner = strdup(src->file_owner))) ||
+            (src->file_group && !(c.file_group = strdup(src->file_group))))
+                return -ENOMEM;
+        c.file_mode = src->file_mode;
         *ret = c;
         c = (Registration){};
         return 0;
@@ -97,6 +105,16 @@ int registration_validate(const Registration *r, const char **reterr_message) {
                 msg = "Invalid credential name";
         else if (!on_change_to_string(r->on_change))
                 msg = "Invalid on_change (none, restart or reload-or-restart)";
+        else if (!r->file && (r->file_owner || r->file_group || r->file_mode != 0))
+                msg = "The options file_owner, file_group and file_mode need the option file";
+        else if (r->file && !registry_file_path_is_valid(r->file))
+                msg = "Invalid file (an absolute path without '.', '..' or empty components, at most 1024 bytes)";
+        else if (
+                (r->file_owner && !registry_account_is_valid(r->file_owner)) ||
+                (r->file_group && !registry_account_is_valid(r->file_group)))
+                msg = "Invalid file_owner or file_group";
+        else if (!registry_file_mode_is_valid(r->file_mode))
+                msg = "Invalid file_mode: it may give others nothing and set no execute, setuid, setgid or sticky bit (at most 0660)";
 
         if (msg) {
                 if (reterr_message)
@@ -146,6 +164,32 @@ int registration_merge(Registration *dst, const Registration *src, bool on_chang
                 dst->on_change = src->on_change;
                 changed = true;
         }
+        if (src->file) {
+                if (dst->file && !streq(dst->file, src->file))
+                        return -EEXIST;
+                if (!dst->file || !streq(strempty(dst->file_owner), strempty(src->file_owner)) ||
+                    !streq(strempty(dst->file_group), strempty(src->file_group)) ||
+                    dst->file_mode != src->file_mode) {
+                        Registration f = {};
+
+                        if ((!dst->file && !(f.file = strdup(src->file))) ||
+                            (src->file_owner && !(f.file_owner = strdup(src->file_owner))) ||
+                            (src->file_group && !(f.file_group = strdup(src->file_group)))) {
+                                registration_done(&f);
+                                return -ENOMEM;
+                        }
+                        if (f.file) {
+                                free(dst->file);
+                                dst->file = f.file;
+                        }
+                        free(dst->file_owner);
+                        free(dst->file_group);
+                        dst->file_owner = f.file_owner;
+                        dst->file_group = f.file_group;
+                        dst->file_mode = src->file_mode;
+                        changed = true;
+                }
+        }
         return changed;
 }
 
@@ -180,6 +224,19 @@ int registry_format(const Registration *const *regs, size_t n, char **ret, size_
                 if (r->credential) {
                         (void) buf_puts(&b, ",\"credential\":");
                         (void) json_append_cstring(&b, r->credential);
+                }
+                if (r->file) {
+                        (void) buf_puts(&b, ",\"file\":");
+                        (void) json_append_cstring(&b, r->file);
+                        if (r->file_owner) {
+                                (void) buf_puts(&b, ",\"file_owner\":");
+                                (void) json_append_cstring(&b, r->file_owner);
+                        }
+                        if (r->file_group) {
+                                (void) buf_puts(&b, ",\"file_group\":");
+                                (void) json_append_cstring(&b, r->file_group);
+                        }
+                        (void) buf_printf(&b, ",\"file_mode\":%u", r->file_mode);
                 }
                 (void) buf_printf(&b, ",\"on_change\":\"%s\"}", on_change_to_string(r->on_change));
         }
@@ -250,6 +307,20 @@ static int get_string(json_object *o, const char *name, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+static int get_mode(json_object *o, const char *name, unsigned *ret) {
+        json_object *f = json_get_field(o, name);
+        int64_t v;
+
+        if (!f || json_object_is_type(f, json_type_null)) {
+                *ret = 0;
+                return 0;
+        }
+        if (json_get_int64(f, &v) < 0 || v < 0 || v > 07777)
+                return -EBADMSG;
+        *ret = (unsigned) v;
+        return 0;
+}
+
 static int entry_from_json(json_object *o, Registration *ret) {
         _cleanup_(registration_donep) Registration reg = {};
         _cleanup_free_ char *on_change = NULL;
@@ -260,7 +331,10 @@ static int entry_from_json(json_object *o, Registration *ret) {
         if ((r = get_string(o, "id", &reg.id)) < 0 || (r = get_strv(o, "readers", &reg.readers)) < 0 ||
             (r = get_strv(o, "units", &reg.units)) < 0 ||
             (r = get_string(o, "credential", &reg.credential)) < 0 ||
-            (r = get_string(o, "on_change", &on_change)) < 0)
+            (r = get_string(o, "on_change", &on_change)) < 0 || (r = get_string(o, "file", &reg.file)) < 0 ||
+            (r = get_string(o, "file_owner", &reg.file_owner)) < 0 ||
+            (r = get_string(o, "file_group", &reg.file_group)) < 0 ||
+            (r = get_mode(o, "file_mode", &reg.file_mode)) < 0)
                 return r;
         reg.on_change = on_change ? on_change_from_string(on_change) : ON_CHANGE_NONE;
         *ret = reg;

@@ -36,6 +36,12 @@ typedef struct Registration {
         char **units;     /* systemd unit names; NULL when none */
         char *credential; /* LoadCredential= name, or NULL */
         OnChange on_change;
+        /* A file the key is written to (agent-files.c), or NULL; its owner and group by name
+         * (NULL: root), and its mode (0: the default, given at registration). */
+        char *file;
+        char *file_owner;
+        char *file_group;
+        unsigned file_mode;
 } Registration;
 
 void registration_done(Registration *r);
@@ -49,8 +55,10 @@ static inline void registration_donep(Registration *r) {
 int registration_validate(const Registration *r, const char **reterr_message);
 
 /* Fold src into dst (same id): readers and units are added to dst's, credential and
- * on_change replace dst's when src sets them (credential non-NULL, on_change_set). Returns 1
- * when dst changed, 0 when not, -E2BIG past REGISTRY_LIST_MAX, -ENOMEM. */
+ * on_change replace dst's when src sets them (credential non-NULL, on_change_set), and so do
+ * the file's owner, group and mode when src names dst's file (or dst has none). Returns 1
+ * when dst changed, 0 when not, -E2BIG past REGISTRY_LIST_MAX, -EEXIST when src names
+ * another file than dst's, -ENOMEM. */
 int registration_merge(Registration *dst, const Registration *src, bool on_change_set);
 
 /* Read the registry file: -ENOENT when there is none (*ret untouched). Entries that fail

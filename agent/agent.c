@@ -16,6 +16,7 @@
 
 #include "agent-bus.h"
 #include "agent-check.h"
+#include "agent-files.h"
 #include "agent-credential.h"
 #include "agent-metrics.h"
 #include "agent-pam.h"
@@ -248,6 +249,7 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 
         for (size_t i = 0; i < n_changes; i++) {
                 agent_bus_key_changed(a, changes[i].id, changes[i].hash, changes[i].rotated);
+                agent_files_key_changed(a, changes[i].id);
                 free(changes[i].id);
         }
         free(changes);
@@ -419,6 +421,8 @@ static int run(int argc, char **argv) {
         r = agent_read_open(a);
         if (r < 0)
                 return r;
+        /* Files for programs, from the cache, before the bus name is taken. */
+        agent_files_update_all(a);
         r = agent_credential_open(a);
         if (r < 0)
                 return r;

@@ -118,7 +118,28 @@ typedef struct RegisterOptions {
         char **units;
         const char *credential;
         const char *on_change;
+        const char *file;
+        const char *file_owner;
+        const char *file_group;
+        unsigned file_mode; /* 0: not given */
 } RegisterOptions;
+
+/* An octal mode of at most four digits, as --file-mode takes it. */
+static int parse_file_mode(const char *s, unsigned *ret) {
+        unsigned m = 0;
+
+        if (isempty(s) || strlen(s) > 5)
+                return -EINVAL;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '7')
+                        return -EINVAL;
+                m = m * 8 + (unsigned) (*p - '0');
+        }
+        if (m == 0 || m > 07777)
+                return -EINVAL;
+        *ret = m;
+        return 0;
+}
 
 static int append_register_options(sd_bus_message *m, const RegisterOptions *o) {
         int r;
@@ -132,6 +153,14 @@ static int append_register_options(sd_bus_message *m, const RegisterOptions *o) 
                 r = sd_bus_message_append(m, "{sv}", "credential", "s", o->credential);
         if (r >= 0 && o->on_change)
                 r = sd_bus_message_append(m, "{sv}", "on_change", "s", o->on_change);
+        if (r >= 0 && o->file)
+                r = sd_bus_message_append(m, "{sv}", "file", "s", o->file);
+        if (r >= 0 && o->file_owner)
+                r = sd_bus_message_append(m, "{sv}", "file_owner", "s", o->file_owner);
+        if (r >= 0 && o->file_group)
+                r = sd_bus_message_append(m, "{sv}", "file_group", "s", o->file_group);
+        if (r >= 0 && o->file_mode != 0)
+                r = sd_bus_message_append(m, "{sv}", "file_mode", "u", (uint32_t) o->file_mode);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         return r;
@@ -481,12 +510,20 @@ int verb_register(int argc, char **argv) {
                 ARG_UNIT,
                 ARG_CREDENTIAL,
                 ARG_ON_CHANGE,
+                ARG_FILE,
+                ARG_FILE_OWNER,
+                ARG_FILE_GROUP,
+                ARG_FILE_MODE,
         };
         static const struct option options[] = {
                 {"reader", required_argument, NULL, ARG_READER},
                 {"unit", required_argument, NULL, ARG_UNIT},
                 {"credential", required_argument, NULL, ARG_CREDENTIAL},
                 {"on-change", required_argument, NULL, ARG_ON_CHANGE},
+                {"file", required_argument, NULL, ARG_FILE},
+                {"file-owner", required_argument, NULL, ARG_FILE_OWNER},
+                {"file-group", required_argument, NULL, ARG_FILE_GROUP},
+                {"file-mode", required_argument, NULL, ARG_FILE_MODE},
                 COMMON_OPTIONS,
         };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -544,6 +581,31 @@ int verb_register(int argc, char **argv) {
                                         optarg);
                         o.on_change = optarg;
                         break;
+                case ARG_FILE:
+                        if (!registry_file_path_is_valid(optarg))
+                                return usage_error(
+                                        "Invalid --file '%s': an absolute path without '.', '..' or '//' is needed.",
+                                        optarg);
+                        o.file = optarg;
+                        break;
+                case ARG_FILE_OWNER:
+                case ARG_FILE_GROUP:
+                        if (!registry_account_is_valid(optarg))
+                                return usage_error(
+                                        "Invalid --file-%s '%s'.", opt == ARG_FILE_OWNER ? "owner" : "group",
+                                        optarg);
+                        if (opt == ARG_FILE_OWNER)
+                                o.file_owner = optarg;
+                        else
+                                o.file_group = optarg;
+                        break;
+                case ARG_FILE_MODE:
+                        if (parse_file_mode(optarg, &o.file_mode) < 0 ||
+                            !registry_file_mode_is_valid(o.file_mode))
+                                return usage_error(
+                                        "Invalid --file-mode '%s': an octal mode giving others nothing, with no execute or special bit (at most 0660).",
+                                        optarg);
+                        break;
                         COMMON_DEFAULT(opt, argv, "register");
                 }
         for (int i = optind; i < argc; i++)
@@ -561,6 +623,11 @@ int verb_register(int argc, char **argv) {
                         "You must include a key or key file to register. see 'keyward help register'");
         if (get && strv_length(ids) != 1)
                 return usage_error("-g takes exactly one key identifier. See 'keyward help register'");
+        if ((o.file_owner || o.file_group || o.file_mode) && !o.file)
+                return usage_error("--file-owner, --file-group and --file-mode need --file.");
+        if (o.file && (strv_length(ids) != 1 || replace))
+                return usage_error(
+                        "--file takes exactly one key identifier (and no -r): a file is for one key.");
         o.readers = readers;
         o.units = units;
 

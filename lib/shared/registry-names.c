@@ -22,17 +22,7 @@ bool registry_id_is_valid(const char *id) {
         return id && strlen(id) <= REGISTRY_NAME_MAX && key_id_is_valid(id);
 }
 
-bool registry_reader_is_valid(const char *reader) {
-        const char *name;
-
-        if (!reader)
-                return false;
-        if (strneq(reader, "user:", 5))
-                name = reader + 5;
-        else if (strneq(reader, "group:", 6))
-                name = reader + 6;
-        else
-                return false;
+bool registry_account_is_valid(const char *name) {
         /* What useradd and NSS accept in practice (systemd's relaxed user name rules), and a
          * trailing '$' for Samba machine accounts. */
         if (isempty(name) || strlen(name) > 256 || name[0] == '-')
@@ -42,6 +32,44 @@ bool registry_reader_is_valid(const char *reader) {
                       strchr("_.@-", *p) || (*p == '$' && p[1] == '\0')))
                         return false;
         return true;
+}
+
+bool registry_reader_is_valid(const char *reader) {
+        if (!reader)
+                return false;
+        if (strneq(reader, "user:", 5))
+                return registry_account_is_valid(reader + 5);
+        if (strneq(reader, "group:", 6))
+                return registry_account_is_valid(reader + 6);
+        return false;
+}
+
+bool registry_file_path_is_valid(const char *path) {
+        const char *last;
+        size_t n;
+
+        if (!path || path[0] != '/' || (n = strlen(path)) > REGISTRY_FILE_PATH_MAX || path[n - 1] == '/')
+                return false;
+        for (const char *p = path; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return false;
+        /* Each component: not empty ("//"), not "." or "..". */
+        for (const char *c = path + 1;;) {
+                const char *e = strchrnul(c, '/');
+                size_t len = (size_t) (e - c);
+
+                if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+                        return false;
+                if (!*e)
+                        break;
+                c = e + 1;
+        }
+        last = strrchr(path, '/') + 1;
+        return strlen(last) <= REGISTRY_FILE_NAME_MAX;
+}
+
+bool registry_file_mode_is_valid(unsigned mode) {
+        return (mode & ~0660u) == 0;
 }
 
 bool registry_unit_is_valid(const char *unit) {

@@ -22,3 +22,15 @@ bool registry_credential_is_valid(const char *name) _pure_;
  * whitespace) to *ids, then drop the repeats of any id in the whole list, keeping each first
  * one in place. The ids are not checked here (the agent does). */
 int registry_id_list_parse(const char *text, size_t size, char ***ids);
+
+/* A file a key is written to (Register's "file" option): an absolute path of at most
+ * REGISTRY_FILE_PATH_MAX bytes with no empty, "." or ".." component, no trailing '/', no
+ * control character, and a last component short enough for a temporary name beside it. */
+#define REGISTRY_FILE_PATH_MAX 1024
+#define REGISTRY_FILE_NAME_MAX 200
+bool registry_file_path_is_valid(const char *path) _pure_;
+/* A user or group name for file_owner and file_group (the rules of readers' names). */
+bool registry_account_is_valid(const char *name) _pure_;
+/* A file's mode: no bit for others, no execute, setuid, setgid or sticky bit (a subset of
+ * 0660). */
+bool registry_file_mode_is_valid(unsigned mode) _const_;
