@@ -79,6 +79,10 @@ complete -c keyward -n "__fish_seen_subcommand_from register" -l reader -x -a '(
 complete -c keyward -n "__fish_seen_subcommand_from register" -l unit -x -a '(__fish_systemctl_services 2>/dev/null)' -d 'systemd unit that may load the key'
 complete -c keyward -n "__fish_seen_subcommand_from register" -l credential -x -d 'credential name the unit asks for'
 complete -c keyward -n "__fish_seen_subcommand_from register" -l on-change -x -a 'none restart reload-or-restart' -d 'what to do to the units on rotation'
+complete -c keyward -n "__fish_seen_subcommand_from register" -l file -r -F -d 'file the agent writes the key to'
+complete -c keyward -n "__fish_seen_subcommand_from register" -l file-owner -x -a '(__fish_complete_users)' -d 'owner of the file'
+complete -c keyward -n "__fish_seen_subcommand_from register" -l file-group -x -a '(__fish_complete_groups)' -d 'group of the file'
+complete -c keyward -n "__fish_seen_subcommand_from register" -l file-mode -x -a '0400 0440 0600 0640' -d 'octal mode of the file'
 
 complete -c keyward -n "__fish_seen_subcommand_from expiring" -l within -x -a '7d 30d 90d' -d 'window from now'
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The agent's registry file parser, and the checks that Register's D-Bus arguments go
- * through (ids, readers, units, credential names, on_change). */
+ * through (ids, readers, units, credential names, on_change, the file's path, owner and
+ * group). */
 #undef NDEBUG
 #include <assert.h>
 #include <stdlib.h>
@@ -25,6 +26,9 @@ static void check_names(const char *text, size_t size) {
                 (void) registry_unit_is_valid(p);
                 (void) registry_credential_is_valid(p);
                 (void) on_change_from_string(p);
+                (void) registry_account_is_valid(p);
+                if (registry_file_path_is_valid(p))
+                        assert(p[0] == '/' && !strstr(p, "//") && !strstr(p, "/../") && !strstr(p, "/./"));
         }
         free(copy);
 }
@@ -76,6 +80,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < n; i++) {
                 assert(strcmp(again[i].id, regs[i].id) == 0);
                 assert(again[i].on_change == regs[i].on_change);
+                assert(strcmp(strempty(again[i].file), strempty(regs[i].file)) == 0);
+                assert(strcmp(strempty(again[i].file_owner), strempty(regs[i].file_owner)) == 0);
+                assert(strcmp(strempty(again[i].file_group), strempty(regs[i].file_group)) == 0);
+                assert(again[i].file_mode == regs[i].file_mode);
         }
 
         for (size_t i = 0; i < n; i++)
