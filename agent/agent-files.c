@@ -104,9 +104,18 @@ static int open_parent(
 
                 nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (nfd < 0 && errno == ENOENT && create) {
-                        if (mkdirat(fd, name, 0755) < 0 && errno != EEXIST)
+                        bool made = mkdirat(fd, name, 0755) >= 0;
+
+                        if (!made && errno != EEXIST)
                                 return -errno;
                         nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        /* The agent's umask (0077) narrowed it: the file's readers must pass. */
+                        if (nfd >= 0 && made && fchmod(nfd, 0755) < 0) {
+                                int r = -errno;
+
+                                close(nfd);
+                                return r;
+                        }
                 }
                 if (nfd < 0) {
                         int r = -errno;
@@ -278,7 +287,8 @@ static int replace_file(int dfd, const char *name, const Secret *data, uid_t uid
         if (r < 0)
                 return r;
         if (r > 0) {
-                _cleanup_close_ int old = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+                _cleanup_close_ int old =
+                        openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
                 if (old >= 0 && fstat(old, &st) >= 0 && S_ISREG(st.st_mode) &&
                     same_file(old, &st, data, uid, gid, mode))

@@ -86,6 +86,16 @@ as_alice POST /v0/keys/k1/versions/ --data-urlencode "data=$(b64 k1-third)" >/de
 check "the agent has the new version set" wait_for 10 has k1
 is "a new active version alone does not rewrite the file" "$(stat -c %i "$F1")" "$ino"
 
+# Directories missing below the allowed one are made, and others may pass them.
+F3=$ALLOWED/new/sub/k6.secret
+out=$(register k6 "$F3" "'file_owner': <'nobody'>")
+is "Register with missing directories on the way" "$out" "()"
+check "the file is written, its directories made" wait_for 10 test -f "$F3"
+is "the directories made are 0755 root" "$(stat -c '%a %U' "$ALLOWED/new" "$ALLOWED/new/sub" | xargs)" "755 root 755 root"
+is "nobody reads it through them (mode 0400)" "$(as_nobody cat "$F3")" "k6-first"
+call Unregister s k6 >/dev/null
+check "Unregister removes it" test ! -e "$F3"
+
 # ---- the version set, for a path ending in .json ----------------------------------------------------
 F2=$ALLOWED/k2.json
 out=$(register k2 "$F2")
@@ -165,8 +175,9 @@ check "Unregister leaves a planted symlink alone" test -L "$F4"
 agent_stop
 kwd_stop
 rm -f "$F2"
-agent_start --file-dir "$ALLOWED" --file-dir "$T"
-check "the agent is back on the bus" wait_for 10 busctl --system status "$DEST"
+printf '[agent]\nfile-dir = %s\nfile-dir = %s\n' "$FILES/elsewhere" "$ALLOWED" >"$T/agent.conf"
+agent_start --config "$T/agent.conf"
+check "the agent is back on the bus (file-dir= twice in its configuration file)" wait_for 10 busctl --system status "$DEST"
 check "with every server down, the .json file is written again from the cache" test -f "$F2"
 is "its contents are the cached version set" \
         "$(python3 -c 'import json,sys,base64; j=json.load(open(sys.argv[1])); print([base64.b64decode(v["data"]).decode() for v in j["versions"]])' "$F2")" \
