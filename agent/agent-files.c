@@ -306,9 +306,11 @@ static int replace_file(int dfd, const char *name, const Secret *data, uid_t uid
         fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0000);
         if (fd < 0)
                 return -errno;
-        r = RET_NERRNO(fchown(fd, uid, gid));
+        /* The mode while root owns it (without CAP_FOWNER, as under the shipped unit, root
+         * may not change another user's file's mode). */
+        r = RET_NERRNO(fchmod(fd, mode));
         if (r >= 0)
-                r = RET_NERRNO(fchmod(fd, mode));
+                r = RET_NERRNO(fchown(fd, uid, gid));
         if (r >= 0)
                 r = write_all(fd, data->data, data->size);
         if (r >= 0)

@@ -15,6 +15,7 @@ static const char *const on_change_table[_ON_CHANGE_MAX] = {
         [ON_CHANGE_NONE]              = "none",
         [ON_CHANGE_RESTART]           = "restart",
         [ON_CHANGE_RELOAD_OR_RESTART] = "reload-or-restart",
+        [ON_CHANGE_RELOAD]            = "reload",
 };
 /* clang-format on */
 
@@ -104,7 +105,7 @@ int registration_validate(const Registration *r, const char **reterr_message) {
         else if (r->credential && !registry_credential_is_valid(r->credential))
                 msg = "Invalid credential name";
         else if (!on_change_to_string(r->on_change))
-                msg = "Invalid on_change (none, restart or reload-or-restart)";
+                msg = "Invalid on_change (none, restart, reload-or-restart or reload)";
         else if (!r->file && (r->file_owner || r->file_group || r->file_mode != 0))
                 msg = "The options file_owner, file_group and file_mode need the option file";
         else if (r->file && !registry_file_path_is_valid(r->file))

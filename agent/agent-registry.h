@@ -23,6 +23,7 @@ typedef enum OnChange {
         ON_CHANGE_NONE,
         ON_CHANGE_RESTART,
         ON_CHANGE_RELOAD_OR_RESTART,
+        ON_CHANGE_RELOAD, /* for programs that read a file (agent-files.c) again on reload */
         _ON_CHANGE_MAX,
         _ON_CHANGE_INVALID = -EINVAL,
 } OnChange;

@@ -36,7 +36,9 @@ void agent_units_key_rotated(sd_bus *bus, const Registration *reg) {
                 r = sd_bus_call_method_async(
                         bus, NULL, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
                         "org.freedesktop.systemd1.Manager",
-                        reg->on_change == ON_CHANGE_RESTART ? "RestartUnit" : "ReloadOrRestartUnit",
+                        reg->on_change == ON_CHANGE_RESTART        ? "RestartUnit" :
+                                reg->on_change == ON_CHANGE_RELOAD ? "ReloadUnit" :
+                                                                     "ReloadOrRestartUnit",
                         on_unit_job, unit, "ss", *u, "replace");
                 if (r < 0) {
                         log_warning_errno(r, "Could not restart unit '%s': %m", LOG_NAME(*u));

@@ -2,7 +2,8 @@
 #pragma once
 
 /* Units that use a key, acted on when it rotates (Register's "on_change": "restart" asks
- * systemd to RestartUnit, "reload-or-restart" to ReloadOrRestartUnit, each unit in "units"). */
+ * systemd to RestartUnit, "reload-or-restart" to ReloadOrRestartUnit, "reload" to ReloadUnit,
+ * each unit in "units"). */
 
 #include <systemd/sd-bus.h>
 

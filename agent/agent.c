@@ -248,8 +248,9 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         pthread_mutex_unlock(&a->lock);
 
         for (size_t i = 0; i < n_changes; i++) {
-                agent_bus_key_changed(a, changes[i].id, changes[i].hash, changes[i].rotated);
+                /* The file first: units reloaded for the rotation read the new one. */
                 agent_files_key_changed(a, changes[i].id);
+                agent_bus_key_changed(a, changes[i].id, changes[i].hash, changes[i].rotated);
                 free(changes[i].id);
         }
         free(changes);

@@ -575,9 +575,9 @@ int verb_register(int argc, char **argv) {
                         break;
                 case ARG_ON_CHANGE:
                         if (!streq(optarg, "none") && !streq(optarg, "restart") &&
-                            !streq(optarg, "reload-or-restart"))
+                            !streq(optarg, "reload-or-restart") && !streq(optarg, "reload"))
                                 return usage_error(
-                                        "Invalid --on-change '%s': use none, restart or reload-or-restart.",
+                                        "Invalid --on-change '%s': use none, restart, reload-or-restart or reload.",
                                         optarg);
                         o.on_change = optarg;
                         break;

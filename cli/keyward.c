@@ -21,7 +21,7 @@ typedef struct Verb {
 /* clang-format off */
 static const Verb verbs[] = {
         { "register", verb_register,
-          "register [-r] [-k identifier] [-f identifier_file] [-g] [-t timeout] [--reader user:NAME|group:NAME]... [--unit UNIT]... [--credential NAME] [--on-change none|restart|reload-or-restart] [--file PATH [--file-owner USER] [--file-group GROUP] [--file-mode MODE]] [identifier...]",
+          "register [-r] [-k identifier] [-f identifier_file] [-g] [-t timeout] [--reader user:NAME|group:NAME]... [--unit UNIT]... [--credential NAME] [--on-change none|restart|reload-or-restart|reload] [--file PATH [--file-owner USER] [--file-group GROUP] [--file-mode MODE]] [identifier...]",
           "register keys with the local agent, which caches them",
           "Register asks keyward-agent (over D-Bus) to fetch the keys and keep them up to date in its\n"
           "cache, where they stay available while every server is down.\n"
@@ -34,7 +34,7 @@ static const Verb verbs[] = {
           "--reader user:NAME or group:NAME lets that local user or group read the key from the agent\n"
           "--unit UNIT lets that systemd unit load the key with LoadCredential=\n"
           "--credential NAME is the credential name the unit asks for (default: the key identifier)\n"
-          "--on-change restart or reload-or-restart: what the agent does to the units when the key rotates\n"
+          "--on-change restart, reload-or-restart or reload: what the agent does to the units when the key rotates\n"
           "--file PATH has the agent write the primary version (the version set as JSON for a\n"
           "  PATH ending in .json) to PATH, under a directory the agent allows with --file-dir; one key only\n"
           "--file-owner USER, --file-group GROUP: the file's owner and group (default root)\n"

@@ -78,7 +78,7 @@ complete -c keyward -n "__fish_seen_subcommand_from register" -s t -x -a '5s 30s
 complete -c keyward -n "__fish_seen_subcommand_from register" -l reader -x -a '(__fish_complete_users | string replace -r "^" "user:"; __fish_complete_groups | string replace -r "^" "group:")' -d 'local user or group that may read the key'
 complete -c keyward -n "__fish_seen_subcommand_from register" -l unit -x -a '(__fish_systemctl_services 2>/dev/null)' -d 'systemd unit that may load the key'
 complete -c keyward -n "__fish_seen_subcommand_from register" -l credential -x -d 'credential name the unit asks for'
-complete -c keyward -n "__fish_seen_subcommand_from register" -l on-change -x -a 'none restart reload-or-restart' -d 'what to do to the units on rotation'
+complete -c keyward -n "__fish_seen_subcommand_from register" -l on-change -x -a 'none restart reload-or-restart reload' -d 'what to do to the units on rotation'
 complete -c keyward -n "__fish_seen_subcommand_from register" -l file -r -F -d 'file the agent writes the key to'
 complete -c keyward -n "__fish_seen_subcommand_from register" -l file-owner -x -a '(__fish_complete_users)' -d 'owner of the file'
 complete -c keyward -n "__fish_seen_subcommand_from register" -l file-group -x -a '(__fish_complete_groups)' -d 'group of the file'

@@ -5,7 +5,9 @@
 # differs), on the container's own system bus with the shipped bus policy, configured from
 # /etc/keyward/agent.conf. A unit registers a key over D-Bus; another declares LoadCredential=
 # against keyward-agent.socket and gets the key; a unit registered with on_change=restart is
-# restarted by the agent, through systemd's D-Bus API, when its key rotates on the server.
+# restarted by the agent, through systemd's D-Bus API, when its key rotates on the server;
+# a key delivered as a file (with keyward-agent(8)'s drop-in for files) to a unit running as
+# nobody, registered with on_change=reload, is reloaded with the rotated file.
 # systemd-analyze security rates both daemons' units. Needs root and systemd-nspawn.
 
 . "$(dirname "$0")/lib.sh"
@@ -26,14 +28,18 @@ expect "a key for the machine" "$r" 200 0 ""
 r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=app_token --data-urlencode "data=$(printf 'first' | base64 -w0)" \
         --data-urlencode 'acl=[{"type":"Machine","id":"host1.example.com","access":"Read"}]')
 expect "a key that will rotate" "$r" 200 0 ""
+r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=file_key --data-urlencode "data=$(printf 'file-first' | base64 -w0)" \
+        --data-urlencode 'acl=[{"type":"Machine","id":"host1.example.com","access":"Read"}]')
+expect "a key for a file, that will rotate" "$r" 200 0 ""
 
 # What the container sees under /srv/kwtest (not /tmp: the agent's unit has PrivateTmp=).
 S=$T/srv
-mkdir -p "$S/bin" "$S/out" "$T/units"
+mkdir -p "$S/bin" "$S/out" "$S/files" "$T/units/keyward-agent.service.d"
 cp "$KEYWARD_AGENT" "$S/bin/"
 cp -r "$T/pki" "$S/pki"
 chmod -R go-rwx "$S/pki"
-chmod 0755 "$T" "$S" "$S/bin" "$S/out" "$T/units"
+chmod 0755 "$T" "$S" "$S/bin" "$S/out" "$S/files" "$T/units" "$T/units/keyward-agent.service.d"
+chmod 0777 "$S/out"
 cat >"$S/agent.conf" <<CONF
 [agent]
 server = $KWD_URL
@@ -42,7 +48,15 @@ key = /srv/kwtest/pki/machine.key
 server-ca = /srv/kwtest/pki/ca.pem
 hostname = host1.example.com
 log-level = debug
+file-dir = /srv/kwtest/files
 CONF
+# keyward-agent(8), FILES FOR PROGRAMS: what the shipped unit needs to deliver files.
+cat >"$T/units/keyward-agent.service.d/files.conf" <<UNIT
+[Service]
+ReadWritePaths=-/srv/kwtest/files
+CapabilityBoundingSet=CAP_CHOWN
+SystemCallFilter=@chown
+UNIT
 
 for u in keyward-agent.service keywardd.service; do
         sed -e 's|@sbindir@|/srv/kwtest/bin|g' "$UNITS/$u.in" >"$T/units/$u"
@@ -58,7 +72,20 @@ After=keyward-agent.service
 Type=oneshot
 ExecStart=$BUSCALL Register sa{sv} db_password 2 units as 1 demo.service credential s db
 ExecStart=$BUSCALL Register sa{sv} app_token 3 units as 1 counter.service credential s token on_change s restart
-ExecStart=/bin/sh -c 'for i in \$(seq 100); do $BUSCALL GetKey s db_password >/dev/null 2>&1 && $BUSCALL GetKey s app_token >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1'
+ExecStart=$BUSCALL Register sa{sv} file_key 6 units as 1 filereader.service on_change s reload file s /srv/kwtest/files/app/file_key file_owner s nobody file_group s nogroup file_mode u 288
+ExecStart=/bin/sh -c 'for i in \$(seq 100); do $BUSCALL GetKey s db_password >/dev/null 2>&1 && $BUSCALL GetKey s app_token >/dev/null 2>&1 && [ -f /srv/kwtest/files/app/file_key ] && exit 0; sleep 0.1; done; exit 1'
+UNIT
+cat >"$T/units/filereader.service" <<UNIT
+[Unit]
+Description=keyward test: a program that reads its key from a file, again on reload
+After=kw-register.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+User=nobody
+Group=nogroup
+ExecStart=/bin/sh -c 'cat /srv/kwtest/files/app/file_key >>/srv/kwtest/out/file-reads; echo >>/srv/kwtest/out/file-reads'
+ExecReload=/bin/sh -c 'cat /srv/kwtest/files/app/file_key >>/srv/kwtest/out/file-reads; echo >>/srv/kwtest/out/file-reads'
 UNIT
 cat >"$T/units/counter.service" <<UNIT
 [Unit]
@@ -73,8 +100,8 @@ UNIT
 cat >"$T/units/demo.service" <<UNIT
 [Unit]
 Description=keyward test: a unit with a credential from the agent
-Wants=kw-register.service counter.service
-After=kw-register.service counter.service keyward-agent.socket
+Wants=kw-register.service counter.service filereader.service
+After=kw-register.service counter.service filereader.service keyward-agent.socket
 SuccessAction=exit-force
 FailureAction=exit-force
 [Service]
@@ -83,7 +110,8 @@ LoadCredential=db:/run/keyward/credential.sock
 ExecStart=/bin/sh -c 'cat "\$CREDENTIALS_DIRECTORY/db" >/srv/kwtest/out/db'
 ExecStart=/bin/sh -c 'systemctl show -p ActiveState --value keyward-agent.service >/srv/kwtest/out/agent-state'
 ExecStart=/bin/sh -c 'systemd-analyze security --no-pager keyward-agent.service >/srv/kwtest/out/agent-security 2>&1; systemd-analyze security --no-pager keywardd.service >/srv/kwtest/out/keywardd-security 2>&1; true'
-ExecStart=/bin/sh -c 'touch /srv/kwtest/out/ready; for i in \$(seq 300); do [ \$(wc -l </srv/kwtest/out/starts) -ge 2 ] && exit 0; sleep 0.1; done; true'
+ExecStart=/bin/sh -c 'stat -c "%%U %%G %%a" /srv/kwtest/files/app/file_key >/srv/kwtest/out/file-stat'
+ExecStart=/bin/sh -c 'touch /srv/kwtest/out/ready; for i in \$(seq 300); do [ \$(wc -l </srv/kwtest/out/starts) -ge 2 ] && [ \$(wc -l </srv/kwtest/out/file-reads) -ge 2 ] && exit 0; sleep 0.1; done; true'
 ExecStart=/bin/sh -c 'journalctl --no-pager -u keyward-agent.service >/srv/kwtest/out/agent.log 2>&1; true'
 UNIT
 
@@ -102,6 +130,11 @@ for _ in $(seq 600); do
         kill -0 "$NSPAWN_PID" 2>/dev/null || break
         sleep 0.1
 done
+r=$(req none "0u$ADMIN" POST /v0/keys/file_key/versions/ --data-urlencode "data=$(printf 'file-second' | base64 -w0)")
+expect "add a version to file_key" "$r" 200 0 ""
+r=$(req none "0u$ADMIN" PUT "/v0/keys/file_key/versions/$(jget "$(body "$r")" 'j["data"]')/" \
+        --data-urlencode 'status="Primary"')
+expect "promote it" "$r" 200 0 ""
 r=$(req none "0u$ADMIN" POST /v0/keys/app_token/versions/ --data-urlencode "data=$(printf 'second' | base64 -w0)")
 expect "add a version to app_token" "$r" 200 0 ""
 r=$(req none "0u$ADMIN" PUT "/v0/keys/app_token/versions/$(jget "$(body "$r")" 'j["data"]')/" \
@@ -115,6 +148,10 @@ is "demo.service got the key through LoadCredential= and the socket unit" "$(cat
 check "the agent logged the delivery to demo.service" grep -q "Delivered key 'db_password' version [0-9]* to unit demo.service as credential 'db'" "$S/out/agent.log"
 is "on_change=restart: the unit ran again with the rotated key" "$(cat "$S/out/starts" 2>/dev/null)" $'first\nsecond'
 check "the restart is logged" grep -q "Unit 'counter.service' restarted after a key rotation" "$S/out/agent.log"
+is "a file under the shipped unit with the drop-in: owner nobody, group nogroup, mode 0440" \
+        "$(cat "$S/out/file-stat" 2>/dev/null)" "nobody nogroup 440"
+is "on_change=reload: the unit, as nobody, read the file, then the rotated one on reload" \
+        "$(cat "$S/out/file-reads" 2>/dev/null)" $'file-first\nfile-second'
 check "its memory is locked (CapabilityBoundingSet= keeps CAP_IPC_LOCK)" bash -c "grep -q 'Serving credentials' '$S/out/agent.log' && ! grep -q 'Failed to lock memory' '$S/out/agent.log'"
 
 # systemd-analyze security: 0 is locked down, 10 is wide open; "OK" is below 4.

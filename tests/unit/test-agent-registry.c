@@ -22,10 +22,12 @@ static void test_on_change(void **state) {
         assert_string_equal(on_change_to_string(ON_CHANGE_NONE), "none");
         assert_string_equal(on_change_to_string(ON_CHANGE_RESTART), "restart");
         assert_string_equal(on_change_to_string(ON_CHANGE_RELOAD_OR_RESTART), "reload-or-restart");
+        assert_string_equal(on_change_to_string(ON_CHANGE_RELOAD), "reload");
         assert_null(on_change_to_string(_ON_CHANGE_MAX));
         assert_null(on_change_to_string(_ON_CHANGE_INVALID));
         assert_int_equal(on_change_from_string("restart"), ON_CHANGE_RESTART);
         assert_int_equal(on_change_from_string("reload-or-restart"), ON_CHANGE_RELOAD_OR_RESTART);
+        assert_int_equal(on_change_from_string("reload"), ON_CHANGE_RELOAD);
         assert_int_equal(on_change_from_string("Restart"), _ON_CHANGE_INVALID);
         assert_int_equal(on_change_from_string(""), _ON_CHANGE_INVALID);
         assert_int_equal(on_change_from_string(NULL), _ON_CHANGE_INVALID);
