@@ -70,6 +70,22 @@ bool agent_files_is_json(const char *path) {
         return n > 5 && streq(path + n - 5, ".json");
 }
 
+/* agent_files_path_allowed() with the agent's settings, and not its runtime directory either
+ * (its sockets). */
+static int path_allowed(Agent *a, const char *path, const char **ret_dir, const char **reterr_message) {
+        int r;
+
+        r = agent_files_path_allowed(
+                path, a->config.file_dirs, a->config.state_dir, ret_dir, reterr_message);
+        if (r < 0)
+                return r;
+        if (a->config.runtime_dir && path_startswith(path, a->config.runtime_dir)) {
+                *reterr_message = "the file is in the agent's runtime directory";
+                return -EPERM;
+        }
+        return 0;
+}
+
 static unsigned file_mode(const Registration *reg) {
         if (reg->file_mode != 0)
                 return reg->file_mode;
@@ -200,7 +216,7 @@ int agent_files_check(Agent *a, Registration *reg, char **reterr_message) {
 
         if (!reg->file)
                 return 0;
-        r = agent_files_path_allowed(reg->file, a->config.file_dirs, a->config.state_dir, &dir, &msg);
+        r = path_allowed(a, reg->file, &dir, &msg);
         if (r < 0)
                 return message(reterr_message, "Refused file '%s': %s.", reg->file, msg);
         if (reg->file_mode == 0)
@@ -360,7 +376,7 @@ static int write_checked(Agent *a, const Registration *reg, const Secret *data) 
         gid_t gid;
         int r;
 
-        r = agent_files_path_allowed(reg->file, a->config.file_dirs, a->config.state_dir, &dir, &msg);
+        r = path_allowed(a, reg->file, &dir, &msg);
         if (r < 0) {
                 log_warning("Refusing to write the file of key '%s': %s.", LOG_NAME(reg->id), msg);
                 return r;
@@ -433,7 +449,7 @@ void agent_files_remove(Agent *a, const Registration *reg) {
 
         if (!reg->file)
                 return;
-        if (agent_files_path_allowed(reg->file, a->config.file_dirs, a->config.state_dir, &dir, &msg) < 0) {
+        if (path_allowed(a, reg->file, &dir, &msg) < 0) {
                 log_warning("Not removing the file of key '%s': %s.", LOG_NAME(reg->id), msg);
                 return;
         }

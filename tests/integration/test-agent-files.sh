@@ -131,6 +131,11 @@ out=$(register k6 "$F1")
 like "a file another key writes: InvalidArgs" "$out" "InvalidArgs.*already written for key 'k1'"
 out=$(register k6 "$T/state/registrations.json")
 like "the agent's state directory: InvalidArgs" "$out" "InvalidArgs.*state directory"
+out=$(register k6 "$T/run/credential.sock")
+like "the agent's runtime directory: InvalidArgs" "$out" "InvalidArgs.*runtime directory"
+out=$(gdbus call --system --dest "$DEST" --object-path "$OBJ" --method "$IFACE.RegisterMany" \
+        "[('k6', {'file': <'$ALLOWED/same'>}), ('k7', {'file': <'$ALLOWED/same'>})]" 2>&1)
+like "RegisterMany naming one file for two keys: InvalidArgs" "$out" "InvalidArgs.*already written for key 'k6'"
 out=$(register k6 "$ALLOWED/k6.ok" "'file_owner': <'no-such-user-kw'>")
 like "an unknown file_owner: InvalidArgs" "$out" "InvalidArgs.*Unknown file_owner 'no-such-user-kw'"
 out=$(gdbus call --system --dest "$DEST" --object-path "$OBJ" --method "$IFACE.Register" k6 "{'file_mode': <uint32 256>}" 2>&1)
