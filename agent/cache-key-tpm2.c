@@ -80,7 +80,8 @@ static uint32_t get_be32(const uint8_t *p) {
 int cache_key_tpm2_blob_parse(const void *data, size_t size, CacheKeyTpm2Blob *ret) {
         CacheKeyTpm2Blob blob = {};
         const uint8_t *p = data;
-        size_t offset = BLOB_HEADER_SIZE;
+        uint8_t again[CACHE_KEY_TPM2_BLOB_MAX];
+        size_t offset = BLOB_HEADER_SIZE, n;
 
         assert_return(data || size == 0, -EINVAL);
         assert_return(ret, -EINVAL);
@@ -101,6 +102,11 @@ int cache_key_tpm2_blob_parse(const void *data, size_t size, CacheKeyTpm2Blob *r
                 return -EBADMSG;
         if (blob.public.publicArea.type != TPM2_ALG_KEYEDHASH ||
             blob.public.publicArea.nameAlg != TPM2_ALG_SHA256 || blob.private.size == 0)
+                return -EBADMSG;
+        /* Only the bytes we would write: a size field that disagrees with what follows it,
+         * or anything else the unmarshalling lets pass, is an edited blob. */
+        if (cache_key_tpm2_blob_format(&blob, again, sizeof(again), &n) < 0 || n != size ||
+            memcmp(again, data, size) != 0)
                 return -EBADMSG;
 
         *ret = blob;
