@@ -51,15 +51,18 @@ int cache_key_tpm2_blob_format(
 
 #else
 
-static inline bool cache_key_tpm2_present(const char *tcti) {
+static inline bool cache_key_tpm2_present(_unused_ const char *tcti) {
         return false;
 }
-static inline int
-cache_key_tpm2_load(const char *sealed_path, const char *tcti, uint32_t pcr_mask, Secret **ret_key) {
+static inline int cache_key_tpm2_load(
+        _unused_ const char *sealed_path,
+        _unused_ const char *tcti,
+        _unused_ uint32_t pcr_mask,
+        _unused_ Secret **ret_key) {
         return -ENODEV;
 }
 /* Without tpm2-tss there are no PCRs to bind to. */
-static inline int cache_key_tpm2_parse_pcrs(const char *s, uint32_t *ret_mask) {
+static inline int cache_key_tpm2_parse_pcrs(_unused_ const char *s, _unused_ uint32_t *ret_mask) {
         return -EOPNOTSUPP;
 }
 
