@@ -11,6 +11,7 @@
  * the values they had at sealing, unseals it. */
 #include "cache-key-tpm2.h"
 
+#include <inttypes.h>
 #include <string.h>
 #include <sys/random.h>
 #include <tss2/tss2_esys.h>
@@ -169,14 +170,27 @@ static void tpm2_done(Tpm2 *t) {
                 Tss2_TctiLdr_Finalize(&t->tcti);
 }
 
-/* Errors of the transport (nothing listening, device gone) mean there is no TPM. */
-static int tpm2_errno(TSS2_RC rc, const char *what, int tpm_error) {
+/* Whether the TPM refused the object itself: an error about a parameter, handle or session
+ * (format 1: the private part's integrity, a policy that does not hold, a value out of
+ * range), or authValue use that the object does not allow. Not its warnings (out of object
+ * or session memory, lockout, rate limits) nor its own failures: those say nothing about
+ * the blob, and a blob declared bad is replaced by a new key. */
+static bool tpm2_rc_refuses_object(TSS2_RC rc) {
+        if ((rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER)
+                return false;
+        if (rc & TPM2_RC_FMT1)
+                return true;
+        return (rc & 0xfff) == TPM2_RC_AUTH_UNAVAILABLE;
+}
+
+/* Errors of the transport (nothing listening, device gone) mean there is no TPM. With
+ * refusal set, the TPM refusing the object is -EBADMSG; anything else the TPM or ESYS says
+ * is -EIO. */
+static int tpm2_errno(TSS2_RC rc, const char *what, bool refusal) {
         log_debug("TPM2 %s failed: %s", what, Tss2_RC_Decode(rc));
         if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TCTI_RC_LAYER)
                 return -ENODEV;
-        if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER)
-                return tpm_error;
-        if ((rc & TSS2_RC_LAYER_MASK) == TSS2_MU_RC_LAYER)
+        if (refusal && tpm2_rc_refuses_object(rc))
                 return -EBADMSG;
         return -EIO;
 }
@@ -221,7 +235,7 @@ static int tpm2_make_primary(Tpm2 *t) {
                 t->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
                 &template, &outside, &creation_pcrs, &t->primary, NULL, NULL, NULL, NULL);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_errno(rc, "CreatePrimary", -EIO);
+                return tpm2_errno(rc, "CreatePrimary", false);
         return 0;
 }
 
@@ -241,14 +255,14 @@ static int tpm2_start_session(Tpm2 *t, TPM2_SE type, ESYS_TR *ret) {
                 t->esys, t->primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, type,
                 &session_symmetric, TPM2_ALG_SHA256, &s);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_errno(rc, "StartAuthSession", -EIO);
+                return tpm2_errno(rc, "StartAuthSession", false);
         if (type != TPM2_SE_TRIAL) {
                 rc = Esys_TRSess_SetAttributes(
                         t->esys, s,
                         TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION, 0xff);
                 if (rc != TSS2_RC_SUCCESS) {
                         (void) Esys_FlushContext(t->esys, s);
-                        return tpm2_errno(rc, "TRSess_SetAttributes", -EIO);
+                        return tpm2_errno(rc, "TRSess_SetAttributes", false);
                 }
         }
         *ret = s;
@@ -266,7 +280,7 @@ static void pcr_selection(uint32_t mask, TPML_PCR_SELECTION *ret) {
 
 /* PolicyPCR over the PCRs' current values, in a trial session (for the policy digest to seal
  * with) or a policy session (to unseal). */
-static int tpm2_policy_pcr(Tpm2 *t, ESYS_TR session, uint32_t mask) {
+static int tpm2_policy_pcr(Tpm2 *t, ESYS_TR session, uint32_t mask, bool refusal) {
         static const TPM2B_DIGEST current = {};
         TPML_PCR_SELECTION sel;
         TSS2_RC rc;
@@ -274,7 +288,7 @@ static int tpm2_policy_pcr(Tpm2 *t, ESYS_TR session, uint32_t mask) {
         pcr_selection(mask, &sel);
         rc = Esys_PolicyPCR(t->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &current, &sel);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_errno(rc, "PolicyPCR", -EIO);
+                return tpm2_errno(rc, "PolicyPCR", refusal);
         return 0;
 }
 
@@ -287,11 +301,11 @@ static int tpm2_pcr_policy_digest(Tpm2 *t, uint32_t mask, TPM2B_DIGEST *ret) {
         r = tpm2_start_session(t, TPM2_SE_TRIAL, &trial);
         if (r < 0)
                 return r;
-        r = tpm2_policy_pcr(t, trial, mask);
+        r = tpm2_policy_pcr(t, trial, mask, false);
         if (r >= 0) {
                 rc = Esys_PolicyGetDigest(t->esys, trial, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &digest);
                 if (rc != TSS2_RC_SUCCESS)
-                        r = tpm2_errno(rc, "PolicyGetDigest", -EIO);
+                        r = tpm2_errno(rc, "PolicyGetDigest", false);
                 else {
                         *ret = *digest;
                         Esys_Free(digest);
@@ -315,7 +329,7 @@ static int tpm2_random_key(Tpm2 *t, Secret *key) {
                 return -EIO;
         rc = Esys_GetRandom(t->esys, t->session, ESYS_TR_NONE, ESYS_TR_NONE, key->size, &tpm_random);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_errno(rc, "GetRandom", -EIO);
+                return tpm2_errno(rc, "GetRandom", false);
         if (tpm_random->size != key->size) {
                 explicit_bzero(tpm_random, sizeof(*tpm_random));
                 Esys_Free(tpm_random);
@@ -360,7 +374,7 @@ static int tpm2_seal(Tpm2 *t, const Secret *key, uint32_t mask, CacheKeyTpm2Blob
                 t->esys, t->primary, t->session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &template, &outside,
                 &creation_pcrs, &private, &public, NULL, NULL, NULL);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_errno(rc, "Create", -EIO);
+                return tpm2_errno(rc, "Create", false);
         *ret = (CacheKeyTpm2Blob){.pcr_mask = mask, .public = *public, .private = *private};
         Esys_Free(public);
         Esys_Free(private);
@@ -380,14 +394,14 @@ static int tpm2_unseal(Tpm2 *t, const CacheKeyTpm2Blob *blob, Secret **ret) {
                 t->esys, t->primary, t->session, ESYS_TR_NONE, ESYS_TR_NONE, &blob->private, &blob->public,
                 &t->object);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_errno(rc, "Load", -EBADMSG);
+                return tpm2_errno(rc, "Load", true);
 
         auth = t->session;
         if (blob->pcr_mask != 0) {
                 r = tpm2_start_session(t, TPM2_SE_POLICY, &t->policy);
                 if (r < 0)
                         return r;
-                r = tpm2_policy_pcr(t, t->policy, blob->pcr_mask);
+                r = tpm2_policy_pcr(t, t->policy, blob->pcr_mask, true);
                 if (r < 0)
                         return r;
                 auth = t->policy;
@@ -395,7 +409,7 @@ static int tpm2_unseal(Tpm2 *t, const CacheKeyTpm2Blob *blob, Secret **ret) {
 
         rc = Esys_Unseal(t->esys, t->object, auth, ESYS_TR_NONE, ESYS_TR_NONE, &data);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_errno(rc, "Unseal", -EBADMSG);
+                return tpm2_errno(rc, "Unseal", true);
         if (data->size != CACHE_KEY_TPM2_SIZE) {
                 explicit_bzero(data, sizeof(*data));
                 Esys_Free(data);
@@ -439,18 +453,30 @@ bool cache_key_tpm2_present(const char *tcti) {
 }
 
 static int load_existing(
-        Tpm2 *t, const char *sealed_path, const char *tcti, const uint8_t *data, size_t size, Secret **ret) {
+        Tpm2 *t,
+        const char *sealed_path,
+        const char *tcti,
+        uint32_t pcr_mask,
+        const uint8_t *data,
+        size_t size,
+        Secret **ret) {
         CacheKeyTpm2Blob blob;
         int r;
 
+        /* The TPM first: without one, -ENODEV whatever the file holds. */
+        r = tpm2_start(t, tcti);
+        if (r < 0)
+                return r;
         r = cache_key_tpm2_blob_parse(data, size, &blob);
         if (r < 0) {
                 log_debug("'%s' is not a sealed cache key.", sealed_path);
                 return r;
         }
-        r = tpm2_start(t, tcti);
-        if (r < 0)
-                return r;
+        if (blob.pcr_mask != pcr_mask)
+                log_debug(
+                        "'%s' is bound to PCR mask 0x%06" PRIx32 ", not 0x%06" PRIx32
+                        ": it keeps its binding.",
+                        sealed_path, blob.pcr_mask, pcr_mask);
         return tpm2_unseal(t, &blob, ret);
 }
 
@@ -497,10 +523,8 @@ int cache_key_tpm2_load(const char *sealed_path, const char *tcti, uint32_t pcr_
         r = read_full_file(sealed_path, CACHE_KEY_TPM2_BLOB_MAX, &data, &size);
         if (r == -ENOENT)
                 r = make_new(&t, sealed_path, tcti, pcr_mask, &key);
-        else if (r == -E2BIG)
-                r = -EBADMSG;
-        else if (r >= 0)
-                r = load_existing(&t, sealed_path, tcti, (const uint8_t *) data, size, &key);
+        else if (r >= 0 || r == -E2BIG) /* too large for a blob: refused as an empty one */
+                r = load_existing(&t, sealed_path, tcti, pcr_mask, (const uint8_t *) data, size, &key);
         tpm2_done(&t);
         if (r < 0)
                 return r;

@@ -5,7 +5,9 @@
  *   load PATH TCTI PCRS     prints the 32-byte key in hex (a test key), and on stderr how long
  *                           the load took; on failure the errno's name (EBADMSG...), exit 1
  *   parse PCRS              prints the mask in hex, or the errno's name (exit 1)
- *   extend TCTI PCR         extends the PCR's SHA-256 bank (as a boot would), through ESYS */
+ *   extend TCTI PCR         extends the PCR's SHA-256 bank (as a boot would), through ESYS
+ *   hog TCTI N              leaves N transient objects loaded in the TPM (swtpm has no
+ *                           resource manager to flush them), as another program might */
 
 #include <stdio.h>
 #include <string.h>
@@ -84,6 +86,46 @@ static int extend(const char *tcti, const char *pcr) {
         return 0;
 }
 
+static int hog(const char *tcti, const char *count) {
+        static const TPM2B_SENSITIVE_CREATE sensitive = {};
+        static const TPM2B_DATA outside = {};
+        static const TPML_PCR_SELECTION pcrs = {};
+        TPM2B_PUBLIC template = {
+                .publicArea.type = TPM2_ALG_KEYEDHASH,
+                .publicArea.nameAlg = TPM2_ALG_SHA256,
+                .publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                        TPMA_OBJECT_SIGN_ENCRYPT,
+                .publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_HMAC,
+                .publicArea.parameters.keyedHashDetail.scheme.details.hmac.hashAlg = TPM2_ALG_SHA256,
+        };
+        TSS2_TCTI_CONTEXT *t = NULL;
+        ESYS_CONTEXT *esys = NULL;
+        TSS2_RC rc;
+        unsigned n;
+
+        if (safe_atou(count, &n) < 0)
+                return fail(-EINVAL);
+        if (Tss2_TctiLdr_Initialize(tcti, &t) != TSS2_RC_SUCCESS)
+                return fail(-ENODEV);
+        rc = Esys_Initialize(&esys, t, NULL);
+        for (unsigned i = 0; rc == TSS2_RC_SUCCESS && i < n; i++) {
+                ESYS_TR handle;
+
+                template.publicArea.unique.keyedHash.size = 1;
+                template.publicArea.unique.keyedHash.buffer[0] = (uint8_t) i;
+                rc = Esys_CreatePrimary(
+                        esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                        &template, &outside, &pcrs, &handle, NULL, NULL, NULL, NULL);
+        }
+        Esys_Finalize(&esys);
+        Tss2_TctiLdr_Finalize(&t);
+        if (rc != TSS2_RC_SUCCESS)
+                return fail(-EIO);
+        printf("hogged\n");
+        return 0;
+}
+
 int main(int argc, char **argv) {
         if (argc == 3 && streq(argv[1], "present")) {
                 printf("%s\n", cache_key_tpm2_present(argv[2]) ? "yes" : "no");
@@ -95,7 +137,10 @@ int main(int argc, char **argv) {
                 return parse(argv[2]);
         if (argc == 4 && streq(argv[1], "extend"))
                 return extend(argv[2], argv[3]);
-        fprintf(stderr, "Usage: %s present TCTI | load PATH TCTI PCRS | parse PCRS | extend TCTI PCR\n",
+        if (argc == 4 && streq(argv[1], "hog"))
+                return hog(argv[2], argv[3]);
+        fprintf(stderr,
+                "Usage: %s present TCTI | load PATH TCTI PCRS | parse PCRS | extend TCTI PCR | hog TCTI N\n",
                 argv[0]);
         return 2;
 }

@@ -63,6 +63,9 @@ is "a blob with bytes after it does not unseal" "$(load "$T/long.sealed" "$TPM_A
 : >"$T/empty.sealed"
 is "an empty file is not a blob" "$(load "$T/empty.sealed" "$TPM_A" "")" EBADMSG
 check "an edited blob is left as it was (never replaced by a new key)" test ! -s "$T/empty.sealed"
+head -c 70000 /dev/zero >"$T/large.sealed"
+is "a file far too large for a blob is refused" "$(load "$T/large.sealed" "$TPM_A" "")" EBADMSG
+is "without a TPM a damaged blob is ENODEV too (no TPM said no)" "$(load "$T/empty.sealed" "$nothing" "")" ENODEV
 
 # Bound to PCR 16 (resettable, for debugging): unseals until the PCR changes.
 pkey=$(load "$T/pcr.sealed" "$TPM_A" 16)
@@ -78,6 +81,14 @@ cp "$T/pcr.sealed" "$T/pcr-nomask.sealed"
 chmod 0600 "$T/pcr-nomask.sealed"
 printf '\0\0\0\0' | dd of="$T/pcr-nomask.sealed" bs=1 seek=8 conv=notrunc status=none
 is "a PCR-bound blob with its mask erased does not unseal" "$(load "$T/pcr-nomask.sealed" "$TPM_A" "")" EBADMSG
+
+# A TPM that cannot take the object now (its transient memory full, as another program
+# without a resource manager may leave it) says nothing about the blob: EIO, not EBADMSG,
+# so the key is not thrown away.
+bkey=$(load "$T/b.sealed" "$TPM_B" "")
+like "a key sealed on the second TPM" "$bkey" '^[0-9a-f]{64}$'
+is "two of its three transient object slots taken" "$("$HELPER" hog "$TPM_B" 2)" hogged
+is "the TPM out of object memory: EIO" "$(load "$T/b.sealed" "$TPM_B" "")" EIO
 
 # Where the TPM went away: stopped now, the blob stays, and load says there is no TPM.
 kill -9 "$SWTPM_PID" && wait "$SWTPM_PID" 2>/dev/null
