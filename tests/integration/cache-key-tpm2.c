@@ -3,7 +3,8 @@
  * against a TPM the test started (swtpm).
  *   present TCTI            prints "yes" or "no"
  *   load PATH TCTI PCRS     prints the 32-byte key in hex (a test key), and on stderr how long
- *                           the load took; on failure the errno's name (EBADMSG...), exit 1
+ *                           the load took ("load: new key|unsealed|failed in N ms"); on
+ *                           failure the errno's name (EBADMSG...), exit 1
  *   parse PCRS              prints the mask in hex, or the errno's name (exit 1)
  *   extend TCTI PCR         extends the PCR's SHA-256 bank (as a boot would), through ESYS
  *   hog TCTI N              leaves N transient objects loaded in the TPM (swtpm has no
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_tctildr.h>
 
@@ -38,6 +40,8 @@ static int parse(const char *s) {
 static int load(const char *path, const char *tcti, const char *pcrs) {
         _cleanup_(secret_freep) Secret *key = NULL;
         struct timespec a, b;
+        const char *what;
+        bool existed;
         char hex[2 * CACHE_KEY_TPM2_SIZE + 1];
         uint32_t mask;
         int r;
@@ -45,10 +49,12 @@ static int load(const char *path, const char *tcti, const char *pcrs) {
         r = cache_key_tpm2_parse_pcrs(pcrs, &mask);
         if (r < 0)
                 return fail(r);
+        existed = access(path, F_OK) == 0;
         clock_gettime(CLOCK_MONOTONIC, &a);
         r = cache_key_tpm2_load(path, tcti, mask, &key);
         clock_gettime(CLOCK_MONOTONIC, &b);
-        fprintf(stderr, "load took %.1f ms\n",
+        what = r < 0 ? "failed" : existed ? "unsealed" : "new key";
+        fprintf(stderr, "load: %s in %.1f ms\n", what,
                 (double) (b.tv_sec - a.tv_sec) * 1e3 + (double) (b.tv_nsec - a.tv_nsec) / 1e6);
         if (r < 0)
                 return fail(r);

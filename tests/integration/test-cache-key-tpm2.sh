@@ -94,5 +94,10 @@ is "the TPM out of object memory: EIO" "$(load "$T/b.sealed" "$TPM_B" "")" EIO
 kill -9 "$SWTPM_PID" && wait "$SWTPM_PID" 2>/dev/null
 is "a TPM gone: ENODEV, not EBADMSG" "$(load "$T/cache.sealed" "$TPM_B" "")" ENODEV
 
-sed 's/^/# /' "$T/times"
+# How long a load takes with swtpm (a figure, not a test): the median of each kind.
+grep -v '^load: ' "$T/times" | sed 's/^/# /'
+for kind in "new key" unsealed failed; do
+        sed -n "s/^load: $kind in \([0-9.]*\) ms$/\1/p" "$T/times" | sort -n |
+                awk -v kind="$kind" '{ v[NR] = $1 } END { if (NR) printf "# load, %s: median %.1f ms of %d (%.1f to %.1f)\n", kind, v[int((NR + 1) / 2)], NR, v[1], v[NR] }'
+done
 done_testing
