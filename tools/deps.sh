@@ -6,7 +6,7 @@ KW_BUILD_PACKAGES=(
         build-essential autoconf automake libtool pkg-config make xz-utils git
         libssl-dev libevent-dev libcurl4-openssl-dev libjson-c-dev libsystemd-dev
         libpam0g-dev libsqlite3-dev libpq-dev libp11-kit-dev libinih-dev
-        libmariadb-dev
+        libmariadb-dev libtss2-dev
 )
 KW_RUN_PACKAGES=(openssl curl dbus sqlite3 python3)
 KW_TEST_PACKAGES=(
@@ -14,6 +14,7 @@ KW_TEST_PACKAGES=(
         libpam-wrapper libpamtest0-dev libnss-wrapper
         softhsm2 systemd-container postgresql debhelper rpm pamtester
         zsh fish libglib2.0-bin mariadb-server-core mariadb-client-core
+        swtpm swtpm-tools
 )
 
 kw_install_packages() {

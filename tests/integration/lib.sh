@@ -529,3 +529,45 @@ kwd_wait_exit() {
 jfield() {
         python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print(json.dumps(v) if not isinstance(v,str) else v)' "$1" "$2"
 }
+
+# swtpm_start DIR: a software TPM2 (swtpm) with its state in DIR, its command port and its
+# control port (the next one) on 127.0.0.1, already started up; waits until it listens and
+# sets SWTPM_TCTI to the tpm2-tss TCTI string that reaches it ("swtpm:host=...,port=N") and
+# SWTPM_PID, which cleanup kills. Skips the test when swtpm is not installed.
+swtpm_start() {
+        local dir=$1 port _
+        command -v swtpm >/dev/null || skip_all "swtpm is not installed (apt-get install swtpm swtpm-tools)"
+        mkdir -p "$dir"
+        for _ in 1 2 3 4 5; do
+                port=$(python3 -c '
+import socket
+while True:
+        a, b = socket.socket(), socket.socket()
+        a.bind(("127.0.0.1", 0))
+        p = a.getsockname()[1]
+        try:
+                b.bind(("127.0.0.1", p + 1))
+                break
+        except OSError:
+                pass
+print(p)')
+                swtpm socket --tpm2 --tpmstate dir="$dir" --flags not-need-init,startup-clear \
+                        --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+                        --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
+                        --log file="$dir/swtpm.log" 2>>"$dir/swtpm.log" &
+                SWTPM_PID=$!
+                BG_PIDS+=("$SWTPM_PID")
+                for _ in $(seq $((100 * KW_TEST_TIMEOUT_FACTOR))); do
+                        kill -0 "$SWTPM_PID" 2>/dev/null || break
+                        if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
+                                $((port + 1)) 2>/dev/null; then
+                                SWTPM_TCTI="swtpm:host=127.0.0.1,port=$port"
+                                return 0
+                        fi
+                        sleep 0.1
+                done
+                kill -9 "$SWTPM_PID" 2>/dev/null && wait "$SWTPM_PID" 2>/dev/null
+        done
+        tail -n 20 "$dir/swtpm.log" | sed 's/^/# /'
+        bail "swtpm did not start"
+}
