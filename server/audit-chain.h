@@ -39,6 +39,7 @@ typedef struct AuditChain {
         Secret *key;                              /* AUDIT_CHAIN_KEY_SIZE bytes, or NULL: no checkpoints */
         uint64_t checkpoint_seq;                  /* seq of the last checkpoint line; 0: none yet */
         uint8_t checkpoint_head[AUDIT_HASH_SIZE]; /* and its hash: what the anchor records */
+        struct evp_md_ctx_st *hash_ctx;           /* reused for every line's hash; made on first use */
 } AuditChain;
 
 void audit_chain_init(AuditChain *c);

@@ -306,22 +306,109 @@ static int exchange_audit_first(Exchange *x, const ApiResult *res, const char *r
         return r;
 }
 
+/* An answer with key data whose line is in the worker's audit buffer: it leaves once the
+ * lines of its pass of the event loop are written (exchange_send_held()), so one write(2)
+ * serves every answer of the pass, and none leaves before its line is in the sink. */
+struct HeldReply {
+        HeldReply *next;
+        struct evhttp_request *req; /* evhttp keeps it for us until we answer, even if the
+                                     * connection goes away meanwhile */
+        int status;
+        Buf body; /* secure */
+};
+
+/* Hold body (taken) for req until the pass's lines are written. False (body untouched) when
+ * there is no memory for it: the caller answers at once. */
+static bool exchange_hold(Exchange *x, int status, Buf *body) {
+        Worker *w = x->worker;
+        HeldReply *h;
+
+        h = malloc(sizeof(HeldReply));
+        if (!h)
+                return false;
+        *h = (HeldReply){.req = x->req, .status = status, .body = *body};
+        *body = BUF_INIT_SECURE;
+        *w->held_tail = h;
+        w->held_tail = &h->next;
+        /* After the events the loop has already found ready: the rest of this pass. */
+        event_active(w->held_event, 0, 0);
+        return true;
+}
+
+void exchange_send_held(Worker *w) {
+        Server *s = w->server;
+        bool was_failing = audit_is_failing(s->audit);
+        HeldReply *h;
+        int r;
+
+        if (!w->held)
+                return;
+        r = audit_flush(s->audit);
+        if (r < 0 && !s->config->audit_fail_open && !was_failing)
+                log_error_errno(
+                        r, "Audit log unavailable, refusing requests until it takes lines again: %m");
+        else if (r < 0 && !was_failing)
+                log_error_errno(
+                        r,
+                        "AUDIT LOG UNAVAILABLE, answering requests without their audit lines (--audit-fail-open): %m");
+
+        while ((h = w->held)) {
+                w->held = h->next;
+                if (r < 0) /* each of their lines is lost */
+                        metrics_audit_failure(s->metrics, w->index);
+                if (r < 0 && !s->config->audit_fail_open) {
+                        /* Failing closed: the key data stays here. The refusals have no line
+                         * of their own: the sink just refused, and the failure is logged and
+                         * counted instead. */
+                        ApiResult refusal = API_RESULT_INIT;
+
+                        buf_done(&h->body);
+                        h->body = BUF_INIT_SECURE;
+                        (void) api_result_error(
+                                &refusal, KNOX_INTERNAL_SERVER_ERROR, AUDIT_UNAVAILABLE_MESSAGE);
+                        if (api_result_body(&refusal, s->hostname, now_nsec(CLOCK_REALTIME), &h->body) >= 0)
+                                send_body(h->req, refusal.http_status, "application/json", &h->body);
+                        else
+                                evhttp_send_error(h->req, 500, NULL);
+                        api_result_done(&refusal);
+                } else
+                        send_body(h->req, h->status, "application/json", &h->body);
+                buf_done(&h->body);
+                free(h);
+        }
+        w->held_tail = &w->held;
+}
+
 /* Reply with the envelope of res, and write the audit line: before the reply for writes and
  * key data (failing closed: an answer whose line the sink refuses becomes Knox's internal
- * error "audit log unavailable"), after it for the rest. */
+ * error "audit log unavailable"), after it for the rest. Key data waits for the line in the
+ * batch of its loop pass (exchange_hold()), unless the sink is failing, when every line goes
+ * out on its own. */
 void exchange_reply(Exchange *x, ApiResult *res, const char *route) {
         _cleanup_buf_ Buf body = BUF_INIT_SECURE;
         ApiResult refusal = API_RESULT_INIT;
         AuditMode mode = exchange_audit_mode(x, res, route);
+        bool hold = mode == AUDIT_NOW && !audit_is_failing(x->worker->server->audit);
 
-        if (mode != AUDIT_BATCHED && exchange_audit_first(x, res, route, mode) < 0) {
+        if (mode != AUDIT_BATCHED && exchange_audit_first(x, res, route, hold ? AUDIT_BATCHED : mode) < 0) {
                 (void) api_result_error(&refusal, KNOX_INTERNAL_SERVER_ERROR, AUDIT_UNAVAILABLE_MESSAGE);
                 res = &refusal;
                 mode = AUDIT_BATCHED; /* the refusal's line: should the sink be back by then */
+                hold = false;
         }
         if (api_result_body(res, x->worker->server->hostname, now_nsec(CLOCK_REALTIME), &body) < 0) {
                 evhttp_send_error(x->req, 500, NULL);
                 api_result_done(&refusal);
+                return;
+        }
+        if (hold && exchange_hold(x, res->http_status, &body)) {
+                exchange_metrics(x, res, route);
+                return;
+        }
+        if (hold && audit_flush(x->worker->server->audit) < 0 &&
+            !x->worker->server->config->audit_fail_open) {
+                /* No memory to hold it, and its line did not go out: no key data. */
+                evhttp_send_error(x->req, 500, NULL);
                 return;
         }
         send_body(x->req, res->http_status, "application/json", &body);

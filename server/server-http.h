@@ -31,6 +31,7 @@
 typedef struct Watch Watch;
 typedef struct PendingLogin PendingLogin;
 typedef struct Conn Conn;
+typedef struct HeldReply HeldReply;
 
 struct Worker {
         Server *server;
@@ -72,6 +73,9 @@ struct Worker {
         unsigned stop_pending;    /* watches answered at the stop whose connections are still open */
         uint64_t stop_usec;       /* when the stop began */
         struct event *stop_event; /* leaves the loop once they are written */
+        HeldReply *held;          /* answers with key data waiting for their audit lines (FIFO) */
+        HeldReply **held_tail;
+        struct event *held_event; /* writes the lines of the pass in one go, then sends them */
 };
 
 /* A held GET /v0/keys/?id=hash... with Prefer: wait=N. */
@@ -154,6 +158,9 @@ void conn_prepare(Conn *c, struct evhttp_request *req, SSL *ssl);
 /* server-exchange.c */
 void exchange_done(Exchange *x);
 void exchange_audit(Exchange *x, const ApiResult *res, const char *route);
+/* Write the audit lines the worker's held answers wait for, in one write, then send the
+ * answers (or, failing closed, Knox's "audit log unavailable" instead). */
+void exchange_send_held(Worker *w);
 void exchange_reply(Exchange *x, ApiResult *res, const char *route);
 void reply_error(Exchange *x, KnoxCode code, int http_status, const char *route, const char *fmt, ...)
         _printf_(5, 6);

@@ -225,6 +225,10 @@ static void flush_cb(evutil_socket_t fd, short what, void *userdata) {
                 metrics_audit_failure(w->server->metrics, w->index);
 }
 
+static void held_cb(evutil_socket_t fd, short what, void *userdata) {
+        exchange_send_held(userdata);
+}
+
 static Worker *worker_free(Worker *w) {
         if (!w)
                 return NULL;
@@ -256,6 +260,8 @@ static Worker *worker_free(Worker *w) {
         change_feed_free(w->feed);
         if (w->flush_event)
                 event_free(w->flush_event);
+        if (w->held_event)
+                event_free(w->held_event);
         if (w->resolve_event)
                 event_free(w->resolve_event);
         if (w->base)
@@ -328,6 +334,12 @@ static int worker_new(Server *s, size_t index, const int *fds, size_t n_fds, Wor
         w->notify_event = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, notify_cb, w);
         w->poll_event = event_new(w->base, -1, EV_PERSIST, poll_cb, w);
         w->flush_event = evtimer_new(w->base, flush_cb, w);
+        w->held_tail = &w->held;
+        w->held_event = event_new(w->base, -1, 0, held_cb, w);
+        if (!w->held_event) {
+                worker_free(w);
+                return -ENOMEM;
+        }
         w->resolve_event = event_new(w->base, -1, 0, resolve_cb, w);
         w->fanout_event = evtimer_new(w->base, fanout_cb, w);
         if (!w->notify_event || !w->poll_event || !w->flush_event || !w->resolve_event || !w->fanout_event ||
@@ -375,6 +387,8 @@ static void *worker_main(void *userdata) {
         sigfillset(&all);
         (void) pthread_sigmask(SIG_BLOCK, &all, NULL);
         (void) event_base_dispatch(w->base);
+        /* Answers held for their lines: out with both (evhttp_free() closes their connections). */
+        exchange_send_held(w);
         /* The audit buffer is per thread: what this one holds goes out before it ends. */
         (void) audit_flush(w->server->audit);
         return NULL;
