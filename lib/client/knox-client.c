@@ -896,19 +896,19 @@ int knox_client_set_version_status(
         return request_simple(c, METHOD_PUT, path.data, &body, err);
 }
 
-int knox_client_whoami(KnoxClient *c, char **ret_json, KnoxError *err) {
+/* A GET whose answer's data is JSON of the given type, handed back as compact text. */
+static int request_json(
+        KnoxClient *c, const char *path, json_type type, const char *what, char **ret_json, KnoxError *err) {
         KnoxResponse resp = {};
         char *s;
         int r;
 
-        assert_return(c && ret_json && err, -EINVAL);
-
-        r = client_request(c, METHOD_GET, "/v0/auth/whoami/", NULL, 0, &resp, err);
+        r = client_request(c, METHOD_GET, path, NULL, 0, &resp, err);
         if (r <= 0)
                 return r;
-        if (!json_object_is_type(resp.data, json_type_object)) {
+        if (!json_object_is_type(resp.data, type)) {
                 knox_response_done(&resp);
-                return error_set(err, -EBADMSG, "Invalid answer: data is not an object");
+                return error_set(err, -EBADMSG, "Invalid answer: data is not %s", what);
         }
         s = strdup(json_object_to_json_string_ext(
                 resp.data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -919,29 +919,19 @@ int knox_client_whoami(KnoxClient *c, char **ret_json, KnoxError *err) {
         return 0;
 }
 
+int knox_client_whoami(KnoxClient *c, char **ret_json, KnoxError *err) {
+        assert_return(c && ret_json && err, -EINVAL);
+
+        return request_json(c, "/v0/auth/whoami/", json_type_object, "an object", ret_json, err);
+}
+
 int knox_client_expiring(KnoxClient *c, uint64_t within_sec, char **ret_json, KnoxError *err) {
-        KnoxResponse resp = {};
         char path[64];
-        char *s;
-        int r;
 
         assert_return(c && ret_json && err, -EINVAL);
 
         (void) snprintf(path, sizeof(path), "/v0/certificates/expiring/?within=%" PRIu64, within_sec);
-        r = client_request(c, METHOD_GET, path, NULL, 0, &resp, err);
-        if (r <= 0)
-                return r;
-        if (!json_object_is_type(resp.data, json_type_array)) {
-                knox_response_done(&resp);
-                return error_set(err, -EBADMSG, "Invalid answer: data is not an array");
-        }
-        s = strdup(json_object_to_json_string_ext(
-                resp.data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-        knox_response_done(&resp);
-        if (!s)
-                return error_set(err, -ENOMEM, "Out of memory");
-        *ret_json = s;
-        return 0;
+        return request_json(c, path, json_type_array, "an array", ret_json, err);
 }
 
 int knox_client_revoke_token(KnoxClient *c, KnoxError *err) {
