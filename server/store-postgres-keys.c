@@ -151,7 +151,8 @@ int pg_remove(Store *base, const char *id) {
         return PQntuples(res) == 1 ? 0 : -ENOKEY;
 }
 
-int pg_list(Store *base, StoreListFunc f, void *userdata) {
+/* Each row's first two columns to f, in order, for a statement without parameters. */
+static int list_all(Store *base, const char *what, const char *sql, StoreListFunc f, void *userdata) {
         PgStore *s = pg_store(base);
         _cleanup_pgresult_ PGresult *res = NULL;
         int r;
@@ -159,9 +160,7 @@ int pg_list(Store *base, StoreListFunc f, void *userdata) {
         r = pg_ensure_ready(s);
         if (r < 0)
                 return r;
-        r =
-                pg_read(s, "listing keys", "SELECT id, version_hash FROM secrets ORDER BY seq", 0, NULL,
-                        NULL, NULL, &res);
+        r = pg_read(s, what, sql, 0, NULL, NULL, NULL, &res);
         if (r < 0)
                 return r;
         for (int i = 0; i < PQntuples(res); i++) {
@@ -172,27 +171,16 @@ int pg_list(Store *base, StoreListFunc f, void *userdata) {
         return 0;
 }
 
+int pg_list(Store *base, StoreListFunc f, void *userdata) {
+        return list_all(
+                base, "listing keys", "SELECT id, version_hash FROM secrets ORDER BY seq", f, userdata);
+}
+
 int pg_list_not_after(
         Store *base, int (*f)(const char *id, const char *not_after, void *userdata), void *userdata) {
-        PgStore *s = pg_store(base);
-        _cleanup_pgresult_ PGresult *res = NULL;
-        int r;
-
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r =
-                pg_read(s, "listing certificates",
-                        "SELECT id, not_after FROM secrets WHERE not_after IS NOT NULL ORDER BY seq", 0,
-                        NULL, NULL, NULL, &res);
-        if (r < 0)
-                return r;
-        for (int i = 0; i < PQntuples(res); i++) {
-                r = f(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), userdata);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        return list_all(
+                base, "listing certificates",
+                "SELECT id, not_after FROM secrets WHERE not_after IS NOT NULL ORDER BY seq", f, userdata);
 }
 
 int pg_list_page(

@@ -104,10 +104,7 @@ int sqlite_add(Store *base, const char *id, const StoreRecord *rec) {
         SqliteStore *s = sqlite_store(base);
         int r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_tx_begin(s);
+        r = sqlite_write_begin(s);
         if (r < 0)
                 return r;
         return sqlite_tx_end(s, add_in_tx(s, id, rec));
@@ -164,10 +161,7 @@ int sqlite_update(Store *base, const char *id, const StoreRecord *rec, int64_t e
         SqliteStore *s = sqlite_store(base);
         int r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_tx_begin(s);
+        r = sqlite_write_begin(s);
         if (r < 0)
                 return r;
         return sqlite_tx_end(s, update_in_tx(s, id, rec, expected_version));
@@ -196,76 +190,67 @@ int sqlite_remove(Store *base, const char *id) {
         SqliteStore *s = sqlite_store(base);
         int r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_tx_begin(s);
+        r = sqlite_write_begin(s);
         if (r < 0)
                 return r;
         return sqlite_tx_end(s, remove_in_tx(s, id));
 }
 
-int sqlite_list(Store *base, StoreListFunc f, void *userdata) {
-        SqliteStore *s = sqlite_store(base);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int rc, r;
+/* Each row's first two columns (never NULL in the rows listed) to f, in order; with ret_seq,
+ * the third column (seq) of the last row. Returns the number of rows. */
+static int list_rows(
+        SqliteStore *s,
+        sqlite3_stmt *st,
+        const char *what,
+        StoreListFunc f,
+        void *userdata,
+        int64_t *ret_seq) {
+        int rc, r, n = 0;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_stmt_get(s, STMT_LIST, &st);
-        if (r < 0)
-                return r;
-
-        for (;;) {
-                const unsigned char *id, *hash;
+        for (;; n++) {
+                const unsigned char *id, *value;
 
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_DONE)
-                        return 0;
+                        return n;
                 if (rc != SQLITE_ROW)
-                        return sqlite_fail(s, rc, "listing keys");
+                        return sqlite_fail(s, rc, what);
 
                 id = sqlite3_column_text(st, 0);
-                hash = sqlite3_column_text(st, 1);
-                if (!id || !hash)
-                        return -ENOMEM; /* both columns are NOT NULL */
-
-                r = f((const char *) id, (const char *) hash, userdata);
+                value = sqlite3_column_text(st, 1);
+                if (!id || !value)
+                        return -ENOMEM; /* neither is NULL in these rows */
+                if (ret_seq)
+                        *ret_seq = sqlite3_column_int64(st, 2);
+                r = f((const char *) id, (const char *) value, userdata);
                 if (r < 0)
                         return r;
         }
 }
 
-int sqlite_list_not_after(
-        Store *base, int (*f)(const char *id, const char *not_after, void *userdata), void *userdata) {
+/* Every row of a statement without parameters. */
+static int list_all(Store *base, Stmt i, const char *what, StoreListFunc f, void *userdata) {
         SqliteStore *s = sqlite_store(base);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int rc, r;
+        int r;
 
         r = sqlite_ensure_ready(s);
         if (r < 0)
                 return r;
-        r = sqlite_stmt_get(s, STMT_LIST_NOT_AFTER, &st);
+        r = sqlite_stmt_get(s, i, &st);
         if (r < 0)
                 return r;
+        r = list_rows(s, st, what, f, userdata, NULL);
+        return r < 0 ? r : 0;
+}
 
-        for (;;) {
-                const unsigned char *id, *not_after;
+int sqlite_list(Store *base, StoreListFunc f, void *userdata) {
+        return list_all(base, STMT_LIST, "listing keys", f, userdata);
+}
 
-                rc = sqlite3_step(st);
-                if (rc == SQLITE_DONE)
-                        return 0;
-                if (rc != SQLITE_ROW)
-                        return sqlite_fail(s, rc, "listing certificates");
-                id = sqlite3_column_text(st, 0);
-                not_after = sqlite3_column_text(st, 1);
-                if (!id || !not_after)
-                        return -ENOMEM; /* neither is NULL in these rows */
-                r = f((const char *) id, (const char *) not_after, userdata);
-                if (r < 0)
-                        return r;
-        }
+int sqlite_list_not_after(
+        Store *base, int (*f)(const char *id, const char *not_after, void *userdata), void *userdata) {
+        return list_all(base, STMT_LIST_NOT_AFTER, "listing certificates", f, userdata);
 }
 
 int sqlite_list_page(
@@ -273,7 +258,7 @@ int sqlite_list_page(
         SqliteStore *s = sqlite_store(base);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int64_t next = after;
-        int rc, r, n = 0;
+        int r;
 
         r = sqlite_ensure_ready(s);
         if (r < 0)
@@ -285,27 +270,11 @@ int sqlite_list_page(
             sqlite3_bind_int64(st, 2, (sqlite3_int64) max) != SQLITE_OK)
                 return -ENOMEM;
 
-        for (;;) {
-                const unsigned char *id, *hash;
-
-                rc = sqlite3_step(st);
-                if (rc == SQLITE_DONE)
-                        break;
-                if (rc != SQLITE_ROW)
-                        return sqlite_fail(s, rc, "listing keys");
-
-                id = sqlite3_column_text(st, 0);
-                hash = sqlite3_column_text(st, 1);
-                if (!id || !hash)
-                        return -ENOMEM; /* both columns are NOT NULL */
-                next = sqlite3_column_int64(st, 2);
-                r = f((const char *) id, (const char *) hash, userdata);
-                if (r < 0)
-                        return r;
-                n++;
-        }
+        r = list_rows(s, st, "listing keys", f, userdata, &next);
+        if (r < 0)
+                return r;
         *ret_next = next;
-        return n;
+        return r;
 }
 
 int sqlite_change_counter(Store *base, uint64_t *ret) {
@@ -356,10 +325,7 @@ int sqlite_reseal(Store *base, StoreReseal *items, size_t n) {
         SqliteStore *s = sqlite_store(base);
         int r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_tx_begin(s);
+        r = sqlite_write_begin(s);
         if (r < 0)
                 return r;
         return sqlite_tx_end(s, reseal_in_tx(s, items, n));

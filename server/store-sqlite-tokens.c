@@ -31,10 +31,7 @@ int sqlite_token_add(Store *base, const uint8_t hash[TOKEN_HASH_SIZE], const Sto
         SqliteStore *s = sqlite_store(base);
         int r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_tx_begin(s);
+        r = sqlite_write_begin(s);
         if (r < 0)
                 return r;
         return sqlite_tx_end(s, token_add_in_tx(s, hash, t));
@@ -94,10 +91,7 @@ int sqlite_token_revoke(Store *base, const uint8_t hash[TOKEN_HASH_SIZE]) {
         SqliteStore *s = sqlite_store(base);
         int r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_tx_begin(s);
+        r = sqlite_write_begin(s);
         if (r < 0)
                 return r;
         return sqlite_tx_end(s, token_revoke_in_tx(s, hash));
@@ -123,10 +117,7 @@ int sqlite_token_expire(Store *base, int64_t now_ns) {
         SqliteStore *s = sqlite_store(base);
         int r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_tx_begin(s);
+        r = sqlite_write_begin(s);
         if (r < 0)
                 return r;
         return sqlite_tx_end(s, token_expire_in_tx(s, now_ns));

@@ -141,6 +141,15 @@ int sqlite_tx_end(SqliteStore *s, int r) {
         return r;
 }
 
+int sqlite_write_begin(SqliteStore *s) {
+        int r;
+
+        r = sqlite_ensure_ready(s);
+        if (r < 0)
+                return r;
+        return sqlite_tx_begin(s);
+}
+
 int sqlite_bump_change_counter(SqliteStore *s) {
         int r;
 

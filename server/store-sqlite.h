@@ -77,6 +77,8 @@ int sqlite_column_strdup(sqlite3_stmt *st, int i, char **ret);
 int sqlite_tx_begin(SqliteStore *s);
 int sqlite_tx_end(SqliteStore *s, int r);
 int sqlite_bump_change_counter(SqliteStore *s);
+/* The start of every write: the current schema, then BEGIN IMMEDIATE. */
+int sqlite_write_begin(SqliteStore *s);
 
 /* store-sqlite-schema.c: calls other than init need the current schema. */
 int sqlite_ensure_ready(SqliteStore *s);
