@@ -116,6 +116,31 @@ static int write_iov(int fd, struct iovec *iov, int n) {
 
 /* ---- the key holder's side ---- */
 
+/* The fixed part of a request: size bytes off the front of the payload. */
+static int take_fixed(const uint8_t **p, size_t *n, void *q, size_t size) {
+        if (*n < size)
+                return -EPROTO;
+        memcpy(q, *p, size);
+        *p += size;
+        *n -= size;
+        return 0;
+}
+
+/* The Knox key id: len bytes at p, with no NUL among them. */
+static int take_key_id(const uint8_t *p, size_t len, char **ret) {
+        char *id;
+
+        id = strndup((const char *) p, len);
+        if (!id)
+                return -ENOMEM;
+        if (strlen(id) != len) {
+                free(id);
+                return -EPROTO;
+        }
+        *ret = id;
+        return 0;
+}
+
 int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, Secret **ret) {
         _cleanup_free_ char *key_id = NULL;
         KeyVersion v = {};
@@ -125,18 +150,14 @@ int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, 
         if (op == KEYHOLDER_OP_OPEN) {
                 OpenRequest q;
 
-                if (n < sizeof(q))
-                        return -EPROTO;
-                memcpy(&q, p, sizeof(q));
-                p += sizeof(q);
-                n -= sizeof(q);
+                r = take_fixed(&p, &n, &q, sizeof(q));
+                if (r < 0)
+                        return r;
                 if ((uint64_t) q.key_id_len + q.crypt_len + q.sealed_len != n)
                         return -EPROTO;
-                key_id = strndup((const char *) p, q.key_id_len);
-                if (!key_id)
-                        return -ENOMEM;
-                if (strlen(key_id) != q.key_id_len)
-                        return -EPROTO;
+                r = take_key_id(p, q.key_id_len, &key_id);
+                if (r < 0)
+                        return r;
                 v = (KeyVersion){
                         .id = q.version_id,
                         .ts = q.ts,
@@ -155,18 +176,14 @@ int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, 
         if (op == KEYHOLDER_OP_SEAL) {
                 SealRequest q;
 
-                if (n < sizeof(q))
-                        return -EPROTO;
-                memcpy(&q, p, sizeof(q));
-                p += sizeof(q);
-                n -= sizeof(q);
+                r = take_fixed(&p, &n, &q, sizeof(q));
+                if (r < 0)
+                        return r;
                 if ((uint64_t) q.key_id_len + q.data_len != n)
                         return -EPROTO;
-                key_id = strndup((const char *) p, q.key_id_len);
-                if (!key_id)
-                        return -ENOMEM;
-                if (strlen(key_id) != q.key_id_len)
-                        return -EPROTO;
+                r = take_key_id(p, q.key_id_len, &key_id);
+                if (r < 0)
+                        return r;
                 v = (KeyVersion){.id = q.version_id, .ts = q.ts};
                 v.data = secret_new_copy(p + q.key_id_len, q.data_len);
                 if (!v.data)
@@ -188,16 +205,12 @@ int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, 
         if (op == KEYHOLDER_OP_DATA_KEY) {
                 DataKeyRequest q;
 
-                if (n < sizeof(q))
-                        return -EPROTO;
-                memcpy(&q, p, sizeof(q));
-                p += sizeof(q);
-                n -= sizeof(q);
-                key_id = strndup((const char *) p, n);
-                if (!key_id)
-                        return -ENOMEM;
-                if (strlen(key_id) != n)
-                        return -EPROTO;
+                r = take_fixed(&p, &n, &q, sizeof(q));
+                if (r < 0)
+                        return r;
+                r = take_key_id(p, n, &key_id);
+                if (r < 0)
+                        return r;
                 return cryptor_data_key(c, q.master_id, key_id, ret);
         }
 

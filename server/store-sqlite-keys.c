@@ -14,21 +14,16 @@ int sqlite_get(Store *base, const char *id, StoreRecord *ret) {
         _cleanup_(store_record_done) StoreRecord rec = {};
         int rc, r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_stmt_get(s, STMT_GET, &st);
+        r = sqlite_stmt_ready(s, STMT_GET, &st);
         if (r < 0)
                 return r;
         rc = bind_text(st, 1, id);
         if (rc != SQLITE_OK)
                 return sqlite_fail(s, rc, "binding");
 
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return -ENOKEY;
-        if (rc != SQLITE_ROW)
-                return sqlite_fail(s, rc, "reading a key");
+        r = sqlite_step_row(s, st, "reading a key");
+        if (r < 0)
+                return r;
 
         if ((r = sqlite_column_strdup(st, 0, &rec.acl)) < 0 ||
             (r = sqlite_column_strdup(st, 1, &rec.hash)) < 0 ||
@@ -50,21 +45,16 @@ int sqlite_get_hash(Store *base, const char *id, char ret[KEY_HASH_HEX_SIZE]) {
         const unsigned char *hash;
         int rc, r, n;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_stmt_get(s, STMT_GET_HASH, &st);
+        r = sqlite_stmt_ready(s, STMT_GET_HASH, &st);
         if (r < 0)
                 return r;
         rc = bind_text(st, 1, id);
         if (rc != SQLITE_OK)
                 return sqlite_fail(s, rc, "binding");
 
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return -ENOKEY;
-        if (rc != SQLITE_ROW)
-                return sqlite_fail(s, rc, "reading a key's hash");
+        r = sqlite_step_row(s, st, "reading a key's hash");
+        if (r < 0)
+                return r;
 
         hash = sqlite3_column_text(st, 0);
         if (!hash)
@@ -234,10 +224,7 @@ static int list_all(Store *base, Stmt i, const char *what, StoreListFunc f, void
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_stmt_get(s, i, &st);
+        r = sqlite_stmt_ready(s, i, &st);
         if (r < 0)
                 return r;
         r = list_rows(s, st, what, f, userdata, NULL);
@@ -260,10 +247,7 @@ int sqlite_list_page(
         int64_t next = after;
         int r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_stmt_get(s, STMT_LIST_PAGE, &st);
+        r = sqlite_stmt_ready(s, STMT_LIST_PAGE, &st);
         if (r < 0)
                 return r;
         if (sqlite3_bind_int64(st, 1, after) != SQLITE_OK ||
@@ -282,10 +266,7 @@ int sqlite_change_counter(Store *base, uint64_t *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int rc, r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_stmt_get(s, STMT_COUNTER, &st);
+        r = sqlite_stmt_ready(s, STMT_COUNTER, &st);
         if (r < 0)
                 return r;
         rc = sqlite3_step(st);

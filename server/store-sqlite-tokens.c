@@ -43,21 +43,16 @@ int sqlite_token_get(Store *base, const uint8_t hash[TOKEN_HASH_SIZE], StoreToke
         _cleanup_(store_token_record_done) StoreTokenRecord t = {};
         int rc, r;
 
-        r = sqlite_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = sqlite_stmt_get(s, STMT_TOKEN_GET, &st);
+        r = sqlite_stmt_ready(s, STMT_TOKEN_GET, &st);
         if (r < 0)
                 return r;
         rc = bind_hash(st, 1, hash);
         if (rc != SQLITE_OK)
                 return sqlite_fail(s, rc, "binding");
 
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return -ENOKEY;
-        if (rc != SQLITE_ROW)
-                return sqlite_fail(s, rc, "reading a token");
+        r = sqlite_step_row(s, st, "reading a token");
+        if (r < 0)
+                return r;
 
         if ((r = sqlite_column_strdup(st, 0, &t.user)) < 0 ||
             (r = sqlite_column_strdup(st, 1, &t.groups)) < 0)

@@ -83,6 +83,26 @@ int sqlite_stmt_get(SqliteStore *s, Stmt i, sqlite3_stmt **ret) {
         return 0;
 }
 
+int sqlite_stmt_ready(SqliteStore *s, Stmt i, sqlite3_stmt **ret) {
+        int r;
+
+        r = sqlite_ensure_ready(s);
+        if (r < 0)
+                return r;
+        return sqlite_stmt_get(s, i, ret);
+}
+
+int sqlite_step_row(SqliteStore *s, sqlite3_stmt *st, const char *what) {
+        int rc;
+
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return -ENOKEY;
+        if (rc != SQLITE_ROW)
+                return sqlite_fail(s, rc, what);
+        return 0;
+}
+
 /* Run a statement that returns no rows, or whose rows do not matter. */
 int sqlite_stmt_exec(SqliteStore *s, Stmt i, const char *what) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;

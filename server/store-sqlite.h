@@ -59,6 +59,10 @@ static inline void stmt_resetp(sqlite3_stmt **st) {
 
 /* The connection's prepared statement i, prepared on first use. */
 int sqlite_stmt_get(SqliteStore *s, Stmt i, sqlite3_stmt **ret);
+/* The same, once the schema is known to be current (sqlite_ensure_ready()). */
+int sqlite_stmt_ready(SqliteStore *s, Stmt i, sqlite3_stmt **ret);
+/* Step a lookup of one row: 0 on it, -ENOKEY when there is none. */
+int sqlite_step_row(SqliteStore *s, sqlite3_stmt *st, const char *what);
 /* Run a statement that returns no rows, or whose rows do not matter. */
 int sqlite_stmt_exec(SqliteStore *s, Stmt i, const char *what);
 

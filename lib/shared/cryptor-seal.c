@@ -249,6 +249,16 @@ static int open_into(const Cryptor *c, const char *key_id, const KeyVersion *v, 
         return r;
 }
 
+/* A version's sealed parts replaced by new ones (of version 1), the old ones wiped. */
+static void version_set_sealed(KeyVersion *v, uint8_t *sealed, size_t sealed_size, uint8_t *crypt) {
+        erase_and_free(v->sealed, v->sealed_size);
+        erase_and_free(v->crypt, v->crypt_size);
+        v->sealed = sealed;
+        v->sealed_size = sealed_size;
+        v->crypt = crypt;
+        v->crypt_size = CRYPTOR_CRYPT_SIZE_V1;
+}
+
 int cryptor_seal_version(const Cryptor *c, const char *key_id, KeyVersion *v) {
         uint8_t *sealed, *crypt;
         size_t sealed_size;
@@ -261,12 +271,7 @@ int cryptor_seal_version(const Cryptor *c, const char *key_id, KeyVersion *v) {
         if (r < 0)
                 return r;
 
-        erase_and_free(v->sealed, v->sealed_size);
-        erase_and_free(v->crypt, v->crypt_size);
-        v->sealed = sealed;
-        v->sealed_size = sealed_size;
-        v->crypt = crypt;
-        v->crypt_size = CRYPTOR_CRYPT_SIZE_V1;
+        version_set_sealed(v, sealed, sealed_size, crypt);
         return 0;
 }
 
@@ -412,12 +417,7 @@ int cryptor_reseal_key(const Cryptor *c, Key *k, size_t *ret_failed) {
                         failed++;
                         continue;
                 }
-                erase_and_free(v->sealed, v->sealed_size);
-                erase_and_free(v->crypt, v->crypt_size);
-                v->sealed = sealed;
-                v->sealed_size = sealed_size;
-                v->crypt = crypt;
-                v->crypt_size = CRYPTOR_CRYPT_SIZE_V1;
+                version_set_sealed(v, sealed, sealed_size, crypt);
                 n++;
         }
         if (ret_failed)
