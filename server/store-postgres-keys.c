@@ -14,10 +14,7 @@ int pg_get(Store *base, const char *id, StoreRecord *ret) {
         _cleanup_(store_record_done) StoreRecord rec = {};
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = pg_read(
+        r = pg_read_ready(
                 s, "reading a key",
                 "SELECT acl, version_hash, versions, last_updated, not_after FROM secrets WHERE id = $1", 1,
                 &id, NULL, NULL, &res);
@@ -48,12 +45,9 @@ int pg_get_hash(Store *base, const char *id, char ret[KEY_HASH_HEX_SIZE]) {
         const char *hash;
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r =
-                pg_read(s, "reading a hash", "SELECT version_hash FROM secrets WHERE id = $1", 1, &id, NULL,
-                        NULL, &res);
+        r = pg_read_ready(
+                s, "reading a hash", "SELECT version_hash FROM secrets WHERE id = $1", 1, &id, NULL, NULL,
+                &res);
         if (r < 0)
                 return r;
         if (PQntuples(res) == 0)
@@ -157,10 +151,7 @@ static int list_all(Store *base, const char *what, const char *sql, StoreListFun
         _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = pg_read(s, what, sql, 0, NULL, NULL, NULL, &res);
+        r = pg_read_ready(s, what, sql, 0, NULL, NULL, NULL, &res);
         if (r < 0)
                 return r;
         for (int i = 0; i < PQntuples(res); i++) {
@@ -218,10 +209,7 @@ int pg_change_counter(Store *base, uint64_t *ret) {
         _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = pg_read(
+        r = pg_read_ready(
                 s, "reading the change counter",
                 "SELECT value FROM keyward_meta WHERE name = 'change_counter'", 0, NULL, NULL, NULL, &res);
         if (r < 0)

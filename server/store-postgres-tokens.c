@@ -32,10 +32,7 @@ int pg_token_get(Store *base, const uint8_t hash[TOKEN_HASH_SIZE], StoreTokenRec
         _cleanup_(store_token_record_done) StoreTokenRecord t = {};
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r = pg_read(
+        r = pg_read_ready(
                 s, "reading a token",
                 "SELECT \"user\", \"groups\", created, expires, revoked FROM keyward_tokens WHERE hash = $1",
                 1, (const char *const[]){(const char *) hash}, (const int[]){TOKEN_HASH_SIZE},

@@ -133,6 +133,23 @@ int pg_ensure_ready(PgStore *s) {
         return 0;
 }
 
+int pg_read_ready(
+        PgStore *s,
+        const char *what,
+        const char *sql,
+        int n,
+        const char *const *values,
+        const int *lengths,
+        const int *formats,
+        PGresult **ret) {
+        int r;
+
+        r = pg_ensure_ready(s);
+        if (r < 0)
+                return r;
+        return pg_read(s, what, sql, n, values, lengths, formats, ret);
+}
+
 static int pg_init(Store *base) {
         PgStore *s = pg_store(base);
         int r;

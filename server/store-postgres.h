@@ -55,6 +55,16 @@ int pg_exec_simple(PgStore *s, const char *what, const char *sql);
 
 /* Calls other than init need the current schema. */
 int pg_ensure_ready(PgStore *s);
+/* pg_read() once the schema is known to be current. */
+int pg_read_ready(
+        PgStore *s,
+        const char *what,
+        const char *sql,
+        int n,
+        const char *const *values,
+        const int *lengths,
+        const int *formats,
+        PGresult **ret);
 
 static inline void pg_int64_text(int64_t v, char buf[static 24]) {
         (void) snprintf(buf, 24, "%" PRId64, v);

@@ -87,6 +87,21 @@ static int check_version(SqliteStore *s, int64_t v) {
         return 0;
 }
 
+/* The schema version, refused when this build does not know it. */
+static int read_known_version(SqliteStore *s, int64_t *ret) {
+        int64_t v = 0;
+        int r;
+
+        r = read_user_version(s, &v);
+        if (r < 0)
+                return r;
+        r = check_version(s, v);
+        if (r < 0)
+                return r;
+        *ret = v;
+        return 0;
+}
+
 /* Calls other than init need the current schema; an older one waits for store_init(). */
 int sqlite_ensure_ready(SqliteStore *s) {
         int64_t v = 0;
@@ -95,10 +110,7 @@ int sqlite_ensure_ready(SqliteStore *s) {
         if (s->ready)
                 return 0;
 
-        r = read_user_version(s, &v);
-        if (r < 0)
-                return r;
-        r = check_version(s, v);
+        r = read_known_version(s, &v);
         if (r < 0)
                 return r;
         if (v < STORE_SQLITE_SCHEMA_VERSION)
@@ -143,10 +155,7 @@ static int migrate(SqliteStore *s, int64_t *ret_from) {
         int rc, r;
 
         /* Read inside the write transaction: a concurrent init has either finished or not begun. */
-        r = read_user_version(s, &v);
-        if (r < 0)
-                return r;
-        r = check_version(s, v);
+        r = read_known_version(s, &v);
         if (r < 0)
                 return r;
 
@@ -201,10 +210,7 @@ int sqlite_init(Store *base) {
         int r;
 
         /* Refuse a newer database before touching its journal mode. */
-        r = read_user_version(s, &from);
-        if (r < 0)
-                return r;
-        r = check_version(s, from);
+        r = read_known_version(s, &from);
         if (r < 0)
                 return r;
 
