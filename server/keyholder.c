@@ -116,6 +116,31 @@ static int write_iov(int fd, struct iovec *iov, int n) {
 
 /* ---- the key holder's side ---- */
 
+/* The fixed part of a request: size bytes off the front of the payload. */
+static int take_fixed(const uint8_t **p, size_t *n, void *q, size_t size) {
+        if (*n < size)
+                return -EPROTO;
+        memcpy(q, *p, size);
+        *p += size;
+        *n -= size;
+        return 0;
+}
+
+/* The Knox key id: len bytes at p, with no NUL among them. */
+static int take_key_id(const uint8_t *p, size_t len, char **ret) {
+        char *id;
+
+        id = strndup((const char *) p, len);
+        if (!id)
+                return -ENOMEM;
+        if (strlen(id) != len) {
+                free(id);
+                return -EPROTO;
+        }
+        *ret = id;
+        return 0;
+}
+
 int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, Secret **ret) {
         _cleanup_free_ char *key_id = NULL;
         KeyVersion v = {};
@@ -125,18 +150,14 @@ int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, 
         if (op == KEYHOLDER_OP_OPEN) {
                 OpenRequest q;
 
-                if (n < sizeof(q))
-                        return -EPROTO;
-                memcpy(&q, p, sizeof(q));
-                p += sizeof(q);
-                n -= sizeof(q);
+                r = take_fixed(&p, &n, &q, sizeof(q));
+                if (r < 0)
+                        return r;
                 if ((uint64_t) q.key_id_len + q.crypt_len + q.sealed_len != n)
                         return -EPROTO;
-                key_id = strndup((const char *) p, q.key_id_len);
-                if (!key_id)
-                        return -ENOMEM;
-                if (strlen(key_id) != q.key_id_len)
-                        return -EPROTO;
+                r = take_key_id(p, q.key_id_len, &key_id);
+                if (r < 0)
+                        return r;
                 v = (KeyVersion){
                         .id = q.version_id,
                         .ts = q.ts,
@@ -155,18 +176,14 @@ int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, 
         if (op == KEYHOLDER_OP_SEAL) {
                 SealRequest q;
 
-                if (n < sizeof(q))
-                        return -EPROTO;
-                memcpy(&q, p, sizeof(q));
-                p += sizeof(q);
-                n -= sizeof(q);
+                r = take_fixed(&p, &n, &q, sizeof(q));
+                if (r < 0)
+                        return r;
                 if ((uint64_t) q.key_id_len + q.data_len != n)
                         return -EPROTO;
-                key_id = strndup((const char *) p, q.key_id_len);
-                if (!key_id)
-                        return -ENOMEM;
-                if (strlen(key_id) != q.key_id_len)
-                        return -EPROTO;
+                r = take_key_id(p, q.key_id_len, &key_id);
+                if (r < 0)
+                        return r;
                 v = (KeyVersion){.id = q.version_id, .ts = q.ts};
                 v.data = secret_new_copy(p + q.key_id_len, q.data_len);
                 if (!v.data)
@@ -188,16 +205,12 @@ int keyholder_handle(const Cryptor *c, uint32_t op, const uint8_t *p, size_t n, 
         if (op == KEYHOLDER_OP_DATA_KEY) {
                 DataKeyRequest q;
 
-                if (n < sizeof(q))
-                        return -EPROTO;
-                memcpy(&q, p, sizeof(q));
-                p += sizeof(q);
-                n -= sizeof(q);
-                key_id = strndup((const char *) p, n);
-                if (!key_id)
-                        return -ENOMEM;
-                if (strlen(key_id) != n)
-                        return -EPROTO;
+                r = take_fixed(&p, &n, &q, sizeof(q));
+                if (r < 0)
+                        return r;
+                r = take_key_id(p, n, &key_id);
+                if (r < 0)
+                        return r;
                 return cryptor_data_key(c, q.master_id, key_id, ret);
         }
 
@@ -400,6 +413,12 @@ static void keyholder_lost(KeyHolder *kh, const char *why) {
         (void) kill(getpid(), SIGTERM);
 }
 
+/* The exchange failed half-way: the socket is out of step, and keywardd stops. */
+static void keyholder_break(KeyHolder *kh, const char *why) {
+        kh->broken = true;
+        keyholder_lost(kh, why);
+}
+
 /* One exchange; the answer's payload is read by the caller while the lock is held. */
 static int exchange_begin(KeyHolder *kh, struct iovec *iov, int n, MsgHeader *ret) {
         int r;
@@ -410,8 +429,7 @@ static int exchange_begin(KeyHolder *kh, struct iovec *iov, int n, MsgHeader *re
         if (r >= 0)
                 r = read_full(kh->fd, ret, sizeof(*ret));
         if (r < 0) {
-                kh->broken = true;
-                keyholder_lost(kh, r == -EAGAIN ? "stopped answering" : "went away");
+                keyholder_break(kh, r == -EAGAIN ? "stopped answering" : "went away");
                 return -EIO;
         }
         return 0;
@@ -421,10 +439,69 @@ static int exchange_payload(KeyHolder *kh, void *buf, size_t n) {
         int r = read_full(kh->fd, buf, n);
 
         if (r < 0) {
-                kh->broken = true;
-                keyholder_lost(kh, "went away");
+                keyholder_break(kh, "went away");
                 return -EIO;
         }
+        return 0;
+}
+
+/* Reads an answer's payload of len bytes (already checked against the call's bounds). */
+typedef int (*AnswerReader)(KeyHolder *kh, uint32_t len, void *userdata);
+
+/* One round trip of op: the request's parts in iov[1..n-1] (iov[0] takes the header), then
+ * the answer, whose status is returned; a successful answer's payload must be min to max
+ * bytes long and is read by read_answer, under the lock. */
+static int
+call(KeyHolder *kh,
+     int32_t op,
+     struct iovec *iov,
+     int n,
+     uint32_t min,
+     uint32_t max,
+     AnswerReader read_answer,
+     void *userdata) {
+
+        MsgHeader h = {.op_or_status = op};
+        uint64_t len = 0;
+        int r;
+
+        for (int i = 1; i < n; i++)
+                len += iov[i].iov_len;
+        if (len > KEYHOLDER_MESSAGE_MAX)
+                return -E2BIG;
+        h.len = (uint32_t) len;
+        iov[0] = (struct iovec){&h, sizeof(h)};
+
+        pthread_mutex_lock(&kh->lock);
+        r = exchange_begin(kh, iov, n, &h);
+        if (r >= 0 && h.op_or_status < 0)
+                r = h.op_or_status;
+        else if (r >= 0 && (h.len < min || h.len > max)) {
+                keyholder_break(kh, "answered nonsense");
+                r = -EIO;
+        } else if (r >= 0)
+                r = read_answer(kh, h.len, userdata);
+        pthread_mutex_unlock(&kh->lock);
+        return r;
+}
+
+/* A version's plaintext or a data key: straight into locked memory, never anywhere else here. */
+static int read_secret(KeyHolder *kh, uint32_t len, void *userdata) {
+        Secret **ret = userdata;
+        Secret *s;
+        int r;
+
+        s = secret_new(len);
+        if (!s) {
+                keyholder_break(kh, "could not be answered (out of memory)"); /* the payload was not read */
+                return -ENOMEM;
+        }
+        r = exchange_payload(kh, s->data, len);
+        if (r < 0) {
+                secret_free(s);
+                return r;
+        }
+        *ret = s;
         return 0;
 }
 
@@ -437,42 +514,39 @@ static int remote_open(void *userdata, const char *key_id, const KeyVersion *v, 
                 .crypt_len = (uint32_t) v->crypt_size,
                 .sealed_len = (uint32_t) v->sealed_size,
         };
-        MsgHeader h = {.op_or_status = KEYHOLDER_OP_OPEN};
-        struct iovec iov[5];
-        Secret *s = NULL;
-        uint64_t len = sizeof(q) + (uint64_t) q.key_id_len + v->crypt_size + v->sealed_size;
+        struct iovec iov[] = {
+                {},
+                {&q, sizeof(q)},
+                {(void *) key_id, q.key_id_len},
+                {v->crypt, v->crypt_size},
+                {v->sealed, v->sealed_size},
+        };
+
+        return call(kh, KEYHOLDER_OP_OPEN, iov, (int) ELEMENTSOF(iov), 0, UINT32_MAX, read_secret, ret);
+}
+
+/* A sealed version: its per-version header and the ciphertext, which are no secrets. */
+typedef struct SealAnswer {
+        uint8_t *crypt;
+        uint8_t *sealed;
+        size_t sealed_size;
+} SealAnswer;
+
+static int read_sealed(KeyHolder *kh, uint32_t len, void *userdata) {
+        SealAnswer *a = userdata;
         int r;
 
-        if (len > KEYHOLDER_MESSAGE_MAX)
-                return -E2BIG;
-        h.len = (uint32_t) len;
-        iov[0] = (struct iovec){&h, sizeof(h)};
-        iov[1] = (struct iovec){&q, sizeof(q)};
-        iov[2] = (struct iovec){(void *) key_id, q.key_id_len};
-        iov[3] = (struct iovec){v->crypt, v->crypt_size};
-        iov[4] = (struct iovec){v->sealed, v->sealed_size};
-
-        pthread_mutex_lock(&kh->lock);
-        r = exchange_begin(kh, iov, 5, &h);
-        if (r >= 0 && h.op_or_status < 0)
-                r = h.op_or_status;
-        else if (r >= 0) {
-                /* Straight into locked memory: the plaintext is never anywhere else here. */
-                s = secret_new(h.len);
-                r = exchange_payload(kh, s ? s->data : NULL, s ? h.len : 0);
-                if (!s) {
-                        kh->broken = true; /* the payload was not read */
-                        keyholder_lost(kh, "could not be answered (out of memory)");
-                        r = -ENOMEM;
-                }
+        a->crypt = malloc(CRYPTOR_CRYPT_SIZE_V1);
+        a->sealed = malloc(len - CRYPTOR_CRYPT_SIZE_V1);
+        if (!a->crypt || !a->sealed) {
+                keyholder_break(kh, "could not be answered (out of memory)");
+                return -ENOMEM;
         }
-        pthread_mutex_unlock(&kh->lock);
-        if (r < 0) {
-                secret_free(s);
-                return r;
-        }
-        *ret = s;
-        return 0;
+        a->sealed_size = len - CRYPTOR_CRYPT_SIZE_V1;
+        r = exchange_payload(kh, a->crypt, CRYPTOR_CRYPT_SIZE_V1);
+        if (r >= 0)
+                r = exchange_payload(kh, a->sealed, a->sealed_size);
+        return r;
 }
 
 static int remote_seal(
@@ -490,49 +564,26 @@ static int remote_seal(
                 .key_id_len = (uint32_t) strlen(key_id),
                 .data_len = (uint32_t) v->data->size,
         };
-        MsgHeader h = {.op_or_status = KEYHOLDER_OP_SEAL};
-        struct iovec iov[4];
-        _cleanup_free_ uint8_t *crypt = NULL, *sealed = NULL;
-        uint64_t len = sizeof(q) + (uint64_t) q.key_id_len + v->data->size;
+        struct iovec iov[] = {
+                {},
+                {&q, sizeof(q)},
+                {(void *) key_id, q.key_id_len},
+                {v->data->data, v->data->size},
+        };
+        SealAnswer a = {};
         int r;
 
-        if (len > KEYHOLDER_MESSAGE_MAX)
-                return -E2BIG;
-        h.len = (uint32_t) len;
-        iov[0] = (struct iovec){&h, sizeof(h)};
-        iov[1] = (struct iovec){&q, sizeof(q)};
-        iov[2] = (struct iovec){(void *) key_id, q.key_id_len};
-        iov[3] = (struct iovec){v->data->data, v->data->size};
-
-        pthread_mutex_lock(&kh->lock);
-        r = exchange_begin(kh, iov, 4, &h);
-        if (r >= 0 && h.op_or_status < 0)
-                r = h.op_or_status;
-        else if (r >= 0) {
-                if (h.len < CRYPTOR_CRYPT_SIZE_V1 + CRYPTOR_TAG_SIZE) {
-                        kh->broken = true;
-                        keyholder_lost(kh, "answered nonsense");
-                        r = -EIO;
-                } else {
-                        crypt = malloc(CRYPTOR_CRYPT_SIZE_V1);
-                        sealed = malloc(h.len - CRYPTOR_CRYPT_SIZE_V1);
-                        if (!crypt || !sealed) {
-                                kh->broken = true;
-                                keyholder_lost(kh, "could not be answered (out of memory)");
-                                r = -ENOMEM;
-                        } else {
-                                r = exchange_payload(kh, crypt, CRYPTOR_CRYPT_SIZE_V1);
-                                if (r >= 0)
-                                        r = exchange_payload(kh, sealed, h.len - CRYPTOR_CRYPT_SIZE_V1);
-                        }
-                }
-        }
-        pthread_mutex_unlock(&kh->lock);
-        if (r < 0)
+        r =
+                call(kh, KEYHOLDER_OP_SEAL, iov, (int) ELEMENTSOF(iov),
+                     CRYPTOR_CRYPT_SIZE_V1 + CRYPTOR_TAG_SIZE, UINT32_MAX, read_sealed, &a);
+        if (r < 0) {
+                free(a.crypt);
+                free(a.sealed);
                 return r;
-        *ret_sealed_size = h.len - CRYPTOR_CRYPT_SIZE_V1;
-        *ret_sealed = TAKE_PTR(sealed);
-        *ret_crypt = TAKE_PTR(crypt);
+        }
+        *ret_sealed_size = a.sealed_size;
+        *ret_sealed = a.sealed;
+        *ret_crypt = a.crypt;
         return 0;
 }
 
@@ -540,45 +591,16 @@ static int remote_data_key(
         void *userdata, const uint8_t master_id[CRYPTOR_KEY_ID_SIZE], const char *key_id, Secret **ret) {
         KeyHolder *kh = userdata;
         DataKeyRequest q = {};
-        MsgHeader h = {.op_or_status = KEYHOLDER_OP_DATA_KEY};
-        struct iovec iov[3];
-        Secret *s = NULL;
-        size_t n = strlen(key_id);
-        int r;
+        struct iovec iov[] = {
+                {},
+                {&q, sizeof(q)},
+                {(void *) key_id, strlen(key_id)},
+        };
 
-        if (sizeof(q) + n > KEYHOLDER_MESSAGE_MAX)
-                return -E2BIG;
         memcpy(q.master_id, master_id, CRYPTOR_KEY_ID_SIZE);
-        h.len = (uint32_t) (sizeof(q) + n);
-        iov[0] = (struct iovec){&h, sizeof(h)};
-        iov[1] = (struct iovec){&q, sizeof(q)};
-        iov[2] = (struct iovec){(void *) key_id, n};
-
-        pthread_mutex_lock(&kh->lock);
-        r = exchange_begin(kh, iov, 3, &h);
-        if (r >= 0 && h.op_or_status < 0)
-                r = h.op_or_status;
-        else if (r >= 0 && h.len != CRYPTOR_DATA_KEY_SIZE) {
-                kh->broken = true;
-                keyholder_lost(kh, "answered nonsense");
-                r = -EIO;
-        } else if (r >= 0) {
-                /* Straight into locked memory, as a version's plaintext. */
-                s = secret_new(CRYPTOR_DATA_KEY_SIZE);
-                r = exchange_payload(kh, s ? s->data : NULL, s ? h.len : 0);
-                if (!s) {
-                        kh->broken = true; /* the payload was not read */
-                        keyholder_lost(kh, "could not be answered (out of memory)");
-                        r = -ENOMEM;
-                }
-        }
-        pthread_mutex_unlock(&kh->lock);
-        if (r < 0) {
-                secret_free(s);
-                return r;
-        }
-        *ret = s;
-        return 0;
+        return call(
+                kh, KEYHOLDER_OP_DATA_KEY, iov, (int) ELEMENTSOF(iov), CRYPTOR_DATA_KEY_SIZE,
+                CRYPTOR_DATA_KEY_SIZE, read_secret, ret);
 }
 
 /* Waits for the key holder to exit: before keyholder_free() asked it to, that is a failure. */

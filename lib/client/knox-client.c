@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "knox-client.h"
+#include "knox-client-internal.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -16,37 +16,6 @@
 #include "json-util.h"
 #include "log.h"
 #include "strv.h"
-
-#define KNOX_CLIENT_CONNECT_TIMEOUT_USEC (5 * UINT64_C(1000000))
-#define KNOX_CLIENT_TIMEOUT_USEC (30 * UINT64_C(1000000))
-#define KNOX_CLIENT_RESPONSE_MAX (64 * 1024 * 1024)
-#define KNOX_CLIENT_ERRORS_MAX 1024
-
-struct KnoxClient {
-        CURL *curl;
-        char **servers; /* base URLs, no trailing slash */
-        size_t n_servers;
-        size_t current; /* the one that answered last */
-        char *authorization;
-        char *user_agent;
-        uint64_t timeout_usec;
-        const atomic_bool *cancel;
-        Buf response; /* secure: may hold key data */
-        char errbuf[CURL_ERROR_SIZE];
-};
-
-/* A key list longer than this (a watch or a comparison naming many keys) goes as the
- * request target (CURLOPT_REQUEST_TARGET) of a URL without one: libcurl keeps one copy of it
- * then, where a URL's query is copied into half a dozen buffers that last the whole request
- * (a held watch) and the next one. */
-#define LONG_PATH (16 * 1024)
-
-typedef enum Method {
-        METHOD_GET,
-        METHOD_POST,
-        METHOD_PUT,
-        METHOD_DELETE,
-} Method;
 
 /* The one place a CURLcode becomes an errno (STYLE.md §3). */
 static int curl_to_errno(CURLcode code) {
@@ -121,8 +90,7 @@ void knox_error_done(KnoxError *e) {
         *e = (KnoxError){};
 }
 
-static int error_set(KnoxError *err, int r, const char *fmt, ...) _printf_(3, 4);
-static int error_set(KnoxError *err, int r, const char *fmt, ...) {
+int knox_client_error(KnoxError *err, int r, const char *fmt, ...) {
         va_list ap;
         char *m = NULL;
 
@@ -360,7 +328,7 @@ static int path_segment_append(Buf *b, const char *s) {
         return b->error;
 }
 
-static int key_path(Buf *b, const char *id, const char *suffix) {
+int knox_client_key_path(Buf *b, const char *id, const char *suffix) {
         (void) buf_puts(b, "/v0/keys/");
         (void) path_segment_append(b, id);
         (void) buf_putc(b, '/');
@@ -370,7 +338,7 @@ static int key_path(Buf *b, const char *id, const char *suffix) {
 }
 
 /* One form field "name=<escaped value>", with '&' before it unless it is the first. */
-static int form_append(Buf *body, const char *name, const char *value, size_t len) {
+int knox_client_form_append(Buf *body, const char *name, const char *value, size_t len) {
         if (body->len > 0)
                 (void) buf_putc(body, '&');
         (void) buf_puts(body, name);
@@ -381,7 +349,7 @@ static int form_append(Buf *body, const char *name, const char *value, size_t le
 
 /* The data field: standard base64 with padding, then form-escaped; both copies are secure
  * buffers, wiped when done. */
-static int form_append_data(Buf *body, const Secret *data) {
+int knox_client_form_append_data(Buf *body, const Secret *data) {
         _cleanup_buf_ Buf b64 = BUF_INIT_SECURE;
         int r;
 
@@ -390,7 +358,7 @@ static int form_append_data(Buf *body, const Secret *data) {
                 return r;
         if (b64.error < 0)
                 return b64.error;
-        return form_append(body, "data", strempty(b64.data), b64.len);
+        return knox_client_form_append(body, "data", strempty(b64.data), b64.len);
 }
 
 static int build_headers(KnoxClient *c, bool form, unsigned wait_sec, struct curl_slist **ret) {
@@ -460,7 +428,7 @@ static int setup_method(CURL *curl, Method method, const Buf *body) {
  * path NULL, the caller has set CURLOPT_REQUEST_TARGET (a long key list, see LONG_PATH).
  * Returns 1 with *ret filled for an ok envelope, 0 for an error envelope (err filled), or
  * a negative errno (err->message filled). */
-static int client_request(
+int knox_client_request(
         KnoxClient *c,
         Method method,
         const char *path,
@@ -485,7 +453,7 @@ static int client_request(
 
         r = build_headers(c, body != NULL, wait_sec, &headers);
         if (r < 0)
-                return error_set(err, r, "Out of memory");
+                return knox_client_error(err, r, "Out of memory");
         timeout_ms = c->timeout_usec / 1000 + (uint64_t) wait_sec * 1000;
         r = setup_method(c->curl, method, body);
         if (r >= 0 &&
@@ -495,7 +463,7 @@ static int client_request(
                 r = -EIO;
         if (r < 0) {
                 slist_free_erase(headers);
-                return error_set(err, r, "Failed to set up the request");
+                return knox_client_error(err, r, "Failed to set up the request");
         }
 
         r = -EHOSTUNREACH;
@@ -549,16 +517,17 @@ static int client_request(
         slist_free_erase(headers);
 
         if (r == -ENOMEM)
-                return error_set(err, r, "Out of memory");
+                return knox_client_error(err, r, "Out of memory");
         if (r == -E2BIG)
-                return error_set(err, r, "The answer of %s is too long", c->servers[idx]);
+                return knox_client_error(err, r, "The answer of %s is too long", c->servers[idx]);
         if (r == -ECANCELED)
-                return error_set(err, r, "The request was cancelled");
+                return knox_client_error(err, r, "The request was cancelled");
         if (r < 0) {
                 err->cause = cause;
                 if (r == -EHOSTUNREACH)
-                        return error_set(err, r, "Cannot reach any server: %s", strempty(failures.data));
-                return error_set(err, r, "Request failed: %s", strempty(failures.data));
+                        return knox_client_error(
+                                err, r, "Cannot reach any server: %s", strempty(failures.data));
+                return knox_client_error(err, r, "Request failed: %s", strempty(failures.data));
         }
 
         c->current = idx;
@@ -568,9 +537,9 @@ static int client_request(
         r = knox_response_parse(strempty(c->response.data), c->response.len, &resp, &parse_error);
         buf_done(&c->response);
         if (r == -ENOMEM)
-                return error_set(err, r, "Out of memory");
+                return knox_client_error(err, r, "Out of memory");
         if (r < 0)
-                return error_set(
+                return knox_client_error(
                         err, -EBADMSG, "Invalid answer from %s (HTTP status %ld): %s", c->servers[idx],
                         http_status, strna(parse_error));
 
@@ -586,422 +555,82 @@ static int client_request(
 }
 
 /* Data that must be an exact unsigned integer (a version id). */
-static int data_get_uint64(const KnoxResponse *resp, uint64_t *ret, KnoxError *err) {
+int knox_client_data_uint64(const KnoxResponse *resp, uint64_t *ret, KnoxError *err) {
         if (json_get_uint64(resp->data, ret) < 0)
-                return error_set(err, -EBADMSG, "Invalid answer: data is not a version id");
+                return knox_client_error(err, -EBADMSG, "Invalid answer: data is not a version id");
         return 0;
 }
 
 /* Data that must be an array of strings; null is an empty list, as Go decodes it. */
-static int data_get_strv(const KnoxResponse *resp, char ***ret, KnoxError *err) {
+int knox_client_data_strv(const KnoxResponse *resp, char ***ret, KnoxError *err) {
         _cleanup_strv_free_ char **l = NULL;
         size_t n;
 
         if (!resp->data) {
                 l = calloc(1, sizeof(char *));
                 if (!l)
-                        return error_set(err, -ENOMEM, "Out of memory");
+                        return knox_client_error(err, -ENOMEM, "Out of memory");
                 *ret = TAKE_PTR(l);
                 return 0;
         }
         if (!json_object_is_type(resp->data, json_type_array))
-                return error_set(err, -EBADMSG, "Invalid answer: data is not a list of key ids");
+                return knox_client_error(err, -EBADMSG, "Invalid answer: data is not a list of key ids");
         n = json_object_array_length(resp->data);
         l = calloc(n + 1, sizeof(char *));
         if (!l)
-                return error_set(err, -ENOMEM, "Out of memory");
+                return knox_client_error(err, -ENOMEM, "Out of memory");
         for (size_t i = 0; i < n; i++) {
                 const char *s;
                 size_t len;
 
                 if (json_get_string(json_object_array_get_idx(resp->data, i), &s, &len) < 0 ||
                     strlen(s) != len)
-                        return error_set(err, -EBADMSG, "Invalid answer: data is not a list of key ids");
+                        return knox_client_error(
+                                err, -EBADMSG, "Invalid answer: data is not a list of key ids");
                 l[i] = strdup(s);
                 if (!l[i])
-                        return error_set(err, -ENOMEM, "Out of memory");
+                        return knox_client_error(err, -ENOMEM, "Out of memory");
         }
         *ret = TAKE_PTR(l);
         return 0;
 }
 
 /* A call whose answer carries nothing. */
-static int request_simple(KnoxClient *c, Method method, const char *path, const Buf *body, KnoxError *err) {
+int knox_client_request_simple(
+        KnoxClient *c, Method method, const char *path, const Buf *body, KnoxError *err) {
         KnoxResponse resp = {};
         int r;
 
-        r = client_request(c, method, path, body, 0, &resp, err);
+        r = knox_client_request(c, method, path, body, 0, &resp, err);
         if (r > 0)
                 knox_response_done(&resp);
         return r < 0 ? r : 0;
 }
 
-static int path_oom(KnoxError *err) {
+int knox_client_oom(KnoxError *err) {
         knox_error_done(err);
-        return error_set(err, -ENOMEM, "Out of memory");
+        return knox_client_error(err, -ENOMEM, "Out of memory");
 }
 
-int knox_client_get_key(KnoxClient *c, const char *id, VersionStatus max_status, Key **ret, KnoxError *err) {
-        _cleanup_buf_ Buf path = BUF_INIT;
-        KnoxResponse resp = {};
-        const char *msg = NULL;
-        Key *k = NULL;
-        int r;
-
-        assert_return(c && id && ret && err, -EINVAL);
-        assert_return(max_status >= 0 && max_status < _VERSION_STATUS_MAX, -EINVAL);
-
-        (void) key_path(&path, id, NULL);
-        /* The raw quotes are what Knox's client sends and its server wants (protocol.md §1). */
-        if (max_status != VERSION_STATUS_ACTIVE)
-                (void) buf_printf(&path, "?status=\"%s\"", version_status_to_string(max_status));
-        if (path.error < 0)
-                return path_oom(err);
-
-        r = client_request(c, METHOD_GET, path.data, NULL, 0, &resp, err);
-        if (r <= 0)
-                return r;
-        r = knox_key_from_json(resp.data, &k, &msg);
-        knox_response_done(&resp);
-        if (r == -ENOMEM)
-                return error_set(err, r, "Out of memory");
-        if (r < 0)
-                return error_set(err, r, "invalid key content for the remote key: %s", strna(msg));
-        *ret = k;
-        return 0;
-}
-
-int knox_client_list_keys(KnoxClient *c, char ***ret_ids, KnoxError *err) {
-        KnoxResponse resp = {};
-        char **l = NULL;
-        int r;
-
-        assert_return(c && ret_ids && err, -EINVAL);
-
-        r = client_request(c, METHOD_GET, "/v0/keys/?", NULL, 0, &resp, err);
-        if (r <= 0)
-                return r;
-        r = data_get_strv(&resp, &l, err);
-        knox_response_done(&resp);
-        if (r < 0)
-                return r;
-        *ret_ids = l;
-        return 0;
-}
-
-typedef struct IdHash {
-        const char *id;
-        const char *hash;
-        size_t order;
-} IdHash;
-
-static int id_hash_compare(const void *a, const void *b) {
-        const IdHash *x = a, *y = b;
-        int d = strcmp(x->id, y->id);
-
-        if (d != 0)
-                return d;
-        return x->order < y->order ? -1 : x->order > y->order;
-}
-
-int knox_client_changed_keys(
-        KnoxClient *c,
-        char *const *ids,
-        char *const *hashes,
-        size_t n,
-        unsigned wait_sec,
-        char ***ret_ids,
-        KnoxError *err) {
-
-        _cleanup_buf_ Buf path = BUF_INIT;
-        _cleanup_free_ IdHash *items = NULL;
-        KnoxResponse resp = {};
-        char **l = NULL;
-        bool first = true;
-        int r;
-
-        assert_return(c && (ids || n == 0) && ret_ids && err, -EINVAL);
-
-        /* As Go's url.Values.Encode(): sorted by key, the last value of a repeated key wins. */
-        if (n > 0) {
-                items = calloc(n, sizeof(IdHash));
-                if (!items)
-                        return path_oom(err);
-        }
-        for (size_t i = 0; i < n; i++) {
-                assert_return(ids[i], -EINVAL);
-                items[i] = (IdHash){.id = ids[i], .hash = hashes ? strempty(hashes[i]) : "", .order = i};
-        }
-        if (n > 1)
-                qsort(items, n, sizeof(IdHash), id_hash_compare);
-
-        (void) buf_puts(&path, "/v0/keys/?");
-        for (size_t i = 0; i < n; i++) {
-                if (i + 1 < n && streq(items[i].id, items[i + 1].id))
-                        continue;
-                if (!first)
-                        (void) buf_putc(&path, '&');
-                first = false;
-                (void) url_escape_append(&path, items[i].id, strlen(items[i].id));
-                (void) buf_putc(&path, '=');
-                (void) url_escape_append(&path, items[i].hash, strlen(items[i].hash));
-        }
-        if (path.error < 0)
-                return path_oom(err);
-
-        if (path.len > LONG_PATH) {
-                /* libcurl keeps its own copy: ours need not last the whole wait of a watch */
-                if (curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, path.data) != CURLE_OK)
-                        return error_set(err, -EIO, "Failed to set up the request");
-                buf_done(&path);
-                r = client_request(c, METHOD_GET, NULL, NULL, wait_sec, &resp, err);
-                /* Whatever happened, the next request has a target of its own. */
-                (void) curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, NULL);
-        } else
-                r = client_request(c, METHOD_GET, path.data, NULL, wait_sec, &resp, err);
-        if (r <= 0)
-                return r;
-        r = data_get_strv(&resp, &l, err);
-        knox_response_done(&resp);
-        if (r < 0)
-                return r;
-        *ret_ids = l;
-        return 0;
-}
-
-int knox_client_create_key(
-        KnoxClient *c,
-        const char *id,
-        const Secret *data,
-        const Acl *acl,
-        uint64_t *ret_version,
-        KnoxError *err) {
-
-        _cleanup_buf_ Buf body = BUF_INIT_SECURE, acl_json = BUF_INIT;
-        KnoxResponse resp = {};
-        uint64_t v;
-        int r;
-
-        assert_return(c && id && data && ret_version && err, -EINVAL);
-
-        if (acl)
-                (void) acl_json_append(&acl_json, acl);
-        else
-                (void) buf_puts(&acl_json, "[]");
-        /* Go's url.Values.Encode() sorts the fields: acl, data, id. */
-        (void) form_append(&body, "acl", strempty(acl_json.data), acl_json.len);
-        (void) form_append_data(&body, data);
-        (void) form_append(&body, "id", id, strlen(id));
-        if (acl_json.error < 0 || body.error < 0)
-                return path_oom(err);
-
-        r = client_request(c, METHOD_POST, "/v0/keys/", &body, 0, &resp, err);
-        if (r <= 0)
-                return r;
-        r = data_get_uint64(&resp, &v, err);
-        knox_response_done(&resp);
-        if (r < 0)
-                return r;
-        *ret_version = v;
-        return 0;
-}
-
-int knox_client_delete_key(KnoxClient *c, const char *id, KnoxError *err) {
-        _cleanup_buf_ Buf path = BUF_INIT;
-
-        assert_return(c && id && err, -EINVAL);
-
-        if (key_path(&path, id, NULL) < 0)
-                return path_oom(err);
-        return request_simple(c, METHOD_DELETE, path.data, NULL, err);
-}
-
-int knox_client_get_acl(KnoxClient *c, const char *id, Acl *ret, KnoxError *err) {
-        _cleanup_buf_ Buf path = BUF_INIT;
-        KnoxResponse resp = {};
-        const char *msg = NULL;
-        Acl acl = {};
-        int r;
-
-        assert_return(c && id && ret && err, -EINVAL);
-
-        if (key_path(&path, id, "access/") < 0)
-                return path_oom(err);
-        r = client_request(c, METHOD_GET, path.data, NULL, 0, &resp, err);
-        if (r <= 0)
-                return r;
-        r = acl_from_json(resp.data, &acl, &msg);
-        knox_response_done(&resp);
-        if (r == -ENOMEM)
-                return error_set(err, r, "Out of memory");
-        if (r < 0)
-                return error_set(err, -EBADMSG, "Invalid ACL in the answer: %s", strna(msg));
-        *ret = acl;
-        return 0;
-}
-
-int knox_client_put_access(KnoxClient *c, const char *id, const Acl *changes, KnoxError *err) {
-        _cleanup_buf_ Buf path = BUF_INIT, body = BUF_INIT, acl_json = BUF_INIT;
-
-        assert_return(c && id && changes && err, -EINVAL);
-
-        (void) acl_json_append(&acl_json, changes);
-        (void) form_append(&body, "acl", strempty(acl_json.data), acl_json.len);
-        if (key_path(&path, id, "access/") < 0 || acl_json.error < 0 || body.error < 0)
-                return path_oom(err);
-        return request_simple(c, METHOD_PUT, path.data, &body, err);
-}
-
-int knox_client_add_version(
-        KnoxClient *c, const char *id, const Secret *data, uint64_t *ret_version, KnoxError *err) {
-
-        _cleanup_buf_ Buf path = BUF_INIT, body = BUF_INIT_SECURE;
-        KnoxResponse resp = {};
-        uint64_t v;
-        int r;
-
-        assert_return(c && id && data && ret_version && err, -EINVAL);
-
-        (void) form_append_data(&body, data);
-        if (key_path(&path, id, "versions/") < 0 || body.error < 0)
-                return path_oom(err);
-
-        r = client_request(c, METHOD_POST, path.data, &body, 0, &resp, err);
-        if (r <= 0)
-                return r;
-        r = data_get_uint64(&resp, &v, err);
-        knox_response_done(&resp);
-        if (r < 0)
-                return r;
-        *ret_version = v;
-        return 0;
-}
-
-int knox_client_set_version_status(
-        KnoxClient *c, const char *id, uint64_t version, VersionStatus status, KnoxError *err) {
-
-        _cleanup_buf_ Buf path = BUF_INIT, body = BUF_INIT;
-        char quoted[32];
-
-        assert_return(c && id && err, -EINVAL);
-        assert_return(status >= 0 && status < _VERSION_STATUS_MAX, -EINVAL);
-
-        /* The status travels JSON-quoted: status=%22Primary%22. */
-        (void) snprintf(quoted, sizeof(quoted), "\"%s\"", version_status_to_string(status));
-        (void) form_append(&body, "status", quoted, strlen(quoted));
-        (void) key_path(&path, id, "versions/");
-        (void) buf_printf(&path, "%" PRIu64 "/", version);
-        if (path.error < 0 || body.error < 0)
-                return path_oom(err);
-        return request_simple(c, METHOD_PUT, path.data, &body, err);
-}
-
-int knox_client_whoami(KnoxClient *c, char **ret_json, KnoxError *err) {
+/* A GET whose answer's data is JSON of the given type, handed back as compact text. */
+int knox_client_request_json(
+        KnoxClient *c, const char *path, json_type type, const char *what, char **ret_json, KnoxError *err) {
         KnoxResponse resp = {};
         char *s;
         int r;
 
-        assert_return(c && ret_json && err, -EINVAL);
-
-        r = client_request(c, METHOD_GET, "/v0/auth/whoami/", NULL, 0, &resp, err);
+        r = knox_client_request(c, METHOD_GET, path, NULL, 0, &resp, err);
         if (r <= 0)
                 return r;
-        if (!json_object_is_type(resp.data, json_type_object)) {
+        if (!json_object_is_type(resp.data, type)) {
                 knox_response_done(&resp);
-                return error_set(err, -EBADMSG, "Invalid answer: data is not an object");
+                return knox_client_error(err, -EBADMSG, "Invalid answer: data is not %s", what);
         }
         s = strdup(json_object_to_json_string_ext(
                 resp.data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         knox_response_done(&resp);
         if (!s)
-                return error_set(err, -ENOMEM, "Out of memory");
+                return knox_client_error(err, -ENOMEM, "Out of memory");
         *ret_json = s;
-        return 0;
-}
-
-int knox_client_expiring(KnoxClient *c, uint64_t within_sec, char **ret_json, KnoxError *err) {
-        KnoxResponse resp = {};
-        char path[64];
-        char *s;
-        int r;
-
-        assert_return(c && ret_json && err, -EINVAL);
-
-        (void) snprintf(path, sizeof(path), "/v0/certificates/expiring/?within=%" PRIu64, within_sec);
-        r = client_request(c, METHOD_GET, path, NULL, 0, &resp, err);
-        if (r <= 0)
-                return r;
-        if (!json_object_is_type(resp.data, json_type_array)) {
-                knox_response_done(&resp);
-                return error_set(err, -EBADMSG, "Invalid answer: data is not an array");
-        }
-        s = strdup(json_object_to_json_string_ext(
-                resp.data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-        knox_response_done(&resp);
-        if (!s)
-                return error_set(err, -ENOMEM, "Out of memory");
-        *ret_json = s;
-        return 0;
-}
-
-int knox_client_revoke_token(KnoxClient *c, KnoxError *err) {
-        assert_return(c && err, -EINVAL);
-
-        return request_simple(c, METHOD_DELETE, "/v0/auth/token/", NULL, err);
-}
-
-int knox_client_login(
-        KnoxClient *c,
-        const char *user,
-        const Secret *password,
-        const char *rhost,
-        Secret **ret_token,
-        char **ret_json,
-        KnoxError *err) {
-
-        _cleanup_buf_ Buf body = BUF_INIT_SECURE;
-        _cleanup_(secret_freep) Secret *token = NULL;
-        _cleanup_erase_free_ char *json = NULL;
-        _cleanup_erase_free_ char *saved = NULL;
-        KnoxResponse resp = {};
-        const char *s;
-        size_t len;
-        int r;
-
-        assert_return(c && user && password && ret_token && err, -EINVAL);
-
-        (void) form_append(&body, "password", (const char *) password->data, password->size);
-        if (rhost)
-                (void) form_append(&body, "rhost", rhost, strlen(rhost));
-        (void) form_append(&body, "user", user, strlen(user));
-        if (body.error < 0)
-                return path_oom(err);
-
-        /* A login presents no token: it is how one gets one. */
-        saved = TAKE_PTR(c->authorization);
-        r = client_request(c, METHOD_POST, "/v0/auth/login/", &body, 0, &resp, err);
-        c->authorization = TAKE_PTR(saved);
-        if (r <= 0)
-                return r;
-
-        if (json_get_string(json_get_field(resp.data, "token"), &s, &len) < 0 || len == 0) {
-                knox_response_done(&resp);
-                return error_set(err, -EBADMSG, "Invalid answer: no token");
-        }
-        token = secret_new_copy(s, len);
-        if (ret_json) {
-                const char *j = json_object_to_json_string_ext(
-                        resp.data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-                json = strdup(j);
-                /* json-c keeps the printed text in the object: wipe it with the tree. */
-                explicit_bzero((char *) j, strlen(j));
-        }
-        knox_response_done(&resp);
-        if (!token || (ret_json && !json))
-                return error_set(err, -ENOMEM, "Out of memory");
-
-        *ret_token = TAKE_PTR(token);
-        if (ret_json)
-                *ret_json = TAKE_PTR(json);
         return 0;
 }
