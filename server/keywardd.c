@@ -761,6 +761,12 @@ static int verb_serve(int argc, char **argv) {
         {
                 SSL_CTX *ctx;
 
+                /* Session tickets that every keywardd with this master key opens. */
+                r = tls_set_ticket_seed(keyholder_ticket_seed(keyholder));
+                if (r < 0) {
+                        log_oom();
+                        goto finish;
+                }
                 r = tls_server_ctx_new(c.tls_cert, c.tls_key, &ctx);
                 if (r < 0) {
                         log_error_errno(
