@@ -1,10 +1,12 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# TLS session resumption across a restart (issue 12): a TLS 1.3 client whose certificate the
-# client CA issued itself resumes, with a ticket from before the restart, the session of a
-# keywardd restarted with the same master key, and is still authenticated by its certificate
-# there; a keywardd with another master key does not open that ticket. Checked with openssl
-# s_client -sess_out/-sess_in, which says "Reused" or "New".
+# What a fleet reconnecting to a restarted keywardd meets (issue 12). Its listening sockets
+# queue as many connections as the kernel allows (net.core.somaxconn), not a fixed 1024 that
+# drops the SYNs of a larger fleet. A TLS 1.3 client whose certificate the client CA issued
+# itself resumes, with a ticket from before the restart, the session of a keywardd restarted
+# with the same master key, and is still authenticated by its certificate there; a keywardd
+# with another master key does not open that ticket. Checked with openssl s_client
+# -sess_out/-sess_in, which says "Reused" or "New".
 
 . "$(dirname "$0")/lib.sh"
 
@@ -39,6 +41,17 @@ tls() {
 session() { grep -Eo '^(New|Reused), TLSv1\.3' "$T/$1.out" | head -n1; }
 status() { grep -Eo '^HTTP/1\.1 [0-9]+' "$T/$1.out" | head -n1; }
 
+# ---- the accept queue ----------------------------------------------------------------------
+# ss shows a listening socket's backlog in Send-Q.
+if command -v ss >/dev/null; then
+        somaxconn=$(cat /proc/sys/net/core/somaxconn)
+        backlog=$(ss -Hltn "sport = :${KWD_ADDR##*:}" | awk '{ print $3 }' | sort -u)
+        is "each listening socket queues net.core.somaxconn ($somaxconn) connections" "$backlog" "$somaxconn"
+else
+        skip "the listening sockets' backlog" "ss is not installed"
+fi
+
+# ---- resumption across a restart ----------------------------------------------------------
 r=$(req none "0u$ALICE" POST /v0/keys/ -d id=resume:k --data-urlencode "data=$(printf v1 | base64)" \
         --data-urlencode 'acl=[{"type":"Machine","id":"host1.example.com","access":"Read"}]')
 expect "a key the machine may read" "$r" 200 0 ""
