@@ -62,7 +62,8 @@ int tls_server_ctx_new(const char *cert_chain_path, const char *key_path, SSL_CT
 
 /* A new context built from the paths old was made from (on SIGHUP): the caller swaps it in
  * and drops its reference to old; connections still using old keep it alive. On failure
- * nothing changes and old stays good. Sessions cached by old are not carried over. */
+ * nothing changes and old stays good. Sessions cached by old are not carried over; stateless
+ * tickets are, since the ticket keys belong to the process (tls_set_ticket_seed()). */
 int tls_server_ctx_reload(SSL_CTX *old, SSL_CTX **ret);
 
 /* The trust store for client certificates: every certificate in the PEM file at ca_path
