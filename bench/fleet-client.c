@@ -72,7 +72,7 @@ static struct {
         double max_time;
         int server_pid;
         const char *restart, *pid_file;
-        bool resume;
+        bool resume, resume_restart, offer_session;
         SSL_SESSION *session;
 
         int epfd;
@@ -335,6 +335,10 @@ static uint64_t write_once(Ctl *c, unsigned serial) {
 
 static void conn_close(Conn *c) {
         if (c->ssl) {
+                /* Closed as Go's client and curl close: the session stays resumable (OpenSSL
+                 * spoils the session of an SSL freed without a shutdown). */
+                if (SSL_is_init_finished(c->ssl))
+                        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
                 SSL_free(c->ssl);
                 c->ssl = NULL;
         }
@@ -368,7 +372,7 @@ static int conn_open(Conn *c) {
         c->ssl = SSL_new(F.ctx);
         if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set_tlsext_host_name(c->ssl, "localhost") != 1)
                 return -ENOMEM;
-        if (F.resume && F.session)
+        if ((F.resume || F.offer_session) && F.session)
                 (void) SSL_set_session(c->ssl, F.session);
         c->state = ST_CONNECTING;
         F.n_handshaking++;
@@ -499,7 +503,8 @@ static void conn_step(Conn *c, uint64_t now) {
                         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
                                 /* TLS 1.3 tickets come after the handshake: keep the first
                                  * session that can be resumed. */
-                                if (F.resume && !F.session && SSL_get0_session(c->ssl) &&
+                                if ((F.resume || F.resume_restart) && !F.session &&
+                                    SSL_get0_session(c->ssl) &&
                                     SSL_SESSION_is_resumable(SSL_get0_session(c->ssl)))
                                         F.session = SSL_get1_session(c->ssl);
                                 conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
@@ -659,26 +664,19 @@ static void usage(void) {
         fprintf(stderr,
                 "usage: fleet --connect ADDR:PORT --ca F --cert F --key F --host NAME --key-id ID\n"
                 "             --server-pid PID [--n N] [--inflight K] [--rounds R] [--max-time S]\n"
-                "             [--resume] [--restart CMD --pid-file F]\n");
+                "             [--resume] [--resume-after-restart] [--restart CMD --pid-file F]\n");
 }
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"connect", required_argument, NULL, 'c'},
-                {"ca", required_argument, NULL, 'A'},
-                {"cert", required_argument, NULL, 'C'},
-                {"key", required_argument, NULL, 'K'},
-                {"host", required_argument, NULL, 'H'},
-                {"key-id", required_argument, NULL, 'i'},
-                {"server-pid", required_argument, NULL, 'p'},
-                {"n", required_argument, NULL, 'n'},
-                {"inflight", required_argument, NULL, 'f'},
-                {"rounds", required_argument, NULL, 'r'},
-                {"max-time", required_argument, NULL, 't'},
-                {"resume", no_argument, NULL, 'R'},
-                {"restart", required_argument, NULL, 'S'},
-                {"pid-file", required_argument, NULL, 'P'},
-                {},
+                {"connect", required_argument, NULL, 'c'},        {"ca", required_argument, NULL, 'A'},
+                {"cert", required_argument, NULL, 'C'},           {"key", required_argument, NULL, 'K'},
+                {"host", required_argument, NULL, 'H'},           {"key-id", required_argument, NULL, 'i'},
+                {"server-pid", required_argument, NULL, 'p'},     {"n", required_argument, NULL, 'n'},
+                {"inflight", required_argument, NULL, 'f'},       {"rounds", required_argument, NULL, 'r'},
+                {"max-time", required_argument, NULL, 't'},       {"resume", no_argument, NULL, 'R'},
+                {"resume-after-restart", no_argument, NULL, 'E'}, {"restart", required_argument, NULL, 'S'},
+                {"pid-file", required_argument, NULL, 'P'},       {},
         };
         const char *ca = NULL, *cert = NULL, *key = NULL, *connect_to = NULL;
         uint64_t *ack0, *ackn, *after, t_est, t_re = 0, t_term, t_exit = 0;
@@ -726,6 +724,9 @@ int main(int argc, char **argv) {
                         break;
                 case 'R':
                         F.resume = true;
+                        break;
+                case 'E':
+                        F.resume_restart = true;
                         break;
                 case 'S':
                         F.restart = optarg;
@@ -884,6 +885,9 @@ int main(int argc, char **argv) {
                 }
                 F.refused = 0;
                 F.handshakes = 0;
+                F.resumed = 0;
+                /* Every agent offers the session it had before the restart. */
+                F.offer_session = F.resume_restart;
                 if (fetch_hash(&ctl) < 0)
                         return 1;
                 t0 = now_ns();
@@ -892,8 +896,9 @@ int main(int argc, char **argv) {
                         return 1;
                 }
                 (void) t0;
-                printf("reestablish_ms=%.0f refused_after_restart=%" PRIu64 "\n", (double) t_re / 1e6,
-                       F.refused);
+                printf("reestablish_ms=%.0f refused_after_restart=%" PRIu64 " resumed_after_restart=%" PRIu64
+                       "\n",
+                       (double) t_re / 1e6, F.refused, F.resumed);
         }
         printf("errors=%" PRIu64 "\n", F.errors);
         return F.errors ? 1 : 0;

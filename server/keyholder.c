@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "master-key.h"
+#include "server-tls.h"
 
 /* A request or an answer: this header, then len bytes. Both ends are the same binary, so
  * the integers are in host order. */
@@ -56,6 +57,7 @@ typedef struct Ready {
         int32_t status;
         uint8_t id[CRYPTOR_KEY_ID_SIZE];
         uint8_t audit_key[AUDIT_CHECKPOINT_KEY_SIZE];
+        uint8_t ticket_seed[TLS_TICKET_SEED_SIZE];
 } Ready;
 
 struct KeyHolder {
@@ -69,6 +71,7 @@ struct KeyHolder {
         pthread_t watcher;
         bool watching;
         Secret *audit_key;
+        Secret *ticket_seed;
         CryptorRemote remote;
         Cryptor *cryptor;
 };
@@ -388,6 +391,9 @@ static _Noreturn void keyholder_main(int fd, const char *spec, char *const *old_
                 r = cryptor_derive_key(
                         c, AUDIT_CHECKPOINT_KEY_INFO, ready.audit_key, sizeof(ready.audit_key));
         if (r >= 0)
+                r = cryptor_derive_key(
+                        c, TLS_TICKET_SEED_INFO, ready.ticket_seed, sizeof(ready.ticket_seed));
+        if (r >= 0)
                 r = harden();
         if (r >= 0)
                 cryptor_key_id(c, ready.id);
@@ -665,7 +671,9 @@ int keyholder_start(const char *spec, char *const *old_specs, KeyHolder **ret) {
         }
         kh->audit_key = secret_new_copy(ready.audit_key, sizeof(ready.audit_key));
         explicit_bzero(ready.audit_key, sizeof(ready.audit_key));
-        if (!kh->audit_key)
+        kh->ticket_seed = secret_new_copy(ready.ticket_seed, sizeof(ready.ticket_seed));
+        explicit_bzero(ready.ticket_seed, sizeof(ready.ticket_seed));
+        if (!kh->audit_key || !kh->ticket_seed)
                 return log_oom();
         if (setsockopt(kh->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
             setsockopt(kh->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
@@ -712,6 +720,7 @@ KeyHolder *keyholder_free(KeyHolder *kh) {
                 (void) close(kh->pidfd);
         cryptor_free(kh->cryptor);
         secret_free(kh->audit_key);
+        secret_free(kh->ticket_seed);
         pthread_mutex_destroy(&kh->lock);
         free(kh);
         return NULL;
@@ -723,6 +732,10 @@ Cryptor *keyholder_cryptor(KeyHolder *kh) {
 
 const uint8_t *keyholder_audit_key(KeyHolder *kh) {
         return kh->audit_key->data;
+}
+
+const uint8_t *keyholder_ticket_seed(KeyHolder *kh) {
+        return kh->ticket_seed->data;
 }
 
 pid_t keyholder_pid(KeyHolder *kh) {

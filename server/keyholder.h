@@ -32,6 +32,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(KeyHolder *, keyholder_free);
 Cryptor *keyholder_cryptor(KeyHolder *kh);
 /* The audit checkpoint key it derived at start. */
 const uint8_t *keyholder_audit_key(KeyHolder *kh);
+/* The seed of the TLS session ticket keys (TLS_TICKET_SEED_SIZE bytes, server-tls.h). */
+const uint8_t *keyholder_ticket_seed(KeyHolder *kh);
 pid_t keyholder_pid(KeyHolder *kh);
 /* Whether it died (or stopped answering) while keywardd served: keywardd was then sent
  * SIGTERM, and must exit with a failure. */

@@ -3,17 +3,24 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "log.h"
 #include "peer-cert.h"
+#include "secret.h"
 
 /* TLS 1.2 suites, in our order of preference. Knox's dev_server allows only the two
  * ECDHE AES-128-GCM suites; we also accept their AES-256-GCM and ChaCha20-Poly1305
@@ -203,6 +210,251 @@ static int check_file(const char *path) {
         return 0;
 }
 
+/* ---- Session tickets ----
+ * A ticket key per period: name (8 bytes derived, then the period's number, big-endian),
+ * AES-256-CBC key and HMAC-SHA256 key, all HKDF-SHA256 of the seed with the period's number.
+ * The two periods in use are kept derived; the seed and the keys live in one locked page. */
+typedef struct TicketKey {
+        uint64_t period;
+        bool valid;
+        uint8_t name[16];
+        uint8_t aes[32];
+        uint8_t hmac[32];
+} TicketKey;
+
+typedef struct TicketKeys {
+        uint8_t seed[TLS_TICKET_SEED_SIZE];
+        bool seeded;
+        TicketKey slot[2];
+} TicketKeys;
+
+#define TICKET_KEY_INFO "keywardd TLS session ticket key"
+
+static pthread_mutex_t ticket_lock = PTHREAD_MUTEX_INITIALIZER;
+static Secret *ticket_keys; /* holds a TicketKeys */
+
+/* Under ticket_lock. */
+static TicketKeys *ticket_keys_get(void) {
+        TicketKeys *k;
+
+        if (!ticket_keys) {
+                ticket_keys = secret_new(sizeof(TicketKeys));
+                if (!ticket_keys)
+                        return NULL;
+                memset(ticket_keys->data, 0, sizeof(TicketKeys));
+        }
+        k = (TicketKeys *) ticket_keys->data;
+        if (!k->seeded) {
+                if (RAND_priv_bytes(k->seed, sizeof(k->seed)) != 1)
+                        return NULL;
+                k->seeded = true;
+        }
+        return k;
+}
+
+int tls_set_ticket_seed(const uint8_t seed[static TLS_TICKET_SEED_SIZE]) {
+        TicketKeys *k;
+        int r = 0;
+
+        assert_return(seed, -EINVAL);
+
+        pthread_mutex_lock(&ticket_lock);
+        k = ticket_keys_get();
+        if (!k)
+                r = -ENOMEM;
+        else {
+                explicit_bzero(k, sizeof(TicketKeys));
+                memcpy(k->seed, seed, TLS_TICKET_SEED_SIZE);
+                k->seeded = true;
+        }
+        pthread_mutex_unlock(&ticket_lock);
+        return r;
+}
+
+static int
+ticket_key_derive(const uint8_t seed[static TLS_TICKET_SEED_SIZE], uint64_t period, TicketKey *ret) {
+        uint8_t info[sizeof(TICKET_KEY_INFO) + 8], out[8 + 32 + 32];
+        EVP_PKEY_CTX *ctx;
+        size_t n = sizeof(out);
+        int r = -EIO;
+
+        memcpy(info, TICKET_KEY_INFO, sizeof(TICKET_KEY_INFO));
+        for (int i = 0; i < 8; i++)
+                info[sizeof(TICKET_KEY_INFO) + i] = (uint8_t) (period >> (56 - 8 * i));
+        ERR_clear_error();
+        ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+        if (!ctx)
+                return -ENOMEM;
+        if (EVP_PKEY_derive_init(ctx) > 0 && EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) > 0 &&
+            EVP_PKEY_CTX_set1_hkdf_key(ctx, seed, TLS_TICKET_SEED_SIZE) > 0 &&
+            EVP_PKEY_CTX_add1_hkdf_info(ctx, info, (int) sizeof(info)) > 0 &&
+            EVP_PKEY_derive(ctx, out, &n) > 0 && n == sizeof(out))
+                r = 0;
+        EVP_PKEY_CTX_free(ctx);
+        if (r == 0) {
+                ret->period = period;
+                ret->valid = true;
+                memcpy(ret->name, out, 8);
+                memcpy(ret->name + 8, info + sizeof(TICKET_KEY_INFO), 8);
+                memcpy(ret->aes, out + 8, 32);
+                memcpy(ret->hmac, out + 40, 32);
+        } else
+                ERR_clear_error();
+        explicit_bzero(out, sizeof(out));
+        return r;
+}
+
+/* A copy of the key of that period, into ret (which the caller wipes). */
+static int ticket_key(uint64_t period, TicketKey *ret) {
+        TicketKeys *k;
+        TicketKey *slot = NULL;
+        int r = 0;
+
+        pthread_mutex_lock(&ticket_lock);
+        k = ticket_keys_get();
+        if (!k)
+                r = -ENOMEM;
+        else {
+                for (size_t i = 0; i < ELEMENTSOF(k->slot); i++)
+                        if (k->slot[i].valid && k->slot[i].period == period)
+                                slot = &k->slot[i];
+                if (!slot) {
+                        /* Replace the older period. */
+                        slot = &k->slot[0];
+                        if (k->slot[1].period < slot->period || !k->slot[1].valid)
+                                slot = &k->slot[1];
+                        r = ticket_key_derive(k->seed, period, slot);
+                        if (r < 0)
+                                explicit_bzero(slot, sizeof(*slot));
+                }
+                if (r >= 0)
+                        *ret = *slot;
+        }
+        pthread_mutex_unlock(&ticket_lock);
+        return r;
+}
+
+static int ticket_mac_init(EVP_MAC_CTX *hctx, const TicketKey *key) {
+        OSSL_PARAM params[] = {
+                OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *) key->hmac, sizeof(key->hmac)),
+                OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *) "SHA256", 0),
+                OSSL_PARAM_construct_end(),
+        };
+
+        return EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -EIO;
+}
+
+/* OpenSSL's ticket key callback: 1 sealed or opened, 2 opened with last period's key (send a
+ * fresh ticket), 0 not ours or too old (a full handshake), -1 error. */
+static int ticket_key_cb(
+        SSL *ssl,
+        unsigned char key_name[16],
+        unsigned char *iv,
+        EVP_CIPHER_CTX *cctx,
+        EVP_MAC_CTX *hctx,
+        int enc) {
+        uint64_t now = (uint64_t) time(NULL) / TLS_TICKET_KEY_PERIOD_SEC, period = 0;
+        TicketKey key = {};
+        int r;
+
+        if (enc) {
+                if (ticket_key(now, &key) < 0 || RAND_bytes(iv, 16) != 1) {
+                        r = -1;
+                        goto finish;
+                }
+                memcpy(key_name, key.name, sizeof(key.name));
+                r = EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key.aes, iv) == 1 &&
+                                ticket_mac_init(hctx, &key) == 0 ?
+                        1 :
+                        -1;
+                goto finish;
+        }
+
+        for (int i = 0; i < 8; i++)
+                period = period << 8 | key_name[8 + i];
+        if (period != now && period + 1 != now) {
+                r = 0;
+                goto finish;
+        }
+        if (ticket_key(period, &key) < 0) {
+                r = -1;
+                goto finish;
+        }
+        if (CRYPTO_memcmp(key.name, key_name, 8) != 0) {
+                r = 0; /* another master key's */
+                goto finish;
+        }
+        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key.aes, iv) != 1 ||
+            ticket_mac_init(hctx, &key) < 0) {
+                r = -1;
+                goto finish;
+        }
+        r = period == now ? 1 : 2;
+finish:
+        explicit_bzero(&key, sizeof(key));
+        return r;
+}
+
+/* Which kind of TLS 1.3 ticket a connection's client presents: a stateful one is a cache key
+ * of SSL_MAX_SSL_SESSION_ID_LENGTH bytes, a stateless one is far longer. OpenSSL reads it the
+ * way SSL_OP_NO_TICKET says, so set that per connection before it looks. */
+static int client_hello_cb(SSL *ssl, int *alert, void *userdata) {
+        const unsigned char *p;
+        size_t len;
+
+        /* pre_shared_key: identities<7..2^16-1>, the first one's length after the list's.
+         * Without one (or when OpenSSL calls again once it has taken the extension) the
+         * option stays as it is: the context's SSL_OP_NO_TICKET, or what was decided here. */
+        if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_psk, &p, &len) != 1 || len < 4)
+                return SSL_CLIENT_HELLO_SUCCESS;
+        if (((size_t) p[2] << 8 | p[3]) == SSL_MAX_SSL_SESSION_ID_LENGTH)
+                SSL_set_options(ssl, SSL_OP_NO_TICKET);
+        else
+                SSL_clear_options(ssl, SSL_OP_NO_TICKET);
+        return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Before each TLS 1.3 ticket: stateless when the client sent no intermediate (the leaf the
+ * ticket carries is all peer-cert.c needs: a self-signed certificate sent along, such as the
+ * root that OpenSSL's clients add to their chain, is never used, the store has the anchors),
+ * stateful (the cache keeps the chain) otherwise. */
+static int ticket_generate_cb(SSL *ssl, void *userdata) {
+        STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+        bool intermediates = false;
+
+        if (SSL_version(ssl) != TLS1_3_VERSION)
+                return 1;
+        for (int i = 0; chain && i < sk_X509_num(chain) && !intermediates; i++)
+                intermediates = !(X509_get_extension_flags(sk_X509_value(chain, i)) & EXFLAG_SS);
+        if (intermediates)
+                SSL_set_options(ssl, SSL_OP_NO_TICKET);
+        else
+                SSL_clear_options(ssl, SSL_OP_NO_TICKET);
+        return 1;
+}
+
+static SSL_TICKET_RETURN ticket_decrypt_cb(
+        SSL *ssl,
+        SSL_SESSION *session,
+        const unsigned char *key_name,
+        size_t key_name_len,
+        SSL_TICKET_STATUS status,
+        void *userdata) {
+
+        /* A TLS 1.3 client uses a ticket once (RFC 8446, C.4): it gets a fresh one each time,
+         * as it does from the cache. */
+        switch (status) {
+        case SSL_TICKET_SUCCESS:
+        case SSL_TICKET_SUCCESS_RENEW:
+                return SSL_TICKET_RETURN_USE_RENEW;
+        case SSL_TICKET_FATAL_ERR_MALLOC:
+        case SSL_TICKET_FATAL_ERR_OTHER:
+                return SSL_TICKET_RETURN_ABORT;
+        default:
+                return SSL_TICKET_RETURN_IGNORE_RENEW;
+        }
+}
+
 static int ctx_configure(SSL_CTX *ctx) {
         static const unsigned char sid_ctx[] = TLS_SERVER_SESSION_ID_CONTEXT;
 
@@ -238,6 +490,14 @@ static int ctx_configure(SSL_CTX *ctx) {
         SSL_CTX_sess_set_cache_size(ctx, TLS_SERVER_SESSION_CACHE_SIZE);
         SSL_CTX_set_timeout(ctx, TLS_SERVER_SESSION_TIMEOUT_SEC);
         if (SSL_CTX_set_num_tickets(ctx, TLS_SERVER_NUM_TICKETS) != 1)
+                return tls_translate_error(-EIO);
+
+        /* Stateless TLS 1.3 tickets under keys derived from the master key, for clients
+         * without intermediates (see server-tls.h); SSL_OP_NO_TICKET above stays the default
+         * for the rest and for TLS 1.2. */
+        SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
+        if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb) != 1 ||
+            SSL_CTX_set_session_ticket_cb(ctx, ticket_generate_cb, ticket_decrypt_cb, NULL) != 1)
                 return tls_translate_error(-EIO);
         return 0;
 }

@@ -198,6 +198,12 @@ static int parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *
         return 0;
 }
 
+/* Connections the kernel queues per listening socket before the worker accepts them. A
+ * restarted keywardd meets its whole fleet at once: a short queue drops their SYNs, and each
+ * agent then waits out TCP's retransmission (1 s, then 3 s...). The kernel caps it at
+ * net.core.somaxconn (4096 since Linux 5.4). */
+#define LISTEN_BACKLOG 65535
+
 /* A listening socket with SO_REUSEPORT, so that every worker can have its own on the same
  * address and the kernel spreads connections among them. */
 static int open_listen_socket(const struct sockaddr_storage *sa, socklen_t len) {
@@ -213,7 +219,7 @@ static int open_listen_socket(const struct sockaddr_storage *sa, socklen_t len) 
                 return -errno;
         if (bind(fd, (const struct sockaddr *) sa, len) < 0)
                 return -errno;
-        if (listen(fd, 1024) < 0)
+        if (listen(fd, LISTEN_BACKLOG) < 0)
                 return -errno;
         return TAKE_FD(fd);
 }

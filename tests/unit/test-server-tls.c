@@ -555,6 +555,89 @@ static void test_resumption_no_cert(void **state) {
         SSL_CTX_free(sctx);
 }
 
+/* A TLS 1.3 client whose certificate the root issued (no intermediate sent) gets a stateless
+ * ticket: a new server context (a restarted keywardd) with the same ticket seed resumes it,
+ * and the resumed connection still verifies; under another seed it is a full handshake. A
+ * client that sends an intermediate keeps the server-side cache (its chain is kept there),
+ * which a new context does not have. */
+static void test_resumption_across_restart(void **state) {
+        const TestCertSpec spec = {.dns = STRV("host1.example.com"), .eku = TEST_EKU_CLIENT};
+        uint8_t seed[TLS_TICKET_SEED_SIZE], other[TLS_TICKET_SEED_SIZE];
+        SSL_CTX *sctx, *cctx, *restarted;
+        SSL_SESSION *sess = NULL;
+        Client c = {}, ci;
+        Conn conn;
+
+        memset(seed, 0x5a, sizeof(seed));
+        memset(other, 0xa5, sizeof(other));
+        assert_int_equal(tls_set_ticket_seed(seed), 0);
+
+        c.key = test_pki_key_new();
+        assert_non_null(c.key);
+        c.cert = test_pki_leaf(&pki, &spec, c.key, pki.root, pki.root_key);
+        assert_non_null(c.cert);
+        cctx = client_ctx_new(&c);
+
+        sctx = server_ctx_new();
+        assert_int_equal(conn_open(&conn, sctx, cctx, NULL), 0);
+        conn_exchange(&conn);
+        sess = SSL_get1_session(conn.client);
+        assert_true(SSL_SESSION_is_resumable(sess));
+        conn_done(&conn);
+        SSL_CTX_free(sctx);
+
+        restarted = server_ctx_new();
+        for (int round = 0; round < 2; round++) {
+                _cleanup_(peer_cert_freep) PeerCert *pc = NULL;
+                _cleanup_free_ char *msg = NULL;
+
+                assert_int_equal(conn_open(&conn, restarted, cctx, sess), 0);
+                assert_true(SSL_session_reused(conn.server));
+                assert_int_equal(peer_cert_from_ssl(conn.server, roots, &pc), 0);
+                if (!peer_cert_verified(pc))
+                        fail_msg("resumed after a restart: %s", peer_cert_error(pc));
+                assert_int_equal(peer_cert_match_host(pc, "host1.example.com", &msg), 0);
+                conn_exchange(&conn);
+                SSL_SESSION_free(sess);
+                sess = SSL_get1_session(conn.client);
+                conn_done(&conn);
+        }
+        SSL_CTX_free(restarted);
+
+        /* Another master key: its keys do not open the ticket. */
+        assert_int_equal(tls_set_ticket_seed(other), 0);
+        restarted = server_ctx_new();
+        assert_int_equal(conn_open(&conn, restarted, cctx, sess), 0);
+        assert_false(SSL_session_reused(conn.server));
+        conn_done(&conn);
+        SSL_CTX_free(restarted);
+        SSL_SESSION_free(sess);
+        SSL_CTX_free(cctx);
+
+        /* With an intermediate: resumed by the context that cached it, not by a new one. */
+        client_with_cert(&ci, &spec);
+        cctx = client_ctx_new(&ci);
+        sctx = server_ctx_new();
+        assert_int_equal(conn_open(&conn, sctx, cctx, NULL), 0);
+        conn_exchange(&conn);
+        sess = SSL_get1_session(conn.client);
+        conn_done(&conn);
+        assert_int_equal(conn_open(&conn, sctx, cctx, sess), 0);
+        assert_true(SSL_session_reused(conn.server));
+        conn_done(&conn);
+        restarted = server_ctx_new();
+        assert_int_equal(conn_open(&conn, restarted, cctx, sess), 0);
+        assert_false(SSL_session_reused(conn.server));
+        conn_done(&conn);
+
+        SSL_SESSION_free(sess);
+        SSL_CTX_free(restarted);
+        SSL_CTX_free(sctx);
+        SSL_CTX_free(cctx);
+        client_done(&ci);
+        client_done(&c);
+}
+
 static void write_file(const char *path, const char *text) {
         FILE *f = fopen(path, "we");
 
@@ -751,6 +834,7 @@ int main(void) {
                 cmocka_unit_test(test_tls12_ciphers),
                 cmocka_unit_test(test_resumption),
                 cmocka_unit_test(test_resumption_no_cert),
+                cmocka_unit_test(test_resumption_across_restart),
                 cmocka_unit_test(test_load_errors),
                 cmocka_unit_test(test_client_roots),
                 cmocka_unit_test(test_reload),
