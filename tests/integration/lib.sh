@@ -196,7 +196,8 @@ scaled() {
 
 # ns_agent_units ARGS...: units for a systemd booted in systemd-nspawn that run the agent
 # ($T/bin/keyward-agent ARGS..., its log in $T/agent-ns.log) with its credential socket at
-# $NS_RUN/credential.sock, in $T/units.
+# $NS_RUN/credential.sock, in $T/units. The host cache key is agent_args' (ARGS may give
+# another --cache-key).
 ns_agent_units() {
         cat >"$T/units/kwagent.socket" <<UNIT
 [Unit]
@@ -213,7 +214,7 @@ After=dbus.socket kwagent.socket
 [Service]
 Type=notify
 BusName=org.keyward.Agent1
-ExecStart=$T/bin/keyward-agent $*
+ExecStart=$T/bin/keyward-agent --cache-key file:${AGENT_CACHE_KEY:-$T/host/cache.key} $*
 StandardError=append:$T/agent-ns.log
 UNIT
 }
