@@ -409,6 +409,10 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                 log_warning("--metrics-file cannot change without a restart, ignoring.");
         free(c.metrics_file);
         c.metrics_file = TAKE_PTR(a->config.metrics_file);
+        if (!streq(strempty(c.cache_key), strempty(a->config.cache_key)) ||
+            !streq(strempty(c.tpm2_device), strempty(a->config.tpm2_device)) ||
+            c.tpm2_pcr_mask != a->config.tpm2_pcr_mask)
+                log_warning("--cache-key and the TPM2 settings cannot change without a restart, ignoring.");
 
         servers_changed = strv_length(c.servers) != strv_length(a->config.servers);
         for (size_t i = 0; !servers_changed && c.servers[i]; i++)

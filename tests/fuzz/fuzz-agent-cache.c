@@ -3,8 +3,8 @@
  * encodes back to what decodes the same. Each input is tried three ways: as a sealed file
  * (the envelope parser and the AEAD, under a fixed key), as the plaintext JSON behind the
  * AEAD (which a mutated sealed file never reaches: its tag fails), sealed anew so that it
- * passes the tag and reaches the decoder through cache_open_file(), and as the record of
- * the files written (cache_seen_parse()). */
+ * passes the tag and reaches the decoder through cache_open_file(), as the record of the
+ * files written (cache_seen_parse()), and as the --cache-key and --tpm2-pcrs settings. */
 #undef NDEBUG
 #include <assert.h>
 #include <stdlib.h>
@@ -71,5 +71,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (cache_seen_parse(data, size, &seen, &n_seen) >= 0)
                 cache_seen_free(seen, n_seen);
+
+        /* The settings --cache-key and --tpm2-pcrs, as text. */
+        {
+                _cleanup_free_ char *text = strndup((const char *) data, size);
+                uint32_t mask = 0;
+
+                assert(text);
+                (void) cache_key_spec_is_valid(text);
+                if (cache_key_parse_pcrs(text, &mask) >= 0)
+                        assert(mask < UINT32_C(1) << 24);
+        }
         return 0;
 }
