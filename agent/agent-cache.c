@@ -3,19 +3,22 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "buf.h"
+#include "cache-key.h"
 #include "fileio.h"
 #include "hexdecoct.h"
 #include "knox-json.h"
 #include "log.h"
 
-#define CACHE_MAGIC "keyward-cache-v1 sha256="
-#define CACHE_HEADER_SIZE (STRLEN(CACHE_MAGIC) + 2 * CACHE_SHA256_SIZE + 1)
+#define CACHE_MAGIC_V1 "keyward-cache-v1 "
+#define CACHE_MAGIC "keyward-cache-v2\n"
+#define CACHE_HEADER_SIZE (STRLEN(CACHE_MAGIC) + 8 + CACHE_HASH_SIZE)
 
 static int sha256(const void *p, size_t n, uint8_t ret[static CACHE_SHA256_SIZE]) {
         unsigned len = 0;
@@ -89,7 +92,6 @@ int cache_encode(const Key *k, Secret **ret, CacheInfo *ret_info) {
         _cleanup_(buf_donep) Buf body = BUF_INIT_SECURE;
         _cleanup_(secret_freep) Secret *s = NULL;
         CacheInfo info = {};
-        char hex[2 * CACHE_SHA256_SIZE + 1];
         int r;
 
         assert_return(k && k->id, -EINVAL);
@@ -102,21 +104,15 @@ int cache_encode(const Key *k, Secret **ret, CacheInfo *ret_info) {
                 return r;
         if (body.error < 0)
                 return body.error;
-        if (body.len > CACHE_MEMORY_MAX - CACHE_HEADER_SIZE)
+        if (body.len > CACHE_MEMORY_MAX - CACHE_HEADER_SIZE - CACHE_SEAL_OVERHEAD)
                 return -E2BIG;
 
         r = sha256(body.data, body.len, info.sha256);
         if (r < 0)
                 return r;
-        hexencode(info.sha256, sizeof(info.sha256), hex);
-
-        s = secret_new(CACHE_HEADER_SIZE + body.len);
+        s = secret_new_copy(body.data, body.len);
         if (!s)
                 return -ENOMEM;
-        memcpy(s->data, CACHE_MAGIC, STRLEN(CACHE_MAGIC));
-        memcpy(s->data + STRLEN(CACHE_MAGIC), hex, 2 * CACHE_SHA256_SIZE);
-        s->data[CACHE_HEADER_SIZE - 1] = '\n';
-        memcpy(s->data + CACHE_HEADER_SIZE, body.data, body.len);
 
         r = info_from_key(k, &info);
         if (r < 0)
@@ -124,21 +120,6 @@ int cache_encode(const Key *k, Secret **ret, CacheInfo *ret_info) {
         *ret = TAKE_PTR(s);
         if (ret_info)
                 *ret_info = info;
-        return 0;
-}
-
-static int unhex(const uint8_t *s, size_t n, uint8_t *out) {
-        for (size_t i = 0; i < n; i++) {
-                int v = 0;
-                for (int j = 0; j < 2; j++) {
-                        uint8_t c = s[2 * i + j];
-                        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-                        if (d < 0)
-                                return -EBADMSG;
-                        v = v * 16 + d;
-                }
-                out[i] = (uint8_t) v;
-        }
         return 0;
 }
 
@@ -156,25 +137,17 @@ int cache_decode(
         CacheInfo *ret_info,
         const char **reterr_reason) {
         _cleanup_(key_freep) Key *k = NULL;
-        uint8_t want[CACHE_SHA256_SIZE], got[CACHE_SHA256_SIZE];
+        uint8_t got[CACHE_SHA256_SIZE];
         CacheInfo info = {};
         const char *msg = NULL;
         int r;
 
         assert_return(p || n == 0, -EINVAL);
 
-        if (n < CACHE_HEADER_SIZE || memcmp(p, CACHE_MAGIC, STRLEN(CACHE_MAGIC)) != 0 ||
-            p[CACHE_HEADER_SIZE - 1] != '\n')
-                return corrupt(reterr_reason, "no cache header");
-        if (unhex(p + STRLEN(CACHE_MAGIC), CACHE_SHA256_SIZE, want) < 0)
-                return corrupt(reterr_reason, "malformed checksum");
-        r = sha256(p + CACHE_HEADER_SIZE, n - CACHE_HEADER_SIZE, got);
+        r = sha256(p, n, got);
         if (r < 0)
                 return r;
-        if (!memeq_secure(want, got, sizeof(want)))
-                return corrupt(reterr_reason, "content does not match its checksum");
-
-        r = knox_key_parse((const char *) p + CACHE_HEADER_SIZE, n - CACHE_HEADER_SIZE, &k, &msg);
+        r = knox_key_parse((const char *) p, n, &k, &msg);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
@@ -196,26 +169,139 @@ int cache_decode(
         return 0;
 }
 
-static int write_content(const char *dir, const char *id, const Secret *content, bool durable) {
-        _cleanup_free_ char *path = NULL;
+/* What the tag binds besides the ciphertext: the header (magic, seq, hash) and the key id,
+ * so that a file renamed to another key's name, or given another header, does not open. */
+static int associated_data(const char *id, const uint8_t *header, Buf *ret) {
+        (void) buf_put(ret, header, CACHE_HEADER_SIZE);
+        (void) buf_puts(ret, id);
+        (void) buf_putc(ret, '\0');
+        return ret->error;
+}
+
+static void put_be64(uint8_t *p, uint64_t v) {
+        for (int i = 7; i >= 0; i--, v >>= 8)
+                p[i] = (uint8_t) v;
+}
+
+static uint64_t get_be64(const uint8_t *p) {
+        uint64_t v = 0;
+
+        for (int i = 0; i < 8; i++)
+                v = v << 8 | p[i];
+        return v;
+}
+
+int cache_seal_file(
+        const Secret *seal,
+        const char *id,
+        uint64_t seq,
+        const uint8_t *hash,
+        const Secret *plain,
+        uint8_t **ret,
+        size_t *ret_size) {
+        _cleanup_buf_ Buf ad = BUF_INIT;
+        _cleanup_free_ uint8_t *out = NULL;
+        size_t n;
         int r;
 
-        assert_return(dir && id && content, -EINVAL);
+        assert_return(seal && id && hash && plain && ret && ret_size, -EINVAL);
+
+        if (plain->size > CACHE_MEMORY_MAX)
+                return -E2BIG;
+        n = CACHE_HEADER_SIZE + CACHE_SEAL_OVERHEAD + plain->size;
+        out = malloc(n);
+        if (!out)
+                return -ENOMEM;
+        memcpy(out, CACHE_MAGIC, STRLEN(CACHE_MAGIC));
+        put_be64(out + STRLEN(CACHE_MAGIC), seq);
+        memcpy(out + STRLEN(CACHE_MAGIC) + 8, hash, CACHE_HASH_SIZE);
+        r = associated_data(id, out, &ad);
+        if (r < 0)
+                return r;
+        r = cache_seal(seal, ad.data, ad.len, plain->data, plain->size, out + CACHE_HEADER_SIZE);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(out);
+        *ret_size = n;
+        return 0;
+}
+
+int cache_open_file(
+        const Secret *seal,
+        const char *id,
+        const uint8_t *p,
+        size_t n,
+        Secret **ret_plain,
+        uint64_t *ret_seq,
+        uint8_t ret_hash[static CACHE_HASH_SIZE],
+        const char **reterr_reason) {
+        _cleanup_buf_ Buf ad = BUF_INIT;
+        _cleanup_(secret_freep) Secret *plain = NULL;
+        int r;
+
+        assert_return(seal && id && (p || n == 0) && ret_plain, -EINVAL);
+
+        if (n >= STRLEN(CACHE_MAGIC_V1) && memcmp(p, CACHE_MAGIC_V1, STRLEN(CACHE_MAGIC_V1)) == 0) {
+                if (reterr_reason)
+                        *reterr_reason = "a plaintext file of an earlier version";
+                return -EPROTONOSUPPORT;
+        }
+        if (n < CACHE_HEADER_SIZE + CACHE_SEAL_OVERHEAD || memcmp(p, CACHE_MAGIC, STRLEN(CACHE_MAGIC)) != 0)
+                return corrupt(reterr_reason, "no cache header");
+        if (!cache_id_is_file_name(id))
+                return corrupt(reterr_reason, "invalid key id");
+        r = associated_data(id, p, &ad);
+        if (r < 0)
+                return r;
+        r = cache_unseal(seal, ad.data, ad.len, p + CACHE_HEADER_SIZE, n - CACHE_HEADER_SIZE, &plain);
+        if (r == -EBADMSG)
+                return corrupt(
+                        reterr_reason,
+                        "it does not open with this host's cache key (another host's, changed, cut short, "
+                        "or another key's file)");
+        if (r < 0)
+                return r;
+        if (ret_seq)
+                *ret_seq = get_be64(p + STRLEN(CACHE_MAGIC));
+        if (ret_hash)
+                memcpy(ret_hash, p + STRLEN(CACHE_MAGIC) + 8, CACHE_HASH_SIZE);
+        *ret_plain = TAKE_PTR(plain);
+        return 0;
+}
+
+static int write_content(
+        const char *dir,
+        const Secret *seal,
+        const char *id,
+        const CacheInfo *info,
+        const Secret *content,
+        bool durable) {
+        _cleanup_free_ uint8_t *sealed = NULL;
+        _cleanup_free_ char *path = NULL;
+        size_t n = 0;
+        int r;
+
+        assert_return(dir && seal && id && info && content, -EINVAL);
 
         r = path_of(dir, id, &path);
         if (r < 0)
                 return r;
-        if (content->size > CACHE_FILE_MAX)
+        if (content->size > CACHE_FILE_MAX - CACHE_HEADER_SIZE - CACHE_SEAL_OVERHEAD)
                 return -EFBIG;
-        return write_file_replace(path, content->data, content->size, 0600, durable);
+        r = cache_seal_file(seal, id, info->seq, info->hash, content, &sealed, &n);
+        if (r < 0)
+                return r;
+        return write_file_replace(path, sealed, n, 0600, durable);
 }
 
-int cache_write_content(const char *dir, const char *id, const Secret *content) {
-        return write_content(dir, id, content, true);
+int cache_write_content(
+        const char *dir, const Secret *seal, const char *id, const CacheInfo *info, const Secret *content) {
+        return write_content(dir, seal, id, info, content, true);
 }
 
-int cache_write_content_lazy(const char *dir, const char *id, const Secret *content) {
-        return write_content(dir, id, content, false);
+int cache_write_content_lazy(
+        const char *dir, const Secret *seal, const char *id, const CacheInfo *info, const Secret *content) {
+        return write_content(dir, seal, id, info, content, false);
 }
 
 int cache_sync(const char *dir) {
@@ -229,7 +315,7 @@ int cache_sync(const char *dir) {
         return RET_NERRNO(syncfs(fd));
 }
 
-int cache_write(const char *dir, const Key *k, CacheInfo *ret_info) {
+int cache_write(const char *dir, const Secret *seal, const Key *k, uint64_t seq, CacheInfo *ret_info) {
         _cleanup_(secret_freep) Secret *s = NULL;
         CacheInfo info;
         int r;
@@ -239,7 +325,8 @@ int cache_write(const char *dir, const Key *k, CacheInfo *ret_info) {
         r = cache_encode(k, &s, &info);
         if (r < 0)
                 return r;
-        r = cache_write_content(dir, k->id, s);
+        info.seq = seq;
+        r = cache_write_content(dir, seal, k->id, &info, s);
         if (r < 0)
                 return r;
         if (ret_info)
@@ -249,19 +336,24 @@ int cache_write(const char *dir, const Key *k, CacheInfo *ret_info) {
 
 int cache_read_stat(
         const char *dir,
+        const Secret *seal,
         const char *id,
         Key **ret_key,
         CacheInfo *ret_info,
         struct stat *ret_stat,
         const char **reterr_reason) {
-        _cleanup_(secret_freep) Secret *s = NULL;
+        _cleanup_(secret_freep) Secret *s = NULL, *plain = NULL;
+        _cleanup_(key_freep) Key *k = NULL;
         _cleanup_free_ char *path = NULL;
         _cleanup_close_ int fd = -EBADF;
+        uint8_t hash[CACHE_HASH_SIZE];
+        CacheInfo info = {};
         struct stat st;
         size_t n = 0;
+        uint64_t seq = 0;
         int r;
 
-        assert_return(dir && id, -EINVAL);
+        assert_return(dir && seal && id, -EINVAL);
 
         r = path_of(dir, id, &path);
         if (r < 0)
@@ -296,15 +388,32 @@ int cache_read_stat(
                 return corrupt(reterr_reason, "changed while read");
         if (r < 0)
                 return r;
-        r = cache_decode(s->data, n, id, ret_key, ret_info, reterr_reason);
-        if (r >= 0 && ret_stat)
+        r = cache_open_file(seal, id, s->data, n, &plain, &seq, hash, reterr_reason);
+        if (r < 0)
+                return r;
+        r = cache_decode(plain->data, plain->size, id, ret_key ? &k : NULL, &info, reterr_reason);
+        if (r < 0)
+                return r;
+        if (memcmp(info.hash, hash, sizeof(hash)) != 0)
+                return corrupt(reterr_reason, "its header names another version hash");
+        info.seq = seq;
+        if (ret_key)
+                *ret_key = TAKE_PTR(k);
+        if (ret_info)
+                *ret_info = info;
+        if (ret_stat)
                 *ret_stat = st;
-        return r;
+        return 0;
 }
 
 int cache_read(
-        const char *dir, const char *id, Key **ret_key, CacheInfo *ret_info, const char **reterr_reason) {
-        return cache_read_stat(dir, id, ret_key, ret_info, NULL, reterr_reason);
+        const char *dir,
+        const Secret *seal,
+        const char *id,
+        Key **ret_key,
+        CacheInfo *ret_info,
+        const char **reterr_reason) {
+        return cache_read_stat(dir, seal, id, ret_key, ret_info, NULL, reterr_reason);
 }
 
 bool cache_same_file(const struct stat *a, const struct stat *b) {
@@ -360,4 +469,139 @@ int cache_prune(const char *dir, bool (*keep)(const char *id, void *userdata), v
         }
         closedir(d);
         return n;
+}
+
+#define SEEN_MAGIC "keyward-seen-v1\n"
+#define SEEN_FILE_MAX (REGISTRY_SEEN_MAX * (size_t) 400)
+#define REGISTRY_SEEN_MAX 100000 /* REGISTRY_KEYS_MAX */
+
+void cache_seen_free(CacheSeen *l, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(l[i].id);
+        free(l);
+}
+
+static int cmp_seen(const void *a, const void *b) {
+        return strcmp(((const CacheSeen *) a)->id, ((const CacheSeen *) b)->id);
+}
+
+int cache_seen_parse(const uint8_t *p, size_t n, CacheSeen **ret, size_t *ret_n) {
+        CacheSeen *l = NULL;
+        size_t count = 0, cap = 0;
+        const uint8_t *end = p + n;
+        int r = -EBADMSG;
+
+        assert_return((p || n == 0) && ret && ret_n, -EINVAL);
+
+        while (p < end) {
+                const uint8_t *nl = memchr(p, '\n', (size_t) (end - p)), *sp;
+                CacheSeen e = {};
+                size_t len;
+
+                if (!nl || count >= REGISTRY_SEEN_MAX)
+                        goto fail;
+                /* seq */
+                for (sp = p; sp < nl && *sp >= '0' && *sp <= '9'; sp++) {
+                        uint64_t d = (uint64_t) (*sp - '0');
+
+                        if (e.seq > (UINT64_MAX - d) / 10)
+                                goto fail;
+                        e.seq = e.seq * 10 + d;
+                }
+                if (sp == p || sp >= nl || *sp != ' ')
+                        goto fail;
+                sp++;
+                if ((size_t) (nl - sp) < 2 * CACHE_HASH_SIZE + 2 || sp[2 * CACHE_HASH_SIZE] != ' ')
+                        goto fail;
+                for (size_t i = 0; i < CACHE_HASH_SIZE; i++) {
+                        int hi = unhexchar((char) sp[2 * i]), lo = unhexchar((char) sp[2 * i + 1]);
+                        if (hi < 0 || lo < 0)
+                                goto fail;
+                        e.hash[i] = (uint8_t) (hi << 4 | lo);
+                }
+                sp += 2 * CACHE_HASH_SIZE + 1;
+                len = (size_t) (nl - sp);
+                e.id = strndup((const char *) sp, len);
+                if (!e.id) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                if (strlen(e.id) != len || !cache_id_is_file_name(e.id)) {
+                        free(e.id);
+                        goto fail;
+                }
+                if (count == cap) {
+                        size_t c = cap ? cap * 2 : 16;
+                        CacheSeen *m = reallocarray(l, c, sizeof(CacheSeen));
+                        if (!m) {
+                                free(e.id);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        l = m;
+                        cap = c;
+                }
+                l[count++] = e;
+                p = nl + 1;
+        }
+        if (count > 0)
+                qsort(l, count, sizeof(CacheSeen), cmp_seen);
+        for (size_t i = 1; i < count; i++)
+                if (streq(l[i - 1].id, l[i].id))
+                        goto fail;
+        if (!l && !(l = calloc(1, sizeof(CacheSeen))))
+                return -ENOMEM;
+        *ret = l;
+        *ret_n = count;
+        return 0;
+fail:
+        cache_seen_free(l, count);
+        return r;
+}
+
+const CacheSeen *cache_seen_find(const CacheSeen *l, size_t n, const char *id) {
+        CacheSeen key = {.id = (char *) id};
+
+        if (!l || n == 0 || !id)
+                return NULL;
+        return bsearch(&key, l, n, sizeof(CacheSeen), cmp_seen);
+}
+
+int cache_seen_save(const char *path, const Secret *seal, const CacheSeen *l, size_t n) {
+        _cleanup_buf_ Buf b = BUF_INIT;
+        _cleanup_free_ uint8_t *sealed = NULL;
+        size_t size = 0;
+        int r;
+
+        assert_return(path && seal && (l || n == 0), -EINVAL);
+
+        for (size_t i = 0; i < n; i++) {
+                char hex[2 * CACHE_HASH_SIZE + 1];
+
+                hexencode(l[i].hash, CACHE_HASH_SIZE, hex);
+                (void) buf_printf(&b, "%" PRIu64 " %s %s\n", l[i].seq, hex, l[i].id);
+        }
+        if (b.error < 0)
+                return b.error;
+        r = cache_seal_blob(seal, SEEN_MAGIC, b.data, b.len, &sealed, &size);
+        if (r < 0)
+                return r;
+        return write_file_atomic(path, sealed, size, 0600);
+}
+
+int cache_seen_load(const char *path, const Secret *seal, CacheSeen **ret, size_t *ret_n) {
+        _cleanup_(secret_freep) Secret *plain = NULL;
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        int r;
+
+        assert_return(path && seal && ret && ret_n, -EINVAL);
+
+        r = read_full_file(path, SEEN_FILE_MAX, &text, &size);
+        if (r < 0)
+                return r == -E2BIG ? -EBADMSG : r;
+        r = cache_unseal_blob(seal, SEEN_MAGIC, (const uint8_t *) text, size, &plain);
+        if (r < 0)
+                return r;
+        return cache_seen_parse(plain->data, plain->size, ret, ret_n);
 }

@@ -153,10 +153,12 @@ int sync_commit(Agent *a, const Key *key, uint64_t seq) {
          * with the others of the same sync (sync_cache_writes()). A copy that replaces
          * another is durable at once. */
         lazy = !k->cache.valid && !k->held;
+        /* Every write of the key has a sequence of its own, bound into the sealed file. */
+        info.seq = ++k->last_seq;
         pthread_mutex_unlock(&a->lock);
 
-        r = lazy ? cache_write_content_lazy(a->cache_dir, key->id, content) :
-                   cache_write_content(a->cache_dir, key->id, content);
+        r = lazy ? cache_write_content_lazy(a->cache_dir, a->cache_seal, key->id, &info, content) :
+                   cache_write_content(a->cache_dir, a->cache_seal, key->id, &info, content);
 
         pthread_mutex_lock(&a->lock);
         a->writing = NULL;
@@ -198,6 +200,9 @@ int sync_commit(Agent *a, const Key *key, uint64_t seq) {
         if (a->status_dirty)
                 changed = true;
         pthread_mutex_unlock(&a->lock);
+        /* A durable write is vouched for at once; lazy ones once they are on disk. */
+        if (r >= 0 && !lazy)
+                agent_seen_save(a);
         pthread_mutex_unlock(&a->commit_lock);
         if (changed)
                 agent_wake(a);
@@ -216,6 +221,7 @@ void sync_retry_disk_writes(Agent *a, uint64_t now) {
 
         STRV_FOREACH(id, ids) {
                 AgentKey *k;
+                CacheInfo info;
                 int r;
 
                 if (a->stop)
@@ -231,16 +237,56 @@ void sync_retry_disk_writes(Agent *a, uint64_t now) {
                 }
                 a->writing = k;
                 memcpy(a->writing_sha256, k->cache.sha256, sizeof(a->writing_sha256));
+                info = k->cache;
                 pthread_mutex_unlock(&a->lock);
-                r = cache_write_content(a->cache_dir, *id, k->held);
+                r = cache_write_content(a->cache_dir, a->cache_seal, *id, &info, k->held);
                 pthread_mutex_lock(&a->lock);
                 a->writing = NULL;
                 if (r < 0)
                         disk_failed(a, k, r);
                 else
                         disk_ok(a, k);
+                if (r >= 0) {
+                        pthread_mutex_unlock(&a->lock);
+                        agent_seen_save(a);
+                        pthread_mutex_lock(&a->lock);
+                }
                 pthread_mutex_unlock(&a->commit_lock);
                 if (a->status_dirty)
                         agent_wake(a);
         }
+}
+
+void agent_seen_save(Agent *a) {
+        CacheSeen *l = NULL;
+        size_t n = 0;
+        int r;
+
+        pthread_mutex_lock(&a->lock);
+        l = calloc(a->n_keys ? a->n_keys : 1, sizeof(CacheSeen));
+        for (size_t i = 0; l && i < a->n_keys; i++) {
+                const AgentKey *k = a->keys[i];
+
+                /* A key served from memory has an older file, or none: not vouched for. */
+                if (!k->cache.valid || k->held)
+                        continue;
+                l[n] = (CacheSeen){.id = strdup(k->reg.id), .seq = k->cache.seq};
+                if (!l[n].id) {
+                        cache_seen_free(l, n);
+                        l = NULL;
+                        break;
+                }
+                memcpy(l[n].hash, k->cache.hash, CACHE_HASH_SIZE);
+                n++;
+        }
+        pthread_mutex_unlock(&a->lock);
+        if (!l) {
+                log_oom();
+                return;
+        }
+        /* The table is sorted by id, and so is l. */
+        r = cache_seen_save(a->seen_path, a->seen_seal, l, n);
+        if (r < 0)
+                log_warning_errno(r, "Cannot write the record of the cache files, ignoring: %m");
+        cache_seen_free(l, n);
 }

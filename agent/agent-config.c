@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cache-key.h"
 #include "config.h"
 #include "log.h"
 #include "registry-names.h"
@@ -39,6 +40,10 @@ static const ConfigItem agent_items[] = {
         ITEM("credential-wait",    config_parse_sec,    credential_wait_usec, "TIME", "how long a unit's credential waits for a key not fetched yet (default: 30s, 0: no wait)"),
         ITEM("metrics-file",       config_parse_string, metrics_file,         "PATH", "write figures for Prometheus' node_exporter textfile collector there"),
         ITEM("file-dir",           config_parse_strv,   file_dirs,            "DIR",  "allow Register's option file under DIR (repeatable; default: nowhere)"),
+        ITEM("cache-key",          config_parse_string, cache_key,            "SOURCE", "host key sealing the cache: tpm2, file:PATH, credential:NAME or auto (default)"),
+        ITEM("tpm2-device",        config_parse_string, tpm2_device,          "TCTI", "TPM2 for the cache key (default: the system's)"),
+        ITEM("tpm2-pcrs",          config_parse_string, tpm2_pcrs,            "LIST", "PCRs the TPM2-sealed cache key is bound to, e.g. 7 or 0,7 (default: none)"),
+        ITEM("tpm2-sealed-key",    config_parse_string, tpm2_sealed_key,      "PATH", "the TPM2-sealed cache key (default: " CACHE_KEY_DEFAULT_TPM2 ")"),
 };
 /* clang-format on */
 
@@ -55,6 +60,10 @@ void agent_config_done(AgentConfig *c) {
         free(c->log_level);
         free(c->metrics_file);
         strv_free(c->file_dirs);
+        free(c->cache_key);
+        free(c->tpm2_device);
+        free(c->tpm2_pcrs);
+        free(c->tpm2_sealed_key);
         *c = (AgentConfig){};
 }
 
@@ -153,6 +162,20 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
                                 "Invalid --file-dir '%s': an absolute path without '.', '..' or '//' is needed.",
                                 *d);
         }
+        if (set_default(&c.cache_key, "auto") < 0)
+                return log_oom();
+        if (!cache_key_spec_is_valid(c.cache_key))
+                return log_error_errno(
+                        EINVAL,
+                        "Invalid --cache-key '%s' (tpm2, file:/ABSOLUTE/PATH, credential:NAME or auto).",
+                        c.cache_key);
+        if (cache_key_parse_pcrs(c.tpm2_pcrs, &c.tpm2_pcr_mask) < 0)
+                return log_error_errno(
+                        EINVAL, "Invalid --tpm2-pcrs '%s' (e.g. 7 or 0,7; each 0 to 23).", c.tpm2_pcrs);
+        if (c.tpm2_device && (isempty(c.tpm2_device) || strpbrk(c.tpm2_device, "\t\r\n")))
+                return log_error_errno(EINVAL, "Invalid --tpm2-device '%s'.", c.tpm2_device);
+        if (c.tpm2_sealed_key && !dir_ok(c.tpm2_sealed_key))
+                return log_error_errno(EINVAL, "--tpm2-sealed-key must be an absolute path.");
 
         *ret = c;
         c = (AgentConfig){};

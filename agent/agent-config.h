@@ -52,8 +52,13 @@ typedef struct AgentConfig {
         /* How long a credential request for a registered key with no copy yet waits for
          * one; 0: it is refused at once. */
         uint64_t credential_wait_usec;
-        char *metrics_file; /* Prometheus text format for node_exporter; NULL: none */
-        char **file_dirs;   /* where Register's "file" may be (no trailing '/'); NULL: nowhere */
+        char **file_dirs;      /* where Register's "file" may be (no trailing '/'); NULL: nowhere */
+        char *metrics_file;    /* Prometheus text format for node_exporter; NULL: none */
+        char *cache_key;       /* auto, tpm2, file:PATH, credential:NAME (cache-key.h) */
+        char *tpm2_device;     /* TCTI; NULL: the default device */
+        char *tpm2_pcrs;       /* "7", "0,7"; NULL: none */
+        char *tpm2_sealed_key; /* the TPM2-sealed cache key; NULL: the default */
+        uint32_t tpm2_pcr_mask;
         bool mlock;
 } AgentConfig;
 

@@ -297,7 +297,7 @@ int agent_save_registry(
         }
         if (!extra_done)
                 regs[n++] = extra;
-        return registry_save(a->registry_path, regs, n);
+        return registry_save_sealed(a->registry_path, a->registry_seal, regs, n);
 }
 
 int agent_save_registry_many(
@@ -325,7 +325,7 @@ int agent_save_registry_many(
         }
         while (x < n_extra)
                 regs[n++] = extra[x++];
-        return registry_save(a->registry_path, regs, n);
+        return registry_save_sealed(a->registry_path, a->registry_seal, regs, n);
 }
 
 int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated) {

@@ -226,7 +226,7 @@ int agent_key_read(
                         return served(h, ret_key, ret_sha256);
                 }
 
-                r = cache_read_stat(a->cache_dir, id, &key, &got, &st, &reason);
+                r = cache_read_stat(a->cache_dir, a->cache_seal, id, &key, &got, &st, &reason);
                 if (r == -ENOMEM)
                         return r;
                 if (r >= 0 &&

@@ -14,6 +14,7 @@
 
 #include "macro.h"
 #include "registry-names.h"
+#include "secret.h"
 
 #define REGISTRY_FILE_MAX (32u * 1024 * 1024)
 #define REGISTRY_LIST_MAX 64 /* readers or units of one key */
@@ -69,6 +70,13 @@ int registry_load(const char *path, Registration **ret, size_t *ret_n);
 
 /* Write the registry file atomically (mode 0600), entries in the order given. */
 int registry_save(const char *path, const Registration *const *regs, size_t n);
+
+/* The same, sealed to the host (cache-key.h) under seal, the "registry" purpose key:
+ * "keyward-registry-v2\n", nonce, AES-256-GCM of the JSON text, tag. registry_load_sealed()
+ * is -EBADMSG (logged) when the file does not open with seal. */
+#define REGISTRY_SEALED_MAGIC "keyward-registry-v2\n"
+int registry_load_sealed(const char *path, const Secret *seal, Registration **ret, size_t *ret_n);
+int registry_save_sealed(const char *path, const Secret *seal, const Registration *const *regs, size_t n);
 
 /* The JSON text of the registry (exposed for tests). */
 int registry_format(const Registration *const *regs, size_t n, char **ret, size_t *ret_size);

@@ -305,6 +305,12 @@ static void sync_cache_writes(Agent *a) {
         a->cache_unsynced = 0;
         unlock(a);
         r = cache_sync(a->cache_dir);
+        if (r >= 0) {
+                /* The record vouches for the files now on disk. */
+                pthread_mutex_lock(&a->commit_lock);
+                agent_seen_save(a);
+                pthread_mutex_unlock(&a->commit_lock);
+        }
         lock(a);
         if (r < 0)
                 log_warning_errno(r, "Cannot flush the cache directory to disk, ignoring: %m");
@@ -586,7 +592,7 @@ static void verify_cache(Agent *a) {
                         return;
                 unlock(a);
                 pthread_mutex_lock(&a->commit_lock);
-                r = cache_read(a->cache_dir, *id, NULL, &info, &reason);
+                r = cache_read(a->cache_dir, a->cache_seal, *id, NULL, &info, &reason);
                 lock(a);
                 k = agent_find_key(a, *id);
                 if (k && k->cache.valid && !k->held &&

@@ -5,6 +5,7 @@
 #include "agent.h"
 
 #include <curl/curl.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "agent-pam.h"
 #include "agent-read.h"
 #include "agent-sync.h"
+#include "cache-key.h"
 #include "log.h"
 #include "secret.h"
 #include "strv.h"
@@ -62,6 +64,11 @@ static Agent *agent_free(Agent *a) {
         free(a->last_error_posted);
         free(a->cache_dir);
         free(a->registry_path);
+        free(a->registry_v1_path);
+        free(a->seen_path);
+        secret_free(a->cache_seal);
+        secret_free(a->registry_seal);
+        secret_free(a->seen_seal);
         agent_config_done(&a->config);
         pthread_cond_destroy(&a->cond);
         pthread_mutex_destroy(&a->lock);
@@ -91,7 +98,9 @@ static int agent_new(AgentConfig *config, int argc, char **argv, Agent **ret) {
         a->argc = argc;
         a->argv = argv;
         if (asprintf(&a->cache_dir, "%s/cache", a->config.state_dir) < 0 ||
-            asprintf(&a->registry_path, "%s/registrations.json", a->config.state_dir) < 0)
+            asprintf(&a->registry_path, "%s/registrations.sealed", a->config.state_dir) < 0 ||
+            asprintf(&a->registry_v1_path, "%s/registrations.json", a->config.state_dir) < 0 ||
+            asprintf(&a->seen_path, "%s/seen.sealed", a->config.state_dir) < 0)
                 return -ENOMEM;
         *ret = TAKE_PTR(a);
         return 0;
@@ -101,10 +110,73 @@ static bool keep_cached(const char *id, void *userdata) {
         return agent_find_key(userdata, id) != NULL;
 }
 
+/* The host cache key, and the purpose keys derived from it. */
+static int load_cache_key(Agent *a) {
+        _cleanup_(secret_freep) Secret *host = NULL;
+        const CacheKeyOptions o = {
+                .spec = a->config.cache_key,
+                .state_dir = a->config.state_dir,
+                .tpm2_device = a->config.tpm2_device,
+                .tpm2_pcrs = a->config.tpm2_pcr_mask,
+                .tpm2_sealed = a->config.tpm2_sealed_key,
+        };
+        int r;
+
+        r = cache_key_load(&o, &host);
+        if (r < 0)
+                return r;
+        if ((r = cache_key_derive(host, "cache", &a->cache_seal)) < 0 ||
+            (r = cache_key_derive(host, "registry", &a->registry_seal)) < 0 ||
+            (r = cache_key_derive(host, "seen", &a->seen_seal)) < 0)
+                return log_error_errno(r, "Failed to derive the cache keys: %m");
+        return 0;
+}
+
+/* The registry: sealed, or the plaintext one of an earlier agent (*ret_migrated), or none.
+ * A sealed registry that does not open (a state directory copied from another host, or a
+ * changed cache key) is set aside and the agent starts with no registrations. */
+static int load_registry(Agent *a, Registration **regs, size_t *n, bool *ret_migrated) {
+        _cleanup_free_ char *aside = NULL;
+        int r;
+
+        *ret_migrated = false;
+        r = registry_load_sealed(a->registry_path, a->registry_seal, regs, n);
+        if (r != -ENOENT && r != -EBADMSG)
+                return r;
+        if (r == -EBADMSG) {
+                if (asprintf(&aside, "%s.unopened", a->registry_path) < 0)
+                        return log_oom();
+                log_security(
+                        LOG_ERR, "5b0d9c1e7a2f4e38b6c4d2a1f09e7c35",
+                        "The registry does not open with this host's cache key (the state directory comes "
+                        "from another host, or the cache key changed): no cached key is served; starting "
+                        "with no registrations, the file kept as '%s'.",
+                        aside);
+                if (rename(a->registry_path, aside) < 0)
+                        return log_error_errno(errno, "Failed to set '%s' aside: %m", a->registry_path);
+                *n = 0;
+                return 0;
+        }
+        r = registry_load(a->registry_v1_path, regs, n);
+        if (r == -ENOENT) {
+                *n = 0;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        log_notice(
+                "Migrating the plaintext registry '%s' to '%s' (sealed); every key is fetched again.",
+                a->registry_v1_path, a->registry_path);
+        *ret_migrated = true;
+        return 0;
+}
+
 /* Registrations, then every cache file checked, before the bus name is taken. */
 static int load_state(Agent *a) {
         Registration *regs = NULL;
-        size_t n = 0, cached = 0;
+        CacheSeen *seen = NULL;
+        size_t n = 0, cached = 0, n_seen = 0;
+        bool migrated;
         int r;
 
         /* The state directory is private like the cache (0700, ours). */
@@ -115,10 +187,11 @@ static int load_state(Agent *a) {
         if (r < 0)
                 return r;
 
-        r = registry_load(a->registry_path, &regs, &n);
-        if (r == -ENOENT)
-                n = 0;
-        else if (r < 0)
+        r = load_cache_key(a);
+        if (r < 0)
+                return r;
+        r = load_registry(a, &regs, &n, &migrated);
+        if (r < 0)
                 return r;
 
         a->keys = calloc(n ? n : 1, sizeof(AgentKey *));
@@ -142,31 +215,82 @@ static int load_state(Agent *a) {
         }
         free(regs);
 
+        r = cache_seen_load(a->seen_path, a->seen_seal, &seen, &n_seen);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0 && r != -ENOENT)
+                log_security(
+                        LOG_ERR, "5b0d9c1e7a2f4e38b6c4d2a1f09e7c35",
+                        "The record of the cache files does not open with this host's cache key (%s); no "
+                        "cached key is served, every key is fetched again.",
+                        r == -EBADMSG ? "another host's, or changed" : strerror(-r));
+
         for (size_t i = 0; i < a->n_keys; i++) {
                 AgentKey *k = a->keys[i];
+                const CacheSeen *s = cache_seen_find(seen, n_seen, k->reg.id);
                 const char *reason = NULL;
 
                 r = agent_key_resolve_readers(k, NULL);
-                if (r < 0)
+                if (r < 0) {
+                        cache_seen_free(seen, n_seen);
                         return log_oom();
+                }
+                if (s)
+                        k->last_seq = s->seq;
 
-                r = cache_read(a->cache_dir, k->reg.id, NULL, &k->cache, &reason);
-                if (r >= 0) {
+                r = cache_read(a->cache_dir, a->cache_seal, k->reg.id, NULL, &k->cache, &reason);
+                if (r >= 0)
+                        k->last_seq = MAX(k->last_seq, k->cache.seq);
+                if (r >= 0 &&
+                    (!s || s->seq != k->cache.seq || memcmp(s->hash, k->cache.hash, CACHE_HASH_SIZE) != 0)) {
+                        log_security(
+                                LOG_ERR, "9e3f6b2c0d1a4c57a8e2b7d4c6f10a93",
+                                "Cache file of key '%s' is not the one the agent last wrote (rollback: write "
+                                "%" PRIu64 ", the record says %s%" PRIu64 "); it is not served and will be "
+                                "fetched again.",
+                                k->reg.id, k->cache.seq, s ? "" : "none, ", s ? s->seq : 0);
+                        r = -ESTALE;
+                } else if (r >= 0) {
                         k->state = KEY_STATE_OK;
                         cached++;
                         continue;
                 }
-                if (r == -ENOMEM)
+                if (r == -ENOMEM) {
+                        cache_seen_free(seen, n_seen);
                         return log_oom();
+                }
                 k->cache = (CacheInfo){};
                 k->need_fetch = true;
                 if (r == -ENOENT)
                         continue;
+                if (r == -EPROTONOSUPPORT) {
+                        log_info(
+                                "Cache file of key '%s' is a plaintext one of an earlier version; removed, "
+                                "the key is fetched again.",
+                                k->reg.id);
+                        (void) cache_remove(a->cache_dir, k->reg.id);
+                        continue;
+                }
+                if (r == -ESTALE) {
+                        (void) cache_remove(a->cache_dir, k->reg.id);
+                        continue;
+                }
                 log_security(
                         LOG_ERR, "a1c0f3e2d6b94b7c8e5f2a9d0c4b6e81",
                         "Cache file of key '%s' is corrupt (%s); it is not served and will be fetched again.",
                         k->reg.id, reason ?: strerror(-r));
                 (void) cache_remove(a->cache_dir, k->reg.id);
+        }
+
+        cache_seen_free(seen, n_seen);
+
+        if (migrated) {
+                r = agent_save_registry(a, NULL, NULL, NULL);
+                if (r < 0)
+                        return log_error_errno(
+                                r, "Failed to write the sealed registry '%s': %m", a->registry_path);
+                if (unlink(a->registry_v1_path) < 0 && errno != ENOENT)
+                        log_warning_errno(errno, "Failed to remove '%s', ignoring: %m", a->registry_v1_path);
         }
 
         r = cache_prune(a->cache_dir, keep_cached, a);
@@ -288,6 +412,10 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                 log_warning("--metrics-file cannot change without a restart, ignoring.");
         free(c.metrics_file);
         c.metrics_file = TAKE_PTR(a->config.metrics_file);
+        if (!streq(strempty(c.cache_key), strempty(a->config.cache_key)) ||
+            !streq(strempty(c.tpm2_device), strempty(a->config.tpm2_device)) ||
+            c.tpm2_pcr_mask != a->config.tpm2_pcr_mask)
+                log_warning("--cache-key and the TPM2 settings cannot change without a restart, ignoring.");
 
         servers_changed = strv_length(c.servers) != strv_length(a->config.servers);
         for (size_t i = 0; !servers_changed && c.servers[i]; i++)

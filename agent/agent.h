@@ -45,6 +45,8 @@ typedef struct AgentKey {
         CacheInfo cache;     /* the verified file on disk, if any */
         uint64_t retry_usec; /* CLOCK_MONOTONIC: no fetch before; 0 when not backing off */
         uint64_t committed_seq;
+        /* The highest cache write sequence of the key: the next write's is above it. */
+        uint64_t last_seq;
         char *error; /* why the last fetch failed */
         /* What the server sent last, encoded for the cache, while its file could not be
          * written (a full disk, or over CACHE_FILE_MAX): served from here, and written when
@@ -101,7 +103,13 @@ typedef struct Agent {
         int argc;
         char **argv; /* kept for SIGHUP */
         char *cache_dir;
-        char *registry_path;
+        char *registry_path;    /* sealed (registrations.sealed) */
+        char *registry_v1_path; /* plaintext registrations.json of an earlier agent: migrated */
+        char *seen_path;        /* the record of the cache files written (seen.sealed) */
+        /* Purpose keys derived from the host cache key (cache-key.h); read-only after start. */
+        Secret *cache_seal;
+        Secret *registry_seal;
+        Secret *seen_seal;
 
         sd_event *event;
         sd_event_source *wake_source;
@@ -214,6 +222,11 @@ void agent_cache_corrupt(Agent *a, const char *id, const uint8_t *expected, int 
  * key is served from memory (its file could not be written), its parsed copy in *ret and 1;
  * 0 when the file is to be read. Takes a.lock. */
 int agent_key_read_held(Agent *a, const char *id, const uint8_t *expected, Key **ret);
+
+/* Write the record of the cache files (seen.sealed) from the table: commit_lock held, a.lock
+ * not. A failure is logged; the files it would vouch for are refused at the next start and
+ * fetched again. */
+void agent_seen_save(Agent *a);
 
 /* Sync threads, with a.lock held: queue a change for the main thread. */
 int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated);

@@ -1,22 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The agent's cache file format: whatever is on disk must be rejected or parse to a key
- * that encodes back to the same bytes. Each input is tried twice: as it is, which exercises
- * the header and checksum checks, and with its header made anew over the JSON behind it, so
- * that mutations of the JSON get past the checksum and reach the parser. */
+/* The agent's cache files: whatever is on disk must be rejected or open to a key that
+ * encodes back to what decodes the same. Each input is tried three ways: as a sealed file
+ * (the envelope parser and the AEAD, under a fixed key), as the plaintext JSON behind the
+ * AEAD (which a mutated sealed file never reaches: its tag fails), sealed anew so that it
+ * passes the tag and reaches the decoder through cache_open_file(), as the record of the
+ * files written (cache_seen_parse()), and as the --cache-key and --tpm2-pcrs settings. */
 #undef NDEBUG
 #include <assert.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent-cache.h"
+#include "cache-key.h"
 #include "fuzz.h"
-#include "hexdecoct.h"
 
-#define MAGIC "keyward-cache-v1 sha256="
-#define HEADER_SIZE (sizeof(MAGIC) - 1 + 2 * CACHE_SHA256_SIZE + 1)
-
-static void check(const uint8_t *data, size_t size) {
+static void check_plain(const uint8_t *data, size_t size) {
         _cleanup_(key_freep) Key *k = NULL;
         _cleanup_(secret_freep) Secret *s = NULL;
         CacheInfo info = {}, again = {};
@@ -35,31 +33,54 @@ static void check(const uint8_t *data, size_t size) {
         assert(cache_decode(s->data, s->size, k->id, NULL, NULL, NULL) == 0);
 }
 
+static void check_sealed(const Secret *seal, const uint8_t *data, size_t size) {
+        _cleanup_(secret_freep) Secret *plain = NULL;
+        const char *reason = NULL;
+        uint8_t hash[CACHE_HASH_SIZE];
+        uint64_t seq = 0;
+        int r;
+
+        r = cache_open_file(seal, "k1", data, size, &plain, &seq, hash, &reason);
+        if (r < 0) {
+                assert(r == -EBADMSG || r == -EPROTONOSUPPORT || r == -ENOMEM);
+                return;
+        }
+        check_plain(plain->data, plain->size);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        uint8_t digest[CACHE_SHA256_SIZE];
-        const uint8_t *body = data;
-        size_t n = size;
-        unsigned len = 0;
-        uint8_t *file;
+        _cleanup_(secret_freep) Secret *seal = NULL, *plain = NULL;
+        _cleanup_free_ uint8_t *file = NULL;
+        CacheSeen *seen = NULL;
+        uint8_t hash[CACHE_HASH_SIZE] = {};
+        size_t n = 0, n_seen = 0;
 
         if (size > FUZZ_INPUT_MAX)
                 return 0;
-        check(data, size);
+        seal = secret_new(CACHE_KEY_SIZE);
+        assert(seal);
+        memset(seal->data, 0x5a, seal->size);
 
-        /* The JSON behind a header, or the whole input when it has none. */
-        if (size >= HEADER_SIZE && memcmp(data, MAGIC, sizeof(MAGIC) - 1) == 0) {
-                body = data + HEADER_SIZE;
-                n = size - HEADER_SIZE;
+        check_sealed(seal, data, size);
+        check_plain(data, size);
+
+        plain = secret_new_copy(data, size);
+        assert(plain);
+        assert(cache_seal_file(seal, "k1", 1, hash, plain, &file, &n) == 0);
+        check_sealed(seal, file, n);
+
+        if (cache_seen_parse(data, size, &seen, &n_seen) >= 0)
+                cache_seen_free(seen, n_seen);
+
+        /* The settings --cache-key and --tpm2-pcrs, as text. */
+        {
+                _cleanup_free_ char *text = strndup((const char *) data, size);
+                uint32_t mask = 0;
+
+                assert(text);
+                (void) cache_key_spec_is_valid(text);
+                if (cache_key_parse_pcrs(text, &mask) >= 0)
+                        assert(mask < UINT32_C(1) << 24);
         }
-        assert(EVP_Digest(body, n, digest, &len, EVP_sha256(), NULL) == 1 && len == sizeof(digest));
-        file = malloc(HEADER_SIZE + n + 1);
-        assert(file);
-        memcpy(file, MAGIC, sizeof(MAGIC) - 1);
-        hexencode(digest, sizeof(digest), (char *) file + sizeof(MAGIC) - 1);
-        file[HEADER_SIZE - 1] = '\n';
-        if (n > 0)
-                memcpy(file + HEADER_SIZE, body, n);
-        check(file, HEADER_SIZE + n);
-        free(file);
         return 0;
 }

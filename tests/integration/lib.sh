@@ -16,6 +16,7 @@ set -u
 : "${KEYWARD_AGENT:=$KEYWARD_TOP_BUILDDIR/keyward-agent}"
 : "${KEYWARD:=$KEYWARD_TOP_BUILDDIR/keyward}"
 : "${TEST_PKI:=$KEYWARD_TOP_BUILDDIR/tests/integration/test-pki}"
+: "${AGENT_UNSEAL:=$KEYWARD_TOP_BUILDDIR/tests/integration/agent-unseal}"
 
 tap_n=0
 tap_failed=0
@@ -195,7 +196,8 @@ scaled() {
 
 # ns_agent_units ARGS...: units for a systemd booted in systemd-nspawn that run the agent
 # ($T/bin/keyward-agent ARGS..., its log in $T/agent-ns.log) with its credential socket at
-# $NS_RUN/credential.sock, in $T/units.
+# $NS_RUN/credential.sock, in $T/units. The host cache key is agent_args' (ARGS may give
+# another --cache-key).
 ns_agent_units() {
         cat >"$T/units/kwagent.socket" <<UNIT
 [Unit]
@@ -212,7 +214,7 @@ After=dbus.socket kwagent.socket
 [Service]
 Type=notify
 BusName=org.keyward.Agent1
-ExecStart=$T/bin/keyward-agent $*
+ExecStart=$T/bin/keyward-agent --cache-key file:${AGENT_CACHE_KEY:-$T/host/cache.key} $*
 StandardError=append:$T/agent-ns.log
 UNIT
 }
@@ -378,7 +380,8 @@ kwd_kill9() {
 # given twice, the last counts).
 # --server is the test's keywardd unless ARGS give one. The state and runtime directories are
 # $AGENT_STATE and $AGENT_RUN ($T/state and $T/run unless set); the host name $HOST
-# (host1.example.com, the machine certificate's, unless set).
+# (host1.example.com, the machine certificate's, unless set). The host cache key is the file
+# $AGENT_CACHE_KEY ($T/host/cache.key unless set), so that no test writes /var/lib/keyward-host.
 AGENT_FLAGS=()
 agent_args() {
         AGENT_ARGS=()
@@ -388,7 +391,14 @@ agent_args() {
         esac
         AGENT_ARGS+=(--cert "$T/pki/machine.pem" --key "$T/pki/machine.key" --server-ca "$T/pki/ca.pem"
                 --hostname "${HOST:-host1.example.com}" --state-dir "${AGENT_STATE:-$T/state}"
-                --runtime-dir "${AGENT_RUN:-$T/run}" "${AGENT_FLAGS[@]}" "$@")
+                --runtime-dir "${AGENT_RUN:-$T/run}" --cache-key "file:${AGENT_CACHE_KEY:-$T/host/cache.key}"
+                "${AGENT_FLAGS[@]}" "$@")
+}
+
+# unseal FILE: the plaintext of one of the agent's sealed files (cache file, registry,
+# record) under the test's host cache key ($AGENT_CACHE_KEY or $T/host/cache.key).
+unseal() {
+        "$AGENT_UNSEAL" "${AGENT_CACHE_KEY:-$T/host/cache.key}" "$1"
 }
 
 # agent_start [ARGS...]: keyward-agent with agent_args' flags in the background, with

@@ -82,7 +82,7 @@ check "seed: Register db_password for the boot units while the server is down" \
 agent_stop
 is "seed: the agent stops" "$?" 0
 check "seed: db_password is registered but not cached" \
-        bash -c "grep -q db_password '$NS_STATE/registrations.json' && test ! -e '$NS_STATE/cache/db_password'"
+        bash -c "'$AGENT_UNSEAL' '$T/host/cache.key' '$NS_STATE/registrations.sealed' | grep -q db_password && test ! -e '$NS_STATE/cache/db_password'"
 
 # ---- the boot, in a container ------------------------------------------------------------------
 NS_RUN=$T/nsrun

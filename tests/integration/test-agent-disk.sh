@@ -63,7 +63,7 @@ V1=$(jget "$(body "$(as_alice GET /v0/keys/k1/)")" 'j["data"]["versions"][0]["id
 check "k1 is cached" wait_for 10 test -s "$STATE/cache/k1"
 is "GetKey k1 before the disk fills" "$(getkey k1)" "first-secret $V1"
 check "k2 is cached" wait_for 10 test -s "$STATE/cache/k2"
-FILE_BEFORE=$(cat "$STATE/cache/k1")
+cp "$STATE/cache/k1" "$T/k1.before"
 
 # ---- the disk fills up ------------------------------------------------------------------------
 dd if=/dev/zero of="$STATE/filler" bs=4k >/dev/null 2>&1
@@ -81,7 +81,7 @@ out=$(jcall GetKeyVersions s k1)
 is "GetKeyVersions k1 from memory: both versions and the new hash" \
         "$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(sorted((v[0], bytes(v[1]).decode(), v[2]) for v in j["data"][0]), j["data"][1])' "$out")" \
         "$(python3 -c 'import sys; print(sorted([(int(sys.argv[1]), "first-secret", "Active"), (int(sys.argv[2]), "second-secret", "Primary")]), sys.argv[3])' "$V1" "$V2" "$HASH2")"
-is "the old file is left as it was" "$(cat "$STATE/cache/k1")" "$FILE_BEFORE"
+check "the old file is left as it was" cmp -s "$STATE/cache/k1" "$T/k1.before"
 is "ListKeys names the new hash and primary" "$(call ListKeys | grep -o "\"k1\" \"[0-9a-f]*\" [0-9]*")" "\"k1\" \"$HASH2\" $V2"
 is "GetKey k2 is still served from its file" "$(getkey k2 | cut -d' ' -f1)" "other-secret"
 
@@ -124,7 +124,8 @@ check "no secret in the agent's log" bash -c "! grep -q -e second-secret -e '$(b
 
 # ---- room again ---------------------------------------------------------------------------
 rm -f "$STATE/filler"
-check "the file is written once there is room" wait_for 20 grep -q "$HASH2" "$STATE/cache/k1"
+k1_file_has() { unseal "$STATE/cache/k1" | grep -q "$1"; }
+check "the file is written once there is room" wait_for 20 k1_file_has "$HASH2"
 check "the recovery is logged" wait_for 5 grep -q "Key 'k1': the cache file is written again" "$T/agent.log"
 like "ListKeyStates: k1 is fine again" "$(call ListKeyStates)" '"k1" "ok" "" ""'
 check "Status= no longer names k1" \

@@ -71,8 +71,9 @@ check "the file is written" wait_for 10 test -f "$F1"
 is "owner nobody, group nogroup, mode 0440" "$(owner "$F1")" "nobody nogroup 440 regular file"
 is "nobody reads the primary version" "$(as_nobody cat "$F1")" "k1-first"
 check "another uid (daemon) cannot read it" bash -c "! setpriv --reuid=daemon --regid=daemon --clear-groups cat '$F1' 2>/dev/null"
+reg=$(unseal "$T/state/registrations.sealed")
 check "the registry keeps the file's options" \
-        grep -q '"file":"'"$F1"'","file_owner":"nobody","file_group":"nogroup","file_mode":288' "$T/state/registrations.json"
+        grep -qF '"file":"'"$F1"'","file_owner":"nobody","file_group":"nogroup","file_mode":288' <<<"$reg"
 
 rotate k1 k1-second
 nobody_reads() { [ "$(as_nobody cat "$F1")" = "$2" ]; }
@@ -129,7 +130,7 @@ out=$(register k6 "$ALLOWED/k6.ok" "'file_mode': <uint32 2336>")
 like "mode 04440 (setuid): InvalidArgs" "$out" "InvalidArgs.*file_mode"
 out=$(register k6 "$F1")
 like "a file another key writes: InvalidArgs" "$out" "InvalidArgs.*already written for key 'k1'"
-out=$(register k6 "$T/state/registrations.json")
+out=$(register k6 "$T/state/registrations.sealed")
 like "the agent's state directory: InvalidArgs" "$out" "InvalidArgs.*state directory"
 out=$(register k6 "$T/run/credential.sock")
 like "the agent's runtime directory: InvalidArgs" "$out" "InvalidArgs.*runtime directory"

@@ -62,12 +62,13 @@ is "... and registers none" "$(prop KeyCount)" "u 0"
 check "RegisterMany with options" call RegisterMany 'a(sa{sv})' 2 \
         "${PREFIX}1" 1 readers as 1 user:root "${PREFIX}2" 1 on_change s restart
 is "KeyCount is 2" "$(prop KeyCount)" "u 2"
+unseal "$T/state/registrations.sealed" >"$T/reg.json"
 check "the registry file holds both, with their options" python3 -c '
 import json, sys
 keys = {k["id"]: k for k in json.load(open(sys.argv[1]))["keys"]}
 p = sys.argv[2]
 sys.exit(0 if keys[p + "1"].get("readers") == ["user:root"] and keys[p + "2"].get("on_change") == "restart" else 1)
-' "$T/state/registrations.json" "$PREFIX"
+' "$T/reg.json" "$PREFIX"
 
 # ---- keyward register -f with N ids (and repeats) ----------------------------------------------
 seq -f "${PREFIX}%.0f" 0 $((N - 1)) >"$T/ids"
@@ -77,10 +78,11 @@ t0=$SECONDS
 check "keyward register -f: $N keys" bash -c '"$0" register -f "$1" 2>/dev/null' "$KEYWARD" "$T/ids"
 diag "registering $N keys: $((SECONDS - t0)) s"
 is "KeyCount is $N" "$(prop KeyCount)" "u $N"
+unseal "$T/state/registrations.sealed" >"$T/reg.json"
 check "the registry file holds $N keys" python3 -c '
 import json, sys
 sys.exit(0 if len(json.load(open(sys.argv[1]))["keys"]) == int(sys.argv[2]) else 1)
-' "$T/state/registrations.json" "$N"
+' "$T/reg.json" "$N"
 t0=$SECONDS
 check "all $N keys are cached" wait_for 120 all_cached
 diag "first sync of $N keys: $((SECONDS - t0)) s"

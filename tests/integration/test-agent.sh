@@ -124,8 +124,9 @@ is "KeyCount is 1" "$(prop KeyCount)" "u 1"
 is "state directory is 0700" "$(stat -c %a "$STATE")" 700
 is "cache directory is 0700" "$(stat -c %a "$STATE/cache")" 700
 is "cache file is 0600" "$(stat -c %a "$STATE/cache/k1")" 600
-is "registry file is 0600" "$(stat -c %a "$STATE/registrations.json")" 600
-check "the cache file has a checksum header" grep -q '^keyward-cache-v1 sha256=[0-9a-f]\{64\}$' "$STATE/cache/k1"
+is "registry file is 0600" "$(stat -c %a "$STATE/registrations.sealed")" 600
+check "the cache file is sealed (keyward-cache-v2)" bash -c "head -c 17 '$STATE/cache/k1' | grep -q '^keyward-cache-v2$'"
+check "the cache file opens with the host's cache key" bash -c "'$AGENT_UNSEAL' '$T/host/cache.key' '$STATE/cache/k1' | grep -q '\"id\":\"k1\"'"
 check "the delivery is logged with uid, pid and version" \
         grep -q "Delivered key 'k1' version $V1 to uid $(id -u) pid [0-9]* unit .* (GetKey)" "$T/agent.log"
 check "no secret in the agent's log" bash -c "! grep -q -e first-secret -e '$(b64 first-secret)' '$T/agent.log'"
@@ -224,12 +225,12 @@ is "restarted with no server: GetKey serves the cache at once" "$(getkey k1)" "s
 is "restarted with no server: k_later too" "$(getkey k_later | cut -d' ' -f1)" "later-secret"
 
 # ---- a corrupted cache file: not served, logged, refetched ------------------------------------
+# One byte of the sealed data flipped: the file no longer opens.
 python3 - "$STATE/cache/k1" <<'EOF'
 import sys
 p = sys.argv[1]
 b = bytearray(open(p, "rb").read())
-i = b.index(b'"data":"') + 8
-b[i] = ord("A") if b[i] != ord("A") else ord("B")
+b[len(b) - 20] ^= 1
 open(p, "wb").write(bytes(b))
 EOF
 out=$(call GetKey s k1 2>&1)
@@ -265,19 +266,11 @@ is "the failure is logged once" "$(grep -c "Cannot write the cache file of key '
 is "and not retried (its size would not change)" "$(grep -c "Still cannot write the cache file of key 'k_big'" "$T/agent.log")" 0
 check "Unregister k_big" call Unregister s k_big
 
-# A file changed behind the agent's back with a valid checksum is caught too: the agent
-# remembers what it wrote.
-python3 - "$STATE/cache/k_later" <<'EOF'
-import hashlib, json, sys
-p = sys.argv[1]
-head, body = open(p, "rb").read().split(b"\n", 1)
-j = json.loads(body)
-j["versions"][0]["data"] = "cGxhbnRlZA=="  # "planted"
-body = json.dumps(j, separators=(",", ":")).encode()
-open(p, "wb").write(b"keyward-cache-v1 sha256=" + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
-EOF
+# Another key's valid sealed file put in the place of k_later's does not open as k_later's:
+# the key id is bound into the seal.
+cp "$STATE/cache/k1" "$STATE/cache/k_later.new" && mv "$STATE/cache/k_later.new" "$STATE/cache/k_later"
 out=$(call GetKey s k_later 2>&1)
-like "a replaced file with a valid checksum is not served" "$out" "damaged"
+like "another key's sealed file in its place is not served" "$out" "damaged"
 check "and it is fetched again" wait_for 10 getkey k_later
 is "k_later refetched" "$(getkey k_later | cut -d' ' -f1)" "later-secret"
 
@@ -301,7 +294,7 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null
         like "a member of a reader group may read" "$out" "^ayt 12 "
         out=$(as_uid nobody "$(id -g nobody)" GetKey s k_later 2>&1)
         like "a non-member may not" "$out" "may not read key 'k_later'"
-        check "readers are kept in the registry" grep -q '"user:nobody"' "$STATE/registrations.json"
+        check "readers are kept in the registry" bash -c "'$AGENT_UNSEAL' '$T/host/cache.key' '$STATE/registrations.sealed' | grep -q '\"user:nobody\"'"
 else
         for t in "AccessDenied without a grant" "refusal logged" "Register needs polkit" "grant user" \
                 "grant works" "other uid denied" "ListKeys filtered" "grant group" "group member" "non-member" \
@@ -323,7 +316,7 @@ check "its cache file is gone" test ! -e "$STATE/cache/k_later"
 check "KeyChanged(k_later, \"\") is emitted" wait_for 5 grep -q "KeyChanged ('k_later', '')" "$T/monitor2.log"
 out=$(call Unregister s k_later 2>&1)
 like "Unregister again: NotRegistered" "$out" "not registered"
-check "k_later is gone from the registry" bash -c "! grep -q k_later '$STATE/registrations.json'"
+check "k_later is gone from the registry" bash -c "'$AGENT_UNSEAL' '$T/host/cache.key' '$STATE/registrations.sealed' >'$T/reg.txt' && ! grep -q k_later '$T/reg.txt'"
 start=$(date +%s%N)
 check "SIGTERM: the agent exits 0" agent_stop
 elapsed=$((($(date +%s%N) - start) / 1000000))

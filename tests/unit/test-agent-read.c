@@ -35,6 +35,9 @@ static int setup(void **state) {
         if (!mkdtemp(f->dir))
                 return -1;
         f->a.cache_dir = f->dir;
+        f->a.cache_seal = secret_new(32); /* zeros: a key like any other here */
+        if (!f->a.cache_seal)
+                return -1;
         if (agent_read_open(&f->a) < 0)
                 return -1;
         reg.id = strdup("k1");
@@ -57,6 +60,7 @@ static int teardown(void **state) {
         agent_key_free(k);
         free(f->a.keys);
         agent_read_close(&f->a);
+        f->a.cache_seal = secret_free(f->a.cache_seal);
         (void) tests_rm_rf(f->dir);
         free(f);
         return 0;
@@ -78,7 +82,7 @@ static CacheInfo write_file(Fixture *f, const char *data) {
         _cleanup_(key_freep) Key *key = make_key(data);
         CacheInfo info = {};
 
-        assert_int_equal(cache_write(f->dir, key, &info), 0);
+        assert_int_equal(cache_write(f->dir, f->a.cache_seal, key, 1, &info), 0);
         return info;
 }
 
