@@ -37,6 +37,9 @@ static const ConfigItem agent_items[] = {
         ITEM("pam-bind-timeout",   config_parse_sec,    pam_bind_usec,        "TIME", "revoke a PAM login's token no session bound this long (default: 5m)"),
         ITEM("credential-wait",    config_parse_sec,    credential_wait_usec, "TIME", "how long a unit's credential waits for a key not fetched yet (default: 30s, 0: no wait)"),
         ITEM("metrics-file",       config_parse_string, metrics_file,         "PATH", "write figures for Prometheus' node_exporter textfile collector there"),
+        ITEM("knox-compat",        config_parse_bool,   knox_compat,          NULL,   "keep Knox's host layout (KNOX-DIR/v0/keys/ID, KNOX-DIR/.registered), default no"),
+        ITEM("knox-dir",           config_parse_string, knox_dir,             "DIR",  "Knox's directory (default: " AGENT_DEFAULT_KNOX_DIR ")"),
+        ITEM("knox-group",         config_parse_string, knox_group,           "GROUP", "the group that reads Knox's key files (default: " AGENT_DEFAULT_KNOX_GROUP ")"),
 };
 /* clang-format on */
 
@@ -52,6 +55,8 @@ void agent_config_done(AgentConfig *c) {
         free(c->runtime_dir);
         free(c->log_level);
         free(c->metrics_file);
+        free(c->knox_dir);
+        free(c->knox_group);
         *c = (AgentConfig){};
 }
 
@@ -112,10 +117,16 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
         if (isempty(c.hostname) || strlen(c.hostname) > 253 || strpbrk(c.hostname, " \t\r\n/"))
                 return log_error_errno(EINVAL, "Invalid --hostname '%s'.", c.hostname);
         if (set_default(&c.state_dir, AGENT_DEFAULT_STATE_DIR) < 0 ||
-            set_default(&c.runtime_dir, AGENT_DEFAULT_RUNTIME_DIR) < 0)
+            set_default(&c.runtime_dir, AGENT_DEFAULT_RUNTIME_DIR) < 0 ||
+            set_default(&c.knox_dir, AGENT_DEFAULT_KNOX_DIR) < 0 ||
+            set_default(&c.knox_group, AGENT_DEFAULT_KNOX_GROUP) < 0)
                 return log_oom();
         if (!dir_ok(c.state_dir) || !dir_ok(c.runtime_dir))
                 return log_error_errno(EINVAL, "--state-dir and --runtime-dir must be absolute paths.");
+        if (!dir_ok(c.knox_dir) || streq(c.knox_dir, "/"))
+                return log_error_errno(EINVAL, "--knox-dir must be an absolute path below /.");
+        if (isempty(c.knox_group) || strlen(c.knox_group) > 256 || strpbrk(c.knox_group, " \t\r\n:"))
+                return log_error_errno(EINVAL, "Invalid --knox-group '%s'.", c.knox_group);
         if (c.log_level && log_level_from_string(c.log_level) < 0)
                 return log_error_errno(EINVAL, "Invalid --log-level '%s'.", c.log_level);
         if (c.watch_wait_usec < USEC_PER_SEC || c.watch_wait_usec > AGENT_WATCH_WAIT_MAX_USEC)

@@ -17,6 +17,7 @@
 #include "agent-bus.h"
 #include "agent-check.h"
 #include "agent-credential.h"
+#include "agent-knox.h"
 #include "agent-metrics.h"
 #include "agent-pam.h"
 #include "agent-read.h"
@@ -43,6 +44,7 @@ static Agent *agent_free(Agent *a) {
         agent_credential_close(a);
         agent_read_close(a);
         agent_metrics_close(a);
+        agent_knox_close(a);
         sd_event_source_unref(a->wake_source);
         sd_event_unref(a->event);
         safe_close(a->wake_fd);
@@ -285,6 +287,15 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                 log_warning("--metrics-file cannot change without a restart, ignoring.");
         free(c.metrics_file);
         c.metrics_file = TAKE_PTR(a->config.metrics_file);
+        if (c.knox_compat != a->config.knox_compat || !streq(c.knox_dir, a->config.knox_dir) ||
+            !streq(c.knox_group, a->config.knox_group))
+                log_warning(
+                        "--knox-compat, --knox-dir and --knox-group cannot change without a restart, ignoring.");
+        c.knox_compat = a->config.knox_compat;
+        free(c.knox_dir);
+        c.knox_dir = TAKE_PTR(a->config.knox_dir);
+        free(c.knox_group);
+        c.knox_group = TAKE_PTR(a->config.knox_group);
 
         servers_changed = strv_length(c.servers) != strv_length(a->config.servers);
         for (size_t i = 0; !servers_changed && c.servers[i]; i++)
@@ -426,6 +437,9 @@ static int run(int argc, char **argv) {
         if (r < 0)
                 return r;
         r = agent_metrics_open(a);
+        if (r < 0)
+                return r;
+        r = agent_knox_open(a);
         if (r < 0)
                 return r;
         r = agent_sync_start(a);
