@@ -36,6 +36,7 @@ HOST=host1.example.com
 as_alice() { req none "0u$ALICE" "$@"; }
 b64() { printf '%s' "$1" | base64 -w0; }
 GRANT='[{"type":"Machine","id":"'$HOST'","access":"Read"}]'
+as_alice POST /v0/keys/ -d "id=kden" --data-urlencode "data=$(b64 kden)" >/dev/null
 for k in k1 k2 k3; do
         as_alice POST /v0/keys/ -d "id=$k" --data-urlencode "data=$(b64 "$k-first")" --data-urlencode "acl=$GRANT" >/dev/null
 done
@@ -50,10 +51,12 @@ b64of() { printf '%s' "$1" | base64 -w0; }
 # ---- what Knox's daemon left behind ------------------------------------------------------------
 mkdir -p "$KNOX/v0/keys"
 chmod 0777 "$KNOX" "$KNOX/v0" "$KNOX/v0/keys"
-printf 'k1\n' >"$KNOX/.registered"
+printf 'k1\nkden\n' >"$KNOX/.registered"
 printf '{"id":"k1","acl":[],"versions":[{"id":1,"data":"b2xk","status":"Primary","ts":1}],"hash":"old"}' >"$KNOX/v0/keys/k1"
 printf '{"id":"gone","acl":[],"versions":[],"hash":"x"}' >"$KNOX/v0/keys/gone"
-chmod 0666 "$KNOX/.registered" "$KNOX/v0/keys/k1" "$KNOX/v0/keys/gone"
+# kden: a key this machine may not read (the agent never gets a copy to write).
+printf '{"id":"kden","acl":[],"versions":[],"hash":"x"}' >"$KNOX/v0/keys/kden"
+chmod 0666 "$KNOX/.registered" "$KNOX/v0/keys/k1" "$KNOX/v0/keys/gone" "$KNOX/v0/keys/kden"
 
 agent_start --knox-compat --knox-dir "$KNOX" --knox-group nogroup --watch-wait 30s --log-level debug
 check "the agent owns $DEST" wait_for 10 bus status "$DEST"
@@ -67,6 +70,7 @@ is "the register file is tightened to 0660 root:nogroup" "$(mode "$KNOX/.registe
 for d in "$KNOX" "$KNOX/v0" "$KNOX/v0/keys"; do
         is "directory ${d#"$T"/} is 0750 root:nogroup" "$(mode "$d")" "750 root:nogroup"
 done
+is "Knox's 0666 file of a key the agent cannot fetch is tightened to 0640 root:nogroup at start" "$(mode "$KNOX/v0/keys/kden")" "640 root:nogroup"
 check "the file of a key nobody registers is removed" test ! -e "$KNOX/v0/keys/gone"
 out=$(call ListKeys 2>&1)
 like "k1 is registered with the agent" "$out" '"k1"'
