@@ -337,9 +337,22 @@ static int registered_sync(Agent *a) {
         STRV_FOREACH(id, x->seen) {
                 _cleanup_(agent_key_freep) AgentKey *k = NULL;
                 _cleanup_(register_failure_done) RegisterFailure uf = {};
+                const AgentKey *cur;
 
-                if (strv_contains(ids, *id) || !agent_find_key(a, *id))
+                if (strv_contains(ids, *id))
                         continue;
+                cur = agent_find_key(a, *id);
+                if (!cur)
+                        continue;
+                /* Only what the register file can make: a registration with options (readers,
+                 * units, a credential) serves more than Knox's apps, and the knox group may
+                 * not take it away. */
+                if (cur->reg.readers || cur->reg.units || cur->reg.credential) {
+                        log_notice(
+                                "Key '%s' left Knox's register file but is registered with options; keeping it.",
+                                *id);
+                        continue;
+                }
                 r = agent_unregister(a, *id, 0, &k, &uf);
                 if (r < 0) {
                         log_warning_errno(
@@ -409,6 +422,12 @@ static int tidy_keys(Agent *a) {
 
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
+                /* A temporary file of a write the agent did not finish. */
+                if (de->d_name[0] == '.' && strlen(de->d_name) > 4 &&
+                    streq(de->d_name + strlen(de->d_name) - 4, ".tmp")) {
+                        (void) unlinkat(x->keys_fd, de->d_name, 0);
+                        continue;
+                }
                 if (key_id_is_valid(de->d_name) && !agent_find_key(a, de->d_name)) {
                         if (unlinkat(x->keys_fd, de->d_name, 0) >= 0)
                                 removed++;

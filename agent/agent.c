@@ -433,13 +433,13 @@ static int run(int argc, char **argv) {
         r = agent_credential_open(a);
         if (r < 0)
                 return r;
+        r = agent_knox_open(a);
+        if (r < 0)
+                return r;
         r = agent_bus_open(a);
         if (r < 0)
                 return r;
         r = agent_metrics_open(a);
-        if (r < 0)
-                return r;
-        r = agent_knox_open(a);
         if (r < 0)
                 return r;
         r = agent_sync_start(a);

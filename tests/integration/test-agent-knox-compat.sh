@@ -37,7 +37,7 @@ as_alice() { req none "0u$ALICE" "$@"; }
 b64() { printf '%s' "$1" | base64 -w0; }
 GRANT='[{"type":"Machine","id":"'$HOST'","access":"Read"}]'
 as_alice POST /v0/keys/ -d "id=kden" --data-urlencode "data=$(b64 kden)" >/dev/null
-for k in k1 k2 k3; do
+for k in k1 k2 k3 k4; do
         as_alice POST /v0/keys/ -d "id=$k" --data-urlencode "data=$(b64 "$k-first")" --data-urlencode "acl=$GRANT" >/dev/null
 done
 
@@ -125,6 +125,16 @@ check "k1 is no longer registered with the agent" wait_for 5 bash -c \
 check "Register k3 over D-Bus" call Register 'sa{sv}' k3 0
 check "k3 appears in Knox's layout" wait_for 10 test -s "$KNOX/v0/keys/k3"
 like "k3 is listed in Knox's register file" "$(cat "$KNOX/.registered")" 'k3'
+# A registration with options serves more than Knox's apps: Knox's file cannot take it away.
+check "Register k4 with a reader over D-Bus" call Register 'sa{sv}' k4 1 readers as 1 user:root
+check "k4 appears in Knox's layout" wait_for 10 test -s "$KNOX/v0/keys/k4"
+out=$(as_member "$PY" "$KREG" "$KNOX" unregister k4 2>&1)
+is "knox unregister k4" "$?" 0
+# Then a pickup that follows it (the agent reads the file in order): k2 comes back.
+out=$(as_member "$PY" "$KREG" "$KNOX" register k2 "$(scaled 5)" 2>&1)
+is "knox register -g -k k2 again" "$?" 0
+like "k4, registered with a reader, stays registered" "$(call ListKeys 2>&1)" '"k4"'
+check "k4's key file stays" test -s "$KNOX/v0/keys/k4"
 check "the agent stops" agent_stop
 
 # ---- a restart: the register file is read again ------------------------------------------------
