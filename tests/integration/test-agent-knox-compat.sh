@@ -48,6 +48,23 @@ mode() { stat -c '%a %U:%G' "$1"; }
 keyfield() { jget "$(cat "$KNOX/v0/keys/$1" 2>/dev/null)" "$2"; }
 b64of() { printf '%s' "$1" | base64 -w0; }
 
+# ---- settings that cannot work stop the start -------------------------------------------------
+refused() {
+        local what=$1 needle=$2 out rc
+        shift 2
+        AGENT_STATE=$T/state-refused agent_args "$@"
+        out=$(timeout 20 "$KEYWARD_AGENT" "${AGENT_ARGS[@]}" 2>&1 </dev/null)
+        rc=$?
+        if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]; then ok "$what: the agent refuses to start"; else
+                not_ok "$what: the agent refuses to start (exit $rc)"
+        fi
+        like "$what: the error says why" "$out" "$needle"
+}
+refused "a relative --knox-dir" "--knox-dir must be an absolute path" --knox-compat --knox-dir knox
+refused "a --knox-group with a colon" "Invalid --knox-group 'a:b'" --knox-compat --knox-group 'a:b'
+touch "$T/not-a-dir"
+refused "a --knox-dir that is a file" "Failed to open '$T/not-a-dir': Not a directory" --knox-compat --knox-dir "$T/not-a-dir"
+
 # ---- what Knox's daemon left behind ------------------------------------------------------------
 mkdir -p "$KNOX/v0/keys"
 chmod 0777 "$KNOX" "$KNOX/v0" "$KNOX/v0/keys"
@@ -139,7 +156,9 @@ check "the agent stops" agent_stop
 
 # ---- a restart: the register file is read again ------------------------------------------------
 printf 'k1\nk3\n' >"$KNOX/.registered"
-agent_start --knox-compat --knox-dir "$KNOX" --knox-group nogroup --watch-wait 30s
+# The same settings from the configuration file this time.
+printf '[agent]\nknox-compat = yes\nknox-dir = %s\nknox-group = nogroup\n' "$KNOX" >"$T/agent.conf"
+agent_start --config "$T/agent.conf" --watch-wait 30s
 check "the agent owns $DEST again" wait_for 10 bus status "$DEST"
 check "k1, listed again while the agent was down, is back in Knox's layout" wait_for 10 test -s "$KNOX/v0/keys/k1"
 check "the agent stops again" agent_stop
