@@ -229,9 +229,23 @@ static int registered_update(AgentKnox *x, char *const *ids, bool add) {
                 return r;
         if (ftruncate(fd, 0) < 0 || pwrite(fd, text, n, 0) != (ssize_t) n || fsync(fd) < 0)
                 return errno > 0 ? -errno : -EIO;
-        /* What the agent wrote is no news to it. */
-        strv_free(x->seen);
-        x->seen = TAKE_PTR(next);
+        /* The agent's own change is no news to it; one by another writer not read yet still
+         * is, so only this change is applied to what was seen. */
+        if (add) {
+                STRV_FOREACH(id, ids)
+                        if (!strv_contains(x->seen, *id) && strv_extend(&x->seen, *id) < 0)
+                                return -ENOMEM;
+        } else {
+                char **w = x->seen;
+
+                STRV_FOREACH(id, x->seen)
+                        if (strv_contains(ids, *id))
+                                free(*id);
+                        else
+                                *w++ = *id;
+                if (w)
+                        *w = NULL;
+        }
         return 1;
 }
 
@@ -239,13 +253,13 @@ void agent_knox_store(Agent *a, const Key *key) {
         _cleanup_buf_ Buf b = BUF_INIT_SECURE;
         _cleanup_close_ int fd = -EBADF;
         AgentKnox *x = a->knox;
-        char tmp[NAME_MAX + 1];
+        char tmp[64];
         uint8_t rnd[8];
         char hex[sizeof(rnd) * 2 + 1];
         ssize_t l;
         int r;
 
-        if (!x || !key_id_is_valid(key->id) || strlen(key->id) > NAME_MAX - 32)
+        if (!x || !registry_id_is_valid(key->id))
                 return;
         /* What Knox's daemon wrote: the key as GET returned it, primary and active versions. */
         r = knox_key_json_append(&b, key, VERSION_STATUS_ACTIVE, true);
@@ -255,7 +269,7 @@ void agent_knox_store(Agent *a, const Key *key) {
         if (r < 0)
                 goto fail;
         hexencode(rnd, sizeof(rnd), hex);
-        (void) snprintf(tmp, sizeof(tmp), ".%s.%s.tmp", key->id, hex);
+        (void) snprintf(tmp, sizeof(tmp), ".keyward.%s.tmp", hex);
         fd = openat(x->keys_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0) {
                 r = -errno;
