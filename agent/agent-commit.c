@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "agent-expiry.h"
+#include "agent-knox.h"
 #include "log.h"
 #include "strv.h"
 
@@ -159,6 +160,7 @@ int sync_commit(Agent *a, const Key *key, uint64_t seq) {
 
         r = lazy ? cache_write_content_lazy(a->cache_dir, a->cache_seal, key->id, &info, content) :
                    cache_write_content(a->cache_dir, a->cache_seal, key->id, &info, content);
+        agent_knox_store(a, key);
 
         pthread_mutex_lock(&a->lock);
         a->writing = NULL;

@@ -44,6 +44,9 @@ static const ConfigItem agent_items[] = {
         ITEM("tpm2-device",        config_parse_string, tpm2_device,          "TCTI", "TPM2 for the cache key (default: the system's)"),
         ITEM("tpm2-pcrs",          config_parse_string, tpm2_pcrs,            "LIST", "PCRs the TPM2-sealed cache key is bound to, e.g. 7 or 0,7 (default: none)"),
         ITEM("tpm2-sealed-key",    config_parse_string, tpm2_sealed_key,      "PATH", "the TPM2-sealed cache key (default: " CACHE_KEY_DEFAULT_TPM2 ")"),
+        ITEM("knox-compat",        config_parse_bool,   knox_compat,          NULL,   "keep Knox's host layout (KNOX-DIR/v0/keys/ID, KNOX-DIR/.registered), default no"),
+        ITEM("knox-dir",           config_parse_string, knox_dir,             "DIR",  "Knox's directory (default: " AGENT_DEFAULT_KNOX_DIR ")"),
+        ITEM("knox-group",         config_parse_string, knox_group,           "GROUP", "the group that reads Knox's key files (default: " AGENT_DEFAULT_KNOX_GROUP ")"),
 };
 /* clang-format on */
 
@@ -64,6 +67,8 @@ void agent_config_done(AgentConfig *c) {
         free(c->tpm2_device);
         free(c->tpm2_pcrs);
         free(c->tpm2_sealed_key);
+        free(c->knox_dir);
+        free(c->knox_group);
         *c = (AgentConfig){};
 }
 
@@ -124,10 +129,16 @@ int agent_config_parse(int argc, char **argv, AgentConfig *ret) {
         if (isempty(c.hostname) || strlen(c.hostname) > 253 || strpbrk(c.hostname, " \t\r\n/"))
                 return log_error_errno(EINVAL, "Invalid --hostname '%s'.", c.hostname);
         if (set_default(&c.state_dir, AGENT_DEFAULT_STATE_DIR) < 0 ||
-            set_default(&c.runtime_dir, AGENT_DEFAULT_RUNTIME_DIR) < 0)
+            set_default(&c.runtime_dir, AGENT_DEFAULT_RUNTIME_DIR) < 0 ||
+            set_default(&c.knox_dir, AGENT_DEFAULT_KNOX_DIR) < 0 ||
+            set_default(&c.knox_group, AGENT_DEFAULT_KNOX_GROUP) < 0)
                 return log_oom();
         if (!dir_ok(c.state_dir) || !dir_ok(c.runtime_dir))
                 return log_error_errno(EINVAL, "--state-dir and --runtime-dir must be absolute paths.");
+        if (!dir_ok(c.knox_dir) || streq(c.knox_dir, "/"))
+                return log_error_errno(EINVAL, "--knox-dir must be an absolute path below /.");
+        if (isempty(c.knox_group) || strlen(c.knox_group) > 256 || strpbrk(c.knox_group, " \t\r\n:"))
+                return log_error_errno(EINVAL, "Invalid --knox-group '%s'.", c.knox_group);
         if (c.log_level && log_level_from_string(c.log_level) < 0)
                 return log_error_errno(EINVAL, "Invalid --log-level '%s'.", c.log_level);
         if (c.watch_wait_usec < USEC_PER_SEC || c.watch_wait_usec > AGENT_WATCH_WAIT_MAX_USEC)

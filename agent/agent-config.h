@@ -28,6 +28,8 @@
 #define AGENT_WATCHES_MAX 100u
 /* Well inside systemd's default start timeout (DefaultTimeoutStartSec=90s), which the wait
  * counts against. */
+#define AGENT_DEFAULT_KNOX_DIR "/var/lib/knox"
+#define AGENT_DEFAULT_KNOX_GROUP "knox"
 #define AGENT_DEFAULT_CREDENTIAL_WAIT_USEC (30 * USEC_PER_SEC)
 #define AGENT_CREDENTIAL_WAIT_MAX_USEC (10 * 60 * USEC_PER_SEC)
 
@@ -60,6 +62,10 @@ typedef struct AgentConfig {
         char *tpm2_sealed_key; /* the TPM2-sealed cache key; NULL: the default */
         uint32_t tpm2_pcr_mask;
         bool mlock;
+        /* Knox's host layout (agent-knox.h): on or off, where, which group reads it. */
+        bool knox_compat;
+        char *knox_dir;
+        char *knox_group;
 } AgentConfig;
 
 void agent_config_done(AgentConfig *c);

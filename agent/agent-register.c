@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "agent-files.h"
+#include "agent-knox.h"
 #include "log.h"
 
 void register_failure_done(RegisterFailure *f) {
@@ -234,6 +235,7 @@ int register_batch_apply(Agent *a, RegisterBatch *b, uid_t by, RegisterFailure *
 
         for (size_t i = 0; i < n_fresh; i++)
                 log_info("Key '%s' registered by uid %u.", LOG_NAME(extra[i]->id), (unsigned) by);
+        agent_knox_registered(a, extra, n_fresh);
         return (int) MIN(n_fresh, (size_t) INT_MAX);
 }
 
@@ -263,6 +265,7 @@ int agent_unregister(Agent *a, const char *id, uid_t by, AgentKey **ret, Registe
         if (k)
                 agent_files_remove(a, &k->reg);
 
+        agent_knox_unregistered(a, id);
         log_info("Key '%s' unregistered by uid %u.", LOG_NAME(id), (unsigned) by);
         *ret = k;
         return 0;

@@ -19,6 +19,7 @@
 #include "agent-check.h"
 #include "agent-files.h"
 #include "agent-credential.h"
+#include "agent-knox.h"
 #include "agent-metrics.h"
 #include "agent-pam.h"
 #include "agent-read.h"
@@ -46,6 +47,7 @@ static Agent *agent_free(Agent *a) {
         agent_credential_close(a);
         agent_read_close(a);
         agent_metrics_close(a);
+        agent_knox_close(a);
         sd_event_source_unref(a->wake_source);
         sd_event_unref(a->event);
         safe_close(a->wake_fd);
@@ -416,6 +418,15 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
             !streq(strempty(c.tpm2_device), strempty(a->config.tpm2_device)) ||
             c.tpm2_pcr_mask != a->config.tpm2_pcr_mask)
                 log_warning("--cache-key and the TPM2 settings cannot change without a restart, ignoring.");
+        if (c.knox_compat != a->config.knox_compat || !streq(c.knox_dir, a->config.knox_dir) ||
+            !streq(c.knox_group, a->config.knox_group))
+                log_warning(
+                        "--knox-compat, --knox-dir and --knox-group cannot change without a restart, ignoring.");
+        c.knox_compat = a->config.knox_compat;
+        free(c.knox_dir);
+        c.knox_dir = TAKE_PTR(a->config.knox_dir);
+        free(c.knox_group);
+        c.knox_group = TAKE_PTR(a->config.knox_group);
 
         servers_changed = strv_length(c.servers) != strv_length(a->config.servers);
         for (size_t i = 0; !servers_changed && c.servers[i]; i++)
@@ -553,6 +564,9 @@ static int run(int argc, char **argv) {
         /* Files for programs, from the cache, before the bus name is taken. */
         agent_files_update_all(a);
         r = agent_credential_open(a);
+        if (r < 0)
+                return r;
+        r = agent_knox_open(a);
         if (r < 0)
                 return r;
         r = agent_bus_open(a);

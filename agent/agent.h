@@ -75,6 +75,7 @@ typedef struct AgentBus AgentBus;
 typedef struct AgentPam AgentPam;
 typedef struct AgentMetrics AgentMetrics;
 typedef struct AgentReads AgentReads;
+typedef struct AgentKnox AgentKnox;
 
 /* What one server was like when last used (agent-metrics.c reports it). Under Agent.lock. */
 typedef struct ServerState {
@@ -124,6 +125,7 @@ typedef struct Agent {
         struct CredentialReply *credential_waits;   /* waiting for their key's first copy */
         size_t n_credential_waits;
         AgentMetrics *metrics; /* --metrics-file */
+        AgentKnox *knox;       /* knox-compat: Knox's host layout (agent-knox.c) */
         AgentCounters counters;
         AgentSync *sync;
 
