@@ -19,13 +19,15 @@
 #include "strv.h"
 #include "user-util.h"
 
-/* Whether path is dir or below it (dir without a trailing '/'). */
+/* Whether path is dir or below it (dir's trailing slashes ignored: "--state-dir /x/" is /x). */
 static bool path_startswith(const char *path, const char *dir) {
         size_t n = strlen(dir);
 
+        while (n > 1 && dir[n - 1] == '/')
+                n--;
         if (!strneq(path, dir, n))
                 return false;
-        return path[n] == '\0' || path[n] == '/' || streq(dir, "/");
+        return path[n] == '\0' || path[n] == '/' || (n == 1 && dir[0] == '/');
 }
 
 int agent_files_path_allowed(
