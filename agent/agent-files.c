@@ -94,20 +94,21 @@ static unsigned file_mode(const Registration *reg) {
         return reg->file_group ? AGENT_FILE_MODE_DEFAULT_GROUP : AGENT_FILE_MODE_DEFAULT;
 }
 
-/* The directory that path's file is in, opened below the allowed directory dir one component
- * at a time, none of them a symbolic link; missing ones are made (0755) when create is set.
- * 0 with the fd and the file's name (in path), or -ELOOP (a symbolic link), -ENOTDIR,
- * -ENOENT (not create), with the component in ret_bad (malloc()ed, may be NULL). */
+/* The directory that path's file is in, opened from / one component at a time, none of them
+ * a symbolic link: the allowed directory dir's own components too, since whoever may write in
+ * one of its parents could swap it for a link. Missing ones below dir are made (0755) when
+ * create is set. 0 with the fd and the file's name (in path), or -ELOOP (a symbolic link),
+ * -ENOTDIR, -ENOENT (not create, or dir missing), with the component in ret_bad (malloc()ed,
+ * may be NULL). */
 static int open_parent(
         const char *dir, const char *path, bool create, int *ret_fd, const char **ret_name, char **ret_bad) {
         _cleanup_close_ int fd = -EBADF;
-        const char *c = path + strlen(dir);
+        const char *c = path + 1;
+        size_t dir_len = strlen(dir);
 
-        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        while (*c == '/')
-                c++;
         for (;;) {
                 const char *e = strchr(c, '/');
                 char name[NAME_MAX + 1];
@@ -121,7 +122,7 @@ static int open_parent(
                 name[e - c] = '\0';
 
                 nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (nfd < 0 && errno == ENOENT && create) {
+                if (nfd < 0 && errno == ENOENT && create && (size_t) (e - path) > dir_len) {
                         bool made = mkdirat(fd, name, 0755) >= 0;
 
                         if (!made && errno != EEXIST)

@@ -23,6 +23,8 @@ chmod 0755 "$FILES"
 trap 'rm -rf "$FILES"; cleanup' EXIT
 ALLOWED=$FILES/allowed
 mkdir -m 0755 "$ALLOWED" "$ALLOWED/app" "$FILES/elsewhere"
+# An allowed directory in a directory that someone other than root may change ($FILES/swap).
+mkdir -m 0755 "$FILES/swap" "$FILES/swap/allowed"
 
 HOST=host1.example.com
 make_pki
@@ -44,7 +46,7 @@ rotate() { # ID DATA: a new primary version
 for k in k1 k2 k4 k5 k6; do create "$k" "$k-first"; done
 
 bus_start
-agent_start --file-dir "$ALLOWED/" --file-dir "$T"
+agent_start --file-dir "$ALLOWED/" --file-dir "$T" --file-dir "$FILES/swap/allowed"
 check "the agent is on the bus" wait_for 10 busctl --system status "$DEST"
 
 call() { busctl --system call "$DEST" "$OBJ" "$IFACE" "$@"; }
@@ -169,6 +171,25 @@ is "the planted symlink's target is untouched" "$(cat "$FILES/elsewhere/victim")
 check "the planted symlink is still a symlink" test -L "$F4"
 check "nothing is written through the symlinked directory" test ! -e "$FILES/elsewhere/k5.secret"
 is "the old directory's file is left as it was" "$(cat "$ALLOWED/d5.real/k5.secret")" "k5-first"
+
+# The allowed directory itself swapped for a symlink (by whoever may write in its parent):
+# the agent walks from / without following one, so nothing lands where the link points.
+F8=$FILES/swap/allowed/k8.secret
+create k8 k8-first
+out=$(register k8 "$F8")
+check "k8's file is written" wait_for 10 test -f "$F8"
+mv "$FILES/swap/allowed" "$FILES/swap/allowed.real"
+ln -s "$FILES/elsewhere" "$FILES/swap/allowed"
+rotate k8 k8-second
+check "the agent has k8's new primary" wait_for 10 has k8
+check "the refused write of k8 is logged" wait_for 10 grep -q "Refusing to write the file of key 'k8'.*symbolic link" "$T/agent.log"
+check "nothing is written through the symlinked --file-dir" test ! -e "$FILES/elsewhere/k8.secret"
+out=$(register k9 "$FILES/swap/allowed/k9.secret")
+like "Register under a --file-dir that is a symlink: InvalidArgs" "$out" "InvalidArgs.*symbolic link"
+echo decoy >"$FILES/elsewhere/k8.secret"
+call Unregister s k8 >/dev/null
+is "Unregister removes nothing through the symlinked --file-dir" "$(cat "$FILES/elsewhere/k8.secret")" "decoy"
+is "the real directory's file is left as it was" "$(cat "$FILES/swap/allowed.real/k8.secret")" "k8-first"
 
 # ---- unregister removes the file ------------------------------------------------------------------
 call Unregister s k1 >/dev/null
