@@ -251,6 +251,19 @@ int agent_files_check(Agent *a, Registration *reg, char **reterr_message) {
                 return message(reterr_message, "Refused file '%s': it is not a regular file.", reg->file);
         if (r < 0)
                 return message(reterr_message, "Refused file '%s': %s.", reg->file, strerror(-r));
+        if (r > 0) {
+                /* Only a file a key already writes may be there (another key's is refused by
+                 * the caller, naming it): anything else (another program's, root's) would be
+                 * replaced now and removed at unregister. */
+                const AgentKey *k = agent_find_key(a, reg->id);
+
+                if ((!k || !k->reg.file || !streq(k->reg.file, reg->file)) &&
+                    !agent_files_key_of(a, reg->file, reg->id))
+                        return message(
+                                reterr_message,
+                                "Refused file '%s': it already exists and this key does not write it; remove it first.",
+                                reg->file);
+        }
         return 0;
 }
 

@@ -81,6 +81,8 @@ nobody_reads() { [ "$(as_nobody cat "$F1")" = "$2" ]; }
 check "rotation: nobody reads the new primary" wait_for 10 nobody_reads "$F1" k1-second
 is "rotation: same owner, group and mode" "$(owner "$F1")" "nobody nogroup 440 regular file"
 is "no temporary file is left behind" "$(ls -A "$ALLOWED/app")" "k1.secret"
+out=$(register k1 "$F1" "'file_owner': <'nobody'>, 'file_group': <'nogroup'>, 'file_mode': <uint32 288>")
+is "registering k1 again with its own file is fine" "$out" "()"
 
 # An added version that does not become primary leaves the file alone.
 ino=$(stat -c %i "$F1")
@@ -142,7 +144,14 @@ out=$(register k6 "$ALLOWED/k6.ok" "'file_owner': <'no-such-user-kw'>")
 like "an unknown file_owner: InvalidArgs" "$out" "InvalidArgs.*Unknown file_owner 'no-such-user-kw'"
 out=$(gdbus call --system --dest "$DEST" --object-path "$OBJ" --method "$IFACE.Register" k6 "{'file_mode': <uint32 256>}" 2>&1)
 like "file_mode without file: InvalidArgs" "$out" "InvalidArgs.*need the option file"
+# A file the agent did not write (another program's, root's) is neither replaced nor, at
+# unregister, removed: Register is no way to overwrite what is already there.
+echo "root's own" >"$ALLOWED/app/preexisting.conf"
+out=$(register k6 "$ALLOWED/app/preexisting.conf")
+like "a file already there that no key writes: InvalidArgs" "$out" "InvalidArgs.*already exists"
 is "nothing was registered by the refusals" "$(call ListKeys | grep -c k6)" "0"
+is "the file already there is untouched" "$(cat "$ALLOWED/app/preexisting.conf")" "root's own"
+rm -f "$ALLOWED/app/preexisting.conf"
 is "the symlink's target is untouched" "$(cat "$FILES/elsewhere/victim")" "untouched"
 out=$("$KEYWARD" register --file "$F1" k1 k2 2>&1)
 like "keyward register --file with two keys: usage error" "$out" "one key"
