@@ -106,13 +106,13 @@ static int open_parent(
         const char *c = path + 1;
         size_t dir_len = strlen(dir);
 
-        fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         for (;;) {
                 const char *e = strchr(c, '/');
                 char name[NAME_MAX + 1];
-                int nfd;
+                int nfd, flags;
 
                 if (!e)
                         break;
@@ -121,7 +121,10 @@ static int open_parent(
                 memcpy(name, c, (size_t) (e - c));
                 name[e - c] = '\0';
 
-                nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                /* Above dir, O_PATH: only search permission is needed there, as for a path
+                 * (the agent may run without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH). */
+                flags = (size_t) (e - path) < dir_len ? O_PATH : O_RDONLY;
+                nfd = openat(fd, name, flags | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (nfd < 0 && errno == ENOENT && create && (size_t) (e - path) > dir_len) {
                         bool made = mkdirat(fd, name, 0755) >= 0;
 

@@ -46,7 +46,8 @@ rotate() { # ID DATA: a new primary version
 for k in k1 k2 k4 k5 k6; do create "$k" "$k-first"; done
 
 bus_start
-agent_start --file-dir "$ALLOWED/" --file-dir "$T" --file-dir "$FILES/swap/allowed"
+ln -s "$FILES/swap" "$FILES/swaplink"
+agent_start --file-dir "$ALLOWED/" --file-dir "$T" --file-dir "$FILES/swap/allowed" --file-dir "$FILES/swaplink/allowed"
 check "the agent is on the bus" wait_for 10 busctl --system status "$DEST"
 
 call() { busctl --system call "$DEST" "$OBJ" "$IFACE" "$@"; }
@@ -195,10 +196,43 @@ check "the refused write of k8 is logged" wait_for 10 grep -q "Refusing to write
 check "nothing is written through the symlinked --file-dir" test ! -e "$FILES/elsewhere/k8.secret"
 out=$(register k9 "$FILES/swap/allowed/k9.secret")
 like "Register under a --file-dir that is a symlink: InvalidArgs" "$out" "InvalidArgs.*symbolic link"
+out=$(register k9 "$FILES/swaplink/allowed/k9.secret")
+like "Register under a --file-dir with a symlink above it: InvalidArgs" "$out" "InvalidArgs.*'$FILES/swaplink' is a symbolic link"
 echo decoy >"$FILES/elsewhere/k8.secret"
 call Unregister s k8 >/dev/null
 is "Unregister removes nothing through the symlinked --file-dir" "$(cat "$FILES/elsewhere/k8.secret")" "decoy"
 is "the real directory's file is left as it was" "$(cat "$FILES/swap/allowed.real/k8.secret")" "k8-first"
+
+# A hard link to a root file, or a FIFO, put in a registered file's place: the agent never
+# opens the path for writing, so the linked file keeps its bytes, owner and mode (the path
+# gets a new file), and a FIFO is refused without the agent waiting on it.
+create k10 k10-first
+create k11 k11-first
+F10=$ALLOWED/k10.secret
+F11=$ALLOWED/k11.secret
+register k10 "$F10" "'file_owner': <'nobody'>" >/dev/null
+register k11 "$F11" >/dev/null
+check "k10's file is written" wait_for 10 test -f "$F10"
+check "k11's file is written" wait_for 10 test -f "$F11"
+printf 'root:secret-hash\n' >"$FILES/elsewhere/shadow"
+chmod 0640 "$FILES/elsewhere/shadow"
+rm -f "$F10" "$F11"
+ln "$FILES/elsewhere/shadow" "$F10"
+mkfifo -m 0600 "$F11"
+rotate k10 k10-second
+rotate k11 k11-second
+nobody_reads_k10() { [ "$(as_nobody cat "$F10" 2>/dev/null)" = k10-second ]; }
+check "the hard link's path gets the new primary, for nobody" wait_for 10 nobody_reads_k10
+is "the linked root file keeps its bytes" "$(cat "$FILES/elsewhere/shadow")" "root:secret-hash"
+is "the linked root file keeps its owner and mode, and is linked once again" \
+        "$(stat -c '%U %G %a %h' "$FILES/elsewhere/shadow")" "root root 640 1"
+check "the agent has k11's new primary" wait_for 10 has k11
+check "the refused write over a FIFO is logged" wait_for 10 grep -q "Refusing to write the file of key 'k11'.*not a regular file" "$T/agent.log"
+check "the FIFO is left alone" test -p "$F11"
+check "the agent still answers" call ListKeys
+call Unregister s k10 >/dev/null
+call Unregister s k11 >/dev/null
+check "Unregister leaves the FIFO alone" test -p "$F11"
 
 # ---- unregister removes the file ------------------------------------------------------------------
 call Unregister s k1 >/dev/null
@@ -227,6 +261,21 @@ out=$(register k6 "$ALLOWED/k6.ok")
 like "Register with a file and no --file-dir: InvalidArgs" "$out" "InvalidArgs.*no --file-dir"
 check "a registered file outside every --file-dir is not written at start" test ! -e "$F2"
 check "that is logged" grep -q "Refusing to write the file of key 'k2'" "$T/agent.log"
+
+# ---- without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (as under the shipped unit) ----------------
+# The walk from / opens the directories above the allowed one with O_PATH: it needs only the
+# search permission a path needs, here through a directory of nobody's that is 0711.
+agent_stop
+rm -f "$F2"
+chown nobody:nogroup "$FILES"
+chmod 0711 "$FILES"
+printf '#!/bin/sh\nexec setpriv --bounding-set=-dac_override,-dac_read_search -- "%s" "$@"\n' "$KEYWARD_AGENT" >"$T/agent-nodac"
+chmod 0755 "$T/agent-nodac"
+KEYWARD_AGENT=$T/agent-nodac agent_start --file-dir "$ALLOWED"
+check "the agent without CAP_DAC_OVERRIDE is on the bus" wait_for 10 busctl --system status "$DEST"
+check "it writes a file below a directory it may only search (nobody's, 0711)" wait_for 10 test -f "$F2"
+chown root:root "$FILES"
+chmod 0755 "$FILES"
 
 check "no secret in the agent's log" bash -c "! grep -q -e k1-first -e k1-second -e '$(b64 k1-first)' '$T/agent.log'"
 done_testing
