@@ -19,13 +19,15 @@
 #include "strv.h"
 #include "user-util.h"
 
-/* Whether path is dir or below it (dir without a trailing '/'). */
+/* Whether path is dir or below it (dir's trailing slashes ignored: "--state-dir /x/" is /x). */
 static bool path_startswith(const char *path, const char *dir) {
         size_t n = strlen(dir);
 
+        while (n > 1 && dir[n - 1] == '/')
+                n--;
         if (!strneq(path, dir, n))
                 return false;
-        return path[n] == '\0' || path[n] == '/' || streq(dir, "/");
+        return path[n] == '\0' || path[n] == '/' || (n == 1 && dir[0] == '/');
 }
 
 int agent_files_path_allowed(
@@ -92,24 +94,25 @@ static unsigned file_mode(const Registration *reg) {
         return reg->file_group ? AGENT_FILE_MODE_DEFAULT_GROUP : AGENT_FILE_MODE_DEFAULT;
 }
 
-/* The directory that path's file is in, opened below the allowed directory dir one component
- * at a time, none of them a symbolic link; missing ones are made (0755) when create is set.
- * 0 with the fd and the file's name (in path), or -ELOOP (a symbolic link), -ENOTDIR,
- * -ENOENT (not create), with the component in ret_bad (malloc()ed, may be NULL). */
+/* The directory that path's file is in, opened from / one component at a time, none of them
+ * a symbolic link: the allowed directory dir's own components too, since whoever may write in
+ * one of its parents could swap it for a link. Missing ones below dir are made (0755) when
+ * create is set. 0 with the fd and the file's name (in path), or -ELOOP (a symbolic link),
+ * -ENOTDIR, -ENOENT (not create, or dir missing), with the component in ret_bad (malloc()ed,
+ * may be NULL). */
 static int open_parent(
         const char *dir, const char *path, bool create, int *ret_fd, const char **ret_name, char **ret_bad) {
         _cleanup_close_ int fd = -EBADF;
-        const char *c = path + strlen(dir);
+        const char *c = path + 1;
+        size_t dir_len = strlen(dir);
 
-        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        while (*c == '/')
-                c++;
         for (;;) {
                 const char *e = strchr(c, '/');
                 char name[NAME_MAX + 1];
-                int nfd;
+                int nfd, flags;
 
                 if (!e)
                         break;
@@ -118,8 +121,11 @@ static int open_parent(
                 memcpy(name, c, (size_t) (e - c));
                 name[e - c] = '\0';
 
-                nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (nfd < 0 && errno == ENOENT && create) {
+                /* Above dir, O_PATH: only search permission is needed there, as for a path
+                 * (the agent may run without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH). */
+                flags = (size_t) (e - path) < dir_len ? O_PATH : O_RDONLY;
+                nfd = openat(fd, name, flags | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (nfd < 0 && errno == ENOENT && create && (size_t) (e - path) > dir_len) {
                         bool made = mkdirat(fd, name, 0755) >= 0;
 
                         if (!made && errno != EEXIST)
@@ -248,6 +254,19 @@ int agent_files_check(Agent *a, Registration *reg, char **reterr_message) {
                 return message(reterr_message, "Refused file '%s': it is not a regular file.", reg->file);
         if (r < 0)
                 return message(reterr_message, "Refused file '%s': %s.", reg->file, strerror(-r));
+        if (r > 0) {
+                /* Only a file a key already writes may be there (another key's is refused by
+                 * the caller, naming it): anything else (another program's, root's) would be
+                 * replaced now and removed at unregister. */
+                const AgentKey *k = agent_find_key(a, reg->id);
+
+                if ((!k || !k->reg.file || !streq(k->reg.file, reg->file)) &&
+                    !agent_files_key_of(a, reg->file, reg->id))
+                        return message(
+                                reterr_message,
+                                "Refused file '%s': it already exists and this key does not write it; remove it first.",
+                                reg->file);
+        }
         return 0;
 }
 

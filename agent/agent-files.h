@@ -31,7 +31,8 @@ int agent_files_path_allowed(
 bool agent_files_is_json(const char *path) _pure_;
 
 /* Check reg's file at registration: allowed (as above), no symbolic link on its way or in its
- * place, its owner and group known to NSS; a mode of 0 becomes the default. 0, or -EINVAL with
+ * place, no file there that no key writes, its owner and group known to NSS; a mode of 0
+ * becomes the default. 0, or -EINVAL with
  * a message for the caller in *reterr_message (malloc()ed), or -ENOMEM. */
 int agent_files_check(Agent *a, Registration *reg, char **reterr_message);
 

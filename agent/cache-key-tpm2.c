@@ -11,9 +11,13 @@
  * the values they had at sealing, unseals it. */
 #include "cache-key-tpm2.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
@@ -509,8 +513,42 @@ static int make_new(Tpm2 *t, const char *sealed_path, const char *tcti, uint32_t
         return 0;
 }
 
+/* The blob at path: no symbolic link (-ELOOP), a regular file (-EBADFD), of our own uid and
+ * with no access for group or others (-EPERM: whoever reads an unbound blob and may use the
+ * TPM unseals the key; whoever may replace it chooses the key). A file too large for a blob
+ * is read as an empty one (refused by the parser). */
+static int read_blob(const char *path, uint8_t *buf, size_t max, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        size_t n = 0;
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if (st.st_uid != geteuid() || (st.st_mode & 0077) != 0)
+                return log_debug_errno(
+                        EPERM, "'%s' is owned by uid %u with mode %04o: not ours alone, refused.", path,
+                        (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+        if ((uint64_t) st.st_size > max) {
+                *ret_size = 0;
+                return 0;
+        }
+        r = read_fd_all(fd, buf, max, &n); /* reads up to max + 1 bytes */
+        if (r == -E2BIG)
+                n = 0;
+        else if (r < 0)
+                return r;
+        *ret_size = n;
+        return 0;
+}
+
 int cache_key_tpm2_load(const char *sealed_path, const char *tcti, uint32_t pcr_mask, Secret **ret_key) {
-        _cleanup_free_ char *data = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
         Secret *key = NULL;
         Tpm2 t = TPM2_NULL;
         size_t size = 0;
@@ -520,11 +558,14 @@ int cache_key_tpm2_load(const char *sealed_path, const char *tcti, uint32_t pcr_
         assert_return(ret_key, -EINVAL);
         assert_return(!(pcr_mask & ~CACHE_KEY_TPM2_PCR_MASK_ALL), -EINVAL);
 
-        r = read_full_file(sealed_path, CACHE_KEY_TPM2_BLOB_MAX, &data, &size);
+        data = malloc(CACHE_KEY_TPM2_BLOB_MAX + 1);
+        if (!data)
+                return -ENOMEM;
+        r = read_blob(sealed_path, data, CACHE_KEY_TPM2_BLOB_MAX, &size);
         if (r == -ENOENT)
                 r = make_new(&t, sealed_path, tcti, pcr_mask, &key);
-        else if (r >= 0 || r == -E2BIG) /* too large for a blob: refused as an empty one */
-                r = load_existing(&t, sealed_path, tcti, pcr_mask, (const uint8_t *) data, size, &key);
+        else if (r >= 0)
+                r = load_existing(&t, sealed_path, tcti, pcr_mask, data, size, &key);
         tpm2_done(&t);
         if (r < 0)
                 return r;

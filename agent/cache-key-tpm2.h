@@ -24,7 +24,9 @@ bool cache_key_tpm2_present(const char *tcti);
  * does not exist, make a new key with the TPM's RNG mixed with getrandom(), seal it (bound to
  * the PCRs in pcr_mask, SHA-256 bank, when pcr_mask != 0) and write the blob atomically (0400
  * root: temp, fsync, rename, fsync of the directory). -ENODEV: no TPM; -EBADMSG: the blob does
- * not unseal on this TPM (another machine, changed PCRs, edited blob). */
+ * not unseal on this TPM (another machine, changed PCRs, edited blob); -EPERM: the blob is
+ * not ours alone (another owner, or access for group or others), -ELOOP: a symbolic link,
+ * -EBADFD: not a regular file (all three left as they are: not a reason for a new key). */
 int cache_key_tpm2_load(const char *sealed_path, const char *tcti, uint32_t pcr_mask, Secret **ret_key);
 /* Parse "7" / "0,7" / "" into a mask; -EINVAL on anything else (PCR 0..23). */
 int cache_key_tpm2_parse_pcrs(const char *s, uint32_t *ret_mask);

@@ -23,6 +23,8 @@ chmod 0755 "$FILES"
 trap 'rm -rf "$FILES"; cleanup' EXIT
 ALLOWED=$FILES/allowed
 mkdir -m 0755 "$ALLOWED" "$ALLOWED/app" "$FILES/elsewhere"
+# An allowed directory in a directory that someone other than root may change ($FILES/swap).
+mkdir -m 0755 "$FILES/swap" "$FILES/swap/allowed"
 
 HOST=host1.example.com
 make_pki
@@ -44,7 +46,8 @@ rotate() { # ID DATA: a new primary version
 for k in k1 k2 k4 k5 k6; do create "$k" "$k-first"; done
 
 bus_start
-agent_start --file-dir "$ALLOWED/" --file-dir "$T"
+ln -s "$FILES/swap" "$FILES/swaplink"
+agent_start --file-dir "$ALLOWED/" --file-dir "$T" --file-dir "$FILES/swap/allowed" --file-dir "$FILES/swaplink/allowed"
 check "the agent is on the bus" wait_for 10 busctl --system status "$DEST"
 
 call() { busctl --system call "$DEST" "$OBJ" "$IFACE" "$@"; }
@@ -80,6 +83,8 @@ nobody_reads() { [ "$(as_nobody cat "$F1")" = "$2" ]; }
 check "rotation: nobody reads the new primary" wait_for 10 nobody_reads "$F1" k1-second
 is "rotation: same owner, group and mode" "$(owner "$F1")" "nobody nogroup 440 regular file"
 is "no temporary file is left behind" "$(ls -A "$ALLOWED/app")" "k1.secret"
+out=$(register k1 "$F1" "'file_owner': <'nobody'>, 'file_group': <'nogroup'>, 'file_mode': <uint32 288>")
+is "registering k1 again with its own file is fine" "$out" "()"
 
 # An added version that does not become primary leaves the file alone.
 ino=$(stat -c %i "$F1")
@@ -141,7 +146,14 @@ out=$(register k6 "$ALLOWED/k6.ok" "'file_owner': <'no-such-user-kw'>")
 like "an unknown file_owner: InvalidArgs" "$out" "InvalidArgs.*Unknown file_owner 'no-such-user-kw'"
 out=$(gdbus call --system --dest "$DEST" --object-path "$OBJ" --method "$IFACE.Register" k6 "{'file_mode': <uint32 256>}" 2>&1)
 like "file_mode without file: InvalidArgs" "$out" "InvalidArgs.*need the option file"
+# A file the agent did not write (another program's, root's) is neither replaced nor, at
+# unregister, removed: Register is no way to overwrite what is already there.
+echo "root's own" >"$ALLOWED/app/preexisting.conf"
+out=$(register k6 "$ALLOWED/app/preexisting.conf")
+like "a file already there that no key writes: InvalidArgs" "$out" "InvalidArgs.*already exists"
 is "nothing was registered by the refusals" "$(call ListKeys | grep -c k6)" "0"
+is "the file already there is untouched" "$(cat "$ALLOWED/app/preexisting.conf")" "root's own"
+rm -f "$ALLOWED/app/preexisting.conf"
 is "the symlink's target is untouched" "$(cat "$FILES/elsewhere/victim")" "untouched"
 out=$("$KEYWARD" register --file "$F1" k1 k2 2>&1)
 like "keyward register --file with two keys: usage error" "$out" "one key"
@@ -171,6 +183,58 @@ check "the planted symlink is still a symlink" test -L "$F4"
 check "nothing is written through the symlinked directory" test ! -e "$FILES/elsewhere/k5.secret"
 is "the old directory's file is left as it was" "$(cat "$ALLOWED/d5.real/k5.secret")" "k5-first"
 
+# The allowed directory itself swapped for a symlink (by whoever may write in its parent):
+# the agent walks from / without following one, so nothing lands where the link points.
+F8=$FILES/swap/allowed/k8.secret
+create k8 k8-first
+out=$(register k8 "$F8")
+check "k8's file is written" wait_for 10 test -f "$F8"
+mv "$FILES/swap/allowed" "$FILES/swap/allowed.real"
+ln -s "$FILES/elsewhere" "$FILES/swap/allowed"
+rotate k8 k8-second
+check "the agent has k8's new primary" wait_for 10 has k8
+check "the refused write of k8 is logged" wait_for 10 grep -q "Refusing to write the file of key 'k8'.*symbolic link" "$T/agent.log"
+check "nothing is written through the symlinked --file-dir" test ! -e "$FILES/elsewhere/k8.secret"
+out=$(register k9 "$FILES/swap/allowed/k9.secret")
+like "Register under a --file-dir that is a symlink: InvalidArgs" "$out" "InvalidArgs.*symbolic link"
+out=$(register k9 "$FILES/swaplink/allowed/k9.secret")
+like "Register under a --file-dir with a symlink above it: InvalidArgs" "$out" "InvalidArgs.*'$FILES/swaplink' is a symbolic link"
+echo decoy >"$FILES/elsewhere/k8.secret"
+call Unregister s k8 >/dev/null
+is "Unregister removes nothing through the symlinked --file-dir" "$(cat "$FILES/elsewhere/k8.secret")" "decoy"
+is "the real directory's file is left as it was" "$(cat "$FILES/swap/allowed.real/k8.secret")" "k8-first"
+
+# A hard link to a root file, or a FIFO, put in a registered file's place: the agent never
+# opens the path for writing, so the linked file keeps its bytes, owner and mode (the path
+# gets a new file), and a FIFO is refused without the agent waiting on it.
+create k10 k10-first
+create k11 k11-first
+F10=$ALLOWED/k10.secret
+F11=$ALLOWED/k11.secret
+register k10 "$F10" "'file_owner': <'nobody'>" >/dev/null
+register k11 "$F11" >/dev/null
+check "k10's file is written" wait_for 10 test -f "$F10"
+check "k11's file is written" wait_for 10 test -f "$F11"
+printf 'root:secret-hash\n' >"$FILES/elsewhere/shadow"
+chmod 0640 "$FILES/elsewhere/shadow"
+rm -f "$F10" "$F11"
+ln "$FILES/elsewhere/shadow" "$F10"
+mkfifo -m 0600 "$F11"
+rotate k10 k10-second
+rotate k11 k11-second
+nobody_reads_k10() { [ "$(as_nobody cat "$F10" 2>/dev/null)" = k10-second ]; }
+check "the hard link's path gets the new primary, for nobody" wait_for 10 nobody_reads_k10
+is "the linked root file keeps its bytes" "$(cat "$FILES/elsewhere/shadow")" "root:secret-hash"
+is "the linked root file keeps its owner and mode, and is linked once again" \
+        "$(stat -c '%U %G %a %h' "$FILES/elsewhere/shadow")" "root root 640 1"
+check "the agent has k11's new primary" wait_for 10 has k11
+check "the refused write over a FIFO is logged" wait_for 10 grep -q "Refusing to write the file of key 'k11'.*not a regular file" "$T/agent.log"
+check "the FIFO is left alone" test -p "$F11"
+check "the agent still answers" call ListKeys
+call Unregister s k10 >/dev/null
+call Unregister s k11 >/dev/null
+check "Unregister leaves the FIFO alone" test -p "$F11"
+
 # ---- unregister removes the file ------------------------------------------------------------------
 call Unregister s k1 >/dev/null
 check "Unregister removes the file" test ! -e "$F1"
@@ -198,6 +262,21 @@ out=$(register k6 "$ALLOWED/k6.ok")
 like "Register with a file and no --file-dir: InvalidArgs" "$out" "InvalidArgs.*no --file-dir"
 check "a registered file outside every --file-dir is not written at start" test ! -e "$F2"
 check "that is logged" grep -q "Refusing to write the file of key 'k2'" "$T/agent.log"
+
+# ---- without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (as under the shipped unit) ----------------
+# The walk from / opens the directories above the allowed one with O_PATH: it needs only the
+# search permission a path needs, here through a directory of nobody's that is 0711.
+agent_stop
+rm -f "$F2"
+chown nobody:nogroup "$FILES"
+chmod 0711 "$FILES"
+printf '#!/bin/sh\nexec setpriv --bounding-set=-dac_override,-dac_read_search -- "%s" "$@"\n' "$KEYWARD_AGENT" >"$T/agent-nodac"
+chmod 0755 "$T/agent-nodac"
+KEYWARD_AGENT=$T/agent-nodac agent_start --file-dir "$ALLOWED"
+check "the agent without CAP_DAC_OVERRIDE is on the bus" wait_for 10 busctl --system status "$DEST"
+check "it writes a file below a directory it may only search (nobody's, 0711)" wait_for 10 test -f "$F2"
+chown root:root "$FILES"
+chmod 0755 "$FILES"
 
 check "no secret in the agent's log" bash -c "! grep -q -e k1-first -e k1-second -e '$(b64 k1-first)' '$T/agent.log'"
 done_testing

@@ -6,6 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 
 HELPER=${CACHE_KEY_TPM2:-$KEYWARD_TOP_BUILDDIR/tests/integration/cache-key-tpm2}
+umask 077 # blobs the test makes by hand are private, as the agent's are
 [ -x "$HELPER" ] || skip_all "keyward is built without TPM2 support (libtss2-dev)"
 need_tools swtpm
 
@@ -42,6 +43,29 @@ is "an existing blob keeps the binding it was sealed with" "$(load "$T/cache.sea
 key2=$(load "$T/other.sealed" "$TPM_A" "")
 like "a second blob: another key" "$key2" '^[0-9a-f]{64}$'
 check "two blobs, two keys" test "$key1" != "$key2"
+
+# The blob must be a regular file of the agent's own uid that nobody else may read or write:
+# anyone who can read an unbound blob and use the TPM unseals the key, and a blob that others
+# may replace would hand the agent a key they chose. Refused as EPERM (never replaced by a new
+# key, which would hide the problem), whatever it holds.
+for m in 0644 0440 0404 0600 0620; do
+        cp "$T/cache.sealed" "$T/lax.sealed"
+        chmod "$m" "$T/lax.sealed"
+        case $m in
+        0600) is "a blob of mode 0600 unseals" "$(load "$T/lax.sealed" "$TPM_A" "")" "$key1" ;;
+        *) is "a blob of mode $m (others have access) is refused" "$(load "$T/lax.sealed" "$TPM_A" "")" EPERM ;;
+        esac
+done
+is "the refused blob is left as it was" "$(cmp "$T/cache.sealed" "$T/lax.sealed" && echo same)" same
+if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
+        cp "$T/cache.sealed" "$T/other.owner.sealed"
+        chown nobody "$T/other.owner.sealed"
+        is "a blob owned by another user is refused" "$(load "$T/other.owner.sealed" "$TPM_A" "")" EPERM
+fi
+ln -s "$T/cache.sealed" "$T/link.sealed"
+is "a blob that is a symbolic link is refused" "$(load "$T/link.sealed" "$TPM_A" "")" ELOOP
+mkfifo "$T/fifo.sealed"
+is "a FIFO is no blob (and the load does not wait for a writer)" "$(load "$T/fifo.sealed" "$TPM_A" "")" EBADFD
 
 # Another machine: the same blob on another TPM.
 is "another TPM does not unseal the blob" "$(load "$T/cache.sealed" "$TPM_B" "")" EBADMSG

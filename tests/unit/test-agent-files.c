@@ -94,6 +94,22 @@ static void test_allowed(void **state) {
                         "/var/lib/keyward/cache/k", LIST("/var/lib"), "/var/lib/keyward", NULL, &msg),
                 -EPERM);
         assert_non_null(strstr(msg, "state directory"));
+        /* A state directory given with trailing slashes ("--state-dir /var/lib/keyward/") is
+         * the same directory. */
+        assert_int_equal(
+                agent_files_path_allowed(
+                        "/var/lib/keyward/registrations.json", LIST("/var/lib"), "/var/lib/keyward/", NULL,
+                        &msg),
+                -EPERM);
+        assert_non_null(strstr(msg, "state directory"));
+        assert_int_equal(
+                agent_files_path_allowed(
+                        "/var/lib/keyward/cache/k", LIST("/var/lib"), "/var/lib/keyward//", NULL, &msg),
+                -EPERM);
+        assert_int_equal(
+                agent_files_path_allowed(
+                        "/var/lib/keywardx", LIST("/var/lib"), "/var/lib/keyward/", NULL, &msg),
+                0);
         assert_int_equal(
                 agent_files_path_allowed(
                         "/var/lib/keywardx", LIST("/var/lib"), "/var/lib/keyward", NULL, &msg),
