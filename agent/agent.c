@@ -612,7 +612,13 @@ static int run(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-        int r = run(argc, argv);
+        int r;
+
+        /* tpm2-tss writes its own WARNING/ERROR lines to stderr (e.g. when `auto` probes a
+         * machine with no TPM); the agent says what matters itself. The admin's setting wins. */
+        if (setenv("TSS2_LOG", "all+none", 0) < 0)
+                return EXIT_FAILURE;
+        r = run(argc, argv);
 
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

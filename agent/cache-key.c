@@ -217,6 +217,40 @@ static int credential_load(const char *name, Secret **ret) {
         return read_key_fd(fd, name, ret);
 }
 
+#if defined(HAVE_TPM2) && HAVE_TPM2
+/* The blob does not unseal (another machine's TPM, a TPM cleared, a PCR it is bound to
+ * changed, or the blob edited): the TPM answered and said no, so the key is gone for this
+ * boot. Set the blob aside (never removed: a PCR change may be undone) and make a new key.
+ * Only ever on -EBADMSG; a busy or absent TPM says nothing about the blob. */
+static int tpm2_replace(const CacheKeyOptions *o, const char *sealed, Secret **ret) {
+        _cleanup_free_ char *aside = NULL;
+        const char *state = o->state_dir ?: "the state directory";
+        int r;
+
+        if (asprintf(&aside, "%s.unsealable", sealed) < 0)
+                return -ENOMEM;
+        if (rename(sealed, aside) < 0)
+                return log_error_errno(
+                        errno,
+                        "The cache key '%s' does not unseal with this TPM2, and setting it aside as '%s' "
+                        "failed: %m",
+                        sealed, aside);
+        log_error(
+                "The cache key '%s' does not unseal with this TPM2 (another machine's TPM, a TPM "
+                "cleared, a PCR it is bound to changed, or the file edited). It is set aside as '%s' "
+                "and a new cache key is made: every cached key is fetched again from the server, and "
+                "the registrations, sealed under the old key, are set aside in '%s' as "
+                "registrations.sealed.unopened and must be made again. To undo (when the PCRs are "
+                "back as they were): stop the agent, move '%s' back to '%s' and "
+                "registrations.sealed.unopened back to registrations.sealed, and start it again.",
+                sealed, aside, state, aside, sealed);
+        r = cache_key_tpm2_load(sealed, o->tpm2_device, o->tpm2_pcrs, ret);
+        if (r == -EBADMSG) /* a key just sealed that does not unseal: the TPM is at fault */
+                return log_error_errno(r, "A new cache key sealed to this TPM2 does not unseal either.");
+        return r;
+}
+#endif
+
 static int tpm2_load(const CacheKeyOptions *o, Secret **ret) {
 #if defined(HAVE_TPM2) && HAVE_TPM2
         const char *sealed = o->tpm2_sealed ?: CACHE_KEY_DEFAULT_TPM2;
@@ -230,10 +264,10 @@ static int tpm2_load(const CacheKeyOptions *o, Secret **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create the directory of '%s': %m", sealed);
         r = cache_key_tpm2_load(sealed, o->tpm2_device, o->tpm2_pcrs, ret);
+        if (r == -EBADMSG)
+                r = tpm2_replace(o, sealed, ret);
         if (r == -ENODEV)
                 return log_error_errno(r, "No TPM2 found for the cache key.");
-        if (r == -EBADMSG)
-                return log_error_errno(r, "The cache key '%s' does not unseal with this TPM2.", sealed);
         if (r < 0)
                 return log_error_errno(r, "Failed to load the cache key from the TPM2: %m");
         return 0;
