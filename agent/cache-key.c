@@ -304,7 +304,16 @@ int cache_key_load(const CacheKeyOptions *o, Secret **ret) {
                 if (tpm2_present(o)) {
                         r = tpm2_load(o, &key);
                         spec = "tpm2 (auto)";
-                } else if (
+                } else if (access(o->tpm2_sealed ?: CACHE_KEY_DEFAULT_TPM2, F_OK) >= 0)
+                        /* The TPM held the key before and does not answer now (a dead resource
+                         * manager, a wrong --tpm2-device): another key would set the registrations
+                         * aside for a fault that may pass. */
+                        return log_error_errno(
+                                ENODEV,
+                                "The cache key is sealed by a TPM2 (%s), but no TPM2 answers; not falling back "
+                                "to another key. Bring the TPM2 back, or choose --cache-key explicitly.",
+                                o->tpm2_sealed ?: CACHE_KEY_DEFAULT_TPM2);
+                else if (
                         credential_path(CACHE_KEY_CREDENTIAL, true, &cred) >= 0 && access(cred, F_OK) >= 0) {
                         r = credential_load(CACHE_KEY_CREDENTIAL, &key);
                         spec = "credential:" CACHE_KEY_CREDENTIAL " (auto)";

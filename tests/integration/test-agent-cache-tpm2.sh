@@ -154,6 +154,11 @@ is "(5) no TPM: exit 1" "$?" 1
 like "(5) ... with a clear error" "$out" "No TPM2 found for the cache key"
 check "(5) the blob is not set aside" test ! -e "$BLOB.unsealable"
 check "(5) ... nor changed" cmp -s "$BLOB" "$T/blob.orig"
+agent_args --cache-key auto --tpm2-device "$TPM_A" --tpm2-sealed-key "$BLOB"
+out=$(timeout 30 "$KEYWARD_AGENT" "${AGENT_ARGS[@]}" 2>&1)
+is "(5) auto, a sealed key there and no TPM: exit 1" "$?" 1
+like "(5) ... it does not fall back to another key" "$out" "sealed by a TPM2 .*but no TPM2 answers"
+check "(5) ... the blob is neither set aside nor changed" cmp -s "$BLOB" "$T/blob.orig"
 
 # ---- (6) auto where no TPM answers: tpm2-tss says nothing in the agent's log ---------------------------
 nothing="swtpm:host=127.0.0.1,port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -161,13 +166,13 @@ mkdir -m 0700 "$T/creds"
 head -c 32 /dev/urandom >"$T/creds/keyward-cache-key"
 chmod 0400 "$T/creds/keyward-cache-key"
 AGENT_STATE=$T/state6 AGENT_LOG=$T/agent6.log AGENT_ENV=(CREDENTIALS_DIRECTORY="$T/creds")
-check "(6) auto with no TPM answering starts" start --cache-key auto --tpm2-device "$nothing"
+check "(6) auto with no TPM answering starts" start --cache-key auto --tpm2-device "$nothing" --tpm2-sealed-key "$T/none.tpm2"
 check "(6) it takes the credential" grep -q "Cache key: credential:keyward-cache-key (auto)" "$T/agent6.log"
 check "(6) no WARNING:/ERROR: lines from tpm2-tss" bash -c "! grep -E '^(WARNING|ERROR):' '$T/agent6.log'"
 check "the agent stops" agent_stop
 AGENT_ENV=(CREDENTIALS_DIRECTORY="$T/creds" TSS2_LOG=all+warning)
 : >"$T/agent6.log"
-check "(6) with TSS2_LOG set by the admin" start --cache-key auto --tpm2-device "$nothing"
+check "(6) with TSS2_LOG set by the admin" start --cache-key auto --tpm2-device "$nothing" --tpm2-sealed-key "$T/none.tpm2"
 check "(6) ... tpm2-tss logs as told" grep -q -E '^(WARNING|ERROR):' "$T/agent6.log"
 check "the agent stops" agent_stop
 AGENT_ENV=()
