@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* keywardd's own settings: its table and the parsers that check default-acl, log-level,
  * login-ttl and connection-limit-exempt as they are read, over keywardd.conf text or a
- * command line (input starting with "--", one argument per line). keywardd.c is compiled in
- * here with its main() renamed, so that the table is the one keywardd uses. */
+ * command line (input starting with "--", one argument per line). The table is the one keywardd
+ * uses, from keywardd-options.c. */
 #include <assert.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "fuzz.h"
-
-int keywardd_main(int argc, char *argv[]);
-#define main keywardd_main
-#include "keywardd.c"
-#undef main
+#include "keywardd.h"
+#include "log.h"
+#include "server-conn-limit.h"
+#include "server.h"
+#include "strv.h"
 
 static void fuzz_argv(const char *text, size_t size, ServerConfig *c) {
         _cleanup_free_ char *copy = NULL;
@@ -22,7 +24,7 @@ static void fuzz_argv(const char *text, size_t size, ServerConfig *c) {
         if (!copy)
                 return;
         argc = fuzz_argv_from_lines(copy, argv, 64, (const char *const[]){"--co", "--he", NULL});
-        (void) config_parse_argv(argc, argv, server_items, ELEMENTSOF(server_items), c, NULL);
+        (void) config_parse_argv(argc, argv, server_items, server_items_count, c, NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -36,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 fuzz_argv((const char *) data, size, &c);
         else
                 (void) config_load_string(
-                        (const char *) data, size, "fuzz", server_items, ELEMENTSOF(server_items), &c);
+                        (const char *) data, size, "fuzz", server_items, server_items_count, &c);
 
         /* Whatever was accepted is what serve goes on with. */
         STRV_FOREACH(e, c.default_acl) {
