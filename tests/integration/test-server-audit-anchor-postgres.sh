@@ -82,7 +82,7 @@ fi
 # SHA-256 of the line before), the final checkpoint's HMAC left as it was. The chain holds;
 # without the master key only the anchor, the hash of the true last line, tells.
 python3 - "$AUDIT" "$T/rewritten.log" "$seq2" <<'EOF'
-import hashlib, json, re, sys
+import hashlib, json, sys
 src, dst, after = sys.argv[1], sys.argv[2], int(sys.argv[3])
 lines = open(src).read().splitlines()
 edited = False
