@@ -46,6 +46,8 @@ struct AgentBus {
         LogRateLimit refusals;
         sd_event_source *refusal_timer; /* tells the suppressed count when the interval ends */
         AgentPeers peers;               /* who may be sent KeyChanged (agent-peers.c) */
+        /* Announces the LastSync that the once-a-second limit held back. */
+        sd_event_source *last_sync_timer;
 };
 
 static int get_caller(Agent *a, sd_bus_message *m, Caller **ret, sd_bus_error *error) {
@@ -813,22 +815,63 @@ void agent_bus_key_changed(Agent *a, const char *id, const char *hash, bool rota
                 agent_units_key_rotated(b->bus, &k->reg);
 }
 
+static void last_sync_recheck(Agent *a);
+
+/* The sync threads wake the main loop for LastSync at most once a second, so the last
+ * exchange of a burst may move LastSync without a wake: a second after each announcement,
+ * look again and announce what was held back. Idle once LastSync stops moving. */
+static int on_last_sync_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+        AgentBus *b = a->bus;
+        uint64_t t;
+
+        pthread_mutex_lock(&a->lock);
+        t = a->last_sync_usec;
+        pthread_mutex_unlock(&a->lock);
+        if (!b || t == b->last_sync_usec)
+                return 0;
+        b->last_sync_usec = t;
+        (void) sd_bus_emit_properties_changed(b->bus, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, "LastSync", NULL);
+        last_sync_recheck(a);
+        return 0;
+}
+
+static void last_sync_recheck(Agent *a) {
+        AgentBus *b = a->bus;
+        int r;
+
+        if (b->last_sync_timer)
+                r = sd_event_source_set_time_relative(b->last_sync_timer, USEC_PER_SEC);
+        else
+                r = sd_event_add_time_relative(
+                        a->event, &b->last_sync_timer, CLOCK_MONOTONIC, USEC_PER_SEC, 0, on_last_sync_timer,
+                        a);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(b->last_sync_timer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_debug_errno(r, "Cannot schedule the next LastSync announcement, ignoring: %m");
+}
+
 void agent_bus_status_changed(Agent *a, bool connected, uint64_t last_sync_usec) {
         AgentBus *b = a->bus;
         const char *props[3] = {};
+        bool moved;
         size_t n = 0;
 
         if (!b)
                 return;
+        moved = b->last_sync_usec != last_sync_usec;
         if (b->connected != connected)
                 props[n++] = "Connected";
-        if (b->last_sync_usec != last_sync_usec)
+        if (moved)
                 props[n++] = "LastSync";
         b->connected = connected;
         b->last_sync_usec = last_sync_usec;
         if (n > 0)
                 (void) sd_bus_emit_properties_changed_strv(
                         b->bus, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, (char **) props);
+        if (moved)
+                last_sync_recheck(a);
 }
 
 void agent_bus_properties_changed(Agent *a, const char *property) {
@@ -913,6 +956,7 @@ void agent_bus_close(Agent *a) {
         agent_peers_done(&b->peers);
         refusals_flush(b);
         sd_event_source_disable_unref(b->refusal_timer);
+        sd_event_source_disable_unref(b->last_sync_timer);
         sd_bus_slot_unref(b->object_slot);
         if (b->bus) {
                 (void) sd_bus_release_name(b->bus, AGENT_BUS_NAME);
