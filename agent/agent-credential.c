@@ -43,12 +43,28 @@
 #        define SO_PEERPIDFD 77
 #endif
 
-static void refuse(Agent *a, const char *unit, const char *name, const char *why) {
+static void refuse(Agent *a, uid_t uid, pid_t pid, const char *unit, const char *name, const char *why) {
+        char *f[6] = {};
+
         a->counters.credentials_refused++;
         agent_metrics_changed(a);
-        log_security(
-                LOG_WARNING, MESSAGE_ID_CREDENTIAL, "Refused credential '%s' to unit %s: %s.",
-                LOG_NAME(name), LOG_NAME(unit), why);
+        /* The fields of a delivery (agent_log_delivery()), so that journalctl KEYWARD_UNIT=...
+         * lists a unit's refusals beside its deliveries. NULL where a field could not be made. */
+        if (asprintf(&f[0], "KEYWARD_CALLER_UID=%u", (unsigned) uid) < 0)
+                f[0] = NULL;
+        if (asprintf(&f[1], "KEYWARD_CALLER_PID=%u", (unsigned) pid) < 0)
+                f[1] = NULL;
+        if (unit && asprintf(&f[2], "KEYWARD_UNIT=%s", unit) < 0)
+                f[2] = NULL;
+        if (name && asprintf(&f[3], "KEYWARD_CREDENTIAL=%s", name) < 0)
+                f[3] = NULL;
+        f[4] = strdup("KEYWARD_METHOD=credential");
+        f[5] = strdup("KEYWARD_RESULT=refused");
+        log_security_fields(
+                LOG_WARNING, MESSAGE_ID_CREDENTIAL, f, ELEMENTSOF(f),
+                "Refused credential '%s' to unit %s: %s.", LOG_NAME(name), LOG_NAME(unit), why);
+        for (size_t i = 0; i < ELEMENTSOF(f); i++)
+                free(f[i]);
 }
 
 /* What one version of a key (the cache file with this checksum) gives as a credential, read
@@ -435,7 +451,7 @@ static int reply_prepare(Agent *a, CredentialReply *rep) {
                 a, &(Caller){.uid = rep->uid, .pid = rep->pid, .unit = rep->unit}, rep->id, rep->as_json, &c,
                 &why);
         if (r < 0) {
-                refuse(a, rep->unit, rep->name, why ?: strerror(-r));
+                refuse(a, rep->uid, rep->pid, rep->unit, rep->name, why ?: strerror(-r));
                 return r;
         }
         rep->copy = c;
@@ -471,13 +487,13 @@ static int serve(Agent *a, CredentialReply *rep) {
             credential_peer_parse(
                     sa.sun_path + 1, salen - offsetof(struct sockaddr_un, sun_path) - 1, &buf, &unit,
                     &name) < 0) {
-                refuse(a, NULL, NULL,
+                refuse(a, cred.uid, cred.pid, NULL, NULL,
                        "the peer is not systemd asking for a unit's credential (no /unit/ address)");
                 return -EPERM;
         }
         r = verify_peer_unit(fd, cred.pid, unit, peer_why, sizeof(peer_why));
         if (r < 0) {
-                refuse(a, unit, name, peer_why);
+                refuse(a, cred.uid, cred.pid, unit, name, peer_why);
                 return r;
         }
 
@@ -489,23 +505,24 @@ static int serve(Agent *a, CredentialReply *rep) {
         rep->name = strdup(name);
         rep->key_name = rep->as_json ? strndup(name, name_len - 5) : strdup(name);
         if (!rep->unit || !rep->name || !rep->key_name) {
-                refuse(a, unit, name, "out of memory");
+                refuse(a, cred.uid, cred.pid, unit, name, "out of memory");
                 return -ENOMEM;
         }
 
         r = agent_key_find_for_unit(a, unit, rep->key_name, &rep->id, &st);
         if (r == 0) {
-                refuse(a, unit, name, "no key is registered for this unit under this name");
+                refuse(a, cred.uid, cred.pid, unit, name,
+                       "no key is registered for this unit under this name");
                 return -ENOKEY;
         }
         if (r < 0) {
-                refuse(a, unit, name, "out of memory");
+                refuse(a, cred.uid, cred.pid, unit, name, "out of memory");
                 return -ENOMEM;
         }
         if (!st.cached) {
                 why = no_wait_reason(a, st.state);
                 if (why) {
-                        refuse(a, unit, name, why);
+                        refuse(a, cred.uid, cred.pid, unit, name, why);
                         return -ENOENT;
                 }
                 return 1;
@@ -538,7 +555,7 @@ static void reply_start(Agent *a, CredentialReply *rep) {
 
 /* A waiting request ends without its key: logged as a refusal with the reason. */
 static void wait_end(CredentialReply *rep, const char *why) {
-        refuse(rep->agent, rep->unit, rep->name, why);
+        refuse(rep->agent, rep->uid, rep->pid, rep->unit, rep->name, why);
         reply_free(rep);
 }
 

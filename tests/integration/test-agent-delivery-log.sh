@@ -192,9 +192,7 @@ assert "Refused credential 'nosuch' to unit %s: no key is registered for this un
 assert any(m.startswith("Refused credential 'db' to unit %s: the peer (pid " % unit) for m in msgs), msgs
 assert any("the peer is not systemd asking" in m for m in msgs), msgs
 PYEOF
-        # refuse() in agent/agent-credential.c logs with log_security(), not with fields, so
-        # journalctl KEYWARD_UNIT=... does not list a unit's refusals.
-        TODO="refusals carry no KEYWARD_* fields (agent-credential.c refuse())" tcheck \
+        tcheck \
                 "each refusal names its unit, credential and result in fields" python3 - "$T/journal.json" \
                 "$CRED_ID" "$CG_UNIT" <<'PYEOF'
 import json, sys
