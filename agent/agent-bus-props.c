@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The D-Bus service's properties, and the signals the main loop sends: KeyChanged (through
+ * agent-peers.c) and PropertiesChanged. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent-bus-internal.h"
+#include "agent-read.h"
+#include "agent-units.h"
+#include "log.h"
+
+/* ---- properties ----------------------------------------------------------------------- */
+
+int property_servers(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+
+        return sd_bus_message_append_strv(reply, a->config.servers);
+}
+
+/* The CA bundle the agent checks servers with, for the CLI; "" for the system's. */
+int property_server_ca(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+
+        return sd_bus_message_append(reply, "s", strempty(a->config.server_ca));
+}
+
+int property_connected(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+
+        return sd_bus_message_append(reply, "b", a->bus->connected);
+}
+
+int property_last_sync(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+
+        uint64_t t;
+
+        pthread_mutex_lock(&a->lock);
+        t = a->last_sync_usec;
+        pthread_mutex_unlock(&a->lock);
+        return sd_bus_message_append(reply, "t", t);
+}
+
+int property_key_count(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+
+        return sd_bus_message_append(reply, "u", (uint32_t) a->n_keys);
+}
+
+int property_version(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
+}
+
+int property_last_error(
+        sd_bus *bus,
+        const char *path,
+        const char *interface,
+        const char *property,
+        sd_bus_message *reply,
+        void *userdata,
+        sd_bus_error *error) {
+        Agent *a = userdata;
+        _cleanup_free_ char *e = NULL;
+
+        pthread_mutex_lock(&a->lock);
+        e = strdup(strempty(a->last_error));
+        pthread_mutex_unlock(&a->lock);
+        if (!e)
+                return -ENOMEM;
+        return sd_bus_message_append(reply, "s", e);
+}
+
+/* ---- from the main loop --------------------------------------------------------------- */
+
+void agent_bus_key_changed(Agent *a, const char *id, const char *hash, bool rotated) {
+        AgentBus *b = a->bus;
+        AgentKey *k;
+
+        if (!b)
+                return;
+        agent_key_read_forget(a, id);
+        k = agent_find_key(a, id);
+        agent_peers_key_changed(&b->peers, id, hash, k);
+
+        if (rotated && k)
+                agent_units_key_rotated(b->bus, &k->reg);
+}
+
+void agent_bus_status_changed(Agent *a, bool connected, uint64_t last_sync_usec) {
+        AgentBus *b = a->bus;
+        const char *props[3] = {};
+        size_t n = 0;
+
+        if (!b)
+                return;
+        if (b->connected != connected)
+                props[n++] = "Connected";
+        if (b->last_sync_usec != last_sync_usec)
+                props[n++] = "LastSync";
+        b->connected = connected;
+        b->last_sync_usec = last_sync_usec;
+        if (n > 0)
+                (void) sd_bus_emit_properties_changed_strv(
+                        b->bus, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, (char **) props);
+}
+
+void agent_bus_properties_changed(Agent *a, const char *property) {
+        if (a->bus)
+                (void) sd_bus_emit_properties_changed(
+                        a->bus->bus, AGENT_BUS_PATH, AGENT_BUS_INTERFACE, property, NULL);
+}
