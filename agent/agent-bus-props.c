@@ -59,14 +59,14 @@ int property_last_sync(
         sd_bus_message *reply,
         void *userdata,
         sd_bus_error *error) {
+        _cleanup_(agent_status_done) AgentStatus st = {};
         Agent *a = userdata;
+        int r;
 
-        uint64_t t;
-
-        pthread_mutex_lock(&a->lock);
-        t = a->last_sync_usec;
-        pthread_mutex_unlock(&a->lock);
-        return sd_bus_message_append(reply, "t", t);
+        r = agent_status_snapshot(a, &st);
+        if (r < 0)
+                return r;
+        return sd_bus_message_append(reply, "t", st.last_sync_usec);
 }
 
 int property_key_count(
@@ -101,15 +101,14 @@ int property_last_error(
         sd_bus_message *reply,
         void *userdata,
         sd_bus_error *error) {
+        _cleanup_(agent_status_done) AgentStatus st = {};
         Agent *a = userdata;
-        _cleanup_free_ char *e = NULL;
+        int r;
 
-        pthread_mutex_lock(&a->lock);
-        e = strdup(strempty(a->last_error));
-        pthread_mutex_unlock(&a->lock);
-        if (!e)
-                return -ENOMEM;
-        return sd_bus_message_append(reply, "s", e);
+        r = agent_status_snapshot(a, &st);
+        if (r < 0)
+                return r;
+        return sd_bus_message_append(reply, "s", strempty(st.last_error));
 }
 
 /* ---- from the main loop --------------------------------------------------------------- */

@@ -331,10 +331,7 @@ static int do_sync(sd_bus_message *m, Agent *a, sd_bus_error *error) {
                 return -ENOMEM;
         b->syncs = n;
 
-        pthread_mutex_lock(&a->lock);
-        target = ++a->sync_requested;
-        pthread_cond_broadcast(&a->cond);
-        pthread_mutex_unlock(&a->lock);
+        target = agent_request_sync(a);
 
         b->syncs[b->n_syncs++] = (PendingSync){sd_bus_message_ref(m), target};
         return 1; /* answered by agent_bus_sync_finished() */
