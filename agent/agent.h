@@ -3,10 +3,12 @@
 
 /* keyward-agent's shared state. Three threads use it: the main thread runs the sd-event loop
  * and the D-Bus service and is the only one that adds or removes keys; two sync threads
- * (agent-sync.c) talk to keywardd and update the cache. Agent.lock guards the key table and
+ * (agent-sync*.c) talk to keywardd and update the cache. Agent.lock guards the key table and
  * everything the sync threads touch; the main thread may read what only it writes (the
  * table's shape, registrations, the config) without it. Sync threads report to the main
- * thread through Agent.changes and an eventfd. */
+ * thread through Agent.changes and an eventfd. Other files use the accessors of
+ * agent-keys.c and agent-state.c, which take the lock themselves (docs/agent.md says who
+ * still holds it by hand, and why). */
 
 #include <pthread.h>
 #include <stdatomic.h>
