@@ -329,10 +329,7 @@ static void accept_more(Agent *a) {
 
 /* Tell the sync threads whether credential requests wait (they retry fetches sooner then). */
 static void waiting_changed(Agent *a) {
-        pthread_mutex_lock(&a->lock);
-        a->credential_waiting = a->n_credential_waits > 0;
-        pthread_cond_broadcast(&a->cond);
-        pthread_mutex_unlock(&a->lock);
+        agent_set_credential_waiting(a, a->n_credential_waits > 0);
 }
 
 /* Take rep out of the list it is in. */

@@ -471,3 +471,24 @@ int agent_keys_foreach(Agent *a, int (*fn)(const AgentKey *k, void *userdata), v
         pthread_mutex_unlock(&a->lock);
         return r;
 }
+
+void agent_key_install_readers(Agent *a, AgentKey *k, AgentKey *from) {
+        pthread_mutex_lock(&a->lock);
+        free(k->reader_uids);
+        free(k->reader_gids);
+        k->reader_uids = TAKE_PTR(from->reader_uids);
+        k->n_reader_uids = from->n_reader_uids;
+        k->reader_gids = TAKE_PTR(from->reader_gids);
+        k->n_reader_gids = from->n_reader_gids;
+        pthread_mutex_unlock(&a->lock);
+}
+
+AgentKey *agent_remove_key(Agent *a, const char *id) {
+        AgentKey *k;
+
+        pthread_mutex_lock(&a->lock);
+        k = agent_detach_key(a, id);
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+        return k;
+}

@@ -75,6 +75,8 @@ int agent_metrics_render(Agent *a, Buf *b) {
         bool connected;
         int r = 0;
 
+        /* a.lock held by hand across the walk, the counters and the server states, so that
+         * the file is one consistent picture (no accessor gives all three yet). */
         pthread_mutex_lock(&a->lock);
         n_keys = a->n_keys;
         for (size_t i = 0; i < a->n_keys; i++) {
@@ -380,6 +382,7 @@ int agent_server_states_update(Agent *a) {
                 }
         }
 
+        /* a.lock held by hand: merged with what the sync threads recorded in one step. */
         pthread_mutex_lock(&a->lock);
         for (size_t i = 0; i < n; i++)
                 for (size_t j = 0; j < a->n_server_states; j++)

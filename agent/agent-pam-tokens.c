@@ -411,6 +411,7 @@ int job_start(AgentPam *pam, PamJob *j) {
         pthread_t t;
         int r;
 
+        /* a.lock held by hand: the settings are copied whole, as SIGHUP may replace them. */
         pthread_mutex_lock(&a->lock);
         r = strv_copy(a->config.servers, &j->servers);
         if (r >= 0 &&

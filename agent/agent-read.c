@@ -112,7 +112,8 @@ void agent_key_read_forget(Agent *a, const char *id) {
                 hot_key_done(h);
 }
 
-/* The access check and the agent's record of the file, under a.lock: 0 with the checksum
+/* The access check and the agent's record of the file, under a.lock (held by hand: the read
+ * path looks at the key and at what a sync thread writes in one step): 0 with the checksum
  * the file should have (and the one being written, if a sync thread writes it now), or a
  * negative errno as agent_key_read() gives it. */
 static int

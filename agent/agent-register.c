@@ -203,7 +203,8 @@ int register_batch_apply(Agent *a, RegisterBatch *b, uid_t by, RegisterFailure *
         if (!touched)
                 return -ENOMEM;
 
-        /* Saved: now the table follows, under one hold of the lock. */
+        /* Saved: now the table follows, under one hold of the lock (held by hand: the
+         * sync threads see all of the batch or none of it). */
         pthread_mutex_lock(&a->lock);
         for (size_t i = 0; i < b->n_updated; i++) {
                 AgentKey *k = agent_find_key(a, b->updated[i]->reg.id);
@@ -253,10 +254,7 @@ int agent_unregister(Agent *a, const char *id, uid_t by, AgentKey **ret, Registe
         }
 
         pthread_mutex_lock(&a->commit_lock);
-        pthread_mutex_lock(&a->lock);
-        k = agent_detach_key(a, id);
-        pthread_cond_broadcast(&a->cond);
-        pthread_mutex_unlock(&a->lock);
+        k = agent_remove_key(a, id);
         r = cache_remove(a->cache_dir, id);
         pthread_mutex_unlock(&a->commit_lock);
         if (r < 0)

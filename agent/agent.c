@@ -303,30 +303,44 @@ static int load_state(Agent *a) {
         return 0;
 }
 
+typedef struct StatusCounts {
+        size_t n_keys, cached, held;
+        char *held_id; /* the first key held in memory */
+        int held_error;
+} StatusCounts;
+
+static int status_count(const AgentKey *k, void *userdata) {
+        StatusCounts *s = userdata;
+
+        s->n_keys++;
+        if (k->cache.valid)
+                s->cached++;
+        if (k->held && s->held++ == 0) {
+                s->held_id = strdup(k->reg.id);
+                s->held_error = k->disk_error;
+        }
+        return 0;
+}
+
 /* Status= for systemctl status: the counts, whether a server answers (or why not), and the
  * keys whose cache file could not be written. Main thread. */
 static void notify_status(Agent *a) {
+        _cleanup_(agent_status_done) AgentStatus st = {};
+        StatusCounts s = {};
         _cleanup_free_ char *error = NULL, *held_id = NULL;
-        size_t cached = 0, held = 0, n_keys;
-        int held_error = 0;
+        size_t cached, held, n_keys;
+        int held_error;
         bool connected;
 
-        pthread_mutex_lock(&a->lock);
-        n_keys = a->n_keys;
-        connected = a->connected;
-        for (size_t i = 0; i < a->n_keys; i++) {
-                const AgentKey *k = a->keys[i];
-
-                if (k->cache.valid)
-                        cached++;
-                if (k->held && held++ == 0) {
-                        held_id = strdup(k->reg.id);
-                        held_error = k->disk_error;
-                }
-        }
-        if (a->last_error)
-                error = strdup(a->last_error);
-        pthread_mutex_unlock(&a->lock);
+        (void) agent_keys_foreach(a, status_count, &s);
+        (void) agent_status_snapshot(a, &st); /* without memory, no LastError */
+        n_keys = s.n_keys;
+        cached = s.cached;
+        held = s.held;
+        held_id = s.held_id;
+        held_error = s.held_error;
+        connected = st.connected;
+        error = TAKE_PTR(st.last_error);
 
         /* LastError is announced when it changes. */
         if (!streq(strempty(error), strempty(a->last_error_posted))) {
@@ -352,26 +366,15 @@ static void notify_status(Agent *a) {
 /* The sync threads reported something. */
 static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Agent *a = userdata;
+        AgentStatus st;
         KeyChange *changes;
         size_t n_changes;
-        uint64_t v, last_sync, sync_done;
-        bool connected;
-        int sync_error;
+        uint64_t v;
 
         if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 log_debug_errno(errno, "Failed to read the eventfd: %m");
 
-        pthread_mutex_lock(&a->lock);
-        changes = a->changes;
-        n_changes = a->n_changes;
-        a->changes = NULL;
-        a->n_changes = 0;
-        connected = a->connected;
-        last_sync = a->last_sync_usec;
-        sync_done = a->sync_done;
-        sync_error = a->sync_error;
-        a->status_dirty = false;
-        pthread_mutex_unlock(&a->lock);
+        agent_take_changes(a, &changes, &n_changes, &st);
 
         for (size_t i = 0; i < n_changes; i++) {
                 /* The file first: units reloaded for the rotation read the new one. */
@@ -384,8 +387,8 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 agent_credential_trim(a);
         agent_credential_wake(a);
         agent_metrics_changed(a);
-        agent_bus_status_changed(a, connected, last_sync);
-        agent_bus_sync_finished(a, sync_done, sync_error);
+        agent_bus_status_changed(a, st.connected, st.last_sync_usec);
+        agent_bus_sync_finished(a, st.sync_done, st.sync_error);
         notify_status(a);
         return 0;
 }
@@ -432,16 +435,7 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         for (size_t i = 0; !servers_changed && c.servers[i]; i++)
                 servers_changed = !streq(c.servers[i], a->config.servers[i]);
 
-        pthread_mutex_lock(&a->lock);
-        agent_config_done(&a->config);
-        a->config = c;
-        c = (AgentConfig){};
-        a->config_gen++;
-        /* New settings: their first failure is news even if it reads like the last. */
-        free(a->last_error_logged);
-        a->last_error_logged = NULL;
-        pthread_cond_broadcast(&a->cond);
-        pthread_mutex_unlock(&a->lock);
+        agent_config_replace(a, &c);
         apply_log_level(&a->config);
         if (agent_server_states_update(a) < 0)
                 log_oom();
@@ -453,14 +447,7 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 
                 if (agent_key_resolve_readers(&tmp, NULL) < 0)
                         continue;
-                pthread_mutex_lock(&a->lock);
-                free(a->keys[i]->reader_uids);
-                free(a->keys[i]->reader_gids);
-                a->keys[i]->reader_uids = tmp.reader_uids;
-                a->keys[i]->n_reader_uids = tmp.n_reader_uids;
-                a->keys[i]->reader_gids = tmp.reader_gids;
-                a->keys[i]->n_reader_gids = tmp.n_reader_gids;
-                pthread_mutex_unlock(&a->lock);
+                agent_key_install_readers(a, a->keys[i], &tmp);
         }
         if (servers_changed)
                 agent_bus_properties_changed(a, "Servers");

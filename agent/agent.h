@@ -3,10 +3,12 @@
 
 /* keyward-agent's shared state. Three threads use it: the main thread runs the sd-event loop
  * and the D-Bus service and is the only one that adds or removes keys; two sync threads
- * (agent-sync.c) talk to keywardd and update the cache. Agent.lock guards the key table and
+ * (agent-sync*.c) talk to keywardd and update the cache. Agent.lock guards the key table and
  * everything the sync threads touch; the main thread may read what only it writes (the
  * table's shape, registrations, the config) without it. Sync threads report to the main
- * thread through Agent.changes and an eventfd. */
+ * thread through Agent.changes and an eventfd. Other files use the accessors of
+ * agent-keys.c and agent-state.c, which take the lock themselves (docs/agent.md says who
+ * still holds it by hand, and why). */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -234,6 +236,40 @@ void agent_seen_save(Agent *a);
 int agent_post_change(Agent *a, const char *id, const char *hash, bool rotated);
 /* Wake the main loop (any thread). */
 void agent_wake(Agent *a);
+
+/* Resolved readers (agent_key_resolve_readers() on a scratch key from) installed in k, which
+ * must be in the table; from's arrays are taken. Main thread; takes a.lock. */
+void agent_key_install_readers(Agent *a, AgentKey *k, AgentKey *from);
+/* Take key id out of the table and wake the sync threads: the key, or NULL. Main thread;
+ * takes a.lock (commit_lock may be held, never the other way round). */
+AgentKey *agent_remove_key(Agent *a, const char *id);
+
+/* ---- agent-state.c: the rest of the shared state, for the other files. Each takes a.lock
+ * itself; agent-keys.c, the sync threads (agent-sync*.c, agent-commit.c, agent-servers.c),
+ * agent-read.c and agent-metrics.c still hold it by hand across several steps. ---- */
+
+/* The sync status, copied out. */
+typedef struct AgentStatus {
+        bool connected;
+        uint64_t last_sync_usec; /* CLOCK_REALTIME of the last successful exchange */
+        char *last_error;        /* agent_status_snapshot() only; NULL after a success */
+        uint64_t sync_done;      /* the last Sync() request a full comparison covered */
+        int sync_error;          /* of that comparison: 0 or a negative errno */
+} AgentStatus;
+
+void agent_status_done(AgentStatus *s);
+/* Connected, LastSync, LastError and the last Sync()'s outcome: 0, or -ENOMEM. */
+int agent_status_snapshot(Agent *a, AgentStatus *ret);
+/* Main thread, woken by the sync threads: the changes they queued (the caller frees them
+ * and their ids) and the status without last_error; clears status_dirty. */
+void agent_take_changes(Agent *a, KeyChange **ret, size_t *ret_n, AgentStatus *ret_status);
+/* Sync(): ask the worker for a full comparison. The request's number, which
+ * AgentStatus.sync_done reaches once it is done. */
+uint64_t agent_request_sync(Agent *a);
+/* Whether credential requests wait for keys (the sync threads retry fetches sooner). */
+void agent_set_credential_waiting(Agent *a, bool waiting);
+/* SIGHUP: c's contents replace the configuration; the sync threads build new clients. */
+void agent_config_replace(Agent *a, AgentConfig *c);
 
 /* A back-off delay for the n-th failure in a row (n >= 1): a window doubling from 1s up to
  * max, and a delay drawn evenly between an eighth of the window and all of it. */
