@@ -295,21 +295,6 @@ same_file(int fd, const struct stat *st, const Secret *data, uid_t uid, gid_t gi
         return memeq_secure(old->data, data->data, n);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
-        while (n > 0) {
-                ssize_t l = write(fd, p, n);
-
-                if (l < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += l;
-                n -= (size_t) l;
-        }
-        return 0;
-}
-
 /* Replace name in dfd with data: 1, or 0 when it already holds it with that owner and mode. */
 static int replace_file(int dfd, const char *name, const Secret *data, uid_t uid, gid_t gid, unsigned mode) {
         _cleanup_close_ int fd = -EBADF;
@@ -347,7 +332,7 @@ static int replace_file(int dfd, const char *name, const Secret *data, uid_t uid
         if (r >= 0)
                 r = RET_NERRNO(fchown(fd, uid, gid));
         if (r >= 0)
-                r = write_all(fd, data->data, data->size);
+                r = write_fd_all(fd, data->data, data->size);
         if (r >= 0)
                 r = RET_NERRNO(fsync(fd));
         if (r >= 0)

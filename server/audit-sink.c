@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "audit-internal.h"
+#include "fileio.h"
 #include "log.h"
 
 bool audit_fd_is_regular(int fd) {
@@ -29,24 +30,6 @@ int audit_open_target(const char *path, int *ret, bool *ret_regular) {
         return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k;
-
-                k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        return -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 /* A pipe, socket or terminal keeps only writes of up to PIPE_BUF whole, so there lines go
  * as many whole ones as fit in PIPE_BUF per write (a longer line alone, as it always did). */
 static int write_lines(int fd, const char *p, size_t n, size_t *ret_done) {
@@ -63,7 +46,7 @@ static int write_lines(int fd, const char *p, size_t n, size_t *ret_done) {
                                 break;
                         k = end;
                 }
-                r = write_all(fd, p, k);
+                r = write_fd_all(fd, p, k);
                 if (r < 0)
                         return r;
                 p += k;

@@ -126,7 +126,9 @@ static int fsync_directory_of(const char *path) {
         return RET_NERRNO(fsync(fd));
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
+int write_fd_all(int fd, const void *buf, size_t n) {
+        const uint8_t *p = buf;
+
         while (n > 0) {
                 ssize_t l = write(fd, p, n);
 
@@ -135,6 +137,8 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
                                 continue;
                         return -errno;
                 }
+                if (l == 0)
+                        return -EIO;
                 p += l;
                 n -= (size_t) l;
         }
@@ -174,7 +178,7 @@ int write_file_replace(const char *path, const void *p, size_t n, mode_t mode, b
         /* The umask may have narrowed the mode; set exactly what was asked for. */
         r = RET_NERRNO(fchmod(fd, mode));
         if (r >= 0)
-                r = write_all(fd, p, n);
+                r = write_fd_all(fd, p, n);
         if (r >= 0 && durable)
                 r = RET_NERRNO(fsync(fd));
         if (r >= 0)

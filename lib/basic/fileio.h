@@ -10,6 +10,9 @@
 /* Read fd to its end into p, which has room for max + 1 bytes: -E2BIG when there are more
  * than max (one byte past max is read, so that a file that grew is caught). */
 int read_fd_all(int fd, uint8_t *p, size_t max, size_t *ret_size);
+/* Write all n bytes to fd, going on after EINTR and short writes: 0, or a negative errno
+ * (-EIO when write() takes nothing). */
+int write_fd_all(int fd, const void *buf, size_t n);
 
 /* Read a whole regular file of at most max bytes (-E2BIG beyond), NUL-terminated. */
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size);
