@@ -139,6 +139,21 @@ static int open_registered(const AgentKnox *x, bool fix, bool write, int *ret) {
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EBADFD;
+        /* A hard link (left while Knox's directory was 0777) shares its inode with a file
+         * elsewhere, /etc/shadow say: never chown or chmod that; put a file of our own there. */
+        if (fix && st.st_nlink != 1) {
+                fd = safe_close(fd);
+                log_warning(
+                        "Knox's register file has %ju links: replacing it by a new one, empty.",
+                        (uintmax_t) st.st_nlink);
+                if (unlinkat(x->dir_fd, REGISTERED_NAME, 0) < 0)
+                        return -errno;
+                fd =
+                        openat(x->dir_fd, REGISTERED_NAME,
+                               O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+                if (fd < 0)
+                        return -errno;
+        }
         if (fix) {
                 r = fix_owner_mode(x, fd, x->group ? 0660 : 0600);
                 if (r < 0)
@@ -359,9 +374,9 @@ static int registered_sync(Agent *a) {
                 if (!cur)
                         continue;
                 /* Only what the register file can make: a registration with options (readers,
-                 * units, a credential) serves more than Knox's apps, and the knox group may
+                 * units, a credential, a file) serves more than Knox's apps, and the knox group may
                  * not take it away. */
-                if (cur->reg.readers || cur->reg.units || cur->reg.credential) {
+                if (cur->reg.readers || cur->reg.units || cur->reg.credential || cur->reg.file) {
                         log_notice(
                                 "Key '%s' left Knox's register file but is registered with options; keeping it.",
                                 *id);
@@ -450,6 +465,12 @@ static int tidy_keys(Agent *a) {
                 f = openat(x->keys_fd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
                 if (f < 0 || fstat(f, &st) < 0 || !S_ISREG(st.st_mode))
                         continue;
+                /* A hard link to a file elsewhere: the name goes, the file it shares is never
+                 * chowned or chmodded. */
+                if (st.st_nlink != 1) {
+                        (void) unlinkat(x->keys_fd, de->d_name, 0);
+                        continue;
+                }
                 if ((st.st_mode & 07777) != file_mode(x) || st.st_gid != x->gid || st.st_uid != x->uid)
                         (void) fix_owner_mode(x, f, file_mode(x));
         }

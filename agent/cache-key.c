@@ -25,13 +25,30 @@ static bool credential_name_is_valid(const char *name) {
                 strlen(name) < 256;
 }
 
+/* A "." or ".." among path's components: the state directory check wants plain names. */
+static bool path_has_dot_component(const char *path) {
+        for (const char *c = path; c; c = strchr(c, '/')) {
+                size_t l;
+
+                c += *c == '/';
+                l = strcspn(c, "/");
+                if ((l == 1 && c[0] == '.') || (l == 2 && c[0] == '.' && c[1] == '.'))
+                        return true;
+                c += l;
+                if (*c == '\0')
+                        break;
+        }
+        return false;
+}
+
 bool cache_key_spec_is_valid(const char *spec) {
         if (!spec)
                 return false;
         if (streq(spec, "auto") || streq(spec, "tpm2"))
                 return true;
         if (strncmp(spec, "file:", 5) == 0)
-                return spec[5] == '/' && strlen(spec + 5) < PATH_MAX - 64 && spec[strlen(spec) - 1] != '/';
+                return spec[5] == '/' && strlen(spec + 5) < PATH_MAX - 64 && spec[strlen(spec) - 1] != '/' &&
+                        !path_has_dot_component(spec + 5);
         if (strncmp(spec, "credential:", 11) == 0)
                 return credential_name_is_valid(spec + 11);
         return false;
@@ -67,9 +84,12 @@ int cache_key_parse_pcrs(const char *list, uint32_t *ret_mask) {
         return 0;
 }
 
-/* Whether path lies in dir (dir itself included), both made canonical as far as they exist. */
+/* Whether path lies in dir (dir itself included), both made canonical: path's directory as
+ * far as it exists (a symlink in it resolved), the components not made yet appended as they
+ * are ("." or ".." among them counts as inside: refused rather than guessed). */
 static bool path_is_inside(const char *path, const char *dir) {
-        _cleanup_free_ char *d = NULL, *parent = NULL, *p = NULL;
+        _cleanup_free_ char *d = NULL, *parent = NULL, *p = NULL, *a = NULL;
+        const char *rest = "";
         char *slash;
         size_t n;
 
@@ -82,13 +102,29 @@ static bool path_is_inside(const char *path, const char *dir) {
         slash = strrchr(parent, '/');
         if (slash)
                 *(slash == parent ? slash + 1 : slash) = '\0';
-        p = realpath(parent, NULL);
+        for (;;) {
+                p = realpath(parent, NULL);
+                if (p || (errno != ENOENT && errno != ENOTDIR))
+                        break;
+                slash = strrchr(parent, '/');
+                if (!slash || slash == parent)
+                        break;
+                if (streq(slash + 1, ".") || streq(slash + 1, ".."))
+                        return true;
+                /* parent ends where rest starts: "<parent>\0<rest>" */
+                *slash = '\0';
+                rest = path + (slash - parent);
+        }
+        if (p && !isempty(rest)) {
+                if (asprintf(&a, "%s%s", streq(p, "/") ? "" : p, rest) < 0)
+                        return true;
+        }
         /* Compare what exists; fall back to the names as given. */
-        const char *a = p ?: parent, *b = d ?: dir;
+        const char *x = a ?: p ?: parent, *b = d ?: dir;
         n = strlen(b);
         while (n > 1 && b[n - 1] == '/')
                 n--;
-        return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/' || streq(b, "/"));
+        return strncmp(x, b, n) == 0 && (x[n] == '\0' || x[n] == '/' || streq(b, "/"));
 }
 
 static int make_parent(const char *path) {

@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (group ownership, setpriv)"
-need_tools dbus-daemon busctl setpriv stat find
+need_tools dbus-daemon busctl gdbus setpriv stat find
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 getent group nogroup >/dev/null || skip_all "no group 'nogroup'"
 busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
@@ -162,6 +162,39 @@ agent_start --config "$T/agent.conf" --watch-wait 30s
 check "the agent owns $DEST again" wait_for 10 bus status "$DEST"
 check "k1, listed again while the agent was down, is back in Knox's layout" wait_for 10 test -s "$KNOX/v0/keys/k1"
 check "the agent stops again" agent_stop
+
+# ---- a hostile knox group member (or what one left while Knox's dirs were 0777) -------------------
+# Hard links to a root-only file put in Knox's old 0777 layout, at the register file and at a
+# name in the keys directory: the start-up tightening must not chown or chmod the file they
+# point to (fs.protected_hardlinks stops most users, not all hosts set it, root's own tools may).
+KNOX=$T/knox-hostile
+AGENT_STATE=$T/state-hostile
+mkdir -p "$KNOX/v0/keys" "$T/filedir"
+chmod 0777 "$KNOX" "$KNOX/v0" "$KNOX/v0/keys"
+printf 'root:secret-hash:1:0\n' >"$T/shadow"
+chmod 0600 "$T/shadow"
+ln "$T/shadow" "$KNOX/.registered"
+ln "$T/shadow" "$KNOX/v0/keys/not-an-id"
+ln "$T/shadow" "$KNOX/v0/keys/k3"
+agent_start --knox-compat --knox-dir "$KNOX" --knox-group nogroup --file-dir "$T/filedir" --watch-wait 30s
+check "the agent owns $DEST (hostile layout)" wait_for 10 bus status "$DEST"
+is "a hard link at the register file: its target keeps 0600 root:root" "$(mode "$T/shadow")" "600 root:root"
+is "the target's content is untouched" "$(cat "$T/shadow")" "root:secret-hash:1:0"
+is "the register file is a file of the agent's own, 0660 root:nogroup" "$(mode "$KNOX/.registered") $(stat -c %h "$KNOX/.registered")" "660 root:nogroup 1"
+check "the hard links in the keys directory are gone" bash -c "! test -e '$KNOX/v0/keys/not-an-id' && ! test -e '$KNOX/v0/keys/k3'"
+# A registration with a file serves a program that is not a Knox app: Knox's file cannot take
+# it away (nor remove its file).
+out=$(gdbus call --system --dest "$DEST" --object-path "$OBJ" --method "$IFACE.Register" k3 "{'file': <'$T/filedir/k3'>}" 2>&1)
+is "Register k3 with a file" "$out" "()"
+check "k3's file is written" wait_for 10 test -s "$T/filedir/k3"
+check "k3 is listed in Knox's register file" wait_for 5 grep -qx k3 "$KNOX/.registered"
+out=$(as_member "$PY" "$KREG" "$KNOX" unregister k3 2>&1)
+is "knox unregister k3 (a knox group member)" "$?" 0
+out=$(as_member "$PY" "$KREG" "$KNOX" register k1 "$(scaled 5)" 2>&1)
+is "knox register -g -k k1 after it (the agent has read the file)" "$?" 0
+like "k3, registered with a file, stays registered" "$(call ListKeys 2>&1)" '"k3"'
+check "k3's file stays" test -s "$T/filedir/k3"
+check "the agent stops (hostile layout)" agent_stop
 
 # ---- the knox group does not exist: root only, and a warning -----------------------------------
 KNOX=$T/knox-nogroup

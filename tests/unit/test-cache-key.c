@@ -82,7 +82,7 @@ static void test_derive_seal(void **state) {
 }
 
 static void test_file(void **state) {
-        char dir[] = "/tmp/test-cache-key.XXXXXX", path[128], state_dir[128], inside[160];
+        char dir[] = "/tmp/test-cache-key.XXXXXX", path[128], state_dir[128], inside[200], alias[160];
         _cleanup_(secret_freep) Secret *k = NULL, *again = NULL;
         struct stat st;
 
@@ -111,6 +111,23 @@ static void test_file(void **state) {
         assert_int_equal(access(inside, F_OK), -1);
         (void) snprintf(inside, sizeof(inside), "%s/../state/x.key", state_dir);
         assert_int_equal(cache_key_file(inside, state_dir, &again), -EPERM);
+        /* Through a symlink to the state directory, into a directory not made yet (the key
+         * file's parent is made by cache_key_file): refused, nothing made. */
+        (void) snprintf(alias, sizeof(alias), "%s/alias", dir);
+        assert_int_equal(symlink(state_dir, alias), 0);
+        (void) snprintf(inside, sizeof(inside), "%s/new/x.key", alias);
+        assert_int_equal(cache_key_file(inside, state_dir, &again), -EPERM);
+        (void) snprintf(inside, sizeof(inside), "%s/new", state_dir);
+        assert_int_equal(access(inside, F_OK), -1);
+        /* The same with a state directory named with a trailing slash. */
+        (void) snprintf(inside, sizeof(inside), "%s/", state_dir);
+        (void) snprintf(alias, sizeof(alias), "%s/alias/new/x.key", dir);
+        assert_int_equal(cache_key_file(alias, inside, &again), -EPERM);
+        /* A name with a "." or ".." component is no --cache-key file: */
+        assert_false(cache_key_spec_is_valid("file:/etc/../var/lib/keyward/x.key"));
+        assert_false(cache_key_spec_is_valid("file:/etc/./x.key"));
+        assert_false(cache_key_spec_is_valid("file:/etc/x/.."));
+        assert_true(cache_key_spec_is_valid("file:/etc/keyward/..x.key"));
 
         /* Not 32 bytes. */
         (void) snprintf(inside, sizeof(inside), "%s/short.key", dir);
