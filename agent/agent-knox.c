@@ -22,12 +22,10 @@
 #include "user-util.h"
 
 #define REGISTERED_NAME ".registered"
-/* How long a change of the register file waits for its writer's lock before the next try,
- * and how long the agent itself waits for the lock to change the file. Knox's CLI holds it
- * only while it rewrites a few lines; its register -g waits 5 s for the key file. */
+/* How long the agent waits for the register file's lock before the next try, to read it or
+ * to write its own changes. Knox's CLI holds it only while it rewrites a few lines; its
+ * register -g waits 5 s for the key file. */
 #define RETRY_USEC (20 * USEC_PER_MSEC)
-#define LOCK_TRIES 100
-#define LOCK_TRY_USEC (10 * USEC_PER_MSEC)
 
 struct AgentKnox {
         int dir_fd;  /* <knox-dir> */
@@ -36,6 +34,11 @@ struct AgentKnox {
         gid_t gid;   /* the knox group, or the agent's own group without one */
         bool group;  /* the knox group exists: members read */
         char **seen; /* the register file's ids when last read (main thread) */
+        /* The agent's own changes to the register file while another holds its lock: written
+         * out once the lock is free; until then the file is not read (it still says what the
+         * agent changed). Disjoint. */
+        char **pending_add;
+        char **pending_remove;
         sd_event_source *inotify;
         sd_event_source *retry;
 };
@@ -198,7 +201,8 @@ static int registered_read(const AgentKnox *x, char ***ret) {
 }
 
 /* Change the register file as Knox's CLI does: under its exclusive lock, in place (the lock
- * belongs to the file, so it is never replaced). add, or else remove, ids. */
+ * belongs to the file, so it is never replaced). add, or else remove, ids. -EAGAIN while
+ * another holds the lock: the main loop does not wait for it (registered_queue()). */
 static int registered_update(AgentKnox *x, char *const *ids, bool add) {
         _cleanup_strv_free_ char **cur = NULL, **next = NULL;
         _cleanup_free_ char *text = NULL;
@@ -210,15 +214,8 @@ static int registered_update(AgentKnox *x, char *const *ids, bool add) {
         r = open_registered(x, false, true, &fd);
         if (r < 0)
                 return r;
-        for (unsigned i = 0;; i++) {
-                if (flock(fd, LOCK_EX | LOCK_NB) >= 0)
-                        break;
-                if (errno != EWOULDBLOCK)
-                        return -errno;
-                if (i >= LOCK_TRIES)
-                        return -ETIMEDOUT;
-                (void) usleep(LOCK_TRY_USEC);
-        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : -errno;
         r = read_ids(fd, &cur);
         if (r < 0)
                 return r;
@@ -262,6 +259,62 @@ static int registered_update(AgentKnox *x, char *const *ids, bool add) {
                         *w = NULL;
         }
         return 1;
+}
+
+static void strv_drop(char **l, const char *s) {
+        char **w = l;
+
+        STRV_FOREACH(i, l)
+                if (streq(*i, s))
+                        free(*i);
+                else
+                        *w++ = *i;
+        if (w)
+                *w = NULL;
+}
+
+static int retry_soon(AgentKnox *x) {
+        if (sd_event_source_set_time_relative(x->retry, RETRY_USEC) < 0 ||
+            sd_event_source_set_enabled(x->retry, SD_EVENT_ONESHOT) < 0)
+                return -EIO;
+        return 0;
+}
+
+/* Write out the queued changes: 0 when none is left, -EAGAIN while the lock is held (a retry
+ * is armed). Another failure drops the queue: the file cannot take it. */
+static int registered_flush(AgentKnox *x) {
+        int r = 0;
+
+        if (x->pending_remove) {
+                r = registered_update(x, x->pending_remove, false);
+                if (r >= 0)
+                        x->pending_remove = strv_free(x->pending_remove);
+        }
+        if (r >= 0 && x->pending_add) {
+                r = registered_update(x, x->pending_add, true);
+                if (r >= 0)
+                        x->pending_add = strv_free(x->pending_add);
+        }
+        if (r == -EAGAIN)
+                return retry_soon(x) < 0 ? -EIO : -EAGAIN;
+        if (r < 0) {
+                x->pending_add = strv_free(x->pending_add);
+                x->pending_remove = strv_free(x->pending_remove);
+                return r;
+        }
+        return 0;
+}
+
+/* The agent's own change of the register file (Register, Unregister): queued, then written
+ * out now if the lock is free, else as soon as it is. */
+static int registered_queue(AgentKnox *x, char *const *ids, bool add) {
+        STRV_FOREACH(id, ids) {
+                strv_drop(add ? x->pending_remove : x->pending_add, *id);
+                if (!strv_contains(add ? x->pending_add : x->pending_remove, *id) &&
+                    strv_extend(add ? &x->pending_add : &x->pending_remove, *id) < 0)
+                        return -ENOMEM;
+        }
+        return registered_flush(x);
 }
 
 void agent_knox_store(Agent *a, const Key *key) {
@@ -327,8 +380,10 @@ void agent_knox_registered(Agent *a, const Registration *const *regs, size_t n) 
                         log_oom();
                         return;
                 }
-        r = registered_update(a->knox, ids, true);
-        if (r < 0)
+        r = registered_queue(a->knox, ids, true);
+        if (r == -EAGAIN)
+                log_debug("Knox's register file is locked; adding %zu key(s) to it once it is free.", n);
+        else if (r < 0)
                 log_warning_errno(r, "Failed to add %zu key(s) to Knox's register file, ignoring: %m", n);
 }
 
@@ -339,8 +394,10 @@ void agent_knox_unregistered(Agent *a, const char *id) {
         if (!a->knox)
                 return;
         agent_knox_remove(a, id);
-        r = registered_update(a->knox, ids, false);
-        if (r < 0)
+        r = registered_queue(a->knox, ids, false);
+        if (r == -EAGAIN)
+                log_debug("Knox's register file is locked; taking '%s' out of it once it is free.", id);
+        else if (r < 0)
                 log_warning_errno(r, "Failed to take '%s' out of Knox's register file, ignoring: %m", id);
 }
 
@@ -354,12 +411,17 @@ static int registered_sync(Agent *a) {
         size_t removed = 0;
         int r;
 
+        /* The agent's own changes first: until they are in, the file says what the agent
+         * already changed, and reading it would undo them. */
+        r = registered_flush(x);
+        if (r == -EAGAIN)
+                return 0;
+        if (r < 0)
+                log_warning_errno(
+                        r, "Failed to write the agent's changes to Knox's register file, ignoring: %m");
         r = registered_read(x, &ids);
         if (r == -EAGAIN) /* a writer is at it: look again shortly */
-                return sd_event_source_set_time_relative(x->retry, RETRY_USEC) < 0 ||
-                                sd_event_source_set_enabled(x->retry, SD_EVENT_ONESHOT) < 0 ?
-                        -EIO :
-                        0;
+                return retry_soon(x);
         if (r < 0)
                 return log_warning_errno(r, "Failed to read Knox's register file, ignoring: %m");
 
@@ -578,6 +640,8 @@ void agent_knox_close(Agent *a) {
         safe_close(x->dir_fd);
         safe_close(x->keys_fd);
         strv_free(x->seen);
+        strv_free(x->pending_add);
+        strv_free(x->pending_remove);
         free(x);
         a->knox = NULL;
 }

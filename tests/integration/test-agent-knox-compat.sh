@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (group ownership, setpriv)"
-need_tools dbus-daemon busctl gdbus setpriv stat find
+need_tools dbus-daemon busctl gdbus setpriv stat find flock
 [ -x "$KEYWARD_AGENT" ] || skip_all "keyward-agent is not built"
 getent group nogroup >/dev/null || skip_all "no group 'nogroup'"
 busctl --json=short --version >/dev/null 2>&1 || skip_all "busctl has no --json"
@@ -194,6 +194,24 @@ out=$(as_member "$PY" "$KREG" "$KNOX" register k1 "$(scaled 5)" 2>&1)
 is "knox register -g -k k1 after it (the agent has read the file)" "$?" 0
 like "k3, registered with a file, stays registered" "$(call ListKeys 2>&1)" '"k3"'
 check "k3's file stays" test -s "$T/filedir/k3"
+# A member holding the register file's lock: Unregister neither waits for it nor is lost. The
+# change waits for the lock; once it is free the id leaves the file, and the next pickup does
+# not register the key again.
+check "Register k4 over D-Bus" call Register 'sa{sv}' k4 0
+check "k4 is listed in Knox's register file" wait_for 5 grep -qx k4 "$KNOX/.registered"
+setpriv --reuid=65534 --regid="$KGID" --clear-groups \
+        bash -c 'exec 9<"$1"; flock -x 9; exec sleep 600' _ "$KNOX/.registered" >/dev/null 2>&1 &
+HOLDER=$!
+BG_PIDS+=("$HOLDER")
+check "the member holds the lock" wait_for 5 bash -c "! flock -n -s '$KNOX/.registered' true"
+check "Unregister k4 while the lock is held" call Unregister s k4
+check "k4 is still in the file while the lock is held" grep -qx k4 "$KNOX/.registered"
+kill "$HOLDER"
+wait "$HOLDER" 2>/dev/null
+check "once the lock is free k4 leaves Knox's register file" wait_for 5 bash -c "! grep -qx k4 '$KNOX/.registered'"
+out=$(as_member "$PY" "$KREG" "$KNOX" register k2 "$(scaled 5)" 2>&1)
+is "knox register -g -k k2 after it" "$?" 0
+unlike "k4 is not registered again" "$(call ListKeys 2>&1)" '"k4"'
 check "the agent stops (hostile layout)" agent_stop
 
 # ---- the knox group does not exist: root only, and a warning -----------------------------------
