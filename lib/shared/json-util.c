@@ -40,6 +40,18 @@ static size_t utf8_sequence(const uint8_t *s, size_t n, uint32_t *ret) {
         return len;
 }
 
+bool utf8_is_valid(const char *s, size_t n) {
+        const uint8_t *p = (const uint8_t *) s;
+        uint32_t c;
+
+        for (size_t i = 0, l; i < n; i += l) {
+                l = utf8_sequence(p + i, n - i, &c);
+                if (l == 0)
+                        return false;
+        }
+        return true;
+}
+
 int json_append_string(Buf *b, const char *s, size_t n) {
         static const char hex[] = "0123456789abcdef";
         const uint8_t *p = (const uint8_t *) s;

@@ -16,6 +16,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(json_object *, json_object_put, NULL);
 /* A JSON string exactly as Go's encoding/json writes it: "\"", "\\", \n \r \t, other
  * controls as \u00XX, '<' '>' '&' as \u003c \u003e \u0026, U+2028/U+2029 escaped, and
  * each byte of invalid UTF-8 as \ufffd. */
+/* Whether s[0..n) is valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+bool utf8_is_valid(const char *s, size_t n);
 int json_append_string(Buf *b, const char *s, size_t n);
 int json_append_cstring(Buf *b, const char *s);
 int json_append_int64(Buf *b, int64_t v);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json-util.h"
 #include "key.h"
 #include "strv.h"
 
@@ -53,6 +54,10 @@ bool registry_file_path_is_valid(const char *path) {
         for (const char *p = path; *p; p++)
                 if ((unsigned char) *p < 0x20 || *p == 0x7f)
                         return false;
+        /* As D-Bus carries it: a name that is not UTF-8 would not read back the same from the
+         * registry (JSON writes it as code points). */
+        if (!utf8_is_valid(path, n))
+                return false;
         /* Each component: not empty ("//"), not "." or "..". */
         for (const char *c = path + 1;;) {
                 const char *e = strchrnul(c, '/');

@@ -22,6 +22,12 @@ static void test_path_syntax(void **state) {
         assert_true(registry_file_path_is_valid("/a"));
         assert_false(registry_file_path_is_valid(NULL));
         assert_false(registry_file_path_is_valid(""));
+        /* UTF-8 as D-Bus carries it, and nothing else: other bytes would not read back the same
+         * from the registry's JSON. */
+        assert_true(registry_file_path_is_valid("/run/app/caf\xc3\xa9.secret"));
+        assert_false(registry_file_path_is_valid("/run/app/caf\xe9.secret"));
+        assert_false(registry_file_path_is_valid("/run/app/\x84\xff"));
+        assert_false(registry_file_path_is_valid("/run/app/\xc0\xaf")); /* an overlong '/' */
         assert_false(registry_file_path_is_valid("/"));
         assert_false(registry_file_path_is_valid("run/app/x"));
         assert_false(registry_file_path_is_valid("/run//app/x"));
