@@ -14,7 +14,7 @@ KW_TEST_PACKAGES=(
         libpam-wrapper libpamtest0-dev libnss-wrapper
         softhsm2 systemd-container postgresql debhelper rpm pamtester
         zsh fish libglib2.0-bin mariadb-server-core mariadb-client-core
-        swtpm swtpm-tools
+        swtpm swtpm-tools valgrind
 )
 
 kw_install_packages() {
