@@ -72,7 +72,8 @@ wait_for() {
 active() { [ "$(systemctl is-active "$1")" = active ]; }
 since() { journalctl --no-pager -o cat -u "$1" --since "@$2" 2>&1; }
 now() { date +%s; }
-# failed_with UNIT TEXT: the unit's start failed and its log or status says TEXT.
+# failed_with UNIT TEXT: the unit's start failed and its log or status says TEXT (checks wait for
+# it with wait_for: journald may not have the last lines yet when systemctl returns).
 failed_with() {
         local unit=$1 text=$2
         ! active "$unit" && { systemctl status --no-pager -l "$unit" 2>&1; journalctl --no-pager -o cat -u "$unit" 2>&1; } | grep -qF -- "$text"
@@ -90,7 +91,7 @@ T0=$(now)
 systemctl start keywardd >$O/start-unconfigured.log 2>&1
 rc=$?
 check "an unconfigured keywardd does not start (systemctl start fails)" test $rc -ne 0
-check "the journal names the missing /etc/keyward/keywardd.conf" failed_with keywardd \
+check "the journal names the missing /etc/keyward/keywardd.conf" wait_for 10 failed_with keywardd \
         "Failed to open config file '/etc/keyward/keywardd.conf': No such file or directory"
 check "and the failure is not 243/CREDENTIALS" sh -c "! systemctl status --no-pager keywardd 2>&1 | grep -q CREDENTIALS"
 check "exit status 2, and no restart loop" test \
@@ -114,7 +115,7 @@ install -m 0644 $PKI/machine.pem /etc/keyward/host.pem
 install -m 0600 $PKI/machine.key /etc/keyward/host.key
 # Mistake 1b: configured, but no master key yet.
 systemctl start keywardd >/dev/null 2>&1
-check "without /etc/keyward/master.key: the journal says the master key is missing" failed_with keywardd \
+check "without /etc/keyward/master.key: the journal says the master key is missing" wait_for 10 failed_with keywardd \
         "The master key credential 'master.key' is missing: systemd found no file to load it from (keywardd.service loads it from /etc/keyward/master.key)"
 check "and the failure is still not 243/CREDENTIALS" sh -c "! systemctl status --no-pager keywardd 2>&1 | grep -q CREDENTIALS"
 systemctl reset-failed keywardd
@@ -181,7 +182,7 @@ systemctl show -p Result -p ExecMainCode -p ExecMainStatus keywardd | diag
 chown root:root /var/lib/keywardd/keyward.db*
 T0=$(now)
 systemctl start keywardd >/dev/null 2>&1
-check "a root-owned store: the log says EACCES, which file and as which user" failed_with keywardd \
+check "a root-owned store: the log says EACCES, which file and as which user" wait_for 10 failed_with keywardd \
         "Cannot read and write the store '/var/lib/keywardd/keyward.db': Permission denied. keywardd runs as user 'keywardd'"
 since keywardd "$T0" | grep -F "Cannot " | head -n 2 | diag
 keywardd init --db /var/lib/keywardd/keyward.db --master-key /etc/keyward/master.key >>$O/init.log 2>&1
@@ -202,7 +203,7 @@ cp /etc/keyward/keywardd.conf $O/keywardd.conf.good
 echo "default-acl = Usr:alice:Read" >>/etc/keyward/keywardd.conf
 LINE=$(wc -l </etc/keyward/keywardd.conf)
 systemctl restart keywardd >/dev/null 2>&1
-check "a bad default-acl: file:line, value and the types allowed" failed_with keywardd \
+check "a bad default-acl: file:line, value and the types allowed" wait_for 10 failed_with keywardd \
         "/etc/keyward/keywardd.conf:$LINE: Invalid value for 'default-acl' in section [server]: 'Usr:alice:Read': Invalid argument. Expected TYPE:ID:ACCESS, TYPE one of User, UserGroup"
 check "the message does not name a flag the admin never passed" sh -c "! journalctl --no-pager -o cat -u keywardd | grep -q -- '--default-acl'"
 journalctl --no-pager -o cat -u keywardd | grep -F "default-acl" | tail -n 1 | diag
