@@ -285,6 +285,11 @@ static int retry_soon(AgentKnox *x) {
 static int registered_flush(AgentKnox *x) {
         int r = 0;
 
+        /* Lists emptied by registered_queue() are no change: nothing to lock for. */
+        if (x->pending_remove && !x->pending_remove[0])
+                x->pending_remove = strv_free(x->pending_remove);
+        if (x->pending_add && !x->pending_add[0])
+                x->pending_add = strv_free(x->pending_add);
         if (x->pending_remove) {
                 r = registered_update(x, x->pending_remove, false);
                 if (r >= 0)
