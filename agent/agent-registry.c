@@ -110,7 +110,7 @@ int registration_validate(const Registration *r, const char **reterr_message) {
         else if (!r->file && (r->file_owner || r->file_group || r->file_mode != 0))
                 msg = "The options file_owner, file_group and file_mode need the option file";
         else if (r->file && !registry_file_path_is_valid(r->file))
-                msg = "Invalid file (an absolute path without '.', '..' or empty components, at most 1024 bytes)";
+                msg = "Invalid file (an absolute UTF-8 path without control characters, '.', '..' or empty components, at most 1024 bytes)";
         else if (
                 (r->file_owner && !registry_account_is_valid(r->file_owner)) ||
                 (r->file_group && !registry_account_is_valid(r->file_group)))
