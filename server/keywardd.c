@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "event-mem.h"
 #include "keywardd.h"
 #include "log.h"
 #include "master-key.h"
@@ -424,6 +425,7 @@ int main(int argc, char *argv[]) {
         int r;
 
         log_setup("keywardd", LOG_TARGET_AUTO);
+        event_mem_wipe_on_free();
 
         if (!verb || streq(verb, "--help") || streq(verb, "-h") || streq(verb, "help")) {
                 help();

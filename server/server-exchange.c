@@ -120,6 +120,17 @@ static void linger_after_reply_cb(struct evhttp_request *req, void *userdata) {
         (void) shutdown(dup_fd, SHUT_WR); /* the answer is in the socket: end it there */
 }
 
+/* evhttp queues the head and the body as two pieces, which OpenSSL's bufferevent writes as
+ * two records, two write(2)s and, on loopback, twice the receiver's wake-up. An answer that fits
+ * in one record goes as one: the pieces are joined before the write event runs. The copy this
+ * makes of the body is wiped when libevent frees it (event-mem.c). */
+static void output_one_record(Conn *conn) {
+        struct evbuffer *o = conn->bev ? bufferevent_get_output(conn->bev) : NULL;
+
+        if (o && evbuffer_get_length(o) <= 16384)
+                (void) evbuffer_pullup(o, -1);
+}
+
 static void send_body(struct evhttp_request *req, int status, const char *content_type, Buf *body) {
         struct evkeyvalq *h = evhttp_request_get_output_headers(req);
         struct evbuffer *out = evbuffer_new();
@@ -164,6 +175,8 @@ static void send_body(struct evhttp_request *req, int status, const char *conten
         }
         evhttp_send_reply(req, status, NULL, out);
         evbuffer_free(out);
+        if (conn)
+                output_one_record(conn);
         /* The next request on this connection must arrive within its deadline. */
         if (conn)
                 conn_arm_deadline(conn);

@@ -466,11 +466,12 @@ static int ctx_configure(SSL_CTX *ctx) {
 
         /* No client-initiated renegotiation (a cheap way to make a server work hard);
          * SSL_OP_NO_TICKET selects the server-side cache for TLS 1.2 and stateful TLS 1.3
-         * tickets (see server-tls.h for why). */
+         * tickets (see server-tls.h for why); decrypted requests (a POST's secret, a token)
+         * are wiped from OpenSSL's read buffer once handed over. */
         SSL_CTX_set_options(
                 ctx,
                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-                        SSL_OP_NO_COMPRESSION);
+                        SSL_OP_NO_COMPRESSION | SSL_OP_CLEANSE_PLAINTEXT);
         SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 
         /* Request a certificate, never require one, never fail on it, name no CA: no
