@@ -24,7 +24,18 @@ void audit_chain_init(AuditChain *c) {
                 .checkpoint_usec = now_usec(CLOCK_MONOTONIC),
                 .every_lines = AUDIT_CHECKPOINT_LINES,
                 .every_usec = AUDIT_CHECKPOINT_USEC,
+                .min_usec = AUDIT_CHECKPOINT_MIN_USEC,
         };
+}
+
+/* Every every_lines lines, but no sooner than min_usec after the last checkpoint; and after
+ * every_usec whatever the count. */
+static bool checkpoint_due(const AuditChain *c) {
+        uint64_t since = now_usec(CLOCK_MONOTONIC) - c->checkpoint_usec;
+
+        if (since >= c->every_usec)
+                return true;
+        return c->since_checkpoint >= c->every_lines && since >= c->min_usec;
 }
 
 void audit_chain_done(AuditChain *c) {
@@ -226,9 +237,7 @@ int audit_chain_seal(AuditChain *c, const char *p, size_t n, Buf *out) {
                 line_done(c, out, start);
                 c->since_checkpoint++;
 
-                if (c->key &&
-                    (c->since_checkpoint >= c->every_lines ||
-                     now_usec(CLOCK_MONOTONIC) - c->checkpoint_usec >= c->every_usec)) {
+                if (c->key && checkpoint_due(c)) {
                         r = audit_chain_checkpoint(c, false, out);
                         if (r < 0)
                                 return r;

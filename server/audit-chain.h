@@ -26,6 +26,10 @@
 #define AUDIT_CHAIN_KEY_SIZE 32
 #define AUDIT_CHECKPOINT_LINES 1000
 #define AUDIT_CHECKPOINT_USEC (10 * UINT64_C(1000000))
+/* No sooner than this after the last one, whatever the line count: each checkpoint costs a sync
+ * of the file and a commit of the anchor, and at tens of thousands of lines a second one every
+ * 1000 lines would cost a busy worker several per cent of its CPU. */
+#define AUDIT_CHECKPOINT_MIN_USEC (100 * UINT64_C(1000))
 /* The fixed tail of a checkpoint line: ,"hmac":"<64 hex>"} */
 #define AUDIT_HMAC_TAIL_SIZE (sizeof(",\"hmac\":\"") - 1 + AUDIT_HASH_HEX + 2)
 
@@ -36,6 +40,7 @@ typedef struct AuditChain {
         uint64_t checkpoint_usec;      /* CLOCK_MONOTONIC of the last checkpoint (or start) */
         uint64_t every_lines;          /* AUDIT_CHECKPOINT_LINES unless changed (tests) */
         uint64_t every_usec;
+        uint64_t min_usec;                        /* AUDIT_CHECKPOINT_MIN_USEC unless changed (tests) */
         Secret *key;                              /* AUDIT_CHAIN_KEY_SIZE bytes, or NULL: no checkpoints */
         uint64_t checkpoint_seq;                  /* seq of the last checkpoint line; 0: none yet */
         uint8_t checkpoint_head[AUDIT_HASH_SIZE]; /* and its hash: what the anchor records */

@@ -74,7 +74,7 @@ struct Audit {
 #define AUDIT_BUFFER_KEEP (4 * AUDIT_BUFFER_SIZE)
 
 /* Room is made in the file this much at a time (file_reserve()). */
-#define AUDIT_RESERVE_CHUNK (64 * 1024)
+#define AUDIT_RESERVE_CHUNK (1024 * 1024)
 #define AUDIT_JOURNAL_SOCKET "/run/systemd/journal/socket"
 
 /* audit-sink.c */

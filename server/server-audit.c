@@ -465,6 +465,7 @@ void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec) {
         (void) pthread_mutex_lock(&a->file_lock);
         a->chain.every_lines = lines;
         a->chain.every_usec = usec;
+        a->chain.min_usec = 0; /* exactly every `lines` lines, as asked */
         (void) pthread_mutex_unlock(&a->file_lock);
 }
 

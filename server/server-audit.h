@@ -113,7 +113,8 @@ bool audit_is_failing(Audit *a);
 #define AUDIT_CHECKPOINT_KEY_SIZE 32
 #define AUDIT_CHECKPOINT_KEY_INFO "keyward audit checkpoint v1"
 int audit_set_checkpoint_key(Audit *a, const uint8_t key[static AUDIT_CHECKPOINT_KEY_SIZE]);
-/* A checkpoint after this many lines or this long (checked as lines are written). */
+/* A checkpoint after exactly this many lines (no minimum time between two: tests) or this long
+ * (checked as lines are written). */
 void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec);
 
 /* 0 when the sink is not failing, else the failure's negative errno. A probe never ends a

@@ -31,6 +31,7 @@
 #include "hexdecoct.h"
 #include "json-util.h"
 #include "store.h"
+#include "time-util.h"
 
 /* A record every test starts from: an authenticated GET of a key over TLS 1.3. */
 static AuditRecord base_record(void) {
@@ -1370,6 +1371,51 @@ static char *mfree(char *p) {
         return NULL;
 }
 
+static size_t count_checkpoints(const Buf *b) {
+        size_t n = 0;
+
+        for (const char *p = b->data, *end = p + b->len; (p = memmem(p, end - p, "\"checkpoint\"", 12)); p++)
+                n++;
+        return n;
+}
+
+/* Checkpoints come every every_lines lines but no sooner than min_usec after the last one:
+ * a burst of lines gets one when the count is reached and the time has passed, not one per
+ * every_lines lines. */
+static void test_checkpoint_min_interval(void **state) {
+        AuditChain c;
+        _cleanup_buf_ Buf out = {};
+        const char line[] = "{\"a\":1}\n";
+        size_t n_cp;
+
+        audit_chain_init(&c);
+        assert_int_equal(audit_chain_set_key(&c, test_key), 0);
+        c.every_lines = 3;
+        c.min_usec = 60 * UINT64_C(1000000);
+        c.checkpoint_usec = now_usec(CLOCK_MONOTONIC);
+        for (int i = 0; i < 10; i++)
+                assert_int_equal(audit_chain_seal(&c, line, sizeof(line) - 1, &out), 0);
+        assert_int_equal(count_checkpoints(&out), 0);
+
+        /* The minimum passed (moved back in time): the next line brings one, and the count
+         * starts again. */
+        c.checkpoint_usec -= c.min_usec;
+        assert_int_equal(audit_chain_seal(&c, line, sizeof(line) - 1, &out), 0);
+        n_cp = count_checkpoints(&out);
+        assert_int_equal(n_cp, 1);
+        assert_int_equal(c.since_checkpoint, 0);
+
+        /* No minimum: every 3 lines. */
+        c.min_usec = 0;
+        buf_done(&out);
+        for (int i = 0; i < 6; i++)
+                assert_int_equal(audit_chain_seal(&c, line, sizeof(line) - 1, &out), 0);
+        n_cp = count_checkpoints(&out);
+        assert_int_equal(n_cp, 2);
+        audit_chain_done(&c);
+        (void) state;
+}
+
 static void test_chain(void **state) {
         char dir[] = "/tmp/test-server-audit-XXXXXX";
         _cleanup_free_ char *f1 = NULL, *f2 = NULL, *t = NULL, *out = NULL;
@@ -1867,6 +1913,7 @@ int main(void) {
                 cmocka_unit_test(test_sync_failure_sticky),
                 cmocka_unit_test(test_enospc_never_torn),
                 cmocka_unit_test(test_open_cuts_fragment),
+                cmocka_unit_test(test_checkpoint_min_interval),
                 cmocka_unit_test(test_chain),
                 cmocka_unit_test(test_chain_after_failure),
                 cmocka_unit_test(test_anchor),
