@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "event-mem.h"
 #include "keywardd.h"
 #include "log.h"
 #include "master-key.h"
@@ -21,6 +20,7 @@
 #include "strv.h"
 #include "time-util.h"
 #include "user-util.h"
+#include "wipe-alloc.h"
 
 /* The user the packaged unit runs keywardd as: `keywardd init` run as root hands it the store. */
 #define KEYWARDD_USER "keywardd"
@@ -425,7 +425,9 @@ int main(int argc, char *argv[]) {
         int r;
 
         log_setup("keywardd", LOG_TARGET_AUTO);
-        event_mem_wipe_on_free();
+        /* Nothing before this line uses OpenSSL; should it have, its read buffer is wiped by
+         * SSL_OP_CLEANSE_PLAINTEXT instead (server-tls.c). */
+        (void) wipe_alloc_install();
 
         if (!verb || streq(verb, "--help") || streq(verb, "-h") || streq(verb, "help")) {
                 help();

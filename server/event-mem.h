@@ -1,5 +1,0 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
-#pragma once
-
-/* Have libevent wipe what it frees. Call before any other libevent function. */
-void event_mem_wipe_on_free(void);
