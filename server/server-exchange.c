@@ -13,7 +13,6 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -71,10 +70,14 @@ static void close_after_reply_cb(struct evhttp_request *req, void *userdata) {
 
 /* A client whose request line was refused before its end may still be sending the rest: had
  * its socket closed with those bytes unread, the kernel would reset the connection and the
- * client could lose the answer. After the answer the socket stays open one more second on a
- * duplicate, written to no more, its input read and discarded. */
+ * client could lose the answer. After the answer the socket stays open one more second, written
+ * to no more, its input read and discarded. It is kept open by a reference to the connection's
+ * bufferevent, which closes it when the last reference goes, rather than by a duplicate
+ * descriptor: the worker's epoll changes are batched per loop pass (server-worker.c), and a
+ * descriptor closed while a duplicate keeps its socket open would stay in the epoll set. */
 typedef struct Linger {
         struct event *event;
+        struct bufferevent *bev;
         uint64_t until_usec;
 } Linger;
 
@@ -91,33 +94,35 @@ static void linger_cb(evutil_socket_t fd, short what, void *userdata) {
             now_usec(CLOCK_MONOTONIC) < l->until_usec)
                 return;
         event_free(l->event);
-        (void) close(fd);
+        bufferevent_decref(l->bev); /* the last reference: the socket is closed */
         free(l);
 }
 
 static void linger_after_reply_cb(struct evhttp_request *req, void *userdata) {
         struct evhttp_connection *evcon = evhttp_request_get_connection(req);
         struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-        int fd = bev ? bufferevent_getfd(bev) : -EBADF, dup_fd;
+        int fd = bev ? bufferevent_getfd(bev) : -EBADF;
         Linger *l;
 
         if (fd < 0)
                 return;
         l = calloc(1, sizeof(Linger));
-        dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        if (l && dup_fd >= 0)
-                l->event = event_new(
-                        evhttp_connection_get_base(evcon), dup_fd, EV_READ | EV_PERSIST, linger_cb, l);
+        if (l)
+                l->event =
+                        event_new(evhttp_connection_get_base(evcon), fd, EV_READ | EV_PERSIST, linger_cb, l);
         if (!l || !l->event || event_add(l->event, &(struct timeval){.tv_sec = 1}) < 0) {
                 if (l && l->event)
                         event_free(l->event);
                 free(l);
-                if (dup_fd >= 0)
-                        (void) close(dup_fd);
                 return;
         }
+        /* evhttp frees the connection after this: its bufferevent stays, with no events of its
+         * own (a TLS bufferevent does not cancel them when freed), until linger_cb lets go. */
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        bufferevent_incref(bev);
+        l->bev = bev;
         l->until_usec = now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC;
-        (void) shutdown(dup_fd, SHUT_WR); /* the answer is in the socket: end it there */
+        (void) shutdown(fd, SHUT_WR); /* the answer is in the socket: end it there */
 }
 
 /* evhttp queues the head and the body as two pieces, which OpenSSL's bufferevent writes as

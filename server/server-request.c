@@ -117,6 +117,11 @@ static bool is_tchar(uint8_t c) {
                 (c != '\0' && strchr("!#$%&'*+-.^_`|~", c));
 }
 
+/* A byte a field value may hold (visible, space, tab, obs-text). */
+static bool is_value_byte(uint8_t c) {
+        return (c >= 0x20 && c != 0x7f) || c == '\t';
+}
+
 static HttpScanError scan_fail(HttpScan *s, HttpScanError e) {
         s->error = e;
         s->error_head = s->heads;
@@ -273,6 +278,12 @@ HttpScanError http_scan_feed(HttpScan *s, const void *data, size_t n) {
                                 s->n_name = sizeof(s->name) + 1; /* too long to be one we look for */
                         break;
                 case SCAN_VALUE:
+                        /* Most values are not a Content-Length: skip them in one go. */
+                        if (!s->field_cl && is_value_byte(c)) {
+                                while (p < end && is_value_byte(*p))
+                                        p++;
+                                break;
+                        }
                         if (c == '\r') {
                                 r = scan_field_done(s);
                                 if (r != HTTP_SCAN_OK)
