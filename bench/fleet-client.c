@@ -64,7 +64,8 @@ typedef struct Conn {
 
 static struct {
         struct sockaddr_in addr;
-        char host[256]; /* Authorization: 0t<host> */
+        struct sockaddr_in write_addr; /* --writer: the writes go to another keywardd */
+        char host[256];                /* Authorization: 0t<host> */
         SSL_CTX *ctx;
         char key_id[256];
         char hash[80];
@@ -182,7 +183,11 @@ static bool process_gone(int pid) {
 typedef struct Ctl {
         int fd;
         SSL *ssl;
+        const struct sockaddr_in *to; /* NULL: the watched keywardd (--connect) */
 } Ctl;
+
+static Ctl ctl = {.fd = -1};
+static Ctl wctl = {.fd = -1}; /* the writer's: ctl's keywardd, or --writer's */
 
 static void ctl_close(Ctl *c) {
         if (c->ssl) {
@@ -205,7 +210,7 @@ static int ctl_open(Ctl *c) {
         (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         (void) setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(c->fd, (struct sockaddr *) &F.addr, sizeof(F.addr)) < 0) {
+        if (connect(c->fd, (struct sockaddr *) (c->to ?: &F.addr), sizeof(F.addr)) < 0) {
                 int r = -errno;
                 ctl_close(c);
                 return r;
@@ -301,6 +306,28 @@ static int fetch_hash(Ctl *c) {
                 "GET /v0/keys/?%s=%s HTTP/1.1\r\nHost: localhost\r\nAuthorization: 0t%s\r\nPrefer: wait=%u\r\n\r\n",
                 F.key_id, F.hash, F.host, F.wait_sec);
         return 0;
+}
+
+/* The hash for the next watch, from the watched keywardd. With --writer, that one learns of the
+ * write from the other (PostgreSQL's NOTIFY, or its poll): wait until it has the writer's hash,
+ * else the watches would be answered at once with the version before. */
+static int sync_hash(void) {
+        char want[sizeof(F.hash)];
+
+        if (!wctl.to)
+                return fetch_hash(&ctl);
+        if (fetch_hash(&wctl) < 0)
+                return -1;
+        memcpy(want, F.hash, sizeof(want));
+        for (unsigned i = 0; i < 1000; i++) {
+                if (fetch_hash(&ctl) < 0)
+                        return -1;
+                if (strcmp(F.hash, want) == 0)
+                        return 0;
+                (void) usleep(5000);
+        }
+        fprintf(stderr, "fleet: the watched keywardd did not learn of the write within 5 s\n");
+        return -1;
 }
 
 /* The writer: one new version of the key; returns the time to its answer in ns, 0 on error. */
@@ -561,7 +588,6 @@ static bool loop_until(bool (*done)(void), uint64_t deadline, int timeout_ms) {
         return true;
 }
 
-static Ctl ctl = {.fd = -1};
 static long held_target;
 
 static bool all_started(void) {
@@ -637,7 +663,7 @@ static void rewatch_all(void) {
         }
 }
 
-static int parse_addr(const char *s) {
+static int parse_addr(const char *s, struct sockaddr_in *ret) {
         char host[64];
         const char *colon = strrchr(s, ':');
 
@@ -645,9 +671,9 @@ static int parse_addr(const char *s) {
                 return -1;
         memcpy(host, s, (size_t) (colon - s));
         host[colon - s] = 0;
-        F.addr.sin_family = AF_INET;
-        F.addr.sin_port = htons((uint16_t) strtoul(colon + 1, NULL, 10));
-        return inet_pton(AF_INET, host, &F.addr.sin_addr) == 1 ? 0 : -1;
+        ret->sin_family = AF_INET;
+        ret->sin_port = htons((uint16_t) strtoul(colon + 1, NULL, 10));
+        return inet_pton(AF_INET, host, &ret->sin_addr) == 1 ? 0 : -1;
 }
 
 static int read_pid_file(void) {
@@ -682,21 +708,31 @@ static void usage(void) {
         fprintf(stderr,
                 "usage: fleet --connect ADDR:PORT --ca F --cert F --key F --host NAME --key-id ID\n"
                 "             --server-pid PID [--n N] [--inflight K] [--rounds R] [--max-time S]\n"
-                "             [--resume] [--resume-after-restart] [--restart CMD --pid-file F]\n");
+                "             [--resume] [--resume-after-restart] [--restart CMD --pid-file F]\n"
+                "             [--writer ADDR:PORT]\n");
 }
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"connect", required_argument, NULL, 'c'},        {"ca", required_argument, NULL, 'A'},
-                {"cert", required_argument, NULL, 'C'},           {"key", required_argument, NULL, 'K'},
-                {"host", required_argument, NULL, 'H'},           {"key-id", required_argument, NULL, 'i'},
-                {"server-pid", required_argument, NULL, 'p'},     {"n", required_argument, NULL, 'n'},
-                {"inflight", required_argument, NULL, 'f'},       {"rounds", required_argument, NULL, 'r'},
-                {"max-time", required_argument, NULL, 't'},       {"resume", no_argument, NULL, 'R'},
-                {"resume-after-restart", no_argument, NULL, 'E'}, {"restart", required_argument, NULL, 'S'},
-                {"pid-file", required_argument, NULL, 'P'},       {},
+                {"connect", required_argument, NULL, 'c'},
+                {"ca", required_argument, NULL, 'A'},
+                {"cert", required_argument, NULL, 'C'},
+                {"key", required_argument, NULL, 'K'},
+                {"host", required_argument, NULL, 'H'},
+                {"key-id", required_argument, NULL, 'i'},
+                {"server-pid", required_argument, NULL, 'p'},
+                {"n", required_argument, NULL, 'n'},
+                {"inflight", required_argument, NULL, 'f'},
+                {"rounds", required_argument, NULL, 'r'},
+                {"max-time", required_argument, NULL, 't'},
+                {"resume", no_argument, NULL, 'R'},
+                {"resume-after-restart", no_argument, NULL, 'E'},
+                {"restart", required_argument, NULL, 'S'},
+                {"pid-file", required_argument, NULL, 'P'},
+                {"writer", required_argument, NULL, 'W'},
+                {},
         };
-        const char *ca = NULL, *cert = NULL, *key = NULL, *connect_to = NULL;
+        const char *ca = NULL, *cert = NULL, *key = NULL, *connect_to = NULL, *writer = NULL;
         uint64_t *ack0, *ackn, *after, t_est, t_re = 0, t_term, t_exit = 0;
         struct rlimit rl = {.rlim_cur = 200000, .rlim_max = 200000};
         uint64_t cpu0, cpu1 = 0, fanout_cpu = 0;
@@ -753,13 +789,17 @@ int main(int argc, char **argv) {
                 case 'P':
                         F.pid_file = optarg;
                         break;
+                case 'W':
+                        writer = optarg;
+                        break;
                 default:
                         usage();
                         return 2;
                 }
         if (!connect_to || !ca || !cert || !key || !*F.host || !*F.key_id || F.server_pid <= 0 || F.n == 0 ||
             F.n > MAX_N || F.inflight == 0 || F.rounds == 0 || F.rounds > 100 || F.max_time <= 0 ||
-            F.max_time > 600 || (F.restart && !F.pid_file) || parse_addr(connect_to) < 0) {
+            F.max_time > 600 || (F.restart && !F.pid_file) || parse_addr(connect_to, &F.addr) < 0 ||
+            (writer && parse_addr(writer, &F.write_addr) < 0)) {
                 usage();
                 return 2;
         }
@@ -795,11 +835,14 @@ int main(int argc, char **argv) {
         for (unsigned i = 0; i < F.n; i++)
                 F.conns[i].fd = -1;
 
+        if (writer)
+                wctl.to = &F.write_addr;
+
         /* 1. The writer alone. */
         for (unsigned r = 0; r < F.rounds; r++)
-                if (!(ack0[r] = write_once(&ctl, r)))
+                if (!(ack0[r] = write_once(&wctl, r)))
                         return 1;
-        if (fetch_hash(&ctl) < 0) {
+        if (sync_hash() < 0) {
                 fprintf(stderr, "fleet: cannot read the hash of '%s'\n", F.key_id);
                 return 1;
         }
@@ -832,7 +875,7 @@ int main(int argc, char **argv) {
                 F.answered = 0;
                 cpu0 = cpu_ns(F.server_pid);
                 t_ack = now_ns();
-                ackn[r] = write_once(&ctl, 1000 + r);
+                ackn[r] = write_once(&wctl, 1000 + r);
                 if (!ackn[r])
                         return 1;
                 t_ack += ackn[r];
@@ -843,7 +886,7 @@ int main(int argc, char **argv) {
                 fanout_cpu += cpu_ns(F.server_pid) - cpu0;
                 for (unsigned i = 0; i < F.answered; i++)
                         after[n_after++] = F.answer_ns[i] > t_ack ? F.answer_ns[i] - t_ack : 0;
-                if (fetch_hash(&ctl) < 0)
+                if (sync_hash() < 0)
                         return 1;
                 rewatch_all();
                 held_target = F.n;
@@ -863,6 +906,7 @@ int main(int argc, char **argv) {
 
         /* 4. SIGTERM with N held. */
         ctl_close(&ctl);
+        ctl_close(&wctl);
         F.answered = 0;
         cpu0 = cpu_ns(F.server_pid);
         cpu1 = cpu0;
@@ -912,7 +956,7 @@ int main(int argc, char **argv) {
                 F.resumed = 0;
                 /* Every agent offers the session it had before the restart. */
                 F.offer_session = F.resume_restart;
-                if (fetch_hash(&ctl) < 0)
+                if (sync_hash() < 0)
                         return 1;
                 t0 = now_ns();
                 if (establish(&t_re) < 0) {
