@@ -128,7 +128,7 @@ static void linger_after_reply_cb(struct evhttp_request *req, void *userdata) {
 /* evhttp queues the head and the body as two pieces, which OpenSSL's bufferevent writes as
  * two records, two write(2)s and, on loopback, twice the receiver's wake-up. An answer that fits
  * in one record goes as one: the pieces are joined before the write event runs. The copy this
- * makes of the body is wiped when libevent frees it (event-mem.c). */
+ * makes of the body is wiped when libevent frees it (wipe-alloc.c). */
 static void output_one_record(Conn *conn) {
         struct evbuffer *o = conn->bev ? bufferevent_get_output(conn->bev) : NULL;
 
