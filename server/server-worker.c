@@ -638,8 +638,10 @@ finish:
         if (r >= 0 && atomic_load(&s->stopping) && worker_exit_keeps_connections()) {
                 /* Stopped: the workers and their connections are left to the exit; only the
                  * stores are closed (SQLite checkpoints its log, PostgreSQL says goodbye). */
-                for (size_t i = 0; i < s->n_workers; i++)
+                for (size_t i = 0; i < s->n_workers; i++) {
+                        s->workers[i]->feed = change_feed_free(s->workers[i]->feed);
                         s->workers[i]->store = store_free(s->workers[i]->store);
+                }
                 return r;
         }
         for (size_t i = 0; i < s->n_workers; i++)
