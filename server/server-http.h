@@ -145,6 +145,7 @@ typedef enum WatchAnswer {
 /* server-worker.c */
 void worker_listen(Worker *w, bool on);
 void worker_stop(Worker *w);
+bool worker_exit_keeps_connections(void);
 
 /* server-conn.c */
 int conn_setup(void);

@@ -48,6 +48,8 @@
 /* Watches answered per pass of the loop, so that the first answers go out while the rest
  * are looked at, and other connections get their turn. */
 #define FANOUT_BATCH 256
+/* A watch's answer is a few hundred bytes; one that is larger goes the usual way. */
+#define WRITE_NOW_MAX 16384
 
 static void watch_unindex(Watch *wa) {
         for (size_t i = 0; i < wa->n_links; i++)
@@ -135,10 +137,49 @@ static int watch_list_changed(Watch *wa, uint64_t pass, Buf *out) {
         return out->error < 0 ? out->error : n;
 }
 
+/* Write an answer evhttp has just queued on bev to the socket at once, head and body in one
+ * TLS record and one write(2), instead of waiting for the loop to find the socket writable
+ * and then writing the head and the body (separate chains of the output buffer) as two
+ * records. Only for a watch's answer (key ids, never key data: the output buffer's copy is
+ * not wiped), and only when nothing was queued before it. Once the socket has taken it
+ * all, the bufferevent's write callback is run as the loop would have run it (deferred), so
+ * evhttp finishes the request as usual. Anything short of that leaves what is still queued
+ * to the loop, which writes it as it would have. */
+static bool answer_write_now(struct bufferevent *bev, bool finish) {
+        struct evbuffer *out = bufferevent_get_output(bev);
+        size_t len = evbuffer_get_length(out);
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        unsigned char *p;
+        int n;
+
+        if (!ssl || len == 0 || len > WRITE_NOW_MAX)
+                return false;
+        p = evbuffer_pullup(out, -1);
+        if (!p)
+                return false;
+        ERR_clear_error();
+        n = SSL_write(ssl, p, (int) len);
+        if (n <= 0) {
+                /* Retried by the loop with the same bytes, as OpenSSL wants; errors are
+                 * met again there, and handled as evhttp handles them. */
+                ERR_clear_error();
+                return false;
+        }
+        (void) evbuffer_drain(out, (size_t) n);
+        if ((size_t) n < len)
+                return false;
+        if (finish)
+                (void) bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+        return true;
+}
+
 /* Answer a held watch, or leave it held (returns false) when how is WATCH_IF_CHANGED and
  * none of its keys differs. pass: see watch_list_changed(). */
 bool watch_answer(Watch *wa, WatchAnswer how, uint64_t pass) {
         Worker *w = wa->worker;
+        struct evhttp_connection *evcon = evhttp_request_get_connection(wa->req);
+        struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+        bool write_now = bev && evbuffer_get_length(bufferevent_get_output(bev)) == 0;
         ApiResult res = API_RESULT_INIT;
         Exchange x = {
                 .worker = w,
@@ -147,6 +188,7 @@ bool watch_answer(Watch *wa, WatchAnswer how, uint64_t pass) {
                 .started_usec = now_usec(CLOCK_MONOTONIC),
                 .now_ns = now_nsec(CLOCK_REALTIME),
         };
+        bool exiting = how == WATCH_NOTHING_CHANGED && worker_exit_keeps_connections();
         int r = 0;
 
         (void) buf_putc(&res.data, '[');
@@ -187,6 +229,16 @@ bool watch_answer(Watch *wa, WatchAnswer how, uint64_t pass) {
         free(x.path);
         /* query and principals belong to the watch */
         watch_free(wa);
+        /* At the stop, an answer the socket has taken leaves its connection as it is until
+         * the process exits (worker_exit_keeps_connections()): nothing more is read from it,
+         * and evhttp never frees it one by one. */
+        if (write_now && answer_write_now(bev, !exiting) && exiting) {
+                (void) bufferevent_disable(bev, EV_READ | EV_WRITE);
+                if (x.conn && x.conn->stop_answer) {
+                        x.conn->stop_answer = false;
+                        w->stop_pending--;
+                }
+        }
         return true;
 }
 
