@@ -72,7 +72,7 @@ static struct {
         double max_time;
         int server_pid;
         const char *restart, *pid_file;
-        bool resume, resume_restart, offer_session;
+        bool resume, resume_restart, offer_session, auto_chain;
         SSL_SESSION *session;
 
         int epfd;
@@ -664,19 +664,29 @@ static void usage(void) {
         fprintf(stderr,
                 "usage: fleet --connect ADDR:PORT --ca F --cert F --key F --host NAME --key-id ID\n"
                 "             --server-pid PID [--n N] [--inflight K] [--rounds R] [--max-time S]\n"
-                "             [--resume] [--resume-after-restart] [--restart CMD --pid-file F]\n");
+                "             [--resume] [--resume-after-restart] [--restart CMD --pid-file F]\n"
+                "             [--auto-chain]\n");
 }
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"connect", required_argument, NULL, 'c'},        {"ca", required_argument, NULL, 'A'},
-                {"cert", required_argument, NULL, 'C'},           {"key", required_argument, NULL, 'K'},
-                {"host", required_argument, NULL, 'H'},           {"key-id", required_argument, NULL, 'i'},
-                {"server-pid", required_argument, NULL, 'p'},     {"n", required_argument, NULL, 'n'},
-                {"inflight", required_argument, NULL, 'f'},       {"rounds", required_argument, NULL, 'r'},
-                {"max-time", required_argument, NULL, 't'},       {"resume", no_argument, NULL, 'R'},
-                {"resume-after-restart", no_argument, NULL, 'E'}, {"restart", required_argument, NULL, 'S'},
-                {"pid-file", required_argument, NULL, 'P'},       {},
+                {"connect", required_argument, NULL, 'c'},
+                {"ca", required_argument, NULL, 'A'},
+                {"cert", required_argument, NULL, 'C'},
+                {"key", required_argument, NULL, 'K'},
+                {"host", required_argument, NULL, 'H'},
+                {"key-id", required_argument, NULL, 'i'},
+                {"server-pid", required_argument, NULL, 'p'},
+                {"n", required_argument, NULL, 'n'},
+                {"inflight", required_argument, NULL, 'f'},
+                {"rounds", required_argument, NULL, 'r'},
+                {"max-time", required_argument, NULL, 't'},
+                {"resume", no_argument, NULL, 'R'},
+                {"resume-after-restart", no_argument, NULL, 'E'},
+                {"restart", required_argument, NULL, 'S'},
+                {"pid-file", required_argument, NULL, 'P'},
+                {"auto-chain", no_argument, NULL, 'a'},
+                {},
         };
         const char *ca = NULL, *cert = NULL, *key = NULL, *connect_to = NULL;
         uint64_t *ack0, *ackn, *after, t_est, t_re = 0, t_term, t_exit = 0;
@@ -691,6 +701,9 @@ int main(int argc, char **argv) {
                 switch (opt) {
                 case 'c':
                         connect_to = optarg;
+                        break;
+                case 'a':
+                        F.auto_chain = true;
                         break;
                 case 'A':
                         ca = optarg;
@@ -765,6 +778,11 @@ int main(int argc, char **argv) {
         }
         SSL_CTX_set_verify(F.ctx, SSL_VERIFY_PEER, NULL);
         SSL_CTX_set_mode(F.ctx, SSL_MODE_RELEASE_BUFFERS);
+        /* Send the certificate file's chain, as keyward-agent and Knox's Go client do; with
+         * --auto-chain, OpenSSL's default: the chain it builds from the trust store (the root
+         * too), which keywardd must then parse in every full handshake. */
+        if (!F.auto_chain)
+                SSL_CTX_set_mode(F.ctx, SSL_MODE_NO_AUTO_CHAIN);
         F.conns = calloc(F.n, sizeof(Conn));
         F.answer_ns = calloc(F.n, sizeof(uint64_t));
         ack0 = calloc(F.rounds, sizeof(uint64_t));
