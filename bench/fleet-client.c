@@ -23,7 +23,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,6 +62,9 @@ typedef struct Conn {
         int status;
         bool empty;  /* the answer was [] */
         bool closed; /* the server said Connection: close, or closed it */
+        X509 *cert;  /* with --distinct-certs: this agent's own certificate and key */
+        EVP_PKEY *key;
+        SSL_SESSION *session; /* with --distinct-certs: this agent's last session */
 } Conn;
 
 static struct {
@@ -72,7 +77,7 @@ static struct {
         double max_time;
         int server_pid;
         const char *restart, *pid_file;
-        bool resume, resume_restart, offer_session, auto_chain;
+        bool resume, resume_restart, offer_session, auto_chain, distinct;
         SSL_SESSION *session;
 
         int epfd;
@@ -331,6 +336,69 @@ static uint64_t write_once(Ctl *c, unsigned serial) {
         return now_ns() - t0;
 }
 
+/* ---- certificates ------------------------------------------------------------------------ */
+
+/* With --distinct-certs each agent has a certificate of its own, as in a fleet (keywardd
+ * verifies each chain once, then its cache knows it): a P-256 key and a certificate for the
+ * same host name, signed by the CA, made before anything is timed. */
+static int make_certs(const char *ca_path, const char *ca_key_path) {
+        X509 *ca = NULL;
+        EVP_PKEY *ca_key = NULL;
+        FILE *f;
+        int r = -1;
+
+        f = fopen(ca_path, "re");
+        if (f) {
+                ca = PEM_read_X509(f, NULL, NULL, NULL);
+                fclose(f);
+        }
+        f = fopen(ca_key_path, "re");
+        if (f) {
+                ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+                fclose(f);
+        }
+        if (!ca || !ca_key)
+                goto finish;
+        for (unsigned i = 0; i < F.n; i++) {
+                Conn *c = &F.conns[i];
+                X509V3_CTX v3;
+                X509_EXTENSION *ext;
+                char san[300];
+
+                c->key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+                c->cert = X509_new();
+                if (!c->key || !c->cert || X509_set_version(c->cert, 2) != 1 ||
+                    ASN1_INTEGER_set(X509_get_serialNumber(c->cert), (long) i + 1000) != 1 ||
+                    !X509_gmtime_adj(X509_getm_notBefore(c->cert), -3600) ||
+                    !X509_gmtime_adj(X509_getm_notAfter(c->cert), 2 * 86400) ||
+                    X509_set_issuer_name(c->cert, X509_get_subject_name(ca)) != 1 ||
+                    X509_NAME_add_entry_by_txt(
+                            X509_get_subject_name(c->cert), "CN", MBSTRING_ASC,
+                            (const unsigned char *) F.host, -1, -1, 0) != 1 ||
+                    X509_set_pubkey(c->cert, c->key) != 1)
+                        goto finish;
+                X509V3_set_ctx(&v3, ca, c->cert, NULL, NULL, 0);
+                (void) snprintf(san, sizeof(san), "DNS:%s", F.host);
+                ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
+                if (!ext || X509_add_ext(c->cert, ext, -1) != 1)
+                        goto finish;
+                X509_EXTENSION_free(ext);
+                ext = X509V3_EXT_conf_nid(NULL, &v3, NID_ext_key_usage, "clientAuth");
+                if (!ext || X509_add_ext(c->cert, ext, -1) != 1)
+                        goto finish;
+                X509_EXTENSION_free(ext);
+                if (X509_sign(c->cert, ca_key, EVP_sha256()) <= 0)
+                        goto finish;
+        }
+        r = 0;
+finish:
+        X509_free(ca);
+        EVP_PKEY_free(ca_key);
+        if (r < 0)
+                ERR_print_errors_fp(stderr);
+        return r;
+}
+
 /* ---- the watchers -------------------------------------------------------------------- */
 
 static void conn_close(Conn *c) {
@@ -339,6 +407,11 @@ static void conn_close(Conn *c) {
                  * spoils the session of an SSL freed without a shutdown). */
                 if (SSL_is_init_finished(c->ssl))
                         SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+                if (F.distinct && SSL_get0_session(c->ssl) &&
+                    SSL_SESSION_is_resumable(SSL_get0_session(c->ssl))) {
+                        SSL_SESSION_free(c->session);
+                        c->session = SSL_get1_session(c->ssl);
+                }
                 SSL_free(c->ssl);
                 c->ssl = NULL;
         }
@@ -372,7 +445,13 @@ static int conn_open(Conn *c) {
         c->ssl = SSL_new(F.ctx);
         if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set_tlsext_host_name(c->ssl, "localhost") != 1)
                 return -ENOMEM;
-        if ((F.resume || F.offer_session) && F.session)
+        if (F.distinct &&
+            (SSL_use_certificate(c->ssl, c->cert) != 1 || SSL_use_PrivateKey(c->ssl, c->key) != 1))
+                return -ENOMEM;
+        if (F.distinct) {
+                if (F.offer_session && c->session)
+                        (void) SSL_set_session(c->ssl, c->session);
+        } else if ((F.resume || F.offer_session) && F.session)
                 (void) SSL_set_session(c->ssl, F.session);
         c->state = ST_CONNECTING;
         F.n_handshaking++;
@@ -665,30 +744,22 @@ static void usage(void) {
                 "usage: fleet --connect ADDR:PORT --ca F --cert F --key F --host NAME --key-id ID\n"
                 "             --server-pid PID [--n N] [--inflight K] [--rounds R] [--max-time S]\n"
                 "             [--resume] [--resume-after-restart] [--restart CMD --pid-file F]\n"
-                "             [--auto-chain]\n");
+                "             [--auto-chain] [--distinct-certs CA_KEY]\n");
 }
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"connect", required_argument, NULL, 'c'},
-                {"ca", required_argument, NULL, 'A'},
-                {"cert", required_argument, NULL, 'C'},
-                {"key", required_argument, NULL, 'K'},
-                {"host", required_argument, NULL, 'H'},
-                {"key-id", required_argument, NULL, 'i'},
-                {"server-pid", required_argument, NULL, 'p'},
-                {"n", required_argument, NULL, 'n'},
-                {"inflight", required_argument, NULL, 'f'},
-                {"rounds", required_argument, NULL, 'r'},
-                {"max-time", required_argument, NULL, 't'},
-                {"resume", no_argument, NULL, 'R'},
-                {"resume-after-restart", no_argument, NULL, 'E'},
-                {"restart", required_argument, NULL, 'S'},
-                {"pid-file", required_argument, NULL, 'P'},
-                {"auto-chain", no_argument, NULL, 'a'},
-                {},
+                {"connect", required_argument, NULL, 'c'},        {"ca", required_argument, NULL, 'A'},
+                {"cert", required_argument, NULL, 'C'},           {"key", required_argument, NULL, 'K'},
+                {"host", required_argument, NULL, 'H'},           {"key-id", required_argument, NULL, 'i'},
+                {"server-pid", required_argument, NULL, 'p'},     {"n", required_argument, NULL, 'n'},
+                {"inflight", required_argument, NULL, 'f'},       {"rounds", required_argument, NULL, 'r'},
+                {"max-time", required_argument, NULL, 't'},       {"resume", no_argument, NULL, 'R'},
+                {"resume-after-restart", no_argument, NULL, 'E'}, {"restart", required_argument, NULL, 'S'},
+                {"pid-file", required_argument, NULL, 'P'},       {"auto-chain", no_argument, NULL, 'a'},
+                {"distinct-certs", required_argument, NULL, 'D'}, {},
         };
-        const char *ca = NULL, *cert = NULL, *key = NULL, *connect_to = NULL;
+        const char *ca = NULL, *cert = NULL, *key = NULL, *connect_to = NULL, *ca_key = NULL;
         uint64_t *ack0, *ackn, *after, t_est, t_re = 0, t_term, t_exit = 0;
         struct rlimit rl = {.rlim_cur = 200000, .rlim_max = 200000};
         uint64_t cpu0, cpu1 = 0, fanout_cpu = 0;
@@ -704,6 +775,10 @@ int main(int argc, char **argv) {
                         break;
                 case 'a':
                         F.auto_chain = true;
+                        break;
+                case 'D':
+                        ca_key = optarg;
+                        F.distinct = true;
                         break;
                 case 'A':
                         ca = optarg;
@@ -791,6 +866,10 @@ int main(int argc, char **argv) {
         F.epfd = epoll_create1(EPOLL_CLOEXEC);
         if (!F.conns || !F.answer_ns || !ack0 || !ackn || !after || F.epfd < 0)
                 return 1;
+        if (F.distinct && make_certs(ca, ca_key) < 0) {
+                fprintf(stderr, "fleet: cannot make the agents' certificates\n");
+                return 1;
+        }
         for (unsigned i = 0; i < F.n; i++)
                 F.conns[i].fd = -1;
 
