@@ -29,18 +29,22 @@ sign() { # NAME ISSUER EXT
 }
 sign inter ca ca
 sign server ca server
+# A server PKI of its own, as when the servers' CA is not the machines' one.
+openssl req -x509 "${newkey[@]}" -keyout "$P/srvca.key" -out "$P/srvca.pem" -days 2 -subj /CN=server-root \
+        2>/dev/null || bail "cannot make the server CA"
+sign server2 srvca server
 sign direct ca client
 sign chained inter client
 cat "$P/chained.pem" "$P/inter.pem" >"$P/chained-full.pem"
 cat "$P/ca.pem" "$P/inter.pem" >"$P/bundle.pem"
 
-# client_certs NAME CERT KEY CA: one handshake of `keyward whoami` against an openssl s_server
+# client_certs NAME CERT KEY CA [SERVER]: one handshake of `keyward whoami` against an openssl s_server
 # that asks for a client certificate; prints the CNs of the certificates the client sent, in
 # order, on one line.
 client_certs() {
-        local name=$1 cert=$2 key=$3 ca=$4 port
+        local name=$1 cert=$2 key=$3 ca=$4 server=${5:-server} port
         port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-        timeout "$(scaled 20)" openssl s_server -accept "127.0.0.1:$port" -cert "$P/server.pem" -key "$P/server.key" \
+        timeout "$(scaled 20)" openssl s_server -accept "127.0.0.1:$port" -cert "$P/$server.pem" -key "$P/$server.key" \
                 -verify 3 -CAfile "$P/bundle.pem" -trace -naccept 1 -www >"$T/$name.trace" 2>&1 &
         BG_PIDS+=("$!")
         wait_for 10 grep -q ACCEPT "$T/$name.trace" || bail "openssl s_server did not start"
@@ -60,6 +64,8 @@ is "a certificate from an intermediate in the CA bundle: the leaf and the interm
         "$(client_certs bundled "$P/chained.pem" "$P/chained.key" "$P/bundle.pem")" "chained inter"
 is "a certificate file with its intermediate: both, as in the file" \
         "$(client_certs file "$P/chained-full.pem" "$P/chained.key" "$P/ca.pem")" "chained inter"
+is "a certificate file with its intermediate, a CA bundle of another PKI: both, as in the file" \
+        "$(client_certs other "$P/chained-full.pem" "$P/chained.key" "$P/srvca.pem" server2)" "chained inter"
 is "a certificate whose issuer the CA bundle lacks: the leaf alone" \
         "$(client_certs unknown "$P/chained.pem" "$P/chained.key" "$P/ca.pem")" "chained"
 
