@@ -159,15 +159,15 @@ xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ult
 /* A held watch leaves its connection idle for a minute at a time: OpenSSL may free the
  * connection's read and write buffers (about 34 KB) while nothing is pending.
  *
- * The client certificate goes with its chain built once here, from the certificate file's
- * own intermediates and the CA bundle, but without a self-signed root: left alone, OpenSSL
- * builds the chain in every handshake and sends the root too, which the server holds among
- * its anchors anyway and would only parse (OpenSSL 3.0 decodes a certificate's public key
- * in about 0.15 ms, a sixth of keywardd's CPU per full handshake). libcurl before 8.2 loads
- * the CA bundle into the context only after this callback, so the chain is built from the
- * client's own copy of it. A chain that does not verify against the bundle (the client's CA
- * is not in it) is sent as far as it was built, as OpenSSL would; should the build fail
- * outright, OpenSSL's own chain is left in place. */
+ * The client certificate goes with its chain built here, as libcurl sets up a connection,
+ * from the certificate file's own intermediates and the CA bundle, but without a self-signed
+ * root: left alone, OpenSSL builds the chain in the handshake and sends the root too, which
+ * the server holds among its anchors anyway and would only parse (OpenSSL 3.0 decodes a
+ * certificate's public key in about 0.15 ms, a sixth of keywardd's CPU per full handshake).
+ * libcurl before 8.2 loads the CA bundle into the context only after this callback, so the
+ * chain is built from the client's own copy of it. A chain that does not verify against the
+ * bundle (the client's CA is not in it) is sent as far as it was built, as OpenSSL would;
+ * should the build fail outright, OpenSSL's own chain is left in place. */
 static CURLcode ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userdata) {
         KnoxClient *c = userdata;
         SSL_CTX *ctx = ssl_ctx;
