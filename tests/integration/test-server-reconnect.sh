@@ -65,27 +65,14 @@ r=$(req none "0u$ALICE" POST /v0/keys/ -d id=resume:k --data-urlencode "data=$(p
         --data-urlencode 'acl=[{"type":"Machine","id":"host1.example.com","access":"Read"}]')
 expect "a key the machine may read" "$r" 200 0 ""
 
-hour0=$(($(date +%s) / 3600))
 tls first -sess_out "$T/s1.pem"
 is "the first connection is a full handshake" "$(session first)" "New, TLSv1.3"
 is "and is served" "$(status first)" "HTTP/1.1 200"
 check "it left a session with a ticket" test -s "$T/s1.pem"
 
 tls again -sess_in "$T/s1.pem" -sess_out "$T/s2.pem"
-hour1=$(($(date +%s) / 3600))
 is "the same keywardd resumes it" "$(session again)" "Reused, TLSv1.3"
-# A new ticket costs keywardd as much as a certificate's parsing: one is sent after a full
-# handshake, and after a resumption only when the ticket was sealed under the previous
-# hour's key (then the client gets one under the current key).
-tickets() { grep -c "Post-Handshake New Session Ticket arrived" "$T/$1.out"; }
-is "a full handshake gets one ticket" "$(tickets first)" 1
-if [ "$hour0" = "$hour1" ]; then
-        is "a resumption within the ticket's hour gets none" "$(tickets again)" 0
-        # openssl s_client saves a session only when a ticket comes: the first one is offered again.
-        cp "$T/s1.pem" "$T/s2.pem"
-else
-        skip "a resumption within the ticket's hour gets none" "the hour changed during the handshake"
-fi
+check "and hands out a fresh ticket" test -s "$T/s2.pem"
 
 addr=$KWD_ADDR
 kwd_stop
@@ -93,7 +80,7 @@ kwd_restart_at "$addr" || bail "keywardd did not come back"
 KWD_ADDR=$addr
 rm -f "$T/reads"
 
-tls restarted -sess_in "$T/s2.pem"
+tls restarted -sess_in "$T/s2.pem" -sess_out "$T/s3.pem"
 is "a restarted keywardd resumes a session from before its restart" "$(session restarted)" "Reused, TLSv1.3"
 is "the resumed connection is authenticated by its certificate" "$(status restarted)" "HTTP/1.1 200"
 like "the machine sees its key" "$(cat "$T/restarted.out")" '"resume:k"'
@@ -124,14 +111,19 @@ agent_section() {
         check "the agent holds a watch" wait_for 10 watching
         check "from its two threads, two connections" wait_for 10 agent_connections 2
 
-        kwd_stop
-        kwd_restart_at "$addr" || bail "keywardd did not come back"
-        rm -f "$T/reads"
-        check "the agent's watch is back after the restart" wait_for 20 watching
-        check "both of the agent's threads came back, resuming their sessions" wait_for 10 agent_resumed 2
-        resumed=$(handshakes true)
-        full=$(handshakes false)
-        is "the restarted keywardd made no full handshake for the agent ($resumed resumed)" "$full" "$(reads)"
+        # Twice: a session resumed once must be resumable again (a client holding one
+        # session resumes with it only once in TLS 1.3; it needs the fresh ticket each
+        # resumption brings).
+        for restart in first second; do
+                kwd_stop
+                kwd_restart_at "$addr" || bail "keywardd did not come back"
+                rm -f "$T/reads"
+                check "the agent's watch is back after the $restart restart" wait_for 20 watching
+                check "both of the agent's threads came back, resuming their sessions" wait_for 10 agent_resumed 2
+                resumed=$(handshakes true)
+                full=$(handshakes false)
+                is "the restarted keywardd made no full handshake for the agent ($resumed resumed)" "$full" "$(reads)"
+        done
         agent_stop
 }
 if [ ! -x "$KEYWARD_AGENT" ]; then
@@ -146,7 +138,7 @@ fi
 kwd_stop
 KWD_DB=$T/other.db KWD_MASTER_KEY=$T/other.key kwd_init
 KWD_DB=$T/other.db KWD_MASTER_KEY=$T/other.key kwd_restart_at "$addr" || bail "keywardd did not start again"
-tls other -sess_in "$T/s2.pem"
+tls other -sess_in "$T/s3.pem"
 is "a keywardd with another master key does not resume it" "$(session other)" "New, TLSv1.3"
 is "and serves the connection after a full handshake" "$(status other)" "HTTP/1.1 200"
 kwd_stop
