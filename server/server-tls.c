@@ -441,15 +441,10 @@ static SSL_TICKET_RETURN ticket_decrypt_cb(
         SSL_TICKET_STATUS status,
         void *userdata) {
 
-        /* A fresh ticket only when this one was sealed under the previous period's key
-         * (ticket_key_cb() returned 2): OpenSSL 3.0 makes a ticket from a copy of the session
-         * that it encodes and decodes again, parsing the client's certificate once more, which
-         * costs as much as the rest of a resumption. The client offers the same ticket until
-         * then (RFC 8446 C.4 prefers single use for privacy; an agent's address already tells
-         * its connections apart, and its certificate goes encrypted either way). */
+        /* A TLS 1.3 client uses a ticket once (RFC 8446, C.4): it gets a fresh one each time,
+         * as it does from the cache. */
         switch (status) {
         case SSL_TICKET_SUCCESS:
-                return SSL_TICKET_RETURN_USE;
         case SSL_TICKET_SUCCESS_RENEW:
                 return SSL_TICKET_RETURN_USE_RENEW;
         case SSL_TICKET_FATAL_ERR_MALLOC:
