@@ -23,7 +23,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,6 +62,9 @@ typedef struct Conn {
         int status;
         bool empty;  /* the answer was [] */
         bool closed; /* the server said Connection: close, or closed it */
+        X509 *cert;  /* with --distinct-certs: this agent's own certificate and key */
+        EVP_PKEY *key;
+        SSL_SESSION *session; /* with --distinct-certs: this agent's last session */
 } Conn;
 
 static struct {
@@ -73,7 +78,7 @@ static struct {
         double max_time;
         int server_pid;
         const char *restart, *pid_file;
-        bool resume, resume_restart, offer_session;
+        bool resume, resume_restart, offer_session, auto_chain, distinct;
         SSL_SESSION *session;
 
         int epfd;
@@ -129,6 +134,15 @@ static long rss_kib(int pid) {
                         break;
         fclose(f);
         return v;
+}
+
+/* This process's CPU time, in ns. */
+static uint64_t self_cpu_ns(void) {
+        struct timespec ts;
+
+        if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) < 0)
+                return 0;
+        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
 }
 
 /* CPU time of every thread of pid, in ns (schedstat's first field); 0 when unknown. */
@@ -358,6 +372,69 @@ static uint64_t write_once(Ctl *c, unsigned serial) {
         return now_ns() - t0;
 }
 
+/* ---- certificates ------------------------------------------------------------------------ */
+
+/* With --distinct-certs each agent has a certificate of its own, as in a fleet (keywardd
+ * verifies each chain once, then its cache knows it): a P-256 key and a certificate for the
+ * same host name, signed by the CA, made before anything is timed. */
+static int make_certs(const char *ca_path, const char *ca_key_path) {
+        X509 *ca = NULL;
+        EVP_PKEY *ca_key = NULL;
+        FILE *f;
+        int r = -1;
+
+        f = fopen(ca_path, "re");
+        if (f) {
+                ca = PEM_read_X509(f, NULL, NULL, NULL);
+                fclose(f);
+        }
+        f = fopen(ca_key_path, "re");
+        if (f) {
+                ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+                fclose(f);
+        }
+        if (!ca || !ca_key)
+                goto finish;
+        for (unsigned i = 0; i < F.n; i++) {
+                Conn *c = &F.conns[i];
+                X509V3_CTX v3;
+                X509_EXTENSION *ext;
+                char san[300];
+
+                c->key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+                c->cert = X509_new();
+                if (!c->key || !c->cert || X509_set_version(c->cert, 2) != 1 ||
+                    ASN1_INTEGER_set(X509_get_serialNumber(c->cert), (long) i + 1000) != 1 ||
+                    !X509_gmtime_adj(X509_getm_notBefore(c->cert), -3600) ||
+                    !X509_gmtime_adj(X509_getm_notAfter(c->cert), 2 * 86400) ||
+                    X509_set_issuer_name(c->cert, X509_get_subject_name(ca)) != 1 ||
+                    X509_NAME_add_entry_by_txt(
+                            X509_get_subject_name(c->cert), "CN", MBSTRING_ASC,
+                            (const unsigned char *) F.host, -1, -1, 0) != 1 ||
+                    X509_set_pubkey(c->cert, c->key) != 1)
+                        goto finish;
+                X509V3_set_ctx(&v3, ca, c->cert, NULL, NULL, 0);
+                (void) snprintf(san, sizeof(san), "DNS:%s", F.host);
+                ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
+                if (!ext || X509_add_ext(c->cert, ext, -1) != 1)
+                        goto finish;
+                X509_EXTENSION_free(ext);
+                ext = X509V3_EXT_conf_nid(NULL, &v3, NID_ext_key_usage, "clientAuth");
+                if (!ext || X509_add_ext(c->cert, ext, -1) != 1)
+                        goto finish;
+                X509_EXTENSION_free(ext);
+                if (X509_sign(c->cert, ca_key, EVP_sha256()) <= 0)
+                        goto finish;
+        }
+        r = 0;
+finish:
+        X509_free(ca);
+        EVP_PKEY_free(ca_key);
+        if (r < 0)
+                ERR_print_errors_fp(stderr);
+        return r;
+}
+
 /* ---- the watchers -------------------------------------------------------------------- */
 
 static void conn_close(Conn *c) {
@@ -366,6 +443,11 @@ static void conn_close(Conn *c) {
                  * spoils the session of an SSL freed without a shutdown). */
                 if (SSL_is_init_finished(c->ssl))
                         SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+                if (F.distinct && SSL_get0_session(c->ssl) &&
+                    SSL_SESSION_is_resumable(SSL_get0_session(c->ssl))) {
+                        SSL_SESSION_free(c->session);
+                        c->session = SSL_get1_session(c->ssl);
+                }
                 SSL_free(c->ssl);
                 c->ssl = NULL;
         }
@@ -399,7 +481,13 @@ static int conn_open(Conn *c) {
         c->ssl = SSL_new(F.ctx);
         if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set_tlsext_host_name(c->ssl, "localhost") != 1)
                 return -ENOMEM;
-        if ((F.resume || F.offer_session) && F.session)
+        if (F.distinct &&
+            (SSL_use_certificate(c->ssl, c->cert) != 1 || SSL_use_PrivateKey(c->ssl, c->key) != 1))
+                return -ENOMEM;
+        if (F.distinct) {
+                if (F.offer_session && c->session)
+                        (void) SSL_set_session(c->ssl, c->session);
+        } else if ((F.resume || F.offer_session) && F.session)
                 (void) SSL_set_session(c->ssl, F.session);
         c->state = ST_CONNECTING;
         F.n_handshaking++;
@@ -709,7 +797,7 @@ static void usage(void) {
                 "usage: fleet --connect ADDR:PORT --ca F --cert F --key F --host NAME --key-id ID\n"
                 "             --server-pid PID [--n N] [--inflight K] [--rounds R] [--max-time S]\n"
                 "             [--resume] [--resume-after-restart] [--restart CMD --pid-file F]\n"
-                "             [--writer ADDR:PORT]\n");
+                "             [--writer ADDR:PORT] [--auto-chain] [--distinct-certs CA_KEY]\n");
 }
 
 int main(int argc, char **argv) {
@@ -730,12 +818,14 @@ int main(int argc, char **argv) {
                 {"restart", required_argument, NULL, 'S'},
                 {"pid-file", required_argument, NULL, 'P'},
                 {"writer", required_argument, NULL, 'W'},
+                {"auto-chain", no_argument, NULL, 'a'},
+                {"distinct-certs", required_argument, NULL, 'D'},
                 {},
         };
-        const char *ca = NULL, *cert = NULL, *key = NULL, *connect_to = NULL, *writer = NULL;
+        const char *ca = NULL, *cert = NULL, *key = NULL, *connect_to = NULL, *writer = NULL, *ca_key = NULL;
         uint64_t *ack0, *ackn, *after, t_est, t_re = 0, t_term, t_exit = 0;
         struct rlimit rl = {.rlim_cur = 200000, .rlim_max = 200000};
-        uint64_t cpu0, cpu1 = 0, fanout_cpu = 0;
+        uint64_t cpu0, cpu1 = 0, fanout_cpu = 0, self0;
         long rss0, rss1, rss_busy;
         double idle_ms;
         size_t n_after = 0;
@@ -746,6 +836,13 @@ int main(int argc, char **argv) {
                 switch (opt) {
                 case 'c':
                         connect_to = optarg;
+                        break;
+                case 'a':
+                        F.auto_chain = true;
+                        break;
+                case 'D':
+                        ca_key = optarg;
+                        F.distinct = true;
                         break;
                 case 'A':
                         ca = optarg;
@@ -824,6 +921,11 @@ int main(int argc, char **argv) {
         }
         SSL_CTX_set_verify(F.ctx, SSL_VERIFY_PEER, NULL);
         SSL_CTX_set_mode(F.ctx, SSL_MODE_RELEASE_BUFFERS);
+        /* Send the certificate file's chain, as keyward-agent and Knox's Go client do; with
+         * --auto-chain, OpenSSL's default: the chain it builds from the trust store (the root
+         * too), which keywardd must then parse in every full handshake. */
+        if (!F.auto_chain)
+                SSL_CTX_set_mode(F.ctx, SSL_MODE_NO_AUTO_CHAIN);
         F.conns = calloc(F.n, sizeof(Conn));
         F.answer_ns = calloc(F.n, sizeof(uint64_t));
         ack0 = calloc(F.rounds, sizeof(uint64_t));
@@ -832,6 +934,10 @@ int main(int argc, char **argv) {
         F.epfd = epoll_create1(EPOLL_CLOEXEC);
         if (!F.conns || !F.answer_ns || !ack0 || !ackn || !after || F.epfd < 0)
                 return 1;
+        if (F.distinct && make_certs(ca, ca_key) < 0) {
+                fprintf(stderr, "fleet: cannot make the agents' certificates\n");
+                return 1;
+        }
         for (unsigned i = 0; i < F.n; i++)
                 F.conns[i].fd = -1;
 
@@ -850,19 +956,22 @@ int main(int argc, char **argv) {
         /* 2. N watchers. */
         rss0 = rss_kib(F.server_pid);
         cpu0 = cpu_ns(F.server_pid);
+        self0 = self_cpu_ns();
         if (establish(&t_est) < 0) {
                 fprintf(stderr, "fleet: the %u watches were not all held within %.0f s\n", F.n, F.max_time);
                 return 1;
         }
         rss_busy = rss_kib(F.server_pid);
         cpu1 = cpu_ns(F.server_pid);
+        self0 = self_cpu_ns() - self0;
         /* The RSS a fleet costs is that of its watches held and idle: what keywardd keeps
          * once the burst of handshakes is over, not the burst's high-water mark. */
         idle_ms = wait_server_idle();
         rss1 = rss_kib(F.server_pid);
-        printf("n=%u establish_ms=%.0f establish_server_cpu_ms=%.0f handshakes=%" PRIu64 " resumed=%" PRIu64
-               " refused=%" PRIu64 "\n",
-               F.n, (double) t_est / 1e6, (double) (cpu1 - cpu0) / 1e6, F.handshakes, F.resumed, F.refused);
+        printf("n=%u establish_ms=%.0f establish_server_cpu_ms=%.0f establish_client_cpu_ms=%.0f handshakes=%" PRIu64
+               " resumed=%" PRIu64 " refused=%" PRIu64 "\n",
+               F.n, (double) t_est / 1e6, (double) (cpu1 - cpu0) / 1e6, (double) self0 / 1e6, F.handshakes,
+               F.resumed, F.refused);
         printf("rss_before_kib=%ld rss_held_kib=%ld rss_per_conn_kib=%.2f rss_per_conn_busy_kib=%.2f "
                "idle_after_ms=%.0f\n",
                rss0, rss1, (double) (rss1 - rss0) / F.n, (double) (rss_busy - rss0) / F.n, idle_ms);
@@ -958,15 +1067,17 @@ int main(int argc, char **argv) {
                 F.offer_session = F.resume_restart;
                 if (sync_hash() < 0)
                         return 1;
-                t0 = now_ns();
+                t0 = cpu_ns(F.server_pid);
+                self0 = self_cpu_ns();
                 if (establish(&t_re) < 0) {
                         fprintf(stderr, "fleet: not all watches back within %.0f s\n", F.max_time);
                         return 1;
                 }
-                (void) t0;
-                printf("reestablish_ms=%.0f refused_after_restart=%" PRIu64 " resumed_after_restart=%" PRIu64
-                       "\n",
-                       (double) t_re / 1e6, F.refused, F.resumed);
+                t0 = cpu_ns(F.server_pid) - t0;
+                self0 = self_cpu_ns() - self0;
+                printf("reestablish_ms=%.0f reestablish_server_cpu_ms=%.0f reestablish_client_cpu_ms=%.0f "
+                       "refused_after_restart=%" PRIu64 " resumed_after_restart=%" PRIu64 "\n",
+                       (double) t_re / 1e6, (double) t0 / 1e6, (double) self0 / 1e6, F.refused, F.resumed);
         }
         printf("errors=%" PRIu64 "\n", F.errors);
         return F.errors ? 1 : 0;

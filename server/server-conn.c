@@ -281,6 +281,8 @@ void conn_prepare(Conn *c, struct evhttp_request *req, SSL *ssl) {
         if (!c->peer_done) {
                 /* Verified once per connection, not on every request. */
                 (void) peer_cert_from_ssl(ssl, c->worker->server->client_roots, &c->peer);
+                metrics_tls_handshake(
+                        c->worker->server->metrics, c->worker->index, ssl && SSL_session_reused(ssl) == 1);
                 peer_address(req, c->remote_addr);
                 c->peer_done = true;
         }

@@ -61,6 +61,7 @@ typedef struct MetricsSlot {
         atomic_uint_fast64_t connections_refused;
         atomic_uint_fast64_t audit_failures;
         atomic_uint_fast64_t watch_evaluations;
+        atomic_uint_fast64_t tls_handshakes[2]; /* full, resumed */
 } MetricsSlot;
 
 struct Metrics {
@@ -200,6 +201,12 @@ void metrics_auth_failure(Metrics *m, size_t worker) {
                 atomic_fetch_add_explicit(&slot(m, worker)->auth_failures, 1, memory_order_relaxed);
 }
 
+void metrics_tls_handshake(Metrics *m, size_t worker, bool resumed) {
+        if (m)
+                atomic_fetch_add_explicit(
+                        &slot(m, worker)->tls_handshakes[resumed], 1, memory_order_relaxed);
+}
+
 void metrics_audit_failure(Metrics *m, size_t worker) {
         if (m)
                 atomic_fetch_add_explicit(&slot(m, worker)->audit_failures, 1, memory_order_relaxed);
@@ -271,6 +278,7 @@ int metrics_render(Metrics *m, Buf *out) {
         int64_t connections = 0, watchers = 0;
         uint64_t store_errors = 0, auth_failures = 0, connections_refused = 0;
         uint64_t audit_failures = 0, watch_evaluations = 0;
+        uint64_t tls_handshakes[2] = {};
 
         assert_return(m, -EINVAL);
         assert_return(out, -EINVAL);
@@ -283,6 +291,8 @@ int metrics_render(Metrics *m, Buf *out) {
                 connections_refused += LOAD(m->slots[i].connections_refused);
                 audit_failures += LOAD(m->slots[i].audit_failures);
                 watch_evaluations += LOAD(m->slots[i].watch_evaluations);
+                tls_handshakes[0] += LOAD(m->slots[i].tls_handshakes[0]);
+                tls_handshakes[1] += LOAD(m->slots[i].tls_handshakes[1]);
         }
 
         render_requests(m, out);
@@ -304,6 +314,12 @@ int metrics_render(Metrics *m, Buf *out) {
         header(out, "keyward_watch_evaluations_total", "counter",
                "Held watches looked at again after a change (or at their end): a write touches only the watches on its key.");
         (void) buf_printf(out, "keyward_watch_evaluations_total %" PRIu64 "\n", watch_evaluations);
+        header(out, "keyward_tls_handshakes_total", "counter",
+               "TLS connections that sent a request, by whether their handshake resumed a session (a ticket or the cache) or was a full one.");
+        (void) buf_printf(
+                out, "keyward_tls_handshakes_total{resumed=\"false\"} %" PRIu64 "\n", tls_handshakes[0]);
+        (void) buf_printf(
+                out, "keyward_tls_handshakes_total{resumed=\"true\"} %" PRIu64 "\n", tls_handshakes[1]);
 
         return out->error;
 }

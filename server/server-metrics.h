@@ -4,6 +4,7 @@
 /* Counters for /metrics in Prometheus's text format. Each worker thread updates its own
  * slot with relaxed atomics; rendering adds the slots up. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,9 @@ void metrics_watch_evaluations(Metrics *m, size_t worker, uint64_t n);
 void metrics_store_error(Metrics *m, size_t worker);
 void metrics_auth_failure(Metrics *m, size_t worker);
 void metrics_connection_refused(Metrics *m, size_t worker);
+/* A TLS connection's first request: its handshake resumed a session or was a full one
+ * (keyward_tls_handshakes_total{resumed}). */
+void metrics_tls_handshake(Metrics *m, size_t worker, bool resumed);
 /* An audit write failed (see keyward_audit_failures_total). */
 void metrics_audit_failure(Metrics *m, size_t worker);
 
@@ -38,7 +42,8 @@ void metrics_audit_failure(Metrics *m, size_t worker);
  * keyward_requests_total{route,code,status}, keyward_request_duration_seconds histogram
  * {route,le} per route, keyward_open_connections, keyward_watchers, keyward_store_errors_total,
  * keyward_auth_failures_total, keyward_connections_refused_total,
- * keyward_audit_failures_total, keyward_watch_evaluations_total, each with # HELP and # TYPE lines. Request
+ * keyward_audit_failures_total, keyward_watch_evaluations_total,
+ * keyward_tls_handshakes_total{resumed}, each with # HELP and # TYPE lines. Request
  * series that are still zero (and the histograms of routes never asked for) are left out; the gauges and the
  * plain counters are always there. */
 int metrics_render(Metrics *m, Buf *out);

@@ -25,7 +25,8 @@ struct KnoxClient {
         char *user_agent;
         uint64_t timeout_usec;
         const atomic_bool *cancel;
-        Buf response; /* secure: may hold key data */
+        Buf response;                      /* secure: may hold key data */
+        struct x509_store_st *chain_store; /* the CA bundle, to build the client's chain from */
         char errbuf[CURL_ERROR_SIZE];
 };
 

@@ -5,7 +5,9 @@
 #include <pthread.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -155,10 +157,49 @@ xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ult
 }
 
 /* A held watch leaves its connection idle for a minute at a time: OpenSSL may free the
- * connection's read and write buffers (about 34 KB) while nothing is pending. */
+ * connection's read and write buffers (about 34 KB) while nothing is pending.
+ *
+ * The client certificate goes with its chain built here, as libcurl sets up a connection,
+ * from the certificate file's own intermediates and the CA bundle, but without a self-signed
+ * root: left alone, OpenSSL builds the chain in the handshake and sends the root too, which
+ * the server holds among its anchors anyway and would only parse (OpenSSL 3.0 decodes a
+ * certificate's public key in about 0.15 ms, a sixth of keywardd's CPU per full handshake).
+ * libcurl before 8.2 loads the CA bundle into the context only after this callback, so the
+ * chain is built from the client's own copy of it. A chain that does not verify against the
+ * bundle (the client's CA is not in it) is sent as far as it was built, as OpenSSL would;
+ * should the build fail outright, OpenSSL's own chain is left in place. */
 static CURLcode ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userdata) {
-        SSL_CTX_set_mode((SSL_CTX *) ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+        KnoxClient *c = userdata;
+        SSL_CTX *ctx = ssl_ctx;
+
+        SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+        if (c->chain_store && SSL_CTX_get0_certificate(ctx)) {
+                ERR_set_mark();
+                if (SSL_CTX_set1_chain_cert_store(ctx, c->chain_store) == 1)
+                        (void) SSL_CTX_build_cert_chain(
+                                ctx,
+                                SSL_BUILD_CHAIN_FLAG_UNTRUSTED | SSL_BUILD_CHAIN_FLAG_NO_ROOT |
+                                        SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR |
+                                        SSL_BUILD_CHAIN_FLAG_CLEAR_ERROR);
+                (void) SSL_CTX_set1_chain_cert_store(ctx, NULL);
+                ERR_pop_to_mark();
+        }
         return CURLE_OK;
+}
+
+/* The CA bundle, for ssl_ctx_cb() to build the client's chain from; NULL (OpenSSL's own
+ * chain) when it cannot be read, which libcurl then reports. */
+static X509_STORE *chain_store_new(const char *ca_file) {
+        X509_STORE *store;
+
+        ERR_set_mark();
+        store = X509_STORE_new();
+        if (store && X509_STORE_load_file(store, ca_file) != 1) {
+                X509_STORE_free(store);
+                store = NULL;
+        }
+        ERR_pop_to_mark();
+        return store;
 }
 
 static bool curl_uses_openssl(void) {
@@ -190,8 +231,12 @@ static int handle_setup(KnoxClient *c, const KnoxClientConfig *config, long conn
             curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK)
                 return -EIO;
         /* With an SSL_CTX only when libcurl's TLS back end is OpenSSL. */
-        if (curl_uses_openssl())
+        if (curl_uses_openssl()) {
+                if (config->cert_file && config->ca_file)
+                        c->chain_store = chain_store_new(config->ca_file);
+                (void) curl_easy_setopt(c->curl, CURLOPT_SSL_CTX_DATA, c);
                 (void) curl_easy_setopt(c->curl, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
+        }
         if (config->ca_file && curl_easy_setopt(c->curl, CURLOPT_CAINFO, config->ca_file) != CURLE_OK)
                 return -EIO;
         if (c->cancel &&
@@ -273,6 +318,7 @@ KnoxClient *knox_client_free(KnoxClient *c) {
                 return NULL;
         if (c->curl)
                 curl_easy_cleanup(c->curl);
+        X509_STORE_free(c->chain_store);
         strv_free(c->servers);
         erase_and_free_string(c->authorization);
         free(c->user_agent);

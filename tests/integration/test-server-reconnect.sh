@@ -39,6 +39,15 @@ tls() {
                         >"$T/$name.out" 2>&1
 }
 session() { grep -Eo '^(New|Reused), TLSv1\.3' "$T/$1.out" | head -n1; }
+# metrics: the running keywardd's /metrics; $T/reads counts these reads since its start (a
+# full handshake each: a curl process has no session to offer).
+metrics() {
+        echo r >>"$T/reads"
+        curl -sS --max-time "$(scaled 10)" --cacert "$P/ca.pem" "$KWD_URL/metrics"
+}
+reads() { if [ -f "$T/reads" ]; then wc -l <"$T/reads"; else echo 0; fi; }
+# handshakes true|false: keyward_tls_handshakes_total{resumed=...} of the running keywardd.
+handshakes() { metrics | awk -v l="keyward_tls_handshakes_total{resumed=\"$1\"}" '$1 == l { print $2 }'; }
 status() { grep -Eo '^HTTP/1\.1 [0-9]+' "$T/$1.out" | head -n1; }
 
 # ---- the accept queue ----------------------------------------------------------------------
@@ -69,11 +78,61 @@ addr=$KWD_ADDR
 kwd_stop
 kwd_restart_at "$addr" || bail "keywardd did not come back"
 KWD_ADDR=$addr
+rm -f "$T/reads"
 
 tls restarted -sess_in "$T/s2.pem" -sess_out "$T/s3.pem"
 is "a restarted keywardd resumes a session from before its restart" "$(session restarted)" "Reused, TLSv1.3"
 is "the resumed connection is authenticated by its certificate" "$(status restarted)" "HTTP/1.1 200"
 like "the machine sees its key" "$(cat "$T/restarted.out")" '"resume:k"'
+# Each metric read is itself a full handshake, counted before it is answered.
+is "keyward_tls_handshakes_total counts the resumed one" "$(handshakes true)" 1
+is "and the full ones of the metric reads" "$(handshakes false)" 2
+
+# ---- the agent resumes its sessions after a restart ----------------------------------------
+# keyward-agent watching the key (and comparing every key each second, from its other
+# thread); keywardd restarted with the same master key on the same address: both of the
+# agent's connections to the restarted keywardd resume the sessions they had before it, none
+# is a full handshake. The test's own metric reads are the only full ones.
+watching() { metrics | grep -qx 'keyward_watchers 1'; }
+# agent_connections N: the agent has made at least N connections that asked something.
+agent_connections() {
+        local full
+        full=$(handshakes false)
+        [ -n "$full" ] && [ $((full - $(reads))) -ge "$1" ]
+}
+agent_resumed() { [ "$(handshakes true)" -ge "$1" ]; }
+agent_section() {
+        local full resumed
+        bus_start
+        agent_start --log-level debug --full-sync-interval 1s
+        wait_for 10 busctl --system status "$DEST" || bail "the agent is not on the bus"
+        timeout "$(scaled 10)" busctl --system call "$DEST" "$OBJ" "$IFACE" Register 'sa{sv}' resume:k 0 \
+                >/dev/null || bail "cannot register resume:k"
+        check "the agent holds a watch" wait_for 10 watching
+        check "from its two threads, two connections" wait_for 10 agent_connections 2
+
+        # Twice: a session resumed once must be resumable again (a client holding one
+        # session resumes with it only once in TLS 1.3; it needs the fresh ticket each
+        # resumption brings).
+        for restart in first second; do
+                kwd_stop
+                kwd_restart_at "$addr" || bail "keywardd did not come back"
+                rm -f "$T/reads"
+                check "the agent's watch is back after the $restart restart" wait_for 20 watching
+                check "both of the agent's threads came back, resuming their sessions" wait_for 10 agent_resumed 2
+                resumed=$(handshakes true)
+                full=$(handshakes false)
+                is "the restarted keywardd made no full handshake for the agent ($resumed resumed)" "$full" "$(reads)"
+        done
+        agent_stop
+}
+if [ ! -x "$KEYWARD_AGENT" ]; then
+        skip "the agent's resumption" "keyward-agent is not built"
+elif ! command -v dbus-daemon >/dev/null || ! command -v busctl >/dev/null; then
+        skip "the agent's resumption" "dbus-daemon or busctl is not installed"
+else
+        agent_section
+fi
 
 # Another master key: another ticket key, so a full handshake.
 kwd_stop

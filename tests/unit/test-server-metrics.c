@@ -119,7 +119,11 @@ static void test_empty(void **state) {
                 "keyward_audit_failures_total 0\n"
                 "# HELP keyward_watch_evaluations_total Held watches looked at again after a change (or at their end): a write touches only the watches on its key.\n"
                 "# TYPE keyward_watch_evaluations_total counter\n"
-                "keyward_watch_evaluations_total 0\n");
+                "keyward_watch_evaluations_total 0\n"
+                "# HELP keyward_tls_handshakes_total TLS connections that sent a request, by whether their handshake resumed a session (a ticket or the cache) or was a full one.\n"
+                "# TYPE keyward_tls_handshakes_total counter\n"
+                "keyward_tls_handshakes_total{resumed=\"false\"} 0\n"
+                "keyward_tls_handshakes_total{resumed=\"true\"} 0\n");
 }
 
 static const char getkey_histogram[] =
@@ -206,7 +210,12 @@ static void test_gauges_and_counters(void **state) {
         metrics_connection_refused(m, 1);
         metrics_audit_failure(m, 1);
         metrics_audit_failure(m, 99);
+        metrics_tls_handshake(m, 0, false);
+        metrics_tls_handshake(m, 1, true);
+        metrics_tls_handshake(m, 99, true);
         text = render(m);
+        assert_line(text, "keyward_tls_handshakes_total{resumed=\"false\"} 1");
+        assert_line(text, "keyward_tls_handshakes_total{resumed=\"true\"} 2");
         assert_line(text, "keyward_audit_failures_total 2");
         assert_line(text, "keyward_open_connections 3");
         assert_line(text, "keyward_watchers 2");
