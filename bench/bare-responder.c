@@ -302,9 +302,8 @@ int main(int argc, char *argv[]) {
                 r = tls_server_ctx_new(cert, key, &rs.ctx);
                 if (r >= 0)
                         r = tls_client_roots_new(ca, &rs.roots);
-                /* keywardd wipes what its libraries free (server/wipe-alloc.c); the baseline
-                 * wipes nothing, so not OpenSSL's read buffer either, which the context asks
-                 * for in a process without that allocator. */
+                /* keywardd wipes its plaintext (OpenSSL's read buffer, libevent's chains:
+                 * server/wipe-alloc.c); the baseline wipes nothing. */
                 if (r >= 0)
                         SSL_CTX_clear_options(rs.ctx, SSL_OP_CLEANSE_PLAINTEXT);
                 if (r < 0) {

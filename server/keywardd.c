@@ -425,9 +425,7 @@ int main(int argc, char *argv[]) {
         int r;
 
         log_setup("keywardd", LOG_TARGET_AUTO);
-        /* Nothing before this line uses OpenSSL; should it have, its read buffer is wiped by
-         * SSL_OP_CLEANSE_PLAINTEXT instead (server-tls.c). */
-        (void) wipe_alloc_install();
+        wipe_alloc_install();
 
         if (!verb || streq(verb, "--help") || streq(verb, "-h") || streq(verb, "help")) {
                 help();

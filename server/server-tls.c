@@ -21,7 +21,6 @@
 #include "log.h"
 #include "peer-cert.h"
 #include "secret.h"
-#include "wipe-alloc.h"
 
 /* TLS 1.2 suites, in our order of preference. Knox's dev_server allows only the two
  * ECDHE AES-128-GCM suites; we also accept their AES-256-GCM and ChaCha20-Poly1305
@@ -467,15 +466,13 @@ static int ctx_configure(SSL_CTX *ctx) {
 
         /* No client-initiated renegotiation (a cheap way to make a server work hard);
          * SSL_OP_NO_TICKET selects the server-side cache for TLS 1.2 and stateful TLS 1.3
-         * tickets (see server-tls.h for why). Decrypted requests (a POST's secret, a token)
-         * are wiped from OpenSSL's read buffer when it is freed (wipe-alloc.c), or else by
-         * OpenSSL itself, at some cost, once handed over. */
+         * tickets (see server-tls.h for why); decrypted requests (a POST's secret, a token)
+         * are wiped from OpenSSL's read buffer once handed over (libevent's copies:
+         * wipe-alloc.c). */
         SSL_CTX_set_options(
                 ctx,
                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-                        SSL_OP_NO_COMPRESSION);
-        if (!wipe_alloc_openssl())
-                SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
+                        SSL_OP_NO_COMPRESSION | SSL_OP_CLEANSE_PLAINTEXT);
         SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 
         /* Request a certificate, never require one, never fail on it, name no CA: no

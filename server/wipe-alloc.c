@@ -1,17 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* libevent's and OpenSSL's own allocations hold plaintext that keywardd never sees as a buffer
- * of its own: a request's bytes are decrypted in OpenSSL's read buffer and copied into
- * libevent's input chains (a POST's secret, an Authorization token), and an answer copied into
- * the output's chains stays there until it is sent. Both free them with plain free(), which
- * leaves the bytes in the heap. Routing their frees through a wiping free closes that gap for
- * every such buffer at once; it costs a memset of each freed block, mostly OpenSSL's read
- * buffer (about 17 KiB, released after each request) and libevent's chains. OpenSSL's own
- * SSL_OP_CLEANSE_PLAINTEXT does the same for its read buffer with a slower byte loop. */
+/* libevent's own allocations hold plaintext that keywardd never sees as a buffer of its own: a
+ * request's bytes are copied out of TLS into libevent's input chains (a POST's secret, an
+ * Authorization token), and an answer copied into the output's chains (server-exchange.c joins
+ * a small answer's head and body so) stays there until it is sent. libevent frees them with
+ * plain free(), which leaves the bytes in the heap; routing its frees through a wiping free
+ * closes that gap for every such buffer at once, at the cost of a memset of each freed block,
+ * mostly input chains of 4 KiB or less. OpenSSL's own read buffer, where requests are
+ * decrypted, is wiped by SSL_OP_CLEANSE_PLAINTEXT (server-tls.c): wiping all of OpenSSL's frees
+ * instead cost a new connection 2% more for the handshake's allocations. */
 
-#include <errno.h>
 #include <event2/event.h>
 #include <malloc.h>
-#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,28 +46,6 @@ static void *wiping_realloc(void *p, size_t n) {
         return q;
 }
 
-static void *crypto_malloc(size_t n, const char *file, int line) {
-        return malloc(n);
-}
-
-static void *crypto_realloc(void *p, size_t n, const char *file, int line) {
-        return wiping_realloc(p, n);
-}
-
-static void crypto_free(void *p, const char *file, int line) {
-        wiping_free(p);
-}
-
-static bool openssl_wipes;
-
-int wipe_alloc_install(void) {
+void wipe_alloc_install(void) {
         event_set_mem_functions(malloc, wiping_realloc, wiping_free);
-        if (!CRYPTO_set_mem_functions(crypto_malloc, crypto_realloc, crypto_free))
-                return -EBUSY;
-        openssl_wipes = true;
-        return 0;
-}
-
-bool wipe_alloc_openssl(void) {
-        return openssl_wipes;
 }
