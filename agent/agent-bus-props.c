@@ -51,7 +51,8 @@ int property_connected(
         return sd_bus_message_append(reply, "b", a->bus->connected);
 }
 
-int property_last_sync(
+/* The properties the sync threads keep (LastSync, LastError), from one snapshot. */
+int property_sync_status(
         sd_bus *bus,
         const char *path,
         const char *interface,
@@ -66,7 +67,9 @@ int property_last_sync(
         r = agent_status_snapshot(a, &st);
         if (r < 0)
                 return r;
-        return sd_bus_message_append(reply, "t", st.last_sync_usec);
+        if (streq(property, "LastSync"))
+                return sd_bus_message_append(reply, "t", st.last_sync_usec);
+        return sd_bus_message_append(reply, "s", strempty(st.last_error));
 }
 
 int property_key_count(
@@ -91,24 +94,6 @@ int property_version(
         void *userdata,
         sd_bus_error *error) {
         return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
-}
-
-int property_last_error(
-        sd_bus *bus,
-        const char *path,
-        const char *interface,
-        const char *property,
-        sd_bus_message *reply,
-        void *userdata,
-        sd_bus_error *error) {
-        _cleanup_(agent_status_done) AgentStatus st = {};
-        Agent *a = userdata;
-        int r;
-
-        r = agent_status_snapshot(a, &st);
-        if (r < 0)
-                return r;
-        return sd_bus_message_append(reply, "s", strempty(st.last_error));
 }
 
 /* ---- from the main loop --------------------------------------------------------------- */

@@ -134,18 +134,55 @@ load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret,
         return r;
 }
 
-static int new_sensitive_reply(sd_bus_message *m, sd_bus_message **ret) {
+/* The start of a call that reads a key (what: its name, for the logs): the id argument, the
+ * caller, the key through the agent's one read path, and an empty reply marked sensitive. */
+static int key_call_begin(
+        Agent *a,
+        sd_bus_message *m,
+        const char *what,
+        const char **ret_id,
+        Caller **ret_caller,
+        const Key **ret_key,
+        sd_bus_message **ret_reply,
+        sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *id;
+        const Key *key;
+        Caller *c;
         int r;
 
+        r = sd_bus_message_read(m, "s", &id);
+        if (r < 0)
+                return r;
+        r = get_caller(a, m, &c, error);
+        if (r < 0)
+                return r;
+        r = load_key(a, c, what, id, &key, error);
+        if (r < 0)
+                return r;
         r = sd_bus_message_new_method_return(m, &reply);
         if (r < 0)
                 return r;
         r = sd_bus_message_sensitive(reply);
         if (r < 0)
                 return r;
-        *ret = TAKE_PTR(reply);
+        *ret_id = id;
+        *ret_caller = c;
+        *ret_key = key;
+        *ret_reply = TAKE_PTR(reply);
         return 0;
+}
+
+/* The end of it: the reply sent, the delivery of version version_id logged. */
+static int key_call_finish(
+        sd_bus_message *reply, const Caller *c, const char *what, const char *id, uint64_t version_id) {
+        int r;
+
+        r = sd_bus_send(NULL, reply, NULL);
+        if (r < 0)
+                return r;
+        agent_log_delivery(c, id, version_id, what, NULL, 0);
+        return 1;
 }
 
 static int method_get_key(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -157,34 +194,20 @@ static int method_get_key(sd_bus_message *m, void *userdata, sd_bus_error *error
         Caller *c;
         int r;
 
-        r = sd_bus_message_read(m, "s", &id);
-        if (r < 0)
-                return r;
-        r = get_caller(a, m, &c, error);
-        if (r < 0)
-                return r;
-        r = load_key(a, c, "GetKey", id, &key, error);
+        r = key_call_begin(a, m, "GetKey", &id, &c, &key, &reply, error);
         if (r < 0)
                 return r;
         p = key_primary_version(key);
         if (!p || !p->data)
                 return sd_bus_error_setf(
                         error, AGENT_ERROR_UNAVAILABLE, "Key '%s' has no primary version.", id);
-
-        r = new_sensitive_reply(m, &reply);
-        if (r < 0)
-                return r;
         r = sd_bus_message_append_array(reply, 'y', p->data->data, p->data->size);
         if (r < 0)
                 return r;
         r = sd_bus_message_append(reply, "t", p->id);
         if (r < 0)
                 return r;
-        r = sd_bus_send(NULL, reply, NULL);
-        if (r < 0)
-                return r;
-        agent_log_delivery(c, id, p->id, "GetKey", NULL, 0);
-        return 1;
+        return key_call_finish(reply, c, "GetKey", id, p->id);
 }
 
 static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -196,17 +219,7 @@ static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_err
         Caller *c;
         int r;
 
-        r = sd_bus_message_read(m, "s", &id);
-        if (r < 0)
-                return r;
-        r = get_caller(a, m, &c, error);
-        if (r < 0)
-                return r;
-        r = load_key(a, c, "GetKeyVersions", id, &key, error);
-        if (r < 0)
-                return r;
-
-        r = new_sensitive_reply(m, &reply);
+        r = key_call_begin(a, m, "GetKeyVersions", &id, &c, &key, &reply, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_open_container(reply, 'a', "(tays)");
@@ -234,12 +247,8 @@ static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_err
         r = sd_bus_message_append(reply, "s", key->hash);
         if (r < 0)
                 return r;
-        r = sd_bus_send(NULL, reply, NULL);
-        if (r < 0)
-                return r;
         p = key_primary_version(key);
-        agent_log_delivery(c, id, p ? p->id : 0, "GetKeyVersions", NULL, 0);
-        return 1;
+        return key_call_finish(reply, c, "GetKeyVersions", id, p ? p->id : 0);
 }
 
 /* Appends one key's entry to a listing (type: the entry's D-Bus signature). With a.lock held. */
@@ -396,11 +405,11 @@ static const sd_bus_vtable agent_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Servers", "as", property_servers, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Connected", "b", property_connected, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("LastSync", "t", property_last_sync, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LastSync", "t", property_sync_status, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("KeyCount", "u", property_key_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Version", "s", property_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ServerCA", "s", property_server_ca, 0, 0),
-        SD_BUS_PROPERTY("LastError", "s", property_last_error, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LastError", "s", property_sync_status, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("GetKey",
                 SD_BUS_ARGS("s", id), SD_BUS_RESULT("ay", data, "t", version),
                 method_get_key, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
