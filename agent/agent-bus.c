@@ -134,99 +134,87 @@ load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret,
         return r;
 }
 
-/* The start of a call that reads a key (what: its name, for the logs): the id argument, the
- * caller, the key through the agent's one read path, and an empty reply marked sensitive. */
-static int key_call_begin(
-        Agent *a,
-        sd_bus_message *m,
-        const char *what,
-        const char **ret_id,
-        Caller **ret_caller,
-        const Key **ret_key,
-        sd_bus_message **ret_reply,
-        sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+/* A call that reads a key: its name (for the logs), the id argument, the caller, the key as
+ * the agent's one read path gave it, and the reply. */
+typedef struct KeyCall {
+        const char *what;
         const char *id;
+        Caller *caller;
         const Key *key;
-        Caller *c;
+        sd_bus_message *reply;
+} KeyCall;
+
+static void key_call_done(KeyCall *kc) {
+        kc->reply = sd_bus_message_unref(kc->reply);
+}
+
+/* The start of it: the id read, the caller found, the key read for the caller, an empty reply
+ * marked sensitive. */
+static int key_call_begin(Agent *a, sd_bus_message *m, KeyCall *kc, sd_bus_error *error) {
         int r;
 
-        r = sd_bus_message_read(m, "s", &id);
+        r = sd_bus_message_read(m, "s", &kc->id);
         if (r < 0)
                 return r;
-        r = get_caller(a, m, &c, error);
+        r = get_caller(a, m, &kc->caller, error);
         if (r < 0)
                 return r;
-        r = load_key(a, c, what, id, &key, error);
+        r = load_key(a, kc->caller, kc->what, kc->id, &kc->key, error);
         if (r < 0)
                 return r;
-        r = sd_bus_message_new_method_return(m, &reply);
+        r = sd_bus_message_new_method_return(m, &kc->reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_sensitive(reply);
-        if (r < 0)
-                return r;
-        *ret_id = id;
-        *ret_caller = c;
-        *ret_key = key;
-        *ret_reply = TAKE_PTR(reply);
-        return 0;
+        return sd_bus_message_sensitive(kc->reply);
 }
 
 /* The end of it: the reply sent, the delivery of version version_id logged. */
-static int key_call_finish(
-        sd_bus_message *reply, const Caller *c, const char *what, const char *id, uint64_t version_id) {
+static int key_call_finish(KeyCall *kc, uint64_t version_id) {
         int r;
 
-        r = sd_bus_send(NULL, reply, NULL);
+        r = sd_bus_send(NULL, kc->reply, NULL);
         if (r < 0)
                 return r;
-        agent_log_delivery(c, id, version_id, what, NULL, 0);
+        agent_log_delivery(kc->caller, kc->id, version_id, kc->what, NULL, 0);
         return 1;
 }
 
 static int method_get_key(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Agent *a = userdata;
+        _cleanup_(key_call_done) KeyCall kc = {.what = "GetKey"};
         const KeyVersion *p;
-        const Key *key;
-        const char *id;
-        Caller *c;
         int r;
 
-        r = key_call_begin(a, m, "GetKey", &id, &c, &key, &reply, error);
+        r = key_call_begin(userdata, m, &kc, error);
         if (r < 0)
                 return r;
-        p = key_primary_version(key);
+        p = key_primary_version(kc.key);
         if (!p || !p->data)
                 return sd_bus_error_setf(
-                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' has no primary version.", id);
-        r = sd_bus_message_append_array(reply, 'y', p->data->data, p->data->size);
+                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' has no primary version.", kc.id);
+        r = sd_bus_message_append_array(kc.reply, 'y', p->data->data, p->data->size);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(reply, "t", p->id);
+        r = sd_bus_message_append(kc.reply, "t", p->id);
         if (r < 0)
                 return r;
-        return key_call_finish(reply, c, "GetKey", id, p->id);
+        return key_call_finish(&kc, p->id);
 }
 
 static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Agent *a = userdata;
+        _cleanup_(key_call_done) KeyCall kc = {.what = "GetKeyVersions"};
+        sd_bus_message *reply;
         const KeyVersion *p;
-        const Key *key;
-        const char *id;
-        Caller *c;
         int r;
 
-        r = key_call_begin(a, m, "GetKeyVersions", &id, &c, &key, &reply, error);
+        r = key_call_begin(userdata, m, &kc, error);
         if (r < 0)
                 return r;
+        reply = kc.reply;
         r = sd_bus_message_open_container(reply, 'a', "(tays)");
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < key->n_versions; i++) {
-                const KeyVersion *v = &key->versions[i];
+        for (size_t i = 0; i < kc.key->n_versions; i++) {
+                const KeyVersion *v = &kc.key->versions[i];
 
                 r = sd_bus_message_open_container(reply, 'r', "tays");
                 if (r >= 0)
@@ -244,11 +232,11 @@ static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_err
         r = sd_bus_message_close_container(reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(reply, "s", key->hash);
+        r = sd_bus_message_append(reply, "s", kc.key->hash);
         if (r < 0)
                 return r;
-        p = key_primary_version(key);
-        return key_call_finish(reply, c, "GetKeyVersions", id, p ? p->id : 0);
+        p = key_primary_version(kc.key);
+        return key_call_finish(&kc, p ? p->id : 0);
 }
 
 /* Appends one key's entry to a listing (type: the entry's D-Bus signature). With a.lock held. */
