@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <openssl/err.h>
+#include <poll.h>
 #include <stdio.h>
 
 #include "bench-tls.h"
@@ -28,4 +29,15 @@ SSL *bench_tls_new(SSL_CTX *ctx, int fd, const char *sni, SSL_SESSION *session) 
         if (session)
                 (void) SSL_set_session(ssl, session);
         return ssl;
+}
+
+short bench_tls_wants(SSL *ssl, int n) {
+        switch (SSL_get_error(ssl, n)) {
+        case SSL_ERROR_WANT_READ:
+                return POLLIN;
+        case SSL_ERROR_WANT_WRITE:
+                return POLLOUT;
+        default:
+                return 0;
+        }
 }

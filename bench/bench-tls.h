@@ -13,3 +13,7 @@ SSL_CTX *bench_tls_client_ctx_new(const char *ca, const char *cert, const char *
 /* An SSL on the connected (or connecting) socket fd, sending sni when not NULL and offering
  * session when not NULL. NULL on failure. */
 SSL *bench_tls_new(SSL_CTX *ctx, int fd, const char *sni, SSL_SESSION *session);
+
+/* After a call on a non-blocking ssl returned n (<= 0): POLLIN or POLLOUT (EPOLLIN, EPOLLOUT)
+ * when OpenSSL waits to read or to write, 0 when the connection failed. */
+short bench_tls_wants(SSL *ssl, int n);

@@ -306,8 +306,9 @@ static void conn_close(Conn *c) {
         c->state = ST_IDLE;
 }
 
-static void conn_wait_for(Conn *c, bool out) {
-        struct epoll_event ev = {.events = out ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+/* Wait for events (EPOLLIN or EPOLLOUT) on c. */
+static void conn_wait_for(Conn *c, uint32_t events) {
+        struct epoll_event ev = {.events = events, .data.ptr = c};
 
         (void) epoll_ctl(F.epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -381,9 +382,9 @@ static void conn_step(Conn *c, uint64_t now) {
                                 conn_send_watch(c);
                                 break;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                                conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
+                                conn_wait_for(c, (uint32_t) e);
                                 return;
                         }
                         ERR_clear_error();
@@ -397,12 +398,12 @@ static void conn_step(Conn *c, uint64_t now) {
                                 if (c->woff < F.request_len)
                                         break;
                                 c->state = ST_READING;
-                                conn_wait_for(c, false);
+                                conn_wait_for(c, EPOLLIN);
                                 return;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                                conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
+                                conn_wait_for(c, (uint32_t) e);
                                 return;
                         }
                         ERR_clear_error();
@@ -441,15 +442,15 @@ static void conn_step(Conn *c, uint64_t now) {
                                         c->state = ST_WRITING, c->woff = F.request_len; /* parked */
                                 return;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
                                 /* TLS 1.3 tickets come after the handshake: keep the first
                                  * session that can be resumed. */
                                 if ((F.resume || F.resume_restart) && !F.session &&
                                     SSL_get0_session(c->ssl) &&
                                     SSL_SESSION_is_resumable(SSL_get0_session(c->ssl)))
                                         F.session = SSL_get1_session(c->ssl);
-                                conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
+                                conn_wait_for(c, (uint32_t) e);
                                 return;
                         }
                         ERR_clear_error();

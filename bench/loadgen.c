@@ -218,8 +218,9 @@ static void conn_close(Conn *c, bool graceful) {
         c->rlen = 0;
 }
 
-static int conn_watch(Conn *c, bool out) {
-        struct epoll_event ev = {.events = out ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+/* Wait for events (EPOLLIN or EPOLLOUT) on c. */
+static int conn_watch(Conn *c, uint32_t events) {
+        struct epoll_event ev = {.events = events, .data.ptr = c};
 
         if (B.epfd < 0)
                 return 0;
@@ -280,9 +281,9 @@ static void conn_step(Conn *c) {
                                 c->req_len = B.request_len;
                                 break;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                                (void) conn_watch(c, e == SSL_ERROR_WANT_WRITE);
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
+                                (void) conn_watch(c, (uint32_t) e);
                                 return;
                         }
                         fprintf(stderr, "loadgen: TLS handshake failed\n");
@@ -297,9 +298,9 @@ static void conn_step(Conn *c) {
                                 c->state = ST_READING;
                                 break;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                                (void) conn_watch(c, e == SSL_ERROR_WANT_WRITE);
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
+                                (void) conn_watch(c, (uint32_t) e);
                                 return;
                         }
                         B.errors++;
@@ -322,9 +323,9 @@ static void conn_step(Conn *c) {
                                 }
                                 break;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                                (void) conn_watch(c, e == SSL_ERROR_WANT_WRITE);
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
+                                (void) conn_watch(c, (uint32_t) e);
                                 return;
                         }
                         /* The server closed the connection before answering. */
@@ -491,15 +492,14 @@ static int conn_send(Conn *c, const char *req) {
         size_t len = strlen(req);
 
         for (;;) {
-                int n = SSL_write(c->ssl, req, (int) len), e;
+                int n = SSL_write(c->ssl, req, (int) len);
                 struct pollfd p = {.fd = c->fd};
 
                 if (n > 0)
                         return 0;
-                e = SSL_get_error(c->ssl, n);
-                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                p.events = bench_tls_wants(c->ssl, n);
+                if (p.events == 0)
                         return -EIO;
-                p.events = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
                 (void) poll(&p, 1, 1000);
         }
 }
@@ -512,8 +512,7 @@ static int conn_try_response(Conn *c, int *ret_status) {
                 bool cl;
 
                 if (n <= 0) {
-                        e = SSL_get_error(c->ssl, n);
-                        return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -EIO;
+                        return bench_tls_wants(c->ssl, n) != 0 ? 0 : -EIO;
                 }
                 c->rlen += (size_t) n;
                 e = response_complete(c, ret_status, &len, &cl);
