@@ -27,8 +27,6 @@ done
 
 bus_start
 agent_start --log-level debug
-bus() { timeout 10 busctl --system --timeout=8 "$@"; }
-call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
 check "the agent is on the bus" wait_for 10 bus status "$DEST"
 check "the credential socket exists" test -S "$T/run/credential.sock"
 is "credential.sock is 0600" "$(stat -c %a "$T/run/credential.sock")" 600
@@ -229,17 +227,7 @@ Type=oneshot
 Delegate=yes
 ExecStart=python3 $T/cgexec.py own demo.service $O/forge-delegate.cgroup python3 $T/ask.py 4/unit/demo.service/db $NS_RUN/credential.sock $O/forge-delegate
 UNIT
-        cat >"$T/units/driver.service" <<UNIT
-[Unit]
-Description=keyward test: drives the test inside the container
-SuccessAction=exit-force
-FailureAction=exit-force
-[Service]
-Type=oneshot
-ExecStart=/bin/bash $T/driver.sh
-StandardOutput=append:$O/driver.log
-StandardError=append:$O/driver.log
-UNIT
+        ns_driver_unit "$O"
         cat >"$T/driver.sh" <<DRIVER
 set -u
 O=$O
@@ -303,12 +291,7 @@ until_ok 120 test -s \$O/read-result
 systemctl stop slow.service
 exit 0
 DRIVER
-        timeout 300 systemd-nspawn --directory=/ --volatile=yes --boot --register=no --keep-unit \
-                --quiet --capability=CAP_IPC_LOCK --bind="$T" --bind-ro="$T/units:/etc/systemd/system" \
-                --bind-ro="$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.conf:/etc/dbus-1/system.d/org.keyward.Agent1.conf" \
-                -- --unit=driver.service systemd.firstboot=off </dev/null >"$T/nspawn.log" 2>&1 &
-        NSPAWN_PID=$!
-        BG_PIDS+=("$NSPAWN_PID")
+        ns_boot
         host_turn() { [ -e "$O/host-turn" ] || ! kill -0 "$NSPAWN_PID"; }
         wait_for 120 host_turn
         [ -e "$O/host-turn" ] && timeout 20 python3 "$T/ask.py" 5/unit/demo.service/db "$NS_RUN/credential.sock" "$O/forge-host"
