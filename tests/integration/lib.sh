@@ -233,6 +233,25 @@ StandardError=append:$T/agent-ns.log
 UNIT
 }
 
+# credential_ask_py FILE: writes FILE, a Python script: FILE ADDRESS SOCKET OUT connects to the
+# agent's credential socket SOCKET from the abstract address "\0ADDRESS", as systemd does, and
+# saves what the agent wrote in OUT.
+credential_ask_py() {
+        cat >"$1" <<'PYEOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind("\0" + sys.argv[1])
+s.connect(sys.argv[2])
+data = b""
+while True:
+        chunk = s.recv(65536)
+        if not chunk:
+                break
+        data += chunk
+open(sys.argv[3], "wb").write(data)
+PYEOF
+}
+
 # ns_driver_unit OUT: driver.service in $T/units, the test's side inside the container: it runs
 # $T/driver.sh (written by the test), logs to OUT/driver.log and ends the container when done.
 ns_driver_unit() {

@@ -38,22 +38,9 @@ check "Register other for another unit" call Register 'sa{sv}' other 2 units as 
 check "the keys are cached" wait_for 10 bash -c "test -s '$T/state/cache/db_password' && test -s '$T/state/cache/tls_key' && test -s '$T/state/cache/other'"
 
 # ask ADDRESS: connect to the credential socket from the abstract address "\0ADDRESS", as
-# systemd does; prints what the agent wrote.
-ask() {
-        python3 - "$T/run/credential.sock" "$1" <<'PYEOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind("\0" + sys.argv[2])
-s.connect(sys.argv[1])
-data = b""
-while True:
-        chunk = s.recv(65536)
-        if not chunk:
-                break
-        data += chunk
-sys.stdout.write(data.decode("utf-8", "replace"))
-PYEOF
-}
+# systemd does; prints what the agent wrote. $T/ask.py ADDRESS SOCKET OUT does it.
+credential_ask_py "$T/ask.py"
+ask() { python3 "$T/ask.py" "$1" "$T/run/credential.sock" /dev/stdout; }
 
 # The test itself runs in no unit, or in one of its own (a session scope, a CI service): it
 # is root, or the agent's own user, and may bind any address, yet it is not demo.service.
@@ -112,20 +99,6 @@ if [ "$(id -u)" -eq 0 ] && command -v systemd-nspawn >/dev/null && [ -x /lib/sys
         KEY_KB=$(($(base64 -d "$T/big" | wc -c) / 1024))
         BOUND_KB=$((4096 + CAP * 64 + 2 * KEY_KB))
 
-        # ask.py ADDRESS OUT: connect as systemd does and save what the agent wrote.
-        cat >"$T/ask.py" <<'PYEOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind("\0" + sys.argv[1])
-s.connect(sys.argv[2])
-data = b""
-while True:
-        chunk = s.recv(65536)
-        if not chunk:
-                break
-        data += chunk
-open(sys.argv[3], "wb").write(data)
-PYEOF
         # stall.py N SOCKET READY: N connections of this unit that never read.
         cat >"$T/stall.py" <<'PYEOF'
 import socket, sys, time
