@@ -48,7 +48,6 @@ int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error);
 BUS_PROPERTY_GETTER(property_servers);
 BUS_PROPERTY_GETTER(property_server_ca);
 BUS_PROPERTY_GETTER(property_connected);
-BUS_PROPERTY_GETTER(property_last_sync);
+BUS_PROPERTY_GETTER(property_sync_status);
 BUS_PROPERTY_GETTER(property_key_count);
 BUS_PROPERTY_GETTER(property_version);
-BUS_PROPERTY_GETTER(property_last_error);

@@ -11,54 +11,30 @@
 
 /* ---- properties ----------------------------------------------------------------------- */
 
-int property_servers(
-        sd_bus *bus,
-        const char *path,
-        const char *interface,
-        const char *property,
-        sd_bus_message *reply,
-        void *userdata,
-        sd_bus_error *error) {
+/* Each getter is BUS_PROPERTY_GETTER(name): sd-bus's property getter, its arguments bus, path,
+ * interface, property, reply, userdata and error. */
+
+BUS_PROPERTY_GETTER(property_servers) {
         Agent *a = userdata;
 
         return sd_bus_message_append_strv(reply, a->config.servers);
 }
 
 /* The CA bundle the agent checks servers with, for the CLI; "" for the system's. */
-int property_server_ca(
-        sd_bus *bus,
-        const char *path,
-        const char *interface,
-        const char *property,
-        sd_bus_message *reply,
-        void *userdata,
-        sd_bus_error *error) {
+BUS_PROPERTY_GETTER(property_server_ca) {
         Agent *a = userdata;
 
         return sd_bus_message_append(reply, "s", strempty(a->config.server_ca));
 }
 
-int property_connected(
-        sd_bus *bus,
-        const char *path,
-        const char *interface,
-        const char *property,
-        sd_bus_message *reply,
-        void *userdata,
-        sd_bus_error *error) {
+BUS_PROPERTY_GETTER(property_connected) {
         Agent *a = userdata;
 
         return sd_bus_message_append(reply, "b", a->bus->connected);
 }
 
-int property_last_sync(
-        sd_bus *bus,
-        const char *path,
-        const char *interface,
-        const char *property,
-        sd_bus_message *reply,
-        void *userdata,
-        sd_bus_error *error) {
+/* The properties the sync threads keep (LastSync, LastError), from one snapshot. */
+BUS_PROPERTY_GETTER(property_sync_status) {
         _cleanup_(agent_status_done) AgentStatus st = {};
         Agent *a = userdata;
         int r;
@@ -66,49 +42,19 @@ int property_last_sync(
         r = agent_status_snapshot(a, &st);
         if (r < 0)
                 return r;
-        return sd_bus_message_append(reply, "t", st.last_sync_usec);
+        if (streq(property, "LastSync"))
+                return sd_bus_message_append(reply, "t", st.last_sync_usec);
+        return sd_bus_message_append(reply, "s", strempty(st.last_error));
 }
 
-int property_key_count(
-        sd_bus *bus,
-        const char *path,
-        const char *interface,
-        const char *property,
-        sd_bus_message *reply,
-        void *userdata,
-        sd_bus_error *error) {
+BUS_PROPERTY_GETTER(property_key_count) {
         Agent *a = userdata;
 
         return sd_bus_message_append(reply, "u", (uint32_t) a->n_keys);
 }
 
-int property_version(
-        sd_bus *bus,
-        const char *path,
-        const char *interface,
-        const char *property,
-        sd_bus_message *reply,
-        void *userdata,
-        sd_bus_error *error) {
+BUS_PROPERTY_GETTER(property_version) {
         return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
-}
-
-int property_last_error(
-        sd_bus *bus,
-        const char *path,
-        const char *interface,
-        const char *property,
-        sd_bus_message *reply,
-        void *userdata,
-        sd_bus_error *error) {
-        _cleanup_(agent_status_done) AgentStatus st = {};
-        Agent *a = userdata;
-        int r;
-
-        r = agent_status_snapshot(a, &st);
-        if (r < 0)
-                return r;
-        return sd_bus_message_append(reply, "s", strempty(st.last_error));
 }
 
 /* ---- from the main loop --------------------------------------------------------------- */

@@ -153,6 +153,17 @@ static int register_error(int r, const RegisterFailure *f, bool many, sd_bus_err
         return r;
 }
 
+/* The caller of m, and m rewound to its first argument: the handler may run straight away or
+ * later, on polkit's answer (agent-polkit.c). */
+static int caller_and_rewind(Agent *a, sd_bus_message *m, Caller **ret, sd_bus_error *error) {
+        int r;
+
+        r = get_caller(a, m, ret, error);
+        if (r < 0)
+                return r;
+        return sd_bus_message_rewind(m, true);
+}
+
 /* Register(s id, a{sv} options) and RegisterMany(a(sa{sv}) keys): each registration read
  * and added to one batch, applied all or none, with the registry written once. */
 static int register_keys(sd_bus_message *m, Agent *a, bool many, sd_bus_error *error) {
@@ -161,10 +172,7 @@ static int register_keys(sd_bus_message *m, Agent *a, bool many, sd_bus_error *e
         Caller *c;
         int r;
 
-        r = get_caller(a, m, &c, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_rewind(m, true);
+        r = caller_and_rewind(a, m, &c, error);
         if (r < 0)
                 return r;
         if (many) {
@@ -226,10 +234,7 @@ int do_unregister(sd_bus_message *m, Agent *a, sd_bus_error *error) {
         Caller *c;
         int r;
 
-        r = get_caller(a, m, &c, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_rewind(m, true);
+        r = caller_and_rewind(a, m, &c, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "s", &id);

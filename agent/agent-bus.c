@@ -134,86 +134,87 @@ load_key(Agent *a, Caller *c, const char *what, const char *id, const Key **ret,
         return r;
 }
 
-static int new_sensitive_reply(sd_bus_message *m, sd_bus_message **ret) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        int r;
+/* A call that reads a key: its name (for the logs), the id argument, the caller, the key as
+ * the agent's one read path gave it, and the reply. */
+typedef struct KeyCall {
+        const char *what;
+        const char *id;
+        Caller *caller;
+        const Key *key;
+        sd_bus_message *reply;
+} KeyCall;
 
-        r = sd_bus_message_new_method_return(m, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_sensitive(reply);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(reply);
-        return 0;
+static void key_call_done(KeyCall *kc) {
+        kc->reply = sd_bus_message_unref(kc->reply);
 }
 
-static int method_get_key(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Agent *a = userdata;
-        const KeyVersion *p;
-        const Key *key;
-        const char *id;
-        Caller *c;
+/* The start of it: the id read, the caller found, the key read for the caller, an empty reply
+ * marked sensitive. */
+static int key_call_begin(Agent *a, sd_bus_message *m, KeyCall *kc, sd_bus_error *error) {
         int r;
 
-        r = sd_bus_message_read(m, "s", &id);
+        r = sd_bus_message_read(m, "s", &kc->id);
         if (r < 0)
                 return r;
-        r = get_caller(a, m, &c, error);
+        r = get_caller(a, m, &kc->caller, error);
         if (r < 0)
                 return r;
-        r = load_key(a, c, "GetKey", id, &key, error);
+        r = load_key(a, kc->caller, kc->what, kc->id, &kc->key, error);
         if (r < 0)
                 return r;
-        p = key_primary_version(key);
-        if (!p || !p->data)
-                return sd_bus_error_setf(
-                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' has no primary version.", id);
+        r = sd_bus_message_new_method_return(m, &kc->reply);
+        if (r < 0)
+                return r;
+        return sd_bus_message_sensitive(kc->reply);
+}
 
-        r = new_sensitive_reply(m, &reply);
+/* The end of it: the reply sent, the delivery of version version_id logged. */
+static int key_call_finish(KeyCall *kc, uint64_t version_id) {
+        int r;
+
+        r = sd_bus_send(NULL, kc->reply, NULL);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append_array(reply, 'y', p->data->data, p->data->size);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(reply, "t", p->id);
-        if (r < 0)
-                return r;
-        r = sd_bus_send(NULL, reply, NULL);
-        if (r < 0)
-                return r;
-        agent_log_delivery(c, id, p->id, "GetKey", NULL, 0);
+        agent_log_delivery(kc->caller, kc->id, version_id, kc->what, NULL, 0);
         return 1;
 }
 
-static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Agent *a = userdata;
+static int method_get_key(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(key_call_done) KeyCall kc = {.what = "GetKey"};
         const KeyVersion *p;
-        const Key *key;
-        const char *id;
-        Caller *c;
         int r;
 
-        r = sd_bus_message_read(m, "s", &id);
+        r = key_call_begin(userdata, m, &kc, error);
         if (r < 0)
                 return r;
-        r = get_caller(a, m, &c, error);
+        p = key_primary_version(kc.key);
+        if (!p || !p->data)
+                return sd_bus_error_setf(
+                        error, AGENT_ERROR_UNAVAILABLE, "Key '%s' has no primary version.", kc.id);
+        r = sd_bus_message_append_array(kc.reply, 'y', p->data->data, p->data->size);
         if (r < 0)
                 return r;
-        r = load_key(a, c, "GetKeyVersions", id, &key, error);
+        r = sd_bus_message_append(kc.reply, "t", p->id);
         if (r < 0)
                 return r;
+        return key_call_finish(&kc, p->id);
+}
 
-        r = new_sensitive_reply(m, &reply);
+static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(key_call_done) KeyCall kc = {.what = "GetKeyVersions"};
+        sd_bus_message *reply;
+        const KeyVersion *p;
+        int r;
+
+        r = key_call_begin(userdata, m, &kc, error);
         if (r < 0)
                 return r;
+        reply = kc.reply;
         r = sd_bus_message_open_container(reply, 'a', "(tays)");
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < key->n_versions; i++) {
-                const KeyVersion *v = &key->versions[i];
+        for (size_t i = 0; i < kc.key->n_versions; i++) {
+                const KeyVersion *v = &kc.key->versions[i];
 
                 r = sd_bus_message_open_container(reply, 'r', "tays");
                 if (r >= 0)
@@ -231,15 +232,11 @@ static int method_get_key_versions(sd_bus_message *m, void *userdata, sd_bus_err
         r = sd_bus_message_close_container(reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(reply, "s", key->hash);
+        r = sd_bus_message_append(reply, "s", kc.key->hash);
         if (r < 0)
                 return r;
-        r = sd_bus_send(NULL, reply, NULL);
-        if (r < 0)
-                return r;
-        p = key_primary_version(key);
-        agent_log_delivery(c, id, p ? p->id : 0, "GetKeyVersions", NULL, 0);
-        return 1;
+        p = key_primary_version(kc.key);
+        return key_call_finish(&kc, p ? p->id : 0);
 }
 
 /* Appends one key's entry to a listing (type: the entry's D-Bus signature). With a.lock held. */
@@ -396,11 +393,11 @@ static const sd_bus_vtable agent_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Servers", "as", property_servers, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Connected", "b", property_connected, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("LastSync", "t", property_last_sync, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LastSync", "t", property_sync_status, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("KeyCount", "u", property_key_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Version", "s", property_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ServerCA", "s", property_server_ca, 0, 0),
-        SD_BUS_PROPERTY("LastError", "s", property_last_error, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LastError", "s", property_sync_status, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("GetKey",
                 SD_BUS_ARGS("s", id), SD_BUS_RESULT("ay", data, "t", version),
                 method_get_key, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),

@@ -569,9 +569,6 @@ const CacheSeen *cache_seen_find(const CacheSeen *l, size_t n, const char *id) {
 
 int cache_seen_save(const char *path, const Secret *seal, const CacheSeen *l, size_t n) {
         _cleanup_buf_ Buf b = BUF_INIT;
-        _cleanup_free_ uint8_t *sealed = NULL;
-        size_t size = 0;
-        int r;
 
         assert_return(path && seal && (l || n == 0), -EINVAL);
 
@@ -583,25 +580,17 @@ int cache_seen_save(const char *path, const Secret *seal, const CacheSeen *l, si
         }
         if (b.error < 0)
                 return b.error;
-        r = cache_seal_blob(seal, SEEN_MAGIC, b.data, b.len, &sealed, &size);
-        if (r < 0)
-                return r;
-        return write_file_atomic(path, sealed, size, 0600);
+        return cache_write_sealed_file(seal, SEEN_MAGIC, path, b.data, b.len);
 }
 
 int cache_seen_load(const char *path, const Secret *seal, CacheSeen **ret, size_t *ret_n) {
         _cleanup_(secret_freep) Secret *plain = NULL;
-        _cleanup_free_ char *text = NULL;
-        size_t size = 0;
         int r;
 
         assert_return(path && seal && ret && ret_n, -EINVAL);
 
-        r = read_full_file(path, SEEN_FILE_MAX, &text, &size);
+        r = cache_read_sealed_file(seal, SEEN_MAGIC, path, SEEN_FILE_MAX, &plain);
         if (r < 0)
                 return r == -E2BIG ? -EBADMSG : r;
-        r = cache_unseal_blob(seal, SEEN_MAGIC, (const uint8_t *) text, size, &plain);
-        if (r < 0)
-                return r;
         return cache_seen_parse(plain->data, plain->size, ret, ret_n);
 }

@@ -527,9 +527,8 @@ int registry_load(const char *path, Registration **ret, size_t *ret_n) {
 }
 
 int registry_save_sealed(const char *path, const Secret *seal, const Registration *const *regs, size_t n) {
-        _cleanup_free_ uint8_t *sealed = NULL;
         _cleanup_free_ char *text = NULL;
-        size_t size = 0, sealed_size = 0;
+        size_t size = 0;
         int r;
 
         assert_return(path && seal, -EINVAL);
@@ -537,34 +536,27 @@ int registry_save_sealed(const char *path, const Secret *seal, const Registratio
         r = registry_format(regs, n, &text, &size);
         if (r < 0)
                 return r;
-        r = cache_seal_blob(seal, REGISTRY_SEALED_MAGIC, text, size, &sealed, &sealed_size);
-        if (r < 0)
-                return r;
-        return write_file_atomic(path, sealed, sealed_size, 0600);
+        return cache_write_sealed_file(seal, REGISTRY_SEALED_MAGIC, path, text, size);
 }
 
 int registry_load_sealed(const char *path, const Secret *seal, Registration **ret, size_t *ret_n) {
         _cleanup_(secret_freep) Secret *plain = NULL;
-        _cleanup_free_ char *text = NULL;
-        size_t size = 0;
         int r;
 
         assert_return(path && seal, -EINVAL);
 
-        r = read_full_file(
-                path, REGISTRY_FILE_MAX + STRLEN(REGISTRY_SEALED_MAGIC) + CACHE_SEAL_OVERHEAD, &text, &size);
+        r = cache_read_sealed_file(
+                seal, REGISTRY_SEALED_MAGIC, path,
+                REGISTRY_FILE_MAX + STRLEN(REGISTRY_SEALED_MAGIC) + CACHE_SEAL_OVERHEAD, &plain);
         if (r == -ENOENT)
                 return r;
-        if (r < 0)
-                return log_error_errno(r, "Failed to read '%s': %m", path);
-        r = cache_unseal_blob(seal, REGISTRY_SEALED_MAGIC, (const uint8_t *) text, size, &plain);
         if (r == -EBADMSG)
                 return log_error_errno(
                         r,
                         "Registry '%s' does not open with this host's cache key (another host's, or changed).",
                         path);
         if (r < 0)
-                return log_error_errno(r, "Failed to open the registry '%s': %m", path);
+                return log_error_errno(r, "Failed to read the registry '%s': %m", path);
         r = registry_parse((const char *) plain->data, plain->size, ret, ret_n);
         if (r < 0 && r != -ENOMEM)
                 return log_error_errno(r, "Registry '%s' is unusable.", path);

@@ -510,3 +510,27 @@ int cache_unseal_blob(const Secret *key, const char *magic, const uint8_t *in, s
                 return -EBADMSG;
         return cache_unseal(key, magic, m, in + m, n - m, ret);
 }
+
+int cache_write_sealed_file(
+        const Secret *key, const char *magic, const char *path, const void *p, size_t n) {
+        _cleanup_free_ uint8_t *sealed = NULL;
+        size_t size = 0;
+        int r;
+
+        r = cache_seal_blob(key, magic, p, n, &sealed, &size);
+        if (r < 0)
+                return r;
+        return write_file_atomic(path, sealed, size, 0600);
+}
+
+int cache_read_sealed_file(
+        const Secret *key, const char *magic, const char *path, size_t max, Secret **ret) {
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        int r;
+
+        r = read_full_file(path, max, &text, &size);
+        if (r < 0)
+                return r;
+        return cache_unseal_blob(key, magic, (const uint8_t *) text, size, ret);
+}

@@ -62,3 +62,9 @@ int cache_seal_blob(
         const Secret *key, const char *magic, const void *p, size_t n, uint8_t **ret, size_t *ret_size);
 /* The reverse: -EBADMSG when it does not open or has another magic. */
 int cache_unseal_blob(const Secret *key, const char *magic, const uint8_t *in, size_t n, Secret **ret);
+
+/* p sealed as a blob, written to path atomically and durably, 0600. */
+int cache_write_sealed_file(const Secret *key, const char *magic, const char *path, const void *p, size_t n);
+/* The reverse, of a file of max bytes at most: read_full_file()'s errors, or -EBADMSG when it
+ * does not open. */
+int cache_read_sealed_file(const Secret *key, const char *magic, const char *path, size_t max, Secret **ret);

@@ -17,6 +17,8 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "bench-util.h"
+
 #define BASELINE_PATH "/org/keyward/BenchBaseline1"
 #define BASELINE_IFACE "org.keyward.BenchBaseline1"
 
@@ -74,7 +76,7 @@ int main(int argc, char *argv[]) {
         sd_bus_slot *slot = NULL;
         const char *name = "org.keyward.BenchBaseline1";
         sigset_t ss;
-        char *end;
+        uint64_t v;
         int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
@@ -83,13 +85,11 @@ int main(int argc, char *argv[]) {
                         name = optarg;
                         break;
                 case 'd':
-                        errno = 0;
-                        data_size = (size_t) strtoull(optarg, &end, 10);
-                        if (errno != 0 || *end || optarg[0] == '-' || data_size == 0 ||
-                            data_size > sizeof(data)) {
+                        if (bench_parse_u64(optarg, sizeof(data), &v) < 0 || v == 0) {
                                 fputs("agent-baseline: bad --data-size\n", stderr);
                                 return 2;
                         }
+                        data_size = (size_t) v;
                         break;
                 case 'h':
                         usage(stdout);

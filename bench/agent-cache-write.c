@@ -13,26 +13,14 @@
 #include <time.h>
 
 #include "agent-cache.h"
+#include "bench-util.h"
 #include "cache-key.h"
 #include "fileio.h"
 #include "hexdecoct.h"
 #include "random-util.h"
 
 static uint64_t now_us(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-        return x < y ? -1 : x > y;
-}
-
-static uint64_t pct(uint64_t *v, size_t n, double p) {
-        size_t i = (size_t) (p * (double) (n - 1) + 0.5);
-        return v[i];
+        return bench_now_ns() / 1000;
 }
 
 static Key *make_key(size_t size, uint64_t round) {
@@ -146,16 +134,18 @@ int main(int argc, char **argv) {
                         return 1;
                 sealed_us[r] = now_us() - t0;
         }
-        qsort(plain_us, rounds, sizeof(uint64_t), cmp_u64);
-        qsort(sealed_us, rounds, sizeof(uint64_t), cmp_u64);
+        qsort(plain_us, rounds, sizeof(uint64_t), bench_cmp_u64);
+        qsort(sealed_us, rounds, sizeof(uint64_t), bench_cmp_u64);
         printf("rounds=%zu keys=%zu size=%zu plain_p50_us=%llu plain_p99_us=%llu sealed_p50_us=%llu "
                "sealed_p99_us=%llu ratio_p50=%.2f ratio_p99=%.2f\n",
-               rounds, keys, size, (unsigned long long) pct(plain_us, rounds, 0.5),
-               (unsigned long long) pct(plain_us, rounds, 0.99),
-               (unsigned long long) pct(sealed_us, rounds, 0.5),
-               (unsigned long long) pct(sealed_us, rounds, 0.99),
-               (double) pct(sealed_us, rounds, 0.5) / (double) (pct(plain_us, rounds, 0.5) ?: 1),
-               (double) pct(sealed_us, rounds, 0.99) / (double) (pct(plain_us, rounds, 0.99) ?: 1));
+               rounds, keys, size, (unsigned long long) bench_percentile(plain_us, rounds, 0.5),
+               (unsigned long long) bench_percentile(plain_us, rounds, 0.99),
+               (unsigned long long) bench_percentile(sealed_us, rounds, 0.5),
+               (unsigned long long) bench_percentile(sealed_us, rounds, 0.99),
+               (double) bench_percentile(sealed_us, rounds, 0.5) /
+                       (double) (bench_percentile(plain_us, rounds, 0.5) ?: 1),
+               (double) bench_percentile(sealed_us, rounds, 0.99) /
+                       (double) (bench_percentile(plain_us, rounds, 0.99) ?: 1));
         cache_seen_free(seen, keys);
         return 0;
 }

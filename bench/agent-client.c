@@ -33,15 +33,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
 #include "keyward-bus.h"
 
 extern char **environ;
 
 static double now_sec(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+        return (double) bench_now_ns() / 1e9;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -59,18 +57,6 @@ static double quantile(double *v, size_t n, double p) {
         qsort(v, n, sizeof(double), cmp_double);
         i = (size_t) ceil(p * (double) n);
         return v[i > 0 ? i - 1 : 0];
-}
-
-static int parse_count(const char *s, unsigned long long max, unsigned long long *ret) {
-        unsigned long long v;
-        char *end;
-
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno != 0 || end == s || *end || s[0] == '-' || v > max)
-                return -EINVAL;
-        *ret = v;
-        return 0;
 }
 
 static int run_calls(
@@ -373,9 +359,14 @@ int main(int argc, char *argv[]) {
                         usage(stderr);
                         return 2;
                 }
-                if (num && parse_count(optarg, 100000000, num) < 0) {
-                        fprintf(stderr, "agent-client: bad number '%s'\n", optarg);
-                        return 2;
+                if (num) {
+                        uint64_t v;
+
+                        if (bench_parse_u64(optarg, 100000000, &v) < 0) {
+                                fprintf(stderr, "agent-client: bad number '%s'\n", optarg);
+                                return 2;
+                        }
+                        *num = v;
                 }
         }
         if (!mode || optind != argc || ids == 0 || count == 0 || rounds == 0 || timeout == 0) {

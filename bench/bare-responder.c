@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "bench-util.h"
 #include "server-tls.h"
 
 /* A Knox GET-key reply for a key with one 32-byte version, as keywardd sends it. */
@@ -175,22 +176,11 @@ static int read_body(const char *path, char **ret, size_t *ret_len) {
 }
 
 static int listen_on(const char *spec) {
-        struct sockaddr_in sa = {.sin_family = AF_INET};
-        char host[64];
-        const char *colon = strrchr(spec, ':');
-        unsigned long port;
-        char *end;
+        struct sockaddr_in sa;
         int fd, one = 1;
 
-        if (!colon || (size_t) (colon - spec) >= sizeof(host))
+        if (bench_parse_ipv4_port(spec, &sa) < 0)
                 return -EINVAL;
-        memcpy(host, spec, (size_t) (colon - spec));
-        host[colon - spec] = 0;
-        errno = 0;
-        port = strtoul(colon + 1, &end, 10);
-        if (errno != 0 || *end || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-                return -EINVAL;
-        sa.sin_port = htons((uint16_t) port);
 
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)

@@ -40,6 +40,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-tls.h"
+#include "bench-util.h"
+
 #define RBUF_SIZE 8192
 #define MAX_N 100000
 
@@ -100,24 +103,9 @@ static struct {
         .epfd = -1,
 };
 
-static uint64_t now_ns(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-
-        return x < y ? -1 : x > y;
-}
-
 static double pct_ms(uint64_t *v, size_t n, double p) {
-        if (n == 0)
-                return 0;
-        qsort(v, n, sizeof(v[0]), cmp_u64);
-        return (double) v[(size_t) (p * (double) (n - 1) + 0.5)] / 1e6;
+        qsort(v, n, sizeof(v[0]), bench_cmp_u64);
+        return (double) bench_percentile(v, n, p) / 1e6;
 }
 
 static long rss_kib(int pid) {
@@ -143,36 +131,6 @@ static uint64_t self_cpu_ns(void) {
         if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) < 0)
                 return 0;
         return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
-
-/* CPU time of every thread of pid, in ns (schedstat's first field); 0 when unknown. */
-static uint64_t cpu_ns(int pid) {
-        char path[64];
-        struct dirent *de;
-        uint64_t sum = 0;
-        DIR *d;
-
-        (void) snprintf(path, sizeof(path), "/proc/%d/task", pid);
-        d = opendir(path);
-        if (!d)
-                return 0;
-        while ((de = readdir(d))) {
-                char p[300];
-                unsigned long long v;
-                FILE *f;
-
-                if (de->d_name[0] == '.')
-                        continue;
-                (void) snprintf(p, sizeof(p), "/proc/%d/task/%s/schedstat", pid, de->d_name);
-                f = fopen(p, "re");
-                if (!f)
-                        continue;
-                if (fscanf(f, "%llu", &v) == 1)
-                        sum += v;
-                fclose(f);
-        }
-        closedir(d);
-        return sum;
 }
 
 /* The process is gone or a zombie (its parent, the bench script, reaps it later). */
@@ -216,22 +174,15 @@ static void ctl_close(Ctl *c) {
 
 static int ctl_open(Ctl *c) {
         struct timeval tv = {.tv_sec = 20};
-        int one = 1;
+        int r;
 
-        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (c->fd < 0)
-                return -errno;
-        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        r = bench_tcp_connect(c->to ?: &F.addr, false, &c->fd);
+        if (r < 0)
+                return r;
         (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         (void) setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(c->fd, (struct sockaddr *) (c->to ?: &F.addr), sizeof(F.addr)) < 0) {
-                int r = -errno;
-                ctl_close(c);
-                return r;
-        }
-        c->ssl = SSL_new(F.ctx);
-        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 ||
-            SSL_set_tlsext_host_name(c->ssl, "localhost") != 1 || SSL_connect(c->ssl) != 1) {
+        c->ssl = bench_tls_new(F.ctx, c->fd, "localhost", NULL);
+        if (!c->ssl || SSL_connect(c->ssl) != 1) {
                 ERR_print_errors_fp(stderr);
                 ctl_close(c);
                 return -EIO;
@@ -364,12 +315,12 @@ static uint64_t write_once(Ctl *c, unsigned serial) {
                 "POST /v0/keys/%s/versions/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: 0t%s\r\n"
                 "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
                 F.key_id, F.host, strlen(body), body);
-        t0 = now_ns();
+        t0 = bench_now_ns();
         if (ctl_request(c, req, buf, sizeof(buf)) != 200) {
                 fprintf(stderr, "fleet: the write failed: %.300s\n", buf);
                 return 0;
         }
-        return now_ns() - t0;
+        return bench_now_ns() - t0;
 }
 
 /* ---- certificates ------------------------------------------------------------------------ */
@@ -464,36 +415,33 @@ static void conn_close(Conn *c) {
         c->state = ST_IDLE;
 }
 
-static void conn_wait_for(Conn *c, bool out) {
-        struct epoll_event ev = {.events = out ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+/* Wait for events (EPOLLIN or EPOLLOUT) on c. */
+static void conn_wait_for(Conn *c, uint32_t events) {
+        struct epoll_event ev = {.events = events, .data.ptr = c};
 
         (void) epoll_ctl(F.epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
 static int conn_open(Conn *c) {
         struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
-        int one = 1;
+        int r;
 
-        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (c->fd < 0)
-                return -errno;
-        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        c->ssl = SSL_new(F.ctx);
-        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set_tlsext_host_name(c->ssl, "localhost") != 1)
+        r = bench_tcp_connect(&F.addr, true, &c->fd);
+        if (r < 0)
+                return r;
+        c->ssl = bench_tls_new(
+                F.ctx, c->fd, "localhost",
+                F.distinct                          ? (F.offer_session ? c->session : NULL) :
+                        F.resume || F.offer_session ? F.session :
+                                                      NULL);
+        if (!c->ssl)
                 return -ENOMEM;
         if (F.distinct &&
             (SSL_use_certificate(c->ssl, c->cert) != 1 || SSL_use_PrivateKey(c->ssl, c->key) != 1))
                 return -ENOMEM;
-        if (F.distinct) {
-                if (F.offer_session && c->session)
-                        (void) SSL_set_session(c->ssl, c->session);
-        } else if ((F.resume || F.offer_session) && F.session)
-                (void) SSL_set_session(c->ssl, F.session);
         c->state = ST_CONNECTING;
         F.n_handshaking++;
         c->closed = false;
-        if (connect(c->fd, (struct sockaddr *) &F.addr, sizeof(F.addr)) < 0 && errno != EINPROGRESS)
-                return -errno;
         return epoll_ctl(F.epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0 ? -errno : 0;
 }
 
@@ -532,18 +480,14 @@ static void conn_step(Conn *c, uint64_t now) {
                 switch (c->state) {
                 case ST_IDLE:
                         return;
-                case ST_CONNECTING: {
-                        int err = 0;
-                        socklen_t l = sizeof(err);
-
-                        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err != 0) {
+                case ST_CONNECTING:
+                        if (bench_socket_error(c->fd) < 0) {
                                 F.refused++;
                                 conn_close(c);
                                 return;
                         }
                         c->state = ST_HANDSHAKE;
                         break;
-                }
                 case ST_HANDSHAKE:
                         n = SSL_connect(c->ssl);
                         if (n == 1) {
@@ -554,9 +498,9 @@ static void conn_step(Conn *c, uint64_t now) {
                                 conn_send_watch(c);
                                 break;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                                conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
+                                conn_wait_for(c, (uint32_t) e);
                                 return;
                         }
                         ERR_clear_error();
@@ -570,12 +514,12 @@ static void conn_step(Conn *c, uint64_t now) {
                                 if (c->woff < F.request_len)
                                         break;
                                 c->state = ST_READING;
-                                conn_wait_for(c, false);
+                                conn_wait_for(c, EPOLLIN);
                                 return;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                                conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
+                                conn_wait_for(c, (uint32_t) e);
                                 return;
                         }
                         ERR_clear_error();
@@ -614,15 +558,15 @@ static void conn_step(Conn *c, uint64_t now) {
                                         c->state = ST_WRITING, c->woff = F.request_len; /* parked */
                                 return;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
                                 /* TLS 1.3 tickets come after the handshake: keep the first
                                  * session that can be resumed. */
                                 if ((F.resume || F.resume_restart) && !F.session &&
                                     SSL_get0_session(c->ssl) &&
                                     SSL_SESSION_is_resumable(SSL_get0_session(c->ssl)))
                                         F.session = SSL_get1_session(c->ssl);
-                                conn_wait_for(c, e == SSL_ERROR_WANT_WRITE);
+                                conn_wait_for(c, (uint32_t) e);
                                 return;
                         }
                         ERR_clear_error();
@@ -653,14 +597,14 @@ static bool loop_until(bool (*done)(void), uint64_t deadline, int timeout_ms) {
         struct epoll_event ev[512];
 
         while (!done()) {
-                uint64_t now = now_ns();
+                uint64_t now = bench_now_ns();
                 int n;
 
                 if (now > deadline)
                         return false;
                 open_more();
                 n = epoll_wait(F.epfd, ev, 512, timeout_ms);
-                now = now_ns();
+                now = bench_now_ns();
                 for (int i = 0; i < n; i++) {
                         Conn *c = ev[i].data.ptr;
 
@@ -685,7 +629,7 @@ static bool all_started(void) {
 /* Every connection sent its watch and keywardd says it holds them all (asked every 50 ms). */
 static bool all_held(void) {
         static uint64_t last;
-        uint64_t now = now_ns();
+        uint64_t now = bench_now_ns();
         long h;
 
         if (!all_started()) {
@@ -707,19 +651,19 @@ static bool all_held(void) {
 /* Wait until keywardd is idle: less than 1% of a core over a whole second, checked up to
  * 20 s. Returns the time it took, in ms. */
 static double wait_server_idle(void) {
-        uint64_t t0 = now_ns(), c0 = cpu_ns(F.server_pid);
+        uint64_t t0 = bench_now_ns(), c0 = bench_process_cpu_ns(F.server_pid);
 
         for (int i = 0; i < 20; i++) {
                 struct timespec ts = {.tv_sec = 1};
                 uint64_t c1;
 
                 (void) nanosleep(&ts, NULL);
-                c1 = cpu_ns(F.server_pid);
+                c1 = bench_process_cpu_ns(F.server_pid);
                 if (c1 - c0 < 10000000ULL)
                         break;
                 c0 = c1;
         }
-        return (double) (now_ns() - t0) / 1e6;
+        return (double) (bench_now_ns() - t0) / 1e6;
 }
 
 static bool all_answered(void) {
@@ -727,13 +671,13 @@ static bool all_answered(void) {
 }
 
 static int establish(uint64_t *ret_ns) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
 
         F.next_open = 0;
         held_target = F.n;
         if (!loop_until(all_held, t0 + (uint64_t) (F.max_time * 1e9), 20))
                 return -1;
-        *ret_ns = now_ns() - t0;
+        *ret_ns = bench_now_ns() - t0;
         return 0;
 }
 
@@ -749,19 +693,6 @@ static void rewatch_all(void) {
                 ev.data.ptr = c;
                 (void) epoll_ctl(F.epfd, EPOLL_CTL_MOD, c->fd, &ev);
         }
-}
-
-static int parse_addr(const char *s, struct sockaddr_in *ret) {
-        char host[64];
-        const char *colon = strrchr(s, ':');
-
-        if (!colon || (size_t) (colon - s) >= sizeof(host))
-                return -1;
-        memcpy(host, s, (size_t) (colon - s));
-        host[colon - s] = 0;
-        ret->sin_family = AF_INET;
-        ret->sin_port = htons((uint16_t) strtoul(colon + 1, NULL, 10));
-        return inet_pton(AF_INET, host, &ret->sin_addr) == 1 ? 0 : -1;
 }
 
 static int read_pid_file(void) {
@@ -895,8 +826,9 @@ int main(int argc, char **argv) {
                 }
         if (!connect_to || !ca || !cert || !key || !*F.host || !*F.key_id || F.server_pid <= 0 || F.n == 0 ||
             F.n > MAX_N || F.inflight == 0 || F.rounds == 0 || F.rounds > 100 || F.max_time <= 0 ||
-            F.max_time > 600 || (F.restart && !F.pid_file) || parse_addr(connect_to, &F.addr) < 0 ||
-            (writer && parse_addr(writer, &F.write_addr) < 0)) {
+            F.max_time > 600 || (F.restart && !F.pid_file) ||
+            bench_parse_ipv4_port(connect_to, &F.addr) < 0 ||
+            (writer && bench_parse_ipv4_port(writer, &F.write_addr) < 0)) {
                 usage();
                 return 2;
         }
@@ -912,14 +844,9 @@ int main(int argc, char **argv) {
         }
         signal(SIGPIPE, SIG_IGN);
 
-        F.ctx = SSL_CTX_new(TLS_client_method());
-        if (!F.ctx || SSL_CTX_load_verify_locations(F.ctx, ca, NULL) != 1 ||
-            SSL_CTX_use_certificate_chain_file(F.ctx, cert) != 1 ||
-            SSL_CTX_use_PrivateKey_file(F.ctx, key, SSL_FILETYPE_PEM) != 1) {
-                ERR_print_errors_fp(stderr);
+        F.ctx = bench_tls_client_ctx_new(ca, cert, key);
+        if (!F.ctx)
                 return 1;
-        }
-        SSL_CTX_set_verify(F.ctx, SSL_VERIFY_PEER, NULL);
         SSL_CTX_set_mode(F.ctx, SSL_MODE_RELEASE_BUFFERS);
         /* Send the certificate file's chain, as keyward-agent and Knox's Go client do; with
          * --auto-chain, OpenSSL's default: the chain it builds from the trust store (the root
@@ -955,14 +882,14 @@ int main(int argc, char **argv) {
 
         /* 2. N watchers. */
         rss0 = rss_kib(F.server_pid);
-        cpu0 = cpu_ns(F.server_pid);
+        cpu0 = bench_process_cpu_ns(F.server_pid);
         self0 = self_cpu_ns();
         if (establish(&t_est) < 0) {
                 fprintf(stderr, "fleet: the %u watches were not all held within %.0f s\n", F.n, F.max_time);
                 return 1;
         }
         rss_busy = rss_kib(F.server_pid);
-        cpu1 = cpu_ns(F.server_pid);
+        cpu1 = bench_process_cpu_ns(F.server_pid);
         self0 = self_cpu_ns() - self0;
         /* The RSS a fleet costs is that of its watches held and idle: what keywardd keeps
          * once the burst of handshakes is over, not the burst's high-water mark. */
@@ -982,24 +909,24 @@ int main(int argc, char **argv) {
                 uint64_t t_ack;
 
                 F.answered = 0;
-                cpu0 = cpu_ns(F.server_pid);
-                t_ack = now_ns();
+                cpu0 = bench_process_cpu_ns(F.server_pid);
+                t_ack = bench_now_ns();
                 ackn[r] = write_once(&wctl, 1000 + r);
                 if (!ackn[r])
                         return 1;
                 t_ack += ackn[r];
-                if (!loop_until(all_answered, now_ns() + (uint64_t) (F.max_time * 1e9), 100)) {
+                if (!loop_until(all_answered, bench_now_ns() + (uint64_t) (F.max_time * 1e9), 100)) {
                         fprintf(stderr, "fleet: round %u: %u of %u watchers answered\n", r, F.answered, F.n);
                         return 1;
                 }
-                fanout_cpu += cpu_ns(F.server_pid) - cpu0;
+                fanout_cpu += bench_process_cpu_ns(F.server_pid) - cpu0;
                 for (unsigned i = 0; i < F.answered; i++)
                         after[n_after++] = F.answer_ns[i] > t_ack ? F.answer_ns[i] - t_ack : 0;
                 if (sync_hash() < 0)
                         return 1;
                 rewatch_all();
                 held_target = F.n;
-                if (!loop_until(all_held, now_ns() + (uint64_t) (F.max_time * 1e9), 20)) {
+                if (!loop_until(all_held, bench_now_ns() + (uint64_t) (F.max_time * 1e9), 20)) {
                         fprintf(stderr, "fleet: round %u: the watches were not held again\n", r);
                         return 1;
                 }
@@ -1017,22 +944,22 @@ int main(int argc, char **argv) {
         ctl_close(&ctl);
         ctl_close(&wctl);
         F.answered = 0;
-        cpu0 = cpu_ns(F.server_pid);
+        cpu0 = bench_process_cpu_ns(F.server_pid);
         cpu1 = cpu0;
-        t_term = now_ns();
+        t_term = bench_now_ns();
         if (kill(F.server_pid, SIGTERM) < 0)
                 return 1;
-        while (now_ns() - t_term < (uint64_t) (F.max_time * 1e9)) {
+        while (bench_now_ns() - t_term < (uint64_t) (F.max_time * 1e9)) {
                 struct epoll_event ev[512];
                 int n = epoll_wait(F.epfd, ev, 512, 1);
                 uint64_t c;
-                uint64_t now = now_ns();
+                uint64_t now = bench_now_ns();
 
                 for (int i = 0; i < n; i++)
                         conn_step(ev[i].data.ptr, now);
                 if (!t_exit && process_gone(F.server_pid))
-                        t_exit = now_ns();
-                else if (!t_exit && (c = cpu_ns(F.server_pid)) > cpu1)
+                        t_exit = bench_now_ns();
+                else if (!t_exit && (c = bench_process_cpu_ns(F.server_pid)) > cpu1)
                         cpu1 = c; /* threads that have ended no longer count: keep the most */
                 if (t_exit && (F.answered >= F.n || now - t_exit > 2000000000ULL))
                         break;
@@ -1067,13 +994,13 @@ int main(int argc, char **argv) {
                 F.offer_session = F.resume_restart;
                 if (sync_hash() < 0)
                         return 1;
-                t0 = cpu_ns(F.server_pid);
+                t0 = bench_process_cpu_ns(F.server_pid);
                 self0 = self_cpu_ns();
                 if (establish(&t_re) < 0) {
                         fprintf(stderr, "fleet: not all watches back within %.0f s\n", F.max_time);
                         return 1;
                 }
-                t0 = cpu_ns(F.server_pid) - t0;
+                t0 = bench_process_cpu_ns(F.server_pid) - t0;
                 self0 = self_cpu_ns() - self0;
                 printf("reestablish_ms=%.0f reestablish_server_cpu_ms=%.0f reestablish_client_cpu_ms=%.0f "
                        "refused_after_restart=%" PRIu64 " resumed_after_restart=%" PRIu64 "\n",

@@ -53,6 +53,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-tls.h"
+#include "bench-util.h"
+
 #define RBUF_SIZE (1024 * 1024)
 #define MAX_CONNS 64
 
@@ -118,49 +121,12 @@ static struct {
         .epfd = -1,
 };
 
-static uint64_t now_ns(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
 static double client_cpu(void) {
         struct rusage ru;
 
         (void) getrusage(RUSAGE_SELF, &ru);
         return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6 +
                 (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
-}
-
-/* CPU time of every thread of process pid, in ns (schedstat's first field). */
-static uint64_t process_cpu_ns(int pid) {
-        char path[64];
-        struct dirent *de;
-        uint64_t sum = 0;
-        DIR *d;
-
-        (void) snprintf(path, sizeof(path), "/proc/%d/task", pid);
-        d = opendir(path);
-        if (!d)
-                return 0;
-        while ((de = readdir(d))) {
-                char p[300];
-                unsigned long long v;
-                FILE *f;
-
-                if (de->d_name[0] == '.')
-                        continue;
-                (void) snprintf(p, sizeof(p), "/proc/%d/task/%s/schedstat", pid, de->d_name);
-                f = fopen(p, "re");
-                if (!f)
-                        continue;
-                if (fscanf(f, "%llu", &v) == 1)
-                        sum += v;
-                fclose(f);
-        }
-        closedir(d);
-        return sum;
 }
 
 /* CPU time of the server: every thread, and its children's (keywardd's key holder does the
@@ -173,21 +139,15 @@ static uint64_t server_cpu_ns(void) {
 
         if (B.server_pid <= 0)
                 return 0;
-        sum = process_cpu_ns(B.server_pid);
+        sum = bench_process_cpu_ns(B.server_pid);
         (void) snprintf(path, sizeof(path), "/proc/%d/task/%d/children", B.server_pid, B.server_pid);
         f = fopen(path, "re");
         if (!f)
                 return sum;
         while (fscanf(f, "%d", &child) == 1)
-                sum += process_cpu_ns(child);
+                sum += bench_process_cpu_ns(child);
         fclose(f);
         return sum;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-
-        return x < y ? -1 : x > y;
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -196,13 +156,8 @@ static int cmp_i64(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
-static double percentile_us(uint64_t *v, size_t n, double p) {
-        size_t i;
-
-        if (n == 0)
-                return 0;
-        i = (size_t) (p * (double) (n - 1) + 0.5);
-        return (double) v[i] / 1e3;
+static double percentile_us(const uint64_t *v, size_t n, double p) {
+        return (double) bench_percentile(v, n, p) / 1e3;
 }
 
 /* ---- HTTP responses ------------------------------------------------------------------ */
@@ -263,8 +218,9 @@ static void conn_close(Conn *c, bool graceful) {
         c->rlen = 0;
 }
 
-static int conn_watch(Conn *c, bool out) {
-        struct epoll_event ev = {.events = out ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+/* Wait for events (EPOLLIN or EPOLLOUT) on c. */
+static int conn_watch(Conn *c, uint32_t events) {
+        struct epoll_event ev = {.events = events, .data.ptr = c};
 
         if (B.epfd < 0)
                 return 0;
@@ -273,24 +229,16 @@ static int conn_watch(Conn *c, bool out) {
 
 static int conn_open(Conn *c, bool blocking) {
         struct epoll_event ev = {.events = EPOLLOUT};
-        int one = 1;
+        int r;
 
-        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK), 0);
-        if (c->fd < 0)
-                return -errno;
-        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        c->ssl = SSL_new(B.ctx);
-        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
+        r = bench_tcp_connect(&B.addr, !blocking, &c->fd);
+        if (r < 0)
+                return r;
+        c->ssl = bench_tls_new(B.ctx, c->fd, NULL, B.resume ? B.session : NULL);
+        if (!c->ssl)
                 return -ENOMEM;
-        if (B.resume && B.session)
-                (void) SSL_set_session(c->ssl, B.session);
         c->rlen = 0;
-        if (connect(c->fd, (struct sockaddr *) &B.addr, sizeof(B.addr)) < 0) {
-                if (errno != EINPROGRESS)
-                        return -errno;
-                c->state = ST_CONNECTING;
-        } else
-                c->state = ST_HANDSHAKE;
+        c->state = r > 0 ? ST_CONNECTING : ST_HANDSHAKE;
         if (!blocking && B.epfd >= 0) {
                 ev.data.ptr = c;
                 if (epoll_ctl(B.epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
@@ -311,12 +259,10 @@ static void conn_step(Conn *c) {
                 switch (c->state) {
                 case ST_CLOSED:
                         return;
-                case ST_CONNECTING: {
-                        int err = 0;
-                        socklen_t l = sizeof(err);
-
-                        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err != 0) {
-                                fprintf(stderr, "loadgen: connect: %s\n", strerror(err ?: errno));
+                case ST_CONNECTING:
+                        e = bench_socket_error(c->fd);
+                        if (e < 0) {
+                                fprintf(stderr, "loadgen: connect: %s\n", strerror(-e));
                                 B.errors++;
                                 B.stopping = true;
                                 conn_close(c, false);
@@ -324,7 +270,6 @@ static void conn_step(Conn *c) {
                         }
                         c->state = ST_HANDSHAKE;
                         break;
-                }
                 case ST_HANDSHAKE:
                         n = SSL_connect(c->ssl);
                         if (n == 1) {
@@ -336,9 +281,9 @@ static void conn_step(Conn *c) {
                                 c->req_len = B.request_len;
                                 break;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                                (void) conn_watch(c, e == SSL_ERROR_WANT_WRITE);
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
+                                (void) conn_watch(c, (uint32_t) e);
                                 return;
                         }
                         fprintf(stderr, "loadgen: TLS handshake failed\n");
@@ -353,9 +298,9 @@ static void conn_step(Conn *c) {
                                 c->state = ST_READING;
                                 break;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                                (void) conn_watch(c, e == SSL_ERROR_WANT_WRITE);
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
+                                (void) conn_watch(c, (uint32_t) e);
                                 return;
                         }
                         B.errors++;
@@ -378,9 +323,9 @@ static void conn_step(Conn *c) {
                                 }
                                 break;
                         }
-                        e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                                (void) conn_watch(c, e == SSL_ERROR_WANT_WRITE);
+                        e = bench_tls_wants(c->ssl, n);
+                        if (e != 0) {
+                                (void) conn_watch(c, (uint32_t) e);
                                 return;
                         }
                         /* The server closed the connection before answering. */
@@ -395,7 +340,7 @@ static void conn_step(Conn *c) {
 static void conn_begin(Conn *c) {
         int r;
 
-        c->t_start = now_ns();
+        c->t_start = bench_now_ns();
         if (c->state == ST_CLOSED) {
                 r = conn_open(c, false);
                 if (r < 0) {
@@ -414,7 +359,7 @@ static void conn_begin(Conn *c) {
 
 static void measure_start(void) {
         B.measuring = true;
-        B.t0 = now_ns();
+        B.t0 = bench_now_ns();
         B.t_last = B.t0;
         B.server_cpu0 = server_cpu_ns();
         B.client_cpu0 = client_cpu();
@@ -423,7 +368,7 @@ static void measure_start(void) {
 }
 
 static void on_response(Conn *c, int status, size_t len, bool close_conn) {
-        uint64_t t = now_ns();
+        uint64_t t = bench_now_ns();
 
         B.done++;
         if (status != 200)
@@ -468,7 +413,7 @@ static int run_load(void) {
         B.epfd = epoll_create1(EPOLL_CLOEXEC);
         if (!B.lat_ns || B.epfd < 0)
                 return -ENOMEM;
-        B.t_deadline = now_ns() + (uint64_t) ((B.max_time + 30) * 1e9); /* warm-up bound */
+        B.t_deadline = bench_now_ns() + (uint64_t) ((B.max_time + 30) * 1e9); /* warm-up bound */
         if (B.warmup == 0)
                 measure_start();
 
@@ -488,7 +433,7 @@ static int run_load(void) {
 
                 for (int i = 0; i < n && !B.stopping; i++)
                         conn_step(evs[i].data.ptr);
-                if (now_ns() >= B.t_deadline)
+                if (bench_now_ns() >= B.t_deadline)
                         B.stopping = true;
         }
         server_cpu1 = server_cpu_ns();
@@ -500,7 +445,7 @@ static int run_load(void) {
                 double secs = (double) (B.t_last - B.t0) / 1e9;
                 double scpu = (double) (server_cpu1 - B.server_cpu0) / 1e9;
 
-                qsort(B.lat_ns, B.measured, sizeof(uint64_t), cmp_u64);
+                qsort(B.lat_ns, B.measured, sizeof(uint64_t), bench_cmp_u64);
                 printf("requests=%" PRIu64 " errors=%" PRIu64
                        " seconds=%.3f rps=%.0f p50_us=%.0f p99_us=%.0f "
                        "max_us=%.0f client_cpu=%.2f",
@@ -547,15 +492,14 @@ static int conn_send(Conn *c, const char *req) {
         size_t len = strlen(req);
 
         for (;;) {
-                int n = SSL_write(c->ssl, req, (int) len), e;
+                int n = SSL_write(c->ssl, req, (int) len);
                 struct pollfd p = {.fd = c->fd};
 
                 if (n > 0)
                         return 0;
-                e = SSL_get_error(c->ssl, n);
-                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                p.events = bench_tls_wants(c->ssl, n);
+                if (p.events == 0)
                         return -EIO;
-                p.events = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
                 (void) poll(&p, 1, 1000);
         }
 }
@@ -568,8 +512,7 @@ static int conn_try_response(Conn *c, int *ret_status) {
                 bool cl;
 
                 if (n <= 0) {
-                        e = SSL_get_error(c->ssl, n);
-                        return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -EIO;
+                        return bench_tls_wants(c->ssl, n) != 0 ? 0 : -EIO;
                 }
                 c->rlen += (size_t) n;
                 e = response_complete(c, ret_status, &len, &cl);
@@ -579,7 +522,7 @@ static int conn_try_response(Conn *c, int *ret_status) {
 }
 
 static int conn_wait_response(Conn *c, int *ret_status, int timeout_ms) {
-        uint64_t end = now_ns() + (uint64_t) timeout_ms * 1000000ULL;
+        uint64_t end = bench_now_ns() + (uint64_t) timeout_ms * 1000000ULL;
 
         for (;;) {
                 struct pollfd p = {.fd = c->fd, .events = POLLIN};
@@ -587,7 +530,7 @@ static int conn_wait_response(Conn *c, int *ret_status, int timeout_ms) {
 
                 if (r != 0)
                         return r;
-                if (now_ns() >= end)
+                if (bench_now_ns() >= end)
                         return -ETIMEDOUT;
                 (void) poll(&p, 1, 100);
         }
@@ -685,7 +628,7 @@ static int run_watch(const char *auth, const char *key_id, unsigned rounds, unsi
                         "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
                         key_id, B.host_port, auth, strlen(form), form);
                 writer.rlen = 0;
-                t0 = now_ns();
+                t0 = bench_now_ns();
                 if (conn_send(&writer, req) < 0) {
                         r = -EIO;
                         goto finish;
@@ -699,7 +642,7 @@ static int run_watch(const char *auth, const char *key_id, unsigned rounds, unsi
                         if (!t_ack && (r = conn_try_response(&writer, &st_a)) != 0) {
                                 if (r < 0)
                                         goto finish;
-                                t_ack = now_ns();
+                                t_ack = bench_now_ns();
                                 if (st_a != 200) {
                                         fprintf(stderr,
                                                 "loadgen: adding a version to %s failed (HTTP %d): %.200s\n",
@@ -711,9 +654,9 @@ static int run_watch(const char *auth, const char *key_id, unsigned rounds, unsi
                         if (!t_watch && (r = conn_try_response(&watcher, &st_w)) != 0) {
                                 if (r < 0)
                                         goto finish;
-                                t_watch = now_ns();
+                                t_watch = bench_now_ns();
                         }
-                        if (now_ns() - t0 > 10ULL * 1000000000ULL) {
+                        if (bench_now_ns() - t0 > 10ULL * 1000000000ULL) {
                                 fprintf(stderr, "loadgen: the watch was not answered within 10 s\n");
                                 r = -ETIMEDOUT;
                                 goto finish;
@@ -733,17 +676,16 @@ static int run_watch(const char *auth, const char *key_id, unsigned rounds, unsi
                 ok++;
         }
 
-        qsort(lat, ok, sizeof(uint64_t), cmp_u64);
-        qsort(ack, ok, sizeof(uint64_t), cmp_u64);
+        qsort(lat, ok, sizeof(uint64_t), bench_cmp_u64);
+        qsort(ack, ok, sizeof(uint64_t), bench_cmp_u64);
         qsort(after, ok, sizeof(int64_t), cmp_i64);
         printf("rounds=%u errors=%" PRIu64
                " p50_us=%.0f p99_us=%.0f max_us=%.0f ack_p50_us=%.0f ack_p99_us=%.0f "
                "after_ack_p50_us=%.0f after_ack_p99_us=%.0f\n",
                ok, B.errors, percentile_us(lat, ok, 0.50), percentile_us(lat, ok, 0.99),
                ok ? (double) lat[ok - 1] / 1e3 : 0.0, percentile_us(ack, ok, 0.50),
-               percentile_us(ack, ok, 0.99),
-               ok ? (double) after[(size_t) (0.50 * (ok - 1) + 0.5)] / 1e3 : 0.0,
-               ok ? (double) after[(size_t) (0.99 * (ok - 1) + 0.5)] / 1e3 : 0.0);
+               percentile_us(ack, ok, 0.99), ok ? (double) after[bench_rank(ok, 0.50)] / 1e3 : 0.0,
+               ok ? (double) after[bench_rank(ok, 0.99)] / 1e3 : 0.0);
         r = ok > 0 ? 0 : -EIO;
 
 finish:
@@ -758,18 +700,6 @@ finish:
 }
 
 /* ---- main ---------------------------------------------------------------------------- */
-
-static int parse_u64(const char *s, uint64_t max, uint64_t *ret) {
-        char *end;
-        unsigned long long v;
-
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno != 0 || end == s || *end || s[0] == '-' || v > max)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
 
 static void usage(FILE *f) {
         fputs("Usage: loadgen --connect ADDR:PORT --cert F --key F [--ca F]\n"
@@ -809,8 +739,7 @@ int main(int argc, char *argv[]) {
                    *auth = NULL, *path = "/v0/keys/bench:key/", *key_id = "bench:watch";
         uint64_t v, rounds = 200, settle_ms = 5;
         bool have_requests = false;
-        char auth_buf[512], hostpart[64];
-        const char *colon;
+        char auth_buf[512];
         int c, r, len;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -845,24 +774,24 @@ int main(int argc, char *argv[]) {
                         B.spin = true;
                         break;
                 case 'n':
-                        r = parse_u64(optarg, MAX_CONNS, &v);
+                        r = bench_parse_u64(optarg, MAX_CONNS, &v);
                         B.n_conns = (unsigned) v;
                         if (v == 0)
                                 r = -EINVAL;
                         break;
                 case 'r':
-                        r = parse_u64(optarg, 100000000, &B.requests);
+                        r = bench_parse_u64(optarg, 100000000, &B.requests);
                         have_requests = true;
                         break;
                 case 'w':
-                        r = parse_u64(optarg, 100000000, &B.warmup);
+                        r = bench_parse_u64(optarg, 100000000, &B.warmup);
                         break;
                 case 't':
-                        r = parse_u64(optarg, 3600, &v);
+                        r = bench_parse_u64(optarg, 3600, &v);
                         B.max_time = (double) v;
                         break;
                 case 'p':
-                        r = parse_u64(optarg, INT32_MAX, &v);
+                        r = bench_parse_u64(optarg, INT32_MAX, &v);
                         B.server_pid = (int) v;
                         break;
                 case 'H':
@@ -878,10 +807,10 @@ int main(int argc, char *argv[]) {
                         key_id = optarg;
                         break;
                 case 'o':
-                        r = parse_u64(optarg, 1000000, &rounds);
+                        r = bench_parse_u64(optarg, 1000000, &rounds);
                         break;
                 case 's':
-                        r = parse_u64(optarg, 60000, &settle_ms);
+                        r = bench_parse_u64(optarg, 60000, &settle_ms);
                         break;
                 case 'h':
                         usage(stdout);
@@ -905,18 +834,8 @@ int main(int argc, char *argv[]) {
         if (B.requests == 0)
                 B.requests = 1;
 
-        colon = strrchr(connect_to, ':');
-        if (!colon || (size_t) (colon - connect_to) >= sizeof(hostpart) ||
-            parse_u64(colon + 1, 65535, &v) < 0) {
-                fprintf(stderr, "loadgen: bad --connect '%s'\n", connect_to);
-                return 2;
-        }
-        memcpy(hostpart, connect_to, (size_t) (colon - connect_to));
-        hostpart[colon - connect_to] = 0;
-        B.addr.sin_family = AF_INET;
-        B.addr.sin_port = htons((uint16_t) v);
-        if (inet_pton(AF_INET, hostpart, &B.addr.sin_addr) != 1) {
-                fprintf(stderr, "loadgen: --connect takes an IPv4 address: '%s'\n", connect_to);
+        if (bench_parse_ipv4_port(connect_to, &B.addr) < 0) {
+                fprintf(stderr, "loadgen: --connect takes an IPv4 address and a port: '%s'\n", connect_to);
                 return 2;
         }
         (void) snprintf(B.host_port, sizeof(B.host_port), "%s", connect_to);
@@ -928,20 +847,9 @@ int main(int argc, char *argv[]) {
 
         (void) signal(SIGPIPE, SIG_IGN);
 
-        B.ctx = SSL_CTX_new(TLS_client_method());
-        if (!B.ctx || SSL_CTX_use_certificate_chain_file(B.ctx, cert) != 1 ||
-            SSL_CTX_use_PrivateKey_file(B.ctx, key, SSL_FILETYPE_PEM) != 1) {
-                ERR_print_errors_fp(stderr);
+        B.ctx = bench_tls_client_ctx_new(ca, cert, key);
+        if (!B.ctx)
                 return 1;
-        }
-        if (ca) {
-                if (SSL_CTX_load_verify_locations(B.ctx, ca, NULL) != 1) {
-                        ERR_print_errors_fp(stderr);
-                        return 1;
-                }
-                SSL_CTX_set_verify(B.ctx, SSL_VERIFY_PEER, NULL);
-        } else
-                SSL_CTX_set_verify(B.ctx, SSL_VERIFY_NONE, NULL); /* as Knox's dev_client */
         SSL_CTX_set_session_cache_mode(B.ctx, SSL_SESS_CACHE_OFF);
 
         if (B.mode == MODE_WATCH) {

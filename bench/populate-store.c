@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench-util.h"
 #include "cryptor.h"
 #include "key.h"
 #include "master-key.h"
@@ -88,10 +89,7 @@ static int parse_key_spec(const char *spec, char **ret_id, AccessType *ret_acces
 }
 
 static double now_sec(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+        return (double) bench_now_ns() / 1e9;
 }
 
 static void usage(FILE *f) {
@@ -114,13 +112,12 @@ int main(int argc, char *argv[]) {
         const char *db = NULL, *mk = NULL, *machine = NULL, *fill_prefix = "bench:fill:";
         const char *keys[64];
         size_t n_keys = 0, data_size = 32;
-        unsigned long long fill = 0;
+        uint64_t fill = 0, v;
         _cleanup_(store_freep) Store *store = NULL;
         _cleanup_(cryptor_freep) Cryptor *cryptor = NULL;
         struct timespec ts;
         int64_t ts_ns;
         double t0;
-        char *end;
         int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
@@ -142,9 +139,7 @@ int main(int argc, char *argv[]) {
                         keys[n_keys++] = optarg;
                         break;
                 case 'f':
-                        errno = 0;
-                        fill = strtoull(optarg, &end, 10);
-                        if (errno != 0 || *end || optarg[0] == '-' || fill > 10000000) {
+                        if (bench_parse_u64(optarg, 10000000, &fill) < 0) {
                                 fputs("populate-store: bad --fill\n", stderr);
                                 return 2;
                         }
@@ -153,12 +148,11 @@ int main(int argc, char *argv[]) {
                         fill_prefix = optarg;
                         break;
                 case 's':
-                        errno = 0;
-                        data_size = (size_t) strtoull(optarg, &end, 10);
-                        if (errno != 0 || *end || optarg[0] == '-' || data_size == 0 || data_size > 65536) {
+                        if (bench_parse_u64(optarg, 65536, &v) < 0 || v == 0) {
                                 fputs("populate-store: bad --data-size\n", stderr);
                                 return 2;
                         }
+                        data_size = (size_t) v;
                         break;
                 case 'h':
                         usage(stdout);

@@ -299,6 +299,18 @@ static int call_read(
         return 0;
 }
 
+/* A Knox key named id, with no versions yet. */
+static Key *key_named(const char *id) {
+        _cleanup_(key_freep) Key *k = key_new();
+
+        if (!k)
+                return NULL;
+        k->id = strdup(id);
+        if (!k->id)
+                return NULL;
+        return TAKE_PTR(k);
+}
+
 /* GetKeyVersions(s id) → (a(tays) versions, s hash), as a Knox key (ts unknown: 0). */
 static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -310,11 +322,8 @@ static int call_get_key_versions(sd_bus *bus, const char *id, Key **ret, sd_bus_
         if (r < 0)
                 return r;
 
-        k = key_new();
+        k = key_named(id);
         if (!k)
-                return -ENOMEM;
-        k->id = strdup(id);
-        if (!k->id)
                 return -ENOMEM;
 
         r = sd_bus_message_enter_container(reply, 'a', "(tays)");
@@ -384,12 +393,11 @@ static int call_get_key(sd_bus *bus, const char *id, Key **ret, sd_bus_error *er
         if (r < 0)
                 return r;
 
-        k = key_new();
+        k = key_named(id);
         if (!k)
                 return -ENOMEM;
-        k->id = strdup(id);
         k->versions = calloc(1, sizeof(KeyVersion));
-        if (!k->id || !k->versions)
+        if (!k->versions)
                 return -ENOMEM;
         k->versions[0] = (KeyVersion){.id = vid, .status = VERSION_STATUS_PRIMARY};
         k->versions[0].data = secret_new_copy(data, size);

@@ -76,11 +76,8 @@ int pg_add(Store *base, const char *id, const StoreRecord *rec) {
         char version[24];
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
         pg_int64_text(rec->version, version);
-        r = pg_exec(
+        r = pg_exec_ready(
                 s, "adding a key",
                 "WITH ins AS (INSERT INTO secrets (id, acl, version_hash, versions, last_updated, not_after)"
                 " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING 1)" BUMP_IF("ins"),
@@ -105,12 +102,9 @@ int pg_update(Store *base, const char *id, const StoreRecord *rec, int64_t expec
         char version[24], expected[24];
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
         pg_int64_text(rec->version, version);
         pg_int64_text(expected_version, expected);
-        r = pg_exec(
+        r = pg_exec_ready(
                 s, "updating a key",
                 "WITH upd AS (UPDATE secrets SET acl = $2, version_hash = $3, versions = $4, last_updated = $5,"
                 " not_after = $7 WHERE id = $1 AND last_updated = $6 RETURNING 1)" BUMP_IF("upd"),
@@ -133,13 +127,10 @@ int pg_remove(Store *base, const char *id) {
         _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r =
-                pg_exec(s, "removing a key",
-                        "WITH del AS (DELETE FROM secrets WHERE id = $1 RETURNING 1)" BUMP_IF("del"), 1, &id,
-                        NULL, NULL, &res);
+        r = pg_exec_ready(
+                s, "removing a key",
+                "WITH del AS (DELETE FROM secrets WHERE id = $1 RETURNING 1)" BUMP_IF("del"), 1, &id, NULL,
+                NULL, &res);
         if (r < 0)
                 return r;
         return PQntuples(res) == 1 ? 0 : -ENOKEY;
@@ -182,15 +173,12 @@ int pg_list_page(
         int64_t next = after;
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
         pg_int64_text(after, after_text);
         pg_int64_text((int64_t) MIN(max, (size_t) INT32_MAX), max_text);
-        r =
-                pg_read(s, "listing keys",
-                        "SELECT id, version_hash, seq FROM secrets WHERE seq > $1 ORDER BY seq LIMIT $2", 2,
-                        (const char *const[]){after_text, max_text}, NULL, NULL, &res);
+        r = pg_read_ready(
+                s, "listing keys",
+                "SELECT id, version_hash, seq FROM secrets WHERE seq > $1 ORDER BY seq LIMIT $2", 2,
+                (const char *const[]){after_text, max_text}, NULL, NULL, &res);
         if (r < 0)
                 return r;
         for (int i = 0; i < PQntuples(res); i++) {

@@ -9,14 +9,10 @@ int pg_token_add(Store *base, const uint8_t hash[TOKEN_HASH_SIZE], const StoreTo
         PgStore *s = pg_store(base);
         _cleanup_pgresult_ PGresult *res = NULL;
         char created[24], expires[24];
-        int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
         pg_int64_text(t->created, created);
         pg_int64_text(t->expires, expires);
-        return pg_exec(
+        return pg_exec_ready(
                 s, "adding a token",
                 "INSERT INTO keyward_tokens (hash, \"user\", \"groups\", created, expires, revoked)"
                 " VALUES ($1, $2, $3, $4, $5, $6)",
@@ -58,13 +54,10 @@ int pg_token_revoke(Store *base, const uint8_t hash[TOKEN_HASH_SIZE]) {
         _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
-        r =
-                pg_exec(s, "revoking a token", "UPDATE keyward_tokens SET revoked = true WHERE hash = $1", 1,
-                        (const char *const[]){(const char *) hash}, (const int[]){TOKEN_HASH_SIZE},
-                        (const int[]){1}, &res);
+        r = pg_exec_ready(
+                s, "revoking a token", "UPDATE keyward_tokens SET revoked = true WHERE hash = $1", 1,
+                (const char *const[]){(const char *) hash}, (const int[]){TOKEN_HASH_SIZE}, (const int[]){1},
+                &res);
         if (r < 0)
                 return r;
         return streq(PQcmdTuples(res), "0") ? -ENOKEY : 0;
@@ -76,13 +69,10 @@ int pg_token_expire(Store *base, int64_t now_ns) {
         char now[24];
         int r;
 
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
         pg_int64_text(now_ns, now);
-        r =
-                pg_exec(s, "expiring tokens", "DELETE FROM keyward_tokens WHERE expires < $1", 1,
-                        (const char *const[]){now}, NULL, NULL, &res);
+        r = pg_exec_ready(
+                s, "expiring tokens", "DELETE FROM keyward_tokens WHERE expires < $1", 1,
+                (const char *const[]){now}, NULL, NULL, &res);
         if (r < 0)
                 return r;
         {

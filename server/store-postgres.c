@@ -45,7 +45,7 @@ int pg_error(PgStore *s, const PGresult *res, const char *what) {
  * formats. Returns the result when it succeeded. */
 int pg_exec_full(
         PgStore *s,
-        bool retry,
+        unsigned flags,
         const char *what,
         const char *sql,
         int n,
@@ -53,6 +53,11 @@ int pg_exec_full(
         const int *lengths,
         const int *formats,
         PGresult **ret) {
+        if (flags & PG_EXEC_READY) {
+                int r = pg_ensure_ready(s);
+                if (r < 0)
+                        return r;
+        }
 
         for (int attempt = 0;; attempt++) {
                 PGresult *res;
@@ -81,7 +86,7 @@ int pg_exec_full(
                  * answer was lost, and the caller gets the error. */
                 if (r == -ECONNRESET) {
                         PQreset(s->conn);
-                        if (retry && attempt == 0)
+                        if ((flags & PG_EXEC_RETRY) && attempt == 0)
                                 continue;
                 }
                 return r;
@@ -131,23 +136,6 @@ int pg_ensure_ready(PgStore *s) {
                 return -ENOMEDIUM;
         s->ready = true;
         return 0;
-}
-
-int pg_read_ready(
-        PgStore *s,
-        const char *what,
-        const char *sql,
-        int n,
-        const char *const *values,
-        const int *lengths,
-        const int *formats,
-        PGresult **ret) {
-        int r;
-
-        r = pg_ensure_ready(s);
-        if (r < 0)
-                return r;
-        return pg_read(s, what, sql, n, values, lengths, formats, ret);
 }
 
 static int pg_init(Store *base) {

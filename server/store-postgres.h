@@ -34,12 +34,18 @@ static inline void pg_clearp(PGresult **r) {
  * not "the statement", give -ECONNRESET. */
 int pg_error(PgStore *s, const PGresult *res, const char *what);
 
+/* How pg_exec_full() runs a statement. */
+enum {
+        PG_EXEC_RETRY = 1 << 0, /* a read: sent once more after the connection was reset */
+        PG_EXEC_READY = 1 << 1, /* only once the schema is known to be current (pg_ensure_ready()) */
+};
+
 /* Run one statement with text parameters (NULL lengths) or with the binary ones marked in
  * formats. Returns the result when it succeeded. A read is sent once more after the
  * connection was reset; a write is not. */
 int pg_exec_full(
         PgStore *s,
-        bool retry,
+        unsigned flags,
         const char *what,
         const char *sql,
         int n,
@@ -47,24 +53,17 @@ int pg_exec_full(
         const int *lengths,
         const int *formats,
         PGresult **ret);
-#define pg_exec(s, ...) pg_exec_full(s, false, __VA_ARGS__)
-#define pg_read(s, ...) pg_exec_full(s, true, __VA_ARGS__)
+#define pg_exec(s, ...) pg_exec_full(s, 0, __VA_ARGS__)
+#define pg_read(s, ...) pg_exec_full(s, PG_EXEC_RETRY, __VA_ARGS__)
+/* The same, once the schema is known to be current. */
+#define pg_exec_ready(s, ...) pg_exec_full(s, PG_EXEC_READY, __VA_ARGS__)
+#define pg_read_ready(s, ...) pg_exec_full(s, PG_EXEC_RETRY | PG_EXEC_READY, __VA_ARGS__)
 
 /* Statements without parameters, several allowed (PQexecParams takes one). */
 int pg_exec_simple(PgStore *s, const char *what, const char *sql);
 
 /* Calls other than init need the current schema. */
 int pg_ensure_ready(PgStore *s);
-/* pg_read() once the schema is known to be current. */
-int pg_read_ready(
-        PgStore *s,
-        const char *what,
-        const char *sql,
-        int n,
-        const char *const *values,
-        const int *lengths,
-        const int *formats,
-        PGresult **ret);
 
 static inline void pg_int64_text(int64_t v, char buf[static 24]) {
         (void) snprintf(buf, 24, "%" PRId64, v);

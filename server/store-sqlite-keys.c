@@ -8,18 +8,45 @@
 
 /* ---- keys ---- */
 
+/* Statement i with key id bound to ?1; ready: once the schema is known to be current (reads),
+ * else as it is (within a write's transaction). */
+static int stmt_for_key(SqliteStore *s, Stmt i, bool ready, const char *id, sqlite3_stmt **ret) {
+        sqlite3_stmt *st;
+        int rc, r;
+
+        r = ready ? sqlite_stmt_ready(s, i, &st) : sqlite_stmt_get(s, i, &st);
+        if (r < 0)
+                return r;
+        rc = bind_text(st, 1, id);
+        if (rc != SQLITE_OK) {
+                stmt_resetp(&st);
+                return sqlite_fail(s, rc, "binding");
+        }
+        *ret = st;
+        return 0;
+}
+
+/* rec's columns after the id: ?2 to ?5, and not_after at ?not_after_index. */
+static int bind_record(sqlite3_stmt *st, const StoreRecord *rec, int not_after_index) {
+        int rc;
+
+        if ((rc = bind_text(st, 2, rec->acl)) != SQLITE_OK ||
+            (rc = bind_text(st, 3, rec->hash)) != SQLITE_OK ||
+            (rc = bind_text(st, 4, rec->versions)) != SQLITE_OK ||
+            (rc = sqlite3_bind_int64(st, 5, rec->version)) != SQLITE_OK)
+                return rc;
+        return bind_text(st, not_after_index, rec->not_after);
+}
+
 int sqlite_get(Store *base, const char *id, StoreRecord *ret) {
         SqliteStore *s = sqlite_store(base);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         _cleanup_(store_record_done) StoreRecord rec = {};
-        int rc, r;
+        int r;
 
-        r = sqlite_stmt_ready(s, STMT_GET, &st);
+        r = stmt_for_key(s, STMT_GET, true, id, &st);
         if (r < 0)
                 return r;
-        rc = bind_text(st, 1, id);
-        if (rc != SQLITE_OK)
-                return sqlite_fail(s, rc, "binding");
 
         r = sqlite_step_row(s, st, "reading a key");
         if (r < 0)
@@ -43,14 +70,11 @@ int sqlite_get_hash(Store *base, const char *id, char ret[KEY_HASH_HEX_SIZE]) {
         SqliteStore *s = sqlite_store(base);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         const unsigned char *hash;
-        int rc, r, n;
+        int r, n;
 
-        r = sqlite_stmt_ready(s, STMT_GET_HASH, &st);
+        r = stmt_for_key(s, STMT_GET_HASH, true, id, &st);
         if (r < 0)
                 return r;
-        rc = bind_text(st, 1, id);
-        if (rc != SQLITE_OK)
-                return sqlite_fail(s, rc, "binding");
 
         r = sqlite_step_row(s, st, "reading a key's hash");
         if (r < 0)
@@ -71,14 +95,11 @@ static int add_in_tx(SqliteStore *s, const char *id, const StoreRecord *rec) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int rc, r;
 
-        r = sqlite_stmt_get(s, STMT_ADD, &st);
+        r = stmt_for_key(s, STMT_ADD, false, id, &st);
         if (r < 0)
                 return r;
-        if ((rc = bind_text(st, 1, id)) != SQLITE_OK || (rc = bind_text(st, 2, rec->acl)) != SQLITE_OK ||
-            (rc = bind_text(st, 3, rec->hash)) != SQLITE_OK ||
-            (rc = bind_text(st, 4, rec->versions)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 5, rec->version)) != SQLITE_OK ||
-            (rc = bind_text(st, 6, rec->not_after)) != SQLITE_OK)
+        rc = bind_record(st, rec, 6);
+        if (rc != SQLITE_OK)
                 return sqlite_fail(s, rc, "binding");
 
         rc = sqlite3_step(st);
@@ -104,12 +125,9 @@ static int key_exists(SqliteStore *s, const char *id) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int rc, r;
 
-        r = sqlite_stmt_get(s, STMT_EXISTS, &st);
+        r = stmt_for_key(s, STMT_EXISTS, false, id, &st);
         if (r < 0)
                 return r;
-        rc = bind_text(st, 1, id);
-        if (rc != SQLITE_OK)
-                return sqlite_fail(s, rc, "binding");
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)
                 return 1;
@@ -122,15 +140,13 @@ static int update_in_tx(SqliteStore *s, const char *id, const StoreRecord *rec, 
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int rc, r;
 
-        r = sqlite_stmt_get(s, STMT_UPDATE, &st);
+        r = stmt_for_key(s, STMT_UPDATE, false, id, &st);
         if (r < 0)
                 return r;
-        if ((rc = bind_text(st, 1, id)) != SQLITE_OK || (rc = bind_text(st, 2, rec->acl)) != SQLITE_OK ||
-            (rc = bind_text(st, 3, rec->hash)) != SQLITE_OK ||
-            (rc = bind_text(st, 4, rec->versions)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 5, rec->version)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 6, expected_version)) != SQLITE_OK ||
-            (rc = bind_text(st, 7, rec->not_after)) != SQLITE_OK)
+        rc = bind_record(st, rec, 7);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 6, expected_version);
+        if (rc != SQLITE_OK)
                 return sqlite_fail(s, rc, "binding");
 
         rc = sqlite3_step(st);
@@ -161,12 +177,9 @@ static int remove_in_tx(SqliteStore *s, const char *id) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int rc, r;
 
-        r = sqlite_stmt_get(s, STMT_REMOVE, &st);
+        r = stmt_for_key(s, STMT_REMOVE, false, id, &st);
         if (r < 0)
                 return r;
-        rc = bind_text(st, 1, id);
-        if (rc != SQLITE_OK)
-                return sqlite_fail(s, rc, "binding");
         rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
                 return sqlite_fail(s, rc, "removing a key");

@@ -47,46 +47,61 @@ int acl_json_append(Buf *b, const Acl *acl) {
         return b->error;
 }
 
-static int fail(const char **reterr_message, const char *message) {
-        if (reterr_message)
-                *reterr_message = message;
-        return -EBADMSG;
+#define INVALID_PRINCIPAL_TYPE "json: Invalid PrincipalType to convert"
+#define INVALID_ACCESS_TYPE "json: Invalid AccessType to convert"
+
+/* ACL entry o's field name, which must be there (missing: the message if not) and be a string
+ * (invalid: the message if not). */
+static int entry_string(
+        json_object *o,
+        const char *name,
+        const char *missing,
+        const char *invalid,
+        const char **ret,
+        const char **reterr_message) {
+        json_object *f = json_get_field(o, name);
+
+        if (!f)
+                return json_fail(reterr_message, missing);
+        if (json_get_cstring(f, ret) < 0)
+                return json_fail(reterr_message, invalid);
+        return 0;
 }
 
 int access_from_json(json_object *o, Access *ret, const char **reterr_message) {
         json_object *f;
-        const char *s, *id = "";
+        const char *name, *id = "";
         PrincipalType type;
         AccessType access;
         char *copy;
+        int r;
 
         assert_return(ret, -EINVAL);
 
         if (!json_object_is_type(o, json_type_object))
-                return fail(reterr_message, "json: ACL entry must be an object");
+                return json_fail(reterr_message, "json: ACL entry must be an object");
 
-        f = json_get_field(o, "type");
-        if (!f)
-                return fail(reterr_message, "json: ACL entry without type");
-        if (json_get_cstring(f, &s) < 0)
-                return fail(reterr_message, "json: Invalid PrincipalType to convert");
-        type = principal_type_from_string(s);
+        /* In this order, so that the message is Knox's for each mistake. */
+        r = entry_string(
+                o, "type", "json: ACL entry without type", INVALID_PRINCIPAL_TYPE, &name, reterr_message);
+        if (r < 0)
+                return r;
+        type = principal_type_from_string(name);
         if (type < 0)
-                return fail(reterr_message, "json: Invalid PrincipalType to convert");
+                return json_fail(reterr_message, INVALID_PRINCIPAL_TYPE);
 
-        f = json_get_field(o, "access");
-        if (!f)
-                return fail(reterr_message, "json: ACL entry without access");
-        if (json_get_cstring(f, &s) < 0)
-                return fail(reterr_message, "json: Invalid AccessType to convert");
-        access = access_type_from_string(s);
+        r = entry_string(
+                o, "access", "json: ACL entry without access", INVALID_ACCESS_TYPE, &name, reterr_message);
+        if (r < 0)
+                return r;
+        access = access_type_from_string(name);
         if (access < 0)
-                return fail(reterr_message, "json: Invalid AccessType to convert");
+                return json_fail(reterr_message, INVALID_ACCESS_TYPE);
 
         /* A missing or null id is "", as in Go; validation rejects it where it matters. */
         f = json_get_field(o, "id");
         if (f && json_get_cstring(f, &id) < 0)
-                return fail(reterr_message, "json: ACL entry id must be a string");
+                return json_fail(reterr_message, "json: ACL entry id must be a string");
 
         copy = strdup(id);
         if (!copy)
@@ -113,7 +128,7 @@ int acl_from_json(json_object *o, Acl *ret, const char **reterr_message) {
                 return 0;
         }
         if (!json_object_is_type(o, json_type_array))
-                return fail(reterr_message, "json: ACL must be an array");
+                return json_fail(reterr_message, "json: ACL must be an array");
 
         n = json_object_array_length(o);
         if (n > 0) {
@@ -133,30 +148,5 @@ int acl_from_json(json_object *o, Acl *ret, const char **reterr_message) {
         return 0;
 }
 
-int access_parse(const char *s, size_t n, Access *ret, const char **reterr_message) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
-        int r;
-
-        assert_return(s || n == 0, -EINVAL);
-        assert_return(ret, -EINVAL);
-
-        r = json_parse(s, n, &o, reterr_message);
-        if (r < 0)
-                return r;
-
-        return access_from_json(o, ret, reterr_message);
-}
-
-int acl_parse(const char *s, size_t n, Acl *ret, const char **reterr_message) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
-        int r;
-
-        assert_return(s || n == 0, -EINVAL);
-        assert_return(ret, -EINVAL);
-
-        r = json_parse(s, n, &o, reterr_message);
-        if (r < 0)
-                return r;
-
-        return acl_from_json(o, ret, reterr_message);
-}
+DEFINE_JSON_TEXT_DECODER(access_parse, Access, access_from_json, json_object_putp);
+DEFINE_JSON_TEXT_DECODER(acl_parse, Acl, acl_from_json, json_object_putp);

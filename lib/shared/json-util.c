@@ -404,6 +404,12 @@ static int json_check_keys(const char *s, size_t n, const char **reterr_message)
         return 0;
 }
 
+int json_fail(const char **reterr_message, const char *message) {
+        if (reterr_message)
+                *reterr_message = message;
+        return -EBADMSG;
+}
+
 int json_parse(const char *s, size_t n, json_object **ret, const char **reterr_message) {
         struct json_tokener *tok;
         const char *ignored;

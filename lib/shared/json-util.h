@@ -29,6 +29,26 @@ int json_append_uint64(Buf *b, uint64_t v);
  * -EBADMSG with a message (when reterr_message is not NULL) on malformed input. */
 int json_parse(const char *s, size_t n, json_object **ret, const char **reterr_message);
 
+/* A decoder's refusal: message to *reterr_message (when not NULL), -EBADMSG returned. */
+int json_fail(const char **reterr_message, const char *message);
+
+/* Defines int name(const char *s, size_t n, Type *ret, const char **reterr_message): the JSON
+ * text s parsed with json_parse(), then decoded by from_json(o, ret, reterr_message); the tree
+ * is let go with free_tree (json_wipe_putp when it may hold secrets). */
+#define DEFINE_JSON_TEXT_DECODER(name, Type, from_json, free_tree)                  \
+        int name(const char *s, size_t n, Type *ret, const char **reterr_message) { \
+                _cleanup_(free_tree) json_object *o = NULL;                         \
+                int r;                                                              \
+                                                                                    \
+                assert_return(s || n == 0, -EINVAL);                                \
+                assert_return(ret, -EINVAL);                                        \
+                                                                                    \
+                r = json_parse(s, n, &o, reterr_message);                           \
+                if (r < 0)                                                          \
+                        return r;                                                   \
+                return from_json(o, ret, reterr_message);                           \
+        }
+
 /* Overwrite every string in the tree with zeros (before json_object_put on secrets). */
 void json_wipe(json_object *o);
 /* json_wipe() then json_object_put(), for _cleanup_ of trees that hold secrets. */

@@ -35,12 +35,6 @@ int knox_code_http_status(KnoxCode code) {
         return knox_http_status_table[code];
 }
 
-static int fail(const char **reterr_message, const char *message) {
-        if (reterr_message)
-                *reterr_message = message;
-        return -EBADMSG;
-}
-
 /* ---- writers ---- */
 
 int knox_envelope_begin(Buf *b, KnoxCode code, const char *host, int64_t ts_ns, const char *message) {
@@ -228,13 +222,13 @@ static int secret_from_json(json_object *o, Secret **ret) {
 /* The fields every version has, in both forms: id, status, ts. */
 static int version_common_from_json(json_object *o, KeyVersion *v, const char **reterr_message) {
         if (!json_object_is_type(o, json_type_object))
-                return fail(reterr_message, "json: key version must be an object");
+                return json_fail(reterr_message, "json: key version must be an object");
         if (json_get_uint64(json_get_field(o, "id"), &v->id) < 0)
-                return fail(reterr_message, "json: key version id must be an unsigned 64-bit integer");
+                return json_fail(reterr_message, "json: key version id must be an unsigned 64-bit integer");
         if (status_from_json(json_get_field(o, "status"), &v->status) < 0)
-                return fail(reterr_message, "json: Invalid VersionStatus to convert");
+                return json_fail(reterr_message, "json: Invalid VersionStatus to convert");
         if (json_get_int64(json_get_field(o, "ts"), &v->ts) < 0)
-                return fail(reterr_message, "json: key version ts must be a 64-bit integer");
+                return json_fail(reterr_message, "json: key version ts must be a 64-bit integer");
         return 0;
 }
 
@@ -256,7 +250,7 @@ static int version_from_json(json_object *o, KeyVersion *ret, const char **reter
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return fail(reterr_message, "json: key version data must be standard base64");
+                return json_fail(reterr_message, "json: key version data must be standard base64");
 
         *ret = v;
         return 0;
@@ -281,7 +275,7 @@ int knox_key_from_json(json_object *o, Key **ret, const char **reterr_message) {
         assert_return(ret, -EINVAL);
 
         if (!json_object_is_type(o, json_type_object))
-                return fail(reterr_message, "json: key must be an object");
+                return json_fail(reterr_message, "json: key must be an object");
 
         k = key_new();
         if (!k)
@@ -290,9 +284,9 @@ int knox_key_from_json(json_object *o, Key **ret, const char **reterr_message) {
         /* id: missing, null or "" fails the Go client's check. */
         f = json_get_field(o, "id");
         if (f && json_get_cstring(f, &s) < 0)
-                return fail(reterr_message, "json: key id must be a string");
+                return json_fail(reterr_message, "json: key id must be a string");
         if (!f || isempty(s))
-                return fail(reterr_message, INVALID_KEY_CONTENT);
+                return json_fail(reterr_message, INVALID_KEY_CONTENT);
         k->id = strdup(s);
         if (!k->id)
                 return -ENOMEM;
@@ -300,7 +294,7 @@ int knox_key_from_json(json_object *o, Key **ret, const char **reterr_message) {
         /* acl: present and not null (the server sends []). */
         f = json_get_field(o, "acl");
         if (!f)
-                return fail(reterr_message, INVALID_KEY_CONTENT);
+                return json_fail(reterr_message, INVALID_KEY_CONTENT);
         r = acl_from_json(f, &k->acl, reterr_message);
         if (r < 0)
                 return r;
@@ -308,12 +302,12 @@ int knox_key_from_json(json_object *o, Key **ret, const char **reterr_message) {
         /* versions: a non-empty array. */
         f = json_get_field(o, "versions");
         if (!f)
-                return fail(reterr_message, INVALID_KEY_CONTENT);
+                return json_fail(reterr_message, INVALID_KEY_CONTENT);
         if (!json_object_is_type(f, json_type_array))
-                return fail(reterr_message, "json: key versions must be an array");
+                return json_fail(reterr_message, "json: key versions must be an array");
         n = json_object_array_length(f);
         if (n == 0)
-                return fail(reterr_message, INVALID_KEY_CONTENT);
+                return json_fail(reterr_message, INVALID_KEY_CONTENT);
         k->versions = calloc(n, sizeof(KeyVersion));
         if (!k->versions)
                 return -ENOMEM;
@@ -327,33 +321,19 @@ int knox_key_from_json(json_object *o, Key **ret, const char **reterr_message) {
         /* hash: the stored hash, 64 lowercase hex digits. */
         f = json_get_field(o, "hash");
         if (f && json_get_cstring(f, &s) < 0)
-                return fail(reterr_message, "json: key hash must be a string");
+                return json_fail(reterr_message, "json: key hash must be a string");
         if (!f || isempty(s))
-                return fail(reterr_message, INVALID_KEY_CONTENT);
+                return json_fail(reterr_message, INVALID_KEY_CONTENT);
         if (!hash_is_valid(s))
-                return fail(reterr_message, "json: key hash must be 64 lowercase hex digits");
+                return json_fail(reterr_message, "json: key hash must be 64 lowercase hex digits");
         memcpy(k->hash, s, KEY_HASH_HEX_SIZE);
 
         *ret = TAKE_PTR(k);
         return 0;
 }
 
-int knox_key_parse(const char *s, size_t n, Key **ret, const char **reterr_message) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
-        int r;
-
-        assert_return(s || n == 0, -EINVAL);
-        assert_return(ret, -EINVAL);
-
-        r = json_parse(s, n, &o, reterr_message);
-        if (r < 0)
-                return r;
-
-        r = knox_key_from_json(o, ret, reterr_message);
-        /* The tree held the base64 of every version: wipe it before it is freed. */
-        json_wipe(o);
-        return r;
-}
+/* The tree holds the base64 of every version: it is wiped before it is freed. */
+DEFINE_JSON_TEXT_DECODER(knox_key_parse, Key *, knox_key_from_json, json_wipe_putp);
 
 static int sealed_version_from_json(json_object *o, KeyVersion *ret, const char **reterr_message) {
         _cleanup_(key_version_done) KeyVersion v = {};
@@ -367,13 +347,13 @@ static int sealed_version_from_json(json_object *o, KeyVersion *ret, const char 
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return fail(reterr_message, "json: stored version data must be standard base64");
+                return json_fail(reterr_message, "json: stored version data must be standard base64");
 
         r = bytes_from_json(json_get_field(o, "crypt"), &v.crypt, &v.crypt_size);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return fail(reterr_message, "json: stored version crypt must be standard base64");
+                return json_fail(reterr_message, "json: stored version crypt must be standard base64");
 
         *ret = v;
         v = (KeyVersion){};
@@ -402,7 +382,7 @@ int knox_sealed_versions_parse(
                 return 0;
         }
         if (!json_object_is_type(o, json_type_array))
-                return fail(reterr_message, "json: stored versions must be an array");
+                return json_fail(reterr_message, "json: stored versions must be an array");
 
         count = json_object_array_length(o);
         if (count > 0) {
@@ -440,37 +420,37 @@ int knox_response_parse(const char *s, size_t n, KnoxResponse *ret, const char *
                 return r;
         if (!json_object_is_type(o, json_type_object)) {
                 json_wipe(o);
-                return fail(reterr_message, "json: response must be an object");
+                return json_fail(reterr_message, "json: response must be an object");
         }
 
         r = -EBADMSG;
         if (json_get_cstring(json_get_field(o, "status"), &status) < 0) {
-                (void) fail(reterr_message, "json: response status must be a string");
+                (void) json_fail(reterr_message, "json: response status must be a string");
                 goto finish;
         }
 
         f = json_get_field(o, "code");
         if (f && (json_get_int64(f, &code) < 0 || code < INT32_MIN || code > INT32_MAX)) {
-                (void) fail(reterr_message, "json: response code must be an integer");
+                (void) json_fail(reterr_message, "json: response code must be an integer");
                 goto finish;
         }
 
         f = json_get_field(o, "ts");
         if (f && json_get_int64(f, &ts) < 0) {
-                (void) fail(reterr_message, "json: response ts must be a 64-bit integer");
+                (void) json_fail(reterr_message, "json: response ts must be a 64-bit integer");
                 goto finish;
         }
 
         f = json_get_field(o, "host");
         if (f && json_get_cstring(f, &str) < 0) {
-                (void) fail(reterr_message, "json: response host must be a string");
+                (void) json_fail(reterr_message, "json: response host must be a string");
                 goto finish;
         }
         host = strdup(f ? str : "");
 
         f = json_get_field(o, "message");
         if (f && json_get_cstring(f, &str) < 0) {
-                (void) fail(reterr_message, "json: response message must be a string");
+                (void) json_fail(reterr_message, "json: response message must be a string");
                 goto finish;
         }
         message = strdup(f ? str : "");

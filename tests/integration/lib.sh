@@ -170,6 +170,20 @@ DEST=org.keyward.Agent1
 OBJ=/org/keyward/Agent1
 IFACE=org.keyward.Agent1
 
+# b64 TEXT: TEXT in base64, on one line.
+b64() { printf '%s' "$1" | base64 -w0; }
+# bus ARGS...: busctl on the system bus (the test's), bounded; call and jcall (JSON) call a method
+# of the agent; a test may define its own bus, which they then use.
+bus() { timeout "$(scaled 10)" busctl --system --timeout="$(scaled 8)" "$@"; }
+call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
+jcall() { bus --json=short call "$DEST" "$OBJ" "$IFACE" "$@"; }
+# getkey ID: "<data as text> <version>" from the agent's GetKey, or the error message.
+getkey() {
+        local out
+        out=$(jcall GetKey s "$1" 2>&1) || { printf 'ERROR %s' "$out"; return 1; }
+        python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(bytes(j["data"][0]).decode(), j["data"][1])' "$out"
+}
+
 # make_pki: certificates and keys under $T/pki (see tests/integration/test-pki.c).
 make_pki() {
         "$TEST_PKI" "$T/pki" >/dev/null || bail "cannot make the test PKI"
@@ -217,6 +231,53 @@ BusName=org.keyward.Agent1
 ExecStart=$T/bin/keyward-agent --cache-key file:${AGENT_CACHE_KEY:-$T/host/cache.key} $*
 StandardError=append:$T/agent-ns.log
 UNIT
+}
+
+# credential_ask_py FILE: writes FILE, a Python script: FILE ADDRESS SOCKET OUT connects to the
+# agent's credential socket SOCKET from the abstract address "\0ADDRESS", as systemd does, and
+# saves what the agent wrote in OUT.
+credential_ask_py() {
+        cat >"$1" <<'PYEOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind("\0" + sys.argv[1])
+s.connect(sys.argv[2])
+data = b""
+while True:
+        chunk = s.recv(65536)
+        if not chunk:
+                break
+        data += chunk
+open(sys.argv[3], "wb").write(data)
+PYEOF
+}
+
+# ns_driver_unit OUT: driver.service in $T/units, the test's side inside the container: it runs
+# $T/driver.sh (written by the test), logs to OUT/driver.log and ends the container when done.
+ns_driver_unit() {
+        cat >"$T/units/driver.service" <<UNIT
+[Unit]
+Description=keyward test: drives the test inside the container
+SuccessAction=exit-force
+FailureAction=exit-force
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $T/driver.sh
+StandardOutput=append:$1/driver.log
+StandardError=append:$1/driver.log
+UNIT
+}
+
+# ns_boot: a systemd booted in systemd-nspawn on a volatile copy of /, with $T bound, the units
+# of $T/units and keyward's bus policy, running driver.service; its output in $T/nspawn.log.
+# In the background, for at most 300 s (scaled): its pid in NSPAWN_PID and BG_PIDS.
+ns_boot() {
+        timeout "$(scaled 300)" systemd-nspawn --directory=/ --volatile=yes --boot --register=no --keep-unit \
+                --quiet --capability=CAP_IPC_LOCK --bind="$T" --bind-ro="$T/units:/etc/systemd/system" \
+                --bind-ro="$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.conf:/etc/dbus-1/system.d/org.keyward.Agent1.conf" \
+                -- --unit=driver.service systemd.firstboot=off </dev/null >"$T/nspawn.log" 2>&1 &
+        NSPAWN_PID=$!
+        BG_PIDS+=("$NSPAWN_PID")
 }
 
 # wait_for SECONDS COMMAND...: until the command (a program or a function) succeeds, for at

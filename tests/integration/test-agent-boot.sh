@@ -70,8 +70,6 @@ NS_STATE=$T/nsstate
 bus_start
 AGENT_STATE=$NS_STATE AGENT_RUN=$T/seedrun AGENT_LOG=$T/seed.log
 agent_start --retry-max 1s
-bus() { timeout 10 busctl --system --timeout=8 "$@"; }
-call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
 check "seed: the agent is on the bus" wait_for 10 bus status "$DEST"
 check "seed: Register cached_key for other.service" \
         call Register 'sa{sv}' cached_key 2 units as 1 other.service credential s cached
@@ -116,17 +114,7 @@ unit never db
 unit late db
 unit other cached
 unit hang db TimeoutStartSec=2s
-cat >"$T/units/driver.service" <<UNIT
-[Unit]
-Description=keyward test: drives the test inside the container
-SuccessAction=exit-force
-FailureAction=exit-force
-[Service]
-Type=oneshot
-ExecStart=/bin/bash $T/driver.sh
-StandardOutput=append:$O/driver.log
-StandardError=append:$O/driver.log
-UNIT
+ns_driver_unit "$O"
 cat >"$T/driver.sh" <<DRIVER
 set -u
 O=$O
@@ -189,12 +177,7 @@ systemctl show -p Result --value late.service >\$O/late-result
 exit 0
 DRIVER
 
-timeout 300 systemd-nspawn --directory=/ --volatile=yes --boot --register=no --keep-unit \
-        --quiet --capability=CAP_IPC_LOCK --bind="$T" --bind-ro="$T/units:/etc/systemd/system" \
-        --bind-ro="$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.conf:/etc/dbus-1/system.d/org.keyward.Agent1.conf" \
-        -- --unit=driver.service systemd.firstboot=off </dev/null >"$T/nspawn.log" 2>&1 &
-NSPAWN_PID=$!
-BG_PIDS+=("$NSPAWN_PID")
+ns_boot
 server_turn() { [ -e "$O/server-turn" ] || ! kill -0 "$NSPAWN_PID"; }
 wait_for 180 server_turn
 if [ -e "$O/server-turn" ]; then

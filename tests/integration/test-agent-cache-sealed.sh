@@ -24,20 +24,11 @@ KWD_AT=$KWD_ADDR
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 HOST=host1.example.com
 as_alice() { req none "0u$ALICE" "$@"; }
-b64() { printf '%s' "$1" | base64 -w0; }
 GRANT='[{"type":"Machine","id":"'$HOST'","access":"Read"}]'
 S1=sealed-secret-one-7f3a S2=sealed-secret-two-91bc S3=sealed-secret-three-c04d
 as_alice POST /v0/keys/ -d "id=k1" --data-urlencode "data=$(b64 $S1)" --data-urlencode "acl=$GRANT" >/dev/null
 as_alice POST /v0/keys/ -d "id=k2" --data-urlencode "data=$(b64 $S2)" --data-urlencode "acl=$GRANT" >/dev/null
 
-bus() { timeout 10 busctl --system --timeout=8 "$@"; }
-call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
-jcall() { bus --json=short call "$DEST" "$OBJ" "$IFACE" "$@"; }
-getkey() {
-        local out
-        out=$(jcall GetKey s "$1" 2>&1) || { printf 'ERROR %s' "$out"; return 1; }
-        python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(bytes(j["data"][0]).decode(), j["data"][1])' "$out"
-}
 served() { [ "$(getkey "$1" | cut -d' ' -f1)" = "$2" ]; }
 # no_plaintext DIR SECRET...: neither a secret nor its base64 in any file under DIR.
 no_plaintext() {

@@ -21,7 +21,6 @@ kwd_start
 bus_start
 HOST=host1.example.com
 
-bus() { timeout 10 busctl --system --timeout=8 "$@"; }
 prop() { bus get-property "$DEST" "$OBJ" "$IFACE" "$1"; }
 
 notify_start

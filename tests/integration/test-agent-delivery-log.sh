@@ -99,26 +99,14 @@ PYEOF
 # ---- the credential socket ---------------------------------------------------------------
 # ask ADDRESS OUT: connect to the credential socket from "\0ADDRESS", as systemd does, and
 # save what the agent wrote in OUT.
-cat >"$T/ask.py" <<'PYEOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind("\0" + sys.argv[2])
-s.connect(sys.argv[1])
-data = b""
-while True:
-        chunk = s.recv(65536)
-        if not chunk:
-                break
-        data += chunk
-open(sys.argv[3], "wb").write(data)
-PYEOF
-ask() { python3 "$T/ask.py" "$T/run/credential.sock" "$1" "$2"; }
+credential_ask_py "$T/ask.py"
+ask() { python3 "$T/ask.py" "$1" "$T/run/credential.sock" "$2"; }
 # in_unit ADDRESS OUT: ask from a process in $CG_UNIT's cgroups; its pid in $T/unit.pid.
 in_unit() {
         bash -c 'p=$1 a=$2 o=$3 t=$4; shift 4
                 for d; do echo $$ >"$d/cgroup.procs" || exit 1; done
                 echo $$ >"$p"
-                exec python3 "$t/ask.py" "$t/run/credential.sock" "$a" "$o"' _ "$T/unit.pid" "$1" "$2" "$T" \
+                exec python3 "$t/ask.py" "$a" "$t/run/credential.sock" "$o"' _ "$T/unit.pid" "$1" "$2" "$T" \
                 "${CG_UNIT_DIRS[@]}"
 }
 # The hierarchies sd_pid_get_unit() may read (systemd's named v1 one, the hybrid and the

@@ -38,19 +38,10 @@ bus_start
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 HOST=host1.example.com
 as_alice() { req none "0u$ALICE" "$@"; }
-b64() { printf '%s' "$1" | base64 -w0; }
 GRANT='[{"type":"Machine","id":"'$HOST'","access":"Read"}]'
 as_alice POST /v0/keys/ -d "id=k1" --data-urlencode "data=$(b64 first-secret)" --data-urlencode "acl=$GRANT" >/dev/null
 as_alice POST /v0/keys/ -d "id=k2" --data-urlencode "data=$(b64 other-secret)" --data-urlencode "acl=$GRANT" >/dev/null
 
-bus() { timeout 10 busctl --system --timeout=8 "$@"; }
-call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
-jcall() { bus --json=short call "$DEST" "$OBJ" "$IFACE" "$@"; }
-getkey() {
-        local out
-        out=$(jcall GetKey s "$1" 2>&1) || { printf 'ERROR %s' "$out"; return 1; }
-        python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(bytes(j["data"][0]).decode(), j["data"][1])' "$out"
-}
 
 notify_start
 

@@ -32,7 +32,6 @@ kwd_init
 kwd_start
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 ACL='[{"type":"Machine","id":"'$HOST'","access":"Read"}]'
-b64() { printf '%s' "$1" | base64 -w0; }
 as_alice() { req none "0u$ALICE" "$@"; }
 create() { # ID DATA
         expect "key $1 created" "$(as_alice POST /v0/keys/ -d "id=$1" --data-urlencode "data=$(b64 "$2")" \

@@ -34,15 +34,12 @@ bus_start
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 HOST=host1.example.com
 as_alice() { req none "0u$ALICE" "$@"; }
-b64() { printf '%s' "$1" | base64 -w0; }
 GRANT='[{"type":"Machine","id":"'$HOST'","access":"Read"}]'
 as_alice POST /v0/keys/ -d "id=kden" --data-urlencode "data=$(b64 kden)" >/dev/null
 for k in k1 k2 k3 k4; do
         as_alice POST /v0/keys/ -d "id=$k" --data-urlencode "data=$(b64 "$k-first")" --data-urlencode "acl=$GRANT" >/dev/null
 done
 
-bus() { timeout 10 busctl --system --timeout=8 "$@"; }
-call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
 mode() { stat -c '%a %U:%G' "$1"; }
 # keyfield ID EXPR: EXPR over the JSON of Knox's key file of ID (as root).
 keyfield() { jget "$(cat "$KNOX/v0/keys/$1" 2>/dev/null)" "$2"; }

@@ -24,8 +24,6 @@ r=$(req none "0u$ADMIN" POST /v0/keys/ -d id=db_password --data-urlencode "data=
 expect "create db_password" "$r" 200 0 ""
 
 bus_start
-bus() { timeout 10 busctl --system --timeout=8 "$@"; }
-call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
 
 # A path that is not absolute is refused at start.
 agent_args --metrics-file keyward.prom

@@ -27,20 +27,12 @@ BENCH=$(kwd_token bench) || bail "cannot mint a token"
 bus_start
 
 bus() { timeout 30 busctl --system --timeout=25 "$@"; }
-call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
-jcall() { bus --json=short call "$DEST" "$OBJ" "$IFACE" "$@"; }
 prop() { bus get-property "$DEST" "$OBJ" "$IFACE" "$1"; }
-getkey() {
-        local out
-        out=$(jcall GetKey s "$1" 2>&1) || { printf 'ERROR %s' "$out"; return 1; }
-        python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(bytes(j["data"][0]).decode(), j["data"][1])' "$out"
-}
 serves() { [ "$(getkey "$1")" = "$2" ]; } # ID "DATA VERSION"
 n_cached() { # how many registered keys have a cached copy
         jcall ListKeys | python3 -c 'import json, sys; print(sum(1 for k in json.load(sys.stdin)["data"][0] if k[1]))'
 }
 all_cached() { [ "$(n_cached)" = "$N" ]; }
-b64() { printf '%s' "$1" | base64 -w0; }
 rotate() { # ID DATA: a new primary version; prints its id
         local v
         v=$(jget "$(body "$(req none "0u$BENCH" POST "/v0/keys/$1/versions/" --data-urlencode "data=$(b64 "$2")")")" 'j["data"]')

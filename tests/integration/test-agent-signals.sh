@@ -27,7 +27,6 @@ kwd_init
 kwd_start
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 as_alice() { req none "0u$ALICE" "$@"; }
-b64() { printf '%s' "$1" | base64 -w0; }
 for id in k1 k2 k3; do
         r=$(as_alice POST /v0/keys/ -d "id=$id" --data-urlencode "data=$(b64 "first-$id")" --data-urlencode "acl=$GRANT")
         expect "$id: a key this machine may read" "$r" 200 0 ""

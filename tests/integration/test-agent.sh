@@ -23,7 +23,6 @@ ALICE=$(kwd_token alice) || bail "cannot mint a token"
 HOST=host1.example.com # the machine certificate's DNS name
 
 as_alice() { req none "0u$ALICE" "$@"; }
-b64() { printf '%s' "$1" | base64 -w0; }
 create_key() { # ID DATA ACL
         as_alice POST /v0/keys/ -d "id=$1" --data-urlencode "data=$(b64 "$2")" --data-urlencode "acl=$3" >/dev/null
 }
@@ -35,17 +34,8 @@ create_key k_denied not-for-this-host '[]'
 # ---- a private bus ------------------------------------------------------------------------
 bus_start
 
-bus() { timeout 10 busctl --system --timeout=8 "$@"; }
-call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
-jcall() { bus --json=short call "$DEST" "$OBJ" "$IFACE" "$@"; }
 prop() { bus get-property "$DEST" "$OBJ" "$IFACE" "$1"; }
 
-# getkey ID: "<data as text> <version>" from GetKey, or the error message.
-getkey() {
-        local out
-        out=$(jcall GetKey s "$1" 2>&1) || { printf 'ERROR %s' "$out"; return 1; }
-        python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(bytes(j["data"][0]).decode(), j["data"][1])' "$out"
-}
 
 
 # ---- sd_notify: a datagram socket that records what the agent says ------------------------

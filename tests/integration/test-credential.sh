@@ -27,8 +27,6 @@ done
 
 bus_start
 agent_start --log-level debug
-bus() { timeout 10 busctl --system --timeout=8 "$@"; }
-call() { bus call "$DEST" "$OBJ" "$IFACE" "$@"; }
 check "the agent is on the bus" wait_for 10 bus status "$DEST"
 check "the credential socket exists" test -S "$T/run/credential.sock"
 is "credential.sock is 0600" "$(stat -c %a "$T/run/credential.sock")" 600
@@ -40,22 +38,9 @@ check "Register other for another unit" call Register 'sa{sv}' other 2 units as 
 check "the keys are cached" wait_for 10 bash -c "test -s '$T/state/cache/db_password' && test -s '$T/state/cache/tls_key' && test -s '$T/state/cache/other'"
 
 # ask ADDRESS: connect to the credential socket from the abstract address "\0ADDRESS", as
-# systemd does; prints what the agent wrote.
-ask() {
-        python3 - "$T/run/credential.sock" "$1" <<'PYEOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind("\0" + sys.argv[2])
-s.connect(sys.argv[1])
-data = b""
-while True:
-        chunk = s.recv(65536)
-        if not chunk:
-                break
-        data += chunk
-sys.stdout.write(data.decode("utf-8", "replace"))
-PYEOF
-}
+# systemd does; prints what the agent wrote. $T/ask.py ADDRESS SOCKET OUT does it.
+credential_ask_py "$T/ask.py"
+ask() { python3 "$T/ask.py" "$1" "$T/run/credential.sock" /dev/stdout; }
 
 # The test itself runs in no unit, or in one of its own (a session scope, a CI service): it
 # is root, or the agent's own user, and may bind any address, yet it is not demo.service.
@@ -114,20 +99,6 @@ if [ "$(id -u)" -eq 0 ] && command -v systemd-nspawn >/dev/null && [ -x /lib/sys
         KEY_KB=$(($(base64 -d "$T/big" | wc -c) / 1024))
         BOUND_KB=$((4096 + CAP * 64 + 2 * KEY_KB))
 
-        # ask.py ADDRESS OUT: connect as systemd does and save what the agent wrote.
-        cat >"$T/ask.py" <<'PYEOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind("\0" + sys.argv[1])
-s.connect(sys.argv[2])
-data = b""
-while True:
-        chunk = s.recv(65536)
-        if not chunk:
-                break
-        data += chunk
-open(sys.argv[3], "wb").write(data)
-PYEOF
         # stall.py N SOCKET READY: N connections of this unit that never read.
         cat >"$T/stall.py" <<'PYEOF'
 import socket, sys, time
@@ -229,17 +200,7 @@ Type=oneshot
 Delegate=yes
 ExecStart=python3 $T/cgexec.py own demo.service $O/forge-delegate.cgroup python3 $T/ask.py 4/unit/demo.service/db $NS_RUN/credential.sock $O/forge-delegate
 UNIT
-        cat >"$T/units/driver.service" <<UNIT
-[Unit]
-Description=keyward test: drives the test inside the container
-SuccessAction=exit-force
-FailureAction=exit-force
-[Service]
-Type=oneshot
-ExecStart=/bin/bash $T/driver.sh
-StandardOutput=append:$O/driver.log
-StandardError=append:$O/driver.log
-UNIT
+        ns_driver_unit "$O"
         cat >"$T/driver.sh" <<DRIVER
 set -u
 O=$O
@@ -303,12 +264,7 @@ until_ok 120 test -s \$O/read-result
 systemctl stop slow.service
 exit 0
 DRIVER
-        timeout 300 systemd-nspawn --directory=/ --volatile=yes --boot --register=no --keep-unit \
-                --quiet --capability=CAP_IPC_LOCK --bind="$T" --bind-ro="$T/units:/etc/systemd/system" \
-                --bind-ro="$KEYWARD_TOP_SRCDIR/dbus/org.keyward.Agent1.conf:/etc/dbus-1/system.d/org.keyward.Agent1.conf" \
-                -- --unit=driver.service systemd.firstboot=off </dev/null >"$T/nspawn.log" 2>&1 &
-        NSPAWN_PID=$!
-        BG_PIDS+=("$NSPAWN_PID")
+        ns_boot
         host_turn() { [ -e "$O/host-turn" ] || ! kill -0 "$NSPAWN_PID"; }
         wait_for 120 host_turn
         [ -e "$O/host-turn" ] && timeout 20 python3 "$T/ask.py" 5/unit/demo.service/db "$NS_RUN/credential.sock" "$O/forge-host"

@@ -23,7 +23,6 @@ as_bob() { req none "0u$BOB" "$@"; }
 as_machine() { req machine "$MACHINE" "$@"; }
 as_service() { req service "$SERVICE" "$@"; }
 
-b64() { printf '%s' "$1" | base64 -w0; }
 
 # The raw body of the last request (req leaves it in $T/body): one JSON object in Knox's field
 # order, then a newline.

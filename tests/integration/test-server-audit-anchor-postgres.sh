@@ -16,7 +16,6 @@ kwd_init
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 AUDIT=$T/audit.log
 
-b64() { printf '%s' "$1" | base64 -w0; }
 as_alice() { req none "0u$ALICE" "$@"; }
 verify() { "$KEYWARDD" audit-verify --master-key "$T/master.key" "$@" 2>&1; }
 sql() { psql -h 127.0.0.1 -p "$PG_PORT" -U keyward -XAtc "$1" keyward 2>/dev/null; }

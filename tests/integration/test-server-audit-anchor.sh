@@ -14,7 +14,6 @@ ALICE=$(kwd_token alice) || bail "cannot mint a token"
 AUDIT=$T/audit.log
 DB=$T/keyward.db
 
-b64() { printf '%s' "$1" | base64 -w0; }
 as_alice() { req none "0u$ALICE" "$@"; }
 verify() { "$KEYWARDD" audit-verify --master-key "$T/master.key" "$@" 2>&1; }
 

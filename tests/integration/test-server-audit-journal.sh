@@ -28,7 +28,6 @@ wait_for 10 test -S /run/systemd/journal/socket || bail "journald did not start:
 make_pki
 kwd_init
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
-b64() { printf '%s' "$1" | base64 -w0; }
 as_alice() { req none "0u$ALICE" "$@"; }
 jq_entries() { journalctl -D /run/log/journal --no-pager -o json "$@" 2>/dev/null; }
 

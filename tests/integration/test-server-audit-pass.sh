@@ -13,7 +13,6 @@ kwd_init
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 AUDIT=$T/audit.log
 
-b64() { printf '%s' "$1" | base64 -w0; }
 as_alice() { req none "0u$ALICE" "$@"; }
 
 # readers N: N keep-alive connections, each sending bursts of 16 pipelined GETs of key

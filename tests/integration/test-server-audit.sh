@@ -27,7 +27,6 @@ make_pki
 kwd_init
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 
-b64() { printf '%s' "$1" | base64 -w0; }
 # A User-Agent longer than a page: no line can slip into the room left in the audit file's
 # last page of the tmpfs once it is full, so a full disk refuses every line.
 UA=$(head -c 5000 /dev/zero | tr '\0' u)

@@ -11,7 +11,6 @@ kwd_init
 kwd_start
 
 ALICE=$(kwd_token alice --group admins) || bail "cannot mint a token"
-b64() { printf '%s' "$1" | base64 -w0; }
 whoami() {
         local r
         r=$(req "$1" "$2" GET /v0/auth/whoami/)

@@ -14,7 +14,6 @@ kwd_init
 ADMIN=$(kwd_token admin) || bail "cannot mint a token"
 kwd_start
 
-b64() { printf '%s' "$1" | base64 -w0; }
 as_admin() { req none "0u$ADMIN" "$@"; }
 
 "$KEYWARDD" backup --db "$PG_URL" "$T/copy.db" 2>"$T/err.log"

@@ -15,7 +15,6 @@ kwd_init
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 kwd_start
 
-b64() { printf '%s' "$1" | base64 -w0; }
 PAD=$(head -c 1500 /dev/zero | tr '\0' 'x')
 pre_data() { printf 'pre-secret-%s-%s' "$1" "$PAD"; }
 

@@ -11,7 +11,6 @@ kwd_init
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 kwd_start
 
-b64() { printf '%s' "$1" | base64 -w0; }
 as_alice() { req none "0u$ALICE" "$@"; }
 # snapshot ID: the key with every version, and its ACL, as one line.
 snapshot() {

@@ -13,7 +13,6 @@ kwd_init
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 kwd_start --max-body-size 4K --max-header-size 8K --idle-timeout 2s --request-timeout 2s
 
-b64() { printf '%s' "$1" | base64 -w0; }
 as_alice() { req none "0u$ALICE" "$@"; }
 alive() {
         local r

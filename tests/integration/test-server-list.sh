@@ -16,7 +16,6 @@ make_pki
 kwd_init
 kwd_start --workers 1
 ADMIN=$(kwd_token admin) || bail "cannot mint a token"
-b64() { printf '%s' "$1" | base64 -w0; }
 fill() { # N PREFIX: N keys straight into the store
         "$POPULATE" --db "$T/keyward.db" --master-key "$T/master.key" --machine host1.example.com \
                 --fill "$1" --fill-prefix "$2" --data-size 8 >/dev/null 2>>"$T/populate.log" ||

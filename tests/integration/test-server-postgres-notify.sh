@@ -31,7 +31,6 @@ on() { # A|B, then req's arguments
         shift
         KWD_URL=$url req "$@"
 }
-b64() { printf '%s' "$1" | base64 -w0; }
 # sql STATEMENT: run as PostgreSQL's superuser, in the "postgres" database (the test closes
 # "keyward" to new connections for a while).
 sql() { psql -h 127.0.0.1 -p "$PG_PORT" -U keyward -Atc "$1" postgres; }

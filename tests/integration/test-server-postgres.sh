@@ -33,7 +33,6 @@ on() { # A|B, then req's arguments
         shift
         KWD_URL=$url req "$@"
 }
-b64() { printf '%s' "$1" | base64 -w0; }
 
 ADMIN=$(kwd_token admin) || bail "cannot mint a token"
 r=$(on A none "0u$ADMIN" POST /v0/keys/ -d id=pg_key --data-urlencode "data=$(b64 pg-plain-first)")

@@ -12,7 +12,6 @@ kwd_init
 ALICE=$(kwd_token alice) || bail "cannot mint a token"
 kwd_start --workers 2
 
-b64() { printf '%s' "$1" | base64 -w0; }
 as_alice() { req none "0u$ALICE" "$@"; }
 now_ms() { date +%s%3N; }
 hash_of() { jget "$(body "$(as_alice GET "/v0/keys/$1/")")" 'j["data"]["hash"]'; }
