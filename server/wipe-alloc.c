@@ -14,13 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secret.h"
 #include "wipe-alloc.h"
 
 static void wiping_free(void *p) {
-        if (!p)
-                return;
-        explicit_bzero(p, malloc_usable_size(p));
-        free(p);
+        if (p)
+                (void) erase_and_free(p, malloc_usable_size(p));
 }
 
 /* A block that grows moves through a fresh allocation, so that the old one is wiped; one that
