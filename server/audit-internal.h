@@ -28,7 +28,8 @@ typedef struct AuditBuffer AuditBuffer;
 struct AuditBuffer {
         AuditBuffer *next;
         pthread_t thread;
-        Buf lines; /* whole lines only, each ending in '\n' */
+        Buf lines;   /* whole lines only, each ending in '\n' */
+        Buf journal; /* the journal: the fields of those lines' requests (audit_journal_fields()) */
 };
 
 struct Audit {
@@ -64,6 +65,7 @@ struct Audit {
         void *anchor_userdata;
         uint64_t anchored_seq; /* under file_lock: the last checkpoint handed to anchor */
         void *sync_hook_userdata;
+        bool fail_open;               /* only for the log: requests are answered without their lines */
         atomic_bool failing;          /* a write failed and was logged; log again only after a success */
         atomic_int last_error;        /* the failure's negative errno, while failing */
         pthread_mutex_t buffers_lock; /* the list, not the buffers' contents */
@@ -83,6 +85,6 @@ bool audit_fd_is_regular(int fd);
 int audit_open_target(const char *path, int *ret, bool *ret_regular);
 /* Sealed lines to the sink; *ret_kept: how many bytes of them went out, whole lines. Called
  * with a->lock held shared and file_lock held. */
-int audit_sink_put(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, size_t *ret_kept);
+int audit_sink_put(Audit *a, const Buf *fields, const char *p, size_t n, size_t *ret_kept);
 /* Sync the file for write number gen (see audit-sink.c). Called with a->lock held. */
 int audit_file_sync(Audit *a, uint64_t gen);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The audit log's sinks: whole lines to a regular file (room made first, a short write cut
- * back), to a pipe or terminal (at most PIPE_BUF per write), or to the journal (an entry per
- * line); and the file's syncs, one at a time. */
+ * back), to a pipe or terminal (at most PIPE_BUF per write), or to the journal (audit-journal.c);
+ * and the file's syncs, one at a time. */
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/falloc.h>
@@ -148,31 +148,14 @@ static int file_write(Audit *a, int fd, const char *p, size_t n, size_t *ret_kep
         return 0;
 }
 
-/* Each of the lines p[0..n) as an entry of its own: the first with the request's fields (if
- * any), the rest (checkpoints) without. */
-static int journal_write(const AuditJournalFields *fields, const char *p, size_t n, size_t *ret_done) {
-        *ret_done = 0;
-        while (n > 0) {
-                const char *nl = memchr(p, '\n', n);
-                size_t len = nl ? (size_t) (nl - p) : n;
-                int r;
-
-                r = audit_journal_send(*ret_done == 0 ? fields : NULL, p, len);
-                if (r < 0)
-                        return r;
-                len += nl ? 1 : 0;
-                p += len;
-                n -= len;
-                *ret_done += len;
-        }
-        return 0;
-}
-
 /* Sealed lines to the sink; *ret_kept: how many bytes of them went out, whole lines. Called
  * with a->lock held shared and file_lock held. */
-int audit_sink_put(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, size_t *ret_kept) {
-        if (a->target == AUDIT_TARGET_JOURNAL)
-                return journal_write(fields, p, n, ret_kept);
+int audit_sink_put(Audit *a, const Buf *fields, const char *p, size_t n, size_t *ret_kept) {
+        if (a->target == AUDIT_TARGET_JOURNAL) {
+                const char *f = fields ? fields->data : NULL;
+
+                return audit_journal_write(&f, fields ? fields->data + fields->len : NULL, p, n, ret_kept);
+        }
         if (a->regular)
                 return file_write(a, a->fd, p, n, ret_kept);
         return write_lines(a->fd, p, n, ret_kept);

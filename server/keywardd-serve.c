@@ -296,6 +296,7 @@ int verb_serve(int argc, char **argv) {
         r = audit_anchor_setup(&s, c.db, &anchor);
         if (r < 0)
                 goto finish;
+        audit_set_fail_open(s.audit, c.audit_fail_open);
         if (c.audit_fail_open)
                 log_warning(
                         "Audit fails open (--audit-fail-open): requests are answered even when their audit lines cannot be written.");

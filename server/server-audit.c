@@ -145,7 +145,7 @@ static void anchor_put(Audit *a, uint64_t gen, uint64_t seq, const uint8_t hash[
 /* Whole lines p[0..n) to the sink, sealed into the hash chain in the order they go out. With
  * durable, a file is synced before returning (outside file_lock: a sync covers every line
  * written before it). Called with a->lock held shared. */
-static int sink_write(Audit *a, const AuditJournalFields *fields, const char *p, size_t n, bool durable) {
+static int sink_write(Audit *a, const Buf *fields, const char *p, size_t n, bool durable) {
         Buf *sealed = &a->sealed;
         AuditChain saved;
         uint64_t gen = 0, anchor_seq = 0;
@@ -208,16 +208,26 @@ static int sink_checkpoint(Audit *a, bool final) {
         return r;
 }
 
-/* Log the first failure of a run only, so that a full disk does not flood the log. */
+/* Log where a run of failures begins and ends, once each (whichever thread meets it), so that
+ * a full disk does not flood the log. */
 static int note_result(Audit *a, int r) {
         if (r < 0) {
                 atomic_store_explicit(&a->last_error, r, memory_order_relaxed);
-                if (!atomic_exchange_explicit(&a->failing, true, memory_order_relaxed))
-                        log_warning_errno(r, "Failed to write an audit line, ignoring: %m");
+                if (atomic_exchange_explicit(&a->failing, true, memory_order_relaxed))
+                        return r;
+                if (a->fail_open)
+                        log_error_errno(
+                                r,
+                                "AUDIT LOG UNAVAILABLE, answering requests without their audit lines (--audit-fail-open): %m");
+                else
+                        log_error_errno(
+                                r,
+                                "Audit log unavailable, refusing requests until it takes lines again: %m");
                 return r;
         }
-        if (atomic_load_explicit(&a->failing, memory_order_relaxed))
-                atomic_store_explicit(&a->failing, false, memory_order_relaxed);
+        if (atomic_load_explicit(&a->failing, memory_order_relaxed) &&
+            atomic_exchange_explicit(&a->failing, false, memory_order_relaxed))
+                log_info("The audit log takes lines again.");
         return 0;
 }
 
@@ -228,6 +238,10 @@ static void buffer_clear(AuditBuffer *b) {
                 buf_done(&b->lines);
         else
                 buf_truncate(&b->lines, 0);
+        if (b->journal.error < 0 || b->journal.cap > AUDIT_BUFFER_KEEP)
+                buf_done(&b->journal);
+        else
+                buf_truncate(&b->journal, 0);
 }
 
 /* Write out b's whole lines (and drop them, written or not). 0 when there were none. */
@@ -240,7 +254,9 @@ static int buffer_write(Audit *a, AuditBuffer *b, bool durable) {
         }
 
         (void) pthread_rwlock_rdlock(&a->lock);
-        r = sink_write(a, NULL, b->lines.data, b->lines.len, durable);
+        r = sink_write(
+                a, a->target == AUDIT_TARGET_JOURNAL ? &b->journal : NULL, b->lines.data, b->lines.len,
+                durable);
         (void) pthread_rwlock_unlock(&a->lock);
 
         buffer_clear(b);
@@ -292,6 +308,7 @@ Audit *audit_free(Audit *a) {
                 if (k < 0 && r == 0)
                         r = k;
                 buf_done(&b->lines);
+                buf_done(&b->journal);
                 free(b);
         }
         /* The file's last line: the seal that says nothing was cut from its end. */
@@ -323,9 +340,6 @@ int audit_flush(Audit *a) {
         AuditBuffer *b;
 
         assert_return(a, -EINVAL);
-
-        if (a->target == AUDIT_TARGET_JOURNAL)
-                return 0;
 
         /* A thread that never wrote gets an empty buffer, so that its next call is as quick. */
         b = buffer_get(a);
@@ -372,25 +386,23 @@ int audit_reopen(Audit *a) {
         return 0;
 }
 
-/* Without a buffer (out of memory, or the journal, which takes each line as an entry of its
- * own): the line alone, right away. */
+/* Without a buffer (out of memory): the line alone, right away. */
 static int write_unbuffered(Audit *a, const AuditRecord *rec, bool durable) {
-        _cleanup_buf_ Buf b = BUF_INIT;
-        AuditJournalFields fields = {};
+        _cleanup_buf_ Buf b = BUF_INIT, fields = BUF_INIT;
+        bool journal = a->target == AUDIT_TARGET_JOURNAL;
         int r;
 
         r = audit_format(a, rec, &b);
         if (r >= 0)
                 r = buf_putc(&b, '\n');
-        if (r >= 0 && a->target == AUDIT_TARGET_JOURNAL)
+        if (r >= 0 && journal)
                 r = audit_journal_fields(rec, &fields);
         if (r < 0)
                 return r;
 
         (void) pthread_rwlock_rdlock(&a->lock);
-        r = sink_write(a, &fields, b.data, b.len, durable);
+        r = sink_write(a, journal ? &fields : NULL, b.data, b.len, durable);
         (void) pthread_rwlock_unlock(&a->lock);
-        audit_journal_fields_done(&fields);
         return r;
 }
 
@@ -400,7 +412,7 @@ int audit_write(Audit *a, const AuditRecord *rec) {
 
 int audit_write_mode(Audit *a, const AuditRecord *rec, AuditMode mode) {
         AuditBuffer *b;
-        size_t start;
+        size_t start, start_fields;
         int r;
 
         assert_return(a, -EINVAL);
@@ -412,20 +424,23 @@ int audit_write_mode(Audit *a, const AuditRecord *rec, AuditMode mode) {
         if (mode == AUDIT_NOW && audit_is_failing(a))
                 mode = AUDIT_DURABLE;
 
-        /* The journal takes each line at once, as its own entry. */
-        b = a->target == AUDIT_TARGET_JOURNAL ? NULL : buffer_get(a);
+        b = buffer_get(a);
         if (!b)
                 return note_result(a, write_unbuffered(a, rec, mode == AUDIT_DURABLE));
 
         start = b->lines.len;
+        start_fields = b->journal.len;
         r = audit_format(a, rec, &b->lines);
         if (r >= 0)
                 r = buf_putc(&b->lines, '\n');
+        if (r >= 0 && a->target == AUDIT_TARGET_JOURNAL)
+                r = audit_journal_fields(rec, &b->journal);
         if (r < 0) {
                 /* Drop the partial line. The lines before it are whole: out with them now,
                  * since the failed Buf must be started afresh. */
                 buf_truncate(&b->lines, start);
-                if (b->lines.error < 0)
+                buf_truncate(&b->journal, start_fields);
+                if (b->lines.error < 0 || b->journal.error < 0)
                         (void) buffer_write(a, b, false);
                 return note_result(a, r);
         }
@@ -467,6 +482,10 @@ void audit_set_checkpoint_interval(Audit *a, uint64_t lines, uint64_t usec) {
         a->chain.every_usec = usec;
         a->chain.min_usec = 0; /* exactly every `lines` lines, as asked */
         (void) pthread_mutex_unlock(&a->file_lock);
+}
+
+void audit_set_fail_open(Audit *a, bool fail_open) {
+        a->fail_open = fail_open;
 }
 
 void audit_set_sync_hook(Audit *a, AuditSyncHook hook, void *userdata) {

@@ -4,13 +4,14 @@
 /* The audit log: one JSON line per request in Knox's access-log shape (protocol.md §6), to a
  * file, stderr or the journal. Never a byte of key data: `data` is logged as "<DATA>".
  *
- * Lines for a file or stderr are batched per thread: audit_write() appends to the calling
- * thread's buffer for that Audit, and the buffer goes out with one write() of whole lines
- * when it passes AUDIT_BUFFER_SIZE, at audit_flush(), audit_reopen() (the caller's buffer
- * only) and audit_free() (every thread's). A thread that writes lines calls audit_flush()
- * regularly (keywardd's workers: at most a millisecond after a line) and before it stops writing.
- * audit_write_mode() writes a line (and what the thread buffered before it) out at once, and
- * can sync it to disk: for answers that must not leave before their line is safe.
+ * Lines are batched per thread: audit_write() appends to the calling thread's buffer for that
+ * Audit, and the buffer goes out with one write() of whole lines (the journal: one entry for
+ * up to AUDIT_JOURNAL_BATCH_MAX requests, audit-journal.h) when it passes AUDIT_BUFFER_SIZE,
+ * at audit_flush(), audit_reopen() (the caller's buffer only) and audit_free() (every
+ * thread's). A thread that writes lines calls audit_flush() regularly (keywardd's workers: at
+ * most a millisecond after a line) and before it stops writing. audit_write_mode() writes a
+ * line (and what the thread buffered before it) out at once, and can sync it to disk: for
+ * answers that must not leave before their line is safe.
  *
  * Every line is sealed into a SHA-256 hash chain as it goes out, with HMAC checkpoints once a
  * key is set (audit-chain.h; keywardd audit-verify checks them).
@@ -94,7 +95,7 @@ int audit_reopen(Audit *a);
 
 /* Format one record and append it as one line to the calling thread's buffer; when that
  * passes AUDIT_BUFFER_SIZE, write it out (see audit_flush()). Safe from several threads.
- * The journal gets each line at once, as its own entry. A negative errno when the line could
+ * A negative errno when the line could
  * not be formatted (it is dropped) or a write failed (as for audit_flush()); either is
  * logged once until a line goes out again. */
 int audit_write(Audit *a, const AuditRecord *r);
@@ -103,6 +104,9 @@ int audit_write(Audit *a, const AuditRecord *r);
  * AUDIT_DURABLE, 0 means the line is in the sink (and on disk, for AUDIT_DURABLE and a
  * regular file); a negative errno means it is not (it is dropped, whole). */
 int audit_write_mode(Audit *a, const AuditRecord *r, AuditMode mode);
+
+/* Whether requests are answered while the sink fails (only what the failure's log line says). */
+void audit_set_fail_open(Audit *a, bool fail_open);
 
 /* The last attempt to write lines failed, and none has gone out since. */
 bool audit_is_failing(Audit *a);
@@ -125,8 +129,8 @@ int audit_probe(Audit *a);
 /* Write out the calling thread's buffered lines for a, if any: one write() of whole lines
  * (a regular file, where O_APPEND keeps concurrent writes whole), or several, each of whole
  * lines and at most PIPE_BUF bytes (a pipe, socket or terminal, where only such writes are
- * atomic; a longer line goes alone). 0 also when there was nothing to write, and always for
- * the journal. A failed write drops the buffered lines and returns the negative errno. */
+ * atomic; a longer line goes alone), or the journal's entries. 0 also when there was nothing
+ * to write. A failed write drops the buffered lines and returns the negative errno. */
 int audit_flush(Audit *a);
 
 /* The line itself, without the trailing newline, appended to out (for tests and for the

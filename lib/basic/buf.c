@@ -63,13 +63,13 @@ int buf_put_slow(Buf *b, const void *p, size_t n) {
         return 0;
 }
 
-int buf_printf(Buf *b, const char *fmt, ...) {
-        va_list ap;
+int buf_vprintf(Buf *b, const char *fmt, va_list ap) {
+        va_list aq;
         int n, r;
 
-        va_start(ap, fmt);
-        n = vsnprintf(NULL, 0, fmt, ap);
-        va_end(ap);
+        va_copy(aq, ap);
+        n = vsnprintf(NULL, 0, fmt, aq);
+        va_end(aq);
         if (n < 0)
                 return buf_fail(b, -EINVAL);
 
@@ -77,11 +77,19 @@ int buf_printf(Buf *b, const char *fmt, ...) {
         if (r < 0)
                 return r;
 
-        va_start(ap, fmt);
         (void) vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
-        va_end(ap);
         b->len += (size_t) n;
         return 0;
+}
+
+int buf_printf(Buf *b, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = buf_vprintf(b, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 void buf_truncate(Buf *b, size_t len) {

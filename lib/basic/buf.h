@@ -46,6 +46,7 @@ static inline int buf_putc(Buf *b, char c) {
         return buf_put(b, &c, 1);
 }
 int buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
+int buf_vprintf(Buf *b, const char *fmt, va_list ap) _printf_(2, 0);
 void buf_truncate(Buf *b, size_t len);
 /* Release the memory (wiped first if secure) and reset to empty. */
 void buf_done(Buf *b);

@@ -38,7 +38,7 @@ metric() { curl -sS --max-time 10 --cacert "$T/pki/ca.pem" -A "$UA" "$KWD_URL/me
 # fill: take every free byte of the tmpfs.
 fill() { head -c 1G /dev/zero >"$T/fs/filler" 2>/dev/null; }
 # create_until_refused PREFIX: create PREFIX0, PREFIX1, ... until one is not answered 200 (at
-# most 400: the audit file keeps up to 64 KiB of room it made before the disk filled). The
+# most 400: the audit file keeps up to 1 MiB of room it made before the disk filled). The
 # acknowledged ids go to $T/acked; prints the answer that was not 200.
 create_until_refused() {
         local i r
@@ -120,6 +120,9 @@ rm -f "$T/fs/filler"
 check "room again: healthz is ok again" wait_for 10 healthy
 r=$(as_alice POST /v0/keys/ -d id=after --data-urlencode "data=$(b64 after-secret)")
 expect "room again: a create is answered" "$r" 200 0 ""
+like "room again: keywardd logs that the audit log takes lines again" "$(cat "$T/keywardd.log")" \
+        'The audit log takes lines again'
+unlike "full disk: nothing says the failure is ignored" "$(cat "$T/keywardd.log")" 'ignoring'
 echo after >>"$T/acked"
 r=$(as_alice GET /v0/keys/after/)
 expect "room again: a read of key data is answered" "$r" 200 0 ""
