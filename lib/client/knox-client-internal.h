@@ -73,7 +73,11 @@ int knox_client_key_path(Buf *b, const char *id, const char *suffix);
 int knox_client_form_append(Buf *body, const char *name, const char *value, size_t len);
 int knox_client_form_append_data(Buf *body, const Secret *data);
 
-/* Data that must be an exact unsigned integer (a version id). */
-int knox_client_data_uint64(const KnoxResponse *resp, uint64_t *ret, KnoxError *err);
-/* Data that must be an array of strings; null is an empty list, as Go decodes it. */
-int knox_client_data_strv(const KnoxResponse *resp, char ***ret, KnoxError *err);
+/* A request whose answer's data must be an exact unsigned integer (a version id). As
+ * knox_client_request(): 1 with *ret set, 0 when the server answered with an error (in err). */
+int knox_client_request_uint64(
+        KnoxClient *c, Method method, const char *path, const Buf *body, uint64_t *ret, KnoxError *err);
+/* A GET whose answer's data must be an array of strings (null is an empty list, as Go decodes
+ * it); path NULL: CURLOPT_REQUEST_TARGET is set. Returns as knox_client_request_uint64(). */
+int knox_client_request_strv(
+        KnoxClient *c, const char *path, unsigned wait_sec, char ***ret, KnoxError *err);

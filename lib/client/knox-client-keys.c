@@ -43,21 +43,12 @@ int knox_client_get_key(KnoxClient *c, const char *id, VersionStatus max_status,
 }
 
 int knox_client_list_keys(KnoxClient *c, char ***ret_ids, KnoxError *err) {
-        KnoxResponse resp = {};
-        char **l = NULL;
         int r;
 
         assert_return(c && ret_ids && err, -EINVAL);
 
-        r = knox_client_request(c, METHOD_GET, "/v0/keys/?", NULL, 0, &resp, err);
-        if (r <= 0)
-                return r;
-        r = knox_client_data_strv(&resp, &l, err);
-        knox_response_done(&resp);
-        if (r < 0)
-                return r;
-        *ret_ids = l;
-        return 0;
+        r = knox_client_request_strv(c, "/v0/keys/?", 0, ret_ids, err);
+        return r < 0 ? r : 0;
 }
 
 typedef struct IdHash {
@@ -86,8 +77,6 @@ int knox_client_changed_keys(
 
         _cleanup_buf_ Buf path = BUF_INIT;
         _cleanup_free_ IdHash *items = NULL;
-        KnoxResponse resp = {};
-        char **l = NULL;
         bool first = true;
         int r;
 
@@ -125,19 +114,12 @@ int knox_client_changed_keys(
                 if (curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, path.data) != CURLE_OK)
                         return knox_client_error(err, -EIO, "Failed to set up the request");
                 buf_done(&path);
-                r = knox_client_request(c, METHOD_GET, NULL, NULL, wait_sec, &resp, err);
+                r = knox_client_request_strv(c, NULL, wait_sec, ret_ids, err);
                 /* Whatever happened, the next request has a target of its own. */
                 (void) curl_easy_setopt(c->curl, CURLOPT_REQUEST_TARGET, NULL);
         } else
-                r = knox_client_request(c, METHOD_GET, path.data, NULL, wait_sec, &resp, err);
-        if (r <= 0)
-                return r;
-        r = knox_client_data_strv(&resp, &l, err);
-        knox_response_done(&resp);
-        if (r < 0)
-                return r;
-        *ret_ids = l;
-        return 0;
+                r = knox_client_request_strv(c, path.data, wait_sec, ret_ids, err);
+        return r < 0 ? r : 0;
 }
 
 int knox_client_create_key(
@@ -149,8 +131,6 @@ int knox_client_create_key(
         KnoxError *err) {
 
         _cleanup_buf_ Buf body = BUF_INIT_SECURE, acl_json = BUF_INIT;
-        KnoxResponse resp = {};
-        uint64_t v;
         int r;
 
         assert_return(c && id && data && ret_version && err, -EINVAL);
@@ -166,15 +146,8 @@ int knox_client_create_key(
         if (acl_json.error < 0 || body.error < 0)
                 return knox_client_oom(err);
 
-        r = knox_client_request(c, METHOD_POST, "/v0/keys/", &body, 0, &resp, err);
-        if (r <= 0)
-                return r;
-        r = knox_client_data_uint64(&resp, &v, err);
-        knox_response_done(&resp);
-        if (r < 0)
-                return r;
-        *ret_version = v;
-        return 0;
+        r = knox_client_request_uint64(c, METHOD_POST, "/v0/keys/", &body, ret_version, err);
+        return r < 0 ? r : 0;
 }
 
 int knox_client_delete_key(KnoxClient *c, const char *id, KnoxError *err) {
@@ -227,8 +200,6 @@ int knox_client_add_version(
         KnoxClient *c, const char *id, const Secret *data, uint64_t *ret_version, KnoxError *err) {
 
         _cleanup_buf_ Buf path = BUF_INIT, body = BUF_INIT_SECURE;
-        KnoxResponse resp = {};
-        uint64_t v;
         int r;
 
         assert_return(c && id && data && ret_version && err, -EINVAL);
@@ -237,15 +208,8 @@ int knox_client_add_version(
         if (knox_client_key_path(&path, id, "versions/") < 0 || body.error < 0)
                 return knox_client_oom(err);
 
-        r = knox_client_request(c, METHOD_POST, path.data, &body, 0, &resp, err);
-        if (r <= 0)
-                return r;
-        r = knox_client_data_uint64(&resp, &v, err);
-        knox_response_done(&resp);
-        if (r < 0)
-                return r;
-        *ret_version = v;
-        return 0;
+        r = knox_client_request_uint64(c, METHOD_POST, path.data, &body, ret_version, err);
+        return r < 0 ? r : 0;
 }
 
 int knox_client_set_version_status(

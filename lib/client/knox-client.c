@@ -600,15 +600,24 @@ int knox_client_request(
         return 1;
 }
 
-/* Data that must be an exact unsigned integer (a version id). */
-int knox_client_data_uint64(const KnoxResponse *resp, uint64_t *ret, KnoxError *err) {
-        if (json_get_uint64(resp->data, ret) < 0)
-                return knox_client_error(err, -EBADMSG, "Invalid answer: data is not a version id");
-        return 0;
+int knox_client_request_uint64(
+        KnoxClient *c, Method method, const char *path, const Buf *body, uint64_t *ret, KnoxError *err) {
+        KnoxResponse resp = {};
+        uint64_t v;
+        int r;
+
+        r = knox_client_request(c, method, path, body, 0, &resp, err);
+        if (r <= 0)
+                return r;
+        if (json_get_uint64(resp.data, &v) < 0)
+                r = knox_client_error(err, -EBADMSG, "Invalid answer: data is not a version id");
+        else
+                *ret = v;
+        knox_response_done(&resp);
+        return r;
 }
 
-/* Data that must be an array of strings; null is an empty list, as Go decodes it. */
-int knox_client_data_strv(const KnoxResponse *resp, char ***ret, KnoxError *err) {
+static int data_strv(const KnoxResponse *resp, char ***ret, KnoxError *err) {
         _cleanup_strv_free_ char **l = NULL;
         size_t n;
 
@@ -639,6 +648,19 @@ int knox_client_data_strv(const KnoxResponse *resp, char ***ret, KnoxError *err)
         }
         *ret = TAKE_PTR(l);
         return 0;
+}
+
+int knox_client_request_strv(
+        KnoxClient *c, const char *path, unsigned wait_sec, char ***ret, KnoxError *err) {
+        KnoxResponse resp = {};
+        int r;
+
+        r = knox_client_request(c, METHOD_GET, path, NULL, wait_sec, &resp, err);
+        if (r <= 0)
+                return r;
+        r = data_strv(&resp, ret, err);
+        knox_response_done(&resp);
+        return r < 0 ? r : 1;
 }
 
 /* A call whose answer carries nothing. */
