@@ -116,7 +116,9 @@ typedef struct Agent {
 
         sd_event *event;
         sd_event_source *wake_source;
-        int wake_fd; /* eventfd: sync threads poke the main loop */
+        int wake_fd;                   /* eventfd: sync threads poke the main loop */
+        sd_event_source *status_timer; /* Status= at most once an interval (agent.c) */
+        bool status_pending;           /* a change came since the last Status= */
         AgentBus *bus;
         AgentReads *reads; /* agent-read.c: keys read lately, parsed */
         AgentPam *pam;     /* the PAM socket and the user tokens */
