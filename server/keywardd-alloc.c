@@ -6,14 +6,15 @@
  * allocator"). jemalloc reads this string at its first allocation, before main(); MALLOC_CONF
  * in the environment still overrides the options it names.
  *
- * dirty_decay_ms:1000   freed pages go back to the system after about a second, not
- *                       jemalloc's default ten: after a burst of connections (a fleet's
- *                       watches, thousands of handshakes) the RSS falls back as it does with
- *                       glibc, at no cost measured to the throughput.
+ * dirty_decay_ms:1000   freed pages go back to the system about a second after they are
+ *                       freed, not jemalloc's default ten, so that the memory of a burst of
+ *                       connections (a fleet's watches, thousands of handshakes) does not
+ *                       linger; side by side with the default, no cost to the throughput.
  * muzzy_decay_ms:0      purged pages are returned at once (MADV_DONTNEED), never kept as
  *                       lazily freed pages that still count in RSS until the kernel wants them.
- * background_thread:false  purging happens in the threads that allocate, as they do anyway;
- *                       an idle keywardd has nothing new to give back, and one thread fewer.
+ * background_thread:false  the purging is done by the threads that allocate, as they go:
+ *                       one thread fewer. Pages freed just before keywardd falls idle wait
+ *                       for its next requests to go back.
  * narenas is left to jemalloc (four per CPU, created as threads need them): each worker thread,
  * one per CPU by default, gets an arena of its own, so workers never share a lock. */
 
