@@ -6,9 +6,9 @@ KW_BUILD_PACKAGES=(
         build-essential autoconf automake libtool pkg-config make xz-utils git
         libssl-dev libevent-dev libcurl4-openssl-dev libjson-c-dev libsystemd-dev
         libpam0g-dev libsqlite3-dev libpq-dev libp11-kit-dev libinih-dev
-        libmariadb-dev libtss2-dev
+        libmariadb-dev libtss2-dev libjemalloc-dev
 )
-KW_RUN_PACKAGES=(openssl curl dbus sqlite3 python3)
+KW_RUN_PACKAGES=(openssl curl dbus sqlite3 python3 libjemalloc2)
 KW_TEST_PACKAGES=(
         libcmocka-dev clang libclang-rt-14-dev clang-format
         libpam-wrapper libpamtest0-dev libnss-wrapper
