@@ -9,14 +9,13 @@
  * KEYWARD_CODE (Knox's), KEYWARD_PRINCIPAL, KEYWARD_AUTH_TYPE, KEYWARD_KEY_ID,
  * KEYWARD_VERSION_ID and KEYWARD_REMOTE_ADDR (each left out when empty).
  *
- * An entry carries the requests whose lines went out together (one, unless requests came
- * faster than journald takes entries): MESSAGE_ID=AUDIT_MESSAGE_ID,
- * SYSLOG_IDENTIFIER=keywardd-audit, one MESSAGE line per request, the most urgent PRIORITY,
- * every request's other fields (a field that several share once), and the chain:
- * KEYWARD_AUDIT (the sealed lines, as a file would hold them, one per request),
- * KEYWARD_AUDIT_SEQ for each line and KEYWARD_AUDIT_PREV of the first. A checkpoint is an entry
- * of its own with KEYWARD_AUDIT, KEYWARD_AUDIT_SEQ, KEYWARD_AUDIT_PREV and
- * KEYWARD_AUDIT_HMAC. */
+ * An entry carries the requests whose lines went out together (see server-audit.h; one when
+ * requests come one at a time): MESSAGE_ID=AUDIT_MESSAGE_ID, SYSLOG_IDENTIFIER=keywardd-audit,
+ * one MESSAGE line per request, the most urgent PRIORITY, every request's other fields (one
+ * the request before it has too is not sent again), and the chain: KEYWARD_AUDIT (the sealed
+ * lines, as a file would hold them, one per request), KEYWARD_AUDIT_SEQ for each line and
+ * KEYWARD_AUDIT_PREV of the first. A checkpoint is an entry of its own with KEYWARD_AUDIT,
+ * KEYWARD_AUDIT_SEQ, KEYWARD_AUDIT_PREV and KEYWARD_AUDIT_HMAC. */
 
 #include <stddef.h>
 
