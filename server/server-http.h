@@ -84,6 +84,7 @@ struct Watch {
         struct evhttp_request *req;
         Form query;
         struct event *timeout;
+        struct event *peer; /* the client's end closing while the watch waits (server-watch.c) */
         int64_t started_ns;
         char *remote_addr;
         Principals principals;

@@ -93,6 +93,8 @@ void watch_free(Watch *wa) {
         metrics_watchers_add(w->server->metrics, w->index, -1);
         if (wa->timeout)
                 event_free(wa->timeout);
+        if (wa->peer)
+                event_free(wa->peer);
         form_done(&wa->query);
         principals_done(&wa->principals);
         free(wa->remote_addr);
@@ -256,6 +258,55 @@ static void watch_closed_cb(struct evhttp_connection *evcon, void *userdata) {
         watch_free(wa);
 }
 
+/* The client's end of a waiting watch. evhttp reads nothing from a connection while its request
+ * is ours, so a client that died (its end closed with a FIN, or reset) would otherwise keep
+ * the connection, its TLS state and the watch until the watch's time is up (--max-watch, up
+ * to 300 s), in CLOSE_WAIT. EV_CLOSED is epoll's EPOLLRDHUP; a reset or an error comes as
+ * EV_READ, as do bytes the client sent ahead of the answer, which evhttp reads after it:
+ * those leave the watch as it is, and only the close is looked for from then on. */
+static void watch_peer_cb(evutil_socket_t fd, short what, void *userdata) {
+        Watch *wa = userdata;
+        ssize_t n = 0; /* EV_CLOSED: closed */
+        char c;
+
+        if (!(what & EV_CLOSED))
+                n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
+                struct event_base *base = event_get_base(wa->peer);
+
+                (void) event_del(wa->peer);
+                if (event_assign(wa->peer, base, fd, EV_CLOSED, watch_peer_cb, wa) < 0 ||
+                    event_add(wa->peer, NULL) < 0) {
+                        event_free(wa->peer);
+                        wa->peer = NULL;
+                }
+                return;
+        }
+        /* evhttp_connection_free() calls watch_closed_cb(), which frees wa and this event,
+         * then frees the request. */
+        log_debug("Watcher %s closed its connection while its watch waited.", strna(wa->remote_addr));
+        evhttp_connection_free(evhttp_request_get_connection(wa->req));
+}
+
+/* Look for the client's end closing (watch_peer_cb()). Without the event, the watch waits as
+ * before. */
+static void watch_peer_start(Watch *wa) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(wa->req);
+        struct event_base *base = wa->worker->base;
+        evutil_socket_t fd;
+
+        if (!evcon || !(event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE))
+                return;
+        fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+        if (fd < 0)
+                return;
+        wa->peer = event_new(base, fd, EV_CLOSED | EV_READ, watch_peer_cb, wa);
+        if (wa->peer && event_add(wa->peer, NULL) < 0) {
+                event_free(wa->peer);
+                wa->peer = NULL;
+        }
+}
+
 static void watch_mark_due(Watch *wa) {
         if (wa->due)
                 return;
@@ -375,5 +426,6 @@ int watch_start(Exchange *x, unsigned wait_sec) {
         LIST_PREPEND(watches, w->watches, wa);
         metrics_watchers_add(w->server->metrics, w->index, +1);
         evhttp_connection_set_closecb(evhttp_request_get_connection(x->req), watch_closed_cb, wa);
+        watch_peer_start(wa);
         return 0;
 }
