@@ -155,15 +155,24 @@ static void test_not_certificates(void **state) {
                 "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
                 "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n",
                 "-----BEGIN PGP MESSAGE-----\nhQEMA\n-----END PGP MESSAGE-----\n",
-                "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA\n-----END OPENSSH PRIVATE KEY-----\n",
                 "secret text, then -----BEGIN CERTIFICATE-----",
         };
         static const uint8_t der_junk[] = {0x30, 0x82, 0x01, 0x00, 0x02, 0x01, 0x00};
         _cleanup_buf_ Buf late = BUF_INIT;
         X509 *x = cert_until(T_2030_01_01, NULL, NULL);
+        BIO *bio;
+        char *p;
+        long n;
 
         FOREACH_ARRAY(t, texts, ELEMENTSOF(texts))
                 expect_none(*t, strlen(*t));
+        /* A private key alone, in the format of its algorithm (made here: no key is committed). */
+        bio = BIO_new(BIO_s_mem());
+        assert_non_null(bio);
+        assert_int_equal(PEM_write_bio_PrivateKey_traditional(bio, key, NULL, NULL, 0, NULL, NULL), 1);
+        n = BIO_get_mem_data(bio, &p);
+        expect_none(p, (size_t) n);
+        BIO_free(bio);
         expect_none(der_junk, sizeof(der_junk));
         expect_none(NULL, 0);
         /* A real certificate after text that is no PEM: the data is text, not a certificate. */
